@@ -1,0 +1,124 @@
+//! Wire formats: validated views of Ethernet, ARP, IPv4 and ICMP, and the
+//! Internet checksum. Parsing never panics: every malformed input yields a
+//! typed [`WireError`], which the engine counts by reason.
+
+pub mod arp;
+pub mod checksum;
+pub mod ethernet;
+pub mod icmp;
+pub mod ipv4;
+
+use thiserror::Error;
+
+/// Why a frame could not be parsed. Each variant is one drop counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum WireError {
+    /// Shorter than an Ethernet header.
+    #[error("frame shorter than an Ethernet header")]
+    EthernetTruncated,
+    /// EtherType the engine does not handle.
+    #[error("unsupported EtherType {0:#06x}")]
+    UnsupportedEtherType(u16),
+    /// ARP shorter than 28 bytes.
+    #[error("ARP packet truncated")]
+    ArpTruncated,
+    /// ARP for a hardware or protocol type other than Ethernet/IPv4.
+    #[error("ARP for an unsupported hardware/protocol type")]
+    ArpUnsupported,
+    /// Shorter than a 20-byte IPv4 header.
+    #[error("IPv4 header truncated")]
+    Ipv4Truncated,
+    /// Version is not 4 or IHL below 5.
+    #[error("IPv4 version or header length invalid")]
+    Ipv4BadHeader,
+    /// Total length below the header length or past the frame.
+    #[error("IPv4 total length invalid")]
+    Ipv4BadLength,
+    /// Header checksum does not verify.
+    #[error("IPv4 header checksum invalid")]
+    Ipv4BadChecksum,
+    /// More-fragments set or a non-zero offset; the engine does not reassemble.
+    #[error("IPv4 fragment")]
+    Ipv4Fragment,
+    /// ICMP shorter than its 8-byte header.
+    #[error("ICMP message truncated")]
+    IcmpTruncated,
+    /// ICMP checksum does not verify.
+    #[error("ICMP checksum invalid")]
+    IcmpBadChecksum,
+    /// Output buffer too small for the packet to emit.
+    #[error("buffer too small to emit the packet")]
+    BufferTooSmall,
+}
+
+impl WireError {
+    /// Every variant, for counter tables.
+    pub const ALL: &'static [WireError] = &[
+        WireError::EthernetTruncated,
+        WireError::UnsupportedEtherType(0),
+        WireError::ArpTruncated,
+        WireError::ArpUnsupported,
+        WireError::Ipv4Truncated,
+        WireError::Ipv4BadHeader,
+        WireError::Ipv4BadLength,
+        WireError::Ipv4BadChecksum,
+        WireError::Ipv4Fragment,
+        WireError::IcmpTruncated,
+        WireError::IcmpBadChecksum,
+        WireError::BufferTooSmall,
+    ];
+
+    /// Dense index of the variant (payloads ignored).
+    pub fn index(self) -> usize {
+        match self {
+            WireError::EthernetTruncated => 0,
+            WireError::UnsupportedEtherType(_) => 1,
+            WireError::ArpTruncated => 2,
+            WireError::ArpUnsupported => 3,
+            WireError::Ipv4Truncated => 4,
+            WireError::Ipv4BadHeader => 5,
+            WireError::Ipv4BadLength => 6,
+            WireError::Ipv4BadChecksum => 7,
+            WireError::Ipv4Fragment => 8,
+            WireError::IcmpTruncated => 9,
+            WireError::IcmpBadChecksum => 10,
+            WireError::BufferTooSmall => 11,
+        }
+    }
+
+    /// Counter name, as `xstack stats` prints it.
+    pub fn counter_name(self) -> &'static str {
+        match self {
+            WireError::EthernetTruncated => "drop_eth_truncated",
+            WireError::UnsupportedEtherType(_) => "drop_eth_unsupported_type",
+            WireError::ArpTruncated => "drop_arp_truncated",
+            WireError::ArpUnsupported => "drop_arp_unsupported",
+            WireError::Ipv4Truncated => "drop_ipv4_truncated",
+            WireError::Ipv4BadHeader => "drop_ipv4_bad_header",
+            WireError::Ipv4BadLength => "drop_ipv4_bad_length",
+            WireError::Ipv4BadChecksum => "drop_ipv4_bad_checksum",
+            WireError::Ipv4Fragment => "drop_ipv4_fragment",
+            WireError::IcmpTruncated => "drop_icmp_truncated",
+            WireError::IcmpBadChecksum => "drop_icmp_bad_checksum",
+            WireError::BufferTooSmall => "drop_buffer_too_small",
+        }
+    }
+}
+
+/// Reads a big-endian u16 at `off`; callers check bounds first.
+#[inline]
+pub(crate) fn be16(b: &[u8], off: usize) -> u16 {
+    u16::from_be_bytes([b[off], b[off + 1]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_indices_are_dense() {
+        for (i, e) in WireError::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i);
+        }
+    }
+}
