@@ -136,7 +136,12 @@ mod prog {
         };
         // SAFETY: `arp` covers ARP_LEN bytes.
         let (htype, ptype, op, tpa) = unsafe {
-            (be16(arp), be16(arp.add(2)), be16(arp.add(6)), raw32(arp.add(24)))
+            (
+                be16(arp),
+                be16(arp.add(2)),
+                be16(arp.add(6)),
+                raw32(arp.add(24)),
+            )
         };
         if htype != 1 || ptype != ETH_P_IP || op != ARP_OP_REQUEST {
             return (xdp_action::XDP_PASS, Counter::PassArpOther);
@@ -156,7 +161,13 @@ mod prog {
         };
         // SAFETY: `ip` covers 20 bytes.
         let (vihl, total_len, frag, proto, daddr) = unsafe {
-            (*ip, be16(ip.add(2)), be16(ip.add(6)), *ip.add(9), raw32(ip.add(16)))
+            (
+                *ip,
+                be16(ip.add(2)),
+                be16(ip.add(6)),
+                *ip.add(9),
+                raw32(ip.add(16)),
+            )
         };
         // SAFETY: map lookup of a plain key.
         let Some(flags) = (unsafe { OWNED_ADDRS.get(&AddrKey { addr: daddr }) }) else {

@@ -1,7 +1,15 @@
 //! xstack: an eBPF/XDP-accelerated kernel-bypass TCP stack.
 //!
-//! Layers (see DESIGN.md): [`wire`] formats, the sans-IO [`engine`], the
-//! AF_XDP datapath ([`xsk`], [`xdp`]), the [`testbed`], and the [`control`]
-//! socket that `xstack stats` reads.
+//! Layers (see DESIGN.md): [`wire`] formats; the sans-IO [`engine`]; the
+//! AF_XDP datapath ([`xsk`]) and the XDP program's loader ([`xdp`]); the
+//! [`serve`] runtime that wires them together; the [`testbed`]; and the
+//! [`control`] socket that `xstack stats` reads.
 
+pub mod control;
+pub mod engine;
+pub mod serve;
+pub mod sys;
+pub mod testbed;
 pub mod wire;
+pub mod xdp;
+pub mod xsk;

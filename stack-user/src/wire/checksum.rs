@@ -64,7 +64,9 @@ mod tests {
 
     #[test]
     fn data_with_its_checksum_verifies_to_zero() {
-        let mut data = vec![0x45, 0x00, 0x00, 0x54, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0, 0];
+        let mut data = vec![
+            0x45, 0x00, 0x00, 0x54, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0, 0,
+        ];
         data.extend_from_slice(&[198, 18, 0, 1, 198, 18, 0, 2]);
         let c = checksum(&data);
         data[10..12].copy_from_slice(&c.to_be_bytes());

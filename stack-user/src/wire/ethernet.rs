@@ -35,7 +35,9 @@ impl std::str::FromStr for Mac {
         let mut out = [0u8; 6];
         let mut parts = s.split(':');
         for b in out.iter_mut() {
-            let p = parts.next().ok_or_else(|| format!("bad MAC address {s:?}"))?;
+            let p = parts
+                .next()
+                .ok_or_else(|| format!("bad MAC address {s:?}"))?;
             *b = u8::from_str_radix(p, 16).map_err(|_| format!("bad MAC address {s:?}"))?;
         }
         if parts.next().is_some() {

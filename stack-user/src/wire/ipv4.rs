@@ -134,26 +134,44 @@ mod tests {
     fn malformed_headers_are_typed_errors() {
         let good = packet();
         for len in 0..HEADER_LEN {
-            assert_eq!(Ipv4Repr::parse(&good[..len]).unwrap_err(), WireError::Ipv4Truncated);
+            assert_eq!(
+                Ipv4Repr::parse(&good[..len]).unwrap_err(),
+                WireError::Ipv4Truncated
+            );
         }
         let mut v6 = good.clone();
         v6[0] = 0x65;
         assert_eq!(Ipv4Repr::parse(&v6).unwrap_err(), WireError::Ipv4BadHeader);
         let mut ihl4 = good.clone();
         ihl4[0] = 0x44;
-        assert_eq!(Ipv4Repr::parse(&ihl4).unwrap_err(), WireError::Ipv4BadHeader);
+        assert_eq!(
+            Ipv4Repr::parse(&ihl4).unwrap_err(),
+            WireError::Ipv4BadHeader
+        );
         let mut ihl15 = good.clone();
         ihl15[0] = 0x4f; // 60-byte header in a 28-byte packet
-        assert_eq!(Ipv4Repr::parse(&ihl15).unwrap_err(), WireError::Ipv4Truncated);
+        assert_eq!(
+            Ipv4Repr::parse(&ihl15).unwrap_err(),
+            WireError::Ipv4Truncated
+        );
         let mut long = good.clone();
         long[2..4].copy_from_slice(&1500u16.to_be_bytes());
-        assert_eq!(Ipv4Repr::parse(&long).unwrap_err(), WireError::Ipv4BadLength);
+        assert_eq!(
+            Ipv4Repr::parse(&long).unwrap_err(),
+            WireError::Ipv4BadLength
+        );
         let mut short = good.clone();
         short[2..4].copy_from_slice(&10u16.to_be_bytes());
-        assert_eq!(Ipv4Repr::parse(&short).unwrap_err(), WireError::Ipv4BadLength);
+        assert_eq!(
+            Ipv4Repr::parse(&short).unwrap_err(),
+            WireError::Ipv4BadLength
+        );
         let mut bad_sum = good.clone();
         bad_sum[8] = 1;
-        assert_eq!(Ipv4Repr::parse(&bad_sum).unwrap_err(), WireError::Ipv4BadChecksum);
+        assert_eq!(
+            Ipv4Repr::parse(&bad_sum).unwrap_err(),
+            WireError::Ipv4BadChecksum
+        );
     }
 
     #[test]

@@ -1,0 +1,357 @@
+//! `xstack serve`: attach XDP, open one AF_XDP socket per rx queue, run one
+//! engine per queue on its own thread, serve counters on the control socket,
+//! and detach cleanly on SIGINT/SIGTERM or when `--duration` ends.
+
+use std::{
+    net::Ipv4Addr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{
+    control::ControlServer,
+    engine::{Engine, EngineConfig, EngineStats},
+    sys::{self, InstanceLock, Signals},
+    xdp::{AttachMode, XdpProgram},
+    xsk::{KernelStats, XskConfig, XskSocket},
+};
+
+/// What `xstack serve` runs.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Interface to attach to.
+    pub iface: String,
+    /// The stack's address.
+    pub ip: Ipv4Addr,
+    /// TCP ports served.
+    pub ports: Vec<u16>,
+    /// Number of queues (default: all rx queues of the interface).
+    pub queues: Option<u32>,
+    /// XDP attach mode.
+    pub xdp_mode: AttachMode,
+    /// AF_XDP sizes and copy/zero-copy choice.
+    pub xsk: XskConfig,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Pin the XDP maps under /sys/fs/bpf/xstack/<iface>.
+    pub pin_maps: bool,
+    /// Never sleep in poll(); spin on the rings.
+    pub busy_poll: bool,
+}
+
+/// Counters of one queue as published by its worker.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct QueueStats {
+    /// Queue id.
+    pub queue: u32,
+    /// Engine counters.
+    pub engine: EngineStats,
+    /// Kernel AF_XDP counters.
+    pub kernel: KernelStats,
+}
+
+struct Worker {
+    stats: Arc<Mutex<QueueStats>>,
+    handle: JoinHandle<()>,
+}
+
+fn worker_loop(
+    mut sock: XskSocket,
+    mut engine: Engine,
+    stats: Arc<Mutex<QueueStats>>,
+    stop: Arc<AtomicBool>,
+    busy_poll: bool,
+) {
+    let mut idle = 0u32;
+    let mut last_publish = Instant::now();
+    let mut reported_tx_drops = 0u64;
+    let publish = |sock: &XskSocket, engine: &Engine, stats: &Mutex<QueueStats>| {
+        if let Ok(mut s) = stats.lock() {
+            s.engine = engine.stats().clone();
+            s.kernel = sock.kernel_stats();
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        sock.complete();
+        sock.refill();
+        let n = sock.receive(64, |frame, tx| engine.handle_frame(frame, tx));
+        let dropped = sock.tx_dropped();
+        if dropped != reported_tx_drops {
+            engine.count_tx_no_buffer(dropped - reported_tx_drops);
+            reported_tx_drops = dropped;
+        }
+        if n == 0 {
+            idle += 1;
+            if !busy_poll && idle > 256 {
+                sock.wait(10);
+            }
+        } else {
+            idle = 0;
+        }
+        if idle > 256 || last_publish.elapsed() >= Duration::from_millis(50) {
+            publish(&sock, &engine, &stats);
+            last_publish = Instant::now();
+        }
+    }
+    // Let queued replies leave before the socket closes.
+    let deadline = Instant::now() + Duration::from_millis(200);
+    while sock.tx_in_flight() > 0 && Instant::now() < deadline {
+        sock.complete();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    publish(&sock, &engine, &stats);
+}
+
+/// Runs the stack until a signal or the duration ends; returns the final
+/// counters as JSON (also what `xstack stats --json` shows while running).
+pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
+    let signals = Signals::block();
+    sys::check_privileges("xstack serve")?;
+    let iface = sys::interface(&config.iface)?;
+    if config.ports.is_empty() {
+        bail!("no TCP port given; pass --port P[,P...]");
+    }
+    let _iface_lock = InstanceLock::interface(&iface.name)?;
+    let _addr_lock = InstanceLock::address(config.ip)?;
+    let queues = config.queues.unwrap_or(iface.rx_queues);
+    if queues == 0 || queues > iface.rx_queues {
+        bail!(
+            "--queues {queues} is out of range: {} has {} rx queue(s); pass --queues 1..={}",
+            iface.name,
+            iface.rx_queues,
+            iface.rx_queues
+        );
+    }
+    if queues < iface.rx_queues {
+        log::warn!(
+            "{} has {} rx queues but only {queues} are served: owned traffic hashed to the others is dropped (drop_no_socket)",
+            iface.name,
+            iface.rx_queues
+        );
+    }
+
+    let pin_dir = config.pin_maps.then(|| {
+        std::path::Path::new(crate::xdp::BPFFS)
+            .join("xstack")
+            .join(format!("{}.{}", iface.name, sys::netns_id()))
+    });
+    let mut prog = XdpProgram::load(pin_dir.as_deref())?;
+    if let Some(dir) = &pin_dir {
+        log::info!("XDP maps pinned under {}", dir.display());
+    }
+    prog.own_addr(config.ip)?;
+    for p in &config.ports {
+        prog.own_port(config.ip, *p)?;
+    }
+
+    // Sockets first, so that nothing the program redirects finds no socket.
+    let mut sockets = Vec::new();
+    for q in 0..queues {
+        let s = XskSocket::open(&iface.name, q, &config.xsk)?;
+        prog.register_socket(q, s.fd())?;
+        sockets.push(s);
+    }
+    let xsk_mode = if sockets.iter().all(|s| s.is_zero_copy()) {
+        "zerocopy"
+    } else {
+        "copy"
+    };
+    let xdp_mode = prog.attach(&iface.name, config.xdp_mode)?;
+    log::info!(
+        "serving {}:{:?} on {} ({} queue(s), XDP {xdp_mode} mode, AF_XDP {xsk_mode} mode, driver {})",
+        config.ip,
+        config.ports,
+        iface.name,
+        queues,
+        if iface.driver.is_empty() { "?" } else { &iface.driver }
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for sock in sockets {
+        let q = sock.queue();
+        let stats = Arc::new(Mutex::new(QueueStats {
+            queue: q,
+            ..Default::default()
+        }));
+        let engine = Engine::new(EngineConfig {
+            mac: iface.mac,
+            addrs: vec![config.ip],
+            ports: config.ports.clone(),
+        });
+        let (st, sp, busy) = (stats.clone(), stop.clone(), config.busy_poll);
+        let handle = std::thread::Builder::new()
+            .name(format!("xstack-q{q}"))
+            .spawn(move || worker_loop(sock, engine, st, sp, busy))
+            .context("spawning a queue worker")?;
+        workers.push(Worker { stats, handle });
+    }
+
+    let prog = Arc::new(Mutex::new(prog));
+    let started = Instant::now();
+    let info = json!({
+        "pid": std::process::id(),
+        "iface": iface.name,
+        "ip": config.ip.to_string(),
+        "ports": config.ports,
+        "queues": queues,
+        "xdp_mode": xdp_mode,
+        "xsk_mode": xsk_mode,
+    });
+    let queue_stats: Vec<_> = workers.iter().map(|w| w.stats.clone()).collect();
+    let snapshot = {
+        let prog = prog.clone();
+        let info = info.clone();
+        move || snapshot(&info, &prog, &queue_stats, queues, started)
+    };
+    let control = ControlServer::start(&iface.name, snapshot.clone())?;
+    log::info!("control socket {}", control.path().display());
+    println!(
+        "xstack: serving {}:{} on {} — ping/arping {} or connect to it from the peer; Ctrl-C to stop",
+        config.ip,
+        config
+            .ports
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        iface.name,
+        config.ip
+    );
+
+    let why = loop {
+        if let Ok(mut p) = prog.lock() {
+            p.flush_logs();
+        }
+        if let Some(sig) = signals.wait(Duration::from_millis(100)) {
+            break sig;
+        }
+        if config.duration.is_some_and(|d| started.elapsed() >= d) {
+            break "duration reached";
+        }
+        if workers.iter().any(|w| w.handle.is_finished()) {
+            break "a queue worker stopped";
+        }
+    };
+    log::info!("stopping: {why}");
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        if w.handle.join().is_err() {
+            log::error!("a queue worker panicked");
+        }
+    }
+    drop(control);
+    let final_stats = snapshot();
+    if let Ok(mut p) = prog.lock() {
+        p.flush_logs();
+    }
+    // Dropping the program releases the BPF link: the interface is detached.
+    drop(prog);
+    Ok(final_stats)
+}
+
+fn snapshot(
+    info: &serde_json::Value,
+    prog: &Mutex<XdpProgram>,
+    queue_stats: &[Arc<Mutex<QueueStats>>],
+    queues: u32,
+    started: Instant,
+) -> serde_json::Value {
+    let (xdp, redirects) = match prog.lock() {
+        Ok(p) => (
+            p.counters()
+                .map(|c| json!(c))
+                .unwrap_or_else(|e| json!({"error": e.to_string()})),
+            p.queue_redirects(queues).unwrap_or_default(),
+        ),
+        Err(_) => (json!({"error": "lock poisoned"}), Vec::new()),
+    };
+    let per_queue: Vec<QueueStats> = queue_stats
+        .iter()
+        .filter_map(|s| s.lock().ok().map(|s| s.clone()))
+        .collect();
+    let mut total = EngineStats::default();
+    for q in &per_queue {
+        total.add(&q.engine);
+    }
+    let drops: serde_json::Map<String, serde_json::Value> = total
+        .wire_drops()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let queues_json: Vec<_> = per_queue
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            json!({
+                "queue": q.queue,
+                "xdp_redirects": redirects.get(i).copied().unwrap_or(0),
+                "engine": q.engine,
+                "kernel": q.kernel,
+            })
+        })
+        .collect();
+    let mut v = info.clone();
+    v["uptime_s"] = json!(started.elapsed().as_secs_f64());
+    v["xdp"] = xdp;
+    v["engine"] = json!(total);
+    v["engine"]["drops"] = json!(drops);
+    v["per_queue"] = json!(queues_json);
+    v
+}
+
+/// Renders a stats document as `name value` lines, nstat style, grouped.
+pub fn render_stats(v: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "xstack pid {} on {} ip {} ports {} queues {} (XDP {} mode, AF_XDP {} mode), up {:.1} s",
+        v["pid"],
+        v["iface"].as_str().unwrap_or("?"),
+        v["ip"].as_str().unwrap_or("?"),
+        v["ports"],
+        v["queues"],
+        v["xdp_mode"].as_str().unwrap_or("?"),
+        v["xsk_mode"].as_str().unwrap_or("?"),
+        v["uptime_s"].as_f64().unwrap_or(0.0)
+    );
+    let section = |out: &mut String, title: &str, obj: &serde_json::Value| {
+        let _ = writeln!(out, "{title}:");
+        if let Some(m) = obj.as_object() {
+            for (k, val) in m {
+                if val.is_number() {
+                    let _ = writeln!(out, "  {k:<28} {val}");
+                }
+            }
+        }
+    };
+    section(&mut out, "xdp (kernel, per-CPU summed)", &v["xdp"]);
+    section(&mut out, "engine", &v["engine"]);
+    section(&mut out, "engine drops", &v["engine"]["drops"]);
+    if let Some(qs) = v["per_queue"].as_array() {
+        for q in qs {
+            let _ = writeln!(
+                out,
+                "queue {}: xdp_redirects {} rx_frames {} tx_frames {} tcp_segments {} kernel rx_dropped {} rx_ring_full {} fill_ring_empty {}",
+                q["queue"],
+                q["xdp_redirects"],
+                q["engine"]["rx_frames"],
+                q["engine"]["tx_frames"],
+                q["engine"]["tcp_segments"],
+                q["kernel"]["rx_dropped"],
+                q["kernel"]["rx_ring_full"],
+                q["kernel"]["rx_fill_ring_empty"],
+            );
+        }
+    }
+    out
+}
