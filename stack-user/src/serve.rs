@@ -139,9 +139,10 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     }
 
     let pin_dir = config.pin_maps.then(|| {
-        std::path::Path::new(crate::xdp::BPFFS)
+        crate::xdp::bpffs_root()
             .join("xstack")
-            .join(format!("{}.{}", iface.name, sys::netns_id()))
+            // bpffs rejects dots in names.
+            .join(format!("{}_{}", iface.name, sys::netns_id()))
     });
     let mut prog = XdpProgram::load(pin_dir.as_deref())?;
     if let Some(dir) = &pin_dir {

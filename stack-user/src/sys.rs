@@ -122,32 +122,46 @@ pub struct Interface {
     pub driver: String,
 }
 
-/// Reads interface facts from /sys/class/net (of the current namespace when
-/// run under `ip netns exec`).
+/// Reads interface facts of the calling thread's network namespace (over
+/// rtnetlink, with `ip -details -json link show`, so it is right however the
+/// namespace was entered: `ip netns exec`, `nsenter` or `setns`).
 pub fn interface(name: &str) -> Result<Interface, SysError> {
-    let base = Path::new("/sys/class/net").join(name);
-    if name.is_empty() || name.contains('/') || !base.exists() {
+    if name.is_empty()
+        || name.len() > 15
+        || name.contains('/')
+        || name.contains(char::is_whitespace)
+    {
         return Err(SysError::UnknownInterface(name.into()));
     }
-    let read = |f: &str| std::fs::read_to_string(base.join(f)).unwrap_or_default();
-    let index = read("ifindex").trim().parse().unwrap_or(0);
-    let mac = read("address").trim().parse().unwrap_or_default();
-    let rx_queues = std::fs::read_dir(base.join("queues"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-                .count() as u32
-        })
-        .unwrap_or(1)
-        .max(1);
-    let driver = std::fs::read_link(base.join("device/driver"))
-        .ok()
-        .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+    let out = std::process::Command::new("ip")
+        .args(["-details", "-json", "link", "show", "dev", name])
+        .output()
+        .map_err(|source| SysError::Io {
+            path: "ip (iproute2; install it with `apt-get install iproute2`)".into(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(SysError::UnknownInterface(name.into()));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|_| SysError::UnknownInterface(name.into()))?;
+    let link = &v[0];
+    let index = link["ifindex"].as_u64().unwrap_or(0) as u32;
+    if index == 0 {
+        return Err(SysError::UnknownInterface(name.into()));
+    }
+    let mac = link["address"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_default();
+    let rx_queues = link["num_rx_queues"].as_u64().unwrap_or(1).max(1) as u32;
+    let driver = link["linkinfo"]["info_kind"]
+        .as_str()
+        .map(str::to_string)
         .unwrap_or_else(|| {
-            // Virtual devices have no device/driver link; uevent has DEVTYPE.
-            read("uevent")
-                .lines()
-                .find_map(|l| l.strip_prefix("DEVTYPE=").map(str::to_string))
+            std::fs::read_link(Path::new("/sys/class/net").join(name).join("device/driver"))
+                .ok()
+                .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
                 .unwrap_or_default()
         });
     Ok(Interface {

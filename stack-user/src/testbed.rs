@@ -349,17 +349,24 @@ impl Testbed {
 
     /// A command that runs `program` in the peer namespace.
     pub fn peer_command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.peer_ns, program]);
-        c
+        netns_command(&self.peer_ns, program)
     }
 
     /// A command that runs `program` in the stack namespace.
     pub fn stack_command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.stack_ns, program]);
-        c
+        netns_command(&self.stack_ns, program)
     }
+}
+
+/// A command that runs `program` in network namespace `ns` with
+/// `nsenter --net`: unlike `ip netns exec`, it keeps the mount namespace, so
+/// /sys/fs/bpf (pins) stays the host's.
+pub fn netns_command(ns: &str, program: &str) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{ns}"))
+        .arg("--")
+        .arg(program);
+    c
 }
 
 impl std::fmt::Display for Status {

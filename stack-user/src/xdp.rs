@@ -33,6 +33,13 @@ pub static EBPF_OBJECT: &[u8] =
 /// Where bpffs is normally mounted.
 pub const BPFFS: &str = "/sys/fs/bpf";
 
+/// The bpffs root pins go under: `$XSTACK_BPFFS`, else [`BPFFS`].
+pub fn bpffs_root() -> PathBuf {
+    std::env::var_os("XSTACK_BPFFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(BPFFS))
+}
+
 /// How to attach the program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -296,7 +303,11 @@ impl XdpProgram {
     /// Attaches to `iface`. Refuses when any XDP program is already there.
     /// Returns the mode actually used ("driver" or "generic").
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<&'static str, XdpError> {
-        if !Path::new("/sys/class/net").join(iface).exists() {
+        let known = std::ffi::CString::new(iface)
+            // SAFETY: if_nametoindex with a valid C string.
+            .map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) } != 0)
+            .unwrap_or(false);
+        if !known {
             return Err(XdpError::UnknownInterface(iface.to_string()));
         }
         if let Some(p) = attached_program(iface) {
@@ -416,8 +427,9 @@ impl Drop for XdpProgram {
 /// Checks bpffs and clears `dir` of stale pins (of an instance that was
 /// killed; the caller holds the interface lock, so no live instance owns them).
 fn prepare_pin_dir(dir: &Path) -> Result<(), XdpError> {
-    if !is_bpffs(Path::new(BPFFS)) {
-        return Err(XdpError::BpffsMissing(BPFFS.into()));
+    let root = bpffs_root();
+    if !is_bpffs(&root) {
+        return Err(XdpError::BpffsMissing(root.display().to_string()));
     }
     if dir.exists() {
         let _ = std::fs::remove_dir_all(dir);

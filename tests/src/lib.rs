@@ -1,1 +1,184 @@
+//! Helpers for the end-to-end tests: unique testbeds, a `xstack serve`
+//! process guard that stops only the process it started (by pid), counters
+//! over the control socket, and running code inside a network namespace.
 
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+pub use xstack::testbed::{Testbed, TestbedGuard, PEER_IP, STACK_IP};
+
+/// The `xstack` binary under test: `$XSTACK_BIN` (set by `cargo xtask
+/// test`), else the workspace's debug build.
+pub fn xstack_bin() -> PathBuf {
+    std::env::var_os("XSTACK_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/xstack"))
+}
+
+/// A testbed name unique to this process and call (1-10 chars).
+pub fn unique_name(prefix: char) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}{n}", std::process::id() % 100_000)
+}
+
+/// A fresh testbed that is removed when the guard drops (also on panic).
+pub fn testbed(prefix: char, queues: u32) -> TestbedGuard {
+    TestbedGuard::up(&unique_name(prefix), queues).expect("testbed up")
+}
+
+/// Polls `f` every 50 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// A running `xstack serve` in the stack namespace of a testbed.
+pub struct Serve {
+    child: Option<Child>,
+    /// Interface it serves.
+    pub iface: String,
+}
+
+impl Serve {
+    /// Starts `xstack serve` on the testbed's stack interface with `extra`
+    /// arguments, and waits until its control socket answers.
+    pub fn start(t: &Testbed, port: u16, extra: &[&str]) -> Serve {
+        let child = t
+            .stack_command(xstack_bin().to_str().expect("utf-8 path"))
+            .args([
+                "serve",
+                "--iface",
+                &t.stack_if,
+                "--ip",
+                &t.stack_ip.to_string(),
+            ])
+            .args(["--port", &port.to_string(), "--duration", "120"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn xstack serve");
+        let mut s = Serve {
+            child: Some(child),
+            iface: t.stack_if.clone(),
+        };
+        let up = wait_until(Duration::from_secs(20), || {
+            s.try_stats().is_some() || s.exited()
+        });
+        assert!(
+            up && !s.exited(),
+            "xstack serve did not start: {}",
+            s.stop_output_text()
+        );
+        s
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// Counters over the control socket, if it answers.
+    pub fn try_stats(&self) -> Option<serde_json::Value> {
+        let out = Command::new(xstack_bin())
+            .args(["stats", "--json", "--iface", &self.iface])
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Counters over the control socket.
+    pub fn stats(&self) -> serde_json::Value {
+        self.try_stats().expect("xstack stats answers")
+    }
+
+    /// Pid of the serve process (`ip netns exec` execs into it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends `signal` and waits for the process; returns its output.
+    pub fn stop_with(&mut self, signal: i32) -> Output {
+        let mut child = self.child.take().expect("serve running");
+        // SAFETY: signalling the child we spawned, by its pid.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait_with_output().expect("serve output")
+    }
+
+    fn stop_output_text(&mut self) -> String {
+        let out = self.stop_with(libc::SIGTERM);
+        format!(
+            "status {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop_with(libc::SIGTERM);
+        }
+    }
+}
+
+/// Runs `f` on a new thread that has joined network namespace `ns`
+/// (`/run/netns/<ns>`); sockets it creates live in that namespace.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns on a namespace fd, affecting only this thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
+/// Reads a counter at a JSON pointer as u64 (0 when absent).
+pub fn counter(v: &serde_json::Value, pointer: &str) -> u64 {
+    v.pointer(pointer).and_then(|x| x.as_u64()).unwrap_or(0)
+}
+
+/// The XDP program attached to `iface` in namespace `ns`, as (id, name).
+pub fn attached_xdp(ns: &str, iface: &str) -> Option<(u64, String)> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-details", "-json", "link", "show", "dev", iface])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let prog = v.get(0)?.get("xdp")?.get("prog")?;
+    Some((
+        prog.get("id")?.as_u64()?,
+        prog.get("name")?.as_str()?.to_string(),
+    ))
+}

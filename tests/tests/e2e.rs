@@ -1,0 +1,363 @@
+//! End-to-end: real XDP, real AF_XDP, the Linux kernel as the peer in another
+//! network namespace. Each test makes its own testbed (unique names) and
+//! removes it, also when it fails.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    process::Command,
+    time::Duration,
+};
+
+use xstack_tests::{attached_xdp, counter, in_netns, testbed, wait_until, xstack_bin, Serve};
+
+const PORT: u16 = 8080;
+
+fn peer(t: &xstack_tests::Testbed, prog: &str, args: &[&str]) -> std::process::Output {
+    t.peer_command(prog)
+        .args(args)
+        .output()
+        .expect("run in peer netns")
+}
+
+#[test]
+fn ping_and_arping_to_the_stack_address_are_answered_by_the_engine() {
+    let tb = testbed('p', 2);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, PORT, &[]);
+    let ip = t.stack_ip.to_string();
+
+    let arping = peer(t, "arping", &["-c", "3", "-w", "5", "-I", &t.peer_if, &ip]);
+    assert!(
+        arping.status.success(),
+        "arping: {}",
+        String::from_utf8_lossy(&arping.stdout)
+    );
+    assert!(String::from_utf8_lossy(&arping.stdout).contains("02:78:73:00:00:02"));
+
+    let ping = peer(t, "ping", &["-c", "5", "-i", "0.2", "-W", "2", &ip]);
+    let text = String::from_utf8_lossy(&ping.stdout);
+    assert!(ping.status.success(), "ping: {text}");
+    assert!(text.contains("5 received"), "ping: {text}");
+
+    let ok = wait_until(Duration::from_secs(3), || {
+        counter(&serve.stats(), "/engine/icmp_echo_replies") == 5
+    });
+    let s = serve.stats();
+    assert!(ok, "engine did not count 5 echo replies: {s:#}");
+    // Every ARP and ICMP packet the XDP program redirected reached the
+    // engine, and every request was answered.
+    assert_eq!(counter(&s, "/engine/icmp_echo_requests"), 5);
+    assert_eq!(counter(&s, "/xdp/redirect_icmp"), 5);
+    let arp_req = counter(&s, "/engine/arp_requests");
+    assert!(arp_req >= 3, "{s:#}");
+    assert_eq!(counter(&s, "/engine/arp_replies"), arp_req);
+    assert_eq!(counter(&s, "/xdp/redirect_arp"), arp_req);
+    assert_eq!(counter(&s, "/engine/tx_no_buffer"), 0);
+}
+
+#[test]
+fn tcp_syns_reach_the_engine_on_the_queue_they_arrived_on() {
+    let tb = testbed('q', 2);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, PORT, &[]);
+    let target = SocketAddr::from((t.stack_ip, PORT));
+    const SYNS: u64 = 32;
+    // Each connect sends exactly one SYN: the engine does not answer yet and
+    // the timeout (300 ms) is below the kernel's first SYN retransmission (1 s).
+    in_netns(&t.peer_ns, move || {
+        let handles: Vec<_> = (0..SYNS)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    TcpStream::connect_timeout(&target, Duration::from_millis(300)).is_err()
+                })
+            })
+            .collect();
+        for h in handles {
+            // Threads spawned here inherit the peer namespace.
+            assert!(h.join().unwrap(), "connect unexpectedly succeeded");
+        }
+    });
+    let ok = wait_until(Duration::from_secs(3), || {
+        counter(&serve.stats(), "/engine/tcp_syns") == SYNS
+    });
+    let s = serve.stats();
+    assert!(ok, "engine did not count {SYNS} SYNs: {s:#}");
+    assert_eq!(counter(&s, "/xdp/redirect_tcp"), SYNS);
+    assert_eq!(counter(&s, "/engine/tcp_segments"), SYNS);
+    let queues = s["per_queue"].as_array().expect("per_queue");
+    assert_eq!(queues.len(), 2);
+    let mut used = 0;
+    for q in queues {
+        // What XDP redirected on queue q is exactly what the engine of
+        // queue q received.
+        assert_eq!(
+            counter(q, "/xdp_redirects"),
+            counter(q, "/engine/rx_frames"),
+            "queue {}: {q:#}",
+            q["queue"]
+        );
+        if counter(q, "/engine/tcp_segments") > 0 {
+            used += 1;
+        }
+    }
+    // 32 flows hashed over 2 queues all landing on one: probability 2^-31.
+    assert_eq!(used, 2, "all SYNs landed on one queue: {s:#}");
+}
+
+#[test]
+fn sigint_detaches_cleanly_and_prints_final_counters() {
+    let tb = testbed('s', 1);
+    let t = &tb.testbed;
+    let mut serve = Serve::start(t, PORT, &["--pin-maps"]);
+    assert_eq!(
+        attached_xdp(&t.stack_ns, &t.stack_if).map(|(_, n)| n),
+        Some("xstack_xdp".to_string())
+    );
+    let pins = std::fs::read_dir("/sys/fs/bpf/xstack")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with(&t.stack_if))
+        })
+        .unwrap_or(false);
+    assert!(pins, "--pin-maps made no pins");
+    let ping = peer(
+        t,
+        "ping",
+        &["-c", "2", "-i", "0.2", "-W", "2", &t.stack_ip.to_string()],
+    );
+    assert!(ping.status.success());
+
+    let out = serve.stop_with(libc::SIGINT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("final counters:"), "{stdout}");
+    assert!(
+        stdout.contains("icmp_echo_replies            2"),
+        "{stdout}"
+    );
+    // Nothing left: no program, no pins, no control socket.
+    assert_eq!(attached_xdp(&t.stack_ns, &t.stack_if), None);
+    let leftover_pins = std::fs::read_dir("/sys/fs/bpf/xstack")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with(&t.stack_if))
+        })
+        .unwrap_or(false);
+    assert!(!leftover_pins, "pins left behind");
+    let sockets = xstack::control::instances();
+    assert!(
+        !sockets.iter().any(|(i, _)| i == &t.stack_if),
+        "control socket left behind"
+    );
+}
+
+#[test]
+fn a_killed_instance_leaves_no_program_attached() {
+    let tb = testbed('k', 1);
+    let t = &tb.testbed;
+    let mut serve = Serve::start(t, PORT, &[]);
+    assert!(attached_xdp(&t.stack_ns, &t.stack_if).is_some());
+    let out = serve.stop_with(libc::SIGKILL);
+    assert!(!out.status.success());
+    // The BPF link dies with the process's file descriptors.
+    assert!(
+        wait_until(Duration::from_secs(5), || attached_xdp(
+            &t.stack_ns,
+            &t.stack_if
+        )
+        .is_none()),
+        "XDP program still attached after SIGKILL"
+    );
+    // A new instance starts on the same interface and address.
+    let again = Serve::start(t, PORT, &[]);
+    assert!(again.try_stats().is_some());
+}
+
+#[test]
+fn testbed_down_leaves_nothing_behind() {
+    let name = xstack_tests::unique_name('d');
+    let t = xstack::testbed::Testbed::new(&name).unwrap();
+    t.up(2).unwrap();
+    t.up(2).unwrap(); // idempotent
+    assert!(t.exists());
+    let st = t.status();
+    assert_eq!(st.peer.kernel_addrs, vec!["198.18.0.1/24".to_string()]);
+    assert!(
+        st.stack.kernel_addrs.is_empty(),
+        "the stack address must not be on the kernel interface"
+    );
+    // No route out of either namespace.
+    for ns in [&t.stack_ns, &t.peer_ns] {
+        let routes = Command::new("ip")
+            .args(["-n", ns, "route", "show", "default"])
+            .output()
+            .unwrap();
+        assert!(routes.stdout.is_empty(), "default route in {ns}");
+    }
+    t.down().unwrap();
+    t.down().unwrap(); // idempotent
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let list = String::from_utf8_lossy(&netns.stdout);
+    assert!(
+        !list.contains(&t.stack_ns) && !list.contains(&t.peer_ns),
+        "{list}"
+    );
+    let links = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains(&format!("xs-{name}-")));
+}
+
+fn serve_error(t: &xstack_tests::Testbed, args: &[&str]) -> (bool, String) {
+    let out = t
+        .stack_command(xstack_bin().to_str().unwrap())
+        .arg("serve")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_one_line(stderr: &str, needle: &str) {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
+    assert!(
+        lines[0].contains(needle),
+        "expected {needle:?} in {stderr:?}"
+    );
+}
+
+#[test]
+fn bad_input_gives_one_line_errors_and_leaves_nothing_attached() {
+    let tb = testbed('b', 1);
+    let t = &tb.testbed;
+    let ip = t.stack_ip.to_string();
+    let iface = t.stack_if.as_str();
+
+    let (ok, err) = serve_error(t, &["--iface", "nosuchif0", "--ip", &ip, "--port", "80"]);
+    assert!(!ok);
+    assert_one_line(&err, "interface nosuchif0 does not exist");
+
+    let (ok, err) = serve_error(
+        t,
+        &[
+            "--iface", iface, "--ip", &ip, "--port", "80", "--queues", "4",
+        ],
+    );
+    assert!(!ok);
+    assert_one_line(&err, "--queues 4 is out of range");
+
+    // Not root: drop every capability and switch to nobody.
+    let out = t
+        .stack_command("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(xstack_bin())
+        .args(["serve", "--iface", iface, "--ip", &ip, "--port", "80"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_one_line(
+        &String::from_utf8_lossy(&out.stderr),
+        "needs root or the capabilities",
+    );
+
+    // bpffs missing where pins should go.
+    let out = t
+        .stack_command(xstack_bin().to_str().unwrap())
+        .env("XSTACK_BPFFS", "/tmp")
+        .args([
+            "serve",
+            "--iface",
+            iface,
+            "--ip",
+            &ip,
+            "--port",
+            "80",
+            "--pin-maps",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_one_line(
+        &String::from_utf8_lossy(&out.stderr),
+        "bpffs is not mounted at /tmp",
+    );
+
+    assert_eq!(
+        attached_xdp(&t.stack_ns, iface),
+        None,
+        "a failed start left XDP attached"
+    );
+
+    // A running instance owns the address and the interface.
+    let _first = Serve::start(t, PORT, &[]);
+    let (ok, err) = serve_error(t, &["--iface", iface, "--ip", &ip, "--port", "81"]);
+    assert!(!ok);
+    assert_one_line(&err, "already driven by another xstack instance");
+}
+
+#[test]
+fn an_xdp_program_attached_by_someone_else_is_not_replaced() {
+    let tb = testbed('f', 1);
+    let t = &tb.testbed;
+    let (ns, iface) = (t.stack_ns.clone(), t.stack_if.clone());
+    // "Someone else": this test process attaches the program itself.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        in_netns(&ns, move || {
+            let mut p = xstack::xdp::XdpProgram::load(None).expect("load");
+            p.attach(&iface, xstack::xdp::AttachMode::Generic)
+                .expect("attach");
+            ready_tx.send(()).unwrap();
+            let _ = rx.recv_timeout(Duration::from_secs(60));
+            drop(p);
+        })
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("holder attached");
+    let before = attached_xdp(&t.stack_ns, &t.stack_if).expect("holder's program");
+
+    let (ok, err) = serve_error(
+        t,
+        &[
+            "--iface",
+            &t.stack_if,
+            "--ip",
+            &t.stack_ip.to_string(),
+            "--port",
+            "80",
+        ],
+    );
+    assert!(!ok);
+    assert_one_line(&err, "already has an XDP program attached");
+    assert_eq!(
+        attached_xdp(&t.stack_ns, &t.stack_if),
+        Some(before),
+        "the program was replaced"
+    );
+
+    tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || attached_xdp(
+        &t.stack_ns,
+        &t.stack_if
+    )
+    .is_none()));
+}
