@@ -157,6 +157,7 @@ pub struct XskSocket {
     zero_copy: bool,
     tx_in_flight: u32,
     tx_dropped: u64,
+    tx_completed: u64,
     ring_size: u32,
     fd: RawFd,
 }
@@ -279,6 +280,7 @@ impl XskSocket {
             zero_copy,
             tx_in_flight: 0,
             tx_dropped: 0,
+            tx_completed: 0,
             ring_size: ring,
             fd,
         };
@@ -304,6 +306,11 @@ impl XskSocket {
     /// Frames that could not be sent because no frame or ring slot was free.
     pub fn tx_dropped(&self) -> u64 {
         self.tx_dropped
+    }
+
+    /// Frames the kernel reported sent (completion ring).
+    pub fn tx_completed(&self) -> u64 {
+        self.tx_completed
     }
 
     /// Frames transmitted but not yet completed.
@@ -338,6 +345,7 @@ impl XskSocket {
         while let Some(addr) = reader.read() {
             self.free.push(addr & !u64::from(self.frame_size - 1));
             self.tx_in_flight = self.tx_in_flight.saturating_sub(1);
+            self.tx_completed += 1;
         }
         reader.release();
     }

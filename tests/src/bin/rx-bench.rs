@@ -1,0 +1,198 @@
+//! `cargo xtask bench`: packets per second one AF_XDP socket receives on the
+//! testbed in copy mode, next to what the Linux stack receives of the same
+//! traffic, in one run.
+//!
+//! Sender: one thread in the peer namespace transmitting pre-built 60-byte
+//! TCP SYN frames (198.18.0.1:* → 198.18.0.2:8080, 1024 source ports, valid
+//! checksums) through an AF_XDP socket in copy mode on the peer veth, as fast
+//! as it can, for a bounded time. Receiver (a): `xstack serve --queues 1
+//! --busy-poll --xsk-mode copy`; counted by the engine. Receiver (b): the
+//! Linux stack with 198.18.0.2 configured on the same veth and nothing
+//! listening (it answers RSTs); counted by `Tcp: InSegs` of that namespace.
+
+use std::time::{Duration, Instant};
+
+use xstack::{
+    testbed::{PEER_MAC, STACK_MAC},
+    wire::{
+        checksum,
+        ethernet::{EthernetRepr, ETHERTYPE_IPV4},
+        ipv4::{Ipv4Repr, PROTO_TCP},
+    },
+    xsk::{XskConfig, XskMode, XskSocket},
+};
+use xstack_tests::{counter, in_netns, testbed, Serve, PEER_IP, STACK_IP};
+
+const PORT: u16 = 8080;
+
+fn syn_frame(sport: u16) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    EthernetRepr {
+        dst: STACK_MAC,
+        src: PEER_MAC,
+        ethertype: ETHERTYPE_IPV4,
+    }
+    .emit(&mut f)
+    .expect("eth");
+    Ipv4Repr {
+        src: PEER_IP,
+        dst: STACK_IP,
+        protocol: PROTO_TCP,
+        ttl: 64,
+        tos: 0,
+        ident: sport,
+        dont_frag: true,
+        payload_len: 20,
+    }
+    .emit(&mut f[14..])
+    .expect("ip");
+    let t = &mut f[34..54];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&PORT.to_be_bytes());
+    t[4..8].copy_from_slice(&u32::from(sport).wrapping_mul(2654435761).to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = 0x02;
+    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let sum = checksum::sum(checksum::pseudo_header(PEER_IP, STACK_IP, PROTO_TCP, 20), t);
+    let c = checksum::finish(sum);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// Transmits SYN frames on `iface` (in the calling thread's namespace) for
+/// `secs`; returns (frames sent, seconds).
+fn blast(iface: &str, secs: f64) -> (u64, f64) {
+    let frames: Vec<Vec<u8>> = (0..1024u16).map(|i| syn_frame(20000 + i)).collect();
+    let mut sock = XskSocket::open(
+        iface,
+        0,
+        &XskConfig {
+            frames: 4096,
+            ring_size: 2048,
+            mode: XskMode::Copy,
+            ..XskConfig::default()
+        },
+    )
+    .expect("sender AF_XDP socket");
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
+    let mut i = 0usize;
+    while Instant::now() < end {
+        sock.complete();
+        sock.transmit_with(|tx| {
+            for _ in 0..64 {
+                let f = &frames[i % frames.len()];
+                let ok = tx.send(|buf| {
+                    buf[..f.len()].copy_from_slice(f);
+                    f.len()
+                });
+                if !ok {
+                    break;
+                }
+                i += 1;
+            }
+        });
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    // Let the ring drain before counting.
+    let drain = Instant::now() + Duration::from_millis(500);
+    while sock.tx_in_flight() > 0 && Instant::now() < drain {
+        sock.complete();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (sock.tx_completed(), elapsed)
+}
+
+fn tcp_in_segs(ns: &str) -> u64 {
+    let out = xstack::testbed::netns_command(ns, "cat")
+        .arg("/proc/net/snmp")
+        .output()
+        .expect("read snmp");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(h), Some(v)) = (tcp.next(), tcp.next()) else {
+        return 0;
+    };
+    h.split_whitespace()
+        .zip(v.split_whitespace())
+        .find(|(k, _)| *k == "InSegs")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let secs: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(5.0)
+        .clamp(1.0, 60.0);
+    let tb = testbed('r', 1);
+    let t = tb.testbed.clone();
+    println!(
+        "rx-bench: testbed {} (1 queue), sender = 1 thread, AF_XDP copy-mode TX on {} (peer), {} s per run",
+        t.name, t.peer_if, secs
+    );
+
+    // (a) xstack: one AF_XDP socket in copy mode.
+    let serve = Serve::start(
+        &t,
+        PORT,
+        &["--queues", "1", "--busy-poll", "--xsk-mode", "copy"],
+    );
+    let before = serve.stats();
+    let peer_if = t.peer_if.clone();
+    let (sent_a, el_a) = in_netns(&t.peer_ns, move || blast(&peer_if, secs));
+    std::thread::sleep(Duration::from_millis(300));
+    let after = serve.stats();
+    drop(serve);
+    let d = |p: &str| counter(&after, p) - counter(&before, p);
+    let rx_a = d("/engine/rx_frames");
+    let syns_a = d("/engine/tcp_syns");
+    let xdp_a = d("/xdp/rx_packets");
+    let ring_full = d("/per_queue/0/kernel/rx_ring_full");
+    let fill_empty = d("/per_queue/0/kernel/rx_fill_ring_empty");
+    let kdrop = d("/per_queue/0/kernel/rx_dropped");
+
+    // (b) the Linux stack on the same veth, same traffic.
+    let cidr = format!("{}/24", STACK_IP);
+    let ok = std::process::Command::new("ip")
+        .args(["-n", &t.stack_ns, "addr", "add", &cidr, "dev", &t.stack_if])
+        .status()
+        .expect("ip addr add")
+        .success();
+    assert!(ok, "cannot add {cidr} to {}", t.stack_if);
+    let in0 = tcp_in_segs(&t.stack_ns);
+    let peer_if = t.peer_if.clone();
+    let (sent_b, el_b) = in_netns(&t.peer_ns, move || blast(&peer_if, secs));
+    std::thread::sleep(Duration::from_millis(300));
+    let rx_b = tcp_in_segs(&t.stack_ns) - in0;
+
+    let pps = |n: u64, s: f64| n as f64 / s;
+    println!();
+    println!(
+        "| receiver                         | sent (pps)  | received (pps) | received / sent |"
+    );
+    println!(
+        "|----------------------------------|-------------|----------------|-----------------|"
+    );
+    println!(
+        "| xstack, 1 AF_XDP socket, copy    | {:>11.0} | {:>14.0} | {:>15.3} |",
+        pps(sent_a, el_a),
+        pps(rx_a, el_a),
+        rx_a as f64 / sent_a.max(1) as f64
+    );
+    println!(
+        "| Linux TCP stack (InSegs)         | {:>11.0} | {:>14.0} | {:>15.3} |",
+        pps(sent_b, el_b),
+        pps(rx_b, el_b),
+        rx_b as f64 / sent_b.max(1) as f64
+    );
+    println!();
+    println!(
+        "ratio xstack/kernel received pps: {:.2}",
+        pps(rx_a, el_a) / pps(rx_b, el_b).max(1.0)
+    );
+    println!(
+        "xstack detail: xdp rx_packets {xdp_a}, engine rx_frames {rx_a} (tcp_syns {syns_a}), kernel AF_XDP rx_ring_full {ring_full}, fill_ring_empty {fill_empty}, rx_dropped {kdrop}"
+    );
+}
