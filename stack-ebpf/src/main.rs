@@ -107,7 +107,7 @@ mod prog {
                     // SAFETY: per-CPU slot.
                     unsafe { *p += 1 };
                 }
-                debug!(ctx, "xdp: {} on queue {}", what as u32, queue);
+                debug!(ctx, "{} -> AF_XDP queue {}", what.name(), queue);
                 (action, what)
             }
             Err(_) => (xdp_action::XDP_DROP, Counter::DropNoSocket),

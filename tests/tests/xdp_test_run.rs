@@ -26,14 +26,25 @@ const OTHER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 9);
 const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const PORT: u16 = 8080;
 
+/// One AF_XDP socket per (interface, queue): tests that bind `lo` queue 0
+/// take turns.
+static LO_QUEUE0: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// What a test holds: the program, the socket and the turn on `lo`.
+type Loaded = (
+    XdpProgram,
+    Option<(XskSocket, std::sync::MutexGuard<'static, ()>)>,
+);
+
 /// A loaded program owning OURS:PORT. With `socket`, an AF_XDP socket bound
 /// to `lo` queue 0 fills XSKMAP slot 0, so redirects to queue 0 succeed
 /// (`lo` has no XDP program attached: no live traffic is affected).
-fn program(socket: bool) -> (XdpProgram, Option<XskSocket>) {
+fn program(socket: bool) -> Loaded {
     let mut p = XdpProgram::load(None).expect("load XDP program (built by cargo xtask build?)");
     p.own_addr(OURS).unwrap();
     p.own_port(OURS, PORT).unwrap();
     let sock = socket.then(|| {
+        let turn = LO_QUEUE0.lock().unwrap_or_else(|e| e.into_inner());
         let s = XskSocket::open(
             "lo",
             0,
@@ -46,7 +57,7 @@ fn program(socket: bool) -> (XdpProgram, Option<XskSocket>) {
         )
         .expect("AF_XDP socket on lo");
         p.register_socket(0, s.fd()).unwrap();
-        s
+        (s, turn)
     });
     (p, sock)
 }

@@ -123,10 +123,11 @@ struct ServeArgs {
 }
 
 fn init_logging(verbose: u8) {
+    // stack_ebpf is the target of the XDP program's own aya-log records.
     let level = match verbose {
         0 => "info",
-        1 => "debug",
-        _ => "trace",
+        1 => "info,xstack=debug,stack_ebpf=debug",
+        _ => "debug,xstack=trace,stack_ebpf=trace",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .format_timestamp_millis()
