@@ -251,16 +251,27 @@ impl XskSocket {
             .map_err(|e| err("rx/tx rings", e, ""))?;
         let rx = user.map_rx().map_err(|e| err("rx ring mmap", e, ""))?;
         let tx = user.map_tx().map_err(|e| err("tx ring mmap", e, ""))?;
-        umem.bind(&user).map_err(|e| {
-            err(
-                "bind",
-                e,
-                if zero_copy {
-                    " (the driver may not support zero-copy; use --xsk-mode copy)"
-                } else {
-                    " (does the interface have this rx queue? see --queues)"
-                },
-            )
+        // A socket closed moments ago releases its queue asynchronously, so
+        // EBUSY is retried for a short while before it is believed.
+        let mut tries = 0;
+        let bound = loop {
+            match umem.bind(&user) {
+                Err(e) if e.get_raw().abs() == libc::EBUSY && tries < 40 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                other => break other,
+            }
+        };
+        bound.map_err(|e| {
+            let hint = if e.get_raw().abs() == libc::EBUSY {
+                " (another AF_XDP socket is bound to this queue)"
+            } else if zero_copy {
+                " (the driver may not support zero-copy; use --xsk-mode copy)"
+            } else {
+                " (does the interface have this rx queue? see --queues)"
+            };
+            err("bind", e, hint)
         })?;
         let fd = user.as_raw_fd();
 
