@@ -4,4 +4,5 @@
 //! AF_XDP datapath ([`xsk`], [`xdp`]), the [`testbed`], and the [`control`]
 //! socket that `xstack stats` reads.
 
+pub mod tcp;
 pub mod wire;
