@@ -370,6 +370,7 @@ impl TcpEngine {
             // move still gets an entry.
             self.reschedule(idx);
         }
+        self.clean_timers();
     }
 
     /// Next application event.
@@ -555,13 +556,14 @@ impl TcpEngine {
         self.tcb(id).map(Tcb::writable).ok_or(TcpError::NotFound)
     }
 
-    /// The control block, for inspection (cwnd, RTO, ...).
+    /// The control block, for inspection (cwnd, RTO, ...). `None` once the
+    /// handle was closed.
     pub fn tcb(&self, id: ConnId) -> Option<&Tcb> {
         let slot = self.slots.get(id.idx as usize)?;
         if slot.gen != id.gen {
             return None;
         }
-        slot.tcb.as_ref()
+        slot.tcb.as_ref().filter(|t| !t.is_orphan())
     }
 
     /// The connection for a 4-tuple (from our point of view).
@@ -615,6 +617,7 @@ impl TcpEngine {
             l.pending = l.pending.saturating_sub(1);
         }
         self.free.push(idx);
+        self.clean_timers();
     }
 
     fn mark_dirty(&mut self, idx: u32) {
@@ -696,6 +699,28 @@ impl TcpEngine {
             self.mark_dirty(idx);
             self.reschedule(idx);
         }
+        self.clean_timers();
         Some(r)
+    }
+
+    /// Drops stale entries from the top of the timer heap (freed slots,
+    /// deadlines that moved later), so `poll_timeout` is exact.
+    fn clean_timers(&mut self) {
+        while let Some(&Reverse((t, idx, gen))) = self.timers.peek() {
+            let Some(slot) = self.slots.get_mut(idx as usize) else {
+                self.timers.pop();
+                continue;
+            };
+            let current = slot.gen == gen && slot.scheduled == Some(t);
+            let next = slot.tcb.as_ref().and_then(Tcb::next_deadline);
+            if current && next == Some(t) {
+                break;
+            }
+            self.timers.pop();
+            if current {
+                slot.scheduled = None;
+                self.reschedule(idx);
+            }
+        }
     }
 }

@@ -1005,9 +1005,19 @@ impl Tcb {
         if self.rtx_deadline.is_some_and(|t| t <= now) {
             self.rtx_deadline = None;
             if self.has(PERSIST) {
-                // RFC 9293 §3.8.6.1: the persist timer sends a probe
-                // (one byte past the window) and backs off.
+                // RFC 9293 §3.8.6.1: the persist timer sends a probe and
+                // backs off. A peer that answers probes is never timed out
+                // (ACKs reset `retries`); one that stays silent is, after
+                // tcp_retries2 probes (as Linux's tcp_probe_timer).
                 self.clear(PERSIST);
+                if self.retries >= ctx.cfg.tcp_retries2 {
+                    ctx.stats.timeouts += 1;
+                    self.error = Some(TcpError::TimedOut);
+                    self.event(ctx, Event::TimedOut(ctx.id));
+                    self.enter_closed();
+                    return;
+                }
+                self.retries += 1;
                 self.set(FORCE);
                 self.rtt.back_off();
                 ctx.stats.persist_probes += 1;
@@ -1323,7 +1333,7 @@ impl Tcb {
         let force = self.has(FORCE);
         let wnd_avail = (self.snd_una + self.snd_wnd).dist(self.snd_nxt);
         let avail = cwnd.saturating_sub(pipe).min(wnd_avail);
-        let mut len = unsent.min(smss).min(avail);
+        let len = unsent.min(smss).min(avail);
         let idle = self.snd_una == self.snd_max;
         let resend = self.snd_nxt < self.snd_max;
         let push = idle || self.has(NODELAY) || self.has(FIN_QUEUED);
@@ -1331,7 +1341,7 @@ impl Tcb {
             // A FIN on its own.
             true
         } else if len == 0 {
-            force
+            false
         } else {
             // RFC 9293 §3.7.4 (Nagle) and §3.8.6.2.1 (sender SWS
             // avoidance): send a full segment, or all that is queued when
@@ -1344,6 +1354,18 @@ impl Tcb {
                 || (push && len >= self.max_snd_wnd / 2)
         };
         if !send {
+            if force && len == 0 {
+                // Zero-window probe (RFC 9293 §3.8.6.1). As Linux does, it
+                // carries an old sequence number (SND.UNA - 1) and no data,
+                // so the peer must answer with an ACK showing its window
+                // and nothing lies beyond the window afterwards.
+                self.clear(FORCE);
+                let probe = self.snd_una - 1u32;
+                let (total, _) = self.emit(now, ctx, buf, probe, 0, 0, false)?;
+                self.set(PERSIST);
+                self.rtx_deadline = Some(now + self.rtt.rto());
+                return Some(total);
+            }
             // Nothing in flight and nothing sendable: the persist timer
             // makes sure the window is probed (RFC 9293 §3.8.6.1) and
             // overrides SWS avoidance eventually (§3.8.6.2.1).
@@ -1352,10 +1374,6 @@ impl Tcb {
                 self.rtx_deadline = Some(now + self.rtt.rto());
             }
             return None;
-        }
-        if force && len == 0 && unsent > 0 {
-            // Zero-window probe: one byte past the window.
-            len = 1;
         }
         self.clear(FORCE);
         let with_fin = u32::from(self.has(FIN_QUEUED) && len == unsent);

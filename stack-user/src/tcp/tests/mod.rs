@@ -3,6 +3,16 @@
 //! and seeded impairments (quinn-proto `Pair` style).
 
 mod harness;
+mod util;
+
+mod close_wait;
+mod established;
+mod fin_wait;
+mod listen;
+mod recovery;
+mod syn_received;
+mod syn_sent;
+mod time_wait;
 
 use super::tcb::Tcb;
 
