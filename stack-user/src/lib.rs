@@ -1,7 +1,8 @@
 //! xstack: an eBPF/XDP-accelerated kernel-bypass TCP stack.
 //!
-//! Layers (see DESIGN.md): [`wire`] formats; the sans-IO [`engine`]; the
-//! AF_XDP datapath ([`xsk`]) and the XDP program's loader ([`xdp`]); the
+//! Layers (see DESIGN.md): [`wire`] formats; the sans-IO [`engine`] (frame
+//! handling: ARP, ICMP, demux) and [`tcp`] (the connection state machine);
+//! the AF_XDP datapath ([`xsk`]) and the XDP program's loader ([`xdp`]); the
 //! [`serve`] runtime that wires them together; the [`testbed`]; and the
 //! [`control`] socket that `xstack stats` reads.
 
@@ -9,6 +10,7 @@ pub mod control;
 pub mod engine;
 pub mod serve;
 pub mod sys;
+pub mod tcp;
 pub mod testbed;
 pub mod wire;
 pub mod xdp;

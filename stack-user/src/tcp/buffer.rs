@@ -1,0 +1,333 @@
+//! Send and receive buffers, kept outside the control block (heap) so the
+//! control block stays small; they allocate only when data is queued.
+//!
+//! The receive side reassembles out-of-order segments (RFC 9293 §3.10.7.4,
+//! "seventh": segments beyond RCV.NXT are held for later processing) and
+//! reports them as SACK blocks (RFC 2018 §4).
+
+use std::collections::VecDeque;
+
+use super::seq::SeqNumber;
+
+/// Bytes written by the application and not yet acknowledged. Byte 0 is the
+/// oldest unacknowledged byte.
+#[derive(Debug, Default)]
+pub struct SendBuffer {
+    data: VecDeque<u8>,
+    cap: u32,
+}
+
+impl SendBuffer {
+    /// A buffer that holds at most `cap` bytes.
+    pub fn new(cap: u32) -> SendBuffer {
+        SendBuffer {
+            data: VecDeque::new(),
+            cap,
+        }
+    }
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+    /// Room left.
+    pub fn free(&self) -> usize {
+        (self.cap as usize).saturating_sub(self.data.len())
+    }
+    /// Appends as much of `src` as fits; returns the count.
+    pub fn write(&mut self, src: &[u8]) -> usize {
+        let n = src.len().min(self.free());
+        self.data.extend(&src[..n]);
+        n
+    }
+    /// Copies bytes starting at `offset` into `dst`; returns the count.
+    pub fn copy_out(&self, offset: usize, dst: &mut [u8]) -> usize {
+        let (a, b) = self.data.as_slices();
+        let mut done = 0;
+        let mut off = offset;
+        for part in [a, b] {
+            if done == dst.len() {
+                break;
+            }
+            if off >= part.len() {
+                off -= part.len();
+                continue;
+            }
+            let n = (part.len() - off).min(dst.len() - done);
+            dst[done..done + n].copy_from_slice(&part[off..off + n]);
+            done += n;
+            off = 0;
+        }
+        done
+    }
+    /// Drops `n` acknowledged bytes from the front.
+    pub fn consume(&mut self, n: usize) {
+        let n = n.min(self.data.len());
+        self.data.drain(..n);
+        if self.data.is_empty() && self.data.capacity() > 64 * 1024 {
+            // Give memory back after bulk transfers (millions of idle
+            // connections should not each pin a large buffer).
+            self.data = VecDeque::new();
+        }
+    }
+}
+
+/// One out-of-order run of bytes starting at `seq`.
+#[derive(Debug)]
+struct Run {
+    seq: SeqNumber,
+    data: Vec<u8>,
+}
+
+impl Run {
+    fn end(&self) -> SeqNumber {
+        self.seq + self.data.len()
+    }
+}
+
+/// In-order bytes waiting for the application plus out-of-order runs.
+#[derive(Debug, Default)]
+pub struct RecvBuffer {
+    data: VecDeque<u8>,
+    cap: u32,
+    /// Sorted, disjoint, non-adjacent runs above RCV.NXT.
+    ooo: Vec<Run>,
+    /// Start of the run touched most recently (first SACK block, RFC 2018
+    /// §4: "the first SACK block ... MUST specify the contiguous block of
+    /// data containing the segment which triggered this ACK").
+    last: Option<SeqNumber>,
+}
+
+/// Most out-of-order runs held; later ones are dropped (the sender will
+/// retransmit them).
+pub const MAX_OOO_RUNS: usize = 32;
+
+impl RecvBuffer {
+    /// A buffer that holds at most `cap` bytes in order.
+    pub fn new(cap: u32) -> RecvBuffer {
+        RecvBuffer {
+            data: VecDeque::new(),
+            cap,
+            ooo: Vec::new(),
+            last: None,
+        }
+    }
+    /// Capacity.
+    pub fn capacity(&self) -> u32 {
+        self.cap
+    }
+    /// In-order bytes the application can read.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    /// True when nothing is readable.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+    /// Free space (what the receive window is computed from).
+    pub fn free(&self) -> u32 {
+        self.cap.saturating_sub(self.data.len() as u32)
+    }
+    /// True when out-of-order data is held.
+    pub fn has_ooo(&self) -> bool {
+        !self.ooo.is_empty()
+    }
+    /// Bytes held out of order.
+    pub fn ooo_bytes(&self) -> usize {
+        self.ooo.iter().map(|r| r.data.len()).sum()
+    }
+
+    /// Reads in-order bytes into `dst`.
+    pub fn read(&mut self, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(self.data.len());
+        let (a, b) = self.data.as_slices();
+        let na = n.min(a.len());
+        dst[..na].copy_from_slice(&a[..na]);
+        dst[na..n].copy_from_slice(&b[..n - na]);
+        self.data.drain(..n);
+        if self.data.is_empty() && self.data.capacity() > 64 * 1024 {
+            self.data = VecDeque::new();
+        }
+        n
+    }
+
+    /// Appends in-order bytes (at RCV.NXT) and then any out-of-order runs
+    /// that have become contiguous. Returns the new RCV.NXT and whether a
+    /// hole was filled. `rcv_nxt` is the sequence number of `src[0]`.
+    pub fn push_in_order(&mut self, rcv_nxt: SeqNumber, src: &[u8]) -> (SeqNumber, bool) {
+        let n = src.len().min(self.free() as usize);
+        self.data.extend(&src[..n]);
+        let mut nxt = rcv_nxt + n;
+        let mut filled = false;
+        while let Some(first) = self.ooo.first() {
+            if first.seq > nxt {
+                break;
+            }
+            let run = self.ooo.remove(0);
+            if run.end() > nxt {
+                let skip = nxt.dist(run.seq) as usize;
+                let rest = &run.data[skip.min(run.data.len())..];
+                let m = rest.len().min(self.free() as usize);
+                self.data.extend(&rest[..m]);
+                nxt = nxt + m;
+                filled = true;
+                if m < rest.len() {
+                    break;
+                }
+            }
+        }
+        if self.ooo.is_empty() {
+            self.last = None;
+        }
+        (nxt, filled)
+    }
+
+    /// Stores `src` (starting at `seq`, above `rcv_nxt`) out of order,
+    /// keeping only bytes not already held. Returns false when it was
+    /// dropped (too many runs).
+    pub fn insert_ooo(&mut self, rcv_nxt: SeqNumber, seq: SeqNumber, src: &[u8]) -> bool {
+        if src.is_empty() || seq <= rcv_nxt {
+            return false;
+        }
+        let end = seq + src.len();
+        // Find runs overlapping or adjacent to [seq, end).
+        let first = self
+            .ooo
+            .iter()
+            .position(|r| r.end() >= seq)
+            .unwrap_or(self.ooo.len());
+        let mut last = first;
+        while last < self.ooo.len() && self.ooo[last].seq <= end {
+            last += 1;
+        }
+        if first == last {
+            if self.ooo.len() >= MAX_OOO_RUNS {
+                return false;
+            }
+            self.ooo.insert(
+                first,
+                Run {
+                    seq,
+                    data: src.to_vec(),
+                },
+            );
+            self.last = Some(seq);
+            return true;
+        }
+        // Merge [seq, end) with runs first..last into one run.
+        let start = seq.min(self.ooo[first].seq);
+        let stop = end.max(self.ooo[last - 1].end());
+        let mut merged = vec![0u8; stop.dist(start) as usize];
+        let off = seq.dist(start) as usize;
+        merged[off..off + src.len()].copy_from_slice(src);
+        for r in self.ooo.drain(first..last) {
+            let off = r.seq.dist(start) as usize;
+            merged[off..off + r.data.len()].copy_from_slice(&r.data);
+        }
+        self.ooo.insert(
+            first,
+            Run {
+                seq: start,
+                data: merged,
+            },
+        );
+        self.last = Some(start);
+        true
+    }
+
+    /// SACK blocks to report, most recent first (RFC 2018 §4), at most `n`.
+    pub fn sack_blocks(&self, n: usize, mut f: impl FnMut(SeqNumber, SeqNumber)) {
+        let mut count = 0;
+        let recent = self.last.and_then(|s| self.ooo.iter().find(|r| r.seq == s));
+        if let Some(r) = recent {
+            f(r.seq, r.end());
+            count += 1;
+        }
+        for r in self.ooo.iter().rev() {
+            if count >= n {
+                break;
+            }
+            if Some(r.seq) == self.last {
+                continue;
+            }
+            f(r.seq, r.end());
+            count += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_buffer_wraps_and_copies_at_offsets() {
+        let mut b = SendBuffer::new(8);
+        assert_eq!(b.write(b"abcdef"), 6);
+        b.consume(4);
+        assert_eq!(b.write(b"ghijklmn"), 6);
+        assert_eq!(b.len(), 8);
+        assert_eq!(b.free(), 0);
+        let mut out = [0u8; 5];
+        assert_eq!(b.copy_out(1, &mut out), 5);
+        assert_eq!(&out, b"fghij");
+        assert_eq!(b.copy_out(7, &mut out), 1);
+        assert_eq!(out[0], b'l');
+        assert_eq!(b.copy_out(9, &mut out), 0);
+    }
+
+    #[test]
+    fn reassembly_merges_overlaps_and_fills_holes() {
+        let base = SeqNumber(u32::MAX - 3);
+        let mut r = RecvBuffer::new(100);
+        assert!(r.insert_ooo(base, base + 10u32, b"KLMNO"));
+        assert!(r.insert_ooo(base, base + 4u32, b"EFG"));
+        // Overlaps both neighbours' edges.
+        assert!(r.insert_ooo(base, base + 6u32, b"GHIJK"));
+        let mut blocks = vec![];
+        r.sack_blocks(4, |l, h| blocks.push((l, h)));
+        assert_eq!(blocks, vec![(base + 4u32, base + 15u32)]);
+        let (nxt, filled) = r.push_in_order(base, b"ABCD");
+        assert!(filled);
+        assert_eq!(nxt, base + 15u32);
+        let mut out = [0u8; 32];
+        let n = r.read(&mut out);
+        assert_eq!(&out[..n], b"ABCDEFGHIJKLMNO");
+        assert!(!r.has_ooo());
+    }
+
+    #[test]
+    fn sack_blocks_put_most_recent_first() {
+        let base = SeqNumber(1000);
+        let mut r = RecvBuffer::new(1000);
+        r.insert_ooo(base, base + 100u32, &[1; 10]);
+        r.insert_ooo(base, base + 300u32, &[1; 10]);
+        r.insert_ooo(base, base + 200u32, &[1; 10]);
+        let mut blocks = vec![];
+        r.sack_blocks(3, |l, _| blocks.push(l.get() - 1000));
+        assert_eq!(blocks, vec![200, 300, 100]);
+        assert_eq!(r.ooo_bytes(), 30);
+    }
+
+    #[test]
+    fn in_order_push_respects_capacity() {
+        let mut r = RecvBuffer::new(4);
+        let (nxt, _) = r.push_in_order(SeqNumber(0), b"abcdef");
+        assert_eq!(nxt, SeqNumber(4));
+        assert_eq!(r.free(), 0);
+    }
+
+    #[test]
+    fn ooo_run_limit() {
+        let mut r = RecvBuffer::new(10_000);
+        for i in 0..MAX_OOO_RUNS as u32 {
+            assert!(r.insert_ooo(SeqNumber(0), SeqNumber(10 + i * 3), b"x"));
+        }
+        assert!(!r.insert_ooo(SeqNumber(0), SeqNumber(5000), b"x"));
+        // Adjacent data still merges into existing runs.
+        assert!(r.insert_ooo(SeqNumber(0), SeqNumber(11), b"yy"));
+    }
+}

@@ -1,0 +1,32 @@
+//! The sans-IO TCP engine (RFC 9293): connection state machine, reliable
+//! and congestion-controlled transfer, demultiplexing and an application
+//! API. No I/O and no clock: the caller passes segments and time in and
+//! takes segments out (see [`TcpEngine`]).
+
+pub mod buffer;
+pub mod cc;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod isn;
+pub mod rtt;
+pub mod sack;
+pub mod seq;
+pub mod state;
+pub mod stats;
+pub mod tcb;
+pub mod time;
+
+#[cfg(test)]
+mod tests;
+
+pub use cc::CcAlgorithm;
+pub use config::TcpConfig;
+pub use engine::{TcpEngine, Transmit};
+pub use error::TcpError;
+pub use event::{ConnId, Event, FourTuple, ListenerId};
+pub use seq::SeqNumber;
+pub use state::State;
+pub use stats::Stats;
+pub use time::Instant;

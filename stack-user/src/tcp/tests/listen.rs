@@ -1,0 +1,183 @@
+//! LISTEN (RFC 9293 §3.10.7.2) and CLOSED ports (§3.10.7.1).
+
+use std::net::Ipv4Addr;
+
+use super::util::*;
+use crate::tcp::{State, TcpError};
+use crate::wire::tcp::{TcpParseError, TcpRepr, ACK, FIN, RST, SYN};
+
+#[test]
+fn syn_moves_to_syn_received_and_sends_syn_ack() {
+    let mut t = Sut::new(cfg());
+    t.e.listen(LOCAL, LPORT, 4).unwrap();
+    t.send(peer_syn());
+    let sa = t.recv();
+    assert_eq!(sa.ctl(), SYN);
+    assert_eq!(sa.ack, Some(PEER_ISS + 1u32));
+    assert_eq!((sa.src_port, sa.dst_port), (LPORT, RPORT));
+    assert_eq!(sa.options.mss, Some(1460));
+    // The peer offered none of these, so the SYN,ACK carries none.
+    assert_eq!(sa.options.window_scale, None);
+    assert!(!sa.options.sack_permitted);
+    assert_eq!(sa.options.timestamps, None);
+    let id = t.e.lookup(&tuple()).unwrap();
+    assert_eq!(t.e.state(id), Ok(State::SynReceived));
+    assert_eq!(t.e.stats().passive_opens, 1);
+    t.assert_silent();
+}
+
+#[test]
+fn syn_ack_echoes_offered_options() {
+    let mut t = Sut::new(cfg());
+    t.e.listen(LOCAL, LPORT, 4).unwrap();
+    let mut syn = peer_syn();
+    syn.options.window_scale = Some(7);
+    syn.options.sack_permitted = true;
+    syn.options.timestamps = Some(crate::wire::tcp::Timestamps {
+        tsval: 4242,
+        tsecr: 0,
+    });
+    t.send(syn);
+    let sa = t.recv();
+    // tcp_rmem 131072 needs a shift of 2 to be advertised.
+    assert_eq!(sa.options.window_scale, Some(2));
+    assert!(sa.options.sack_permitted);
+    assert_eq!(sa.options.timestamps.map(|t| t.tsecr), Some(4242));
+}
+
+#[test]
+fn rst_is_ignored() {
+    let mut t = Sut::new(cfg());
+    t.e.listen(LOCAL, LPORT, 4).unwrap();
+    t.send(TcpRepr {
+        flags: RST,
+        ..seg()
+    });
+    t.assert_silent();
+    assert_eq!(t.e.connection_count(), 0);
+}
+
+#[test]
+fn ack_is_answered_with_rst_at_its_ack_number() {
+    let mut t = Sut::new(cfg());
+    t.e.listen(LOCAL, LPORT, 4).unwrap();
+    t.send(TcpRepr {
+        ack: Some(SeqNumber(12_345)),
+        ..seg()
+    });
+    let r = t.recv();
+    assert_eq!(r.ctl(), RST);
+    assert_eq!(r.seq, SeqNumber(12_345));
+    assert_eq!(r.ack, None);
+    assert_eq!(t.e.connection_count(), 0);
+}
+
+#[test]
+fn segment_without_syn_or_ack_is_dropped() {
+    let mut t = Sut::new(cfg());
+    t.e.listen(LOCAL, LPORT, 4).unwrap();
+    t.send(TcpRepr {
+        flags: FIN,
+        payload: b"x",
+        ..seg()
+    });
+    t.assert_silent();
+    assert_eq!(t.e.stats().drop_ignored, 1);
+}
+
+#[test]
+fn full_backlog_drops_syn() {
+    let mut t = Sut::new(cfg());
+    t.e.listen(LOCAL, LPORT, 1).unwrap();
+    t.send(peer_syn());
+    assert_eq!(t.recv().ctl(), SYN);
+    t.send(TcpRepr {
+        src_port: 5000,
+        ..peer_syn()
+    });
+    t.assert_silent();
+    assert_eq!(t.e.stats().drop_listen_overflow, 1);
+}
+
+#[test]
+fn wildcard_listener_accepts_any_local_address() {
+    let mut t = Sut::new(cfg());
+    t.e.listen(Ipv4Addr::UNSPECIFIED, LPORT, 4).unwrap();
+    t.send(peer_syn());
+    assert_eq!(t.recv().ctl(), SYN);
+}
+
+#[test]
+fn listening_twice_is_addr_in_use() {
+    let mut t = Sut::new(cfg());
+    t.e.listen(LOCAL, LPORT, 4).unwrap();
+    assert_eq!(t.e.listen(LOCAL, LPORT, 4), Err(TcpError::AddrInUse));
+}
+
+#[test]
+fn unlisten_stops_accepting() {
+    let mut t = Sut::new(cfg());
+    let l = t.e.listen(LOCAL, LPORT, 4).unwrap();
+    t.e.unlisten(l).unwrap();
+    t.send(peer_syn());
+    assert_eq!(t.recv().ctl(), RST);
+}
+
+#[test]
+fn closed_port_answers_syn_with_rst_ack() {
+    // RFC 9293 §3.10.7.1: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
+    let mut t = Sut::new(cfg());
+    t.send(TcpRepr {
+        payload: b"abc",
+        ..peer_syn()
+    });
+    let r = t.recv();
+    assert_eq!(r.ctl(), RST);
+    assert_eq!(r.seq, SeqNumber(0));
+    assert_eq!(r.ack, Some(PEER_ISS + 4u32));
+    assert_eq!(t.e.stats().no_socket, 1);
+}
+
+#[test]
+fn closed_port_answers_ack_with_rst_at_ack_number() {
+    let mut t = Sut::new(cfg());
+    t.send(TcpRepr {
+        ack: Some(SeqNumber(77)),
+        flags: ACK,
+        ..seg()
+    });
+    let r = t.recv();
+    assert_eq!((r.ctl(), r.seq, r.ack), (RST, SeqNumber(77), None));
+}
+
+#[test]
+fn closed_port_ignores_rst() {
+    let mut t = Sut::new(cfg());
+    t.send(TcpRepr {
+        flags: RST,
+        ..seg()
+    });
+    t.assert_silent();
+}
+
+#[test]
+fn malformed_segments_are_dropped_and_counted_by_reason() {
+    let mut t = Sut::new(cfg());
+    t.e.listen(LOCAL, LPORT, 4).unwrap();
+    let mut good = vec![0u8; peer_syn().len()];
+    peer_syn().emit(REMOTE, LOCAL, &mut good).unwrap();
+    let mut bad_sum = good.clone();
+    bad_sum[4] ^= 1;
+    t.e.on_segment(t.now, REMOTE, LOCAL, &bad_sum);
+    t.e.on_segment(t.now, REMOTE, LOCAL, &good[..10]);
+    // The right bytes from the wrong address fail the pseudo-header sum.
+    t.e.on_segment(t.now, Ipv4Addr::new(10, 0, 0, 1), LOCAL, &good);
+    t.assert_silent();
+    let s = t.e.stats();
+    assert_eq!(s.parse_drops[TcpParseError::BadChecksum.index()], 2);
+    assert_eq!(s.parse_drops[TcpParseError::Truncated.index()], 1);
+    let named: Vec<_> = s.iter().filter(|&(_, v)| v > 0).map(|(n, _)| n).collect();
+    assert!(named.contains(&"drop_tcp_bad_checksum") && named.contains(&"drop_tcp_truncated"));
+}
+
+use crate::tcp::SeqNumber;

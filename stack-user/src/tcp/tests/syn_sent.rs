@@ -1,0 +1,214 @@
+//! SYN-SENT (RFC 9293 §3.10.7.3) and active OPEN.
+
+use std::time::Duration;
+
+use super::util::*;
+use crate::tcp::{Event, State, TcpConfig, TcpError};
+use crate::wire::tcp::{TcpRepr, ACK, RST, SYN};
+
+#[test]
+fn connect_sends_syn_with_configured_options() {
+    let mut t = Sut::new(cfg());
+    let id = t.e.connect(t.now, LOCAL, LPORT, REMOTE, RPORT).unwrap();
+    assert_eq!(t.e.state(id), Ok(State::SynSent));
+    let syn = t.recv();
+    assert_eq!(syn.ctl(), SYN);
+    assert_eq!(syn.ack, None);
+    assert_eq!(syn.options.mss, Some(1460));
+    assert_eq!(syn.options.window_scale, Some(2));
+    assert!(syn.options.sack_permitted);
+    assert_eq!(syn.options.timestamps.map(|t| t.tsecr), Some(0));
+    assert_eq!(syn.window, 65_535);
+    t.assert_silent();
+}
+
+#[test]
+fn connect_with_port_zero_picks_distinct_ephemeral_ports() {
+    let mut t = Sut::new(cfg());
+    let a = t.e.connect(t.now, LOCAL, 0, REMOTE, RPORT).unwrap();
+    let b = t.e.connect(t.now, LOCAL, 0, REMOTE, RPORT).unwrap();
+    let (pa, pb) = (t.recv().src_port, t.recv().src_port);
+    assert_ne!(pa, pb);
+    for p in [pa, pb] {
+        assert!((32768..=60999).contains(&p));
+    }
+    assert_ne!(a, b);
+    assert_eq!(
+        t.e.connect(t.now, LOCAL, pa, REMOTE, RPORT),
+        Err(TcpError::AddrInUse)
+    );
+}
+
+#[test]
+fn syn_ack_moves_to_established() {
+    let mut t = Sut::new(cfg());
+    let id = t.e.connect(t.now, LOCAL, LPORT, REMOTE, RPORT).unwrap();
+    let syn = t.recv();
+    t.send(TcpRepr {
+        ack: Some(syn.seq + 1u32),
+        ..peer_syn()
+    });
+    let ack = t.recv();
+    assert_eq!(ack.ctl(), 0);
+    assert_eq!(ack.seq, syn.seq + 1u32);
+    assert_eq!(ack.ack, Some(PEER_ISS + 1u32));
+    assert_eq!(t.e.state(id), Ok(State::Established));
+    assert_eq!(t.events(), vec![Event::Connected(id)]);
+    // The peer offered no SACK/TS/WS: none is used.
+    assert_eq!(ack.options.timestamps, None);
+}
+
+#[test]
+fn simultaneous_open_goes_through_syn_received() {
+    // RFC 9293 §3.5, Figure 8.
+    let mut t = Sut::new(cfg());
+    let id = t.e.connect(t.now, LOCAL, LPORT, REMOTE, RPORT).unwrap();
+    let syn = t.recv();
+    let iss = syn.seq;
+    // The peer's SYN crosses ours.
+    t.send(peer_syn());
+    assert_eq!(t.e.state(id), Ok(State::SynReceived));
+    let sa = t.recv();
+    assert_eq!(
+        (sa.ctl(), sa.seq, sa.ack),
+        (SYN, iss, Some(PEER_ISS + 1u32))
+    );
+    // The peer's SYN,ACK: its SYN is old news, so it is answered by an ACK.
+    t.send(TcpRepr {
+        ack: Some(iss + 1u32),
+        ..peer_syn()
+    });
+    let a = t.recv();
+    assert_eq!(
+        (a.ctl(), a.seq, a.ack),
+        (0, iss + 1u32, Some(PEER_ISS + 1u32))
+    );
+    // The peer's ACK of our SYN,ACK completes the open.
+    t.send(TcpRepr {
+        seq: PEER_ISS + 1u32,
+        ack: Some(iss + 1u32),
+        flags: ACK,
+        ..seg()
+    });
+    assert_eq!(t.e.state(id), Ok(State::Established));
+    assert_eq!(t.events(), vec![Event::Connected(id)]);
+}
+
+#[test]
+fn rst_with_acceptable_ack_is_connection_refused() {
+    let mut t = Sut::new(cfg());
+    let id = t.e.connect(t.now, LOCAL, LPORT, REMOTE, RPORT).unwrap();
+    let syn = t.recv();
+    t.send(TcpRepr {
+        seq: SeqNumber(0),
+        ack: Some(syn.seq + 1u32),
+        flags: RST,
+        ..seg()
+    });
+    assert_eq!(t.e.state(id), Ok(State::Closed));
+    assert_eq!(t.events(), vec![Event::Refused(id)]);
+    assert_eq!(t.e.read(id, &mut [0; 8]), Err(TcpError::ConnectionRefused));
+    assert_eq!(t.e.write(id, b"x"), Err(TcpError::ConnectionRefused));
+    t.e.close(t.now, id).unwrap();
+    assert_eq!(t.e.state(id), Err(TcpError::NotFound));
+    assert_eq!(t.e.connection_count(), 0);
+}
+
+#[test]
+fn rst_without_ack_is_ignored() {
+    let mut t = Sut::new(cfg());
+    let id = t.e.connect(t.now, LOCAL, LPORT, REMOTE, RPORT).unwrap();
+    t.recv();
+    t.send(TcpRepr {
+        flags: RST,
+        ..seg()
+    });
+    assert_eq!(t.e.state(id), Ok(State::SynSent));
+    t.assert_silent();
+}
+
+#[test]
+fn unacceptable_ack_gets_rst() {
+    let mut t = Sut::new(cfg());
+    let id = t.e.connect(t.now, LOCAL, LPORT, REMOTE, RPORT).unwrap();
+    let syn = t.recv();
+    t.send(TcpRepr {
+        ack: Some(syn.seq + 1000u32),
+        ..peer_syn()
+    });
+    let r = t.recv();
+    assert_eq!((r.ctl(), r.seq), (RST, syn.seq + 1000u32));
+    assert_eq!(t.e.state(id), Ok(State::SynSent));
+}
+
+#[test]
+fn close_deletes_the_connection() {
+    // SYN-SENT --CLOSE--> CLOSED: "delete the TCB".
+    let mut t = Sut::new(cfg());
+    let id = t.e.connect(t.now, LOCAL, LPORT, REMOTE, RPORT).unwrap();
+    t.recv();
+    t.e.close(t.now, id).unwrap();
+    assert_eq!(t.e.state(id), Err(TcpError::NotFound));
+    assert_eq!(t.e.connection_count(), 0);
+    // A late SYN,ACK finds no connection and is reset.
+    t.send(TcpRepr {
+        ack: Some(SeqNumber(5)),
+        ..peer_syn()
+    });
+    assert_eq!(t.recv().ctl(), RST);
+}
+
+#[test]
+fn syn_is_retransmitted_with_backoff_then_times_out() {
+    let mut t = Sut::new(TcpConfig {
+        tcp_syn_retries: 3,
+        ..cfg()
+    });
+    let id = t.e.connect(t.now, LOCAL, LPORT, REMOTE, RPORT).unwrap();
+    let first = t.recv();
+    // RFC 6298 §2.1: 1 s before any sample, then doubling (§5.5).
+    for expect in [1, 2, 4] {
+        assert_eq!(t.advance_to_timer(), Duration::from_secs(expect));
+        let again = t.recv();
+        assert_eq!((again.ctl(), again.seq), (SYN, first.seq));
+    }
+    assert_eq!(t.advance_to_timer(), Duration::from_secs(8));
+    t.assert_silent();
+    assert_eq!(t.e.state(id), Ok(State::Closed));
+    assert_eq!(t.events(), vec![Event::TimedOut(id)]);
+    assert_eq!(t.e.read(id, &mut [0; 4]), Err(TcpError::TimedOut));
+}
+
+#[test]
+fn data_written_before_the_handshake_follows_it() {
+    let mut t = Sut::new(cfg());
+    let id = t.e.connect(t.now, LOCAL, LPORT, REMOTE, RPORT).unwrap();
+    assert_eq!(t.e.write(id, b"early"), Ok(5));
+    let syn = t.recv();
+    assert!(syn.payload.is_empty());
+    t.assert_silent();
+    t.send(TcpRepr {
+        ack: Some(syn.seq + 1u32),
+        ..peer_syn()
+    });
+    let d = t.recv();
+    assert_eq!(
+        (d.seq, d.payload.as_slice()),
+        (syn.seq + 1u32, &b"early"[..])
+    );
+}
+
+#[test]
+fn established_client_exchanges_data_both_ways() {
+    let mut t = Sut::new(cfg());
+    let mut c = t.connect();
+    assert_eq!(t.e.write(c.id, b"ping"), Ok(4));
+    let s = t.recv();
+    assert_eq!((s.seq, s.payload.as_slice()), (c.ours, &b"ping"[..]));
+    c.ours += 4;
+    t.send_data(&mut c, b"pong");
+    assert_eq!(t.read_all(c.id), b"pong");
+    assert_eq!(t.e.stats().active_opens, 1);
+}
+
+use crate::tcp::SeqNumber;

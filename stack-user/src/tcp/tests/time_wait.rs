@@ -1,0 +1,89 @@
+//! TIME-WAIT (RFC 9293 §3.10.7.4, RFC 1337).
+
+use std::time::Duration;
+
+use super::util::*;
+use crate::tcp::{Event, State, TcpConfig};
+use crate::wire::tcp::{TcpRepr, FIN, RST, SYN};
+
+fn time_wait(t: &mut Sut) -> Conn {
+    let mut c = t.accept();
+    t.e.shutdown(c.id).unwrap();
+    t.recv();
+    c.ours += 1;
+    t.send_ack(&c);
+    t.send_fin(&mut c);
+    assert_eq!(t.recv().ack, Some(c.theirs));
+    assert_eq!(t.e.state(c.id), Ok(State::TimeWait));
+    t.events();
+    c
+}
+
+#[test]
+fn expires_after_two_msl() {
+    let mut t = Sut::new(cfg());
+    let c = time_wait(&mut t);
+    // 2 * MSL = 60 s, as on Linux.
+    assert_eq!(t.advance_to_timer(), Duration::from_secs(60));
+    assert_eq!(t.e.state(c.id), Ok(State::Closed));
+    assert_eq!(t.events(), vec![Event::Closed(c.id)]);
+    assert_eq!(t.e.lookup(&tuple()), None);
+}
+
+#[test]
+fn retransmitted_fin_is_acked_and_restarts_the_timer() {
+    let mut t = Sut::new(TcpConfig {
+        msl: Duration::from_secs(1),
+        ..cfg()
+    });
+    let c = time_wait(&mut t);
+    t.advance(Duration::from_millis(1500));
+    t.send(TcpRepr {
+        seq: c.theirs - 1u32,
+        ack: Some(c.ours),
+        flags: FIN,
+        ..seg()
+    });
+    assert_eq!(t.recv().ack, Some(c.theirs));
+    assert_eq!(t.advance_to_timer(), Duration::from_secs(2));
+    assert_eq!(t.e.state(c.id), Ok(State::Closed));
+}
+
+#[test]
+fn rst_does_not_cut_time_wait_short() {
+    // RFC 1337 §3 (tcp_rfc1337 on).
+    let mut t = Sut::new(cfg());
+    let c = time_wait(&mut t);
+    t.send(TcpRepr {
+        seq: c.theirs,
+        flags: RST,
+        ..seg()
+    });
+    assert_eq!(t.e.state(c.id), Ok(State::TimeWait));
+    // With tcp_rfc1337 off, an exact RST closes it (RFC 9293).
+    let mut t = Sut::new(TcpConfig {
+        tcp_rfc1337: false,
+        ..cfg()
+    });
+    let c = time_wait(&mut t);
+    t.send(TcpRepr {
+        seq: c.theirs,
+        flags: RST,
+        ..seg()
+    });
+    assert_eq!(t.e.state(c.id), Ok(State::Closed));
+}
+
+#[test]
+fn new_syn_gets_a_challenge_ack() {
+    let mut t = Sut::new(cfg());
+    let c = time_wait(&mut t);
+    t.send(TcpRepr {
+        seq: c.theirs + 100_000u32,
+        flags: SYN,
+        ..seg()
+    });
+    let a = t.recv();
+    assert_eq!((a.ctl(), a.ack), (0, Some(c.theirs)));
+    assert_eq!(t.e.state(c.id), Ok(State::TimeWait));
+}
