@@ -54,7 +54,7 @@ counters! {
     PassShortFrame = "pass_short_frame",
     /// Not IPv4 and not ARP (IPv6, VLAN, LLDP...): passed.
     PassNotIpv4 = "pass_not_ipv4",
-    /// ARP that is not a request for an owned address: passed.
+    /// ARP not addressed to an owned address: passed.
     PassArpOther = "pass_arp_other",
     /// IPv4 header too short to read the destination: passed.
     PassShortIp = "pass_short_ip",
@@ -66,7 +66,7 @@ counters! {
     PassPortNotOwned = "pass_port_not_owned",
     /// TCP to an owned (address, port): redirected to the AF_XDP socket.
     RedirectTcp = "redirect_tcp",
-    /// ARP request for an owned address: redirected.
+    /// ARP request or reply for an owned address: redirected.
     RedirectArp = "redirect_arp",
     /// ICMP to an owned address: redirected.
     RedirectIcmp = "redirect_icmp",

@@ -58,6 +58,7 @@ mod prog {
     const IPPROTO_TCP: u8 = 6;
     const ARP_LEN: usize = 28;
     const ARP_OP_REQUEST: u16 = 1;
+    const ARP_OP_REPLY: u16 = 2;
 
     #[inline(always)]
     fn count(c: Counter) {
@@ -128,7 +129,8 @@ mod prog {
         }
     }
 
-    /// RFC 826: an Ethernet/IPv4 ARP request whose target is an owned address.
+    /// RFC 826: an Ethernet/IPv4 ARP request or reply whose target is an
+    /// owned address (replies resolve the engine's own requests).
     #[inline(always)]
     fn classify_arp(ctx: &XdpContext) -> (u32, Counter) {
         let Some(arp) = ptr_at(ctx, ETH_HLEN, ARP_LEN) else {
@@ -143,7 +145,7 @@ mod prog {
                 raw32(arp.add(24)),
             )
         };
-        if htype != 1 || ptype != ETH_P_IP || op != ARP_OP_REQUEST {
+        if htype != 1 || ptype != ETH_P_IP || (op != ARP_OP_REQUEST && op != ARP_OP_REPLY) {
             return (xdp_action::XDP_PASS, Counter::PassArpOther);
         }
         // SAFETY: map lookup of a plain key.

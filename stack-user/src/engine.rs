@@ -6,10 +6,11 @@
 //! stack's own addresses and hands TCP segments for owned ports to the TCP
 //! layer; everything malformed is dropped and counted by reason.
 
-use std::net::Ipv4Addr;
+use std::{collections::HashMap, net::Ipv4Addr};
 
 use serde::Serialize;
 
+use crate::tcp::{time::Instant, Event, TcpConfig, TcpEngine};
 use crate::wire::{
     arp::{self, ArpRepr},
     ethernet::{self, EthernetRepr, Mac},
@@ -60,6 +61,25 @@ pub struct EngineConfig {
     pub addrs: Vec<Ipv4Addr>,
     /// TCP ports served on those addresses.
     pub ports: Vec<u16>,
+    /// The application on the listening ports.
+    pub app: App,
+    /// TCP settings (Linux sysctl names).
+    pub tcp: TcpConfig,
+    /// Listen backlog per port.
+    pub backlog: usize,
+    /// Secret for ISNs (RFC 6528); random per run.
+    pub secret: [u8; 16],
+}
+
+/// What runs on the listening ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum App {
+    /// Accept connections and write back every byte received; close after
+    /// the peer closes (RFC 862).
+    Echo,
+    /// Accept connections and discard what arrives (RFC 863).
+    Discard,
 }
 
 /// Counters of one engine. Plain integers: each queue's worker owns its
@@ -98,6 +118,20 @@ pub struct EngineStats {
     pub ip_other_proto: u64,
     /// TCP header shorter than 20 bytes or data offset invalid.
     pub drop_tcp_malformed: u64,
+    /// ARP replies received (neighbours learned).
+    pub arp_replies_in: u64,
+    /// ARP requests sent to resolve a peer.
+    pub arp_requests_out: u64,
+    /// Segments held while their next hop was being resolved.
+    pub tx_held_for_arp: u64,
+    /// Segments dropped because the hold queue was full.
+    pub tx_no_neighbor: u64,
+    /// Connections accepted by the application.
+    pub app_accepted: u64,
+    /// Bytes the application read.
+    pub app_bytes_in: u64,
+    /// Bytes the application wrote.
+    pub app_bytes_out: u64,
     /// Malformed frames, by reason (indexed by [`WireError::index`]).
     #[serde(skip)]
     pub drop_wire: [u64; 12],
@@ -122,6 +156,13 @@ impl EngineStats {
         self.ip_not_owned += o.ip_not_owned;
         self.ip_other_proto += o.ip_other_proto;
         self.drop_tcp_malformed += o.drop_tcp_malformed;
+        self.arp_replies_in += o.arp_replies_in;
+        self.arp_requests_out += o.arp_requests_out;
+        self.tx_held_for_arp += o.tx_held_for_arp;
+        self.tx_no_neighbor += o.tx_no_neighbor;
+        self.app_accepted += o.app_accepted;
+        self.app_bytes_in += o.app_bytes_in;
+        self.app_bytes_out += o.app_bytes_out;
         for (a, b) in self.drop_wire.iter_mut().zip(o.drop_wire.iter()) {
             *a += b;
         }
@@ -141,24 +182,63 @@ impl EngineStats {
     }
 }
 
+/// Segments waiting for ARP to resolve their next hop, at most this many.
+const HOLD_MAX: usize = 256;
+
 /// The per-queue frame handler.
 pub struct Engine {
     config: EngineConfig,
     stats: EngineStats,
     ident: u16,
+    tcp: TcpEngine,
+    /// IPv4 → MAC, learned from ARP and from received frames (RFC 826
+    /// "merge" rule).
+    neighbors: HashMap<Ipv4Addr, Mac>,
+    /// Last ARP request sent per unresolved address.
+    arp_pending: HashMap<Ipv4Addr, Instant>,
+    /// Complete IPv4 packets waiting for their next hop's MAC.
+    held: Vec<(Ipv4Addr, Vec<u8>)>,
+    scratch: Vec<u8>,
 }
 
 const TCP_FLAG_SYN: u8 = 0x02;
 const TCP_FLAG_ACK: u8 = 0x10;
 
 impl Engine {
-    /// A new engine for `config`.
+    /// A new engine for `config`: listens on every (address, port).
     pub fn new(config: EngineConfig) -> Engine {
+        let mut tcp = TcpEngine::new(config.tcp.clone(), config.secret);
+        for a in &config.addrs {
+            for p in &config.ports {
+                // Distinct (address, port) pairs cannot collide.
+                let _ = tcp.listen(*a, *p, config.backlog);
+            }
+        }
         Engine {
             config,
             stats: EngineStats::default(),
             ident: 1,
+            tcp,
+            neighbors: HashMap::new(),
+            arp_pending: HashMap::new(),
+            held: Vec::new(),
+            scratch: vec![0u8; 2048],
         }
+    }
+
+    /// The TCP engine's counters.
+    pub fn tcp_stats(&self) -> &crate::tcp::Stats {
+        self.tcp.stats()
+    }
+
+    /// Live TCP connections.
+    pub fn tcp_connections(&self) -> usize {
+        self.tcp.connection_count()
+    }
+
+    /// When [`Engine::poll`] must run next at the latest.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.tcp.poll_timeout()
     }
 
     /// Counters so far.
@@ -179,21 +259,250 @@ impl Engine {
         self.stats.drop_wire[e.index()] += 1;
     }
 
-    /// Handles one received frame; replies go to `tx`.
-    pub fn handle_frame(&mut self, frame: &[u8], tx: &mut dyn Transmit) {
+    /// Handles one received frame at `now`; replies go to `tx`.
+    pub fn handle_frame(&mut self, now: Instant, frame: &[u8], tx: &mut dyn Transmit) {
         self.stats.rx_frames += 1;
         self.stats.rx_bytes += frame.len() as u64;
-        if let Err(e) = self.dispatch(frame, tx) {
+        if let Err(e) = self.dispatch(now, frame, tx) {
             self.drop_wire(e);
         }
     }
 
-    fn dispatch(&mut self, frame: &[u8], tx: &mut dyn Transmit) -> Result<(), WireError> {
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        tx: &mut dyn Transmit,
+    ) -> Result<(), WireError> {
         let (eth, payload) = EthernetRepr::parse(frame)?;
         match eth.ethertype {
             ethernet::ETHERTYPE_ARP => self.handle_arp(&eth, payload, tx),
-            ethernet::ETHERTYPE_IPV4 => self.handle_ipv4(&eth, payload, tx),
+            ethernet::ETHERTYPE_IPV4 => self.handle_ipv4(now, &eth, payload, tx),
             other => Err(WireError::UnsupportedEtherType(other)),
+        }
+    }
+
+    /// Runs timers and the application, then sends what TCP has queued.
+    pub fn poll(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        if self.tcp.poll_timeout().is_some_and(|t| t <= now) {
+            self.tcp.handle_timeout(now);
+        }
+        self.run_app(now);
+        self.flush_held(tx);
+        self.drain_tcp(now, tx);
+    }
+
+    /// Actively opens a connection (the engine as a client).
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        local: Ipv4Addr,
+        remote: Ipv4Addr,
+        remote_port: u16,
+    ) -> Result<crate::tcp::ConnId, crate::tcp::TcpError> {
+        self.tcp.connect(now, local, 0, remote, remote_port)
+    }
+
+    /// The TCP engine, for applications driving connections directly.
+    pub fn tcp(&mut self) -> &mut TcpEngine {
+        &mut self.tcp
+    }
+
+    fn run_app(&mut self, now: Instant) {
+        let mut buf = [0u8; 16 * 1024];
+        while let Some(ev) = self.tcp.poll_event() {
+            match ev {
+                Event::Incoming(l) => {
+                    while let Some(c) = self.tcp.accept(l) {
+                        self.stats.app_accepted += 1;
+                        self.app_io(now, c, &mut buf);
+                    }
+                }
+                Event::Readable(c) | Event::Writable(c) | Event::PeerClosed(c) => {
+                    self.app_io(now, c, &mut buf)
+                }
+                Event::Connected(_)
+                | Event::Closed(_)
+                | Event::Reset(_)
+                | Event::TimedOut(_)
+                | Event::Refused(_) => {}
+            }
+        }
+    }
+
+    /// Echo or discard what is readable; close once the peer has closed
+    /// and everything was read (and, for echo, queued back).
+    fn app_io(&mut self, now: Instant, c: crate::tcp::ConnId, buf: &mut [u8]) {
+        loop {
+            let room = match self.config.app {
+                App::Echo => match self.tcp.send_space(c) {
+                    Ok(r) => r.min(buf.len()),
+                    Err(_) => return,
+                },
+                App::Discard => buf.len(),
+            };
+            if room == 0 {
+                return; // Writable will call back.
+            }
+            match self.tcp.read(c, &mut buf[..room]) {
+                Ok(0) => {
+                    let _ = self.tcp.close(now, c);
+                    return;
+                }
+                Ok(n) => {
+                    self.stats.app_bytes_in += n as u64;
+                    if self.config.app == App::Echo {
+                        // `room` bytes fit in the send buffer.
+                        if let Ok(w) = self.tcp.write(c, &buf[..n]) {
+                            self.stats.app_bytes_out += w as u64;
+                        }
+                    }
+                }
+                Err(crate::tcp::TcpError::WouldBlock) => return,
+                Err(_) => {
+                    let _ = self.tcp.close(now, c);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Wraps each segment TCP wants to send in IPv4 and Ethernet.
+    fn drain_tcp(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        const IP_OFF: usize = ethernet::HEADER_LEN;
+        const TCP_OFF: usize = IP_OFF + ipv4::HEADER_LEN;
+        loop {
+            let mut out: Option<(crate::tcp::Transmit, Option<Mac>)> = None;
+            let (tcp, neighbors, mac) = (&mut self.tcp, &self.neighbors, self.config.mac);
+            let ident = &mut self.ident;
+            let sent = tx.send(&mut |buf| {
+                if buf.len() < TCP_OFF + 60 {
+                    return 0;
+                }
+                let Some(t) = tcp.poll_transmit(now, &mut buf[TCP_OFF..]) else {
+                    return 0;
+                };
+                let dst_mac = neighbors.get(&t.dst).copied();
+                out = Some((t, dst_mac));
+                *ident = ident.wrapping_add(1);
+                let ip = Ipv4Repr {
+                    src: t.src,
+                    dst: t.dst,
+                    protocol: ipv4::PROTO_TCP,
+                    ttl: 64,
+                    tos: 0,
+                    ident: *ident,
+                    dont_frag: true,
+                    payload_len: t.len,
+                };
+                if ip.emit(&mut buf[IP_OFF..]).is_err() {
+                    return 0;
+                }
+                let eth = EthernetRepr {
+                    dst: dst_mac.unwrap_or(Mac::BROADCAST),
+                    src: mac,
+                    ethertype: ethernet::ETHERTYPE_IPV4,
+                };
+                if eth.emit(buf).is_err() {
+                    return 0;
+                }
+                let len = TCP_OFF + t.len;
+                if dst_mac.is_none() {
+                    // Hold a copy until ARP resolves; send nothing now.
+                    self.scratch.clear();
+                    self.scratch.extend_from_slice(&buf[..len]);
+                    return 0;
+                }
+                len.max(60)
+            });
+            match out {
+                None => {
+                    if !sent {
+                        self.stats.tx_no_buffer += 1;
+                    }
+                    return;
+                }
+                Some((_, Some(_))) => self.count_sent(sent, |_| {}),
+                Some((t, None)) => {
+                    let frame = std::mem::take(&mut self.scratch);
+                    self.hold(now, t.dst, frame, tx);
+                    self.scratch = vec![0u8; 2048];
+                }
+            }
+        }
+    }
+
+    fn hold(&mut self, now: Instant, dst: Ipv4Addr, frame: Vec<u8>, tx: &mut dyn Transmit) {
+        if self.held.len() >= HOLD_MAX {
+            self.stats.tx_no_neighbor += 1;
+        } else {
+            self.stats.tx_held_for_arp += 1;
+            self.held.push((dst, frame));
+        }
+        let due = self
+            .arp_pending
+            .get(&dst)
+            .is_none_or(|t| now.saturating_since(*t) >= std::time::Duration::from_secs(1));
+        if due {
+            self.arp_pending.insert(dst, now);
+            self.send_arp_request(dst, tx);
+        }
+    }
+
+    fn send_arp_request(&mut self, target: Ipv4Addr, tx: &mut dyn Transmit) {
+        let Some(spa) = self.config.addrs.first().copied() else {
+            return;
+        };
+        let req = ArpRepr {
+            op: arp::OP_REQUEST,
+            sha: self.config.mac,
+            spa,
+            tha: Mac::default(),
+            tpa: target,
+        };
+        let eth_out = EthernetRepr {
+            dst: Mac::BROADCAST,
+            src: self.config.mac,
+            ethertype: ethernet::ETHERTYPE_ARP,
+        };
+        let sent = tx.send(&mut |buf| {
+            if eth_out.emit(buf).is_err() || req.emit(&mut buf[ethernet::HEADER_LEN..]).is_err() {
+                return 0;
+            }
+            let len = ethernet::HEADER_LEN + arp::PACKET_LEN;
+            buf[len..60].fill(0);
+            60
+        });
+        self.count_sent(sent, |s| s.arp_requests_out += 1);
+    }
+
+    /// Sends held frames whose next hop is now known.
+    fn flush_held(&mut self, tx: &mut dyn Transmit) {
+        if self.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        for (dst, mut frame) in held {
+            match self.neighbors.get(&dst) {
+                Some(mac) => {
+                    frame[0..6].copy_from_slice(&mac.0);
+                    let sent = tx.send(&mut |buf| {
+                        let n = frame.len().min(buf.len());
+                        buf[..n].copy_from_slice(&frame[..n]);
+                        n.max(60).min(buf.len())
+                    });
+                    self.count_sent(sent, |_| {});
+                }
+                None => self.held.push((dst, frame)),
+            }
+        }
+    }
+
+    /// RFC 826 merge: remember the sender of anything addressed to us.
+    fn learn(&mut self, ip: Ipv4Addr, mac: Mac) {
+        if mac.0[0] & 1 == 0 && !ip.is_unspecified() {
+            self.neighbors.insert(ip, mac);
+            self.arp_pending.remove(&ip);
         }
     }
 
@@ -205,7 +514,17 @@ impl Engine {
         tx: &mut dyn Transmit,
     ) -> Result<(), WireError> {
         let req = ArpRepr::parse(payload)?;
-        if req.op != arp::OP_REQUEST || !self.owns(req.tpa) {
+        if !self.owns(req.tpa) {
+            self.stats.arp_ignored += 1;
+            return Ok(());
+        }
+        self.learn(req.spa, req.sha);
+        if req.op == arp::OP_REPLY {
+            self.stats.arp_replies_in += 1;
+            self.flush_held(tx);
+            return Ok(());
+        }
+        if req.op != arp::OP_REQUEST {
             self.stats.arp_ignored += 1;
             return Ok(());
         }
@@ -247,6 +566,7 @@ impl Engine {
 
     fn handle_ipv4(
         &mut self,
+        now: Instant,
         eth: &EthernetRepr,
         payload: &[u8],
         tx: &mut dyn Transmit,
@@ -256,10 +576,13 @@ impl Engine {
             self.stats.ip_not_owned += 1;
             return Ok(());
         }
+        if !self.neighbors.contains_key(&ip.src) {
+            self.learn(ip.src, eth.src);
+        }
         match ip.protocol {
             ipv4::PROTO_ICMP => self.handle_icmp(eth, &ip, body, tx),
             ipv4::PROTO_TCP => {
-                self.handle_tcp(&ip, body);
+                self.handle_tcp(now, &ip, body);
                 Ok(())
             }
             _ => {
@@ -324,8 +647,9 @@ impl Engine {
     }
 
     /// Counts a TCP segment for an owned port (RFC 9293 §3.1 header: ports,
-    /// data offset, flags). The connection state machine is the `tcp` module.
-    fn handle_tcp(&mut self, ip: &Ipv4Repr, seg: &[u8]) {
+    /// data offset, flags) and hands it to the `tcp` state machine, which
+    /// verifies the checksum and counts its own drops.
+    fn handle_tcp(&mut self, now: Instant, ip: &Ipv4Repr, seg: &[u8]) {
         if seg.len() < 20 {
             self.stats.drop_tcp_malformed += 1;
             return;
@@ -345,6 +669,7 @@ impl Engine {
         if flags & TCP_FLAG_SYN != 0 && flags & TCP_FLAG_ACK == 0 {
             self.stats.tcp_syns += 1;
         }
+        self.tcp.on_segment(now, ip.src, ip.dst, seg);
     }
 }
 
@@ -363,6 +688,10 @@ mod tests {
             mac: OUR_MAC,
             addrs: vec![OUR_IP],
             ports: vec![8080],
+            app: App::Echo,
+            tcp: TcpConfig::default(),
+            backlog: 128,
+            secret: [7; 16],
         })
     }
 
@@ -438,7 +767,7 @@ mod tests {
     fn arp_request_for_our_address_gets_a_reply() {
         let mut e = engine();
         let mut tx = VecTransmit::default();
-        e.handle_frame(&arp_request(OUR_IP), &mut tx);
+        e.handle_frame(Instant(0), &arp_request(OUR_IP), &mut tx);
         assert_eq!(tx.frames.len(), 1);
         let (eth, payload) = EthernetRepr::parse(&tx.frames[0]).unwrap();
         assert_eq!(eth.dst, PEER_MAC);
@@ -455,7 +784,11 @@ mod tests {
     fn arp_request_for_another_address_is_ignored() {
         let mut e = engine();
         let mut tx = VecTransmit::default();
-        e.handle_frame(&arp_request(Ipv4Addr::new(198, 18, 0, 9)), &mut tx);
+        e.handle_frame(
+            Instant(0),
+            &arp_request(Ipv4Addr::new(198, 18, 0, 9)),
+            &mut tx,
+        );
         assert!(tx.frames.is_empty());
         assert_eq!(e.stats().arp_ignored, 1);
     }
@@ -464,7 +797,7 @@ mod tests {
     fn icmp_echo_request_gets_an_echo_reply_with_the_same_data() {
         let mut e = engine();
         let mut tx = VecTransmit::default();
-        e.handle_frame(&echo_request(b"abcdefgh12345"), &mut tx);
+        e.handle_frame(Instant(0), &echo_request(b"abcdefgh12345"), &mut tx);
         assert_eq!(tx.frames.len(), 1);
         let (eth, payload) = EthernetRepr::parse(&tx.frames[0]).unwrap();
         assert_eq!(eth.dst, PEER_MAC);
@@ -482,8 +815,8 @@ mod tests {
     fn tcp_syn_to_owned_port_is_counted() {
         let mut e = engine();
         let mut tx = VecTransmit::default();
-        e.handle_frame(&tcp_syn(8080), &mut tx);
-        e.handle_frame(&tcp_syn(9999), &mut tx);
+        e.handle_frame(Instant(0), &tcp_syn(8080), &mut tx);
+        e.handle_frame(Instant(0), &tcp_syn(9999), &mut tx);
         assert_eq!(e.stats().tcp_segments, 1);
         assert_eq!(e.stats().tcp_syns, 1);
         assert_eq!(e.stats().tcp_not_owned, 1);
@@ -494,30 +827,30 @@ mod tests {
         let mut e = engine();
         let mut tx = VecTransmit::default();
         // Truncated Ethernet header.
-        e.handle_frame(&[0u8; 5], &mut tx);
+        e.handle_frame(Instant(0), &[0u8; 5], &mut tx);
         // Truncated ARP.
-        e.handle_frame(&arp_request(OUR_IP)[..30], &mut tx);
+        e.handle_frame(Instant(0), &arp_request(OUR_IP)[..30], &mut tx);
         // IPv4 with a bad header checksum.
         let mut bad = echo_request(b"x");
         bad[14 + 10] ^= 0xff;
-        e.handle_frame(&bad, &mut tx);
+        e.handle_frame(Instant(0), &bad, &mut tx);
         // IPv4 total length past the frame (oversized claim).
         let mut long = echo_request(b"x");
         long[14 + 2..14 + 4].copy_from_slice(&9000u16.to_be_bytes());
-        e.handle_frame(&long, &mut tx);
+        e.handle_frame(Instant(0), &long, &mut tx);
         // ICMP with a bad checksum.
         let mut icmp_bad = echo_request(b"x");
         let last = icmp_bad.len() - 1;
         icmp_bad[last] ^= 0xff;
-        e.handle_frame(&icmp_bad, &mut tx);
+        e.handle_frame(Instant(0), &icmp_bad, &mut tx);
         // TCP with data offset 15 in a 20-byte segment.
         let mut tcp_bad = tcp_syn(8080);
         tcp_bad[34 + 12] = 0xf0;
-        e.handle_frame(&tcp_bad, &mut tx);
+        e.handle_frame(Instant(0), &tcp_bad, &mut tx);
         // IPv6 EtherType.
         let mut v6 = echo_request(b"x");
         v6[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
-        e.handle_frame(&v6, &mut tx);
+        e.handle_frame(Instant(0), &v6, &mut tx);
 
         assert!(tx.frames.is_empty());
         let s = e.stats();
@@ -547,7 +880,7 @@ mod tests {
         let mut n = 0u64;
         for t in &templates {
             for len in 0..=t.len() {
-                e.handle_frame(&t[..len], &mut tx);
+                e.handle_frame(Instant(0), &t[..len], &mut tx);
                 n += 1;
             }
             for _ in 0..2000 {
@@ -557,14 +890,14 @@ mod tests {
                     let i = (next() as usize) % f.len();
                     f[i] = next() as u8;
                 }
-                e.handle_frame(&f, &mut tx);
+                e.handle_frame(Instant(0), &f, &mut tx);
                 n += 1;
             }
         }
         for _ in 0..2000 {
             let len = (next() % 1600) as usize;
             let f: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-            e.handle_frame(&f, &mut tx);
+            e.handle_frame(Instant(0), &f, &mut tx);
             n += 1;
         }
         assert_eq!(e.stats().rx_frames, n);

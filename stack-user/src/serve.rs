@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::{
     control::ControlServer,
-    engine::{Engine, EngineConfig, EngineStats},
+    engine::{App, Engine, EngineConfig, EngineStats},
     sys::{self, InstanceLock, Signals},
     xdp::{AttachMode, XdpProgram},
     xsk::{KernelStats, XskConfig, XskSocket},
@@ -33,6 +33,10 @@ pub struct ServeConfig {
     pub ip: Ipv4Addr,
     /// TCP ports served.
     pub ports: Vec<u16>,
+    /// Application on those ports.
+    pub app: App,
+    /// TCP settings.
+    pub tcp: crate::tcp::TcpConfig,
     /// Number of queues (default: all rx queues of the interface).
     pub queues: Option<u32>,
     /// XDP attach mode.
@@ -54,6 +58,10 @@ pub struct QueueStats {
     pub queue: u32,
     /// Engine counters.
     pub engine: EngineStats,
+    /// TCP counters, by name.
+    pub tcp: std::collections::BTreeMap<&'static str, u64>,
+    /// Live TCP connections.
+    pub tcp_connections: usize,
     /// Kernel AF_XDP counters.
     pub kernel: KernelStats,
 }
@@ -77,12 +85,18 @@ fn worker_loop(
         if let Ok(mut s) = stats.lock() {
             s.engine = engine.stats().clone();
             s.kernel = sock.kernel_stats();
+            s.tcp = engine.tcp_stats().iter().collect();
+            s.tcp_connections = engine.tcp_connections();
         }
     };
+    let epoch = Instant::now();
+    let clock = || crate::tcp::Instant(epoch.elapsed().as_micros() as u64);
     while !stop.load(Ordering::Relaxed) {
         sock.complete();
         sock.refill();
-        let n = sock.receive(64, |frame, tx| engine.handle_frame(frame, tx));
+        let now = clock();
+        let n = sock.receive(64, |frame, tx| engine.handle_frame(now, frame, tx));
+        sock.transmit_with(|tx| engine.poll(now, tx));
         let dropped = sock.tx_dropped();
         if dropped != reported_tx_drops {
             engine.count_tx_no_buffer(dropped - reported_tx_drops);
@@ -91,7 +105,13 @@ fn worker_loop(
         if n == 0 {
             idle += 1;
             if !busy_poll && idle > 256 {
-                sock.wait(10);
+                // Sleep until a packet arrives or the next TCP timer.
+                let ms = engine
+                    .next_timeout()
+                    .map(|t| (t.0.saturating_sub(clock().0) / 1000) as i32)
+                    .unwrap_or(10)
+                    .clamp(0, 10);
+                sock.wait(ms);
             }
         } else {
             idle = 0;
@@ -187,6 +207,10 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
             mac: iface.mac,
             addrs: vec![config.ip],
             ports: config.ports.clone(),
+            app: config.app,
+            tcp: config.tcp.clone(),
+            backlog: 1024,
+            secret: sys::random_secret(),
         });
         let (st, sp, busy) = (stats.clone(), stop.clone(), config.busy_poll);
         let handle = std::thread::Builder::new()
@@ -203,6 +227,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         "iface": iface.name,
         "ip": config.ip.to_string(),
         "ports": config.ports,
+        "app": config.app,
         "queues": queues,
         "xdp_mode": xdp_mode,
         "xsk_mode": xsk_mode,
@@ -280,8 +305,14 @@ fn snapshot(
         .filter_map(|s| s.lock().ok().map(|s| s.clone()))
         .collect();
     let mut total = EngineStats::default();
+    let mut tcp_total: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    let mut conns = 0;
     for q in &per_queue {
         total.add(&q.engine);
+        for (k, v) in &q.tcp {
+            *tcp_total.entry(k).or_default() += v;
+        }
+        conns += q.tcp_connections;
     }
     let drops: serde_json::Map<String, serde_json::Value> = total
         .wire_drops()
@@ -305,6 +336,8 @@ fn snapshot(
     v["xdp"] = xdp;
     v["engine"] = json!(total);
     v["engine"]["drops"] = json!(drops);
+    v["tcp"] = json!(tcp_total);
+    v["tcp"]["connections"] = json!(conns);
     v["per_queue"] = json!(queues_json);
     v
 }
@@ -338,6 +371,7 @@ pub fn render_stats(v: &serde_json::Value) -> String {
     section(&mut out, "xdp (kernel, per-CPU summed)", &v["xdp"]);
     section(&mut out, "engine", &v["engine"]);
     section(&mut out, "engine drops", &v["engine"]["drops"]);
+    section(&mut out, "tcp", &v["tcp"]);
     if let Some(qs) = v["per_queue"].as_array() {
         for q in qs {
             let _ = writeln!(

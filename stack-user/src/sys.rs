@@ -173,6 +173,22 @@ pub fn interface(name: &str) -> Result<Interface, SysError> {
     })
 }
 
+/// 16 random bytes from the kernel (getrandom), for keyed hashes.
+pub fn random_secret() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    // SAFETY: getrandom into a 16-byte buffer we own.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        // Never expected on Linux ≥ 3.17; fall back to time and pid.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b.copy_from_slice(&(t ^ u128::from(std::process::id()) << 64).to_le_bytes());
+    }
+    b
+}
+
 /// Inode of this thread's network namespace: identifies the namespace in
 /// lock and socket names (interface names repeat across namespaces).
 pub fn netns_id() -> u64 {

@@ -35,7 +35,7 @@ enum Command {
     },
     /// Run the stack on an interface: XDP + one AF_XDP socket and engine per rx queue.
     #[command(
-        after_help = "Examples:\n  ip netns exec xs-default-stack xstack serve --iface xs-default-s --ip 198.18.0.2 --port 8080\n  xstack serve --iface eth1 --ip 198.18.1.10 --port 80,443 --queues 4 --xsk-mode zerocopy\n  xstack serve --iface xs-lab-s --ip 198.18.0.2 --port 8080 --duration 30"
+        after_help = "Examples:\n  ip netns exec xs-default-stack xstack serve --iface xs-default-s --ip 198.18.0.2 --port 8080 --app echo\n  xstack serve --iface eth1 --ip 198.18.1.10 --port 80,443 --queues 4 --xsk-mode zerocopy\n  xstack serve --iface xs-lab-s --ip 198.18.0.2 --port 8080 --duration 30"
     )]
     Serve(ServeArgs),
     /// Show the counters of a running instance (read over its control socket).
@@ -96,6 +96,9 @@ struct ServeArgs {
     /// TCP port(s) to serve, comma separated.
     #[arg(long, value_delimiter = ',', required = true)]
     port: Vec<u16>,
+    /// Application on the ports: echo (RFC 862) or discard (RFC 863).
+    #[arg(long, value_enum, default_value = "echo")]
+    app: xstack::engine::App,
     /// AF_XDP sockets, one per rx queue 0..N (default: every rx queue of the interface).
     #[arg(long)]
     queues: Option<u32>,
@@ -175,6 +178,8 @@ fn run(cli: Cli) -> Result<()> {
                 iface: a.iface,
                 ip: a.ip,
                 ports: a.port,
+                app: a.app,
+                tcp: xstack::tcp::TcpConfig::default(),
                 queues: a.queues,
                 xdp_mode: a.xdp_mode,
                 xsk: XskConfig {
