@@ -6,7 +6,10 @@
 //! stack's own addresses and hands TCP segments for owned ports to the TCP
 //! layer; everything malformed is dropped and counted by reason.
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{
+    collections::{HashMap, HashSet},
+    net::Ipv4Addr,
+};
 
 use serde::Serialize;
 
@@ -110,8 +113,11 @@ pub struct EngineStats {
     pub tcp_segments: u64,
     /// Of those, SYNs without ACK (connection attempts).
     pub tcp_syns: u64,
-    /// TCP segments for an address or port the engine does not own.
+    /// TCP segments for an address the engine does not own.
     pub tcp_not_owned: u64,
+    /// TCP segments to a port without a listener (client connections, or
+    /// closed ports answered with RST).
+    pub tcp_not_listened: u64,
     /// IPv4 packets for an address the engine does not own.
     pub ip_not_owned: u64,
     /// IPv4 packets of a protocol the engine does not handle.
@@ -153,6 +159,7 @@ impl EngineStats {
         self.tcp_segments += o.tcp_segments;
         self.tcp_syns += o.tcp_syns;
         self.tcp_not_owned += o.tcp_not_owned;
+        self.tcp_not_listened += o.tcp_not_listened;
         self.ip_not_owned += o.ip_not_owned;
         self.ip_other_proto += o.ip_other_proto;
         self.drop_tcp_malformed += o.drop_tcp_malformed;
@@ -199,6 +206,11 @@ pub struct Engine {
     /// Complete IPv4 packets waiting for their next hop's MAC.
     held: Vec<(Ipv4Addr, Vec<u8>)>,
     scratch: Vec<u8>,
+    /// Connections the application accepted; others (opened with
+    /// [`Engine::connect`]) belong to the caller.
+    app_conns: HashSet<crate::tcp::ConnId>,
+    /// Events on caller-owned connections, for [`Engine::poll_event`].
+    events: std::collections::VecDeque<Event>,
 }
 
 const TCP_FLAG_SYN: u8 = 0x02;
@@ -223,6 +235,8 @@ impl Engine {
             arp_pending: HashMap::new(),
             held: Vec::new(),
             scratch: vec![0u8; 2048],
+            app_conns: HashSet::new(),
+            events: std::collections::VecDeque::new(),
         }
     }
 
@@ -292,20 +306,29 @@ impl Engine {
         self.drain_tcp(now, tx);
     }
 
-    /// Actively opens a connection (the engine as a client).
+    /// Actively opens a connection (the engine as a client); `local_port` 0
+    /// picks one from `ip_local_port_range`. The XDP program must own the
+    /// local port for the replies to reach the engine.
     pub fn connect(
         &mut self,
         now: Instant,
         local: Ipv4Addr,
+        local_port: u16,
         remote: Ipv4Addr,
         remote_port: u16,
     ) -> Result<crate::tcp::ConnId, crate::tcp::TcpError> {
-        self.tcp.connect(now, local, 0, remote, remote_port)
+        self.tcp
+            .connect(now, local, local_port, remote, remote_port)
     }
 
     /// The TCP engine, for applications driving connections directly.
     pub fn tcp(&mut self) -> &mut TcpEngine {
         &mut self.tcp
+    }
+
+    /// Next event on a connection opened with [`Engine::connect`].
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
     }
 
     fn run_app(&mut self, now: Instant) {
@@ -315,17 +338,26 @@ impl Engine {
                 Event::Incoming(l) => {
                     while let Some(c) = self.tcp.accept(l) {
                         self.stats.app_accepted += 1;
+                        self.app_conns.insert(c);
                         self.app_io(now, c, &mut buf);
                     }
                 }
-                Event::Readable(c) | Event::Writable(c) | Event::PeerClosed(c) => {
+                Event::Readable(c) | Event::Writable(c) | Event::PeerClosed(c)
+                    if self.app_conns.contains(&c) =>
+                {
                     self.app_io(now, c, &mut buf)
                 }
-                Event::Connected(_)
-                | Event::Closed(_)
-                | Event::Reset(_)
-                | Event::TimedOut(_)
-                | Event::Refused(_) => {}
+                Event::Closed(c) | Event::Reset(c) | Event::TimedOut(c)
+                    if self.app_conns.contains(&c) =>
+                {
+                    // The handle was given up by `close`; nothing to do.
+                    self.app_conns.remove(&c);
+                }
+                other => {
+                    if self.events.len() < 65536 {
+                        self.events.push_back(other);
+                    }
+                }
             }
         }
     }
@@ -347,6 +379,7 @@ impl Engine {
             match self.tcp.read(c, &mut buf[..room]) {
                 Ok(0) => {
                     let _ = self.tcp.close(now, c);
+                    self.app_conns.remove(&c);
                     return;
                 }
                 Ok(n) => {
@@ -361,6 +394,7 @@ impl Engine {
                 Err(crate::tcp::TcpError::WouldBlock) => return,
                 Err(_) => {
                     let _ = self.tcp.close(now, c);
+                    self.app_conns.remove(&c);
                     return;
                 }
             }
@@ -660,11 +694,16 @@ impl Engine {
             self.stats.drop_tcp_malformed += 1;
             return;
         }
-        if !self.config.ports.contains(&dport) || !self.owns(ip.dst) {
+        if !self.owns(ip.dst) {
             self.stats.tcp_not_owned += 1;
             return;
         }
+        // Segments to a port nobody listens on (and no connection) are for
+        // the TCP layer too: it answers with RST (RFC 9293 §3.10.7.1).
         self.stats.tcp_segments += 1;
+        if !self.config.ports.contains(&dport) {
+            self.stats.tcp_not_listened += 1;
+        }
         let flags = seg[13];
         if flags & TCP_FLAG_SYN != 0 && flags & TCP_FLAG_ACK == 0 {
             self.stats.tcp_syns += 1;
@@ -758,8 +797,16 @@ mod tests {
         let mut seg = vec![0u8; 20];
         seg[0..2].copy_from_slice(&40000u16.to_be_bytes());
         seg[2..4].copy_from_slice(&dport.to_be_bytes());
+        seg[4..8].copy_from_slice(&1000u32.to_be_bytes());
         seg[12] = 5 << 4;
         seg[13] = TCP_FLAG_SYN;
+        seg[14..16].copy_from_slice(&65535u16.to_be_bytes());
+        let sum = checksum::sum(
+            checksum::pseudo_header(PEER_IP, OUR_IP, ipv4::PROTO_TCP, 20),
+            &seg,
+        );
+        let c = checksum::finish(sum);
+        seg[16..18].copy_from_slice(&c.to_be_bytes());
         ipv4_frame(ipv4::PROTO_TCP, &seg)
     }
 
@@ -811,15 +858,33 @@ mod tests {
         assert_eq!(e.stats().icmp_echo_replies, 1);
     }
 
+    /// RFC 9293 §3.10.7.2 (LISTEN: SYN → SYN-ACK) and §3.10.7.1 (no
+    /// listener: RST carrying ACK of the SYN), through Ethernet and IPv4.
     #[test]
-    fn tcp_syn_to_owned_port_is_counted() {
+    fn syn_to_a_listening_port_gets_syn_ack_and_to_a_closed_port_rst() {
         let mut e = engine();
         let mut tx = VecTransmit::default();
         e.handle_frame(Instant(0), &tcp_syn(8080), &mut tx);
         e.handle_frame(Instant(0), &tcp_syn(9999), &mut tx);
-        assert_eq!(e.stats().tcp_segments, 1);
-        assert_eq!(e.stats().tcp_syns, 1);
-        assert_eq!(e.stats().tcp_not_owned, 1);
+        e.poll(Instant(0), &mut tx);
+        assert_eq!(e.stats().tcp_segments, 2);
+        assert_eq!(e.stats().tcp_syns, 2);
+        assert_eq!(e.stats().tcp_not_listened, 1);
+        assert_eq!(tx.frames.len(), 2, "{:?}", tx.frames);
+        let mut flags = Vec::new();
+        for f in &tx.frames {
+            let (eth, payload) = EthernetRepr::parse(f).unwrap();
+            assert_eq!((eth.src, eth.dst), (OUR_MAC, PEER_MAC));
+            let (ip, seg) = Ipv4Repr::parse(payload).unwrap();
+            assert_eq!((ip.src, ip.dst), (OUR_IP, PEER_IP));
+            let tcp = crate::wire::tcp::TcpRepr::parse(ip.src, ip.dst, seg).unwrap();
+            assert_eq!(tcp.ack.map(|a| a.0), Some(1001));
+            flags.push((tcp.src_port, tcp.flags));
+        }
+        flags.sort();
+        // `TcpRepr::flags` carries the ACK bit as `ack: Some(..)`, checked above.
+        use crate::wire::tcp::{RST, SYN};
+        assert_eq!(flags, vec![(8080, SYN), (9999, RST)]);
     }
 
     #[test]

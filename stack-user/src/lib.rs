@@ -9,6 +9,7 @@
 pub mod control;
 pub mod engine;
 pub mod serve;
+pub mod stack;
 pub mod sys;
 pub mod tcp;
 pub mod testbed;

@@ -412,3 +412,105 @@ fn a_linux_client_exchanges_data_with_the_echo_app_and_both_sides_close() {
         String::from_utf8_lossy(&ss.stdout)
     );
 }
+
+#[test]
+fn an_engine_client_exchanges_data_with_a_linux_server() {
+    use std::io::{Read, Write};
+    use xstack::{
+        engine::App,
+        stack::{Stack, StackConfig},
+        tcp::TcpError,
+    };
+    let tb = testbed('c', 1);
+    let t = &tb.testbed;
+    const SERVER_PORT: u16 = 9000;
+    const CLIENT_PORT: u16 = 40001;
+    const LEN: usize = 200 * 1024;
+    // A Linux echo server in the peer namespace: one connection, echo until
+    // EOF, then close.
+    let peer_ip = t.peer_ip;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let ns = t.peer_ns.clone();
+    let server = std::thread::spawn(move || {
+        in_netns(&ns, move || {
+            let l = std::net::TcpListener::bind((peer_ip, SERVER_PORT)).expect("bind");
+            ready_tx.send(()).unwrap();
+            let (mut c, _) = l.accept().expect("accept");
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = [0u8; 16384];
+            let mut total = 0;
+            loop {
+                let n = c.read(&mut buf).expect("server read");
+                if n == 0 {
+                    break;
+                }
+                c.write_all(&buf[..n]).expect("server write");
+                total += n;
+            }
+            total
+        })
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+
+    let (iface, ip, ns) = (t.stack_if.clone(), t.stack_ip, t.stack_ns.clone());
+    let (got, stats) = in_netns(&ns, move || {
+        let mut st = Stack::open(&StackConfig {
+            iface,
+            ip,
+            listen: vec![],
+            client_ports: vec![CLIENT_PORT],
+            app: App::Discard,
+            tcp: Default::default(),
+            xsk: Default::default(),
+        })
+        .expect("stack");
+        let now = st.now();
+        let c = st
+            .engine()
+            .connect(now, ip, CLIENT_PORT, peer_ip, SERVER_PORT)
+            .expect("connect");
+        let data: Vec<u8> = (0..LEN).map(|i| (i % 253) as u8).collect();
+        let (mut sent, mut got, mut shut) = (0usize, Vec::new(), false);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut buf = vec![0u8; 65536];
+        while std::time::Instant::now() < deadline {
+            st.poll();
+            let tcp = st.engine().tcp();
+            if sent < LEN {
+                match tcp.write(c, &data[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(TcpError::WouldBlock) => {}
+                    Err(e) => panic!("write: {e}"),
+                }
+            } else if !shut {
+                tcp.shutdown(c).expect("shutdown");
+                shut = true;
+            }
+            match tcp.read(c, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(TcpError::WouldBlock) => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        let now = st.now();
+        let state = st.engine().tcp().state(c).ok();
+        let _ = st.engine().tcp().close(now, c);
+        // Let the last ACK leave before the socket closes.
+        for _ in 0..50 {
+            st.poll();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let stats = st.engine().stats().clone();
+        (got == data, (state, stats))
+    });
+    assert_eq!(server.join().unwrap(), LEN, "server echoed everything");
+    assert!(got, "echoed bytes differ: {stats:?}");
+    // The Linux server closed after our FIN: we closed first, so after the
+    // exchange our side was in TIME_WAIT (RFC 9293 §3.6), theirs is gone.
+    assert_eq!(stats.0, Some(xstack::tcp::State::TimeWait), "{stats:?}");
+    assert!(
+        stats.1.arp_requests_out >= 1,
+        "the engine resolved the server by ARP"
+    );
+}
