@@ -39,7 +39,7 @@ enum Cmd {
     },
     /// Bring up a testbed, run the stack, show the round trip, tear it down.
     Demo,
-    /// Benchmarks on a fresh testbed (AF_XDP receive rate in copy mode).
+    /// Benchmarks on a fresh testbed: AF_XDP receive rate (copy mode) and bulk TCP throughput, each next to Linux.
     Bench {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 5)]
@@ -417,20 +417,15 @@ fn bench(seconds: u32) -> Result<()> {
     if !is_root() {
         bail!("benchmarks create network namespaces: run `sudo -E cargo xtask bench`");
     }
-    run(Command::new("cargo")
-        .current_dir(root())
-        .args([
-            "run",
-            "--release",
-            "--package",
-            "xstack-tests",
-            "--bin",
-            "rx-bench",
-            "--",
-        ])
-        .arg(seconds.to_string())
-        .env("XSTACK_BPF_OBJ", bpf_object())
-        .env("XSTACK_BIN", root().join("target/release/xstack")))
+    for bench in ["rx-bench", "bulk-bench"] {
+        run(Command::new("cargo")
+            .current_dir(root())
+            .args(["run", "--release", "--package", "xstack-tests", "--bin", bench, "--"])
+            .arg(seconds.to_string())
+            .env("XSTACK_BPF_OBJ", bpf_object())
+            .env("XSTACK_BIN", root().join("target/release/xstack")))?;
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
