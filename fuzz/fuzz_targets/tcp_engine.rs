@@ -17,13 +17,22 @@ const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
 fn drain(e: &mut TcpEngine, now: Instant, buf: &mut [u8]) {
     for _ in 0..1000 {
-        let Some(t) = e.poll_transmit(now, buf) else { return };
+        let Some(t) = e.poll_transmit(now, buf) else {
+            return;
+        };
         TcpRepr::parse(t.src, t.dst, &buf[..t.len]).expect("engine emits valid segments");
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut e = TcpEngine::new(TcpConfig { tcp_rmem: 4096, tcp_wmem: 4096, ..TcpConfig::default() }, [9; 16]);
+    let mut e = TcpEngine::new(
+        TcpConfig {
+            tcp_rmem: 4096,
+            tcp_wmem: 4096,
+            ..TcpConfig::default()
+        },
+        [9; 16],
+    );
     let mut now = Instant::from_millis(1);
     let mut buf = vec![0u8; 2048];
     e.listen(LOCAL, 80, 8).unwrap();
