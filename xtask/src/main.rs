@@ -420,7 +420,15 @@ fn bench(seconds: u32) -> Result<()> {
     for bench in ["rx-bench", "bulk-bench"] {
         run(Command::new("cargo")
             .current_dir(root())
-            .args(["run", "--release", "--package", "xstack-tests", "--bin", bench, "--"])
+            .args([
+                "run",
+                "--release",
+                "--package",
+                "xstack-tests",
+                "--bin",
+                bench,
+                "--",
+            ])
             .arg(seconds.to_string())
             .env("XSTACK_BPF_OBJ", bpf_object())
             .env("XSTACK_BIN", root().join("target/release/xstack")))?;

@@ -25,7 +25,10 @@ const PORT: u16 = 5001;
 const CLIENT_PORT: u16 = 40100;
 
 /// A discard server on `ip:PORT` in `ns`; returns bytes received.
-fn linux_sink(ns: &str, ip: Ipv4Addr) -> (std::sync::mpsc::Receiver<()>, std::thread::JoinHandle<u64>) {
+fn linux_sink(
+    ns: &str,
+    ip: Ipv4Addr,
+) -> (std::sync::mpsc::Receiver<()>, std::thread::JoinHandle<u64>) {
     let (tx, rx) = std::sync::mpsc::channel();
     let ns = ns.to_string();
     let h = std::thread::spawn(move || {
@@ -116,7 +119,11 @@ fn main() {
 
     // (b) Linux → xstack (discard app), the engine polled in its own thread.
     let stop = Arc::new(AtomicBool::new(false));
-    let (cfg, ns, stop2) = (stack_config(&t, vec![PORT], vec![]), t.stack_ns.clone(), stop.clone());
+    let (cfg, ns, stop2) = (
+        stack_config(&t, vec![PORT], vec![]),
+        t.stack_ns.clone(),
+        stop.clone(),
+    );
     let (up_tx, up_rx) = std::sync::mpsc::channel();
     let engine = std::thread::spawn(move || {
         in_netns(&ns, move || {
@@ -137,12 +144,19 @@ fn main() {
     // (c) xstack → Linux.
     let (ready, sink) = linux_sink(&t.peer_ns, t.peer_ip);
     ready.recv_timeout(Duration::from_secs(5)).unwrap();
-    let (cfg, ns, peer_ip) = (stack_config(&t, vec![], vec![CLIENT_PORT]), t.stack_ns.clone(), t.peer_ip);
+    let (cfg, ns, peer_ip) = (
+        stack_config(&t, vec![], vec![CLIENT_PORT]),
+        t.stack_ns.clone(),
+        t.peer_ip,
+    );
     let (sent_c, el_c) = in_netns(&ns, move || {
         let mut st = Stack::open(&cfg).expect("stack");
         let now = st.now();
         let ip = cfg.ip;
-        let c = st.engine().connect(now, ip, CLIENT_PORT, peer_ip, PORT).expect("connect");
+        let c = st
+            .engine()
+            .connect(now, ip, CLIENT_PORT, peer_ip, PORT)
+            .expect("connect");
         let buf = vec![0xa5u8; 256 * 1024];
         let start = Instant::now();
         let end = start + Duration::from_secs_f64(secs);
@@ -159,14 +173,21 @@ fn main() {
         let _ = st.engine().tcp().shutdown(c);
         let drain = Instant::now() + Duration::from_secs(5);
         while Instant::now() < drain
-            && st.engine().tcp().state(c).is_ok_and(|s| s != xstack::tcp::State::TimeWait)
+            && st
+                .engine()
+                .tcp()
+                .state(c)
+                .is_ok_and(|s| s != xstack::tcp::State::TimeWait)
         {
             st.poll();
         }
         (total, el)
     });
     let got_c = sink.join().unwrap();
-    assert_eq!(got_c, sent_c, "the Linux sink must receive every byte queued");
+    assert_eq!(
+        got_c, sent_c,
+        "the Linux sink must receive every byte queued"
+    );
 
     let a = gbit(got_a, el_a);
     let b = gbit(got_b, el_b);
