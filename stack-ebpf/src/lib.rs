@@ -5,6 +5,8 @@
 //! the `aya::Pod` impls userspace needs to read and write maps).
 #![no_std]
 
+pub mod cookie;
+
 /// Highest number of AF_XDP sockets (one per rx queue) the XSKMAP holds.
 pub const MAX_QUEUES: u32 = 64;
 
