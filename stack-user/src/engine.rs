@@ -6,10 +6,7 @@
 //! stack's own addresses and hands TCP segments for owned ports to the TCP
 //! layer; everything malformed is dropped and counted by reason.
 
-use std::{
-    collections::{HashMap, HashSet},
-    net::Ipv4Addr,
-};
+use std::{collections::HashMap, net::Ipv4Addr};
 
 use serde::Serialize;
 
@@ -66,6 +63,8 @@ pub struct EngineConfig {
     pub ports: Vec<u16>,
     /// The application on the listening ports.
     pub app: App,
+    /// Body size of the HTTP application's responses.
+    pub response_bytes: usize,
     /// TCP settings (Linux sysctl names).
     pub tcp: TcpConfig,
     /// Listen backlog per port.
@@ -74,16 +73,7 @@ pub struct EngineConfig {
     pub secret: [u8; 16],
 }
 
-/// What runs on the listening ports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum App {
-    /// Accept connections and write back every byte received; close after
-    /// the peer closes (RFC 862).
-    Echo,
-    /// Accept connections and discard what arrives (RFC 863).
-    Discard,
-}
+pub use crate::app::App;
 
 /// Counters of one engine. Plain integers: each queue's worker owns its
 /// engine and publishes a copy for `xstack stats`.
@@ -138,6 +128,10 @@ pub struct EngineStats {
     pub app_bytes_in: u64,
     /// Bytes the application wrote.
     pub app_bytes_out: u64,
+    /// HTTP requests answered.
+    pub http_requests: u64,
+    /// Malformed HTTP requests (answered 400, connection closed).
+    pub http_errors: u64,
     /// Malformed frames, by reason (indexed by [`WireError::index`]).
     #[serde(skip)]
     pub drop_wire: [u64; 12],
@@ -170,6 +164,8 @@ impl EngineStats {
         self.app_accepted += o.app_accepted;
         self.app_bytes_in += o.app_bytes_in;
         self.app_bytes_out += o.app_bytes_out;
+        self.http_requests += o.http_requests;
+        self.http_errors += o.http_errors;
         for (a, b) in self.drop_wire.iter_mut().zip(o.drop_wire.iter()) {
             *a += b;
         }
@@ -208,7 +204,7 @@ pub struct Engine {
     scratch: Vec<u8>,
     /// Connections the application accepted; others (opened with
     /// [`Engine::connect`]) belong to the caller.
-    app_conns: HashSet<crate::tcp::ConnId>,
+    app_conns: HashMap<crate::tcp::ConnId, crate::app::AppConn>,
     /// Events on caller-owned connections, for [`Engine::poll_event`].
     events: std::collections::VecDeque<Event>,
 }
@@ -235,7 +231,7 @@ impl Engine {
             arp_pending: HashMap::new(),
             held: Vec::new(),
             scratch: vec![0u8; 2048],
-            app_conns: HashSet::new(),
+            app_conns: HashMap::new(),
             events: std::collections::VecDeque::new(),
         }
     }
@@ -338,17 +334,17 @@ impl Engine {
                 Event::Incoming(l) => {
                     while let Some(c) = self.tcp.accept(l) {
                         self.stats.app_accepted += 1;
-                        self.app_conns.insert(c);
+                        self.app_conns.insert(c, Default::default());
                         self.app_io(now, c, &mut buf);
                     }
                 }
                 Event::Readable(c) | Event::Writable(c) | Event::PeerClosed(c)
-                    if self.app_conns.contains(&c) =>
+                    if self.app_conns.contains_key(&c) =>
                 {
                     self.app_io(now, c, &mut buf)
                 }
                 Event::Closed(c) | Event::Reset(c) | Event::TimedOut(c)
-                    if self.app_conns.contains(&c) =>
+                    if self.app_conns.contains_key(&c) =>
                 {
                     // The handle was given up by `close`; nothing to do.
                     self.app_conns.remove(&c);
@@ -362,43 +358,24 @@ impl Engine {
         }
     }
 
-    /// Echo or discard what is readable; close once the peer has closed
-    /// and everything was read (and, for echo, queued back).
+    /// Runs the application on an accepted connection after an event.
     fn app_io(&mut self, now: Instant, c: crate::tcp::ConnId, buf: &mut [u8]) {
-        loop {
-            let room = match self.config.app {
-                App::Echo => match self.tcp.send_space(c) {
-                    Ok(r) => r.min(buf.len()),
-                    Err(_) => return,
-                },
-                App::Discard => buf.len(),
-            };
-            if room == 0 {
-                return; // Writable will call back.
-            }
-            match self.tcp.read(c, &mut buf[..room]) {
-                Ok(0) => {
-                    let _ = self.tcp.close(now, c);
-                    self.app_conns.remove(&c);
-                    return;
-                }
-                Ok(n) => {
-                    self.stats.app_bytes_in += n as u64;
-                    if self.config.app == App::Echo {
-                        // `room` bytes fit in the send buffer.
-                        if let Ok(w) = self.tcp.write(c, &buf[..n]) {
-                            self.stats.app_bytes_out += w as u64;
-                        }
-                    }
-                }
-                Err(crate::tcp::TcpError::WouldBlock) => return,
-                Err(_) => {
-                    let _ = self.tcp.close(now, c);
-                    self.app_conns.remove(&c);
-                    return;
-                }
-            }
+        let Some(st) = self.app_conns.get_mut(&c) else {
+            return;
+        };
+        let mut n = crate::app::AppCounters::default();
+        let cfg = crate::app::AppConfig {
+            app: self.config.app,
+            response_bytes: self.config.response_bytes,
+        };
+        let done = crate::app::service(cfg, &mut self.tcp, now, c, st, &mut n, buf);
+        if done == crate::app::Service::Closed {
+            self.app_conns.remove(&c);
         }
+        self.stats.app_bytes_in += n.bytes_in;
+        self.stats.app_bytes_out += n.bytes_out;
+        self.stats.http_requests += n.http_requests;
+        self.stats.http_errors += n.http_errors;
     }
 
     /// Wraps each segment TCP wants to send in IPv4 and Ethernet.
@@ -728,6 +705,7 @@ mod tests {
             addrs: vec![OUR_IP],
             ports: vec![8080],
             app: App::Echo,
+            response_bytes: 0,
             tcp: TcpConfig::default(),
             backlog: 128,
             secret: [7; 16],

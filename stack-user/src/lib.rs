@@ -6,8 +6,10 @@
 //! [`serve`] runtime that wires them together; the [`testbed`]; and the
 //! [`control`] socket that `xstack stats` reads.
 
+pub mod app;
 pub mod control;
 pub mod engine;
+pub mod http;
 pub mod serve;
 pub mod stack;
 pub mod sys;

@@ -35,6 +35,8 @@ pub struct ServeConfig {
     pub ports: Vec<u16>,
     /// Application on those ports.
     pub app: App,
+    /// Body size of `--app http` responses.
+    pub response_bytes: usize,
     /// TCP settings.
     pub tcp: crate::tcp::TcpConfig,
     /// Number of queues (default: all rx queues of the interface).
@@ -208,6 +210,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
             addrs: vec![config.ip],
             ports: config.ports.clone(),
             app: config.app,
+            response_bytes: config.response_bytes,
             tcp: config.tcp.clone(),
             backlog: 1024,
             secret: sys::random_secret(),

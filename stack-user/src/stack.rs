@@ -28,6 +28,8 @@ pub struct StackConfig {
     pub client_ports: Vec<u16>,
     /// Application on the listening ports.
     pub app: App,
+    /// Body size of `App::Http` responses.
+    pub response_bytes: usize,
     /// TCP settings.
     pub tcp: TcpConfig,
     /// AF_XDP settings.
@@ -60,6 +62,7 @@ impl Stack {
             addrs: vec![config.ip],
             ports: config.listen.clone(),
             app: config.app,
+            response_bytes: config.response_bytes,
             tcp: config.tcp.clone(),
             backlog: 1024,
             secret: sys::random_secret(),

@@ -460,6 +460,7 @@ fn an_engine_client_exchanges_data_with_a_linux_server() {
             listen: vec![],
             client_ports: vec![CLIENT_PORT],
             app: App::Discard,
+            response_bytes: 0,
             tcp: Default::default(),
             xsk: Default::default(),
         })
@@ -513,4 +514,80 @@ fn an_engine_client_exchanges_data_with_a_linux_server() {
         stats.1.arp_requests_out >= 1,
         "the engine resolved the server by ARP"
     );
+}
+
+#[test]
+fn curl_and_wrk_against_the_http_app_succeed() {
+    let tb = testbed('h', 1);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, 80, &["--app", "http", "--response-bytes", "1000"]);
+    let url = format!("http://{}:80/", t.stack_ip);
+    // Two requests on one keep-alive connection, then one with Connection: close.
+    let out = peer(
+        t,
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download} %{num_connects}\n",
+            &url,
+            &url,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "curl: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        vec!["200 1000 1", "200 1000 0"],
+        "keep-alive reused the connection"
+    );
+    let close = peer(
+        t,
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "5",
+            "-i",
+            "-H",
+            "Connection: close",
+            &url,
+        ],
+    );
+    let head = String::from_utf8_lossy(&close.stdout);
+    assert!(head.contains("Connection: close"), "{head}");
+
+    let wrk = peer(t, "wrk", &["-t1", "-c8", "-d2s", "--timeout", "2s", &url]);
+    let report = String::from_utf8_lossy(&wrk.stdout);
+    assert!(wrk.status.success(), "wrk: {report}");
+    assert!(
+        !report.contains("Socket errors") && !report.contains("Non-2xx"),
+        "{report}"
+    );
+    let requests: u64 = report
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .expect("wrk request count");
+    assert!(requests > 100, "{report}");
+    let s = serve.stats();
+    // Every request wrk counted and curl made was answered; wrk stops with
+    // at most one request in flight per connection (8), answered but not
+    // counted by it.
+    let served = counter(&s, "/engine/http_requests");
+    assert!(
+        (requests + 3..=requests + 3 + 8).contains(&served),
+        "served {served}, wrk {requests}: {s:#}"
+    );
+    assert_eq!(counter(&s, "/engine/http_errors"), 0);
 }

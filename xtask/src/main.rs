@@ -56,6 +56,8 @@ const DEB_PACKAGES: &[(&str, &str)] = &[
     ("tcpdump", "tcpdump"),
     ("setpriv", "util-linux"),
     ("mount", "mount"),
+    ("curl", "curl"),
+    ("wrk", "wrk"),
 ];
 
 fn root() -> PathBuf {

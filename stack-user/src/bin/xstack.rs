@@ -96,9 +96,12 @@ struct ServeArgs {
     /// TCP port(s) to serve, comma separated.
     #[arg(long, value_delimiter = ',', required = true)]
     port: Vec<u16>,
-    /// Application on the ports: echo (RFC 862) or discard (RFC 863).
+    /// Application on the ports: echo (RFC 862), discard (RFC 863) or a fixed-body HTTP/1.1 server.
     #[arg(long, value_enum, default_value = "echo")]
     app: xstack::engine::App,
+    /// Body size of `--app http` responses.
+    #[arg(long, default_value_t = 64)]
+    response_bytes: usize,
     /// AF_XDP sockets, one per rx queue 0..N (default: every rx queue of the interface).
     #[arg(long)]
     queues: Option<u32>,
@@ -179,6 +182,7 @@ fn run(cli: Cli) -> Result<()> {
                 ip: a.ip,
                 ports: a.port,
                 app: a.app,
+                response_bytes: a.response_bytes,
                 tcp: xstack::tcp::TcpConfig::default(),
                 queues: a.queues,
                 xdp_mode: a.xdp_mode,

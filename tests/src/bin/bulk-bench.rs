@@ -78,6 +78,7 @@ fn stack_config(t: &Testbed, listen: Vec<u16>, client: Vec<u16>) -> StackConfig 
         listen,
         client_ports: client,
         app: App::Discard,
+        response_bytes: 0,
         tcp: Default::default(),
         xsk: Default::default(),
     }
