@@ -11,7 +11,7 @@ pub mod cookie;
 pub const MAX_QUEUES: u32 = 64;
 
 /// Size of the owned (address, port) table in the XDP program.
-pub const MAX_OWNED_PORTS: u32 = 4096;
+pub const MAX_OWNED_PORTS: u32 = 65536;
 
 /// Size of the owned-address table in the XDP program.
 pub const MAX_OWNED_ADDRS: u32 = 256;

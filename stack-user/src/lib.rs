@@ -10,6 +10,8 @@ pub mod app;
 pub mod control;
 pub mod engine;
 pub mod http;
+pub mod kserve;
+pub mod load;
 pub mod serve;
 pub mod stack;
 pub mod sys;

@@ -38,6 +38,35 @@ enum Command {
         after_help = "Examples:\n  ip netns exec xs-default-stack xstack serve --iface xs-default-s --ip 198.18.0.2 --port 8080 --app echo\n  xstack serve --iface eth1 --ip 198.18.1.10 --port 80,443 --queues 4 --xsk-mode zerocopy\n  xstack serve --iface xs-lab-s --ip 198.18.0.2 --port 8080 --duration 30"
     )]
     Serve(ServeArgs),
+    /// Run the same applications on Linux kernel sockets (tokio): the baseline.
+    #[command(
+        after_help = "Examples:\n  ip netns exec xs-lab-stack xstack kserve --listen 198.18.0.2:80 --app http\n  xstack kserve --listen 0.0.0.0:7 --app echo --threads 2"
+    )]
+    Kserve {
+        /// Address and port to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Application.
+        #[arg(long, value_enum, default_value = "echo")]
+        app: xstack::engine::App,
+        /// Body size of `--app http` responses.
+        #[arg(long, default_value_t = 64)]
+        response_bytes: usize,
+        /// tokio worker threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// listen(2) backlog (capped by net.core.somaxconn).
+        #[arg(long, default_value_t = 4096)]
+        backlog: u32,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+    },
+    /// Generate load against a server: connections, requests, latency.
+    #[command(
+        after_help = "Examples:\n  # closed loop, a new connection per request, against a kernel server in the peer netns\n  ip netns exec xs-lab-stack xstack load --iface xs-lab-s --ip 198.18.0.2 --target 198.18.0.1:80 --concurrency 64 --duration 10\n  # open loop at 20k connections/s, HTTP, server closes first\n  xstack load --iface xs-lab-s --ip 198.18.0.2 --target 198.18.0.1:80 --rate 20000 --http --close server --duration 10 --json out.json --hdr out.hlog\n  # the same load over kernel sockets\n  xstack load --kernel --target 198.18.0.1:80 --concurrency 64 --duration 10"
+    )]
+    Load(Box<LoadArgs>),
     /// Show the counters of a running instance (read over its control socket).
     #[command(
         after_help = "Examples:\n  xstack stats\n  xstack stats --iface xs-default-s\n  xstack stats --json | jq .xdp"
@@ -50,6 +79,67 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct LoadArgs {
+    /// Interface the load engine attaches to (not with --kernel).
+    #[arg(long, required_unless_present = "kernel")]
+    iface: Option<String>,
+    /// Address the load engine owns (not with --kernel).
+    #[arg(long, required_unless_present = "kernel")]
+    ip: Option<Ipv4Addr>,
+    /// Server address and port (inside 198.18.0.0/15).
+    #[arg(long)]
+    target: std::net::SocketAddrV4,
+    /// Open loop: connections started per second, on schedule.
+    #[arg(long, conflicts_with = "concurrency")]
+    rate: Option<f64>,
+    /// Closed loop: connections kept busy.
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// Requests per connection (1 = a new connection per request).
+    #[arg(long, default_value_t = 1)]
+    requests_per_conn: u32,
+    /// Request size for the echo protocol.
+    #[arg(long, default_value_t = 64)]
+    request_bytes: usize,
+    /// Expected response size; with the echo protocol it must equal --request-bytes.
+    #[arg(long)]
+    response_bytes: Option<usize>,
+    /// HTTP/1.1 GET / instead of the echo protocol.
+    #[arg(long)]
+    http: bool,
+    /// Who closes each connection.
+    #[arg(long, value_enum, default_value = "client")]
+    close: xstack::load::CloseBy,
+    /// Seconds to start connections for.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Connections to make in all.
+    #[arg(long)]
+    connections: Option<u64>,
+    /// Per-connection timeout in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    /// Engines (AF_XDP queues); this version drives one.
+    #[arg(long, default_value_t = 1)]
+    queues: u32,
+    /// Run over kernel sockets (tokio) instead of the xstack engine.
+    #[arg(long)]
+    kernel: bool,
+    /// tokio worker threads with --kernel.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Write the summary as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Write an HdrHistogram interval log to this file.
+    #[arg(long)]
+    hdr: Option<std::path::PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -200,6 +290,86 @@ fn run(cli: Cli) -> Result<()> {
             println!("final counters:");
             print!("{}", serve::render_stats(&stats));
         }
+        Command::Kserve {
+            listen,
+            app,
+            response_bytes,
+            threads,
+            backlog,
+            duration,
+        } => {
+            if let Some(d) = duration {
+                if !(d > 0.0 && d.is_finite()) {
+                    anyhow::bail!("--duration {d} is invalid: give a positive number of seconds");
+                }
+            }
+            let st = xstack::kserve::run(
+                listen,
+                app,
+                response_bytes,
+                threads,
+                backlog,
+                duration.map(Duration::from_secs_f64),
+            )?;
+            use std::sync::atomic::Ordering::Relaxed;
+            println!(
+                "final counters: accepted {} bytes_in {} bytes_out {} http_requests {}",
+                st.accepted.load(Relaxed),
+                st.bytes_in.load(Relaxed),
+                st.bytes_out.load(Relaxed),
+                st.http_requests.load(Relaxed)
+            );
+        }
+        Command::Load(a) => {
+            let a = *a;
+            if let Some(r) = a.response_bytes {
+                if !a.http && r != a.request_bytes {
+                    anyhow::bail!("--response-bytes {r} differs from --request-bytes {}: the echo protocol answers what it gets; use --http against a server with --response-bytes", a.request_bytes);
+                }
+            }
+            if a.queues != 1 && !a.kernel {
+                anyhow::bail!("--queues {}: this version drives one engine (queue 0); use --queues 1 and a single-queue interface", a.queues);
+            }
+            let secs = |v: f64, what: &str| {
+                if v > 0.0 && v.is_finite() {
+                    Ok(Duration::from_secs_f64(v))
+                } else {
+                    Err(anyhow::anyhow!(
+                        "{what} {v} is invalid: give a positive number of seconds"
+                    ))
+                }
+            };
+            let cfg = xstack::load::LoadConfig {
+                target: a.target,
+                lp: match a.rate {
+                    Some(r) => xstack::load::Loop::Open(r),
+                    None => xstack::load::Loop::Closed(a.concurrency.unwrap_or(1)),
+                },
+                requests_per_conn: a.requests_per_conn,
+                request_bytes: a.request_bytes,
+                http: a.http,
+                close: a.close,
+                duration: a.duration.map(|d| secs(d, "--duration")).transpose()?,
+                connections: a.connections,
+                timeout: secs(a.timeout, "--timeout")?,
+                progress: !a.quiet,
+                hdr: a.hdr.clone(),
+            };
+            let summary = if a.kernel {
+                xstack::load::run_kernel(&cfg, a.threads)?
+            } else {
+                sys_check_load()?;
+                let (Some(iface), Some(ip)) = (a.iface.as_deref(), a.ip) else {
+                    anyhow::bail!("--iface and --ip are needed unless --kernel");
+                };
+                xstack::load::run_engine(iface, ip, &cfg)?
+            };
+            print!("{summary}");
+            if let Some(p) = &a.json {
+                std::fs::write(p, serde_json::to_string_pretty(&summary)?)
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+        }
         Command::Stats { iface, json } => {
             let v = control::query_stats(iface.as_deref()).context("reading counters")?;
             if json {
@@ -209,6 +379,11 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn sys_check_load() -> Result<()> {
+    xstack::sys::check_privileges("xstack load")?;
     Ok(())
 }
 
