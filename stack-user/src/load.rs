@@ -279,12 +279,12 @@ impl Reporter {
 
     /// Once a second: a progress line and an interval histogram.
     fn tick(&mut self, r: &mut Recorder, active: usize, tw: u64) {
+        r.peak_tw = r.peak_tw.max(tw);
         let now = Instant::now();
         let dt = now.duration_since(self.last).as_secs_f64();
         if dt < 1.0 {
             return;
         }
-        r.peak_tw = r.peak_tw.max(tw);
         if self.progress {
             let p99 = if r.interval.is_empty() {
                 0
@@ -636,6 +636,14 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig) -> Result<Summary
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
+    // Let the last FINs, ACKs and RSTs leave before the socket closes.
+    let drain = Instant::now() + Duration::from_millis(200);
+    while Instant::now() < drain {
+        st.poll();
+        while st.engine().poll_event().is_some() {}
+    }
+    let closing = st.engine().tcp_connections() as u64;
+    rec.peak_tw = rec.peak_tw.max(closing);
     Ok(rec.summary("xstack", cfg.target, elapsed))
 }
 

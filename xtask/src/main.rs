@@ -34,7 +34,7 @@ enum Cmd {
     /// Run every test: unit tests, BPF_PROG_TEST_RUN tests and end-to-end tests.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
-        #[arg(trailing_var_arg = true)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Bring up a testbed, run the stack, show the round trip, tear it down.

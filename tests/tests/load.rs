@@ -1,0 +1,266 @@
+//! End-to-end tests of the tools users run: `xstack load` against a kernel
+//! server (`xstack kserve`) and against `xstack serve`, the close modes and
+//! where they leave TIME_WAIT, and the JSON summary against its schema.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+use xstack_tests::{counter, testbed, wait_until, xstack_bin, Serve, Testbed};
+
+/// Validates `v` against the subset of JSON Schema the summary schema uses
+/// (type, enum, required, properties, minimum).
+fn validate(schema: &Value, v: &Value, path: &str) -> Result<(), String> {
+    if let Some(t) = schema.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let ok = types.iter().any(|t| match *t {
+            "object" => v.is_object(),
+            "string" => v.is_string(),
+            "integer" => v.is_u64() || v.is_i64(),
+            "number" => v.is_number(),
+            "null" => v.is_null(),
+            _ => false,
+        });
+        if !ok {
+            return Err(format!("{path}: {v} is not {types:?}"));
+        }
+    }
+    if let (Some(e), true) = (schema.get("enum").and_then(Value::as_array), !v.is_null()) {
+        if !e.contains(v) {
+            return Err(format!("{path}: {v} not in {e:?}"));
+        }
+    }
+    if let (Some(min), Some(x)) = (schema.get("minimum").and_then(Value::as_f64), v.as_f64()) {
+        if x < min {
+            return Err(format!("{path}: {x} < {min}"));
+        }
+    }
+    for r in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let k = r.as_str().unwrap_or_default();
+        if v.get(k).is_none() {
+            return Err(format!("{path}: missing {k}"));
+        }
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (k, s) in props {
+            if let Some(x) = v.get(k) {
+                validate(s, x, &format!("{path}.{k}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `xstack kserve` in namespace `ns`, stopped by the returned guard.
+struct Kserve(Option<std::process::Child>);
+
+impl Kserve {
+    fn start(t: &Testbed, ns: &str, listen: &str, extra: &[&str]) -> Kserve {
+        let _ = t;
+        let child = xstack::testbed::netns_command(ns, xstack_bin().to_str().unwrap())
+            .args(["kserve", "--listen", listen, "--duration", "60"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kserve");
+        std::thread::sleep(Duration::from_millis(300));
+        Kserve(Some(child))
+    }
+
+    /// Stops it and returns its stdout (the final counters line).
+    fn stop(&mut self) -> String {
+        let Some(c) = self.0.take() else {
+            return String::new();
+        };
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let out = c.wait_with_output().expect("kserve output");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Kserve {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn load(ns: &str, args: &[&str], json: &Path) -> Value {
+    let out = xstack::testbed::netns_command(ns, xstack_bin().to_str().unwrap())
+        .arg("load")
+        .args(args)
+        .args(["--quiet", "--json", json.to_str().unwrap()])
+        .output()
+        .expect("run xstack load");
+    assert!(
+        out.status.success(),
+        "xstack load failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(json).expect("json written")).expect("valid JSON")
+}
+
+fn time_wait_in(ns: &str) -> usize {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "ss", "-Htan", "state", "time-wait"])
+        .output()
+        .expect("ss");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("xstack-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn load_against_a_kernel_server_has_no_errors_and_consistent_counts() {
+    let tb = testbed('l', 1);
+    let t = &tb.testbed;
+    let mut ks = Kserve::start(t, &t.peer_ns, "198.18.0.1:80", &["--app", "echo"]);
+    let json = tmp("kload.json");
+    let v = load(
+        &t.stack_ns,
+        &[
+            "--iface",
+            &t.stack_if,
+            "--ip",
+            "198.18.0.2",
+            "--target",
+            "198.18.0.1:80",
+            "--concurrency",
+            "16",
+            "--connections",
+            "2000",
+            "--requests-per-conn",
+            "3",
+            "--close",
+            "rst",
+        ],
+        &json,
+    );
+    let schema: Value =
+        serde_json::from_str(include_str!("../../docs/load-summary.schema.json")).unwrap();
+    validate(&schema, &v, "summary").unwrap();
+    assert_eq!(v["stack"], "xstack");
+    assert_eq!(counter(&v, "/connections"), 2000, "{v:#}");
+    assert_eq!(counter(&v, "/requests"), 6000);
+    for k in ["refused", "reset", "timeout", "other"] {
+        assert_eq!(counter(&v, &format!("/errors/{k}")), 0, "{v:#}");
+    }
+    assert_eq!(counter(&v, "/bytes_in"), 6000 * 64);
+    // RST close: no TIME_WAIT on either side.
+    assert_eq!(counter(&v, "/peak_time_wait"), 0);
+    assert_eq!(time_wait_in(&t.peer_ns), 0);
+    let counters = ks.stop();
+    assert!(counters.contains("accepted 2000 "), "kserve: {counters}");
+    assert!(
+        counters.contains(&format!("bytes_out {} ", 6000 * 64)),
+        "kserve: {counters}"
+    );
+    let _ = std::fs::remove_file(json);
+}
+
+#[test]
+fn close_modes_leave_time_wait_on_the_side_that_closes_first() {
+    let tb = testbed('w', 1);
+    let t = &tb.testbed;
+    let _ks = Kserve::start(
+        t,
+        &t.peer_ns,
+        "198.18.0.1:80",
+        &["--app", "http", "--response-bytes", "100"],
+    );
+    let common = [
+        "--iface",
+        t.stack_if.as_str(),
+        "--ip",
+        "198.18.0.2",
+        "--target",
+        "198.18.0.1:80",
+        "--http",
+        "--concurrency",
+        "4",
+        "--connections",
+        "200",
+    ];
+    // Client closes first: TIME_WAIT on the load generator, none on the server.
+    let json = tmp("close-client.json");
+    let v = load(
+        &t.stack_ns,
+        &[&common[..], &["--close", "client"]].concat(),
+        &json,
+    );
+    assert_eq!(counter(&v, "/connections"), 200, "{v:#}");
+    assert!(counter(&v, "/peak_time_wait") > 0, "{v:#}");
+    assert_eq!(
+        time_wait_in(&t.peer_ns),
+        0,
+        "server has TIME_WAIT after client close"
+    );
+    // Server closes first (Connection: close): TIME_WAIT on the server.
+    let v = load(
+        &t.stack_ns,
+        &[&common[..], &["--close", "server"]].concat(),
+        &json,
+    );
+    assert_eq!(counter(&v, "/connections"), 200, "{v:#}");
+    assert!(
+        time_wait_in(&t.peer_ns) >= 200,
+        "no TIME_WAIT on the server after server close"
+    );
+    let _ = std::fs::remove_file(json);
+}
+
+#[test]
+fn xstack_load_against_xstack_serve_has_no_errors() {
+    let tb = testbed('x', 1);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, 7, &["--app", "echo"]);
+    // The load engine runs on the peer veth with its own address 198.18.0.3
+    // (the peer kernel keeps 198.18.0.1).
+    let json = tmp("xx.json");
+    let v = load(
+        &t.peer_ns,
+        &[
+            "--iface",
+            &t.peer_if,
+            "--ip",
+            "198.18.0.3",
+            "--target",
+            "198.18.0.2:7",
+            "--concurrency",
+            "8",
+            "--connections",
+            "1000",
+            "--request-bytes",
+            "200",
+            "--close",
+            "rst",
+        ],
+        &json,
+    );
+    assert_eq!(counter(&v, "/connections"), 1000, "{v:#}");
+    assert_eq!(counter(&v, "/requests"), 1000);
+    assert_eq!(counter(&v, "/bytes_in"), 200_000);
+    let ok = wait_until(Duration::from_secs(3), || {
+        let s = serve.stats();
+        counter(&s, "/engine/app_accepted") == 1000
+            && counter(&s, "/engine/app_bytes_in") == 200_000
+    });
+    assert!(ok, "{:#}", serve.stats());
+    let _ = std::fs::remove_file(json);
+}
