@@ -7,6 +7,7 @@
 //! [`control`] socket that `xstack stats` reads.
 
 pub mod app;
+pub mod bench;
 pub mod control;
 pub mod engine;
 pub mod http;

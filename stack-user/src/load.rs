@@ -390,6 +390,8 @@ struct Conn {
     out: Vec<u8>,
     /// Waiting for the server's FIN (`--close server`).
     awaiting_fin: bool,
+    /// The request in flight is the connection's last.
+    last_sent: bool,
 }
 
 /// Runs the load on the xstack engine bound to `iface` with address `ip`.
@@ -470,6 +472,7 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig) -> Result<Summary
                             inbuf: Vec::new(),
                             out: Vec::new(),
                             awaiting_fin: false,
+                            last_sent: false,
                         },
                     );
                 }
@@ -511,7 +514,8 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig) -> Result<Summary
             let tcp = st.engine().tcp();
             if kind == 0 && conn.done == 0 && conn.out.is_empty() && conn.inbuf.is_empty() {
                 // Connected: first request; latency origin stays the intended start.
-                conn.out = request_bytes(cfg, cfg.requests_per_conn == 1);
+                conn.last_sent = cfg.requests_per_conn == 1;
+                conn.out = request_bytes(cfg, conn.last_sent);
                 if matches!(cfg.lp, Loop::Closed(_)) {
                     conn.origin = Instant::now();
                 }
@@ -554,7 +558,11 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig) -> Result<Summary
                                     conn.inbuf.drain(..len);
                                     rec.latency(conn.origin.elapsed());
                                     conn.done += 1;
-                                    if conn.done == cfg.requests_per_conn {
+                                    // Past the deadline a connection ends after its
+                                    // current request (with --close server, after
+                                    // one more that asks the server to close).
+                                    let over = stop_at.is_some_and(|t| Instant::now() >= t);
+                                    if conn.last_sent || (over && cfg.close != CloseBy::Server) {
                                         match cfg.close {
                                             CloseBy::Client => {
                                                 let _ = tcp.close(tcp_now, c);
@@ -570,7 +578,8 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig) -> Result<Summary
                                         }
                                         break;
                                     }
-                                    let last = conn.done + 1 == cfg.requests_per_conn;
+                                    let last = conn.done + 1 == cfg.requests_per_conn || over;
+                                    conn.last_sent = last;
                                     conn.out = request_bytes(cfg, last);
                                     conn.origin = Instant::now();
                                     while !conn.out.is_empty() {
@@ -664,7 +673,12 @@ fn kernel_time_wait() -> u64 {
         .unwrap_or(0)
 }
 
-async fn kernel_conn(cfg: Arc<LoadConfig>, origin: Instant, rec: Arc<Mutex<Recorder>>) {
+async fn kernel_conn(
+    cfg: Arc<LoadConfig>,
+    origin: Instant,
+    start_of_run: Instant,
+    rec: Arc<Mutex<Recorder>>,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let res = tokio::time::timeout(cfg.timeout, async {
         let mut s = tokio::net::TcpStream::connect(cfg.target).await?;
@@ -676,8 +690,14 @@ async fn kernel_conn(cfg: Arc<LoadConfig>, origin: Instant, rec: Arc<Mutex<Recor
         };
         let mut inbuf = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
+        let stop_at = cfg.duration.map(|d| start_of_run + d);
         for i in 0..cfg.requests_per_conn {
-            let req = request_bytes(&cfg, i + 1 == cfg.requests_per_conn);
+            let over = stop_at.is_some_and(|t| Instant::now() >= t);
+            if over && i > 0 && cfg.close != CloseBy::Server {
+                break;
+            }
+            let last = i + 1 == cfg.requests_per_conn || over;
+            let req = request_bytes(&cfg, last);
             s.write_all(&req).await?;
             let mut got = 0u64;
             loop {
@@ -698,6 +718,9 @@ async fn kernel_conn(cfg: Arc<LoadConfig>, origin: Instant, rec: Arc<Mutex<Recor
                 r.latency(origin.elapsed());
             }
             origin = Instant::now();
+            if last {
+                break;
+            }
         }
         match cfg.close {
             CloseBy::Client => drop(s),
@@ -766,7 +789,7 @@ pub fn run_kernel(cfg: &LoadConfig, threads: usize) -> Result<Summary> {
                     let (cfg, rec, started) = (cfg.clone(), rec.clone(), started.clone());
                     tasks.spawn(async move {
                         while may_start(&started) {
-                            kernel_conn(cfg.clone(), Instant::now(), rec.clone()).await;
+                            kernel_conn(cfg.clone(), Instant::now(), start, rec.clone()).await;
                         }
                     });
                 }
@@ -778,7 +801,7 @@ pub fn run_kernel(cfg: &LoadConfig, threads: usize) -> Result<Summary> {
                     let mut conns = tokio::task::JoinSet::new();
                     while may_start(&started2) {
                         tokio::time::sleep_until(next.into()).await;
-                        conns.spawn(kernel_conn(cfg2.clone(), next, rec2.clone()));
+                        conns.spawn(kernel_conn(cfg2.clone(), next, start, rec2.clone()));
                         next += Duration::from_secs_f64(1.0 / rate);
                         while conns.try_join_next().is_some() {}
                     }

@@ -419,6 +419,15 @@ fn bench(seconds: u32) -> Result<()> {
     if !is_root() {
         bail!("benchmarks create network namespaces: run `sudo -E cargo xtask bench`");
     }
+    run(Command::new(root().join("target/release/xstack"))
+        .current_dir(root())
+        .args([
+            "bench",
+            "--seconds",
+            &seconds.to_string(),
+            "--out",
+            "target/bench",
+        ]))?;
     for bench in ["rx-bench", "bulk-bench"] {
         run(Command::new("cargo")
             .current_dir(root())

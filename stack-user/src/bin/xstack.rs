@@ -67,6 +67,18 @@ enum Command {
         after_help = "Examples:\n  # closed loop, a new connection per request, against a kernel server in the peer netns\n  ip netns exec xs-lab-stack xstack load --iface xs-lab-s --ip 198.18.0.2 --target 198.18.0.1:80 --concurrency 64 --duration 10\n  # open loop at 20k connections/s, HTTP, server closes first\n  xstack load --iface xs-lab-s --ip 198.18.0.2 --target 198.18.0.1:80 --rate 20000 --http --close server --duration 10 --json out.json --hdr out.hlog\n  # the same load over kernel sockets\n  xstack load --kernel --target 198.18.0.1:80 --concurrency 64 --duration 10"
     )]
     Load(Box<LoadArgs>),
+    /// Benchmark xstack against the Linux kernel stack on a fresh testbed, in one run.
+    #[command(
+        after_help = "Examples:\n  xstack bench\n  xstack bench --seconds 10 --out target/bench"
+    )]
+    Bench {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+        /// Directory for bench.json, cps.svg and latency-cdf.svg.
+        #[arg(long, default_value = "target/bench")]
+        out: std::path::PathBuf,
+    },
     /// Show the counters of a running instance (read over its control socket).
     #[command(
         after_help = "Examples:\n  xstack stats\n  xstack stats --iface xs-default-s\n  xstack stats --json | jq .xdp"
@@ -369,6 +381,17 @@ fn run(cli: Cli) -> Result<()> {
                 std::fs::write(p, serde_json::to_string_pretty(&summary)?)
                     .with_context(|| format!("writing {}", p.display()))?;
             }
+        }
+        Command::Bench { seconds, out } => {
+            if !(1..=600).contains(&seconds) {
+                anyhow::bail!("--seconds {seconds} is out of range: use 1 to 600");
+            }
+            let table = xstack::bench::run(seconds, &out)?;
+            print!("{table}");
+            println!(
+                "wrote {}/bench.json, cps.svg, latency-cdf.svg",
+                out.display()
+            );
         }
         Command::Stats { iface, json } => {
             let v = control::query_stats(iface.as_deref()).context("reading counters")?;
