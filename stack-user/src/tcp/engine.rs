@@ -4,8 +4,7 @@
 //! time (`poll_timeout` / `handle_timeout`); the engine never does I/O and
 //! never reads a clock.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
 
@@ -18,6 +17,7 @@ use super::state::State;
 use super::stats::Stats;
 use super::tcb::{Ctx, RstSegment, Tcb};
 use super::time::Instant;
+use super::wheel::{TimerId, TimerWheel};
 use crate::wire::tcp::{TcpOptions, TcpRepr, ACK, RST};
 
 /// One segment written by [`TcpEngine::poll_transmit`]: the caller wraps
@@ -83,13 +83,22 @@ impl BuildHasher for DemuxBuildHasher {
     }
 }
 
+/// What a timer on the wheel belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TimerKey {
+    /// The earliest timer of the control block in this slot.
+    Conn(u32),
+}
+
 #[derive(Debug)]
 struct Slot {
     gen: u32,
     /// Queued in `dirty`.
     dirty: bool,
-    /// Earliest deadline pushed on the timer heap for this slot.
+    /// The deadline armed on the timer wheel for this slot.
     scheduled: Option<Instant>,
+    /// Its wheel handle.
+    timer: TimerId,
     tcb: Option<Tcb>,
 }
 
@@ -116,7 +125,9 @@ pub struct TcpEngine {
     listen_map: HashMap<(Ipv4Addr, u16), u32, DemuxBuildHasher>,
     events: VecDeque<Event>,
     resets: VecDeque<RstSegment>,
-    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    /// Every timer of every connection, on one hierarchical wheel.
+    timers: TimerWheel<TimerKey>,
+    fired: Vec<TimerKey>,
     dirty: VecDeque<u32>,
     stats: Stats,
     next_port: u32,
@@ -145,7 +156,8 @@ impl TcpEngine {
             listen_map: HashMap::with_hasher(hasher),
             events: VecDeque::new(),
             resets: VecDeque::new(),
-            timers: BinaryHeap::with_capacity(cap),
+            timers: TimerWheel::with_capacity(0, cap),
+            fired: Vec::new(),
             dirty: VecDeque::new(),
             stats: Stats::default(),
             next_port: isn.keyed_hash(b"xstack ports") as u32,
@@ -345,32 +357,43 @@ impl TcpEngine {
         None
     }
 
-    /// When `handle_timeout` should be called next (may be early; never
-    /// late).
+    /// When `handle_timeout` should be called next. Exact when the next
+    /// timer is near; for a distant one it may be early (a lower bound from
+    /// the timing wheel), never late: calling `handle_timeout` then simply
+    /// finds nothing due yet.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _, _))| *t)
+        self.timers.next_deadline().map(Instant)
     }
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&Reverse((t, idx, gen))) = self.timers.peek() {
-            if t > now {
-                break;
+        // Timers re-armed at or before `now` while running fire in the next
+        // round; each round clears the deadlines it ran, so this ends.
+        for _ in 0..8 {
+            let mut fired = std::mem::take(&mut self.fired);
+            fired.clear();
+            self.timers.poll(now.0, &mut fired);
+            if fired.is_empty() {
+                self.fired = fired;
+                return;
             }
-            self.timers.pop();
-            let Some(slot) = self.slots.get_mut(idx as usize) else {
-                continue;
-            };
-            if slot.gen != gen || slot.tcb.is_none() || slot.scheduled != Some(t) {
-                continue;
+            for key in fired.drain(..) {
+                self.stats.timer_expiries += 1;
+                match key {
+                    TimerKey::Conn(idx) => {
+                        let Some(slot) = self.slots.get_mut(idx as usize) else {
+                            continue;
+                        };
+                        slot.timer = TimerId::NONE;
+                        slot.scheduled = None;
+                        self.run(idx, |tcb, ctx| tcb.on_timer(now, ctx));
+                        // `run` reschedules unless the slot was freed.
+                        self.reschedule(idx);
+                    }
+                }
             }
-            slot.scheduled = None;
-            self.run(idx, |tcb, ctx| tcb.on_timer(now, ctx));
-            // `run` reschedules; make sure a slot whose deadline did not
-            // move still gets an entry.
-            self.reschedule(idx);
+            self.fired = fired;
         }
-        self.clean_timers();
     }
 
     /// Next application event.
@@ -587,6 +610,7 @@ impl TcpEngine {
             if let Some(slot) = self.slots.get_mut(idx as usize) {
                 slot.tcb = Some(tcb);
                 slot.scheduled = None;
+                slot.timer = TimerId::NONE;
                 return idx;
             }
         }
@@ -594,6 +618,7 @@ impl TcpEngine {
             gen: 0,
             dirty: false,
             scheduled: None,
+            timer: TimerId::NONE,
             tcb: Some(tcb),
         });
         (self.slots.len() - 1) as u32
@@ -606,6 +631,8 @@ impl TcpEngine {
         let Some(tcb) = slot.tcb.take() else { return };
         slot.gen = slot.gen.wrapping_add(1);
         slot.scheduled = None;
+        let timer = std::mem::replace(&mut slot.timer, TimerId::NONE);
+        self.timers.cancel(timer);
         if self.conns.get(&tcb.tuple) == Some(&idx) {
             self.conns.remove(&tcb.tuple);
         }
@@ -617,7 +644,6 @@ impl TcpEngine {
             l.pending = l.pending.saturating_sub(1);
         }
         self.free.push(idx);
-        self.clean_timers();
     }
 
     fn mark_dirty(&mut self, idx: u32) {
@@ -629,17 +655,22 @@ impl TcpEngine {
         }
     }
 
+    /// Keeps the slot's one wheel entry at the earliest deadline of its
+    /// timers: O(1) cancel and arm when it moved.
     fn reschedule(&mut self, idx: u32) {
         let Some(slot) = self.slots.get_mut(idx as usize) else {
             return;
         };
-        let Some(next) = slot.tcb.as_ref().and_then(Tcb::next_deadline) else {
+        let next = slot.tcb.as_ref().and_then(Tcb::next_deadline);
+        if next == slot.scheduled {
             return;
-        };
-        if slot.scheduled.is_none_or(|s| next < s) {
-            slot.scheduled = Some(next);
-            self.timers.push(Reverse((next, idx, slot.gen)));
         }
+        self.timers.cancel(slot.timer);
+        slot.scheduled = next;
+        slot.timer = match next {
+            Some(t) => self.timers.arm(t.0, TimerKey::Conn(idx)),
+            None => TimerId::NONE,
+        };
     }
 
     fn run_id<R>(
@@ -699,28 +730,6 @@ impl TcpEngine {
             self.mark_dirty(idx);
             self.reschedule(idx);
         }
-        self.clean_timers();
         Some(r)
-    }
-
-    /// Drops stale entries from the top of the timer heap (freed slots,
-    /// deadlines that moved later), so `poll_timeout` is exact.
-    fn clean_timers(&mut self) {
-        while let Some(&Reverse((t, idx, gen))) = self.timers.peek() {
-            let Some(slot) = self.slots.get_mut(idx as usize) else {
-                self.timers.pop();
-                continue;
-            };
-            let current = slot.gen == gen && slot.scheduled == Some(t);
-            let next = slot.tcb.as_ref().and_then(Tcb::next_deadline);
-            if current && next == Some(t) {
-                break;
-            }
-            self.timers.pop();
-            if current {
-                slot.scheduled = None;
-                self.reschedule(idx);
-            }
-        }
     }
 }

@@ -17,6 +17,7 @@ pub mod state;
 pub mod stats;
 pub mod tcb;
 pub mod time;
+pub mod wheel;
 
 #[cfg(test)]
 mod tests;

@@ -88,6 +88,8 @@ counters! {
     timeouts,
     /// Connections reset by the peer.
     resets_in,
+    /// Timers (of any kind) that came due on the timer wheel.
+    timer_expiries,
 }
 
 #[cfg(test)]
