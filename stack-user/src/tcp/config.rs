@@ -47,15 +47,73 @@ pub struct TcpConfig {
     pub tcp_retries2: u8,
     /// Delayed-ACK timeout (Linux TCP_DELACK_MIN, 40 ms).
     pub delayed_ack: Duration,
-    /// Maximum segment lifetime; TIME_WAIT lasts 2*MSL (60 s as on Linux).
+    /// Maximum segment lifetime; TIME_WAIT lasts 2*MSL: 60 s with the
+    /// default 30 s, as Linux's fixed TCP_TIMEWAIT_LEN.
     pub msl: Duration,
-    /// How long an orphaned connection stays in FIN_WAIT_2 (Linux: 60 s).
+    /// How long an orphaned connection (the application closed it) stays
+    /// in FIN_WAIT_2 waiting for the peer's FIN (Linux: 60 s).
     pub tcp_fin_timeout: Duration,
+    /// Most half-open connections (SYN_RECV) per listener: the SYN queue.
+    /// Linux sizes its default from memory (128 to 4096 or more); 4096
+    /// here. What happens when it is full depends on `tcp_syncookies`.
+    pub tcp_max_syn_backlog: usize,
+    /// Upper bound of a listener's accept queue: it holds
+    /// min(backlog, somaxconn) established connections not yet accepted
+    /// (Linux default 4096 since 5.4).
+    pub somaxconn: usize,
+    /// SYN cookies (`stack_ebpf::cookie`, the format the XDP program also
+    /// uses): 0 never — SYNs are dropped when the SYN queue is full; 1
+    /// when the SYN queue is full (Linux default); 2 always.
+    pub tcp_syncookies: u8,
+    /// When the handshake's final ACK finds the accept queue full: false
+    /// (Linux default) drops the ACK and keeps the half-open connection, so
+    /// the SYN-ACK is retransmitted and the client retries later; true
+    /// answers RST.
+    pub tcp_abort_on_overflow: bool,
+    /// Most TIME_WAIT entries. Linux sizes it from memory
+    /// (`tcp_max_tw_buckets` = 262144 on machines with 4 GiB or more,
+    /// which these are). On overflow the connection closes without
+    /// TIME_WAIT, counted (TCPTimeWaitOverflow) and warned about.
+    pub tcp_max_tw_buckets: usize,
+    /// Reuse of a 4-tuple in TIME_WAIT by `connect`: 1 allows it when the
+    /// old incarnation used timestamps and its last timestamp is at least
+    /// one second old (Linux `tcp_twsk_unique`), so PAWS protects the new
+    /// incarnation; 0 never. Linux's default 2 means "loopback only"; the
+    /// engine has no loopback, so 2 (the default) acts as 0.
+    ///
+    /// There is no `tcp_tw_recycle`: it dropped SYNs whose timestamps were
+    /// older than the last one seen from the same host, which breaks
+    /// clients behind NAT (their timestamps are unrelated); Linux removed
+    /// it in 4.12.
+    pub tcp_tw_reuse: u8,
+    /// Beyond Linux (the RFC 1185 idea): a 4-tuple in TIME_WAIT may be
+    /// reused by `connect` with or without timestamps, and the new
+    /// incarnation's ISN is chosen above the last sequence number of the
+    /// old one (its SND.NXT + 65537), so the peer cannot take an old
+    /// duplicate for new data. It keys on the 4-tuple only, so it also
+    /// works for peers behind NAT. Off by default.
+    pub tw_isn_above_last: bool,
+    /// Idle time before the first keepalive probe, for connections with
+    /// keepalive on (Linux `tcp_keepalive_time`, 7200 s).
+    pub tcp_keepalive_time: Duration,
+    /// Time between keepalive probes (Linux `tcp_keepalive_intvl`, 75 s).
+    pub tcp_keepalive_intvl: Duration,
+    /// Unanswered probes before the connection is dropped (Linux
+    /// `tcp_keepalive_probes`, 9).
+    pub tcp_keepalive_probes: u8,
+    /// A warning is queued when a connection stays in CLOSE_WAIT longer
+    /// than this (the application never closes it). `None`: never.
+    pub close_wait_warn: Option<Duration>,
+    /// Rate limit of RSTs answering segments for no connection (closed
+    /// ports, stray segments), in the spirit of Linux's `icmp_ratelimit`
+    /// / `icmp_msgs_per_sec` for port unreachables. `None`: unlimited.
+    pub rst_ratelimit: Option<RateLimit>,
     /// Congestion control for new connections (Linux default: cubic).
     pub tcp_congestion_control: CcAlgorithm,
     /// Connections the demultiplexing table is sized for up front.
     pub initial_connections: usize,
-    /// Most connections (including TIME_WAIT) the engine will hold.
+    /// Most control blocks the engine will hold (TIME_WAIT entries are
+    /// bounded apart, by `tcp_max_tw_buckets`).
     pub max_connections: usize,
     /// Ephemeral ports for `connect` with port 0 (Linux
     /// `ip_local_port_range`, 32768..=60999).
@@ -84,6 +142,21 @@ impl Default for TcpConfig {
             delayed_ack: Duration::from_millis(40),
             msl: Duration::from_secs(30),
             tcp_fin_timeout: Duration::from_secs(60),
+            tcp_max_syn_backlog: 4096,
+            somaxconn: 4096,
+            tcp_syncookies: 1,
+            tcp_abort_on_overflow: false,
+            tcp_max_tw_buckets: 262_144,
+            tcp_tw_reuse: 2,
+            tw_isn_above_last: false,
+            tcp_keepalive_time: Duration::from_secs(7200),
+            tcp_keepalive_intvl: Duration::from_secs(75),
+            tcp_keepalive_probes: 9,
+            close_wait_warn: Some(Duration::from_secs(600)),
+            rst_ratelimit: Some(RateLimit {
+                per_sec: 1000,
+                burst: 50,
+            }),
             tcp_congestion_control: CcAlgorithm::Cubic,
             initial_connections: 1024,
             max_connections: 1 << 22,
@@ -93,7 +166,38 @@ impl Default for TcpConfig {
     }
 }
 
+/// A token bucket: `burst` at once, `per_sec` sustained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Tokens added per second.
+    pub per_sec: u32,
+    /// Bucket size.
+    pub burst: u32,
+}
+
+/// Keepalive settings of one connection (SO_KEEPALIVE with TCP_KEEPIDLE,
+/// TCP_KEEPINTVL and TCP_KEEPCNT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepaliveConfig {
+    /// Idle time before the first probe (TCP_KEEPIDLE).
+    pub time: Duration,
+    /// Time between probes (TCP_KEEPINTVL).
+    pub intvl: Duration,
+    /// Unanswered probes before the connection is dropped (TCP_KEEPCNT).
+    pub probes: u8,
+}
+
 impl TcpConfig {
+    /// Keepalive with the engine-wide defaults (`tcp_keepalive_*`), for
+    /// `TcpEngine::set_keepalive`.
+    pub fn keepalive(&self) -> KeepaliveConfig {
+        KeepaliveConfig {
+            time: self.tcp_keepalive_time,
+            intvl: self.tcp_keepalive_intvl,
+            probes: self.tcp_keepalive_probes,
+        }
+    }
+
     /// Our window-scale shift: the smallest that lets the receive buffer be
     /// advertised (RFC 7323 §2.3, at most 14).
     pub fn rcv_wscale(&self) -> u8 {

@@ -4,21 +4,27 @@
 //! time (`poll_timeout` / `handle_timeout`); the engine never does I/O and
 //! never reads a clock.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
 
-use super::config::TcpConfig;
+use std::time::Duration;
+
+use stack_ebpf::cookie::{self, CookieOptions, Flow, Secret, Secrets};
+
+use super::config::{KeepaliveConfig, TcpConfig};
 use super::error::TcpError;
-use super::event::{ConnId, Event, FourTuple, ListenerId};
+use super::event::{ConnId, Event, FourTuple, ListenerId, Warning};
 use super::isn::IsnGenerator;
+use super::ratelimit::TokenBucket;
 use super::seq::SeqNumber;
 use super::state::State;
 use super::stats::Stats;
 use super::tcb::{Ctx, RstSegment, Tcb};
 use super::time::Instant;
-use crate::wire::tcp::{TcpOptions, TcpRepr, ACK, RST};
+use super::timewait::{self, TwEntry, TwTable, NO_HUSK};
+use super::wheel::{TimerId, TimerWheel};
+use crate::wire::tcp::{TcpOptions, TcpRepr, Timestamps, ACK, RST, SYN};
 
 /// One segment written by [`TcpEngine::poll_transmit`]: the caller wraps
 /// `buf[..len]` in an IPv4 header from `src` to `dst` (protocol 6).
@@ -83,13 +89,24 @@ impl BuildHasher for DemuxBuildHasher {
     }
 }
 
+/// What a timer on the wheel belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TimerKey {
+    /// The earliest timer of the control block in this slot.
+    Conn(u32),
+    /// The 2*MSL timer of a TIME_WAIT entry.
+    TimeWait(u32),
+}
+
 #[derive(Debug)]
 struct Slot {
     gen: u32,
     /// Queued in `dirty`.
     dirty: bool,
-    /// Earliest deadline pushed on the timer heap for this slot.
+    /// The deadline armed on the timer wheel for this slot.
     scheduled: Option<Instant>,
+    /// Its wheel handle.
+    timer: TimerId,
     tcb: Option<Tcb>,
 }
 
@@ -97,12 +114,138 @@ struct Slot {
 struct Listener {
     addr: Ipv4Addr,
     port: u16,
-    backlog: usize,
-    /// Half-open connections (SYN-RECEIVED) from this listener.
+    /// Accept queue bound: min(backlog, somaxconn).
+    accept_max: usize,
+    /// Half-open connections (SYN-RECEIVED) from this listener: the SYN
+    /// queue, bounded by `tcp_max_syn_backlog`.
     pending: usize,
     /// Established connections waiting for `accept`.
     queue: VecDeque<ConnId>,
+    /// When this listener last answered with a SYN cookie (Linux
+    /// `tcp_synq_overflow`): with `tcp_syncookies` 1, ACKs are checked as
+    /// cookies only for two minutes after that (`tcp_synq_no_recent_overflow`).
+    last_cookie: Option<Instant>,
 }
+
+/// A segment with no connection behind it: an ACK from a TIME_WAIT entry
+/// or a SYN-ACK carrying a cookie.
+#[derive(Clone, Copy, Debug)]
+struct CtlSegment {
+    tuple: FourTuple,
+    seq: SeqNumber,
+    ack: SeqNumber,
+    flags: u8,
+    window: u16,
+    options: TcpOptions,
+}
+
+/// Operator warnings, rate-limited as Linux's `net_ratelimit` (a burst of
+/// 10, then one per 500 ms).
+#[derive(Debug)]
+pub(crate) struct Warnings {
+    queue: VecDeque<Warning>,
+    bucket: TokenBucket,
+}
+
+/// Most warnings waiting in the queue.
+const MAX_WARNINGS: usize = 1024;
+
+impl Warnings {
+    fn new() -> Warnings {
+        Warnings {
+            queue: VecDeque::new(),
+            bucket: TokenBucket::new(Some(super::config::RateLimit {
+                per_sec: 2,
+                burst: 10,
+            })),
+        }
+    }
+
+    /// Queues `w` unless the rate limit or the queue bound holds it back.
+    pub(crate) fn push(&mut self, now: Instant, w: Warning, stats: &mut Stats) {
+        if self.queue.len() < MAX_WARNINGS && self.bucket.allow(now) {
+            self.queue.push_back(w);
+        } else {
+            stats.warnings_suppressed += 1;
+        }
+    }
+}
+
+/// Connections per state, like `ss -s` / `ss -tan state X | wc -l`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    /// ESTABLISHED.
+    pub established: usize,
+    /// SYN-SENT.
+    pub syn_sent: usize,
+    /// SYN-RECV (half-open, passive).
+    pub syn_recv: usize,
+    /// FIN-WAIT-1.
+    pub fin_wait1: usize,
+    /// FIN-WAIT-2.
+    pub fin_wait2: usize,
+    /// TIME-WAIT (entries of the TIME_WAIT table).
+    pub time_wait: usize,
+    /// CLOSE-WAIT.
+    pub close_wait: usize,
+    /// LAST-ACK.
+    pub last_ack: usize,
+    /// CLOSING.
+    pub closing: usize,
+    /// LISTEN (listeners).
+    pub listen: usize,
+    /// The TIME_WAIT table's bound (`tcp_max_tw_buckets`).
+    pub time_wait_max: usize,
+    /// Most TIME_WAIT entries held at once since the engine started.
+    pub time_wait_high_water: usize,
+}
+
+impl StateCounts {
+    /// Each count with its name as Linux `ss` prints the state.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, usize)> {
+        [
+            ("ESTAB", self.established),
+            ("SYN-SENT", self.syn_sent),
+            ("SYN-RECV", self.syn_recv),
+            ("FIN-WAIT-1", self.fin_wait1),
+            ("FIN-WAIT-2", self.fin_wait2),
+            ("TIME-WAIT", self.time_wait),
+            ("CLOSE-WAIT", self.close_wait),
+            ("LAST-ACK", self.last_ack),
+            ("CLOSING", self.closing),
+            ("LISTEN", self.listen),
+            ("TIME-WAIT-MAX", self.time_wait_max),
+            ("TIME-WAIT-HIGH-WATER", self.time_wait_high_water),
+        ]
+        .into_iter()
+    }
+}
+
+/// One listener's queues and the CLOSE_WAIT connections it accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerStats {
+    /// The listener.
+    pub id: ListenerId,
+    /// Its address (`0.0.0.0` for any).
+    pub addr: Ipv4Addr,
+    /// Its port.
+    pub port: u16,
+    /// Half-open connections (SYN_RECV): the SYN queue.
+    pub syn_queue: usize,
+    /// The SYN queue's bound (`tcp_max_syn_backlog`).
+    pub syn_queue_max: usize,
+    /// Established connections not yet accepted (`ss -lt` Recv-Q).
+    pub accept_queue: usize,
+    /// The accept queue's bound, min(backlog, somaxconn) (`ss -lt` Send-Q).
+    pub accept_queue_max: usize,
+    /// Connections from this listener in CLOSE_WAIT: the peer closed, the
+    /// application has not.
+    pub close_wait: usize,
+    /// How long the oldest of them has been in CLOSE_WAIT.
+    pub oldest_close_wait: Option<Duration>,
+}
+
+const N_STATES: usize = 11;
 
 /// The sans-IO TCP engine.
 #[derive(Debug)]
@@ -116,10 +259,23 @@ pub struct TcpEngine {
     listen_map: HashMap<(Ipv4Addr, u16), u32, DemuxBuildHasher>,
     events: VecDeque<Event>,
     resets: VecDeque<RstSegment>,
-    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    ctl: VecDeque<CtlSegment>,
+    /// Every timer of every connection and TIME_WAIT entry, on one
+    /// hierarchical wheel.
+    timers: TimerWheel<TimerKey>,
+    fired: Vec<TimerKey>,
     dirty: VecDeque<u32>,
     stats: Stats,
     next_port: u32,
+    tw: TwTable,
+    warnings: Warnings,
+    rst_bucket: TokenBucket,
+    cookie_secrets: Secrets,
+    cookie_clock_offset_us: u64,
+    /// Control blocks per state (indexed by `State as usize`).
+    state_counts: [usize; N_STATES],
+    /// The latest time any call passed in.
+    clock: Instant,
 }
 
 impl std::fmt::Debug for IsnGenerator {
@@ -130,13 +286,19 @@ impl std::fmt::Debug for IsnGenerator {
 
 impl TcpEngine {
     /// An engine with `config`, keyed with `secret` (random, 128 bits: it
-    /// keys the RFC 6528 ISN hash and the demultiplexing hash).
+    /// keys the RFC 6528 ISN hash, the demultiplexing hash, the timestamp
+    /// offsets and, until [`set_cookie_secrets`](Self::set_cookie_secrets)
+    /// is called, the SYN cookies).
     pub fn new(config: TcpConfig, secret: [u8; 16]) -> TcpEngine {
         let isn = IsnGenerator::new(secret);
         let hasher = DemuxBuildHasher {
             key: isn.keyed_hash(b"xstack demux"),
         };
         let cap = config.initial_connections;
+        let own = Secret {
+            k0: isn.keyed_hash(b"xstack cookie k0"),
+            k1: isn.keyed_hash(b"xstack cookie k1"),
+        };
         TcpEngine {
             conns: HashMap::with_capacity_and_hasher(cap, hasher),
             slots: Vec::with_capacity(cap),
@@ -145,10 +307,22 @@ impl TcpEngine {
             listen_map: HashMap::with_hasher(hasher),
             events: VecDeque::new(),
             resets: VecDeque::new(),
-            timers: BinaryHeap::with_capacity(cap),
+            ctl: VecDeque::new(),
+            timers: TimerWheel::with_capacity(0, cap),
+            fired: Vec::new(),
             dirty: VecDeque::new(),
             stats: Stats::default(),
             next_port: isn.keyed_hash(b"xstack ports") as u32,
+            tw: TwTable::new(hasher),
+            warnings: Warnings::new(),
+            rst_bucket: TokenBucket::new(config.rst_ratelimit),
+            cookie_secrets: Secrets {
+                current: own,
+                previous: own,
+            },
+            cookie_clock_offset_us: 0,
+            state_counts: [0; N_STATES],
+            clock: Instant::ZERO,
             isn,
             cfg: config,
         }
@@ -164,9 +338,99 @@ impl TcpEngine {
         &self.stats
     }
 
-    /// Connections held (all states, TIME_WAIT included).
+    /// Connections the engine holds protocol state for: every state but
+    /// CLOSED, TIME_WAIT entries included. A handle the application has
+    /// not closed after its connection reached CLOSED (reset, timed out,
+    /// finished) holds no protocol state and does not count.
     pub fn connection_count(&self) -> usize {
-        self.slots.len() - self.free.len()
+        self.state_counts.iter().sum::<usize>() - self.state_counts[State::Closed as usize]
+            + self.tw.len()
+    }
+
+    /// Connections per state (O(1)), TIME_WAIT table use against its bound.
+    pub fn state_counts(&self) -> StateCounts {
+        let c = |s: State| self.state_counts[s as usize];
+        StateCounts {
+            established: c(State::Established),
+            syn_sent: c(State::SynSent),
+            syn_recv: c(State::SynReceived),
+            fin_wait1: c(State::FinWait1),
+            fin_wait2: c(State::FinWait2),
+            time_wait: self.tw.len(),
+            close_wait: c(State::CloseWait),
+            last_ack: c(State::LastAck),
+            closing: c(State::Closing),
+            listen: self.listen_map.len(),
+            time_wait_max: self.cfg.tcp_max_tw_buckets,
+            time_wait_high_water: self.tw.high_water,
+        }
+    }
+
+    /// Every listener's queues and CLOSE_WAIT accounting at `now`. Walks
+    /// all control blocks (O(connections)): meant for a stats request, not
+    /// for every packet.
+    pub fn listener_stats(&self, now: Instant) -> Vec<ListenerStats> {
+        let mut out: Vec<ListenerStats> = self
+            .listeners
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let l = l.as_ref()?;
+                Some(ListenerStats {
+                    id: ListenerId(i as u32),
+                    addr: l.addr,
+                    port: l.port,
+                    syn_queue: l.pending,
+                    syn_queue_max: self.cfg.tcp_max_syn_backlog,
+                    accept_queue: l.queue.len(),
+                    accept_queue_max: l.accept_max,
+                    close_wait: 0,
+                    oldest_close_wait: None,
+                })
+            })
+            .collect();
+        for tcb in self.slots.iter().filter_map(|s| s.tcb.as_ref()) {
+            if tcb.state != State::CloseWait || tcb.origin == u32::MAX {
+                continue;
+            }
+            if let Some(ls) = out.iter_mut().find(|ls| ls.id.0 == tcb.origin) {
+                ls.close_wait += 1;
+                let age = now.saturating_since(tcb.state_since);
+                ls.oldest_close_wait = Some(ls.oldest_close_wait.map_or(age, |a| a.max(age)));
+            }
+        }
+        out
+    }
+
+    /// The next operator warning (TIME_WAIT table overflow, a connection
+    /// left in CLOSE_WAIT), for the caller to log.
+    pub fn poll_warning(&mut self) -> Option<Warning> {
+        self.warnings.queue.pop_front()
+    }
+
+    /// Sets the SYN cookie secrets (the same ones the XDP program uses, so
+    /// either side validates the other's cookies). Rotate by moving
+    /// `current` to `previous`.
+    pub fn set_cookie_secrets(&mut self, secrets: Secrets) {
+        self.cookie_secrets = secrets;
+    }
+
+    /// Aligns the cookie minute counter with the XDP program's: `count =
+    /// (now + offset_us) / 60 s`, where `offset_us` is CLOCK_MONOTONIC (in
+    /// µs) at the caller's time zero (`bpf_ktime_get_ns` counts
+    /// CLOCK_MONOTONIC).
+    pub fn set_cookie_clock_offset(&mut self, offset_us: u64) {
+        self.cookie_clock_offset_us = offset_us;
+    }
+
+    /// The cookie minute counter at `now` (`stack_ebpf::cookie::count_from_ns`
+    /// of CLOCK_MONOTONIC).
+    pub fn cookie_count(&self, now: Instant) -> u32 {
+        cookie::count_from_ns(
+            now.micros()
+                .wrapping_add(self.cookie_clock_offset_us)
+                .saturating_mul(1000),
+        )
     }
 
     // ------------------------------------------------------------------
@@ -195,7 +459,66 @@ impl TcpEngine {
         self.handle(now, src, dst, seg);
     }
 
+    /// The final ACK of a handshake whose SYN-ACK the XDP program answered
+    /// with a cookie and whose cookie it has already validated (with the
+    /// same secrets, `stack_ebpf::cookie::check`), with the options it
+    /// decoded (`decode_ts`, or MSS only without timestamps). Creates the
+    /// connection straight in ESTABLISHED, queued on the listener of
+    /// `dst`:port; data on the ACK is taken in. The XDP SYN-ACK must have
+    /// offered MSS ≤ `TcpConfig::mss` and our window scale
+    /// `TcpConfig::rcv_wscale()`. A segment for a connection that already
+    /// exists is handled as by `on_segment`. Returns the new connection.
+    pub fn on_cookie_ack(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        segment: &[u8],
+        opts: CookieOptions,
+    ) -> Option<ConnId> {
+        self.stats.segments_in += 1;
+        let seg = match TcpRepr::parse(src, dst, segment) {
+            Ok(seg) => seg,
+            Err(e) => {
+                if let Some(c) = self.stats.parse_drops.get_mut(e.index()) {
+                    *c += 1;
+                }
+                return None;
+            }
+        };
+        self.clock = self.clock.max(now);
+        let tuple = FourTuple {
+            local_addr: dst,
+            local_port: seg.dst_port,
+            remote_addr: src,
+            remote_port: seg.src_port,
+        };
+        if self.conns.contains_key(&tuple) || self.tw.lookup(&tuple).is_some() {
+            self.handle(now, src, dst, &seg);
+            return None;
+        }
+        if seg.syn() || seg.rst() || seg.ack.is_none() {
+            self.stats.drop_ignored += 1;
+            return None;
+        }
+        match self.find_listener(dst, seg.dst_port) {
+            Some(lid) => self.cookie_establish(now, lid, tuple, &seg, opts),
+            None => {
+                self.no_socket(now, tuple, &seg);
+                None
+            }
+        }
+    }
+
+    fn find_listener(&self, addr: Ipv4Addr, port: u16) -> Option<u32> {
+        self.listen_map
+            .get(&(addr, port))
+            .or_else(|| self.listen_map.get(&(Ipv4Addr::UNSPECIFIED, port)))
+            .copied()
+    }
+
     fn handle(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpRepr) {
+        self.clock = self.clock.max(now);
         let tuple = FourTuple {
             local_addr: dst,
             local_port: seg.dst_port,
@@ -203,26 +526,87 @@ impl TcpEngine {
             remote_port: seg.src_port,
         };
         if let Some(&idx) = self.conns.get(&tuple) {
+            if self.accept_queue_refuses(idx, tuple, seg) {
+                return;
+            }
             self.run(idx, |tcb, ctx| tcb.on_segment(now, seg, ctx));
             return;
         }
-        let lid = self
-            .listen_map
-            .get(&(dst, seg.dst_port))
-            .or_else(|| self.listen_map.get(&(Ipv4Addr::UNSPECIFIED, seg.dst_port)))
-            .copied();
-        match lid {
-            Some(lid) => self.on_listen(now, lid, tuple, seg),
-            None => self.no_socket(tuple, seg),
+        let mut iss = None;
+        if let Some(twi) = self.tw.lookup(&tuple) {
+            match self.on_time_wait(now, twi, seg) {
+                None => return,
+                Some(isn) => iss = Some(isn),
+            }
         }
+        match self.find_listener(dst, seg.dst_port) {
+            Some(lid) => {
+                if let Some(twi) = self.tw.lookup(&tuple) {
+                    // RFC 6191: the SYN opens a new incarnation.
+                    self.stats.time_wait_syn_reopen += 1;
+                    self.tw_end(twi, true);
+                }
+                self.on_listen(now, lid, tuple, seg, iss)
+            }
+            None => match self.tw.lookup(&tuple) {
+                // No listener for a SYN that could reopen: TIME_WAIT
+                // answers it with its ACK (Linux TCP_TW_SYN → TCP_TW_ACK).
+                Some(twi) => self.tw_ack(now, twi),
+                None => self.no_socket(now, tuple, seg),
+            },
+        }
+    }
+
+    /// The final ACK of a passive open finds the accept queue full (Linux
+    /// `tcp_check_req` → `listen_overflow`): with `tcp_abort_on_overflow`
+    /// the half-open connection is reset, otherwise the ACK is dropped and
+    /// the SYN-ACK timer goes on, so the handshake completes when the
+    /// application has made room. Returns true when the segment was taken.
+    fn accept_queue_refuses(&mut self, idx: u32, tuple: FourTuple, seg: &TcpRepr) -> bool {
+        let Some(tcb) = self.slots.get(idx as usize).and_then(|s| s.tcb.as_ref()) else {
+            return false;
+        };
+        let Some(lid) = tcb.listener else {
+            return false;
+        };
+        if !tcb.completes_handshake(seg) {
+            return false;
+        }
+        let full = self
+            .listeners
+            .get(lid as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|l| l.queue.len() >= l.accept_max);
+        if !full {
+            return false;
+        }
+        self.stats.listen_overflows += 1;
+        self.stats.listen_drops += 1;
+        if self.cfg.tcp_abort_on_overflow {
+            if let Some(ack) = seg.ack {
+                self.queue_reset(RstSegment {
+                    tuple,
+                    seq: ack,
+                    ack: None,
+                });
+            }
+            self.free_slot(idx);
+        }
+        true
     }
 
     /// RFC 9293 §3.10.7.1, CLOSED: "An incoming segment not containing a
     /// RST causes a RST to be sent in response": <SEQ=SEG.ACK><CTL=RST> if
     /// the ACK bit is on, else <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
-    fn no_socket(&mut self, tuple: FourTuple, seg: &TcpRepr) {
+    /// Rate-limited by `rst_ratelimit` so that a scan or a flood to closed
+    /// ports cannot turn the engine into an RST cannon.
+    fn no_socket(&mut self, now: Instant, tuple: FourTuple, seg: &TcpRepr) {
         self.stats.no_socket += 1;
         if seg.rst() {
+            return;
+        }
+        if !self.rst_bucket.allow(now) {
+            self.stats.rst_ratelimited += 1;
             return;
         }
         let rst = match seg.ack {
@@ -248,16 +632,61 @@ impl TcpEngine {
         }
     }
 
-    /// RFC 9293 §3.10.7.2, LISTEN.
-    fn on_listen(&mut self, now: Instant, lid: u32, tuple: FourTuple, seg: &TcpRepr) {
+    fn queue_ctl(&mut self, c: CtlSegment) {
+        if self.ctl.len() >= self.cfg.max_pending_resets {
+            self.stats.drop_rst_queue_full += 1;
+        } else {
+            self.ctl.push_back(c);
+        }
+    }
+
+    /// Our TSval offset for an address pair (Linux `secure_tcp_ts_off`):
+    /// keyed, so it reveals no clock, and the same for every incarnation.
+    fn ts_offset(&self, local: Ipv4Addr, remote: Ipv4Addr) -> u32 {
+        let mut msg = [0u8; 10];
+        msg[..4].copy_from_slice(&local.octets());
+        msg[4..8].copy_from_slice(&remote.octets());
+        msg[8..].copy_from_slice(b"ts");
+        self.isn.keyed_hash(&msg) as u32
+    }
+
+    fn flow(tuple: &FourTuple) -> Flow {
+        Flow {
+            saddr: u32::from(tuple.remote_addr),
+            daddr: u32::from(tuple.local_addr),
+            sport: tuple.remote_port,
+            dport: tuple.local_port,
+        }
+    }
+
+    /// RFC 9293 §3.10.7.2, LISTEN, with Linux's `tcp_conn_request` queue
+    /// rules and SYN cookies. `iss` is set when the SYN reopens a TIME_WAIT
+    /// 4-tuple (RFC 6191; Linux uses the old SND.NXT + 65537).
+    fn on_listen(
+        &mut self,
+        now: Instant,
+        lid: u32,
+        tuple: FourTuple,
+        seg: &TcpRepr,
+        iss: Option<SeqNumber>,
+    ) {
         // "first, check for a RST: an incoming RST should be ignored".
         if seg.rst() {
             self.stats.drop_ignored += 1;
             return;
         }
         // "second, check for an ACK: any acknowledgment is bad ...
-        // <SEQ=SEG.ACK><CTL=RST>".
+        // <SEQ=SEG.ACK><CTL=RST>" — unless it carries a SYN cookie.
         if let Some(ack) = seg.ack {
+            if !seg.syn() && self.cookies_expected(now, lid) {
+                match self.check_cookie(now, &tuple, seg) {
+                    Some(opts) => {
+                        self.cookie_establish(now, lid, tuple, seg, opts);
+                        return;
+                    }
+                    None => self.stats.syncookies_failed += 1,
+                }
+            }
             self.queue_reset(RstSegment {
                 tuple,
                 seq: ack,
@@ -270,26 +699,54 @@ impl TcpEngine {
             self.stats.drop_ignored += 1;
             return;
         }
-        if self.connection_count() >= self.cfg.max_connections {
-            self.stats.drop_conn_limit += 1;
-            return;
-        }
-        let Some(Some(l)) = self.listeners.get_mut(lid as usize) else {
-            return;
+        let (syn_queue_full, accept_full) = match self.listeners.get(lid as usize) {
+            Some(Some(l)) => (
+                l.pending >= self.cfg.tcp_max_syn_backlog,
+                l.queue.len() >= l.accept_max,
+            ),
+            _ => return,
         };
-        if l.pending + l.queue.len() >= l.backlog {
-            self.stats.drop_listen_overflow += 1;
+        let mut want_cookie = self.cfg.tcp_syncookies >= 2;
+        if syn_queue_full && !want_cookie {
+            if self.cfg.tcp_syncookies == 1 {
+                self.stats.req_q_full_do_cookies += 1;
+                want_cookie = true;
+            } else {
+                self.stats.req_q_full_drop += 1;
+                self.stats.listen_drops += 1;
+                return;
+            }
+        }
+        // Linux checks the accept queue before answering at all: a SYN is
+        // pointless when no established connection could be queued.
+        if accept_full {
+            self.stats.listen_overflows += 1;
+            self.stats.listen_drops += 1;
             return;
         }
-        l.pending += 1;
-        let iss = self.isn.isn(
-            now,
-            tuple.local_addr,
-            tuple.local_port,
-            tuple.remote_addr,
-            tuple.remote_port,
-        );
-        let tcb = Tcb::new_passive(now, &self.cfg, tuple, iss, seg, lid);
+        if want_cookie {
+            self.send_cookie(now, lid, tuple, seg);
+            return;
+        }
+        if self.slots_in_use() >= self.cfg.max_connections {
+            self.stats.drop_conn_limit += 1;
+            self.stats.listen_drops += 1;
+            return;
+        }
+        if let Some(Some(l)) = self.listeners.get_mut(lid as usize) {
+            l.pending += 1;
+        }
+        let iss = iss.unwrap_or_else(|| {
+            self.isn.isn(
+                now,
+                tuple.local_addr,
+                tuple.local_port,
+                tuple.remote_addr,
+                tuple.remote_port,
+            )
+        });
+        let ts_off = self.ts_offset(tuple.local_addr, tuple.remote_addr);
+        let tcb = Tcb::new_passive(now, &self.cfg, tuple, iss, ts_off, seg, lid);
         self.stats.passive_opens += 1;
         let idx = self.alloc(tcb);
         self.conns.insert(tuple, idx);
@@ -297,9 +754,355 @@ impl TcpEngine {
         self.reschedule(idx);
     }
 
+    /// Whether an ACK to a listener may carry a cookie: always with
+    /// `tcp_syncookies` 2; with 1 only within two minutes (the cookie
+    /// lifetime) of the listener sending one (Linux
+    /// `tcp_synq_no_recent_overflow`), which keeps ACK floods from
+    /// guessing at cookies the rest of the time.
+    fn cookies_expected(&self, now: Instant, lid: u32) -> bool {
+        match self.cfg.tcp_syncookies {
+            0 => false,
+            1 => self
+                .listeners
+                .get(lid as usize)
+                .and_then(Option::as_ref)
+                .and_then(|l| l.last_cookie)
+                .is_some_and(|t| {
+                    now.saturating_since(t) <= Duration::from_secs(60 * u64::from(cookie::MAX_AGE))
+                }),
+            _ => true,
+        }
+    }
+
+    /// Linux `cookie_v4_check` + `cookie_timestamp_decode`: the cookie
+    /// (SEG.ACK - 1 against SEG.SEQ - 1), then the options from TSecr.
+    fn check_cookie(
+        &self,
+        now: Instant,
+        tuple: &FourTuple,
+        seg: &TcpRepr,
+    ) -> Option<CookieOptions> {
+        let ack = seg.ack?;
+        let idx = cookie::check(
+            &self.cookie_secrets,
+            &Self::flow(tuple),
+            seg.seq.get().wrapping_sub(1),
+            ack.get().wrapping_sub(1),
+            self.cookie_count(now),
+        )?;
+        let Some(ts) = seg.options.timestamps else {
+            // Without timestamps the cookie carries the MSS only.
+            return Some(CookieOptions {
+                mss: cookie::MSS_TABLE[(idx & 3) as usize],
+                wscale: None,
+                sack: false,
+                ecn: false,
+            });
+        };
+        if !self.cfg.tcp_timestamps {
+            return None;
+        }
+        let o = cookie::decode_ts(ts.tsecr, idx)?;
+        if (o.sack && !self.cfg.tcp_sack) || (o.wscale.is_some() && !self.cfg.tcp_window_scaling) {
+            return None;
+        }
+        Some(o)
+    }
+
+    /// A SYN-ACK whose ISN is a cookie (Linux `cookie_v4_init_sequence`,
+    /// `cookie_init_timestamp`): no state is kept. Without timestamps only
+    /// the MSS survives (Linux clears the other options).
+    fn send_cookie(&mut self, now: Instant, lid: u32, tuple: FourTuple, syn: &TcpRepr) {
+        let peer_mss = syn
+            .options
+            .mss
+            .unwrap_or(cookie::MSS_TABLE[0])
+            .min(self.cfg.mss);
+        let mss_idx = cookie::mss_index(peer_mss);
+        let iss = cookie::generate(
+            &self.cookie_secrets.current,
+            &Self::flow(&tuple),
+            syn.seq.get(),
+            self.cookie_count(now),
+            mss_idx,
+        );
+        let mut options = TcpOptions {
+            mss: Some(self.cfg.mss),
+            ..TcpOptions::default()
+        };
+        if let (true, Some(ts)) = (self.cfg.tcp_timestamps, syn.options.timestamps) {
+            let wscale = syn
+                .options
+                .window_scale
+                .filter(|_| self.cfg.tcp_window_scaling)
+                .map(|w| w.min(14));
+            let sack = self.cfg.tcp_sack && syn.options.sack_permitted;
+            options.window_scale = wscale.map(|_| self.cfg.rcv_wscale());
+            options.sack_permitted = sack;
+            let clock = (now.millis() as u32)
+                .wrapping_add(self.ts_offset(tuple.local_addr, tuple.remote_addr));
+            options.timestamps = Some(Timestamps {
+                tsval: cookie::encode_ts(clock, wscale, sack, false),
+                tsecr: ts.tsval,
+            });
+        }
+        self.queue_ctl(CtlSegment {
+            tuple,
+            seq: SeqNumber(iss),
+            ack: syn.seq + 1u32,
+            flags: SYN | ACK,
+            window: self.cfg.tcp_rmem.min(65_535) as u16,
+            options,
+        });
+        self.stats.syncookies_sent += 1;
+        if let Some(Some(l)) = self.listeners.get_mut(lid as usize) {
+            l.last_cookie = Some(now);
+        }
+    }
+
+    /// A valid cookie ACK: the connection, in ESTABLISHED, on the accept
+    /// queue (or refused as `accept_queue_refuses` does).
+    fn cookie_establish(
+        &mut self,
+        now: Instant,
+        lid: u32,
+        tuple: FourTuple,
+        seg: &TcpRepr,
+        opts: CookieOptions,
+    ) -> Option<ConnId> {
+        self.stats.syncookies_recv += 1;
+        let full = match self.listeners.get(lid as usize) {
+            Some(Some(l)) => l.queue.len() >= l.accept_max,
+            _ => return None,
+        };
+        if full {
+            // No state to keep: drop (the client's next segment carries the
+            // cookie again) or reset.
+            self.stats.listen_overflows += 1;
+            self.stats.listen_drops += 1;
+            if self.cfg.tcp_abort_on_overflow {
+                if let Some(ack) = seg.ack {
+                    self.queue_reset(RstSegment {
+                        tuple,
+                        seq: ack,
+                        ack: None,
+                    });
+                }
+            }
+            return None;
+        }
+        if self.slots_in_use() >= self.cfg.max_connections {
+            self.stats.drop_conn_limit += 1;
+            self.stats.listen_drops += 1;
+            return None;
+        }
+        let mut ts_off = self.ts_offset(tuple.local_addr, tuple.remote_addr);
+        if let Some(ts) = seg.options.timestamps {
+            // Our TSvals must not fall below the one the cookie SYN-ACK
+            // carried (the XDP program's clock may differ from ours), or
+            // the peer's PAWS would drop our segments.
+            let ours = (now.millis() as u32).wrapping_add(ts_off);
+            if (ours.wrapping_sub(ts.tsecr) as i32) < 0 {
+                ts_off = ts.tsecr.wrapping_sub(now.millis() as u32);
+            }
+        }
+        let tcb = Tcb::new_cookie(now, &self.cfg, tuple, seg, opts, ts_off, lid);
+        self.stats.passive_opens += 1;
+        self.stats.established += 1;
+        let idx = self.alloc(tcb);
+        self.conns.insert(tuple, idx);
+        let id = self.id_of(idx);
+        if let Some(Some(l)) = self.listeners.get_mut(lid as usize) {
+            l.queue.push_back(id);
+        }
+        self.events.push_back(Event::Incoming(ListenerId(lid)));
+        // Data (or a FIN) on the ACK, as in ESTABLISHED.
+        self.run(idx, |tcb, ctx| tcb.on_segment(now, seg, ctx));
+        Some(id)
+    }
+
+    /// A segment for a 4-tuple in TIME_WAIT (Linux
+    /// `tcp_timewait_state_process`). Returns the ISN for a new incarnation
+    /// when `seg` is a SYN that may reopen the 4-tuple (RFC 6191: its
+    /// timestamp is newer, or its sequence number is above the old
+    /// RCV.NXT; RFC 1122 §4.2.2.13); otherwise handles it.
+    fn on_time_wait(&mut self, now: Instant, twi: u32, seg: &TcpRepr) -> Option<SeqNumber> {
+        let e = *self.tw.get(twi)?;
+        let seg_ts = seg.options.timestamps.filter(|_| e.has_ts());
+        // RFC 7323 §5 (PAWS) on the remembered TS.Recent.
+        let paws_reject =
+            !seg.rst() && seg_ts.is_some_and(|ts| (ts.tsval.wrapping_sub(e.ts_recent) as i32) < 0);
+        if !paws_reject && seg.seq == e.rcv_nxt && (seg.seq_len() == 0 || seg.rst()) {
+            // In-window: only an RST or a bare ACK.
+            if seg.rst() {
+                if !self.cfg.tcp_rfc1337 {
+                    // TIME-WAIT assassination (RFC 1337), allowed by
+                    // tcp_rfc1337 = 0 as on Linux and in RFC 9293.
+                    self.stats.rst_in += 1;
+                    self.stats.time_wait_killed += 1;
+                    self.tw_end(twi, false);
+                    return None;
+                }
+                // RFC 1337 §3: "ignore RST segments in TIME-WAIT state".
+                self.stats.drop_ignored += 1;
+            } else {
+                self.tw_restart(twi);
+            }
+            if let (Some(ts), Some(entry)) = (seg_ts, self.tw.get_mut(twi)) {
+                entry.ts_recent = ts.tsval;
+                entry.ts_recent_stamp = timewait::stamp(now);
+            }
+            return None;
+        }
+        if seg.syn()
+            && !seg.rst()
+            && seg.ack.is_none()
+            && !paws_reject
+            && (seg.seq.diff(e.rcv_nxt) > 0
+                || seg_ts.is_some_and(|ts| (e.ts_recent.wrapping_sub(ts.tsval) as i32) < 0))
+        {
+            let mut isn = e.snd_nxt + 65_537u32;
+            if isn == SeqNumber(0) {
+                isn = SeqNumber(1);
+            }
+            return Some(isn);
+        }
+        if paws_reject {
+            self.stats.drop_paws += 1;
+        }
+        if seg.rst() {
+            self.stats.drop_ignored += 1;
+            return None;
+        }
+        // Out of window, an old SYN, a retransmitted FIN: ACK it. A FIN or
+        // any ACK restarts the 2*MSL timer (RFC 9293 §3.10.7.4 eighth:
+        // "Restart the 2 MSL time-wait timeout"); an ACK-less SYN might be
+        // a fresh one with a random ISN below RCV.NXT, so it does not.
+        if paws_reject || seg.ack.is_some() {
+            self.tw_restart(twi);
+        }
+        self.tw_ack(now, twi);
+        None
+    }
+
+    /// The ACK a TIME_WAIT entry sends: <SEQ=SND.NXT><ACK=RCV.NXT>.
+    fn tw_ack(&mut self, now: Instant, twi: u32) {
+        let Some(e) = self.tw.get(twi).copied() else {
+            return;
+        };
+        let options = TcpOptions {
+            timestamps: e.has_ts().then(|| Timestamps {
+                tsval: e.ts_now(now),
+                tsecr: e.ts_recent,
+            }),
+            ..TcpOptions::default()
+        };
+        self.queue_ctl(CtlSegment {
+            tuple: e.tuple(),
+            seq: e.snd_nxt,
+            ack: e.rcv_nxt,
+            flags: ACK,
+            window: e.window,
+            options,
+        });
+    }
+
+    /// Restarts the 2*MSL timer of an entry.
+    fn tw_restart(&mut self, twi: u32) {
+        let deadline = self.clock + self.cfg.msl * 2;
+        if let Some(e) = self.tw.get_mut(twi) {
+            self.timers.cancel(e.timer);
+            e.timer = self.timers.arm(deadline.0, TimerKey::TimeWait(twi));
+        }
+    }
+
+    /// Ends a TIME_WAIT entry; a handle still held sees CLOSED.
+    fn tw_end(&mut self, twi: u32, cancel: bool) {
+        let Some(e) = self.tw.remove(twi) else {
+            return;
+        };
+        if cancel {
+            self.timers.cancel(e.timer);
+        }
+        if e.husk != NO_HUSK {
+            if let Some(slot) = self.slots.get_mut(e.husk as usize) {
+                if slot.gen == e.husk_gen {
+                    if let Some(tcb) = slot.tcb.as_mut() {
+                        tcb.set_time_wait_husk(false);
+                        if !tcb.is_orphan() {
+                            self.events.push_back(Event::Closed(ConnId {
+                                idx: e.husk,
+                                gen: e.husk_gen,
+                            }));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves a connection that entered TIME-WAIT on to the table (or, when
+    /// the table is full, closes it without TIME_WAIT as Linux does).
+    fn enter_time_wait(&mut self, mut e: TwEntry, ack_owed: bool, husk: Option<ConnId>) {
+        let tuple = e.tuple();
+        if let Some(old) = self.tw.lookup(&tuple) {
+            self.tw_end(old, true);
+        }
+        if self.tw.len() >= self.cfg.tcp_max_tw_buckets {
+            self.stats.time_wait_overflow += 1;
+            let max = self.cfg.tcp_max_tw_buckets;
+            self.warnings.push(
+                self.clock,
+                Warning::TimeWaitOverflow { max },
+                &mut self.stats,
+            );
+            if let Some(id) = husk {
+                self.events.push_back(Event::Closed(id));
+            }
+        } else {
+            if let Some(id) = husk {
+                e.husk = id.idx;
+                e.husk_gen = id.gen;
+                if let Some(tcb) = self
+                    .slots
+                    .get_mut(id.idx as usize)
+                    .and_then(|s| s.tcb.as_mut())
+                {
+                    tcb.set_time_wait_husk(true);
+                }
+            }
+            self.stats.time_wait_entered += 1;
+            let deadline = self.clock + self.cfg.msl * 2;
+            let twi = self.tw.insert(e);
+            let timer = self.timers.arm(deadline.0, TimerKey::TimeWait(twi));
+            if let Some(entry) = self.tw.get_mut(twi) {
+                entry.timer = timer;
+            }
+        }
+        if ack_owed {
+            // The ACK of the FIN that brought us here.
+            let options = TcpOptions {
+                timestamps: e.has_ts().then(|| Timestamps {
+                    tsval: e.ts_now(self.clock),
+                    tsecr: e.ts_recent,
+                }),
+                ..TcpOptions::default()
+            };
+            self.queue_ctl(CtlSegment {
+                tuple,
+                seq: e.snd_nxt,
+                ack: e.rcv_nxt,
+                flags: ACK,
+                window: e.window,
+                options,
+            });
+        }
+    }
+
     /// Writes the next segment to send into `buf` (which should hold at
     /// least 60 bytes of header plus one MSS). Call until it returns `None`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        self.clock = self.clock.max(now);
         while let Some(rst) = self.resets.pop_front() {
             let repr = TcpRepr {
                 src_port: rst.tuple.local_port,
@@ -322,6 +1125,27 @@ impl TcpEngine {
                 });
             }
         }
+        while let Some(c) = self.ctl.pop_front() {
+            let repr = TcpRepr {
+                src_port: c.tuple.local_port,
+                dst_port: c.tuple.remote_port,
+                seq: c.seq,
+                ack: Some(c.ack),
+                flags: c.flags,
+                window: c.window,
+                urgent: 0,
+                options: c.options,
+                payload: &[],
+            };
+            if let Ok(len) = repr.emit(c.tuple.local_addr, c.tuple.remote_addr, buf) {
+                self.stats.segments_out += 1;
+                return Some(Transmit {
+                    src: c.tuple.local_addr,
+                    dst: c.tuple.remote_addr,
+                    len,
+                });
+            }
+        }
         while let Some(&idx) = self.dirty.front() {
             let sent = self.run(idx, |tcb, ctx| {
                 tcb.poll_transmit(now, ctx, buf).map(|n| (n, tcb.tuple))
@@ -338,39 +1162,57 @@ impl TcpEngine {
                 slot.dirty = false;
             }
             // The connection may have queued an RST while polling.
-            if !self.resets.is_empty() {
+            if !self.resets.is_empty() || !self.ctl.is_empty() {
                 return self.poll_transmit(now, buf);
             }
         }
         None
     }
 
-    /// When `handle_timeout` should be called next (may be early; never
-    /// late).
+    /// When `handle_timeout` should be called next. Exact when the next
+    /// timer is near; for a distant one it may be early (a lower bound from
+    /// the timing wheel), never late: calling `handle_timeout` then simply
+    /// finds nothing due yet.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _, _))| *t)
+        self.timers.next_deadline().map(Instant)
     }
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&Reverse((t, idx, gen))) = self.timers.peek() {
-            if t > now {
-                break;
+        self.clock = self.clock.max(now);
+        // Timers re-armed at or before `now` while running fire in the next
+        // round; each round clears the deadlines it ran, so this ends.
+        for _ in 0..8 {
+            let mut fired = std::mem::take(&mut self.fired);
+            fired.clear();
+            self.timers.poll(now.0, &mut fired);
+            if fired.is_empty() {
+                self.fired = fired;
+                return;
             }
-            self.timers.pop();
-            let Some(slot) = self.slots.get_mut(idx as usize) else {
-                continue;
-            };
-            if slot.gen != gen || slot.tcb.is_none() || slot.scheduled != Some(t) {
-                continue;
+            for key in fired.drain(..) {
+                self.stats.timer_expiries += 1;
+                match key {
+                    TimerKey::Conn(idx) => {
+                        let Some(slot) = self.slots.get_mut(idx as usize) else {
+                            continue;
+                        };
+                        slot.timer = TimerId::NONE;
+                        slot.scheduled = None;
+                        self.run(idx, |tcb, ctx| tcb.on_timer(now, ctx));
+                        // `run` reschedules unless the slot was freed.
+                        self.reschedule(idx);
+                    }
+                    TimerKey::TimeWait(twi) => {
+                        // RFC 9293 §3.10.7.4: "When the time-wait timeout
+                        // expires, delete the TCB, enter the CLOSED state".
+                        self.stats.time_waited += 1;
+                        self.tw_end(twi, false);
+                    }
+                }
             }
-            slot.scheduled = None;
-            self.run(idx, |tcb, ctx| tcb.on_timer(now, ctx));
-            // `run` reschedules; make sure a slot whose deadline did not
-            // move still gets an entry.
-            self.reschedule(idx);
+            self.fired = fired;
         }
-        self.clean_timers();
     }
 
     /// Next application event.
@@ -382,9 +1224,10 @@ impl TcpEngine {
     // Application side
     // ------------------------------------------------------------------
 
-    /// Opens a listener on `addr:port` (`0.0.0.0` for any address) with
-    /// room for `backlog` connections not yet accepted (half-open ones
-    /// included).
+    /// Opens a listener on `addr:port` (`0.0.0.0` for any address) whose
+    /// accept queue holds min(`backlog`, `somaxconn`) established
+    /// connections; half-open ones wait in its SYN queue
+    /// (`tcp_max_syn_backlog`).
     pub fn listen(
         &mut self,
         addr: Ipv4Addr,
@@ -397,9 +1240,10 @@ impl TcpEngine {
         let l = Listener {
             addr,
             port,
-            backlog: backlog.max(1),
+            accept_max: backlog.min(self.cfg.somaxconn).max(1),
             pending: 0,
             queue: VecDeque::new(),
+            last_cookie: None,
         };
         let id = match self.listeners.iter().position(Option::is_none) {
             Some(i) => {
@@ -425,7 +1269,8 @@ impl TcpEngine {
             .ok_or(TcpError::NotFound)?;
         self.listen_map.remove(&(l.addr, l.port));
         for c in l.queue {
-            let _ = self.abort(c);
+            let _ = self.run_id(c, |tcb, ctx| tcb.abort(ctx));
+            self.free_slot(c.idx);
         }
         let half_open: Vec<u32> = self
             .slots
@@ -436,6 +1281,11 @@ impl TcpEngine {
             .collect();
         for idx in half_open {
             self.free_slot(idx);
+        }
+        for slot in &mut self.slots {
+            if let Some(t) = slot.tcb.as_mut().filter(|t| t.origin == id.0) {
+                t.origin = u32::MAX;
+            }
         }
         Ok(())
     }
@@ -449,9 +1299,35 @@ impl TcpEngine {
             .pop_front()
     }
 
+    /// May `connect` take over this TIME_WAIT entry? `tcp_tw_reuse` 1: the
+    /// old incarnation used timestamps and its last one is at least 1 s old
+    /// (Linux `tcp_twsk_unique`), so the new SYN's timestamp is newer and
+    /// PAWS on both sides tells the incarnations apart; or
+    /// `tw_isn_above_last`, which makes the new ISN start above the old
+    /// sequence space.
+    fn tw_reusable(&self, now: Instant, e: &TwEntry) -> bool {
+        self.cfg.tw_isn_above_last
+            || (self.cfg.tcp_tw_reuse == 1
+                && e.has_ts()
+                && timewait::stamp(now).wrapping_sub(e.ts_recent_stamp) >= 1000)
+    }
+
+    /// Whether `connect` can use `tuple`: free, or in a reusable TIME_WAIT.
+    fn tuple_available(&self, now: Instant, tuple: &FourTuple) -> bool {
+        !self.conns.contains_key(tuple)
+            && self
+                .tw
+                .lookup(tuple)
+                .and_then(|i| self.tw.get(i))
+                .is_none_or(|e| self.tw_reusable(now, e))
+    }
+
     /// Active OPEN from `local_addr:local_port` (port 0 picks an ephemeral
     /// port) to `remote_addr:remote_port`. The SYN goes out on the next
-    /// `poll_transmit`; `Event::Connected` reports success.
+    /// `poll_transmit`; `Event::Connected` reports success. A 4-tuple in
+    /// TIME_WAIT is taken over when `tcp_tw_reuse` or `tw_isn_above_last`
+    /// allows it (the new ISN is the old SND.NXT + 65537, as Linux);
+    /// otherwise it is `AddrInUse`.
     pub fn connect(
         &mut self,
         now: Instant,
@@ -460,7 +1336,8 @@ impl TcpEngine {
         remote_addr: Ipv4Addr,
         remote_port: u16,
     ) -> Result<ConnId, TcpError> {
-        if self.connection_count() >= self.cfg.max_connections {
+        self.clock = self.clock.max(now);
+        if self.slots_in_use() >= self.cfg.max_connections {
             return Err(TcpError::NoBufs);
         }
         let mut tuple = FourTuple {
@@ -479,20 +1356,33 @@ impl TcpEngine {
                     local_port: port,
                     ..tuple
                 };
-                (!self.conns.contains_key(&t)).then_some((t, i))
+                self.tuple_available(now, &t).then_some((t, i))
             });
             let Some((t, i)) = found else {
                 return Err(TcpError::AddrInUse);
             };
             self.next_port = self.next_port.wrapping_add(i + 1);
             tuple = t;
-        } else if self.conns.contains_key(&tuple) {
+        } else if !self.tuple_available(now, &tuple) {
             return Err(TcpError::AddrInUse);
         }
-        let iss = self
+        let mut iss = self
             .isn
             .isn(now, local_addr, tuple.local_port, remote_addr, remote_port);
-        let tcb = Tcb::new_active(now, &self.cfg, tuple, iss);
+        let mut inherit_ts = None;
+        if let Some(twi) = self.tw.lookup(&tuple) {
+            if let Some(e) = self.tw.get(twi).copied() {
+                iss = e.snd_nxt + 65_537u32;
+                if iss == SeqNumber(0) {
+                    iss = SeqNumber(1);
+                }
+                inherit_ts = e.has_ts().then_some(e.ts_recent);
+            }
+            self.stats.time_wait_recycled += 1;
+            self.tw_end(twi, true);
+        }
+        let ts_off = self.ts_offset(local_addr, remote_addr);
+        let tcb = Tcb::new_active(now, &self.cfg, tuple, iss, ts_off, inherit_ts);
         let idx = self.alloc(tcb);
         self.conns.insert(tuple, idx);
         self.stats.active_opens += 1;
@@ -503,7 +1393,8 @@ impl TcpEngine {
 
     /// Reads received data. `Ok(0)` means end of stream (the peer sent
     /// FIN and everything before it has been read); `Err(WouldBlock)`
-    /// means nothing yet; after an RST, `Err(ConnectionReset)`.
+    /// means nothing yet; after an RST, `Err(ConnectionReset)`; after a
+    /// retransmission or keepalive timeout, `Err(TimedOut)`.
     pub fn read(&mut self, id: ConnId, buf: &mut [u8]) -> Result<usize, TcpError> {
         self.run_id(id, |tcb, _| tcb.read(buf))?
     }
@@ -519,9 +1410,13 @@ impl TcpEngine {
         self.run_id(id, |tcb, _| tcb.shutdown())?
     }
 
-    /// Gives up the handle. The connection closes gracefully on its own
-    /// (FIN, TIME_WAIT); with unread data it is reset instead.
+    /// Gives up the handle (close(2)). The connection closes gracefully on
+    /// its own (FIN; TIME_WAIT if we closed first); with unread received
+    /// data it is reset instead and the data discarded (RFC 2525 §2.17,
+    /// TCPAbortOnClose); with linger 0 (`set_linger`) it is reset
+    /// (TCPAbortOnLinger).
     pub fn close(&mut self, now: Instant, id: ConnId) -> Result<(), TcpError> {
+        self.clock = self.clock.max(now);
         let free = self.run_id(id, |tcb, ctx| tcb.close(now, ctx))?;
         if free {
             self.free_slot(id.idx);
@@ -529,16 +1424,47 @@ impl TcpEngine {
         Ok(())
     }
 
-    /// Resets the connection (RST) and gives up the handle.
+    /// Abortive close, as close(2) with SO_LINGER 0: RST instead of FIN
+    /// (RFC 9293 §3.10.5 ABORT), no TIME_WAIT, and the handle is given up
+    /// (TCPAbortOnLinger).
     pub fn abort(&mut self, id: ConnId) -> Result<(), TcpError> {
-        self.run_id(id, |tcb, ctx| tcb.abort(ctx))?;
+        self.run_id(id, |tcb, ctx| {
+            if tcb.state != State::Closed {
+                ctx.stats.abort_on_linger += 1;
+            }
+            tcb.abort(ctx)
+        })?;
         self.free_slot(id.idx);
         Ok(())
     }
 
-    /// Connection state.
+    /// SO_LINGER: `Some(Duration::ZERO)` makes `close` abortive (RST, no
+    /// TIME_WAIT). Other values behave as `None`: `close` never blocks here
+    /// and a lingering close finishes in the background, as on Linux.
+    pub fn set_linger(&mut self, id: ConnId, linger: Option<Duration>) -> Result<(), TcpError> {
+        self.run_id(id, |tcb, _| tcb.set_linger(linger))
+    }
+
+    /// SO_KEEPALIVE on (`Some`, with TCP_KEEPIDLE/KEEPINTVL/KEEPCNT; see
+    /// `TcpConfig::keepalive` for the sysctl defaults) or off. A peer that
+    /// answers none of the probes is reset and the application sees
+    /// `Event::TimedOut` and `Err(TimedOut)` (TCPAbortOnTimeout).
+    pub fn set_keepalive(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        keepalive: Option<KeepaliveConfig>,
+    ) -> Result<(), TcpError> {
+        self.clock = self.clock.max(now);
+        self.run_id(id, |tcb, _| tcb.set_keepalive(now, keepalive))
+    }
+
+    /// Connection state (TIME_WAIT while the connection waits in the
+    /// TIME_WAIT table and the handle is still held).
     pub fn state(&self, id: ConnId) -> Result<State, TcpError> {
-        self.tcb(id).map(Tcb::state).ok_or(TcpError::NotFound)
+        self.tcb(id)
+            .map(Tcb::visible_state)
+            .ok_or(TcpError::NotFound)
     }
 
     /// Turns Nagle's algorithm off (`true`) or on (RFC 9293 §3.7.4).
@@ -571,9 +1497,18 @@ impl TcpEngine {
         self.conns.get(tuple).map(|&idx| self.id_of(idx))
     }
 
+    /// True when `tuple` is in the TIME_WAIT table.
+    pub fn in_time_wait(&self, tuple: &FourTuple) -> bool {
+        self.tw.lookup(tuple).is_some()
+    }
+
     // ------------------------------------------------------------------
     // Internals
     // ------------------------------------------------------------------
+
+    fn slots_in_use(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
 
     fn id_of(&self, idx: u32) -> ConnId {
         ConnId {
@@ -583,10 +1518,12 @@ impl TcpEngine {
     }
 
     fn alloc(&mut self, tcb: Tcb) -> u32 {
+        self.state_counts[tcb.state as usize] += 1;
         if let Some(idx) = self.free.pop() {
             if let Some(slot) = self.slots.get_mut(idx as usize) {
                 slot.tcb = Some(tcb);
                 slot.scheduled = None;
+                slot.timer = TimerId::NONE;
                 return idx;
             }
         }
@@ -594,6 +1531,7 @@ impl TcpEngine {
             gen: 0,
             dirty: false,
             scheduled: None,
+            timer: TimerId::NONE,
             tcb: Some(tcb),
         });
         (self.slots.len() - 1) as u32
@@ -606,6 +1544,9 @@ impl TcpEngine {
         let Some(tcb) = slot.tcb.take() else { return };
         slot.gen = slot.gen.wrapping_add(1);
         slot.scheduled = None;
+        let timer = std::mem::replace(&mut slot.timer, TimerId::NONE);
+        self.timers.cancel(timer);
+        self.state_counts[tcb.state as usize] -= 1;
         if self.conns.get(&tcb.tuple) == Some(&idx) {
             self.conns.remove(&tcb.tuple);
         }
@@ -617,7 +1558,6 @@ impl TcpEngine {
             l.pending = l.pending.saturating_sub(1);
         }
         self.free.push(idx);
-        self.clean_timers();
     }
 
     fn mark_dirty(&mut self, idx: u32) {
@@ -629,17 +1569,22 @@ impl TcpEngine {
         }
     }
 
+    /// Keeps the slot's one wheel entry at the earliest deadline of its
+    /// timers: O(1) cancel and arm when it moved.
     fn reschedule(&mut self, idx: u32) {
         let Some(slot) = self.slots.get_mut(idx as usize) else {
             return;
         };
-        let Some(next) = slot.tcb.as_ref().and_then(Tcb::next_deadline) else {
+        let next = slot.tcb.as_ref().and_then(Tcb::next_deadline);
+        if next == slot.scheduled {
             return;
-        };
-        if slot.scheduled.is_none_or(|s| next < s) {
-            slot.scheduled = Some(next);
-            self.timers.push(Reverse((next, idx, slot.gen)));
         }
+        self.timers.cancel(slot.timer);
+        slot.scheduled = next;
+        slot.timer = match next {
+            Some(t) => self.timers.arm(t.0, TimerKey::Conn(idx)),
+            None => TimerId::NONE,
+        };
     }
 
     fn run_id<R>(
@@ -654,7 +1599,8 @@ impl TcpEngine {
     }
 
     /// Runs `f` on a connection, then does the engine-side bookkeeping of
-    /// whatever changed: accept queues, the demux table, freeing, timers.
+    /// whatever changed: accept queues, the demux table, TIME_WAIT, state
+    /// counts, freeing, timers.
     fn run<R>(&mut self, idx: u32, f: impl FnOnce(&mut Tcb, &mut Ctx) -> R) -> Option<R> {
         let slot = self.slots.get_mut(idx as usize)?;
         let id = ConnId { idx, gen: slot.gen };
@@ -665,6 +1611,7 @@ impl TcpEngine {
             stats: &mut self.stats,
             events: &mut self.events,
             resets: &mut self.resets,
+            warnings: &mut self.warnings,
             id,
         };
         let r = f(tcb, &mut ctx);
@@ -687,11 +1634,26 @@ impl TcpEngine {
                 }
             }
         }
-        if new == State::Closed {
+        // TIME-WAIT lives in the compact table, not in a control block.
+        let mut time_wait = None;
+        if new == State::TimeWait {
+            let (entry, ack_owed) = tcb.time_wait_entry(self.clock);
+            let husk = (!tcb.is_orphan()).then_some(id);
+            time_wait = Some((entry, ack_owed, husk));
+        }
+        let fin = tcb.state;
+        if fin != old {
+            self.state_counts[old as usize] -= 1;
+            self.state_counts[fin as usize] += 1;
+        }
+        if fin == State::Closed {
             if self.conns.get(&tuple) == Some(&idx) {
                 self.conns.remove(&tuple);
             }
             free |= tcb.is_orphan();
+        }
+        if let Some((entry, ack_owed, husk)) = time_wait {
+            self.enter_time_wait(entry, ack_owed, husk);
         }
         if free {
             self.free_slot(idx);
@@ -699,28 +1661,6 @@ impl TcpEngine {
             self.mark_dirty(idx);
             self.reschedule(idx);
         }
-        self.clean_timers();
         Some(r)
-    }
-
-    /// Drops stale entries from the top of the timer heap (freed slots,
-    /// deadlines that moved later), so `poll_timeout` is exact.
-    fn clean_timers(&mut self) {
-        while let Some(&Reverse((t, idx, gen))) = self.timers.peek() {
-            let Some(slot) = self.slots.get_mut(idx as usize) else {
-                self.timers.pop();
-                continue;
-            };
-            let current = slot.gen == gen && slot.scheduled == Some(t);
-            let next = slot.tcb.as_ref().and_then(Tcb::next_deadline);
-            if current && next == Some(t) {
-                break;
-            }
-            self.timers.pop();
-            if current {
-                slot.scheduled = None;
-                self.reschedule(idx);
-            }
-        }
     }
 }

@@ -38,6 +38,53 @@ pub enum Event {
     Refused(ConnId),
 }
 
+/// Something an operator should know, drained with
+/// [`TcpEngine::poll_warning`](super::TcpEngine::poll_warning) (the engine
+/// does no logging of its own). Rate-limited as Linux's `net_ratelimit`
+/// (10 per 5 s); the rest are counted in `warnings_suppressed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Warning {
+    /// The TIME_WAIT table is full (`tcp_max_tw_buckets`): connections
+    /// close without TIME_WAIT. Linux logs "TCP: time wait bucket table
+    /// overflow".
+    TimeWaitOverflow {
+        /// The bound.
+        max: usize,
+    },
+    /// A connection has been in CLOSE_WAIT longer than `close_wait_warn`:
+    /// the peer closed and the application never did.
+    CloseWaitTooLong {
+        /// The connection.
+        id: ConnId,
+        /// Its 4-tuple.
+        tuple: FourTuple,
+        /// The listener it was accepted from, if any.
+        listener: Option<ListenerId>,
+        /// How long it has been in CLOSE_WAIT.
+        age: std::time::Duration,
+    },
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Warning::TimeWaitOverflow { max } => write!(
+                f,
+                "TCP: time wait bucket table overflow (tcp_max_tw_buckets {max})"
+            ),
+            Warning::CloseWaitTooLong { tuple, age, .. } => write!(
+                f,
+                "TCP: {}:{} -> {}:{} in CLOSE_WAIT for {} s: the application has not closed it",
+                tuple.local_addr,
+                tuple.local_port,
+                tuple.remote_addr,
+                tuple.remote_port,
+                age.as_secs()
+            ),
+        }
+    }
+}
+
 /// The 4-tuple a connection is demultiplexed by, from our point of view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FourTuple {

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod isn;
+pub(crate) mod ratelimit;
 pub mod rtt;
 pub mod sack;
 pub mod seq;
@@ -17,15 +18,18 @@ pub mod state;
 pub mod stats;
 pub mod tcb;
 pub mod time;
+pub(crate) mod timewait;
+pub mod wheel;
 
 #[cfg(test)]
 mod tests;
 
 pub use cc::CcAlgorithm;
 pub use config::TcpConfig;
-pub use engine::{TcpEngine, Transmit};
+pub use config::{KeepaliveConfig, RateLimit};
+pub use engine::{ListenerStats, StateCounts, TcpEngine, Transmit};
 pub use error::TcpError;
-pub use event::{ConnId, Event, FourTuple, ListenerId};
+pub use event::{ConnId, Event, FourTuple, ListenerId, Warning};
 pub use seq::SeqNumber;
 pub use state::State;
 pub use stats::Stats;

@@ -3,9 +3,11 @@
 use crate::wire::tcp::TcpParseError;
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+    ($( $(#[$doc:meta])* $name:ident $(= $label:literal)? ),* $(,)?) => {
         /// Counters of a [`TcpEngine`](super::TcpEngine). Plain `u64`s;
-        /// [`Stats::iter`] yields them with their names.
+        /// [`Stats::iter`] yields them with their names: the `nstat` name
+        /// (Linux `/proc/net/netstat`, `TcpExt:` without the prefix) where
+        /// Linux has the same counter, the field name otherwise.
         #[derive(Clone, Debug, Default, PartialEq, Eq)]
         pub struct Stats {
             $( $(#[$doc])* pub $name: u64, )*
@@ -17,7 +19,7 @@ macro_rules! counters {
         impl Stats {
             /// Every counter with its name, parse drops included.
             pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-                let named = [ $( (stringify!($name), self.$name), )* ];
+                let named = [ $( (counters!(@name $name $($label)?), self.$name), )* ];
                 let drops = TcpParseError::ALL
                     .iter()
                     .map(move |e| (e.counter_name(), self.parse_drops[e.index()]));
@@ -25,6 +27,8 @@ macro_rules! counters {
             }
         }
     };
+    (@name $name:ident $label:literal) => { $label };
+    (@name $name:ident) => { stringify!($name) };
 }
 
 counters! {
@@ -50,8 +54,59 @@ counters! {
     drop_rst_queue_full,
     /// Segments to a port with no listener or connection (answered by RST).
     no_socket,
-    /// SYNs dropped because the listen backlog was full.
-    drop_listen_overflow,
+    /// Times the accept queue of a listener was full: a SYN dropped, or
+    /// a handshake-completing ACK dropped or reset (Linux
+    /// LINUX_MIB_LISTENOVERFLOWS).
+    listen_overflows = "ListenOverflows",
+    /// SYNs or handshake ACKs a listener dropped for any reason (Linux
+    /// LINUX_MIB_LISTENDROPS, a superset of ListenOverflows).
+    listen_drops = "ListenDrops",
+    /// SYNs dropped because the SYN queue was full and SYN cookies are off
+    /// (`tcp_syncookies` 0).
+    req_q_full_drop = "TCPReqQFullDrop",
+    /// SYNs answered with a cookie because the SYN queue was full
+    /// (`tcp_syncookies` 1).
+    req_q_full_do_cookies = "TCPReqQFullDoCookies",
+    /// SYN-ACKs with a SYN cookie sent by the engine.
+    syncookies_sent = "SyncookiesSent",
+    /// Valid cookie ACKs that created a connection (from `on_segment`, or
+    /// validated by the XDP program and handed to `on_cookie_ack`).
+    syncookies_recv = "SyncookiesRecv",
+    /// ACKs to a listener whose cookie did not check.
+    syncookies_failed = "SyncookiesFailed",
+    /// Connections that entered TIME_WAIT (an entry in the table).
+    time_wait_entered = "TWEntered",
+    /// TIME_WAIT entries that ran their full 2*MSL (Linux "TW").
+    time_waited = "TW",
+    /// TIME_WAIT entries ended early by an RST (only with `tcp_rfc1337`
+    /// off; Linux "TWKilled").
+    time_wait_killed = "TWKilled",
+    /// TIME_WAIT entries reused by `connect` (`tcp_tw_reuse`,
+    /// `tw_isn_above_last`; Linux "TWRecycled").
+    time_wait_recycled = "TWRecycled",
+    /// TIME_WAIT entries replaced by a new incarnation opened by the peer's
+    /// SYN (RFC 6191).
+    time_wait_syn_reopen = "TWSynReopen",
+    /// Connections closed without TIME_WAIT because the table was full
+    /// (`tcp_max_tw_buckets`).
+    time_wait_overflow = "TCPTimeWaitOverflow",
+    /// Connections reset because data arrived after the application closed
+    /// them (FIN_WAIT_1/2 orphans).
+    abort_on_data = "TCPAbortOnData",
+    /// Connections reset by `close` with unread received data.
+    abort_on_close = "TCPAbortOnClose",
+    /// Connections reset by an abortive close (`abort`, or `close` with
+    /// linger 0).
+    abort_on_linger = "TCPAbortOnLinger",
+    /// Connections aborted by a timeout: retransmissions, zero-window
+    /// probes or keepalive probes unanswered.
+    abort_on_timeout = "TCPAbortOnTimeout",
+    /// Keepalive probes sent.
+    keepalive_probes = "TCPKeepAlive",
+    /// RSTs to segments for no connection that the rate limit held back.
+    rst_ratelimited,
+    /// Warnings not queued because of their rate limit or a full queue.
+    warnings_suppressed,
     /// SYNs dropped because `max_connections` was reached.
     drop_conn_limit,
     /// Segments that failed the acceptability test (RFC 9293 §3.10.7.4).
@@ -84,10 +139,10 @@ counters! {
     rto_timeouts,
     /// Zero-window probes / persist timer expiries.
     persist_probes,
-    /// Connections that timed out.
-    timeouts,
     /// Connections reset by the peer.
     resets_in,
+    /// Timers (of any kind) that came due on the timer wheel.
+    timer_expiries,
 }
 
 #[cfg(test)]
@@ -104,5 +159,19 @@ mod tests {
         }
         assert!(names.contains("drop_tcp_bad_checksum"));
         assert!(names.contains("drop_paws"));
+        for nstat in [
+            "ListenOverflows",
+            "ListenDrops",
+            "SyncookiesSent",
+            "SyncookiesRecv",
+            "SyncookiesFailed",
+            "TCPTimeWaitOverflow",
+            "TCPAbortOnData",
+            "TCPAbortOnClose",
+            "TCPAbortOnLinger",
+            "TCPAbortOnTimeout",
+        ] {
+            assert!(names.contains(nstat), "{nstat}");
+        }
     }
 }

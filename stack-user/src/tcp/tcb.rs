@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use super::buffer::{RecvBuffer, SendBuffer};
 use super::cc::{Cc, CongestionControl};
-use super::config::TcpConfig;
+use super::config::{KeepaliveConfig, TcpConfig};
 use super::error::TcpError;
-use super::event::{ConnId, Event, FourTuple};
+use super::event::{ConnId, Event, FourTuple, ListenerId, Warning};
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::seq::SeqNumber;
@@ -20,6 +20,7 @@ use super::state::State;
 use super::stats::Stats;
 use super::time::Instant;
 use crate::wire::tcp::{fill_checksum, TcpOptions, TcpRepr, Timestamps, FIN, PSH, SYN};
+use stack_ebpf::cookie::CookieOptions;
 
 /// An RST the engine must send on behalf of a connection or a lookup miss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +36,7 @@ pub(crate) struct Ctx<'a> {
     pub stats: &'a mut Stats,
     pub events: &'a mut VecDeque<Event>,
     pub resets: &'a mut VecDeque<RstSegment>,
+    pub warnings: &'a mut super::engine::Warnings,
     pub id: ConnId,
 }
 
@@ -81,6 +83,17 @@ const PERSIST: u32 = 1 << 13;
 const FORCE: u32 = 1 << 14;
 /// `ts_recent` holds a value (RFC 7323 §4.3).
 const TS_RECENT: u32 = 1 << 15;
+/// SO_KEEPALIVE.
+const KEEPALIVE: u32 = 1 << 16;
+/// Send a keepalive probe (<SEQ=SND.UNA-1>, no data).
+const KA_PROBE: u32 = 1 << 17;
+/// SO_LINGER with a zero timeout: `close` resets.
+const LINGER0: u32 = 1 << 18;
+/// The connection went on to the TIME_WAIT table; the application still
+/// holds this handle, which reports TIME_WAIT until the entry ends.
+const TW_HUSK: u32 = 1 << 19;
+/// The CLOSE_WAIT warning is armed on `state_deadline`.
+const CW_WARN: u32 = 1 << 20;
 
 /// PAWS: TS.Recent older than 24 days is invalid (RFC 7323 §5.5).
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
@@ -137,8 +150,25 @@ pub struct Tcb {
     rtt_start: Option<Instant>,
     rtx_deadline: Option<Instant>,
     delack_deadline: Option<Instant>,
-    /// TIME_WAIT expiry, or the orphaned FIN_WAIT_2 timeout.
-    tw_deadline: Option<Instant>,
+    /// The orphaned FIN_WAIT_2 timeout (`tcp_fin_timeout`), or the
+    /// CLOSE_WAIT warning (`close_wait_warn`).
+    state_deadline: Option<Instant>,
+    /// The keepalive timer.
+    ka_deadline: Option<Instant>,
+    /// When a segment last passed the acceptability test (keepalive
+    /// idleness, Linux `rcv_tstamp`).
+    last_rcv: Instant,
+    /// When the connection entered CLOSE_WAIT (for its age).
+    pub(crate) state_since: Instant,
+    /// Keepalive: idle time and probe interval in milliseconds, probes
+    /// allowed and sent.
+    ka_time_ms: u32,
+    ka_intvl_ms: u32,
+    ka_probes: u8,
+    ka_probes_out: u8,
+    /// The listener this connection came from (kept after accept, for
+    /// per-listener accounting), or `u32::MAX`.
+    pub(crate) origin: u32,
     pub(crate) error: Option<TcpError>,
     rtt: RttEstimator,
     cc: Cc,
@@ -148,7 +178,14 @@ pub struct Tcb {
 }
 
 impl Tcb {
-    fn base(now: Instant, cfg: &TcpConfig, tuple: FourTuple, iss: SeqNumber, state: State) -> Tcb {
+    fn base(
+        now: Instant,
+        cfg: &TcpConfig,
+        tuple: FourTuple,
+        iss: SeqNumber,
+        ts_offset: u32,
+        state: State,
+    ) -> Tcb {
         Tcb {
             tuple,
             state,
@@ -184,14 +221,24 @@ impl Tcb {
             unacked_bytes: 0,
             inflation: 0,
             ts_recent: 0,
-            // Per-connection TSval offset so timestamps do not reveal the
-            // clock (as Linux does since 4.10).
-            ts_offset: iss.get().rotate_left(13),
+            // TSval offset per address pair, from the engine's secret, so
+            // timestamps do not reveal the clock and still grow across
+            // incarnations of a 4-tuple (Linux `secure_tcp_ts_off`), which
+            // TIME_WAIT reuse and RFC 6191 depend on.
+            ts_offset,
             ts_recent_age: now,
             rtt_start: None,
             rtx_deadline: None,
             delack_deadline: None,
-            tw_deadline: None,
+            state_deadline: None,
+            ka_deadline: None,
+            last_rcv: now,
+            state_since: now,
+            ka_time_ms: 0,
+            ka_intvl_ms: 0,
+            ka_probes: 0,
+            ka_probes_out: 0,
+            origin: u32::MAX,
             error: None,
             rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
             cc: Cc::new(cfg.tcp_congestion_control, u32::from(DEFAULT_MSS)),
@@ -203,13 +250,24 @@ impl Tcb {
 
     /// Active OPEN (RFC 9293 §3.10.1): SYN-SENT, the SYN goes out on the
     /// next poll.
+    ///
+    /// `inherit_ts` is the TS.Recent of a TIME_WAIT incarnation this one
+    /// replaces (`tcp_tw_reuse`, as Linux's `tcp_twsk_unique`): a SYN,ACK
+    /// with an older timestamp is an old duplicate (PAWS).
     pub(crate) fn new_active(
         now: Instant,
         cfg: &TcpConfig,
         tuple: FourTuple,
         iss: SeqNumber,
+        ts_offset: u32,
+        inherit_ts: Option<u32>,
     ) -> Tcb {
-        Tcb::base(now, cfg, tuple, iss, State::SynSent)
+        let mut t = Tcb::base(now, cfg, tuple, iss, ts_offset, State::SynSent);
+        if let Some(ts) = inherit_ts {
+            t.ts_recent = ts;
+            t.set(TS_RECENT);
+        }
+        t
     }
 
     /// A SYN arrived at a listener (RFC 9293 §3.10.7.2, LISTEN, "third"):
@@ -220,12 +278,14 @@ impl Tcb {
         cfg: &TcpConfig,
         tuple: FourTuple,
         iss: SeqNumber,
+        ts_offset: u32,
         syn: &TcpRepr,
         listener: u32,
     ) -> Tcb {
-        let mut t = Tcb::base(now, cfg, tuple, iss, State::SynReceived);
+        let mut t = Tcb::base(now, cfg, tuple, iss, ts_offset, State::SynReceived);
         t.flags |= PASSIVE;
         t.listener = Some(listener);
+        t.origin = listener;
         t.irs = syn.seq;
         t.rcv_nxt = syn.seq + 1u32;
         t.rcv_adv = t.rcv_nxt;
@@ -235,6 +295,62 @@ impl Tcb {
         t.snd_wnd = u32::from(syn.window);
         t.max_snd_wnd = t.snd_wnd;
         t.snd_wl1 = syn.seq;
+        t
+    }
+
+    /// The final ACK of a handshake answered with a SYN cookie (Linux
+    /// `cookie_v4_check` → `tcp_get_cookie_sock`): the connection is rebuilt
+    /// straight into ESTABLISHED from the ACK and the options the cookie
+    /// carried (MSS from its index; window scale and SACK from the TSecr
+    /// when timestamps are on, RFC 7323 §2.2 and RFC 2018 §2 as negotiated
+    /// in the SYN it answered). ISS = SEG.ACK - 1, IRS = SEG.SEQ - 1. Our
+    /// window-scale shift is the one every SYN,ACK of this engine offers
+    /// (`TcpConfig::rcv_wscale`), so it needs no storage.
+    pub(crate) fn new_cookie(
+        now: Instant,
+        cfg: &TcpConfig,
+        tuple: FourTuple,
+        ack: &TcpRepr,
+        opts: CookieOptions,
+        ts_offset: u32,
+        listener: u32,
+    ) -> Tcb {
+        let iss = ack.ack.unwrap_or(SeqNumber(1)) - 1u32;
+        let mut t = Tcb::base(now, cfg, tuple, iss, ts_offset, State::Established);
+        t.flags |= PASSIVE;
+        t.origin = listener;
+        t.irs = ack.seq - 1u32;
+        t.rcv_nxt = ack.seq;
+        t.last_ack_sent = ack.seq;
+        t.snd_una = iss + 1u32;
+        t.snd_nxt = t.snd_una;
+        t.snd_max = t.snd_una;
+        t.snd_wl2 = t.snd_una;
+        t.recover = t.snd_una;
+        t.high_rxt = t.snd_una;
+        t.rtt_seq = t.snd_una;
+        // What our cookie SYN,ACK offered.
+        t.rcv_adv = ack.seq + t.rcv.free().min(65_535);
+        let mut syn = TcpRepr {
+            options: TcpOptions {
+                mss: Some(opts.mss),
+                window_scale: opts.wscale,
+                sack_permitted: opts.sack,
+                timestamps: None,
+                ..TcpOptions::default()
+            },
+            ..*ack
+        };
+        if let Some(ts) = ack.options.timestamps {
+            syn.options.timestamps = Some(Timestamps {
+                tsval: ts.tsval,
+                tsecr: 0,
+            });
+        }
+        t.negotiate(now, cfg, &syn);
+        t.snd_wnd = u32::from(ack.window) << t.snd_wscale;
+        t.max_snd_wnd = t.snd_wnd;
+        t.snd_wl1 = ack.seq;
         t
     }
 
@@ -335,10 +451,15 @@ impl Tcb {
 
     /// The earliest deadline of any of the connection's timers.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        [self.rtx_deadline, self.delack_deadline, self.tw_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.rtx_deadline,
+            self.delack_deadline,
+            self.state_deadline,
+            self.ka_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn event(&self, ctx: &mut Ctx, e: Event) {
@@ -369,20 +490,128 @@ impl Tcb {
         self.state = State::Closed;
         self.rtx_deadline = None;
         self.delack_deadline = None;
-        self.tw_deadline = None;
-        self.clear(PERSIST | FORCE | ACK_NOW | RTX_UNA);
+        self.state_deadline = None;
+        self.ka_deadline = None;
+        self.clear(PERSIST | FORCE | ACK_NOW | RTX_UNA | KA_PROBE | CW_WARN);
         self.sb.clear();
+        // Nothing will be sent any more: give the send buffer's memory
+        // back at once (reads of data already received still work).
+        self.snd = SendBuffer::new(0);
     }
 
     /// RFC 9293 §3.10.7.4: TIME-WAIT "Start the time-wait timer, turn off
-    /// the other timers."
-    fn enter_time_wait(&mut self, now: Instant, cfg: &TcpConfig) {
+    /// the other timers." The engine moves the connection on to its
+    /// TIME_WAIT table right after this (see [`Tcb::time_wait_entry`]).
+    fn enter_time_wait(&mut self) {
         self.state = State::TimeWait;
-        self.tw_deadline = Some(now + cfg.msl * 2);
         self.rtx_deadline = None;
         self.delack_deadline = None;
-        self.clear(PERSIST | FORCE | RTX_UNA);
+        self.state_deadline = None;
+        self.ka_deadline = None;
+        self.clear(PERSIST | FORCE | RTX_UNA | KA_PROBE | CW_WARN);
         self.sb.clear();
+    }
+
+    /// What the TIME_WAIT table keeps of this connection, and whether an
+    /// ACK (of the peer's FIN) is still owed. Leaves the block CLOSED (a
+    /// husk for a handle the application still holds).
+    pub(crate) fn time_wait_entry(&mut self, now: Instant) -> (super::timewait::TwEntry, bool) {
+        let ack_owed = self.has(ACK_NOW);
+        let window =
+            (self.rcv.free().min(65_535 << self.rcv_wscale) >> self.rcv_wscale).min(65_535) as u16;
+        let e = super::timewait::TwEntry {
+            local_addr: u32::from(self.tuple.local_addr),
+            remote_addr: u32::from(self.tuple.remote_addr),
+            local_port: self.tuple.local_port,
+            remote_port: self.tuple.remote_port,
+            snd_nxt: self.snd_max,
+            rcv_nxt: self.rcv_nxt,
+            ts_recent: self.ts_recent,
+            ts_offset: self.ts_offset,
+            ts_recent_stamp: super::timewait::stamp(if self.has(TS_RECENT) {
+                self.ts_recent_age
+            } else {
+                now
+            }),
+            window,
+            flags: if self.has(TS) && self.has(TS_RECENT) {
+                super::timewait::TW_TS
+            } else {
+                0
+            },
+            husk: super::timewait::NO_HUSK,
+            husk_gen: 0,
+            timer: super::wheel::TimerId::NONE,
+        };
+        self.enter_closed();
+        (e, ack_owed)
+    }
+
+    /// Marks (or unmarks) this closed block as the handle of a connection
+    /// waiting in the TIME_WAIT table.
+    pub(crate) fn set_time_wait_husk(&mut self, on: bool) {
+        if on {
+            self.set(TW_HUSK)
+        } else {
+            self.clear(TW_HUSK)
+        }
+    }
+
+    /// The state the application sees: TIME_WAIT for a husk.
+    pub(crate) fn visible_state(&self) -> State {
+        if self.has(TW_HUSK) {
+            State::TimeWait
+        } else {
+            self.state
+        }
+    }
+
+    /// True when `seg` is the ACK that completes a passive open (RFC 9293
+    /// §3.10.7.4, SYN-RECEIVED: SND.UNA < SEG.ACK =< SND.NXT), checked
+    /// before the engine lets it in so a full accept queue can refuse it.
+    pub(crate) fn completes_handshake(&self, seg: &TcpRepr) -> bool {
+        self.state == State::SynReceived
+            && self.has(PASSIVE)
+            && !seg.syn()
+            && !seg.rst()
+            && seg
+                .ack
+                .is_some_and(|a| self.snd_una < a && a <= self.snd_max)
+            && self.acceptable(seg)
+    }
+
+    /// SO_KEEPALIVE with TCP_KEEPIDLE/KEEPINTVL/KEEPCNT (`Some`), or off.
+    /// As Linux, the first probe is due `time` after this call or after
+    /// the last segment received, whichever is later.
+    pub(crate) fn set_keepalive(&mut self, now: Instant, ka: Option<KeepaliveConfig>) {
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1);
+        match ka {
+            Some(k) => {
+                self.set(KEEPALIVE);
+                self.ka_time_ms = ms(k.time);
+                self.ka_intvl_ms = ms(k.intvl);
+                self.ka_probes = k.probes;
+                self.ka_probes_out = 0;
+                self.ka_deadline = (self.state != State::Closed && self.state != State::TimeWait)
+                    .then(|| now + k.time);
+            }
+            None => {
+                self.clear(KEEPALIVE | KA_PROBE);
+                self.ka_deadline = None;
+            }
+        }
+    }
+
+    /// SO_LINGER: `Some(0)` makes `close` abortive (RST, no TIME_WAIT).
+    /// Other timeouts change nothing: `close` never blocks in a sans-IO
+    /// engine, and Linux, too, finishes a lingering close in the
+    /// background.
+    pub(crate) fn set_linger(&mut self, linger: Option<Duration>) {
+        if linger == Some(Duration::ZERO) {
+            self.set(LINGER0)
+        } else {
+            self.clear(LINGER0)
+        }
     }
 
     // ------------------------------------------------------------------
@@ -437,6 +666,15 @@ impl Tcb {
         if !seg.syn() {
             ctx.stats.drop_ignored += 1;
             return;
+        }
+        // PAWS against a TS.Recent inherited from the TIME_WAIT incarnation
+        // this one reuses (RFC 7323 §5, Linux tcp_tw_reuse): an older
+        // timestamp marks an old duplicate SYN,ACK.
+        if let (true, Some(ts)) = (self.has(TS_RECENT), seg.options.timestamps) {
+            if (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                ctx.stats.drop_paws += 1;
+                return;
+            }
         }
         self.irs = seg.seq;
         self.rcv_nxt = seg.seq + 1u32;
@@ -549,10 +787,6 @@ impl Tcb {
                 // is set)": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
                 if !seg.rst() {
                     self.set(ACK_NOW);
-                    // TIME-WAIT: a retransmitted FIN restarts the 2 MSL timer.
-                    if self.state == State::TimeWait && seg.fin() {
-                        self.tw_deadline = Some(now + ctx.cfg.msl * 2);
-                    }
                 }
                 if seg.seq_len() > 0 && seg.seq.diff(self.rcv_nxt) < 0 {
                     ctx.stats.dup_segments += 1;
@@ -562,6 +796,9 @@ impl Tcb {
                 return;
             }
         }
+        // The peer is alive (keepalive, Linux rcv_tstamp/probes_out).
+        self.last_rcv = now;
+        self.ka_probes_out = 0;
         // RFC 7323 §4.3 (R3): remember the timestamp to echo.
         if let (true, Some(ts)) = (self.has(TS), seg.options.timestamps) {
             if (!self.has(TS_RECENT) || (ts.tsval.wrapping_sub(self.ts_recent) as i32) >= 0)
@@ -628,12 +865,12 @@ impl Tcb {
             State::FinWait1 if self.fin_acked() => {
                 self.state = State::FinWait2;
                 if self.has(ORPHAN) {
-                    self.tw_deadline = Some(now + ctx.cfg.tcp_fin_timeout);
+                    self.state_deadline = Some(now + ctx.cfg.tcp_fin_timeout);
                 }
             }
             // CLOSING: "if the ACK acknowledges our FIN, then enter the
             // TIME-WAIT state; otherwise, ignore the segment."
-            State::Closing if self.fin_acked() => self.enter_time_wait(now, ctx.cfg),
+            State::Closing if self.fin_acked() => self.enter_time_wait(),
             // LAST-ACK: "If our FIN is now acknowledged, delete the TCB,
             // enter the CLOSED state, and return."
             State::LastAck if self.fin_acked() => {
@@ -883,7 +1120,8 @@ impl Tcb {
         }
         if self.has(ORPHAN) {
             // Nobody will read this: reset, as Linux does for data arriving
-            // after close() (RFC 2525 §2.17).
+            // after close() (RFC 2525 §2.17; TCPAbortOnData).
+            ctx.stats.abort_on_data += 1;
             ctx.reset(RstSegment {
                 tuple: self.tuple,
                 seq: self.snd_max,
@@ -941,10 +1179,8 @@ impl Tcb {
     fn on_fin(&mut self, now: Instant, fin_seq: SeqNumber, ctx: &mut Ctx) {
         self.set(ACK_NOW);
         if self.has(FIN_RCVD) {
-            // Retransmitted FIN: ACK it; TIME-WAIT restarts its timer.
-            if self.state == State::TimeWait {
-                self.tw_deadline = Some(now + ctx.cfg.msl * 2);
-            }
+            // Retransmitted FIN: ACK it (TIME-WAIT itself is handled by
+            // the engine's table).
             return;
         }
         if fin_seq != self.rcv_nxt {
@@ -965,18 +1201,25 @@ impl Tcb {
         }
         match self.state {
             // SYN-RECEIVED / ESTABLISHED: "Enter the CLOSE-WAIT state."
-            State::SynReceived | State::Established => self.state = State::CloseWait,
+            State::SynReceived | State::Established => {
+                self.state = State::CloseWait;
+                self.state_since = now;
+                if let Some(d) = ctx.cfg.close_wait_warn {
+                    self.state_deadline = Some(now + d);
+                    self.set(CW_WARN);
+                }
+            }
             // FIN-WAIT-1: "If our FIN has been ACKed ... enter TIME-WAIT ...;
             // otherwise, enter the CLOSING state" (simultaneous close).
             State::FinWait1 => {
                 if self.fin_acked() {
-                    self.enter_time_wait(now, ctx.cfg);
+                    self.enter_time_wait();
                 } else {
                     self.state = State::Closing;
                 }
             }
             // FIN-WAIT-2: "Enter the TIME-WAIT state."
-            State::FinWait2 => self.enter_time_wait(now, ctx.cfg),
+            State::FinWait2 => self.enter_time_wait(),
             _ => {}
         }
     }
@@ -987,14 +1230,32 @@ impl Tcb {
 
     /// Runs the timers that are due at `now`.
     pub(crate) fn on_timer(&mut self, now: Instant, ctx: &mut Ctx) {
-        if self.tw_deadline.is_some_and(|t| t <= now) {
-            self.tw_deadline = None;
-            // TIME-WAIT: "When the time-wait timeout expires, delete the
-            // TCB, enter the CLOSED state"; an orphan in FIN-WAIT-2 gives
-            // up after tcp_fin_timeout.
-            if matches!(self.state, State::TimeWait | State::FinWait2) {
+        if self.state_deadline.is_some_and(|t| t <= now) {
+            self.state_deadline = None;
+            // An orphan in FIN-WAIT-2 gives up after tcp_fin_timeout
+            // (silently, as Linux's FIN_WAIT2 timewait sockets).
+            if self.state == State::FinWait2 && self.has(ORPHAN) {
                 self.enter_closed();
-                self.event(ctx, Event::Closed(ctx.id));
+                return;
+            }
+            if self.state == State::CloseWait && self.has(CW_WARN) {
+                self.clear(CW_WARN);
+                let listener = (self.origin != u32::MAX).then_some(ListenerId(self.origin));
+                ctx.warnings.push(
+                    now,
+                    Warning::CloseWaitTooLong {
+                        id: ctx.id,
+                        tuple: self.tuple,
+                        listener,
+                        age: now.saturating_since(self.state_since),
+                    },
+                    ctx.stats,
+                );
+            }
+        }
+        if self.ka_deadline.is_some_and(|t| t <= now) {
+            self.ka_deadline = None;
+            if self.on_keepalive_timer(now, ctx) {
                 return;
             }
         }
@@ -1011,7 +1272,7 @@ impl Tcb {
                 // tcp_retries2 probes (as Linux's tcp_probe_timer).
                 self.clear(PERSIST);
                 if self.retries >= ctx.cfg.tcp_retries2 {
-                    ctx.stats.timeouts += 1;
+                    ctx.stats.abort_on_timeout += 1;
                     self.error = Some(TcpError::TimedOut);
                     self.event(ctx, Event::TimedOut(ctx.id));
                     self.enter_closed();
@@ -1027,6 +1288,45 @@ impl Tcb {
         }
     }
 
+    /// The keepalive timer (RFC 9293 §3.8.4, RFC 1122 §4.2.3.6; Linux
+    /// `tcp_keepalive_timer`). Returns true when the connection died.
+    fn on_keepalive_timer(&mut self, now: Instant, ctx: &mut Ctx) -> bool {
+        if !self.has(KEEPALIVE) || !self.state.is_synchronized() || self.state == State::TimeWait {
+            return false;
+        }
+        let time = Duration::from_millis(u64::from(self.ka_time_ms));
+        let intvl = Duration::from_millis(u64::from(self.ka_intvl_ms));
+        // Data in flight or queued: the retransmission timer watches the
+        // peer; look again later.
+        if self.snd_una != self.snd_max || self.data_end() != self.snd_nxt {
+            self.ka_deadline = Some(now + time);
+            return false;
+        }
+        let idle = now.saturating_since(self.last_rcv);
+        if idle < time {
+            self.ka_deadline = Some(self.last_rcv + time);
+            return false;
+        }
+        if self.ka_probes_out >= self.ka_probes {
+            // Dead peer: reset it (as Linux) and report the timeout.
+            ctx.stats.abort_on_timeout += 1;
+            ctx.reset(RstSegment {
+                tuple: self.tuple,
+                seq: self.snd_max,
+                ack: None,
+            });
+            self.error = Some(TcpError::TimedOut);
+            self.event(ctx, Event::TimedOut(ctx.id));
+            self.enter_closed();
+            return true;
+        }
+        self.ka_probes_out += 1;
+        ctx.stats.keepalive_probes += 1;
+        self.set(KA_PROBE);
+        self.ka_deadline = Some(now + intvl);
+        false
+    }
+
     /// Retransmission timeout (RFC 6298 §5.4–§5.6, RFC 5681 §3.1).
     fn on_rto(&mut self, now: Instant, ctx: &mut Ctx) {
         let limit = match self.state {
@@ -1039,7 +1339,7 @@ impl Tcb {
         }
         if self.retries >= limit {
             // RFC 9293 §3.8.3 (R2): give up.
-            ctx.stats.timeouts += 1;
+            ctx.stats.abort_on_timeout += 1;
             self.error = Some(TcpError::TimedOut);
             if !(self.state == State::SynReceived && self.has(PASSIVE)) {
                 self.event(ctx, Event::TimedOut(ctx.id));
@@ -1265,6 +1565,15 @@ impl Tcb {
             }
             State::SynSent => None,
             State::SynReceived | State::TimeWait => self.poll_ack(now, ctx, buf),
+            _ if self.has(KA_PROBE) => {
+                // Keepalive probe (Linux `tcp_xmit_probe_skb`): an old
+                // sequence number and no data, so the peer must answer
+                // with an ACK.
+                self.clear(KA_PROBE);
+                let probe = self.snd_una - 1u32;
+                self.emit(now, ctx, buf, probe, 0, 0, false)
+                    .map(|(total, _)| total)
+            }
             _ => self
                 .poll_data(now, ctx, buf)
                 .or_else(|| self.poll_ack(now, ctx, buf)),
@@ -1487,6 +1796,13 @@ impl Tcb {
     /// The application gives up its handle. Returns true when the block
     /// can be freed now; otherwise the connection finishes on its own.
     pub(crate) fn close(&mut self, now: Instant, ctx: &mut Ctx) -> bool {
+        if self.has(LINGER0) && self.state != State::Closed {
+            // SO_LINGER 0: abortive close (RST, no TIME_WAIT), as Linux's
+            // tcp_close → tcp_disconnect (TCPAbortOnLinger).
+            ctx.stats.abort_on_linger += 1;
+            self.abort(ctx);
+            return true;
+        }
         if !self.rcv.is_empty()
             && matches!(
                 self.state,
@@ -1494,7 +1810,10 @@ impl Tcb {
             )
         {
             // RFC 2525 §2.17: closing with unread data resets the
-            // connection (as Linux does) so the peer learns data was lost.
+            // connection (as Linux does) so the peer learns data was lost
+            // (TCPAbortOnClose); the data is discarded.
+            ctx.stats.abort_on_close += 1;
+            self.rcv = RecvBuffer::new(0);
             self.abort(ctx);
             return true;
         }
@@ -1511,7 +1830,7 @@ impl Tcb {
                 false
             }
             State::FinWait2 => {
-                self.tw_deadline = Some(now + ctx.cfg.tcp_fin_timeout);
+                self.state_deadline = Some(now + ctx.cfg.tcp_fin_timeout);
                 false
             }
             _ => false,

@@ -86,17 +86,27 @@ fn segment_without_syn_or_ack_is_dropped() {
 }
 
 #[test]
-fn full_backlog_drops_syn() {
+fn accept_queue_full_drops_syn() {
+    // Backlog 1: one established connection waits for accept; the next
+    // SYN is dropped (Linux tcp_conn_request: sk_acceptq_is_full).
     let mut t = Sut::new(cfg());
-    t.e.listen(LOCAL, LPORT, 1).unwrap();
+    let l = t.e.listen(LOCAL, LPORT, 1).unwrap();
     t.send(peer_syn());
-    assert_eq!(t.recv().ctl(), SYN);
+    let sa = t.recv();
+    t.send(TcpRepr {
+        seq: PEER_ISS + 1u32,
+        ack: Some(sa.seq + 1u32),
+        flags: ACK,
+        ..seg()
+    });
     t.send(TcpRepr {
         src_port: 5000,
         ..peer_syn()
     });
     t.assert_silent();
-    assert_eq!(t.e.stats().drop_listen_overflow, 1);
+    assert_eq!(t.e.stats().listen_overflows, 1);
+    assert_eq!(t.e.stats().listen_drops, 1);
+    assert!(t.e.accept(l).is_some());
 }
 
 #[test]

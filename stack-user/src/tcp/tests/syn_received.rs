@@ -78,7 +78,7 @@ fn syn_ack_is_retransmitted_then_given_up_silently() {
     t.assert_silent();
     assert_eq!(t.e.connection_count(), 0);
     assert_eq!(t.events(), vec![]);
-    assert_eq!(t.e.stats().timeouts, 1);
+    assert_eq!(t.e.stats().abort_on_timeout, 1);
 }
 
 #[test]

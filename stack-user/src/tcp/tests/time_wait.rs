@@ -75,7 +75,26 @@ fn rst_does_not_cut_time_wait_short() {
 }
 
 #[test]
-fn new_syn_gets_a_challenge_ack() {
+fn time_wait_syn_with_old_seq_is_acked_not_accepted() {
+    // RFC 6191 / Linux: a SYN at or below RCV.NXT without a newer
+    // timestamp may be an old duplicate: TIME_WAIT answers with its ACK.
+    let mut t = Sut::new(cfg());
+    let c = time_wait(&mut t);
+    t.send(TcpRepr {
+        seq: c.theirs - 100u32,
+        flags: SYN,
+        ..seg()
+    });
+    let a = t.recv();
+    assert_eq!((a.ctl(), a.seq, a.ack), (0, c.ours, Some(c.theirs)));
+    assert_eq!(t.e.state(c.id), Ok(State::TimeWait));
+    assert_eq!(t.e.stats().passive_opens, 1);
+}
+
+#[test]
+fn time_wait_syn_with_higher_seq_opens_new_incarnation() {
+    // RFC 6191 without timestamps: a SYN above the old RCV.NXT reopens the
+    // 4-tuple; the new ISN is the old SND.NXT + 65537 (Linux tcp_tw_isn).
     let mut t = Sut::new(cfg());
     let c = time_wait(&mut t);
     t.send(TcpRepr {
@@ -83,7 +102,13 @@ fn new_syn_gets_a_challenge_ack() {
         flags: SYN,
         ..seg()
     });
-    let a = t.recv();
-    assert_eq!((a.ctl(), a.ack), (0, Some(c.theirs)));
-    assert_eq!(t.e.state(c.id), Ok(State::TimeWait));
+    let sa = t.recv();
+    assert_eq!(sa.ctl(), SYN);
+    assert_eq!(sa.ack, Some(c.theirs + 100_001u32));
+    assert_eq!(sa.seq, c.ours + 65_537u32);
+    assert!(!t.e.in_time_wait(&tuple()));
+    // The old handle sees its connection end.
+    assert_eq!(t.e.state(c.id), Ok(State::Closed));
+    assert_eq!(t.events(), vec![Event::Closed(c.id)]);
+    assert_eq!(t.e.stats().time_wait_syn_reopen, 1);
 }

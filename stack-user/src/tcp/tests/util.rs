@@ -140,13 +140,18 @@ impl Sut {
         self.e.handle_timeout(self.now);
     }
 
-    /// Moves time to the next timer deadline (at least `now`).
+    /// Moves time to the next timer deadline (at least `now`) and runs it.
+    /// `poll_timeout` may be early for distant timers (a timing-wheel lower
+    /// bound), so this steps until a timer actually came due.
     pub fn advance_to_timer(&mut self) -> Duration {
-        let t = self.e.poll_timeout().expect("a timer is armed");
-        let d = t - self.now;
-        self.now = self.now.max(t);
-        self.e.handle_timeout(self.now);
-        d
+        let start = self.now;
+        let before = self.e.stats().timer_expiries;
+        while self.e.stats().timer_expiries == before {
+            let t = self.e.poll_timeout().expect("a timer is armed");
+            self.now = self.now.max(t);
+            self.e.handle_timeout(self.now);
+        }
+        self.now - start
     }
 
     pub fn events(&mut self) -> Vec<Event> {
