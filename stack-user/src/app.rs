@@ -21,6 +21,11 @@ pub enum App {
     /// Answer each HTTP/1.1 request with a fixed body; keep-alive unless the
     /// request says `Connection: close` (or is HTTP/1.0 without keep-alive).
     Http,
+    /// No application: `Event::Incoming` goes to the caller of
+    /// [`crate::engine::Engine::poll_event`], who accepts and drives the
+    /// connections itself (library use, tests).
+    #[value(skip)]
+    Manual,
 }
 
 /// Per-connection application state.
@@ -116,6 +121,7 @@ pub fn service(
                 Err(_) => return Service::Closed,
             },
             App::Discard => buf.len(),
+            App::Manual => return Service::Open,
             App::Http => buf
                 .len()
                 .min(2 * http::MAX_HEAD - st.inbuf.len().min(2 * http::MAX_HEAD)),
@@ -132,7 +138,7 @@ pub fn service(
         n.bytes_in += got as u64;
         match cfg.app {
             App::Echo => st.out.extend_from_slice(&buf[..got]),
-            App::Discard => {}
+            App::Discard | App::Manual => {}
             App::Http => {
                 st.inbuf.extend_from_slice(&buf[..got]);
                 loop {

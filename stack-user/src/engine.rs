@@ -331,6 +331,9 @@ impl Engine {
         let mut buf = [0u8; 16 * 1024];
         while let Some(ev) = self.tcp.poll_event() {
             match ev {
+                Event::Incoming(l) if self.config.app == App::Manual => {
+                    self.events.push_back(Event::Incoming(l));
+                }
                 Event::Incoming(l) => {
                     while let Some(c) = self.tcp.accept(l) {
                         self.stats.app_accepted += 1;

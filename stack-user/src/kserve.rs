@@ -53,7 +53,7 @@ async fn serve_conn(
                 s.write_all(&buf[..n]).await?;
                 stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
             }
-            App::Discard => {}
+            App::Discard | App::Manual => {}
             App::Http => {
                 inbuf.extend_from_slice(&buf[..n]);
                 loop {
