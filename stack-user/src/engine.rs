@@ -317,6 +317,11 @@ impl Engine {
             .connect(now, local, local_port, remote, remote_port)
     }
 
+    /// The TCP engine, read-only (state counts, listener queues).
+    pub fn tcp_ref(&self) -> &TcpEngine {
+        &self.tcp
+    }
+
     /// The TCP engine, for applications driving connections directly.
     pub fn tcp(&mut self) -> &mut TcpEngine {
         &mut self.tcp

@@ -16,6 +16,7 @@ pub mod load;
 pub mod serve;
 pub mod stack;
 pub mod sys;
+pub mod sysctl;
 pub mod tcp;
 pub mod testbed;
 pub mod wire;

@@ -64,6 +64,10 @@ pub struct QueueStats {
     pub tcp: std::collections::BTreeMap<&'static str, u64>,
     /// Live TCP connections.
     pub tcp_connections: usize,
+    /// Connections per state, like `ss -s`.
+    pub states: serde_json::Value,
+    /// Listen queues and CLOSE_WAIT per listener.
+    pub listeners: Vec<serde_json::Value>,
     /// Kernel AF_XDP counters.
     pub kernel: KernelStats,
 }
@@ -83,15 +87,38 @@ fn worker_loop(
     let mut idle = 0u32;
     let mut last_publish = Instant::now();
     let mut reported_tx_drops = 0u64;
+    let epoch = Instant::now();
     let publish = |sock: &XskSocket, engine: &Engine, stats: &Mutex<QueueStats>| {
         if let Ok(mut s) = stats.lock() {
             s.engine = engine.stats().clone();
             s.kernel = sock.kernel_stats();
             s.tcp = engine.tcp_stats().iter().collect();
             s.tcp_connections = engine.tcp_connections();
+            let c = engine.tcp_ref().state_counts();
+            s.states = json!({
+                "ESTABLISHED": c.established, "SYN_SENT": c.syn_sent, "SYN_RECV": c.syn_recv,
+                "FIN_WAIT1": c.fin_wait1, "FIN_WAIT2": c.fin_wait2, "TIME_WAIT": c.time_wait,
+                "CLOSE_WAIT": c.close_wait, "LAST_ACK": c.last_ack, "CLOSING": c.closing,
+                "LISTEN": c.listen, "time_wait_max": c.time_wait_max,
+                "time_wait_high_water": c.time_wait_high_water,
+            });
+            let now = crate::tcp::Instant(epoch.elapsed().as_micros() as u64);
+            s.listeners = engine
+                .tcp_ref()
+                .listener_stats(now)
+                .iter()
+                .map(|l| {
+                    json!({
+                        "listen": format!("{}:{}", l.addr, l.port),
+                        "syn_queue": l.syn_queue, "syn_queue_max": l.syn_queue_max,
+                        "accept_queue": l.accept_queue, "accept_queue_max": l.accept_queue_max,
+                        "close_wait": l.close_wait,
+                        "oldest_close_wait_s": l.oldest_close_wait.map(|d| d.as_secs_f64()),
+                    })
+                })
+                .collect();
         }
     };
-    let epoch = Instant::now();
     let clock = || crate::tcp::Instant(epoch.elapsed().as_micros() as u64);
     while !stop.load(Ordering::Relaxed) {
         sock.complete();
@@ -99,6 +126,17 @@ fn worker_loop(
         let now = clock();
         let n = sock.receive(64, |frame, tx| engine.handle_frame(now, frame, tx));
         sock.transmit_with(|tx| engine.poll(now, tx));
+        while let Some(w) = engine.tcp().poll_warning() {
+            match w {
+                crate::tcp::Warning::TimeWaitOverflow { max } => {
+                    log::warn!("TCP: time wait bucket table overflow (tcp_max_tw_buckets {max})")
+                }
+                crate::tcp::Warning::CloseWaitTooLong { tuple, age, .. } => log::warn!(
+                    "connection {}:{} <- {}:{} has been in CLOSE_WAIT for {:.0} s: the application never closed it",
+                    tuple.local_addr, tuple.local_port, tuple.remote_addr, tuple.remote_port, age.as_secs_f64()
+                ),
+            }
+        }
         let dropped = sock.tx_dropped();
         if dropped != reported_tx_drops {
             engine.count_tx_no_buffer(dropped - reported_tx_drops);
@@ -310,7 +348,19 @@ fn snapshot(
     let mut total = EngineStats::default();
     let mut tcp_total: std::collections::BTreeMap<&'static str, u64> = Default::default();
     let mut conns = 0;
+    let mut states: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut listeners = Vec::new();
     for q in &per_queue {
+        if let Some(m) = q.states.as_object() {
+            for (k, v) in m {
+                *states.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
+            }
+        }
+        for l in &q.listeners {
+            let mut l = l.clone();
+            l["queue"] = json!(q.queue);
+            listeners.push(l);
+        }
         total.add(&q.engine);
         for (k, v) in &q.tcp {
             *tcp_total.entry(k).or_default() += v;
@@ -341,6 +391,8 @@ fn snapshot(
     v["engine"]["drops"] = json!(drops);
     v["tcp"] = json!(tcp_total);
     v["tcp"]["connections"] = json!(conns);
+    v["states"] = json!(states);
+    v["listeners"] = json!(listeners);
     v["per_queue"] = json!(queues_json);
     v
 }
@@ -374,7 +426,29 @@ pub fn render_stats(v: &serde_json::Value) -> String {
     section(&mut out, "xdp (kernel, per-CPU summed)", &v["xdp"]);
     section(&mut out, "engine", &v["engine"]);
     section(&mut out, "engine drops", &v["engine"]["drops"]);
-    section(&mut out, "tcp", &v["tcp"]);
+    if let Some(st) = v["states"].as_object() {
+        let g = |k: &str| st.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "TCP: estab {} syn-recv {} fin-wait1 {} fin-wait2 {} timewait {}/{} (peak {}) close-wait {} last-ack {} closing {} listen {}",
+            g("ESTABLISHED"), g("SYN_RECV"), g("FIN_WAIT1"), g("FIN_WAIT2"), g("TIME_WAIT"),
+            g("time_wait_max"), g("time_wait_high_water"), g("CLOSE_WAIT"), g("LAST_ACK"),
+            g("CLOSING"), g("LISTEN")
+        );
+    }
+    if let Some(ls) = v["listeners"].as_array() {
+        for l in ls {
+            let _ =
+                writeln!(
+                out,
+                "listen {} (queue {}): syn queue {}/{} accept queue {}/{} close-wait {} oldest {}",
+                l["listen"].as_str().unwrap_or("?"), l["queue"], l["syn_queue"], l["syn_queue_max"],
+                l["accept_queue"], l["accept_queue_max"], l["close_wait"],
+                l["oldest_close_wait_s"].as_f64().map(|s| format!("{s:.1} s")).unwrap_or("-".into())
+            );
+        }
+    }
+    section(&mut out, "tcp (nstat names where one exists)", &v["tcp"]);
     if let Some(qs) = v["per_queue"].as_array() {
         for q in qs {
             let _ = writeln!(

@@ -204,6 +204,9 @@ struct ServeArgs {
     /// Body size of `--app http` responses.
     #[arg(long, default_value_t = 64)]
     response_bytes: usize,
+    /// TCP setting by its Linux sysctl name, repeatable (e.g. tcp_tw_reuse=1, tcp_max_tw_buckets=262144, somaxconn=4096).
+    #[arg(long = "sysctl", value_name = "KEY=VALUE")]
+    sysctls: Vec<String>,
     /// AF_XDP sockets, one per rx queue 0..N (default: every rx queue of the interface).
     #[arg(long)]
     queues: Option<u32>,
@@ -285,7 +288,13 @@ fn run(cli: Cli) -> Result<()> {
                 ports: a.port,
                 app: a.app,
                 response_bytes: a.response_bytes,
-                tcp: xstack::tcp::TcpConfig::default(),
+                tcp: {
+                    let mut t = xstack::tcp::TcpConfig::default();
+                    for kv in &a.sysctls {
+                        xstack::sysctl::apply(&mut t, kv)?;
+                    }
+                    t
+                },
                 queues: a.queues,
                 xdp_mode: a.xdp_mode,
                 xsk: XskConfig {
