@@ -343,8 +343,8 @@ impl TcpEngine {
     /// not closed after its connection reached CLOSED (reset, timed out,
     /// finished) holds no protocol state and does not count.
     pub fn connection_count(&self) -> usize {
-        self.state_counts.iter().sum::<usize>() - self.state_counts[State::Closed as usize]
-            + self.tw.len()
+        let held: usize = self.state_counts.iter().sum();
+        held.saturating_sub(self.state_counts[State::Closed as usize]) + self.tw.len()
     }
 
     /// Connections per state (O(1)), TIME_WAIT table use against its bound.
@@ -1546,7 +1546,8 @@ impl TcpEngine {
         slot.scheduled = None;
         let timer = std::mem::replace(&mut slot.timer, TimerId::NONE);
         self.timers.cancel(timer);
-        self.state_counts[tcb.state as usize] -= 1;
+        let c = &mut self.state_counts[tcb.state as usize];
+        *c = c.saturating_sub(1);
         if self.conns.get(&tcb.tuple) == Some(&idx) {
             self.conns.remove(&tcb.tuple);
         }
@@ -1643,8 +1644,9 @@ impl TcpEngine {
         }
         let fin = tcb.state;
         if fin != old {
-            self.state_counts[old as usize] -= 1;
-            self.state_counts[fin as usize] += 1;
+            let c = &mut self.state_counts;
+            c[old as usize] = c[old as usize].saturating_sub(1);
+            c[fin as usize] += 1;
         }
         if fin == State::Closed {
             if self.conns.get(&tuple) == Some(&idx) {

@@ -31,7 +31,7 @@ fn expires_after_two_msl() {
 }
 
 #[test]
-fn retransmitted_fin_is_acked_and_restarts_the_timer() {
+fn time_wait_fin_retransmit_is_reacked_and_restarts_timer() {
     let mut t = Sut::new(TcpConfig {
         msl: Duration::from_secs(1),
         ..cfg()
@@ -50,7 +50,7 @@ fn retransmitted_fin_is_acked_and_restarts_the_timer() {
 }
 
 #[test]
-fn rst_does_not_cut_time_wait_short() {
+fn time_wait_rst_does_not_end_it_rfc1337() {
     // RFC 1337 §3 (tcp_rfc1337 on).
     let mut t = Sut::new(cfg());
     let c = time_wait(&mut t);
