@@ -395,9 +395,17 @@ struct Conn {
 }
 
 /// Runs the load on the xstack engine bound to `iface` with address `ip`.
-pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig) -> Result<Summary> {
+///
+/// The engine's `TcpConfig` is `tcp`; a generator wants `tcp_tw_reuse = 1`
+/// so that 4-tuples in TIME_WAIT are reused after 1 s (with timestamps,
+/// PAWS protects the new incarnation), as `xstack load` sets by default.
+pub fn run_engine(
+    iface: &str,
+    ip: Ipv4Addr,
+    cfg: &LoadConfig,
+    mut tcp: TcpConfig,
+) -> Result<Summary> {
     cfg.validate()?;
-    let mut tcp = TcpConfig::default();
     let (lo, hi) = tcp.ip_local_port_range;
     tcp.tcp_wmem = tcp.tcp_wmem.max(cfg.request_bytes as u32);
     let mut st = Stack::open(&StackConfig {
@@ -638,10 +646,8 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig) -> Result<Summary
                 let _ = st.engine().tcp().abort(c);
                 conns.remove(&c);
             }
-            // Connections the engine holds beyond the ones in use are closing
-            // ones, TIME_WAIT above all.
-            let closing = st.engine().tcp_connections().saturating_sub(conns.len()) as u64;
-            rep.tick(&mut rec, conns.len(), closing);
+            let tw = st.engine().tcp_ref().state_counts().time_wait as u64;
+            rep.tick(&mut rec, conns.len(), tw);
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -651,8 +657,8 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig) -> Result<Summary
         st.poll();
         while st.engine().poll_event().is_some() {}
     }
-    let closing = st.engine().tcp_connections() as u64;
-    rec.peak_tw = rec.peak_tw.max(closing);
+    let counts = st.engine().tcp_ref().state_counts();
+    rec.peak_tw = rec.peak_tw.max(counts.time_wait_high_water as u64);
     Ok(rec.summary("xstack", cfg.target, elapsed))
 }
 

@@ -591,3 +591,37 @@ fn curl_and_wrk_against_the_http_app_succeed() {
     );
     assert_eq!(counter(&s, "/engine/http_errors"), 0);
 }
+
+#[test]
+fn time_wait_table_overflow_is_counted_warned_and_shown_in_stats() {
+    let tb = testbed('t', 1);
+    let t = &tb.testbed;
+    let mut serve = Serve::start(
+        t,
+        80,
+        &["--app", "http", "--sysctl", "tcp_max_tw_buckets=50"],
+    );
+    let url = format!("http://{}:80/", t.stack_ip);
+    // Connection: close: the server closes first, so TIME_WAIT is ours.
+    let wrk = peer(
+        t,
+        "wrk",
+        &["-t1", "-c4", "-d1s", "-H", "Connection: close", &url],
+    );
+    assert!(wrk.status.success());
+    let s = serve.stats();
+    assert_eq!(counter(&s, "/states/TIME_WAIT"), 50, "{s:#}");
+    assert_eq!(counter(&s, "/states/time_wait_max"), 50);
+    assert!(counter(&s, "/tcp/TCPTimeWaitOverflow") > 0, "{s:#}");
+    assert!(counter(&s, "/tcp/TWEntered") >= 50);
+    let text = Command::new(xstack_bin())
+        .args(["stats", "--iface", &t.stack_if])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("timewait 50/50"), "{text}");
+    assert!(text.contains("TCPTimeWaitOverflow"), "{text}");
+    let out = serve.stop_with(libc::SIGTERM);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("time wait bucket table overflow"), "{log}");
+}

@@ -152,6 +152,9 @@ struct LoadArgs {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// TCP setting of the load engine by Linux sysctl name, repeatable (default here: tcp_tw_reuse=1).
+    #[arg(long = "sysctl", value_name = "KEY=VALUE")]
+    sysctls: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -383,7 +386,14 @@ fn run(cli: Cli) -> Result<()> {
                 let (Some(iface), Some(ip)) = (a.iface.as_deref(), a.ip) else {
                     anyhow::bail!("--iface and --ip are needed unless --kernel");
                 };
-                xstack::load::run_engine(iface, ip, &cfg)?
+                let mut tcp = xstack::tcp::TcpConfig {
+                    tcp_tw_reuse: 1,
+                    ..Default::default()
+                };
+                for kv in &a.sysctls {
+                    xstack::sysctl::apply(&mut tcp, kv)?;
+                }
+                xstack::load::run_engine(iface, ip, &cfg, tcp)?
             };
             print!("{summary}");
             if let Some(p) = &a.json {
