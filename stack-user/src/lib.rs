@@ -6,8 +6,11 @@
 //! [`serve`] runtime that wires them together; the [`testbed`]; and the
 //! [`control`] socket that `xstack stats` reads.
 
+pub mod bench;
 pub mod control;
 pub mod engine;
+pub mod fastpath;
+pub mod flood;
 pub mod serve;
 pub mod stack;
 pub mod sys;
