@@ -84,7 +84,228 @@ counters! {
     DropTcpDataOffset = "drop_tcp_data_offset",
     /// Ours, but no AF_XDP socket is bound on the rx queue it arrived on: dropped.
     DropNoSocket = "drop_no_socket",
+    /// Owned (address, port), no TCP flag at all ("null scan"): dropped.
+    DropFlagsNone = "drop_flags_none",
+    /// Owned (address, port), FIN+SYN+RST+PSH+ACK+URG all set ("xmas"): dropped.
+    DropFlagsAll = "drop_flags_all",
+    /// Owned (address, port), SYN and FIN together: dropped.
+    DropFlagsSynFin = "drop_flags_syn_fin",
+    /// Owned (address, port), SYN and RST together: dropped.
+    DropFlagsSynRst = "drop_flags_syn_rst",
+    /// Owned (address, port), FIN without ACK: dropped.
+    DropFlagsFinNoAck = "drop_flags_fin_no_ack",
+    /// Owned (address, port), neither SYN, RST nor ACK (e.g. PSH or URG alone): dropped.
+    DropFlagsNoAck = "drop_flags_no_ack",
+    /// SYN whose TCP options run past the header or have a bad length: dropped.
+    DropTcpOptions = "drop_tcp_options",
+    /// SYN from a source on the deny list: dropped.
+    DropSynDenied = "drop_syn_denied",
+    /// SYN from a source not on the allow list (allow-only mode): dropped.
+    DropSynNotAllowed = "drop_syn_not_allowed",
+    /// SYN over its source's token bucket: dropped.
+    DropSynSourceRate = "drop_syn_source_rate",
+    /// SYN over the global SYN budget: dropped.
+    DropSynGlobalRate = "drop_syn_global_rate",
+    /// SYN with IPv4 options in cookie mode (the in-place SYN-ACK has none): dropped.
+    DropSynIpOptions = "drop_syn_ip_options",
+    /// SYN-ACK could not be built (no tailroom to grow the frame): dropped.
+    DropSynAckBuild = "drop_synack_build",
+    /// ACK for no known flow whose cookie does not check (forged, expired or
+    /// for a rotated-out secret), while cookies are in use: dropped.
+    DropCookieInvalid = "drop_cookie_invalid",
+    /// RST for no known flow while cookies are in use: dropped.
+    DropNoFlow = "drop_no_flow",
+    /// SYN answered in XDP with a SYN cookie SYN-ACK: XDP_TX.
+    TxCookieSynAck = "tx_cookie_synack",
+    /// Final ACK with a valid cookie: redirected with the decoded options in
+    /// the XDP metadata ([`CookieMeta`]).
+    RedirectCookieAck = "redirect_cookie_ack",
 }
+
+macro_rules! tcp_classes {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, )*) => {
+        /// Per-CPU counters of the TCP segments for owned (address, port)
+        /// pairs with valid flags, by class. These are not verdicts: a
+        /// segment counts once here and once among the [`Counter`] verdicts.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum TcpClass {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl TcpClass {
+            /// All classes, in index order.
+            pub const ALL: &'static [TcpClass] = &[$(TcpClass::$variant,)*];
+
+            /// The class's name as `xstack stats` prints it.
+            pub const fn name(self) -> &'static str {
+                match self { $(TcpClass::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+tcp_classes! {
+    /// SYN without ACK: a connection attempt.
+    Syn = "syn",
+    /// SYN+ACK: an answer to a connection the engine opened.
+    SynAck = "synack",
+    /// ACK without payload, FIN or RST.
+    Ack = "ack",
+    /// Segment with payload (and without FIN or RST).
+    Data = "data",
+    /// FIN (with ACK).
+    Fin = "fin",
+    /// RST.
+    Rst = "rst",
+}
+
+/// Number of classes in [`TcpClass`].
+pub const TCP_CLASS_COUNT: u32 = TcpClass::ALL.len() as u32;
+
+/// `FastpathConfig::syncookies`: never answer SYNs in XDP.
+pub const SYNCOOKIES_NEVER: u32 = 0;
+/// `FastpathConfig::syncookies`: cookies when the SYN rate passes a threshold
+/// or userspace signals a full SYN queue.
+pub const SYNCOOKIES_AUTO: u32 = 1;
+/// `FastpathConfig::syncookies`: every SYN is answered with a cookie.
+pub const SYNCOOKIES_ALWAYS: u32 = 2;
+
+/// `FastpathConfig::flags`: check SYN sources against the deny list.
+pub const CFG_DENY_LIST: u32 = 1 << 0;
+/// `FastpathConfig::flags`: sources on the allow list skip the rate limits.
+pub const CFG_ALLOW_LIST: u32 = 1 << 1;
+/// `FastpathConfig::flags`: only sources on the allow list may open connections.
+pub const CFG_ALLOW_ONLY: u32 = 1 << 2;
+/// `FastpathConfig::flags`: answer ECN-setup SYNs with ECN (RFC 3168).
+pub const CFG_ECN: u32 = 1 << 3;
+
+/// Size of the per-source SYN token-bucket table (LRU).
+pub const MAX_SYN_SOURCES: u32 = 65536;
+/// Size of the known-flow table (LRU); see the XDP program's module docs.
+pub const MAX_FLOWS: u32 = 262144;
+/// Entries of each prefix list.
+pub const MAX_PREFIXES: u32 = 1024;
+
+/// The fast path's configuration: one entry of the `FASTPATH_CONFIG` array,
+/// written by userspace at any time (the program reads it per packet, so a
+/// change applies without reattaching). Rates are kept as GCRA intervals
+/// (ns per token) and tolerances (ns of burst), computed by userspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct FastpathConfig {
+    /// `SYNCOOKIES_*`.
+    pub syncookies: u32,
+    /// `CFG_*` flags.
+    pub flags: u32,
+    /// MSS announced in cookie SYN-ACKs; the client's MSS is clamped to it.
+    pub mss: u32,
+    /// Window-scale shift announced in cookie SYN-ACKs (when the client offers it).
+    pub wscale: u32,
+    /// Receive window in cookie SYN-ACKs (unscaled, as RFC 7323 §2.2 demands).
+    pub window: u32,
+    /// IPv4 TTL of cookie SYN-ACKs.
+    pub ttl: u32,
+    /// Length of the SYN-rate window (auto mode), ns.
+    pub window_ns: u64,
+    /// SYNs per window at or above which auto mode turns cookies on.
+    pub syn_on: u64,
+    /// SYNs per window below which auto mode turns cookies off again.
+    pub syn_off: u64,
+    /// Per-source SYN interval, ns per SYN; 0: no per-source limit.
+    pub source_interval_ns: u64,
+    /// Per-source burst tolerance, ns.
+    pub source_tolerance_ns: u64,
+    /// Global SYN interval, ns per SYN; 0: no global budget.
+    pub global_interval_ns: u64,
+    /// Global burst tolerance, ns.
+    pub global_tolerance_ns: u64,
+}
+
+/// State the XDP program keeps (one entry of `FASTPATH_STATE`); userspace
+/// only reads it. Updated without atomics: with several CPUs the window
+/// count and the global bucket are approximate.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct FastpathState {
+    /// Start of the current SYN-rate window (bpf_ktime_get_ns).
+    pub window_start_ns: u64,
+    /// SYNs seen in the current window.
+    pub window_syns: u64,
+    /// SYNs per second measured over the last complete window.
+    pub last_rate: u64,
+    /// When the last cookie SYN-ACK was sent; unknown-flow ACKs are checked
+    /// as cookies for `cookie::MAX_AGE` minutes after it.
+    pub last_cookie_ns: u64,
+    /// GCRA theoretical arrival time of the global SYN budget.
+    pub global_tat: u64,
+    /// Times auto mode switched cookies on.
+    pub cookie_on_switches: u64,
+    /// 1 while auto mode answers SYNs with cookies.
+    pub cookie_active: u32,
+    /// Zero.
+    pub pad: u32,
+}
+
+/// Index in the `SIGNALS` array: non-zero while the engine's SYN queue is
+/// full (auto mode then answers SYNs with cookies).
+pub const SIGNAL_SYN_QUEUE_FULL: u32 = 0;
+/// Entries of the `SIGNALS` array.
+pub const SIGNAL_COUNT: u32 = 4;
+
+/// Magic of [`CookieMeta`] ("xck1").
+pub const COOKIE_META_MAGIC: u32 = 0x7863_6b31;
+/// `CookieMeta::flags`: the peer offered SACK.
+pub const META_SACK: u8 = 1 << 0;
+/// `CookieMeta::flags`: ECN was negotiated.
+pub const META_ECN: u8 = 1 << 1;
+/// `CookieMeta::flags`: timestamps are on (the ACK carried a TSecr).
+pub const META_TS: u8 = 1 << 2;
+/// `CookieMeta::wscale` when the peer did not offer window scaling.
+pub const META_NO_WSCALE: u8 = 0xff;
+
+/// What XDP puts in the metadata area (`bpf_xdp_adjust_meta`) in front of a
+/// final ACK whose cookie it validated: the options the cookie restores.
+/// Our ISN is the ACK's ack number - 1, the peer's its sequence number - 1.
+/// In host byte order (XDP and the engine run on the same machine).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct CookieMeta {
+    /// [`COOKIE_META_MAGIC`].
+    pub magic: u32,
+    /// MSS from the cookie's MSS index.
+    pub mss: u16,
+    /// Peer's window-scale shift, or [`META_NO_WSCALE`].
+    pub wscale: u8,
+    /// `META_*` flags.
+    pub flags: u8,
+    /// The ACK's TSval (the peer's clock), 0 without timestamps.
+    pub tsval: u32,
+    /// The ACK's TSecr (the cookie SYN-ACK's TSval), 0 without timestamps.
+    pub tsecr: u32,
+}
+
+/// Size of [`CookieMeta`] (a multiple of 4, as bpf_xdp_adjust_meta wants).
+pub const COOKIE_META_LEN: usize = core::mem::size_of::<CookieMeta>();
+
+/// Key of the known-flow table: the segment's addresses and ports as on
+/// the wire (network byte order), from the client's side.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct FlowKey {
+    /// Source (client) address.
+    pub saddr: u32,
+    /// Destination (our) address.
+    pub daddr: u32,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+/// Data of a prefix-list key (`LpmTrie` key data): an IPv4 address in
+/// network byte order, matched on its first `prefix_len` bits.
+pub type PrefixAddr = u32;
 
 /// Number of counters in [`Counter`].
 pub const COUNTER_COUNT: u32 = Counter::ALL.len() as u32;
@@ -136,6 +357,10 @@ mod user {
     // pattern is valid (checked by bytemuck::Pod derive).
     unsafe impl aya::Pod for super::PortKey {}
     unsafe impl aya::Pod for super::AddrKey {}
+    unsafe impl aya::Pod for super::FastpathConfig {}
+    unsafe impl aya::Pod for super::FastpathState {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::cookie::Secrets {}
 }
 
 #[cfg(test)]
@@ -152,6 +377,16 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), Counter::ALL.len());
+    }
+
+    #[test]
+    fn classes_are_dense_and_shared_types_have_no_padding() {
+        for (i, c) in TcpClass::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+        assert_eq!(COOKIE_META_LEN, 16);
+        assert_eq!(core::mem::size_of::<FlowKey>(), 12);
+        assert_eq!(core::mem::size_of::<FastpathState>(), 56);
     }
 
     #[test]

@@ -60,6 +60,20 @@ impl ControlServer {
     where
         F: Fn() -> serde_json::Value + Send + 'static,
     {
+        Self::start_with(
+            iface,
+            stats,
+            |_: &str| serde_json::json!({"error": "this instance takes no settings"}),
+        )
+    }
+
+    /// Serves `stats`, and `set key=value ...` with `set` (which answers
+    /// with a JSON document: `{"ok": true, ...}` or `{"error": ...}`).
+    pub fn start_with<F, S>(iface: &str, stats: F, set: S) -> Result<ControlServer, ControlError>
+    where
+        F: Fn() -> serde_json::Value + Send + 'static,
+        S: Fn(&str) -> serde_json::Value + Send + 'static,
+    {
         let path = socket_path(iface);
         let io = |source| ControlError::Io {
             path: path.display().to_string(),
@@ -80,7 +94,7 @@ impl ControlServer {
                 while !stop2.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {
-                            let _ = handle(stream, &stats);
+                            let _ = handle(stream, &stats, &set);
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             std::thread::sleep(Duration::from_millis(20));
@@ -106,20 +120,27 @@ impl ControlServer {
     }
 }
 
-fn handle<F: Fn() -> serde_json::Value>(stream: UnixStream, stats: &F) -> std::io::Result<()> {
+fn handle<F: Fn() -> serde_json::Value, S: Fn(&str) -> serde_json::Value>(
+    stream: UnixStream,
+    stats: &F,
+    set: &S,
+) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut line = String::new();
-    BufReader::new(&stream).take(256).read_line(&mut line)?;
+    BufReader::new(&stream).take(4096).read_line(&mut line)?;
     let mut w = &stream;
     match line.trim() {
         "stats" => {
             let v = stats();
             serde_json::to_writer(&mut w, &v)?;
         }
+        l if l.starts_with("set ") => {
+            let v = set(&l[4..]);
+            serde_json::to_writer(&mut w, &v)?;
+        }
         other => {
-            let v =
-                serde_json::json!({ "error": format!("unknown command {other:?}; try \"stats\"") });
+            let v = serde_json::json!({ "error": format!("unknown command {other:?}; try \"stats\" or \"set key=value\"") });
             serde_json::to_writer(&mut w, &v)?;
         }
     }
@@ -156,6 +177,16 @@ pub fn instances() -> Vec<(String, PathBuf)> {
 
 /// Asks the instance on `iface` (or the only one) for its counters.
 pub fn query_stats(iface: Option<&str>) -> Result<serde_json::Value, ControlError> {
+    query(iface, "stats")
+}
+
+/// Sends `set key=value ...` to the instance on `iface` (or the only one).
+pub fn set(iface: Option<&str>, settings: &[String]) -> Result<serde_json::Value, ControlError> {
+    query(iface, &format!("set {}", settings.join(" ")))
+}
+
+/// Sends one command line and reads the JSON answer.
+pub fn query(iface: Option<&str>, command: &str) -> Result<serde_json::Value, ControlError> {
     let all = instances();
     let chosen: Vec<_> = all
         .iter()
@@ -194,7 +225,8 @@ pub fn query_stats(iface: Option<&str>) -> Result<serde_json::Value, ControlErro
     };
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(io)?;
-    s.write_all(b"stats\n").map_err(io)?;
+    s.write_all(format!("{}\n", command.replace('\n', " ")).as_bytes())
+        .map_err(io)?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).map_err(io)?;
     serde_json::from_str(&buf).map_err(|_| ControlError::BadReply(path.display().to_string()))

@@ -132,6 +132,11 @@ pub struct EngineStats {
     pub http_requests: u64,
     /// Malformed HTTP requests (answered 400, connection closed).
     pub http_errors: u64,
+    /// Final ACKs whose SYN cookie the XDP program validated (metadata
+    /// present and well formed).
+    pub cookie_acks: u64,
+    /// Frames with cookie metadata that failed its checks (bad magic or MSS).
+    pub cookie_meta_invalid: u64,
     /// Malformed frames, by reason (indexed by [`WireError::index`]).
     #[serde(skip)]
     pub drop_wire: [u64; 12],
@@ -166,6 +171,8 @@ impl EngineStats {
         self.app_bytes_out += o.app_bytes_out;
         self.http_requests += o.http_requests;
         self.http_errors += o.http_errors;
+        self.cookie_acks += o.cookie_acks;
+        self.cookie_meta_invalid += o.cookie_meta_invalid;
         for (a, b) in self.drop_wire.iter_mut().zip(o.drop_wire.iter()) {
             *a += b;
         }
@@ -183,6 +190,13 @@ impl EngineStats {
     pub fn wire_drops_total(&self) -> u64 {
         self.drop_wire.iter().sum::<u64>() + self.drop_tcp_malformed
     }
+}
+
+/// The cookie metadata XDP put in front of a frame, if `meta` holds one.
+pub fn cookie_meta(meta: &[u8]) -> Option<stack_ebpf::CookieMeta> {
+    let m: stack_ebpf::CookieMeta =
+        bytemuck::try_pod_read_unaligned(meta.get(..stack_ebpf::COOKIE_META_LEN)?).ok()?;
+    (m.magic == stack_ebpf::COOKIE_META_MAGIC).then_some(m)
 }
 
 /// Segments waiting for ARP to resolve their next hop, at most this many.
@@ -276,6 +290,38 @@ impl Engine {
         if let Err(e) = self.dispatch(now, frame, tx) {
             self.drop_wire(e);
         }
+    }
+
+    /// Handles one received frame with the XDP metadata in front of it
+    /// (see [`crate::xsk::XskSocket::receive_with_meta`]).
+    pub fn handle_frame_meta(
+        &mut self,
+        now: Instant,
+        meta: &[u8],
+        frame: &[u8],
+        tx: &mut dyn Transmit,
+    ) {
+        if let Some(m) = cookie_meta(meta) {
+            if stack_ebpf::cookie::MSS_TABLE.contains(&m.mss) {
+                self.on_cookie_ack(&m);
+            } else {
+                self.stats.cookie_meta_invalid += 1;
+            }
+        }
+        self.handle_frame(now, frame, tx);
+    }
+
+    /// A final ACK whose cookie XDP validated, with the options the cookie
+    /// restored (MSS, window scale, SACK, ECN, timestamps).
+    ///
+    /// Integration point with the TCP engine: once `TcpEngine` has its
+    /// `on_cookie_ack` (the tcp-engine branch), this hands `m` to it so the
+    /// connection is created straight in ESTABLISHED. Until then the segment
+    /// continues on the ordinary path, where the engine treats it as a
+    /// segment of an unknown connection (RFC 9293 §3.10.7.1: RST).
+    fn on_cookie_ack(&mut self, m: &stack_ebpf::CookieMeta) {
+        let _ = m;
+        self.stats.cookie_acks += 1;
     }
 
     fn dispatch(

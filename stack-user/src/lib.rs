@@ -10,6 +10,8 @@ pub mod app;
 pub mod bench;
 pub mod control;
 pub mod engine;
+pub mod fastpath;
+pub mod flood;
 pub mod http;
 pub mod kserve;
 pub mod load;

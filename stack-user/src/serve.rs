@@ -51,6 +51,8 @@ pub struct ServeConfig {
     pub pin_maps: bool,
     /// Never sleep in poll(); spin on the rings.
     pub busy_poll: bool,
+    /// SYN cookies and SYN-flood filtering in XDP.
+    pub fastpath: crate::fastpath::FastpathSettings,
 }
 
 /// Counters of one queue as published by its worker.
@@ -124,7 +126,9 @@ fn worker_loop(
         sock.complete();
         sock.refill();
         let now = clock();
-        let n = sock.receive(64, |frame, tx| engine.handle_frame(now, frame, tx));
+        let n = sock.receive_with_meta(64, |meta, frame, tx| {
+            engine.handle_frame_meta(now, meta, frame, tx)
+        });
         sock.transmit_with(|tx| engine.poll(now, tx));
         while let Some(w) = engine.tcp().poll_warning() {
             match w {
@@ -208,6 +212,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     if let Some(dir) = &pin_dir {
         log::info!("XDP maps pinned under {}", dir.display());
     }
+    apply_fastpath(&mut prog, &config.fastpath, &Default::default())?;
     prog.own_addr(config.ip)?;
     for p in &config.ports {
         prog.own_port(config.ip, *p)?;
@@ -279,7 +284,13 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         let info = info.clone();
         move || snapshot(&info, &prog, &queue_stats, queues, started)
     };
-    let control = ControlServer::start(&iface.name, snapshot.clone())?;
+    let settings = Arc::new(Mutex::new(config.fastpath.clone()));
+    let set = {
+        let prog = prog.clone();
+        let settings = settings.clone();
+        move |args: &str| set_command(&prog, &settings, args)
+    };
+    let control = ControlServer::start_with(&iface.name, snapshot.clone(), set)?;
     log::info!("control socket {}", control.path().display());
     println!(
         "xstack: serving {}:{} on {} — ping/arping {} or connect to it from the peer; Ctrl-C to stop",
@@ -294,9 +305,39 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         config.ip
     );
 
+    let mut last_rotation = Instant::now();
+    let mut overflows = 0u64;
+    let mut queue_full_since: Option<Instant> = None;
     let why = loop {
         if let Ok(mut p) = prog.lock() {
             p.flush_logs();
+            // Rotate the cookie secret, keeping the previous one valid.
+            if last_rotation.elapsed() >= crate::fastpath::SECRET_ROTATION {
+                match p.secrets() {
+                    Ok(s) => {
+                        if let Err(e) = p.set_secrets(&crate::fastpath::rotate(&s)) {
+                            log::warn!("rotating the SYN cookie secret: {e}");
+                        }
+                    }
+                    Err(e) => log::warn!("reading the SYN cookie secret: {e}"),
+                }
+                last_rotation = Instant::now();
+            }
+            // The engine's SYN queue overflowed since the last look: tell XDP
+            // (auto mode then answers SYNs with cookies) until it has been
+            // quiet for a second.
+            let now_overflows: u64 = queue_stats_total(&workers, "drop_listen_overflow");
+            if now_overflows > overflows {
+                if queue_full_since.is_none() {
+                    log::info!("SYN queue full: XDP answers SYNs with cookies (auto mode)");
+                }
+                queue_full_since = Some(Instant::now());
+                let _ = p.set_signal(stack_ebpf::SIGNAL_SYN_QUEUE_FULL, 1);
+            } else if queue_full_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(1)) {
+                queue_full_since = None;
+                let _ = p.set_signal(stack_ebpf::SIGNAL_SYN_QUEUE_FULL, 0);
+            }
+            overflows = now_overflows;
         }
         if let Some(sig) = signals.wait(Duration::from_millis(100)) {
             break sig;
@@ -325,6 +366,56 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     Ok(final_stats)
 }
 
+fn queue_stats_total(workers: &[Worker], tcp_counter: &str) -> u64 {
+    workers
+        .iter()
+        .filter_map(|w| w.stats.lock().ok().map(|s| s.tcp.get(tcp_counter).copied()))
+        .map(|v| v.unwrap_or(0))
+        .sum()
+}
+
+/// Writes `s` to the program's maps: the config entry and the prefix lists
+/// (`old` is what was applied before, so removed prefixes leave the tries).
+pub fn apply_fastpath(
+    prog: &mut XdpProgram,
+    s: &crate::fastpath::FastpathSettings,
+    old: &crate::fastpath::FastpathSettings,
+) -> Result<(), crate::xdp::XdpError> {
+    for (deny, now, before) in [(true, &s.deny, &old.deny), (false, &s.allow, &old.allow)] {
+        for (net, len) in before.iter().filter(|p| !now.contains(p)) {
+            prog.prefix(deny, *net, *len, false)?;
+        }
+        for (net, len) in now {
+            prog.prefix(deny, *net, *len, true)?;
+        }
+    }
+    prog.set_config(&s.to_config())
+}
+
+/// The control socket's `set key=value ...`: applies settings to the
+/// running program through its maps (no reattach).
+fn set_command(
+    prog: &Mutex<XdpProgram>,
+    settings: &Mutex<crate::fastpath::FastpathSettings>,
+    args: &str,
+) -> serde_json::Value {
+    let (Ok(mut p), Ok(mut cur)) = (prog.lock(), settings.lock()) else {
+        return json!({"error": "lock poisoned"});
+    };
+    let mut next = cur.clone();
+    for kv in args.split_whitespace() {
+        if let Err(e) = next.apply(kv) {
+            return json!({ "error": e.to_string() });
+        }
+    }
+    if let Err(e) = apply_fastpath(&mut p, &next, &cur) {
+        return json!({ "error": e.to_string() });
+    }
+    log::info!("fast path settings changed: {args}");
+    *cur = next;
+    json!({ "ok": true, "fastpath": *cur })
+}
+
 fn snapshot(
     info: &serde_json::Value,
     prog: &Mutex<XdpProgram>,
@@ -332,14 +423,37 @@ fn snapshot(
     queues: u32,
     started: Instant,
 ) -> serde_json::Value {
-    let (xdp, redirects) = match prog.lock() {
+    let (xdp, redirects, classes, fastpath) = match prog.lock() {
         Ok(p) => (
             p.counters()
                 .map(|c| json!(c))
                 .unwrap_or_else(|e| json!({"error": e.to_string()})),
             p.queue_redirects(queues).unwrap_or_default(),
+            p.tcp_classes()
+                .map(|c| json!(c))
+                .unwrap_or_else(|e| json!({"error": e.to_string()})),
+            match (p.fastpath_state(), p.config()) {
+                (Ok(st), Ok(c)) => json!({
+                    "syncookies": match c.syncookies {
+                        stack_ebpf::SYNCOOKIES_ALWAYS => "always",
+                        stack_ebpf::SYNCOOKIES_AUTO => "auto",
+                        _ => "never",
+                    },
+                    "cookie_active": st.cookie_active,
+                    "cookie_on_switches": st.cookie_on_switches,
+                    "syn_rate": st.last_rate,
+                    "syn_on_per_window": c.syn_on,
+                    "syn_off_per_window": c.syn_off,
+                }),
+                (Err(e), _) | (_, Err(e)) => json!({"error": e.to_string()}),
+            },
         ),
-        Err(_) => (json!({"error": "lock poisoned"}), Vec::new()),
+        Err(_) => (
+            json!({"error": "lock poisoned"}),
+            Vec::new(),
+            json!({}),
+            json!({}),
+        ),
     };
     let per_queue: Vec<QueueStats> = queue_stats
         .iter()
@@ -387,6 +501,8 @@ fn snapshot(
     let mut v = info.clone();
     v["uptime_s"] = json!(started.elapsed().as_secs_f64());
     v["xdp"] = xdp;
+    v["xdp_tcp_classes"] = classes;
+    v["fastpath"] = fastpath;
     v["engine"] = json!(total);
     v["engine"]["drops"] = json!(drops);
     v["tcp"] = json!(tcp_total);
@@ -424,6 +540,8 @@ pub fn render_stats(v: &serde_json::Value) -> String {
         }
     };
     section(&mut out, "xdp (kernel, per-CPU summed)", &v["xdp"]);
+    section(&mut out, "xdp tcp classes", &v["xdp_tcp_classes"]);
+    section(&mut out, "fast path", &v["fastpath"]);
     section(&mut out, "engine", &v["engine"]);
     section(&mut out, "engine drops", &v["engine"]["drops"]);
     if let Some(st) = v["states"].as_object() {

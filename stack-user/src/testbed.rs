@@ -241,6 +241,19 @@ impl Testbed {
             ]);
             run(&["ip", "-n", ns, "link", "set", iface, "up"])?;
         }
+        // XDP_TX on a veth end (cookie SYN-ACKs) delivers through the peer's
+        // NAPI, which veth only runs with GRO on (or an XDP program there).
+        let _ = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.peer_ns,
+            "ethtool",
+            "-K",
+            &self.peer_if,
+            "gro",
+            "on",
+        ]);
         let cidr = format!("{}/{}", self.peer_ip, PREFIX_LEN);
         let addrs = run(&[
             "ip",

@@ -18,12 +18,18 @@ use std::{
 };
 
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, XskMap},
+    maps::{
+        lpm_trie::{Key as LpmKey, LpmTrie},
+        Array, HashMap, MapData, PerCpuArray, XskMap,
+    },
     programs::{ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use serde::Serialize;
-use stack_ebpf::{AddrKey, Counter, PortKey, ADDR_ARP, ADDR_ICMP, MAX_QUEUES, PROGRAM_NAME};
+use stack_ebpf::{
+    cookie::Secrets, AddrKey, Counter, FastpathConfig, FastpathState, PortKey, TcpClass, ADDR_ARP,
+    ADDR_ICMP, MAX_QUEUES, PROGRAM_NAME,
+};
 use thiserror::Error;
 
 /// The XDP object, built by `cargo xtask build` and embedded at compile time.
@@ -122,6 +128,13 @@ pub struct XdpProgram {
     queue_redirects: PerCpuArray<MapData, u64>,
     addrs: HashMap<MapData, AddrKey, u32>,
     ports: HashMap<MapData, PortKey, u8>,
+    classes: PerCpuArray<MapData, u64>,
+    config: Array<MapData, FastpathConfig>,
+    state: Array<MapData, FastpathState>,
+    signals: Array<MapData, u32>,
+    secrets: Array<MapData, Secrets>,
+    deny: LpmTrie<MapData, u32, u8>,
+    allow: LpmTrie<MapData, u32, u8>,
     attached: Option<(String, &'static str)>,
     pin_dir: Option<PathBuf>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -275,17 +288,140 @@ impl XdpProgram {
             HashMap::try_from(take(&mut ebpf, "OWNED_ADDRS")?).map_err(map_err("OWNED_ADDRS"))?;
         let ports =
             HashMap::try_from(take(&mut ebpf, "OWNED_PORTS")?).map_err(map_err("OWNED_PORTS"))?;
-        Ok(XdpProgram {
+        let classes = PerCpuArray::try_from(take(&mut ebpf, "TCP_CLASSES")?)
+            .map_err(map_err("TCP_CLASSES"))?;
+        let config = Array::try_from(take(&mut ebpf, "FASTPATH_CONFIG")?)
+            .map_err(map_err("FASTPATH_CONFIG"))?;
+        let state = Array::try_from(take(&mut ebpf, "FASTPATH_STATE")?)
+            .map_err(map_err("FASTPATH_STATE"))?;
+        let signals = Array::try_from(take(&mut ebpf, "SIGNALS")?).map_err(map_err("SIGNALS"))?;
+        let secrets = Array::try_from(take(&mut ebpf, "SECRETS")?).map_err(map_err("SECRETS"))?;
+        let deny = LpmTrie::try_from(take(&mut ebpf, "DENY_PREFIXES")?)
+            .map_err(map_err("DENY_PREFIXES"))?;
+        let allow = LpmTrie::try_from(take(&mut ebpf, "ALLOW_PREFIXES")?)
+            .map_err(map_err("ALLOW_PREFIXES"))?;
+        let mut p = XdpProgram {
             ebpf,
             xsks,
             counters,
             queue_redirects,
             addrs,
             ports,
+            classes,
+            config,
+            state,
+            signals,
+            secrets,
+            deny,
+            allow,
             attached: None,
             pin_dir: pin_dir.map(Path::to_path_buf),
             logger,
-        })
+        };
+        // Safe defaults until the caller configures the fast path: no
+        // cookies, no limits, a random secret.
+        p.set_config(&crate::fastpath::FastpathSettings::default().to_config())?;
+        p.set_secrets(&Secrets {
+            current: crate::fastpath::random_secret(),
+            previous: crate::fastpath::random_secret(),
+        })?;
+        Ok(p)
+    }
+
+    /// Writes the fast-path configuration; the running program uses it for
+    /// the next packet (no reattach).
+    pub fn set_config(&mut self, c: &FastpathConfig) -> Result<(), XdpError> {
+        self.config
+            .set(0, *c, 0)
+            .map_err(map_err("FASTPATH_CONFIG"))
+    }
+
+    /// The fast-path configuration in force.
+    pub fn config(&self) -> Result<FastpathConfig, XdpError> {
+        self.config.get(&0, 0).map_err(map_err("FASTPATH_CONFIG"))
+    }
+
+    /// The program's fast-path state (SYN rate, cookie mode).
+    pub fn fastpath_state(&self) -> Result<FastpathState, XdpError> {
+        self.state.get(&0, 0).map_err(map_err("FASTPATH_STATE"))
+    }
+
+    /// Installs SYN cookie secrets (rotation: new current, old current as previous).
+    pub fn set_secrets(&mut self, s: &Secrets) -> Result<(), XdpError> {
+        self.secrets.set(0, *s, 0).map_err(map_err("SECRETS"))
+    }
+
+    /// The secrets in force.
+    pub fn secrets(&self) -> Result<Secrets, XdpError> {
+        self.secrets.get(&0, 0).map_err(map_err("SECRETS"))
+    }
+
+    /// Sets signal `index` (`stack_ebpf::SIGNAL_*`), e.g. "SYN queue full".
+    pub fn set_signal(&mut self, index: u32, value: u32) -> Result<(), XdpError> {
+        self.signals
+            .set(index, value, 0)
+            .map_err(map_err("SIGNALS"))
+    }
+
+    /// Adds (`add`) or removes a prefix of the deny (`deny`) or allow list.
+    pub fn prefix(
+        &mut self,
+        deny: bool,
+        net: Ipv4Addr,
+        len: u8,
+        add: bool,
+    ) -> Result<(), XdpError> {
+        let (trie, name) = if deny {
+            (&mut self.deny, "DENY_PREFIXES")
+        } else {
+            (&mut self.allow, "ALLOW_PREFIXES")
+        };
+        let key = LpmKey::new(u32::from(len.min(32)), u32::from_ne_bytes(net.octets()));
+        if add {
+            trie.insert(&key, 1, 0).map_err(map_err(name))
+        } else {
+            match trie.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                Err(e) => Err(map_err(name)(e)),
+            }
+        }
+    }
+
+    /// TCP segments by class, summed over CPUs.
+    pub fn tcp_classes(&self) -> Result<BTreeMap<&'static str, u64>, XdpError> {
+        let mut out = BTreeMap::new();
+        for c in TcpClass::ALL {
+            let v = self
+                .classes
+                .get(&(*c as u32), 0)
+                .map_err(map_err("TCP_CLASSES"))?;
+            out.insert(c.name(), v.iter().sum());
+        }
+        Ok(out)
+    }
+
+    /// Loads one of the never-attached benchmark programs of the object
+    /// (`xstack_bench_base|ours|kernel`), sharing this program's maps.
+    pub fn bench_program(&mut self, name: &str) -> Result<&mut Xdp, XdpError> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| XdpError::Load(format!("program {name} not in the object")))?
+            .try_into()
+            .map_err(|e: ProgramError| XdpError::Load(e.to_string()))?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| match e {
+                ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                } => XdpError::Verifier {
+                    error: io_error.to_string(),
+                    detail: verifier_detail(&verifier_log.to_string()),
+                },
+                other => XdpError::Load(other.to_string()),
+            })?;
+        }
+        Ok(prog)
     }
 
     /// The loaded program, for `BPF_PROG_TEST_RUN`.

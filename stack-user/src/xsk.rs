@@ -367,6 +367,21 @@ impl XskSocket {
     where
         F: FnMut(&[u8], &mut TxBatch<'_>),
     {
+        self.receive_with_meta(max, |_meta, frame, tx| f(frame, tx))
+    }
+
+    /// Like [`XskSocket::receive`], and also hands over the
+    /// [`stack_ebpf::COOKIE_META_LEN`] bytes in front of each frame: the XDP
+    /// metadata area (`bpf_xdp_adjust_meta`), which the kernel copies in
+    /// front of the frame in the UMEM (copy mode; zero-copy keeps it in
+    /// place). The bytes are cleared after `f` returns, so a stale magic
+    /// never survives into the frame's next use. Empty when the frame has no
+    /// room in front of it.
+    pub fn receive_with_meta<F>(&mut self, max: u32, mut f: F) -> u32
+    where
+        F: FnMut(&[u8], &[u8], &mut TxBatch<'_>),
+    {
+        const META: usize = stack_ebpf::COOKIE_META_LEN;
         let mut descs: [XdpDesc; 64] = [XdpDesc::default(); 64];
         let max = max.min(64);
         let mut n = 0usize;
@@ -399,7 +414,24 @@ impl XskSocket {
                         d.len as usize,
                     )
                 };
-                f(frame, &mut batch);
+                let chunk = start & !(frame_size as usize - 1);
+                let meta_ptr = if start >= chunk + META {
+                    // SAFETY: the META bytes in front of the frame are in
+                    // the same chunk, which we own until it is recycled.
+                    Some(unsafe { area.as_ptr().add(start - META) })
+                } else {
+                    None
+                };
+                let meta: &[u8] = match meta_ptr {
+                    // SAFETY: see above.
+                    Some(p) => unsafe { std::slice::from_raw_parts(p as *const u8, META) },
+                    None => &[],
+                };
+                f(meta, frame, &mut batch);
+                if let Some(p) = meta_ptr {
+                    // SAFETY: see above; no reference to it is alive.
+                    unsafe { std::ptr::write_bytes(p, 0, META) };
+                }
             }
             batch.sock.free.push(d.addr & !u64::from(frame_size - 1));
         }

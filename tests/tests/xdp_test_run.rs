@@ -281,3 +281,515 @@ fn verdicts_never_abort() {
     }
     assert_eq!(p.counters().unwrap()["rx_packets"], n);
 }
+
+// ---- Flags, options, SYN cookies.
+
+use stack_ebpf::{cookie, CookieMeta, COOKIE_META_MAGIC, META_NO_WSCALE, META_SACK, META_TS};
+use xstack::fastpath::{FastpathSettings, SynCookies};
+
+const XDP_TX: u32 = 3;
+const SEQ: u32 = 0x1000_0000;
+
+/// A TCP segment from PEER:40000 with `flags`, options `opts` (padded to
+/// 4 bytes with NOPs... callers pass whole words) and `payload`.
+fn segment(flags: u8, seq: u32, ack: u32, opts: &[u8], payload: &[u8]) -> Vec<u8> {
+    let hl = 20 + opts.len();
+    let mut t = vec![0u8; hl + payload.len()];
+    t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    t[2..4].copy_from_slice(&PORT.to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[8..12].copy_from_slice(&ack.to_be_bytes());
+    t[12] = ((hl / 4) as u8) << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    t[20..hl].copy_from_slice(opts);
+    t[hl..].copy_from_slice(payload);
+    let ck = xstack::wire::checksum::finish(xstack::wire::checksum::sum(
+        xstack::wire::checksum::pseudo_header(PEER, OURS, 6, t.len() as u16),
+        &t,
+    ));
+    t[16..18].copy_from_slice(&ck.to_be_bytes());
+    ipv4(OURS, ipv4::PROTO_TCP, &t)
+}
+
+/// Linux's SYN options: MSS 1460, SACK-permitted, TS(tsval, 0), NOP, WS 7.
+fn linux_syn_opts(tsval: u32) -> Vec<u8> {
+    let mut o = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10];
+    o.extend_from_slice(&tsval.to_be_bytes());
+    o.extend_from_slice(&[0, 0, 0, 0, 1, 3, 3, 7]);
+    o
+}
+
+fn cookies(p: &mut XdpProgram, mode: SynCookies) {
+    p.set_config(
+        &FastpathSettings {
+            syncookies: mode,
+            mss: 1400,
+            ..Default::default()
+        }
+        .to_config(),
+    )
+    .unwrap();
+}
+
+/// Runs `frame`, returning the verdict, the output frame and the length of
+/// the XDP metadata in front of it.
+fn run_out(p: &mut XdpProgram, frame: &[u8]) -> (u32, Vec<u8>, usize) {
+    let mut out = vec![0u8; 512];
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+    // rx_queue_index, egress_ifindex.
+    let mut ctx_in = [0u8; 24];
+    ctx_in[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    let mut ctx_out = [0u8; 24];
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(frame);
+    opts.data_out = Some(&mut out);
+    opts.ctx_in = Some(&ctx_in);
+    opts.ctx_out = Some(&mut ctx_out);
+    let r = p.program().test_run(opts).expect("BPF_PROG_TEST_RUN");
+    let meta = u32::from_ne_bytes(ctx_out[0..4].try_into().unwrap()) as usize;
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out, meta)
+}
+
+fn now_count() -> u32 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime with a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    cookie::count_from_ns(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+fn flow() -> cookie::Flow {
+    cookie::Flow {
+        saddr: u32::from(PEER),
+        daddr: u32::from(OURS),
+        sport: 40000,
+        dport: PORT,
+    }
+}
+
+/// Verdict and the one counter that moved.
+fn moved(p: &mut XdpProgram, frame: &[u8]) -> (u32, Counter, Vec<u8>, usize) {
+    let before = p.counters().unwrap();
+    let (v, out, meta) = run_out(p, frame);
+    let after = p.counters().unwrap();
+    let changed: Vec<Counter> = Counter::ALL
+        .iter()
+        .copied()
+        .filter(|c| *c != Counter::RxPackets && after[c.name()] != before[c.name()])
+        .collect();
+    assert_eq!(changed.len(), 1, "exactly one verdict counter: {changed:?}");
+    assert_eq!(after["rx_packets"] - before["rx_packets"], 1);
+    (v, changed[0], out, meta)
+}
+
+#[test]
+fn invalid_flag_combinations_are_dropped_by_reason() {
+    let (mut p, _sock) = program(true);
+    for (flags, counter) in [
+        (0x00, Counter::DropFlagsNone),
+        (0x3f, Counter::DropFlagsAll),
+        (0xff, Counter::DropFlagsAll),
+        (0x03, Counter::DropFlagsSynFin),
+        (0x13, Counter::DropFlagsSynFin),
+        (0x06, Counter::DropFlagsSynRst),
+        (0x01, Counter::DropFlagsFinNoAck),
+        (0x09, Counter::DropFlagsFinNoAck),
+        (0x08, Counter::DropFlagsNoAck),
+        (0x20, Counter::DropFlagsNoAck),
+    ] {
+        expect(&mut p, &segment(flags, SEQ, 0, &[], &[]), XDP_DROP, counter);
+    }
+    // Valid ones are classed and redirected.
+    let before = p.tcp_classes().unwrap();
+    for flags in [0x02, 0x12, 0x10, 0x11, 0x04, 0x14] {
+        expect(
+            &mut p,
+            &segment(flags, SEQ, 1, &[], &[]),
+            XDP_REDIRECT,
+            Counter::RedirectTcp,
+        );
+    }
+    expect(
+        &mut p,
+        &segment(0x18, SEQ, 1, &[], b"data"),
+        XDP_REDIRECT,
+        Counter::RedirectTcp,
+    );
+    let after = p.tcp_classes().unwrap();
+    for (class, n) in [
+        ("syn", 1),
+        ("synack", 1),
+        ("ack", 1),
+        ("fin", 1),
+        ("rst", 2),
+        ("data", 1),
+    ] {
+        assert_eq!(after[class] - before[class], n, "class {class}");
+    }
+}
+
+#[test]
+fn syns_with_truncated_or_bad_options_are_dropped() {
+    let (mut p, _sock) = program(true);
+    // MSS option claiming 4 bytes with only 2 left in the header.
+    let cut = [1, 1, 2, 4];
+    expect(
+        &mut p,
+        &segment(0x02, SEQ, 0, &cut, &[]),
+        XDP_DROP,
+        Counter::DropTcpOptions,
+    );
+    // Option length 1 (below the minimum of 2).
+    expect(
+        &mut p,
+        &segment(0x02, SEQ, 0, &[8, 1, 0, 0], &[]),
+        XDP_DROP,
+        Counter::DropTcpOptions,
+    );
+    // Window scale with a wrong length.
+    expect(
+        &mut p,
+        &segment(0x02, SEQ, 0, &[3, 4, 7, 0], &[]),
+        XDP_DROP,
+        Counter::DropTcpOptions,
+    );
+    // Well-formed Linux options pass.
+    expect(
+        &mut p,
+        &segment(0x02, SEQ, 0, &linux_syn_opts(77), &[]),
+        XDP_REDIRECT,
+        Counter::RedirectTcp,
+    );
+}
+
+/// Checks every field of a cookie SYN-ACK; returns (ISN, TSval).
+fn check_synack(out: &[u8], syn_tsval: Option<u32>) -> (u32, Option<u32>) {
+    use xstack::wire::checksum;
+    let (eth, ip) = ethernet::EthernetRepr::parse(out).unwrap();
+    assert_eq!(eth.dst, Mac([2, 0, 0, 0, 0, 1]), "back to the sender");
+    assert_eq!(eth.src, Mac([2, 0, 0, 0, 0, 2]));
+    assert_eq!(eth.ethertype, ethernet::ETHERTYPE_IPV4);
+    assert_eq!(checksum::checksum(&ip[..20]), 0, "IPv4 header checksum");
+    let (ipr, t) = Ipv4Repr::parse(ip).unwrap();
+    assert_eq!(
+        (ipr.src, ipr.dst, ipr.protocol, ipr.ttl),
+        (OURS, PEER, 6, 64)
+    );
+    assert!(ipr.dont_frag);
+    let want_len = if syn_tsval.is_some() { 40 } else { 24 };
+    assert_eq!(t.len(), want_len);
+    assert_eq!(ip[0], 0x45);
+    let sum = checksum::pseudo_header(OURS, PEER, 6, t.len() as u16);
+    assert_eq!(checksum::finish(checksum::sum(sum, t)), 0, "TCP checksum");
+    assert_eq!(u16::from_be_bytes([t[0], t[1]]), PORT);
+    assert_eq!(u16::from_be_bytes([t[2], t[3]]), 40000);
+    let isn = u32::from_be_bytes(t[4..8].try_into().unwrap());
+    assert_eq!(u32::from_be_bytes(t[8..12].try_into().unwrap()), SEQ + 1);
+    assert_eq!(t[12] >> 4, (want_len / 4) as u8);
+    assert_eq!(t[13], 0x12, "SYN+ACK");
+    assert_eq!(u16::from_be_bytes([t[14], t[15]]), 65535);
+    assert_eq!(&t[18..20], &[0, 0], "urgent pointer");
+    assert_eq!(&t[20..24], &[2, 4, 0x05, 0x78], "MSS 1400 (configured)");
+    let tsval = syn_tsval.map(|tsecr| {
+        assert_eq!(&t[24..28], &[4, 2, 8, 10], "SACK-permitted, timestamps");
+        assert_eq!(u32::from_be_bytes(t[32..36].try_into().unwrap()), tsecr);
+        assert_eq!(&t[36..40], &[1, 3, 3, 7], "window scale 7");
+        u32::from_be_bytes(t[28..32].try_into().unwrap())
+    });
+    (isn, tsval)
+}
+
+#[test]
+fn cookie_mode_answers_a_syn_with_a_well_formed_syn_ack() {
+    let (mut p, _sock) = program(true);
+    cookies(&mut p, SynCookies::Always);
+    let secrets = p.secrets().unwrap();
+    // With timestamps (Linux's options).
+    let (v, c, out, _) = moved(&mut p, &segment(0x02, SEQ, 0, &linux_syn_opts(4242), &[]));
+    assert_eq!((v, c), (XDP_TX, Counter::TxCookieSynAck));
+    let (isn, tsval) = check_synack(&out, Some(4242));
+    let idx = cookie::check(&secrets, &flow(), SEQ, isn, now_count())
+        .or_else(|| cookie::check(&secrets, &flow(), SEQ, isn, now_count() + 1));
+    assert_eq!(
+        idx,
+        Some(cookie::mss_index(1400)),
+        "cookie carries MSS 1400"
+    );
+    let o = cookie::decode_ts(tsval.unwrap(), 1).unwrap();
+    assert_eq!((o.wscale, o.sack, o.ecn), (Some(7), true, false));
+    // Without options: MSS 536 (RFC 9293 default), no timestamps.
+    let (v, _, out, _) = moved(&mut p, &segment(0x02, SEQ, 0, &[], &[]));
+    assert_eq!(v, XDP_TX);
+    let (isn, _) = check_synack(&out, None);
+    let c = now_count();
+    assert!(
+        cookie::check(&secrets, &flow(), SEQ, isn, c) == Some(0)
+            || cookie::check(&secrets, &flow(), SEQ, isn, c + 1) == Some(0)
+    );
+    // Checksums as Wireshark sees them, when tshark is installed.
+    tshark_checksums(&out);
+}
+
+/// Writes `frame` as a pcap and asks tshark to verify the IP and TCP
+/// checksums; skipped (with a note) when tshark is not installed.
+fn tshark_checksums(frame: &[u8]) {
+    let Ok(ok) = std::process::Command::new("tshark").arg("-v").output() else {
+        eprintln!("tshark not installed: checksum cross-check skipped");
+        return;
+    };
+    if !ok.status.success() {
+        return;
+    }
+    let mut pcap = Vec::new();
+    pcap.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    pcap.extend_from_slice(&2u16.to_le_bytes());
+    pcap.extend_from_slice(&4u16.to_le_bytes());
+    pcap.extend_from_slice(&[0u8; 8]);
+    pcap.extend_from_slice(&65535u32.to_le_bytes());
+    pcap.extend_from_slice(&1u32.to_le_bytes());
+    pcap.extend_from_slice(&[0u8; 8]);
+    pcap.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    pcap.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    pcap.extend_from_slice(frame);
+    let path = std::env::temp_dir().join(format!("xstack-synack-{}.pcap", std::process::id()));
+    std::fs::write(&path, &pcap).unwrap();
+    let out = std::process::Command::new("tshark")
+        .args([
+            "-o",
+            "tcp.check_checksum:TRUE",
+            "-o",
+            "ip.check_checksum:TRUE",
+        ])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "ip.checksum.status",
+            "-e",
+            "tcp.checksum.status",
+            "-r",
+        ])
+        .arg(&path)
+        .output()
+        .expect("tshark");
+    let _ = std::fs::remove_file(&path);
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Status 2 = "Good" in Wireshark's checksum status enum.
+    assert_eq!(
+        text.trim(),
+        "2\t2",
+        "tshark: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn cookie_acks_are_validated_and_carry_their_options_as_metadata() {
+    let (mut p, _sock) = program(true);
+    cookies(&mut p, SynCookies::Always);
+    let (v, _, out, _) = moved(&mut p, &segment(0x02, SEQ, 0, &linux_syn_opts(4242), &[]));
+    assert_eq!(v, XDP_TX);
+    let (isn, tsval) = check_synack(&out, Some(4242));
+    let tsval = tsval.unwrap();
+    // The final ACK: TS option echoing our TSval.
+    let mut ack_opts = vec![1, 1, 8, 10];
+    ack_opts.extend_from_slice(&4243u32.to_be_bytes());
+    ack_opts.extend_from_slice(&tsval.to_be_bytes());
+    let ack = segment(0x10, SEQ + 1, isn.wrapping_add(1), &ack_opts, &[]);
+    let (v, c, out, meta_len) = moved(&mut p, &ack);
+    assert_eq!((v, c), (XDP_REDIRECT, Counter::RedirectCookieAck));
+    assert_eq!(meta_len, stack_ebpf::COOKIE_META_LEN);
+    let m: CookieMeta = bytemuck::pod_read_unaligned(&out[..meta_len]);
+    assert_eq!(m.magic, COOKIE_META_MAGIC);
+    assert_eq!(m.mss, 1300, "MSS 1400 rounds down to the 1300 entry");
+    assert_eq!(m.wscale, 7);
+    assert_eq!(m.flags, META_TS | META_SACK);
+    assert_eq!((m.tsval, m.tsecr), (4243, tsval));
+    assert_eq!(&out[meta_len..], &ack[..], "the frame itself is untouched");
+    assert_eq!(xstack::engine::cookie_meta(&out[..meta_len]), Some(m));
+    // The flow is now known: its next segments take the ordinary path.
+    let data = segment(0x18, SEQ + 1, isn.wrapping_add(1), &[], b"GET");
+    let (v, c, _, meta_len) = moved(&mut p, &data);
+    assert_eq!((v, c, meta_len), (XDP_REDIRECT, Counter::RedirectTcp, 0));
+
+    // Without timestamps: only the MSS comes back.
+    let mut other = segment(0x02, SEQ, 0, &[2, 4, 0x05, 0xb4], &[]);
+    other[34..36].copy_from_slice(&40001u16.to_be_bytes());
+    fix_tcp_checksum(&mut other);
+    let (v, _, out, _) = moved(&mut p, &other);
+    assert_eq!(v, XDP_TX);
+    let isn2 = u32::from_be_bytes(out[38..42].try_into().unwrap());
+    let mut ack2 = segment(0x10, SEQ + 1, isn2.wrapping_add(1), &[], &[]);
+    ack2[34..36].copy_from_slice(&40001u16.to_be_bytes());
+    fix_tcp_checksum(&mut ack2);
+    let (v, c, out, meta_len) = moved(&mut p, &ack2);
+    assert_eq!(
+        (v, c, meta_len),
+        (XDP_REDIRECT, Counter::RedirectCookieAck, 16)
+    );
+    let m: CookieMeta = bytemuck::pod_read_unaligned(&out[..16]);
+    assert_eq!((m.mss, m.wscale, m.flags), (1300, META_NO_WSCALE, 0));
+}
+
+fn fix_tcp_checksum(f: &mut [u8]) {
+    use xstack::wire::checksum;
+    f[34 + 16] = 0;
+    f[34 + 17] = 0;
+    let t = &f[34..];
+    let ck = checksum::finish(checksum::sum(
+        checksum::pseudo_header(PEER, OURS, 6, t.len() as u16),
+        t,
+    ));
+    f[34 + 16..34 + 18].copy_from_slice(&ck.to_be_bytes());
+}
+
+#[test]
+fn forged_expired_and_unknown_acks_are_dropped_while_cookies_are_in_use() {
+    let (mut p, _sock) = program(true);
+    // Before any cookie was issued, an unknown ACK is the engine's business.
+    expect(
+        &mut p,
+        &segment(0x10, SEQ + 1, 12345, &[], &[]),
+        XDP_REDIRECT,
+        Counter::RedirectTcp,
+    );
+    cookies(&mut p, SynCookies::Always);
+    let secrets = p.secrets().unwrap();
+    let (v, _, out, _) = moved(&mut p, &segment(0x02, SEQ, 0, &[], &[]));
+    assert_eq!(v, XDP_TX);
+    let isn = u32::from_be_bytes(out[38..42].try_into().unwrap());
+    // Forged: a different ack number.
+    let (v, c, _, _) = moved(&mut p, &segment(0x10, SEQ + 1, isn ^ 0x0100_0000, &[], &[]));
+    assert_eq!((v, c), (XDP_DROP, Counter::DropCookieInvalid));
+    // Wrong client sequence number.
+    let (v, c, _, _) = moved(&mut p, &segment(0x10, SEQ + 0x0100_0000, isn + 1, &[], &[]));
+    assert_eq!((v, c), (XDP_DROP, Counter::DropCookieInvalid));
+    // Expired: a cookie of the right secret issued MAX_AGE minutes ago.
+    let old = cookie::generate(
+        &secrets.current,
+        &flow(),
+        SEQ,
+        now_count().wrapping_sub(cookie::MAX_AGE),
+        3,
+    );
+    let (v, c, _, _) = moved(
+        &mut p,
+        &segment(0x10, SEQ + 1, old.wrapping_add(1), &[], &[]),
+    );
+    assert_eq!((v, c), (XDP_DROP, Counter::DropCookieInvalid));
+    // A RST for no known flow.
+    let (v, c, _, _) = moved(&mut p, &segment(0x04, SEQ + 1, 0, &[], &[]));
+    assert_eq!((v, c), (XDP_DROP, Counter::DropNoFlow));
+    // After two rotations the cookie's secret is gone.
+    let r1 = xstack::fastpath::rotate(&secrets);
+    p.set_secrets(&r1).unwrap();
+    let (v, c, _, _) = moved(
+        &mut p,
+        &segment(0x10, SEQ + 1, isn.wrapping_add(1), &[], &[]),
+    );
+    assert_eq!(
+        (v, c),
+        (XDP_REDIRECT, Counter::RedirectCookieAck),
+        "previous secret still accepted"
+    );
+    let mut other = segment(0x10, SEQ + 1, isn.wrapping_add(1), &[], &[]);
+    other[34..36].copy_from_slice(&40009u16.to_be_bytes());
+    fix_tcp_checksum(&mut other);
+    p.set_secrets(&xstack::fastpath::rotate(&r1)).unwrap();
+    let (v, c, _, _) = moved(&mut p, &other);
+    assert_eq!((v, c), (XDP_DROP, Counter::DropCookieInvalid));
+}
+
+#[test]
+fn syn_limits_and_prefix_lists_apply_without_reattaching() {
+    let (mut p, _sock) = program(true);
+    let mut s = FastpathSettings {
+        syn_source_rate: 1,
+        syn_source_burst: 3,
+        ..Default::default()
+    };
+    p.set_config(&s.to_config()).unwrap();
+    let syn = segment(0x02, SEQ, 0, &[], &[]);
+    for _ in 0..3 {
+        expect(&mut p, &syn, XDP_REDIRECT, Counter::RedirectTcp);
+    }
+    expect(&mut p, &syn, XDP_DROP, Counter::DropSynSourceRate);
+    // The global budget.
+    s.syn_source_rate = 0;
+    s.syn_global_rate = 1;
+    s.syn_global_burst = 2;
+    p.set_config(&s.to_config()).unwrap();
+    expect(&mut p, &syn, XDP_REDIRECT, Counter::RedirectTcp);
+    expect(&mut p, &syn, XDP_REDIRECT, Counter::RedirectTcp);
+    expect(&mut p, &syn, XDP_DROP, Counter::DropSynGlobalRate);
+    // Allow list: exempt from limits.
+    p.prefix(false, Ipv4Addr::new(198, 18, 0, 0), 24, true)
+        .unwrap();
+    s.allow.push((Ipv4Addr::new(198, 18, 0, 0), 24));
+    p.set_config(&s.to_config()).unwrap();
+    expect(&mut p, &syn, XDP_REDIRECT, Counter::RedirectTcp);
+    // Deny list wins over nothing else: a denied source is dropped.
+    s.allow.clear();
+    p.prefix(false, Ipv4Addr::new(198, 18, 0, 0), 24, false)
+        .unwrap();
+    s.syn_global_rate = 0;
+    p.prefix(true, Ipv4Addr::new(198, 18, 0, 0), 30, true)
+        .unwrap();
+    s.deny.push((Ipv4Addr::new(198, 18, 0, 0), 30));
+    p.set_config(&s.to_config()).unwrap();
+    expect(&mut p, &syn, XDP_DROP, Counter::DropSynDenied);
+    // Allow-only with an empty allow list: nobody.
+    s.deny.clear();
+    s.allow_only = true;
+    p.set_config(&s.to_config()).unwrap();
+    expect(&mut p, &syn, XDP_DROP, Counter::DropSynNotAllowed);
+    // Established segments never pay for any of it.
+    expect(
+        &mut p,
+        &segment(0x10, SEQ + 1, 5, &[], &[]),
+        XDP_REDIRECT,
+        Counter::RedirectTcp,
+    );
+}
+
+#[test]
+fn auto_mode_switches_to_cookies_above_the_syn_rate() {
+    let (mut p, _sock) = program(true);
+    p.set_config(
+        &FastpathSettings {
+            syncookies: SynCookies::Auto,
+            syn_rate_on: 50,
+            syn_rate_off: 10,
+            syn_window_ms: 1000,
+            ..Default::default()
+        }
+        .to_config(),
+    )
+    .unwrap();
+    let syn = segment(0x02, SEQ, 0, &[], &[]);
+    // 50 SYN/s over a 1 s window = 50 per window: the 50th SYN switches.
+    for _ in 0..49 {
+        expect(&mut p, &syn, XDP_REDIRECT, Counter::RedirectTcp);
+    }
+    expect(&mut p, &syn, XDP_TX, Counter::TxCookieSynAck);
+    let st = p.fastpath_state().unwrap();
+    assert_eq!((st.cookie_active, st.cookie_on_switches), (1, 1));
+    // The engine's "SYN queue full" signal alone also turns cookies on.
+    let (mut q, _sock2) = (XdpProgram::load(None).unwrap(), ());
+    q.own_addr(OURS).unwrap();
+    q.own_port(OURS, PORT).unwrap();
+    q.set_config(
+        &FastpathSettings {
+            syncookies: SynCookies::Auto,
+            ..Default::default()
+        }
+        .to_config(),
+    )
+    .unwrap();
+    q.set_signal(stack_ebpf::SIGNAL_SYN_QUEUE_FULL, 1).unwrap();
+    assert_eq!(run(&mut q, &syn), XDP_TX);
+}

@@ -67,12 +67,31 @@ enum Command {
         after_help = "Examples:\n  # closed loop, a new connection per request, against a kernel server in the peer netns\n  ip netns exec xs-lab-stack xstack load --iface xs-lab-s --ip 198.18.0.2 --target 198.18.0.1:80 --concurrency 64 --duration 10\n  # open loop at 20k connections/s, HTTP, server closes first\n  xstack load --iface xs-lab-s --ip 198.18.0.2 --target 198.18.0.1:80 --rate 20000 --http --close server --duration 10 --json out.json --hdr out.hlog\n  # the same load over kernel sockets\n  xstack load --kernel --target 198.18.0.1:80 --concurrency 64 --duration 10"
     )]
     Load(Box<LoadArgs>),
-    /// Benchmark xstack against the Linux kernel stack on a fresh testbed, in one run.
+    /// Change fast-path settings (cookies, SYN limits, prefix lists) of a running instance, without reattaching.
     #[command(
-        after_help = "Examples:\n  xstack bench\n  xstack bench --seconds 10 --out target/bench"
+        after_help = "Examples:\n  xstack config --iface xs-lab-s tcp_syncookies=always\n  xstack config syn_source_rate=50 syn_source_burst=10 deny=198.18.200.0/24\n  xstack config syn_rate_on=20000 syn_rate_off=5000 undeny=198.18.200.0/24\nKeys: tcp_syncookies (never|auto|always), syn_rate_on, syn_rate_off, syn_window_ms, syn_source_rate, syn_source_burst, syn_global_rate, syn_global_burst, mss, wscale, window, ecn, allow_only, deny, undeny, allow, unallow"
+    )]
+    Config {
+        /// Interface of the instance (needed when several run).
+        #[arg(long)]
+        iface: Option<String>,
+        /// key=value settings.
+        #[arg(required = true)]
+        settings: Vec<String>,
+    },
+    /// Send a bounded flood of spoofed TCP segments (SYN, ACK, RST) from a prefix in 198.18.0.0/15 through AF_XDP.
+    #[command(
+        after_help = "Examples:\n  ip netns exec xs-lab-peer xstack flood --iface xs-lab-p --target 198.18.0.2:8080 --rate 100000 --duration 5\n  xstack flood --iface xs-lab-p --target 198.18.0.2:8080 --rate 0 --duration 3 --kind mixed --sources 198.18.128.0/17\nOnly targets and sources inside 198.18.0.0/15 (RFC 2544) are accepted."
+    )]
+    Flood(xstack::flood::FloodArgs),
+    /// Benchmarks: with no subcommand, xstack vs the Linux kernel stack (load generators and servers, one run); `synflood` (legit connections under a SYN flood: Linux, Linux+SYNPROXY, xstack); `cookies` (our cookie vs the kernel's helpers).
+    #[command(
+        after_help = "Examples:\n  xstack bench\n  xstack bench --seconds 10 --out target/bench\n  xstack bench synflood\n  xstack bench cookies"
     )]
     Bench {
-        /// Seconds per measurement.
+        #[command(subcommand)]
+        which: Option<BenchWhich>,
+        /// Seconds per measurement (the kernel comparison).
         #[arg(long, default_value_t = 5)]
         seconds: u32,
         /// Directory for bench.json, cps.svg and latency-cdf.svg.
@@ -158,6 +177,20 @@ struct LoadArgs {
 }
 
 #[derive(Subcommand, Debug)]
+enum BenchWhich {
+    /// Legitimate connection success and CPS under rising SYN-flood rates, for three systems.
+    #[command(after_help = "Example:\n  xstack bench synflood --seconds 3 --out target/synflood")]
+    Synflood(xstack::bench::synflood::SynfloodArgs),
+    /// SYN cookie generate+check cost: ours (SipHash, shared with the engine) vs bpf_tcp_raw_*_syncookie_ipv4.
+    #[command(after_help = "Example:\n  xstack bench cookies --repeat 1000000")]
+    Cookies {
+        /// BPF_PROG_TEST_RUN repetitions per variant.
+        #[arg(long, default_value_t = 1_000_000)]
+        repeat: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum TestbedAction {
     /// Create the namespaces, the veth pair and the peer address (idempotent).
     #[command(after_help = "Example:\n  xstack testbed up --name lab --queues 2")]
@@ -234,6 +267,63 @@ struct ServeArgs {
     /// Spin on the rings instead of sleeping in poll() when idle.
     #[arg(long)]
     busy_poll: bool,
+    /// SYN cookies answered in XDP: never, auto (SYN rate above --syn-rate-on or SYN queue full), always.
+    #[arg(long, value_enum, default_value = "auto")]
+    syncookies: xstack::fastpath::SynCookies,
+    /// Auto mode: SYN/s at which XDP starts answering with cookies.
+    #[arg(long, default_value_t = 10_000)]
+    syn_rate_on: u64,
+    /// Auto mode: SYN/s below which it stops again (hysteresis).
+    #[arg(long, default_value_t = 5_000)]
+    syn_rate_off: u64,
+    /// SYN/s allowed per source address (token bucket; 0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    syn_source_rate: u64,
+    /// Burst per source address.
+    #[arg(long, default_value_t = 16)]
+    syn_source_burst: u64,
+    /// SYN/s allowed over all sources (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    syn_global_rate: u64,
+    /// Global burst.
+    #[arg(long, default_value_t = 1024)]
+    syn_global_burst: u64,
+    /// Drop SYNs from this prefix (repeatable).
+    #[arg(long)]
+    deny: Vec<String>,
+    /// Exempt this prefix from SYN limits (repeatable).
+    #[arg(long)]
+    allow: Vec<String>,
+    /// Only sources on the allow list may connect.
+    #[arg(long)]
+    allow_only: bool,
+    /// Any other fast-path setting as key=value (see `xstack config --help`), repeatable.
+    #[arg(long = "set")]
+    set: Vec<String>,
+}
+
+fn fastpath_settings(a: &ServeArgs) -> Result<xstack::fastpath::FastpathSettings> {
+    let mut f = xstack::fastpath::FastpathSettings {
+        syncookies: a.syncookies,
+        syn_rate_on: a.syn_rate_on.max(1),
+        syn_rate_off: a.syn_rate_off,
+        syn_source_rate: a.syn_source_rate,
+        syn_source_burst: a.syn_source_burst.max(1),
+        syn_global_rate: a.syn_global_rate,
+        syn_global_burst: a.syn_global_burst.max(1),
+        allow_only: a.allow_only,
+        ..Default::default()
+    };
+    for d in &a.deny {
+        f.apply(&format!("deny={d}"))?;
+    }
+    for d in &a.allow {
+        f.apply(&format!("allow={d}"))?;
+    }
+    for kv in &a.set {
+        f.apply(kv)?;
+    }
+    Ok(f)
 }
 
 fn init_logging(verbose: u8) {
@@ -285,7 +375,9 @@ fn run(cli: Cli) -> Result<()> {
                     anyhow::bail!("--duration {d} is invalid: give a positive number of seconds");
                 }
             }
+            let fastpath = fastpath_settings(&a)?;
             let config = ServeConfig {
+                fastpath,
                 iface: a.iface,
                 ip: a.ip,
                 ports: a.port,
@@ -401,17 +493,39 @@ fn run(cli: Cli) -> Result<()> {
                     .with_context(|| format!("writing {}", p.display()))?;
             }
         }
-        Command::Bench { seconds, out } => {
-            if !(1..=600).contains(&seconds) {
-                anyhow::bail!("--seconds {seconds} is out of range: use 1 to 600");
+        Command::Config { iface, settings } => {
+            let v = control::set(iface.as_deref(), &settings).context("changing settings")?;
+            if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+                anyhow::bail!("{e}");
             }
-            let table = xstack::bench::run(seconds, &out)?;
-            print!("{table}");
-            println!(
-                "wrote {}/bench.json, cps.svg, latency-cdf.svg",
-                out.display()
-            );
+            println!("{}", serde_json::to_string_pretty(&v["fastpath"])?);
         }
+        Command::Flood(a) => {
+            let r = xstack::flood::run(&a.to_config()?)?;
+            println!("{r}");
+        }
+        Command::Bench {
+            which,
+            seconds,
+            out,
+        } => match which {
+            Some(BenchWhich::Synflood(a)) => xstack::bench::synflood::run(&a)?,
+            Some(BenchWhich::Cookies { repeat }) => {
+                let r = xstack::bench::cookies::run(repeat)?;
+                print!("{r}");
+            }
+            None => {
+                if !(1..=600).contains(&seconds) {
+                    anyhow::bail!("--seconds {seconds} is out of range: use 1 to 600");
+                }
+                let table = xstack::bench::kernel::run(seconds, &out)?;
+                print!("{table}");
+                println!(
+                    "wrote {}/bench.json, cps.svg, latency-cdf.svg",
+                    out.display()
+                );
+            }
+        },
         Command::Stats { iface, json } => {
             let v = control::query_stats(iface.as_deref()).context("reading counters")?;
             if json {

@@ -1,0 +1,7 @@
+//! Benchmarks run from the `xstack` binary: `xstack bench` (xstack vs the
+//! kernel: load generators and servers), `xstack bench synflood` and
+//! `xstack bench cookies`.
+
+pub mod cookies;
+pub mod kernel;
+pub mod synflood;
