@@ -179,6 +179,11 @@ pub const CFG_ALLOW_LIST: u32 = 1 << 1;
 pub const CFG_ALLOW_ONLY: u32 = 1 << 2;
 /// `FastpathConfig::flags`: answer ECN-setup SYNs with ECN (RFC 3168).
 pub const CFG_ECN: u32 = 1 << 3;
+/// `FastpathConfig::flags`: send cookie SYN-ACKs with `bpf_redirect` to the
+/// ingress interface instead of `XDP_TX`. On veth, `XDP_TX` frames wait in
+/// the peer's ring until something else wakes its NAPI (the peer kicks it
+/// only when it has an XDP program of its own); a redirect's flush wakes it.
+pub const CFG_TX_REDIRECT: u32 = 1 << 4;
 
 /// Size of the per-source SYN token-bucket table (LRU).
 pub const MAX_SYN_SOURCES: u32 = 65536;

@@ -54,9 +54,9 @@ mod prog {
         cookie::{self, Flow, Secrets},
         AddrKey, CookieMeta, Counter, FastpathConfig, FastpathState, FlowKey, PortKey, PrefixAddr,
         TcpClass, ADDR_ARP, ADDR_ICMP, CFG_ALLOW_LIST, CFG_ALLOW_ONLY, CFG_DENY_LIST, CFG_ECN,
-        COOKIE_META_LEN, COOKIE_META_MAGIC, COUNTER_COUNT, MAX_FLOWS, MAX_OWNED_ADDRS,
-        MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES, MAX_SYN_SOURCES, META_ECN, META_NO_WSCALE,
-        META_SACK, META_TS, SIGNAL_COUNT, SIGNAL_SYN_QUEUE_FULL, SYNCOOKIES_ALWAYS,
+        CFG_TX_REDIRECT, COOKIE_META_LEN, COOKIE_META_MAGIC, COUNTER_COUNT, MAX_FLOWS,
+        MAX_OWNED_ADDRS, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES, MAX_SYN_SOURCES, META_ECN,
+        META_NO_WSCALE, META_SACK, META_TS, SIGNAL_COUNT, SIGNAL_SYN_QUEUE_FULL, SYNCOOKIES_ALWAYS,
         SYNCOOKIES_AUTO, SYNCOOKIES_NEVER, TCP_CLASS_COUNT,
     };
 
@@ -663,7 +663,14 @@ mod prog {
         let c = cookie_synack(ctx, cfg, &opts, flags, now);
         if c == Counter::TxCookieSynAck {
             state.last_cookie_ns = now;
-            (xdp_action::XDP_TX, c)
+            if cfg.flags & CFG_TX_REDIRECT != 0 {
+                let ifindex = ctx.ingress_ifindex() as u32;
+                // SAFETY: plain helper call; XDP_REDIRECT on success.
+                let action = unsafe { aya_ebpf::helpers::bpf_redirect(ifindex, 0) } as u32;
+                (action, c)
+            } else {
+                (xdp_action::XDP_TX, c)
+            }
         } else {
             (xdp_action::XDP_DROP, c)
         }

@@ -303,7 +303,14 @@ impl Engine {
     ) {
         if let Some(m) = cookie_meta(meta) {
             if stack_ebpf::cookie::MSS_TABLE.contains(&m.mss) {
-                self.on_cookie_ack(&m);
+                self.stats.rx_frames += 1;
+                self.stats.rx_bytes += frame.len() as u64;
+                if self.on_cookie_ack(now, &m, frame) {
+                    return;
+                }
+                // Not a TCP/IPv4 frame after all: count it the usual way.
+                self.stats.rx_frames -= 1;
+                self.stats.rx_bytes -= frame.len() as u64;
             } else {
                 self.stats.cookie_meta_invalid += 1;
             }
@@ -312,16 +319,34 @@ impl Engine {
     }
 
     /// A final ACK whose cookie XDP validated, with the options the cookie
-    /// restored (MSS, window scale, SACK, ECN, timestamps).
-    ///
-    /// Integration point with the TCP engine: once `TcpEngine` has its
-    /// `on_cookie_ack` (the tcp-engine branch), this hands `m` to it so the
-    /// connection is created straight in ESTABLISHED. Until then the segment
-    /// continues on the ordinary path, where the engine treats it as a
-    /// segment of an unknown connection (RFC 9293 §3.10.7.1: RST).
-    fn on_cookie_ack(&mut self, m: &stack_ebpf::CookieMeta) {
-        let _ = m;
+    /// restored (MSS, window scale, SACK, ECN): the TCP engine creates the
+    /// connection straight in ESTABLISHED on the listener's accept queue
+    /// (Linux `cookie_v4_check` → `tcp_get_cookie_sock`). Returns false when
+    /// the frame is not an IPv4/TCP frame for us.
+    fn on_cookie_ack(&mut self, now: Instant, m: &stack_ebpf::CookieMeta, frame: &[u8]) -> bool {
+        let Ok((eth, payload)) = EthernetRepr::parse(frame) else {
+            return false;
+        };
+        let Ok((ip, seg)) = Ipv4Repr::parse(payload) else {
+            return false;
+        };
+        if eth.ethertype != ethernet::ETHERTYPE_IPV4
+            || ip.protocol != ipv4::PROTO_TCP
+            || !self.owns(ip.dst)
+        {
+            return false;
+        }
+        self.learn(ip.src, eth.src);
         self.stats.cookie_acks += 1;
+        self.stats.tcp_segments += 1;
+        let opts = stack_ebpf::cookie::CookieOptions {
+            mss: m.mss,
+            wscale: (m.wscale != stack_ebpf::META_NO_WSCALE).then_some(m.wscale),
+            sack: m.flags & stack_ebpf::META_SACK != 0,
+            ecn: m.flags & stack_ebpf::META_ECN != 0,
+        };
+        let _ = self.tcp.on_cookie_ack(now, ip.src, ip.dst, seg, opts);
+        true
     }
 
     fn dispatch(

@@ -107,6 +107,9 @@ pub struct FastpathSettings {
     pub ecn: bool,
     /// Only sources on the allow list may open connections.
     pub allow_only: bool,
+    /// Send cookie SYN-ACKs with `bpf_redirect` to the ingress interface
+    /// instead of `XDP_TX` (needed on veth; see `CFG_TX_REDIRECT`).
+    pub tx_redirect: bool,
     /// Deny-list prefixes.
     pub deny: Vec<(Ipv4Addr, u8)>,
     /// Allow-list prefixes (exempt from rate limits).
@@ -131,6 +134,7 @@ impl Default for FastpathSettings {
             window: 65535,
             ecn: false,
             allow_only: false,
+            tx_redirect: false,
             deny: Vec::new(),
             allow: Vec::new(),
         }
@@ -180,6 +184,9 @@ impl FastpathSettings {
         }
         if self.ecn {
             flags |= CFG_ECN;
+        }
+        if self.tx_redirect {
+            flags |= stack_ebpf::CFG_TX_REDIRECT;
         }
         FastpathConfig {
             syncookies: self.syncookies.code(),

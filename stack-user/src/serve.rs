@@ -79,14 +79,45 @@ struct Worker {
     handle: JoinHandle<()>,
 }
 
+/// The SYN cookie secrets in force, shared by the XDP program (its map) and
+/// every queue's engine, so that either side validates the other's cookies.
+#[derive(Default)]
+pub struct SharedSecrets {
+    generation: std::sync::atomic::AtomicU64,
+    secrets: Mutex<stack_ebpf::cookie::Secrets>,
+}
+
+impl SharedSecrets {
+    fn publish(&self, s: stack_ebpf::cookie::Secrets) {
+        if let Ok(mut g) = self.secrets.lock() {
+            *g = s;
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// CLOCK_MONOTONIC in microseconds (the clock of the XDP program's cookie
+/// minute counter and TSval).
+fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime into a timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
 fn worker_loop(
     mut sock: XskSocket,
     mut engine: Engine,
     stats: Arc<Mutex<QueueStats>>,
     stop: Arc<AtomicBool>,
     busy_poll: bool,
+    secrets: Arc<SharedSecrets>,
 ) {
     let mut idle = 0u32;
+    let mut secrets_seen = u64::MAX;
     let mut last_publish = Instant::now();
     let mut reported_tx_drops = 0u64;
     let epoch = Instant::now();
@@ -122,7 +153,18 @@ fn worker_loop(
         }
     };
     let clock = || crate::tcp::Instant(epoch.elapsed().as_micros() as u64);
+    // The engine's cookies use the XDP program's clock: minutes of CLOCK_MONOTONIC.
+    engine
+        .tcp()
+        .set_cookie_clock_offset(monotonic_us().saturating_sub(epoch.elapsed().as_micros() as u64));
     while !stop.load(Ordering::Relaxed) {
+        let g = secrets.generation.load(Ordering::Acquire);
+        if g != secrets_seen {
+            if let Ok(s) = secrets.secrets.lock() {
+                engine.tcp().set_cookie_secrets(*s);
+            }
+            secrets_seen = g;
+        }
         sock.complete();
         sock.refill();
         let now = clock();
@@ -212,6 +254,12 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     if let Some(dir) = &pin_dir {
         log::info!("XDP maps pinned under {}", dir.display());
     }
+    // Cookie SYN-ACKs sent by XDP must announce what the engine will use
+    // for the connection they create: its MSS and window-scale shift.
+    let mut config = config;
+    config.fastpath.mss = config.fastpath.mss.min(config.tcp.mss);
+    config.fastpath.wscale = config.tcp.rcv_wscale();
+    config.fastpath.tx_redirect = iface.driver == "veth";
     apply_fastpath(&mut prog, &config.fastpath, &Default::default())?;
     prog.own_addr(config.ip)?;
     for p in &config.ports {
@@ -240,6 +288,8 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         if iface.driver.is_empty() { "?" } else { &iface.driver }
     );
 
+    let secrets = Arc::new(SharedSecrets::default());
+    secrets.publish(prog.secrets()?);
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for sock in sockets {
@@ -258,10 +308,15 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
             backlog: 1024,
             secret: sys::random_secret(),
         });
-        let (st, sp, busy) = (stats.clone(), stop.clone(), config.busy_poll);
+        let (st, sp, busy, sec) = (
+            stats.clone(),
+            stop.clone(),
+            config.busy_poll,
+            secrets.clone(),
+        );
         let handle = std::thread::Builder::new()
             .name(format!("xstack-q{q}"))
-            .spawn(move || worker_loop(sock, engine, st, sp, busy))
+            .spawn(move || worker_loop(sock, engine, st, sp, busy, sec))
             .context("spawning a queue worker")?;
         workers.push(Worker { stats, handle });
     }
@@ -315,8 +370,10 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
             if last_rotation.elapsed() >= crate::fastpath::SECRET_ROTATION {
                 match p.secrets() {
                     Ok(s) => {
-                        if let Err(e) = p.set_secrets(&crate::fastpath::rotate(&s)) {
-                            log::warn!("rotating the SYN cookie secret: {e}");
+                        let next = crate::fastpath::rotate(&s);
+                        match p.set_secrets(&next) {
+                            Ok(()) => secrets.publish(next),
+                            Err(e) => log::warn!("rotating the SYN cookie secret: {e}"),
                         }
                     }
                     Err(e) => log::warn!("reading the SYN cookie secret: {e}"),
@@ -326,7 +383,10 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
             // The engine's SYN queue overflowed since the last look: tell XDP
             // (auto mode then answers SYNs with cookies) until it has been
             // quiet for a second.
-            let now_overflows: u64 = queue_stats_total(&workers, "drop_listen_overflow");
+            let now_overflows: u64 = ["ListenOverflows", "TCPReqQFullDrop", "TCPReqQFullDoCookies"]
+                .iter()
+                .map(|k| queue_stats_total(&workers, k))
+                .sum();
             if now_overflows > overflows {
                 if queue_full_since.is_none() {
                     log::info!("SYN queue full: XDP answers SYNs with cookies (auto mode)");
