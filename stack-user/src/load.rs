@@ -171,6 +171,9 @@ pub struct Summary {
     pub peak_time_wait: u64,
     /// The first error seen, as text (null when none).
     pub first_error: Option<String>,
+    /// Times a connection had to wait for a free local port (all in use or
+    /// in TIME_WAIT younger than tcp_tw_reuse allows).
+    pub port_exhausted_waits: u64,
 }
 
 /// Shared measurement state.
@@ -184,6 +187,7 @@ struct Recorder {
     bytes_out: u64,
     peak_tw: u64,
     first_error: Option<String>,
+    port_waits: u64,
 }
 
 impl Recorder {
@@ -198,6 +202,7 @@ impl Recorder {
             bytes_out: 0,
             peak_tw: 0,
             first_error: None,
+            port_waits: 0,
         }
     }
 
@@ -239,6 +244,7 @@ impl Recorder {
             errors: self.errors,
             peak_time_wait: self.peak_tw,
             first_error: self.first_error.clone(),
+            port_exhausted_waits: self.port_waits,
         }
     }
 }
@@ -464,12 +470,23 @@ pub fn run_engine(
             if cfg.connections.is_some_and(|n| started >= n) {
                 break;
             }
-            started += 1;
             let t = st.now();
-            match st
+            let attempt = st
                 .engine()
-                .connect(t, ip, 0, *cfg.target.ip(), cfg.target.port())
-            {
+                .connect(t, ip, 0, *cfg.target.ip(), cfg.target.port());
+            if attempt == Err(TcpError::AddrInUse) {
+                // Every local port is busy or in TIME_WAIT too young to reuse
+                // (EADDRNOTAVAIL on Linux): back-pressure, not an error. Try
+                // again on a later round; open-loop starts keep their
+                // intended times, so the wait shows in the latency.
+                rec.port_waits += 1;
+                if let Loop::Open(_) = cfg.lp {
+                    next_open = next_open.min(origin);
+                }
+                break;
+            }
+            started += 1;
+            match attempt {
                 Ok(c) => {
                     conns.insert(
                         c,

@@ -30,7 +30,7 @@ pub enum SysctlError {
 }
 
 /// The keys `apply` knows.
-pub const KEYS: &str = "tcp_timestamps, tcp_sack, tcp_window_scaling, tcp_syncookies, tcp_max_syn_backlog, somaxconn, tcp_abort_on_overflow, tcp_synack_retries, tcp_syn_retries, tcp_retries2, tcp_fin_timeout, tcp_max_tw_buckets, tcp_tw_reuse, tw_isn_above_last, tcp_keepalive_time, tcp_keepalive_intvl, tcp_keepalive_probes, tcp_rfc1337, close_wait_warn, tcp_rmem, tcp_wmem";
+pub const KEYS: &str = "tcp_timestamps, tcp_sack, tcp_window_scaling, tcp_syncookies, tcp_max_syn_backlog, somaxconn, tcp_abort_on_overflow, tcp_synack_retries, tcp_syn_retries, tcp_retries2, tcp_fin_timeout, tcp_max_tw_buckets, tcp_tw_reuse, tw_isn_above_last, tcp_keepalive_time, tcp_keepalive_intvl, tcp_keepalive_probes, tcp_rfc1337, close_wait_warn, tcp_rmem, tcp_wmem, ip_local_port_range";
 
 /// Applies one `key=value` (an optional `net.ipv4.`/`net.core.` prefix is
 /// accepted) to `cfg`.
@@ -94,6 +94,21 @@ pub fn apply(cfg: &mut TcpConfig, arg: &str) -> Result<(), SysctlError> {
                 s => Some(Duration::from_secs(s)),
             }
         }
+        "ip_local_port_range" => {
+            let mut it = value
+                .split(|c: char| c == '-' || c.is_whitespace())
+                .filter(|p| !p.is_empty());
+            let (Some(lo), Some(hi), None) = (it.next(), it.next(), it.next()) else {
+                return Err(bad("use LOW-HIGH or \"LOW HIGH\""));
+            };
+            let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>()) else {
+                return Err(bad("ports are 1-65535"));
+            };
+            if lo == 0 || lo > hi {
+                return Err(bad("need 0 < LOW <= HIGH"));
+            }
+            cfg.ip_local_port_range = (lo, hi);
+        }
         "tcp_rmem" => cfg.tcp_rmem = u32::try_from(num()?).map_err(|_| bad("too large"))?,
         "tcp_wmem" => cfg.tcp_wmem = u32::try_from(num()?).map_err(|_| bad("too large"))?,
         other => return Err(SysctlError::UnknownKey(other.into())),
@@ -113,6 +128,9 @@ mod tests {
         apply(&mut c, "net.core.somaxconn=8").unwrap();
         apply(&mut c, "tcp_fin_timeout=5").unwrap();
         apply(&mut c, "tcp_abort_on_overflow=1").unwrap();
+        apply(&mut c, "ip_local_port_range=40000-40099").unwrap();
+        assert_eq!(c.ip_local_port_range, (40000, 40099));
+        assert!(apply(&mut c, "ip_local_port_range=5-1").is_err());
         assert_eq!(c.tcp_max_tw_buckets, 10);
         assert_eq!(c.tcp_tw_reuse, 1);
         assert_eq!(c.somaxconn, 8);

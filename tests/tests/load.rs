@@ -264,3 +264,50 @@ fn xstack_load_against_xstack_serve_has_no_errors() {
     assert!(ok, "{:#}", serve.stats());
     let _ = std::fs::remove_file(json);
 }
+
+#[test]
+fn tw_reuse_lets_a_client_reuse_time_wait_tuples_without_errors() {
+    // 100 local ports, 300 connections, client closes first: every port is
+    // reused from TIME_WAIT (tcp_tw_reuse=1 after 1 s, timestamps on, so
+    // PAWS guards the new incarnation at the Linux server).
+    let tb = testbed('y', 1);
+    let t = &tb.testbed;
+    let _ks = Kserve::start(t, &t.peer_ns, "198.18.0.1:80", &["--app", "echo"]);
+    let json = tmp("twreuse.json");
+    let v = load(
+        &t.stack_ns,
+        &[
+            "--iface",
+            &t.stack_if,
+            "--ip",
+            "198.18.0.2",
+            "--target",
+            "198.18.0.1:80",
+            "--concurrency",
+            "20",
+            "--connections",
+            "300",
+            "--close",
+            "client",
+            "--timeout",
+            "10",
+            "--sysctl",
+            "ip_local_port_range=40000-40099",
+            "--sysctl",
+            "tcp_tw_reuse=1",
+        ],
+        &json,
+    );
+    assert_eq!(counter(&v, "/connections"), 300, "{v:#}");
+    for k in ["refused", "reset", "timeout", "other"] {
+        assert_eq!(counter(&v, &format!("/errors/{k}")), 0, "{v:#}");
+    }
+    let peak = counter(&v, "/peak_time_wait");
+    assert!(
+        (20..=100).contains(&peak),
+        "TIME_WAIT peak {peak} outside the port range: {v:#}"
+    );
+    // Reuse needs 1 s per round: 3 rounds over 100 ports take at least 2 s.
+    assert!(v["elapsed_s"].as_f64().unwrap() >= 2.0, "{v:#}");
+    let _ = std::fs::remove_file(json);
+}

@@ -58,6 +58,8 @@ const DEB_PACKAGES: &[(&str, &str)] = &[
     ("mount", "mount"),
     ("curl", "curl"),
     ("wrk", "wrk"),
+    ("nft", "nftables"),
+    ("tshark", "tshark"),
 ];
 
 fn root() -> PathBuf {
