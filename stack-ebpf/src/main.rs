@@ -379,6 +379,17 @@ mod prog {
         }
     }
 
+    /// A SYN answered with a cookie starts a new incarnation of its 4-tuple:
+    /// forget the old one's flow entry so that the final ACK is checked as a
+    /// cookie (and reaches the engine with its metadata) instead of being
+    /// taken for a segment of the old connection.
+    #[inline(always)]
+    fn forget_flow(ctx: &XdpContext, off: usize) {
+        if let Some(k) = flow_key(ctx, off) {
+            let _ = FLOWS.remove(&k);
+        }
+    }
+
     /// Segments without SYN: the shortest path unless cookies are in use.
     #[inline(always)]
     fn established(ctx: &XdpContext, f: u8, payload: usize, off: usize) -> (u32, Counter) {
@@ -660,6 +671,7 @@ mod prog {
         if ihl != 20 {
             return (xdp_action::XDP_DROP, Counter::DropSynIpOptions);
         }
+        forget_flow(ctx, off);
         let c = cookie_synack(ctx, cfg, &opts, flags, now);
         if c == Counter::TxCookieSynAck {
             state.last_cookie_ns = now;

@@ -493,7 +493,29 @@ impl TcpEngine {
             remote_addr: src,
             remote_port: seg.src_port,
         };
-        if self.conns.contains_key(&tuple) || self.tw.lookup(&tuple).is_some() {
+        if let Some(twi) = self.tw.lookup(&tuple) {
+            // XDP answered a fresh SYN on a 4-tuple we hold in TIME_WAIT
+            // (the engine never saw it). Apply RFC 6191 to what the ACK
+            // tells of that SYN: its ISN (seq - 1) above the old RCV.NXT, or
+            // a newer timestamp, opens the new incarnation as Linux does for
+            // a SYN to a TIME_WAIT socket; anything else is TIME_WAIT's.
+            let newer = self.tw.get(twi).copied().is_some_and(|e| {
+                let isn = seg.seq - 1u32;
+                isn.diff(e.rcv_nxt) > 0
+                    || (e.has_ts()
+                        && seg
+                            .options
+                            .timestamps
+                            .is_some_and(|ts| (e.ts_recent.wrapping_sub(ts.tsval) as i32) < 0))
+            });
+            if !newer || seg.syn() || seg.rst() || self.find_listener(dst, seg.dst_port).is_none() {
+                self.handle(now, src, dst, &seg);
+                return None;
+            }
+            self.stats.time_wait_syn_reopen += 1;
+            self.tw_end(twi, true);
+        }
+        if self.conns.contains_key(&tuple) {
             self.handle(now, src, dst, &seg);
             return None;
         }
