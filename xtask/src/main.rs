@@ -430,6 +430,12 @@ fn bench(seconds: u32) -> Result<()> {
             "--out",
             "target/bench",
         ]))?;
+    run(Command::new(root().join("target/release/xstack"))
+        .current_dir(root())
+        .args(["bench", "synflood", "--seconds", "3", "--out", "target/synflood"]))?;
+    run(Command::new(root().join("target/release/xstack"))
+        .current_dir(root())
+        .args(["bench", "cookies"]))?;
     for bench in ["rx-bench", "bulk-bench"] {
         run(Command::new("cargo")
             .current_dir(root())
