@@ -68,7 +68,8 @@ pub struct LoadConfig {
     pub duration: Option<Duration>,
     /// Stop after this many connections.
     pub connections: Option<u64>,
-    /// Per-connection timeout.
+    /// How long a connection may go without progress (connect, a
+    /// response) before it counts as timed out.
     pub timeout: Duration,
     /// Print a progress line every second.
     pub progress: bool,
@@ -188,6 +189,12 @@ struct Recorder {
     peak_tw: u64,
     first_error: Option<String>,
     port_waits: u64,
+    /// End of the measurement window (`--duration`): rates count what
+    /// completed inside it, not the drain after it.
+    window: Option<(Instant, Duration)>,
+    conns_in_window: u64,
+    reqs_in_window: u64,
+    bytes_in_window: u64,
 }
 
 impl Recorder {
@@ -203,7 +210,15 @@ impl Recorder {
             peak_tw: 0,
             first_error: None,
             port_waits: 0,
+            window: None,
+            conns_in_window: 0,
+            reqs_in_window: 0,
+            bytes_in_window: 0,
         }
+    }
+
+    fn in_window(&self) -> bool {
+        self.window.is_none_or(|(end, _)| Instant::now() <= end)
     }
 
     fn latency(&mut self, d: Duration) {
@@ -211,6 +226,23 @@ impl Recorder {
         self.hist.saturating_record(us);
         self.interval.saturating_record(us);
         self.requests += 1;
+        if self.in_window() {
+            self.reqs_in_window += 1;
+        }
+    }
+
+    fn conn_done(&mut self) {
+        self.connections += 1;
+        if self.in_window() {
+            self.conns_in_window += 1;
+        }
+    }
+
+    fn bytes_received(&mut self, n: u64) {
+        self.bytes_in += n;
+        if self.in_window() {
+            self.bytes_in_window += n;
+        }
     }
 
     fn summary(&self, stack: &'static str, target: SocketAddrV4, elapsed: f64) -> Summary {
@@ -222,17 +254,28 @@ impl Recorder {
                 h.value_at_quantile(x)
             }
         };
+        // With --duration, rates are over the window; the drain after it
+        // (last requests, closes) does not dilute them.
+        let (secs, conns, reqs, bytes) = match self.window {
+            Some((_, d)) if elapsed > d.as_secs_f64() => (
+                d.as_secs_f64(),
+                self.conns_in_window,
+                self.reqs_in_window,
+                self.bytes_in_window,
+            ),
+            _ => (elapsed, self.connections, self.requests, self.bytes_in),
+        };
         Summary {
             stack,
             target: target.to_string(),
             elapsed_s: elapsed,
             connections: self.connections,
-            connections_per_s: self.connections as f64 / elapsed,
+            connections_per_s: conns as f64 / secs,
             requests: self.requests,
-            requests_per_s: self.requests as f64 / elapsed,
+            requests_per_s: reqs as f64 / secs,
             bytes_out: self.bytes_out,
             bytes_in: self.bytes_in,
-            throughput_bps: self.bytes_in as f64 * 8.0 / elapsed,
+            throughput_bps: bytes as f64 * 8.0 / secs,
             latency_us: Latency {
                 p50: q(0.5),
                 p90: q(0.9),
@@ -390,6 +433,7 @@ fn response_complete(cfg: &LoadConfig, buf: &[u8]) -> Result<Option<usize>, ()> 
 struct Conn {
     /// When the current request was meant to start (latency origin).
     origin: Instant,
+    /// Last progress (connect, or a response): `--timeout` counts from here.
     started: Instant,
     done: u32,
     inbuf: Vec<u8>,
@@ -425,6 +469,7 @@ pub fn run_engine(
         xsk: Default::default(),
     })?;
     let mut rec = Recorder::new();
+    rec.window = cfg.duration.map(|d| (Instant::now() + d, d));
     let mut rep = Reporter::new(cfg)?;
     let mut conns: HashMap<ConnId, Conn> = HashMap::new();
     let start = Instant::now();
@@ -567,7 +612,7 @@ pub fn run_engine(
                     Ok(0) => {
                         if conn.awaiting_fin {
                             let _ = tcp.close(tcp_now, c);
-                            rec.connections += 1;
+                            rec.conn_done();
                             finished = true;
                         } else {
                             failed = true;
@@ -575,13 +620,14 @@ pub fn run_engine(
                         break;
                     }
                     Ok(n) => {
-                        rec.bytes_in += n as u64;
+                        rec.bytes_received(n as u64);
                         conn.inbuf.extend_from_slice(&buf[..n]);
                         loop {
                             match response_complete(cfg, &conn.inbuf) {
                                 Ok(Some(len)) => {
                                     conn.inbuf.drain(..len);
                                     rec.latency(conn.origin.elapsed());
+                                    conn.started = Instant::now();
                                     conn.done += 1;
                                     // Past the deadline a connection ends after its
                                     // current request (with --close server, after
@@ -591,12 +637,12 @@ pub fn run_engine(
                                         match cfg.close {
                                             CloseBy::Client => {
                                                 let _ = tcp.close(tcp_now, c);
-                                                rec.connections += 1;
+                                                rec.conn_done();
                                                 finished = true;
                                             }
                                             CloseBy::Rst => {
                                                 let _ = tcp.abort(c);
-                                                rec.connections += 1;
+                                                rec.conn_done();
                                                 finished = true;
                                             }
                                             CloseBy::Server => conn.awaiting_fin = true,
@@ -737,7 +783,7 @@ async fn kernel_conn(
             }
             if let Ok(mut r) = rec.lock() {
                 r.bytes_out += req.len() as u64;
-                r.bytes_in += got;
+                r.bytes_received(got);
                 r.latency(origin.elapsed());
             }
             origin = Instant::now();
@@ -763,7 +809,7 @@ async fn kernel_conn(
     .await;
     if let Ok(mut r) = rec.lock() {
         match res {
-            Ok(Ok(())) => r.connections += 1,
+            Ok(Ok(())) => r.conn_done(),
             Ok(Err(e)) => match e.kind() {
                 _ if r.first_error.is_none() => {
                     r.first_error = Some(e.to_string());
@@ -795,6 +841,9 @@ pub fn run_kernel(cfg: &LoadConfig, threads: usize) -> Result<Summary> {
         .build()?;
     let cfg = Arc::new(cfg.clone());
     let rec = Arc::new(Mutex::new(Recorder::new()));
+    if let Ok(mut r) = rec.lock() {
+        r.window = cfg.duration.map(|d| (Instant::now() + d, d));
+    }
     let start = Instant::now();
     let mut rep = Reporter::new(&cfg)?;
     rt.block_on(async {

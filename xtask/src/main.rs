@@ -432,7 +432,14 @@ fn bench(seconds: u32) -> Result<()> {
         ]))?;
     run(Command::new(root().join("target/release/xstack"))
         .current_dir(root())
-        .args(["bench", "synflood", "--seconds", "3", "--out", "target/synflood"]))?;
+        .args([
+            "bench",
+            "synflood",
+            "--seconds",
+            "3",
+            "--out",
+            "target/synflood",
+        ]))?;
     run(Command::new(root().join("target/release/xstack"))
         .current_dir(root())
         .args(["bench", "cookies"]))?;

@@ -150,7 +150,7 @@ struct LoadArgs {
     /// Connections to make in all.
     #[arg(long)]
     connections: Option<u64>,
-    /// Per-connection timeout in seconds.
+    /// Seconds a connection may go without progress (handshake, a response) before it counts as timed out.
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
     /// Engines (AF_XDP queues); this version drives one.
