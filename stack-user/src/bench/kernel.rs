@@ -7,7 +7,10 @@
 //! the peer veth with its own address 198.18.0.3). Each pair runs for the
 //! same time with the same application; wrk runs against both servers as an
 //! outside reference. CPU is the user+system time of each process (softirq
-//! work is not attributed to processes).
+//! work is not attributed to processes). The xstack server runs with
+//! `--busy-poll` (it spins on its rings instead of sleeping in poll(), the
+//! setting a user tuning for throughput picks; it shows as ~100% CPU); the
+//! xstack load generator always spins.
 
 use std::{
     io::Write as _,
@@ -164,7 +167,7 @@ fn load_row(
                     "--port",
                     port,
                 ])
-                .args(["--app", "http", "--response-bytes", "64"]),
+                .args(["--app", "http", "--response-bytes", "64", "--busy-poll"]),
         )?;
         wait_serve(&t.stack_if);
         p
@@ -253,7 +256,7 @@ fn wrk_row(t: &Testbed, sc: &Scenario, server: &str, secs: u32) -> Result<Row> {
                     "--port",
                     "80",
                 ])
-                .args(["--app", "http", "--response-bytes", "64"]),
+                .args(["--app", "http", "--response-bytes", "64", "--busy-poll"]),
         )?;
         wait_serve(&t.stack_if);
         p
