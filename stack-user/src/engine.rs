@@ -221,6 +221,8 @@ pub struct Engine {
     app_conns: HashMap<crate::tcp::ConnId, crate::app::AppConn>,
     /// Events on caller-owned connections, for [`Engine::poll_event`].
     events: std::collections::VecDeque<Event>,
+    /// The applications' read buffer.
+    app_buf: Vec<u8>,
 }
 
 const TCP_FLAG_SYN: u8 = 0x02;
@@ -247,6 +249,7 @@ impl Engine {
             scratch: vec![0u8; 2048],
             app_conns: HashMap::new(),
             events: std::collections::VecDeque::new(),
+            app_buf: vec![0u8; 16 * 1024],
         }
     }
 
@@ -404,7 +407,15 @@ impl Engine {
     }
 
     fn run_app(&mut self, now: Instant) {
-        let mut buf = [0u8; 16 * 1024];
+        // A buffer kept across calls: zeroing 16 KiB on every poll cost the
+        // busy-polling server a fifth of its time (perf).
+        let mut buf = std::mem::take(&mut self.app_buf);
+        buf.resize(16 * 1024, 0);
+        self.run_app_with(now, &mut buf);
+        self.app_buf = buf;
+    }
+
+    fn run_app_with(&mut self, now: Instant, buf: &mut [u8]) {
         while let Some(ev) = self.tcp.poll_event() {
             match ev {
                 Event::Incoming(l) if self.config.app == App::Manual => {
@@ -414,13 +425,13 @@ impl Engine {
                     while let Some(c) = self.tcp.accept(l) {
                         self.stats.app_accepted += 1;
                         self.app_conns.insert(c, Default::default());
-                        self.app_io(now, c, &mut buf);
+                        self.app_io(now, c, buf);
                     }
                 }
                 Event::Readable(c) | Event::Writable(c) | Event::PeerClosed(c)
                     if self.app_conns.contains_key(&c) =>
                 {
-                    self.app_io(now, c, &mut buf)
+                    self.app_io(now, c, buf)
                 }
                 Event::Closed(c) | Event::Reset(c) | Event::TimedOut(c)
                     if self.app_conns.contains_key(&c) =>

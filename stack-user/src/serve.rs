@@ -202,7 +202,9 @@ fn worker_loop(
         } else {
             idle = 0;
         }
-        if idle > 256 || last_publish.elapsed() >= Duration::from_millis(50) {
+        // Publish for `xstack stats` at most every 50 ms (it builds maps: not
+        // something to do per iteration of a busy loop), and once on going idle.
+        if idle == 257 || last_publish.elapsed() >= Duration::from_millis(50) {
             publish(&sock, &engine, &stats);
             last_publish = Instant::now();
         }
