@@ -128,6 +128,49 @@ fn ip(ns: &str, op: &str, cidr: &str, dev: &str) -> Result<()> {
     Ok(())
 }
 
+/// Starts the kernel (`xstack kserve`, with 198.18.0.2 on the kernel
+/// interface) or the xstack server in the stack namespace and waits until it
+/// answers.
+fn start_server(t: &Testbed, server: &str) -> Result<Proc> {
+    let bin = bin()?;
+    let exe = bin.to_str().unwrap_or("xstack");
+    if server == "kernel" {
+        ip(&t.stack_ns, "add", "198.18.0.2/24", &t.stack_if)?;
+        let p = Proc::spawn(
+            netns_command(&t.stack_ns, exe)
+                .args(["kserve", "--listen", "198.18.0.2:80", "--app", "http"])
+                .args(["--response-bytes", "64", "--threads", "1"]),
+        )?;
+        wait_port(&t.stack_ns, 80);
+        Ok(p)
+    } else {
+        let p = Proc::spawn(
+            netns_command(&t.stack_ns, exe)
+                .args([
+                    "serve",
+                    "--iface",
+                    &t.stack_if,
+                    "--ip",
+                    "198.18.0.2",
+                    "--port",
+                    "80",
+                ])
+                .args(["--app", "http", "--response-bytes", "64", "--busy-poll"]),
+        )?;
+        wait_serve(&t.stack_if);
+        Ok(p)
+    }
+}
+
+/// Stops a server from [`start_server`]; returns its CPU seconds.
+fn stop_server(t: &Testbed, server: &str, p: Proc) -> Result<f64> {
+    let (cpu, _) = p.stop();
+    if server == "kernel" {
+        ip(&t.stack_ns, "del", "198.18.0.2/24", &t.stack_if)?;
+    }
+    Ok(cpu)
+}
+
 /// One scenario's load arguments.
 struct Scenario {
     name: &'static str,
@@ -144,34 +187,7 @@ fn load_row(
     dir: &Path,
 ) -> Result<Row> {
     let bin = bin()?;
-    let port = "80";
-    // Server.
-    let server_proc = if server == "kernel" {
-        ip(&t.stack_ns, "add", "198.18.0.2/24", &t.stack_if)?;
-        let p = Proc::spawn(
-            netns_command(&t.stack_ns, bin.to_str().unwrap_or("xstack"))
-                .args(["kserve", "--listen", "198.18.0.2:80", "--app", "http"])
-                .args(["--response-bytes", "64", "--threads", "1"]),
-        )?;
-        wait_port(&t.stack_ns, 80);
-        p
-    } else {
-        let p = Proc::spawn(
-            netns_command(&t.stack_ns, bin.to_str().unwrap_or("xstack"))
-                .args([
-                    "serve",
-                    "--iface",
-                    &t.stack_if,
-                    "--ip",
-                    "198.18.0.2",
-                    "--port",
-                    port,
-                ])
-                .args(["--app", "http", "--response-bytes", "64", "--busy-poll"]),
-        )?;
-        wait_serve(&t.stack_if);
-        p
-    };
+    let server_proc = start_server(t, server)?;
     let json = dir.join(format!("{}-{load}-{server}.json", sc.name));
     let started = Instant::now();
     let mut cmd = netns_command(&t.peer_ns, bin.to_str().unwrap_or("xstack"));
@@ -198,10 +214,7 @@ fn load_row(
         .context("spawning xstack load")?;
     let (load_cpu_s, _) = wait_cpu(&mut lp);
     let wall = started.elapsed().as_secs_f64();
-    let (server_cpu_s, _) = server_proc.stop();
-    if server == "kernel" {
-        ip(&t.stack_ns, "del", "198.18.0.2/24", &t.stack_if)?;
-    }
+    let server_cpu_s = stop_server(t, server, server_proc)?;
     // Let TIME_WAIT and ARP state of this pair fade out of the next one's way.
     std::thread::sleep(Duration::from_millis(300));
     let v: Value =
@@ -234,33 +247,7 @@ fn load_row(
 
 /// wrk from the peer namespace against one server.
 fn wrk_row(t: &Testbed, sc: &Scenario, server: &str, secs: u32) -> Result<Row> {
-    let bin = bin()?;
-    let server_proc = if server == "kernel" {
-        ip(&t.stack_ns, "add", "198.18.0.2/24", &t.stack_if)?;
-        let p = Proc::spawn(
-            netns_command(&t.stack_ns, bin.to_str().unwrap_or("xstack"))
-                .args(["kserve", "--listen", "198.18.0.2:80", "--app", "http"])
-                .args(["--response-bytes", "64", "--threads", "1"]),
-        )?;
-        wait_port(&t.stack_ns, 80);
-        p
-    } else {
-        let p = Proc::spawn(
-            netns_command(&t.stack_ns, bin.to_str().unwrap_or("xstack"))
-                .args([
-                    "serve",
-                    "--iface",
-                    &t.stack_if,
-                    "--ip",
-                    "198.18.0.2",
-                    "--port",
-                    "80",
-                ])
-                .args(["--app", "http", "--response-bytes", "64", "--busy-poll"]),
-        )?;
-        wait_serve(&t.stack_if);
-        p
-    };
+    let server_proc = start_server(t, server)?;
     let started = Instant::now();
     let mut cmd = netns_command(&t.peer_ns, "wrk");
     cmd.args([
@@ -282,10 +269,7 @@ fn wrk_row(t: &Testbed, sc: &Scenario, server: &str, secs: u32) -> Result<Row> {
         .context("running wrk (apt-get install wrk, or cargo xtask setup)")?;
     let (wrk_cpu_s, text) = wait_cpu(&mut w);
     let wall = started.elapsed().as_secs_f64();
-    let (server_cpu_s, _) = server_proc.stop();
-    if server == "kernel" {
-        ip(&t.stack_ns, "del", "198.18.0.2/24", &t.stack_if)?;
-    }
+    let server_cpu_s = stop_server(t, server, server_proc)?;
     std::thread::sleep(Duration::from_millis(300));
     let rps = text
         .lines()
