@@ -602,17 +602,28 @@ impl TcpEngine {
         if !full {
             return false;
         }
+        if self.accept_overflow(tuple, seg) {
+            self.free_slot(idx);
+        }
+        true
+    }
+
+    /// A final ACK found the accept queue full (Linux `listen_overflow`):
+    /// counted, and with `tcp_abort_on_overflow` answered with
+    /// <SEQ=SEG.ACK><CTL=RST>. Returns whether it was reset (the request
+    /// is then dropped too).
+    fn accept_overflow(&mut self, tuple: FourTuple, seg: &TcpRepr) -> bool {
         self.stats.listen_overflows += 1;
         self.stats.listen_drops += 1;
-        if self.cfg.tcp_abort_on_overflow {
-            if let Some(ack) = seg.ack {
-                self.queue_reset(RstSegment {
-                    tuple,
-                    seq: ack,
-                    ack: None,
-                });
-            }
-            self.free_slot(idx);
+        if !self.cfg.tcp_abort_on_overflow {
+            return false;
+        }
+        if let Some(ack) = seg.ack {
+            self.queue_reset(RstSegment {
+                tuple,
+                seq: ack,
+                ack: None,
+            });
         }
         true
     }
@@ -900,17 +911,7 @@ impl TcpEngine {
         if full {
             // No state to keep: drop (the client's next segment carries the
             // cookie again) or reset.
-            self.stats.listen_overflows += 1;
-            self.stats.listen_drops += 1;
-            if self.cfg.tcp_abort_on_overflow {
-                if let Some(ack) = seg.ack {
-                    self.queue_reset(RstSegment {
-                        tuple,
-                        seq: ack,
-                        ack: None,
-                    });
-                }
-            }
+            self.accept_overflow(tuple, seg);
             return None;
         }
         if self.slots_in_use() >= self.cfg.max_connections {
