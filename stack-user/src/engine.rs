@@ -304,21 +304,19 @@ impl Engine {
         frame: &[u8],
         tx: &mut dyn Transmit,
     ) {
+        self.stats.rx_frames += 1;
+        self.stats.rx_bytes += frame.len() as u64;
         if let Some(m) = cookie_meta(meta) {
-            if stack_ebpf::cookie::MSS_TABLE.contains(&m.mss) {
-                self.stats.rx_frames += 1;
-                self.stats.rx_bytes += frame.len() as u64;
-                if self.on_cookie_ack(now, &m, frame) {
-                    return;
-                }
-                // Not a TCP/IPv4 frame after all: count it the usual way.
-                self.stats.rx_frames -= 1;
-                self.stats.rx_bytes -= frame.len() as u64;
-            } else {
+            if !stack_ebpf::cookie::MSS_TABLE.contains(&m.mss) {
                 self.stats.cookie_meta_invalid += 1;
+            } else if self.on_cookie_ack(now, &m, frame) {
+                return;
             }
         }
-        self.handle_frame(now, frame, tx);
+        // Not a cookie ACK (or not a TCP/IPv4 frame after all): the usual way.
+        if let Err(e) = self.dispatch(now, frame, tx) {
+            self.drop_wire(e);
+        }
     }
 
     /// A final ACK whose cookie XDP validated, with the options the cookie

@@ -267,33 +267,13 @@ impl FastpathSettings {
     }
 }
 
-/// A random 128-bit secret from the kernel (getrandom).
+/// A random 128-bit SipHash key ([`crate::sys::random_secret`]).
 pub fn random_secret() -> Secret {
-    let mut b = [0u8; 16];
-    let mut filled = 0;
-    while filled < b.len() {
-        // SAFETY: writes at most the remaining bytes of `b`.
-        let n = unsafe {
-            libc::getrandom(
-                b[filled..].as_mut_ptr() as *mut libc::c_void,
-                b.len() - filled,
-                0,
-            )
-        };
-        if n <= 0 {
-            // getrandom only fails on a kernel without it (< 3.17).
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            b.copy_from_slice(&(t ^ (std::process::id() as u128) << 64).to_le_bytes());
-            break;
-        }
-        filled += n as usize;
-    }
+    let b = crate::sys::random_secret();
+    let (k0, k1) = b.split_at(8);
     Secret {
-        k0: u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8])),
-        k1: u64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8])),
+        k0: u64::from_le_bytes(k0.try_into().unwrap_or([0; 8])),
+        k1: u64::from_le_bytes(k1.try_into().unwrap_or([0; 8])),
     }
 }
 
