@@ -334,20 +334,8 @@ impl Testbed {
                 .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"])))
                 .collect();
         }
-        let xdp = &link["xdp"];
-        if let Some(prog) = xdp.get("prog") {
-            let mode = match xdp["mode"].as_u64() {
-                Some(1) => "driver",
-                Some(2) => "generic",
-                Some(3) => "offload",
-                _ => "unknown",
-            };
-            st.xdp = Some(format!(
-                "{} (id {}, {mode} mode)",
-                prog["name"].as_str().unwrap_or("?"),
-                prog["id"]
-            ));
-        }
+        st.xdp = crate::xdp::parse_attached(link)
+            .map(|p| format!("{} (id {}, {} mode)", p.name, p.id, p.mode));
         st
     }
 

@@ -162,7 +162,12 @@ pub fn attached_program(iface: &str) -> Option<AttachedProgram> {
         return None;
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let xdp = v.get(0)?.get("xdp")?;
+    parse_attached(v.get(0)?)
+}
+
+/// The XDP program in one link object of `ip -details -json link|addr show`.
+pub fn parse_attached(link: &serde_json::Value) -> Option<AttachedProgram> {
+    let xdp = link.get("xdp")?;
     let mode = match xdp.get("mode").and_then(|m| m.as_u64()) {
         Some(1) => "driver",
         Some(2) => "generic",

@@ -176,9 +176,5 @@ pub fn attached_xdp(ns: &str, iface: &str) -> Option<(u64, String)> {
         .output()
         .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let prog = v.get(0)?.get("xdp")?.get("prog")?;
-    Some((
-        prog.get("id")?.as_u64()?,
-        prog.get("name")?.as_str()?.to_string(),
-    ))
+    xstack::xdp::parse_attached(v.get(0)?).map(|p| (u64::from(p.id), p.name))
 }
