@@ -267,6 +267,10 @@ pub struct TcpEngine {
     dirty: VecDeque<u32>,
     stats: Stats,
     next_port: u32,
+    /// `(index, count)`: this engine is queue worker `index` of `count` and
+    /// picks only ephemeral ports whose tuple it owns
+    /// ([`FourTuple::shard`]).
+    shard: (u32, u32),
     tw: TwTable,
     warnings: Warnings,
     rst_bucket: TokenBucket,
@@ -313,6 +317,7 @@ impl TcpEngine {
             dirty: VecDeque::new(),
             stats: Stats::default(),
             next_port: isn.keyed_hash(b"xstack ports") as u32,
+            shard: (0, 1),
             tw: TwTable::new(hasher),
             warnings: Warnings::new(),
             rst_bucket: TokenBucket::new(config.rst_ratelimit),
@@ -421,6 +426,16 @@ impl TcpEngine {
     /// CLOCK_MONOTONIC).
     pub fn set_cookie_clock_offset(&mut self, offset_us: u64) {
         self.cookie_clock_offset_us = offset_us;
+    }
+
+    /// Makes this engine queue worker `index` of `count`: [`connect`]
+    /// with port 0 then picks only local ports whose 4-tuple
+    /// [`FourTuple::shard`] maps to `index`, so that every reply belongs to
+    /// this engine whichever queue it arrives on.
+    ///
+    /// [`connect`]: Self::connect
+    pub fn set_shard(&mut self, index: u32, count: u32) {
+        self.shard = (index.min(count.max(1) - 1), count.max(1));
     }
 
     /// The cookie minute counter at `now` (`stack_ebpf::cookie::count_from_ns`
@@ -1379,7 +1394,8 @@ impl TcpEngine {
                     local_port: port,
                     ..tuple
                 };
-                self.tuple_available(now, &t).then_some((t, i))
+                (t.shard(self.shard.1) == self.shard.0 && self.tuple_available(now, &t))
+                    .then_some((t, i))
             });
             let Some((t, i)) = found else {
                 return Err(TcpError::AddrInUse);

@@ -98,6 +98,34 @@ pub struct FourTuple {
     pub remote_port: u16,
 }
 
+impl FourTuple {
+    /// The queue worker (of `count`) that owns this connection when a
+    /// stack runs one engine per queue: a fixed mix of the remote address,
+    /// the remote port and the local port, so that every worker computes
+    /// the same owner for a frame, whichever rx queue it arrived on.
+    ///
+    /// A NIC's RSS spreads flows by a hash the stack cannot always choose
+    /// (veth picks the queue from the sending socket's random `txhash`), so
+    /// the owner is this function, not the arrival queue; a worker hands a
+    /// frame it does not own to its owner (see `crate::steer`). A client
+    /// picks local ports whose tuple it owns, so the owner of its replies is
+    /// itself (`TcpEngine::set_shard`).
+    pub fn shard(&self, count: u32) -> u32 {
+        if count <= 1 {
+            return 0;
+        }
+        let x = (u64::from(u32::from(self.remote_addr)) << 32)
+            ^ (u64::from(self.remote_port) << 16)
+            ^ u64::from(self.local_port);
+        // splitmix64's finaliser: every input bit moves every output bit.
+        let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        ((z >> 32) % u64::from(count)) as u32
+    }
+}
+
 impl Hash for FourTuple {
     /// Two words instead of four fields, so the demux hasher does two
     /// multiply-mix rounds per lookup.

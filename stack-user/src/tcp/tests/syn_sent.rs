@@ -40,6 +40,36 @@ fn connect_with_port_zero_picks_distinct_ephemeral_ports() {
 }
 
 #[test]
+fn connect_on_a_sharded_engine_picks_only_ports_whose_tuple_it_owns() {
+    use crate::tcp::FourTuple;
+    let mut cfg = cfg();
+    cfg.ip_local_port_range = (40000, 40999);
+    let mut per_worker = [0usize; 3];
+    for index in 0..3 {
+        let mut t = Sut::new(cfg.clone());
+        t.e.set_shard(index, 3);
+        // Take every port this worker may use: the range's share of it.
+        while t.e.connect(t.now, LOCAL, 0, REMOTE, RPORT).is_ok() {
+            let syn = t.recv();
+            let tuple = FourTuple {
+                local_addr: LOCAL,
+                local_port: syn.src_port,
+                remote_addr: REMOTE,
+                remote_port: RPORT,
+            };
+            assert_eq!(tuple.shard(3), index, "port {}", syn.src_port);
+            per_worker[index as usize] += 1;
+        }
+    }
+    // The three workers split the 1000 ports between them, each port once,
+    // and roughly evenly.
+    assert_eq!(per_worker.iter().sum::<usize>(), 1000);
+    for n in per_worker {
+        assert!((250..=420).contains(&n), "{per_worker:?}");
+    }
+}
+
+#[test]
 fn syn_ack_moves_to_established() {
     let mut t = Sut::new(cfg());
     let id = t.e.connect(t.now, LOCAL, LPORT, REMOTE, RPORT).unwrap();
