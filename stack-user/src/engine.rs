@@ -319,6 +319,31 @@ impl Engine {
         }
     }
 
+    /// Handles a frame another queue's worker handed over (see
+    /// [`crate::steer`]); an ARP copy marked `learn_only` teaches the
+    /// sender's address without answering it (the receiving worker did).
+    pub fn handle_handoff(
+        &mut self,
+        now: Instant,
+        h: &crate::steer::Handoff,
+        tx: &mut dyn Transmit,
+    ) {
+        if !h.learn_only {
+            return self.handle_frame_meta(now, h.meta(), &h.frame, tx);
+        }
+        let Ok((eth, payload)) = EthernetRepr::parse(&h.frame) else {
+            return;
+        };
+        if eth.ethertype != ethernet::ETHERTYPE_ARP {
+            return;
+        }
+        if let Ok(arp) = ArpRepr::parse(payload) {
+            if self.owns(arp.tpa) {
+                self.learn(arp.spa, arp.sha);
+            }
+        }
+    }
+
     /// A final ACK whose cookie XDP validated, with the options the cookie
     /// restored (MSS, window scale, SACK, ECN): the TCP engine creates the
     /// connection straight in ESTABLISHED on the listener's accept queue
@@ -890,6 +915,33 @@ mod tests {
         assert_eq!(reply.op, arp::OP_REPLY);
         assert_eq!((reply.sha, reply.spa), (OUR_MAC, OUR_IP));
         assert_eq!((reply.tha, reply.tpa), (PEER_MAC, PEER_IP));
+        assert_eq!(e.stats().arp_replies, 1);
+    }
+
+    #[test]
+    fn an_arp_copy_from_another_queue_teaches_the_neighbour_without_a_reply() {
+        let mut e = engine();
+        let mut tx = VecTransmit::default();
+        let h = crate::steer::Handoff::new(&[], &arp_request(OUR_IP), true);
+        e.handle_handoff(Instant(0), &h, &mut tx);
+        assert!(
+            tx.frames.is_empty(),
+            "the receiving queue answers, not this one"
+        );
+        assert_eq!(e.stats().arp_replies, 0);
+        // The neighbour is known: a SYN leaves at once, with no ARP request.
+        e.connect(Instant(0), OUR_IP, 0, PEER_IP, 80).unwrap();
+        e.poll(Instant(0), &mut tx);
+        assert_eq!(tx.frames.len(), 1);
+        let (eth, _) = EthernetRepr::parse(&tx.frames[0]).unwrap();
+        assert_eq!(
+            (eth.dst, eth.ethertype),
+            (PEER_MAC, ethernet::ETHERTYPE_IPV4)
+        );
+        assert_eq!(e.stats().arp_requests_out, 0);
+        // Not marked learn-only, the same copy is answered like any request.
+        let h = crate::steer::Handoff::new(&[], &arp_request(OUR_IP), false);
+        e.handle_handoff(Instant(0), &h, &mut tx);
         assert_eq!(e.stats().arp_replies, 1);
     }
 

@@ -17,6 +17,7 @@ pub mod kserve;
 pub mod load;
 pub mod serve;
 pub mod stack;
+pub mod steer;
 pub mod sys;
 pub mod sysctl;
 pub mod tcp;

@@ -19,6 +19,7 @@ use serde_json::json;
 use crate::{
     control::ControlServer,
     engine::{App, Engine, EngineConfig, EngineStats},
+    steer::Steering,
     sys::{self, InstanceLock, Signals},
     xdp::{AttachMode, XdpProgram},
     xsk::{KernelStats, XskConfig, XskSocket},
@@ -72,6 +73,8 @@ pub struct QueueStats {
     pub listeners: Vec<serde_json::Value>,
     /// Kernel AF_XDP counters.
     pub kernel: KernelStats,
+    /// Frames handed between queue workers (see `crate::steer`).
+    pub steer: crate::steer::SteerCounts,
 }
 
 struct Worker {
@@ -111,6 +114,7 @@ fn monotonic_us() -> u64 {
 fn worker_loop(
     mut sock: XskSocket,
     mut engine: Engine,
+    steer: Steering,
     stats: Arc<Mutex<QueueStats>>,
     stop: Arc<AtomicBool>,
     busy_poll: bool,
@@ -123,6 +127,7 @@ fn worker_loop(
     let epoch = Instant::now();
     let publish = |sock: &XskSocket, engine: &Engine, stats: &Mutex<QueueStats>| {
         if let Ok(mut s) = stats.lock() {
+            s.steer = steer.stats.snapshot();
             s.engine = engine.stats().clone();
             s.kernel = sock.kernel_stats();
             s.tcp = engine.tcp_stats().iter().collect();
@@ -168,10 +173,16 @@ fn worker_loop(
         sock.complete();
         sock.refill();
         let now = clock();
-        let n = sock.receive_with_meta(64, |meta, frame, tx| {
-            engine.handle_frame_meta(now, meta, frame, tx)
+        // Frames of flows another queue's worker owns go to it (steer).
+        let mut n = sock.receive_with_meta(64, |meta, frame, tx| {
+            if steer.route(meta, frame) {
+                engine.handle_frame_meta(now, meta, frame, tx)
+            }
         });
-        sock.transmit_with(|tx| engine.poll(now, tx));
+        sock.transmit_with(|tx| {
+            n += steer.receive(64, |h| engine.handle_handoff(now, &h, tx)) as u32;
+            engine.poll(now, tx)
+        });
         while let Some(w) = engine.tcp().poll_warning() {
             match w {
                 crate::tcp::Warning::TimeWaitOverflow { max } => {
@@ -190,14 +201,16 @@ fn worker_loop(
         }
         if n == 0 {
             idle += 1;
-            if !busy_poll && idle > 256 {
-                // Sleep until a packet arrives or the next TCP timer.
+            if !busy_poll && idle > 256 && steer.prepare_sleep() {
+                // Sleep until a packet arrives (from the wire or another
+                // queue's worker) or the next TCP timer.
                 let ms = engine
                     .next_timeout()
                     .map(|t| (t.0.saturating_sub(clock().0) / 1000) as i32)
                     .unwrap_or(10)
                     .clamp(0, 10);
-                sock.wait(ms);
+                sock.wait_also(Some(steer.wake_fd()), ms);
+                steer.woke();
             }
         } else {
             idle = 0;
@@ -294,7 +307,8 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     secrets.publish(prog.secrets()?);
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
-    for sock in sockets {
+    let steering = crate::steer::mesh(queues).context("creating the queue steering eventfds")?;
+    for (sock, steer) in sockets.into_iter().zip(steering) {
         let q = sock.queue();
         let stats = Arc::new(Mutex::new(QueueStats {
             queue: q,
@@ -318,7 +332,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         );
         let handle = std::thread::Builder::new()
             .name(format!("xstack-q{q}"))
-            .spawn(move || worker_loop(sock, engine, st, sp, busy, sec))
+            .spawn(move || worker_loop(sock, engine, steer, st, sp, busy, sec))
             .context("spawning a queue worker")?;
         workers.push(Worker { stats, handle });
     }
@@ -557,6 +571,7 @@ fn snapshot(
                 "xdp_redirects": redirects.get(i).copied().unwrap_or(0),
                 "engine": q.engine,
                 "kernel": q.kernel,
+                "steer": q.steer,
             })
         })
         .collect();
@@ -633,12 +648,15 @@ pub fn render_stats(v: &serde_json::Value) -> String {
         for q in qs {
             let _ = writeln!(
                 out,
-                "queue {}: xdp_redirects {} rx_frames {} tx_frames {} tcp_segments {} kernel rx_dropped {} rx_ring_full {} fill_ring_empty {}",
+                "queue {}: xdp_redirects {} rx_frames {} tx_frames {} tcp_segments {} handed out/in/dropped {}/{}/{} kernel rx_dropped {} rx_ring_full {} fill_ring_empty {}",
                 q["queue"],
                 q["xdp_redirects"],
                 q["engine"]["rx_frames"],
                 q["engine"]["tx_frames"],
                 q["engine"]["tcp_segments"],
+                q["steer"]["handed_out"],
+                q["steer"]["handed_in"],
+                q["steer"]["handoff_dropped"],
                 q["kernel"]["rx_dropped"],
                 q["kernel"]["rx_ring_full"],
                 q["kernel"]["rx_fill_ring_empty"],

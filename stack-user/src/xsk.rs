@@ -452,13 +452,21 @@ impl XskSocket {
 
     /// Blocks until the socket is readable or `timeout_ms` passes.
     pub fn wait(&self, timeout_ms: i32) {
-        let mut pfd = libc::pollfd {
-            fd: self.fd,
+        self.wait_also(None, timeout_ms)
+    }
+
+    /// Like [`wait`](Self::wait), also waking when `extra` (an eventfd of
+    /// the queue steering, say) becomes readable.
+    pub fn wait_also(&self, extra: Option<RawFd>, timeout_ms: i32) {
+        let pfd = |fd| libc::pollfd {
+            fd,
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        let mut fds = [pfd(self.fd), pfd(extra.unwrap_or(-1))];
+        let n = if extra.is_some() { 2 } else { 1 };
+        // SAFETY: `n` valid pollfds in an array we own.
+        unsafe { libc::poll(fds.as_mut_ptr(), n, timeout_ms) };
     }
 
     /// Kernel statistics of the socket.

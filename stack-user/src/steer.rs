@@ -1,0 +1,435 @@
+//! Steering between queue workers: with one engine per rx queue, every
+//! TCP frame belongs to the worker that [`FourTuple::shard`] names, whatever
+//! queue it arrived on.
+//!
+//! Why a software step: an AF_XDP socket only receives from its own queue
+//! (the kernel's `xsk_rcv_check`), and the queue a flow arrives on is the
+//! NIC's choice. On veth it is the sending socket's random `sk_txhash`,
+//! which the kernel re-rolls after a retransmission timeout (RFC 9293 says
+//! nothing of queues; Linux's `sk_rethink_txhash`), so a flow can move queue
+//! mid-connection. A frame a worker does not own is copied into its owner's
+//! mailbox (bounded; a full one drops and counts, like a full rx ring) and
+//! the owner is woken through an eventfd if it sleeps. ARP goes to every
+//! worker, since each keeps its own neighbour table; ICMP and anything
+//! malformed stay where they arrived.
+
+use std::{
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    sync::{
+        atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        mpsc::{sync_channel, Receiver, SyncSender, TrySendError},
+        Arc,
+    },
+};
+
+use crate::tcp::FourTuple;
+use crate::wire::ethernet;
+
+/// Frames one mailbox holds before senders drop.
+pub const MAILBOX_FRAMES: usize = 8192;
+
+/// Where a received frame goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// This worker handles it.
+    Local,
+    /// Worker `n` owns it.
+    Worker(u32),
+    /// Every worker needs it (ARP: each has its own neighbour table).
+    All,
+}
+
+/// The owner of `frame` among `count` workers: TCP/IPv4 by the 4-tuple
+/// seen from the stack (destination = local); ARP to all; the rest local.
+/// Reads only fixed header offsets, bounds-checked; anything short or odd
+/// is `Local`, where the engine counts it as malformed.
+pub fn destination(frame: &[u8], me: u32, count: u32) -> Destination {
+    if count <= 1 || frame.len() < ethernet::HEADER_LEN {
+        return Destination::Local;
+    }
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    if ethertype == ethernet::ETHERTYPE_ARP {
+        return Destination::All;
+    }
+    if ethertype != ethernet::ETHERTYPE_IPV4 {
+        return Destination::Local;
+    }
+    let ip = &frame[ethernet::HEADER_LEN..];
+    if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 6 {
+        return Destination::Local;
+    }
+    // A fragment after the first has no TCP header: leave it local.
+    if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
+        return Destination::Local;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let Some(tcp) = ip.get(ihl..ihl + 4) else {
+        return Destination::Local;
+    };
+    let tuple = FourTuple {
+        local_addr: [ip[16], ip[17], ip[18], ip[19]].into(),
+        local_port: u16::from_be_bytes([tcp[2], tcp[3]]),
+        remote_addr: [ip[12], ip[13], ip[14], ip[15]].into(),
+        remote_port: u16::from_be_bytes([tcp[0], tcp[1]]),
+    };
+    match tuple.shard(count) {
+        n if n == me => Destination::Local,
+        n => Destination::Worker(n),
+    }
+}
+
+/// A frame handed to another worker, with the XDP metadata it came with.
+pub struct Handoff {
+    meta: [u8; stack_ebpf::COOKIE_META_LEN],
+    meta_len: u8,
+    /// An ARP copy for a worker that did not receive it: learn the
+    /// sender, answer nothing (the receiving worker answered).
+    pub learn_only: bool,
+    /// The frame.
+    pub frame: Vec<u8>,
+}
+
+impl Handoff {
+    /// A copy of `frame` and its XDP `meta` (at most 16 bytes kept).
+    pub fn new(meta: &[u8], frame: &[u8], learn_only: bool) -> Handoff {
+        let mut m = [0u8; stack_ebpf::COOKIE_META_LEN];
+        let meta_len = meta.len().min(m.len());
+        m[..meta_len].copy_from_slice(&meta[..meta_len]);
+        Handoff {
+            meta: m,
+            meta_len: meta_len as u8,
+            learn_only,
+            frame: frame.to_vec(),
+        }
+    }
+
+    /// The XDP metadata (empty when the frame had none).
+    pub fn meta(&self) -> &[u8] {
+        &self.meta[..usize::from(self.meta_len)]
+    }
+}
+
+/// Steering counters of one worker.
+#[derive(Debug, Default)]
+pub struct SteerStats {
+    /// Frames handed to another worker.
+    pub out: AtomicU64,
+    /// Frames received from other workers.
+    pub received: AtomicU64,
+    /// Frames dropped because the owner's mailbox was full.
+    pub dropped: AtomicU64,
+}
+
+/// A copy of [`SteerStats`] for the stats document.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct SteerCounts {
+    /// Frames handed to another worker.
+    pub handed_out: u64,
+    /// Frames received from other workers.
+    pub handed_in: u64,
+    /// Frames dropped because the owner's mailbox was full.
+    pub handoff_dropped: u64,
+}
+
+impl SteerStats {
+    /// The counters now.
+    pub fn snapshot(&self) -> SteerCounts {
+        SteerCounts {
+            handed_out: self.out.load(Ordering::Relaxed),
+            handed_in: self.received.load(Ordering::Relaxed),
+            handoff_dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What a worker shares with those that hand it frames.
+#[derive(Clone)]
+struct Door {
+    tx: SyncSender<Handoff>,
+    /// Frames sent and not yet taken (the mailbox cannot be peeked).
+    queued: Arc<AtomicUsize>,
+    wake: Arc<OwnedFd>,
+    sleeping: Arc<AtomicBool>,
+}
+
+/// One worker's end: its mailbox and the doors of the others.
+pub struct Steering {
+    index: u32,
+    count: u32,
+    mailbox: Receiver<Handoff>,
+    own: Door,
+    doors: Vec<Door>,
+    /// Counters.
+    pub stats: Arc<SteerStats>,
+}
+
+/// The steering ends of `count` workers, index `i` for worker `i`.
+pub fn mesh(count: u32) -> std::io::Result<Vec<Steering>> {
+    let count = count.max(1);
+    let mut boxes = Vec::new();
+    for _ in 0..count {
+        let (tx, rx) = sync_channel(MAILBOX_FRAMES);
+        // SAFETY: eventfd returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor that nothing else owns.
+        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        let door = Door {
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+            wake,
+            sleeping: Arc::new(AtomicBool::new(false)),
+        };
+        boxes.push((door, rx));
+    }
+    let doors: Vec<Door> = boxes.iter().map(|(d, _)| d.clone()).collect();
+    Ok(boxes
+        .into_iter()
+        .enumerate()
+        .map(|(index, (own, mailbox))| Steering {
+            index: index as u32,
+            count,
+            mailbox,
+            own,
+            doors: doors.clone(),
+            stats: Arc::new(SteerStats::default()),
+        })
+        .collect())
+}
+
+impl Steering {
+    /// This worker's index.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Number of workers.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Where `frame` goes.
+    pub fn destination(&self, frame: &[u8]) -> Destination {
+        destination(frame, self.index, self.count)
+    }
+
+    /// Hands `frame` (with its XDP `meta`) to worker `to`; a full mailbox
+    /// drops it and counts.
+    pub fn send(&self, to: u32, meta: &[u8], frame: &[u8], learn_only: bool) {
+        let Some(door) = self.doors.get(to as usize) else {
+            return;
+        };
+        match door.tx.try_send(Handoff::new(meta, frame, learn_only)) {
+            Ok(()) => {
+                self.stats.out.fetch_add(1, Ordering::Relaxed);
+                door.queued.fetch_add(1, Ordering::SeqCst);
+                // Pairs with the fence in `prepare_sleep`: either the owner
+                // sees the frame queued before it sleeps, or we see it
+                // sleeping and wake it.
+                fence(Ordering::SeqCst);
+                if door.sleeping.load(Ordering::Relaxed) {
+                    let one: u64 = 1;
+                    // SAFETY: writes 8 bytes from a u64 we own to an eventfd.
+                    unsafe {
+                        libc::write(
+                            door.wake.as_raw_fd(),
+                            (&one as *const u64).cast(),
+                            std::mem::size_of::<u64>(),
+                        )
+                    };
+                }
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Routes a received frame: returns true when this worker should handle
+    /// it itself (after any copies went to the others).
+    pub fn route(&self, meta: &[u8], frame: &[u8]) -> bool {
+        match self.destination(frame) {
+            Destination::Local => true,
+            Destination::Worker(n) => {
+                self.send(n, meta, frame, false);
+                false
+            }
+            Destination::All => {
+                for n in (0..self.count).filter(|&n| n != self.index) {
+                    self.send(n, meta, frame, true);
+                }
+                true
+            }
+        }
+    }
+
+    /// Takes up to `max` frames other workers handed over.
+    pub fn receive(&self, max: usize, mut f: impl FnMut(Handoff)) -> usize {
+        let mut n = 0;
+        while n < max {
+            match self.mailbox.try_recv() {
+                Ok(h) => {
+                    n += 1;
+                    f(h);
+                }
+                Err(_) => break,
+            }
+        }
+        if n > 0 {
+            self.own.queued.fetch_sub(n, Ordering::SeqCst);
+            self.stats.received.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        n
+    }
+
+    /// The descriptor to poll, with the socket's, while sleeping.
+    pub fn wake_fd(&self) -> RawFd {
+        self.own.wake.as_raw_fd()
+    }
+
+    /// Before sleeping: announce it, then look once more. Returns false
+    /// (do not sleep) when frames are waiting; after a true, call
+    /// [`woke`](Self::woke) once the sleep ends.
+    pub fn prepare_sleep(&self) -> bool {
+        self.own.sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.own.queued.load(Ordering::SeqCst) > 0 {
+            self.own.sleeping.store(false, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// After a sleep: no longer sleeping; clears the eventfd.
+    pub fn woke(&self) {
+        self.own.sleeping.store(false, Ordering::Relaxed);
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a u64 we own from a non-blocking eventfd.
+        unsafe {
+            libc::read(
+                self.own.wake.as_raw_fd(),
+                (&mut v as *mut u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ethernet + IPv4 + 20-byte TCP header from `src:sport` to `dst:dport`.
+    fn tcp_frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 20];
+        f[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+        f[14] = 0x45;
+        f[23] = 6;
+        f[26..30].copy_from_slice(&src);
+        f[30..34].copy_from_slice(&dst);
+        f[34..36].copy_from_slice(&sport.to_be_bytes());
+        f[36..38].copy_from_slice(&dport.to_be_bytes());
+        f
+    }
+
+    const PEER: [u8; 4] = [198, 18, 0, 1];
+    const STACK: [u8; 4] = [198, 18, 0, 2];
+
+    #[test]
+    fn tcp_frames_go_to_the_one_worker_that_owns_their_tuple() {
+        let mut per_worker = [0u32; 4];
+        for sport in 30000..32000u16 {
+            let f = tcp_frame(PEER, sport, STACK, 80);
+            let owner = FourTuple {
+                local_addr: STACK.into(),
+                local_port: 80,
+                remote_addr: PEER.into(),
+                remote_port: sport,
+            }
+            .shard(4);
+            let locals: Vec<u32> = (0..4)
+                .filter(|&me| destination(&f, me, 4) == Destination::Local)
+                .collect();
+            assert_eq!(locals, vec![owner]);
+            for me in (0..4).filter(|&me| me != owner) {
+                assert_eq!(destination(&f, me, 4), Destination::Worker(owner));
+            }
+            per_worker[owner as usize] += 1;
+        }
+        // Kernel clients use even ports first: the spread must not care.
+        for n in per_worker {
+            assert!((400..=600).contains(&n), "{per_worker:?}");
+        }
+    }
+
+    #[test]
+    fn arp_goes_to_every_worker_and_odd_frames_stay_local() {
+        let mut arp = vec![0u8; 42];
+        arp[12..14].copy_from_slice(&ethernet::ETHERTYPE_ARP.to_be_bytes());
+        assert_eq!(destination(&arp, 1, 2), Destination::All);
+        // One worker: everything is local.
+        assert_eq!(destination(&arp, 0, 1), Destination::Local);
+        let tcp = tcp_frame(PEER, 1234, STACK, 80);
+        let mut icmp = tcp.clone();
+        icmp[23] = 1;
+        let mut fragment = tcp.clone();
+        fragment[20] = 0x00;
+        fragment[21] = 0x10;
+        let mut bad_ihl = tcp.clone();
+        bad_ihl[14] = 0x4f;
+        let truncated = tcp[..30].to_vec();
+        for f in [icmp, fragment, bad_ihl, truncated, vec![], vec![0xff; 13]] {
+            for me in 0..3 {
+                assert_eq!(destination(&f, me, 3), Destination::Local);
+            }
+        }
+    }
+
+    #[test]
+    fn a_handed_off_frame_keeps_its_metadata_and_wakes_a_sleeping_owner() {
+        let ends = mesh(2).unwrap();
+        assert!(ends[1].prepare_sleep());
+        let frame = tcp_frame(PEER, 1, STACK, 80);
+        let meta = [7u8; stack_ebpf::COOKIE_META_LEN];
+        ends[0].send(1, &meta, &frame, false);
+        let mut pfd = libc::pollfd {
+            fd: ends[1].wake_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; 0 ms timeout.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 1, "owner not woken");
+        ends[1].woke();
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { libc::poll(&mut pfd, 1, 0) },
+            0,
+            "eventfd not cleared"
+        );
+        let mut got = Vec::new();
+        assert_eq!(ends[1].receive(16, |h| got.push(h)), 1);
+        assert_eq!(got[0].frame, frame);
+        assert_eq!(got[0].meta(), &meta);
+        assert!(!got[0].learn_only);
+        assert_eq!(ends[0].stats.out.load(Ordering::Relaxed), 1);
+        assert_eq!(ends[1].stats.received.load(Ordering::Relaxed), 1);
+        // A frame waiting in the box keeps its owner awake.
+        ends[0].send(1, &[], &frame, true);
+        assert!(!ends[1].prepare_sleep());
+        assert_eq!(ends[1].receive(16, |h| assert!(h.meta().is_empty())), 1);
+        assert!(ends[1].prepare_sleep());
+    }
+
+    #[test]
+    fn a_full_mailbox_drops_and_counts() {
+        let ends = mesh(2).unwrap();
+        let frame = tcp_frame(PEER, 1, STACK, 80);
+        for _ in 0..MAILBOX_FRAMES + 5 {
+            ends[0].send(1, &[], &frame, false);
+        }
+        assert_eq!(ends[0].stats.dropped.load(Ordering::Relaxed), 5);
+        assert_eq!(ends[1].receive(usize::MAX, |_| {}), MAILBOX_FRAMES);
+    }
+}
