@@ -1,6 +1,7 @@
-//! `xstack load`: a load generator on the xstack engine (one AF_XDP queue,
-//! no syscall per segment, no kernel ephemeral-port or TIME_WAIT limits) or,
-//! with `--kernel`, on kernel sockets (tokio) for comparison.
+//! `xstack load`: a load generator on the xstack engine (one engine and
+//! thread per AF_XDP queue with `--queues N`, no syscall per segment, no
+//! kernel ephemeral-port or TIME_WAIT limits) or, with `--kernel`, on
+//! kernel sockets (tokio) for comparison.
 //!
 //! Open loop (`--rate`) schedules each connection at its intended start
 //! time and measures latency from that time, so a slow server cannot hide
@@ -75,6 +76,11 @@ pub struct LoadConfig {
     pub progress: bool,
     /// Write an HdrHistogram interval log here.
     pub hdr: Option<PathBuf>,
+    /// Engines, one per AF_XDP queue and thread (xstack only).
+    pub queues: u32,
+    /// Never sleep: spin on the rings (lowest latency, a whole core per
+    /// queue). Otherwise an idle engine sleeps until a frame or timer.
+    pub busy_poll: bool,
 }
 
 impl LoadConfig {
@@ -89,8 +95,15 @@ impl LoadConfig {
         if self.requests_per_conn == 0 {
             bail!("--requests-per-conn must be at least 1");
         }
+        if self.queues == 0 || self.queues > 64 {
+            bail!("--queues {} is out of range: use 1 to 64", self.queues);
+        }
         match self.lp {
             Loop::Closed(0) => bail!("--concurrency must be at least 1"),
+            Loop::Closed(n) if n < self.queues => bail!(
+                "--concurrency {n} is below --queues {}: every queue's engine needs a connection; raise --concurrency or lower --queues",
+                self.queues
+            ),
             Loop::Open(r) if !(r > 0.0 && r.is_finite()) => bail!("--rate must be positive"),
             _ => {}
         }
@@ -102,6 +115,25 @@ impl LoadConfig {
             );
         }
         Ok(())
+    }
+
+    /// Worker `i`'s share of `n`: the concurrency, rate and connection
+    /// count split as evenly as whole numbers allow; no progress line or
+    /// HdrHistogram log of its own (the caller reports for all).
+    fn part(&self, i: u32, n: u32) -> LoadConfig {
+        let share =
+            |total: u64| total / u64::from(n) + u64::from(u64::from(i) < total % u64::from(n));
+        LoadConfig {
+            lp: match self.lp {
+                Loop::Closed(c) => Loop::Closed(share(u64::from(c)) as u32),
+                Loop::Open(r) => Loop::Open(r / f64::from(n)),
+            },
+            connections: self.connections.map(share),
+            progress: false,
+            hdr: None,
+            queues: 1,
+            ..self.clone()
+        }
     }
 }
 
@@ -122,6 +154,32 @@ impl Errors {
     fn total(&self) -> u64 {
         self.refused + self.reset + self.timeout + self.other
     }
+
+    fn add(&mut self, o: &Errors) {
+        self.refused += o.refused;
+        self.reset += o.reset;
+        self.timeout += o.timeout;
+        self.other += o.other;
+    }
+}
+
+/// One queue's engine in a `--queues N` run.
+#[derive(Clone, Debug, Serialize)]
+pub struct QueueSummary {
+    /// Queue (and engine) index.
+    pub queue: u32,
+    /// Connections it completed.
+    pub connections: u64,
+    /// Requests answered on them.
+    pub requests: u64,
+    /// Errors of all kinds.
+    pub errors: u64,
+    /// Frames of its queue that belonged to another engine's flow.
+    pub handed_out: u64,
+    /// Frames of its flows that arrived on another queue.
+    pub handed_in: u64,
+    /// Handed-over frames dropped at a full mailbox.
+    pub handoff_dropped: u64,
 }
 
 /// Latency percentiles in microseconds.
@@ -168,13 +226,18 @@ pub struct Summary {
     pub latency_us: Latency,
     /// Errors by kind.
     pub errors: Errors,
-    /// Most connections in TIME_WAIT at once on the load side.
+    /// Most connections in TIME_WAIT at once on the load side (with
+    /// several queues, the sum of each engine's peak: an upper bound).
     pub peak_time_wait: u64,
     /// The first error seen, as text (null when none).
     pub first_error: Option<String>,
     /// Times a connection had to wait for a free local port (all in use or
     /// in TIME_WAIT younger than tcp_tw_reuse allows).
     pub port_exhausted_waits: u64,
+    /// Engines (queues) that generated the load (1 with `--kernel`).
+    pub queues: u32,
+    /// Per engine, with `--queues` (empty with `--kernel`).
+    pub per_queue: Vec<QueueSummary>,
 }
 
 /// Shared measurement state.
@@ -195,6 +258,10 @@ struct Recorder {
     conns_in_window: u64,
     reqs_in_window: u64,
     bytes_in_window: u64,
+    /// Connections open now (for the progress line).
+    active: usize,
+    /// Connections in TIME_WAIT now.
+    time_wait: u64,
 }
 
 impl Recorder {
@@ -214,7 +281,28 @@ impl Recorder {
             conns_in_window: 0,
             reqs_in_window: 0,
             bytes_in_window: 0,
+            active: 0,
+            time_wait: 0,
         }
+    }
+
+    /// Adds another worker's counts and latencies (not its interval
+    /// histogram, which the progress line takes separately).
+    fn add(&mut self, o: &Recorder) {
+        let _ = self.hist.add(&o.hist);
+        self.errors.add(&o.errors);
+        self.connections += o.connections;
+        self.requests += o.requests;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.peak_tw += o.peak_tw;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&o.first_error);
+        }
+        self.port_waits += o.port_waits;
+        self.conns_in_window += o.conns_in_window;
+        self.reqs_in_window += o.reqs_in_window;
+        self.bytes_in_window += o.bytes_in_window;
     }
 
     fn in_window(&self) -> bool {
@@ -288,6 +376,8 @@ impl Recorder {
             peak_time_wait: self.peak_tw,
             first_error: self.first_error.clone(),
             port_exhausted_waits: self.port_waits,
+            queues: 1,
+            per_queue: Vec::new(),
         }
     }
 }
@@ -324,6 +414,11 @@ impl Reporter {
             hdr,
             progress: cfg.progress,
         })
+    }
+
+    /// A second has passed since the last line.
+    fn due(&self) -> bool {
+        self.last.elapsed() >= Duration::from_secs(1)
     }
 
     /// Once a second: a progress line and an interval histogram.
@@ -444,7 +539,9 @@ struct Conn {
     last_sent: bool,
 }
 
-/// Runs the load on the xstack engine bound to `iface` with address `ip`.
+/// Runs the load on the xstack engine bound to `iface` with address `ip`,
+/// one engine and thread per queue (`cfg.queues`); the rate, concurrency
+/// and connection count are split between them.
 ///
 /// The engine's `TcpConfig` is `tcp`; a generator wants `tcp_tw_reuse = 1`
 /// so that 4-tuples in TIME_WAIT are reused after 1 s (with timestamps,
@@ -458,27 +555,106 @@ pub fn run_engine(
     cfg.validate()?;
     let (lo, hi) = tcp.ip_local_port_range;
     tcp.tcp_wmem = tcp.tcp_wmem.max(cfg.request_bytes as u32);
-    let mut st = Stack::open(&StackConfig {
-        iface: iface.to_string(),
-        ip,
-        listen: vec![],
-        client_ports: (lo..=hi).collect(),
-        app: App::Discard,
-        response_bytes: 0,
-        tcp,
-        xsk: Default::default(),
-    })?;
-    let mut rec = Recorder::new();
-    rec.window = cfg.duration.map(|d| (Instant::now() + d, d));
-    let mut rep = Reporter::new(cfg)?;
-    let mut conns: HashMap<ConnId, Conn> = HashMap::new();
+    let queues = cfg.queues;
+    let (_prog, stacks) = Stack::open_queues(
+        &StackConfig {
+            iface: iface.to_string(),
+            ip,
+            listen: vec![],
+            client_ports: (lo..=hi).collect(),
+            app: App::Discard,
+            response_bytes: 0,
+            tcp,
+            xsk: Default::default(),
+        },
+        queues,
+    )?;
     let start = Instant::now();
+    let window = cfg.duration.map(|d| (start + d, d));
+    let mut rep = Reporter::new(cfg)?;
+    let mut workers = Vec::new();
+    for (i, mut st) in stacks.into_iter().enumerate() {
+        let part = cfg.part(i as u32, queues);
+        let rec = Arc::new(Mutex::new(Recorder::new()));
+        if let Ok(mut r) = rec.lock() {
+            r.window = window;
+        }
+        let shared = rec.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("xstack-load-q{i}"))
+            .spawn(move || {
+                drive(&mut st, &part, &shared, start);
+                st.steer_counts()
+            })
+            .context("spawning a load worker")?;
+        workers.push((rec, handle));
+    }
+    // Progress once a second, from every worker's counters.
+    let mut peak_tw = 0u64;
+    while !workers.iter().all(|(_, h)| h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(50));
+        if rep.due() {
+            let mut sum = Recorder::new();
+            let (mut active, mut tw) = (0, 0);
+            for (rec, _) in &workers {
+                if let Ok(mut r) = rec.lock() {
+                    sum.add(&r);
+                    let _ = sum.interval.add(&r.interval);
+                    r.interval.reset();
+                    active += r.active;
+                    tw += r.time_wait;
+                }
+            }
+            peak_tw = peak_tw.max(tw);
+            rep.tick(&mut sum, active, tw);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut total = Recorder::new();
+    total.window = window;
+    let mut per_queue = Vec::new();
+    for (q, (rec, handle)) in workers.into_iter().enumerate() {
+        let steer = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("load worker {q} panicked"))?;
+        let r = rec
+            .lock()
+            .map_err(|_| anyhow::anyhow!("load worker {q} poisoned its recorder"))?;
+        total.add(&r);
+        per_queue.push(QueueSummary {
+            queue: q as u32,
+            connections: r.connections,
+            requests: r.requests,
+            errors: r.errors.total(),
+            handed_out: steer.handed_out,
+            handed_in: steer.handed_in,
+            handoff_dropped: steer.handoff_dropped,
+        });
+    }
+    total.peak_tw = total.peak_tw.max(peak_tw);
+    let mut summary = total.summary("xstack", cfg.target, elapsed);
+    summary.queues = queues;
+    summary.per_queue = per_queue;
+    Ok(summary)
+}
+
+/// One queue's share of the load, on its own thread: starts connections,
+/// runs their requests, counts into `shared`.
+fn drive(st: &mut Stack, cfg: &LoadConfig, shared: &Mutex<Recorder>, start: Instant) {
+    let ip = st.addr();
+    let mut conns: HashMap<ConnId, Conn> = HashMap::new();
     let stop_at = cfg.duration.map(|d| start + d);
     let mut started: u64 = 0;
     let mut next_open = start;
     let mut buf = vec![0u8; 64 * 1024];
-    let mut iter: u64 = 0;
+    let mut idle: u32 = 0;
+    let mut last_check = Instant::now();
     loop {
+        let mut busy = false;
+        let Ok(mut guard) = shared.lock() else {
+            return;
+        };
+        let rec = &mut *guard;
         let now = Instant::now();
         let can_start =
             stop_at.is_none_or(|t| now < t) && cfg.connections.is_none_or(|n| started < n);
@@ -493,7 +669,7 @@ pub fn run_engine(
             }
             break;
         }
-        st.poll();
+        busy |= st.poll() > 0;
         // Start connections.
         let mut to_start: Vec<Instant> = Vec::new();
         if can_start {
@@ -512,6 +688,7 @@ pub fn run_engine(
             }
         }
         for origin in to_start {
+            busy = true;
             if cfg.connections.is_some_and(|n| started >= n) {
                 break;
             }
@@ -555,6 +732,7 @@ pub fn run_engine(
         }
         // Events.
         while let Some(ev) = st.engine().poll_event() {
+            busy = true;
             let (c, kind) = match ev {
                 Event::Connected(c) | Event::Writable(c) => (c, 0),
                 Event::Readable(c) | Event::PeerClosed(c) => (c, 1),
@@ -573,7 +751,7 @@ pub fn run_engine(
                 _ => rec.errors.other += 1,
             };
             if kind >= 2 {
-                fail(&mut rec, kind);
+                fail(rec, kind);
                 conns.remove(&c);
                 // Give the handle back so the engine frees the connection.
                 let t = st.now();
@@ -695,8 +873,8 @@ pub fn run_engine(
                 conns.remove(&c);
             }
         }
-        iter += 1;
-        if iter.is_multiple_of(1024) {
+        if last_check.elapsed() >= Duration::from_millis(10) {
+            last_check = Instant::now();
             // Per-connection timeouts.
             let now = Instant::now();
             let expired: Vec<ConnId> = conns
@@ -709,11 +887,22 @@ pub fn run_engine(
                 let _ = st.engine().tcp().abort(c);
                 conns.remove(&c);
             }
-            let tw = st.engine().tcp_ref().state_counts().time_wait as u64;
-            rep.tick(&mut rec, conns.len(), tw);
+            rec.time_wait = st.engine().tcp_ref().state_counts().time_wait as u64;
+            rec.peak_tw = rec.peak_tw.max(rec.time_wait);
+            rec.active = conns.len();
+        }
+        drop(guard);
+        idle = if busy { 0 } else { idle.saturating_add(1) };
+        if !cfg.busy_poll && idle > 64 {
+            // Nothing to do: sleep until a frame, a TCP timer, the next
+            // scheduled start (open loop) or the 10 ms housekeeping.
+            let mut max = Duration::from_millis(10);
+            if let Loop::Open(_) = cfg.lp {
+                max = max.min(next_open.saturating_duration_since(Instant::now()));
+            }
+            st.wait(max);
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
     // Let the last FINs, ACKs and RSTs leave before the socket closes.
     let drain = Instant::now() + Duration::from_millis(200);
     while Instant::now() < drain {
@@ -721,8 +910,11 @@ pub fn run_engine(
         while st.engine().poll_event().is_some() {}
     }
     let counts = st.engine().tcp_ref().state_counts();
-    rec.peak_tw = rec.peak_tw.max(counts.time_wait_high_water as u64);
-    Ok(rec.summary("xstack", cfg.target, elapsed))
+    if let Ok(mut r) = shared.lock() {
+        r.peak_tw = r.peak_tw.max(counts.time_wait_high_water as u64);
+        r.active = 0;
+        r.time_wait = counts.time_wait as u64;
+    }
 }
 
 /// TIME_WAIT sockets of this network namespace (/proc/net/sockstat "tw").
@@ -956,6 +1148,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             progress: false,
             hdr: None,
+            queues: 1,
+            busy_poll: false,
         }
     }
 
@@ -975,6 +1169,41 @@ mod tests {
         let mut c = cfg();
         c.close = CloseBy::Server;
         assert!(c.validate().unwrap_err().to_string().contains("--http"));
+    }
+
+    #[test]
+    fn a_load_split_over_queues_keeps_its_totals() {
+        let c = LoadConfig {
+            lp: Loop::Closed(10),
+            connections: Some(1001),
+            queues: 3,
+            progress: true,
+            ..cfg()
+        };
+        let parts: Vec<_> = (0..3).map(|i| c.part(i, 3)).collect();
+        let conc: Vec<u32> = parts
+            .iter()
+            .map(|p| match p.lp {
+                Loop::Closed(n) => n,
+                Loop::Open(_) => 0,
+            })
+            .collect();
+        assert_eq!(conc, vec![4, 3, 3]);
+        let conns: Vec<u64> = parts.iter().filter_map(|p| p.connections).collect();
+        assert_eq!(conns, vec![334, 334, 333]);
+        assert!(parts.iter().all(|p| !p.progress && p.queues == 1));
+        let open = LoadConfig {
+            lp: Loop::Open(900.0),
+            ..c.clone()
+        }
+        .part(2, 3);
+        assert_eq!(open.lp, Loop::Open(300.0));
+        // Fewer connections kept busy than engines: refused with advice.
+        let few = LoadConfig {
+            lp: Loop::Closed(2),
+            ..c
+        };
+        assert!(few.validate().unwrap_err().to_string().contains("--queues"));
     }
 
     #[test]

@@ -1,14 +1,17 @@
-//! A single-queue stack driven by its caller: XDP + one AF_XDP socket + one
-//! [`Engine`], polled in the caller's thread. For clients, tools and
-//! benchmarks that open connections themselves; `xstack serve` runs the
-//! multi-queue version with one thread per queue.
+//! A stack driven by its caller: XDP + one AF_XDP socket + one [`Engine`]
+//! per queue, each polled in the thread that holds it. For clients, tools and
+//! benchmarks that open connections themselves (`xstack load`); `xstack
+//! serve` runs its own workers. With several queues, frames are steered to
+//! the engine that owns their flow ([`crate::steer`]) and each engine picks
+//! client ports it owns ([`crate::tcp::TcpEngine::set_shard`]).
 
 use std::net::Ipv4Addr;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::{
     engine::{App, Engine, EngineConfig},
+    steer::Steering,
     sys,
     tcp::{self, TcpConfig},
     xdp::{AttachMode, XdpProgram},
@@ -18,7 +21,7 @@ use crate::{
 /// What [`Stack::open`] sets up.
 #[derive(Clone, Debug)]
 pub struct StackConfig {
-    /// Interface (its rx queue 0 is used; give it one queue).
+    /// Interface.
     pub iface: String,
     /// The stack's address.
     pub ip: Ipv4Addr,
@@ -36,43 +39,90 @@ pub struct StackConfig {
     pub xsk: XskConfig,
 }
 
-/// XDP program, socket and engine of one queue.
+/// Socket, engine and steering end of one queue.
 pub struct Stack {
     engine: Engine,
     sock: XskSocket,
-    _prog: XdpProgram,
+    steer: Steering,
+    addr: Ipv4Addr,
+    /// Held by a single-queue stack; with several queues the caller holds it.
+    _prog: Option<XdpProgram>,
     epoch: std::time::Instant,
 }
 
 impl Stack {
     /// Loads and attaches XDP on `iface`, binds queue 0 and starts an engine.
     pub fn open(config: &StackConfig) -> Result<Stack> {
+        let (prog, mut stacks) = Stack::open_queues(config, 1)?;
+        let mut stack = stacks.pop().context("no queue opened")?;
+        stack._prog = Some(prog);
+        Ok(stack)
+    }
+
+    /// Loads and attaches XDP on `iface` and opens queues `0..queues`, one
+    /// socket and engine each, every engine queue worker `q` of `queues`.
+    /// The program stays attached while the returned [`XdpProgram`] lives;
+    /// each [`Stack`] may move to its own thread.
+    pub fn open_queues(config: &StackConfig, queues: u32) -> Result<(XdpProgram, Vec<Stack>)> {
         let iface = sys::interface(&config.iface)?;
+        if queues == 0 || queues > iface.rx_queues {
+            bail!(
+                "--queues {queues} is out of range: {} has {} rx queue(s); pass --queues 1..={} (xstack testbed up --queues N makes more)",
+                iface.name,
+                iface.rx_queues,
+                iface.rx_queues
+            );
+        }
         let mut prog = XdpProgram::load(None)?;
         prog.own_addr(config.ip)?;
         for p in config.listen.iter().chain(&config.client_ports) {
             prog.own_port(config.ip, *p)?;
         }
-        let sock = XskSocket::open(&iface.name, 0, &config.xsk)
-            .with_context(|| format!("AF_XDP socket on {}", iface.name))?;
-        prog.register_socket(0, sock.fd())?;
+        let steering =
+            crate::steer::mesh(queues).context("creating the queue steering eventfds")?;
+        let epoch = std::time::Instant::now();
+        let mut stacks = Vec::new();
+        for (q, steer) in (0..queues).zip(steering) {
+            let sock = XskSocket::open(&iface.name, q, &config.xsk)
+                .with_context(|| format!("AF_XDP socket on {} queue {q}", iface.name))?;
+            prog.register_socket(q, sock.fd())?;
+            let mut engine = Engine::new(EngineConfig {
+                mac: iface.mac,
+                addrs: vec![config.ip],
+                ports: config.listen.clone(),
+                app: config.app,
+                response_bytes: config.response_bytes,
+                tcp: config.tcp.clone(),
+                backlog: 1024,
+                secret: sys::random_secret(),
+            });
+            engine.tcp().set_shard(q, queues);
+            stacks.push(Stack {
+                engine,
+                sock,
+                steer,
+                addr: config.ip,
+                _prog: None,
+                epoch,
+            });
+        }
         prog.attach(&iface.name, AttachMode::Auto)?;
-        let engine = Engine::new(EngineConfig {
-            mac: iface.mac,
-            addrs: vec![config.ip],
-            ports: config.listen.clone(),
-            app: config.app,
-            response_bytes: config.response_bytes,
-            tcp: config.tcp.clone(),
-            backlog: 1024,
-            secret: sys::random_secret(),
-        });
-        Ok(Stack {
-            engine,
-            sock,
-            _prog: prog,
-            epoch: std::time::Instant::now(),
-        })
+        Ok((prog, stacks))
+    }
+
+    /// The stack's address.
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// The queue this stack serves.
+    pub fn queue(&self) -> u32 {
+        self.steer.index()
+    }
+
+    /// Frames handed between queue workers.
+    pub fn steer_counts(&self) -> crate::steer::SteerCounts {
+        self.steer.stats.snapshot()
     }
 
     /// The engine's clock.
@@ -87,11 +137,32 @@ impl Stack {
         self.sock.complete();
         self.sock.refill();
         let engine = &mut self.engine;
-        let n = self
-            .sock
-            .receive(64, |frame, tx| engine.handle_frame(now, frame, tx));
-        self.sock.transmit_with(|tx| engine.poll(now, tx));
+        let steer = &self.steer;
+        let mut n = self.sock.receive_with_meta(64, |meta, frame, tx| {
+            if steer.route(meta, frame) {
+                engine.handle_frame_meta(now, meta, frame, tx)
+            }
+        });
+        self.sock.transmit_with(|tx| {
+            n += steer.receive(64, |h| engine.handle_handoff(now, &h, tx)) as u32;
+            engine.poll(now, tx)
+        });
         n
+    }
+
+    /// Sleeps until a frame arrives (from the wire or another queue's
+    /// worker), the engine's next timer, or `max`, whichever is first.
+    pub fn wait(&mut self, max: std::time::Duration) {
+        let now = self.now();
+        let until_timer = self
+            .engine
+            .next_timeout()
+            .map_or(u64::MAX, |t| t.0.saturating_sub(now.0) / 1000);
+        let ms = until_timer.min(max.as_millis() as u64) as i32;
+        if ms > 0 && self.steer.prepare_sleep() {
+            self.sock.wait_also(Some(self.steer.wake_fd()), ms);
+            self.steer.woke();
+        }
     }
 
     /// The engine (connect, read, write, close, counters).

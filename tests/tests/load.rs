@@ -12,7 +12,8 @@ use serde_json::Value;
 use xstack_tests::{counter, testbed, wait_until, xstack_bin, Serve, Testbed};
 
 /// Validates `v` against the subset of JSON Schema the summary schema uses
-/// (type, enum, required, properties, minimum).
+/// (type, enum, required, properties, additionalProperties: false, items,
+/// minimum).
 fn validate(schema: &Value, v: &Value, path: &str) -> Result<(), String> {
     if let Some(t) = schema.get("type") {
         let types: Vec<&str> = match t {
@@ -26,6 +27,7 @@ fn validate(schema: &Value, v: &Value, path: &str) -> Result<(), String> {
             "integer" => v.is_u64() || v.is_i64(),
             "number" => v.is_number(),
             "null" => v.is_null(),
+            "array" => v.is_array(),
             _ => false,
         });
         if !ok {
@@ -53,7 +55,20 @@ fn validate(schema: &Value, v: &Value, path: &str) -> Result<(), String> {
             return Err(format!("{path}: missing {k}"));
         }
     }
+    if let (Some(items), Some(a)) = (schema.get("items"), v.as_array()) {
+        for (i, x) in a.iter().enumerate() {
+            validate(items, x, &format!("{path}[{i}]"))?;
+        }
+    }
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        if schema.get("additionalProperties") == Some(&Value::Bool(false)) {
+            if let Some(k) = v
+                .as_object()
+                .and_then(|o| o.keys().find(|k| !props.contains_key(*k)))
+            {
+                return Err(format!("{path}: unexpected {k}"));
+            }
+        }
         for (k, s) in props {
             if let Some(x) = v.get(k) {
                 validate(s, x, &format!("{path}.{k}"))?;
@@ -309,5 +324,127 @@ fn tw_reuse_lets_a_client_reuse_time_wait_tuples_without_errors() {
     );
     // Reuse needs 1 s per round: 3 rounds over 100 ports take at least 2 s.
     assert!(v["elapsed_s"].as_f64().unwrap() >= 2.0, "{v:#}");
+    let _ = std::fs::remove_file(json);
+}
+
+/// Sums `field` over a load summary's `per_queue` entries.
+fn per_queue_sum(v: &Value, field: &str) -> u64 {
+    v["per_queue"]
+        .as_array()
+        .map(|qs| qs.iter().map(|q| counter(q, &format!("/{field}"))).sum())
+        .unwrap_or(0)
+}
+
+#[test]
+fn load_with_two_queues_against_xstack_serve_with_two_queues_steers_every_flow_to_its_engine() {
+    let tb = testbed('q', 2);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, 7, &["--app", "echo", "--queues", "2"]);
+    let json = tmp("mq.json");
+    let v = load(
+        &t.peer_ns,
+        &[
+            "--iface",
+            &t.peer_if,
+            "--ip",
+            "198.18.0.3",
+            "--target",
+            "198.18.0.2:7",
+            "--queues",
+            "2",
+            "--concurrency",
+            "8",
+            "--connections",
+            "2000",
+            "--request-bytes",
+            "200",
+            "--close",
+            "rst",
+        ],
+        &json,
+    );
+    let schema: Value =
+        serde_json::from_str(include_str!("../../docs/load-summary.schema.json")).unwrap();
+    validate(&schema, &v, "summary").unwrap();
+    assert_eq!(counter(&v, "/queues"), 2);
+    assert_eq!(counter(&v, "/connections"), 2000, "{v:#}");
+    assert_eq!(counter(&v, "/requests"), 2000);
+    assert_eq!(counter(&v, "/bytes_in"), 400_000);
+    for k in ["refused", "reset", "timeout", "other"] {
+        assert_eq!(counter(&v, &format!("/errors/{k}")), 0, "{v:#}");
+    }
+    // Both engines worked, and the split adds up.
+    let qs = v["per_queue"].as_array().expect("per_queue");
+    assert_eq!(qs.len(), 2);
+    assert!(qs.iter().all(|q| counter(q, "/connections") > 0), "{v:#}");
+    assert_eq!(per_queue_sum(&v, "connections"), 2000);
+    // The server's engines send on their own queue, so about half of the
+    // replies reach the load side on a queue whose engine does not own the
+    // flow: they were handed over, none lost.
+    assert!(per_queue_sum(&v, "handed_in") > 0, "{v:#}");
+    assert_eq!(
+        per_queue_sum(&v, "handed_in"),
+        per_queue_sum(&v, "handed_out")
+    );
+    assert_eq!(per_queue_sum(&v, "handoff_dropped"), 0);
+    // Server side: every connection accepted once, every byte read once,
+    // whichever queue its segments came in on.
+    let ok = wait_until(Duration::from_secs(3), || {
+        let s = serve.stats();
+        counter(&s, "/engine/app_accepted") == 2000
+            && counter(&s, "/engine/app_bytes_in") == 400_000
+    });
+    let s = serve.stats();
+    assert!(ok, "{s:#}");
+    let handed: u64 = s["per_queue"]
+        .as_array()
+        .expect("per_queue")
+        .iter()
+        .map(|q| counter(q, "/steer/handed_in"))
+        .sum();
+    assert!(handed > 0, "{s:#}");
+    let _ = std::fs::remove_file(json);
+}
+
+#[test]
+fn load_with_two_queues_against_a_kernel_server_has_no_errors() {
+    // The kernel picks each socket's tx queue from a random hash, so its
+    // replies land on either queue of the load side.
+    let tb = testbed('k', 2);
+    let t = &tb.testbed;
+    let mut ks = Kserve::start(t, &t.peer_ns, "198.18.0.1:80", &["--app", "echo"]);
+    let json = tmp("mqk.json");
+    let v = load(
+        &t.stack_ns,
+        &[
+            "--iface",
+            &t.stack_if,
+            "--ip",
+            "198.18.0.2",
+            "--target",
+            "198.18.0.1:80",
+            "--queues",
+            "2",
+            "--concurrency",
+            "16",
+            "--connections",
+            "2000",
+            "--close",
+            "client",
+        ],
+        &json,
+    );
+    assert_eq!(counter(&v, "/connections"), 2000, "{v:#}");
+    for k in ["refused", "reset", "timeout", "other"] {
+        assert_eq!(counter(&v, &format!("/errors/{k}")), 0, "{v:#}");
+    }
+    assert!(per_queue_sum(&v, "handed_in") > 0, "{v:#}");
+    assert_eq!(per_queue_sum(&v, "handoff_dropped"), 0);
+    // Client FIN first: the TIME_WAIT entries are the load engines', none
+    // in the kernel.
+    assert!(counter(&v, "/peak_time_wait") > 0, "{v:#}");
+    assert_eq!(time_wait_in(&t.peer_ns), 0);
+    let counters = ks.stop();
+    assert!(counters.contains("accepted 2000 "), "kserve: {counters}");
     let _ = std::fs::remove_file(json);
 }

@@ -195,7 +195,8 @@ fn load_row(
     if load == "kernel" {
         cmd.args(["--kernel", "--threads", "1"]);
     } else {
-        cmd.args(["--iface", &t.peer_if, "--ip", "198.18.0.3"]);
+        // Spinning, like the xstack server (serve --busy-poll).
+        cmd.args(["--iface", &t.peer_if, "--ip", "198.18.0.3", "--busy-poll"]);
     }
     cmd.args([
         "--target",

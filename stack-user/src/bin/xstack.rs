@@ -153,9 +153,12 @@ struct LoadArgs {
     /// Seconds a connection may go without progress (handshake, a response) before it counts as timed out.
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
-    /// Engines (AF_XDP queues); this version drives one.
+    /// Engines, one per AF_XDP queue, each on its own thread (queues 0..N of --iface; not with --kernel, which has --threads).
     #[arg(long, default_value_t = 1)]
     queues: u32,
+    /// Never sleep: spin on the AF_XDP rings (lowest latency; a core per queue).
+    #[arg(long, conflicts_with = "kernel")]
+    busy_poll: bool,
     /// Run over kernel sockets (tokio) instead of the xstack engine.
     #[arg(long)]
     kernel: bool,
@@ -443,8 +446,11 @@ fn run(cli: Cli) -> Result<()> {
                     anyhow::bail!("--response-bytes {r} differs from --request-bytes {}: the echo protocol answers what it gets; use --http against a server with --response-bytes", a.request_bytes);
                 }
             }
-            if a.queues != 1 && !a.kernel {
-                anyhow::bail!("--queues {}: this version drives one engine (queue 0); use --queues 1 and a single-queue interface", a.queues);
+            if a.queues != 1 && a.kernel {
+                anyhow::bail!(
+                    "--queues is for the xstack engine; with --kernel use --threads {}",
+                    a.queues
+                );
             }
             let secs = |v: f64, what: &str| {
                 if v > 0.0 && v.is_finite() {
@@ -470,6 +476,8 @@ fn run(cli: Cli) -> Result<()> {
                 timeout: secs(a.timeout, "--timeout")?,
                 progress: !a.quiet,
                 hdr: a.hdr.clone(),
+                queues: a.queues,
+                busy_poll: a.busy_poll,
             };
             let summary = if a.kernel {
                 xstack::load::run_kernel(&cfg, a.threads)?
