@@ -424,6 +424,14 @@ impl Engine {
         &mut self.tcp
     }
 
+    /// Hands what TCP reported since the last call to the built-in app and
+    /// the caller's event queue ([`poll_event`](Self::poll_event)) without
+    /// transmitting: a caller that answers before [`poll`](Self::poll)
+    /// lets its data carry the ACKs owed.
+    pub fn dispatch_events(&mut self, now: Instant) {
+        self.run_app(now);
+    }
+
     /// Next event on a connection opened with [`Engine::connect`].
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
@@ -978,6 +986,91 @@ mod tests {
 
     /// RFC 9293 §3.10.7.2 (LISTEN: SYN → SYN-ACK) and §3.10.7.1 (no
     /// listener: RST carrying ACK of the SYN), through Ethernet and IPv4.
+    /// A segment from the peer's port 80 to our `dport`, as a frame.
+    fn peer_segment(dport: u16, seq: u32, ack: u32, flags: u8, data: &[u8]) -> Vec<u8> {
+        let repr = crate::wire::tcp::TcpRepr {
+            src_port: 80,
+            dst_port: dport,
+            seq: crate::tcp::SeqNumber(seq),
+            ack: Some(crate::tcp::SeqNumber(ack)),
+            flags,
+            window: 65535,
+            urgent: 0,
+            options: Default::default(),
+            payload: data,
+        };
+        let mut seg = vec![0u8; repr.header_len() + data.len()];
+        repr.emit(PEER_IP, OUR_IP, &mut seg).unwrap();
+        ipv4_frame(ipv4::PROTO_TCP, &seg)
+    }
+
+    /// The TCP segments in `frames`: (flags, seq, ack, payload).
+    fn sent_segments(frames: &[Vec<u8>]) -> Vec<(u8, u32, Option<u32>, Vec<u8>)> {
+        frames
+            .iter()
+            .map(|f| {
+                let (_, payload) = EthernetRepr::parse(f).unwrap();
+                let (ip, seg) = Ipv4Repr::parse(payload).unwrap();
+                let t = crate::wire::tcp::TcpRepr::parse(ip.src, ip.dst, seg).unwrap();
+                (t.flags, t.seq.0, t.ack.map(|a| a.0), t.payload.to_vec())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_client_that_answers_before_poll_sends_its_request_with_the_ack_and_its_fin_with_the_last_ack(
+    ) {
+        use crate::wire::tcp::{FIN, PSH, SYN};
+        let mut e = engine();
+        let mut tx = VecTransmit::default();
+        // Learn the peer's MAC, then drop the ARP reply.
+        e.handle_frame(Instant(0), &arp_request(OUR_IP), &mut tx);
+        tx.frames.clear();
+        let id = e.connect(Instant(0), OUR_IP, 50000, PEER_IP, 80).unwrap();
+        e.poll(Instant(0), &mut tx);
+        let syn = sent_segments(&tx.frames);
+        assert_eq!(syn.len(), 1);
+        assert_eq!(syn[0].0, SYN);
+        let iss = syn[0].1;
+        tx.frames.clear();
+        // SYN-ACK in: nothing leaves while the frame is handled.
+        let t = Instant(1000);
+        e.handle_frame(t, &peer_segment(50000, 7000, iss + 1, SYN, &[]), &mut tx);
+        assert!(tx.frames.is_empty());
+        e.dispatch_events(t);
+        assert_eq!(e.poll_event(), Some(Event::Connected(id)));
+        assert_eq!(e.tcp().write(id, b"GET"), Ok(3));
+        e.poll(t, &mut tx);
+        // One segment: the request, carrying the ACK of the SYN-ACK.
+        let out = sent_segments(&tx.frames);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].0 & !PSH, 0);
+        assert_eq!((out[0].1, out[0].2), (iss + 1, Some(7001)));
+        assert_eq!(out[0].3, b"GET");
+        tx.frames.clear();
+        // Response and FIN in one segment; the client reads to the end and
+        // closes before the next poll.
+        let t = Instant(2000);
+        e.handle_frame(
+            t,
+            &peer_segment(50000, 7001, iss + 4, FIN | PSH, b"OK"),
+            &mut tx,
+        );
+        assert!(tx.frames.is_empty());
+        e.dispatch_events(t);
+        assert!(e.poll_event().is_some());
+        let mut buf = [0u8; 16];
+        assert_eq!(e.tcp().read(id, &mut buf), Ok(2));
+        assert_eq!(e.tcp().read(id, &mut buf), Ok(0));
+        e.tcp().close(t, id).unwrap();
+        e.poll(t, &mut tx);
+        // One segment: the FIN, acknowledging data and FIN (no bare ACK first).
+        let out = sent_segments(&tx.frames);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].0, FIN);
+        assert_eq!((out[0].1, out[0].2), (iss + 4, Some(7004)));
+    }
+
     #[test]
     fn syn_to_a_listening_port_gets_syn_ack_and_to_a_closed_port_rst() {
         let mut e = engine();

@@ -669,7 +669,9 @@ fn drive(st: &mut Stack, cfg: &LoadConfig, shared: &Mutex<Recorder>, start: Inst
             }
             break;
         }
-        busy |= st.poll() > 0;
+        // Frames in; the replies they owe leave with this round's requests
+        // and closes at `transmit` below.
+        busy |= st.receive() > 0;
         // Start connections.
         let mut to_start: Vec<Instant> = Vec::new();
         if can_start {
@@ -873,6 +875,7 @@ fn drive(st: &mut Stack, cfg: &LoadConfig, shared: &Mutex<Recorder>, start: Inst
                 conns.remove(&c);
             }
         }
+        st.transmit();
         if last_check.elapsed() >= Duration::from_millis(10) {
             last_check = Instant::now();
             // Per-connection timeouts.

@@ -130,9 +130,22 @@ impl Stack {
         tcp::Instant(self.epoch.elapsed().as_micros() as u64)
     }
 
-    /// One round: completions, fill ring, received frames, timers, the
-    /// application, transmissions. Returns the number of frames received.
+    /// One round: [`receive`](Self::receive) then
+    /// [`transmit`](Self::transmit). Returns the number of frames received.
     pub fn poll(&mut self) -> u32 {
+        let n = self.receive();
+        self.transmit();
+        n
+    }
+
+    /// First half of a round: completions, fill ring, received frames
+    /// (and frames other queues handed over) into the engine. Returns how
+    /// many. An application that reads and writes before
+    /// [`transmit`](Self::transmit) lets its data carry the ACKs those
+    /// frames owe (a request with the ACK of a SYN-ACK, a FIN with the ACK
+    /// of the response) instead of bare ACKs going first, as Linux's
+    /// delayed ACK does for an application that answers at once.
+    pub fn receive(&mut self) -> u32 {
         let now = self.now();
         self.sock.complete();
         self.sock.refill();
@@ -145,9 +158,17 @@ impl Stack {
         });
         self.sock.transmit_with(|tx| {
             n += steer.receive(64, |h| engine.handle_handoff(now, &h, tx)) as u32;
-            engine.poll(now, tx)
         });
+        engine.dispatch_events(now);
         n
+    }
+
+    /// Second half of a round: timers, then everything the engine has
+    /// queued goes out.
+    pub fn transmit(&mut self) {
+        let now = self.now();
+        let engine = &mut self.engine;
+        self.sock.transmit_with(|tx| engine.poll(now, tx));
     }
 
     /// Sleeps until a frame arrives (from the wire or another queue's
