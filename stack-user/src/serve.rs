@@ -577,6 +577,7 @@ fn snapshot(
         .collect();
     let mut v = info.clone();
     v["uptime_s"] = json!(started.elapsed().as_secs_f64());
+    v["memory"] = json!(sys::memory());
     v["xdp"] = xdp;
     v["xdp_tcp_classes"] = classes;
     v["fastpath"] = fastpath;
@@ -616,6 +617,14 @@ pub fn render_stats(v: &serde_json::Value) -> String {
             }
         }
     };
+    let mb = |k: &str| v["memory"][k].as_f64().unwrap_or(0.0) / 1e6;
+    let _ = writeln!(
+        out,
+        "memory: rss {:.1} MB, heap in use {:.1} MB, heap held {:.1} MB",
+        mb("rss_bytes"),
+        mb("heap_in_use_bytes"),
+        mb("heap_held_bytes")
+    );
     section(&mut out, "xdp (kernel, per-CPU summed)", &v["xdp"]);
     section(&mut out, "xdp tcp classes", &v["xdp_tcp_classes"]);
     section(&mut out, "fast path", &v["fastpath"]);

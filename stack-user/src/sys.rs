@@ -196,6 +196,37 @@ pub fn random_secret() -> [u8; 16] {
     b
 }
 
+/// Memory of this process: what the kernel holds for it and what the
+/// allocator has handed out, so that a soak can tell a leak (heap in use
+/// grows) from allocator retention (RSS grows, heap in use does not).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct MemoryUsage {
+    /// Resident set size (`/proc/self/statm`).
+    pub rss_bytes: u64,
+    /// Bytes the allocator has handed out and not had back (glibc
+    /// `mallinfo2`: `uordblks + hblkhd`).
+    pub heap_in_use_bytes: u64,
+    /// Bytes the allocator holds from the kernel (`arena + hblkhd`).
+    pub heap_held_bytes: u64,
+}
+
+/// This process's [`MemoryUsage`].
+pub fn memory() -> MemoryUsage {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    let rss_pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: mallinfo2 only reads the allocator's counters.
+    let m = unsafe { libc::mallinfo2() };
+    MemoryUsage {
+        rss_bytes: rss_pages * page,
+        heap_in_use_bytes: (m.uordblks + m.hblkhd) as u64,
+        heap_held_bytes: (m.arena + m.hblkhd) as u64,
+    }
+}
+
 /// Inode of this thread's network namespace: identifies the namespace in
 /// lock and socket names (interface names repeat across namespaces).
 pub fn netns_id() -> u64 {

@@ -621,6 +621,11 @@ fn time_wait_table_overflow_is_counted_warned_and_shown_in_stats() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("timewait 50/50"), "{text}");
     assert!(text.contains("TCPTimeWaitOverflow"), "{text}");
+    // Memory next to the counters: RSS, and the heap the allocator handed out.
+    assert!(text.contains("memory: rss "), "{text}");
+    let rss = counter(&s, "/memory/rss_bytes");
+    let heap = counter(&s, "/memory/heap_in_use_bytes");
+    assert!(rss > 1_000_000 && heap > 100_000 && heap < 1 << 32, "{s:#}");
     let out = serve.stop_with(libc::SIGTERM);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("time wait bucket table overflow"), "{log}");
