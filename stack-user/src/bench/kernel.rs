@@ -48,12 +48,12 @@ pub struct Row {
     pub server_cpu: f64,
 }
 
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
 }
 
 impl Proc {
-    fn spawn(cmd: &mut Command) -> Result<Proc> {
+    pub(crate) fn spawn(cmd: &mut Command) -> Result<Proc> {
         let child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -63,7 +63,7 @@ impl Proc {
     }
 
     /// Stops it with SIGTERM and returns (CPU seconds, stdout).
-    fn stop(mut self) -> (f64, String) {
+    pub(crate) fn stop(mut self) -> (f64, String) {
         // SAFETY: signalling the child we spawned, by pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         wait_cpu(&mut self.child)
@@ -71,7 +71,7 @@ impl Proc {
 }
 
 /// Waits for `child` and returns its user+system CPU seconds and stdout.
-fn wait_cpu(child: &mut Child) -> (f64, String) {
+pub(crate) fn wait_cpu(child: &mut Child) -> (f64, String) {
     let mut out = String::new();
     if let Some(mut s) = child.stdout.take() {
         use std::io::Read;
@@ -85,7 +85,7 @@ fn wait_cpu(child: &mut Child) -> (f64, String) {
     (secs(ru.ru_utime) + secs(ru.ru_stime), out)
 }
 
-fn bin() -> Result<PathBuf> {
+pub(crate) fn bin() -> Result<PathBuf> {
     std::env::current_exe().context("locating the xstack binary")
 }
 
@@ -131,7 +131,7 @@ fn ip(ns: &str, op: &str, cidr: &str, dev: &str) -> Result<()> {
 /// Starts the kernel (`xstack kserve`, with 198.18.0.2 on the kernel
 /// interface) or the xstack server in the stack namespace and waits until it
 /// answers.
-fn start_server(t: &Testbed, server: &str) -> Result<Proc> {
+pub(crate) fn start_server(t: &Testbed, server: &str) -> Result<Proc> {
     let bin = bin()?;
     let exe = bin.to_str().unwrap_or("xstack");
     if server == "kernel" {
@@ -163,7 +163,7 @@ fn start_server(t: &Testbed, server: &str) -> Result<Proc> {
 }
 
 /// Stops a server from [`start_server`]; returns its CPU seconds.
-fn stop_server(t: &Testbed, server: &str, p: Proc) -> Result<f64> {
+pub(crate) fn stop_server(t: &Testbed, server: &str, p: Proc) -> Result<f64> {
     let (cpu, _) = p.stop();
     if server == "kernel" {
         ip(&t.stack_ns, "del", "198.18.0.2/24", &t.stack_if)?;

@@ -191,6 +191,11 @@ enum BenchWhich {
         #[arg(long, default_value_t = 1_000_000)]
         repeat: u32,
     },
+    /// xstack load against xstack serve for a long bounded run, sampling memory; errors and growth after the first minute.
+    #[command(
+        after_help = "Examples:\n  xstack bench soak --seconds 600\n  xstack bench soak --seconds 60 --sample 5 --out target/soak"
+    )]
+    Soak(xstack::bench::soak::SoakArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -518,6 +523,7 @@ fn run(cli: Cli) -> Result<()> {
             out,
         } => match which {
             Some(BenchWhich::Synflood(a)) => xstack::bench::synflood::run(&a)?,
+            Some(BenchWhich::Soak(a)) => print!("{}", xstack::bench::soak::run(&a)?),
             Some(BenchWhich::Cookies { repeat }) => {
                 let r = xstack::bench::cookies::run(repeat)?;
                 print!("{r}");
