@@ -118,6 +118,8 @@ pub struct SteerStats {
     pub received: AtomicU64,
     /// Frames dropped because the owner's mailbox was full.
     pub dropped: AtomicU64,
+    /// ARP frames copied to the other workers (not in `out`/`received`).
+    pub arp_copies: AtomicU64,
 }
 
 /// A copy of [`SteerStats`] for the stats document.
@@ -129,6 +131,8 @@ pub struct SteerCounts {
     pub handed_in: u64,
     /// Frames dropped because the owner's mailbox was full.
     pub handoff_dropped: u64,
+    /// ARP frames copied to the other workers (each learns the sender).
+    pub arp_copies: u64,
 }
 
 impl SteerStats {
@@ -138,6 +142,7 @@ impl SteerStats {
             handed_out: self.out.load(Ordering::Relaxed),
             handed_in: self.received.load(Ordering::Relaxed),
             handoff_dropped: self.dropped.load(Ordering::Relaxed),
+            arp_copies: self.arp_copies.load(Ordering::Relaxed),
         }
     }
 }
@@ -223,7 +228,13 @@ impl Steering {
         };
         match door.tx.try_send(Handoff::new(meta, frame, learn_only)) {
             Ok(()) => {
-                self.stats.out.fetch_add(1, Ordering::Relaxed);
+                // So that, per worker, frames received from the socket =
+                // handled here - handed in + handed out.
+                if learn_only {
+                    self.stats.arp_copies.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.stats.out.fetch_add(1, Ordering::Relaxed);
+                }
                 door.queued.fetch_add(1, Ordering::SeqCst);
                 // Pairs with the fence in `prepare_sleep`: either the owner
                 // sees the frame queued before it sleeps, or we see it
@@ -267,11 +278,12 @@ impl Steering {
 
     /// Takes up to `max` frames other workers handed over.
     pub fn receive(&self, max: usize, mut f: impl FnMut(Handoff)) -> usize {
-        let mut n = 0;
+        let (mut n, mut frames) = (0, 0);
         while n < max {
             match self.mailbox.try_recv() {
                 Ok(h) => {
                     n += 1;
+                    frames += u64::from(!h.learn_only);
                     f(h);
                 }
                 Err(_) => break,
@@ -279,7 +291,7 @@ impl Steering {
         }
         if n > 0 {
             self.own.queued.fetch_sub(n, Ordering::SeqCst);
-            self.stats.received.fetch_add(n as u64, Ordering::Relaxed);
+            self.stats.received.fetch_add(frames, Ordering::Relaxed);
         }
         n
     }
@@ -420,6 +432,10 @@ mod tests {
         assert!(!ends[1].prepare_sleep());
         assert_eq!(ends[1].receive(16, |h| assert!(h.meta().is_empty())), 1);
         assert!(ends[1].prepare_sleep());
+        // ARP copies are counted apart from handed-over frames.
+        assert_eq!(ends[0].stats.snapshot().arp_copies, 1);
+        assert_eq!(ends[0].stats.snapshot().handed_out, 1);
+        assert_eq!(ends[1].stats.snapshot().handed_in, 1);
     }
 
     #[test]
