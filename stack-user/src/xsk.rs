@@ -536,30 +536,167 @@ impl TxBatch<'_> {
         if count == 0 {
             return;
         }
-        let mut sent = 0usize;
-        {
-            let mut writer = sock.tx.transmit(count as u32);
-            while sent < count && writer.insert_once(sock.tx_pending[sent]) {
-                sent += 1;
+        let tx = &mut sock.tx;
+        let zero_copy = sock.zero_copy;
+        let mut kicked = false;
+        let sent = submit_all(&sock.tx_pending, |descs| {
+            let n = {
+                let mut writer = tx.transmit(descs.len() as u32);
+                let n = writer.insert(descs.iter().copied());
+                writer.commit();
+                n
+            };
+            if n == 0 && !kicked && !zero_copy {
+                // Really full: in copy mode the kick below sends some
+                // synchronously and makes room; try once more after it.
+                kicked = true;
+                tx.wake();
+                return Reserved::Retry;
             }
-            writer.commit();
-        }
+            Reserved::Took(n as usize)
+        });
         // Descriptors the ring had no room for go back to the free list.
         for d in sock.tx_pending.drain(..).skip(sent) {
             sock.free.push(d.addr);
             sock.tx_dropped += 1;
         }
         sock.tx_in_flight += sent as u32;
-        // Copy mode always needs a kick to transmit; zero-copy only when the
-        // driver asks for one.
-        if self.sock.tx.needs_wakeup() || !self.sock.zero_copy {
-            self.sock.tx.wake();
+        if zero_copy {
+            // Zero-copy: the driver sends on its own, kicked only when it
+            // asks for it.
+            if sock.tx.needs_wakeup() {
+                sock.tx.wake();
+            }
+            return;
+        }
+        // Copy mode sends in the kick itself, at most a budget of
+        // descriptors per call (`TX_BATCH_SIZE`, 32, in net/xdp/xsk.c), and
+        // nothing else drains the ring: kick until it is empty or a kick
+        // makes no progress (the completion ring or the device pushes
+        // back), or frames would wait for the next batch to leave.
+        let mut pending = sock.tx.pending();
+        for _ in 0..=sock.ring_size / 32 {
+            sock.tx.wake();
+            let now = sock.tx.pending();
+            if now == 0 || now >= pending {
+                break;
+            }
+            pending = now;
         }
     }
+}
+
+/// What one tx ring reservation did (see [`submit_all`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reserved {
+    /// Took this many descriptors; 0 means the ring is full.
+    Took(usize),
+    /// Took none, but made room (a kick); reserve again.
+    Retry,
+}
+
+/// Puts `descs` on the tx ring through `reserve`, which takes a prefix of
+/// what it is given; returns how many went in. xdpilone reserves against
+/// its cached copy of the kernel's consumer index and refreshes that copy
+/// only when it shows no free slot at all, so a reservation can come back
+/// short while the ring has room (a cached view of 3 free slots gives 3,
+/// with 2045 really free). Taking that as "ring full" dropped frames
+/// (SYN-ACKs, data) under load with the ring nearly empty; reserving again
+/// refreshes the view, and only an empty reservation means full.
+fn submit_all(descs: &[XdpDesc], mut reserve: impl FnMut(&[XdpDesc]) -> Reserved) -> usize {
+    let mut sent = 0;
+    while sent < descs.len() {
+        match reserve(&descs[sent..]) {
+            Reserved::Took(0) => break,
+            Reserved::Took(n) => sent += n.min(descs.len() - sent),
+            Reserved::Retry => {}
+        }
+    }
+    sent
 }
 
 impl Drop for TxBatch<'_> {
     fn drop(&mut self) {
         self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn descs(n: u64) -> Vec<XdpDesc> {
+        (0..n)
+            .map(|i| XdpDesc {
+                addr: i * 4096,
+                len: 60,
+                options: 0,
+            })
+            .collect()
+    }
+
+    fn addrs(d: &[XdpDesc]) -> Vec<u64> {
+        d.iter().map(|d| d.addr).collect()
+    }
+
+    /// A ring of `size` slots with `used` taken, reserving as xdpilone
+    /// does: against a cached free count, refreshed only when it is 0.
+    struct StaleRing {
+        size: usize,
+        used: usize,
+        cached_free: usize,
+        ring: Vec<XdpDesc>,
+    }
+
+    impl StaleRing {
+        fn reserve(&mut self, d: &[XdpDesc]) -> Reserved {
+            if self.cached_free == 0 {
+                self.cached_free = self.size - self.used;
+            }
+            let n = self.cached_free.min(d.len());
+            self.cached_free -= n;
+            self.used += n;
+            self.ring.extend_from_slice(&d[..n]);
+            Reserved::Took(n)
+        }
+    }
+
+    #[test]
+    fn a_short_tx_reservation_from_a_stale_consumer_view_is_retried_not_dropped() {
+        // The kernel has consumed all but 1 of 2048 slots, but the cached
+        // view still shows 3 free: the first reservation takes 3 of 10.
+        let mut ring = StaleRing {
+            size: 2048,
+            used: 1,
+            cached_free: 3,
+            ring: Vec::new(),
+        };
+        let d = descs(10);
+        let sent = submit_all(&d, |x| ring.reserve(x));
+        assert_eq!(sent, 10);
+        assert_eq!(addrs(&ring.ring), addrs(&d));
+    }
+
+    #[test]
+    fn a_really_full_tx_ring_takes_what_fits_after_one_kick() {
+        let mut ring = StaleRing {
+            size: 8,
+            used: 6,
+            cached_free: 0,
+            ring: Vec::new(),
+        };
+        let mut kicks = 0;
+        let d = descs(10);
+        let sent = submit_all(&d, |x| match ring.reserve(x) {
+            Reserved::Took(0) if kicks == 0 => {
+                // The kick sends 4 synchronously (copy mode).
+                kicks += 1;
+                ring.used -= 4;
+                Reserved::Retry
+            }
+            r => r,
+        });
+        assert_eq!((sent, kicks), (6, 1));
+        assert_eq!(addrs(&ring.ring), addrs(&d[..6]));
     }
 }

@@ -482,7 +482,10 @@ impl TcpEngine {
     /// `dst`:port; data on the ACK is taken in. The XDP SYN-ACK must have
     /// offered MSS ≤ `TcpConfig::mss` and our window scale
     /// `TcpConfig::rcv_wscale()`. A segment for a connection that already
-    /// exists is handled as by `on_segment`. Returns the new connection.
+    /// exists is handled as by `on_segment`, except that it replaces a
+    /// half-open request whose SYN-ACK it does not acknowledge (XDP answered
+    /// a retransmission of the request's SYN with the cookie). Returns the
+    /// new connection.
     pub fn on_cookie_ack(
         &mut self,
         now: Instant,
@@ -530,9 +533,20 @@ impl TcpEngine {
             self.stats.time_wait_syn_reopen += 1;
             self.tw_end(twi, true);
         }
-        if self.conns.contains_key(&tuple) {
-            self.handle(now, src, dst, &seg);
-            return None;
+        if let Some(&idx) = self.conns.get(&tuple) {
+            if !self.cookie_supersedes_request(idx, &seg) {
+                self.handle(now, src, dst, &seg);
+                return None;
+            }
+            // The engine answered the client's SYN, that SYN-ACK was lost,
+            // and XDP answered the retransmitted SYN with a cookie (cookies
+            // came on in between): the client is synchronized on the
+            // cookie ISN, which the half-open request would reject with an
+            // RST. The validated cookie wins, as the request never
+            // completed (Linux never meets this: it sends no cookie while
+            // it holds a request for the 4-tuple).
+            self.stats.syncookies_replaced_request += 1;
+            self.free_slot(idx);
         }
         if seg.syn() || seg.rst() || seg.ack.is_none() {
             self.stats.drop_ignored += 1;
@@ -545,6 +559,23 @@ impl TcpEngine {
                 None
             }
         }
+    }
+
+    /// Whether a cookie ACK (validated by XDP) for a 4-tuple with a
+    /// connection replaces it: the connection is a half-open passive
+    /// request (SYN_RECEIVED, not yet accepted) whose own SYN-ACK the ACK
+    /// does not acknowledge.
+    fn cookie_supersedes_request(&self, idx: u32, seg: &TcpRepr) -> bool {
+        let Some(tcb) = self.slots.get(idx as usize).and_then(|s| s.tcb.as_ref()) else {
+            return false;
+        };
+        tcb.state == State::SynReceived
+            && tcb.is_passive()
+            && tcb.listener.is_some()
+            && !seg.syn()
+            && !seg.rst()
+            && seg.ack.is_some()
+            && !tcb.completes_handshake(seg)
     }
 
     fn find_listener(&self, addr: Ipv4Addr, port: u16) -> Option<u32> {

@@ -74,6 +74,10 @@ counters! {
     syncookies_recv = "SyncookiesRecv",
     /// ACKs to a listener whose cookie did not check.
     syncookies_failed = "SyncookiesFailed",
+    /// Half-open requests (SYN_RECEIVED) replaced by a connection from a
+    /// cookie ACK: XDP answered a retransmission of the request's SYN with
+    /// a cookie after the engine's own SYN-ACK was lost.
+    syncookies_replaced_request,
     /// Connections that entered TIME_WAIT (an entry in the table).
     time_wait_entered = "TWEntered",
     /// TIME_WAIT entries that ran their full 2*MSL (Linux "TW").

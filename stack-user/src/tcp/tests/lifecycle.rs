@@ -274,6 +274,71 @@ fn cookie_ack_validated_by_xdp_creates_established_connection() {
     assert_eq!(dts.tsecr, 9);
 }
 
+/// The final ACK of a handshake XDP answered with a cookie (ISN `cookie`),
+/// as `on_cookie_ack` gets it after XDP validated it.
+fn xdp_cookie_ack(t: &mut Sut, cookie: SeqNumber) -> Option<crate::tcp::ConnId> {
+    let ack = TcpRepr {
+        seq: PEER_ISS + 1u32,
+        ack: Some(cookie + 1u32),
+        flags: ACK,
+        ..seg()
+    };
+    let mut bytes = vec![0u8; ack.len()];
+    ack.emit(REMOTE, LOCAL, &mut bytes).unwrap();
+    let opts = CookieOptions {
+        mss: 1460,
+        wscale: None,
+        sack: false,
+        ecn: false,
+    };
+    t.e.on_cookie_ack(t.now, REMOTE, LOCAL, &bytes, opts)
+}
+
+#[test]
+fn cookie_ack_for_a_retransmitted_syn_replaces_the_half_open_request_instead_of_rst() {
+    // Cookies off in XDP: the SYN reaches the engine, whose SYN-ACK is lost.
+    let mut t = Sut::new(cfg());
+    let l = t.e.listen(LOCAL, LPORT, 16).unwrap();
+    t.send(peer_syn());
+    let lost = t.recv();
+    assert_eq!(lost.ctl(), SYN);
+    assert_eq!(t.e.state_counts().syn_recv, 1);
+    // Cookies came on: XDP answered the client's retransmitted SYN (same
+    // ISN) with a cookie and validated the client's ACK of it.
+    t.advance(Duration::from_millis(999));
+    let cookie = lost.seq + 0x1000_0000u32;
+    let id = xdp_cookie_ack(&mut t, cookie).expect("the cookie ACK opens the connection");
+    // No RST: the request gave way to the cookie connection.
+    t.assert_silent();
+    assert_eq!(t.e.accept(l), Some(id));
+    assert_eq!(t.e.state(id), Ok(State::Established));
+    assert_eq!(t.e.state_counts().syn_recv, 0);
+    assert_eq!(t.e.connection_count(), 1);
+    assert_eq!(t.e.stats().syncookies_replaced_request, 1);
+    assert_eq!(t.e.stats().rst_out, 0);
+    // The request's SYN-ACK retransmission timer went with it.
+    t.advance(Duration::from_secs(2));
+    t.assert_silent();
+    // Our segments use the cookie's sequence space.
+    t.e.write(id, b"HTTP/1.1 200 OK").unwrap();
+    let d = t.recv();
+    assert_eq!((d.seq, d.ack), (cookie + 1u32, Some(PEER_ISS + 1u32)));
+}
+
+#[test]
+fn cookie_ack_that_acknowledges_the_engines_syn_ack_completes_the_request() {
+    let mut t = Sut::new(cfg());
+    let l = t.e.listen(LOCAL, LPORT, 16).unwrap();
+    t.send(peer_syn());
+    let sa = t.recv();
+    // Our SYN-ACK's ISN passes as a cookie: the request itself completes.
+    assert_eq!(xdp_cookie_ack(&mut t, sa.seq), None);
+    let id = t.e.accept(l).expect("the request completed");
+    assert_eq!(t.e.state(id), Ok(State::Established));
+    assert_eq!(t.e.stats().syncookies_replaced_request, 0);
+    t.assert_silent();
+}
+
 fn handshake_ack(t: &mut Sut, src_port: u16, sa_seq: SeqNumber) {
     t.send(TcpRepr {
         src_port,
