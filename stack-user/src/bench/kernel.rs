@@ -9,8 +9,9 @@
 //! outside reference. CPU is the user+system time of each process (softirq
 //! work is not attributed to processes). The xstack server runs with
 //! `--busy-poll` (it spins on its rings instead of sleeping in poll(), the
-//! setting a user tuning for throughput picks; it shows as ~100% CPU); the
-//! xstack load generator always spins.
+//! setting a user tuning for throughput picks; it shows as ~100% CPU); so
+//! does the xstack load generator (`--busy-poll`). Every load generator
+//! (wrk included) runs on CPU 0 and every server on CPU 1 ([`pin`]).
 
 use std::{
     io::Write as _,
@@ -85,6 +86,39 @@ pub(crate) fn wait_cpu(child: &mut Child) -> (f64, String) {
     (secs(ru.ru_utime) + secs(ru.ru_stime), out)
 }
 
+/// Runs `cmd`'s process (and every thread it starts) on CPU `cpu` when the
+/// machine has more than one: load generators on CPU 0, servers on CPU 1,
+/// one core each, as `taskset` would. Left to the scheduler, a spinning
+/// load generator and a server thread land on the same core in some runs
+/// and not in others, which made keep-alive figures vary fivefold between
+/// runs. The softirq work a sender's transmit triggers on veth runs on the
+/// sender's CPU either way.
+pub(crate) fn pin(cmd: &mut Command, cpu: usize) -> &mut Command {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if cpus <= 1 || cpu >= cpus as usize {
+        return cmd;
+    }
+    // SAFETY: the hook runs in the forked child before exec and only calls
+    // sched_setaffinity on itself, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// CPU of the load generators.
+const LOAD_CPU: usize = 0;
+/// CPU of the servers.
+const SERVER_CPU: usize = 1;
+
 pub(crate) fn bin() -> Result<PathBuf> {
     std::env::current_exe().context("locating the xstack binary")
 }
@@ -137,7 +171,7 @@ pub(crate) fn start_server(t: &Testbed, server: &str) -> Result<Proc> {
     if server == "kernel" {
         ip(&t.stack_ns, "add", "198.18.0.2/24", &t.stack_if)?;
         let p = Proc::spawn(
-            netns_command(&t.stack_ns, exe)
+            pin(&mut netns_command(&t.stack_ns, exe), SERVER_CPU)
                 .args(["kserve", "--listen", "198.18.0.2:80", "--app", "http"])
                 .args(["--response-bytes", "64", "--threads", "1"]),
         )?;
@@ -145,7 +179,7 @@ pub(crate) fn start_server(t: &Testbed, server: &str) -> Result<Proc> {
         Ok(p)
     } else {
         let p = Proc::spawn(
-            netns_command(&t.stack_ns, exe)
+            pin(&mut netns_command(&t.stack_ns, exe), SERVER_CPU)
                 .args([
                     "serve",
                     "--iface",
@@ -191,6 +225,7 @@ fn load_row(
     let json = dir.join(format!("{}-{load}-{server}.json", sc.name));
     let started = Instant::now();
     let mut cmd = netns_command(&t.peer_ns, bin.to_str().unwrap_or("xstack"));
+    pin(&mut cmd, LOAD_CPU);
     cmd.arg("load");
     if load == "kernel" {
         cmd.args(["--kernel", "--threads", "1"]);
@@ -251,6 +286,7 @@ fn wrk_row(t: &Testbed, sc: &Scenario, server: &str, secs: u32) -> Result<Row> {
     let server_proc = start_server(t, server)?;
     let started = Instant::now();
     let mut cmd = netns_command(&t.peer_ns, "wrk");
+    pin(&mut cmd, LOAD_CPU);
     cmd.args([
         "-t1",
         "-c64",

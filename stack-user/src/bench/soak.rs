@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::kernel::{bin, start_server, stop_server, wait_cpu};
+use super::kernel::{bin, pin, start_server, stop_server, wait_cpu};
 use crate::testbed::{netns_command, TestbedGuard};
 
 /// Options of `xstack bench soak`.
@@ -92,7 +92,9 @@ pub fn run(a: &SoakArgs) -> Result<String> {
     let server = start_server(&t, "xstack")?;
     let exe = bin()?;
     let json = a.out.join("soak-load.json");
-    let mut load = netns_command(&t.peer_ns, exe.to_str().unwrap_or("xstack"))
+    let mut cmd = netns_command(&t.peer_ns, exe.to_str().unwrap_or("xstack"));
+    // One core each, as in `xstack bench`.
+    let mut load = pin(&mut cmd, 0)
         .args(["load", "--iface", &t.peer_if, "--ip", "198.18.0.3"])
         .args(["--target", "198.18.0.2:80", "--http", "--close", "server"])
         .args(["--concurrency", &a.concurrency.to_string()])
