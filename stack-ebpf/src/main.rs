@@ -14,7 +14,9 @@
 //! lookup in the known-flow table (`FLOWS`) separates established flows from
 //! final ACKs of cookie handshakes, whose cookie is checked here: valid ones
 //! are redirected with the restored options in the XDP metadata
-//! ([`CookieMeta`]), invalid ones dropped.
+//! ([`CookieMeta`]), invalid ones dropped — unless the 4-tuple is one the
+//! engine knows whose last SYN got a cookie, which the engine may still own
+//! (its own SYN-ACK can win the race against the cookie SYN-ACK).
 //!
 //! SYNs pay for the flood checks: deny/allow prefix lists (LPM tries), a
 //! per-source token bucket (GCRA in an LRU hash), a global SYN budget, and the
@@ -25,7 +27,7 @@
 //!
 //! `FLOWS` is an LRU: flows are recorded when a SYN goes to the engine, when
 //! a SYN-ACK arrives for a connection the engine opened, and when a cookie
-//! ACK validates. A flood of SYNs that reach the engine (not in cookie mode,
+//! ACK validates; a cookie SYN only marks an existing entry. A flood of SYNs that reach the engine (not in cookie mode,
 //! within the rate limits) can evict entries; an evicted flow's segments are
 //! then checked as cookies while cookies are in use and dropped. Size it
 //! (`MAX_FLOWS`) above the SYNs the engine may see in `MAX_AGE` minutes.
@@ -108,6 +110,14 @@ mod prog {
     /// Known flows (see the module docs).
     #[map]
     static FLOWS: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
+
+    /// `FLOWS` value: the engine knows the 4-tuple.
+    const FLOW_KNOWN: u8 = 1;
+    /// `FLOWS` value: the engine knows the 4-tuple, and the last SYN on it
+    /// was answered here with a cookie (see [`mark_cookie_answered`]).
+    const FLOW_COOKIE_SYN: u8 = 2;
+    /// `bpf_map_update_elem` flag: update an existing entry only.
+    const BPF_EXIST: u64 = 2;
 
     /// SYN sources that are never answered.
     #[map]
@@ -375,18 +385,26 @@ mod prog {
     #[inline(always)]
     fn remember_flow(ctx: &XdpContext, off: usize) {
         if let Some(k) = flow_key(ctx, off) {
-            let _ = FLOWS.insert(&k, &1, 0);
+            let _ = FLOWS.insert(&k, &FLOW_KNOWN, 0);
         }
     }
 
-    /// A SYN answered with a cookie starts a new incarnation of its 4-tuple:
-    /// forget the old one's flow entry so that the final ACK is checked as a
-    /// cookie (and reaches the engine with its metadata) instead of being
-    /// taken for a segment of the old connection.
+    /// A SYN answered with a cookie on a 4-tuple the engine knows (an old
+    /// incarnation in TIME_WAIT, or a handshake of its own whose SYN-ACK
+    /// was lost and whose SYN this is a retransmission of): mark the entry
+    /// so that the next segments are checked as cookies first, and a valid
+    /// final ACK reaches the engine with its metadata instead of being taken
+    /// for a segment of the old connection. A segment that fails the check
+    /// still goes to the engine (see [`established`]): the client may have
+    /// taken the engine's own SYN-ACK, which can arrive before the cookie
+    /// one. Deleting the entry instead dropped that client's every segment
+    /// as a bad cookie until it timed out, and left the engine's request
+    /// half-open. Tuples without an entry get none: a cookie SYN creates
+    /// no state here.
     #[inline(always)]
-    fn forget_flow(ctx: &XdpContext, off: usize) {
+    fn mark_cookie_answered(ctx: &XdpContext, off: usize) {
         if let Some(k) = flow_key(ctx, off) {
-            let _ = FLOWS.remove(&k);
+            let _ = FLOWS.insert(&k, &FLOW_COOKIE_SYN, BPF_EXIST);
         }
     }
 
@@ -418,14 +436,21 @@ mod prog {
             return (xdp_action::XDP_DROP, Counter::DropTcpTruncated);
         };
         // SAFETY: map lookup of a plain key.
-        if unsafe { FLOWS.get(&key) }.is_some() {
-            return redirect(ctx, Counter::RedirectTcp);
-        }
+        let known = match unsafe { FLOWS.get(&key) } {
+            Some(&v) if v == FLOW_COOKIE_SYN => true,
+            Some(_) => return redirect(ctx, Counter::RedirectTcp),
+            None => false,
+        };
         if f & RST != 0 {
+            if known {
+                return redirect(ctx, Counter::RedirectTcp);
+            }
             return (xdp_action::XDP_DROP, Counter::DropNoFlow);
         }
         match cookie_ack(ctx, off, &key, now) {
             Counter::RedirectCookieAck => redirect(ctx, Counter::RedirectCookieAck),
+            // Not our cookie, but a 4-tuple the engine knows: its business.
+            Counter::DropCookieInvalid if known => redirect(ctx, Counter::RedirectTcp),
             c => (xdp_action::XDP_DROP, c),
         }
     }
@@ -671,7 +696,7 @@ mod prog {
         if ihl != 20 {
             return (xdp_action::XDP_DROP, Counter::DropSynIpOptions);
         }
-        forget_flow(ctx, off);
+        mark_cookie_answered(ctx, off);
         let c = cookie_synack(ctx, cfg, &opts, flags, now);
         if c == Counter::TxCookieSynAck {
             state.last_cookie_ns = now;
@@ -969,7 +994,7 @@ mod prog {
             meta.tsval = opts.tsval;
             meta.tsecr = opts.tsecr;
         }
-        let _ = FLOWS.insert(key, &1, 0);
+        let _ = FLOWS.insert(key, &FLOW_KNOWN, 0);
         // SAFETY: the context pointer is the program's own.
         if unsafe { h::bpf_xdp_adjust_meta(ctx.ctx, -(COOKIE_META_LEN as i32)) } != 0 {
             // No headroom for metadata: the engine re-checks the cookie.

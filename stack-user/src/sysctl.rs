@@ -30,7 +30,7 @@ pub enum SysctlError {
 }
 
 /// The keys `apply` knows.
-pub const KEYS: &str = "tcp_timestamps, tcp_sack, tcp_window_scaling, tcp_syncookies, tcp_max_syn_backlog, somaxconn, tcp_abort_on_overflow, tcp_synack_retries, tcp_syn_retries, tcp_retries2, tcp_fin_timeout, tcp_max_tw_buckets, tcp_tw_reuse, tw_isn_above_last, tcp_keepalive_time, tcp_keepalive_intvl, tcp_keepalive_probes, tcp_rfc1337, close_wait_warn, tcp_rmem, tcp_wmem, ip_local_port_range";
+pub const KEYS: &str = "tcp_timestamps, tcp_sack, tcp_window_scaling, tcp_syncookies, tcp_max_syn_backlog, somaxconn, tcp_abort_on_overflow, tcp_synack_retries, tcp_syn_retries, tcp_retries2, tcp_fin_timeout, tcp_max_tw_buckets, tcp_tw_reuse, tw_isn_above_last, tcp_keepalive_time, tcp_keepalive_intvl, tcp_keepalive_probes, tcp_rfc1337, tcp_invalid_ratelimit, close_wait_warn, tcp_rmem, tcp_wmem, ip_local_port_range";
 
 /// Applies one `key=value` (an optional `net.ipv4.`/`net.core.` prefix is
 /// accepted) to `cfg`.
@@ -74,6 +74,7 @@ pub fn apply(cfg: &mut TcpConfig, arg: &str) -> Result<(), SysctlError> {
         "tcp_sack" => cfg.tcp_sack = flag()?,
         "tcp_window_scaling" => cfg.tcp_window_scaling = flag()?,
         "tcp_rfc1337" => cfg.tcp_rfc1337 = flag()?,
+        "tcp_invalid_ratelimit" => cfg.tcp_invalid_ratelimit = Duration::from_millis(num()?),
         "tcp_syncookies" => cfg.tcp_syncookies = small(2)?,
         "tcp_max_syn_backlog" => cfg.tcp_max_syn_backlog = num()?.max(1) as usize,
         "somaxconn" => cfg.somaxconn = num()?.max(1) as usize,

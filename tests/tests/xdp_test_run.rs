@@ -703,6 +703,60 @@ fn forged_expired_and_unknown_acks_are_dropped_while_cookies_are_in_use() {
 }
 
 #[test]
+fn a_cookie_syn_on_a_tuple_the_engine_knows_lets_the_engines_own_handshake_through() {
+    let (mut p, _sock) = program(true);
+    // Cookies off: the SYN goes to the engine, which answers it (and its
+    // SYN-ACK is lost).
+    cookies(&mut p, SynCookies::Never);
+    let syn = segment(0x02, SEQ, 0, &[], &[]);
+    expect(&mut p, &syn, XDP_REDIRECT, Counter::RedirectTcp);
+    // Cookies on: the retransmitted SYN gets a cookie SYN-ACK here, while
+    // the engine retransmits its own SYN-ACK.
+    cookies(&mut p, SynCookies::Always);
+    let (v, _, out, _) = moved(&mut p, &syn);
+    assert_eq!(v, XDP_TX);
+    let isn = u32::from_be_bytes(out[38..42].try_into().unwrap());
+    // The client took the engine's SYN-ACK (ISN 0x1234_5678): its ACK and
+    // data are not cookies, and belong to the engine.
+    let engine_isn: u32 = 0x1234_5678;
+    let ack = segment(0x10, SEQ + 1, engine_isn + 1, &[], &[]);
+    let (v, c, _, meta) = moved(&mut p, &ack);
+    assert_eq!((v, c, meta), (XDP_REDIRECT, Counter::RedirectTcp, 0));
+    let data = segment(0x18, SEQ + 1, engine_isn + 1, &[], b"GET");
+    let (v, c, _, _) = moved(&mut p, &data);
+    assert_eq!((v, c), (XDP_REDIRECT, Counter::RedirectTcp));
+    let rst = segment(0x04, SEQ + 1, 0, &[], &[]);
+    let (v, c, _, _) = moved(&mut p, &rst);
+    assert_eq!((v, c), (XDP_REDIRECT, Counter::RedirectTcp));
+    // Had it taken the cookie SYN-ACK, its ACK would still be validated and
+    // carry its options to the engine.
+    let (v, c, _, meta) = moved(
+        &mut p,
+        &segment(0x10, SEQ + 1, isn.wrapping_add(1), &[], &[]),
+    );
+    assert_eq!(
+        (v, c, meta),
+        (
+            XDP_REDIRECT,
+            Counter::RedirectCookieAck,
+            stack_ebpf::COOKIE_META_LEN
+        )
+    );
+    // A cookie SYN on a 4-tuple nobody knows creates no entry: a bad ACK
+    // there is still dropped.
+    let mut other = segment(0x02, SEQ, 0, &[], &[]);
+    other[34..36].copy_from_slice(&40002u16.to_be_bytes());
+    fix_tcp_checksum(&mut other);
+    let (v, _, _, _) = moved(&mut p, &other);
+    assert_eq!(v, XDP_TX);
+    let mut bad = segment(0x10, SEQ + 1, engine_isn + 1, &[], &[]);
+    bad[34..36].copy_from_slice(&40002u16.to_be_bytes());
+    fix_tcp_checksum(&mut bad);
+    let (v, c, _, _) = moved(&mut p, &bad);
+    assert_eq!((v, c), (XDP_DROP, Counter::DropCookieInvalid));
+}
+
+#[test]
 fn syn_limits_and_prefix_lists_apply_without_reattaching() {
     let (mut p, _sock) = program(true);
     let mut s = FastpathSettings {

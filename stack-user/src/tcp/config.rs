@@ -104,6 +104,12 @@ pub struct TcpConfig {
     /// A warning is queued when a connection stays in CLOSE_WAIT longer
     /// than this (the application never closes it). `None`: never.
     pub close_wait_warn: Option<Duration>,
+    /// Least time between two ACKs a connection (or TIME_WAIT entry) sends
+    /// in answer to invalid segments without data: out of window or
+    /// failing PAWS (Linux `tcp_invalid_ratelimit`, 500 ms). Two ends that
+    /// disagree about the sequence space otherwise answer each other's
+    /// ACKs forever (an ACK loop). Zero: no limit.
+    pub tcp_invalid_ratelimit: Duration,
     /// Rate limit of RSTs answering segments for no connection (closed
     /// ports, stray segments), in the spirit of Linux's `icmp_ratelimit`
     /// / `icmp_msgs_per_sec` for port unreachables. `None`: unlimited.
@@ -153,6 +159,7 @@ impl Default for TcpConfig {
             tcp_keepalive_intvl: Duration::from_secs(75),
             tcp_keepalive_probes: 9,
             close_wait_warn: Some(Duration::from_secs(600)),
+            tcp_invalid_ratelimit: Duration::from_millis(500),
             rst_ratelimit: Some(RateLimit {
                 per_sec: 1000,
                 burst: 50,

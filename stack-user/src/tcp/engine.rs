@@ -1050,6 +1050,21 @@ impl TcpEngine {
         if paws_reject || seg.ack.is_some() {
             self.tw_restart(twi);
         }
+        // At most one ACK per `tcp_invalid_ratelimit` unless the segment
+        // carries data or a FIN (a retransmitted FIN is always re-ACKed):
+        // an ACK loop with a peer that lost track of the old incarnation
+        // would otherwise never end (Linux TCPACKSkippedTimeWait).
+        if seg.seq_len() == 0 || seg.syn() {
+            let limit = self.cfg.tcp_invalid_ratelimit;
+            let allowed = self
+                .tw
+                .get_mut(twi)
+                .is_some_and(|e| super::tcb::oow_ack_allowed(&mut e.last_oow_ack, now, limit));
+            if !allowed {
+                self.stats.ack_skipped_time_wait += 1;
+                return None;
+            }
+        }
         self.tw_ack(now, twi);
         None
     }

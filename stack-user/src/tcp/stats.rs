@@ -117,6 +117,13 @@ counters! {
     drop_out_of_window,
     /// Segments dropped by PAWS (RFC 7323 §5).
     drop_paws,
+    /// ACKs not sent in answer to an out-of-window segment because of
+    /// `tcp_invalid_ratelimit` (ACK loop mitigation).
+    ack_skipped_seq = "TCPACKSkippedSeq",
+    /// Same for segments failing PAWS.
+    ack_skipped_paws = "TCPACKSkippedPAWS",
+    /// Same for segments to a TIME_WAIT entry.
+    ack_skipped_time_wait = "TCPACKSkippedTimeWait",
     /// ACKs of data never sent (RFC 5961 §5), dropped with an ACK.
     drop_ack_unsent,
     /// Segments without ACK in synchronized states.

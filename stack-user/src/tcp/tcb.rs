@@ -166,6 +166,9 @@ pub struct Tcb {
     ka_intvl_ms: u32,
     ka_probes: u8,
     ka_probes_out: u8,
+    /// When we last answered an invalid segment with an ACK: engine
+    /// milliseconds + 1, wrapping, 0 for never (Linux `last_oow_ack_time`).
+    last_oow_ack: u32,
     /// The listener this connection came from (kept after accept, for
     /// per-listener accounting), or `u32::MAX`.
     pub(crate) origin: u32,
@@ -238,6 +241,7 @@ impl Tcb {
             ka_intvl_ms: 0,
             ka_probes: 0,
             ka_probes_out: 0,
+            last_oow_ack: 0,
             origin: u32::MAX,
             error: None,
             rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
@@ -533,6 +537,7 @@ impl Tcb {
             } else {
                 now
             }),
+            last_oow_ack: self.last_oow_ack,
             window,
             flags: if self.has(TS) && self.has(TS_RECENT) {
                 super::timewait::TW_TS
@@ -740,6 +745,19 @@ impl Tcb {
         }
     }
 
+    /// Whether an invalid segment (out of window, or failing PAWS) may be
+    /// answered with an ACK now (Linux `tcp_oow_rate_limited`): data or FIN
+    /// without SYN always (not an ACK loop); anything else at most once per
+    /// `tcp_invalid_ratelimit`, which ends ACK loops between two ends that
+    /// disagree about the sequence space (each taking the other's ACKs for
+    /// invalid ones and answering them).
+    fn oow_ack_allowed(&mut self, now: Instant, seg: &TcpRepr, cfg: &TcpConfig) -> bool {
+        if seg.seq_len() > 0 && !seg.syn() {
+            return true;
+        }
+        oow_ack_allowed(&mut self.last_oow_ack, now, cfg.tcp_invalid_ratelimit)
+    }
+
     fn on_segment_synchronized(&mut self, now: Instant, seg: &TcpRepr, ctx: &mut Ctx) {
         // RFC 7323 §5.3 R1 (PAWS): a segment whose TSval is older than
         // TS.Recent is a duplicate from an earlier wrap; drop it and ACK.
@@ -750,7 +768,11 @@ impl Tcb {
                     self.clear(TS_RECENT);
                 } else {
                     ctx.stats.drop_paws += 1;
-                    self.set(ACK_NOW);
+                    if self.oow_ack_allowed(now, seg, ctx.cfg) {
+                        self.set(ACK_NOW);
+                    } else {
+                        ctx.stats.ack_skipped_paws += 1;
+                    }
                     return;
                 }
             }
@@ -784,9 +806,14 @@ impl Tcb {
             } else {
                 // "If an incoming segment is not acceptable, an
                 // acknowledgment should be sent in reply (unless the RST bit
-                // is set)": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
+                // is set)": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, at most one
+                // per `tcp_invalid_ratelimit` for segments without data.
                 if !seg.rst() {
-                    self.set(ACK_NOW);
+                    if self.oow_ack_allowed(now, &seg, ctx.cfg) {
+                        self.set(ACK_NOW);
+                    } else {
+                        ctx.stats.ack_skipped_seq += 1;
+                    }
                 }
                 if seg.seq_len() > 0 && seg.seq.diff(self.rcv_nxt) < 0 {
                     ctx.stats.dup_segments += 1;
@@ -1862,4 +1889,18 @@ impl Tcb {
         self.error = Some(TcpError::ConnectionAborted);
         self.enter_closed();
     }
+}
+
+/// The `tcp_invalid_ratelimit` check on a `last_oow_ack` stamp (engine
+/// milliseconds + 1, wrapping; 0 for never), updated when allowed.
+pub(crate) fn oow_ack_allowed(last: &mut u32, now: Instant, limit: Duration) -> bool {
+    let stamp = (now.millis() as u32).wrapping_add(1).max(1);
+    if *last != 0 {
+        let elapsed = stamp.wrapping_sub(*last) as i32;
+        if elapsed >= 0 && u128::from(elapsed as u32) < limit.as_millis() {
+            return false;
+        }
+    }
+    *last = stamp;
+    true
 }

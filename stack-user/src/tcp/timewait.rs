@@ -38,6 +38,9 @@ pub(crate) struct TwEntry {
     /// When `ts_recent` was taken: engine time in milliseconds, wrapping
     /// (Linux `tw_ts_recent_stamp`, in seconds there).
     pub ts_recent_stamp: u32,
+    /// When we last answered an invalid segment with an ACK
+    /// (`tcp_invalid_ratelimit`; see `tcb::oow_ack_allowed`).
+    pub last_oow_ack: u32,
     /// Window field of our ACKs (already scaled down).
     pub window: u16,
     /// `TW_*` bits.

@@ -518,3 +518,40 @@ fn data_segment_carries_psh_and_ack() {
     assert!(s.has(crate::wire::tcp::PSH));
     assert_eq!(s.ack, Some(c.theirs));
 }
+
+#[test]
+fn out_of_window_acks_are_answered_at_most_once_per_tcp_invalid_ratelimit() {
+    // An end that lost track of the sequence space (here: an ACK far ahead
+    // of RCV.NXT) answers each of our ACKs with its own; answering every
+    // one of them made an ACK loop between two engines.
+    let mut t = Sut::new(cfg());
+    let c = t.accept();
+    let stray = TcpRepr {
+        seq: c.theirs + 1_000_000u32,
+        ack: Some(c.ours),
+        ..seg()
+    };
+    t.send(stray);
+    let a = t.recv();
+    assert_eq!((a.ctl(), a.seq, a.ack), (0, c.ours, Some(c.theirs)));
+    for _ in 0..100 {
+        t.send(stray);
+    }
+    t.assert_silent();
+    assert_eq!(t.e.stats().ack_skipped_seq, 100);
+    assert_eq!(t.e.stats().drop_out_of_window, 101);
+    // Data is always answered: it is no part of an ACK loop.
+    t.send(TcpRepr {
+        payload: b"late",
+        ..stray
+    });
+    assert_eq!(t.recv().ack, Some(c.theirs));
+    // After tcp_invalid_ratelimit (500 ms) a bare ACK is answered again.
+    t.advance(Duration::from_millis(499));
+    t.send(stray);
+    t.assert_silent();
+    t.advance(Duration::from_millis(1));
+    t.send(stray);
+    assert_eq!(t.recv().ack, Some(c.theirs));
+    assert_eq!(t.e.state(c.id), Ok(State::Established));
+}

@@ -112,3 +112,36 @@ fn time_wait_syn_with_higher_seq_opens_new_incarnation() {
     assert_eq!(t.events(), vec![Event::Closed(c.id)]);
     assert_eq!(t.e.stats().time_wait_syn_reopen, 1);
 }
+
+#[test]
+fn time_wait_answers_invalid_acks_at_most_once_per_tcp_invalid_ratelimit_and_always_reacks_a_fin() {
+    let mut t = Sut::new(cfg());
+    let c = time_wait(&mut t);
+    // A peer whose new incarnation TIME_WAIT does not know of: its ACKs
+    // are out of window here, and ours out of window there.
+    let stray = TcpRepr {
+        seq: c.theirs + 5_000_000u32,
+        ack: Some(c.ours + 7_000_000u32),
+        ..seg()
+    };
+    t.send(stray);
+    let a = t.recv();
+    assert_eq!((a.ctl(), a.seq, a.ack), (0, c.ours, Some(c.theirs)));
+    for _ in 0..50 {
+        t.send(stray);
+    }
+    t.assert_silent();
+    assert_eq!(t.e.stats().ack_skipped_time_wait, 50);
+    // A retransmitted FIN is always re-ACKed.
+    t.send(TcpRepr {
+        seq: c.theirs - 1u32,
+        ack: Some(c.ours),
+        flags: FIN,
+        ..seg()
+    });
+    assert_eq!(t.recv().ack, Some(c.theirs));
+    t.advance(Duration::from_millis(500));
+    t.send(stray);
+    assert_eq!(t.recv().ack, Some(c.theirs));
+    assert_eq!(t.e.state(c.id), Ok(State::TimeWait));
+}
