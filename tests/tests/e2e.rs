@@ -582,10 +582,15 @@ fn curl_and_wrk_against_the_http_app_succeed() {
         .and_then(|(n, _)| n.trim().parse().ok())
         .expect("wrk request count");
     assert!(requests > 100, "{report}");
-    let s = serve.stats();
     // Every request wrk counted and curl made was answered; wrk stops with
     // at most one request in flight per connection (8), answered but not
-    // counted by it.
+    // counted by it. The server publishes its counters every 50 ms or when
+    // it goes idle: wait for the last requests to show.
+    let in_range = |n: u64| (requests + 3..=requests + 3 + 8).contains(&n);
+    wait_until(Duration::from_secs(3), || {
+        in_range(counter(&serve.stats(), "/engine/http_requests"))
+    });
+    let s = serve.stats();
     let served = counter(&s, "/engine/http_requests");
     assert!(
         (requests + 3..=requests + 3 + 8).contains(&served),
