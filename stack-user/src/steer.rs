@@ -278,6 +278,11 @@ impl Steering {
 
     /// Takes up to `max` frames other workers handed over.
     pub fn receive(&self, max: usize, mut f: impl FnMut(Handoff)) -> usize {
+        // Alone, or nothing queued: no channel operation (this runs on
+        // every round of a spinning worker).
+        if self.count <= 1 || self.own.queued.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
         let (mut n, mut frames) = (0, 0);
         while n < max {
             match self.mailbox.try_recv() {
