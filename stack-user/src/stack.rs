@@ -73,6 +73,14 @@ impl Stack {
                 iface.rx_queues
             );
         }
+        if queues < iface.rx_queues {
+            log::warn!(
+                "{} has {} rx queues but only {queues} are used: owned traffic the NIC puts on the others is dropped (drop_no_socket); pass --queues {}",
+                iface.name,
+                iface.rx_queues,
+                iface.rx_queues
+            );
+        }
         let mut prog = XdpProgram::load(None)?;
         prog.own_addr(config.ip)?;
         for p in config.listen.iter().chain(&config.client_ports) {
