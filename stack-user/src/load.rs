@@ -974,8 +974,18 @@ async fn kernel_conn(
     rec: Arc<Mutex<Recorder>>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let res = tokio::time::timeout(cfg.timeout, async {
-        let mut s = tokio::net::TcpStream::connect(cfg.target).await?;
+    // `--timeout` bounds each step without progress (connect, a response,
+    // the server's FIN), as in engine mode, not the whole connection: a
+    // keep-alive connection may rightly live as long as the run.
+    let limit = cfg.timeout;
+    let step = |f| async move {
+        match tokio::time::timeout(limit, f).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        }
+    };
+    let res: std::io::Result<()> = async {
+        let mut s = step(tokio::net::TcpStream::connect(cfg.target)).await?;
         s.set_nodelay(true)?;
         let mut origin = if matches!(cfg.lp, Loop::Closed(_)) {
             Instant::now()
@@ -999,7 +1009,10 @@ async fn kernel_conn(
                     inbuf.drain(..len);
                     break;
                 }
-                let n = s.read(&mut buf).await?;
+                let n = match tokio::time::timeout(limit, s.read(&mut buf)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+                };
                 if n == 0 {
                     return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
                 }
@@ -1026,33 +1039,35 @@ async fn kernel_conn(
             }
             CloseBy::Server => {
                 // Wait for the server's FIN, then close.
-                while s.read(&mut buf).await? > 0 {}
+                loop {
+                    match tokio::time::timeout(limit, s.read(&mut buf)).await {
+                        Ok(Ok(0)) => break,
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+                    }
+                }
             }
         }
-        Ok::<(), std::io::Error>(())
-    })
+        Ok(())
+    }
     .await;
     if let Ok(mut r) = rec.lock() {
         match res {
-            Ok(Ok(())) => r.conn_done(),
-            Ok(Err(e)) => match e.kind() {
-                _ if r.first_error.is_none() => {
+            Ok(()) => r.conn_done(),
+            Err(e) => {
+                if r.first_error.is_none() {
                     r.first_error = Some(e.to_string());
-                    match e.kind() {
-                        std::io::ErrorKind::ConnectionRefused => r.errors.refused += 1,
-                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
-                            r.errors.reset += 1
-                        }
-                        _ => r.errors.other += 1,
+                }
+                match e.kind() {
+                    std::io::ErrorKind::TimedOut => r.errors.timeout += 1,
+                    std::io::ErrorKind::ConnectionRefused => r.errors.refused += 1,
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+                        r.errors.reset += 1
                     }
+                    _ => r.errors.other += 1,
                 }
-                std::io::ErrorKind::ConnectionRefused => r.errors.refused += 1,
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
-                    r.errors.reset += 1
-                }
-                _ => r.errors.other += 1,
-            },
-            Err(_) => r.errors.timeout += 1,
+            }
         }
     }
 }

@@ -448,3 +448,40 @@ fn load_with_two_queues_against_a_kernel_server_has_no_errors() {
     assert!(counters.contains("accepted 2000 "), "kserve: {counters}");
     let _ = std::fs::remove_file(json);
 }
+
+#[test]
+fn kernel_load_timeout_bounds_each_wait_not_a_keep_alive_connections_life() {
+    // Keep-alive connections live for the whole 3 s run; --timeout 1 is
+    // about a step without progress, so none of them is a timeout.
+    let tb = testbed('a', 1);
+    let t = &tb.testbed;
+    let _ks = Kserve::start(t, &t.peer_ns, "198.18.0.1:80", &["--app", "http"]);
+    let json = tmp("ka.json");
+    let v = load(
+        &t.peer_ns,
+        &[
+            "--kernel",
+            "--target",
+            "198.18.0.1:80",
+            "--http",
+            "--concurrency",
+            "4",
+            "--requests-per-conn",
+            "100000000",
+            "--close",
+            "server",
+            "--duration",
+            "3",
+            "--timeout",
+            "1",
+        ],
+        &json,
+    );
+    for k in ["refused", "reset", "timeout", "other"] {
+        assert_eq!(counter(&v, &format!("/errors/{k}")), 0, "{v:#}");
+    }
+    assert!(counter(&v, "/requests") > 100, "{v:#}");
+    // Each connection ends after the run with `Connection: close`.
+    assert_eq!(counter(&v, "/connections"), 4, "{v:#}");
+    let _ = std::fs::remove_file(json);
+}
