@@ -967,6 +967,16 @@ fn kernel_time_wait() -> u64 {
         .unwrap_or(0)
 }
 
+/// `f`, or `TimedOut` when it makes no progress for `limit`.
+async fn within<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(limit, f)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
 async fn kernel_conn(
     cfg: Arc<LoadConfig>,
     origin: Instant,
@@ -978,14 +988,8 @@ async fn kernel_conn(
     // the server's FIN), as in engine mode, not the whole connection: a
     // keep-alive connection may rightly live as long as the run.
     let limit = cfg.timeout;
-    let step = |f| async move {
-        match tokio::time::timeout(limit, f).await {
-            Ok(r) => r,
-            Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
-        }
-    };
     let res: std::io::Result<()> = async {
-        let mut s = step(tokio::net::TcpStream::connect(cfg.target)).await?;
+        let mut s = within(limit, tokio::net::TcpStream::connect(cfg.target)).await?;
         s.set_nodelay(true)?;
         let mut origin = if matches!(cfg.lp, Loop::Closed(_)) {
             Instant::now()
@@ -1009,10 +1013,7 @@ async fn kernel_conn(
                     inbuf.drain(..len);
                     break;
                 }
-                let n = match tokio::time::timeout(limit, s.read(&mut buf)).await {
-                    Ok(r) => r?,
-                    Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
-                };
+                let n = within(limit, s.read(&mut buf)).await?;
                 if n == 0 {
                     return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
                 }
@@ -1039,14 +1040,7 @@ async fn kernel_conn(
             }
             CloseBy::Server => {
                 // Wait for the server's FIN, then close.
-                loop {
-                    match tokio::time::timeout(limit, s.read(&mut buf)).await {
-                        Ok(Ok(0)) => break,
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => return Err(e),
-                        Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
-                    }
-                }
+                while within(limit, s.read(&mut buf)).await? > 0 {}
             }
         }
         Ok(())
