@@ -170,22 +170,12 @@ fn worker_loop(
             }
             secrets_seen = g;
         }
-        sock.complete();
-        sock.refill();
         // One clock read per round: the spinning loop read it twice and
         // clock_gettime was the top symbol of the server's profile.
         let wall = Instant::now();
         let now = crate::tcp::Instant(wall.duration_since(epoch).as_micros() as u64);
-        // Frames of flows another queue's worker owns go to it (steer).
-        let mut n = sock.receive_with_meta(64, |meta, frame, tx| {
-            if steer.route(meta, frame) {
-                engine.handle_frame_meta(now, meta, frame, tx)
-            }
-        });
-        sock.transmit_with(|tx| {
-            n += steer.receive(64, |h| engine.handle_handoff(now, &h, tx)) as u32;
-            engine.poll(now, tx)
-        });
+        let n = crate::stack::receive_round(&mut sock, &mut engine, &steer, now);
+        sock.transmit_with(|tx| engine.poll(now, tx));
         while let Some(w) = engine.tcp().poll_warning() {
             match w {
                 crate::tcp::Warning::TimeWaitOverflow { max } => {

@@ -39,6 +39,30 @@ pub struct StackConfig {
     pub xsk: XskConfig,
 }
 
+/// The receive half of a queue worker's round (shared with `xstack
+/// serve`): completions, fill ring, the frames of the socket into `engine`
+/// (those of flows another queue's engine owns go to it), then the frames
+/// other queues handed over. Replies the frames call for are queued, not
+/// yet sent. Returns how many frames were taken.
+pub(crate) fn receive_round(
+    sock: &mut XskSocket,
+    engine: &mut Engine,
+    steer: &Steering,
+    now: tcp::Instant,
+) -> u32 {
+    sock.complete();
+    sock.refill();
+    let mut n = sock.receive_with_meta(64, |meta, frame, tx| {
+        if steer.route(meta, frame) {
+            engine.handle_frame_meta(now, meta, frame, tx)
+        }
+    });
+    sock.transmit_with(|tx| {
+        n += steer.receive(64, |h| engine.handle_handoff(now, &h, tx)) as u32;
+    });
+    n
+}
+
 /// Socket, engine and steering end of one queue.
 pub struct Stack {
     engine: Engine,
@@ -155,19 +179,8 @@ impl Stack {
     /// delayed ACK does for an application that answers at once.
     pub fn receive(&mut self) -> u32 {
         let now = self.now();
-        self.sock.complete();
-        self.sock.refill();
-        let engine = &mut self.engine;
-        let steer = &self.steer;
-        let mut n = self.sock.receive_with_meta(64, |meta, frame, tx| {
-            if steer.route(meta, frame) {
-                engine.handle_frame_meta(now, meta, frame, tx)
-            }
-        });
-        self.sock.transmit_with(|tx| {
-            n += steer.receive(64, |h| engine.handle_handoff(now, &h, tx)) as u32;
-        });
-        engine.dispatch_events(now);
+        let n = receive_round(&mut self.sock, &mut self.engine, &self.steer, now);
+        self.engine.dispatch_events(now);
         n
     }
 
