@@ -210,18 +210,23 @@ pub struct MemoryUsage {
     pub heap_held_bytes: u64,
 }
 
-/// This process's [`MemoryUsage`].
-pub fn memory() -> MemoryUsage {
+/// Resident set size of process `pid` ("self" for this one) in bytes, from
+/// `/proc/PID/statm`; 0 when it cannot be read.
+pub fn rss_bytes(pid: &str) -> u64 {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-    let rss_pages = std::fs::read_to_string("/proc/self/statm")
+    std::fs::read_to_string(format!("/proc/{pid}/statm"))
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .unwrap_or(0);
+        .map_or(0, |pages| pages * page)
+}
+
+/// This process's [`MemoryUsage`].
+pub fn memory() -> MemoryUsage {
     // SAFETY: mallinfo2 only reads the allocator's counters.
     let m = unsafe { libc::mallinfo2() };
     MemoryUsage {
-        rss_bytes: rss_pages * page,
+        rss_bytes: rss_bytes("self"),
         heap_in_use_bytes: (m.uordblks + m.hblkhd) as u64,
         heap_held_bytes: (m.arena + m.hblkhd) as u64,
     }

@@ -68,15 +68,6 @@ pub struct Soak {
     pub growth_after_warmup: [i64; 3],
 }
 
-fn statm_rss(pid: u32) -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-    std::fs::read_to_string(format!("/proc/{pid}/statm"))
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |p| p * page)
-}
-
 /// Runs the soak; returns the printed report.
 pub fn run(a: &SoakArgs) -> Result<String> {
     crate::sys::check_privileges("xstack bench soak")?;
@@ -127,7 +118,7 @@ pub fn run(a: &SoakArgs) -> Result<String> {
                 t_s: started.elapsed().as_secs_f64(),
                 server_rss: u("/memory/rss_bytes"),
                 server_heap: u("/memory/heap_in_use_bytes"),
-                load_rss: statm_rss(load.id()),
+                load_rss: crate::sys::rss_bytes(&load.id().to_string()),
                 server_time_wait: u("/states/TIME_WAIT"),
             };
             let _ = writeln!(
