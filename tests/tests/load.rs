@@ -129,6 +129,13 @@ fn load(ns: &str, args: &[&str], json: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(json).expect("json written")).expect("valid JSON")
 }
 
+/// Every error kind of a load summary is 0.
+fn assert_no_errors(v: &Value) {
+    for k in ["refused", "reset", "timeout", "other"] {
+        assert_eq!(counter(v, &format!("/errors/{k}")), 0, "{v:#}");
+    }
+}
+
 fn time_wait_in(ns: &str) -> usize {
     let out = Command::new("ip")
         .args(["netns", "exec", ns, "ss", "-Htan", "state", "time-wait"])
@@ -173,9 +180,7 @@ fn load_against_a_kernel_server_has_no_errors_and_consistent_counts() {
     assert_eq!(v["stack"], "xstack");
     assert_eq!(counter(&v, "/connections"), 2000, "{v:#}");
     assert_eq!(counter(&v, "/requests"), 6000);
-    for k in ["refused", "reset", "timeout", "other"] {
-        assert_eq!(counter(&v, &format!("/errors/{k}")), 0, "{v:#}");
-    }
+    assert_no_errors(&v);
     assert_eq!(counter(&v, "/bytes_in"), 6000 * 64);
     // RST close: no TIME_WAIT on either side.
     assert_eq!(counter(&v, "/peak_time_wait"), 0);
@@ -314,9 +319,7 @@ fn tw_reuse_lets_a_client_reuse_time_wait_tuples_without_errors() {
         &json,
     );
     assert_eq!(counter(&v, "/connections"), 300, "{v:#}");
-    for k in ["refused", "reset", "timeout", "other"] {
-        assert_eq!(counter(&v, &format!("/errors/{k}")), 0, "{v:#}");
-    }
+    assert_no_errors(&v);
     let peak = counter(&v, "/peak_time_wait");
     assert!(
         (20..=100).contains(&peak),
@@ -381,9 +384,7 @@ fn load_with_two_queues_against_xstack_serve_with_two_queues_steers_every_flow_t
     );
     assert_eq!(counter(&v, "/requests"), 2000);
     assert_eq!(counter(&v, "/bytes_in"), 400_000);
-    for k in ["refused", "reset", "timeout", "other"] {
-        assert_eq!(counter(&v, &format!("/errors/{k}")), 0, "{v:#}");
-    }
+    assert_no_errors(&v);
     // Both engines worked, and the split adds up.
     let qs = v["per_queue"].as_array().expect("per_queue");
     assert_eq!(qs.len(), 2);
@@ -448,9 +449,7 @@ fn load_with_two_queues_against_a_kernel_server_has_no_errors() {
         &json,
     );
     assert_eq!(counter(&v, "/connections"), 2000, "{v:#}");
-    for k in ["refused", "reset", "timeout", "other"] {
-        assert_eq!(counter(&v, &format!("/errors/{k}")), 0, "{v:#}");
-    }
+    assert_no_errors(&v);
     assert!(per_queue_sum(&v, "handed_in") > 0, "{v:#}");
     assert_eq!(per_queue_sum(&v, "handoff_dropped"), 0);
     // Client FIN first: the TIME_WAIT entries are the load engines', none
@@ -490,9 +489,7 @@ fn kernel_load_timeout_bounds_each_wait_not_a_keep_alive_connections_life() {
         ],
         &json,
     );
-    for k in ["refused", "reset", "timeout", "other"] {
-        assert_eq!(counter(&v, &format!("/errors/{k}")), 0, "{v:#}");
-    }
+    assert_no_errors(&v);
     assert!(counter(&v, "/requests") > 100, "{v:#}");
     // Each connection ends after the run with `Connection: close`.
     assert_eq!(counter(&v, "/connections"), 4, "{v:#}");
