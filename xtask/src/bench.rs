@@ -1,0 +1,58 @@
+//! `cargo xtask bench`: every benchmark, each next to its Linux baseline.
+
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::{
+    build::{bpf_object, build},
+    setup::setup,
+    util::{is_root, root, run},
+};
+
+pub fn bench(seconds: u32) -> Result<()> {
+    setup()?;
+    build(true)?;
+    if !is_root() {
+        bail!("benchmarks create network namespaces: run `sudo -E cargo xtask bench`");
+    }
+    run(Command::new(root().join("target/release/xstack"))
+        .current_dir(root())
+        .args([
+            "bench",
+            "--seconds",
+            &seconds.to_string(),
+            "--out",
+            "target/bench",
+        ]))?;
+    run(Command::new(root().join("target/release/xstack"))
+        .current_dir(root())
+        .args([
+            "bench",
+            "synflood",
+            "--seconds",
+            "3",
+            "--out",
+            "target/synflood",
+        ]))?;
+    run(Command::new(root().join("target/release/xstack"))
+        .current_dir(root())
+        .args(["bench", "cookies"]))?;
+    for bench in ["rx-bench", "bulk-bench"] {
+        run(Command::new("cargo")
+            .current_dir(root())
+            .args([
+                "run",
+                "--release",
+                "--package",
+                "xstack-tests",
+                "--bin",
+                bench,
+                "--",
+            ])
+            .arg(seconds.to_string())
+            .env("XSTACK_BPF_OBJ", bpf_object())
+            .env("XSTACK_BIN", root().join("target/release/xstack")))?;
+    }
+    Ok(())
+}
