@@ -1,4 +1,4 @@
-//! The xstack build workflow: `cargo xtask setup | build | test | demo | bench`.
+//! The xstack build workflow: `cargo xtask setup | build | test | layers | demo | bench`.
 //!
 //! `setup` is idempotent and every other command runs it first, so a fresh
 //! machine needs nothing but this repository and rustup. One module per
@@ -7,6 +7,7 @@
 mod bench;
 mod build;
 mod demo;
+mod layers;
 mod setup;
 mod test;
 mod util;
@@ -37,6 +38,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Check that no module of stack-user imports a module of a higher layer (docs/ARCHITECTURE.md).
+    Layers,
     /// Bring up a testbed, run the stack, show the round trip, tear it down.
     Demo,
     /// Benchmarks on a fresh testbed: AF_XDP receive rate (copy mode) and bulk TCP throughput, each next to Linux.
@@ -56,6 +59,7 @@ fn main() -> Result<()> {
             build::build(release).map(|p| println!("build: {}", p.display()))
         }
         Cmd::Test { args } => test::test(&args),
+        Cmd::Layers => layers::layers(),
         Cmd::Demo => demo::demo(),
         Cmd::Bench { seconds } => bench::bench(seconds),
     }
