@@ -291,11 +291,7 @@ fn group_heads(text: &str) -> Vec<String> {
             }
             c if depth == 0 && at_head && (c.is_alphanumeric() || c == '_') => cur.push(c),
             ':' if depth == 0 => at_head = false,
-            c if c.is_whitespace() => {
-                if !cur.is_empty() {
-                    at_head = false;
-                }
-            }
+            c if c.is_whitespace() && !cur.is_empty() => at_head = false,
             _ => {}
         }
     }
