@@ -1,5 +1,12 @@
-//! The known-flow table (`FLOWS`, see the crate docs): recording flows,
-//! and the path of segments without SYN.
+//! The known-flow table (`FLOWS`) and the path of segments without SYN.
+//!
+//! `FLOWS` is an LRU: flows are recorded when a SYN goes to the engine, when
+//! a SYN-ACK arrives for a connection the engine opened, and when a cookie
+//! ACK validates; a cookie SYN only marks an existing entry. A flood of SYNs
+//! that reach the engine (not in cookie mode, within the rate limits) can
+//! evict entries; an evicted flow's segments are then checked as cookies
+//! while cookies are in use and dropped. Size it (`MAX_FLOWS`) above the SYNs
+//! the engine may see in `MAX_AGE` minutes.
 
 use aya_ebpf::{bindings::xdp_action, helpers::generated as h, programs::XdpContext};
 use stack_ebpf::{cookie, Counter, FlowKey, TcpClass};

@@ -187,7 +187,7 @@ pub const CFG_TX_REDIRECT: u32 = 1 << 4;
 
 /// Size of the per-source SYN token-bucket table (LRU).
 pub const MAX_SYN_SOURCES: u32 = 65536;
-/// Size of the known-flow table (LRU); see the XDP program's module docs.
+/// Size of the known-flow table (LRU); see the XDP program's `flows` module.
 pub const MAX_FLOWS: u32 = 262144;
 /// Entries of each prefix list.
 pub const MAX_PREFIXES: u32 = 1024;

@@ -1,8 +1,8 @@
 //! The xstack XDP program.
 //!
 //! Parses Ethernet / ARP / IPv4 / TCP with explicit bounds checks and decides:
-//! - TCP to an owned (address, port), ARP requests and ICMP for an owned
-//!   address: redirect through `XSKS` to the AF_XDP socket of the rx queue;
+//! - TCP to an owned (address, port), ARP requests and replies and ICMP for
+//!   an owned address: redirect through `XSKS` to the AF_XDP socket of the rx queue;
 //! - malformed packets to an owned address: drop, counted by reason;
 //! - everything else: `XDP_PASS`, so the kernel keeps all traffic that is not
 //!   xstack's (xstack never eats a packet it cannot attribute to itself).
@@ -14,7 +14,7 @@
 //! lookup in the known-flow table (`FLOWS`) separates established flows from
 //! final ACKs of cookie handshakes, whose cookie is checked here: valid ones
 //! are redirected with the restored options in the XDP metadata
-//! ([`CookieMeta`]), invalid ones dropped — unless the 4-tuple is one the
+//! (`CookieMeta`), invalid ones dropped — unless the 4-tuple is one the
 //! engine knows whose last SYN got a cookie, which the engine may still own
 //! (its own SYN-ACK can win the race against the cookie SYN-ACK).
 //!
@@ -22,15 +22,19 @@
 //! per-source token bucket (GCRA in an LRU hash), a global SYN budget, and the
 //! SYN-rate window that switches `auto` mode to cookies (with hysteresis, or
 //! when userspace signals a full SYN queue). In cookie mode the SYN is turned
-//! into a SYN-ACK in place and sent back with `XDP_TX`; otherwise its flow is
-//! recorded in `FLOWS` and it goes to the engine.
+//! into a SYN-ACK in place and sent back with `XDP_TX` (or, with
+//! `CFG_TX_REDIRECT`, redirected to the interface it came from); otherwise its
+//! flow is recorded in `FLOWS` and it goes to the engine.
 //!
-//! `FLOWS` is an LRU: flows are recorded when a SYN goes to the engine, when
-//! a SYN-ACK arrives for a connection the engine opened, and when a cookie
-//! ACK validates; a cookie SYN only marks an existing entry. A flood of SYNs that reach the engine (not in cookie mode,
-//! within the rate limits) can evict entries; an evicted flow's segments are
-//! then checked as cookies while cookies are in use and dropped. Size it
-//! (`MAX_FLOWS`) above the SYNs the engine may see in `MAX_AGE` minutes.
+//! Rooms (this file holds only the entry point and the maps):
+//! - `parse`: bounds-checked header reads and the TCP option walk;
+//! - `classify`: Ethernet/ARP/IPv4/TCP checks, flag classes, the redirect;
+//! - `flows`: the known-flow table and the path of segments without SYN;
+//! - `synflood`: prefix lists, token buckets, the `auto` cookie switch;
+//! - `synack`: the in-place cookie SYN-ACK and the cookie ACK check (the
+//!   cookie arithmetic itself is the library's `stack_ebpf::cookie`, shared
+//!   with userspace);
+//! - `bench`: SYN cookie micro-benchmark programs (BPF_PROG_TEST_RUN only).
 //!
 //! Built only for `bpfel-unknown-none` (by `cargo xtask build`); on the host
 //! this file compiles to an empty binary so `cargo build --workspace` works.
@@ -118,7 +122,7 @@ mod maps {
     pub(crate) static SYN_SOURCES: LruHashMap<u32, u64> =
         LruHashMap::with_max_entries(MAX_SYN_SOURCES, 0);
 
-    /// Known flows (see the module docs).
+    /// Known flows (see [`crate::flows`]).
     #[map]
     pub(crate) static FLOWS: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
 
