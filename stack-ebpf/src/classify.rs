@@ -6,7 +6,7 @@ use aya_log_ebpf::debug;
 use stack_ebpf::{AddrKey, Counter, PortKey, TcpClass, ADDR_ARP, ADDR_ICMP};
 
 use crate::flows::{established, remember_flow};
-use crate::maps::{OWNED_ADDRS, OWNED_PORTS, QUEUE_REDIRECTS, TCP_CLASSES, XSKS};
+use crate::maps::{bump, class, OWNED_ADDRS, OWNED_PORTS, QUEUE_REDIRECTS, XSKS};
 use crate::parse::{
     be16, ptr_at, raw16, raw32, ACK, ARP_LEN, ARP_OP_REPLY, ARP_OP_REQUEST, ETH_HLEN, ETH_P_ARP,
     ETH_P_IP, FIN, IPPROTO_ICMP, IPPROTO_TCP, PSH, RST, SYN, URG,
@@ -14,22 +14,11 @@ use crate::parse::{
 use crate::synflood::syn;
 
 #[inline(always)]
-pub(crate) fn class(c: TcpClass) {
-    if let Some(p) = TCP_CLASSES.get_ptr_mut(c as u32) {
-        // SAFETY: per-CPU slot.
-        unsafe { *p += 1 };
-    }
-}
-
-#[inline(always)]
 pub(crate) fn redirect(ctx: &XdpContext, what: Counter) -> (u32, Counter) {
     let queue = ctx.rx_queue_index();
     match XSKS.redirect(queue, 0) {
         Ok(action) => {
-            if let Some(p) = QUEUE_REDIRECTS.get_ptr_mut(queue) {
-                // SAFETY: per-CPU slot.
-                unsafe { *p += 1 };
-            }
+            bump(&QUEUE_REDIRECTS, queue);
             debug!(ctx, "{} -> AF_XDP queue {}", what.name(), queue);
             (action, what)
         }

@@ -11,8 +11,8 @@
 use aya_ebpf::{bindings::xdp_action, helpers::generated as h, programs::XdpContext};
 use stack_ebpf::{cookie, Counter, FlowKey, TcpClass};
 
-use crate::classify::{class, redirect};
-use crate::maps::{FASTPATH_STATE, FLOWS};
+use crate::classify::redirect;
+use crate::maps::{class, FASTPATH_STATE, FLOWS};
 use crate::parse::{ptr_at, raw16, raw32, ETH_HLEN, FIN, RST};
 use crate::synack::cookie_ack;
 

@@ -67,9 +67,9 @@ mod maps {
         maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap},
     };
     use stack_ebpf::{
-        cookie::Secrets, AddrKey, FastpathConfig, FastpathState, FlowKey, PortKey, PrefixAddr,
-        COUNTER_COUNT, MAX_FLOWS, MAX_OWNED_ADDRS, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES,
-        MAX_SYN_SOURCES, SIGNAL_COUNT, TCP_CLASS_COUNT,
+        cookie::Secrets, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState, FlowKey,
+        PortKey, PrefixAddr, TcpClass, COUNTER_COUNT, MAX_FLOWS, MAX_OWNED_ADDRS, MAX_OWNED_PORTS,
+        MAX_PREFIXES, MAX_QUEUES, MAX_SYN_SOURCES, SIGNAL_COUNT, TCP_CLASS_COUNT,
     };
 
     /// One AF_XDP socket per rx queue, indexed by queue id.
@@ -136,21 +136,36 @@ mod maps {
     #[map]
     pub(crate) static ALLOW_PREFIXES: LpmTrie<PrefixAddr, u8> =
         LpmTrie::with_max_entries(MAX_PREFIXES, 0);
+
+    /// Adds one to slot `index` of a per-CPU counter array (`COUNTERS`,
+    /// `TCP_CLASSES`, `QUEUE_REDIRECTS`): the one way the program counts.
+    #[inline(always)]
+    pub(crate) fn bump(map: &PerCpuArray<u64>, index: u32) {
+        if let Some(p) = map.get_ptr_mut(index) {
+            // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+            unsafe { *p += 1 };
+        }
+    }
+
+    /// Counts a verdict or drop reason.
+    #[inline(always)]
+    pub(crate) fn count(c: Counter) {
+        bump(&COUNTERS, c.index());
+    }
+
+    /// Counts a TCP segment's class.
+    #[inline(always)]
+    pub(crate) fn class(c: TcpClass) {
+        bump(&TCP_CLASSES, c.index());
+    }
 }
 
 #[cfg(target_arch = "bpf")]
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 #[cfg(target_arch = "bpf")]
-use stack_ebpf::Counter;
-
+use maps::count;
 #[cfg(target_arch = "bpf")]
-#[inline(always)]
-fn count(c: Counter) {
-    if let Some(p) = maps::COUNTERS.get_ptr_mut(c as u32) {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-        unsafe { *p += 1 };
-    }
-}
+use stack_ebpf::Counter;
 
 #[cfg(target_arch = "bpf")]
 #[xdp]
