@@ -292,6 +292,14 @@ mod tests {
     }
 
     #[test]
+    fn a_cookie_keeps_its_value() {
+        // Pinned output: the XDP program and the engine must agree on every
+        // cookie, whatever the hash's code looks like.
+        let s = Secret { k0: 1, k1: 2 };
+        assert_eq!(generate(&s, &flow(), 12345, 1000, 3), 0xc0fb_034c);
+    }
+
+    #[test]
     fn a_cookie_fails_for_another_flow_isn_or_secret() {
         let s = Secrets {
             current: Secret { k0: 1, k1: 2 },
