@@ -6,6 +6,7 @@
 #![no_std]
 
 pub mod cookie;
+pub mod siphash;
 
 /// Highest number of AF_XDP sockets (one per rx queue) the XSKMAP holds.
 pub const MAX_QUEUES: u32 = 64;
