@@ -1,5 +1,10 @@
 //! SYN cookie micro-benchmark programs (BPF_PROG_TEST_RUN only, never
-//! attached): ours against the kernel's syncookie helpers.
+//! attached; userspace loads them with `XdpProgram::bench_program`): ours
+//! against the kernel's syncookie helpers.
+//!
+//! Which one to run is the program itself. Each takes a SYN frame,
+//! generates a cookie for it and checks it as the final ACK would carry it;
+//! the baseline only parses.
 
 use aya_ebpf::{bindings::xdp_action, helpers::generated as h, macros::xdp, programs::XdpContext};
 use stack_ebpf::cookie::{self, Flow};
@@ -7,9 +12,7 @@ use stack_ebpf::cookie::{self, Flow};
 use crate::maps::SECRETS;
 use crate::parse::{be16, be32, ptr_at, ACK, ETH_HLEN};
 
-/// `xstack_bench_*` programs: which one to run is the program itself.
-/// Each takes a SYN frame, generates a cookie for it and checks it as the
-/// final ACK would carry it; the baseline only parses.
+/// The IPv4 and TCP headers of the frame, if it holds both (no options).
 #[inline(always)]
 fn bench_headers(ctx: &XdpContext) -> Option<(*mut u8, *mut u8)> {
     let p = ptr_at(ctx, 0, ETH_HLEN + 40)?;

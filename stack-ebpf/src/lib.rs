@@ -1,8 +1,12 @@
-//! Types shared between the xstack XDP program and userspace.
+//! What the xstack XDP program and userspace share: the `#[repr(C)]` map
+//! keys and values, the counter sets ([`counters!`], the one way to declare
+//! them), the SYN cookie arithmetic ([`cookie`]) and the one SipHash
+//! ([`siphash`]).
 //!
-//! Everything here is `#[repr(C)]`, plain old data, and compiles for both
+//! The shared types are plain old data. Everything compiles for both
 //! `bpfel-unknown-none` (the XDP program) and the host (the `user` feature adds
-//! the `aya::Pod` impls userspace needs to read and write maps).
+//! the `aya::Pod` impls userspace needs to read and write maps). The design
+//! notes are in `docs/ARCHITECTURE.md`.
 #![no_std]
 
 pub mod cookie;
@@ -21,9 +25,10 @@ pub const MAX_OWNED_ADDRS: u32 = 256;
 /// program on an interface by this name.
 pub const PROGRAM_NAME: &str = "xstack_xdp";
 
-/// `OwnedAddr` flag: ARP requests for this address go to the engine.
+/// `OWNED_ADDRS` value flag: ARP requests and replies for this address go
+/// to the engine.
 pub const ADDR_ARP: u32 = 1 << 0;
-/// `OwnedAddr` flag: ICMP to this address goes to the engine.
+/// `OWNED_ADDRS` value flag: ICMP to this address goes to the engine.
 pub const ADDR_ICMP: u32 = 1 << 1;
 
 /// A set of named counters: a dense `#[repr(u32)]` enum whose values index

@@ -134,8 +134,9 @@ extern "C" fn opt_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
 }
 
 /// RFC 9293 §3.2 option list of the segment at `off` with data offset
-/// `doff`. `None` when an option runs past the header or has a bad length.
-/// Not inlined: its walk state lives in its own stack frame.
+/// `doff`, into `out`. Returns 0, or 1 (and leaves `out` alone) when an
+/// option runs past the header or has a bad length. Not inlined: its walk
+/// state lives in its own stack frame.
 #[inline(never)]
 pub(crate) fn parse_options(ctx: &XdpContext, off: usize, doff: usize, out: &mut TcpOpts) -> u32 {
     match parse_options_inner(ctx, off, doff) {
