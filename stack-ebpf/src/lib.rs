@@ -1,11 +1,16 @@
-//! Types shared between the xstack XDP program and userspace.
+//! What the xstack XDP program and userspace share: the `#[repr(C)]` map
+//! keys and values, the counter sets ([`counters!`], the one way to declare
+//! them), the SYN cookie arithmetic ([`cookie`]) and the one SipHash
+//! ([`siphash`]).
 //!
-//! Everything here is `#[repr(C)]`, plain old data, and compiles for both
+//! The shared types are plain old data. Everything compiles for both
 //! `bpfel-unknown-none` (the XDP program) and the host (the `user` feature adds
-//! the `aya::Pod` impls userspace needs to read and write maps).
+//! the `aya::Pod` impls userspace needs to read and write maps). The design
+//! notes are in `docs/ARCHITECTURE.md`.
 #![no_std]
 
 pub mod cookie;
+pub mod siphash;
 
 /// Highest number of AF_XDP sockets (one per rx queue) the XSKMAP holds.
 pub const MAX_QUEUES: u32 = 64;
@@ -20,148 +25,190 @@ pub const MAX_OWNED_ADDRS: u32 = 256;
 /// program on an interface by this name.
 pub const PROGRAM_NAME: &str = "xstack_xdp";
 
-/// `OwnedAddr` flag: ARP requests for this address go to the engine.
+/// `OWNED_ADDRS` value flag: ARP requests and replies for this address go
+/// to the engine.
 pub const ADDR_ARP: u32 = 1 << 0;
-/// `OwnedAddr` flag: ICMP to this address goes to the engine.
+/// `OWNED_ADDRS` value flag: ICMP to this address goes to the engine.
 pub const ADDR_ICMP: u32 = 1 << 1;
 
+/// A set of named counters: a dense `#[repr(u32)]` enum whose values index
+/// a counter array (in the XDP program a `PerCpuArray<u64>` of
+/// [`CounterSet::COUNT`] entries). Implemented by [`counters!`].
+pub trait CounterSet: Copy + 'static {
+    /// Every counter, in index order.
+    const ALL: &'static [Self];
+    /// Number of counters (the array's length).
+    const COUNT: u32;
+    /// The counter's index in the array.
+    fn index(self) -> u32;
+    /// The counter's name as `xstack stats` prints it.
+    fn name(self) -> &'static str;
+}
+
+/// The one way to declare a set of counters: an enum whose variants are the
+/// counters, each with the name `xstack stats` prints. It gets
+/// `#[repr(u32)]`, dense indices from 0, inherent `ALL`, `COUNT` and
+/// `name()` (usable in `const` contexts such as map sizes) and a
+/// [`CounterSet`] impl (for code generic over sets, such as a reader that
+/// sums a per-CPU array by name).
+///
+/// ```
+/// stack_ebpf::counters! {
+///     /// Example counters.
+///     pub enum Example {
+///         /// Frames seen.
+///         Frames = "frames",
+///         /// Frames dropped.
+///         Drops = "drops",
+///     }
+/// }
+/// assert_eq!(Example::COUNT, 2);
+/// assert_eq!(Example::ALL[1].name(), "drops");
+/// ```
+#[macro_export]
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $variant:ident = $name:literal, )*) => {
-        /// Per-CPU counters kept by the XDP program, one per verdict and reason.
-        ///
-        /// Every packet the program sees increments `RxPackets` and exactly one
-        /// other counter, so the verdict counters always sum to `RxPackets`.
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $set:ident {
+            $( $(#[$doc:meta])* $variant:ident = $name:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
         #[repr(u32)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum Counter {
+        $vis enum $set {
             $( $(#[$doc])* $variant, )*
         }
 
-        impl Counter {
+        impl $set {
             /// All counters, in index order.
-            pub const ALL: &'static [Counter] = &[$(Counter::$variant,)*];
+            pub const ALL: &'static [$set] = &[$($set::$variant,)*];
+
+            /// Number of counters.
+            pub const COUNT: u32 = Self::ALL.len() as u32;
 
             /// The counter's name as `xstack stats` prints it.
             pub const fn name(self) -> &'static str {
-                match self { $(Counter::$variant => $name,)* }
+                match self { $($set::$variant => $name,)* }
+            }
+        }
+
+        impl $crate::CounterSet for $set {
+            const ALL: &'static [Self] = Self::ALL;
+            const COUNT: u32 = Self::COUNT;
+            #[inline(always)]
+            fn index(self) -> u32 {
+                self as u32
+            }
+            #[inline(always)]
+            fn name(self) -> &'static str {
+                Self::name(self)
             }
         }
     };
 }
 
 counters! {
-    /// Every frame the program ran on.
-    RxPackets = "rx_packets",
-    /// Frame shorter than an Ethernet header: passed to the kernel.
-    PassShortFrame = "pass_short_frame",
-    /// Not IPv4 and not ARP (IPv6, VLAN, LLDP...): passed.
-    PassNotIpv4 = "pass_not_ipv4",
-    /// ARP not addressed to an owned address: passed.
-    PassArpOther = "pass_arp_other",
-    /// IPv4 header too short to read the destination: passed.
-    PassShortIp = "pass_short_ip",
-    /// IPv4 to an address xstack does not own: passed.
-    PassIpNotOwned = "pass_ip_not_owned",
-    /// IPv4 to an owned address with a protocol other than TCP or ICMP: passed.
-    PassOtherProto = "pass_other_proto",
-    /// TCP to an owned address on a port nobody serves: passed.
-    PassPortNotOwned = "pass_port_not_owned",
-    /// TCP to an owned (address, port): redirected to the AF_XDP socket.
-    RedirectTcp = "redirect_tcp",
-    /// ARP request or reply for an owned address: redirected.
-    RedirectArp = "redirect_arp",
-    /// ICMP to an owned address: redirected.
-    RedirectIcmp = "redirect_icmp",
-    /// Owned address, IPv4 version or IHL invalid: dropped.
-    DropIpHeader = "drop_ip_header",
-    /// Owned address, IPv4 total length below the header or past the frame: dropped.
-    DropIpLength = "drop_ip_length",
-    /// Owned address, IPv4 fragment (the engine does not reassemble): dropped.
-    DropIpFragment = "drop_ip_fragment",
-    /// Owned (address, port), TCP header truncated: dropped.
-    DropTcpTruncated = "drop_tcp_truncated",
-    /// Owned (address, port), TCP data offset below 5 or past the packet: dropped.
-    DropTcpDataOffset = "drop_tcp_data_offset",
-    /// Ours, but no AF_XDP socket is bound on the rx queue it arrived on: dropped.
-    DropNoSocket = "drop_no_socket",
-    /// Owned (address, port), no TCP flag at all ("null scan"): dropped.
-    DropFlagsNone = "drop_flags_none",
-    /// Owned (address, port), FIN+SYN+RST+PSH+ACK+URG all set ("xmas"): dropped.
-    DropFlagsAll = "drop_flags_all",
-    /// Owned (address, port), SYN and FIN together: dropped.
-    DropFlagsSynFin = "drop_flags_syn_fin",
-    /// Owned (address, port), SYN and RST together: dropped.
-    DropFlagsSynRst = "drop_flags_syn_rst",
-    /// Owned (address, port), FIN without ACK: dropped.
-    DropFlagsFinNoAck = "drop_flags_fin_no_ack",
-    /// Owned (address, port), neither SYN, RST nor ACK (e.g. PSH or URG alone): dropped.
-    DropFlagsNoAck = "drop_flags_no_ack",
-    /// SYN whose TCP options run past the header or have a bad length: dropped.
-    DropTcpOptions = "drop_tcp_options",
-    /// SYN from a source on the deny list: dropped.
-    DropSynDenied = "drop_syn_denied",
-    /// SYN from a source not on the allow list (allow-only mode): dropped.
-    DropSynNotAllowed = "drop_syn_not_allowed",
-    /// SYN over its source's token bucket: dropped.
-    DropSynSourceRate = "drop_syn_source_rate",
-    /// SYN over the global SYN budget: dropped.
-    DropSynGlobalRate = "drop_syn_global_rate",
-    /// SYN with IPv4 options in cookie mode (the in-place SYN-ACK has none): dropped.
-    DropSynIpOptions = "drop_syn_ip_options",
-    /// SYN-ACK could not be built (no tailroom to grow the frame): dropped.
-    DropSynAckBuild = "drop_synack_build",
-    /// ACK for no known flow whose cookie does not check (forged, expired or
-    /// for a rotated-out secret), while cookies are in use: dropped.
-    DropCookieInvalid = "drop_cookie_invalid",
-    /// RST for no known flow while cookies are in use: dropped.
-    DropNoFlow = "drop_no_flow",
-    /// SYN answered in XDP with a SYN cookie SYN-ACK: XDP_TX.
-    TxCookieSynAck = "tx_cookie_synack",
-    /// Final ACK with a valid cookie: redirected with the decoded options in
-    /// the XDP metadata ([`CookieMeta`]).
-    RedirectCookieAck = "redirect_cookie_ack",
+    /// Per-CPU counters kept by the XDP program, one per verdict and reason.
+    ///
+    /// Every packet the program sees increments `RxPackets` and exactly one
+    /// other counter, so the verdict counters always sum to `RxPackets`.
+    pub enum Counter {
+        /// Every frame the program ran on.
+        RxPackets = "rx_packets",
+        /// Frame shorter than an Ethernet header: passed to the kernel.
+        PassShortFrame = "pass_short_frame",
+        /// Not IPv4 and not ARP (IPv6, VLAN, LLDP...): passed.
+        PassNotIpv4 = "pass_not_ipv4",
+        /// ARP not addressed to an owned address: passed.
+        PassArpOther = "pass_arp_other",
+        /// IPv4 header too short to read the destination: passed.
+        PassShortIp = "pass_short_ip",
+        /// IPv4 to an address xstack does not own: passed.
+        PassIpNotOwned = "pass_ip_not_owned",
+        /// IPv4 to an owned address with a protocol other than TCP or ICMP: passed.
+        PassOtherProto = "pass_other_proto",
+        /// TCP to an owned address on a port nobody serves: passed.
+        PassPortNotOwned = "pass_port_not_owned",
+        /// TCP to an owned (address, port): redirected to the AF_XDP socket.
+        RedirectTcp = "redirect_tcp",
+        /// ARP request or reply for an owned address: redirected.
+        RedirectArp = "redirect_arp",
+        /// ICMP to an owned address: redirected.
+        RedirectIcmp = "redirect_icmp",
+        /// Owned address, IPv4 version or IHL invalid: dropped.
+        DropIpHeader = "drop_ip_header",
+        /// Owned address, IPv4 total length below the header or past the frame: dropped.
+        DropIpLength = "drop_ip_length",
+        /// Owned address, IPv4 fragment (the engine does not reassemble): dropped.
+        DropIpFragment = "drop_ip_fragment",
+        /// Owned (address, port), TCP header truncated: dropped.
+        DropTcpTruncated = "drop_tcp_truncated",
+        /// Owned (address, port), TCP data offset below 5 or past the packet: dropped.
+        DropTcpDataOffset = "drop_tcp_data_offset",
+        /// Ours, but no AF_XDP socket is bound on the rx queue it arrived on: dropped.
+        DropNoSocket = "drop_no_socket",
+        /// Owned (address, port), no TCP flag at all ("null scan"): dropped.
+        DropFlagsNone = "drop_flags_none",
+        /// Owned (address, port), FIN+SYN+RST+PSH+ACK+URG all set ("xmas"): dropped.
+        DropFlagsAll = "drop_flags_all",
+        /// Owned (address, port), SYN and FIN together: dropped.
+        DropFlagsSynFin = "drop_flags_syn_fin",
+        /// Owned (address, port), SYN and RST together: dropped.
+        DropFlagsSynRst = "drop_flags_syn_rst",
+        /// Owned (address, port), FIN without ACK: dropped.
+        DropFlagsFinNoAck = "drop_flags_fin_no_ack",
+        /// Owned (address, port), neither SYN, RST nor ACK (e.g. PSH or URG alone): dropped.
+        DropFlagsNoAck = "drop_flags_no_ack",
+        /// SYN whose TCP options run past the header or have a bad length: dropped.
+        DropTcpOptions = "drop_tcp_options",
+        /// SYN from a source on the deny list: dropped.
+        DropSynDenied = "drop_syn_denied",
+        /// SYN from a source not on the allow list (allow-only mode): dropped.
+        DropSynNotAllowed = "drop_syn_not_allowed",
+        /// SYN over its source's token bucket: dropped.
+        DropSynSourceRate = "drop_syn_source_rate",
+        /// SYN over the global SYN budget: dropped.
+        DropSynGlobalRate = "drop_syn_global_rate",
+        /// SYN with IPv4 options in cookie mode (the in-place SYN-ACK has none): dropped.
+        DropSynIpOptions = "drop_syn_ip_options",
+        /// SYN-ACK could not be built (no tailroom to grow the frame): dropped.
+        DropSynAckBuild = "drop_synack_build",
+        /// ACK for no known flow whose cookie does not check (forged, expired or
+        /// for a rotated-out secret), while cookies are in use: dropped.
+        DropCookieInvalid = "drop_cookie_invalid",
+        /// RST for no known flow while cookies are in use: dropped.
+        DropNoFlow = "drop_no_flow",
+        /// SYN answered in XDP with a SYN cookie SYN-ACK: XDP_TX.
+        TxCookieSynAck = "tx_cookie_synack",
+        /// Final ACK with a valid cookie: redirected with the decoded options in
+        /// the XDP metadata ([`CookieMeta`]).
+        RedirectCookieAck = "redirect_cookie_ack",
+    }
 }
 
-macro_rules! tcp_classes {
-    ($( $(#[$doc:meta])* $variant:ident = $name:literal, )*) => {
-        /// Per-CPU counters of the TCP segments for owned (address, port)
-        /// pairs with valid flags, by class. These are not verdicts: a
-        /// segment counts once here and once among the [`Counter`] verdicts.
-        #[repr(u32)]
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum TcpClass {
-            $( $(#[$doc])* $variant, )*
-        }
-
-        impl TcpClass {
-            /// All classes, in index order.
-            pub const ALL: &'static [TcpClass] = &[$(TcpClass::$variant,)*];
-
-            /// The class's name as `xstack stats` prints it.
-            pub const fn name(self) -> &'static str {
-                match self { $(TcpClass::$variant => $name,)* }
-            }
-        }
-    };
-}
-
-tcp_classes! {
-    /// SYN without ACK: a connection attempt.
-    Syn = "syn",
-    /// SYN+ACK: an answer to a connection the engine opened.
-    SynAck = "synack",
-    /// ACK without payload, FIN or RST.
-    Ack = "ack",
-    /// Segment with payload (and without FIN or RST).
-    Data = "data",
-    /// FIN (with ACK).
-    Fin = "fin",
-    /// RST.
-    Rst = "rst",
+counters! {
+    /// Per-CPU counters of the TCP segments for owned (address, port)
+    /// pairs with valid flags, by class. These are not verdicts: a
+    /// segment counts once here and once among the [`Counter`] verdicts.
+    pub enum TcpClass {
+        /// SYN without ACK: a connection attempt.
+        Syn = "syn",
+        /// SYN+ACK: an answer to a connection the engine opened.
+        SynAck = "synack",
+        /// ACK without payload, FIN or RST.
+        Ack = "ack",
+        /// Segment with payload (and without FIN or RST).
+        Data = "data",
+        /// FIN (with ACK).
+        Fin = "fin",
+        /// RST.
+        Rst = "rst",
+    }
 }
 
 /// Number of classes in [`TcpClass`].
-pub const TCP_CLASS_COUNT: u32 = TcpClass::ALL.len() as u32;
+pub const TCP_CLASS_COUNT: u32 = TcpClass::COUNT;
 
 /// `FastpathConfig::syncookies`: never answer SYNs in XDP.
 pub const SYNCOOKIES_NEVER: u32 = 0;
@@ -187,7 +234,7 @@ pub const CFG_TX_REDIRECT: u32 = 1 << 4;
 
 /// Size of the per-source SYN token-bucket table (LRU).
 pub const MAX_SYN_SOURCES: u32 = 65536;
-/// Size of the known-flow table (LRU); see the XDP program's module docs.
+/// Size of the known-flow table (LRU); see the XDP program's `flows` module.
 pub const MAX_FLOWS: u32 = 262144;
 /// Entries of each prefix list.
 pub const MAX_PREFIXES: u32 = 1024;
@@ -313,7 +360,7 @@ pub struct FlowKey {
 pub type PrefixAddr = u32;
 
 /// Number of counters in [`Counter`].
-pub const COUNTER_COUNT: u32 = Counter::ALL.len() as u32;
+pub const COUNTER_COUNT: u32 = Counter::COUNT;
 
 /// Key of the owned-port table: an IPv4 address and a TCP port, both in
 /// network byte order exactly as they appear on the wire.
@@ -377,7 +424,11 @@ mod tests {
     fn counters_are_dense_and_named_uniquely() {
         for (i, c) in Counter::ALL.iter().enumerate() {
             assert_eq!(*c as usize, i);
+            assert_eq!(CounterSet::index(*c) as usize, i);
+            assert_eq!(CounterSet::name(*c), c.name());
         }
+        assert_eq!(COUNTER_COUNT as usize, Counter::ALL.len());
+        assert_eq!(TCP_CLASS_COUNT as usize, TcpClass::ALL.len());
         let mut names: std::vec::Vec<_> = Counter::ALL.iter().map(|c| c.name()).collect();
         names.sort();
         names.dedup();

@@ -1,0 +1,169 @@
+//! The SYN path: deny/allow prefix lists, the per-source and global GCRA
+//! token buckets, and the SYN-rate window of `auto` cookie mode.
+
+use aya_ebpf::{
+    bindings::xdp_action, helpers::generated as h, maps::lpm_trie::Key as LpmKey,
+    programs::XdpContext,
+};
+use stack_ebpf::{
+    Counter, FastpathConfig, FastpathState, PrefixAddr, CFG_ALLOW_LIST, CFG_ALLOW_ONLY,
+    CFG_DENY_LIST, CFG_TX_REDIRECT, SIGNAL_SYN_QUEUE_FULL, SYNCOOKIES_ALWAYS, SYNCOOKIES_AUTO,
+    SYNCOOKIES_NEVER,
+};
+
+use crate::classify::redirect;
+use crate::flows::{mark_cookie_answered, remember_flow};
+use crate::maps::{
+    ALLOW_PREFIXES, DENY_PREFIXES, FASTPATH_CONFIG, FASTPATH_STATE, SIGNALS, SYN_SOURCES,
+};
+use crate::parse::{parse_options, ptr_at, raw32, TcpOpts, ETH_HLEN};
+use crate::synack::cookie_synack;
+
+/// GCRA: admits one event at `now` against `tat` (theoretical arrival
+/// time); returns the new `tat` or `None` when over the limit.
+#[inline(always)]
+fn gcra(tat: u64, now: u64, interval: u64, tolerance: u64) -> Option<u64> {
+    let base = if tat > now { tat } else { now };
+    let next = base + interval;
+    if next - now > tolerance + interval {
+        None
+    } else {
+        Some(next)
+    }
+}
+
+#[inline(always)]
+fn prefix_key(saddr: u32) -> LpmKey<PrefixAddr> {
+    LpmKey::new(32, saddr)
+}
+
+/// A SYN: flood checks, then cookie SYN-ACK or the engine.
+#[inline(always)]
+pub(crate) fn syn(
+    ctx: &XdpContext,
+    off: usize,
+    ihl: usize,
+    doff: usize,
+    flags: u8,
+) -> (u32, Counter) {
+    let mut opts = TcpOpts::default();
+    if parse_options(ctx, off, doff, &mut opts) != 0 {
+        return (xdp_action::XDP_DROP, Counter::DropTcpOptions);
+    }
+    let Some(cfg) = FASTPATH_CONFIG.get(0) else {
+        return redirect(ctx, Counter::RedirectTcp);
+    };
+    let Some(ip) = ptr_at(ctx, ETH_HLEN, 20) else {
+        return (xdp_action::XDP_DROP, Counter::DropTcpTruncated);
+    };
+    // SAFETY: `ip` covers 20 bytes.
+    let saddr = unsafe { raw32(ip.add(12)) };
+    let mut limited = true;
+    if cfg.flags & (CFG_ALLOW_LIST | CFG_ALLOW_ONLY) != 0 {
+        // SAFETY: map lookup of a plain key.
+        let allowed = ALLOW_PREFIXES.get(prefix_key(saddr)).is_some();
+        if allowed {
+            limited = false;
+        } else if cfg.flags & CFG_ALLOW_ONLY != 0 {
+            return (xdp_action::XDP_DROP, Counter::DropSynNotAllowed);
+        }
+    }
+    if cfg.flags & CFG_DENY_LIST != 0 {
+        // SAFETY: map lookup of a plain key.
+        if DENY_PREFIXES.get(prefix_key(saddr)).is_some() {
+            return (xdp_action::XDP_DROP, Counter::DropSynDenied);
+        }
+    }
+    // SAFETY: helper without arguments.
+    let now = unsafe { h::bpf_ktime_get_ns() };
+    let Some(state) = FASTPATH_STATE.get_ptr_mut(0) else {
+        return redirect(ctx, Counter::RedirectTcp);
+    };
+    // SAFETY: the map value lives as long as the program; concurrent
+    // updates from other CPUs only make the counts approximate.
+    let state = unsafe { &mut *state };
+    if limited && cfg.source_interval_ns != 0 {
+        // SAFETY: map lookup of a plain key.
+        let tat = match unsafe { SYN_SOURCES.get(&saddr) } {
+            Some(t) => *t,
+            None => 0,
+        };
+        match gcra(tat, now, cfg.source_interval_ns, cfg.source_tolerance_ns) {
+            Some(t) => {
+                let _ = SYN_SOURCES.insert(&saddr, &t, 0);
+            }
+            None => return (xdp_action::XDP_DROP, Counter::DropSynSourceRate),
+        }
+    }
+    if limited && cfg.global_interval_ns != 0 {
+        match gcra(
+            state.global_tat,
+            now,
+            cfg.global_interval_ns,
+            cfg.global_tolerance_ns,
+        ) {
+            Some(t) => state.global_tat = t,
+            None => return (xdp_action::XDP_DROP, Counter::DropSynGlobalRate),
+        }
+    }
+    let cookies = match cfg.syncookies {
+        SYNCOOKIES_ALWAYS => true,
+        SYNCOOKIES_AUTO => auto_mode(cfg, state, now),
+        _ => false,
+    };
+    if !cookies || cfg.syncookies == SYNCOOKIES_NEVER {
+        remember_flow(ctx, off);
+        return redirect(ctx, Counter::RedirectTcp);
+    }
+    if ihl != 20 {
+        return (xdp_action::XDP_DROP, Counter::DropSynIpOptions);
+    }
+    mark_cookie_answered(ctx, off);
+    let c = cookie_synack(ctx, cfg, &opts, flags, now);
+    if c == Counter::TxCookieSynAck {
+        state.last_cookie_ns = now;
+        if cfg.flags & CFG_TX_REDIRECT != 0 {
+            let ifindex = ctx.ingress_ifindex() as u32;
+            // SAFETY: plain helper call; XDP_REDIRECT on success.
+            let action = unsafe { aya_ebpf::helpers::bpf_redirect(ifindex, 0) } as u32;
+            (action, c)
+        } else {
+            (xdp_action::XDP_TX, c)
+        }
+    } else {
+        (xdp_action::XDP_DROP, c)
+    }
+}
+
+/// Auto mode: counts the SYN in the rate window and says whether cookies
+/// are on (rate above `syn_on` until it falls below `syn_off`, or the
+/// engine's SYN queue is full).
+#[inline(always)]
+fn auto_mode(cfg: &FastpathConfig, state: &mut FastpathState, now: u64) -> bool {
+    let elapsed = now.wrapping_sub(state.window_start_ns);
+    if elapsed >= cfg.window_ns {
+        let syns = state.window_syns;
+        // SYN/s over the window that ended (ns precision).
+        state.last_rate = if elapsed > 0 {
+            syns.wrapping_mul(1_000_000_000) / elapsed
+        } else {
+            0
+        };
+        let long_idle = elapsed / 2 >= cfg.window_ns;
+        if state.cookie_active != 0 && (syns < cfg.syn_off || long_idle) {
+            state.cookie_active = 0;
+        }
+        state.window_start_ns = now;
+        state.window_syns = 0;
+    }
+    state.window_syns += 1;
+    if state.cookie_active == 0 && state.window_syns >= cfg.syn_on {
+        state.cookie_active = 1;
+        state.cookie_on_switches += 1;
+    }
+    let queue_full = match SIGNALS.get(SIGNAL_SYN_QUEUE_FULL) {
+        Some(v) => *v != 0,
+        None => false,
+    };
+    state.cookie_active != 0 || queue_full
+}
