@@ -16,10 +16,11 @@ pub mod sack;
 pub mod seq;
 pub mod state;
 pub mod stats;
+pub mod sysctl;
 pub mod tcb;
-pub mod time;
-pub(crate) mod timewait;
 pub mod wheel;
+
+pub use crate::time;
 
 #[cfg(test)]
 mod tests;

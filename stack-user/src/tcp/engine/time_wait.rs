@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use super::engine::DemuxBuildHasher;
-use super::event::FourTuple;
-use super::seq::SeqNumber;
-use super::time::Instant;
-use super::wheel::TimerId;
+use super::DemuxBuildHasher;
+use crate::tcp::event::FourTuple;
+use crate::tcp::seq::SeqNumber;
+use crate::tcp::wheel::TimerId;
+use crate::time::Instant;
 
 /// No handle refers to the entry.
 pub(crate) const NO_HUSK: u32 = u32::MAX;

@@ -22,9 +22,11 @@ use super::state::State;
 use super::stats::Stats;
 use super::tcb::{Ctx, RstSegment, Tcb};
 use super::time::Instant;
-use super::timewait::{self, TwEntry, TwTable, NO_HUSK};
+use self::time_wait::{TwEntry, TwTable, NO_HUSK};
 use super::wheel::{TimerId, TimerWheel};
 use crate::wire::tcp::{TcpOptions, TcpRepr, Timestamps, ACK, RST, SYN};
+
+pub(crate) mod time_wait;
 
 /// One segment written by [`TcpEngine::poll_transmit`]: the caller wraps
 /// `buf[..len]` in an IPv4 header from `src` to `dst` (protocol 6).
@@ -1019,7 +1021,7 @@ impl TcpEngine {
             }
             if let (Some(ts), Some(entry)) = (seg_ts, self.tw.get_mut(twi)) {
                 entry.ts_recent = ts.tsval;
-                entry.ts_recent_stamp = timewait::stamp(now);
+                entry.ts_recent_stamp = time_wait::stamp(now);
             }
             return None;
         }
@@ -1393,7 +1395,7 @@ impl TcpEngine {
         self.cfg.tw_isn_above_last
             || (self.cfg.tcp_tw_reuse == 1
                 && e.has_ts()
-                && timewait::stamp(now).wrapping_sub(e.ts_recent_stamp) >= 1000)
+                && time_wait::stamp(now).wrapping_sub(e.ts_recent_stamp) >= 1000)
     }
 
     /// Whether `connect` can use `tuple`: free, or in a reusable TIME_WAIT.

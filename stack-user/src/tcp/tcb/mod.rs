@@ -519,11 +519,11 @@ impl Tcb {
     /// What the TIME_WAIT table keeps of this connection, and whether an
     /// ACK (of the peer's FIN) is still owed. Leaves the block CLOSED (a
     /// husk for a handle the application still holds).
-    pub(crate) fn time_wait_entry(&mut self, now: Instant) -> (super::timewait::TwEntry, bool) {
+    pub(crate) fn time_wait_entry(&mut self, now: Instant) -> (super::engine::time_wait::TwEntry, bool) {
         let ack_owed = self.has(ACK_NOW);
         let window =
             (self.rcv.free().min(65_535 << self.rcv_wscale) >> self.rcv_wscale).min(65_535) as u16;
-        let e = super::timewait::TwEntry {
+        let e = super::engine::time_wait::TwEntry {
             local_addr: u32::from(self.tuple.local_addr),
             remote_addr: u32::from(self.tuple.remote_addr),
             local_port: self.tuple.local_port,
@@ -532,7 +532,7 @@ impl Tcb {
             rcv_nxt: self.rcv_nxt,
             ts_recent: self.ts_recent,
             ts_offset: self.ts_offset,
-            ts_recent_stamp: super::timewait::stamp(if self.has(TS_RECENT) {
+            ts_recent_stamp: super::engine::time_wait::stamp(if self.has(TS_RECENT) {
                 self.ts_recent_age
             } else {
                 now
@@ -540,11 +540,11 @@ impl Tcb {
             last_oow_ack: self.last_oow_ack,
             window,
             flags: if self.has(TS) && self.has(TS_RECENT) {
-                super::timewait::TW_TS
+                super::engine::time_wait::TW_TS
             } else {
                 0
             },
-            husk: super::timewait::NO_HUSK,
+            husk: super::engine::time_wait::NO_HUSK,
             husk_gen: 0,
             timer: super::wheel::TimerId::NONE,
         };
