@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use stack_ebpf::cookie::{self, CookieOptions, Flow, Secret, Secrets};
 
+use self::time_wait::{TwEntry, TwTable, NO_HUSK};
 use super::config::{KeepaliveConfig, TcpConfig};
 use super::error::TcpError;
 use super::event::{ConnId, Event, FourTuple, ListenerId, Warning};
@@ -22,7 +23,6 @@ use super::state::State;
 use super::stats::Stats;
 use super::tcb::{Ctx, RstSegment, Tcb};
 use super::time::Instant;
-use self::time_wait::{TwEntry, TwTable, NO_HUSK};
 use super::wheel::{TimerId, TimerWheel};
 use crate::wire::tcp::{TcpOptions, TcpRepr, Timestamps, ACK, RST, SYN};
 
