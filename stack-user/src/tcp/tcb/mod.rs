@@ -6,9 +6,9 @@
 //! stays small (see `tests::control_block_is_small`).
 //!
 //! This file holds the block, its flags and its construction; the rest is
-//! cut by concern as Linux's `net/ipv4/tcp_*.c`: [`input`] (segment
-//! arrival), [`output`] (what to send), [`timer`] (timer expiry) and
-//! [`user`] (application calls and socket options).
+//! cut by concern as Linux's `net/ipv4/tcp_*.c`: `input.rs` (segment
+//! arrival), `output.rs` (what to send), `timer.rs` (timer expiry) and
+//! `user.rs` (application calls and socket options).
 
 use std::collections::VecDeque;
 use std::time::Duration;

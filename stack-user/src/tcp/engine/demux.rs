@@ -1,0 +1,98 @@
+//! Demultiplexing: a received segment goes to its connection, its
+//! TIME_WAIT entry, a listener, or the RST of RFC 9293 §3.10.7.1 (Linux
+//! `tcp_v4_rcv`).
+
+use super::*;
+
+impl TcpEngine {
+    /// Handles one received TCP segment (`segment` is the IPv4 payload)
+    /// from `src` to `dst`. The checksum is verified; malformed segments
+    /// are dropped and counted by reason.
+    pub fn on_segment(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8]) {
+        self.stats.segments_in += 1;
+        match TcpRepr::parse(src, dst, segment) {
+            Ok(seg) => self.handle(now, src, dst, &seg),
+            Err(e) => {
+                if let Some(c) = self.stats.parse_drops.get_mut(e.index()) {
+                    *c += 1;
+                }
+            }
+        }
+    }
+
+    /// Like [`on_segment`](Self::on_segment) for a segment already parsed
+    /// (for example with the checksum checked by the NIC).
+    pub fn on_parsed_segment(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpRepr) {
+        self.stats.segments_in += 1;
+        self.handle(now, src, dst, seg);
+    }
+
+    pub(super) fn handle(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpRepr) {
+        self.clock = self.clock.max(now);
+        let tuple = FourTuple {
+            local_addr: dst,
+            local_port: seg.dst_port,
+            remote_addr: src,
+            remote_port: seg.src_port,
+        };
+        if let Some(&idx) = self.conns.get(&tuple) {
+            if self.accept_queue_refuses(idx, tuple, seg) {
+                return;
+            }
+            self.run(idx, |tcb, ctx| tcb.on_segment(now, seg, ctx));
+            return;
+        }
+        let mut iss = None;
+        if let Some(twi) = self.tw.lookup(&tuple) {
+            match self.on_time_wait(now, twi, seg) {
+                None => return,
+                Some(isn) => iss = Some(isn),
+            }
+        }
+        match self.find_listener(dst, seg.dst_port) {
+            Some(lid) => {
+                if let Some(twi) = self.tw.lookup(&tuple) {
+                    // RFC 6191: the SYN opens a new incarnation.
+                    self.stats.time_wait_syn_reopen += 1;
+                    self.tw_end(twi, true);
+                }
+                self.on_listen(now, lid, tuple, seg, iss)
+            }
+            None => match self.tw.lookup(&tuple) {
+                // No listener for a SYN that could reopen: TIME_WAIT
+                // answers it with its ACK (Linux TCP_TW_SYN → TCP_TW_ACK).
+                Some(twi) => self.tw_ack(now, twi),
+                None => self.no_socket(now, tuple, seg),
+            },
+        }
+    }
+
+    /// RFC 9293 §3.10.7.1, CLOSED: "An incoming segment not containing a
+    /// RST causes a RST to be sent in response": <SEQ=SEG.ACK><CTL=RST> if
+    /// the ACK bit is on, else <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
+    /// Rate-limited by `rst_ratelimit` so that a scan or a flood to closed
+    /// ports cannot turn the engine into an RST cannon.
+    pub(super) fn no_socket(&mut self, now: Instant, tuple: FourTuple, seg: &TcpRepr) {
+        self.stats.no_socket += 1;
+        if seg.rst() {
+            return;
+        }
+        if !self.rst_bucket.allow(now) {
+            self.stats.rst_ratelimited += 1;
+            return;
+        }
+        let rst = match seg.ack {
+            Some(ack) => RstSegment {
+                tuple,
+                seq: ack,
+                ack: None,
+            },
+            None => RstSegment {
+                tuple,
+                seq: SeqNumber(0),
+                ack: Some(seg.seq + seg.seq_len()),
+            },
+        };
+        self.queue_reset(rst);
+    }
+}
