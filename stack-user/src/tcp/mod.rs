@@ -14,6 +14,7 @@ pub(crate) mod ratelimit;
 pub mod rtt;
 pub mod sack;
 pub mod seq;
+pub(crate) mod shared;
 pub mod state;
 pub mod stats;
 pub mod sysctl;

@@ -2,6 +2,8 @@
 //! TIME_WAIT entry, a listener, or the RST of RFC 9293 §3.10.7.1 (Linux
 //! `tcp_v4_rcv`).
 
+use std::hash::{BuildHasher, Hasher};
+
 use super::*;
 
 impl TcpEngine {
@@ -94,5 +96,63 @@ impl TcpEngine {
             },
         };
         self.queue_reset(rst);
+    }
+}
+
+/// A keyed multiply-mix hasher for the demultiplexing tables: two
+/// multiplications per 4-tuple, keyed from the engine secret so that
+/// remote peers cannot aim for one bucket.
+#[derive(Clone, Copy, Debug)]
+pub struct DemuxHasher {
+    h: u64,
+}
+
+const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl Hasher for DemuxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u16(&mut self, v: u16) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.h = (self.h ^ v).wrapping_mul(MUL).rotate_left(29);
+    }
+    fn finish(&self) -> u64 {
+        // MurmurHash3 fmix64 finaliser.
+        let mut h = self.h;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+/// Builds [`DemuxHasher`]s with the engine's key.
+#[derive(Clone, Copy, Debug)]
+pub struct DemuxBuildHasher {
+    key: u64,
+}
+
+impl DemuxBuildHasher {
+    /// Hashers keyed with `key` (from the engine secret).
+    pub(crate) fn new(key: u64) -> DemuxBuildHasher {
+        DemuxBuildHasher { key }
+    }
+}
+
+impl BuildHasher for DemuxBuildHasher {
+    type Hasher = DemuxHasher;
+    fn build_hasher(&self) -> DemuxHasher {
+        DemuxHasher { h: self.key }
     }
 }

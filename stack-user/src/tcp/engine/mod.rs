@@ -12,7 +12,6 @@
 //! handling) and `api.rs` (the application calls on connections).
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
 
 use std::time::Duration;
@@ -26,6 +25,7 @@ use super::event::{ConnId, Event, FourTuple, ListenerId, Warning};
 use super::isn::IsnGenerator;
 use super::ratelimit::TokenBucket;
 use super::seq::SeqNumber;
+use super::shared::Warnings;
 use super::state::State;
 use super::stats::Stats;
 use super::tcb::{Ctx, RstSegment, Tcb};
@@ -39,6 +39,7 @@ mod listen;
 mod syncookie;
 pub(crate) mod time_wait;
 
+pub use self::demux::{DemuxBuildHasher, DemuxHasher};
 use self::listen::Listener;
 
 /// One segment written by [`TcpEngine::poll_transmit`]: the caller wraps
@@ -51,57 +52,6 @@ pub struct Transmit {
     pub dst: Ipv4Addr,
     /// Length of the TCP segment (header, options, payload) in the buffer.
     pub len: usize,
-}
-
-/// A keyed multiply-mix hasher for the demultiplexing tables: two
-/// multiplications per 4-tuple, keyed from the engine secret so that
-/// remote peers cannot aim for one bucket.
-#[derive(Clone, Copy, Debug)]
-pub struct DemuxHasher {
-    h: u64,
-}
-
-const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
-
-impl Hasher for DemuxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-    }
-    fn write_u16(&mut self, v: u16) {
-        self.write_u64(u64::from(v));
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(u64::from(v));
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.h = (self.h ^ v).wrapping_mul(MUL).rotate_left(29);
-    }
-    fn finish(&self) -> u64 {
-        // MurmurHash3 fmix64 finaliser.
-        let mut h = self.h;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-}
-
-/// Builds [`DemuxHasher`]s with the engine's key.
-#[derive(Clone, Copy, Debug)]
-pub struct DemuxBuildHasher {
-    key: u64,
-}
-
-impl BuildHasher for DemuxBuildHasher {
-    type Hasher = DemuxHasher;
-    fn build_hasher(&self) -> DemuxHasher {
-        DemuxHasher { h: self.key }
-    }
 }
 
 /// What a timer on the wheel belongs to.
@@ -135,38 +85,6 @@ struct CtlSegment {
     flags: u8,
     window: u16,
     options: TcpOptions,
-}
-
-/// Operator warnings, rate-limited as Linux's `net_ratelimit` (a burst of
-/// 10, then one per 500 ms).
-#[derive(Debug)]
-pub(crate) struct Warnings {
-    queue: VecDeque<Warning>,
-    bucket: TokenBucket,
-}
-
-/// Most warnings waiting in the queue.
-const MAX_WARNINGS: usize = 1024;
-
-impl Warnings {
-    fn new() -> Warnings {
-        Warnings {
-            queue: VecDeque::new(),
-            bucket: TokenBucket::new(Some(super::config::RateLimit {
-                per_sec: 2,
-                burst: 10,
-            })),
-        }
-    }
-
-    /// Queues `w` unless the rate limit or the queue bound holds it back.
-    pub(crate) fn push(&mut self, now: Instant, w: Warning, stats: &mut Stats) {
-        if self.queue.len() < MAX_WARNINGS && self.bucket.allow(now) {
-            self.queue.push_back(w);
-        } else {
-            stats.warnings_suppressed += 1;
-        }
-    }
 }
 
 /// Connections per state, like `ss -s` / `ss -tan state X | wc -l`.
@@ -293,9 +211,7 @@ impl TcpEngine {
     /// is called, the SYN cookies).
     pub fn new(config: TcpConfig, secret: [u8; 16]) -> TcpEngine {
         let isn = IsnGenerator::new(secret);
-        let hasher = DemuxBuildHasher {
-            key: isn.keyed_hash(b"xstack demux"),
-        };
+        let hasher = DemuxBuildHasher::new(isn.keyed_hash(b"xstack demux"));
         let cap = config.initial_connections;
         let own = Secret {
             k0: isn.keyed_hash(b"xstack cookie k0"),
@@ -372,7 +288,7 @@ impl TcpEngine {
     /// The next operator warning (TIME_WAIT table overflow, a connection
     /// left in CLOSE_WAIT), for the caller to log.
     pub fn poll_warning(&mut self) -> Option<Warning> {
-        self.warnings.queue.pop_front()
+        self.warnings.pop()
     }
 
     /// Makes this engine queue worker `index` of `count`: [`connect`]

@@ -1,88 +1,19 @@
-//! The TIME_WAIT table: connections that closed first wait 2*MSL here
-//! (RFC 9293 §3.6, §3.10.7.4) in a compact entry, apart from full control
-//! blocks, as Linux's `inet_timewait_sock` (see
-//! `tests::time_wait_entry_is_compact` for the size).
+//! TIME_WAIT (Linux `tcp_minisocks.c`): connections that closed first
+//! wait 2*MSL here (RFC 9293 §3.6, §3.10.7.4) as a compact entry
+//! (`shared::TwEntry`, as Linux's `inet_timewait_sock`; see
+//! `tests::time_wait_entry_is_compact` for the size), apart from full
+//! control blocks: the table, the segments that reach an entry, its ACKs,
+//! the 2*MSL timer, and 4-tuple reuse.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
 
 use super::{CtlSegment, DemuxBuildHasher, TcpEngine, TimerKey};
-use crate::tcp::event::FourTuple;
-use crate::tcp::event::{ConnId, Event, Warning};
+use crate::tcp::event::{ConnId, Event, FourTuple, Warning};
+use crate::tcp::ratelimit::oow_ack_allowed;
 use crate::tcp::seq::SeqNumber;
-use crate::tcp::tcb::oow_ack_allowed;
-use crate::tcp::wheel::TimerId;
+use crate::tcp::shared::{stamp, TwEntry, NO_HUSK};
 use crate::time::Instant;
 use crate::wire::tcp::{TcpOptions, TcpRepr, Timestamps, ACK};
-
-/// No handle refers to the entry.
-pub(crate) const NO_HUSK: u32 = u32::MAX;
-
-/// Timestamps were in use (RFC 7323); `ts_recent` is valid.
-pub(crate) const TW_TS: u8 = 1;
-
-/// One connection in TIME_WAIT: what it takes to ACK a retransmitted FIN,
-/// check a new SYN (RFC 6191) and reuse the 4-tuple (`tcp_tw_reuse`).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct TwEntry {
-    pub local_addr: u32,
-    pub remote_addr: u32,
-    pub local_port: u16,
-    pub remote_port: u16,
-    /// Our SND.NXT (after our FIN): the sequence number of our ACKs and
-    /// the base of a new incarnation's ISN.
-    pub snd_nxt: SeqNumber,
-    /// RCV.NXT (after the peer's FIN).
-    pub rcv_nxt: SeqNumber,
-    /// TS.Recent, the peer's last timestamp.
-    pub ts_recent: u32,
-    /// Offset of our TSval clock (milliseconds + offset).
-    pub ts_offset: u32,
-    /// When `ts_recent` was taken: engine time in milliseconds, wrapping
-    /// (Linux `tw_ts_recent_stamp`, in seconds there).
-    pub ts_recent_stamp: u32,
-    /// When we last answered an invalid segment with an ACK
-    /// (`tcp_invalid_ratelimit`; see `tcb::oow_ack_allowed`).
-    pub last_oow_ack: u32,
-    /// Window field of our ACKs (already scaled down).
-    pub window: u16,
-    /// `TW_*` bits.
-    pub flags: u8,
-    /// Slot of the control block whose handle the application still holds
-    /// (it reports TIME_WAIT until the entry ends), or `NO_HUSK`.
-    pub husk: u32,
-    /// Generation of that slot.
-    pub husk_gen: u32,
-    /// The 2*MSL timer.
-    pub timer: TimerId,
-}
-
-impl TwEntry {
-    /// The 4-tuple, from our side.
-    pub fn tuple(&self) -> FourTuple {
-        FourTuple {
-            local_addr: Ipv4Addr::from(self.local_addr),
-            local_port: self.local_port,
-            remote_addr: Ipv4Addr::from(self.remote_addr),
-            remote_port: self.remote_port,
-        }
-    }
-
-    /// Timestamps in use.
-    pub fn has_ts(&self) -> bool {
-        self.flags & TW_TS != 0
-    }
-
-    /// Our TSval at `now`.
-    pub fn ts_now(&self, now: Instant) -> u32 {
-        (now.millis() as u32).wrapping_add(self.ts_offset)
-    }
-}
-
-/// Engine time in wrapping milliseconds (for `ts_recent_stamp`).
-pub(crate) fn stamp(now: Instant) -> u32 {
-    now.millis() as u32
-}
 
 /// The table: a slab of entries and a 4-tuple index.
 #[derive(Debug)]

@@ -3,6 +3,7 @@
 //! duplicate ACKs and fast recovery, data and FIN.
 
 use super::*;
+use crate::tcp::ratelimit::oow_ack_allowed;
 
 impl Tcb {
     /// True when `seg` is the ACK that completes a passive open (RFC 9293

@@ -21,6 +21,7 @@ use super::event::{ConnId, Event, FourTuple, ListenerId, Warning};
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::seq::SeqNumber;
+use super::shared::Warnings;
 use super::state::State;
 use super::stats::Stats;
 use super::time::Instant;
@@ -46,7 +47,7 @@ pub(crate) struct Ctx<'a> {
     pub stats: &'a mut Stats,
     pub events: &'a mut VecDeque<Event>,
     pub resets: &'a mut VecDeque<RstSegment>,
-    pub warnings: &'a mut super::engine::Warnings,
+    pub warnings: &'a mut Warnings,
     pub id: ConnId,
 }
 
@@ -520,14 +521,11 @@ impl Tcb {
     /// What the TIME_WAIT table keeps of this connection, and whether an
     /// ACK (of the peer's FIN) is still owed. Leaves the block CLOSED (a
     /// husk for a handle the application still holds).
-    pub(crate) fn time_wait_entry(
-        &mut self,
-        now: Instant,
-    ) -> (super::engine::time_wait::TwEntry, bool) {
+    pub(crate) fn time_wait_entry(&mut self, now: Instant) -> (super::shared::TwEntry, bool) {
         let ack_owed = self.has(ACK_NOW);
         let window =
             (self.rcv.free().min(65_535 << self.rcv_wscale) >> self.rcv_wscale).min(65_535) as u16;
-        let e = super::engine::time_wait::TwEntry {
+        let e = super::shared::TwEntry {
             local_addr: u32::from(self.tuple.local_addr),
             remote_addr: u32::from(self.tuple.remote_addr),
             local_port: self.tuple.local_port,
@@ -536,7 +534,7 @@ impl Tcb {
             rcv_nxt: self.rcv_nxt,
             ts_recent: self.ts_recent,
             ts_offset: self.ts_offset,
-            ts_recent_stamp: super::engine::time_wait::stamp(if self.has(TS_RECENT) {
+            ts_recent_stamp: super::shared::stamp(if self.has(TS_RECENT) {
                 self.ts_recent_age
             } else {
                 now
@@ -544,11 +542,11 @@ impl Tcb {
             last_oow_ack: self.last_oow_ack,
             window,
             flags: if self.has(TS) && self.has(TS_RECENT) {
-                super::engine::time_wait::TW_TS
+                super::shared::TW_TS
             } else {
                 0
             },
-            husk: super::engine::time_wait::NO_HUSK,
+            husk: super::shared::NO_HUSK,
             husk_gen: 0,
             timer: super::wheel::TimerId::NONE,
         };
@@ -574,18 +572,4 @@ impl Tcb {
             self.state
         }
     }
-}
-
-/// The `tcp_invalid_ratelimit` check on a `last_oow_ack` stamp (engine
-/// milliseconds + 1, wrapping; 0 for never), updated when allowed.
-pub(crate) fn oow_ack_allowed(last: &mut u32, now: Instant, limit: Duration) -> bool {
-    let stamp = (now.millis() as u32).wrapping_add(1).max(1);
-    if *last != 0 {
-        let elapsed = stamp.wrapping_sub(*last) as i32;
-        if elapsed >= 0 && u128::from(elapsed as u32) < limit.as_millis() {
-            return false;
-        }
-    }
-    *last = stamp;
-    true
 }
