@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::config::RateLimit;
-use super::time::Instant;
+use crate::time::Instant;
 
 const SCALE: u64 = 1_000_000;
 

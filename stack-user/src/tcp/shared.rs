@@ -10,10 +10,10 @@ use std::net::Ipv4Addr;
 use super::config::RateLimit;
 use super::event::{FourTuple, Warning};
 use super::ratelimit::TokenBucket;
-use super::seq::SeqNumber;
 use super::stats::Stats;
 use super::wheel::TimerId;
 use crate::time::Instant;
+use crate::wire::tcp::SeqNumber;
 
 /// Operator warnings, rate-limited as Linux's `net_ratelimit` (a burst of
 /// 10, then one per 500 ms).

@@ -24,13 +24,13 @@ use super::error::TcpError;
 use super::event::{ConnId, Event, FourTuple, ListenerId, Warning};
 use super::isn::IsnGenerator;
 use super::ratelimit::TokenBucket;
-use super::seq::SeqNumber;
 use super::shared::Warnings;
 use super::state::State;
 use super::stats::Stats;
 use super::tcb::{Ctx, RstSegment, Tcb};
-use super::time::Instant;
 use super::wheel::{TimerId, TimerWheel};
+use crate::time::Instant;
+use crate::wire::tcp::SeqNumber;
 use crate::wire::tcp::{TcpOptions, TcpRepr, Timestamps, ACK, RST, SYN};
 
 mod api;

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use super::{CtlSegment, DemuxBuildHasher, TcpEngine, TimerKey};
 use crate::tcp::event::{ConnId, Event, FourTuple, Warning};
 use crate::tcp::ratelimit::oow_ack_allowed;
-use crate::tcp::seq::SeqNumber;
 use crate::tcp::shared::{stamp, TwEntry, NO_HUSK};
 use crate::time::Instant;
+use crate::wire::tcp::SeqNumber;
 use crate::wire::tcp::{TcpOptions, TcpRepr, Timestamps, ACK};
 
 /// The table: a slab of entries and a 4-tuple index.

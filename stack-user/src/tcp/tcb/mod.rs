@@ -20,11 +20,11 @@ use super::error::TcpError;
 use super::event::{ConnId, Event, FourTuple, ListenerId, Warning};
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
-use super::seq::SeqNumber;
 use super::shared::Warnings;
 use super::state::State;
 use super::stats::Stats;
-use super::time::Instant;
+use crate::time::Instant;
+use crate::wire::tcp::SeqNumber;
 use crate::wire::tcp::{fill_checksum, TcpOptions, TcpRepr, Timestamps, FIN, PSH, SYN};
 use stack_ebpf::cookie::CookieOptions;
 
