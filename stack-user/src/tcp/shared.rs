@@ -53,7 +53,7 @@ impl Warnings {
 }
 
 /// No handle refers to the entry.
-pub(crate) const NO_HUSK: u32 = u32::MAX;
+pub(crate) const NO_HANDLE: u32 = u32::MAX;
 
 /// Timestamps were in use (RFC 7323); `ts_recent` is valid.
 pub(crate) const TW_TS: u8 = 1;
@@ -86,10 +86,10 @@ pub(crate) struct TwEntry {
     /// `TW_*` bits.
     pub flags: u8,
     /// Slot of the control block whose handle the application still holds
-    /// (it reports TIME_WAIT until the entry ends), or `NO_HUSK`.
-    pub husk: u32,
+    /// (it reports TIME_WAIT until the entry ends), or `NO_HANDLE`.
+    pub handle_slot: u32,
     /// Generation of that slot.
-    pub husk_gen: u32,
+    pub handle_gen: u32,
     /// The 2*MSL timer.
     pub timer: TimerId,
 }

@@ -22,13 +22,6 @@ impl TcpEngine {
         }
     }
 
-    /// Like [`on_segment`](Self::on_segment) for a segment already parsed
-    /// (for example with the checksum checked by the NIC).
-    pub fn on_parsed_segment(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpRepr) {
-        self.stats.segments_in += 1;
-        self.handle(now, src, dst, seg);
-    }
-
     pub(super) fn handle(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpRepr) {
         self.clock = self.clock.max(now);
         let tuple = FourTuple {

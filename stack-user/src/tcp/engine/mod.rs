@@ -593,8 +593,8 @@ impl TcpEngine {
         let mut time_wait = None;
         if new == State::TimeWait {
             let (entry, ack_owed) = tcb.time_wait_entry(self.clock);
-            let husk = (!tcb.is_orphan()).then_some(id);
-            time_wait = Some((entry, ack_owed, husk));
+            let handle = (!tcb.is_orphan()).then_some(id);
+            time_wait = Some((entry, ack_owed, handle));
         }
         let fin = tcb.state;
         if fin != old {
@@ -608,8 +608,8 @@ impl TcpEngine {
             }
             free |= tcb.is_orphan();
         }
-        if let Some((entry, ack_owed, husk)) = time_wait {
-            self.enter_time_wait(entry, ack_owed, husk);
+        if let Some((entry, ack_owed, handle)) = time_wait {
+            self.enter_time_wait(entry, ack_owed, handle);
         }
         if free {
             self.free_slot(idx);

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use super::{CtlSegment, DemuxBuildHasher, TcpEngine, TimerKey};
 use crate::tcp::event::{ConnId, Event, FourTuple, Warning};
 use crate::tcp::ratelimit::oow_ack_allowed;
-use crate::tcp::shared::{stamp, TwEntry, NO_HUSK};
+use crate::tcp::shared::{stamp, TwEntry, NO_HANDLE};
 use crate::time::Instant;
 use crate::wire::tcp::SeqNumber;
 use crate::wire::tcp::{TcpOptions, TcpRepr, Timestamps, ACK};
@@ -206,15 +206,15 @@ impl TcpEngine {
         if cancel {
             self.timers.cancel(e.timer);
         }
-        if e.husk != NO_HUSK {
-            if let Some(slot) = self.slots.get_mut(e.husk as usize) {
-                if slot.gen == e.husk_gen {
+        if e.handle_slot != NO_HANDLE {
+            if let Some(slot) = self.slots.get_mut(e.handle_slot as usize) {
+                if slot.gen == e.handle_gen {
                     if let Some(tcb) = slot.tcb.as_mut() {
-                        tcb.set_time_wait_husk(false);
+                        tcb.set_in_time_wait(false);
                         if !tcb.is_orphan() {
                             self.events.push_back(Event::Closed(ConnId {
-                                idx: e.husk,
-                                gen: e.husk_gen,
+                                idx: e.handle_slot,
+                                gen: e.handle_gen,
                             }));
                         }
                     }
@@ -225,7 +225,12 @@ impl TcpEngine {
 
     /// Moves a connection that entered TIME-WAIT on to the table (or, when
     /// the table is full, closes it without TIME_WAIT as Linux does).
-    pub(super) fn enter_time_wait(&mut self, mut e: TwEntry, ack_owed: bool, husk: Option<ConnId>) {
+    pub(super) fn enter_time_wait(
+        &mut self,
+        mut e: TwEntry,
+        ack_owed: bool,
+        handle: Option<ConnId>,
+    ) {
         let tuple = e.tuple();
         if let Some(old) = self.tw.lookup(&tuple) {
             self.tw_end(old, true);
@@ -238,19 +243,19 @@ impl TcpEngine {
                 Warning::TimeWaitOverflow { max },
                 &mut self.stats,
             );
-            if let Some(id) = husk {
+            if let Some(id) = handle {
                 self.events.push_back(Event::Closed(id));
             }
         } else {
-            if let Some(id) = husk {
-                e.husk = id.idx;
-                e.husk_gen = id.gen;
+            if let Some(id) = handle {
+                e.handle_slot = id.idx;
+                e.handle_gen = id.gen;
                 if let Some(tcb) = self
                     .slots
                     .get_mut(id.idx as usize)
                     .and_then(|s| s.tcb.as_mut())
                 {
-                    tcb.set_time_wait_husk(true);
+                    tcb.set_in_time_wait(true);
                 }
             }
             self.stats.time_wait_entered += 1;

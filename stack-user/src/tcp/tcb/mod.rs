@@ -102,7 +102,7 @@ const KA_PROBE: u32 = 1 << 17;
 const LINGER0: u32 = 1 << 18;
 /// The connection went on to the TIME_WAIT table; the application still
 /// holds this handle, which reports TIME_WAIT until the entry ends.
-const TW_HUSK: u32 = 1 << 19;
+const IN_TIME_WAIT: u32 = 1 << 19;
 /// The CLOSE_WAIT warning is armed on `state_deadline`.
 const CW_WARN: u32 = 1 << 20;
 
@@ -519,8 +519,8 @@ impl Tcb {
     }
 
     /// What the TIME_WAIT table keeps of this connection, and whether an
-    /// ACK (of the peer's FIN) is still owed. Leaves the block CLOSED (a
-    /// husk for a handle the application still holds).
+    /// ACK (of the peer's FIN) is still owed. Leaves the block CLOSED (kept
+    /// only for a handle the application still holds).
     pub(crate) fn time_wait_entry(&mut self, now: Instant) -> (super::shared::TwEntry, bool) {
         let ack_owed = self.has(ACK_NOW);
         let window =
@@ -546,8 +546,8 @@ impl Tcb {
             } else {
                 0
             },
-            husk: super::shared::NO_HUSK,
-            husk_gen: 0,
+            handle_slot: super::shared::NO_HANDLE,
+            handle_gen: 0,
             timer: super::wheel::TimerId::NONE,
         };
         self.enter_closed();
@@ -556,17 +556,18 @@ impl Tcb {
 
     /// Marks (or unmarks) this closed block as the handle of a connection
     /// waiting in the TIME_WAIT table.
-    pub(crate) fn set_time_wait_husk(&mut self, on: bool) {
+    pub(crate) fn set_in_time_wait(&mut self, on: bool) {
         if on {
-            self.set(TW_HUSK)
+            self.set(IN_TIME_WAIT)
         } else {
-            self.clear(TW_HUSK)
+            self.clear(IN_TIME_WAIT)
         }
     }
 
-    /// The state the application sees: TIME_WAIT for a husk.
+    /// The state the application sees: TIME_WAIT while the connection
+    /// waits in the TIME_WAIT table.
     pub(crate) fn visible_state(&self) -> State {
-        if self.has(TW_HUSK) {
+        if self.has(IN_TIME_WAIT) {
             State::TimeWait
         } else {
             self.state
