@@ -122,7 +122,7 @@ impl TcpEngine {
     /// (TCPAbortOnLinger).
     pub fn abort(&mut self, id: ConnId) -> Result<(), TcpError> {
         self.run_id(id, |tcb, ctx| {
-            if tcb.state != State::Closed {
+            if tcb.state() != State::Closed {
                 ctx.stats.abort_on_linger += 1;
             }
             tcb.abort(ctx)

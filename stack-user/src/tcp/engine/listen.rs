@@ -121,7 +121,7 @@ impl TcpEngine {
             })
             .collect();
         for tcb in self.slots.iter().filter_map(|s| s.tcb.as_ref()) {
-            if tcb.state != State::CloseWait || tcb.origin == u32::MAX {
+            if tcb.state() != State::CloseWait || tcb.origin == u32::MAX {
                 continue;
             }
             if let Some(ls) = out.iter_mut().find(|ls| ls.id.0 == tcb.origin) {

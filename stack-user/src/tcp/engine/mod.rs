@@ -472,7 +472,7 @@ impl TcpEngine {
     }
 
     fn alloc(&mut self, tcb: Tcb) -> u32 {
-        self.state_counts[tcb.state as usize] += 1;
+        self.state_counts[tcb.state() as usize] += 1;
         if let Some(idx) = self.free.pop() {
             if let Some(slot) = self.slots.get_mut(idx as usize) {
                 slot.tcb = Some(tcb);
@@ -500,7 +500,7 @@ impl TcpEngine {
         slot.scheduled = None;
         let timer = std::mem::replace(&mut slot.timer, TimerId::NONE);
         self.timers.cancel(timer);
-        let c = &mut self.state_counts[tcb.state as usize];
+        let c = &mut self.state_counts[tcb.state() as usize];
         *c = c.saturating_sub(1);
         if self.conns.get(&tcb.tuple) == Some(&idx) {
             self.conns.remove(&tcb.tuple);
@@ -560,7 +560,7 @@ impl TcpEngine {
         let slot = self.slots.get_mut(idx as usize)?;
         let id = ConnId { idx, gen: slot.gen };
         let tcb = slot.tcb.as_mut()?;
-        let old = tcb.state;
+        let old = tcb.state();
         let mut ctx = Ctx {
             cfg: &self.cfg,
             stats: &mut self.stats,
@@ -570,7 +570,7 @@ impl TcpEngine {
             id,
         };
         let r = f(tcb, &mut ctx);
-        let new = tcb.state;
+        let new = tcb.state();
         let tuple = tcb.tuple;
         let mut free = false;
         if old == State::SynReceived && new != State::SynReceived && tcb.is_passive() {
@@ -596,7 +596,7 @@ impl TcpEngine {
             let handle = (!tcb.is_orphan()).then_some(id);
             time_wait = Some((entry, ack_owed, handle));
         }
-        let fin = tcb.state;
+        let fin = tcb.state();
         if fin != old {
             let c = &mut self.state_counts;
             c[old as usize] = c[old as usize].saturating_sub(1);

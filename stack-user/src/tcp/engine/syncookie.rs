@@ -125,7 +125,7 @@ impl TcpEngine {
         let Some(tcb) = self.slots.get(idx as usize).and_then(|s| s.tcb.as_ref()) else {
             return false;
         };
-        tcb.state == State::SynReceived
+        tcb.state() == State::SynReceived
             && tcb.is_passive()
             && tcb.listener.is_some()
             && !seg.syn()

@@ -107,7 +107,7 @@ impl Tcb {
             None => {
                 // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK
                 // segment <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK> and send it."
-                self.state = State::SynReceived;
+                self.set_state(State::SynReceived);
                 self.snd_nxt = self.iss;
                 self.rtt_start = None;
                 self.rtx_deadline = None;
@@ -119,11 +119,11 @@ impl Tcb {
     /// shut down its side).
     fn establish(&mut self, ctx: &mut Ctx) {
         ctx.stats.established += 1;
-        self.state = if self.has(FIN_QUEUED) {
+        self.set_state(if self.has(FIN_QUEUED) {
             State::FinWait1
         } else {
             State::Established
-        };
+        });
         if !self.has(PASSIVE) {
             self.event(ctx, Event::Connected(ctx.id));
         }
@@ -287,7 +287,7 @@ impl Tcb {
             // FIN-WAIT-1: "if the FIN segment is now acknowledged, then
             // enter FIN-WAIT-2 and continue processing in that state."
             State::FinWait1 if self.fin_acked() => {
-                self.state = State::FinWait2;
+                self.set_state(State::FinWait2);
                 if self.has(ORPHAN) {
                     self.state_deadline = Some(now + ctx.cfg.tcp_fin_timeout);
                 }
@@ -626,7 +626,7 @@ impl Tcb {
         match self.state {
             // SYN-RECEIVED / ESTABLISHED: "Enter the CLOSE-WAIT state."
             State::SynReceived | State::Established => {
-                self.state = State::CloseWait;
+                self.set_state(State::CloseWait);
                 self.state_since = now;
                 if let Some(d) = ctx.cfg.close_wait_warn {
                     self.state_deadline = Some(now + d);
@@ -639,7 +639,7 @@ impl Tcb {
                 if self.fin_acked() {
                     self.enter_time_wait();
                 } else {
-                    self.state = State::Closing;
+                    self.set_state(State::Closing);
                 }
             }
             // FIN-WAIT-2: "Enter the TIME-WAIT state."

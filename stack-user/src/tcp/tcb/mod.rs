@@ -115,7 +115,8 @@ const DEFAULT_MSS: u16 = 536;
 #[derive(Debug)]
 pub struct Tcb {
     pub(crate) tuple: FourTuple,
-    pub(crate) state: State,
+    /// Changed only by [`Tcb::set_state`].
+    state: State,
     flags: u32,
     /// Listener this connection came from, while it is not yet accepted.
     pub(crate) listener: Option<u32>,
@@ -420,6 +421,17 @@ impl Tcb {
         self.state
     }
 
+    /// Every state change goes through here (smoltcp's `set_state`): it
+    /// logs the transition at trace level. The engine keeps the per-state
+    /// counts from the state before and after each call into the block
+    /// (`TcpEngine::run`), so no transition escapes them.
+    fn set_state(&mut self, state: State) {
+        if self.state != state {
+            log::trace!("tcp {:?}: {} -> {}", self.tuple, self.state, state);
+            self.state = state;
+        }
+    }
+
     /// True once the application gave up its handle.
     pub(crate) fn is_orphan(&self) -> bool {
         self.has(ORPHAN)
@@ -493,7 +505,7 @@ impl Tcb {
     }
 
     fn enter_closed(&mut self) {
-        self.state = State::Closed;
+        self.set_state(State::Closed);
         self.rtx_deadline = None;
         self.delack_deadline = None;
         self.state_deadline = None;
@@ -509,7 +521,7 @@ impl Tcb {
     /// the other timers." The engine moves the connection on to its
     /// TIME_WAIT table right after this (see [`Tcb::time_wait_entry`]).
     fn enter_time_wait(&mut self) {
-        self.state = State::TimeWait;
+        self.set_state(State::TimeWait);
         self.rtx_deadline = None;
         self.delack_deadline = None;
         self.state_deadline = None;

@@ -83,13 +83,13 @@ impl Tcb {
             // FIN-WAIT-1 state."
             State::Established => {
                 self.set(FIN_QUEUED);
-                self.state = State::FinWait1;
+                self.set_state(State::FinWait1);
             }
             // CLOSE-WAIT: "Queue this request until all preceding SENDs have
             // been segmentized; then send a FIN segment, enter LAST-ACK."
             State::CloseWait => {
                 self.set(FIN_QUEUED);
-                self.state = State::LastAck;
+                self.set_state(State::LastAck);
             }
             // Not yet established: the FIN waits for ESTABLISHED.
             State::SynSent | State::SynReceived => self.set(FIN_QUEUED),
