@@ -110,7 +110,7 @@ impl Tcb {
                 self.set_state(State::SynReceived);
                 self.snd_nxt = self.iss;
                 self.rtt_start = None;
-                self.rtx_deadline = None;
+                self.timers.stop(Timer::Retransmit);
             }
         }
     }
@@ -289,7 +289,8 @@ impl Tcb {
             State::FinWait1 if self.fin_acked() => {
                 self.set_state(State::FinWait2);
                 if self.has(ORPHAN) {
-                    self.state_deadline = Some(now + ctx.cfg.tcp_fin_timeout);
+                    self.timers
+                        .set(Timer::FinWait2, now + ctx.cfg.tcp_fin_timeout);
                 }
             }
             // CLOSING: "if the ACK acknowledges our FIN, then enter the
@@ -397,10 +398,7 @@ impl Tcb {
             if opened {
                 // The window reopened: stop probing (RFC 9293 §3.8.6.1).
                 self.rtt.reset_backoff();
-                if self.has(PERSIST) {
-                    self.rtx_deadline = None;
-                    self.clear(PERSIST);
-                }
+                self.timers.stop(Timer::Persist);
             }
         }
         if self.snd_wnd == 0 {
@@ -482,8 +480,9 @@ impl Tcb {
         }
         // RFC 6298 §5.2: all data acknowledged — stop the timer; §5.3:
         // otherwise restart it.
-        self.clear(PERSIST);
-        self.rtx_deadline = (self.snd_una != self.snd_max).then(|| now + self.rtt.rto());
+        self.timers.stop(Timer::Persist);
+        let rto = (self.snd_una != self.snd_max).then(|| now + self.rtt.rto());
+        self.timers.set_or_stop(Timer::Retransmit, rto);
     }
 
     /// Duplicate ACK: fast retransmit / fast recovery (RFC 5681 §3.2,
@@ -577,8 +576,9 @@ impl Tcb {
             // otherwise delay the ACK (here 40 ms, Linux's minimum).
             if filled || self.rcv.has_ooo() || self.unacked_bytes >= 2 * u32::from(self.rcv_mss) {
                 self.set(ACK_NOW);
-            } else if self.delack_deadline.is_none() {
-                self.delack_deadline = Some(now + ctx.cfg.delayed_ack);
+            } else if !self.timers.is_armed(Timer::DelayedAck) {
+                self.timers
+                    .set(Timer::DelayedAck, now + ctx.cfg.delayed_ack);
             }
             if !self.has(READ_NOTIFIED) {
                 self.set(READ_NOTIFIED);
@@ -629,8 +629,7 @@ impl Tcb {
                 self.set_state(State::CloseWait);
                 self.state_since = now;
                 if let Some(d) = ctx.cfg.close_wait_warn {
-                    self.state_deadline = Some(now + d);
-                    self.set(CW_WARN);
+                    self.timers.set(Timer::CloseWait, now + d);
                 }
             }
             // FIN-WAIT-1: "If our FIN has been ACKed ... enter TIME-WAIT ...;

@@ -33,6 +33,8 @@ mod output;
 mod timer;
 mod user;
 
+use self::timer::{Timer, TimerTable};
+
 /// An RST the engine must send on behalf of a connection or a lookup miss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RstSegment {
@@ -88,8 +90,6 @@ const READ_NOTIFIED: u32 = 1 << 10;
 const WRITE_BLOCKED: u32 = 1 << 11;
 /// Retransmit the segment at SND.UNA now (fast retransmit / partial ACK).
 const RTX_UNA: u32 = 1 << 12;
-/// `rtx_deadline` is the persist timer, not the retransmission timer.
-const PERSIST: u32 = 1 << 13;
 /// Send one segment even without window or Nagle clearance (probe).
 const FORCE: u32 = 1 << 14;
 /// `ts_recent` holds a value (RFC 7323 §4.3).
@@ -103,8 +103,6 @@ const LINGER0: u32 = 1 << 18;
 /// The connection went on to the TIME_WAIT table; the application still
 /// holds this handle, which reports TIME_WAIT until the entry ends.
 const IN_TIME_WAIT: u32 = 1 << 19;
-/// The CLOSE_WAIT warning is armed on `state_deadline`.
-const CW_WARN: u32 = 1 << 20;
 
 /// PAWS: TS.Recent older than 24 days is invalid (RFC 7323 §5.5).
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
@@ -160,13 +158,8 @@ pub struct Tcb {
     ts_offset: u32,
     ts_recent_age: Instant,
     rtt_start: Option<Instant>,
-    rtx_deadline: Option<Instant>,
-    delack_deadline: Option<Instant>,
-    /// The orphaned FIN_WAIT_2 timeout (`tcp_fin_timeout`), or the
-    /// CLOSE_WAIT warning (`close_wait_warn`).
-    state_deadline: Option<Instant>,
-    /// The keepalive timer.
-    ka_deadline: Option<Instant>,
+    /// The deadline of each of the connection's timers.
+    timers: TimerTable,
     /// When a segment last passed the acceptability test (keepalive
     /// idleness, Linux `rcv_tstamp`).
     last_rcv: Instant,
@@ -243,10 +236,7 @@ impl Tcb {
             ts_offset,
             ts_recent_age: now,
             rtt_start: None,
-            rtx_deadline: None,
-            delack_deadline: None,
-            state_deadline: None,
-            ka_deadline: None,
+            timers: TimerTable::default(),
             last_rcv: now,
             state_since: now,
             ka_time_ms: 0,
@@ -469,15 +459,7 @@ impl Tcb {
 
     /// The earliest deadline of any of the connection's timers.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        [
-            self.rtx_deadline,
-            self.delack_deadline,
-            self.state_deadline,
-            self.ka_deadline,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.timers.next_deadline()
     }
 
     fn event(&self, ctx: &mut Ctx, e: Event) {
@@ -506,11 +488,8 @@ impl Tcb {
 
     fn enter_closed(&mut self) {
         self.set_state(State::Closed);
-        self.rtx_deadline = None;
-        self.delack_deadline = None;
-        self.state_deadline = None;
-        self.ka_deadline = None;
-        self.clear(PERSIST | FORCE | ACK_NOW | RTX_UNA | KA_PROBE | CW_WARN);
+        self.timers.stop_all();
+        self.clear(FORCE | ACK_NOW | RTX_UNA | KA_PROBE);
         self.sb.clear();
         // Nothing will be sent any more: give the send buffer's memory
         // back at once (reads of data already received still work).
@@ -522,11 +501,8 @@ impl Tcb {
     /// TIME_WAIT table right after this (see [`Tcb::time_wait_entry`]).
     fn enter_time_wait(&mut self) {
         self.set_state(State::TimeWait);
-        self.rtx_deadline = None;
-        self.delack_deadline = None;
-        self.state_deadline = None;
-        self.ka_deadline = None;
-        self.clear(PERSIST | FORCE | RTX_UNA | KA_PROBE | CW_WARN);
+        self.timers.stop_all();
+        self.clear(FORCE | RTX_UNA | KA_PROBE);
         self.sb.clear();
     }
 

@@ -115,7 +115,7 @@ impl Tcb {
         if repr.ack.is_some() {
             self.last_ack_sent = self.rcv_nxt;
             self.clear(ACK_NOW);
-            self.delack_deadline = None;
+            self.timers.stop(Timer::DelayedAck);
             self.unacked_bytes = 0;
         }
         ctx.stats.segments_out += 1;
@@ -156,9 +156,9 @@ impl Tcb {
             self.snd_max = end;
         }
         // RFC 6298 §5.1: start the timer if it is not running.
-        if self.rtx_deadline.is_none() || self.has(PERSIST) {
-            self.clear(PERSIST);
-            self.rtx_deadline = Some(now + self.rtt.rto());
+        if !self.timers.is_armed(Timer::Retransmit) {
+            self.timers.stop(Timer::Persist);
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }
         Some(total)
     }
@@ -185,8 +185,9 @@ impl Tcb {
                 } else {
                     ctx.stats.retransmits += 1;
                 }
-                if self.rtx_deadline.is_none() {
-                    self.rtx_deadline = Some(now + self.rtt.rto());
+                if !self.timers.is_armed(Timer::Retransmit) && !self.timers.is_armed(Timer::Persist)
+                {
+                    self.timers.set(Timer::Retransmit, now + self.rtt.rto());
                 }
                 Some(total)
             }
@@ -298,16 +299,18 @@ impl Tcb {
                 self.clear(FORCE);
                 let probe = self.snd_una - 1u32;
                 let (total, _) = self.emit(now, ctx, buf, probe, 0, 0, false)?;
-                self.set(PERSIST);
-                self.rtx_deadline = Some(now + self.rtt.rto());
+                self.timers.stop(Timer::Retransmit);
+                self.timers.set(Timer::Persist, now + self.rtt.rto());
                 return Some(total);
             }
             // Nothing in flight and nothing sendable: the persist timer
             // makes sure the window is probed (RFC 9293 §3.8.6.1) and
             // overrides SWS avoidance eventually (§3.8.6.2.1).
-            if idle && self.rtx_deadline.is_none() {
-                self.set(PERSIST);
-                self.rtx_deadline = Some(now + self.rtt.rto());
+            if idle
+                && !self.timers.is_armed(Timer::Retransmit)
+                && !self.timers.is_armed(Timer::Persist)
+            {
+                self.timers.set(Timer::Persist, now + self.rtt.rto());
             }
             return None;
         }

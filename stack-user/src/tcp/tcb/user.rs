@@ -141,7 +141,8 @@ impl Tcb {
                 false
             }
             State::FinWait2 => {
-                self.state_deadline = Some(now + ctx.cfg.tcp_fin_timeout);
+                self.timers
+                    .set(Timer::FinWait2, now + ctx.cfg.tcp_fin_timeout);
                 false
             }
             _ => false,
@@ -195,12 +196,13 @@ impl Tcb {
                 self.ka_intvl_ms = ms(k.intvl);
                 self.ka_probes = k.probes;
                 self.ka_probes_out = 0;
-                self.ka_deadline = (self.state != State::Closed && self.state != State::TimeWait)
+                let due = (self.state != State::Closed && self.state != State::TimeWait)
                     .then(|| now + k.time);
+                self.timers.set_or_stop(Timer::Keepalive, due);
             }
             None => {
                 self.clear(KEEPALIVE | KA_PROBE);
-                self.ka_deadline = None;
+                self.timers.stop(Timer::Keepalive);
             }
         }
     }
