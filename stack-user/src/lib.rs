@@ -19,9 +19,11 @@ pub mod serve;
 pub mod stack;
 pub mod steer;
 pub mod sys;
-pub mod sysctl;
 pub mod tcp;
 pub mod testbed;
+pub mod time;
 pub mod wire;
 pub mod xdp;
 pub mod xsk;
+
+pub use tcp::sysctl;

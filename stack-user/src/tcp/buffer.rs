@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use super::seq::SeqNumber;
+use crate::wire::tcp::SeqNumber;
 
 /// Bytes written by the application and not yet acknowledged. Byte 0 is the
 /// oldest unacknowledged byte.

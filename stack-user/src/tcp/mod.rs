@@ -2,6 +2,15 @@
 //! and congestion-controlled transfer, demultiplexing and an application
 //! API. No I/O and no clock: the caller passes segments and time in and
 //! takes segments out (see [`TcpEngine`]).
+//!
+//! Rooms: `tcb/` (one connection's control block), `engine/` (every
+//! connection of a queue worker: demux, listeners, SYN cookies, TIME_WAIT,
+//! the application API), `shared` (what both need), and the parts they
+//! are built from: `buffer`, `sack`, `rtt`, `cc/`, `wheel` (timers),
+//! `isn`, `ratelimit`; the types of the API (`config`, `event`, `error`,
+//! `state`, `stats`) and the `sysctl` parser for `TcpConfig`. Imports go
+//! down only: `tcb/` never imports `engine/`, and nothing here is imported
+//! by `wire/` or `time`.
 
 pub mod buffer;
 pub mod cc;
@@ -13,12 +22,11 @@ pub mod isn;
 pub(crate) mod ratelimit;
 pub mod rtt;
 pub mod sack;
-pub mod seq;
+pub(crate) mod shared;
 pub mod state;
 pub mod stats;
+pub mod sysctl;
 pub mod tcb;
-pub mod time;
-pub(crate) mod timewait;
 pub mod wheel;
 
 #[cfg(test)]
@@ -30,7 +38,17 @@ pub use config::{KeepaliveConfig, RateLimit};
 pub use engine::{ListenerStats, StateCounts, TcpEngine, Transmit};
 pub use error::TcpError;
 pub use event::{ConnId, Event, FourTuple, ListenerId, Warning};
-pub use seq::SeqNumber;
 pub use state::State;
 pub use stats::Stats;
-pub use time::Instant;
+
+// Old paths, kept while the rest of the crate moves to the new ones:
+// sequence numbers live in the wire layer (`wire::tcp::SeqNumber`, as in
+// smoltcp) and time at the bottom (`crate::time`).
+pub use crate::time;
+pub use crate::time::Instant;
+pub use crate::wire::tcp::SeqNumber;
+
+/// The old path of [`SeqNumber`] (now `wire::tcp::SeqNumber`).
+pub mod seq {
+    pub use crate::wire::tcp::SeqNumber;
+}

@@ -1,7 +1,11 @@
-//! A token bucket on engine time.
+//! Rate limits on engine time: a token bucket, and the out-of-window ACK
+//! limit (`tcp_invalid_ratelimit`) shared by connections and TIME_WAIT
+//! entries.
+
+use std::time::Duration;
 
 use super::config::RateLimit;
-use super::time::Instant;
+use crate::time::Instant;
 
 const SCALE: u64 = 1_000_000;
 
@@ -41,6 +45,20 @@ impl TokenBucket {
             false
         }
     }
+}
+
+/// The `tcp_invalid_ratelimit` check on a `last_oow_ack` stamp (engine
+/// milliseconds + 1, wrapping; 0 for never), updated when allowed.
+pub(crate) fn oow_ack_allowed(last: &mut u32, now: Instant, limit: Duration) -> bool {
+    let stamp = (now.millis() as u32).wrapping_add(1).max(1);
+    if *last != 0 {
+        let elapsed = stamp.wrapping_sub(*last) as i32;
+        if elapsed >= 0 && u128::from(elapsed as u32) < limit.as_millis() {
+            return false;
+        }
+    }
+    *last = stamp;
+    true
 }
 
 #[cfg(test)]

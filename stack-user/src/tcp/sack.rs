@@ -1,7 +1,7 @@
 //! The sender's SACK scoreboard and the loss-recovery queries of RFC 6675
 //! (IsLost, the pipe estimate and NextSeg).
 
-use super::seq::SeqNumber;
+use crate::wire::tcp::SeqNumber;
 
 /// RFC 6675 §2: DupThresh.
 pub const DUP_THRESH: u32 = 3;

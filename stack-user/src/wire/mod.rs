@@ -1,6 +1,9 @@
-//! Wire formats: validated views of Ethernet, ARP, IPv4 and ICMP, and the
-//! Internet checksum. Parsing never panics: every malformed input yields a
-//! typed [`WireError`], which the engine counts by reason.
+//! Wire formats: validated views of Ethernet, ARP, IPv4, ICMP and TCP
+//! (with TCP's [`SeqNumber`](tcp::SeqNumber)), and the Internet checksum.
+//! Parsing never panics: every malformed input yields a typed
+//! [`WireError`] (or, for TCP, a [`TcpParseError`](tcp::TcpParseError)),
+//! which the engine counts by reason. The bottom layer with `time`: it
+//! imports nothing from the rest of the crate.
 
 pub mod arp;
 pub mod checksum;

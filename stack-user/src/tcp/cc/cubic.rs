@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{initial_window, reduced, slow_start_increase, CongestionControl};
-use crate::tcp::time::Instant;
+use crate::time::Instant;
 
 /// RFC 9438 §5.1: C = 0.4.
 const C: f64 = 0.4;

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::time::Instant;
+use crate::time::Instant;
 
 pub mod cubic;
 pub mod newreno;

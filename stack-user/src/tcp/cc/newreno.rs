@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{initial_window, reduced, slow_start_increase, CongestionControl};
-use crate::tcp::time::Instant;
+use crate::time::Instant;
 
 /// AIMD with beta = 1/2.
 #[derive(Clone, Debug)]

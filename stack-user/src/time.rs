@@ -1,5 +1,6 @@
-//! Time as the engine sees it: a monotonic microsecond count passed in by
-//! the caller. The engine has no clock of its own.
+//! Time as the stack sees it: a monotonic microsecond count passed in by
+//! the caller. The bottom layer: the TCP engine has no clock of its own,
+//! and the frame layer and the runtime hand it this `Instant`.
 
 use core::ops::{Add, Sub};
 use std::time::Duration;

@@ -1,0 +1,291 @@
+//! Listeners, their SYN queues and accept queues, and the LISTEN state of
+//! RFC 9293 §3.10.7.2 with Linux's `tcp_conn_request` queue rules (Linux
+//! `inet_connection_sock.c`).
+
+use super::*;
+
+#[derive(Debug)]
+pub(super) struct Listener {
+    pub(super) addr: Ipv4Addr,
+    pub(super) port: u16,
+    /// Accept queue bound: min(backlog, somaxconn).
+    pub(super) accept_max: usize,
+    /// Half-open connections (SYN-RECEIVED) from this listener: the SYN
+    /// queue, bounded by `tcp_max_syn_backlog`.
+    pub(super) pending: usize,
+    /// Established connections waiting for `accept`.
+    pub(super) queue: VecDeque<ConnId>,
+    /// When this listener last answered with a SYN cookie (Linux
+    /// `tcp_synq_overflow`): with `tcp_syncookies` 1, ACKs are checked as
+    /// cookies only for two minutes after that (`tcp_synq_no_recent_overflow`).
+    pub(super) last_cookie: Option<Instant>,
+}
+
+impl TcpEngine {
+    /// Opens a listener on `addr:port` (`0.0.0.0` for any address) whose
+    /// accept queue holds min(`backlog`, `somaxconn`) established
+    /// connections; half-open ones wait in its SYN queue
+    /// (`tcp_max_syn_backlog`).
+    pub fn listen(
+        &mut self,
+        addr: Ipv4Addr,
+        port: u16,
+        backlog: usize,
+    ) -> Result<ListenerId, TcpError> {
+        if self.listen_map.contains_key(&(addr, port)) {
+            return Err(TcpError::AddrInUse);
+        }
+        let l = Listener {
+            addr,
+            port,
+            accept_max: backlog.min(self.cfg.somaxconn).max(1),
+            pending: 0,
+            queue: VecDeque::new(),
+            last_cookie: None,
+        };
+        let id = match self.listeners.iter().position(Option::is_none) {
+            Some(i) => {
+                self.listeners[i] = Some(l);
+                i
+            }
+            None => {
+                self.listeners.push(Some(l));
+                self.listeners.len() - 1
+            }
+        };
+        self.listen_map.insert((addr, port), id as u32);
+        Ok(ListenerId(id as u32))
+    }
+
+    /// Closes a listener; connections waiting in its accept queue are
+    /// reset, half-open ones dropped.
+    pub fn unlisten(&mut self, id: ListenerId) -> Result<(), TcpError> {
+        let l = self
+            .listeners
+            .get_mut(id.0 as usize)
+            .and_then(Option::take)
+            .ok_or(TcpError::NotFound)?;
+        self.listen_map.remove(&(l.addr, l.port));
+        for c in l.queue {
+            let _ = self.run_id(c, |tcb, ctx| tcb.abort(ctx));
+            self.free_slot(c.idx);
+        }
+        let half_open: Vec<u32> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.tcb.as_ref().is_some_and(|t| t.listener == Some(id.0)))
+            .map(|(i, _)| i as u32)
+            .collect();
+        for idx in half_open {
+            self.free_slot(idx);
+        }
+        for slot in &mut self.slots {
+            if let Some(t) = slot.tcb.as_mut().filter(|t| t.origin == id.0) {
+                t.origin = u32::MAX;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes an established connection from a listener's queue.
+    pub fn accept(&mut self, listener: ListenerId) -> Option<ConnId> {
+        self.listeners
+            .get_mut(listener.0 as usize)?
+            .as_mut()?
+            .queue
+            .pop_front()
+    }
+
+    /// Every listener's queues and CLOSE_WAIT accounting at `now`. Walks
+    /// all control blocks (O(connections)): meant for a stats request, not
+    /// for every packet.
+    pub fn listener_stats(&self, now: Instant) -> Vec<ListenerStats> {
+        let mut out: Vec<ListenerStats> = self
+            .listeners
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let l = l.as_ref()?;
+                Some(ListenerStats {
+                    id: ListenerId(i as u32),
+                    addr: l.addr,
+                    port: l.port,
+                    syn_queue: l.pending,
+                    syn_queue_max: self.cfg.tcp_max_syn_backlog,
+                    accept_queue: l.queue.len(),
+                    accept_queue_max: l.accept_max,
+                    close_wait: 0,
+                    oldest_close_wait: None,
+                })
+            })
+            .collect();
+        for tcb in self.slots.iter().filter_map(|s| s.tcb.as_ref()) {
+            if tcb.state() != State::CloseWait || tcb.origin == u32::MAX {
+                continue;
+            }
+            if let Some(ls) = out.iter_mut().find(|ls| ls.id.0 == tcb.origin) {
+                ls.close_wait += 1;
+                let age = now.saturating_since(tcb.state_since);
+                ls.oldest_close_wait = Some(ls.oldest_close_wait.map_or(age, |a| a.max(age)));
+            }
+        }
+        out
+    }
+
+    pub(super) fn find_listener(&self, addr: Ipv4Addr, port: u16) -> Option<u32> {
+        self.listen_map
+            .get(&(addr, port))
+            .or_else(|| self.listen_map.get(&(Ipv4Addr::UNSPECIFIED, port)))
+            .copied()
+    }
+
+    /// The final ACK of a passive open finds the accept queue full (Linux
+    /// `tcp_check_req` → `listen_overflow`): with `tcp_abort_on_overflow`
+    /// the half-open connection is reset, otherwise the ACK is dropped and
+    /// the SYN-ACK timer goes on, so the handshake completes when the
+    /// application has made room. Returns true when the segment was taken.
+    pub(super) fn accept_queue_refuses(
+        &mut self,
+        idx: u32,
+        tuple: FourTuple,
+        seg: &TcpRepr,
+    ) -> bool {
+        let Some(tcb) = self.slots.get(idx as usize).and_then(|s| s.tcb.as_ref()) else {
+            return false;
+        };
+        let Some(lid) = tcb.listener else {
+            return false;
+        };
+        if !tcb.completes_handshake(seg) {
+            return false;
+        }
+        let full = self
+            .listeners
+            .get(lid as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|l| l.queue.len() >= l.accept_max);
+        if !full {
+            return false;
+        }
+        if self.accept_overflow(tuple, seg) {
+            self.free_slot(idx);
+        }
+        true
+    }
+
+    /// A final ACK found the accept queue full (Linux `listen_overflow`):
+    /// counted, and with `tcp_abort_on_overflow` answered with
+    /// <SEQ=SEG.ACK><CTL=RST>. Returns whether it was reset (the request
+    /// is then dropped too).
+    pub(super) fn accept_overflow(&mut self, tuple: FourTuple, seg: &TcpRepr) -> bool {
+        self.stats.listen_overflows += 1;
+        self.stats.listen_drops += 1;
+        if !self.cfg.tcp_abort_on_overflow {
+            return false;
+        }
+        if let Some(ack) = seg.ack {
+            self.queue_reset(RstSegment {
+                tuple,
+                seq: ack,
+                ack: None,
+            });
+        }
+        true
+    }
+
+    /// RFC 9293 §3.10.7.2, LISTEN, with Linux's `tcp_conn_request` queue
+    /// rules and SYN cookies. `iss` is set when the SYN reopens a TIME_WAIT
+    /// 4-tuple (RFC 6191; Linux uses the old SND.NXT + 65537).
+    pub(super) fn on_listen(
+        &mut self,
+        now: Instant,
+        lid: u32,
+        tuple: FourTuple,
+        seg: &TcpRepr,
+        iss: Option<SeqNumber>,
+    ) {
+        // "first, check for a RST: an incoming RST should be ignored".
+        if seg.rst() {
+            self.stats.drop_ignored += 1;
+            return;
+        }
+        // "second, check for an ACK: any acknowledgment is bad ...
+        // <SEQ=SEG.ACK><CTL=RST>" — unless it carries a SYN cookie.
+        if let Some(ack) = seg.ack {
+            if !seg.syn() && self.cookies_expected(now, lid) {
+                match self.check_cookie(now, &tuple, seg) {
+                    Some(opts) => {
+                        self.cookie_establish(now, lid, tuple, seg, opts);
+                        return;
+                    }
+                    None => self.stats.syncookies_failed += 1,
+                }
+            }
+            self.queue_reset(RstSegment {
+                tuple,
+                seq: ack,
+                ack: None,
+            });
+            return;
+        }
+        // "third, check for a SYN"; anything else is dropped ("fourth").
+        if !seg.syn() {
+            self.stats.drop_ignored += 1;
+            return;
+        }
+        let (syn_queue_full, accept_full) = match self.listeners.get(lid as usize) {
+            Some(Some(l)) => (
+                l.pending >= self.cfg.tcp_max_syn_backlog,
+                l.queue.len() >= l.accept_max,
+            ),
+            _ => return,
+        };
+        let mut want_cookie = self.cfg.tcp_syncookies >= 2;
+        if syn_queue_full && !want_cookie {
+            if self.cfg.tcp_syncookies == 1 {
+                self.stats.req_q_full_do_cookies += 1;
+                want_cookie = true;
+            } else {
+                self.stats.req_q_full_drop += 1;
+                self.stats.listen_drops += 1;
+                return;
+            }
+        }
+        // Linux checks the accept queue before answering at all: a SYN is
+        // pointless when no established connection could be queued.
+        if accept_full {
+            self.stats.listen_overflows += 1;
+            self.stats.listen_drops += 1;
+            return;
+        }
+        if want_cookie {
+            self.send_cookie(now, lid, tuple, seg);
+            return;
+        }
+        if self.slots_in_use() >= self.cfg.max_connections {
+            self.stats.drop_conn_limit += 1;
+            self.stats.listen_drops += 1;
+            return;
+        }
+        if let Some(Some(l)) = self.listeners.get_mut(lid as usize) {
+            l.pending += 1;
+        }
+        let iss = iss.unwrap_or_else(|| {
+            self.isn.isn(
+                now,
+                tuple.local_addr,
+                tuple.local_port,
+                tuple.remote_addr,
+                tuple.remote_port,
+            )
+        });
+        let ts_off = self.ts_offset(tuple.local_addr, tuple.remote_addr);
+        let tcb = Tcb::new_passive(now, &self.cfg, tuple, iss, ts_off, seg, lid);
+        self.stats.passive_opens += 1;
+        let idx = self.alloc(tcb);
+        self.conns.insert(tuple, idx);
+        self.mark_dirty(idx);
+        self.reschedule(idx);
+    }
+}
