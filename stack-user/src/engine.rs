@@ -73,7 +73,7 @@ pub struct EngineConfig {
     pub secret: [u8; 16],
 }
 
-pub use crate::app::App;
+pub use crate::apps::App;
 
 /// Counters of one engine. Plain integers: each queue's worker owns its
 /// engine and publishes a copy for `xstack stats`.
@@ -218,7 +218,7 @@ pub struct Engine {
     scratch: Vec<u8>,
     /// Connections the application accepted; others (opened with
     /// [`Engine::connect`]) belong to the caller.
-    app_conns: HashMap<crate::tcp::ConnId, crate::app::AppConn>,
+    app_conns: HashMap<crate::tcp::ConnId, crate::apps::AppConn>,
     /// Events on caller-owned connections, for [`Engine::poll_event`].
     events: std::collections::VecDeque<Event>,
     /// The applications' read buffer.
@@ -484,13 +484,13 @@ impl Engine {
         let Some(st) = self.app_conns.get_mut(&c) else {
             return;
         };
-        let mut n = crate::app::AppCounters::default();
-        let cfg = crate::app::AppConfig {
+        let mut n = crate::apps::AppCounters::default();
+        let cfg = crate::apps::AppConfig {
             app: self.config.app,
             response_bytes: self.config.response_bytes,
         };
-        let done = crate::app::service(cfg, &mut self.tcp, now, c, st, &mut n, buf);
-        if done == crate::app::Service::Closed {
+        let done = crate::apps::service(cfg, &mut self.tcp, now, c, st, &mut n, buf);
+        if done == crate::apps::Service::Closed {
             self.app_conns.remove(&c);
         }
         self.stats.app_bytes_in += n.bytes_in;

@@ -16,7 +16,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use crate::{app::App, http};
+use crate::apps::{http, App};
 
 /// Counters of a kernel-socket server.
 #[derive(Debug, Default)]

@@ -6,13 +6,12 @@
 //! [`serve`] runtime that wires them together; the [`testbed`]; and the
 //! [`control`] socket that `xstack stats` reads.
 
-pub mod app;
+pub mod apps;
 pub mod bench;
 pub mod control;
 pub mod engine;
 pub mod fastpath;
 pub mod flood;
-pub mod http;
 pub mod kserve;
 pub mod load;
 pub mod serve;

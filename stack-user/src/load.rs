@@ -22,8 +22,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::{
+    apps::http,
     engine::App,
-    http,
     stack::{Stack, StackConfig},
     tcp::{ConnId, Event, TcpConfig, TcpError},
 };

@@ -3,12 +3,11 @@
 //! the sans-IO TCP API, one call per readiness event, and never buffer more
 //! than one send buffer's worth per connection.
 
+pub mod http;
+
 use serde::Serialize;
 
-use crate::{
-    http,
-    tcp::{time::Instant, ConnId, TcpEngine, TcpError},
-};
+use crate::tcp::{time::Instant, ConnId, TcpEngine, TcpError};
 
 /// What runs on the listening ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
