@@ -1,6 +1,6 @@
 //! xstack: an eBPF/XDP-accelerated kernel-bypass TCP stack.
 //!
-//! Layers (see DESIGN.md): [`wire`] formats; the sans-IO [`engine`] (frame
+//! Layers (see DESIGN.md): [`wire`] formats; the sans-IO [`iface`] (frame
 //! handling: ARP, ICMP, demux) and [`tcp`] (the connection state machine);
 //! the AF_XDP datapath ([`xsk`]) and the XDP program's loader ([`xdp`]); the
 //! [`serve`] runtime that wires them together; the [`testbed`]; and the
@@ -9,9 +9,9 @@
 pub mod apps;
 pub mod bench;
 pub mod control;
-pub mod engine;
 pub mod fastpath;
 pub mod flood;
+pub mod iface;
 pub mod kserve;
 pub mod load;
 pub mod serve;

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::{
     apps::http,
-    engine::App,
+    iface::App,
     stack::{Stack, StackConfig},
     tcp::{ConnId, Event, TcpConfig, TcpError},
 };

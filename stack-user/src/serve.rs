@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::{
     control::ControlServer,
-    engine::{App, Engine, EngineConfig, EngineStats},
+    iface::{App, Engine, EngineConfig, EngineStats},
     steer::Steering,
     sys::{self, InstanceLock, Signals},
     xdp::{AttachMode, XdpProgram},

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    engine::{App, Engine, EngineConfig},
+    iface::{App, Engine, EngineConfig},
     steer::Steering,
     sys,
     tcp::{self, TcpConfig},

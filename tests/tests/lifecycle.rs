@@ -11,7 +11,7 @@ use std::{
 };
 
 use xstack::{
-    engine::App,
+    iface::App,
     stack::{Stack, StackConfig},
     tcp::{ConnId, Event, KeepaliveConfig, TcpConfig, TcpError},
 };

@@ -608,7 +608,7 @@ fn cookie_acks_are_validated_and_carry_their_options_as_metadata() {
     assert_eq!(m.flags, META_TS | META_SACK);
     assert_eq!((m.tsval, m.tsecr), (4243, tsval));
     assert_eq!(&out[meta_len..], &ack[..], "the frame itself is untouched");
-    assert_eq!(xstack::engine::cookie_meta(&out[..meta_len]), Some(m));
+    assert_eq!(xstack::iface::cookie_meta(&out[..meta_len]), Some(m));
     // The flow is now known: its next segments take the ordinary path.
     let data = segment(0x18, SEQ + 1, isn.wrapping_add(1), &[], b"GET");
     let (v, c, _, meta_len) = moved(&mut p, &data);

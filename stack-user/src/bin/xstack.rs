@@ -48,7 +48,7 @@ enum Command {
         listen: std::net::SocketAddr,
         /// Application.
         #[arg(long, value_enum, default_value = "echo")]
-        app: xstack::engine::App,
+        app: xstack::iface::App,
         /// Body size of `--app http` responses.
         #[arg(long, default_value_t = 64)]
         response_bytes: usize,
@@ -244,7 +244,7 @@ struct ServeArgs {
     port: Vec<u16>,
     /// Application on the ports: echo (RFC 862), discard (RFC 863) or a fixed-body HTTP/1.1 server.
     #[arg(long, value_enum, default_value = "echo")]
-    app: xstack::engine::App,
+    app: xstack::iface::App,
     /// Body size of `--app http` responses.
     #[arg(long, default_value_t = 64)]
     response_bytes: usize,

@@ -15,7 +15,7 @@ use std::{
 };
 
 use xstack::{
-    engine::App,
+    iface::App,
     stack::{Stack, StackConfig},
     tcp::TcpError,
 };
