@@ -15,12 +15,12 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::{
+    datapath::xsk::{XskConfig, XskMode, XskSocket},
     wire::{
         checksum,
         ethernet::{EthernetRepr, Mac, ETHERTYPE_IPV4},
         ipv4::{Ipv4Repr, PROTO_TCP},
     },
-    xsk::{XskConfig, XskMode, XskSocket},
 };
 
 /// Longest flood without `--force`.
@@ -161,7 +161,7 @@ impl FloodArgs {
                 self.target.ip()
             );
         }
-        let sources = crate::fastpath::parse_prefix(&self.sources)
+        let sources = crate::datapath::fastpath::parse_prefix(&self.sources)
             .map_err(|e| anyhow::anyhow!("--sources {}: {e}", self.sources))?;
         if sources.1 < 15 || !in_benchmark_range(sources.0) {
             bail!(

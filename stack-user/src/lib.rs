@@ -2,25 +2,22 @@
 //!
 //! Layers (see DESIGN.md): [`wire`] formats; the sans-IO [`iface`] (frame
 //! handling: ARP, ICMP, demux) and [`tcp`] (the connection state machine);
-//! the AF_XDP datapath ([`xsk`]) and the XDP program's loader ([`xdp`]); the
+//! the AF_XDP datapath ([`datapath::xsk`]) and the XDP program's loader ([`datapath::xdp`]); the
 //! [`serve`] runtime that wires them together; the [`testbed`]; and the
 //! [`control`] socket that `xstack stats` reads.
 
 pub mod apps;
 pub mod bench;
 pub mod control;
-pub mod fastpath;
+pub mod datapath;
 pub mod flood;
 pub mod iface;
 pub mod kserve;
 pub mod load;
 pub mod serve;
 pub mod stack;
-pub mod steer;
 pub mod sys;
 pub mod sysctl;
 pub mod tcp;
 pub mod testbed;
 pub mod wire;
-pub mod xdp;
-pub mod xsk;

@@ -18,11 +18,11 @@ use serde_json::json;
 
 use crate::{
     control::ControlServer,
+    datapath::steer::Steering,
+    datapath::xdp::{AttachMode, XdpProgram},
+    datapath::xsk::{KernelStats, XskConfig, XskSocket},
     iface::{App, Engine, EngineConfig, EngineStats},
-    steer::Steering,
     sys::{self, InstanceLock, Signals},
-    xdp::{AttachMode, XdpProgram},
-    xsk::{KernelStats, XskConfig, XskSocket},
 };
 
 /// What `xstack serve` runs.
@@ -53,7 +53,7 @@ pub struct ServeConfig {
     /// Never sleep in poll(); spin on the rings.
     pub busy_poll: bool,
     /// SYN cookies and SYN-flood filtering in XDP.
-    pub fastpath: crate::fastpath::FastpathSettings,
+    pub fastpath: crate::datapath::fastpath::FastpathSettings,
 }
 
 /// Counters of one queue as published by its worker.
@@ -73,8 +73,8 @@ pub struct QueueStats {
     pub listeners: Vec<serde_json::Value>,
     /// Kernel AF_XDP counters.
     pub kernel: KernelStats,
-    /// Frames handed between queue workers (see `crate::steer`).
-    pub steer: crate::steer::SteerCounts,
+    /// Frames handed between queue workers (see `crate::datapath::steer`).
+    pub steer: crate::datapath::steer::SteerCounts,
 }
 
 struct Worker {
@@ -253,7 +253,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     }
 
     let pin_dir = config.pin_maps.then(|| {
-        crate::xdp::bpffs_root()
+        crate::datapath::xdp::bpffs_root()
             .join("xstack")
             // bpffs rejects dots in names.
             .join(format!("{}_{}", iface.name, sys::netns_id()))
@@ -300,7 +300,8 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     secrets.publish(prog.secrets()?);
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
-    let steering = crate::steer::mesh(queues).context("creating the queue steering eventfds")?;
+    let steering =
+        crate::datapath::steer::mesh(queues).context("creating the queue steering eventfds")?;
     for (sock, steer) in sockets.into_iter().zip(steering) {
         let q = sock.queue();
         let stats = Arc::new(Mutex::new(QueueStats {
@@ -376,10 +377,10 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         if let Ok(mut p) = prog.lock() {
             p.flush_logs();
             // Rotate the cookie secret, keeping the previous one valid.
-            if last_rotation.elapsed() >= crate::fastpath::SECRET_ROTATION {
+            if last_rotation.elapsed() >= crate::datapath::fastpath::SECRET_ROTATION {
                 match p.secrets() {
                     Ok(s) => {
-                        let next = crate::fastpath::rotate(&s);
+                        let next = crate::datapath::fastpath::rotate(&s);
                         match p.set_secrets(&next) {
                             Ok(()) => secrets.publish(next),
                             Err(e) => log::warn!("rotating the SYN cookie secret: {e}"),
@@ -447,9 +448,9 @@ fn queue_stats_total(workers: &[Worker], tcp_counter: &str) -> u64 {
 /// (`old` is what was applied before, so removed prefixes leave the tries).
 pub fn apply_fastpath(
     prog: &mut XdpProgram,
-    s: &crate::fastpath::FastpathSettings,
-    old: &crate::fastpath::FastpathSettings,
-) -> Result<(), crate::xdp::XdpError> {
+    s: &crate::datapath::fastpath::FastpathSettings,
+    old: &crate::datapath::fastpath::FastpathSettings,
+) -> Result<(), crate::datapath::xdp::XdpError> {
     for (deny, now, before) in [(true, &s.deny, &old.deny), (false, &s.allow, &old.allow)] {
         for (net, len) in before.iter().filter(|p| !now.contains(p)) {
             prog.prefix(deny, *net, *len, false)?;
@@ -465,7 +466,7 @@ pub fn apply_fastpath(
 /// running program through its maps (no reattach).
 fn set_command(
     prog: &Mutex<XdpProgram>,
-    settings: &Mutex<crate::fastpath::FastpathSettings>,
+    settings: &Mutex<crate::datapath::fastpath::FastpathSettings>,
     args: &str,
 ) -> serde_json::Value {
     let (Ok(mut p), Ok(mut cur)) = (prog.lock(), settings.lock()) else {

@@ -2,7 +2,7 @@
 //! per queue, each polled in the thread that holds it. For clients, tools and
 //! benchmarks that open connections themselves (`xstack load`); `xstack
 //! serve` runs its own workers. With several queues, frames are steered to
-//! the engine that owns their flow ([`crate::steer`]) and each engine picks
+//! the engine that owns their flow ([`crate::datapath::steer`]) and each engine picks
 //! client ports it owns ([`crate::tcp::TcpEngine::set_shard`]).
 
 use std::net::Ipv4Addr;
@@ -10,12 +10,12 @@ use std::net::Ipv4Addr;
 use anyhow::{bail, Context, Result};
 
 use crate::{
+    datapath::steer::Steering,
+    datapath::xdp::{AttachMode, XdpProgram},
+    datapath::xsk::{XskConfig, XskSocket},
     iface::{App, Engine, EngineConfig},
-    steer::Steering,
     sys,
     tcp::{self, TcpConfig},
-    xdp::{AttachMode, XdpProgram},
-    xsk::{XskConfig, XskSocket},
 };
 
 /// What [`Stack::open`] sets up.
@@ -111,7 +111,7 @@ impl Stack {
             prog.own_port(config.ip, *p)?;
         }
         let steering =
-            crate::steer::mesh(queues).context("creating the queue steering eventfds")?;
+            crate::datapath::steer::mesh(queues).context("creating the queue steering eventfds")?;
         let epoch = std::time::Instant::now();
         let mut stacks = Vec::new();
         for (q, steer) in (0..queues).zip(steering) {
@@ -153,7 +153,7 @@ impl Stack {
     }
 
     /// Frames handed between queue workers.
-    pub fn steer_counts(&self) -> crate::steer::SteerCounts {
+    pub fn steer_counts(&self) -> crate::datapath::steer::SteerCounts {
         self.steer.stats.snapshot()
     }
 

@@ -334,7 +334,7 @@ impl Testbed {
                 .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"])))
                 .collect();
         }
-        st.xdp = crate::xdp::parse_attached(link)
+        st.xdp = crate::datapath::xdp::parse_attached(link)
             .map(|p| format!("{} (id {}, {} mode)", p.name, p.id, p.mode));
         st
     }

@@ -176,5 +176,5 @@ pub fn attached_xdp(ns: &str, iface: &str) -> Option<(u64, String)> {
         .output()
         .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    xstack::xdp::parse_attached(v.get(0)?).map(|p| (u64::from(p.id), p.name))
+    xstack::datapath::xdp::parse_attached(v.get(0)?).map(|p| (u64::from(p.id), p.name))
 }

@@ -329,8 +329,8 @@ fn an_xdp_program_attached_by_someone_else_is_not_replaced() {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
         in_netns(&ns, move || {
-            let mut p = xstack::xdp::XdpProgram::load(None).expect("load");
-            p.attach(&iface, xstack::xdp::AttachMode::Generic)
+            let mut p = xstack::datapath::xdp::XdpProgram::load(None).expect("load");
+            p.attach(&iface, xstack::datapath::xdp::AttachMode::Generic)
                 .expect("attach");
             ready_tx.send(()).unwrap();
             let _ = rx.recv_timeout(Duration::from_secs(60));

@@ -15,12 +15,12 @@ use aya::programs::TestRunOptions;
 use serde::Serialize;
 
 use crate::{
+    datapath::xdp::XdpProgram,
     wire::{
         checksum,
         ethernet::{EthernetRepr, Mac, ETHERTYPE_IPV4},
         ipv4::{Ipv4Repr, PROTO_TCP},
     },
-    xdp::XdpProgram,
 };
 
 /// Result of `xstack bench cookies`.

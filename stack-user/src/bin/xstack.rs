@@ -6,10 +6,10 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use xstack::{
     control,
+    datapath::xdp::AttachMode,
+    datapath::xsk::{XskConfig, XskMode},
     serve::{self, ServeConfig},
     testbed::Testbed,
-    xdp::AttachMode,
-    xsk::{XskConfig, XskMode},
 };
 
 /// xstack — an eBPF/XDP kernel-bypass TCP stack.
@@ -277,7 +277,7 @@ struct ServeArgs {
     busy_poll: bool,
     /// SYN cookies answered in XDP: never, auto (SYN rate above --syn-rate-on or SYN queue full), always.
     #[arg(long, value_enum, default_value = "auto")]
-    syncookies: xstack::fastpath::SynCookies,
+    syncookies: xstack::datapath::fastpath::SynCookies,
     /// Auto mode: SYN/s at which XDP starts answering with cookies.
     #[arg(long, default_value_t = 10_000)]
     syn_rate_on: u64,
@@ -310,8 +310,8 @@ struct ServeArgs {
     set: Vec<String>,
 }
 
-fn fastpath_settings(a: &ServeArgs) -> Result<xstack::fastpath::FastpathSettings> {
-    let mut f = xstack::fastpath::FastpathSettings {
+fn fastpath_settings(a: &ServeArgs) -> Result<xstack::datapath::fastpath::FastpathSettings> {
+    let mut f = xstack::datapath::fastpath::FastpathSettings {
         syncookies: a.syncookies,
         syn_rate_on: a.syn_rate_on.max(1),
         syn_rate_off: a.syn_rate_off,

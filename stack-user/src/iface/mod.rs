@@ -27,9 +27,9 @@ pub trait Transmit {
     fn send(&mut self, build: &mut dyn FnMut(&mut [u8]) -> usize) -> bool;
 }
 
-impl Transmit for crate::xsk::TxBatch<'_> {
+impl Transmit for crate::datapath::xsk::TxBatch<'_> {
     fn send(&mut self, build: &mut dyn FnMut(&mut [u8]) -> usize) -> bool {
-        crate::xsk::TxBatch::send(self, build)
+        crate::datapath::xsk::TxBatch::send(self, build)
     }
 }
 
@@ -296,7 +296,7 @@ impl Engine {
     }
 
     /// Handles one received frame with the XDP metadata in front of it
-    /// (see [`crate::xsk::XskSocket::receive_with_meta`]).
+    /// (see [`crate::datapath::xsk::XskSocket::receive_with_meta`]).
     pub fn handle_frame_meta(
         &mut self,
         now: Instant,
@@ -320,12 +320,12 @@ impl Engine {
     }
 
     /// Handles a frame another queue's worker handed over (see
-    /// [`crate::steer`]); an ARP copy marked `learn_only` teaches the
+    /// [`crate::datapath::steer`]); an ARP copy marked `learn_only` teaches the
     /// sender's address without answering it (the receiving worker did).
     pub fn handle_handoff(
         &mut self,
         now: Instant,
-        h: &crate::steer::Handoff,
+        h: &crate::datapath::steer::Handoff,
         tx: &mut dyn Transmit,
     ) {
         if !h.learn_only {
@@ -930,7 +930,7 @@ mod tests {
     fn an_arp_copy_from_another_queue_teaches_the_neighbour_without_a_reply() {
         let mut e = engine();
         let mut tx = VecTransmit::default();
-        let h = crate::steer::Handoff::new(&[], &arp_request(OUR_IP), true);
+        let h = crate::datapath::steer::Handoff::new(&[], &arp_request(OUR_IP), true);
         e.handle_handoff(Instant(0), &h, &mut tx);
         assert!(
             tx.frames.is_empty(),
@@ -948,7 +948,7 @@ mod tests {
         );
         assert_eq!(e.stats().arp_requests_out, 0);
         // Not marked learn-only, the same copy is answered like any request.
-        let h = crate::steer::Handoff::new(&[], &arp_request(OUR_IP), false);
+        let h = crate::datapath::steer::Handoff::new(&[], &arp_request(OUR_IP), false);
         e.handle_handoff(Instant(0), &h, &mut tx);
         assert_eq!(e.stats().arp_replies, 1);
     }

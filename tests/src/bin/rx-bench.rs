@@ -14,13 +14,13 @@
 use std::time::{Duration, Instant};
 
 use xstack::{
+    datapath::xsk::{XskConfig, XskMode, XskSocket},
     testbed::{PEER_MAC, STACK_MAC},
     wire::{
         ethernet::{EthernetRepr, ETHERTYPE_IPV4},
         icmp::{self, IcmpRepr},
         ipv4::{Ipv4Repr, PROTO_ICMP},
     },
-    xsk::{XskConfig, XskMode, XskSocket},
 };
 use xstack_tests::{counter, in_netns, testbed, Serve, PEER_IP, STACK_IP};
 

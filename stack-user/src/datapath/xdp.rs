@@ -325,10 +325,10 @@ impl XdpProgram {
         };
         // Safe defaults until the caller configures the fast path: no
         // cookies, no limits, a random secret.
-        p.set_config(&crate::fastpath::FastpathSettings::default().to_config())?;
+        p.set_config(&crate::datapath::fastpath::FastpathSettings::default().to_config())?;
         p.set_secrets(&Secrets {
-            current: crate::fastpath::random_secret(),
-            previous: crate::fastpath::random_secret(),
+            current: crate::datapath::fastpath::random_secret(),
+            previous: crate::datapath::fastpath::random_secret(),
         })?;
         Ok(p)
     }
