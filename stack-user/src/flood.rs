@@ -292,7 +292,7 @@ fn build(buf: &mut [u8], c: &FloodConfig, src_mac: Mac, kind: FloodKind, rng: &m
 
 /// Sends the flood from the calling thread; returns what it achieved.
 pub fn run(c: &FloodConfig) -> Result<FloodReport> {
-    let iface = crate::sys::interface(&c.iface)?;
+    let iface = crate::runtime::sys::interface(&c.iface)?;
     let mut sock = XskSocket::open(
         &iface.name,
         c.queue,

@@ -3,20 +3,17 @@
 //! Layers (see DESIGN.md): [`wire`] formats; the sans-IO [`iface`] (frame
 //! handling: ARP, ICMP, demux) and [`tcp`] (the connection state machine);
 //! the AF_XDP datapath ([`datapath::xsk`]) and the XDP program's loader ([`datapath::xdp`]); the
-//! [`serve`] runtime that wires them together; the [`testbed`]; and the
-//! [`control`] socket that `xstack stats` reads.
+//! [`runtime::serve`] runtime that wires them together; the [`testbed`]; and the
+//! [`runtime::control`] socket that `xstack stats` reads.
 
 pub mod apps;
 pub mod bench;
-pub mod control;
 pub mod datapath;
 pub mod flood;
 pub mod iface;
 pub mod kserve;
 pub mod load;
-pub mod serve;
-pub mod stack;
-pub mod sys;
+pub mod runtime;
 pub mod sysctl;
 pub mod tcp;
 pub mod testbed;

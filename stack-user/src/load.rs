@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::{
     apps::http,
     iface::App,
-    stack::{Stack, StackConfig},
+    runtime::stack::{Stack, StackConfig},
     tcp::{ConnId, Event, TcpConfig, TcpError},
 };
 

@@ -157,7 +157,7 @@ fn sigint_detaches_cleanly_and_prints_final_counters() {
         })
         .unwrap_or(false);
     assert!(!leftover_pins, "pins left behind");
-    let sockets = xstack::control::instances();
+    let sockets = xstack::runtime::control::instances();
     assert!(
         !sockets.iter().any(|(i, _)| i == &t.stack_if),
         "control socket left behind"
@@ -420,7 +420,7 @@ fn an_engine_client_exchanges_data_with_a_linux_server() {
     use std::io::{Read, Write};
     use xstack::{
         iface::App,
-        stack::{Stack, StackConfig},
+        runtime::stack::{Stack, StackConfig},
         tcp::TcpError,
     };
     let tb = testbed('c', 1);

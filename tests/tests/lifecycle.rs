@@ -12,7 +12,7 @@ use std::{
 
 use xstack::{
     iface::App,
-    stack::{Stack, StackConfig},
+    runtime::stack::{Stack, StackConfig},
     tcp::{ConnId, Event, KeepaliveConfig, TcpConfig, TcpError},
 };
 use xstack_tests::{in_netns, testbed, Testbed};

@@ -107,7 +107,7 @@ pub fn syn_frame() -> Vec<u8> {
 
 /// Runs the benchmark.
 pub fn run(repeat: u32) -> Result<CookieBench> {
-    crate::sys::check_privileges("xstack bench cookies")?;
+    crate::runtime::sys::check_privileges("xstack bench cookies")?;
     let repeat = repeat.clamp(1000, 100_000_000);
     let mut prog = XdpProgram::load(None)?;
     let frame = syn_frame();

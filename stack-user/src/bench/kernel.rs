@@ -144,7 +144,7 @@ fn wait_port(ns: &str, port: u16) {
 
 fn wait_serve(iface: &str) {
     for _ in 0..100 {
-        if crate::control::query_stats(Some(iface)).is_ok() {
+        if crate::runtime::control::query_stats(Some(iface)).is_ok() {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -451,7 +451,7 @@ fn svg_cdf(rows: &[Row], path: &Path) -> Result<()> {
 /// Runs the whole comparison; writes `bench.json`, `cps.svg` and
 /// `latency-cdf.svg` under `out`, and returns the printed table.
 pub fn run(secs: u32, out: &Path) -> Result<String> {
-    crate::sys::check_privileges("xstack bench")?;
+    crate::runtime::sys::check_privileges("xstack bench")?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let name = format!("b{}", std::process::id() % 100_000);
     let guard = TestbedGuard::up(&name, 1)?;

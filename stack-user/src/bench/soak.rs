@@ -70,7 +70,7 @@ pub struct Soak {
 
 /// Runs the soak; returns the printed report.
 pub fn run(a: &SoakArgs) -> Result<String> {
-    crate::sys::check_privileges("xstack bench soak")?;
+    crate::runtime::sys::check_privileges("xstack bench soak")?;
     if !(10..=3600).contains(&a.seconds) {
         bail!("--seconds {} is out of range: use 10 to 3600", a.seconds);
     }
@@ -112,13 +112,13 @@ pub fn run(a: &SoakArgs) -> Result<String> {
     );
     while load.try_wait()?.is_none() {
         if Instant::now() >= next {
-            let s = crate::control::query_stats(Some(&t.stack_if)).unwrap_or(Value::Null);
+            let s = crate::runtime::control::query_stats(Some(&t.stack_if)).unwrap_or(Value::Null);
             let u = |p: &str| s.pointer(p).and_then(Value::as_u64).unwrap_or(0);
             let sample = Sample {
                 t_s: started.elapsed().as_secs_f64(),
                 server_rss: u("/memory/rss_bytes"),
                 server_heap: u("/memory/heap_in_use_bytes"),
-                load_rss: crate::sys::rss_bytes(&load.id().to_string()),
+                load_rss: crate::runtime::sys::rss_bytes(&load.id().to_string()),
                 server_time_wait: u("/states/TIME_WAIT"),
             };
             let _ = writeln!(

@@ -340,7 +340,7 @@ fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Ce
                 _serve = Some(ServeChild(child));
                 let up = (0..100).any(|_| {
                     std::thread::sleep(Duration::from_millis(100));
-                    crate::control::query_stats(Some(&t.stack_if)).is_ok()
+                    crate::runtime::control::query_stats(Some(&t.stack_if)).is_ok()
                 });
                 if !up {
                     bail!("xstack serve did not start");
@@ -417,7 +417,7 @@ fn svg(cells: &[Cell], systems: &[String], rates: &[u64]) -> String {
 
 /// Runs the experiment, prints the table, writes JSON and SVG.
 pub fn run(a: &SynfloodArgs) -> Result<()> {
-    crate::sys::check_privileges("xstack bench synflood")?;
+    crate::runtime::sys::check_privileges("xstack bench synflood")?;
     if !(a.seconds > 0.0 && a.seconds <= 30.0) {
         bail!("--seconds {} is out of range: 0 < s <= 30", a.seconds);
     }

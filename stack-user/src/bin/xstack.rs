@@ -5,10 +5,10 @@ use std::{net::Ipv4Addr, process::ExitCode, time::Duration};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use xstack::{
-    control,
     datapath::xdp::AttachMode,
     datapath::xsk::{XskConfig, XskMode},
-    serve::{self, ServeConfig},
+    runtime::control,
+    runtime::serve::{self, ServeConfig},
     testbed::Testbed,
 };
 
@@ -553,7 +553,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn sys_check_load() -> Result<()> {
-    xstack::sys::check_privileges("xstack load")?;
+    xstack::runtime::sys::check_privileges("xstack load")?;
     Ok(())
 }
 

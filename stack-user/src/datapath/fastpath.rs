@@ -267,9 +267,9 @@ impl FastpathSettings {
     }
 }
 
-/// A random 128-bit SipHash key ([`crate::sys::random_secret`]).
+/// A random 128-bit SipHash key ([`crate::runtime::sys::random_secret`]).
 pub fn random_secret() -> Secret {
-    let b = crate::sys::random_secret();
+    let b = crate::runtime::sys::random_secret();
     let (k0, k1) = b.split_at(8);
     Secret {
         k0: u64::from_le_bytes(k0.try_into().unwrap_or([0; 8])),

@@ -16,7 +16,7 @@ use std::{
 
 use xstack::{
     iface::App,
-    stack::{Stack, StackConfig},
+    runtime::stack::{Stack, StackConfig},
     tcp::TcpError,
 };
 use xstack_tests::{in_netns, testbed, Testbed};

@@ -17,12 +17,12 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::{
-    control::ControlServer,
     datapath::steer::Steering,
     datapath::xdp::{AttachMode, XdpProgram},
     datapath::xsk::{KernelStats, XskConfig, XskSocket},
     iface::{App, Engine, EngineConfig, EngineStats},
-    sys::{self, InstanceLock, Signals},
+    runtime::control::ControlServer,
+    runtime::sys::{self, InstanceLock, Signals},
 };
 
 /// What `xstack serve` runs.
@@ -174,7 +174,7 @@ fn worker_loop(
         // clock_gettime was the top symbol of the server's profile.
         let wall = Instant::now();
         let now = crate::tcp::Instant(wall.duration_since(epoch).as_micros() as u64);
-        let n = crate::stack::receive_round(&mut sock, &mut engine, &steer, now);
+        let n = crate::runtime::stack::receive_round(&mut sock, &mut engine, &steer, now);
         sock.transmit_with(|tx| engine.poll(now, tx));
         while let Some(w) = engine.tcp().poll_warning() {
             match w {

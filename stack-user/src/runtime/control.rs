@@ -18,7 +18,7 @@ use std::{
 
 use thiserror::Error;
 
-use crate::sys::{netns_id, run_dir};
+use crate::runtime::sys::{netns_id, run_dir};
 
 /// Errors of the control socket.
 #[derive(Debug, Error)]
@@ -238,7 +238,7 @@ mod tests {
 
     #[test]
     fn stats_roundtrip_over_the_socket() {
-        crate::sys::use_test_run_dir();
+        crate::runtime::sys::use_test_run_dir();
         let server =
             ControlServer::start("testif0", || serde_json::json!({"rx_packets": 42})).unwrap();
         let v = query_stats(Some("testif0")).unwrap();

@@ -14,7 +14,7 @@ use crate::{
     datapath::xdp::{AttachMode, XdpProgram},
     datapath::xsk::{XskConfig, XskSocket},
     iface::{App, Engine, EngineConfig},
-    sys,
+    runtime::sys,
     tcp::{self, TcpConfig},
 };
 
