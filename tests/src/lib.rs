@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use xstack::testbed::{Testbed, TestbedGuard, PEER_IP, STACK_IP};
+pub use xstack::tools::testbed::{Testbed, TestbedGuard, PEER_IP, STACK_IP};
 
 /// The `xstack` binary under test: `$XSTACK_BIN` (set by `cargo xtask
 /// test`), else the workspace's debug build.

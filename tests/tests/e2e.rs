@@ -189,7 +189,7 @@ fn a_killed_instance_leaves_no_program_attached() {
 #[test]
 fn testbed_down_leaves_nothing_behind() {
     let name = xstack_tests::unique_name('d');
-    let t = xstack::testbed::Testbed::new(&name).unwrap();
+    let t = xstack::tools::testbed::Testbed::new(&name).unwrap();
     t.up(2).unwrap();
     t.up(2).unwrap(); // idempotent
     assert!(t.exists());

@@ -9,7 +9,7 @@ use xstack::{
     datapath::xsk::{XskConfig, XskMode},
     runtime::control,
     runtime::serve::{self, ServeConfig},
-    testbed::Testbed,
+    tools::testbed::Testbed,
 };
 
 /// xstack — an eBPF/XDP kernel-bypass TCP stack.
@@ -83,7 +83,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  ip netns exec xs-lab-peer xstack flood --iface xs-lab-p --target 198.18.0.2:8080 --rate 100000 --duration 5\n  xstack flood --iface xs-lab-p --target 198.18.0.2:8080 --rate 0 --duration 3 --kind mixed --sources 198.18.128.0/17\nOnly targets and sources inside 198.18.0.0/15 (RFC 2544) are accepted."
     )]
-    Flood(xstack::flood::FloodArgs),
+    Flood(xstack::tools::flood::FloodArgs),
     /// Benchmarks: with no subcommand, xstack vs the Linux kernel stack (load generators and servers, one run); `synflood` (legit connections under a SYN flood: Linux, Linux+SYNPROXY, xstack); `cookies` (our cookie vs the kernel's helpers).
     #[command(
         after_help = "Examples:\n  xstack bench\n  xstack bench --seconds 10 --out target/bench\n  xstack bench synflood\n  xstack bench cookies"
@@ -143,7 +143,7 @@ struct LoadArgs {
     http: bool,
     /// Who closes each connection.
     #[arg(long, value_enum, default_value = "client")]
-    close: xstack::load::CloseBy,
+    close: xstack::tools::load::CloseBy,
     /// Seconds to start connections for.
     #[arg(long)]
     duration: Option<f64>,
@@ -183,7 +183,7 @@ struct LoadArgs {
 enum BenchWhich {
     /// Legitimate connection success and CPS under rising SYN-flood rates, for three systems.
     #[command(after_help = "Example:\n  xstack bench synflood --seconds 3 --out target/synflood")]
-    Synflood(xstack::bench::synflood::SynfloodArgs),
+    Synflood(xstack::tools::bench::synflood::SynfloodArgs),
     /// SYN cookie generate+check cost: ours (SipHash, shared with the engine) vs bpf_tcp_raw_*_syncookie_ipv4.
     #[command(after_help = "Example:\n  xstack bench cookies --repeat 1000000")]
     Cookies {
@@ -195,7 +195,7 @@ enum BenchWhich {
     #[command(
         after_help = "Examples:\n  xstack bench soak --seconds 600\n  xstack bench soak --seconds 60 --sample 5 --out target/soak"
     )]
-    Soak(xstack::bench::soak::SoakArgs),
+    Soak(xstack::tools::bench::soak::SoakArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -427,7 +427,7 @@ fn run(cli: Cli) -> Result<()> {
                     anyhow::bail!("--duration {d} is invalid: give a positive number of seconds");
                 }
             }
-            let st = xstack::kserve::run(
+            let st = xstack::tools::kserve::run(
                 listen,
                 app,
                 response_bytes,
@@ -466,11 +466,11 @@ fn run(cli: Cli) -> Result<()> {
                     ))
                 }
             };
-            let cfg = xstack::load::LoadConfig {
+            let cfg = xstack::tools::load::LoadConfig {
                 target: a.target,
                 lp: match a.rate {
-                    Some(r) => xstack::load::Loop::Open(r),
-                    None => xstack::load::Loop::Closed(a.concurrency.unwrap_or(1)),
+                    Some(r) => xstack::tools::load::Loop::Open(r),
+                    None => xstack::tools::load::Loop::Closed(a.concurrency.unwrap_or(1)),
                 },
                 requests_per_conn: a.requests_per_conn,
                 request_bytes: a.request_bytes,
@@ -485,7 +485,7 @@ fn run(cli: Cli) -> Result<()> {
                 busy_poll: a.busy_poll,
             };
             let summary = if a.kernel {
-                xstack::load::run_kernel(&cfg, a.threads)?
+                xstack::tools::load::run_kernel(&cfg, a.threads)?
             } else {
                 sys_check_load()?;
                 let (Some(iface), Some(ip)) = (a.iface.as_deref(), a.ip) else {
@@ -498,7 +498,7 @@ fn run(cli: Cli) -> Result<()> {
                 for kv in &a.sysctls {
                     xstack::sysctl::apply(&mut tcp, kv)?;
                 }
-                xstack::load::run_engine(iface, ip, &cfg, tcp)?
+                xstack::tools::load::run_engine(iface, ip, &cfg, tcp)?
             };
             print!("{summary}");
             if let Some(p) = &a.json {
@@ -514,7 +514,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&v["fastpath"])?);
         }
         Command::Flood(a) => {
-            let r = xstack::flood::run(&a.to_config()?)?;
+            let r = xstack::tools::flood::run(&a.to_config()?)?;
             println!("{r}");
         }
         Command::Bench {
@@ -522,17 +522,17 @@ fn run(cli: Cli) -> Result<()> {
             seconds,
             out,
         } => match which {
-            Some(BenchWhich::Synflood(a)) => xstack::bench::synflood::run(&a)?,
-            Some(BenchWhich::Soak(a)) => print!("{}", xstack::bench::soak::run(&a)?),
+            Some(BenchWhich::Synflood(a)) => xstack::tools::bench::synflood::run(&a)?,
+            Some(BenchWhich::Soak(a)) => print!("{}", xstack::tools::bench::soak::run(&a)?),
             Some(BenchWhich::Cookies { repeat }) => {
-                let r = xstack::bench::cookies::run(repeat)?;
+                let r = xstack::tools::bench::cookies::run(repeat)?;
                 print!("{r}");
             }
             None => {
                 if !(1..=600).contains(&seconds) {
                     anyhow::bail!("--seconds {seconds} is out of range: use 1 to 600");
                 }
-                let table = xstack::bench::kernel::run(seconds, &out)?;
+                let table = xstack::tools::bench::kernel::run(seconds, &out)?;
                 print!("{table}");
                 println!(
                     "wrote {}/bench.json, cps.svg, latency-cdf.svg",

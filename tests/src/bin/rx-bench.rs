@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use xstack::{
     datapath::xsk::{XskConfig, XskMode, XskSocket},
-    testbed::{PEER_MAC, STACK_MAC},
+    tools::testbed::{PEER_MAC, STACK_MAC},
     wire::{
         ethernet::{EthernetRepr, ETHERTYPE_IPV4},
         icmp::{self, IcmpRepr},
@@ -104,7 +104,7 @@ fn blast(iface: &str, secs: f64) -> (u64, f64) {
 }
 
 fn icmp_in_echo_reps(ns: &str) -> u64 {
-    let out = xstack::testbed::netns_command(ns, "cat")
+    let out = xstack::tools::testbed::netns_command(ns, "cat")
         .arg("/proc/net/snmp")
         .output()
         .expect("read snmp");

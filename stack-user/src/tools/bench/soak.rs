@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::kernel::{bin, pin, start_server, stop_server, wait_cpu};
-use crate::testbed::{netns_command, TestbedGuard};
+use crate::tools::testbed::{netns_command, TestbedGuard};
 
 /// Options of `xstack bench soak`.
 #[derive(clap::Args, Debug, Clone)]

@@ -25,8 +25,8 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::{
-    flood::{FloodConfig, FloodKind},
-    testbed::{netns_command, Testbed, TestbedGuard, STACK_MAC},
+    tools::flood::{FloodConfig, FloodKind},
+    tools::testbed::{netns_command, Testbed, TestbedGuard, STACK_MAC},
 };
 
 const PORT: u16 = 8080;
@@ -164,7 +164,7 @@ fn flood_config(t: &Testbed, rate: u64, secs: f64) -> FloodConfig {
 fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs) -> Cell {
     let flood = (rate > 0).then(|| {
         let c = flood_config(t, rate, a.seconds + 0.5);
-        in_netns(&t.peer_ns, move || crate::flood::run(&c))
+        in_netns(&t.peer_ns, move || crate::tools::flood::run(&c))
     });
     // Let the flood reach its rate before the client starts.
     std::thread::sleep(Duration::from_millis(250));
@@ -369,7 +369,9 @@ fn generator_max() -> Result<f64> {
     let name = format!("sg{}", std::process::id() % 10000);
     let tb = TestbedGuard::up(&name, 1)?;
     let c = flood_config(&tb.testbed, 0, 1.0);
-    let r = join(in_netns(&tb.testbed.peer_ns, move || crate::flood::run(&c)))??;
+    let r = join(in_netns(&tb.testbed.peer_ns, move || {
+        crate::tools::flood::run(&c)
+    }))??;
     Ok(r.achieved_pps)
 }
 

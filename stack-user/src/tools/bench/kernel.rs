@@ -24,7 +24,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::testbed::{netns_command, Testbed, TestbedGuard};
+use crate::tools::testbed::{netns_command, Testbed, TestbedGuard};
 
 /// One measured pair.
 #[derive(Clone, Debug, Serialize)]
