@@ -7,6 +7,7 @@
 //! [`runtime::control`] socket that `xstack stats` reads.
 
 pub mod apps;
+pub mod cli;
 pub mod datapath;
 pub mod iface;
 pub mod runtime;
