@@ -621,6 +621,12 @@ impl Drop for TxBatch<'_> {
     }
 }
 
+impl crate::iface::Transmit for TxBatch<'_> {
+    fn send(&mut self, build: &mut dyn FnMut(&mut [u8]) -> usize) -> bool {
+        TxBatch::send(self, build)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
