@@ -21,7 +21,7 @@ pub enum App {
     /// request says `Connection: close` (or is HTTP/1.0 without keep-alive).
     Http,
     /// No application: `Event::Incoming` goes to the caller of
-    /// [`crate::iface::Engine::poll_event`], who accepts and drives the
+    /// [`crate::iface::Interface::poll_event`], who accepts and drives the
     /// connections itself (library use, tests).
     #[value(skip)]
     Manual,

@@ -1,6 +1,6 @@
 //! ICMP (RFC 792): echo replies for the stack's own addresses.
 
-use super::{Engine, Transmit};
+use super::{Interface, Transmit};
 use crate::wire::{
     ethernet::{self, EthernetRepr},
     icmp::{self, IcmpRepr},
@@ -8,7 +8,7 @@ use crate::wire::{
     WireError,
 };
 
-impl Engine {
+impl Interface {
     /// RFC 792, "Echo or Echo Reply Message": swap addresses, type 0, same
     /// identifier, sequence and data.
     pub(super) fn handle_icmp(

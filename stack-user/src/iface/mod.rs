@@ -1,4 +1,4 @@
-//! The per-queue engine: a sans-IO frame handler.
+//! The frame layer: one [`Interface`] per queue, a sans-IO frame handler.
 //!
 //! It takes one received Ethernet frame at a time and emits replies through a
 //! [`Transmit`] sink. It has no I/O and no clock of its own, so it is tested in
@@ -8,7 +8,7 @@
 //!
 //! This file holds the handler and the Ethernet/IPv4 dispatch; beside it:
 //! `neighbor` (ARP and the hold queue), `icmp`, `tcp` (the TCP entry and
-//! the cookie metadata path), [`stats`](EngineStats) and the output
+//! the cookie metadata path), [`stats`](IfaceStats) and the output
 //! [`sink`](Transmit).
 
 mod icmp;
@@ -22,7 +22,7 @@ mod tests;
 use std::{collections::HashMap, net::Ipv4Addr};
 
 pub use sink::{Transmit, VecTransmit};
-pub use stats::EngineStats;
+pub use stats::IfaceStats;
 pub use tcp::cookie_meta;
 
 use crate::tcp::{time::Instant, Event, TcpConfig, TcpEngine};
@@ -35,7 +35,7 @@ use crate::wire::{
 
 /// What the engine owns.
 #[derive(Clone, Debug)]
-pub struct EngineConfig {
+pub struct IfaceConfig {
     /// The interface's MAC address, used as the source of every frame.
     pub mac: Mac,
     /// The stack's IPv4 addresses (not configured on the kernel interface).
@@ -57,9 +57,9 @@ pub struct EngineConfig {
 pub use crate::apps::App;
 
 /// The per-queue frame handler.
-pub struct Engine {
-    config: EngineConfig,
-    stats: EngineStats,
+pub struct Interface {
+    config: IfaceConfig,
+    stats: IfaceStats,
     ident: u16,
     tcp: TcpEngine,
     /// IPv4 → MAC, learned from ARP and from received frames (RFC 826
@@ -71,17 +71,17 @@ pub struct Engine {
     held: Vec<(Ipv4Addr, Vec<u8>)>,
     scratch: Vec<u8>,
     /// Connections the application accepted; others (opened with
-    /// [`Engine::connect`]) belong to the caller.
+    /// [`Interface::connect`]) belong to the caller.
     app_conns: HashMap<crate::tcp::ConnId, crate::apps::AppConn>,
-    /// Events on caller-owned connections, for [`Engine::poll_event`].
+    /// Events on caller-owned connections, for [`Interface::poll_event`].
     events: std::collections::VecDeque<Event>,
     /// The applications' read buffer.
     app_buf: Vec<u8>,
 }
 
-impl Engine {
+impl Interface {
     /// A new engine for `config`: listens on every (address, port).
-    pub fn new(config: EngineConfig) -> Engine {
+    pub fn new(config: IfaceConfig) -> Interface {
         let mut tcp = TcpEngine::new(config.tcp.clone(), config.secret);
         for a in &config.addrs {
             for p in &config.ports {
@@ -89,9 +89,9 @@ impl Engine {
                 let _ = tcp.listen(*a, *p, config.backlog);
             }
         }
-        Engine {
+        Interface {
             config,
-            stats: EngineStats::default(),
+            stats: IfaceStats::default(),
             ident: 1,
             tcp,
             neighbors: HashMap::new(),
@@ -114,13 +114,13 @@ impl Engine {
         self.tcp.connection_count()
     }
 
-    /// When [`Engine::poll`] must run next at the latest.
+    /// When [`Interface::poll`] must run next at the latest.
     pub fn next_timeout(&self) -> Option<Instant> {
         self.tcp.poll_timeout()
     }
 
     /// Counters so far.
-    pub fn stats(&self) -> &EngineStats {
+    pub fn stats(&self) -> &IfaceStats {
         &self.stats
     }
 
@@ -252,7 +252,7 @@ impl Engine {
         self.run_app(now);
     }
 
-    /// Next event on a connection opened with [`Engine::connect`].
+    /// Next event on a connection opened with [`Interface::connect`].
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
@@ -319,7 +319,7 @@ impl Engine {
         self.stats.http_errors += n.http_errors;
     }
 
-    fn count_sent(&mut self, sent: bool, f: impl FnOnce(&mut EngineStats)) {
+    fn count_sent(&mut self, sent: bool, f: impl FnOnce(&mut IfaceStats)) {
         if sent {
             self.stats.tx_frames += 1;
             f(&mut self.stats);

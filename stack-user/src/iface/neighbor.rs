@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Engine, Transmit};
+use super::{Interface, Transmit};
 use crate::tcp::time::Instant;
 use crate::wire::{
     arp::{self, ArpRepr},
@@ -15,7 +15,7 @@ use crate::wire::{
 /// Segments waiting for ARP to resolve their next hop, at most this many.
 const HOLD_MAX: usize = 256;
 
-impl Engine {
+impl Interface {
     pub(super) fn hold(
         &mut self,
         now: Instant,

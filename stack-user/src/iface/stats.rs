@@ -7,7 +7,7 @@ use crate::wire::WireError;
 /// Counters of one engine. Plain integers: each queue's worker owns its
 /// engine and publishes a copy for `xstack stats`.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct EngineStats {
+pub struct IfaceStats {
     /// Frames received from the socket.
     pub rx_frames: u64,
     /// Bytes received.
@@ -71,9 +71,9 @@ pub struct EngineStats {
     pub drop_wire: [u64; 12],
 }
 
-impl EngineStats {
+impl IfaceStats {
     /// Adds another engine's counters to these.
-    pub fn add(&mut self, o: &EngineStats) {
+    pub fn add(&mut self, o: &IfaceStats) {
         self.rx_frames += o.rx_frames;
         self.rx_bytes += o.rx_bytes;
         self.tx_frames += o.tx_frames;

@@ -2,7 +2,7 @@
 //! sans-IO TCP engine, final ACKs whose SYN cookie XDP validated come with
 //! their metadata, and what TCP sends is wrapped in IPv4 and Ethernet.
 
-use super::{Engine, Transmit};
+use super::{Interface, Transmit};
 use crate::tcp::time::Instant;
 use crate::wire::{
     ethernet::{self, EthernetRepr, Mac},
@@ -19,7 +19,7 @@ pub fn cookie_meta(meta: &[u8]) -> Option<stack_ebpf::CookieMeta> {
 pub(super) const TCP_FLAG_SYN: u8 = 0x02;
 pub(super) const TCP_FLAG_ACK: u8 = 0x10;
 
-impl Engine {
+impl Interface {
     /// A final ACK whose cookie XDP validated, with the options the cookie
     /// restored (MSS, window scale, SACK, ECN): the TCP engine creates the
     /// connection straight in ESTABLISHED on the listener's accept queue

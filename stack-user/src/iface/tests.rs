@@ -13,8 +13,8 @@ const PEER_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x01]);
 const OUR_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 
-fn engine() -> Engine {
-    Engine::new(EngineConfig {
+fn engine() -> Interface {
+    Interface::new(IfaceConfig {
         mac: OUR_MAC,
         addrs: vec![OUR_IP],
         ports: vec![8080],

@@ -20,7 +20,7 @@ use crate::{
     datapath::steer::Steering,
     datapath::xdp::{AttachMode, XdpProgram},
     datapath::xsk::{KernelStats, XskConfig, XskSocket},
-    iface::{App, Engine, EngineConfig, EngineStats},
+    iface::{App, IfaceConfig, IfaceStats, Interface},
     runtime::control::ControlServer,
     runtime::sys::{self, InstanceLock, Signals},
 };
@@ -61,8 +61,8 @@ pub struct ServeConfig {
 pub struct QueueStats {
     /// Queue id.
     pub queue: u32,
-    /// Engine counters.
-    pub engine: EngineStats,
+    /// Interface counters.
+    pub engine: IfaceStats,
     /// TCP counters, by name.
     pub tcp: std::collections::BTreeMap<&'static str, u64>,
     /// Live TCP connections.
@@ -113,7 +113,7 @@ fn monotonic_us() -> u64 {
 
 fn worker_loop(
     mut sock: XskSocket,
-    mut engine: Engine,
+    mut engine: Interface,
     steer: Steering,
     stats: Arc<Mutex<QueueStats>>,
     stop: Arc<AtomicBool>,
@@ -125,7 +125,7 @@ fn worker_loop(
     let mut last_publish = Instant::now();
     let mut reported_tx_drops = 0u64;
     let epoch = Instant::now();
-    let publish = |sock: &XskSocket, engine: &Engine, stats: &Mutex<QueueStats>| {
+    let publish = |sock: &XskSocket, engine: &Interface, stats: &Mutex<QueueStats>| {
         if let Ok(mut s) = stats.lock() {
             s.steer = steer.stats.snapshot();
             s.engine = engine.stats().clone();
@@ -308,7 +308,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
             queue: q,
             ..Default::default()
         }));
-        let engine = Engine::new(EngineConfig {
+        let engine = Interface::new(IfaceConfig {
             mac: iface.mac,
             addrs: vec![config.ip],
             ports: config.ports.clone(),
@@ -529,7 +529,7 @@ fn snapshot(
         .iter()
         .filter_map(|s| s.lock().ok().map(|s| s.clone()))
         .collect();
-    let mut total = EngineStats::default();
+    let mut total = IfaceStats::default();
     let mut tcp_total: std::collections::BTreeMap<&'static str, u64> = Default::default();
     let mut conns = 0;
     let mut states: std::collections::BTreeMap<String, u64> = Default::default();

@@ -1,4 +1,4 @@
-//! A stack driven by its caller: XDP + one AF_XDP socket + one [`Engine`]
+//! A stack driven by its caller: XDP + one AF_XDP socket + one [`Interface`]
 //! per queue, each polled in the thread that holds it. For clients, tools and
 //! benchmarks that open connections themselves (`xstack load`); `xstack
 //! serve` runs its own workers. With several queues, frames are steered to
@@ -13,7 +13,7 @@ use crate::{
     datapath::steer::Steering,
     datapath::xdp::{AttachMode, XdpProgram},
     datapath::xsk::{XskConfig, XskSocket},
-    iface::{App, Engine, EngineConfig},
+    iface::{App, IfaceConfig, Interface},
     runtime::sys,
     tcp::{self, TcpConfig},
 };
@@ -46,7 +46,7 @@ pub struct StackConfig {
 /// yet sent. Returns how many frames were taken.
 pub(crate) fn receive_round(
     sock: &mut XskSocket,
-    engine: &mut Engine,
+    engine: &mut Interface,
     steer: &Steering,
     now: tcp::Instant,
 ) -> u32 {
@@ -65,7 +65,7 @@ pub(crate) fn receive_round(
 
 /// Socket, engine and steering end of one queue.
 pub struct Stack {
-    engine: Engine,
+    engine: Interface,
     sock: XskSocket,
     steer: Steering,
     addr: Ipv4Addr,
@@ -118,7 +118,7 @@ impl Stack {
             let sock = XskSocket::open(&iface.name, q, &config.xsk)
                 .with_context(|| format!("AF_XDP socket on {} queue {q}", iface.name))?;
             prog.register_socket(q, sock.fd())?;
-            let mut engine = Engine::new(EngineConfig {
+            let mut engine = Interface::new(IfaceConfig {
                 mac: iface.mac,
                 addrs: vec![config.ip],
                 ports: config.listen.clone(),
@@ -208,7 +208,7 @@ impl Stack {
     }
 
     /// The engine (connect, read, write, close, counters).
-    pub fn engine(&mut self) -> &mut Engine {
+    pub fn engine(&mut self) -> &mut Interface {
         &mut self.engine
     }
 }
