@@ -621,7 +621,7 @@ impl Drop for TxBatch<'_> {
     }
 }
 
-impl crate::iface::Transmit for TxBatch<'_> {
+impl crate::iface::FrameSink for TxBatch<'_> {
     fn send(&mut self, build: &mut dyn FnMut(&mut [u8]) -> usize) -> bool {
         TxBatch::send(self, build)
     }

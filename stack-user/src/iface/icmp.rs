@@ -1,6 +1,6 @@
 //! ICMP (RFC 792): echo replies for the stack's own addresses.
 
-use super::{Interface, Transmit};
+use super::{FrameSink, Interface};
 use crate::wire::{
     ethernet::{self, EthernetRepr},
     icmp::{self, IcmpRepr},
@@ -16,7 +16,7 @@ impl Interface {
         eth: &EthernetRepr,
         ip: &Ipv4Repr,
         body: &[u8],
-        tx: &mut dyn Transmit,
+        tx: &mut dyn FrameSink,
     ) -> Result<(), WireError> {
         let msg = IcmpRepr::parse(body)?;
         if msg.kind != icmp::ECHO_REQUEST || msg.code != 0 {

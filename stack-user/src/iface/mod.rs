@@ -1,7 +1,7 @@
 //! The frame layer: one [`Interface`] per queue, a sans-IO frame handler.
 //!
 //! It takes one received Ethernet frame at a time and emits replies through a
-//! [`Transmit`] sink. It has no I/O and no clock of its own, so it is tested in
+//! [`FrameSink`] sink. It has no I/O and no clock of its own, so it is tested in
 //! memory. It answers ARP requests (RFC 826) and ICMP echo (RFC 792) for the
 //! stack's own addresses and hands TCP segments for owned ports to the TCP
 //! layer; everything malformed is dropped and counted by reason.
@@ -9,7 +9,7 @@
 //! This file holds the handler and the Ethernet/IPv4 dispatch; beside it:
 //! `neighbor` (ARP and the hold queue), `icmp`, `tcp` (the TCP entry and
 //! the cookie metadata path), [`stats`](IfaceStats) and the output
-//! [`sink`](Transmit).
+//! [`sink`](FrameSink).
 
 mod icmp;
 mod neighbor;
@@ -21,7 +21,7 @@ mod tests;
 
 use std::{collections::HashMap, net::Ipv4Addr};
 
-pub use sink::{Transmit, VecTransmit};
+pub use sink::{FrameSink, VecSink};
 pub use stats::IfaceStats;
 pub use tcp::cookie_meta;
 
@@ -138,7 +138,7 @@ impl Interface {
     }
 
     /// Handles one received frame at `now`; replies go to `tx`.
-    pub fn handle_frame(&mut self, now: Instant, frame: &[u8], tx: &mut dyn Transmit) {
+    pub fn handle_frame(&mut self, now: Instant, frame: &[u8], tx: &mut dyn FrameSink) {
         self.stats.rx_frames += 1;
         self.stats.rx_bytes += frame.len() as u64;
         if let Err(e) = self.dispatch(now, frame, tx) {
@@ -153,7 +153,7 @@ impl Interface {
         now: Instant,
         meta: &[u8],
         frame: &[u8],
-        tx: &mut dyn Transmit,
+        tx: &mut dyn FrameSink,
     ) {
         self.stats.rx_frames += 1;
         self.stats.rx_bytes += frame.len() as u64;
@@ -177,7 +177,7 @@ impl Interface {
         &mut self,
         now: Instant,
         h: &crate::datapath::steer::Handoff,
-        tx: &mut dyn Transmit,
+        tx: &mut dyn FrameSink,
     ) {
         if !h.learn_only {
             return self.handle_frame_meta(now, h.meta(), &h.frame, tx);
@@ -199,7 +199,7 @@ impl Interface {
         &mut self,
         now: Instant,
         frame: &[u8],
-        tx: &mut dyn Transmit,
+        tx: &mut dyn FrameSink,
     ) -> Result<(), WireError> {
         let (eth, payload) = EthernetRepr::parse(frame)?;
         match eth.ethertype {
@@ -210,7 +210,7 @@ impl Interface {
     }
 
     /// Runs timers and the application, then sends what TCP has queued.
-    pub fn poll(&mut self, now: Instant, tx: &mut dyn Transmit) {
+    pub fn poll(&mut self, now: Instant, tx: &mut dyn FrameSink) {
         if self.tcp.poll_timeout().is_some_and(|t| t <= now) {
             self.tcp.handle_timeout(now);
         }
@@ -333,7 +333,7 @@ impl Interface {
         now: Instant,
         eth: &EthernetRepr,
         payload: &[u8],
-        tx: &mut dyn Transmit,
+        tx: &mut dyn FrameSink,
     ) -> Result<(), WireError> {
         let (ip, body) = Ipv4Repr::parse(payload)?;
         if !self.owns(ip.dst) {

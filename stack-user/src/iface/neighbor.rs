@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Interface, Transmit};
+use super::{FrameSink, Interface};
 use crate::tcp::time::Instant;
 use crate::wire::{
     arp::{self, ArpRepr},
@@ -21,7 +21,7 @@ impl Interface {
         now: Instant,
         dst: Ipv4Addr,
         frame: Vec<u8>,
-        tx: &mut dyn Transmit,
+        tx: &mut dyn FrameSink,
     ) {
         if self.held.len() >= HOLD_MAX {
             self.stats.tx_no_neighbor += 1;
@@ -39,7 +39,7 @@ impl Interface {
         }
     }
 
-    fn send_arp_request(&mut self, target: Ipv4Addr, tx: &mut dyn Transmit) {
+    fn send_arp_request(&mut self, target: Ipv4Addr, tx: &mut dyn FrameSink) {
         let Some(spa) = self.config.addrs.first().copied() else {
             return;
         };
@@ -67,7 +67,7 @@ impl Interface {
     }
 
     /// Sends held frames whose next hop is now known.
-    pub(super) fn flush_held(&mut self, tx: &mut dyn Transmit) {
+    pub(super) fn flush_held(&mut self, tx: &mut dyn FrameSink) {
         if self.held.is_empty() {
             return;
         }
@@ -101,7 +101,7 @@ impl Interface {
         &mut self,
         eth: &EthernetRepr,
         payload: &[u8],
-        tx: &mut dyn Transmit,
+        tx: &mut dyn FrameSink,
     ) -> Result<(), WireError> {
         let req = ArpRepr::parse(payload)?;
         if !self.owns(req.tpa) {

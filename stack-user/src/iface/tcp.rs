@@ -2,7 +2,7 @@
 //! sans-IO TCP engine, final ACKs whose SYN cookie XDP validated come with
 //! their metadata, and what TCP sends is wrapped in IPv4 and Ethernet.
 
-use super::{Interface, Transmit};
+use super::{FrameSink, Interface};
 use crate::tcp::time::Instant;
 use crate::wire::{
     ethernet::{self, EthernetRepr, Mac},
@@ -57,7 +57,7 @@ impl Interface {
     }
 
     /// Wraps each segment TCP wants to send in IPv4 and Ethernet.
-    pub(super) fn drain_tcp(&mut self, now: Instant, tx: &mut dyn Transmit) {
+    pub(super) fn drain_tcp(&mut self, now: Instant, tx: &mut dyn FrameSink) {
         const IP_OFF: usize = ethernet::HEADER_LEN;
         const TCP_OFF: usize = IP_OFF + ipv4::HEADER_LEN;
         loop {

@@ -105,7 +105,7 @@ fn tcp_syn(dport: u16) -> Vec<u8> {
 #[test]
 fn arp_request_for_our_address_gets_a_reply() {
     let mut e = engine();
-    let mut tx = VecTransmit::default();
+    let mut tx = VecSink::default();
     e.handle_frame(Instant(0), &arp_request(OUR_IP), &mut tx);
     assert_eq!(tx.frames.len(), 1);
     let (eth, payload) = EthernetRepr::parse(&tx.frames[0]).unwrap();
@@ -122,7 +122,7 @@ fn arp_request_for_our_address_gets_a_reply() {
 #[test]
 fn an_arp_copy_from_another_queue_teaches_the_neighbour_without_a_reply() {
     let mut e = engine();
-    let mut tx = VecTransmit::default();
+    let mut tx = VecSink::default();
     let h = crate::datapath::steer::Handoff::new(&[], &arp_request(OUR_IP), true);
     e.handle_handoff(Instant(0), &h, &mut tx);
     assert!(
@@ -149,7 +149,7 @@ fn an_arp_copy_from_another_queue_teaches_the_neighbour_without_a_reply() {
 #[test]
 fn arp_request_for_another_address_is_ignored() {
     let mut e = engine();
-    let mut tx = VecTransmit::default();
+    let mut tx = VecSink::default();
     e.handle_frame(
         Instant(0),
         &arp_request(Ipv4Addr::new(198, 18, 0, 9)),
@@ -162,7 +162,7 @@ fn arp_request_for_another_address_is_ignored() {
 #[test]
 fn icmp_echo_request_gets_an_echo_reply_with_the_same_data() {
     let mut e = engine();
-    let mut tx = VecTransmit::default();
+    let mut tx = VecSink::default();
     e.handle_frame(Instant(0), &echo_request(b"abcdefgh12345"), &mut tx);
     assert_eq!(tx.frames.len(), 1);
     let (eth, payload) = EthernetRepr::parse(&tx.frames[0]).unwrap();
@@ -215,7 +215,7 @@ fn a_client_that_answers_before_poll_sends_its_request_with_the_ack_and_its_fin_
 {
     use crate::wire::tcp::{FIN, PSH, SYN};
     let mut e = engine();
-    let mut tx = VecTransmit::default();
+    let mut tx = VecSink::default();
     // Learn the peer's MAC, then drop the ARP reply.
     e.handle_frame(Instant(0), &arp_request(OUR_IP), &mut tx);
     tx.frames.clear();
@@ -267,7 +267,7 @@ fn a_client_that_answers_before_poll_sends_its_request_with_the_ack_and_its_fin_
 #[test]
 fn syn_to_a_listening_port_gets_syn_ack_and_to_a_closed_port_rst() {
     let mut e = engine();
-    let mut tx = VecTransmit::default();
+    let mut tx = VecSink::default();
     e.handle_frame(Instant(0), &tcp_syn(8080), &mut tx);
     e.handle_frame(Instant(0), &tcp_syn(9999), &mut tx);
     e.poll(Instant(0), &mut tx);
@@ -294,7 +294,7 @@ fn syn_to_a_listening_port_gets_syn_ack_and_to_a_closed_port_rst() {
 #[test]
 fn malformed_frames_are_counted_by_reason() {
     let mut e = engine();
-    let mut tx = VecTransmit::default();
+    let mut tx = VecSink::default();
     // Truncated Ethernet header.
     e.handle_frame(Instant(0), &[0u8; 5], &mut tx);
     // Truncated ARP.
@@ -337,7 +337,7 @@ fn malformed_frames_are_counted_by_reason() {
 #[test]
 fn random_and_truncated_frames_never_panic() {
     let mut e = engine();
-    let mut tx = VecTransmit::default();
+    let mut tx = VecSink::default();
     let templates = [arp_request(OUR_IP), echo_request(b"hello"), tcp_syn(8080)];
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = || {
