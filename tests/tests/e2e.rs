@@ -419,7 +419,7 @@ fn a_linux_client_exchanges_data_with_the_echo_app_and_both_sides_close() {
 fn an_engine_client_exchanges_data_with_a_linux_server() {
     use std::io::{Read, Write};
     use xstack::{
-        iface::App,
+        apps::App,
         runtime::stack::{Stack, StackConfig},
         tcp::TcpError,
     };

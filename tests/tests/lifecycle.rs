@@ -11,7 +11,7 @@ use std::{
 };
 
 use xstack::{
-    iface::App,
+    apps::App,
     runtime::stack::{Stack, StackConfig},
     tcp::{ConnId, Event, KeepaliveConfig, TcpConfig, TcpError},
 };

@@ -11,7 +11,7 @@ pub(super) struct Args {
     listen: std::net::SocketAddr,
     /// Application.
     #[arg(long, value_enum, default_value = "echo")]
-    app: crate::iface::App,
+    app: crate::apps::App,
     /// Body size of `--app http` responses.
     #[arg(long, default_value_t = 64)]
     response_bytes: usize,

@@ -23,7 +23,7 @@ pub(super) struct Args {
     port: Vec<u16>,
     /// Application on the ports: echo (RFC 862), discard (RFC 863) or a fixed-body HTTP/1.1 server.
     #[arg(long, value_enum, default_value = "echo")]
-    app: crate::iface::App,
+    app: crate::apps::App,
     /// Body size of `--app http` responses.
     #[arg(long, default_value_t = 64)]
     response_bytes: usize,

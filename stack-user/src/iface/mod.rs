@@ -25,6 +25,7 @@ pub use sink::{FrameSink, VecSink};
 pub use stats::IfaceStats;
 pub use tcp::cookie_meta;
 
+use crate::apps::App;
 use crate::tcp::{time::Instant, Event, TcpConfig, TcpEngine};
 use crate::wire::{
     arp::ArpRepr,
@@ -53,8 +54,6 @@ pub struct IfaceConfig {
     /// Secret for ISNs (RFC 6528); random per run.
     pub secret: [u8; 16],
 }
-
-pub use crate::apps::App;
 
 /// The per-queue frame handler.
 pub struct Interface {

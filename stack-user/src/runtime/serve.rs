@@ -17,10 +17,11 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::{
+    apps::App,
     datapath::steer::Steering,
     datapath::xdp::{AttachMode, XdpProgram},
     datapath::xsk::{KernelStats, XskConfig, XskSocket},
-    iface::{App, IfaceConfig, IfaceStats, Interface},
+    iface::{IfaceConfig, IfaceStats, Interface},
     runtime::control::ControlServer,
     runtime::sys::{self, InstanceLock, Signals},
 };

@@ -10,10 +10,11 @@ use std::net::Ipv4Addr;
 use anyhow::{bail, Context, Result};
 
 use crate::{
+    apps::App,
     datapath::steer::Steering,
     datapath::xdp::{AttachMode, XdpProgram},
     datapath::xsk::{XskConfig, XskSocket},
-    iface::{App, IfaceConfig, Interface},
+    iface::{IfaceConfig, Interface},
     runtime::sys,
     tcp::{self, TcpConfig},
 };

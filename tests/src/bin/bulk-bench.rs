@@ -15,7 +15,7 @@ use std::{
 };
 
 use xstack::{
-    iface::App,
+    apps::App,
     runtime::stack::{Stack, StackConfig},
     tcp::TcpError,
 };

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 use super::*;
 use crate::{
-    iface::App,
+    apps::App,
     runtime::stack::{Stack, StackConfig},
     tcp::{ConnId, Event, TcpConfig, TcpError},
 };
