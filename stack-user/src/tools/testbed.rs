@@ -359,6 +359,23 @@ impl Testbed {
     }
 }
 
+/// Runs `f` on a new thread that has joined network namespace `ns`
+/// (`/run/netns/<ns>`); sockets it creates live in that namespace. A test
+/// and benchmark helper: it panics when the namespace cannot be joined.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns on a namespace fd, affecting only this thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
 /// A command that runs `program` in network namespace `ns` with
 /// `nsenter --net`: unlike `ip netns exec`, it keeps the mount namespace, so
 /// /sys/fs/bpf (pins) stays the host's.

@@ -2,7 +2,7 @@
 //! to a binary heap with lazy cancellation (the engine's previous timer
 //! structure), both with 1,000,000 live timers, in the same run.
 //!
-//! `cargo run --release -p stack-user --example timer_bench [N]`
+//! `xstack bench timer [--timers N]` (a release build).
 //!
 //! Phases (deadlines uniform in 1 ms..120 s, µs resolution, seeded):
 //! arm N timers; reset 1,000 of them N times in all (an RTO restarted on
@@ -15,7 +15,7 @@ use std::collections::BinaryHeap;
 use std::hint::black_box;
 use std::time::Instant;
 
-use xstack::tcp::wheel::{TimerId, TimerWheel};
+use crate::tcp::wheel::{TimerId, TimerWheel};
 
 struct Rng(u64);
 impl Rng {
@@ -191,11 +191,9 @@ fn bench_heap(n: usize) -> Times {
     }
 }
 
-fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+/// Runs every phase with `n` live timers on both structures and prints the
+/// table.
+pub fn run(n: usize) {
     // Warm up both once, then measure.
     bench_wheel(n / 10);
     bench_heap(n / 10);

@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: packets per second one AF_XDP socket receives on the
+//! `xstack bench rx` (run by `cargo xtask bench`): packets per second one AF_XDP socket receives on the
 //! testbed in copy mode, next to what the Linux stack receives of the same
 //! traffic, in one run.
 //!
@@ -13,16 +13,20 @@
 
 use std::time::{Duration, Instant};
 
-use xstack::{
+use anyhow::{Context, Result};
+
+use super::kernel::{bin, Proc};
+use crate::{
     datapath::xsk::{XskConfig, XskMode, XskSocket},
-    tools::testbed::{PEER_MAC, STACK_MAC},
+    tools::testbed::{
+        in_netns, netns_command, Testbed, TestbedGuard, PEER_IP, PEER_MAC, STACK_IP, STACK_MAC,
+    },
     wire::{
         ethernet::{EthernetRepr, ETHERTYPE_IPV4},
         icmp::{self, IcmpRepr},
         ipv4::{Ipv4Repr, PROTO_ICMP},
     },
 };
-use xstack_tests::{counter, in_netns, testbed, Serve, PEER_IP, STACK_IP};
 
 const PORT: u16 = 8080;
 
@@ -104,7 +108,7 @@ fn blast(iface: &str, secs: f64) -> (u64, f64) {
 }
 
 fn icmp_in_echo_reps(ns: &str) -> u64 {
-    let out = xstack::tools::testbed::netns_command(ns, "cat")
+    let out = netns_command(ns, "cat")
         .arg("/proc/net/snmp")
         .output()
         .expect("read snmp");
@@ -120,13 +124,69 @@ fn icmp_in_echo_reps(ns: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn main() {
-    let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(5.0)
-        .clamp(1.0, 60.0);
-    let tb = testbed('r', 1);
+/// Reads a counter at a JSON pointer as u64 (0 when absent).
+fn counter(v: &serde_json::Value, pointer: &str) -> u64 {
+    v.pointer(pointer).and_then(|x| x.as_u64()).unwrap_or(0)
+}
+
+/// `xstack serve` in the stack namespace, as the end-to-end tests start it,
+/// with its counters read over the control socket.
+struct Serve {
+    proc: Option<Proc>,
+    iface: String,
+}
+
+impl Serve {
+    fn start(t: &Testbed, port: u16, extra: &[&str]) -> Result<Serve> {
+        let exe = bin()?;
+        let proc = Proc::spawn(
+            netns_command(&t.stack_ns, exe.to_str().unwrap_or("xstack"))
+                .args([
+                    "serve",
+                    "--iface",
+                    &t.stack_if,
+                    "--ip",
+                    &t.stack_ip.to_string(),
+                ])
+                .args(["--port", &port.to_string(), "--duration", "120"])
+                .args(extra),
+        )?;
+        let s = Serve {
+            proc: Some(proc),
+            iface: t.stack_if.clone(),
+        };
+        for _ in 0..200 {
+            if s.try_stats().is_some() {
+                return Ok(s);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        anyhow::bail!("xstack serve on {} did not start", t.stack_if)
+    }
+
+    fn try_stats(&self) -> Option<serde_json::Value> {
+        crate::runtime::control::query_stats(Some(&self.iface)).ok()
+    }
+
+    fn stats(&self) -> Result<serde_json::Value> {
+        crate::runtime::control::query_stats(Some(&self.iface)).context("reading serve's counters")
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(p) = self.proc.take() {
+            p.stop();
+        }
+    }
+}
+
+/// Runs both receivers for `secs` seconds (clamped to 1..=60) and prints
+/// the table.
+pub fn run(secs: f64) -> Result<()> {
+    let secs = secs.clamp(1.0, 60.0);
+    crate::runtime::sys::check_privileges("xstack bench rx")?;
+    let tb = TestbedGuard::up(&format!("r{}", std::process::id() % 100_000), 1)?;
     let t = tb.testbed.clone();
     println!(
         "rx-bench: testbed {} (1 queue), sender = 1 thread, AF_XDP copy-mode TX on {} (peer), {} s per run",
@@ -138,12 +198,12 @@ fn main() {
         &t,
         PORT,
         &["--queues", "1", "--busy-poll", "--xsk-mode", "copy"],
-    );
-    let before = serve.stats();
+    )?;
+    let before = serve.stats()?;
     let peer_if = t.peer_if.clone();
     let (sent_a, el_a) = in_netns(&t.peer_ns, move || blast(&peer_if, secs));
     std::thread::sleep(Duration::from_millis(300));
-    let after = serve.stats();
+    let after = serve.stats()?;
     drop(serve);
     let d = |p: &str| counter(&after, p) - counter(&before, p);
     let rx_a = d("/engine/rx_frames");
@@ -195,4 +255,5 @@ fn main() {
     println!(
         "xstack detail: xdp rx_packets {xdp_a}, engine rx_frames {rx_a} (icmp echo replies parsed {icmp_a}), kernel AF_XDP rx_ring_full {ring_full}, fill_ring_empty {fill_empty}, rx_dropped {kdrop}"
     );
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask bench` (part 2): bulk TCP throughput on the testbed, in one
+//! `xstack bench bulk` (run by `cargo xtask bench`): bulk TCP throughput on the testbed, in one
 //! run: Linux → Linux, Linux → xstack engine, xstack engine → Linux, each for
 //! the same bounded time over the same veth pair (MTU 1500, TSO/GSO and TX
 //! checksum offload off on both ends, as the testbed sets them). Prints
@@ -14,12 +14,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xstack::{
+use anyhow::Result;
+
+use crate::{
     apps::App,
     runtime::stack::{Stack, StackConfig},
     tcp::TcpError,
+    tools::testbed::{in_netns, Testbed, TestbedGuard},
 };
-use xstack_tests::{in_netns, testbed, Testbed};
 
 const PORT: u16 = 5001;
 const CLIENT_PORT: u16 = 40100;
@@ -88,13 +90,12 @@ fn gbit(bytes: u64, secs: f64) -> f64 {
     bytes as f64 * 8.0 / secs / 1e9
 }
 
-fn main() {
-    let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(5.0)
-        .clamp(1.0, 60.0);
-    let tb = testbed('u', 1);
+/// Runs the three directions for `secs` seconds each (clamped to 1..=60)
+/// and prints the table.
+pub fn run(secs: f64) -> Result<()> {
+    let secs = secs.clamp(1.0, 60.0);
+    crate::runtime::sys::check_privileges("xstack bench bulk")?;
+    let tb = TestbedGuard::up(&format!("u{}", std::process::id() % 100_000), 1)?;
     let t = tb.testbed.clone();
     println!(
         "bulk-bench: testbed {} (1 queue, MTU 1500, no TSO/GSO), {secs} s per direction",
@@ -178,7 +179,7 @@ fn main() {
                 .engine()
                 .tcp()
                 .state(c)
-                .is_ok_and(|s| s != xstack::tcp::State::TimeWait)
+                .is_ok_and(|s| s != crate::tcp::State::TimeWait)
         {
             st.poll();
         }
@@ -199,4 +200,5 @@ fn main() {
     println!("| Linux → Linux (kernel)    | {a:>6.2} | {:>16.2} |", 1.0);
     println!("| Linux → xstack engine     | {b:>6.2} | {:>16.2} |", b / a);
     println!("| xstack engine → Linux     | {c:>6.2} | {:>16.2} |", c / a);
+    Ok(())
 }

@@ -6,12 +6,12 @@
 //! - CRR: connect + one 64-byte request/response + close, per second;
 //! - bulk: one connection, bytes per second one way.
 //!
-//! Run: `cargo run --release -p stack-user --example tcp_mem_bench [seconds]`
+//! Run: `xstack bench tcp-mem [--seconds S]` (a release build).
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant as WallClock};
 
-use xstack::tcp::{ConnId, Event, Instant, TcpConfig, TcpEngine, TcpError};
+use crate::tcp::{ConnId, Event, Instant, TcpConfig, TcpEngine, TcpError};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -149,11 +149,8 @@ fn bulk(secs: f64) -> (u64, u64, f64) {
     (bytes, segments, el)
 }
 
-fn main() {
-    let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+/// Runs both measurements for `secs` seconds each and prints them.
+pub fn run(secs: f64) {
     let (n, segs, el) = crr(secs);
     println!(
         "CRR (connect + 64 B request/response + close): {n} connections in {el:.2} s = {:.0} conn/s ({:.0} segments/s)",
