@@ -267,9 +267,32 @@ impl FastpathSettings {
     }
 }
 
-/// A random 128-bit SipHash key ([`crate::runtime::sys::random_secret`]).
+/// 16 random bytes from the kernel (getrandom), for keyed hashes (ISNs,
+/// SYN cookie secrets).
+pub fn random_key() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    let mut filled = 0;
+    while filled < b.len() {
+        // SAFETY: writes at most the remaining bytes of `b`.
+        let n = unsafe { libc::getrandom(b[filled..].as_mut_ptr().cast(), b.len() - filled, 0) };
+        if n <= 0 {
+            // getrandom only fails on a kernel without it (< 3.17): fall
+            // back to time and pid.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            b.copy_from_slice(&(t ^ u128::from(std::process::id()) << 64).to_le_bytes());
+            break;
+        }
+        filled += n as usize;
+    }
+    b
+}
+
+/// A random 128-bit SipHash key ([`random_key`]).
 pub fn random_secret() -> Secret {
-    let b = crate::runtime::sys::random_secret();
+    let b = random_key();
     let (k0, k1) = b.split_at(8);
     Secret {
         k0: u64::from_le_bytes(k0.try_into().unwrap_or([0; 8])),

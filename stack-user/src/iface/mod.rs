@@ -170,18 +170,21 @@ impl Interface {
     }
 
     /// Handles a frame another queue's worker handed over (see
-    /// [`crate::datapath::steer`]); an ARP copy marked `learn_only` teaches the
-    /// sender's address without answering it (the receiving worker did).
+    /// [`crate::datapath::steer`]): its XDP metadata `meta` and the frame; an
+    /// ARP copy marked `learn_only` teaches the sender's address without
+    /// answering it (the receiving worker did).
     pub fn handle_handoff(
         &mut self,
         now: Instant,
-        h: &crate::datapath::steer::Handoff,
+        meta: &[u8],
+        frame: &[u8],
+        learn_only: bool,
         tx: &mut dyn FrameSink,
     ) {
-        if !h.learn_only {
-            return self.handle_frame_meta(now, h.meta(), &h.frame, tx);
+        if !learn_only {
+            return self.handle_frame_meta(now, meta, frame, tx);
         }
-        let Ok((eth, payload)) = EthernetRepr::parse(&h.frame) else {
+        let Ok((eth, payload)) = EthernetRepr::parse(frame) else {
             return;
         };
         if eth.ethertype != ethernet::ETHERTYPE_ARP {

@@ -123,8 +123,7 @@ fn arp_request_for_our_address_gets_a_reply() {
 fn an_arp_copy_from_another_queue_teaches_the_neighbour_without_a_reply() {
     let mut e = engine();
     let mut tx = VecSink::default();
-    let h = crate::datapath::steer::Handoff::new(&[], &arp_request(OUR_IP), true);
-    e.handle_handoff(Instant(0), &h, &mut tx);
+    e.handle_handoff(Instant(0), &[], &arp_request(OUR_IP), true, &mut tx);
     assert!(
         tx.frames.is_empty(),
         "the receiving queue answers, not this one"
@@ -141,8 +140,7 @@ fn an_arp_copy_from_another_queue_teaches_the_neighbour_without_a_reply() {
     );
     assert_eq!(e.stats().arp_requests_out, 0);
     // Not marked learn-only, the same copy is answered like any request.
-    let h = crate::datapath::steer::Handoff::new(&[], &arp_request(OUR_IP), false);
-    e.handle_handoff(Instant(0), &h, &mut tx);
+    e.handle_handoff(Instant(0), &[], &arp_request(OUR_IP), false, &mut tx);
     assert_eq!(e.stats().arp_replies, 1);
 }
 

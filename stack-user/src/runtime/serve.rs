@@ -317,7 +317,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
             response_bytes: config.response_bytes,
             tcp: config.tcp.clone(),
             backlog: 1024,
-            secret: sys::random_secret(),
+            secret: crate::datapath::fastpath::random_key(),
         });
         let (st, sp, busy, sec) = (
             stats.clone(),

@@ -59,7 +59,9 @@ pub(crate) fn receive_round(
         }
     });
     sock.transmit_with(|tx| {
-        n += steer.receive(64, |h| engine.handle_handoff(now, &h, tx)) as u32;
+        n += steer.receive(64, |h| {
+            engine.handle_handoff(now, h.meta(), &h.frame, h.learn_only, tx)
+        }) as u32;
     });
     n
 }
@@ -127,7 +129,7 @@ impl Stack {
                 response_bytes: config.response_bytes,
                 tcp: config.tcp.clone(),
                 backlog: 1024,
-                secret: sys::random_secret(),
+                secret: crate::datapath::fastpath::random_key(),
             });
             engine.tcp().set_shard(q, queues);
             stacks.push(Stack {

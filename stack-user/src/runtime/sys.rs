@@ -173,29 +173,6 @@ pub fn interface(name: &str) -> Result<Interface, SysError> {
     })
 }
 
-/// 16 random bytes from the kernel (getrandom), for keyed hashes (ISNs,
-/// SYN cookie secrets).
-pub fn random_secret() -> [u8; 16] {
-    let mut b = [0u8; 16];
-    let mut filled = 0;
-    while filled < b.len() {
-        // SAFETY: writes at most the remaining bytes of `b`.
-        let n = unsafe { libc::getrandom(b[filled..].as_mut_ptr().cast(), b.len() - filled, 0) };
-        if n <= 0 {
-            // getrandom only fails on a kernel without it (< 3.17): fall
-            // back to time and pid.
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            b.copy_from_slice(&(t ^ u128::from(std::process::id()) << 64).to_le_bytes());
-            break;
-        }
-        filled += n as usize;
-    }
-    b
-}
-
 /// Memory of this process: what the kernel holds for it and what the
 /// allocator has handed out, so that a soak can tell a leak (heap in use
 /// grows) from allocator retention (RSS grows, heap in use does not).
