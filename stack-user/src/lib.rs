@@ -1,29 +1,33 @@
 //! xstack: an eBPF/XDP-accelerated kernel-bypass TCP stack.
 //!
-//! Layers (see DESIGN.md): [`wire`] formats; the sans-IO [`engine`] (frame
-//! handling: ARP, ICMP, demux) and [`tcp`] (the connection state machine);
-//! the AF_XDP datapath ([`xsk`]) and the XDP program's loader ([`xdp`]); the
-//! [`serve`] runtime that wires them together; the [`testbed`]; and the
-//! [`control`] socket that `xstack stats` reads.
+//! Rooms by layer; each imports only the ones below it (see
+//! docs/ARCHITECTURE.md):
+//!
+//! - L0 [`wire`]: validated views and reprs per protocol (Ethernet, ARP,
+//!   IPv4, ICMP, TCP), checksums; the µs time type lives beside `tcp` for now.
+//! - L1 [`tcp`]: the sans-IO TCP engine (RFC 9293), its config and the
+//!   [`sysctl`] parser that fills it.
+//! - L2 [`apps`]: the built-in echo/discard/HTTP applications and the app
+//!   host; imports only `tcp`, `wire` and time.
+//! - L3 [`iface`]: the frame layer, one [`iface::Interface`] per queue
+//!   (Ethernet dispatch, ARP neighbour cache, ICMP, TCP entry, counters)
+//!   writing to an [`iface::FrameSink`]; it knows no AF_XDP type.
+//! - L4 [`datapath`]: the XDP loader, the AF_XDP sockets (which implement
+//!   `FrameSink`), queue steering and the fast-path settings.
+//! - L5 [`runtime`]: bring-up and worker rounds (`Stack`, `serve`), the
+//!   control socket, OS helpers.
+//! - L6 [`tools`] (load and flood generators, kernel baseline server,
+//!   testbed, every benchmark) and [`cli`] (one module per `xstack`
+//!   subcommand).
 
-pub mod app;
-pub mod bench;
-pub mod control;
-pub mod engine;
-pub mod fastpath;
-pub mod flood;
-pub mod http;
-pub mod kserve;
-pub mod load;
-pub mod serve;
-pub mod stack;
-pub mod steer;
-pub mod sys;
+pub mod apps;
+pub mod cli;
+pub mod datapath;
+pub mod iface;
+pub mod runtime;
 pub mod tcp;
-pub mod testbed;
 pub mod time;
+pub mod tools;
 pub mod wire;
-pub mod xdp;
-pub mod xsk;
 
 pub use tcp::sysctl;

@@ -3,15 +3,13 @@
 //! over the control socket, and running code inside a network namespace.
 
 use std::{
-    fs::File,
-    os::fd::AsRawFd,
     path::PathBuf,
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
-pub use xstack::testbed::{Testbed, TestbedGuard, PEER_IP, STACK_IP};
+pub use xstack::tools::testbed::{in_netns, Testbed, TestbedGuard, PEER_IP, STACK_IP};
 
 /// The `xstack` binary under test: `$XSTACK_BIN` (set by `cargo xtask
 /// test`), else the workspace's debug build.
@@ -149,21 +147,6 @@ impl Drop for Serve {
     }
 }
 
-/// Runs `f` on a new thread that has joined network namespace `ns`
-/// (`/run/netns/<ns>`); sockets it creates live in that namespace.
-pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        // SAFETY: setns on a namespace fd, affecting only this thread.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("netns thread")
-}
-
 /// Reads a counter at a JSON pointer as u64 (0 when absent).
 pub fn counter(v: &serde_json::Value, pointer: &str) -> u64 {
     v.pointer(pointer).and_then(|x| x.as_u64()).unwrap_or(0)
@@ -176,5 +159,5 @@ pub fn attached_xdp(ns: &str, iface: &str) -> Option<(u64, String)> {
         .output()
         .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    xstack::xdp::parse_attached(v.get(0)?).map(|p| (u64::from(p.id), p.name))
+    xstack::datapath::xdp::parse_attached(v.get(0)?).map(|p| (u64::from(p.id), p.name))
 }

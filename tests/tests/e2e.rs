@@ -157,7 +157,7 @@ fn sigint_detaches_cleanly_and_prints_final_counters() {
         })
         .unwrap_or(false);
     assert!(!leftover_pins, "pins left behind");
-    let sockets = xstack::control::instances();
+    let sockets = xstack::runtime::control::instances();
     assert!(
         !sockets.iter().any(|(i, _)| i == &t.stack_if),
         "control socket left behind"
@@ -189,7 +189,7 @@ fn a_killed_instance_leaves_no_program_attached() {
 #[test]
 fn testbed_down_leaves_nothing_behind() {
     let name = xstack_tests::unique_name('d');
-    let t = xstack::testbed::Testbed::new(&name).unwrap();
+    let t = xstack::tools::testbed::Testbed::new(&name).unwrap();
     t.up(2).unwrap();
     t.up(2).unwrap(); // idempotent
     assert!(t.exists());
@@ -329,8 +329,8 @@ fn an_xdp_program_attached_by_someone_else_is_not_replaced() {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
         in_netns(&ns, move || {
-            let mut p = xstack::xdp::XdpProgram::load(None).expect("load");
-            p.attach(&iface, xstack::xdp::AttachMode::Generic)
+            let mut p = xstack::datapath::xdp::XdpProgram::load(None).expect("load");
+            p.attach(&iface, xstack::datapath::xdp::AttachMode::Generic)
                 .expect("attach");
             ready_tx.send(()).unwrap();
             let _ = rx.recv_timeout(Duration::from_secs(60));
@@ -419,8 +419,8 @@ fn a_linux_client_exchanges_data_with_the_echo_app_and_both_sides_close() {
 fn an_engine_client_exchanges_data_with_a_linux_server() {
     use std::io::{Read, Write};
     use xstack::{
-        engine::App,
-        stack::{Stack, StackConfig},
+        apps::App,
+        runtime::stack::{Stack, StackConfig},
         tcp::TcpError,
     };
     let tb = testbed('c', 1);

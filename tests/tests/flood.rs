@@ -14,7 +14,7 @@ fn legitimate_clients_complete_connections_under_a_syn_flood() {
     let before = serve.stats();
     // 3 s of spoofed SYNs at 40 kpps from 198.18.128.0/17 (inside the
     // benchmarking range, as the generator insists).
-    let flood = xstack::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
+    let flood = xstack::tools::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
         .args(["flood", "--iface", &t.peer_if, "--target", "198.18.0.2:80"])
         .args([
             "--rate",
@@ -26,7 +26,7 @@ fn legitimate_clients_complete_connections_under_a_syn_flood() {
             "--sources",
             "198.18.128.0/17",
         ])
-        .args(["--dst-mac", &xstack::testbed::STACK_MAC.to_string()])
+        .args(["--dst-mac", &xstack::tools::testbed::STACK_MAC.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

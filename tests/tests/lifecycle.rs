@@ -11,8 +11,8 @@ use std::{
 };
 
 use xstack::{
-    engine::App,
-    stack::{Stack, StackConfig},
+    apps::App,
+    runtime::stack::{Stack, StackConfig},
     tcp::{ConnId, Event, KeepaliveConfig, TcpConfig, TcpError},
 };
 use xstack_tests::{in_netns, testbed, Testbed};

@@ -84,7 +84,7 @@ struct Kserve(Option<std::process::Child>);
 impl Kserve {
     fn start(t: &Testbed, ns: &str, listen: &str, extra: &[&str]) -> Kserve {
         let _ = t;
-        let child = xstack::testbed::netns_command(ns, xstack_bin().to_str().unwrap())
+        let child = xstack::tools::testbed::netns_command(ns, xstack_bin().to_str().unwrap())
             .args(["kserve", "--listen", listen, "--duration", "60"])
             .args(extra)
             .stdout(Stdio::piped())
@@ -114,7 +114,7 @@ impl Drop for Kserve {
 }
 
 fn load(ns: &str, args: &[&str], json: &Path) -> Value {
-    let out = xstack::testbed::netns_command(ns, xstack_bin().to_str().unwrap())
+    let out = xstack::tools::testbed::netns_command(ns, xstack_bin().to_str().unwrap())
         .arg("load")
         .args(args)
         .args(["--quiet", "--json", json.to_str().unwrap()])

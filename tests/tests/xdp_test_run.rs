@@ -7,13 +7,13 @@ use std::net::Ipv4Addr;
 use aya::programs::{TestRun, TestRunOptions};
 use stack_ebpf::Counter;
 use xstack::{
+    datapath::xdp::XdpProgram,
+    datapath::xsk::{XskConfig, XskMode, XskSocket},
     wire::{
         arp::{self, ArpRepr},
         ethernet::{self, EthernetRepr, Mac},
         ipv4::{self, Ipv4Repr},
     },
-    xdp::XdpProgram,
-    xsk::{XskConfig, XskMode, XskSocket},
 };
 
 const XDP_ABORTED: u32 = 0;
@@ -285,7 +285,7 @@ fn verdicts_never_abort() {
 // ---- Flags, options, SYN cookies.
 
 use stack_ebpf::{cookie, CookieMeta, COOKIE_META_MAGIC, META_NO_WSCALE, META_SACK, META_TS};
-use xstack::fastpath::{FastpathSettings, SynCookies};
+use xstack::datapath::fastpath::{FastpathSettings, SynCookies};
 
 const XDP_TX: u32 = 3;
 const SEQ: u32 = 0x1000_0000;
@@ -608,7 +608,7 @@ fn cookie_acks_are_validated_and_carry_their_options_as_metadata() {
     assert_eq!(m.flags, META_TS | META_SACK);
     assert_eq!((m.tsval, m.tsecr), (4243, tsval));
     assert_eq!(&out[meta_len..], &ack[..], "the frame itself is untouched");
-    assert_eq!(xstack::engine::cookie_meta(&out[..meta_len]), Some(m));
+    assert_eq!(xstack::iface::cookie_meta(&out[..meta_len]), Some(m));
     // The flow is now known: its next segments take the ordinary path.
     let data = segment(0x18, SEQ + 1, isn.wrapping_add(1), &[], b"GET");
     let (v, c, _, meta_len) = moved(&mut p, &data);
@@ -683,7 +683,7 @@ fn forged_expired_and_unknown_acks_are_dropped_while_cookies_are_in_use() {
     let (v, c, _, _) = moved(&mut p, &segment(0x04, SEQ + 1, 0, &[], &[]));
     assert_eq!((v, c), (XDP_DROP, Counter::DropNoFlow));
     // After two rotations the cookie's secret is gone.
-    let r1 = xstack::fastpath::rotate(&secrets);
+    let r1 = xstack::datapath::fastpath::rotate(&secrets);
     p.set_secrets(&r1).unwrap();
     let (v, c, _, _) = moved(
         &mut p,
@@ -697,7 +697,8 @@ fn forged_expired_and_unknown_acks_are_dropped_while_cookies_are_in_use() {
     let mut other = segment(0x10, SEQ + 1, isn.wrapping_add(1), &[], &[]);
     other[34..36].copy_from_slice(&40009u16.to_be_bytes());
     fix_tcp_checksum(&mut other);
-    p.set_secrets(&xstack::fastpath::rotate(&r1)).unwrap();
+    p.set_secrets(&xstack::datapath::fastpath::rotate(&r1))
+        .unwrap();
     let (v, c, _, _) = moved(&mut p, &other);
     assert_eq!((v, c), (XDP_DROP, Counter::DropCookieInvalid));
 }

@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::{bail, Result};
 
 use crate::{
-    build::{bpf_object, build},
+    build::build,
     setup::setup,
     util::{is_root, root, run},
 };
@@ -38,21 +38,10 @@ pub fn bench(seconds: u32) -> Result<()> {
     run(Command::new(root().join("target/release/xstack"))
         .current_dir(root())
         .args(["bench", "cookies"]))?;
-    for bench in ["rx-bench", "bulk-bench"] {
-        run(Command::new("cargo")
+    for bench in ["rx", "bulk"] {
+        run(Command::new(root().join("target/release/xstack"))
             .current_dir(root())
-            .args([
-                "run",
-                "--release",
-                "--package",
-                "xstack-tests",
-                "--bin",
-                bench,
-                "--",
-            ])
-            .arg(seconds.to_string())
-            .env("XSTACK_BPF_OBJ", bpf_object())
-            .env("XSTACK_BIN", root().join("target/release/xstack")))?;
+            .args(["bench", bench, "--seconds", &seconds.to_string()]))?;
     }
     Ok(())
 }

@@ -1,0 +1,95 @@
+//! `xstack bench`: the benchmarks of [`crate::tools::bench`].
+
+use anyhow::Result;
+use clap::Subcommand;
+
+#[derive(clap::Args, Debug)]
+pub(super) struct Args {
+    #[command(subcommand)]
+    which: Option<Which>,
+    /// Seconds per measurement (the kernel comparison).
+    #[arg(long, default_value_t = 5)]
+    seconds: u32,
+    /// Directory for bench.json, cps.svg and latency-cdf.svg.
+    #[arg(long, default_value = "target/bench")]
+    out: std::path::PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum Which {
+    /// Legitimate connection success and CPS under rising SYN-flood rates, for three systems.
+    #[command(after_help = "Example:\n  xstack bench synflood --seconds 3 --out target/synflood")]
+    Synflood(crate::tools::bench::synflood::SynfloodArgs),
+    /// SYN cookie generate+check cost: ours (SipHash, shared with the engine) vs bpf_tcp_raw_*_syncookie_ipv4.
+    #[command(after_help = "Example:\n  xstack bench cookies --repeat 1000000")]
+    Cookies {
+        /// BPF_PROG_TEST_RUN repetitions per variant.
+        #[arg(long, default_value_t = 1_000_000)]
+        repeat: u32,
+    },
+    /// xstack load against xstack serve for a long bounded run, sampling memory; errors and growth after the first minute.
+    #[command(
+        after_help = "Examples:\n  xstack bench soak --seconds 600\n  xstack bench soak --seconds 60 --sample 5 --out target/soak"
+    )]
+    Soak(crate::tools::bench::soak::SoakArgs),
+    /// Packets per second one AF_XDP socket (copy mode) receives on the testbed, next to the Linux stack, same traffic.
+    #[command(after_help = "Example:\n  xstack bench rx --seconds 5")]
+    Rx {
+        /// Seconds per receiver (1 to 60).
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// Bulk TCP throughput on the testbed: Linux → Linux, Linux → xstack engine, xstack engine → Linux.
+    #[command(after_help = "Example:\n  xstack bench bulk --seconds 5")]
+    Bulk {
+        /// Seconds per direction (1 to 60).
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// Two sans-IO TCP engines in memory on one core: connect/request/close rate and bulk throughput.
+    #[command(after_help = "Example:\n  xstack bench tcp-mem --seconds 3")]
+    TcpMem {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+    /// The TCP timing wheel next to a binary heap with lazy cancellation, with N live timers.
+    #[command(after_help = "Example:\n  xstack bench timer --timers 1000000")]
+    Timer {
+        /// Live timers.
+        #[arg(long, default_value_t = 1_000_000)]
+        timers: usize,
+    },
+}
+
+pub(super) fn run(a: Args) -> Result<()> {
+    let Args {
+        which,
+        seconds,
+        out,
+    } = a;
+    match which {
+        Some(Which::Synflood(a)) => crate::tools::bench::synflood::run(&a)?,
+        Some(Which::Soak(a)) => print!("{}", crate::tools::bench::soak::run(&a)?),
+        Some(Which::Rx { seconds }) => crate::tools::bench::rx::run(seconds)?,
+        Some(Which::Bulk { seconds }) => crate::tools::bench::bulk::run(seconds)?,
+        Some(Which::TcpMem { seconds }) => crate::tools::bench::tcp_mem::run(seconds),
+        Some(Which::Timer { timers }) => crate::tools::bench::timer::run(timers),
+        Some(Which::Cookies { repeat }) => {
+            let r = crate::tools::bench::cookies::run(repeat)?;
+            print!("{r}");
+        }
+        None => {
+            if !(1..=600).contains(&seconds) {
+                anyhow::bail!("--seconds {seconds} is out of range: use 1 to 600");
+            }
+            let table = crate::tools::bench::kernel::run(seconds, &out)?;
+            print!("{table}");
+            println!(
+                "wrote {}/bench.json, cps.svg, latency-cdf.svg",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}

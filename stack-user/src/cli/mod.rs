@@ -1,0 +1,117 @@
+//! The `xstack` command line: the clap parser (`Cli`) and one module per
+//! subcommand that owns its arguments and its `run`; `bin/xstack.rs` only
+//! calls [`main`].
+
+mod bench;
+mod config;
+mod flood;
+mod kserve;
+mod load;
+mod serve;
+mod stats;
+mod testbed;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// xstack — an eBPF/XDP kernel-bypass TCP stack.
+#[derive(Parser, Debug)]
+#[command(name = "xstack", version, about, long_about = None)]
+struct Cli {
+    /// More log output (-v: debug, including XDP program messages; -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Manage the built-in testbed: two network namespaces joined by a veth pair.
+    #[command(
+        after_help = "Examples:\n  xstack testbed up\n  xstack testbed up --name lab --queues 2\n  xstack testbed status --name lab\n  xstack testbed down --name lab"
+    )]
+    Testbed(testbed::Args),
+    /// Run the stack on an interface: XDP + one AF_XDP socket and engine per rx queue.
+    #[command(
+        after_help = "Examples:\n  ip netns exec xs-default-stack xstack serve --iface xs-default-s --ip 198.18.0.2 --port 8080 --app echo\n  xstack serve --iface eth1 --ip 198.18.1.10 --port 80,443 --queues 4 --xsk-mode zerocopy\n  xstack serve --iface xs-lab-s --ip 198.18.0.2 --port 8080 --duration 30"
+    )]
+    Serve(serve::Args),
+    /// Run the same applications on Linux kernel sockets (tokio): the baseline.
+    #[command(
+        after_help = "Examples:\n  ip netns exec xs-lab-stack xstack kserve --listen 198.18.0.2:80 --app http\n  xstack kserve --listen 0.0.0.0:7 --app echo --threads 2"
+    )]
+    Kserve(kserve::Args),
+    /// Generate load against a server: connections, requests, latency.
+    #[command(
+        after_help = "Examples:\n  # closed loop, a new connection per request, against a kernel server in the peer netns\n  ip netns exec xs-lab-stack xstack load --iface xs-lab-s --ip 198.18.0.2 --target 198.18.0.1:80 --concurrency 64 --duration 10\n  # open loop at 20k connections/s, HTTP, server closes first\n  xstack load --iface xs-lab-s --ip 198.18.0.2 --target 198.18.0.1:80 --rate 20000 --http --close server --duration 10 --json out.json --hdr out.hlog\n  # the same load over kernel sockets\n  xstack load --kernel --target 198.18.0.1:80 --concurrency 64 --duration 10"
+    )]
+    Load(Box<load::Args>),
+    /// Change fast-path settings (cookies, SYN limits, prefix lists) of a running instance, without reattaching.
+    #[command(
+        after_help = "Examples:\n  xstack config --iface xs-lab-s tcp_syncookies=always\n  xstack config syn_source_rate=50 syn_source_burst=10 deny=198.18.200.0/24\n  xstack config syn_rate_on=20000 syn_rate_off=5000 undeny=198.18.200.0/24\nKeys: tcp_syncookies (never|auto|always), syn_rate_on, syn_rate_off, syn_window_ms, syn_source_rate, syn_source_burst, syn_global_rate, syn_global_burst, mss, wscale, window, ecn, allow_only, deny, undeny, allow, unallow"
+    )]
+    Config(config::Args),
+    /// Send a bounded flood of spoofed TCP segments (SYN, ACK, RST) from a prefix in 198.18.0.0/15 through AF_XDP.
+    #[command(
+        after_help = "Examples:\n  ip netns exec xs-lab-peer xstack flood --iface xs-lab-p --target 198.18.0.2:8080 --rate 100000 --duration 5\n  xstack flood --iface xs-lab-p --target 198.18.0.2:8080 --rate 0 --duration 3 --kind mixed --sources 198.18.128.0/17\nOnly targets and sources inside 198.18.0.0/15 (RFC 2544) are accepted."
+    )]
+    Flood(flood::Args),
+    /// Benchmarks: with no subcommand, xstack vs the Linux kernel stack (load generators and servers, one run); `synflood` (legit connections under a SYN flood: Linux, Linux+SYNPROXY, xstack); `cookies` (our cookie vs the kernel's helpers).
+    #[command(
+        after_help = "Examples:\n  xstack bench\n  xstack bench --seconds 10 --out target/bench\n  xstack bench synflood\n  xstack bench cookies"
+    )]
+    Bench(bench::Args),
+    /// Show the counters of a running instance (read over its control socket).
+    #[command(
+        after_help = "Examples:\n  xstack stats\n  xstack stats --iface xs-default-s\n  xstack stats --json | jq .xdp"
+    )]
+    Stats(stats::Args),
+}
+
+fn init_logging(verbose: u8) {
+    // stack_ebpf is the target of the XDP program's own aya-log records.
+    let level = match verbose {
+        0 => "info",
+        1 => "info,xstack=debug,stack_ebpf=debug",
+        _ => "debug,xstack=trace,stack_ebpf=trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp_millis()
+        .init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Testbed(a) => testbed::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Kserve(a) => kserve::run(a),
+        Command::Load(a) => load::run(*a),
+        Command::Config(a) => config::run(a),
+        Command::Flood(a) => flood::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Stats(a) => stats::run(a),
+    }
+}
+
+/// Parses the command line, runs the subcommand and maps the outcome to an
+/// exit code (errors as one line on stderr).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the cause chain, outermost first.
+            let msg = e
+                .chain()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(": ");
+            eprintln!("xstack: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! `xstack serve`: run the stack on an interface.
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use anyhow::Result;
+
+use crate::{
+    datapath::xdp::AttachMode,
+    datapath::xsk::{XskConfig, XskMode},
+    runtime::serve::{self, ServeConfig},
+};
+
+#[derive(clap::Args, Debug)]
+pub(super) struct Args {
+    /// Interface to attach to (in the current network namespace).
+    #[arg(long)]
+    iface: String,
+    /// IPv4 address the stack owns (not configured on the kernel interface).
+    #[arg(long)]
+    ip: Ipv4Addr,
+    /// TCP port(s) to serve, comma separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    port: Vec<u16>,
+    /// Application on the ports: echo (RFC 862), discard (RFC 863) or a fixed-body HTTP/1.1 server.
+    #[arg(long, value_enum, default_value = "echo")]
+    app: crate::apps::App,
+    /// Body size of `--app http` responses.
+    #[arg(long, default_value_t = 64)]
+    response_bytes: usize,
+    /// TCP setting by its Linux sysctl name, repeatable (e.g. tcp_tw_reuse=1, tcp_max_tw_buckets=262144, somaxconn=4096).
+    #[arg(long = "sysctl", value_name = "KEY=VALUE")]
+    sysctls: Vec<String>,
+    /// AF_XDP sockets, one per rx queue 0..N (default: every rx queue of the interface).
+    #[arg(long)]
+    queues: Option<u32>,
+    /// XDP attach mode: driver with generic fallback, or forced.
+    #[arg(long, value_enum, default_value = "auto")]
+    xdp_mode: AttachMode,
+    /// AF_XDP bind mode: zero-copy where supported, or forced.
+    #[arg(long, value_enum, default_value = "auto")]
+    xsk_mode: XskMode,
+    /// UMEM frames per queue.
+    #[arg(long, default_value_t = 4096)]
+    frames: u32,
+    /// Entries per ring.
+    #[arg(long, default_value_t = 2048)]
+    ring_size: u32,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Pin the XDP maps under /sys/fs/bpf/xstack/ (needs bpffs) for bpftool.
+    #[arg(long)]
+    pin_maps: bool,
+    /// Spin on the rings instead of sleeping in poll() when idle.
+    #[arg(long)]
+    busy_poll: bool,
+    /// SYN cookies answered in XDP: never, auto (SYN rate above --syn-rate-on or SYN queue full), always.
+    #[arg(long, value_enum, default_value = "auto")]
+    syncookies: crate::datapath::fastpath::SynCookies,
+    /// Auto mode: SYN/s at which XDP starts answering with cookies.
+    #[arg(long, default_value_t = 10_000)]
+    syn_rate_on: u64,
+    /// Auto mode: SYN/s below which it stops again (hysteresis).
+    #[arg(long, default_value_t = 5_000)]
+    syn_rate_off: u64,
+    /// SYN/s allowed per source address (token bucket; 0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    syn_source_rate: u64,
+    /// Burst per source address.
+    #[arg(long, default_value_t = 16)]
+    syn_source_burst: u64,
+    /// SYN/s allowed over all sources (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    syn_global_rate: u64,
+    /// Global burst.
+    #[arg(long, default_value_t = 1024)]
+    syn_global_burst: u64,
+    /// Drop SYNs from this prefix (repeatable).
+    #[arg(long)]
+    deny: Vec<String>,
+    /// Exempt this prefix from SYN limits (repeatable).
+    #[arg(long)]
+    allow: Vec<String>,
+    /// Only sources on the allow list may connect.
+    #[arg(long)]
+    allow_only: bool,
+    /// Any other fast-path setting as key=value (see `xstack config --help`), repeatable.
+    #[arg(long = "set")]
+    set: Vec<String>,
+}
+
+fn fastpath_settings(a: &Args) -> Result<crate::datapath::fastpath::FastpathSettings> {
+    let mut f = crate::datapath::fastpath::FastpathSettings {
+        syncookies: a.syncookies,
+        syn_rate_on: a.syn_rate_on.max(1),
+        syn_rate_off: a.syn_rate_off,
+        syn_source_rate: a.syn_source_rate,
+        syn_source_burst: a.syn_source_burst.max(1),
+        syn_global_rate: a.syn_global_rate,
+        syn_global_burst: a.syn_global_burst.max(1),
+        allow_only: a.allow_only,
+        ..Default::default()
+    };
+    for d in &a.deny {
+        f.apply(&format!("deny={d}"))?;
+    }
+    for d in &a.allow {
+        f.apply(&format!("allow={d}"))?;
+    }
+    for kv in &a.set {
+        f.apply(kv)?;
+    }
+    Ok(f)
+}
+
+pub(super) fn run(a: Args) -> Result<()> {
+    if let Some(d) = a.duration {
+        if !(d > 0.0 && d.is_finite()) {
+            anyhow::bail!("--duration {d} is invalid: give a positive number of seconds");
+        }
+    }
+    let fastpath = fastpath_settings(&a)?;
+    let config = ServeConfig {
+        fastpath,
+        iface: a.iface,
+        ip: a.ip,
+        ports: a.port,
+        app: a.app,
+        response_bytes: a.response_bytes,
+        tcp: {
+            let mut t = crate::tcp::TcpConfig::default();
+            for kv in &a.sysctls {
+                crate::sysctl::apply(&mut t, kv)?;
+            }
+            t
+        },
+        queues: a.queues,
+        xdp_mode: a.xdp_mode,
+        xsk: XskConfig {
+            frames: a.frames,
+            ring_size: a.ring_size,
+            mode: a.xsk_mode,
+            ..XskConfig::default()
+        },
+        duration: a.duration.map(Duration::from_secs_f64),
+        pin_maps: a.pin_maps,
+        busy_poll: a.busy_poll,
+    };
+    let stats = serve::run(config)?;
+    println!("final counters:");
+    print!("{}", serve::render_stats(&stats));
+    Ok(())
+}

@@ -1,0 +1,361 @@
+//! Settings of the XDP fast path (SYN cookies and SYN-flood filtering), as
+//! users write them (`xstack serve --syncookies auto --syn-source-rate 50`,
+//! `xstack config --iface IF key=value`), and their translation into the
+//! [`FastpathConfig`] map entry the XDP program reads per packet.
+
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+use stack_ebpf::{
+    cookie::{Secret, Secrets},
+    FastpathConfig, CFG_ALLOW_LIST, CFG_ALLOW_ONLY, CFG_DENY_LIST, CFG_ECN, SYNCOOKIES_ALWAYS,
+    SYNCOOKIES_AUTO, SYNCOOKIES_NEVER,
+};
+use thiserror::Error;
+
+/// `tcp_syncookies` as the XDP program applies it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SynCookies {
+    /// SYNs always go to the engine.
+    Never,
+    /// Cookies while the SYN rate is above `syn_rate_on` (until it falls
+    /// below `syn_rate_off`) or the engine's SYN queue is full.
+    Auto,
+    /// Every SYN is answered by XDP with a cookie.
+    Always,
+}
+
+impl SynCookies {
+    fn code(self) -> u32 {
+        match self {
+            SynCookies::Never => SYNCOOKIES_NEVER,
+            SynCookies::Auto => SYNCOOKIES_AUTO,
+            SynCookies::Always => SYNCOOKIES_ALWAYS,
+        }
+    }
+}
+
+/// Errors of fast-path settings.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SettingError {
+    /// Unknown key.
+    #[error("unknown setting {0:?}; known: {keys}", keys = KEYS.join(", "))]
+    UnknownKey(String),
+    /// Bad value.
+    #[error("bad value {value:?} for {key}: {why}")]
+    BadValue {
+        /// Key.
+        key: String,
+        /// Value.
+        value: String,
+        /// What is expected.
+        why: &'static str,
+    },
+    /// Not key=value.
+    #[error("{0:?} is not key=value")]
+    NotKeyValue(String),
+}
+
+/// Keys `xstack config` accepts.
+pub const KEYS: &[&str] = &[
+    "tcp_syncookies",
+    "syn_rate_on",
+    "syn_rate_off",
+    "syn_window_ms",
+    "syn_source_rate",
+    "syn_source_burst",
+    "syn_global_rate",
+    "syn_global_burst",
+    "mss",
+    "wscale",
+    "window",
+    "ecn",
+    "allow_only",
+    "deny",
+    "undeny",
+    "allow",
+    "unallow",
+];
+
+/// The fast path's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FastpathSettings {
+    /// Cookie mode (`tcp_syncookies`).
+    pub syncookies: SynCookies,
+    /// Auto mode: SYN/s at or above which cookies turn on.
+    pub syn_rate_on: u64,
+    /// Auto mode: SYN/s below which cookies turn off again (hysteresis).
+    pub syn_rate_off: u64,
+    /// Auto mode: rate window, ms.
+    pub syn_window_ms: u64,
+    /// SYN/s per source address (0: unlimited).
+    pub syn_source_rate: u64,
+    /// Burst per source, SYNs.
+    pub syn_source_burst: u64,
+    /// SYN/s over all sources (0: unlimited).
+    pub syn_global_rate: u64,
+    /// Global burst, SYNs.
+    pub syn_global_burst: u64,
+    /// MSS announced in cookie SYN-ACKs (client MSS is clamped to it).
+    pub mss: u16,
+    /// Window-scale shift announced in cookie SYN-ACKs.
+    pub wscale: u8,
+    /// Window of cookie SYN-ACKs.
+    pub window: u16,
+    /// Negotiate ECN in cookie SYN-ACKs.
+    pub ecn: bool,
+    /// Only sources on the allow list may open connections.
+    pub allow_only: bool,
+    /// Send cookie SYN-ACKs with `bpf_redirect` to the ingress interface
+    /// instead of `XDP_TX` (needed on veth; see `CFG_TX_REDIRECT`).
+    pub tx_redirect: bool,
+    /// Deny-list prefixes.
+    pub deny: Vec<(Ipv4Addr, u8)>,
+    /// Allow-list prefixes (exempt from rate limits).
+    pub allow: Vec<(Ipv4Addr, u8)>,
+}
+
+impl Default for FastpathSettings {
+    /// Linux-like defaults: cookies in auto mode with the threshold of a
+    /// busy server; no rate limits until configured.
+    fn default() -> Self {
+        FastpathSettings {
+            syncookies: SynCookies::Never,
+            syn_rate_on: 10_000,
+            syn_rate_off: 5_000,
+            syn_window_ms: 100,
+            syn_source_rate: 0,
+            syn_source_burst: 16,
+            syn_global_rate: 0,
+            syn_global_burst: 1024,
+            mss: 1460,
+            wscale: 7,
+            window: 65535,
+            ecn: false,
+            allow_only: false,
+            tx_redirect: false,
+            deny: Vec::new(),
+            allow: Vec::new(),
+        }
+    }
+}
+
+/// Parses `A.B.C.D/LEN` (or a bare address, /32) inside 0.0.0.0/0.
+pub fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), &'static str> {
+    let (a, l) = match s.split_once('/') {
+        Some((a, l)) => (a, l.parse::<u8>().map_err(|_| "prefix length 0..=32")?),
+        None => (s, 32),
+    };
+    if l > 32 {
+        return Err("prefix length 0..=32");
+    }
+    let a: Ipv4Addr = a
+        .parse()
+        .map_err(|_| "an IPv4 prefix like 198.18.64.0/18")?;
+    let mask = if l == 0 { 0 } else { u32::MAX << (32 - l) };
+    Ok((Ipv4Addr::from(u32::from(a) & mask), l))
+}
+
+fn gcra(rate: u64, burst: u64) -> (u64, u64) {
+    if rate == 0 {
+        return (0, 0);
+    }
+    let interval = (1_000_000_000 / rate).max(1);
+    (interval, interval.saturating_mul(burst.max(1) - 1))
+}
+
+impl FastpathSettings {
+    /// The map entry for these settings.
+    pub fn to_config(&self) -> FastpathConfig {
+        let window_ns = self.syn_window_ms.max(1) * 1_000_000;
+        let per_window = |rate: u64| (rate.saturating_mul(window_ns) / 1_000_000_000).max(1);
+        let (si, st) = gcra(self.syn_source_rate, self.syn_source_burst);
+        let (gi, gt) = gcra(self.syn_global_rate, self.syn_global_burst);
+        let mut flags = 0;
+        if !self.deny.is_empty() {
+            flags |= CFG_DENY_LIST;
+        }
+        if !self.allow.is_empty() {
+            flags |= CFG_ALLOW_LIST;
+        }
+        if self.allow_only {
+            flags |= CFG_ALLOW_ONLY;
+        }
+        if self.ecn {
+            flags |= CFG_ECN;
+        }
+        if self.tx_redirect {
+            flags |= stack_ebpf::CFG_TX_REDIRECT;
+        }
+        FastpathConfig {
+            syncookies: self.syncookies.code(),
+            flags,
+            mss: u32::from(self.mss),
+            wscale: u32::from(self.wscale.min(14)),
+            window: u32::from(self.window),
+            ttl: 64,
+            window_ns,
+            syn_on: per_window(self.syn_rate_on),
+            syn_off: per_window(self.syn_rate_off.min(self.syn_rate_on)),
+            source_interval_ns: si,
+            source_tolerance_ns: st,
+            global_interval_ns: gi,
+            global_tolerance_ns: gt,
+        }
+    }
+
+    /// Applies one `key=value` setting.
+    pub fn apply(&mut self, kv: &str) -> Result<(), SettingError> {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| SettingError::NotKeyValue(kv.into()))?;
+        let (k, v) = (k.trim(), v.trim());
+        let bad = |why| SettingError::BadValue {
+            key: k.into(),
+            value: v.into(),
+            why,
+        };
+        let num = |max: u64| -> Result<u64, SettingError> {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| bad("a non-negative integer in range"))
+        };
+        let boolean = || match v {
+            "1" | "true" | "on" | "yes" => Ok(true),
+            "0" | "false" | "off" | "no" => Ok(false),
+            _ => Err(bad("0 or 1")),
+        };
+        match k {
+            // Linux: 0 never, 1 when the queue overflows, 2 always.
+            "tcp_syncookies" | "syncookies" => {
+                self.syncookies = match v {
+                    "0" | "never" => SynCookies::Never,
+                    "1" | "auto" => SynCookies::Auto,
+                    "2" | "always" => SynCookies::Always,
+                    _ => return Err(bad("never|auto|always (or 0|1|2)")),
+                }
+            }
+            "syn_rate_on" => self.syn_rate_on = num(1 << 40)?.max(1),
+            "syn_rate_off" => self.syn_rate_off = num(1 << 40)?,
+            "syn_window_ms" => self.syn_window_ms = num(60_000)?.max(1),
+            "syn_source_rate" => self.syn_source_rate = num(1 << 30)?,
+            "syn_source_burst" => self.syn_source_burst = num(1 << 30)?.max(1),
+            "syn_global_rate" => self.syn_global_rate = num(1 << 30)?,
+            "syn_global_burst" => self.syn_global_burst = num(1 << 30)?.max(1),
+            "mss" => self.mss = num(65535)?.max(88) as u16,
+            "wscale" => self.wscale = num(14)? as u8,
+            "window" => self.window = num(65535)? as u16,
+            "ecn" => self.ecn = boolean()?,
+            "allow_only" => self.allow_only = boolean()?,
+            "deny" | "undeny" | "allow" | "unallow" => {
+                let p = parse_prefix(v).map_err(bad)?;
+                let list = if k.ends_with("deny") {
+                    &mut self.deny
+                } else {
+                    &mut self.allow
+                };
+                list.retain(|x| *x != p);
+                if !k.starts_with("un") {
+                    list.push(p);
+                }
+            }
+            other => return Err(SettingError::UnknownKey(other.into())),
+        }
+        Ok(())
+    }
+}
+
+/// 16 random bytes from the kernel (getrandom), for keyed hashes (ISNs,
+/// SYN cookie secrets).
+pub fn random_key() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    let mut filled = 0;
+    while filled < b.len() {
+        // SAFETY: writes at most the remaining bytes of `b`.
+        let n = unsafe { libc::getrandom(b[filled..].as_mut_ptr().cast(), b.len() - filled, 0) };
+        if n <= 0 {
+            // getrandom only fails on a kernel without it (< 3.17): fall
+            // back to time and pid.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            b.copy_from_slice(&(t ^ u128::from(std::process::id()) << 64).to_le_bytes());
+            break;
+        }
+        filled += n as usize;
+    }
+    b
+}
+
+/// A random 128-bit SipHash key ([`random_key`]).
+pub fn random_secret() -> Secret {
+    let b = random_key();
+    let (k0, k1) = b.split_at(8);
+    Secret {
+        k0: u64::from_le_bytes(k0.try_into().unwrap_or([0; 8])),
+        k1: u64::from_le_bytes(k1.try_into().unwrap_or([0; 8])),
+    }
+}
+
+/// Secrets after a rotation: a fresh current one, the old current kept as
+/// previous (cookies issued before stay valid until they expire).
+pub fn rotate(s: &Secrets) -> Secrets {
+    Secrets {
+        current: random_secret(),
+        previous: s.current,
+    }
+}
+
+/// How often `xstack serve` rotates the cookie secret.
+pub const SECRET_ROTATION: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse_and_translate() {
+        let mut s = FastpathSettings::default();
+        s.apply("tcp_syncookies=auto").unwrap();
+        s.apply("syn_rate_on=20000").unwrap();
+        s.apply("syn_rate_off=1000").unwrap();
+        s.apply("syn_source_rate=100").unwrap();
+        s.apply("syn_source_burst=10").unwrap();
+        s.apply("deny=198.18.200.7/16").unwrap();
+        assert_eq!(s.deny, vec![(Ipv4Addr::new(198, 18, 0, 0), 16)]);
+        let c = s.to_config();
+        assert_eq!(c.syncookies, SYNCOOKIES_AUTO);
+        assert_eq!(c.syn_on, 2000, "20000/s over 100 ms");
+        assert_eq!(c.syn_off, 100);
+        assert_eq!(c.source_interval_ns, 10_000_000);
+        assert_eq!(c.source_tolerance_ns, 90_000_000);
+        assert_eq!(c.global_interval_ns, 0);
+        assert_eq!(c.flags, CFG_DENY_LIST);
+        s.apply("undeny=198.18.0.0/16").unwrap();
+        assert!(s.deny.is_empty());
+        assert!(matches!(
+            s.apply("nope=1"),
+            Err(SettingError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            s.apply("wscale=15"),
+            Err(SettingError::BadValue { .. })
+        ));
+        assert!(matches!(s.apply("mss"), Err(SettingError::NotKeyValue(_))));
+        assert!(parse_prefix("198.18.0.0/33").is_err());
+    }
+
+    #[test]
+    fn rotation_keeps_the_previous_secret() {
+        let s = Secrets {
+            current: random_secret(),
+            previous: random_secret(),
+        };
+        let r = rotate(&s);
+        assert_eq!(r.previous, s.current);
+        assert_ne!(r.current, s.current);
+    }
+}

@@ -1,0 +1,618 @@
+//! Loading, configuring and attaching the XDP program, and reading its
+//! per-CPU counters.
+//!
+//! The program is attached with a BPF link (`bpf_link_create`), so a killed
+//! process leaves nothing attached. xstack never replaces or detaches a
+//! program it did not attach: when the interface already has one, it says
+//! which and stops.
+//!
+//! # Minimum kernel version
+//! 5.9 (BPF links for XDP).
+
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    os::fd::RawFd,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use aya::{
+    maps::{
+        lpm_trie::{Key as LpmKey, LpmTrie},
+        Array, HashMap, MapData, PerCpuArray, XskMap,
+    },
+    programs::{ProgramError, Xdp, XdpMode},
+    Ebpf, EbpfLoader,
+};
+use serde::Serialize;
+use stack_ebpf::{
+    cookie::Secrets, AddrKey, Counter, FastpathConfig, FastpathState, PortKey, TcpClass, ADDR_ARP,
+    ADDR_ICMP, MAX_QUEUES, PROGRAM_NAME,
+};
+use thiserror::Error;
+
+/// The XDP object, built by `cargo xtask build` and embedded at compile time.
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xstack.bpf.o"));
+
+/// Where bpffs is normally mounted.
+pub const BPFFS: &str = "/sys/fs/bpf";
+
+/// The bpffs root pins go under: `$XSTACK_BPFFS`, else [`BPFFS`].
+pub fn bpffs_root() -> PathBuf {
+    std::env::var_os("XSTACK_BPFFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(BPFFS))
+}
+
+/// How to attach the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// Driver (native) mode, falling back to generic mode with a warning.
+    Auto,
+    /// Driver mode only.
+    Native,
+    /// Generic (skb) mode only.
+    Generic,
+}
+
+/// Errors from loading or attaching the XDP program.
+#[derive(Debug, Error)]
+pub enum XdpError {
+    /// The binary was built without the XDP object.
+    #[error("this xstack binary has no XDP program embedded; build it with `cargo xtask build`")]
+    ObjectMissing,
+    /// The interface does not exist in this network namespace.
+    #[error("interface {0} does not exist in this network namespace; check `ip link` (or run inside the namespace with `ip netns exec`)")]
+    UnknownInterface(String),
+    /// The object could not be parsed or its maps created.
+    #[error("cannot load the XDP object: {0}")]
+    Load(String),
+    /// The verifier refused the program.
+    #[error("the kernel verifier rejected the XDP program ({error}): {detail}; rerun with -v for the full verifier log")]
+    Verifier {
+        /// errno text.
+        error: String,
+        /// The most telling line of the verifier log.
+        detail: String,
+    },
+    /// Another program is attached to the interface.
+    #[error("interface {iface} already has an XDP program attached (id {id}, name {name:?}){owner}; xstack will not replace it: stop its owner, or remove it with `ip link set dev {iface} xdp off` if it is stale")]
+    AlreadyAttached {
+        /// Interface.
+        iface: String,
+        /// Program id.
+        id: u32,
+        /// Program name.
+        name: String,
+        /// Who owns it, when known.
+        owner: String,
+    },
+    /// The attach call failed.
+    #[error("cannot attach XDP to {iface} in {mode} mode: {detail}")]
+    Attach {
+        /// Interface.
+        iface: String,
+        /// Mode tried.
+        mode: &'static str,
+        /// Error text.
+        detail: String,
+    },
+    /// A map operation failed.
+    #[error("XDP map {map}: {detail}")]
+    Map {
+        /// Map name.
+        map: &'static str,
+        /// Error text.
+        detail: String,
+    },
+    /// bpffs is not mounted where pins go.
+    #[error("bpffs is not mounted at {0}; mount it with `mount -t bpf bpf {0}` (or run `cargo xtask setup`)")]
+    BpffsMissing(String),
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> XdpError {
+    move |e| XdpError::Map {
+        map,
+        detail: e.to_string(),
+    }
+}
+
+/// An XDP program attached to an interface, and its maps.
+pub struct XdpProgram {
+    ebpf: Ebpf,
+    xsks: XskMap<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    queue_redirects: PerCpuArray<MapData, u64>,
+    addrs: HashMap<MapData, AddrKey, u32>,
+    ports: HashMap<MapData, PortKey, u8>,
+    classes: PerCpuArray<MapData, u64>,
+    config: Array<MapData, FastpathConfig>,
+    state: Array<MapData, FastpathState>,
+    signals: Array<MapData, u32>,
+    secrets: Array<MapData, Secrets>,
+    deny: LpmTrie<MapData, u32, u8>,
+    allow: LpmTrie<MapData, u32, u8>,
+    attached: Option<(String, &'static str)>,
+    pin_dir: Option<PathBuf>,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+/// The XDP program currently attached to an interface, per `ip -d link`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachedProgram {
+    /// Program id.
+    pub id: u32,
+    /// Program name.
+    pub name: String,
+    /// "driver", "generic" or "offload".
+    pub mode: String,
+}
+
+/// Reads the XDP program attached to `iface` (in the current network
+/// namespace) with `ip -details -json link show`.
+pub fn attached_program(iface: &str) -> Option<AttachedProgram> {
+    let out = Command::new("ip")
+        .args(["-details", "-json", "link", "show", "dev", iface])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    parse_attached(v.get(0)?)
+}
+
+/// The XDP program in one link object of `ip -details -json link|addr show`.
+pub fn parse_attached(link: &serde_json::Value) -> Option<AttachedProgram> {
+    let xdp = link.get("xdp")?;
+    let mode = match xdp.get("mode").and_then(|m| m.as_u64()) {
+        Some(1) => "driver",
+        Some(2) => "generic",
+        Some(3) => "offload",
+        _ => "unknown",
+    };
+    let prog = xdp.get("prog").or_else(|| {
+        xdp.get("attached")
+            .and_then(|a| a.as_array())
+            .and_then(|a| a.first())
+            .and_then(|a| a.get("prog"))
+    })?;
+    Some(AttachedProgram {
+        id: prog.get("id")?.as_u64()? as u32,
+        name: prog
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("")
+            .to_string(),
+        mode: mode.to_string(),
+    })
+}
+
+/// The last verifier-log line that says what went wrong.
+fn verifier_detail(log: &str) -> String {
+    log.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| {
+            !l.is_empty()
+                && !l.starts_with("processed ")
+                && !l.starts_with("verification time")
+                && !l.starts_with("stack depth")
+        })
+        .unwrap_or("no verifier output")
+        .to_string()
+}
+
+impl XdpProgram {
+    /// Loads the embedded object and the program into the kernel (not yet
+    /// attached). In-kernel log statements are enabled when `log` is at
+    /// debug level or more.
+    ///
+    /// With `pin_dir`, the counter and configuration maps are pinned there (on
+    /// bpffs) so that `bpftool map dump pinned ...` can read them; the pins
+    /// are removed on drop.
+    pub fn load(pin_dir: Option<&Path>) -> Result<XdpProgram, XdpError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(XdpError::ObjectMissing);
+        }
+        Self::load_bytes(EBPF_OBJECT, pin_dir)
+    }
+
+    /// Loads an XDP object from bytes (see [`XdpProgram::load`]).
+    pub fn load_bytes(object: &[u8], pin_dir: Option<&Path>) -> Result<XdpProgram, XdpError> {
+        if let Some(dir) = pin_dir {
+            prepare_pin_dir(dir)?;
+        }
+        let level: u8 = match log::max_level() {
+            log::LevelFilter::Off => 0,
+            log::LevelFilter::Error => 1,
+            log::LevelFilter::Warn => 2,
+            log::LevelFilter::Info => 3,
+            log::LevelFilter::Debug => 4,
+            log::LevelFilter::Trace => 5,
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global(aya_log::LEVEL, &level, false)
+            .load(object)
+            .map_err(|e| XdpError::Load(e.to_string()))?;
+        let logger = if level >= 4 {
+            match aya_log::EbpfLogger::init(&mut ebpf) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    log::warn!("XDP log messages unavailable: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| XdpError::Load(format!("program {PROGRAM_NAME} not in the object")))?
+            .try_into()
+            .map_err(|e: ProgramError| XdpError::Load(e.to_string()))?;
+        prog.load().map_err(|e| match e {
+            ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } => {
+                let log_text = verifier_log.to_string();
+                log::debug!("verifier log:\n{log_text}");
+                XdpError::Verifier {
+                    error: io_error.to_string(),
+                    detail: verifier_detail(&log_text),
+                }
+            }
+            other => XdpError::Load(other.to_string()),
+        })?;
+        let take = |ebpf: &mut Ebpf, name: &'static str| {
+            let map = ebpf.take_map(name).ok_or(XdpError::Map {
+                map: name,
+                detail: "missing from the object".into(),
+            })?;
+            if let Some(dir) = pin_dir {
+                if name != "XSKS" {
+                    map.pin(dir.join(name.to_lowercase()))
+                        .map_err(|e| XdpError::Map {
+                            map: name,
+                            detail: format!("pinning: {e}"),
+                        })?;
+                }
+            }
+            Ok::<_, XdpError>(map)
+        };
+        let xsks = XskMap::try_from(take(&mut ebpf, "XSKS")?).map_err(map_err("XSKS"))?;
+        let counters =
+            PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?).map_err(map_err("COUNTERS"))?;
+        let queue_redirects = PerCpuArray::try_from(take(&mut ebpf, "QUEUE_REDIRECTS")?)
+            .map_err(map_err("QUEUE_REDIRECTS"))?;
+        let addrs =
+            HashMap::try_from(take(&mut ebpf, "OWNED_ADDRS")?).map_err(map_err("OWNED_ADDRS"))?;
+        let ports =
+            HashMap::try_from(take(&mut ebpf, "OWNED_PORTS")?).map_err(map_err("OWNED_PORTS"))?;
+        let classes = PerCpuArray::try_from(take(&mut ebpf, "TCP_CLASSES")?)
+            .map_err(map_err("TCP_CLASSES"))?;
+        let config = Array::try_from(take(&mut ebpf, "FASTPATH_CONFIG")?)
+            .map_err(map_err("FASTPATH_CONFIG"))?;
+        let state = Array::try_from(take(&mut ebpf, "FASTPATH_STATE")?)
+            .map_err(map_err("FASTPATH_STATE"))?;
+        let signals = Array::try_from(take(&mut ebpf, "SIGNALS")?).map_err(map_err("SIGNALS"))?;
+        let secrets = Array::try_from(take(&mut ebpf, "SECRETS")?).map_err(map_err("SECRETS"))?;
+        let deny = LpmTrie::try_from(take(&mut ebpf, "DENY_PREFIXES")?)
+            .map_err(map_err("DENY_PREFIXES"))?;
+        let allow = LpmTrie::try_from(take(&mut ebpf, "ALLOW_PREFIXES")?)
+            .map_err(map_err("ALLOW_PREFIXES"))?;
+        let mut p = XdpProgram {
+            ebpf,
+            xsks,
+            counters,
+            queue_redirects,
+            addrs,
+            ports,
+            classes,
+            config,
+            state,
+            signals,
+            secrets,
+            deny,
+            allow,
+            attached: None,
+            pin_dir: pin_dir.map(Path::to_path_buf),
+            logger,
+        };
+        // Safe defaults until the caller configures the fast path: no
+        // cookies, no limits, a random secret.
+        p.set_config(&crate::datapath::fastpath::FastpathSettings::default().to_config())?;
+        p.set_secrets(&Secrets {
+            current: crate::datapath::fastpath::random_secret(),
+            previous: crate::datapath::fastpath::random_secret(),
+        })?;
+        Ok(p)
+    }
+
+    /// Writes the fast-path configuration; the running program uses it for
+    /// the next packet (no reattach).
+    pub fn set_config(&mut self, c: &FastpathConfig) -> Result<(), XdpError> {
+        self.config
+            .set(0, *c, 0)
+            .map_err(map_err("FASTPATH_CONFIG"))
+    }
+
+    /// The fast-path configuration in force.
+    pub fn config(&self) -> Result<FastpathConfig, XdpError> {
+        self.config.get(&0, 0).map_err(map_err("FASTPATH_CONFIG"))
+    }
+
+    /// The program's fast-path state (SYN rate, cookie mode).
+    pub fn fastpath_state(&self) -> Result<FastpathState, XdpError> {
+        self.state.get(&0, 0).map_err(map_err("FASTPATH_STATE"))
+    }
+
+    /// Installs SYN cookie secrets (rotation: new current, old current as previous).
+    pub fn set_secrets(&mut self, s: &Secrets) -> Result<(), XdpError> {
+        self.secrets.set(0, *s, 0).map_err(map_err("SECRETS"))
+    }
+
+    /// The secrets in force.
+    pub fn secrets(&self) -> Result<Secrets, XdpError> {
+        self.secrets.get(&0, 0).map_err(map_err("SECRETS"))
+    }
+
+    /// Sets signal `index` (`stack_ebpf::SIGNAL_*`), e.g. "SYN queue full".
+    pub fn set_signal(&mut self, index: u32, value: u32) -> Result<(), XdpError> {
+        self.signals
+            .set(index, value, 0)
+            .map_err(map_err("SIGNALS"))
+    }
+
+    /// Adds (`add`) or removes a prefix of the deny (`deny`) or allow list.
+    pub fn prefix(
+        &mut self,
+        deny: bool,
+        net: Ipv4Addr,
+        len: u8,
+        add: bool,
+    ) -> Result<(), XdpError> {
+        let (trie, name) = if deny {
+            (&mut self.deny, "DENY_PREFIXES")
+        } else {
+            (&mut self.allow, "ALLOW_PREFIXES")
+        };
+        let key = LpmKey::new(u32::from(len.min(32)), u32::from_ne_bytes(net.octets()));
+        if add {
+            trie.insert(&key, 1, 0).map_err(map_err(name))
+        } else {
+            match trie.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                Err(e) => Err(map_err(name)(e)),
+            }
+        }
+    }
+
+    /// TCP segments by class, summed over CPUs.
+    pub fn tcp_classes(&self) -> Result<BTreeMap<&'static str, u64>, XdpError> {
+        let mut out = BTreeMap::new();
+        for c in TcpClass::ALL {
+            let v = self
+                .classes
+                .get(&(*c as u32), 0)
+                .map_err(map_err("TCP_CLASSES"))?;
+            out.insert(c.name(), v.iter().sum());
+        }
+        Ok(out)
+    }
+
+    /// Loads one of the never-attached benchmark programs of the object
+    /// (`xstack_bench_base|ours|kernel`), sharing this program's maps.
+    pub fn bench_program(&mut self, name: &str) -> Result<&mut Xdp, XdpError> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| XdpError::Load(format!("program {name} not in the object")))?
+            .try_into()
+            .map_err(|e: ProgramError| XdpError::Load(e.to_string()))?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| match e {
+                ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                } => XdpError::Verifier {
+                    error: io_error.to_string(),
+                    detail: verifier_detail(&verifier_log.to_string()),
+                },
+                other => XdpError::Load(other.to_string()),
+            })?;
+        }
+        Ok(prog)
+    }
+
+    /// The loaded program, for `BPF_PROG_TEST_RUN`.
+    pub fn program(&mut self) -> &mut Xdp {
+        // The name was checked in `load_bytes`.
+        match self.ebpf.program_mut(PROGRAM_NAME) {
+            Some(p) => match p.try_into() {
+                Ok(x) => x,
+                Err(_) => unreachable!("{PROGRAM_NAME} was loaded as XDP"),
+            },
+            None => unreachable!("{PROGRAM_NAME} was found at load"),
+        }
+    }
+
+    /// Attaches to `iface`. Refuses when any XDP program is already there.
+    /// Returns the mode actually used ("driver" or "generic").
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<&'static str, XdpError> {
+        let known = std::ffi::CString::new(iface)
+            // SAFETY: if_nametoindex with a valid C string.
+            .map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) } != 0)
+            .unwrap_or(false);
+        if !known {
+            return Err(XdpError::UnknownInterface(iface.to_string()));
+        }
+        if let Some(p) = attached_program(iface) {
+            let owner = if p.name == PROGRAM_NAME {
+                " by another xstack instance".to_string()
+            } else {
+                String::new()
+            };
+            return Err(XdpError::AlreadyAttached {
+                iface: iface.into(),
+                id: p.id,
+                name: p.name,
+                owner,
+            });
+        }
+        let try_mode = |this: &mut Self, m: XdpMode, name: &'static str| {
+            this.program()
+                .attach(iface, m)
+                .map(|_| name)
+                .map_err(|e| XdpError::Attach {
+                    iface: iface.into(),
+                    mode: name,
+                    detail: error_chain(&e),
+                })
+        };
+        let used = match mode {
+            AttachMode::Native => try_mode(self, XdpMode::Driver, "driver")?,
+            AttachMode::Generic => try_mode(self, XdpMode::Skb, "generic")?,
+            AttachMode::Auto => match try_mode(self, XdpMode::Driver, "driver") {
+                Ok(m) => m,
+                Err(e) => {
+                    // Someone may have attached in between: never fall back over them.
+                    if let Some(p) = attached_program(iface) {
+                        return Err(XdpError::AlreadyAttached {
+                            iface: iface.into(),
+                            id: p.id,
+                            name: p.name,
+                            owner: String::new(),
+                        });
+                    }
+                    log::warn!("{e}; falling back to generic (skb) mode, which is slower");
+                    try_mode(self, XdpMode::Skb, "generic")?
+                }
+            },
+        };
+        self.attached = Some((iface.to_string(), used));
+        Ok(used)
+    }
+
+    /// Puts the AF_XDP socket `fd` in the XSKMAP slot of `queue`.
+    pub fn register_socket(&mut self, queue: u32, fd: RawFd) -> Result<(), XdpError> {
+        if queue >= MAX_QUEUES {
+            return Err(XdpError::Map {
+                map: "XSKS",
+                detail: format!("queue {queue} is above the limit of {MAX_QUEUES}"),
+            });
+        }
+        self.xsks.set(queue, fd, 0).map_err(map_err("XSKS"))
+    }
+
+    /// Claims `addr`: ARP and ICMP for it go to the engine.
+    pub fn own_addr(&mut self, addr: Ipv4Addr) -> Result<(), XdpError> {
+        self.addrs
+            .insert(AddrKey::new(addr.octets()), ADDR_ARP | ADDR_ICMP, 0)
+            .map_err(map_err("OWNED_ADDRS"))
+    }
+
+    /// Claims TCP (`addr`, `port`).
+    pub fn own_port(&mut self, addr: Ipv4Addr, port: u16) -> Result<(), XdpError> {
+        self.ports
+            .insert(PortKey::new(addr.octets(), port), 1, 0)
+            .map_err(map_err("OWNED_PORTS"))
+    }
+
+    /// Sums the per-CPU counters.
+    pub fn counters(&self) -> Result<BTreeMap<&'static str, u64>, XdpError> {
+        let mut out = BTreeMap::new();
+        for c in Counter::ALL {
+            let v = self
+                .counters
+                .get(&(*c as u32), 0)
+                .map_err(map_err("COUNTERS"))?;
+            out.insert(c.name(), v.iter().sum());
+        }
+        Ok(out)
+    }
+
+    /// Packets redirected per rx queue, for queues `0..n`.
+    pub fn queue_redirects(&self, n: u32) -> Result<Vec<u64>, XdpError> {
+        (0..n.min(MAX_QUEUES))
+            .map(|q| {
+                self.queue_redirects
+                    .get(&q, 0)
+                    .map(|v| v.iter().sum())
+                    .map_err(map_err("QUEUE_REDIRECTS"))
+            })
+            .collect()
+    }
+
+    /// Forwards log records of the XDP program to the `log` crate.
+    pub fn flush_logs(&mut self) {
+        if let Some(l) = self.logger.as_mut() {
+            l.flush();
+        }
+    }
+}
+
+impl Drop for XdpProgram {
+    fn drop(&mut self) {
+        if let Some(dir) = self.pin_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        // The link and program are released when `ebpf` drops.
+    }
+}
+
+/// Checks bpffs and clears `dir` of stale pins (of an instance that was
+/// killed; the caller holds the interface lock, so no live instance owns them).
+fn prepare_pin_dir(dir: &Path) -> Result<(), XdpError> {
+    let root = bpffs_root();
+    if !is_bpffs(&root) {
+        return Err(XdpError::BpffsMissing(root.display().to_string()));
+    }
+    if dir.exists() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| XdpError::Map {
+        map: "pins",
+        detail: format!("{}: {e}", dir.display()),
+    })
+}
+
+/// Whether `path` is a mounted bpffs.
+pub fn is_bpffs(path: &Path) -> bool {
+    const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs with a valid C string and an out-struct.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifier_detail_picks_the_error_line() {
+        let log = "0: (b7) r0 = 0\n1: (95) exit\nR0 !read_ok\nprocessed 2 insns\n";
+        assert_eq!(verifier_detail(log), "R0 !read_ok");
+        assert_eq!(verifier_detail(""), "no verifier output");
+    }
+}

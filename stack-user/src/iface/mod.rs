@@ -1,0 +1,360 @@
+//! The frame layer: one [`Interface`] per queue, a sans-IO frame handler.
+//!
+//! It takes one received Ethernet frame at a time and emits replies through a
+//! [`FrameSink`] sink. It has no I/O and no clock of its own, so it is tested in
+//! memory. It answers ARP requests (RFC 826) and ICMP echo (RFC 792) for the
+//! stack's own addresses and hands TCP segments for owned ports to the TCP
+//! layer; everything malformed is dropped and counted by reason.
+//!
+//! This file holds the handler and the Ethernet/IPv4 dispatch; beside it:
+//! `neighbor` (ARP and the hold queue), `icmp`, `tcp` (the TCP entry and
+//! the cookie metadata path), [`stats`](IfaceStats) and the output
+//! [`sink`](FrameSink).
+
+mod icmp;
+mod neighbor;
+mod sink;
+mod stats;
+mod tcp;
+#[cfg(test)]
+mod tests;
+
+use std::{collections::HashMap, net::Ipv4Addr};
+
+pub use sink::{FrameSink, VecSink};
+pub use stats::IfaceStats;
+pub use tcp::cookie_meta;
+
+use crate::apps::App;
+use crate::tcp::{time::Instant, Event, TcpConfig, TcpEngine};
+use crate::wire::{
+    arp::ArpRepr,
+    ethernet::{self, EthernetRepr, Mac},
+    ipv4::{self, Ipv4Repr},
+    WireError,
+};
+
+/// What the engine owns.
+#[derive(Clone, Debug)]
+pub struct IfaceConfig {
+    /// The interface's MAC address, used as the source of every frame.
+    pub mac: Mac,
+    /// The stack's IPv4 addresses (not configured on the kernel interface).
+    pub addrs: Vec<Ipv4Addr>,
+    /// TCP ports served on those addresses.
+    pub ports: Vec<u16>,
+    /// The application on the listening ports.
+    pub app: App,
+    /// Body size of the HTTP application's responses.
+    pub response_bytes: usize,
+    /// TCP settings (Linux sysctl names).
+    pub tcp: TcpConfig,
+    /// Listen backlog per port.
+    pub backlog: usize,
+    /// Secret for ISNs (RFC 6528); random per run.
+    pub secret: [u8; 16],
+}
+
+/// The per-queue frame handler.
+pub struct Interface {
+    config: IfaceConfig,
+    stats: IfaceStats,
+    ident: u16,
+    tcp: TcpEngine,
+    /// IPv4 → MAC, learned from ARP and from received frames (RFC 826
+    /// "merge" rule).
+    neighbors: HashMap<Ipv4Addr, Mac>,
+    /// Last ARP request sent per unresolved address.
+    arp_pending: HashMap<Ipv4Addr, Instant>,
+    /// Complete IPv4 packets waiting for their next hop's MAC.
+    held: Vec<(Ipv4Addr, Vec<u8>)>,
+    scratch: Vec<u8>,
+    /// Connections the application accepted; others (opened with
+    /// [`Interface::connect`]) belong to the caller.
+    app_conns: HashMap<crate::tcp::ConnId, crate::apps::AppConn>,
+    /// Events on caller-owned connections, for [`Interface::poll_event`].
+    events: std::collections::VecDeque<Event>,
+    /// The applications' read buffer.
+    app_buf: Vec<u8>,
+}
+
+impl Interface {
+    /// A new engine for `config`: listens on every (address, port).
+    pub fn new(config: IfaceConfig) -> Interface {
+        let mut tcp = TcpEngine::new(config.tcp.clone(), config.secret);
+        for a in &config.addrs {
+            for p in &config.ports {
+                // Distinct (address, port) pairs cannot collide.
+                let _ = tcp.listen(*a, *p, config.backlog);
+            }
+        }
+        Interface {
+            config,
+            stats: IfaceStats::default(),
+            ident: 1,
+            tcp,
+            neighbors: HashMap::new(),
+            arp_pending: HashMap::new(),
+            held: Vec::new(),
+            scratch: vec![0u8; 2048],
+            app_conns: HashMap::new(),
+            events: std::collections::VecDeque::new(),
+            app_buf: vec![0u8; 16 * 1024],
+        }
+    }
+
+    /// The TCP engine's counters.
+    pub fn tcp_stats(&self) -> &crate::tcp::Stats {
+        self.tcp.stats()
+    }
+
+    /// Live TCP connections.
+    pub fn tcp_connections(&self) -> usize {
+        self.tcp.connection_count()
+    }
+
+    /// When [`Interface::poll`] must run next at the latest.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.tcp.poll_timeout()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &IfaceStats {
+        &self.stats
+    }
+
+    /// Records frames the datapath could not queue.
+    pub fn count_tx_no_buffer(&mut self, n: u64) {
+        self.stats.tx_no_buffer += n;
+    }
+
+    fn owns(&self, ip: Ipv4Addr) -> bool {
+        self.config.addrs.contains(&ip)
+    }
+
+    fn drop_wire(&mut self, e: WireError) {
+        self.stats.drop_wire[e.index()] += 1;
+    }
+
+    /// Handles one received frame at `now`; replies go to `tx`.
+    pub fn handle_frame(&mut self, now: Instant, frame: &[u8], tx: &mut dyn FrameSink) {
+        self.stats.rx_frames += 1;
+        self.stats.rx_bytes += frame.len() as u64;
+        if let Err(e) = self.dispatch(now, frame, tx) {
+            self.drop_wire(e);
+        }
+    }
+
+    /// Handles one received frame with the XDP metadata in front of it
+    /// (see [`crate::datapath::xsk::XskSocket::receive_with_meta`]).
+    pub fn handle_frame_meta(
+        &mut self,
+        now: Instant,
+        meta: &[u8],
+        frame: &[u8],
+        tx: &mut dyn FrameSink,
+    ) {
+        self.stats.rx_frames += 1;
+        self.stats.rx_bytes += frame.len() as u64;
+        if let Some(m) = cookie_meta(meta) {
+            if !stack_ebpf::cookie::MSS_TABLE.contains(&m.mss) {
+                self.stats.cookie_meta_invalid += 1;
+            } else if self.on_cookie_ack(now, &m, frame) {
+                return;
+            }
+        }
+        // Not a cookie ACK (or not a TCP/IPv4 frame after all): the usual way.
+        if let Err(e) = self.dispatch(now, frame, tx) {
+            self.drop_wire(e);
+        }
+    }
+
+    /// Handles a frame another queue's worker handed over (see
+    /// [`crate::datapath::steer`]): its XDP metadata `meta` and the frame; an
+    /// ARP copy marked `learn_only` teaches the sender's address without
+    /// answering it (the receiving worker did).
+    pub fn handle_handoff(
+        &mut self,
+        now: Instant,
+        meta: &[u8],
+        frame: &[u8],
+        learn_only: bool,
+        tx: &mut dyn FrameSink,
+    ) {
+        if !learn_only {
+            return self.handle_frame_meta(now, meta, frame, tx);
+        }
+        let Ok((eth, payload)) = EthernetRepr::parse(frame) else {
+            return;
+        };
+        if eth.ethertype != ethernet::ETHERTYPE_ARP {
+            return;
+        }
+        if let Ok(arp) = ArpRepr::parse(payload) {
+            if self.owns(arp.tpa) {
+                self.learn(arp.spa, arp.sha);
+            }
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        tx: &mut dyn FrameSink,
+    ) -> Result<(), WireError> {
+        let (eth, payload) = EthernetRepr::parse(frame)?;
+        match eth.ethertype {
+            ethernet::ETHERTYPE_ARP => self.handle_arp(&eth, payload, tx),
+            ethernet::ETHERTYPE_IPV4 => self.handle_ipv4(now, &eth, payload, tx),
+            other => Err(WireError::UnsupportedEtherType(other)),
+        }
+    }
+
+    /// Runs timers and the application, then sends what TCP has queued.
+    pub fn poll(&mut self, now: Instant, tx: &mut dyn FrameSink) {
+        if self.tcp.poll_timeout().is_some_and(|t| t <= now) {
+            self.tcp.handle_timeout(now);
+        }
+        self.run_app(now);
+        self.flush_held(tx);
+        self.drain_tcp(now, tx);
+    }
+
+    /// Actively opens a connection (the engine as a client); `local_port` 0
+    /// picks one from `ip_local_port_range`. The XDP program must own the
+    /// local port for the replies to reach the engine.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        local: Ipv4Addr,
+        local_port: u16,
+        remote: Ipv4Addr,
+        remote_port: u16,
+    ) -> Result<crate::tcp::ConnId, crate::tcp::TcpError> {
+        self.tcp
+            .connect(now, local, local_port, remote, remote_port)
+    }
+
+    /// The TCP engine, read-only (state counts, listener queues).
+    pub fn tcp_ref(&self) -> &TcpEngine {
+        &self.tcp
+    }
+
+    /// The TCP engine, for applications driving connections directly.
+    pub fn tcp(&mut self) -> &mut TcpEngine {
+        &mut self.tcp
+    }
+
+    /// Hands what TCP reported since the last call to the built-in app and
+    /// the caller's event queue ([`poll_event`](Self::poll_event)) without
+    /// transmitting: a caller that answers before [`poll`](Self::poll)
+    /// lets its data carry the ACKs owed.
+    pub fn dispatch_events(&mut self, now: Instant) {
+        self.run_app(now);
+    }
+
+    /// Next event on a connection opened with [`Interface::connect`].
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn run_app(&mut self, now: Instant) {
+        // A buffer kept across calls: zeroing 16 KiB on every poll cost the
+        // busy-polling server a fifth of its time (perf).
+        let mut buf = std::mem::take(&mut self.app_buf);
+        buf.resize(16 * 1024, 0);
+        self.run_app_with(now, &mut buf);
+        self.app_buf = buf;
+    }
+
+    fn run_app_with(&mut self, now: Instant, buf: &mut [u8]) {
+        while let Some(ev) = self.tcp.poll_event() {
+            match ev {
+                Event::Incoming(l) if self.config.app == App::Manual => {
+                    self.events.push_back(Event::Incoming(l));
+                }
+                Event::Incoming(l) => {
+                    while let Some(c) = self.tcp.accept(l) {
+                        self.stats.app_accepted += 1;
+                        self.app_conns.insert(c, Default::default());
+                        self.app_io(now, c, buf);
+                    }
+                }
+                Event::Readable(c) | Event::Writable(c) | Event::PeerClosed(c)
+                    if self.app_conns.contains_key(&c) =>
+                {
+                    self.app_io(now, c, buf)
+                }
+                Event::Closed(c) | Event::Reset(c) | Event::TimedOut(c)
+                    if self.app_conns.contains_key(&c) =>
+                {
+                    // The handle was given up by `close`; nothing to do.
+                    self.app_conns.remove(&c);
+                }
+                other => {
+                    if self.events.len() < 65536 {
+                        self.events.push_back(other);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the application on an accepted connection after an event.
+    fn app_io(&mut self, now: Instant, c: crate::tcp::ConnId, buf: &mut [u8]) {
+        let Some(st) = self.app_conns.get_mut(&c) else {
+            return;
+        };
+        let mut n = crate::apps::AppCounters::default();
+        let cfg = crate::apps::AppConfig {
+            app: self.config.app,
+            response_bytes: self.config.response_bytes,
+        };
+        let done = crate::apps::service(cfg, &mut self.tcp, now, c, st, &mut n, buf);
+        if done == crate::apps::Service::Closed {
+            self.app_conns.remove(&c);
+        }
+        self.stats.app_bytes_in += n.bytes_in;
+        self.stats.app_bytes_out += n.bytes_out;
+        self.stats.http_requests += n.http_requests;
+        self.stats.http_errors += n.http_errors;
+    }
+
+    fn count_sent(&mut self, sent: bool, f: impl FnOnce(&mut IfaceStats)) {
+        if sent {
+            self.stats.tx_frames += 1;
+            f(&mut self.stats);
+        } else {
+            self.stats.tx_no_buffer += 1;
+        }
+    }
+
+    fn handle_ipv4(
+        &mut self,
+        now: Instant,
+        eth: &EthernetRepr,
+        payload: &[u8],
+        tx: &mut dyn FrameSink,
+    ) -> Result<(), WireError> {
+        let (ip, body) = Ipv4Repr::parse(payload)?;
+        if !self.owns(ip.dst) {
+            self.stats.ip_not_owned += 1;
+            return Ok(());
+        }
+        if !self.neighbors.contains_key(&ip.src) {
+            self.learn(ip.src, eth.src);
+        }
+        match ip.protocol {
+            ipv4::PROTO_ICMP => self.handle_icmp(eth, &ip, body, tx),
+            ipv4::PROTO_TCP => {
+                self.handle_tcp(now, &ip, body);
+                Ok(())
+            }
+            _ => {
+                self.stats.ip_other_proto += 1;
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The TCP entry of the frame layer: segments for owned addresses go to the
+//! sans-IO TCP engine, final ACKs whose SYN cookie XDP validated come with
+//! their metadata, and what TCP sends is wrapped in IPv4 and Ethernet.
+
+use super::{FrameSink, Interface};
+use crate::tcp::time::Instant;
+use crate::wire::{
+    ethernet::{self, EthernetRepr, Mac},
+    ipv4::{self, Ipv4Repr},
+};
+
+/// The cookie metadata XDP put in front of a frame, if `meta` holds one.
+pub fn cookie_meta(meta: &[u8]) -> Option<stack_ebpf::CookieMeta> {
+    let m: stack_ebpf::CookieMeta =
+        bytemuck::try_pod_read_unaligned(meta.get(..stack_ebpf::COOKIE_META_LEN)?).ok()?;
+    (m.magic == stack_ebpf::COOKIE_META_MAGIC).then_some(m)
+}
+
+pub(super) const TCP_FLAG_SYN: u8 = 0x02;
+pub(super) const TCP_FLAG_ACK: u8 = 0x10;
+
+impl Interface {
+    /// A final ACK whose cookie XDP validated, with the options the cookie
+    /// restored (MSS, window scale, SACK, ECN): the TCP engine creates the
+    /// connection straight in ESTABLISHED on the listener's accept queue
+    /// (Linux `cookie_v4_check` → `tcp_get_cookie_sock`). Returns false when
+    /// the frame is not an IPv4/TCP frame for us.
+    pub(super) fn on_cookie_ack(
+        &mut self,
+        now: Instant,
+        m: &stack_ebpf::CookieMeta,
+        frame: &[u8],
+    ) -> bool {
+        let Ok((eth, payload)) = EthernetRepr::parse(frame) else {
+            return false;
+        };
+        let Ok((ip, seg)) = Ipv4Repr::parse(payload) else {
+            return false;
+        };
+        if eth.ethertype != ethernet::ETHERTYPE_IPV4
+            || ip.protocol != ipv4::PROTO_TCP
+            || !self.owns(ip.dst)
+        {
+            return false;
+        }
+        self.learn(ip.src, eth.src);
+        self.stats.cookie_acks += 1;
+        self.stats.tcp_segments += 1;
+        let opts = stack_ebpf::cookie::CookieOptions {
+            mss: m.mss,
+            wscale: (m.wscale != stack_ebpf::META_NO_WSCALE).then_some(m.wscale),
+            sack: m.flags & stack_ebpf::META_SACK != 0,
+            ecn: m.flags & stack_ebpf::META_ECN != 0,
+        };
+        let _ = self.tcp.on_cookie_ack(now, ip.src, ip.dst, seg, opts);
+        true
+    }
+
+    /// Wraps each segment TCP wants to send in IPv4 and Ethernet.
+    pub(super) fn drain_tcp(&mut self, now: Instant, tx: &mut dyn FrameSink) {
+        const IP_OFF: usize = ethernet::HEADER_LEN;
+        const TCP_OFF: usize = IP_OFF + ipv4::HEADER_LEN;
+        loop {
+            let mut out: Option<(crate::tcp::Transmit, Option<Mac>)> = None;
+            let (tcp, neighbors, mac) = (&mut self.tcp, &self.neighbors, self.config.mac);
+            let ident = &mut self.ident;
+            let sent = tx.send(&mut |buf| {
+                if buf.len() < TCP_OFF + 60 {
+                    return 0;
+                }
+                let Some(t) = tcp.poll_transmit(now, &mut buf[TCP_OFF..]) else {
+                    return 0;
+                };
+                let dst_mac = neighbors.get(&t.dst).copied();
+                out = Some((t, dst_mac));
+                *ident = ident.wrapping_add(1);
+                let ip = Ipv4Repr {
+                    src: t.src,
+                    dst: t.dst,
+                    protocol: ipv4::PROTO_TCP,
+                    ttl: 64,
+                    tos: 0,
+                    ident: *ident,
+                    dont_frag: true,
+                    payload_len: t.len,
+                };
+                if ip.emit(&mut buf[IP_OFF..]).is_err() {
+                    return 0;
+                }
+                let eth = EthernetRepr {
+                    dst: dst_mac.unwrap_or(Mac::BROADCAST),
+                    src: mac,
+                    ethertype: ethernet::ETHERTYPE_IPV4,
+                };
+                if eth.emit(buf).is_err() {
+                    return 0;
+                }
+                let len = TCP_OFF + t.len;
+                if dst_mac.is_none() {
+                    // Hold a copy until ARP resolves; send nothing now.
+                    self.scratch.clear();
+                    self.scratch.extend_from_slice(&buf[..len]);
+                    return 0;
+                }
+                len.max(60)
+            });
+            match out {
+                None => {
+                    if !sent {
+                        self.stats.tx_no_buffer += 1;
+                    }
+                    return;
+                }
+                Some((_, Some(_))) => self.count_sent(sent, |_| {}),
+                Some((t, None)) => {
+                    let frame = std::mem::take(&mut self.scratch);
+                    self.hold(now, t.dst, frame, tx);
+                    self.scratch = vec![0u8; 2048];
+                }
+            }
+        }
+    }
+
+    /// Counts a TCP segment for an owned port (RFC 9293 §3.1 header: ports,
+    /// data offset, flags) and hands it to the `tcp` state machine, which
+    /// verifies the checksum and counts its own drops.
+    pub(super) fn handle_tcp(&mut self, now: Instant, ip: &Ipv4Repr, seg: &[u8]) {
+        if seg.len() < 20 {
+            self.stats.drop_tcp_malformed += 1;
+            return;
+        }
+        let dport = u16::from_be_bytes([seg[2], seg[3]]);
+        let doff = usize::from(seg[12] >> 4) * 4;
+        if doff < 20 || doff > seg.len() {
+            self.stats.drop_tcp_malformed += 1;
+            return;
+        }
+        if !self.owns(ip.dst) {
+            self.stats.tcp_not_owned += 1;
+            return;
+        }
+        // Segments to a port nobody listens on (and no connection) are for
+        // the TCP layer too: it answers with RST (RFC 9293 §3.10.7.1).
+        self.stats.tcp_segments += 1;
+        if !self.config.ports.contains(&dport) {
+            self.stats.tcp_not_listened += 1;
+        }
+        let flags = seg[13];
+        if flags & TCP_FLAG_SYN != 0 && flags & TCP_FLAG_ACK == 0 {
+            self.stats.tcp_syns += 1;
+        }
+        self.tcp.on_segment(now, ip.src, ip.dst, seg);
+    }
+}

@@ -1,0 +1,371 @@
+//! The frame layer in memory: ARP, ICMP, TCP entry, malformed frames.
+
+use super::tcp::TCP_FLAG_SYN;
+use super::*;
+use crate::wire::{
+    arp::{self, ArpRepr},
+    checksum,
+    icmp::{self, IcmpRepr},
+};
+
+const OUR_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x02]);
+const PEER_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x01]);
+const OUR_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+
+fn engine() -> Interface {
+    Interface::new(IfaceConfig {
+        mac: OUR_MAC,
+        addrs: vec![OUR_IP],
+        ports: vec![8080],
+        app: App::Echo,
+        response_bytes: 0,
+        tcp: TcpConfig::default(),
+        backlog: 128,
+        secret: [7; 16],
+    })
+}
+
+fn arp_request(target: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0u8; 42];
+    EthernetRepr {
+        dst: Mac::BROADCAST,
+        src: PEER_MAC,
+        ethertype: ethernet::ETHERTYPE_ARP,
+    }
+    .emit(&mut f)
+    .unwrap();
+    ArpRepr {
+        op: arp::OP_REQUEST,
+        sha: PEER_MAC,
+        spa: PEER_IP,
+        tha: Mac::default(),
+        tpa: target,
+    }
+    .emit(&mut f[14..])
+    .unwrap();
+    f
+}
+
+fn ipv4_frame(proto: u8, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 34 + body.len()];
+    EthernetRepr {
+        dst: OUR_MAC,
+        src: PEER_MAC,
+        ethertype: ethernet::ETHERTYPE_IPV4,
+    }
+    .emit(&mut f)
+    .unwrap();
+    Ipv4Repr {
+        src: PEER_IP,
+        dst: OUR_IP,
+        protocol: proto,
+        ttl: 64,
+        tos: 0,
+        ident: 1,
+        dont_frag: true,
+        payload_len: body.len(),
+    }
+    .emit(&mut f[14..])
+    .unwrap();
+    f[34..].copy_from_slice(body);
+    f
+}
+
+fn echo_request(data: &[u8]) -> Vec<u8> {
+    let mut body = vec![0u8; 8 + data.len()];
+    IcmpRepr {
+        kind: icmp::ECHO_REQUEST,
+        code: 0,
+        rest: [0x12, 0x34, 0, 1],
+        data,
+    }
+    .emit(&mut body)
+    .unwrap();
+    ipv4_frame(ipv4::PROTO_ICMP, &body)
+}
+
+fn tcp_syn(dport: u16) -> Vec<u8> {
+    let mut seg = vec![0u8; 20];
+    seg[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    seg[2..4].copy_from_slice(&dport.to_be_bytes());
+    seg[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    seg[12] = 5 << 4;
+    seg[13] = TCP_FLAG_SYN;
+    seg[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    let sum = checksum::sum(
+        checksum::pseudo_header(PEER_IP, OUR_IP, ipv4::PROTO_TCP, 20),
+        &seg,
+    );
+    let c = checksum::finish(sum);
+    seg[16..18].copy_from_slice(&c.to_be_bytes());
+    ipv4_frame(ipv4::PROTO_TCP, &seg)
+}
+
+#[test]
+fn arp_request_for_our_address_gets_a_reply() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    e.handle_frame(Instant(0), &arp_request(OUR_IP), &mut tx);
+    assert_eq!(tx.frames.len(), 1);
+    let (eth, payload) = EthernetRepr::parse(&tx.frames[0]).unwrap();
+    assert_eq!(eth.dst, PEER_MAC);
+    assert_eq!(eth.src, OUR_MAC);
+    assert_eq!(tx.frames[0].len(), 60);
+    let reply = ArpRepr::parse(payload).unwrap();
+    assert_eq!(reply.op, arp::OP_REPLY);
+    assert_eq!((reply.sha, reply.spa), (OUR_MAC, OUR_IP));
+    assert_eq!((reply.tha, reply.tpa), (PEER_MAC, PEER_IP));
+    assert_eq!(e.stats().arp_replies, 1);
+}
+
+#[test]
+fn an_arp_copy_from_another_queue_teaches_the_neighbour_without_a_reply() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    e.handle_handoff(Instant(0), &[], &arp_request(OUR_IP), true, &mut tx);
+    assert!(
+        tx.frames.is_empty(),
+        "the receiving queue answers, not this one"
+    );
+    assert_eq!(e.stats().arp_replies, 0);
+    // The neighbour is known: a SYN leaves at once, with no ARP request.
+    e.connect(Instant(0), OUR_IP, 0, PEER_IP, 80).unwrap();
+    e.poll(Instant(0), &mut tx);
+    assert_eq!(tx.frames.len(), 1);
+    let (eth, _) = EthernetRepr::parse(&tx.frames[0]).unwrap();
+    assert_eq!(
+        (eth.dst, eth.ethertype),
+        (PEER_MAC, ethernet::ETHERTYPE_IPV4)
+    );
+    assert_eq!(e.stats().arp_requests_out, 0);
+    // Not marked learn-only, the same copy is answered like any request.
+    e.handle_handoff(Instant(0), &[], &arp_request(OUR_IP), false, &mut tx);
+    assert_eq!(e.stats().arp_replies, 1);
+}
+
+#[test]
+fn arp_request_for_another_address_is_ignored() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    e.handle_frame(
+        Instant(0),
+        &arp_request(Ipv4Addr::new(198, 18, 0, 9)),
+        &mut tx,
+    );
+    assert!(tx.frames.is_empty());
+    assert_eq!(e.stats().arp_ignored, 1);
+}
+
+#[test]
+fn icmp_echo_request_gets_an_echo_reply_with_the_same_data() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    e.handle_frame(Instant(0), &echo_request(b"abcdefgh12345"), &mut tx);
+    assert_eq!(tx.frames.len(), 1);
+    let (eth, payload) = EthernetRepr::parse(&tx.frames[0]).unwrap();
+    assert_eq!(eth.dst, PEER_MAC);
+    let (ip, body) = Ipv4Repr::parse(payload).unwrap();
+    assert_eq!((ip.src, ip.dst), (OUR_IP, PEER_IP));
+    let reply = IcmpRepr::parse(body).unwrap();
+    assert_eq!(reply.kind, icmp::ECHO_REPLY);
+    assert_eq!(reply.rest, [0x12, 0x34, 0, 1]);
+    assert_eq!(reply.data, b"abcdefgh12345");
+    assert_eq!(checksum::checksum(body), 0);
+    assert_eq!(e.stats().icmp_echo_replies, 1);
+}
+
+/// RFC 9293 §3.10.7.2 (LISTEN: SYN → SYN-ACK) and §3.10.7.1 (no
+/// listener: RST carrying ACK of the SYN), through Ethernet and IPv4.
+/// A segment from the peer's port 80 to our `dport`, as a frame.
+fn peer_segment(dport: u16, seq: u32, ack: u32, flags: u8, data: &[u8]) -> Vec<u8> {
+    let repr = crate::wire::tcp::TcpRepr {
+        src_port: 80,
+        dst_port: dport,
+        seq: crate::tcp::SeqNumber(seq),
+        ack: Some(crate::tcp::SeqNumber(ack)),
+        flags,
+        window: 65535,
+        urgent: 0,
+        options: Default::default(),
+        payload: data,
+    };
+    let mut seg = vec![0u8; repr.header_len() + data.len()];
+    repr.emit(PEER_IP, OUR_IP, &mut seg).unwrap();
+    ipv4_frame(ipv4::PROTO_TCP, &seg)
+}
+
+/// The TCP segments in `frames`: (flags, seq, ack, payload).
+fn sent_segments(frames: &[Vec<u8>]) -> Vec<(u8, u32, Option<u32>, Vec<u8>)> {
+    frames
+        .iter()
+        .map(|f| {
+            let (_, payload) = EthernetRepr::parse(f).unwrap();
+            let (ip, seg) = Ipv4Repr::parse(payload).unwrap();
+            let t = crate::wire::tcp::TcpRepr::parse(ip.src, ip.dst, seg).unwrap();
+            (t.flags, t.seq.0, t.ack.map(|a| a.0), t.payload.to_vec())
+        })
+        .collect()
+}
+
+#[test]
+fn a_client_that_answers_before_poll_sends_its_request_with_the_ack_and_its_fin_with_the_last_ack()
+{
+    use crate::wire::tcp::{FIN, PSH, SYN};
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    // Learn the peer's MAC, then drop the ARP reply.
+    e.handle_frame(Instant(0), &arp_request(OUR_IP), &mut tx);
+    tx.frames.clear();
+    let id = e.connect(Instant(0), OUR_IP, 50000, PEER_IP, 80).unwrap();
+    e.poll(Instant(0), &mut tx);
+    let syn = sent_segments(&tx.frames);
+    assert_eq!(syn.len(), 1);
+    assert_eq!(syn[0].0, SYN);
+    let iss = syn[0].1;
+    tx.frames.clear();
+    // SYN-ACK in: nothing leaves while the frame is handled.
+    let t = Instant(1000);
+    e.handle_frame(t, &peer_segment(50000, 7000, iss + 1, SYN, &[]), &mut tx);
+    assert!(tx.frames.is_empty());
+    e.dispatch_events(t);
+    assert_eq!(e.poll_event(), Some(Event::Connected(id)));
+    assert_eq!(e.tcp().write(id, b"GET"), Ok(3));
+    e.poll(t, &mut tx);
+    // One segment: the request, carrying the ACK of the SYN-ACK.
+    let out = sent_segments(&tx.frames);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].0 & !PSH, 0);
+    assert_eq!((out[0].1, out[0].2), (iss + 1, Some(7001)));
+    assert_eq!(out[0].3, b"GET");
+    tx.frames.clear();
+    // Response and FIN in one segment; the client reads to the end and
+    // closes before the next poll.
+    let t = Instant(2000);
+    e.handle_frame(
+        t,
+        &peer_segment(50000, 7001, iss + 4, FIN | PSH, b"OK"),
+        &mut tx,
+    );
+    assert!(tx.frames.is_empty());
+    e.dispatch_events(t);
+    assert!(e.poll_event().is_some());
+    let mut buf = [0u8; 16];
+    assert_eq!(e.tcp().read(id, &mut buf), Ok(2));
+    assert_eq!(e.tcp().read(id, &mut buf), Ok(0));
+    e.tcp().close(t, id).unwrap();
+    e.poll(t, &mut tx);
+    // One segment: the FIN, acknowledging data and FIN (no bare ACK first).
+    let out = sent_segments(&tx.frames);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].0, FIN);
+    assert_eq!((out[0].1, out[0].2), (iss + 4, Some(7004)));
+}
+
+#[test]
+fn syn_to_a_listening_port_gets_syn_ack_and_to_a_closed_port_rst() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    e.handle_frame(Instant(0), &tcp_syn(8080), &mut tx);
+    e.handle_frame(Instant(0), &tcp_syn(9999), &mut tx);
+    e.poll(Instant(0), &mut tx);
+    assert_eq!(e.stats().tcp_segments, 2);
+    assert_eq!(e.stats().tcp_syns, 2);
+    assert_eq!(e.stats().tcp_not_listened, 1);
+    assert_eq!(tx.frames.len(), 2, "{:?}", tx.frames);
+    let mut flags = Vec::new();
+    for f in &tx.frames {
+        let (eth, payload) = EthernetRepr::parse(f).unwrap();
+        assert_eq!((eth.src, eth.dst), (OUR_MAC, PEER_MAC));
+        let (ip, seg) = Ipv4Repr::parse(payload).unwrap();
+        assert_eq!((ip.src, ip.dst), (OUR_IP, PEER_IP));
+        let tcp = crate::wire::tcp::TcpRepr::parse(ip.src, ip.dst, seg).unwrap();
+        assert_eq!(tcp.ack.map(|a| a.0), Some(1001));
+        flags.push((tcp.src_port, tcp.flags));
+    }
+    flags.sort();
+    // `TcpRepr::flags` carries the ACK bit as `ack: Some(..)`, checked above.
+    use crate::wire::tcp::{RST, SYN};
+    assert_eq!(flags, vec![(8080, SYN), (9999, RST)]);
+}
+
+#[test]
+fn malformed_frames_are_counted_by_reason() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    // Truncated Ethernet header.
+    e.handle_frame(Instant(0), &[0u8; 5], &mut tx);
+    // Truncated ARP.
+    e.handle_frame(Instant(0), &arp_request(OUR_IP)[..30], &mut tx);
+    // IPv4 with a bad header checksum.
+    let mut bad = echo_request(b"x");
+    bad[14 + 10] ^= 0xff;
+    e.handle_frame(Instant(0), &bad, &mut tx);
+    // IPv4 total length past the frame (oversized claim).
+    let mut long = echo_request(b"x");
+    long[14 + 2..14 + 4].copy_from_slice(&9000u16.to_be_bytes());
+    e.handle_frame(Instant(0), &long, &mut tx);
+    // ICMP with a bad checksum.
+    let mut icmp_bad = echo_request(b"x");
+    let last = icmp_bad.len() - 1;
+    icmp_bad[last] ^= 0xff;
+    e.handle_frame(Instant(0), &icmp_bad, &mut tx);
+    // TCP with data offset 15 in a 20-byte segment.
+    let mut tcp_bad = tcp_syn(8080);
+    tcp_bad[34 + 12] = 0xf0;
+    e.handle_frame(Instant(0), &tcp_bad, &mut tx);
+    // IPv6 EtherType.
+    let mut v6 = echo_request(b"x");
+    v6[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    e.handle_frame(Instant(0), &v6, &mut tx);
+
+    assert!(tx.frames.is_empty());
+    let s = e.stats();
+    assert_eq!(s.rx_frames, 7);
+    assert_eq!(s.drop_wire[WireError::EthernetTruncated.index()], 1);
+    assert_eq!(s.drop_wire[WireError::ArpTruncated.index()], 1);
+    assert_eq!(s.drop_wire[WireError::Ipv4BadChecksum.index()], 1);
+    assert_eq!(s.drop_wire[WireError::Ipv4BadLength.index()], 1);
+    assert_eq!(s.drop_wire[WireError::IcmpBadChecksum.index()], 1);
+    assert_eq!(s.drop_wire[WireError::UnsupportedEtherType(0).index()], 1);
+    assert_eq!(s.drop_tcp_malformed, 1);
+    assert_eq!(s.wire_drops_total(), 7);
+}
+
+#[test]
+fn random_and_truncated_frames_never_panic() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    let templates = [arp_request(OUR_IP), echo_request(b"hello"), tcp_syn(8080)];
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut n = 0u64;
+    for t in &templates {
+        for len in 0..=t.len() {
+            e.handle_frame(Instant(0), &t[..len], &mut tx);
+            n += 1;
+        }
+        for _ in 0..2000 {
+            let mut f = t.clone();
+            let flips = 1 + next() % 4;
+            for _ in 0..flips {
+                let i = (next() as usize) % f.len();
+                f[i] = next() as u8;
+            }
+            e.handle_frame(Instant(0), &f, &mut tx);
+            n += 1;
+        }
+    }
+    for _ in 0..2000 {
+        let len = (next() % 1600) as usize;
+        let f: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        e.handle_frame(Instant(0), &f, &mut tx);
+        n += 1;
+    }
+    assert_eq!(e.stats().rx_frames, n);
+}

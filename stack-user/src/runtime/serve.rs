@@ -1,0 +1,671 @@
+//! `xstack serve`: attach XDP, open one AF_XDP socket per rx queue, run one
+//! engine per queue on its own thread, serve counters on the control socket,
+//! and detach cleanly on SIGINT/SIGTERM or when `--duration` ends.
+
+use std::{
+    net::Ipv4Addr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{
+    apps::App,
+    datapath::steer::Steering,
+    datapath::xdp::{AttachMode, XdpProgram},
+    datapath::xsk::{KernelStats, XskConfig, XskSocket},
+    iface::{IfaceConfig, IfaceStats, Interface},
+    runtime::control::ControlServer,
+    runtime::sys::{self, InstanceLock, Signals},
+};
+
+/// What `xstack serve` runs.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Interface to attach to.
+    pub iface: String,
+    /// The stack's address.
+    pub ip: Ipv4Addr,
+    /// TCP ports served.
+    pub ports: Vec<u16>,
+    /// Application on those ports.
+    pub app: App,
+    /// Body size of `--app http` responses.
+    pub response_bytes: usize,
+    /// TCP settings.
+    pub tcp: crate::tcp::TcpConfig,
+    /// Number of queues (default: all rx queues of the interface).
+    pub queues: Option<u32>,
+    /// XDP attach mode.
+    pub xdp_mode: AttachMode,
+    /// AF_XDP sizes and copy/zero-copy choice.
+    pub xsk: XskConfig,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Pin the XDP maps under /sys/fs/bpf/xstack/<iface>.
+    pub pin_maps: bool,
+    /// Never sleep in poll(); spin on the rings.
+    pub busy_poll: bool,
+    /// SYN cookies and SYN-flood filtering in XDP.
+    pub fastpath: crate::datapath::fastpath::FastpathSettings,
+}
+
+/// Counters of one queue as published by its worker.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct QueueStats {
+    /// Queue id.
+    pub queue: u32,
+    /// Interface counters.
+    pub engine: IfaceStats,
+    /// TCP counters, by name.
+    pub tcp: std::collections::BTreeMap<&'static str, u64>,
+    /// Live TCP connections.
+    pub tcp_connections: usize,
+    /// Connections per state, like `ss -s`.
+    pub states: serde_json::Value,
+    /// Listen queues and CLOSE_WAIT per listener.
+    pub listeners: Vec<serde_json::Value>,
+    /// Kernel AF_XDP counters.
+    pub kernel: KernelStats,
+    /// Frames handed between queue workers (see `crate::datapath::steer`).
+    pub steer: crate::datapath::steer::SteerCounts,
+}
+
+struct Worker {
+    stats: Arc<Mutex<QueueStats>>,
+    handle: JoinHandle<()>,
+}
+
+/// The SYN cookie secrets in force, shared by the XDP program (its map) and
+/// every queue's engine, so that either side validates the other's cookies.
+#[derive(Default)]
+pub struct SharedSecrets {
+    generation: std::sync::atomic::AtomicU64,
+    secrets: Mutex<stack_ebpf::cookie::Secrets>,
+}
+
+impl SharedSecrets {
+    fn publish(&self, s: stack_ebpf::cookie::Secrets) {
+        if let Ok(mut g) = self.secrets.lock() {
+            *g = s;
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// CLOCK_MONOTONIC in microseconds (the clock of the XDP program's cookie
+/// minute counter and TSval).
+fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime into a timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+fn worker_loop(
+    mut sock: XskSocket,
+    mut engine: Interface,
+    steer: Steering,
+    stats: Arc<Mutex<QueueStats>>,
+    stop: Arc<AtomicBool>,
+    busy_poll: bool,
+    secrets: Arc<SharedSecrets>,
+) {
+    let mut idle = 0u32;
+    let mut secrets_seen = u64::MAX;
+    let mut last_publish = Instant::now();
+    let mut reported_tx_drops = 0u64;
+    let epoch = Instant::now();
+    let publish = |sock: &XskSocket, engine: &Interface, stats: &Mutex<QueueStats>| {
+        if let Ok(mut s) = stats.lock() {
+            s.steer = steer.stats.snapshot();
+            s.engine = engine.stats().clone();
+            s.kernel = sock.kernel_stats();
+            s.tcp = engine.tcp_stats().iter().collect();
+            s.tcp_connections = engine.tcp_connections();
+            let c = engine.tcp_ref().state_counts();
+            s.states = json!({
+                "ESTABLISHED": c.established, "SYN_SENT": c.syn_sent, "SYN_RECV": c.syn_recv,
+                "FIN_WAIT1": c.fin_wait1, "FIN_WAIT2": c.fin_wait2, "TIME_WAIT": c.time_wait,
+                "CLOSE_WAIT": c.close_wait, "LAST_ACK": c.last_ack, "CLOSING": c.closing,
+                "LISTEN": c.listen, "time_wait_max": c.time_wait_max,
+                "time_wait_high_water": c.time_wait_high_water,
+            });
+            let now = crate::tcp::Instant(epoch.elapsed().as_micros() as u64);
+            s.listeners = engine
+                .tcp_ref()
+                .listener_stats(now)
+                .iter()
+                .map(|l| {
+                    json!({
+                        "listen": format!("{}:{}", l.addr, l.port),
+                        "syn_queue": l.syn_queue, "syn_queue_max": l.syn_queue_max,
+                        "accept_queue": l.accept_queue, "accept_queue_max": l.accept_queue_max,
+                        "close_wait": l.close_wait,
+                        "oldest_close_wait_s": l.oldest_close_wait.map(|d| d.as_secs_f64()),
+                    })
+                })
+                .collect();
+        }
+    };
+    let clock = || crate::tcp::Instant(epoch.elapsed().as_micros() as u64);
+    // The engine's cookies use the XDP program's clock: minutes of CLOCK_MONOTONIC.
+    engine
+        .tcp()
+        .set_cookie_clock_offset(monotonic_us().saturating_sub(epoch.elapsed().as_micros() as u64));
+    while !stop.load(Ordering::Relaxed) {
+        let g = secrets.generation.load(Ordering::Acquire);
+        if g != secrets_seen {
+            if let Ok(s) = secrets.secrets.lock() {
+                engine.tcp().set_cookie_secrets(*s);
+            }
+            secrets_seen = g;
+        }
+        // One clock read per round: the spinning loop read it twice and
+        // clock_gettime was the top symbol of the server's profile.
+        let wall = Instant::now();
+        let now = crate::tcp::Instant(wall.duration_since(epoch).as_micros() as u64);
+        let n = crate::runtime::stack::receive_round(&mut sock, &mut engine, &steer, now);
+        sock.transmit_with(|tx| engine.poll(now, tx));
+        while let Some(w) = engine.tcp().poll_warning() {
+            match w {
+                crate::tcp::Warning::TimeWaitOverflow { max } => {
+                    log::warn!("TCP: time wait bucket table overflow (tcp_max_tw_buckets {max})")
+                }
+                crate::tcp::Warning::CloseWaitTooLong { tuple, age, .. } => log::warn!(
+                    "connection {}:{} <- {}:{} has been in CLOSE_WAIT for {:.0} s: the application never closed it",
+                    tuple.local_addr, tuple.local_port, tuple.remote_addr, tuple.remote_port, age.as_secs_f64()
+                ),
+            }
+        }
+        let dropped = sock.tx_dropped();
+        if dropped != reported_tx_drops {
+            engine.count_tx_no_buffer(dropped - reported_tx_drops);
+            reported_tx_drops = dropped;
+        }
+        if n == 0 {
+            idle += 1;
+            if !busy_poll && idle > 256 && steer.prepare_sleep() {
+                // Sleep until a packet arrives (from the wire or another
+                // queue's worker) or the next TCP timer.
+                let ms = engine
+                    .next_timeout()
+                    .map(|t| (t.0.saturating_sub(clock().0) / 1000) as i32)
+                    .unwrap_or(10)
+                    .clamp(0, 10);
+                sock.wait_also(Some(steer.wake_fd()), ms);
+                steer.woke();
+            }
+        } else {
+            idle = 0;
+        }
+        // Publish for `xstack stats` at most every 50 ms (it builds maps: not
+        // something to do per iteration of a busy loop), and once on going idle.
+        if idle == 257 || wall.duration_since(last_publish) >= Duration::from_millis(50) {
+            publish(&sock, &engine, &stats);
+            last_publish = wall;
+        }
+    }
+    // Let queued replies leave before the socket closes.
+    let deadline = Instant::now() + Duration::from_millis(200);
+    while sock.tx_in_flight() > 0 && Instant::now() < deadline {
+        sock.complete();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    publish(&sock, &engine, &stats);
+}
+
+/// Runs the stack until a signal or the duration ends; returns the final
+/// counters as JSON (also what `xstack stats --json` shows while running).
+pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
+    let signals = Signals::block();
+    sys::check_privileges("xstack serve")?;
+    let iface = sys::interface(&config.iface)?;
+    if config.ports.is_empty() {
+        bail!("no TCP port given; pass --port P[,P...]");
+    }
+    let _iface_lock = InstanceLock::interface(&iface.name)?;
+    let _addr_lock = InstanceLock::address(config.ip)?;
+    let queues = config.queues.unwrap_or(iface.rx_queues);
+    if queues == 0 || queues > iface.rx_queues {
+        bail!(
+            "--queues {queues} is out of range: {} has {} rx queue(s); pass --queues 1..={}",
+            iface.name,
+            iface.rx_queues,
+            iface.rx_queues
+        );
+    }
+    if queues < iface.rx_queues {
+        log::warn!(
+            "{} has {} rx queues but only {queues} are served: owned traffic hashed to the others is dropped (drop_no_socket)",
+            iface.name,
+            iface.rx_queues
+        );
+    }
+
+    let pin_dir = config.pin_maps.then(|| {
+        crate::datapath::xdp::bpffs_root()
+            .join("xstack")
+            // bpffs rejects dots in names.
+            .join(format!("{}_{}", iface.name, sys::netns_id()))
+    });
+    let mut prog = XdpProgram::load(pin_dir.as_deref())?;
+    if let Some(dir) = &pin_dir {
+        log::info!("XDP maps pinned under {}", dir.display());
+    }
+    // Cookie SYN-ACKs sent by XDP must announce what the engine will use
+    // for the connection they create: its MSS and window-scale shift.
+    let mut config = config;
+    config.fastpath.mss = config.fastpath.mss.min(config.tcp.mss);
+    config.fastpath.wscale = config.tcp.rcv_wscale();
+    config.fastpath.tx_redirect = iface.driver == "veth";
+    apply_fastpath(&mut prog, &config.fastpath, &Default::default())?;
+    prog.own_addr(config.ip)?;
+    for p in &config.ports {
+        prog.own_port(config.ip, *p)?;
+    }
+
+    // Sockets first, so that nothing the program redirects finds no socket.
+    let mut sockets = Vec::new();
+    for q in 0..queues {
+        let s = XskSocket::open(&iface.name, q, &config.xsk)?;
+        prog.register_socket(q, s.fd())?;
+        sockets.push(s);
+    }
+    let xsk_mode = if sockets.iter().all(|s| s.is_zero_copy()) {
+        "zerocopy"
+    } else {
+        "copy"
+    };
+    let xdp_mode = prog.attach(&iface.name, config.xdp_mode)?;
+    log::info!(
+        "serving {}:{:?} on {} ({} queue(s), XDP {xdp_mode} mode, AF_XDP {xsk_mode} mode, driver {})",
+        config.ip,
+        config.ports,
+        iface.name,
+        queues,
+        if iface.driver.is_empty() { "?" } else { &iface.driver }
+    );
+
+    let secrets = Arc::new(SharedSecrets::default());
+    secrets.publish(prog.secrets()?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    let steering =
+        crate::datapath::steer::mesh(queues).context("creating the queue steering eventfds")?;
+    for (sock, steer) in sockets.into_iter().zip(steering) {
+        let q = sock.queue();
+        let stats = Arc::new(Mutex::new(QueueStats {
+            queue: q,
+            ..Default::default()
+        }));
+        let engine = Interface::new(IfaceConfig {
+            mac: iface.mac,
+            addrs: vec![config.ip],
+            ports: config.ports.clone(),
+            app: config.app,
+            response_bytes: config.response_bytes,
+            tcp: config.tcp.clone(),
+            backlog: 1024,
+            secret: crate::datapath::fastpath::random_key(),
+        });
+        let (st, sp, busy, sec) = (
+            stats.clone(),
+            stop.clone(),
+            config.busy_poll,
+            secrets.clone(),
+        );
+        let handle = std::thread::Builder::new()
+            .name(format!("xstack-q{q}"))
+            .spawn(move || worker_loop(sock, engine, steer, st, sp, busy, sec))
+            .context("spawning a queue worker")?;
+        workers.push(Worker { stats, handle });
+    }
+
+    let prog = Arc::new(Mutex::new(prog));
+    let started = Instant::now();
+    let info = json!({
+        "pid": std::process::id(),
+        "iface": iface.name,
+        "ip": config.ip.to_string(),
+        "ports": config.ports,
+        "app": config.app,
+        "queues": queues,
+        "xdp_mode": xdp_mode,
+        "xsk_mode": xsk_mode,
+    });
+    let queue_stats: Vec<_> = workers.iter().map(|w| w.stats.clone()).collect();
+    let snapshot = {
+        let prog = prog.clone();
+        let info = info.clone();
+        move || snapshot(&info, &prog, &queue_stats, queues, started)
+    };
+    let settings = Arc::new(Mutex::new(config.fastpath.clone()));
+    let set = {
+        let prog = prog.clone();
+        let settings = settings.clone();
+        move |args: &str| set_command(&prog, &settings, args)
+    };
+    let control = ControlServer::start_with(&iface.name, snapshot.clone(), set)?;
+    log::info!("control socket {}", control.path().display());
+    println!(
+        "xstack: serving {}:{} on {} — ping/arping {} or connect to it from the peer; Ctrl-C to stop",
+        config.ip,
+        config
+            .ports
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        iface.name,
+        config.ip
+    );
+
+    let mut last_rotation = Instant::now();
+    let mut overflows = 0u64;
+    let mut queue_full_since: Option<Instant> = None;
+    let why = loop {
+        if let Ok(mut p) = prog.lock() {
+            p.flush_logs();
+            // Rotate the cookie secret, keeping the previous one valid.
+            if last_rotation.elapsed() >= crate::datapath::fastpath::SECRET_ROTATION {
+                match p.secrets() {
+                    Ok(s) => {
+                        let next = crate::datapath::fastpath::rotate(&s);
+                        match p.set_secrets(&next) {
+                            Ok(()) => secrets.publish(next),
+                            Err(e) => log::warn!("rotating the SYN cookie secret: {e}"),
+                        }
+                    }
+                    Err(e) => log::warn!("reading the SYN cookie secret: {e}"),
+                }
+                last_rotation = Instant::now();
+            }
+            // The engine's SYN queue overflowed since the last look: tell XDP
+            // (auto mode then answers SYNs with cookies) until it has been
+            // quiet for a second.
+            let now_overflows: u64 = ["ListenOverflows", "TCPReqQFullDrop", "TCPReqQFullDoCookies"]
+                .iter()
+                .map(|k| queue_stats_total(&workers, k))
+                .sum();
+            if now_overflows > overflows {
+                if queue_full_since.is_none() {
+                    log::info!("SYN queue full: XDP answers SYNs with cookies (auto mode)");
+                }
+                queue_full_since = Some(Instant::now());
+                let _ = p.set_signal(stack_ebpf::SIGNAL_SYN_QUEUE_FULL, 1);
+            } else if queue_full_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(1)) {
+                queue_full_since = None;
+                let _ = p.set_signal(stack_ebpf::SIGNAL_SYN_QUEUE_FULL, 0);
+            }
+            overflows = now_overflows;
+        }
+        if let Some(sig) = signals.wait(Duration::from_millis(100)) {
+            break sig;
+        }
+        if config.duration.is_some_and(|d| started.elapsed() >= d) {
+            break "duration reached";
+        }
+        if workers.iter().any(|w| w.handle.is_finished()) {
+            break "a queue worker stopped";
+        }
+    };
+    log::info!("stopping: {why}");
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        if w.handle.join().is_err() {
+            log::error!("a queue worker panicked");
+        }
+    }
+    drop(control);
+    let final_stats = snapshot();
+    if let Ok(mut p) = prog.lock() {
+        p.flush_logs();
+    }
+    // Dropping the program releases the BPF link: the interface is detached.
+    drop(prog);
+    Ok(final_stats)
+}
+
+fn queue_stats_total(workers: &[Worker], tcp_counter: &str) -> u64 {
+    workers
+        .iter()
+        .filter_map(|w| w.stats.lock().ok().map(|s| s.tcp.get(tcp_counter).copied()))
+        .map(|v| v.unwrap_or(0))
+        .sum()
+}
+
+/// Writes `s` to the program's maps: the config entry and the prefix lists
+/// (`old` is what was applied before, so removed prefixes leave the tries).
+pub fn apply_fastpath(
+    prog: &mut XdpProgram,
+    s: &crate::datapath::fastpath::FastpathSettings,
+    old: &crate::datapath::fastpath::FastpathSettings,
+) -> Result<(), crate::datapath::xdp::XdpError> {
+    for (deny, now, before) in [(true, &s.deny, &old.deny), (false, &s.allow, &old.allow)] {
+        for (net, len) in before.iter().filter(|p| !now.contains(p)) {
+            prog.prefix(deny, *net, *len, false)?;
+        }
+        for (net, len) in now {
+            prog.prefix(deny, *net, *len, true)?;
+        }
+    }
+    prog.set_config(&s.to_config())
+}
+
+/// The control socket's `set key=value ...`: applies settings to the
+/// running program through its maps (no reattach).
+fn set_command(
+    prog: &Mutex<XdpProgram>,
+    settings: &Mutex<crate::datapath::fastpath::FastpathSettings>,
+    args: &str,
+) -> serde_json::Value {
+    let (Ok(mut p), Ok(mut cur)) = (prog.lock(), settings.lock()) else {
+        return json!({"error": "lock poisoned"});
+    };
+    let mut next = cur.clone();
+    for kv in args.split_whitespace() {
+        if let Err(e) = next.apply(kv) {
+            return json!({ "error": e.to_string() });
+        }
+    }
+    if let Err(e) = apply_fastpath(&mut p, &next, &cur) {
+        return json!({ "error": e.to_string() });
+    }
+    log::info!("fast path settings changed: {args}");
+    *cur = next;
+    json!({ "ok": true, "fastpath": *cur })
+}
+
+fn snapshot(
+    info: &serde_json::Value,
+    prog: &Mutex<XdpProgram>,
+    queue_stats: &[Arc<Mutex<QueueStats>>],
+    queues: u32,
+    started: Instant,
+) -> serde_json::Value {
+    let (xdp, redirects, classes, fastpath) = match prog.lock() {
+        Ok(p) => (
+            p.counters()
+                .map(|c| json!(c))
+                .unwrap_or_else(|e| json!({"error": e.to_string()})),
+            p.queue_redirects(queues).unwrap_or_default(),
+            p.tcp_classes()
+                .map(|c| json!(c))
+                .unwrap_or_else(|e| json!({"error": e.to_string()})),
+            match (p.fastpath_state(), p.config()) {
+                (Ok(st), Ok(c)) => json!({
+                    "syncookies": match c.syncookies {
+                        stack_ebpf::SYNCOOKIES_ALWAYS => "always",
+                        stack_ebpf::SYNCOOKIES_AUTO => "auto",
+                        _ => "never",
+                    },
+                    "cookie_active": st.cookie_active,
+                    "cookie_on_switches": st.cookie_on_switches,
+                    "syn_rate": st.last_rate,
+                    "syn_on_per_window": c.syn_on,
+                    "syn_off_per_window": c.syn_off,
+                }),
+                (Err(e), _) | (_, Err(e)) => json!({"error": e.to_string()}),
+            },
+        ),
+        Err(_) => (
+            json!({"error": "lock poisoned"}),
+            Vec::new(),
+            json!({}),
+            json!({}),
+        ),
+    };
+    let per_queue: Vec<QueueStats> = queue_stats
+        .iter()
+        .filter_map(|s| s.lock().ok().map(|s| s.clone()))
+        .collect();
+    let mut total = IfaceStats::default();
+    let mut tcp_total: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    let mut conns = 0;
+    let mut states: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut listeners = Vec::new();
+    for q in &per_queue {
+        if let Some(m) = q.states.as_object() {
+            for (k, v) in m {
+                *states.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
+            }
+        }
+        for l in &q.listeners {
+            let mut l = l.clone();
+            l["queue"] = json!(q.queue);
+            listeners.push(l);
+        }
+        total.add(&q.engine);
+        for (k, v) in &q.tcp {
+            *tcp_total.entry(k).or_default() += v;
+        }
+        conns += q.tcp_connections;
+    }
+    let drops: serde_json::Map<String, serde_json::Value> = total
+        .wire_drops()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let queues_json: Vec<_> = per_queue
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            json!({
+                "queue": q.queue,
+                "xdp_redirects": redirects.get(i).copied().unwrap_or(0),
+                "engine": q.engine,
+                "kernel": q.kernel,
+                "steer": q.steer,
+            })
+        })
+        .collect();
+    let mut v = info.clone();
+    v["uptime_s"] = json!(started.elapsed().as_secs_f64());
+    v["memory"] = json!(sys::memory());
+    v["xdp"] = xdp;
+    v["xdp_tcp_classes"] = classes;
+    v["fastpath"] = fastpath;
+    v["engine"] = json!(total);
+    v["engine"]["drops"] = json!(drops);
+    v["tcp"] = json!(tcp_total);
+    v["tcp"]["connections"] = json!(conns);
+    v["states"] = json!(states);
+    v["listeners"] = json!(listeners);
+    v["per_queue"] = json!(queues_json);
+    v
+}
+
+/// Renders a stats document as `name value` lines, nstat style, grouped.
+pub fn render_stats(v: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "xstack pid {} on {} ip {} ports {} queues {} (XDP {} mode, AF_XDP {} mode), up {:.1} s",
+        v["pid"],
+        v["iface"].as_str().unwrap_or("?"),
+        v["ip"].as_str().unwrap_or("?"),
+        v["ports"],
+        v["queues"],
+        v["xdp_mode"].as_str().unwrap_or("?"),
+        v["xsk_mode"].as_str().unwrap_or("?"),
+        v["uptime_s"].as_f64().unwrap_or(0.0)
+    );
+    let section = |out: &mut String, title: &str, obj: &serde_json::Value| {
+        let _ = writeln!(out, "{title}:");
+        if let Some(m) = obj.as_object() {
+            for (k, val) in m {
+                if val.is_number() {
+                    let _ = writeln!(out, "  {k:<28} {val}");
+                }
+            }
+        }
+    };
+    let mb = |k: &str| v["memory"][k].as_f64().unwrap_or(0.0) / 1e6;
+    let _ = writeln!(
+        out,
+        "memory: rss {:.1} MB, heap in use {:.1} MB, heap held {:.1} MB",
+        mb("rss_bytes"),
+        mb("heap_in_use_bytes"),
+        mb("heap_held_bytes")
+    );
+    section(&mut out, "xdp (kernel, per-CPU summed)", &v["xdp"]);
+    section(&mut out, "xdp tcp classes", &v["xdp_tcp_classes"]);
+    section(&mut out, "fast path", &v["fastpath"]);
+    section(&mut out, "engine", &v["engine"]);
+    section(&mut out, "engine drops", &v["engine"]["drops"]);
+    if let Some(st) = v["states"].as_object() {
+        let g = |k: &str| st.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "TCP: estab {} syn-recv {} fin-wait1 {} fin-wait2 {} timewait {}/{} (peak {}) close-wait {} last-ack {} closing {} listen {}",
+            g("ESTABLISHED"), g("SYN_RECV"), g("FIN_WAIT1"), g("FIN_WAIT2"), g("TIME_WAIT"),
+            g("time_wait_max"), g("time_wait_high_water"), g("CLOSE_WAIT"), g("LAST_ACK"),
+            g("CLOSING"), g("LISTEN")
+        );
+    }
+    if let Some(ls) = v["listeners"].as_array() {
+        for l in ls {
+            let _ =
+                writeln!(
+                out,
+                "listen {} (queue {}): syn queue {}/{} accept queue {}/{} close-wait {} oldest {}",
+                l["listen"].as_str().unwrap_or("?"), l["queue"], l["syn_queue"], l["syn_queue_max"],
+                l["accept_queue"], l["accept_queue_max"], l["close_wait"],
+                l["oldest_close_wait_s"].as_f64().map(|s| format!("{s:.1} s")).unwrap_or("-".into())
+            );
+        }
+    }
+    section(&mut out, "tcp (nstat names where one exists)", &v["tcp"]);
+    if let Some(qs) = v["per_queue"].as_array() {
+        for q in qs {
+            let _ = writeln!(
+                out,
+                "queue {}: xdp_redirects {} rx_frames {} tx_frames {} tcp_segments {} handed out/in/dropped {}/{}/{} kernel rx_dropped {} rx_ring_full {} fill_ring_empty {}",
+                q["queue"],
+                q["xdp_redirects"],
+                q["engine"]["rx_frames"],
+                q["engine"]["tx_frames"],
+                q["engine"]["tcp_segments"],
+                q["steer"]["handed_out"],
+                q["steer"]["handed_in"],
+                q["steer"]["handoff_dropped"],
+                q["kernel"]["rx_dropped"],
+                q["kernel"]["rx_ring_full"],
+                q["kernel"]["rx_fill_ring_empty"],
+            );
+        }
+    }
+    out
+}

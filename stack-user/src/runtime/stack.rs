@@ -1,0 +1,217 @@
+//! A stack driven by its caller: XDP + one AF_XDP socket + one [`Interface`]
+//! per queue, each polled in the thread that holds it. For clients, tools and
+//! benchmarks that open connections themselves (`xstack load`); `xstack
+//! serve` runs its own workers. With several queues, frames are steered to
+//! the engine that owns their flow ([`crate::datapath::steer`]) and each engine picks
+//! client ports it owns ([`crate::tcp::TcpEngine::set_shard`]).
+
+use std::net::Ipv4Addr;
+
+use anyhow::{bail, Context, Result};
+
+use crate::{
+    apps::App,
+    datapath::steer::Steering,
+    datapath::xdp::{AttachMode, XdpProgram},
+    datapath::xsk::{XskConfig, XskSocket},
+    iface::{IfaceConfig, Interface},
+    runtime::sys,
+    tcp::{self, TcpConfig},
+};
+
+/// What [`Stack::open`] sets up.
+#[derive(Clone, Debug)]
+pub struct StackConfig {
+    /// Interface.
+    pub iface: String,
+    /// The stack's address.
+    pub ip: Ipv4Addr,
+    /// Ports with a listener running `app`.
+    pub listen: Vec<u16>,
+    /// Local ports for outgoing connections (owned in XDP, no listener).
+    pub client_ports: Vec<u16>,
+    /// Application on the listening ports.
+    pub app: App,
+    /// Body size of `App::Http` responses.
+    pub response_bytes: usize,
+    /// TCP settings.
+    pub tcp: TcpConfig,
+    /// AF_XDP settings.
+    pub xsk: XskConfig,
+}
+
+/// The receive half of a queue worker's round (shared with `xstack
+/// serve`): completions, fill ring, the frames of the socket into `engine`
+/// (those of flows another queue's engine owns go to it), then the frames
+/// other queues handed over. Replies the frames call for are queued, not
+/// yet sent. Returns how many frames were taken.
+pub(crate) fn receive_round(
+    sock: &mut XskSocket,
+    engine: &mut Interface,
+    steer: &Steering,
+    now: tcp::Instant,
+) -> u32 {
+    sock.complete();
+    sock.refill();
+    let mut n = sock.receive_with_meta(64, |meta, frame, tx| {
+        if steer.route(meta, frame) {
+            engine.handle_frame_meta(now, meta, frame, tx)
+        }
+    });
+    sock.transmit_with(|tx| {
+        n += steer.receive(64, |h| {
+            engine.handle_handoff(now, h.meta(), &h.frame, h.learn_only, tx)
+        }) as u32;
+    });
+    n
+}
+
+/// Socket, engine and steering end of one queue.
+pub struct Stack {
+    engine: Interface,
+    sock: XskSocket,
+    steer: Steering,
+    addr: Ipv4Addr,
+    /// Held by a single-queue stack; with several queues the caller holds it.
+    _prog: Option<XdpProgram>,
+    epoch: std::time::Instant,
+}
+
+impl Stack {
+    /// Loads and attaches XDP on `iface`, binds queue 0 and starts an engine.
+    pub fn open(config: &StackConfig) -> Result<Stack> {
+        let (prog, mut stacks) = Stack::open_queues(config, 1)?;
+        let mut stack = stacks.pop().context("no queue opened")?;
+        stack._prog = Some(prog);
+        Ok(stack)
+    }
+
+    /// Loads and attaches XDP on `iface` and opens queues `0..queues`, one
+    /// socket and engine each, every engine queue worker `q` of `queues`.
+    /// The program stays attached while the returned [`XdpProgram`] lives;
+    /// each [`Stack`] may move to its own thread.
+    pub fn open_queues(config: &StackConfig, queues: u32) -> Result<(XdpProgram, Vec<Stack>)> {
+        let iface = sys::interface(&config.iface)?;
+        if queues == 0 || queues > iface.rx_queues {
+            bail!(
+                "--queues {queues} is out of range: {} has {} rx queue(s); pass --queues 1..={} (xstack testbed up --queues N makes more)",
+                iface.name,
+                iface.rx_queues,
+                iface.rx_queues
+            );
+        }
+        if queues < iface.rx_queues {
+            log::warn!(
+                "{} has {} rx queues but only {queues} are used: owned traffic the NIC puts on the others is dropped (drop_no_socket); pass --queues {}",
+                iface.name,
+                iface.rx_queues,
+                iface.rx_queues
+            );
+        }
+        let mut prog = XdpProgram::load(None)?;
+        prog.own_addr(config.ip)?;
+        for p in config.listen.iter().chain(&config.client_ports) {
+            prog.own_port(config.ip, *p)?;
+        }
+        let steering =
+            crate::datapath::steer::mesh(queues).context("creating the queue steering eventfds")?;
+        let epoch = std::time::Instant::now();
+        let mut stacks = Vec::new();
+        for (q, steer) in (0..queues).zip(steering) {
+            let sock = XskSocket::open(&iface.name, q, &config.xsk)
+                .with_context(|| format!("AF_XDP socket on {} queue {q}", iface.name))?;
+            prog.register_socket(q, sock.fd())?;
+            let mut engine = Interface::new(IfaceConfig {
+                mac: iface.mac,
+                addrs: vec![config.ip],
+                ports: config.listen.clone(),
+                app: config.app,
+                response_bytes: config.response_bytes,
+                tcp: config.tcp.clone(),
+                backlog: 1024,
+                secret: crate::datapath::fastpath::random_key(),
+            });
+            engine.tcp().set_shard(q, queues);
+            stacks.push(Stack {
+                engine,
+                sock,
+                steer,
+                addr: config.ip,
+                _prog: None,
+                epoch,
+            });
+        }
+        prog.attach(&iface.name, AttachMode::Auto)?;
+        Ok((prog, stacks))
+    }
+
+    /// The stack's address.
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// The queue this stack serves.
+    pub fn queue(&self) -> u32 {
+        self.steer.index()
+    }
+
+    /// Frames handed between queue workers.
+    pub fn steer_counts(&self) -> crate::datapath::steer::SteerCounts {
+        self.steer.stats.snapshot()
+    }
+
+    /// The engine's clock.
+    pub fn now(&self) -> tcp::Instant {
+        tcp::Instant(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    /// One round: [`receive`](Self::receive) then
+    /// [`transmit`](Self::transmit). Returns the number of frames received.
+    pub fn poll(&mut self) -> u32 {
+        let n = self.receive();
+        self.transmit();
+        n
+    }
+
+    /// First half of a round: completions, fill ring, received frames
+    /// (and frames other queues handed over) into the engine. Returns how
+    /// many. An application that reads and writes before
+    /// [`transmit`](Self::transmit) lets its data carry the ACKs those
+    /// frames owe (a request with the ACK of a SYN-ACK, a FIN with the ACK
+    /// of the response) instead of bare ACKs going first, as Linux's
+    /// delayed ACK does for an application that answers at once.
+    pub fn receive(&mut self) -> u32 {
+        let now = self.now();
+        let n = receive_round(&mut self.sock, &mut self.engine, &self.steer, now);
+        self.engine.dispatch_events(now);
+        n
+    }
+
+    /// Second half of a round: timers, then everything the engine has
+    /// queued goes out.
+    pub fn transmit(&mut self) {
+        let now = self.now();
+        let engine = &mut self.engine;
+        self.sock.transmit_with(|tx| engine.poll(now, tx));
+    }
+
+    /// Sleeps until a frame arrives (from the wire or another queue's
+    /// worker), the engine's next timer, or `max`, whichever is first.
+    pub fn wait(&mut self, max: std::time::Duration) {
+        let now = self.now();
+        let until_timer = self
+            .engine
+            .next_timeout()
+            .map_or(u64::MAX, |t| t.0.saturating_sub(now.0) / 1000);
+        let ms = until_timer.min(max.as_millis() as u64) as i32;
+        if ms > 0 && self.steer.prepare_sleep() {
+            self.sock.wait_also(Some(self.steer.wake_fd()), ms);
+            self.steer.woke();
+        }
+    }
+
+    /// The engine (connect, read, write, close, counters).
+    pub fn engine(&mut self) -> &mut Interface {
+        &mut self.engine
+    }
+}

@@ -1,0 +1,567 @@
+//! `xstack bench`: xstack next to the Linux kernel stack, in one run, on a
+//! fresh testbed.
+//!
+//! Servers run in the stack namespace on 198.18.0.2 (kernel: `xstack
+//! kserve`; xstack: `xstack serve`), load generators in the peer namespace
+//! (kernel: `xstack load --kernel` from 198.18.0.1; xstack: `xstack load` on
+//! the peer veth with its own address 198.18.0.3). Each pair runs for the
+//! same time with the same application; wrk runs against both servers as an
+//! outside reference. CPU is the user+system time of each process (softirq
+//! work is not attributed to processes). The xstack server runs with
+//! `--busy-poll` (it spins on its rings instead of sleeping in poll(), the
+//! setting a user tuning for throughput picks; it shows as ~100% CPU); so
+//! does the xstack load generator (`--busy-poll`). Every load generator
+//! (wrk included) runs on CPU 0 and every server on CPU 1 ([`pin`]).
+
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::tools::testbed::{netns_command, Testbed, TestbedGuard};
+
+/// One measured pair.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// Scenario name.
+    pub scenario: String,
+    /// Load side: "kernel", "xstack" or "wrk".
+    pub load: String,
+    /// Server side: "kernel" or "xstack".
+    pub server: String,
+    /// Connections per second.
+    pub cps: f64,
+    /// Requests per second.
+    pub rps: f64,
+    /// Latency percentiles (µs): p50, p90, p99, p99.9, max.
+    pub latency_us: [u64; 5],
+    /// Errors of all kinds.
+    pub errors: u64,
+    /// Load process CPU, % of one core.
+    pub load_cpu: f64,
+    /// Server process CPU, % of one core.
+    pub server_cpu: f64,
+}
+
+pub(crate) struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    pub(crate) fn spawn(cmd: &mut Command) -> Result<Proc> {
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawning a benchmark process")?;
+        Ok(Proc { child })
+    }
+
+    /// Stops it with SIGTERM and returns (CPU seconds, stdout).
+    pub(crate) fn stop(mut self) -> (f64, String) {
+        // SAFETY: signalling the child we spawned, by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        wait_cpu(&mut self.child)
+    }
+}
+
+/// Waits for `child` and returns its user+system CPU seconds and stdout.
+pub(crate) fn wait_cpu(child: &mut Child) -> (f64, String) {
+    let mut out = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        use std::io::Read;
+        let _ = s.read_to_string(&mut out);
+    }
+    let mut status = 0;
+    // SAFETY: wait4 on our own child, with out-pointers we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(ru.ru_utime) + secs(ru.ru_stime), out)
+}
+
+/// Runs `cmd`'s process (and every thread it starts) on CPU `cpu` when the
+/// machine has more than one: load generators on CPU 0, servers on CPU 1,
+/// one core each, as `taskset` would. Left to the scheduler, a spinning
+/// load generator and a server thread land on the same core in some runs
+/// and not in others, which made keep-alive figures vary fivefold between
+/// runs. The softirq work a sender's transmit triggers on veth runs on the
+/// sender's CPU either way.
+pub(crate) fn pin(cmd: &mut Command, cpu: usize) -> &mut Command {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if cpus <= 1 || cpu >= cpus as usize {
+        return cmd;
+    }
+    // SAFETY: the hook runs in the forked child before exec and only calls
+    // sched_setaffinity on itself, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// CPU of the load generators.
+const LOAD_CPU: usize = 0;
+/// CPU of the servers.
+const SERVER_CPU: usize = 1;
+
+pub(crate) fn bin() -> Result<PathBuf> {
+    std::env::current_exe().context("locating the xstack binary")
+}
+
+fn wait_port(ns: &str, port: u16) {
+    for _ in 0..100 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "ss",
+                "-Hltn",
+                &format!("sport = :{port}"),
+            ])
+            .output();
+        if out.is_ok_and(|o| !o.stdout.is_empty()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_serve(iface: &str) {
+    for _ in 0..100 {
+        if crate::runtime::control::query_stats(Some(iface)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn ip(ns: &str, op: &str, cidr: &str, dev: &str) -> Result<()> {
+    let ok = Command::new("ip")
+        .args(["-n", ns, "addr", op, cidr, "dev", dev])
+        .status()?
+        .success();
+    if !ok {
+        bail!("ip -n {ns} addr {op} {cidr} dev {dev} failed");
+    }
+    Ok(())
+}
+
+/// Starts the kernel (`xstack kserve`, with 198.18.0.2 on the kernel
+/// interface) or the xstack server in the stack namespace and waits until it
+/// answers.
+pub(crate) fn start_server(t: &Testbed, server: &str) -> Result<Proc> {
+    let bin = bin()?;
+    let exe = bin.to_str().unwrap_or("xstack");
+    if server == "kernel" {
+        ip(&t.stack_ns, "add", "198.18.0.2/24", &t.stack_if)?;
+        let p = Proc::spawn(
+            pin(&mut netns_command(&t.stack_ns, exe), SERVER_CPU)
+                .args(["kserve", "--listen", "198.18.0.2:80", "--app", "http"])
+                .args(["--response-bytes", "64", "--threads", "1"]),
+        )?;
+        wait_port(&t.stack_ns, 80);
+        Ok(p)
+    } else {
+        let p = Proc::spawn(
+            pin(&mut netns_command(&t.stack_ns, exe), SERVER_CPU)
+                .args([
+                    "serve",
+                    "--iface",
+                    &t.stack_if,
+                    "--ip",
+                    "198.18.0.2",
+                    "--port",
+                    "80",
+                ])
+                .args(["--app", "http", "--response-bytes", "64", "--busy-poll"]),
+        )?;
+        wait_serve(&t.stack_if);
+        Ok(p)
+    }
+}
+
+/// Stops a server from [`start_server`]; returns its CPU seconds.
+pub(crate) fn stop_server(t: &Testbed, server: &str, p: Proc) -> Result<f64> {
+    let (cpu, _) = p.stop();
+    if server == "kernel" {
+        ip(&t.stack_ns, "del", "198.18.0.2/24", &t.stack_if)?;
+    }
+    Ok(cpu)
+}
+
+/// One scenario's load arguments.
+struct Scenario {
+    name: &'static str,
+    args: Vec<String>,
+    wrk_close: bool,
+}
+
+fn load_row(
+    t: &Testbed,
+    sc: &Scenario,
+    load: &str,
+    server: &str,
+    secs: u32,
+    dir: &Path,
+) -> Result<Row> {
+    let bin = bin()?;
+    let server_proc = start_server(t, server)?;
+    let json = dir.join(format!("{}-{load}-{server}.json", sc.name));
+    let started = Instant::now();
+    let mut cmd = netns_command(&t.peer_ns, bin.to_str().unwrap_or("xstack"));
+    pin(&mut cmd, LOAD_CPU);
+    cmd.arg("load");
+    if load == "kernel" {
+        cmd.args(["--kernel", "--threads", "1"]);
+    } else {
+        // Spinning, like the xstack server (serve --busy-poll).
+        cmd.args(["--iface", &t.peer_if, "--ip", "198.18.0.3", "--busy-poll"]);
+    }
+    cmd.args([
+        "--target",
+        "198.18.0.2:80",
+        "--duration",
+        &secs.to_string(),
+        "--quiet",
+    ])
+    .args(&sc.args)
+    .arg("--json")
+    .arg(&json);
+    let mut lp = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning xstack load")?;
+    let (load_cpu_s, _) = wait_cpu(&mut lp);
+    let wall = started.elapsed().as_secs_f64();
+    let server_cpu_s = stop_server(t, server, server_proc)?;
+    // Let TIME_WAIT and ARP state of this pair fade out of the next one's way.
+    std::thread::sleep(Duration::from_millis(300));
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(&json).with_context(|| {
+            format!("{load} load against the {server} server wrote no summary")
+        })?)?;
+    let u = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let f = |p: &str| v.pointer(p).and_then(Value::as_f64).unwrap_or(0.0);
+    Ok(Row {
+        scenario: sc.name.into(),
+        load: load.into(),
+        server: server.into(),
+        cps: f("/connections_per_s"),
+        rps: f("/requests_per_s"),
+        latency_us: [
+            u("/latency_us/p50"),
+            u("/latency_us/p90"),
+            u("/latency_us/p99"),
+            u("/latency_us/p999"),
+            u("/latency_us/max"),
+        ],
+        errors: ["refused", "reset", "timeout", "other"]
+            .iter()
+            .map(|k| u(&format!("/errors/{k}")))
+            .sum(),
+        load_cpu: 100.0 * load_cpu_s / wall,
+        server_cpu: 100.0 * server_cpu_s / wall,
+    })
+}
+
+/// wrk from the peer namespace against one server.
+fn wrk_row(t: &Testbed, sc: &Scenario, server: &str, secs: u32) -> Result<Row> {
+    let server_proc = start_server(t, server)?;
+    let started = Instant::now();
+    let mut cmd = netns_command(&t.peer_ns, "wrk");
+    pin(&mut cmd, LOAD_CPU);
+    cmd.args([
+        "-t1",
+        "-c64",
+        &format!("-d{secs}s"),
+        "--latency",
+        "--timeout",
+        "2s",
+    ]);
+    if sc.wrk_close {
+        cmd.args(["-H", "Connection: close"]);
+    }
+    cmd.arg("http://198.18.0.2:80/");
+    let mut w = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("running wrk (apt-get install wrk, or cargo xtask setup)")?;
+    let (wrk_cpu_s, text) = wait_cpu(&mut w);
+    let wall = started.elapsed().as_secs_f64();
+    let server_cpu_s = stop_server(t, server, server_proc)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let pct = |p: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(p))
+            .map(|v| parse_wrk_time(v.trim()))
+            .unwrap_or(0)
+    };
+    let errors = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+        .map(|v| {
+            v.split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Ok(Row {
+        scenario: sc.name.into(),
+        load: "wrk".into(),
+        server: server.into(),
+        cps: if sc.wrk_close { rps } else { 0.0 },
+        rps,
+        latency_us: [pct("50%"), pct("90%"), pct("99%"), 0, 0],
+        errors,
+        load_cpu: 100.0 * wrk_cpu_s / wall,
+        server_cpu: 100.0 * server_cpu_s / wall,
+    })
+}
+
+/// "1.23ms" → 1230 µs.
+fn parse_wrk_time(s: &str) -> u64 {
+    let (num, mul) = if let Some(v) = s.strip_suffix("us") {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix("ms") {
+        (v, 1e3)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1e6)
+    } else {
+        (s, 1.0)
+    };
+    num.parse::<f64>().map(|x| (x * mul) as u64).unwrap_or(0)
+}
+
+fn svg_bars(rows: &[Row], path: &Path) -> Result<()> {
+    let bars: Vec<(&Row, f64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r,
+                if r.scenario == "conn-per-request" {
+                    r.cps
+                } else {
+                    r.rps
+                },
+            )
+        })
+        .collect();
+    let max = bars.iter().map(|b| b.1).fold(1.0, f64::max);
+    let (w, bar_h, pad) = (760.0, 22.0, 260.0);
+    let h = 40.0 + bars.len() as f64 * (bar_h + 6.0);
+    let mut s = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='monospace' font-size='12'>\n<text x='10' y='20'>connections/s (conn-per-request) or requests/s (keep-alive)</text>\n"
+    );
+    for (i, (r, v)) in bars.iter().enumerate() {
+        let y = 30.0 + i as f64 * (bar_h + 6.0);
+        let len = (w - pad - 90.0) * v / max;
+        let color = match (r.load.as_str(), r.server.as_str()) {
+            ("xstack", "xstack") => "#2a7",
+            ("kernel", "kernel") => "#888",
+            ("wrk", _) => "#c84",
+            _ => "#58c",
+        };
+        s += &format!(
+            "<text x='5' y='{}'>{} {}→{}</text><rect x='{pad}' y='{y}' width='{len:.1}' height='{bar_h}' fill='{color}'/><text x='{:.1}' y='{}'>{v:.0}</text>\n",
+            y + 15.0,
+            r.scenario,
+            r.load,
+            r.server,
+            pad + len + 4.0,
+            y + 15.0
+        );
+    }
+    s += "</svg>\n";
+    std::fs::write(path, s)?;
+    Ok(())
+}
+
+fn svg_cdf(rows: &[Row], path: &Path) -> Result<()> {
+    // Latency CDF from the measured percentiles (log-scaled x axis).
+    let (w, h, left, bottom) = (760.0, 420.0, 60.0, 40.0);
+    let max_us = rows.iter().flat_map(|r| r.latency_us).fold(10u64, u64::max) as f64;
+    let x = |us: f64| left + (w - left - 20.0) * (us.max(1.0).ln() / max_us.ln());
+    let y = |q: f64| (h - bottom) - (h - bottom - 20.0) * q;
+    let mut s = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='monospace' font-size='11'>\n<text x='10' y='14'>latency CDF (µs, log scale) from p50/p90/p99/p99.9/max</text>\n<line x1='{left}' y1='{}' x2='{}' y2='{}' stroke='black'/>\n",
+        h - bottom,
+        w - 20.0,
+        h - bottom
+    );
+    for tick in [10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0] {
+        if tick <= max_us {
+            s += &format!(
+                "<text x='{:.1}' y='{}'>{tick}</text>\n",
+                x(tick),
+                h - bottom + 15.0
+            );
+        }
+    }
+    let colors = [
+        "#2a7", "#888", "#58c", "#c84", "#a3a", "#3aa", "#aa3", "#333", "#f55", "#55f",
+    ];
+    for (i, r) in rows.iter().filter(|r| r.latency_us[0] > 0).enumerate() {
+        let qs = [0.5, 0.9, 0.99, 0.999, 1.0];
+        let pts: Vec<String> = r
+            .latency_us
+            .iter()
+            .zip(qs)
+            .filter(|(v, _)| **v > 0)
+            .map(|(v, q)| format!("{:.1},{:.1}", x(*v as f64), y(q)))
+            .collect();
+        let c = colors[i % colors.len()];
+        s += &format!(
+            "<polyline fill='none' stroke='{c}' stroke-width='2' points='{}'/>\n<text x='{}' y='{}' fill='{c}'>{} {}→{}</text>\n",
+            pts.join(" "),
+            left + 10.0,
+            40.0 + i as f64 * 14.0,
+            r.scenario,
+            r.load,
+            r.server
+        );
+    }
+    s += "</svg>\n";
+    std::fs::write(path, s)?;
+    Ok(())
+}
+
+/// Runs the whole comparison; writes `bench.json`, `cps.svg` and
+/// `latency-cdf.svg` under `out`, and returns the printed table.
+pub fn run(secs: u32, out: &Path) -> Result<String> {
+    crate::runtime::sys::check_privileges("xstack bench")?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let name = format!("b{}", std::process::id() % 100_000);
+    let guard = TestbedGuard::up(&name, 1)?;
+    let t = guard.testbed.clone();
+    let scenarios = [
+        Scenario {
+            name: "conn-per-request",
+            args: [
+                "--http",
+                "--concurrency",
+                "64",
+                "--requests-per-conn",
+                "1",
+                "--close",
+                "server",
+            ]
+            .map(String::from)
+            .to_vec(),
+            wrk_close: true,
+        },
+        Scenario {
+            name: "keep-alive",
+            args: [
+                "--http",
+                "--concurrency",
+                "64",
+                "--requests-per-conn",
+                "1000000",
+                "--close",
+                "server",
+            ]
+            .map(String::from)
+            .to_vec(),
+            wrk_close: false,
+        },
+    ];
+    let mut rows = Vec::new();
+    for sc in &scenarios {
+        for (load, server) in [
+            ("kernel", "kernel"),
+            ("kernel", "xstack"),
+            ("xstack", "kernel"),
+            ("xstack", "xstack"),
+        ] {
+            eprintln!(
+                "bench: {} {load} load → {server} server ({secs} s)",
+                sc.name
+            );
+            rows.push(load_row(&t, sc, load, server, secs, out)?);
+        }
+        for server in ["kernel", "xstack"] {
+            eprintln!("bench: {} wrk → {server} server ({secs} s)", sc.name);
+            rows.push(wrk_row(&t, sc, server, secs)?);
+        }
+    }
+    drop(guard);
+    let mut table = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        table,
+        "| scenario         | load   | server | conn/s   | req/s    | p50 µs | p99 µs | p99.9 µs | errors | load CPU % | server CPU % |"
+    );
+    let _ = writeln!(
+        table,
+        "|------------------|--------|--------|----------|----------|--------|--------|----------|--------|------------|--------------|"
+    );
+    for r in &rows {
+        let _ = writeln!(
+            table,
+            "| {:<16} | {:<6} | {:<6} | {:>8.0} | {:>8.0} | {:>6} | {:>6} | {:>8} | {:>6} | {:>10.0} | {:>12.0} |",
+            r.scenario, r.load, r.server, r.cps, r.rps, r.latency_us[0], r.latency_us[2], r.latency_us[3], r.errors, r.load_cpu, r.server_cpu
+        );
+    }
+    let find = |sc: &str, l: &str, s: &str| {
+        rows.iter()
+            .find(|r| r.scenario == sc && r.load == l && r.server == s)
+            .map(|r| {
+                if sc == "conn-per-request" {
+                    r.cps
+                } else {
+                    r.rps
+                }
+            })
+            .unwrap_or(0.0)
+    };
+    for sc in ["conn-per-request", "keep-alive"] {
+        let kk = find(sc, "kernel", "kernel").max(1.0);
+        let _ = writeln!(
+            table,
+            "{sc}: xstack↔xstack / kernel↔kernel = {:.2}×; xstack load / wrk against the kernel server = {:.2}×",
+            find(sc, "xstack", "xstack") / kk,
+            find(sc, "xstack", "kernel") / find(sc, "wrk", "kernel").max(1.0)
+        );
+    }
+    let json = serde_json::json!({ "seconds": secs, "rows": rows });
+    let mut f = std::fs::File::create(out.join("bench.json"))?;
+    writeln!(f, "{}", serde_json::to_string_pretty(&json)?)?;
+    svg_bars(&rows, &out.join("cps.svg"))?;
+    svg_cdf(&rows, &out.join("latency-cdf.svg"))?;
+    Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_times_parse_to_microseconds() {
+        assert_eq!(parse_wrk_time("512.00us"), 512);
+        assert_eq!(parse_wrk_time("1.25ms"), 1250);
+        assert_eq!(parse_wrk_time("2.00s"), 2_000_000);
+    }
+}

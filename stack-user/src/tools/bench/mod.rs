@@ -1,0 +1,14 @@
+//! Every benchmark, run from the `xstack` binary: `xstack bench` (xstack vs
+//! the kernel: load generators and servers), `xstack bench synflood`,
+//! `cookies`, `soak`, `rx` (AF_XDP receive rate vs the kernel), `bulk` (bulk
+//! TCP throughput vs the kernel), `tcp-mem` (two TCP engines in memory) and
+//! `timer` (the timing wheel vs a binary heap).
+
+pub mod bulk;
+pub mod cookies;
+pub mod kernel;
+pub mod rx;
+pub mod soak;
+pub mod synflood;
+pub mod tcp_mem;
+pub mod timer;

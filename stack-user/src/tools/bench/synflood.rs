@@ -1,0 +1,472 @@
+//! `xstack bench synflood`: legitimate connections under a SYN flood.
+//!
+//! For each system — (a) a Linux listener with `tcp_syncookies=1`, (b) the
+//! same behind nftables SYNPROXY, (c) `xstack serve --syncookies auto` — on a
+//! fresh testbed, and for a rising series of flood rates up to the
+//! generator's maximum (measured first), a Linux client in the peer
+//! namespace runs connect + 1-byte request/echo + close in a loop (1 s
+//! timeout per connection) while `xstack flood` sends spoofed SYNs from
+//! 198.18.128.0/17 on the same veth. Reported per cell: success %,
+//! connections/s, and machine CPU % (all cores, from /proc/stat: flood,
+//! client and server share this machine).
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::{
+    tools::flood::{FloodConfig, FloodKind},
+    tools::testbed::{netns_command, Testbed, TestbedGuard, STACK_MAC},
+};
+
+const PORT: u16 = 8080;
+
+/// `xstack bench synflood` arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SynfloodArgs {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Flood rates (pps), comma separated; default: 0, then 1/4, 1/2 and all of the generator's measured maximum.
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Vec<u64>,
+    /// Client threads.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Where to write synflood.json and synflood.svg.
+    #[arg(long, default_value = "target/synflood")]
+    pub out: std::path::PathBuf,
+    /// Systems to run (linux, synproxy, xstack).
+    #[arg(long, value_delimiter = ',', default_value = "linux,synproxy,xstack")]
+    pub systems: Vec<String>,
+}
+
+/// One cell of the table.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    /// System.
+    pub system: String,
+    /// Requested flood rate.
+    pub flood_pps: u64,
+    /// Achieved flood rate.
+    pub flood_achieved_pps: f64,
+    /// Connections attempted.
+    pub attempts: u64,
+    /// Connections that completed the echo.
+    pub ok: u64,
+    /// Success %.
+    pub success_pct: f64,
+    /// Successful connections per second.
+    pub cps: f64,
+    /// Machine CPU busy %, all cores.
+    pub cpu_pct: f64,
+    /// Why the system could not run, if it could not.
+    pub error: Option<String>,
+}
+
+fn cpu_times() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total, idle)
+}
+
+fn sh(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().with_context(|| shown.clone())?;
+    if !out.status.success() {
+        bail!("{shown}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Runs `f` on a thread inside network namespace `ns`.
+fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<Result<T>> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).with_context(|| path.clone())?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on a namespace fd, affecting only this thread.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns {path}: {}", std::io::Error::last_os_error());
+        }
+        Ok(f())
+    })
+}
+
+fn join<T>(h: std::thread::JoinHandle<Result<T>>) -> Result<T> {
+    h.join()
+        .map_err(|_| anyhow::anyhow!("a benchmark thread panicked"))?
+}
+
+/// Legit client: connect, send one byte, read it back, close; counts.
+fn clients(t: &Testbed, n: usize, secs: f64) -> Vec<std::thread::JoinHandle<Result<(u64, u64)>>> {
+    let target = SocketAddr::from((t.stack_ip, PORT));
+    (0..n)
+        .map(|_| {
+            in_netns(&t.peer_ns, move || {
+                let end = Instant::now() + Duration::from_secs_f64(secs);
+                let (mut tries, mut ok) = (0u64, 0u64);
+                while Instant::now() < end {
+                    tries += 1;
+                    let good = (|| -> std::io::Result<()> {
+                        let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(1))?;
+                        s.set_read_timeout(Some(Duration::from_secs(1)))?;
+                        s.write_all(b"x")?;
+                        let mut b = [0u8; 1];
+                        s.read_exact(&mut b)?;
+                        Ok(())
+                    })();
+                    if good.is_ok() {
+                        ok += 1;
+                    }
+                }
+                (tries, ok)
+            })
+        })
+        .collect()
+}
+
+fn flood_config(t: &Testbed, rate: u64, secs: f64) -> FloodConfig {
+    FloodConfig {
+        iface: t.peer_if.clone(),
+        target: SocketAddrV4::new(t.stack_ip, PORT),
+        rate,
+        duration: Duration::from_secs_f64(secs),
+        sources: (std::net::Ipv4Addr::new(198, 18, 128, 0), 17),
+        kind: FloodKind::Syn,
+        dst_mac: STACK_MAC,
+        queue: 0,
+    }
+}
+
+fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs) -> Cell {
+    let flood = (rate > 0).then(|| {
+        let c = flood_config(t, rate, a.seconds + 0.5);
+        in_netns(&t.peer_ns, move || crate::tools::flood::run(&c))
+    });
+    // Let the flood reach its rate before the client starts.
+    std::thread::sleep(Duration::from_millis(250));
+    let (t0, i0) = cpu_times();
+    let start = Instant::now();
+    let hs = clients(t, a.clients, a.seconds);
+    let (mut attempts, mut ok) = (0, 0);
+    let mut error = None;
+    for h in hs {
+        match join(h) {
+            Ok((x, y)) => {
+                attempts += x;
+                ok += y;
+            }
+            Err(e) => error = Some(e.to_string()),
+        }
+    }
+    let el = start.elapsed().as_secs_f64();
+    let (t1, i1) = cpu_times();
+    let achieved = match flood.map(|h| join(h).and_then(|r| r)) {
+        Some(Ok(r)) => r.achieved_pps,
+        Some(Err(e)) => {
+            error = Some(format!("flood: {e}"));
+            0.0
+        }
+        None => 0.0,
+    };
+    let busy = (t1 - t0).saturating_sub(i1 - i0);
+    Cell {
+        system: system.into(),
+        flood_pps: rate,
+        flood_achieved_pps: achieved,
+        attempts,
+        ok,
+        success_pct: 100.0 * ok as f64 / attempts.max(1) as f64,
+        cps: ok as f64 / el,
+        cpu_pct: 100.0 * busy as f64 / (t1 - t0).max(1) as f64,
+        error,
+    }
+}
+
+/// The Linux side of (a) and (b): the stack address on the kernel
+/// interface, a route to the flood prefix (so SYN-ACKs need no ARP per
+/// spoofed source), tcp_syncookies=1, and an echo-one-byte listener.
+fn linux_setup(t: &Testbed, stop: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<Result<()>>> {
+    let ns = &t.stack_ns;
+    sh(Command::new("ip").args([
+        "-n",
+        ns,
+        "addr",
+        "add",
+        &format!("{}/24", t.stack_ip),
+        "dev",
+        &t.stack_if,
+    ]))?;
+    sh(Command::new("ip").args([
+        "-n",
+        ns,
+        "route",
+        "add",
+        "198.18.128.0/17",
+        "via",
+        &t.peer_ip.to_string(),
+    ]))?;
+    sh(netns_command(ns, "sysctl").args(["-qw", "net.ipv4.tcp_syncookies=1"]))?;
+    let accepted = Arc::new(AtomicU64::new(0));
+    let h = in_netns(ns, move || -> Result<()> {
+        let l = TcpListener::bind(("0.0.0.0", PORT))?;
+        l.set_nonblocking(true)?;
+        while !stop.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                    let mut b = [0u8; 1];
+                    if s.read_exact(&mut b).is_ok() {
+                        let _ = s.write_all(&b);
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_micros(200)),
+            }
+        }
+        Ok(())
+    });
+    Ok(std::thread::spawn(move || join(h).and_then(|r| r)))
+}
+
+const SYNPROXY_RULES: &str = "table ip xstack_synproxy {
+  chain prerouting { type filter hook prerouting priority raw; policy accept; tcp dport 8080 tcp flags syn notrack; }
+  chain input { type filter hook input priority filter; policy accept;
+    tcp dport 8080 ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm;
+    ct state invalid drop; }
+}
+";
+
+struct ServeChild(Child);
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        // SAFETY: signalling the child we spawned, by its pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if self.0.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Cell> {
+    let fail = |e: anyhow::Error| {
+        rates
+            .iter()
+            .map(|r| Cell {
+                system: system.into(),
+                flood_pps: *r,
+                flood_achieved_pps: 0.0,
+                attempts: 0,
+                ok: 0,
+                success_pct: 0.0,
+                cps: 0.0,
+                cpu_pct: 0.0,
+                error: Some(e.to_string()),
+            })
+            .collect::<Vec<_>>()
+    };
+    let name = format!("sf{}{n}", std::process::id() % 10000);
+    let tb = match TestbedGuard::up(&name, 1) {
+        Ok(tb) => tb,
+        Err(e) => return fail(e.into()),
+    };
+    let t = tb.testbed.clone();
+    // XDP_TX on veth needs NAPI on the receiving end; the testbed enables
+    // GRO on the peer for that.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut _serve = None;
+    let mut listener = None;
+    let setup = (|| -> Result<()> {
+        match system {
+            "linux" | "synproxy" => {
+                listener = Some(linux_setup(&t, stop.clone())?);
+                if system == "synproxy" {
+                    sh(netns_command(&t.stack_ns, "sysctl")
+                        .args(["-qw", "net.netfilter.nf_conntrack_tcp_loose=0"]))
+                    .context("conntrack (is nf_conntrack available?)")?;
+                    let mut c = netns_command(&t.stack_ns, "nft");
+                    c.args(["-f", "-"]).stdin(Stdio::piped());
+                    let mut child = c.spawn().context("nft (install nftables)")?;
+                    if let Some(mut i) = child.stdin.take() {
+                        i.write_all(SYNPROXY_RULES.as_bytes())?;
+                    }
+                    let out = child.wait_with_output()?;
+                    if !out.status.success() {
+                        bail!("nft: {}", String::from_utf8_lossy(&out.stderr).trim());
+                    }
+                }
+            }
+            "xstack" => {
+                let exe = std::env::current_exe()?;
+                let child = netns_command(&t.stack_ns, exe.to_str().unwrap_or("xstack"))
+                    .args(["serve", "--iface", &t.stack_if, "--ip"])
+                    .arg(t.stack_ip.to_string())
+                    .args(["--port", &PORT.to_string(), "--queues", "1"])
+                    .args(["--syncookies", "auto", "--duration", "600"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()?;
+                _serve = Some(ServeChild(child));
+                let up = (0..100).any(|_| {
+                    std::thread::sleep(Duration::from_millis(100));
+                    crate::runtime::control::query_stats(Some(&t.stack_if)).is_ok()
+                });
+                if !up {
+                    bail!("xstack serve did not start");
+                }
+            }
+            other => bail!("unknown system {other:?}: use linux, synproxy or xstack"),
+        }
+        Ok(())
+    })();
+    let cells = match setup {
+        Ok(()) => rates.iter().map(|r| measure(&t, system, *r, a)).collect(),
+        Err(e) => fail(e),
+    };
+    stop.store(true, Ordering::Relaxed);
+    if let Some(h) = listener {
+        let _ = h.join();
+    }
+    drop(_serve);
+    drop(tb);
+    cells
+}
+
+/// The generator's maximum from one core: an unpaced 1 s SYN flood at a
+/// testbed with nothing attached (the kernel drops the SYNs).
+fn generator_max() -> Result<f64> {
+    let name = format!("sg{}", std::process::id() % 10000);
+    let tb = TestbedGuard::up(&name, 1)?;
+    let c = flood_config(&tb.testbed, 0, 1.0);
+    let r = join(in_netns(&tb.testbed.peer_ns, move || {
+        crate::tools::flood::run(&c)
+    }))??;
+    Ok(r.achieved_pps)
+}
+
+fn svg(cells: &[Cell], systems: &[String], rates: &[u64]) -> String {
+    let (w, h, l, b) = (640.0, 360.0, 60.0, 50.0);
+    let maxr = *rates.iter().max().unwrap_or(&1) as f64;
+    let x = |r: u64| l + (w - l - 20.0) * r as f64 / maxr.max(1.0);
+    let y = |p: f64| h - b - (h - b - 20.0) * p / 100.0;
+    let colors = ["#d62728", "#1f77b4", "#2ca02c"];
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<line x1=\"{l}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{l}\" y1=\"20\" x2=\"{l}\" y2=\"{}\" stroke=\"black\"/>\n<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">SYN flood rate (pps)</text>\n<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">legit connection success %</text>\n",
+        h - b, w - 20.0, h - b, h - b, (w + l) / 2.0, h - 10.0, h / 2.0, h / 2.0
+    );
+    for r in rates {
+        s += &format!(
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+            x(*r),
+            h - b + 15.0,
+            r
+        );
+    }
+    for p in [0.0, 50.0, 100.0] {
+        s += &format!(
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{p}</text>\n",
+            l - 5.0,
+            y(p) + 4.0
+        );
+    }
+    for (i, sys) in systems.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        let pts: Vec<String> = cells
+            .iter()
+            .filter(|k| &k.system == sys && k.error.is_none())
+            .map(|k| format!("{:.1},{:.1}", x(k.flood_pps), y(k.success_pct)))
+            .collect();
+        s += &format!(
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n<text x=\"{}\" y=\"{}\" fill=\"{c}\">{sys}</text>\n",
+            pts.join(" "),
+            w - 120.0,
+            30.0 + 15.0 * i as f64
+        );
+    }
+    s + "</svg>\n"
+}
+
+/// Runs the experiment, prints the table, writes JSON and SVG.
+pub fn run(a: &SynfloodArgs) -> Result<()> {
+    crate::runtime::sys::check_privileges("xstack bench synflood")?;
+    if !(a.seconds > 0.0 && a.seconds <= 30.0) {
+        bail!("--seconds {} is out of range: 0 < s <= 30", a.seconds);
+    }
+    let gen_max = generator_max()?;
+    println!("synflood: flood generator maximum from one core: {gen_max:.0} pps (AF_XDP copy mode, veth)");
+    let rates: Vec<u64> = if a.rates.is_empty() {
+        let m = gen_max as u64;
+        vec![0, m / 4, m / 2, m]
+    } else {
+        a.rates.clone()
+    };
+    let mut cells = Vec::new();
+    for (n, s) in a.systems.iter().enumerate() {
+        println!("synflood: {s} ...");
+        cells.extend(run_system(s, &rates, a, n));
+    }
+    println!();
+    println!("| system   | flood pps (achieved) | success % | conn/s  | CPU % (machine) |");
+    println!("|----------|----------------------|-----------|---------|-----------------|");
+    for c in &cells {
+        match &c.error {
+            None => println!(
+                "| {:<8} | {:>9} ({:>9.0}) | {:>9.1} | {:>7.0} | {:>15.0} |",
+                c.system, c.flood_pps, c.flood_achieved_pps, c.success_pct, c.cps, c.cpu_pct
+            ),
+            Some(e) => println!(
+                "| {:<8} | {:>9}             | error: {e}",
+                c.system, c.flood_pps
+            ),
+        }
+    }
+    std::fs::create_dir_all(&a.out)?;
+    let doc = serde_json::json!({
+        "generator_max_pps": gen_max,
+        "seconds": a.seconds,
+        "clients": a.clients,
+        "cells": cells,
+    });
+    std::fs::write(
+        a.out.join("synflood.json"),
+        serde_json::to_string_pretty(&doc)?,
+    )?;
+    std::fs::write(a.out.join("synflood.svg"), svg(&cells, &a.systems, &rates))?;
+    println!(
+        "\nwrote {} and {}",
+        a.out.join("synflood.json").display(),
+        a.out.join("synflood.svg").display()
+    );
+    Ok(())
+}

@@ -1,0 +1,420 @@
+//! `xstack flood`: a bounded, rate-controlled flood of spoofed-source TCP
+//! segments (SYN, ACK, RST or a mix) sent through an AF_XDP socket in copy
+//! mode, for SYN-flood experiments on the testbed.
+//!
+//! Traffic rules, enforced here and not overridable: the target and every
+//! source lie inside 198.18.0.0/15 (RFC 2544 benchmarking range). Durations
+//! above [`MAX_DURATION`] need `--force`; every flood stops by itself.
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::{
+    datapath::xsk::{XskConfig, XskMode, XskSocket},
+    wire::{
+        checksum,
+        ethernet::{EthernetRepr, Mac, ETHERTYPE_IPV4},
+        ipv4::{Ipv4Repr, PROTO_TCP},
+    },
+};
+
+/// Longest flood without `--force`.
+pub const MAX_DURATION: Duration = Duration::from_secs(60);
+/// Longest flood even with `--force`.
+pub const MAX_FORCED_DURATION: Duration = Duration::from_secs(3600);
+
+/// What to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FloodKind {
+    /// SYNs with an MSS option.
+    Syn,
+    /// Bare ACKs with random sequence and acknowledgment numbers.
+    Ack,
+    /// RSTs with random sequence numbers.
+    Rst,
+    /// SYN, ACK and RST in turn.
+    Mixed,
+}
+
+/// `xstack flood` arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FloodArgs {
+    /// Interface to send on (in the current network namespace).
+    #[arg(long)]
+    pub iface: String,
+    /// Target ADDR:PORT, inside 198.18.0.0/15.
+    #[arg(long)]
+    pub target: SocketAddrV4,
+    /// Packets per second; 0: as fast as one core can.
+    #[arg(long)]
+    pub rate: u64,
+    /// Seconds (at most 60 without --force).
+    #[arg(long)]
+    pub duration: f64,
+    /// Source prefix of the spoofed addresses, inside 198.18.0.0/15.
+    #[arg(long, default_value = "198.18.128.0/17")]
+    pub sources: String,
+    /// Segment kind.
+    #[arg(long, value_enum, default_value = "syn")]
+    pub kind: FloodKind,
+    /// Destination MAC (default: the target's neighbour entry).
+    #[arg(long)]
+    pub dst_mac: Option<String>,
+    /// Rx/tx queue to send on.
+    #[arg(long, default_value_t = 0)]
+    pub queue: u32,
+    /// Allow durations up to an hour.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// A validated flood.
+#[derive(Clone, Debug)]
+pub struct FloodConfig {
+    /// Interface.
+    pub iface: String,
+    /// Target.
+    pub target: SocketAddrV4,
+    /// Packets per second, 0 = unpaced.
+    pub rate: u64,
+    /// Duration.
+    pub duration: Duration,
+    /// Source prefix.
+    pub sources: (Ipv4Addr, u8),
+    /// Kind.
+    pub kind: FloodKind,
+    /// Destination MAC.
+    pub dst_mac: Mac,
+    /// Queue.
+    pub queue: u32,
+}
+
+/// What a flood did.
+#[derive(Clone, Debug, Serialize)]
+pub struct FloodReport {
+    /// Packets the kernel reported sent (completion ring).
+    pub sent: u64,
+    /// Seconds spent sending.
+    pub seconds: f64,
+    /// Requested rate (0 = unpaced).
+    pub requested_pps: u64,
+    /// Achieved rate.
+    pub achieved_pps: f64,
+    /// Frames that found no free buffer or ring slot.
+    pub tx_dropped: u64,
+}
+
+impl std::fmt::Display for FloodReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "flood: sent {} packets in {:.2} s = {:.0} pps (requested {}), {} not queued",
+            self.sent,
+            self.seconds,
+            self.achieved_pps,
+            if self.requested_pps == 0 {
+                "max".to_string()
+            } else {
+                self.requested_pps.to_string()
+            },
+            self.tx_dropped
+        )
+    }
+}
+
+/// True when `a` lies in 198.18.0.0/15.
+pub fn in_benchmark_range(a: Ipv4Addr) -> bool {
+    let o = a.octets();
+    o[0] == 198 && o[1] & 0xfe == 18
+}
+
+fn parse_mac(s: &str) -> Option<Mac> {
+    let mut m = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut m {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(Mac(m))
+}
+
+fn neighbour_mac(ip: Ipv4Addr) -> Option<Mac> {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "neigh", "show", &ip.to_string()])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    parse_mac(v.get(0)?.get("lladdr")?.as_str()?)
+}
+
+impl FloodArgs {
+    /// Validates the arguments against the traffic rules.
+    pub fn to_config(&self) -> Result<FloodConfig> {
+        if !in_benchmark_range(*self.target.ip()) {
+            bail!(
+                "target {} is outside 198.18.0.0/15; floods only go to the benchmarking range",
+                self.target.ip()
+            );
+        }
+        let sources = crate::datapath::fastpath::parse_prefix(&self.sources)
+            .map_err(|e| anyhow::anyhow!("--sources {}: {e}", self.sources))?;
+        if sources.1 < 15 || !in_benchmark_range(sources.0) {
+            bail!(
+                "--sources {} is not inside 198.18.0.0/15; spoofed sources must stay in the benchmarking range",
+                self.sources
+            );
+        }
+        if !(self.duration > 0.0 && self.duration.is_finite()) {
+            bail!(
+                "--duration {} is invalid: give a positive number of seconds",
+                self.duration
+            );
+        }
+        let duration = Duration::from_secs_f64(self.duration);
+        let limit = if self.force {
+            MAX_FORCED_DURATION
+        } else {
+            MAX_DURATION
+        };
+        if duration > limit {
+            bail!(
+                "--duration {} s is over the {} s limit{}",
+                self.duration,
+                limit.as_secs(),
+                if self.force {
+                    ""
+                } else {
+                    "; pass --force for up to 3600 s"
+                }
+            );
+        }
+        let dst_mac = match &self.dst_mac {
+            Some(m) => parse_mac(m)
+                .with_context(|| format!("--dst-mac {m}: expected aa:bb:cc:dd:ee:ff"))?,
+            None => neighbour_mac(*self.target.ip()).with_context(|| {
+                format!(
+                    "no neighbour entry for {}; pass --dst-mac (or ping it first)",
+                    self.target.ip()
+                )
+            })?,
+        };
+        Ok(FloodConfig {
+            iface: self.iface.clone(),
+            target: self.target,
+            rate: self.rate,
+            duration,
+            sources,
+            kind: self.kind,
+            dst_mac,
+            queue: self.queue,
+        })
+    }
+}
+
+/// xorshift64*: cheap per-packet randomness for addresses, ports, numbers.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// Writes one spoofed segment into `buf`; returns its length.
+fn build(buf: &mut [u8], c: &FloodConfig, src_mac: Mac, kind: FloodKind, rng: &mut Rng) -> usize {
+    let r = rng.next();
+    let host_bits = 32 - u32::from(c.sources.1);
+    let host = if host_bits == 0 {
+        0
+    } else {
+        (r as u32) & (u32::MAX >> (32 - host_bits))
+    };
+    let src = Ipv4Addr::from(u32::from(c.sources.0) | host);
+    let sport = 1024 + ((r >> 32) as u16 % 64000);
+    let r2 = rng.next();
+    let (flags, opts): (u8, &[u8]) = match kind {
+        FloodKind::Syn | FloodKind::Mixed => (0x02, &[2, 4, 0x05, 0xb4]),
+        FloodKind::Ack => (0x10, &[]),
+        FloodKind::Rst => (0x04, &[]),
+    };
+    let tcp_len = 20 + opts.len();
+    let len = 14 + 20 + tcp_len;
+    if buf.len() < len.max(60) {
+        return 0;
+    }
+    let _ = EthernetRepr {
+        dst: c.dst_mac,
+        src: src_mac,
+        ethertype: ETHERTYPE_IPV4,
+    }
+    .emit(buf);
+    let _ = Ipv4Repr {
+        src,
+        dst: *c.target.ip(),
+        protocol: PROTO_TCP,
+        ttl: 64,
+        tos: 0,
+        ident: r2 as u16,
+        dont_frag: true,
+        payload_len: tcp_len,
+    }
+    .emit(&mut buf[14..]);
+    let t = &mut buf[34..34 + tcp_len];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&c.target.port().to_be_bytes());
+    t[4..8].copy_from_slice(&((r2 >> 16) as u32).to_be_bytes());
+    let ack = if flags & 0x10 != 0 {
+        (r2 >> 40) as u32
+    } else {
+        0
+    };
+    t[8..12].copy_from_slice(&ack.to_be_bytes());
+    t[12] = ((tcp_len / 4) as u8) << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    t[16..20].fill(0);
+    t[20..].copy_from_slice(opts);
+    let sum = checksum::pseudo_header(src, *c.target.ip(), PROTO_TCP, tcp_len as u16);
+    let ck = checksum::finish(checksum::sum(sum, t));
+    t[16..18].copy_from_slice(&ck.to_be_bytes());
+    // Pad to the Ethernet minimum.
+    buf[len..60.max(len)].fill(0);
+    len.max(60)
+}
+
+/// Sends the flood from the calling thread; returns what it achieved.
+pub fn run(c: &FloodConfig) -> Result<FloodReport> {
+    let iface = crate::runtime::sys::interface(&c.iface)?;
+    let mut sock = XskSocket::open(
+        &iface.name,
+        c.queue,
+        &XskConfig {
+            frames: 4096,
+            ring_size: 2048,
+            mode: XskMode::Copy,
+            ..XskConfig::default()
+        },
+    )?;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id()));
+    let start = Instant::now();
+    let end = start + c.duration;
+    let mut queued = 0u64;
+    let mut i = 0u64;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        sock.complete();
+        let allowed = if c.rate == 0 {
+            u64::MAX
+        } else {
+            ((now - start).as_secs_f64() * c.rate as f64) as u64 + 1
+        };
+        let budget = allowed.saturating_sub(queued).min(64);
+        if budget == 0 {
+            // Ahead of schedule: wait for the next packet's slot.
+            let next = Duration::from_secs_f64((queued as f64) / c.rate as f64);
+            let wait = (start + next).saturating_duration_since(Instant::now());
+            if wait > Duration::from_micros(200) {
+                std::thread::sleep(wait - Duration::from_micros(100));
+            } else {
+                std::hint::spin_loop();
+            }
+            continue;
+        }
+        sock.transmit_with(|tx| {
+            for _ in 0..budget {
+                let kind = match c.kind {
+                    FloodKind::Mixed => {
+                        [FloodKind::Syn, FloodKind::Ack, FloodKind::Rst][(i % 3) as usize]
+                    }
+                    k => k,
+                };
+                i += 1;
+                if !tx.send(|buf| build(buf, c, iface.mac, kind, &mut rng)) {
+                    break;
+                }
+                queued += 1;
+            }
+        });
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let drain = Instant::now() + Duration::from_millis(500);
+    while sock.tx_in_flight() > 0 && Instant::now() < drain {
+        sock.complete();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let sent = sock.tx_completed();
+    Ok(FloodReport {
+        sent,
+        seconds,
+        requested_pps: c.rate,
+        achieved_pps: sent as f64 / seconds.max(1e-9),
+        tx_dropped: sock.tx_dropped(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> FloodArgs {
+        FloodArgs {
+            iface: "lo".into(),
+            target: "198.18.0.2:8080".parse().unwrap(),
+            rate: 1000,
+            duration: 1.0,
+            sources: "198.18.128.0/17".into(),
+            kind: FloodKind::Syn,
+            dst_mac: Some("02:78:73:00:00:02".into()),
+            queue: 0,
+            force: false,
+        }
+    }
+
+    #[test]
+    fn refuses_targets_sources_and_durations_outside_the_rules() {
+        assert!(args().to_config().is_ok());
+        let mut a = args();
+        a.target = "10.0.0.1:80".parse().unwrap();
+        assert!(a.to_config().is_err());
+        let mut a = args();
+        a.sources = "198.16.0.0/12".into();
+        assert!(a.to_config().is_err(), "prefix wider than the range");
+        let mut a = args();
+        a.sources = "192.0.2.0/24".into();
+        assert!(a.to_config().is_err());
+        let mut a = args();
+        a.duration = 61.0;
+        assert!(a.to_config().is_err());
+        a.force = true;
+        assert!(a.to_config().is_ok());
+        a.duration = 3601.0;
+        assert!(a.to_config().is_err());
+    }
+
+    #[test]
+    fn segments_are_well_formed_and_spoofed_inside_the_prefix() {
+        let c = args().to_config().unwrap();
+        let mut rng = Rng(1);
+        for kind in [FloodKind::Syn, FloodKind::Ack, FloodKind::Rst] {
+            let mut buf = [0u8; 2048];
+            let n = build(&mut buf, &c, Mac([2, 0, 0, 0, 0, 1]), kind, &mut rng);
+            let (eth, ip) = EthernetRepr::parse(&buf[..n]).unwrap();
+            assert_eq!(eth.dst, c.dst_mac);
+            let (ipr, seg) = Ipv4Repr::parse(ip).unwrap();
+            assert!(in_benchmark_range(ipr.src) && ipr.src.octets()[2] >= 128);
+            let sum = checksum::pseudo_header(ipr.src, ipr.dst, PROTO_TCP, seg.len() as u16);
+            assert_eq!(checksum::finish(checksum::sum(sum, seg)), 0, "{kind:?}");
+        }
+    }
+}

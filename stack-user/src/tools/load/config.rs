@@ -1,0 +1,115 @@
+//! What `xstack load` runs: the loop, who closes, the bounds.
+
+use std::{net::SocketAddrV4, path::PathBuf, time::Duration};
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+/// How connections are started.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Loop {
+    /// Keep this many connections busy.
+    Closed(u32),
+    /// Start this many connections per second, on schedule.
+    Open(f64),
+}
+
+/// Who ends each connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloseBy {
+    /// The load generator sends FIN first (TIME_WAIT lands here).
+    Client,
+    /// The server closes first (needs `--http`: the last request says
+    /// `Connection: close`; TIME_WAIT lands on the server).
+    Server,
+    /// The load generator resets (RST, no TIME_WAIT anywhere).
+    Rst,
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    /// Server address.
+    pub target: SocketAddrV4,
+    /// Open or closed loop.
+    pub lp: Loop,
+    /// Requests per connection (1 = a new connection per request).
+    pub requests_per_conn: u32,
+    /// Request size (echo protocol).
+    pub request_bytes: usize,
+    /// HTTP/1.1 GET instead of the echo protocol.
+    pub http: bool,
+    /// Who closes.
+    pub close: CloseBy,
+    /// Stop starting connections after this long.
+    pub duration: Option<Duration>,
+    /// Stop after this many connections.
+    pub connections: Option<u64>,
+    /// How long a connection may go without progress (connect, a
+    /// response) before it counts as timed out.
+    pub timeout: Duration,
+    /// Print a progress line every second.
+    pub progress: bool,
+    /// Write an HdrHistogram interval log here.
+    pub hdr: Option<PathBuf>,
+    /// Engines, one per AF_XDP queue and thread (xstack only).
+    pub queues: u32,
+    /// Never sleep: spin on the rings (lowest latency, a whole core per
+    /// queue). Otherwise an idle engine sleeps until a frame or timer.
+    pub busy_poll: bool,
+}
+
+impl LoadConfig {
+    /// Checks the combination of options.
+    pub fn validate(&self) -> Result<()> {
+        if self.close == CloseBy::Server && !self.http {
+            bail!("--close server needs --http (the last request asks the server to close)");
+        }
+        if self.duration.is_none() && self.connections.is_none() {
+            bail!("give --duration S or --connections N: every load is bounded");
+        }
+        if self.requests_per_conn == 0 {
+            bail!("--requests-per-conn must be at least 1");
+        }
+        if self.queues == 0 || self.queues > 64 {
+            bail!("--queues {} is out of range: use 1 to 64", self.queues);
+        }
+        match self.lp {
+            Loop::Closed(0) => bail!("--concurrency must be at least 1"),
+            Loop::Closed(n) if n < self.queues => bail!(
+                "--concurrency {n} is below --queues {}: every queue's engine needs a connection; raise --concurrency or lower --queues",
+                self.queues
+            ),
+            Loop::Open(r) if !(r > 0.0 && r.is_finite()) => bail!("--rate must be positive"),
+            _ => {}
+        }
+        let o = self.target.ip().octets();
+        if !(o[0] == 198 && (o[1] & 0xfe) == 18) {
+            bail!(
+                "target {} is outside 198.18.0.0/15; xstack load only sends to the benchmarking range",
+                self.target
+            );
+        }
+        Ok(())
+    }
+
+    /// Worker `i`'s share of `n`: the concurrency, rate and connection
+    /// count split as evenly as whole numbers allow; no progress line or
+    /// HdrHistogram log of its own (the caller reports for all).
+    pub(super) fn part(&self, i: u32, n: u32) -> LoadConfig {
+        let share =
+            |total: u64| total / u64::from(n) + u64::from(u64::from(i) < total % u64::from(n));
+        LoadConfig {
+            lp: match self.lp {
+                Loop::Closed(c) => Loop::Closed(share(u64::from(c)) as u32),
+                Loop::Open(r) => Loop::Open(r / f64::from(n)),
+            },
+            connections: self.connections.map(share),
+            progress: false,
+            hdr: None,
+            queues: 1,
+            ..self.clone()
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! The shared measurement state of a load run, its progress line and
+//! HdrHistogram interval log, and the summary it ends with.
+
+use std::{
+    io::Write as _,
+    net::SocketAddrV4,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::*;
+
+/// Errors by kind.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Errors {
+    /// Connection refused (RST to SYN).
+    pub refused: u64,
+    /// Connection reset during the exchange.
+    pub reset: u64,
+    /// No answer within the timeout.
+    pub timeout: u64,
+    /// Anything else (protocol errors, local port exhaustion).
+    pub other: u64,
+}
+
+impl Errors {
+    pub(super) fn total(&self) -> u64 {
+        self.refused + self.reset + self.timeout + self.other
+    }
+
+    fn add(&mut self, o: &Errors) {
+        self.refused += o.refused;
+        self.reset += o.reset;
+        self.timeout += o.timeout;
+        self.other += o.other;
+    }
+}
+
+/// One queue's engine in a `--queues N` run.
+#[derive(Clone, Debug, Serialize)]
+pub struct QueueSummary {
+    /// Queue (and engine) index.
+    pub queue: u32,
+    /// Connections it completed.
+    pub connections: u64,
+    /// Requests answered on them.
+    pub requests: u64,
+    /// Errors of all kinds.
+    pub errors: u64,
+    /// Frames of its queue that belonged to another engine's flow.
+    pub handed_out: u64,
+    /// Frames of its flows that arrived on another queue.
+    pub handed_in: u64,
+    /// Handed-over frames dropped at a full mailbox.
+    pub handoff_dropped: u64,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// The summary `--json` writes (schema: docs in README, "load JSON").
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// "xstack" or "kernel".
+    pub stack: &'static str,
+    /// Target.
+    pub target: String,
+    /// Seconds measured.
+    pub elapsed_s: f64,
+    /// Connections that completed every request and closed as asked.
+    pub connections: u64,
+    /// Per second.
+    pub connections_per_s: f64,
+    /// Requests answered.
+    pub requests: u64,
+    /// Per second.
+    pub requests_per_s: f64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Received bits per second.
+    pub throughput_bps: f64,
+    /// Request latency (µs), from the intended start in open loop.
+    pub latency_us: Latency,
+    /// Errors by kind.
+    pub errors: Errors,
+    /// Most connections in TIME_WAIT at once on the load side (with
+    /// several queues, the sum of each engine's peak: an upper bound).
+    pub peak_time_wait: u64,
+    /// The first error seen, as text (null when none).
+    pub first_error: Option<String>,
+    /// Times a connection had to wait for a free local port (all in use or
+    /// in TIME_WAIT younger than tcp_tw_reuse allows).
+    pub port_exhausted_waits: u64,
+    /// Engines (queues) that generated the load (1 with `--kernel`).
+    pub queues: u32,
+    /// Per engine, with `--queues` (empty with `--kernel`).
+    pub per_queue: Vec<QueueSummary>,
+}
+
+/// Shared measurement state.
+pub(super) struct Recorder {
+    pub(super) hist: Histogram<u64>,
+    pub(super) interval: Histogram<u64>,
+    pub(super) errors: Errors,
+    pub(super) connections: u64,
+    pub(super) requests: u64,
+    pub(super) bytes_in: u64,
+    pub(super) bytes_out: u64,
+    pub(super) peak_tw: u64,
+    pub(super) first_error: Option<String>,
+    pub(super) port_waits: u64,
+    /// End of the measurement window (`--duration`): rates count what
+    /// completed inside it, not the drain after it.
+    pub(super) window: Option<(Instant, Duration)>,
+    pub(super) conns_in_window: u64,
+    pub(super) reqs_in_window: u64,
+    pub(super) bytes_in_window: u64,
+    /// Connections open now (for the progress line).
+    pub(super) active: usize,
+    /// Connections in TIME_WAIT now.
+    pub(super) time_wait: u64,
+}
+
+impl Recorder {
+    pub(super) fn new() -> Recorder {
+        Recorder {
+            hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            interval: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            errors: Errors::default(),
+            connections: 0,
+            requests: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            peak_tw: 0,
+            first_error: None,
+            port_waits: 0,
+            window: None,
+            conns_in_window: 0,
+            reqs_in_window: 0,
+            bytes_in_window: 0,
+            active: 0,
+            time_wait: 0,
+        }
+    }
+
+    /// Adds another worker's counts and latencies (not its interval
+    /// histogram, which the progress line takes separately).
+    pub(super) fn add(&mut self, o: &Recorder) {
+        let _ = self.hist.add(&o.hist);
+        self.errors.add(&o.errors);
+        self.connections += o.connections;
+        self.requests += o.requests;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.peak_tw += o.peak_tw;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&o.first_error);
+        }
+        self.port_waits += o.port_waits;
+        self.conns_in_window += o.conns_in_window;
+        self.reqs_in_window += o.reqs_in_window;
+        self.bytes_in_window += o.bytes_in_window;
+    }
+
+    pub(super) fn in_window(&self) -> bool {
+        self.window.is_none_or(|(end, _)| Instant::now() <= end)
+    }
+
+    pub(super) fn latency(&mut self, d: Duration) {
+        let us = (d.as_micros() as u64).max(1);
+        self.hist.saturating_record(us);
+        self.interval.saturating_record(us);
+        self.requests += 1;
+        if self.in_window() {
+            self.reqs_in_window += 1;
+        }
+    }
+
+    pub(super) fn conn_done(&mut self) {
+        self.connections += 1;
+        if self.in_window() {
+            self.conns_in_window += 1;
+        }
+    }
+
+    pub(super) fn bytes_received(&mut self, n: u64) {
+        self.bytes_in += n;
+        if self.in_window() {
+            self.bytes_in_window += n;
+        }
+    }
+
+    pub(super) fn summary(
+        &self,
+        stack: &'static str,
+        target: SocketAddrV4,
+        elapsed: f64,
+    ) -> Summary {
+        let h = &self.hist;
+        let q = |x: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(x)
+            }
+        };
+        // With --duration, rates are over the window; the drain after it
+        // (last requests, closes) does not dilute them.
+        let (secs, conns, reqs, bytes) = match self.window {
+            Some((_, d)) if elapsed > d.as_secs_f64() => (
+                d.as_secs_f64(),
+                self.conns_in_window,
+                self.reqs_in_window,
+                self.bytes_in_window,
+            ),
+            _ => (elapsed, self.connections, self.requests, self.bytes_in),
+        };
+        Summary {
+            stack,
+            target: target.to_string(),
+            elapsed_s: elapsed,
+            connections: self.connections,
+            connections_per_s: conns as f64 / secs,
+            requests: self.requests,
+            requests_per_s: reqs as f64 / secs,
+            bytes_out: self.bytes_out,
+            bytes_in: self.bytes_in,
+            throughput_bps: bytes as f64 * 8.0 / secs,
+            latency_us: Latency {
+                p50: q(0.5),
+                p90: q(0.9),
+                p99: q(0.99),
+                p999: q(0.999),
+                max: h.max(),
+                mean: if h.is_empty() { 0.0 } else { h.mean() },
+            },
+            errors: self.errors,
+            peak_time_wait: self.peak_tw,
+            first_error: self.first_error.clone(),
+            port_exhausted_waits: self.port_waits,
+            queues: 1,
+            per_queue: Vec::new(),
+        }
+    }
+}
+
+/// Progress printing and the HdrHistogram interval log.
+pub(super) struct Reporter {
+    pub(super) start: Instant,
+    pub(super) last: Instant,
+    pub(super) last_conns: u64,
+    pub(super) last_reqs: u64,
+    pub(super) hdr: Option<std::fs::File>,
+    pub(super) progress: bool,
+}
+
+impl Reporter {
+    pub(super) fn new(cfg: &LoadConfig) -> Result<Reporter> {
+        let hdr = match &cfg.hdr {
+            Some(p) => {
+                let mut f = std::fs::File::create(p)
+                    .with_context(|| format!("creating {}", p.display()))?;
+                writeln!(f, "#[xstack load to {}]", cfg.target)?;
+                writeln!(f, "#[StartTime: {:.3}]", unix_now())?;
+                writeln!(f, "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"")?;
+                Some(f)
+            }
+            None => None,
+        };
+        let now = Instant::now();
+        Ok(Reporter {
+            start: now,
+            last: now,
+            last_conns: 0,
+            last_reqs: 0,
+            hdr,
+            progress: cfg.progress,
+        })
+    }
+
+    /// A second has passed since the last line.
+    pub(super) fn due(&self) -> bool {
+        self.last.elapsed() >= Duration::from_secs(1)
+    }
+
+    /// Once a second: a progress line and an interval histogram.
+    pub(super) fn tick(&mut self, r: &mut Recorder, active: usize, tw: u64) {
+        r.peak_tw = r.peak_tw.max(tw);
+        let now = Instant::now();
+        let dt = now.duration_since(self.last).as_secs_f64();
+        if dt < 1.0 {
+            return;
+        }
+        if self.progress {
+            let p99 = if r.interval.is_empty() {
+                0
+            } else {
+                r.interval.value_at_quantile(0.99)
+            };
+            eprintln!(
+                "t={:>5.1}s conn/s {:>9.0} req/s {:>9.0} errors {:>6} p99 {:>8} µs active {:>6} time_wait {:>7}",
+                now.duration_since(self.start).as_secs_f64(),
+                (r.connections - self.last_conns) as f64 / dt,
+                (r.requests - self.last_reqs) as f64 / dt,
+                r.errors.total(),
+                p99,
+                active,
+                tw
+            );
+        }
+        if let Some(f) = self.hdr.as_mut() {
+            use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+            let mut buf = Vec::new();
+            if V2DeflateSerializer::new()
+                .serialize(&r.interval, &mut buf)
+                .is_ok()
+            {
+                use base64_encode as b64;
+                let _ = writeln!(
+                    f,
+                    "{:.3},{:.3},{:.3},{}",
+                    self.last.duration_since(self.start).as_secs_f64(),
+                    dt,
+                    r.interval.max() as f64 / 1e6,
+                    b64(&buf)
+                );
+            }
+        }
+        r.interval.reset();
+        self.last = now;
+        self.last_conns = r.connections;
+        self.last_reqs = r.requests;
+    }
+}
+
+pub(super) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Standard base64 (RFC 4648 §4), for the HdrHistogram log format.
+pub(super) fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = &self.latency_us;
+        writeln!(
+            f,
+            "load ({}) → {} for {:.2} s",
+            self.stack, self.target, self.elapsed_s
+        )?;
+        writeln!(
+            f,
+            "  connections {:>10}  ({:.0}/s)\n  requests    {:>10}  ({:.0}/s)\n  throughput  {:.3} Mbit/s in, {} B out",
+            self.connections,
+            self.connections_per_s,
+            self.requests,
+            self.requests_per_s,
+            self.throughput_bps / 1e6,
+            self.bytes_out
+        )?;
+        writeln!(
+            f,
+            "  latency µs  p50 {} p90 {} p99 {} p99.9 {} max {} (mean {:.1})",
+            l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+        )?;
+        writeln!(
+            f,
+            "  errors      refused {} reset {} timeout {} other {}\n  peak TIME_WAIT {}",
+            self.errors.refused,
+            self.errors.reset,
+            self.errors.timeout,
+            self.errors.other,
+            self.peak_time_wait
+        )?;
+        if let Some(e) = &self.first_error {
+            writeln!(f, "  first error: {e}")?;
+        }
+        Ok(())
+    }
+}

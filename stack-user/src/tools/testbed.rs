@@ -1,0 +1,481 @@
+//! The built-in testbed: two network namespaces joined by a veth pair.
+//!
+//! ```text
+//!  netns xs-NAME-peer                     netns xs-NAME-stack
+//!  ┌──────────────────────┐               ┌──────────────────────────┐
+//!  │ Linux kernel         │               │ xstack (XDP + AF_XDP)    │
+//!  │ xs-NAME-p            │◄── veth ────► │ xs-NAME-s                │
+//!  │ 198.18.0.1/24        │               │ engine owns 198.18.0.2   │
+//!  └──────────────────────┘               └──────────────────────────┘
+//! ```
+//! Addresses come from 198.18.0.0/15 (RFC 2544); no default route exists in
+//! either namespace, so nothing can leave. The stack's address is not
+//! configured on the kernel interface: the engine answers ARP for it.
+
+use std::{net::Ipv4Addr, process::Command};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::wire::ethernet::Mac;
+
+/// Address of the Linux kernel in the peer namespace.
+pub const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// Address owned by the xstack engine in the stack namespace.
+pub const STACK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// Prefix length of the testbed link.
+pub const PREFIX_LEN: u8 = 24;
+/// MAC of the peer veth ("xs" + 1).
+pub const PEER_MAC: Mac = Mac([0x02, 0x78, 0x73, 0x00, 0x00, 0x01]);
+/// MAC of the stack veth ("xs" + 2).
+pub const STACK_MAC: Mac = Mac([0x02, 0x78, 0x73, 0x00, 0x00, 0x02]);
+
+/// Errors of testbed management.
+#[derive(Debug, Error)]
+pub enum TestbedError {
+    /// Bad name.
+    #[error("testbed name {0:?} is invalid: use 1 to 10 characters from a-z, 0-9")]
+    BadName(String),
+    /// Bad queue count.
+    #[error("--queues {0} is out of range: use 1 to 64")]
+    BadQueues(u32),
+    /// `ip` missing.
+    #[error("the `ip` command (iproute2) is missing; install it with `apt-get install iproute2` or run `cargo xtask setup`")]
+    NoIproute,
+    /// Not root.
+    #[error(
+        "managing network namespaces needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN); run with sudo"
+    )]
+    NotPrivileged,
+    /// A command failed.
+    #[error("`{cmd}` failed: {stderr}")]
+    Command {
+        /// The command line.
+        cmd: String,
+        /// Its error output.
+        stderr: String,
+    },
+}
+
+/// Names and addresses of one testbed.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Testbed {
+    /// Testbed name.
+    pub name: String,
+    /// Namespace where xstack runs.
+    pub stack_ns: String,
+    /// Namespace of the Linux peer.
+    pub peer_ns: String,
+    /// veth end in the stack namespace (XDP attaches here).
+    pub stack_if: String,
+    /// veth end in the peer namespace.
+    pub peer_if: String,
+    /// Kernel address in the peer namespace.
+    pub peer_ip: Ipv4Addr,
+    /// Address the engine owns.
+    pub stack_ip: Ipv4Addr,
+}
+
+/// What `status` reports about one side.
+#[derive(Clone, Debug, Serialize)]
+pub struct SideStatus {
+    /// Namespace.
+    pub netns: String,
+    /// Whether the namespace exists.
+    pub exists: bool,
+    /// Interface.
+    pub iface: String,
+    /// MAC address, when up.
+    pub mac: Option<String>,
+    /// Addresses configured on the kernel interface.
+    pub kernel_addrs: Vec<String>,
+    /// Number of rx queues.
+    pub rx_queues: Option<u32>,
+    /// Attached XDP program as "name (id N, mode)".
+    pub xdp: Option<String>,
+}
+
+/// `testbed status` output.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    /// Testbed names.
+    pub testbed: Testbed,
+    /// The stack side.
+    pub stack: SideStatus,
+    /// The peer side.
+    pub peer: SideStatus,
+}
+
+fn run(args: &[&str]) -> Result<String, TestbedError> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound && args[0] == "ip" {
+                TestbedError::NoIproute
+            } else {
+                TestbedError::Command {
+                    cmd: args.join(" "),
+                    stderr: e.to_string(),
+                }
+            }
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if stderr.contains("Operation not permitted") {
+            return Err(TestbedError::NotPrivileged);
+        }
+        Err(TestbedError::Command {
+            cmd: args.join(" "),
+            stderr,
+        })
+    }
+}
+
+impl Testbed {
+    /// The testbed called `name`.
+    pub fn new(name: &str) -> Result<Testbed, TestbedError> {
+        let ok = !name.is_empty()
+            && name.len() <= 10
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !ok {
+            return Err(TestbedError::BadName(name.into()));
+        }
+        Ok(Testbed {
+            name: name.into(),
+            stack_ns: format!("xs-{name}-stack"),
+            peer_ns: format!("xs-{name}-peer"),
+            stack_if: format!("xs-{name}-s"),
+            peer_if: format!("xs-{name}-p"),
+            peer_ip: PEER_IP,
+            stack_ip: STACK_IP,
+        })
+    }
+
+    fn ns_exists(ns: &str) -> bool {
+        std::path::Path::new("/run/netns").join(ns).exists()
+    }
+
+    fn link_exists(ns: &str, iface: &str) -> bool {
+        Self::ns_exists(ns) && run(&["ip", "-n", ns, "link", "show", "dev", iface]).is_ok()
+    }
+
+    /// Creates the namespaces, the veth pair and the peer address. Idempotent:
+    /// what exists is kept, what is missing is made.
+    pub fn up(&self, queues: u32) -> Result<(), TestbedError> {
+        if queues == 0 || queues > 64 {
+            return Err(TestbedError::BadQueues(queues));
+        }
+        let q = queues.to_string();
+        for ns in [&self.stack_ns, &self.peer_ns] {
+            if !Self::ns_exists(ns) {
+                run(&["ip", "netns", "add", ns])?;
+            }
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+        }
+        let have_stack = Self::link_exists(&self.stack_ns, &self.stack_if);
+        let have_peer = Self::link_exists(&self.peer_ns, &self.peer_if);
+        if have_stack != have_peer {
+            // Half a pair (an interrupted `up`): start that link over.
+            if have_stack {
+                run(&["ip", "-n", &self.stack_ns, "link", "del", &self.stack_if])?;
+            } else {
+                run(&["ip", "-n", &self.peer_ns, "link", "del", &self.peer_if])?;
+            }
+        }
+        if !(have_stack && have_peer) {
+            let (sm, pm) = (STACK_MAC.to_string(), PEER_MAC.to_string());
+            run(&[
+                "ip",
+                "link",
+                "add",
+                "name",
+                &self.stack_if,
+                "netns",
+                &self.stack_ns,
+                "address",
+                &sm,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &self.peer_if,
+                "netns",
+                &self.peer_ns,
+                "address",
+                &pm,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+            ])?;
+        }
+        for (ns, iface) in [
+            (&self.stack_ns, &self.stack_if),
+            (&self.peer_ns, &self.peer_if),
+        ] {
+            // IPv6 autoconfiguration would add noise to every capture.
+            let sysctl = format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6");
+            let _ = run(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sh",
+                "-c",
+                &format!("echo 1 > {sysctl}"),
+            ]);
+            // veth offloads TCP checksums to "hardware" that does not exist;
+            // the engine verifies checksums, so the kernel must fill them in.
+            let _ = run(&[
+                "ip", "netns", "exec", ns, "ethtool", "-K", iface, "tx", "off", "tso", "off",
+                "gso", "off",
+            ]);
+            run(&["ip", "-n", ns, "link", "set", iface, "up"])?;
+        }
+        // XDP_TX on a veth end (cookie SYN-ACKs) delivers through the peer's
+        // NAPI, which veth only runs with GRO on (or an XDP program there).
+        let _ = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.peer_ns,
+            "ethtool",
+            "-K",
+            &self.peer_if,
+            "gro",
+            "on",
+        ]);
+        let cidr = format!("{}/{}", self.peer_ip, PREFIX_LEN);
+        let addrs = run(&[
+            "ip",
+            "-n",
+            &self.peer_ns,
+            "-4",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            &self.peer_if,
+        ])?;
+        if !addrs.contains(&format!("{} ", cidr)) && !addrs.contains(&cidr) {
+            run(&[
+                "ip",
+                "-n",
+                &self.peer_ns,
+                "addr",
+                "add",
+                &cidr,
+                "dev",
+                &self.peer_if,
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything `up` made. Idempotent.
+    pub fn down(&self) -> Result<(), TestbedError> {
+        // Deleting a namespace deletes its veth end, and with it the pair.
+        let mut first_err = None;
+        for ns in [&self.stack_ns, &self.peer_ns] {
+            if Self::ns_exists(ns) {
+                if let Err(e) = run(&["ip", "netns", "del", ns]) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// True when both namespaces exist.
+    pub fn exists(&self) -> bool {
+        Self::ns_exists(&self.stack_ns) && Self::ns_exists(&self.peer_ns)
+    }
+
+    fn side(&self, ns: &str, iface: &str) -> SideStatus {
+        let exists = Self::ns_exists(ns);
+        let mut st = SideStatus {
+            netns: ns.into(),
+            exists,
+            iface: iface.into(),
+            mac: None,
+            kernel_addrs: Vec::new(),
+            rx_queues: None,
+            xdp: None,
+        };
+        if !exists {
+            return st;
+        }
+        let Ok(out) = run(&[
+            "ip", "-n", ns, "-details", "-json", "addr", "show", "dev", iface,
+        ]) else {
+            return st;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&out) else {
+            return st;
+        };
+        let link = &v[0];
+        st.mac = link["address"].as_str().map(str::to_string);
+        st.rx_queues = link["num_rx_queues"].as_u64().map(|n| n as u32);
+        if let Some(addrs) = link["addr_info"].as_array() {
+            st.kernel_addrs = addrs
+                .iter()
+                .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"])))
+                .collect();
+        }
+        st.xdp = crate::datapath::xdp::parse_attached(link)
+            .map(|p| format!("{} (id {}, {} mode)", p.name, p.id, p.mode));
+        st
+    }
+
+    /// Names, addresses, MACs and attached programs.
+    pub fn status(&self) -> Status {
+        Status {
+            testbed: self.clone(),
+            stack: self.side(&self.stack_ns, &self.stack_if),
+            peer: self.side(&self.peer_ns, &self.peer_if),
+        }
+    }
+
+    /// A command that runs `program` in the peer namespace.
+    pub fn peer_command(&self, program: &str) -> Command {
+        netns_command(&self.peer_ns, program)
+    }
+
+    /// A command that runs `program` in the stack namespace.
+    pub fn stack_command(&self, program: &str) -> Command {
+        netns_command(&self.stack_ns, program)
+    }
+}
+
+/// Runs `f` on a new thread that has joined network namespace `ns`
+/// (`/run/netns/<ns>`); sockets it creates live in that namespace. A test
+/// and benchmark helper: it panics when the namespace cannot be joined.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns on a namespace fd, affecting only this thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
+/// A command that runs `program` in network namespace `ns` with
+/// `nsenter --net`: unlike `ip netns exec`, it keeps the mount namespace, so
+/// /sys/fs/bpf (pins) stays the host's.
+pub fn netns_command(ns: &str, program: &str) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{ns}"))
+        .arg("--")
+        .arg(program);
+    c
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = &self.testbed;
+        writeln!(f, "testbed {}", t.name)?;
+        for (role, side, ip) in [
+            (
+                "stack",
+                &self.stack,
+                format!("{} (owned by the xstack engine)", t.stack_ip),
+            ),
+            ("peer", &self.peer, format!("{} (Linux kernel)", t.peer_ip)),
+        ] {
+            if !side.exists {
+                writeln!(f, "  {role:5} netns {:18} missing", side.netns)?;
+                continue;
+            }
+            writeln!(
+                f,
+                "  {role:5} netns {:18} if {:12} mac {:17} rxq {:2} addr {}",
+                side.netns,
+                side.iface,
+                side.mac.as_deref().unwrap_or("-"),
+                side.rx_queues.map(|q| q.to_string()).unwrap_or("-".into()),
+                ip
+            )?;
+            if !side.kernel_addrs.is_empty() {
+                writeln!(
+                    f,
+                    "        kernel addresses: {}",
+                    side.kernel_addrs.join(", ")
+                )?;
+            }
+            writeln!(
+                f,
+                "        xdp: {}",
+                side.xdp.as_deref().unwrap_or("none attached")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Brings a testbed up and takes it down when dropped, on success, failure
+/// and panic alike. Tests use unique names so they can run in parallel.
+pub struct TestbedGuard {
+    /// The testbed.
+    pub testbed: Testbed,
+}
+
+impl TestbedGuard {
+    /// Brings up testbed `name` with `queues` queues.
+    pub fn up(name: &str, queues: u32) -> Result<TestbedGuard, TestbedError> {
+        let testbed = Testbed::new(name)?;
+        let guard = TestbedGuard { testbed };
+        guard.testbed.up(queues)?;
+        Ok(guard)
+    }
+}
+
+impl Drop for TestbedGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.testbed.down() {
+            eprintln!("testbed {}: teardown failed: {e}", self.testbed.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_interface_name_limits() {
+        let t = Testbed::new("abcdefghij").unwrap();
+        assert!(t.stack_if.len() <= 15 && t.peer_if.len() <= 15);
+        assert!(Testbed::new("abcdefghijk").is_err());
+        assert!(Testbed::new("Bad").is_err());
+        assert!(Testbed::new("").is_err());
+        assert!(Testbed::new("a/b").is_err());
+    }
+
+    #[test]
+    fn addresses_are_in_the_benchmarking_range() {
+        for ip in [PEER_IP, STACK_IP] {
+            let o = ip.octets();
+            assert!(
+                o[0] == 198 && (o[1] & 0xfe) == 18,
+                "{ip} outside 198.18.0.0/15"
+            );
+        }
+    }
+}
