@@ -9,7 +9,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use xstack::tcp::{Instant, TcpConfig, TcpEngine};
+use xstack::tcp::{TcpConfig, TcpEngine};
+use xstack::time::Instant;
 use xstack::wire::tcp::{fill_checksum, TcpRepr};
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);

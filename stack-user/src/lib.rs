@@ -3,10 +3,11 @@
 //! Rooms by layer; each imports only the ones below it (see
 //! docs/ARCHITECTURE.md):
 //!
-//! - L0 [`wire`]: validated views and reprs per protocol (Ethernet, ARP,
-//!   IPv4, ICMP, TCP), checksums; the µs time type lives beside `tcp` for now.
+//! - L0 [`time`] (the µs [`time::Instant`] passed into the sans-IO layers)
+//!   and [`wire`]: validated views and reprs per protocol (Ethernet, ARP,
+//!   IPv4, ICMP, TCP with its `SeqNumber`), checksums.
 //! - L1 [`tcp`]: the sans-IO TCP engine (RFC 9293), its config and the
-//!   [`sysctl`] parser that fills it.
+//!   [`tcp::sysctl`] parser that fills it.
 //! - L2 [`apps`]: the built-in echo/discard/HTTP applications and the app
 //!   host; imports only `tcp`, `wire` and time.
 //! - L3 [`iface`]: the frame layer, one [`iface::Interface`] per queue
@@ -29,5 +30,3 @@ pub mod tcp;
 pub mod time;
 pub mod tools;
 pub mod wire;
-
-pub use tcp::sysctl;

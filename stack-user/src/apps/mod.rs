@@ -7,7 +7,10 @@ pub mod http;
 
 use serde::Serialize;
 
-use crate::tcp::{time::Instant, ConnId, TcpEngine, TcpError};
+use crate::{
+    tcp::{ConnId, TcpEngine, TcpError},
+    time::Instant,
+};
 
 /// What runs on the listening ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]

@@ -122,7 +122,7 @@ pub(super) fn run(a: Args) -> Result<()> {
             ..Default::default()
         };
         for kv in &a.sysctls {
-            crate::sysctl::apply(&mut tcp, kv)?;
+            crate::tcp::sysctl::apply(&mut tcp, kv)?;
         }
         crate::tools::load::run_engine(iface, ip, &cfg, tcp)?
     };

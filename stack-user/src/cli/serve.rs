@@ -130,7 +130,7 @@ pub(super) fn run(a: Args) -> Result<()> {
         tcp: {
             let mut t = crate::tcp::TcpConfig::default();
             for kv in &a.sysctls {
-                crate::sysctl::apply(&mut t, kv)?;
+                crate::tcp::sysctl::apply(&mut t, kv)?;
             }
             t
         },

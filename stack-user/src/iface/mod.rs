@@ -26,7 +26,8 @@ pub use stats::IfaceStats;
 pub use tcp::cookie_meta;
 
 use crate::apps::App;
-use crate::tcp::{time::Instant, Event, TcpConfig, TcpEngine};
+use crate::tcp::{Event, TcpConfig, TcpEngine};
+use crate::time::Instant;
 use crate::wire::{
     arp::ArpRepr,
     ethernet::{self, EthernetRepr, Mac},

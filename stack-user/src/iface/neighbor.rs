@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use super::{FrameSink, Interface};
-use crate::tcp::time::Instant;
+use crate::time::Instant;
 use crate::wire::{
     arp::{self, ArpRepr},
     ethernet::{self, EthernetRepr, Mac},

@@ -3,7 +3,7 @@
 //! their metadata, and what TCP sends is wrapped in IPv4 and Ethernet.
 
 use super::{FrameSink, Interface};
-use crate::tcp::time::Instant;
+use crate::time::Instant;
 use crate::wire::{
     ethernet::{self, EthernetRepr, Mac},
     ipv4::{self, Ipv4Repr},

@@ -182,8 +182,8 @@ fn peer_segment(dport: u16, seq: u32, ack: u32, flags: u8, data: &[u8]) -> Vec<u
     let repr = crate::wire::tcp::TcpRepr {
         src_port: 80,
         dst_port: dport,
-        seq: crate::tcp::SeqNumber(seq),
-        ack: Some(crate::tcp::SeqNumber(ack)),
+        seq: crate::wire::tcp::SeqNumber(seq),
+        ack: Some(crate::wire::tcp::SeqNumber(ack)),
         flags,
         window: 65535,
         urgent: 0,

@@ -141,7 +141,7 @@ fn worker_loop(
                 "LISTEN": c.listen, "time_wait_max": c.time_wait_max,
                 "time_wait_high_water": c.time_wait_high_water,
             });
-            let now = crate::tcp::Instant(epoch.elapsed().as_micros() as u64);
+            let now = crate::time::Instant(epoch.elapsed().as_micros() as u64);
             s.listeners = engine
                 .tcp_ref()
                 .listener_stats(now)
@@ -158,7 +158,7 @@ fn worker_loop(
                 .collect();
         }
     };
-    let clock = || crate::tcp::Instant(epoch.elapsed().as_micros() as u64);
+    let clock = || crate::time::Instant(epoch.elapsed().as_micros() as u64);
     // The engine's cookies use the XDP program's clock: minutes of CLOCK_MONOTONIC.
     engine
         .tcp()
@@ -174,7 +174,7 @@ fn worker_loop(
         // One clock read per round: the spinning loop read it twice and
         // clock_gettime was the top symbol of the server's profile.
         let wall = Instant::now();
-        let now = crate::tcp::Instant(wall.duration_since(epoch).as_micros() as u64);
+        let now = crate::time::Instant(wall.duration_since(epoch).as_micros() as u64);
         let n = crate::runtime::stack::receive_round(&mut sock, &mut engine, &steer, now);
         sock.transmit_with(|tx| engine.poll(now, tx));
         while let Some(w) = engine.tcp().poll_warning() {

@@ -16,7 +16,7 @@ use crate::{
     datapath::xsk::{XskConfig, XskSocket},
     iface::{IfaceConfig, Interface},
     runtime::sys,
-    tcp::{self, TcpConfig},
+    tcp::TcpConfig,
 };
 
 /// What [`Stack::open`] sets up.
@@ -49,7 +49,7 @@ pub(crate) fn receive_round(
     sock: &mut XskSocket,
     engine: &mut Interface,
     steer: &Steering,
-    now: tcp::Instant,
+    now: crate::time::Instant,
 ) -> u32 {
     sock.complete();
     sock.refill();
@@ -161,8 +161,8 @@ impl Stack {
     }
 
     /// The engine's clock.
-    pub fn now(&self) -> tcp::Instant {
-        tcp::Instant(self.epoch.elapsed().as_micros() as u64)
+    pub fn now(&self) -> crate::time::Instant {
+        crate::time::Instant(self.epoch.elapsed().as_micros() as u64)
     }
 
     /// One round: [`receive`](Self::receive) then

@@ -8,8 +8,8 @@ use std::net::Ipv4Addr;
 
 use stack_ebpf::siphash::siphash_2_4;
 
-use super::seq::SeqNumber;
-use super::time::Instant;
+use crate::time::Instant;
+use crate::wire::tcp::SeqNumber;
 
 /// Generates ISNs from a secret chosen when the engine starts.
 #[derive(Clone)]

@@ -40,15 +40,3 @@ pub use error::TcpError;
 pub use event::{ConnId, Event, FourTuple, ListenerId, Warning};
 pub use state::State;
 pub use stats::Stats;
-
-// Old paths, kept while the rest of the crate moves to the new ones:
-// sequence numbers live in the wire layer (`wire::tcp::SeqNumber`, as in
-// smoltcp) and time at the bottom (`crate::time`).
-pub use crate::time;
-pub use crate::time::Instant;
-pub use crate::wire::tcp::SeqNumber;
-
-/// The old path of [`SeqNumber`] (now `wire::tcp::SeqNumber`).
-pub mod seq {
-    pub use crate::wire::tcp::SeqNumber;
-}

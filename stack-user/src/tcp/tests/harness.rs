@@ -7,7 +7,8 @@ use std::collections::BinaryHeap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use crate::tcp::{CcAlgorithm, ConnId, Event, Instant, State, TcpConfig, TcpEngine, TcpError};
+use crate::tcp::{CcAlgorithm, ConnId, Event, State, TcpConfig, TcpEngine, TcpError};
+use crate::time::Instant;
 use crate::wire::tcp::TcpParseError;
 
 pub const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);

@@ -8,9 +8,8 @@ use std::time::Duration;
 use stack_ebpf::cookie::{self, CookieOptions, Flow, Secret, Secrets};
 
 use super::util::*;
-use crate::tcp::{
-    Event, KeepaliveConfig, RateLimit, SeqNumber, State, TcpConfig, TcpError, Warning,
-};
+use crate::tcp::{Event, KeepaliveConfig, RateLimit, State, TcpConfig, TcpError, Warning};
+use crate::wire::tcp::SeqNumber;
 use crate::wire::tcp::{TcpOptions, TcpRepr, Timestamps, ACK, FIN, RST, SYN};
 
 fn ts(tsval: u32, tsecr: u32) -> TcpOptions {

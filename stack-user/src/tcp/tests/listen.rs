@@ -190,4 +190,4 @@ fn malformed_segments_are_dropped_and_counted_by_reason() {
     assert!(named.contains(&"drop_tcp_bad_checksum") && named.contains(&"drop_tcp_truncated"));
 }
 
-use crate::tcp::SeqNumber;
+use crate::wire::tcp::SeqNumber;

@@ -241,4 +241,4 @@ fn established_client_exchanges_data_both_ways() {
     assert_eq!(t.e.stats().active_opens, 1);
 }
 
-use crate::tcp::SeqNumber;
+use crate::wire::tcp::SeqNumber;

@@ -4,7 +4,9 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use crate::tcp::{ConnId, Event, Instant, SeqNumber, TcpConfig, TcpEngine};
+use crate::tcp::{ConnId, Event, TcpConfig, TcpEngine};
+use crate::time::Instant;
+use crate::wire::tcp::SeqNumber;
 use crate::wire::tcp::{TcpOptions, TcpRepr, Timestamps, ACK, FIN, PSH, RST, SYN};
 
 pub const LOCAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);

@@ -11,7 +11,8 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant as WallClock};
 
-use crate::tcp::{ConnId, Event, Instant, TcpConfig, TcpEngine, TcpError};
+use crate::tcp::{ConnId, Event, TcpConfig, TcpEngine, TcpError};
+use crate::time::Instant;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
