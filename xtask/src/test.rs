@@ -1,5 +1,6 @@
 //! `cargo xtask test`: set-up, build, then every test of the workspace
-//! (unit, BPF_PROG_TEST_RUN and end-to-end).
+//! (unit, BPF_PROG_TEST_RUN and end-to-end), after the layering check
+//! (`cargo xtask layers`).
 
 use std::{process::Command, time::Instant};
 
@@ -12,6 +13,8 @@ use crate::{
 };
 
 pub fn test(args: &[String]) -> Result<()> {
+    // The cheapest check first: no module imports a higher layer.
+    crate::layers::layers()?;
     setup()?;
     let bin = build(false)?;
     if !is_root() {
