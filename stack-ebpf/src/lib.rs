@@ -33,7 +33,9 @@ pub const ADDR_ICMP: u32 = 1 << 1;
 
 /// A set of named counters: a dense `#[repr(u32)]` enum whose values index
 /// a counter array (in the XDP program a `PerCpuArray<u64>` of
-/// [`CounterSet::COUNT`] entries). Implemented by [`counters!`].
+/// [`CounterSet::COUNT`] entries). Implemented by the enum form of
+/// [`counters!`]; a `name: [Set]` field of its struct form holds one `u64`
+/// per member.
 pub trait CounterSet: Copy + 'static {
     /// Every counter, in index order.
     const ALL: &'static [Self];
@@ -45,10 +47,12 @@ pub trait CounterSet: Copy + 'static {
     fn name(self) -> &'static str;
 }
 
-/// The one way to declare a set of counters: an enum whose variants are the
-/// counters, each with the name `xstack stats` prints. It gets
-/// `#[repr(u32)]`, dense indices from 0, inherent `ALL`, `COUNT` and
-/// `name()` (usable in `const` contexts such as map sizes) and a
+/// The one way to declare counters, in two forms.
+///
+/// **Enum form** (a counter array, as the XDP program keeps them): an enum
+/// whose variants are the counters, each with the name `xstack stats`
+/// prints. It gets `#[repr(u32)]`, dense indices from 0, inherent `ALL`,
+/// `COUNT` and `name()` (usable in `const` contexts such as map sizes) and a
 /// [`CounterSet`] impl (for code generic over sets, such as a reader that
 /// sums a per-CPU array by name).
 ///
@@ -65,8 +69,88 @@ pub trait CounterSet: Copy + 'static {
 /// assert_eq!(Example::COUNT, 2);
 /// assert_eq!(Example::ALL[1].name(), "drops");
 /// ```
+///
+/// **Struct form** (userspace, one owner per struct): a struct of `pub`
+/// counter fields that code bumps with `stats.field += 1`. A field is
+/// - `name`: a `u64` printed as `name`;
+/// - `name = "Label"`: a `u64` printed as `Label` (e.g. the Linux `nstat`
+///   name of the same counter);
+/// - `name: [Set]`: one `u64` per member of the [`CounterSet`] `Set`
+///   (`[u64; Set::COUNT]`, indexed by [`CounterSet::index`]), each printed
+///   with [`CounterSet::name`] (e.g. drops by parse error).
+///
+/// Attributes before the struct (`#[derive(...)]`, `Serialize` included)
+/// and before each field (docs, `#[serde(skip)]`) pass through unchanged.
+/// The struct gets `iter()`, every counter with its name in declaration
+/// order (a set field's members in index order), and `add()`, the
+/// field-wise sum that merges the counters of several owners (one per
+/// worker). The struct form uses only `core`; the XDP program never
+/// invokes it.
+///
+/// ```
+/// stack_ebpf::counters! {
+///     /// Example drop reasons.
+///     pub enum Reason {
+///         /// Too short.
+///         Short = "drop_short",
+///         /// Bad checksum.
+///         Checksum = "drop_checksum",
+///     }
+/// }
+/// stack_ebpf::counters! {
+///     /// Example per-owner counters.
+///     #[derive(Clone, Debug, Default, PartialEq, Eq)]
+///     pub struct Stats {
+///         /// Frames seen.
+///         frames,
+///         /// Listen queue overflows, printed with their `nstat` name.
+///         overflows = "ListenOverflows",
+///         /// Drops by reason.
+///         drops: [Reason],
+///     }
+/// }
+/// let mut a = Stats::default();
+/// a.frames += 2;
+/// a.drops[Reason::Checksum as usize] += 1;
+/// let mut sum = Stats::default();
+/// sum.add(&a);
+/// sum.add(&a);
+/// let all: Vec<_> = sum.iter().collect();
+/// assert_eq!(
+///     all,
+///     [("frames", 4), ("ListenOverflows", 0), ("drop_short", 0), ("drop_checksum", 2)]
+/// );
+/// ```
 #[macro_export]
 macro_rules! counters {
+    // Internal rules of the struct form, one field at a time: its type,
+    // its (name, value) pairs and its share of `add`.
+    (@ty) => { u64 };
+    (@ty [$set:ty]) => { [u64; <$set as $crate::CounterSet>::COUNT as usize] };
+    (@iter $s:ident, $field:ident) => {
+        ::core::iter::once((::core::stringify!($field), $s.$field))
+    };
+    (@iter $s:ident, $field:ident = $label:literal) => {
+        ::core::iter::once(($label, $s.$field))
+    };
+    (@iter $s:ident, $field:ident : [$set:ty]) => {
+        <$set as $crate::CounterSet>::ALL.iter().map(move |&c| {
+            (
+                <$set as $crate::CounterSet>::name(c),
+                $s.$field[<$set as $crate::CounterSet>::index(c) as usize],
+            )
+        })
+    };
+    (@add $s:ident, $o:ident, $field:ident) => {
+        $s.$field += $o.$field;
+    };
+    (@add $s:ident, $o:ident, $field:ident [$set:ty]) => {
+        for (a, b) in $s.$field.iter_mut().zip($o.$field.iter()) {
+            *a += *b;
+        }
+    };
+
+    // Enum form.
     (
         $(#[$meta:meta])*
         $vis:vis enum $set:ident {
@@ -103,6 +187,34 @@ macro_rules! counters {
             #[inline(always)]
             fn name(self) -> &'static str {
                 Self::name(self)
+            }
+        }
+    };
+
+    // Struct form.
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $stats:ident {
+            $( $(#[$doc:meta])* $field:ident $(= $label:literal)? $(: [$set:ty])? ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $stats {
+            $( $(#[$doc])* pub $field: $crate::counters!(@ty $([$set])?), )*
+        }
+
+        impl $stats {
+            /// Every counter with the name `xstack stats` prints, in
+            /// declaration order.
+            pub fn iter(&self) -> impl ::core::iter::Iterator<Item = (&'static str, u64)> + '_ {
+                let s = self;
+                ::core::iter::empty()
+                    $( .chain($crate::counters!(@iter s, $field $(= $label)? $(: [$set])?)) )*
+            }
+
+            /// Adds `other`'s counters to these, field by field.
+            pub fn add(&mut self, other: &Self) {
+                $( $crate::counters!(@add self, other, $field $([$set])?); )*
             }
         }
     };
@@ -443,6 +555,105 @@ mod tests {
         assert_eq!(COOKIE_META_LEN, 16);
         assert_eq!(core::mem::size_of::<FlowKey>(), 12);
         assert_eq!(core::mem::size_of::<FastpathState>(), 56);
+    }
+
+    counters! {
+        /// A set for the struct form's `[Set]` fields.
+        enum Reason {
+            Short = "drop_short",
+            Checksum = "drop_checksum",
+            Options = "drop_options",
+        }
+    }
+
+    counters! {
+        /// Every kind of struct-form field, with a pass-through derive.
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        struct Stats {
+            /// Printed with its field name.
+            frames,
+            /// Printed with its label.
+            overflows = "ListenOverflows",
+            /// One counter per `Reason`, printed with the reason's name.
+            drops: [Reason],
+            /// A field after a set field keeps its place.
+            bytes = "Bytes",
+            last,
+        }
+    }
+
+    #[test]
+    fn struct_names_in_declaration_order() {
+        let names: std::vec::Vec<_> = Stats::default().iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "frames",
+                "ListenOverflows",
+                "drop_short",
+                "drop_checksum",
+                "drop_options",
+                "Bytes",
+                "last",
+            ]
+        );
+        assert_eq!(Stats::default().drops.len(), Reason::COUNT as usize);
+    }
+
+    #[test]
+    fn struct_iter_yields_each_field_value() {
+        let mut s = Stats::default();
+        s.frames += 1;
+        s.overflows += 2;
+        s.drops[Reason::Checksum as usize] += 3;
+        s.drops[Reason::Options as usize] += 4;
+        s.bytes += 5;
+        s.last += 6;
+        let values: std::vec::Vec<_> = s.iter().collect();
+        assert_eq!(
+            values,
+            [
+                ("frames", 1),
+                ("ListenOverflows", 2),
+                ("drop_short", 0),
+                ("drop_checksum", 3),
+                ("drop_options", 4),
+                ("Bytes", 5),
+                ("last", 6),
+            ]
+        );
+    }
+
+    #[test]
+    fn struct_add_sums_field_by_field() {
+        let mut a = Stats {
+            frames: 1,
+            overflows: 2,
+            drops: [3, 4, 5],
+            bytes: 6,
+            last: 7,
+        };
+        let b = Stats {
+            frames: 10,
+            overflows: 20,
+            drops: [30, 40, 50],
+            bytes: 60,
+            last: 70,
+        };
+        a.add(&b);
+        assert_eq!(
+            a,
+            Stats {
+                frames: 11,
+                overflows: 22,
+                drops: [33, 44, 55],
+                bytes: 66,
+                last: 77,
+            }
+        );
+        let mut zero = Stats::default();
+        zero.add(&Stats::default());
+        assert_eq!(zero, Stats::default());
     }
 
     #[test]
