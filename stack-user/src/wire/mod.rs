@@ -109,6 +109,19 @@ impl WireError {
     }
 }
 
+/// The parse failures as a counter set, so the frame layer's counters
+/// (`stack_ebpf::counters!`) keep one per reason.
+impl stack_ebpf::CounterSet for WireError {
+    const ALL: &'static [Self] = WireError::ALL;
+    const COUNT: u32 = WireError::ALL.len() as u32;
+    fn index(self) -> u32 {
+        WireError::index(self) as u32
+    }
+    fn name(self) -> &'static str {
+        self.counter_name()
+    }
+}
+
 /// Reads a big-endian u16 at `off`; callers check bounds first.
 #[inline]
 pub(crate) fn be16(b: &[u8], off: usize) -> u16 {
