@@ -637,3 +637,78 @@ fn time_wait_table_overflow_is_counted_warned_and_shown_in_stats() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("time wait bucket table overflow"), "{log}");
 }
+
+/// A namespace holding a veth pair made exactly as a user would make it
+/// (`ip link add a type veth peer name b`: no queue or offload settings),
+/// removed on drop, also when the test fails.
+struct PlainVeth {
+    ns: String,
+}
+
+impl PlainVeth {
+    fn new() -> PlainVeth {
+        let ns = format!("xs-{}-plain", xstack_tests::unique_name('v'));
+        let ip = |args: &[&str]| {
+            let st = Command::new("ip").args(args).status().expect("run ip");
+            assert!(st.success(), "ip {args:?} failed");
+        };
+        ip(&["netns", "add", &ns]);
+        let guard = PlainVeth { ns };
+        ip(&[
+            "-n", &guard.ns, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
+        ]);
+        ip(&["-n", &guard.ns, "link", "set", "veth0", "up"]);
+        ip(&["-n", &guard.ns, "link", "set", "veth1", "up"]);
+        guard
+    }
+}
+
+impl Drop for PlainVeth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+#[test]
+fn serve_starts_on_a_plain_veth_using_its_active_queue_count() {
+    let v = PlainVeth::new();
+    // What the kernel gives a plain veth: as many allocated rx queues as
+    // possible CPUs, one of them active.
+    let link = Command::new("ip")
+        .args(["-n", &v.ns, "-d", "-j", "link", "show", "veth1"])
+        .output()
+        .unwrap();
+    let link: serde_json::Value = serde_json::from_slice(&link.stdout).unwrap();
+    let allocated = link[0]["num_rx_queues"].as_u64().unwrap_or(1);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &v.ns])
+        .arg(xstack_bin())
+        .args([
+            "serve",
+            "--iface",
+            "veth1",
+            "--ip",
+            "198.18.0.2",
+            "--port",
+            "7000",
+        ])
+        .args(["--duration", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "serve on a plain veth ({allocated} allocated rx queues) failed: {stderr}"
+    );
+    assert!(!stderr.contains("Invalid argument"), "{stderr}");
+    // Serving one of the allocated queues is no reason to warn: it is the only active one.
+    assert!(!stderr.contains("only 1 are served"), "{stderr}");
+    let left = Command::new("ip")
+        .args(["-n", &v.ns, "-j", "link", "show", "veth1"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&left.stdout).contains("\"xdp\""),
+        "XDP left attached after --duration ended"
+    );
+}

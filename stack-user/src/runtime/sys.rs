@@ -116,8 +116,15 @@ pub struct Interface {
     pub index: u32,
     /// MAC address.
     pub mac: Mac,
-    /// Number of rx queues.
+    /// Active rx queues: the channels in use (`ethtool -l`, "Current
+    /// hardware settings": RX + Combined), which is how many queues an
+    /// AF_XDP socket can bind to. Falls back to the allocated count where
+    /// the driver does not report channels.
     pub rx_queues: u32,
+    /// Rx queues the device has allocated (`ip -d link`'s `numrxqueues`;
+    /// `ethtool -l`'s maximum for veth). A plain veth has 2 on a 2-CPU
+    /// machine but only 1 active: binding queue 1 fails with EINVAL.
+    pub max_rx_queues: u32,
     /// Driver name, when known.
     pub driver: String,
 }
@@ -154,7 +161,10 @@ pub fn interface(name: &str) -> Result<Interface, SysError> {
         .as_str()
         .and_then(|a| a.parse().ok())
         .unwrap_or_default();
-    let rx_queues = link["num_rx_queues"].as_u64().unwrap_or(1).max(1) as u32;
+    let max_rx_queues = link["num_rx_queues"].as_u64().unwrap_or(1).max(1) as u32;
+    let rx_queues = active_rx_queues(name)
+        .unwrap_or(max_rx_queues)
+        .clamp(1, max_rx_queues);
     let driver = link["linkinfo"]["info_kind"]
         .as_str()
         .map(str::to_string)
@@ -169,8 +179,65 @@ pub fn interface(name: &str) -> Result<Interface, SysError> {
         index,
         mac,
         rx_queues,
+        max_rx_queues,
         driver,
     })
+}
+
+/// The active rx channel count of `name` (RX + Combined of `ethtool -l`'s
+/// current settings), read with the `ETHTOOL_GCHANNELS` ioctl on a socket of
+/// the calling thread's network namespace. `None` when the driver does not
+/// report channels or reports none.
+fn active_rx_queues(name: &str) -> Option<u32> {
+    /// `struct ethtool_channels` (linux/ethtool.h).
+    #[repr(C)]
+    #[derive(Default)]
+    struct EthtoolChannels {
+        cmd: u32,
+        max_rx: u32,
+        max_tx: u32,
+        max_other: u32,
+        max_combined: u32,
+        rx_count: u32,
+        tx_count: u32,
+        other_count: u32,
+        combined_count: u32,
+    }
+    /// `struct ifreq` with the `ifr_data` member.
+    #[repr(C)]
+    struct IfreqData {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut libc::c_void,
+        _pad: [u8; 16],
+    }
+    const ETHTOOL_GCHANNELS: u32 = 0x3c;
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    if name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    let mut ch = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Default::default()
+    };
+    let mut ifr = IfreqData {
+        name: [0; libc::IFNAMSIZ],
+        data: (&mut ch as *mut EthtoolChannels).cast(),
+        _pad: [0; 16],
+    };
+    ifr.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: a datagram socket we close below; the ioctl reads `ifr` and
+    // writes `ch`, both alive and of the layout the kernel expects.
+    let ok = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let r = libc::ioctl(fd, SIOCETHTOOL as _, &mut ifr);
+        libc::close(fd);
+        r == 0
+    };
+    let n = ch.rx_count + ch.combined_count;
+    (ok && n > 0).then_some(n)
 }
 
 /// Memory of this process: what the kernel holds for it and what the
