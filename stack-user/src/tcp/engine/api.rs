@@ -170,9 +170,11 @@ impl TcpEngine {
         self.tcb(id).map(Tcb::readable).ok_or(TcpError::NotFound)
     }
 
-    /// Room in the send buffer.
-    pub fn send_space(&self, id: ConnId) -> Result<usize, TcpError> {
-        self.tcb(id).map(Tcb::writable).ok_or(TcpError::NotFound)
+    /// Room in the send buffer. When there is none, a Writable event is
+    /// armed for when ACKs free some (as for a short `write`), so an
+    /// application that waits for it after seeing 0 is woken.
+    pub fn send_space(&mut self, id: ConnId) -> Result<usize, TcpError> {
+        self.run_id(id, |tcb, _| tcb.poll_writable())
     }
 
     /// The control block, for inspection (cwnd, RTO, ...). `None` once the

@@ -75,6 +75,20 @@ impl Tcb {
         self.snd.free()
     }
 
+    /// Room in the send buffer, asked by an application that will wait for
+    /// a Writable event when there is none: that wait is armed here, as
+    /// Linux's `tcp_poll` sets SOCK_NOSPACE so that freed space wakes the
+    /// writer (`sk_stream_write_space`). Without it an application that
+    /// paces its reads on its output (an echo) would never be woken: it
+    /// stops reading, the receive window closes, no data comes to wake it.
+    pub(crate) fn poll_writable(&mut self) -> usize {
+        let n = self.snd.free();
+        if n == 0 {
+            self.set(WRITE_BLOCKED);
+        }
+        n
+    }
+
     /// CLOSE of the send direction only (half-close, RFC 9293 §3.10.4).
     pub(crate) fn shutdown(&mut self) -> Result<(), TcpError> {
         match self.state {

@@ -8,6 +8,7 @@ mod util;
 mod close_wait;
 mod established;
 mod fin_wait;
+mod flow_control;
 mod lifecycle;
 mod listen;
 mod recovery;
