@@ -3,7 +3,6 @@
 //! and detach cleanly on SIGINT/SIGTERM or when `--duration` ends.
 
 use std::{
-    net::Ipv4Addr,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -17,44 +16,26 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::{
-    apps::App,
     datapath::steer::Steering,
-    datapath::xdp::{AttachMode, XdpProgram},
-    datapath::xsk::{KernelStats, XskConfig, XskSocket},
+    datapath::xdp::XdpProgram,
+    datapath::xsk::{KernelStats, XskSocket},
     iface::{IfaceConfig, IfaceStats, Interface},
     runtime::control::ControlServer,
+    runtime::stack::StackConfig,
     runtime::sys::{self, InstanceLock, Signals},
 };
 
-/// What `xstack serve` runs.
+/// What `xstack serve` runs: the bring-up's settings plus serve's own.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
-    /// Interface to attach to.
-    pub iface: String,
-    /// The stack's address.
-    pub ip: Ipv4Addr,
-    /// TCP ports served.
-    pub ports: Vec<u16>,
-    /// Application on those ports.
-    pub app: App,
-    /// Body size of `--app http` responses.
-    pub response_bytes: usize,
-    /// TCP settings.
-    pub tcp: crate::tcp::TcpConfig,
-    /// Number of queues (default: all rx queues of the interface).
-    pub queues: Option<u32>,
-    /// XDP attach mode.
-    pub xdp_mode: AttachMode,
-    /// AF_XDP sizes and copy/zero-copy choice.
-    pub xsk: XskConfig,
+    /// Interface, address, ports (`listen`; `client_ports` stays empty),
+    /// application, TCP, AF_XDP, queues, XDP mode, map pinning and the fast
+    /// path (`Some`: serve always writes its settings to the maps).
+    pub stack: StackConfig,
     /// Stop after this long.
     pub duration: Option<Duration>,
-    /// Pin the XDP maps under /sys/fs/bpf/xstack/<iface>.
-    pub pin_maps: bool,
     /// Never sleep in poll(); spin on the rings.
     pub busy_poll: bool,
-    /// SYN cookies and SYN-flood filtering in XDP.
-    pub fastpath: crate::datapath::fastpath::FastpathSettings,
 }
 
 /// Counters of one queue as published by its worker.
@@ -228,10 +209,17 @@ fn worker_loop(
 /// Runs the stack until a signal or the duration ends; returns the final
 /// counters as JSON (also what `xstack stats --json` shows while running).
 pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
+    let ServeConfig {
+        stack: mut config,
+        duration,
+        busy_poll,
+    } = config;
+    // Serve always writes its fast-path settings (the defaults if none given).
+    let mut fastpath = config.fastpath.take().unwrap_or_default();
     let signals = Signals::block();
     sys::check_privileges("xstack serve")?;
     let iface = sys::interface(&config.iface)?;
-    if config.ports.is_empty() {
+    if config.listen.is_empty() {
         bail!("no TCP port given; pass --port P[,P...]");
     }
     let _iface_lock = InstanceLock::interface(&iface.name)?;
@@ -265,13 +253,12 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     }
     // Cookie SYN-ACKs sent by XDP must announce what the engine will use
     // for the connection they create: its MSS and window-scale shift.
-    let mut config = config;
-    config.fastpath.mss = config.fastpath.mss.min(config.tcp.mss);
-    config.fastpath.wscale = config.tcp.rcv_wscale();
-    config.fastpath.tx_redirect = iface.driver == "veth";
-    apply_fastpath(&mut prog, &config.fastpath, &Default::default())?;
+    fastpath.mss = fastpath.mss.min(config.tcp.mss);
+    fastpath.wscale = config.tcp.rcv_wscale();
+    fastpath.tx_redirect = iface.driver == "veth";
+    apply_fastpath(&mut prog, &fastpath, &Default::default())?;
     prog.own_addr(config.ip)?;
-    for p in &config.ports {
+    for p in &config.listen {
         prog.own_port(config.ip, *p)?;
     }
 
@@ -291,7 +278,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     log::info!(
         "serving {}:{:?} on {} ({} queue(s), XDP {xdp_mode} mode, AF_XDP {xsk_mode} mode, driver {})",
         config.ip,
-        config.ports,
+        config.listen,
         iface.name,
         queues,
         if iface.driver.is_empty() { "?" } else { &iface.driver }
@@ -312,19 +299,14 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         let engine = Interface::new(IfaceConfig {
             mac: iface.mac,
             addrs: vec![config.ip],
-            ports: config.ports.clone(),
+            ports: config.listen.clone(),
             app: config.app,
             response_bytes: config.response_bytes,
             tcp: config.tcp.clone(),
             backlog: 1024,
             secret: crate::datapath::fastpath::random_key(),
         });
-        let (st, sp, busy, sec) = (
-            stats.clone(),
-            stop.clone(),
-            config.busy_poll,
-            secrets.clone(),
-        );
+        let (st, sp, busy, sec) = (stats.clone(), stop.clone(), busy_poll, secrets.clone());
         let handle = std::thread::Builder::new()
             .name(format!("xstack-q{q}"))
             .spawn(move || worker_loop(sock, engine, steer, st, sp, busy, sec))
@@ -338,7 +320,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         "pid": std::process::id(),
         "iface": iface.name,
         "ip": config.ip.to_string(),
-        "ports": config.ports,
+        "ports": config.listen,
         "app": config.app,
         "queues": queues,
         "xdp_mode": xdp_mode,
@@ -350,7 +332,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         let info = info.clone();
         move || snapshot(&info, &prog, &queue_stats, queues, started)
     };
-    let settings = Arc::new(Mutex::new(config.fastpath.clone()));
+    let settings = Arc::new(Mutex::new(fastpath.clone()));
     let set = {
         let prog = prog.clone();
         let settings = settings.clone();
@@ -362,7 +344,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         "xstack: serving {}:{} on {} — ping/arping {} or connect to it from the peer; Ctrl-C to stop",
         config.ip,
         config
-            .ports
+            .listen
             .iter()
             .map(|p| p.to_string())
             .collect::<Vec<_>>()
@@ -413,7 +395,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         if let Some(sig) = signals.wait(Duration::from_millis(100)) {
             break sig;
         }
-        if config.duration.is_some_and(|d| started.elapsed() >= d) {
+        if duration.is_some_and(|d| started.elapsed() >= d) {
             break "duration reached";
         }
         if workers.iter().any(|w| w.handle.is_finished()) {

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     apps::App,
+    datapath::fastpath::FastpathSettings,
     datapath::steer::Steering,
     datapath::xdp::{AttachMode, XdpProgram},
     datapath::xsk::{XskConfig, XskSocket},
@@ -19,7 +20,9 @@ use crate::{
     tcp::TcpConfig,
 };
 
-/// What [`Stack::open`] sets up.
+/// What the bring-up ([`Stack::open`], [`Stack::open_queues`], `xstack
+/// serve`) sets up: the interface, the address and ports XDP hands to the
+/// engines, the engines' settings and the AF_XDP and XDP choices.
 #[derive(Clone, Debug)]
 pub struct StackConfig {
     /// Interface.
@@ -38,6 +41,38 @@ pub struct StackConfig {
     pub tcp: TcpConfig,
     /// AF_XDP settings.
     pub xsk: XskConfig,
+    /// Queues `0..N`, one socket and engine each (default: every rx queue
+    /// of the interface).
+    pub queues: Option<u32>,
+    /// XDP attach mode.
+    pub xdp_mode: AttachMode,
+    /// Pin the XDP maps under /sys/fs/bpf/xstack/<iface>.
+    pub pin_maps: bool,
+    /// SYN cookies and SYN-flood filtering in XDP, written to the program's
+    /// maps (with the engine's MSS and window scale); `None` leaves the
+    /// program's own defaults.
+    pub fastpath: Option<FastpathSettings>,
+}
+
+impl Default for StackConfig {
+    /// No interface or address yet, no ports, the discard app, default TCP,
+    /// AF_XDP and XDP settings, every rx queue, no fast-path settings.
+    fn default() -> Self {
+        StackConfig {
+            iface: String::new(),
+            ip: Ipv4Addr::UNSPECIFIED,
+            listen: Vec::new(),
+            client_ports: Vec::new(),
+            app: App::Discard,
+            response_bytes: 0,
+            tcp: TcpConfig::default(),
+            xsk: XskConfig::default(),
+            queues: None,
+            xdp_mode: AttachMode::Auto,
+            pin_maps: false,
+            fastpath: None,
+        }
+    }
 }
 
 /// The receive half of a queue worker's round (shared with `xstack

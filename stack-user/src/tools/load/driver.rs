@@ -84,6 +84,7 @@ pub fn run_engine(
             response_bytes: 0,
             tcp,
             xsk: Default::default(),
+            ..Default::default()
         },
         queues,
     )?;
