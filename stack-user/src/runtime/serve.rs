@@ -19,9 +19,9 @@ use crate::{
     datapath::steer::Steering,
     datapath::xdp::XdpProgram,
     datapath::xsk::{KernelStats, XskSocket},
-    iface::{IfaceConfig, IfaceStats, Interface},
+    iface::{IfaceStats, Interface},
     runtime::control::ControlServer,
-    runtime::stack::StackConfig,
+    runtime::stack::{self, apply_fastpath, Bringup, StackConfig},
     runtime::sys::{self, InstanceLock, Signals},
 };
 
@@ -215,7 +215,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         busy_poll,
     } = config;
     // Serve always writes its fast-path settings (the defaults if none given).
-    let mut fastpath = config.fastpath.take().unwrap_or_default();
+    config.fastpath.get_or_insert_with(Default::default);
     let signals = Signals::block();
     sys::check_privileges("xstack serve")?;
     let iface = sys::interface(&config.iface)?;
@@ -224,88 +224,28 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     }
     let _iface_lock = InstanceLock::interface(&iface.name)?;
     let _addr_lock = InstanceLock::address(config.ip)?;
-    let queues = config.queues.unwrap_or(iface.rx_queues);
-    if queues == 0 || queues > iface.rx_queues {
-        bail!(
-            "--queues {queues} is out of range: {} has {} rx queue(s); pass --queues 1..={}",
-            iface.name,
-            iface.rx_queues,
-            iface.rx_queues
-        );
-    }
-    if queues < iface.rx_queues {
-        log::warn!(
-            "{} has {} rx queues but only {queues} are served: owned traffic hashed to the others is dropped (drop_no_socket)",
-            iface.name,
-            iface.rx_queues
-        );
-    }
-
-    let pin_dir = config.pin_maps.then(|| {
-        crate::datapath::xdp::bpffs_root()
-            .join("xstack")
-            // bpffs rejects dots in names.
-            .join(format!("{}_{}", iface.name, sys::netns_id()))
-    });
-    let mut prog = XdpProgram::load(pin_dir.as_deref())?;
-    if let Some(dir) = &pin_dir {
-        log::info!("XDP maps pinned under {}", dir.display());
-    }
-    // Cookie SYN-ACKs sent by XDP must announce what the engine will use
-    // for the connection they create: its MSS and window-scale shift.
-    fastpath.mss = fastpath.mss.min(config.tcp.mss);
-    fastpath.wscale = config.tcp.rcv_wscale();
-    fastpath.tx_redirect = iface.driver == "veth";
-    apply_fastpath(&mut prog, &fastpath, &Default::default())?;
-    prog.own_addr(config.ip)?;
-    for p in &config.listen {
-        prog.own_port(config.ip, *p)?;
-    }
-
-    // Sockets first, so that nothing the program redirects finds no socket.
-    let mut sockets = Vec::new();
-    for q in 0..queues {
-        let s = XskSocket::open(&iface.name, q, &config.xsk)?;
-        prog.register_socket(q, s.fd())?;
-        sockets.push(s);
-    }
-    let xsk_mode = if sockets.iter().all(|s| s.is_zero_copy()) {
-        "zerocopy"
-    } else {
-        "copy"
-    };
-    let xdp_mode = prog.attach(&iface.name, config.xdp_mode)?;
-    log::info!(
-        "serving {}:{:?} on {} ({} queue(s), XDP {xdp_mode} mode, AF_XDP {xsk_mode} mode, driver {})",
-        config.ip,
-        config.listen,
-        iface.name,
-        queues,
-        if iface.driver.is_empty() { "?" } else { &iface.driver }
-    );
+    let Bringup {
+        prog,
+        stacks,
+        iface,
+        xdp_mode,
+        xsk_mode,
+        fastpath,
+    } = stack::open_on(iface, &config)?;
+    let queues = stacks.len() as u32;
+    let fastpath = fastpath.unwrap_or_default();
 
     let secrets = Arc::new(SharedSecrets::default());
     secrets.publish(prog.secrets()?);
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
-    let steering =
-        crate::datapath::steer::mesh(queues).context("creating the queue steering eventfds")?;
-    for (sock, steer) in sockets.into_iter().zip(steering) {
-        let q = sock.queue();
+    for st in stacks {
+        let q = st.queue();
         let stats = Arc::new(Mutex::new(QueueStats {
             queue: q,
             ..Default::default()
         }));
-        let engine = Interface::new(IfaceConfig {
-            mac: iface.mac,
-            addrs: vec![config.ip],
-            ports: config.listen.clone(),
-            app: config.app,
-            response_bytes: config.response_bytes,
-            tcp: config.tcp.clone(),
-            backlog: 1024,
-            secret: crate::datapath::fastpath::random_key(),
-        });
+        let (sock, engine, steer) = st.into_parts();
         let (st, sp, busy, sec) = (stats.clone(), stop.clone(), busy_poll, secrets.clone());
         let handle = std::thread::Builder::new()
             .name(format!("xstack-q{q}"))
@@ -425,24 +365,6 @@ fn queue_stats_total(workers: &[Worker], tcp_counter: &str) -> u64 {
         .filter_map(|w| w.stats.lock().ok().map(|s| s.tcp.get(tcp_counter).copied()))
         .map(|v| v.unwrap_or(0))
         .sum()
-}
-
-/// Writes `s` to the program's maps: the config entry and the prefix lists
-/// (`old` is what was applied before, so removed prefixes leave the tries).
-pub fn apply_fastpath(
-    prog: &mut XdpProgram,
-    s: &crate::datapath::fastpath::FastpathSettings,
-    old: &crate::datapath::fastpath::FastpathSettings,
-) -> Result<(), crate::datapath::xdp::XdpError> {
-    for (deny, now, before) in [(true, &s.deny, &old.deny), (false, &s.allow, &old.allow)] {
-        for (net, len) in before.iter().filter(|p| !now.contains(p)) {
-            prog.prefix(deny, *net, *len, false)?;
-        }
-        for (net, len) in now {
-            prog.prefix(deny, *net, *len, true)?;
-        }
-    }
-    prog.set_config(&s.to_config())
 }
 
 /// The control socket's `set key=value ...`: applies settings to the

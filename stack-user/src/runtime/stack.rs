@@ -101,6 +101,161 @@ pub(crate) fn receive_round(
     n
 }
 
+/// What [`open`] brought up.
+pub struct Bringup {
+    /// The XDP program: attached while it lives.
+    pub prog: XdpProgram,
+    /// One stack per queue, queue `q` at index `q`; each may move to its
+    /// own thread.
+    pub stacks: Vec<Stack>,
+    /// The interface.
+    pub iface: sys::Interface,
+    /// XDP attach mode in force (what [`XdpProgram::attach`] reports).
+    pub xdp_mode: &'static str,
+    /// AF_XDP bind mode: `zerocopy` when every socket is, else `copy`.
+    pub xsk_mode: &'static str,
+    /// The fast-path settings written to the maps (with the engine's MSS
+    /// and window scale), when the config had some.
+    pub fastpath: Option<FastpathSettings>,
+}
+
+/// The bring-up: looks up `config.iface`, then [`open_on`] it.
+pub fn open(config: &StackConfig) -> Result<Bringup> {
+    let iface = sys::interface(&config.iface)?;
+    open_on(iface, config)
+}
+
+/// The bring-up on an interface already looked up: checks the queue count,
+/// loads XDP (its maps pinned when asked), writes the fast-path settings,
+/// claims the address and ports, opens and registers one AF_XDP socket per
+/// queue with its engine (queue worker `q` of `queues`, see
+/// [`crate::tcp::TcpEngine::set_shard`]), then attaches. Sockets come before
+/// the attach so that nothing the program redirects finds no socket.
+pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
+    let queues = config.queues.unwrap_or(iface.rx_queues);
+    if queues == 0 || queues > iface.rx_queues {
+        bail!(
+            "--queues {queues} is out of range: {} has {} rx queue(s); pass --queues 1..={} (xstack testbed up --queues N makes more)",
+            iface.name,
+            iface.rx_queues,
+            iface.rx_queues
+        );
+    }
+    if queues < iface.rx_queues {
+        log::warn!(
+            "{} has {} rx queues but only {queues} are used: owned traffic the NIC puts on the others is dropped (drop_no_socket); pass --queues {}",
+            iface.name,
+            iface.rx_queues,
+            iface.rx_queues
+        );
+    }
+
+    let pin_dir = config.pin_maps.then(|| {
+        crate::datapath::xdp::bpffs_root()
+            .join("xstack")
+            // bpffs rejects dots in names.
+            .join(format!("{}_{}", iface.name, sys::netns_id()))
+    });
+    let mut prog = XdpProgram::load(pin_dir.as_deref())?;
+    if let Some(dir) = &pin_dir {
+        log::info!("XDP maps pinned under {}", dir.display());
+    }
+    let fastpath = match &config.fastpath {
+        Some(f) => {
+            // Cookie SYN-ACKs sent by XDP must announce what the engine will
+            // use for the connection they create: its MSS and window-scale
+            // shift.
+            let mut f = f.clone();
+            f.mss = f.mss.min(config.tcp.mss);
+            f.wscale = config.tcp.rcv_wscale();
+            f.tx_redirect = iface.driver == "veth";
+            apply_fastpath(&mut prog, &f, &Default::default())?;
+            Some(f)
+        }
+        None => None,
+    };
+    prog.own_addr(config.ip)?;
+    for p in config.listen.iter().chain(&config.client_ports) {
+        prog.own_port(config.ip, *p)?;
+    }
+
+    let steering =
+        crate::datapath::steer::mesh(queues).context("creating the queue steering eventfds")?;
+    let epoch = std::time::Instant::now();
+    let mut stacks = Vec::new();
+    for (q, steer) in (0..queues).zip(steering) {
+        let sock = XskSocket::open(&iface.name, q, &config.xsk)
+            .with_context(|| format!("AF_XDP socket on {} queue {q}", iface.name))?;
+        prog.register_socket(q, sock.fd())?;
+        let mut engine = Interface::new(IfaceConfig {
+            mac: iface.mac,
+            addrs: vec![config.ip],
+            ports: config.listen.clone(),
+            app: config.app,
+            response_bytes: config.response_bytes,
+            tcp: config.tcp.clone(),
+            backlog: 1024,
+            secret: crate::datapath::fastpath::random_key(),
+        });
+        engine.tcp().set_shard(q, queues);
+        stacks.push(Stack {
+            engine,
+            sock,
+            steer,
+            addr: config.ip,
+            _prog: None,
+            epoch,
+        });
+    }
+    let xsk_mode = if stacks.iter().all(|s| s.sock.is_zero_copy()) {
+        "zerocopy"
+    } else {
+        "copy"
+    };
+    let xdp_mode = prog.attach(&iface.name, config.xdp_mode)?;
+    // A client-only stack (no listener) says so at debug level only.
+    let level = if config.listen.is_empty() {
+        log::Level::Debug
+    } else {
+        log::Level::Info
+    };
+    log::log!(
+        level,
+        "serving {}:{:?} on {} ({} queue(s), XDP {xdp_mode} mode, AF_XDP {xsk_mode} mode, driver {})",
+        config.ip,
+        config.listen,
+        iface.name,
+        queues,
+        if iface.driver.is_empty() { "?" } else { &iface.driver }
+    );
+    Ok(Bringup {
+        prog,
+        stacks,
+        iface,
+        xdp_mode,
+        xsk_mode,
+        fastpath,
+    })
+}
+
+/// Writes `s` to the program's maps: the config entry and the prefix lists
+/// (`old` is what was applied before, so removed prefixes leave the tries).
+pub fn apply_fastpath(
+    prog: &mut XdpProgram,
+    s: &FastpathSettings,
+    old: &FastpathSettings,
+) -> Result<(), crate::datapath::xdp::XdpError> {
+    for (deny, now, before) in [(true, &s.deny, &old.deny), (false, &s.allow, &old.allow)] {
+        for (net, len) in before.iter().filter(|p| !now.contains(p)) {
+            prog.prefix(deny, *net, *len, false)?;
+        }
+        for (net, len) in now {
+            prog.prefix(deny, *net, *len, true)?;
+        }
+    }
+    prog.set_config(&s.to_config())
+}
+
 /// Socket, engine and steering end of one queue.
 pub struct Stack {
     engine: Interface,
@@ -113,71 +268,31 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Loads and attaches XDP on `iface`, binds queue 0 and starts an engine.
+    /// The bring-up on queue 0 only (whatever `config.queues` says): loads
+    /// and attaches XDP on `iface`, binds queue 0 and starts an engine. The
+    /// stack holds the program: it stays attached while the stack lives.
     pub fn open(config: &StackConfig) -> Result<Stack> {
-        let (prog, mut stacks) = Stack::open_queues(config, 1)?;
-        let mut stack = stacks.pop().context("no queue opened")?;
-        stack._prog = Some(prog);
+        let mut up = open(&StackConfig {
+            queues: Some(1),
+            ..config.clone()
+        })?;
+        let mut stack = up.stacks.pop().context("no queue opened")?;
+        stack._prog = Some(up.prog);
         Ok(stack)
     }
 
-    /// Loads and attaches XDP on `iface` and opens queues `0..queues`, one
-    /// socket and engine each, every engine queue worker `q` of `queues`.
-    /// The program stays attached while the returned [`XdpProgram`] lives;
-    /// each [`Stack`] may move to its own thread.
-    pub fn open_queues(config: &StackConfig, queues: u32) -> Result<(XdpProgram, Vec<Stack>)> {
-        let iface = sys::interface(&config.iface)?;
-        if queues == 0 || queues > iface.rx_queues {
-            bail!(
-                "--queues {queues} is out of range: {} has {} rx queue(s); pass --queues 1..={} (xstack testbed up --queues N makes more)",
-                iface.name,
-                iface.rx_queues,
-                iface.rx_queues
-            );
-        }
-        if queues < iface.rx_queues {
-            log::warn!(
-                "{} has {} rx queues but only {queues} are used: owned traffic the NIC puts on the others is dropped (drop_no_socket); pass --queues {}",
-                iface.name,
-                iface.rx_queues,
-                iface.rx_queues
-            );
-        }
-        let mut prog = XdpProgram::load(None)?;
-        prog.own_addr(config.ip)?;
-        for p in config.listen.iter().chain(&config.client_ports) {
-            prog.own_port(config.ip, *p)?;
-        }
-        let steering =
-            crate::datapath::steer::mesh(queues).context("creating the queue steering eventfds")?;
-        let epoch = std::time::Instant::now();
-        let mut stacks = Vec::new();
-        for (q, steer) in (0..queues).zip(steering) {
-            let sock = XskSocket::open(&iface.name, q, &config.xsk)
-                .with_context(|| format!("AF_XDP socket on {} queue {q}", iface.name))?;
-            prog.register_socket(q, sock.fd())?;
-            let mut engine = Interface::new(IfaceConfig {
-                mac: iface.mac,
-                addrs: vec![config.ip],
-                ports: config.listen.clone(),
-                app: config.app,
-                response_bytes: config.response_bytes,
-                tcp: config.tcp.clone(),
-                backlog: 1024,
-                secret: crate::datapath::fastpath::random_key(),
-            });
-            engine.tcp().set_shard(q, queues);
-            stacks.push(Stack {
-                engine,
-                sock,
-                steer,
-                addr: config.ip,
-                _prog: None,
-                epoch,
-            });
-        }
-        prog.attach(&iface.name, AttachMode::Auto)?;
-        Ok((prog, stacks))
+    /// The bring-up ([`open`]) on queues `0..config.queues` (default: every
+    /// rx queue), one socket and engine each, every engine queue worker `q`
+    /// of `queues`. The program stays attached while the returned
+    /// [`XdpProgram`] lives; each [`Stack`] may move to its own thread.
+    pub fn open_queues(config: &StackConfig) -> Result<(XdpProgram, Vec<Stack>)> {
+        let up = open(config)?;
+        Ok((up.prog, up.stacks))
+    }
+
+    /// Socket, engine and steering end, for `xstack serve`'s worker.
+    pub(crate) fn into_parts(self) -> (XskSocket, Interface, Steering) {
+        (self.sock, self.engine, self.steer)
     }
 
     /// The stack's address.
