@@ -1,6 +1,8 @@
-//! `xstack serve`: attach XDP, open one AF_XDP socket per rx queue, run one
-//! engine per queue on its own thread, serve counters on the control socket,
-//! and detach cleanly on SIGINT/SIGTERM or when `--duration` ends.
+//! `xstack serve`: the bring-up ([`super::stack::open_on`]) on every rx queue
+//! behind serve's own checks and instance locks, one queue worker per
+//! [`Stack`] on its own thread (the stack's round plus SYN cookie secrets,
+//! warnings and published counters), counters on the control socket, and a
+//! clean detach on SIGINT/SIGTERM or when `--duration` ends.
 
 use std::{
     sync::{
@@ -16,12 +18,11 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::{
-    datapath::steer::Steering,
     datapath::xdp::XdpProgram,
-    datapath::xsk::{KernelStats, XskSocket},
-    iface::{IfaceStats, Interface},
+    datapath::xsk::KernelStats,
+    iface::IfaceStats,
     runtime::control::ControlServer,
-    runtime::stack::{self, apply_fastpath, Bringup, StackConfig},
+    runtime::stack::{self, apply_fastpath, Bringup, Stack, StackConfig},
     runtime::sys::{self, InstanceLock, Signals},
 };
 
@@ -93,10 +94,11 @@ fn monotonic_us() -> u64 {
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
 }
 
+/// A queue worker: the stack's round ([`Stack::round_at`]) plus what is
+/// serve's own — the SYN cookie secrets and clock, the engine's warnings,
+/// counters published for `xstack stats`, and sleeping when idle.
 fn worker_loop(
-    mut sock: XskSocket,
-    mut engine: Interface,
-    steer: Steering,
+    mut stack: Stack,
     stats: Arc<Mutex<QueueStats>>,
     stop: Arc<AtomicBool>,
     busy_poll: bool,
@@ -105,13 +107,12 @@ fn worker_loop(
     let mut idle = 0u32;
     let mut secrets_seen = u64::MAX;
     let mut last_publish = Instant::now();
-    let mut reported_tx_drops = 0u64;
-    let epoch = Instant::now();
-    let publish = |sock: &XskSocket, engine: &Interface, stats: &Mutex<QueueStats>| {
+    let publish = |stack: &Stack, stats: &Mutex<QueueStats>| {
         if let Ok(mut s) = stats.lock() {
-            s.steer = steer.stats.snapshot();
+            let engine = stack.engine_ref();
+            s.steer = stack.steer_counts();
             s.engine = engine.stats().clone();
-            s.kernel = sock.kernel_stats();
+            s.kernel = stack.kernel_stats();
             s.tcp = engine.tcp_stats().iter().collect();
             s.tcp_connections = engine.tcp_connections();
             let c = engine.tcp_ref().state_counts();
@@ -122,10 +123,9 @@ fn worker_loop(
                 "LISTEN": c.listen, "time_wait_max": c.time_wait_max,
                 "time_wait_high_water": c.time_wait_high_water,
             });
-            let now = crate::time::Instant(epoch.elapsed().as_micros() as u64);
             s.listeners = engine
                 .tcp_ref()
-                .listener_stats(now)
+                .listener_stats(stack.now())
                 .iter()
                 .map(|l| {
                     json!({
@@ -139,26 +139,22 @@ fn worker_loop(
                 .collect();
         }
     };
-    let clock = || crate::time::Instant(epoch.elapsed().as_micros() as u64);
     // The engine's cookies use the XDP program's clock: minutes of CLOCK_MONOTONIC.
-    engine
-        .tcp()
-        .set_cookie_clock_offset(monotonic_us().saturating_sub(epoch.elapsed().as_micros() as u64));
+    let offset = monotonic_us().saturating_sub(stack.now().0);
+    stack.engine().tcp().set_cookie_clock_offset(offset);
     while !stop.load(Ordering::Relaxed) {
         let g = secrets.generation.load(Ordering::Acquire);
         if g != secrets_seen {
             if let Ok(s) = secrets.secrets.lock() {
-                engine.tcp().set_cookie_secrets(*s);
+                stack.engine().tcp().set_cookie_secrets(*s);
             }
             secrets_seen = g;
         }
         // One clock read per round: the spinning loop read it twice and
         // clock_gettime was the top symbol of the server's profile.
         let wall = Instant::now();
-        let now = crate::time::Instant(wall.duration_since(epoch).as_micros() as u64);
-        let n = crate::runtime::stack::receive_round(&mut sock, &mut engine, &steer, now);
-        sock.transmit_with(|tx| engine.poll(now, tx));
-        while let Some(w) = engine.tcp().poll_warning() {
+        let n = stack.round_at(stack.clock_at(wall));
+        while let Some(w) = stack.engine().tcp().poll_warning() {
             match w {
                 crate::tcp::Warning::TimeWaitOverflow { max } => {
                     log::warn!("TCP: time wait bucket table overflow (tcp_max_tw_buckets {max})")
@@ -169,23 +165,12 @@ fn worker_loop(
                 ),
             }
         }
-        let dropped = sock.tx_dropped();
-        if dropped != reported_tx_drops {
-            engine.count_tx_no_buffer(dropped - reported_tx_drops);
-            reported_tx_drops = dropped;
-        }
         if n == 0 {
             idle += 1;
-            if !busy_poll && idle > 256 && steer.prepare_sleep() {
+            if !busy_poll && idle > 256 {
                 // Sleep until a packet arrives (from the wire or another
                 // queue's worker) or the next TCP timer.
-                let ms = engine
-                    .next_timeout()
-                    .map(|t| (t.0.saturating_sub(clock().0) / 1000) as i32)
-                    .unwrap_or(10)
-                    .clamp(0, 10);
-                sock.wait_also(Some(steer.wake_fd()), ms);
-                steer.woke();
+                stack.wait(Duration::from_millis(10));
             }
         } else {
             idle = 0;
@@ -193,17 +178,13 @@ fn worker_loop(
         // Publish for `xstack stats` at most every 50 ms (it builds maps: not
         // something to do per iteration of a busy loop), and once on going idle.
         if idle == 257 || wall.duration_since(last_publish) >= Duration::from_millis(50) {
-            publish(&sock, &engine, &stats);
+            publish(&stack, &stats);
             last_publish = wall;
         }
     }
     // Let queued replies leave before the socket closes.
-    let deadline = Instant::now() + Duration::from_millis(200);
-    while sock.tx_in_flight() > 0 && Instant::now() < deadline {
-        sock.complete();
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    publish(&sock, &engine, &stats);
+    stack.drain_tx(Duration::from_millis(200));
+    publish(&stack, &stats);
 }
 
 /// Runs the stack until a signal or the duration ends; returns the final
@@ -239,17 +220,16 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     secrets.publish(prog.secrets()?);
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
-    for st in stacks {
-        let q = st.queue();
+    for stack in stacks {
+        let q = stack.queue();
         let stats = Arc::new(Mutex::new(QueueStats {
             queue: q,
             ..Default::default()
         }));
-        let (sock, engine, steer) = st.into_parts();
         let (st, sp, busy, sec) = (stats.clone(), stop.clone(), busy_poll, secrets.clone());
         let handle = std::thread::Builder::new()
             .name(format!("xstack-q{q}"))
-            .spawn(move || worker_loop(sock, engine, steer, st, sp, busy, sec))
+            .spawn(move || worker_loop(stack, st, sp, busy, sec))
             .context("spawning a queue worker")?;
         workers.push(Worker { stats, handle });
     }

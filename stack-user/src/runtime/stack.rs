@@ -1,9 +1,13 @@
-//! A stack driven by its caller: XDP + one AF_XDP socket + one [`Interface`]
-//! per queue, each polled in the thread that holds it. For clients, tools and
-//! benchmarks that open connections themselves (`xstack load`); `xstack
-//! serve` runs its own workers. With several queues, frames are steered to
-//! the engine that owns their flow ([`crate::datapath::steer`]) and each engine picks
-//! client ports it owns ([`crate::tcp::TcpEngine::set_shard`]).
+//! The one bring-up and the one worker round. [`open`] loads and attaches
+//! XDP and opens one AF_XDP socket + one [`Interface`] per queue, each a
+//! [`Stack`] polled by the thread that holds it with [`Stack::round_at`] (or
+//! its halves [`Stack::receive`] and [`Stack::transmit`]). Clients, tools
+//! and benchmarks that open connections themselves (`xstack load`) drive
+//! stacks directly; `xstack serve` ([`super::serve`]) wraps the same
+//! bring-up in its policy and runs the same round in its queue workers.
+//! With several queues, frames are steered to the engine that owns their
+//! flow ([`crate::datapath::steer`]) and each engine picks client ports it
+//! owns ([`crate::tcp::TcpEngine::set_shard`]).
 
 use std::net::Ipv4Addr;
 
@@ -14,7 +18,7 @@ use crate::{
     datapath::fastpath::FastpathSettings,
     datapath::steer::Steering,
     datapath::xdp::{AttachMode, XdpProgram},
-    datapath::xsk::{XskConfig, XskSocket},
+    datapath::xsk::{KernelStats, XskConfig, XskSocket},
     iface::{IfaceConfig, Interface},
     runtime::sys,
     tcp::TcpConfig,
@@ -46,7 +50,7 @@ pub struct StackConfig {
     pub queues: Option<u32>,
     /// XDP attach mode.
     pub xdp_mode: AttachMode,
-    /// Pin the XDP maps under /sys/fs/bpf/xstack/<iface>.
+    /// Pin the XDP maps under `/sys/fs/bpf/xstack/<iface>_<netns>`.
     pub pin_maps: bool,
     /// SYN cookies and SYN-flood filtering in XDP, written to the program's
     /// maps (with the engine's MSS and window scale); `None` leaves the
@@ -73,32 +77,6 @@ impl Default for StackConfig {
             fastpath: None,
         }
     }
-}
-
-/// The receive half of a queue worker's round (shared with `xstack
-/// serve`): completions, fill ring, the frames of the socket into `engine`
-/// (those of flows another queue's engine owns go to it), then the frames
-/// other queues handed over. Replies the frames call for are queued, not
-/// yet sent. Returns how many frames were taken.
-pub(crate) fn receive_round(
-    sock: &mut XskSocket,
-    engine: &mut Interface,
-    steer: &Steering,
-    now: crate::time::Instant,
-) -> u32 {
-    sock.complete();
-    sock.refill();
-    let mut n = sock.receive_with_meta(64, |meta, frame, tx| {
-        if steer.route(meta, frame) {
-            engine.handle_frame_meta(now, meta, frame, tx)
-        }
-    });
-    sock.transmit_with(|tx| {
-        n += steer.receive(64, |h| {
-            engine.handle_handoff(now, h.meta(), &h.frame, h.learn_only, tx)
-        }) as u32;
-    });
-    n
 }
 
 /// What [`open`] brought up.
@@ -205,6 +183,7 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             addr: config.ip,
             _prog: None,
             epoch,
+            reported_tx_drops: 0,
         });
     }
     let xsk_mode = if stacks.iter().all(|s| s.sock.is_zero_copy()) {
@@ -265,6 +244,9 @@ pub struct Stack {
     /// Held by a single-queue stack; with several queues the caller holds it.
     _prog: Option<XdpProgram>,
     epoch: std::time::Instant,
+    /// Frames the socket dropped for want of a buffer, as already counted
+    /// in the engine's `tx_no_buffer`.
+    reported_tx_drops: u64,
 }
 
 impl Stack {
@@ -290,11 +272,6 @@ impl Stack {
         Ok((up.prog, up.stacks))
     }
 
-    /// Socket, engine and steering end, for `xstack serve`'s worker.
-    pub(crate) fn into_parts(self) -> (XskSocket, Interface, Steering) {
-        (self.sock, self.engine, self.steer)
-    }
-
     /// The stack's address.
     pub fn addr(&self) -> Ipv4Addr {
         self.addr
@@ -312,27 +289,45 @@ impl Stack {
 
     /// The engine's clock.
     pub fn now(&self) -> crate::time::Instant {
-        crate::time::Instant(self.epoch.elapsed().as_micros() as u64)
+        self.clock_at(std::time::Instant::now())
     }
 
-    /// One round: [`receive`](Self::receive) then
-    /// [`transmit`](Self::transmit). Returns the number of frames received.
+    /// The engine's clock at `wall`: a worker that reads the clock once per
+    /// round passes it to [`round_at`](Self::round_at).
+    pub fn clock_at(&self, wall: std::time::Instant) -> crate::time::Instant {
+        crate::time::Instant(wall.saturating_duration_since(self.epoch).as_micros() as u64)
+    }
+
+    /// One round: [`round_at`](Self::round_at) the current time. Returns
+    /// the number of frames received.
     pub fn poll(&mut self) -> u32 {
-        let n = self.receive();
-        self.transmit();
+        let now = self.now();
+        self.round_at(now)
+    }
+
+    /// The worker round (`xstack serve`'s queue workers run it too): frames
+    /// received and handed over into the engine, then timers, the
+    /// application and everything queued out, all at `now` (one clock read
+    /// per round: a spinning loop that read it twice had clock_gettime as
+    /// the top symbol of the server's profile). Returns the number of
+    /// frames received.
+    pub fn round_at(&mut self, now: crate::time::Instant) -> u32 {
+        let n = self.receive_frames(now);
+        self.transmit_at(now);
         n
     }
 
     /// First half of a round: completions, fill ring, received frames
-    /// (and frames other queues handed over) into the engine. Returns how
-    /// many. An application that reads and writes before
-    /// [`transmit`](Self::transmit) lets its data carry the ACKs those
-    /// frames owe (a request with the ACK of a SYN-ACK, a FIN with the ACK
-    /// of the response) instead of bare ACKs going first, as Linux's
-    /// delayed ACK does for an application that answers at once.
+    /// (and frames other queues handed over) into the engine, then their
+    /// events to the application. Returns how many frames. An application
+    /// that reads and writes before [`transmit`](Self::transmit) lets its
+    /// data carry the ACKs those frames owe (a request with the ACK of a
+    /// SYN-ACK, a FIN with the ACK of the response) instead of bare ACKs
+    /// going first, as Linux's delayed ACK does for an application that
+    /// answers at once.
     pub fn receive(&mut self) -> u32 {
         let now = self.now();
-        let n = receive_round(&mut self.sock, &mut self.engine, &self.steer, now);
+        let n = self.receive_frames(now);
         self.engine.dispatch_events(now);
         n
     }
@@ -341,8 +336,57 @@ impl Stack {
     /// queued goes out.
     pub fn transmit(&mut self) {
         let now = self.now();
+        self.transmit_at(now);
+    }
+
+    /// Completions, fill ring, the frames of the socket into the engine
+    /// (those of flows another queue's engine owns go to it), then the
+    /// frames other queues handed over. Replies the frames call for are
+    /// queued, not yet sent. Returns how many frames were taken.
+    fn receive_frames(&mut self, now: crate::time::Instant) -> u32 {
+        let (sock, engine, steer) = (&mut self.sock, &mut self.engine, &self.steer);
+        sock.complete();
+        sock.refill();
+        let mut n = sock.receive_with_meta(64, |meta, frame, tx| {
+            if steer.route(meta, frame) {
+                engine.handle_frame_meta(now, meta, frame, tx)
+            }
+        });
+        sock.transmit_with(|tx| {
+            n += steer.receive(64, |h| {
+                engine.handle_handoff(now, h.meta(), &h.frame, h.learn_only, tx)
+            }) as u32;
+        });
+        n
+    }
+
+    /// Timers, the application, then everything queued goes out; frames
+    /// the socket had no buffer for are counted in the engine's
+    /// `tx_no_buffer`.
+    fn transmit_at(&mut self, now: crate::time::Instant) {
         let engine = &mut self.engine;
         self.sock.transmit_with(|tx| engine.poll(now, tx));
+        let dropped = self.sock.tx_dropped();
+        if dropped != self.reported_tx_drops {
+            self.engine
+                .count_tx_no_buffer(dropped - self.reported_tx_drops);
+            self.reported_tx_drops = dropped;
+        }
+    }
+
+    /// Lets frames already handed to the kernel leave before the socket
+    /// closes: waits up to `max` for their completions.
+    pub fn drain_tx(&mut self, max: std::time::Duration) {
+        let deadline = std::time::Instant::now() + max;
+        while self.sock.tx_in_flight() > 0 && std::time::Instant::now() < deadline {
+            self.sock.complete();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// The kernel's counters of this queue's AF_XDP socket.
+    pub fn kernel_stats(&self) -> KernelStats {
+        self.sock.kernel_stats()
     }
 
     /// Sleeps until a frame arrives (from the wire or another queue's
@@ -363,5 +407,10 @@ impl Stack {
     /// The engine (connect, read, write, close, counters).
     pub fn engine(&mut self) -> &mut Interface {
         &mut self.engine
+    }
+
+    /// The engine, read-only (counters, state counts, listener queues).
+    pub fn engine_ref(&self) -> &Interface {
+        &self.engine
     }
 }
