@@ -465,6 +465,7 @@ fn an_engine_client_exchanges_data_with_a_linux_server() {
             response_bytes: 0,
             tcp: Default::default(),
             xsk: Default::default(),
+            ..Default::default()
         })
         .expect("stack");
         let now = st.now();

@@ -31,6 +31,7 @@ fn config(t: &Testbed, tcp: TcpConfig) -> StackConfig {
         response_bytes: 0,
         tcp,
         xsk: Default::default(),
+        ..Default::default()
     }
 }
 

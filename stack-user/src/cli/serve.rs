@@ -8,6 +8,7 @@ use crate::{
     datapath::xdp::AttachMode,
     datapath::xsk::{XskConfig, XskMode},
     runtime::serve::{self, ServeConfig},
+    runtime::stack::StackConfig,
 };
 
 #[derive(clap::Args, Debug)]
@@ -121,29 +122,32 @@ pub(super) fn run(a: Args) -> Result<()> {
     }
     let fastpath = fastpath_settings(&a)?;
     let config = ServeConfig {
-        fastpath,
-        iface: a.iface,
-        ip: a.ip,
-        ports: a.port,
-        app: a.app,
-        response_bytes: a.response_bytes,
-        tcp: {
-            let mut t = crate::tcp::TcpConfig::default();
-            for kv in &a.sysctls {
-                crate::tcp::sysctl::apply(&mut t, kv)?;
-            }
-            t
-        },
-        queues: a.queues,
-        xdp_mode: a.xdp_mode,
-        xsk: XskConfig {
-            frames: a.frames,
-            ring_size: a.ring_size,
-            mode: a.xsk_mode,
-            ..XskConfig::default()
+        stack: StackConfig {
+            iface: a.iface,
+            ip: a.ip,
+            listen: a.port,
+            client_ports: Vec::new(),
+            app: a.app,
+            response_bytes: a.response_bytes,
+            tcp: {
+                let mut t = crate::tcp::TcpConfig::default();
+                for kv in &a.sysctls {
+                    crate::tcp::sysctl::apply(&mut t, kv)?;
+                }
+                t
+            },
+            xsk: XskConfig {
+                frames: a.frames,
+                ring_size: a.ring_size,
+                mode: a.xsk_mode,
+                ..XskConfig::default()
+            },
+            queues: a.queues,
+            xdp_mode: a.xdp_mode,
+            pin_maps: a.pin_maps,
+            fastpath: Some(fastpath),
         },
         duration: a.duration.map(Duration::from_secs_f64),
-        pin_maps: a.pin_maps,
         busy_poll: a.busy_poll,
     };
     let stats = serve::run(config)?;

@@ -1,9 +1,10 @@
-//! `xstack serve`: attach XDP, open one AF_XDP socket per rx queue, run one
-//! engine per queue on its own thread, serve counters on the control socket,
-//! and detach cleanly on SIGINT/SIGTERM or when `--duration` ends.
+//! `xstack serve`: the bring-up ([`super::stack::open_on`]) on every rx queue
+//! behind serve's own checks and instance locks, one queue worker per
+//! [`Stack`] on its own thread (the stack's round plus SYN cookie secrets,
+//! warnings and published counters), counters on the control socket, and a
+//! clean detach on SIGINT/SIGTERM or when `--duration` ends.
 
 use std::{
-    net::Ipv4Addr,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -17,44 +18,25 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::{
-    apps::App,
-    datapath::steer::Steering,
-    datapath::xdp::{AttachMode, XdpProgram},
-    datapath::xsk::{KernelStats, XskConfig, XskSocket},
-    iface::{IfaceConfig, IfaceStats, Interface},
+    datapath::xdp::XdpProgram,
+    datapath::xsk::KernelStats,
+    iface::IfaceStats,
     runtime::control::ControlServer,
+    runtime::stack::{self, apply_fastpath, Bringup, Stack, StackConfig},
     runtime::sys::{self, InstanceLock, Signals},
 };
 
-/// What `xstack serve` runs.
+/// What `xstack serve` runs: the bring-up's settings plus serve's own.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
-    /// Interface to attach to.
-    pub iface: String,
-    /// The stack's address.
-    pub ip: Ipv4Addr,
-    /// TCP ports served.
-    pub ports: Vec<u16>,
-    /// Application on those ports.
-    pub app: App,
-    /// Body size of `--app http` responses.
-    pub response_bytes: usize,
-    /// TCP settings.
-    pub tcp: crate::tcp::TcpConfig,
-    /// Number of queues (default: all rx queues of the interface).
-    pub queues: Option<u32>,
-    /// XDP attach mode.
-    pub xdp_mode: AttachMode,
-    /// AF_XDP sizes and copy/zero-copy choice.
-    pub xsk: XskConfig,
+    /// Interface, address, ports (`listen`; `client_ports` stays empty),
+    /// application, TCP, AF_XDP, queues, XDP mode, map pinning and the fast
+    /// path (`Some`: serve always writes its settings to the maps).
+    pub stack: StackConfig,
     /// Stop after this long.
     pub duration: Option<Duration>,
-    /// Pin the XDP maps under /sys/fs/bpf/xstack/<iface>.
-    pub pin_maps: bool,
     /// Never sleep in poll(); spin on the rings.
     pub busy_poll: bool,
-    /// SYN cookies and SYN-flood filtering in XDP.
-    pub fastpath: crate::datapath::fastpath::FastpathSettings,
 }
 
 /// Counters of one queue as published by its worker.
@@ -112,10 +94,11 @@ fn monotonic_us() -> u64 {
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
 }
 
+/// A queue worker: the stack's round ([`Stack::round_at`]) plus what is
+/// serve's own — the SYN cookie secrets and clock, the engine's warnings,
+/// counters published for `xstack stats`, and sleeping when idle.
 fn worker_loop(
-    mut sock: XskSocket,
-    mut engine: Interface,
-    steer: Steering,
+    mut stack: Stack,
     stats: Arc<Mutex<QueueStats>>,
     stop: Arc<AtomicBool>,
     busy_poll: bool,
@@ -124,13 +107,12 @@ fn worker_loop(
     let mut idle = 0u32;
     let mut secrets_seen = u64::MAX;
     let mut last_publish = Instant::now();
-    let mut reported_tx_drops = 0u64;
-    let epoch = Instant::now();
-    let publish = |sock: &XskSocket, engine: &Interface, stats: &Mutex<QueueStats>| {
+    let publish = |stack: &Stack, stats: &Mutex<QueueStats>| {
         if let Ok(mut s) = stats.lock() {
-            s.steer = steer.stats.snapshot();
+            let engine = stack.engine_ref();
+            s.steer = stack.steer_counts();
             s.engine = engine.stats().clone();
-            s.kernel = sock.kernel_stats();
+            s.kernel = stack.kernel_stats();
             s.tcp = engine.tcp_stats().iter().collect();
             s.tcp_connections = engine.tcp_connections();
             let c = engine.tcp_ref().state_counts();
@@ -141,10 +123,9 @@ fn worker_loop(
                 "LISTEN": c.listen, "time_wait_max": c.time_wait_max,
                 "time_wait_high_water": c.time_wait_high_water,
             });
-            let now = crate::time::Instant(epoch.elapsed().as_micros() as u64);
             s.listeners = engine
                 .tcp_ref()
-                .listener_stats(now)
+                .listener_stats(stack.now())
                 .iter()
                 .map(|l| {
                     json!({
@@ -158,26 +139,22 @@ fn worker_loop(
                 .collect();
         }
     };
-    let clock = || crate::time::Instant(epoch.elapsed().as_micros() as u64);
     // The engine's cookies use the XDP program's clock: minutes of CLOCK_MONOTONIC.
-    engine
-        .tcp()
-        .set_cookie_clock_offset(monotonic_us().saturating_sub(epoch.elapsed().as_micros() as u64));
+    let offset = monotonic_us().saturating_sub(stack.now().0);
+    stack.engine().tcp().set_cookie_clock_offset(offset);
     while !stop.load(Ordering::Relaxed) {
         let g = secrets.generation.load(Ordering::Acquire);
         if g != secrets_seen {
             if let Ok(s) = secrets.secrets.lock() {
-                engine.tcp().set_cookie_secrets(*s);
+                stack.engine().tcp().set_cookie_secrets(*s);
             }
             secrets_seen = g;
         }
         // One clock read per round: the spinning loop read it twice and
         // clock_gettime was the top symbol of the server's profile.
         let wall = Instant::now();
-        let now = crate::time::Instant(wall.duration_since(epoch).as_micros() as u64);
-        let n = crate::runtime::stack::receive_round(&mut sock, &mut engine, &steer, now);
-        sock.transmit_with(|tx| engine.poll(now, tx));
-        while let Some(w) = engine.tcp().poll_warning() {
+        let n = stack.round_at(stack.clock_at(wall));
+        while let Some(w) = stack.engine().tcp().poll_warning() {
             match w {
                 crate::tcp::Warning::TimeWaitOverflow { max } => {
                     log::warn!("TCP: time wait bucket table overflow (tcp_max_tw_buckets {max})")
@@ -188,23 +165,12 @@ fn worker_loop(
                 ),
             }
         }
-        let dropped = sock.tx_dropped();
-        if dropped != reported_tx_drops {
-            engine.count_tx_no_buffer(dropped - reported_tx_drops);
-            reported_tx_drops = dropped;
-        }
         if n == 0 {
             idle += 1;
-            if !busy_poll && idle > 256 && steer.prepare_sleep() {
+            if !busy_poll && idle > 256 {
                 // Sleep until a packet arrives (from the wire or another
                 // queue's worker) or the next TCP timer.
-                let ms = engine
-                    .next_timeout()
-                    .map(|t| (t.0.saturating_sub(clock().0) / 1000) as i32)
-                    .unwrap_or(10)
-                    .clamp(0, 10);
-                sock.wait_also(Some(steer.wake_fd()), ms);
-                steer.woke();
+                stack.wait(Duration::from_millis(10));
             }
         } else {
             idle = 0;
@@ -212,122 +178,58 @@ fn worker_loop(
         // Publish for `xstack stats` at most every 50 ms (it builds maps: not
         // something to do per iteration of a busy loop), and once on going idle.
         if idle == 257 || wall.duration_since(last_publish) >= Duration::from_millis(50) {
-            publish(&sock, &engine, &stats);
+            publish(&stack, &stats);
             last_publish = wall;
         }
     }
     // Let queued replies leave before the socket closes.
-    let deadline = Instant::now() + Duration::from_millis(200);
-    while sock.tx_in_flight() > 0 && Instant::now() < deadline {
-        sock.complete();
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    publish(&sock, &engine, &stats);
+    stack.drain_tx(Duration::from_millis(200));
+    publish(&stack, &stats);
 }
 
 /// Runs the stack until a signal or the duration ends; returns the final
 /// counters as JSON (also what `xstack stats --json` shows while running).
 pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
+    let ServeConfig {
+        stack: mut config,
+        duration,
+        busy_poll,
+    } = config;
+    // Serve always writes its fast-path settings (the defaults if none given).
+    config.fastpath.get_or_insert_with(Default::default);
     let signals = Signals::block();
     sys::check_privileges("xstack serve")?;
     let iface = sys::interface(&config.iface)?;
-    if config.ports.is_empty() {
+    if config.listen.is_empty() {
         bail!("no TCP port given; pass --port P[,P...]");
     }
     let _iface_lock = InstanceLock::interface(&iface.name)?;
     let _addr_lock = InstanceLock::address(config.ip)?;
-    let queues = config.queues.unwrap_or(iface.rx_queues);
-    if queues == 0 || queues > iface.rx_queues {
-        bail!(
-            "--queues {queues} is out of range: {} has {} rx queue(s); pass --queues 1..={}",
-            iface.name,
-            iface.rx_queues,
-            iface.rx_queues
-        );
-    }
-    if queues < iface.rx_queues {
-        log::warn!(
-            "{} has {} rx queues but only {queues} are served: owned traffic hashed to the others is dropped (drop_no_socket)",
-            iface.name,
-            iface.rx_queues
-        );
-    }
-
-    let pin_dir = config.pin_maps.then(|| {
-        crate::datapath::xdp::bpffs_root()
-            .join("xstack")
-            // bpffs rejects dots in names.
-            .join(format!("{}_{}", iface.name, sys::netns_id()))
-    });
-    let mut prog = XdpProgram::load(pin_dir.as_deref())?;
-    if let Some(dir) = &pin_dir {
-        log::info!("XDP maps pinned under {}", dir.display());
-    }
-    // Cookie SYN-ACKs sent by XDP must announce what the engine will use
-    // for the connection they create: its MSS and window-scale shift.
-    let mut config = config;
-    config.fastpath.mss = config.fastpath.mss.min(config.tcp.mss);
-    config.fastpath.wscale = config.tcp.rcv_wscale();
-    config.fastpath.tx_redirect = iface.driver == "veth";
-    apply_fastpath(&mut prog, &config.fastpath, &Default::default())?;
-    prog.own_addr(config.ip)?;
-    for p in &config.ports {
-        prog.own_port(config.ip, *p)?;
-    }
-
-    // Sockets first, so that nothing the program redirects finds no socket.
-    let mut sockets = Vec::new();
-    for q in 0..queues {
-        let s = XskSocket::open(&iface.name, q, &config.xsk)?;
-        prog.register_socket(q, s.fd())?;
-        sockets.push(s);
-    }
-    let xsk_mode = if sockets.iter().all(|s| s.is_zero_copy()) {
-        "zerocopy"
-    } else {
-        "copy"
-    };
-    let xdp_mode = prog.attach(&iface.name, config.xdp_mode)?;
-    log::info!(
-        "serving {}:{:?} on {} ({} queue(s), XDP {xdp_mode} mode, AF_XDP {xsk_mode} mode, driver {})",
-        config.ip,
-        config.ports,
-        iface.name,
-        queues,
-        if iface.driver.is_empty() { "?" } else { &iface.driver }
-    );
+    let Bringup {
+        prog,
+        stacks,
+        iface,
+        xdp_mode,
+        xsk_mode,
+        fastpath,
+    } = stack::open_on(iface, &config)?;
+    let queues = stacks.len() as u32;
+    let fastpath = fastpath.unwrap_or_default();
 
     let secrets = Arc::new(SharedSecrets::default());
     secrets.publish(prog.secrets()?);
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
-    let steering =
-        crate::datapath::steer::mesh(queues).context("creating the queue steering eventfds")?;
-    for (sock, steer) in sockets.into_iter().zip(steering) {
-        let q = sock.queue();
+    for stack in stacks {
+        let q = stack.queue();
         let stats = Arc::new(Mutex::new(QueueStats {
             queue: q,
             ..Default::default()
         }));
-        let engine = Interface::new(IfaceConfig {
-            mac: iface.mac,
-            addrs: vec![config.ip],
-            ports: config.ports.clone(),
-            app: config.app,
-            response_bytes: config.response_bytes,
-            tcp: config.tcp.clone(),
-            backlog: 1024,
-            secret: crate::datapath::fastpath::random_key(),
-        });
-        let (st, sp, busy, sec) = (
-            stats.clone(),
-            stop.clone(),
-            config.busy_poll,
-            secrets.clone(),
-        );
+        let (st, sp, busy, sec) = (stats.clone(), stop.clone(), busy_poll, secrets.clone());
         let handle = std::thread::Builder::new()
             .name(format!("xstack-q{q}"))
-            .spawn(move || worker_loop(sock, engine, steer, st, sp, busy, sec))
+            .spawn(move || worker_loop(stack, st, sp, busy, sec))
             .context("spawning a queue worker")?;
         workers.push(Worker { stats, handle });
     }
@@ -338,7 +240,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         "pid": std::process::id(),
         "iface": iface.name,
         "ip": config.ip.to_string(),
-        "ports": config.ports,
+        "ports": config.listen,
         "app": config.app,
         "queues": queues,
         "xdp_mode": xdp_mode,
@@ -350,7 +252,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         let info = info.clone();
         move || snapshot(&info, &prog, &queue_stats, queues, started)
     };
-    let settings = Arc::new(Mutex::new(config.fastpath.clone()));
+    let settings = Arc::new(Mutex::new(fastpath.clone()));
     let set = {
         let prog = prog.clone();
         let settings = settings.clone();
@@ -362,7 +264,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         "xstack: serving {}:{} on {} — ping/arping {} or connect to it from the peer; Ctrl-C to stop",
         config.ip,
         config
-            .ports
+            .listen
             .iter()
             .map(|p| p.to_string())
             .collect::<Vec<_>>()
@@ -413,7 +315,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         if let Some(sig) = signals.wait(Duration::from_millis(100)) {
             break sig;
         }
-        if config.duration.is_some_and(|d| started.elapsed() >= d) {
+        if duration.is_some_and(|d| started.elapsed() >= d) {
             break "duration reached";
         }
         if workers.iter().any(|w| w.handle.is_finished()) {
@@ -443,24 +345,6 @@ fn queue_stats_total(workers: &[Worker], tcp_counter: &str) -> u64 {
         .filter_map(|w| w.stats.lock().ok().map(|s| s.tcp.get(tcp_counter).copied()))
         .map(|v| v.unwrap_or(0))
         .sum()
-}
-
-/// Writes `s` to the program's maps: the config entry and the prefix lists
-/// (`old` is what was applied before, so removed prefixes leave the tries).
-pub fn apply_fastpath(
-    prog: &mut XdpProgram,
-    s: &crate::datapath::fastpath::FastpathSettings,
-    old: &crate::datapath::fastpath::FastpathSettings,
-) -> Result<(), crate::datapath::xdp::XdpError> {
-    for (deny, now, before) in [(true, &s.deny, &old.deny), (false, &s.allow, &old.allow)] {
-        for (net, len) in before.iter().filter(|p| !now.contains(p)) {
-            prog.prefix(deny, *net, *len, false)?;
-        }
-        for (net, len) in now {
-            prog.prefix(deny, *net, *len, true)?;
-        }
-    }
-    prog.set_config(&s.to_config())
 }
 
 /// The control socket's `set key=value ...`: applies settings to the

@@ -1,9 +1,13 @@
-//! A stack driven by its caller: XDP + one AF_XDP socket + one [`Interface`]
-//! per queue, each polled in the thread that holds it. For clients, tools and
-//! benchmarks that open connections themselves (`xstack load`); `xstack
-//! serve` runs its own workers. With several queues, frames are steered to
-//! the engine that owns their flow ([`crate::datapath::steer`]) and each engine picks
-//! client ports it owns ([`crate::tcp::TcpEngine::set_shard`]).
+//! The one bring-up and the one worker round. [`open`] loads and attaches
+//! XDP and opens one AF_XDP socket + one [`Interface`] per queue, each a
+//! [`Stack`] polled by the thread that holds it with [`Stack::round_at`] (or
+//! its halves [`Stack::receive`] and [`Stack::transmit`]). Clients, tools
+//! and benchmarks that open connections themselves (`xstack load`) drive
+//! stacks directly; `xstack serve` ([`super::serve`]) wraps the same
+//! bring-up in its policy and runs the same round in its queue workers.
+//! With several queues, frames are steered to the engine that owns their
+//! flow ([`crate::datapath::steer`]) and each engine picks client ports it
+//! owns ([`crate::tcp::TcpEngine::set_shard`]).
 
 use std::net::Ipv4Addr;
 
@@ -11,15 +15,18 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     apps::App,
+    datapath::fastpath::FastpathSettings,
     datapath::steer::Steering,
     datapath::xdp::{AttachMode, XdpProgram},
-    datapath::xsk::{XskConfig, XskSocket},
+    datapath::xsk::{KernelStats, XskConfig, XskSocket},
     iface::{IfaceConfig, Interface},
     runtime::sys,
     tcp::TcpConfig,
 };
 
-/// What [`Stack::open`] sets up.
+/// What the bring-up ([`Stack::open`], [`Stack::open_queues`], `xstack
+/// serve`) sets up: the interface, the address and ports XDP hands to the
+/// engines, the engines' settings and the AF_XDP and XDP choices.
 #[derive(Clone, Debug)]
 pub struct StackConfig {
     /// Interface.
@@ -38,32 +45,194 @@ pub struct StackConfig {
     pub tcp: TcpConfig,
     /// AF_XDP settings.
     pub xsk: XskConfig,
+    /// Queues `0..N`, one socket and engine each (default: every rx queue
+    /// of the interface).
+    pub queues: Option<u32>,
+    /// XDP attach mode.
+    pub xdp_mode: AttachMode,
+    /// Pin the XDP maps under `/sys/fs/bpf/xstack/<iface>_<netns>`.
+    pub pin_maps: bool,
+    /// SYN cookies and SYN-flood filtering in XDP, written to the program's
+    /// maps (with the engine's MSS and window scale); `None` leaves the
+    /// program's own defaults.
+    pub fastpath: Option<FastpathSettings>,
 }
 
-/// The receive half of a queue worker's round (shared with `xstack
-/// serve`): completions, fill ring, the frames of the socket into `engine`
-/// (those of flows another queue's engine owns go to it), then the frames
-/// other queues handed over. Replies the frames call for are queued, not
-/// yet sent. Returns how many frames were taken.
-pub(crate) fn receive_round(
-    sock: &mut XskSocket,
-    engine: &mut Interface,
-    steer: &Steering,
-    now: crate::time::Instant,
-) -> u32 {
-    sock.complete();
-    sock.refill();
-    let mut n = sock.receive_with_meta(64, |meta, frame, tx| {
-        if steer.route(meta, frame) {
-            engine.handle_frame_meta(now, meta, frame, tx)
+impl Default for StackConfig {
+    /// No interface or address yet, no ports, the discard app, default TCP,
+    /// AF_XDP and XDP settings, every rx queue, no fast-path settings.
+    fn default() -> Self {
+        StackConfig {
+            iface: String::new(),
+            ip: Ipv4Addr::UNSPECIFIED,
+            listen: Vec::new(),
+            client_ports: Vec::new(),
+            app: App::Discard,
+            response_bytes: 0,
+            tcp: TcpConfig::default(),
+            xsk: XskConfig::default(),
+            queues: None,
+            xdp_mode: AttachMode::Auto,
+            pin_maps: false,
+            fastpath: None,
         }
+    }
+}
+
+/// What [`open`] brought up.
+pub struct Bringup {
+    /// The XDP program: attached while it lives.
+    pub prog: XdpProgram,
+    /// One stack per queue, queue `q` at index `q`; each may move to its
+    /// own thread.
+    pub stacks: Vec<Stack>,
+    /// The interface.
+    pub iface: sys::Interface,
+    /// XDP attach mode in force (what [`XdpProgram::attach`] reports).
+    pub xdp_mode: &'static str,
+    /// AF_XDP bind mode: `zerocopy` when every socket is, else `copy`.
+    pub xsk_mode: &'static str,
+    /// The fast-path settings written to the maps (with the engine's MSS
+    /// and window scale), when the config had some.
+    pub fastpath: Option<FastpathSettings>,
+}
+
+/// The bring-up: looks up `config.iface`, then [`open_on`] it.
+pub fn open(config: &StackConfig) -> Result<Bringup> {
+    let iface = sys::interface(&config.iface)?;
+    open_on(iface, config)
+}
+
+/// The bring-up on an interface already looked up: checks the queue count,
+/// loads XDP (its maps pinned when asked), writes the fast-path settings,
+/// claims the address and ports, opens and registers one AF_XDP socket per
+/// queue with its engine (queue worker `q` of `queues`, see
+/// [`crate::tcp::TcpEngine::set_shard`]), then attaches. Sockets come before
+/// the attach so that nothing the program redirects finds no socket.
+pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
+    let queues = config.queues.unwrap_or(iface.rx_queues);
+    if queues == 0 || queues > iface.rx_queues {
+        bail!(
+            "--queues {queues} is out of range: {} has {} rx queue(s); pass --queues 1..={} (xstack testbed up --queues N makes more)",
+            iface.name,
+            iface.rx_queues,
+            iface.rx_queues
+        );
+    }
+    if queues < iface.rx_queues {
+        log::warn!(
+            "{} has {} rx queues but only {queues} are used: owned traffic the NIC puts on the others is dropped (drop_no_socket); pass --queues {}",
+            iface.name,
+            iface.rx_queues,
+            iface.rx_queues
+        );
+    }
+
+    let pin_dir = config.pin_maps.then(|| {
+        crate::datapath::xdp::bpffs_root()
+            .join("xstack")
+            // bpffs rejects dots in names.
+            .join(format!("{}_{}", iface.name, sys::netns_id()))
     });
-    sock.transmit_with(|tx| {
-        n += steer.receive(64, |h| {
-            engine.handle_handoff(now, h.meta(), &h.frame, h.learn_only, tx)
-        }) as u32;
-    });
-    n
+    let mut prog = XdpProgram::load(pin_dir.as_deref())?;
+    if let Some(dir) = &pin_dir {
+        log::info!("XDP maps pinned under {}", dir.display());
+    }
+    let fastpath = match &config.fastpath {
+        Some(f) => {
+            // Cookie SYN-ACKs sent by XDP must announce what the engine will
+            // use for the connection they create: its MSS and window-scale
+            // shift.
+            let mut f = f.clone();
+            f.mss = f.mss.min(config.tcp.mss);
+            f.wscale = config.tcp.rcv_wscale();
+            f.tx_redirect = iface.driver == "veth";
+            apply_fastpath(&mut prog, &f, &Default::default())?;
+            Some(f)
+        }
+        None => None,
+    };
+    prog.own_addr(config.ip)?;
+    for p in config.listen.iter().chain(&config.client_ports) {
+        prog.own_port(config.ip, *p)?;
+    }
+
+    let steering =
+        crate::datapath::steer::mesh(queues).context("creating the queue steering eventfds")?;
+    let epoch = std::time::Instant::now();
+    let mut stacks = Vec::new();
+    for (q, steer) in (0..queues).zip(steering) {
+        let sock = XskSocket::open(&iface.name, q, &config.xsk)
+            .with_context(|| format!("AF_XDP socket on {} queue {q}", iface.name))?;
+        prog.register_socket(q, sock.fd())?;
+        let mut engine = Interface::new(IfaceConfig {
+            mac: iface.mac,
+            addrs: vec![config.ip],
+            ports: config.listen.clone(),
+            app: config.app,
+            response_bytes: config.response_bytes,
+            tcp: config.tcp.clone(),
+            backlog: 1024,
+            secret: crate::datapath::fastpath::random_key(),
+        });
+        engine.tcp().set_shard(q, queues);
+        stacks.push(Stack {
+            engine,
+            sock,
+            steer,
+            addr: config.ip,
+            _prog: None,
+            epoch,
+            reported_tx_drops: 0,
+        });
+    }
+    let xsk_mode = if stacks.iter().all(|s| s.sock.is_zero_copy()) {
+        "zerocopy"
+    } else {
+        "copy"
+    };
+    let xdp_mode = prog.attach(&iface.name, config.xdp_mode)?;
+    // A client-only stack (no listener) says so at debug level only.
+    let level = if config.listen.is_empty() {
+        log::Level::Debug
+    } else {
+        log::Level::Info
+    };
+    log::log!(
+        level,
+        "serving {}:{:?} on {} ({} queue(s), XDP {xdp_mode} mode, AF_XDP {xsk_mode} mode, driver {})",
+        config.ip,
+        config.listen,
+        iface.name,
+        queues,
+        if iface.driver.is_empty() { "?" } else { &iface.driver }
+    );
+    Ok(Bringup {
+        prog,
+        stacks,
+        iface,
+        xdp_mode,
+        xsk_mode,
+        fastpath,
+    })
+}
+
+/// Writes `s` to the program's maps: the config entry and the prefix lists
+/// (`old` is what was applied before, so removed prefixes leave the tries).
+pub fn apply_fastpath(
+    prog: &mut XdpProgram,
+    s: &FastpathSettings,
+    old: &FastpathSettings,
+) -> Result<(), crate::datapath::xdp::XdpError> {
+    for (deny, now, before) in [(true, &s.deny, &old.deny), (false, &s.allow, &old.allow)] {
+        for (net, len) in before.iter().filter(|p| !now.contains(p)) {
+            prog.prefix(deny, *net, *len, false)?;
+        }
+        for (net, len) in now {
+            prog.prefix(deny, *net, *len, true)?;
+        }
+    }
+    prog.set_config(&s.to_config())
 }
 
 /// Socket, engine and steering end of one queue.
@@ -75,74 +244,32 @@ pub struct Stack {
     /// Held by a single-queue stack; with several queues the caller holds it.
     _prog: Option<XdpProgram>,
     epoch: std::time::Instant,
+    /// Frames the socket dropped for want of a buffer, as already counted
+    /// in the engine's `tx_no_buffer`.
+    reported_tx_drops: u64,
 }
 
 impl Stack {
-    /// Loads and attaches XDP on `iface`, binds queue 0 and starts an engine.
+    /// The bring-up on queue 0 only (whatever `config.queues` says): loads
+    /// and attaches XDP on `iface`, binds queue 0 and starts an engine. The
+    /// stack holds the program: it stays attached while the stack lives.
     pub fn open(config: &StackConfig) -> Result<Stack> {
-        let (prog, mut stacks) = Stack::open_queues(config, 1)?;
-        let mut stack = stacks.pop().context("no queue opened")?;
-        stack._prog = Some(prog);
+        let mut up = open(&StackConfig {
+            queues: Some(1),
+            ..config.clone()
+        })?;
+        let mut stack = up.stacks.pop().context("no queue opened")?;
+        stack._prog = Some(up.prog);
         Ok(stack)
     }
 
-    /// Loads and attaches XDP on `iface` and opens queues `0..queues`, one
-    /// socket and engine each, every engine queue worker `q` of `queues`.
-    /// The program stays attached while the returned [`XdpProgram`] lives;
-    /// each [`Stack`] may move to its own thread.
-    pub fn open_queues(config: &StackConfig, queues: u32) -> Result<(XdpProgram, Vec<Stack>)> {
-        let iface = sys::interface(&config.iface)?;
-        if queues == 0 || queues > iface.rx_queues {
-            bail!(
-                "--queues {queues} is out of range: {} has {} rx queue(s); pass --queues 1..={} (xstack testbed up --queues N makes more)",
-                iface.name,
-                iface.rx_queues,
-                iface.rx_queues
-            );
-        }
-        if queues < iface.rx_queues {
-            log::warn!(
-                "{} has {} rx queues but only {queues} are used: owned traffic the NIC puts on the others is dropped (drop_no_socket); pass --queues {}",
-                iface.name,
-                iface.rx_queues,
-                iface.rx_queues
-            );
-        }
-        let mut prog = XdpProgram::load(None)?;
-        prog.own_addr(config.ip)?;
-        for p in config.listen.iter().chain(&config.client_ports) {
-            prog.own_port(config.ip, *p)?;
-        }
-        let steering =
-            crate::datapath::steer::mesh(queues).context("creating the queue steering eventfds")?;
-        let epoch = std::time::Instant::now();
-        let mut stacks = Vec::new();
-        for (q, steer) in (0..queues).zip(steering) {
-            let sock = XskSocket::open(&iface.name, q, &config.xsk)
-                .with_context(|| format!("AF_XDP socket on {} queue {q}", iface.name))?;
-            prog.register_socket(q, sock.fd())?;
-            let mut engine = Interface::new(IfaceConfig {
-                mac: iface.mac,
-                addrs: vec![config.ip],
-                ports: config.listen.clone(),
-                app: config.app,
-                response_bytes: config.response_bytes,
-                tcp: config.tcp.clone(),
-                backlog: 1024,
-                secret: crate::datapath::fastpath::random_key(),
-            });
-            engine.tcp().set_shard(q, queues);
-            stacks.push(Stack {
-                engine,
-                sock,
-                steer,
-                addr: config.ip,
-                _prog: None,
-                epoch,
-            });
-        }
-        prog.attach(&iface.name, AttachMode::Auto)?;
-        Ok((prog, stacks))
+    /// The bring-up ([`open`]) on queues `0..config.queues` (default: every
+    /// rx queue), one socket and engine each, every engine queue worker `q`
+    /// of `queues`. The program stays attached while the returned
+    /// [`XdpProgram`] lives; each [`Stack`] may move to its own thread.
+    pub fn open_queues(config: &StackConfig) -> Result<(XdpProgram, Vec<Stack>)> {
+        let up = open(config)?;
+        Ok((up.prog, up.stacks))
     }
 
     /// The stack's address.
@@ -162,27 +289,45 @@ impl Stack {
 
     /// The engine's clock.
     pub fn now(&self) -> crate::time::Instant {
-        crate::time::Instant(self.epoch.elapsed().as_micros() as u64)
+        self.clock_at(std::time::Instant::now())
     }
 
-    /// One round: [`receive`](Self::receive) then
-    /// [`transmit`](Self::transmit). Returns the number of frames received.
+    /// The engine's clock at `wall`: a worker that reads the clock once per
+    /// round passes it to [`round_at`](Self::round_at).
+    pub fn clock_at(&self, wall: std::time::Instant) -> crate::time::Instant {
+        crate::time::Instant(wall.saturating_duration_since(self.epoch).as_micros() as u64)
+    }
+
+    /// One round: [`round_at`](Self::round_at) the current time. Returns
+    /// the number of frames received.
     pub fn poll(&mut self) -> u32 {
-        let n = self.receive();
-        self.transmit();
+        let now = self.now();
+        self.round_at(now)
+    }
+
+    /// The worker round (`xstack serve`'s queue workers run it too): frames
+    /// received and handed over into the engine, then timers, the
+    /// application and everything queued out, all at `now` (one clock read
+    /// per round: a spinning loop that read it twice had clock_gettime as
+    /// the top symbol of the server's profile). Returns the number of
+    /// frames received.
+    pub fn round_at(&mut self, now: crate::time::Instant) -> u32 {
+        let n = self.receive_frames(now);
+        self.transmit_at(now);
         n
     }
 
     /// First half of a round: completions, fill ring, received frames
-    /// (and frames other queues handed over) into the engine. Returns how
-    /// many. An application that reads and writes before
-    /// [`transmit`](Self::transmit) lets its data carry the ACKs those
-    /// frames owe (a request with the ACK of a SYN-ACK, a FIN with the ACK
-    /// of the response) instead of bare ACKs going first, as Linux's
-    /// delayed ACK does for an application that answers at once.
+    /// (and frames other queues handed over) into the engine, then their
+    /// events to the application. Returns how many frames. An application
+    /// that reads and writes before [`transmit`](Self::transmit) lets its
+    /// data carry the ACKs those frames owe (a request with the ACK of a
+    /// SYN-ACK, a FIN with the ACK of the response) instead of bare ACKs
+    /// going first, as Linux's delayed ACK does for an application that
+    /// answers at once.
     pub fn receive(&mut self) -> u32 {
         let now = self.now();
-        let n = receive_round(&mut self.sock, &mut self.engine, &self.steer, now);
+        let n = self.receive_frames(now);
         self.engine.dispatch_events(now);
         n
     }
@@ -191,8 +336,57 @@ impl Stack {
     /// queued goes out.
     pub fn transmit(&mut self) {
         let now = self.now();
+        self.transmit_at(now);
+    }
+
+    /// Completions, fill ring, the frames of the socket into the engine
+    /// (those of flows another queue's engine owns go to it), then the
+    /// frames other queues handed over. Replies the frames call for are
+    /// queued, not yet sent. Returns how many frames were taken.
+    fn receive_frames(&mut self, now: crate::time::Instant) -> u32 {
+        let (sock, engine, steer) = (&mut self.sock, &mut self.engine, &self.steer);
+        sock.complete();
+        sock.refill();
+        let mut n = sock.receive_with_meta(64, |meta, frame, tx| {
+            if steer.route(meta, frame) {
+                engine.handle_frame_meta(now, meta, frame, tx)
+            }
+        });
+        sock.transmit_with(|tx| {
+            n += steer.receive(64, |h| {
+                engine.handle_handoff(now, h.meta(), &h.frame, h.learn_only, tx)
+            }) as u32;
+        });
+        n
+    }
+
+    /// Timers, the application, then everything queued goes out; frames
+    /// the socket had no buffer for are counted in the engine's
+    /// `tx_no_buffer`.
+    fn transmit_at(&mut self, now: crate::time::Instant) {
         let engine = &mut self.engine;
         self.sock.transmit_with(|tx| engine.poll(now, tx));
+        let dropped = self.sock.tx_dropped();
+        if dropped != self.reported_tx_drops {
+            self.engine
+                .count_tx_no_buffer(dropped - self.reported_tx_drops);
+            self.reported_tx_drops = dropped;
+        }
+    }
+
+    /// Lets frames already handed to the kernel leave before the socket
+    /// closes: waits up to `max` for their completions.
+    pub fn drain_tx(&mut self, max: std::time::Duration) {
+        let deadline = std::time::Instant::now() + max;
+        while self.sock.tx_in_flight() > 0 && std::time::Instant::now() < deadline {
+            self.sock.complete();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// The kernel's counters of this queue's AF_XDP socket.
+    pub fn kernel_stats(&self) -> KernelStats {
+        self.sock.kernel_stats()
     }
 
     /// Sleeps until a frame arrives (from the wire or another queue's
@@ -213,5 +407,10 @@ impl Stack {
     /// The engine (connect, read, write, close, counters).
     pub fn engine(&mut self) -> &mut Interface {
         &mut self.engine
+    }
+
+    /// The engine, read-only (counters, state counts, listener queues).
+    pub fn engine_ref(&self) -> &Interface {
+        &self.engine
     }
 }

@@ -83,6 +83,7 @@ fn stack_config(t: &Testbed, listen: Vec<u16>, client: Vec<u16>) -> StackConfig 
         response_bytes: 0,
         tcp: Default::default(),
         xsk: Default::default(),
+        ..Default::default()
     }
 }
 

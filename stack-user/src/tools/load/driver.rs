@@ -74,19 +74,18 @@ pub fn run_engine(
     let (lo, hi) = tcp.ip_local_port_range;
     tcp.tcp_wmem = tcp.tcp_wmem.max(cfg.request_bytes as u32);
     let queues = cfg.queues;
-    let (_prog, stacks) = Stack::open_queues(
-        &StackConfig {
-            iface: iface.to_string(),
-            ip,
-            listen: vec![],
-            client_ports: (lo..=hi).collect(),
-            app: App::Discard,
-            response_bytes: 0,
-            tcp,
-            xsk: Default::default(),
-        },
-        queues,
-    )?;
+    let (_prog, stacks) = Stack::open_queues(&StackConfig {
+        iface: iface.to_string(),
+        ip,
+        listen: vec![],
+        client_ports: (lo..=hi).collect(),
+        app: App::Discard,
+        response_bytes: 0,
+        tcp,
+        xsk: Default::default(),
+        queues: Some(queues),
+        ..Default::default()
+    })?;
     let start = Instant::now();
     let window = cfg.duration.map(|d| (start + d, d));
     let mut rep = Reporter::new(cfg)?;
