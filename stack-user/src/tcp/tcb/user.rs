@@ -70,11 +70,6 @@ impl Tcb {
         Ok(n)
     }
 
-    /// Room in the send buffer.
-    pub(crate) fn writable(&self) -> usize {
-        self.snd.free()
-    }
-
     /// Room in the send buffer, asked by an application that will wait for
     /// a Writable event when there is none: that wait is armed here, as
     /// Linux's `tcp_poll` sets SOCK_NOSPACE so that freed space wakes the

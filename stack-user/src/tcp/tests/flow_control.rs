@@ -94,7 +94,7 @@ fn echo_round_trip(len: usize, rmem: u32, wmem: u32, client_reads_from_ms: u64, 
         echo.echoed,
         client.received.len(),
         echo.id.map(|id| p.b.recv_queue(id)),
-        echo.id.and_then(|id| p.b.tcb(id).map(|t| t.writable()))
+        echo.id.map(|id| p.b.send_space(id))
     );
     assert!(client.received == client.to_send, "echoed bytes differ");
 }
