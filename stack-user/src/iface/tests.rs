@@ -1,7 +1,7 @@
 //! The frame layer in memory: ARP, ICMP, TCP entry, malformed frames.
 
-use super::tcp::TCP_FLAG_SYN;
 use super::*;
+use crate::wire::tcp::SYN as TCP_FLAG_SYN;
 use crate::wire::{
     arp::{self, ArpRepr},
     checksum,
