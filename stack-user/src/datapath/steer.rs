@@ -345,18 +345,24 @@ impl Steering {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{
+        build::{Endpoints, TcpSegment},
+        ethernet::Mac,
+    };
 
     /// Ethernet + IPv4 + 20-byte TCP header from `src:sport` to `dst:dport`.
     fn tcp_frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 20];
-        f[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
-        f[14] = 0x45;
-        f[23] = 6;
-        f[26..30].copy_from_slice(&src);
-        f[30..34].copy_from_slice(&dst);
-        f[34..36].copy_from_slice(&sport.to_be_bytes());
-        f[36..38].copy_from_slice(&dport.to_be_bytes());
-        f
+        let e = Endpoints {
+            src_mac: Mac::default(),
+            dst_mac: Mac::default(),
+            src_ip: src.into(),
+            dst_ip: dst.into(),
+        };
+        e.tcp(&TcpSegment {
+            src_port: sport,
+            dst_port: dport,
+            ..TcpSegment::default()
+        })
     }
 
     const PEER: [u8; 4] = [198, 18, 0, 1];
