@@ -11,7 +11,7 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use xstack::tcp::{TcpConfig, TcpEngine};
 use xstack::time::Instant;
-use xstack::wire::tcp::{fill_checksum, TcpRepr};
+use xstack::wire::tcp::{TcpPacket, TcpRepr};
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -46,9 +46,7 @@ fuzz_target!(|data: &[u8]| {
         rest = &tail[n..];
         if mode & 1 == 1 && seg.len() >= 20 {
             // Make the checksum valid so the segment gets past the parser.
-            seg[16] = 0;
-            seg[17] = 0;
-            fill_checksum(PEER, LOCAL, &mut seg);
+            TcpPacket::new_unchecked(&mut seg[..]).fill_checksum(PEER, LOCAL);
         }
         now = now + Duration::from_millis(u64::from(*delay) * 10);
         e.handle_timeout(now);

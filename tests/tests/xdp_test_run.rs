@@ -10,9 +10,10 @@ use xstack::{
     datapath::xdp::XdpProgram,
     datapath::xsk::{XskConfig, XskMode, XskSocket},
     wire::{
-        arp::{self, ArpRepr},
-        ethernet::{self, EthernetRepr, Mac},
+        build::{Endpoints, TcpSegment},
+        ethernet::{self, Mac},
         ipv4::{self, Ipv4Repr},
+        tcp::TcpPacket,
     },
 };
 
@@ -85,58 +86,41 @@ fn expect(p: &mut XdpProgram, frame: &[u8], verdict: u32, counter: Counter) {
     }
 }
 
+/// Frames from the peer to the stack's address.
+const LINK: Endpoints = Endpoints {
+    src_mac: Mac([2, 0, 0, 0, 0, 1]),
+    dst_mac: Mac([2, 0, 0, 0, 0, 2]),
+    src_ip: PEER,
+    dst_ip: OURS,
+};
+
 fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; 14 + payload.len()];
-    EthernetRepr {
-        dst: Mac([2, 0, 0, 0, 0, 2]),
-        src: Mac([2, 0, 0, 0, 0, 1]),
-        ethertype,
-    }
-    .emit(&mut f)
-    .unwrap();
-    f[14..].copy_from_slice(payload);
-    f
+    LINK.ethernet(ethertype, payload)
 }
 
 fn ipv4(dst: Ipv4Addr, proto: u8, body: &[u8]) -> Vec<u8> {
-    let mut p = vec![0u8; 20 + body.len()];
-    Ipv4Repr {
-        src: PEER,
-        dst,
-        protocol: proto,
-        ttl: 64,
-        tos: 0,
-        ident: 1,
-        dont_frag: true,
-        payload_len: body.len(),
+    Endpoints {
+        dst_ip: dst,
+        ..LINK
     }
-    .emit(&mut p)
-    .unwrap();
-    p[20..].copy_from_slice(body);
-    eth(ethernet::ETHERTYPE_IPV4, &p)
+    .ipv4(proto, body)
 }
 
+/// A bare SYN header to `dport` with data offset `doff` and no checksum.
 fn tcp(dport: u16, doff: u8) -> Vec<u8> {
-    let mut t = vec![0u8; 20];
-    t[0..2].copy_from_slice(&40000u16.to_be_bytes());
-    t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[12] = doff << 4;
-    t[13] = 0x02; // SYN
-    t
+    TcpSegment {
+        src_port: 40000,
+        dst_port: dport,
+        flags: 0x02, // SYN
+        data_offset: Some(doff),
+        checksum: false,
+        ..TcpSegment::default()
+    }
+    .emit(PEER, OURS)
 }
 
 fn arp_request(target: Ipv4Addr) -> Vec<u8> {
-    let mut a = [0u8; arp::PACKET_LEN];
-    ArpRepr {
-        op: arp::OP_REQUEST,
-        sha: Mac([2, 0, 0, 0, 0, 1]),
-        spa: PEER,
-        tha: Mac::default(),
-        tpa: target,
-    }
-    .emit(&mut a)
-    .unwrap();
-    eth(ethernet::ETHERTYPE_ARP, &a)
+    LINK.arp_request(target)
 }
 
 #[test]
@@ -293,23 +277,17 @@ const SEQ: u32 = 0x1000_0000;
 /// A TCP segment from PEER:40000 with `flags`, options `opts` (padded to
 /// 4 bytes with NOPs... callers pass whole words) and `payload`.
 fn segment(flags: u8, seq: u32, ack: u32, opts: &[u8], payload: &[u8]) -> Vec<u8> {
-    let hl = 20 + opts.len();
-    let mut t = vec![0u8; hl + payload.len()];
-    t[0..2].copy_from_slice(&40000u16.to_be_bytes());
-    t[2..4].copy_from_slice(&PORT.to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[8..12].copy_from_slice(&ack.to_be_bytes());
-    t[12] = ((hl / 4) as u8) << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    t[20..hl].copy_from_slice(opts);
-    t[hl..].copy_from_slice(payload);
-    let ck = xstack::wire::checksum::finish(xstack::wire::checksum::sum(
-        xstack::wire::checksum::pseudo_header(PEER, OURS, 6, t.len() as u16),
-        &t,
-    ));
-    t[16..18].copy_from_slice(&ck.to_be_bytes());
-    ipv4(OURS, ipv4::PROTO_TCP, &t)
+    LINK.tcp(&TcpSegment {
+        src_port: 40000,
+        dst_port: PORT,
+        seq,
+        ack,
+        flags,
+        window: 64240,
+        options: opts,
+        payload,
+        ..TcpSegment::default()
+    })
 }
 
 /// Linux's SYN options: MSS 1460, SACK-permitted, TS(tsval, 0), NOP, WS 7.
@@ -634,15 +612,7 @@ fn cookie_acks_are_validated_and_carry_their_options_as_metadata() {
 }
 
 fn fix_tcp_checksum(f: &mut [u8]) {
-    use xstack::wire::checksum;
-    f[34 + 16] = 0;
-    f[34 + 17] = 0;
-    let t = &f[34..];
-    let ck = checksum::finish(checksum::sum(
-        checksum::pseudo_header(PEER, OURS, 6, t.len() as u16),
-        t,
-    ));
-    f[34 + 16..34 + 18].copy_from_slice(&ck.to_be_bytes());
+    TcpPacket::new_unchecked(&mut f[34..]).fill_checksum(PEER, OURS);
 }
 
 #[test]

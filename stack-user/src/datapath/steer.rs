@@ -23,7 +23,11 @@ use std::{
 };
 
 use crate::tcp::FourTuple;
-use crate::wire::ethernet;
+use crate::wire::{
+    ethernet::{self, EthernetFrame},
+    ipv4::{self, Ipv4Packet},
+    tcp::TcpPacket,
+};
 
 /// Frames one mailbox holds before senders drop.
 pub const MAILBOX_FRAMES: usize = 8192;
@@ -41,36 +45,40 @@ pub enum Destination {
 
 /// The owner of `frame` among `count` workers: TCP/IPv4 by the 4-tuple
 /// seen from the stack (destination = local); ARP to all; the rest local.
-/// Reads only fixed header offsets, bounds-checked; anything short or odd
-/// is `Local`, where the engine counts it as malformed.
+/// Reads only fixed header fields through the wire views (no checksum),
+/// bounds-checked; anything short or odd is `Local`, where the engine
+/// counts it as malformed.
+#[inline]
 pub fn destination(frame: &[u8], me: u32, count: u32) -> Destination {
-    if count <= 1 || frame.len() < ethernet::HEADER_LEN {
+    if count <= 1 {
         return Destination::Local;
     }
-    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
-    if ethertype == ethernet::ETHERTYPE_ARP {
-        return Destination::All;
-    }
-    if ethertype != ethernet::ETHERTYPE_IPV4 {
-        return Destination::Local;
-    }
-    let ip = &frame[ethernet::HEADER_LEN..];
-    if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 6 {
-        return Destination::Local;
-    }
-    // A fragment after the first has no TCP header: leave it local.
-    if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
-        return Destination::Local;
-    }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let Some(tcp) = ip.get(ihl..ihl + 4) else {
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return Destination::Local;
     };
+    match eth.ethertype() {
+        ethernet::ETHERTYPE_ARP => return Destination::All,
+        ethernet::ETHERTYPE_IPV4 => {}
+        _ => return Destination::Local,
+    }
+    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+        return Destination::Local;
+    };
+    // A fragment after the first has no TCP header: leave it local.
+    if ip.protocol() != ipv4::PROTO_TCP || ip.frag_offset() != 0 {
+        return Destination::Local;
+    }
+    // The ports are all steering needs: a segment cut after them is still
+    // steered to its owner, which counts it as malformed.
+    let Some(ports) = ip.payload().get(..4) else {
+        return Destination::Local;
+    };
+    let tcp = TcpPacket::new_unchecked(ports);
     let tuple = FourTuple {
-        local_addr: [ip[16], ip[17], ip[18], ip[19]].into(),
-        local_port: u16::from_be_bytes([tcp[2], tcp[3]]),
-        remote_addr: [ip[12], ip[13], ip[14], ip[15]].into(),
-        remote_port: u16::from_be_bytes([tcp[0], tcp[1]]),
+        local_addr: ip.dst_addr(),
+        local_port: tcp.dst_port(),
+        remote_addr: ip.src_addr(),
+        remote_port: tcp.src_port(),
     };
     match tuple.shard(count) {
         n if n == me => Destination::Local,
@@ -337,18 +345,24 @@ impl Steering {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{
+        build::{Endpoints, TcpSegment},
+        ethernet::Mac,
+    };
 
     /// Ethernet + IPv4 + 20-byte TCP header from `src:sport` to `dst:dport`.
     fn tcp_frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 20];
-        f[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
-        f[14] = 0x45;
-        f[23] = 6;
-        f[26..30].copy_from_slice(&src);
-        f[30..34].copy_from_slice(&dst);
-        f[34..36].copy_from_slice(&sport.to_be_bytes());
-        f[36..38].copy_from_slice(&dport.to_be_bytes());
-        f
+        let e = Endpoints {
+            src_mac: Mac::default(),
+            dst_mac: Mac::default(),
+            src_ip: src.into(),
+            dst_ip: dst.into(),
+        };
+        e.tcp(&TcpSegment {
+            src_port: sport,
+            dst_port: dport,
+            ..TcpSegment::default()
+        })
     }
 
     const PEER: [u8; 4] = [198, 18, 0, 1];

@@ -27,8 +27,8 @@ use aya::{
 };
 use serde::Serialize;
 use stack_ebpf::{
-    cookie::Secrets, AddrKey, Counter, FastpathConfig, FastpathState, PortKey, TcpClass, ADDR_ARP,
-    ADDR_ICMP, MAX_QUEUES, PROGRAM_NAME,
+    cookie::Secrets, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState, PortKey,
+    TcpClass, ADDR_ARP, ADDR_ICMP, MAX_QUEUES, PROGRAM_NAME,
 };
 use thiserror::Error;
 
@@ -118,6 +118,20 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> XdpError {
         map,
         detail: e.to_string(),
     }
+}
+
+/// Every counter of the set `C`, summed over the CPUs of the per-CPU array
+/// `array` (the map called `map`), by name.
+fn sum_per_cpu<C: CounterSet>(
+    array: &PerCpuArray<MapData, u64>,
+    map: &'static str,
+) -> Result<BTreeMap<&'static str, u64>, XdpError> {
+    let mut out = BTreeMap::new();
+    for c in C::ALL {
+        let v = array.get(&c.index(), 0).map_err(map_err(map))?;
+        out.insert(c.name(), v.iter().sum());
+    }
+    Ok(out)
 }
 
 /// An XDP program attached to an interface, and its maps.
@@ -394,15 +408,7 @@ impl XdpProgram {
 
     /// TCP segments by class, summed over CPUs.
     pub fn tcp_classes(&self) -> Result<BTreeMap<&'static str, u64>, XdpError> {
-        let mut out = BTreeMap::new();
-        for c in TcpClass::ALL {
-            let v = self
-                .classes
-                .get(&(*c as u32), 0)
-                .map_err(map_err("TCP_CLASSES"))?;
-            out.insert(c.name(), v.iter().sum());
-        }
-        Ok(out)
+        sum_per_cpu::<TcpClass>(&self.classes, "TCP_CLASSES")
     }
 
     /// Loads one of the never-attached benchmark programs of the object
@@ -525,15 +531,7 @@ impl XdpProgram {
 
     /// Sums the per-CPU counters.
     pub fn counters(&self) -> Result<BTreeMap<&'static str, u64>, XdpError> {
-        let mut out = BTreeMap::new();
-        for c in Counter::ALL {
-            let v = self
-                .counters
-                .get(&(*c as u32), 0)
-                .map_err(map_err("COUNTERS"))?;
-            out.insert(c.name(), v.iter().sum());
-        }
-        Ok(out)
+        sum_per_cpu::<Counter>(&self.counters, "COUNTERS")
     }
 
     /// Packets redirected per rx queue, for queues `0..n`.

@@ -7,6 +7,7 @@ use crate::time::Instant;
 use crate::wire::{
     ethernet::{self, EthernetRepr, Mac},
     ipv4::{self, Ipv4Repr},
+    tcp::{TcpPacket, ACK, SYN},
 };
 
 /// The cookie metadata XDP put in front of a frame, if `meta` holds one.
@@ -15,9 +16,6 @@ pub fn cookie_meta(meta: &[u8]) -> Option<stack_ebpf::CookieMeta> {
         bytemuck::try_pod_read_unaligned(meta.get(..stack_ebpf::COOKIE_META_LEN)?).ok()?;
     (m.magic == stack_ebpf::COOKIE_META_MAGIC).then_some(m)
 }
-
-pub(super) const TCP_FLAG_SYN: u8 = 0x02;
-pub(super) const TCP_FLAG_ACK: u8 = 0x10;
 
 impl Interface {
     /// A final ACK whose cookie XDP validated, with the options the cookie
@@ -125,16 +123,11 @@ impl Interface {
     /// data offset, flags) and hands it to the `tcp` state machine, which
     /// verifies the checksum and counts its own drops.
     pub(super) fn handle_tcp(&mut self, now: Instant, ip: &Ipv4Repr, seg: &[u8]) {
-        if seg.len() < 20 {
+        let Ok(packet) = TcpPacket::new_checked(seg) else {
             self.stats.drop_tcp_malformed += 1;
             return;
-        }
-        let dport = u16::from_be_bytes([seg[2], seg[3]]);
-        let doff = usize::from(seg[12] >> 4) * 4;
-        if doff < 20 || doff > seg.len() {
-            self.stats.drop_tcp_malformed += 1;
-            return;
-        }
+        };
+        let dport = packet.dst_port();
         if !self.owns(ip.dst) {
             self.stats.tcp_not_owned += 1;
             return;
@@ -145,8 +138,8 @@ impl Interface {
         if !self.config.ports.contains(&dport) {
             self.stats.tcp_not_listened += 1;
         }
-        let flags = seg[13];
-        if flags & TCP_FLAG_SYN != 0 && flags & TCP_FLAG_ACK == 0 {
+        let flags = packet.flags();
+        if flags & SYN != 0 && flags & ACK == 0 {
             self.stats.tcp_syns += 1;
         }
         self.tcp.on_segment(now, ip.src, ip.dst, seg);

@@ -1,17 +1,25 @@
 //! The frame layer in memory: ARP, ICMP, TCP entry, malformed frames.
 
-use super::tcp::TCP_FLAG_SYN;
 use super::*;
 use crate::wire::{
     arp::{self, ArpRepr},
+    build::{Endpoints, TcpSegment},
     checksum,
     icmp::{self, IcmpRepr},
+    tcp::SYN,
 };
 
 const OUR_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x02]);
 const PEER_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x01]);
 const OUR_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// Frames from the peer to us.
+const PEER: Endpoints = Endpoints {
+    src_mac: PEER_MAC,
+    dst_mac: OUR_MAC,
+    src_ip: PEER_IP,
+    dst_ip: OUR_IP,
+};
 
 fn engine() -> Interface {
     Interface::new(IfaceConfig {
@@ -27,79 +35,31 @@ fn engine() -> Interface {
 }
 
 fn arp_request(target: Ipv4Addr) -> Vec<u8> {
-    let mut f = vec![0u8; 42];
-    EthernetRepr {
-        dst: Mac::BROADCAST,
-        src: PEER_MAC,
-        ethertype: ethernet::ETHERTYPE_ARP,
+    Endpoints {
+        dst_mac: Mac::BROADCAST,
+        ..PEER
     }
-    .emit(&mut f)
-    .unwrap();
-    ArpRepr {
-        op: arp::OP_REQUEST,
-        sha: PEER_MAC,
-        spa: PEER_IP,
-        tha: Mac::default(),
-        tpa: target,
-    }
-    .emit(&mut f[14..])
-    .unwrap();
-    f
-}
-
-fn ipv4_frame(proto: u8, body: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; 34 + body.len()];
-    EthernetRepr {
-        dst: OUR_MAC,
-        src: PEER_MAC,
-        ethertype: ethernet::ETHERTYPE_IPV4,
-    }
-    .emit(&mut f)
-    .unwrap();
-    Ipv4Repr {
-        src: PEER_IP,
-        dst: OUR_IP,
-        protocol: proto,
-        ttl: 64,
-        tos: 0,
-        ident: 1,
-        dont_frag: true,
-        payload_len: body.len(),
-    }
-    .emit(&mut f[14..])
-    .unwrap();
-    f[34..].copy_from_slice(body);
-    f
+    .arp_request(target)
 }
 
 fn echo_request(data: &[u8]) -> Vec<u8> {
-    let mut body = vec![0u8; 8 + data.len()];
-    IcmpRepr {
+    PEER.icmp(&IcmpRepr {
         kind: icmp::ECHO_REQUEST,
         code: 0,
         rest: [0x12, 0x34, 0, 1],
         data,
-    }
-    .emit(&mut body)
-    .unwrap();
-    ipv4_frame(ipv4::PROTO_ICMP, &body)
+    })
 }
 
 fn tcp_syn(dport: u16) -> Vec<u8> {
-    let mut seg = vec![0u8; 20];
-    seg[0..2].copy_from_slice(&40000u16.to_be_bytes());
-    seg[2..4].copy_from_slice(&dport.to_be_bytes());
-    seg[4..8].copy_from_slice(&1000u32.to_be_bytes());
-    seg[12] = 5 << 4;
-    seg[13] = TCP_FLAG_SYN;
-    seg[14..16].copy_from_slice(&65535u16.to_be_bytes());
-    let sum = checksum::sum(
-        checksum::pseudo_header(PEER_IP, OUR_IP, ipv4::PROTO_TCP, 20),
-        &seg,
-    );
-    let c = checksum::finish(sum);
-    seg[16..18].copy_from_slice(&c.to_be_bytes());
-    ipv4_frame(ipv4::PROTO_TCP, &seg)
+    PEER.tcp(&TcpSegment {
+        src_port: 40000,
+        dst_port: dport,
+        seq: 1000,
+        flags: SYN,
+        window: 65535,
+        ..TcpSegment::default()
+    })
 }
 
 #[test]
@@ -190,9 +150,7 @@ fn peer_segment(dport: u16, seq: u32, ack: u32, flags: u8, data: &[u8]) -> Vec<u
         options: Default::default(),
         payload: data,
     };
-    let mut seg = vec![0u8; repr.header_len() + data.len()];
-    repr.emit(PEER_IP, OUR_IP, &mut seg).unwrap();
-    ipv4_frame(ipv4::PROTO_TCP, &seg)
+    PEER.tcp_repr(&repr)
 }
 
 /// The TCP segments in `frames`: (flags, seq, ack, payload).

@@ -17,9 +17,9 @@ use serde::Serialize;
 use crate::{
     datapath::xsk::{XskConfig, XskMode, XskSocket},
     wire::{
-        checksum,
-        ethernet::{EthernetRepr, Mac, ETHERTYPE_IPV4},
-        ipv4::{Ipv4Repr, PROTO_TCP},
+        ethernet::{self, EthernetRepr, Mac, ETHERTYPE_IPV4},
+        ipv4::{self, Ipv4Repr, PROTO_TCP},
+        tcp::{SeqNumber, TcpOptions, TcpRepr, ACK, RST, SYN},
     },
 };
 
@@ -240,13 +240,28 @@ fn build(buf: &mut [u8], c: &FloodConfig, src_mac: Mac, kind: FloodKind, rng: &m
     let src = Ipv4Addr::from(u32::from(c.sources.0) | host);
     let sport = 1024 + ((r >> 32) as u16 % 64000);
     let r2 = rng.next();
-    let (flags, opts): (u8, &[u8]) = match kind {
-        FloodKind::Syn | FloodKind::Mixed => (0x02, &[2, 4, 0x05, 0xb4]),
-        FloodKind::Ack => (0x10, &[]),
-        FloodKind::Rst => (0x04, &[]),
+    // SYN: MSS 1460 only; ACK: a random acknowledgment; RST: bare.
+    let (flags, mss) = match kind {
+        FloodKind::Syn | FloodKind::Mixed => (SYN, Some(1460)),
+        FloodKind::Ack => (ACK, None),
+        FloodKind::Rst => (RST, None),
     };
-    let tcp_len = 20 + opts.len();
-    let len = 14 + 20 + tcp_len;
+    let tcp = TcpRepr {
+        src_port: sport,
+        dst_port: c.target.port(),
+        seq: SeqNumber((r2 >> 16) as u32),
+        ack: (flags == ACK).then_some(SeqNumber((r2 >> 40) as u32)),
+        flags: flags & !ACK,
+        window: 64240,
+        urgent: 0,
+        options: TcpOptions {
+            mss,
+            ..TcpOptions::default()
+        },
+        payload: &[],
+    };
+    let tcp_len = tcp.len();
+    let len = ethernet::HEADER_LEN + ipv4::HEADER_LEN + tcp_len;
     if buf.len() < len.max(60) {
         return 0;
     }
@@ -256,6 +271,7 @@ fn build(buf: &mut [u8], c: &FloodConfig, src_mac: Mac, kind: FloodKind, rng: &m
         ethertype: ETHERTYPE_IPV4,
     }
     .emit(buf);
+    let ip = &mut buf[ethernet::HEADER_LEN..];
     let _ = Ipv4Repr {
         src,
         dst: *c.target.ip(),
@@ -266,25 +282,8 @@ fn build(buf: &mut [u8], c: &FloodConfig, src_mac: Mac, kind: FloodKind, rng: &m
         dont_frag: true,
         payload_len: tcp_len,
     }
-    .emit(&mut buf[14..]);
-    let t = &mut buf[34..34 + tcp_len];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&c.target.port().to_be_bytes());
-    t[4..8].copy_from_slice(&((r2 >> 16) as u32).to_be_bytes());
-    let ack = if flags & 0x10 != 0 {
-        (r2 >> 40) as u32
-    } else {
-        0
-    };
-    t[8..12].copy_from_slice(&ack.to_be_bytes());
-    t[12] = ((tcp_len / 4) as u8) << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    t[16..20].fill(0);
-    t[20..].copy_from_slice(opts);
-    let sum = checksum::pseudo_header(src, *c.target.ip(), PROTO_TCP, tcp_len as u16);
-    let ck = checksum::finish(checksum::sum(sum, t));
-    t[16..18].copy_from_slice(&ck.to_be_bytes());
+    .emit(ip);
+    let _ = tcp.emit(src, *c.target.ip(), &mut ip[ipv4::HEADER_LEN..]);
     // Pad to the Ethernet minimum.
     buf[len..60.max(len)].fill(0);
     len.max(60)
@@ -366,6 +365,7 @@ pub fn run(c: &FloodConfig) -> Result<FloodReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::checksum;
 
     fn args() -> FloodArgs {
         FloodArgs {
@@ -415,6 +415,14 @@ mod tests {
             assert!(in_benchmark_range(ipr.src) && ipr.src.octets()[2] >= 128);
             let sum = checksum::pseudo_header(ipr.src, ipr.dst, PROTO_TCP, seg.len() as u16);
             assert_eq!(checksum::finish(checksum::sum(sum, seg)), 0, "{kind:?}");
+            let tcp = TcpRepr::parse(ipr.src, ipr.dst, seg).unwrap();
+            let expect = match kind {
+                FloodKind::Syn => (SYN, false, Some(1460)),
+                FloodKind::Ack => (0, true, None),
+                _ => (RST, false, None),
+            };
+            assert_eq!((tcp.flags, tcp.ack.is_some(), tcp.options.mss), expect);
+            assert_eq!((tcp.dst_port, tcp.window), (c.target.port(), 64240));
         }
     }
 }

@@ -1,6 +1,16 @@
-//! Ethernet II framing (IEEE 802.3 with an EtherType).
+//! Ethernet II framing (IEEE 802.3 with an EtherType): the
+//! [`EthernetFrame`] view and the [`EthernetRepr`] parsed form.
 
 use super::{be16, WireError};
+
+/// Byte ranges of the header fields.
+mod field {
+    use core::ops::Range;
+    pub const DST: Range<usize> = 0..6;
+    pub const SRC: Range<usize> = 6..12;
+    pub const ETHERTYPE: Range<usize> = 12..14;
+    pub const PAYLOAD: usize = 14;
+}
 
 /// Length of an Ethernet II header.
 pub const HEADER_LEN: usize = 14;
@@ -47,6 +57,95 @@ impl std::str::FromStr for Mac {
     }
 }
 
+/// A view of an Ethernet II frame. Accessors read fixed offsets; a view
+/// made by [`new_checked`](EthernetFrame::new_checked) holds a whole header.
+#[derive(Clone, Copy, Debug)]
+pub struct EthernetFrame<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> EthernetFrame<T> {
+    /// A view without a length check: accessors panic on a short buffer.
+    #[inline]
+    pub const fn new_unchecked(buffer: T) -> EthernetFrame<T> {
+        EthernetFrame { buffer }
+    }
+
+    /// A view of a buffer that holds at least a whole header.
+    #[inline]
+    pub fn new_checked(buffer: T) -> Result<EthernetFrame<T>, WireError> {
+        if buffer.as_ref().len() < HEADER_LEN {
+            return Err(WireError::EthernetTruncated);
+        }
+        Ok(EthernetFrame { buffer })
+    }
+
+    /// The buffer back.
+    #[inline]
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    /// Destination MAC.
+    #[inline]
+    pub fn dst_addr(&self) -> Mac {
+        mac(&self.buffer.as_ref()[field::DST])
+    }
+
+    /// Source MAC.
+    #[inline]
+    pub fn src_addr(&self) -> Mac {
+        mac(&self.buffer.as_ref()[field::SRC])
+    }
+
+    /// EtherType.
+    #[inline]
+    pub fn ethertype(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::ETHERTYPE.start)
+    }
+}
+
+impl<'a, T: AsRef<[u8]> + ?Sized> EthernetFrame<&'a T> {
+    /// Everything after the header.
+    #[inline]
+    pub fn payload(&self) -> &'a [u8] {
+        &self.buffer.as_ref()[field::PAYLOAD..]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
+    /// Sets the destination MAC.
+    #[inline]
+    pub fn set_dst_addr(&mut self, m: Mac) {
+        self.buffer.as_mut()[field::DST].copy_from_slice(&m.0);
+    }
+
+    /// Sets the source MAC.
+    #[inline]
+    pub fn set_src_addr(&mut self, m: Mac) {
+        self.buffer.as_mut()[field::SRC].copy_from_slice(&m.0);
+    }
+
+    /// Sets the EtherType.
+    #[inline]
+    pub fn set_ethertype(&mut self, t: u16) {
+        self.buffer.as_mut()[field::ETHERTYPE].copy_from_slice(&t.to_be_bytes());
+    }
+
+    /// Everything after the header, writable.
+    #[inline]
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        &mut self.buffer.as_mut()[field::PAYLOAD..]
+    }
+}
+
+#[inline]
+fn mac(b: &[u8]) -> Mac {
+    let mut m = [0u8; 6];
+    m.copy_from_slice(b);
+    Mac(m)
+}
+
 /// A parsed Ethernet header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EthernetRepr {
@@ -61,19 +160,13 @@ pub struct EthernetRepr {
 impl EthernetRepr {
     /// Parses the header; returns it and the payload.
     pub fn parse(frame: &[u8]) -> Result<(EthernetRepr, &[u8]), WireError> {
-        if frame.len() < HEADER_LEN {
-            return Err(WireError::EthernetTruncated);
-        }
-        let mut dst = [0u8; 6];
-        let mut src = [0u8; 6];
-        dst.copy_from_slice(&frame[0..6]);
-        src.copy_from_slice(&frame[6..12]);
+        let f = EthernetFrame::new_checked(frame)?;
         let repr = EthernetRepr {
-            dst: Mac(dst),
-            src: Mac(src),
-            ethertype: be16(frame, 12),
+            dst: f.dst_addr(),
+            src: f.src_addr(),
+            ethertype: f.ethertype(),
         };
-        Ok((repr, &frame[HEADER_LEN..]))
+        Ok((repr, f.payload()))
     }
 
     /// Writes the header at the start of `buf`.
@@ -81,9 +174,10 @@ impl EthernetRepr {
         if buf.len() < HEADER_LEN {
             return Err(WireError::BufferTooSmall);
         }
-        buf[0..6].copy_from_slice(&self.dst.0);
-        buf[6..12].copy_from_slice(&self.src.0);
-        buf[12..14].copy_from_slice(&self.ethertype.to_be_bytes());
+        let mut f = EthernetFrame::new_unchecked(buf);
+        f.set_dst_addr(self.dst);
+        f.set_src_addr(self.src);
+        f.set_ethertype(self.ethertype);
         Ok(())
     }
 }
@@ -104,6 +198,12 @@ mod tests {
         let (back, payload) = EthernetRepr::parse(&buf).unwrap();
         assert_eq!(back, repr);
         assert_eq!(payload.len(), 6);
+        let f = EthernetFrame::new_checked(&buf[..]).unwrap();
+        assert_eq!(
+            (f.dst_addr(), f.src_addr(), f.ethertype()),
+            (repr.dst, repr.src, ETHERTYPE_ARP)
+        );
+        assert_eq!(f.payload().len(), 6);
     }
 
     #[test]

@@ -1,8 +1,31 @@
-//! IPv4 headers (RFC 791).
+//! IPv4 headers (RFC 791 §3.1): the [`Ipv4Packet`] view and the
+//! [`Ipv4Repr`] parsed form.
 
 use std::net::Ipv4Addr;
 
 use super::{be16, checksum, WireError};
+
+/// Byte ranges of the header fields (RFC 791 §3.1).
+mod field {
+    use core::ops::Range;
+    pub const VER_IHL: usize = 0;
+    pub const TOS: usize = 1;
+    pub const LENGTH: Range<usize> = 2..4;
+    pub const IDENT: Range<usize> = 4..6;
+    pub const FLG_OFF: Range<usize> = 6..8;
+    pub const TTL: usize = 8;
+    pub const PROTOCOL: usize = 9;
+    pub const CHECKSUM: Range<usize> = 10..12;
+    pub const SRC: Range<usize> = 12..16;
+    pub const DST: Range<usize> = 16..20;
+}
+
+/// Don't-fragment bit of the flags/offset field.
+const FLAG_DF: u16 = 0x4000;
+/// More-fragments bit of the flags/offset field.
+const FLAG_MF: u16 = 0x2000;
+/// Fragment offset bits of the flags/offset field.
+const FRAG_OFFSET: u16 = 0x1fff;
 
 /// Length of an IPv4 header without options.
 pub const HEADER_LEN: usize = 20;
@@ -12,6 +35,195 @@ pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 /// Protocol number of UDP.
 pub const PROTO_UDP: u8 = 17;
+
+/// A view of an IPv4 packet. A view made by
+/// [`new_checked`](Ipv4Packet::new_checked) holds a fixed header of version
+/// 4 whose IHL is at least 5 and within the buffer; total length, checksum
+/// and fragmentation are left to [`Ipv4Repr::parse`].
+#[derive(Clone, Copy, Debug)]
+pub struct Ipv4Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    /// A view without checks: accessors panic on a short buffer.
+    #[inline]
+    pub const fn new_unchecked(buffer: T) -> Ipv4Packet<T> {
+        Ipv4Packet { buffer }
+    }
+
+    /// A view of a buffer holding a whole version-4 header.
+    #[inline]
+    pub fn new_checked(buffer: T) -> Result<Ipv4Packet<T>, WireError> {
+        let p = Ipv4Packet { buffer };
+        let len = p.buffer.as_ref().len();
+        if len < HEADER_LEN {
+            return Err(WireError::Ipv4Truncated);
+        }
+        if p.version() != 4 || p.header_len() < HEADER_LEN {
+            return Err(WireError::Ipv4BadHeader);
+        }
+        if len < p.header_len() {
+            return Err(WireError::Ipv4Truncated);
+        }
+        Ok(p)
+    }
+
+    /// The buffer back.
+    #[inline]
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    /// Version field.
+    #[inline]
+    pub fn version(&self) -> u8 {
+        self.buffer.as_ref()[field::VER_IHL] >> 4
+    }
+    /// Header length in bytes (IHL * 4).
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
+    }
+    /// Type of service / DSCP+ECN byte.
+    #[inline]
+    pub fn tos(&self) -> u8 {
+        self.buffer.as_ref()[field::TOS]
+    }
+    /// Total length field.
+    #[inline]
+    pub fn total_len(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::LENGTH.start)
+    }
+    /// Identification.
+    #[inline]
+    pub fn ident(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::IDENT.start)
+    }
+    #[inline]
+    fn flg_off(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::FLG_OFF.start)
+    }
+    /// Don't-fragment flag.
+    #[inline]
+    pub fn dont_frag(&self) -> bool {
+        self.flg_off() & FLAG_DF != 0
+    }
+    /// More-fragments flag.
+    #[inline]
+    pub fn more_frags(&self) -> bool {
+        self.flg_off() & FLAG_MF != 0
+    }
+    /// Fragment offset, in 8-byte units.
+    #[inline]
+    pub fn frag_offset(&self) -> u16 {
+        self.flg_off() & FRAG_OFFSET
+    }
+    /// Time to live.
+    #[inline]
+    pub fn ttl(&self) -> u8 {
+        self.buffer.as_ref()[field::TTL]
+    }
+    /// Upper-layer protocol.
+    #[inline]
+    pub fn protocol(&self) -> u8 {
+        self.buffer.as_ref()[field::PROTOCOL]
+    }
+    /// Header checksum field.
+    #[inline]
+    pub fn checksum(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::CHECKSUM.start)
+    }
+    /// Source address.
+    #[inline]
+    pub fn src_addr(&self) -> Ipv4Addr {
+        addr(&self.buffer.as_ref()[field::SRC])
+    }
+    /// Destination address.
+    #[inline]
+    pub fn dst_addr(&self) -> Ipv4Addr {
+        addr(&self.buffer.as_ref()[field::DST])
+    }
+    /// True when the header checksum verifies (RFC 791 §3.1).
+    #[inline]
+    pub fn verify_checksum(&self) -> bool {
+        checksum::checksum(&self.buffer.as_ref()[..self.header_len()]) == 0
+    }
+}
+
+impl<'a, T: AsRef<[u8]> + ?Sized> Ipv4Packet<&'a T> {
+    /// Everything after the header (trailing link padding included: the
+    /// total length is checked by [`Ipv4Repr::parse`]).
+    #[inline]
+    pub fn payload(&self) -> &'a [u8] {
+        &self.buffer.as_ref()[self.header_len()..]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
+    /// Sets version 4 and the header length (a multiple of 4, 20..=60).
+    #[inline]
+    pub fn set_version_and_header_len(&mut self, header_len: usize) {
+        self.buffer.as_mut()[field::VER_IHL] = 0x40 | ((header_len / 4) as u8 & 0x0f);
+    }
+    /// Sets the type-of-service byte.
+    #[inline]
+    pub fn set_tos(&mut self, v: u8) {
+        self.buffer.as_mut()[field::TOS] = v;
+    }
+    /// Sets the total length.
+    #[inline]
+    pub fn set_total_len(&mut self, v: u16) {
+        self.buffer.as_mut()[field::LENGTH].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Sets the identification.
+    #[inline]
+    pub fn set_ident(&mut self, v: u16) {
+        self.buffer.as_mut()[field::IDENT].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Sets the flags and fragment offset (offset in 8-byte units).
+    #[inline]
+    pub fn set_frag(&mut self, dont_frag: bool, more_frags: bool, offset: u16) {
+        let v = if dont_frag { FLAG_DF } else { 0 }
+            | if more_frags { FLAG_MF } else { 0 }
+            | (offset & FRAG_OFFSET);
+        self.buffer.as_mut()[field::FLG_OFF].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Sets the time to live.
+    #[inline]
+    pub fn set_ttl(&mut self, v: u8) {
+        self.buffer.as_mut()[field::TTL] = v;
+    }
+    /// Sets the upper-layer protocol.
+    #[inline]
+    pub fn set_protocol(&mut self, v: u8) {
+        self.buffer.as_mut()[field::PROTOCOL] = v;
+    }
+    /// Sets the source address.
+    #[inline]
+    pub fn set_src_addr(&mut self, a: Ipv4Addr) {
+        self.buffer.as_mut()[field::SRC].copy_from_slice(&a.octets());
+    }
+    /// Sets the destination address.
+    #[inline]
+    pub fn set_dst_addr(&mut self, a: Ipv4Addr) {
+        self.buffer.as_mut()[field::DST].copy_from_slice(&a.octets());
+    }
+    /// Computes and stores the header checksum.
+    #[inline]
+    pub fn fill_checksum(&mut self) {
+        let hlen = self.header_len();
+        let buf = self.buffer.as_mut();
+        buf[field::CHECKSUM].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&buf[..hlen]);
+        buf[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+#[inline]
+fn addr(b: &[u8]) -> Ipv4Addr {
+    Ipv4Addr::new(b[0], b[1], b[2], b[3])
+}
 
 /// A validated IPv4 header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,36 +251,26 @@ impl Ipv4Repr {
     /// buffer (trailing link padding is cut off), header checksum, and
     /// rejects fragments (RFC 791 §3.1). Returns the header and the payload.
     pub fn parse(buf: &[u8]) -> Result<(Ipv4Repr, &[u8]), WireError> {
-        if buf.len() < HEADER_LEN {
-            return Err(WireError::Ipv4Truncated);
-        }
-        let vihl = buf[0];
-        let ihl = usize::from(vihl & 0x0f) * 4;
-        if vihl >> 4 != 4 || ihl < HEADER_LEN {
-            return Err(WireError::Ipv4BadHeader);
-        }
-        if buf.len() < ihl {
-            return Err(WireError::Ipv4Truncated);
-        }
-        let total = usize::from(be16(buf, 2));
+        let p = Ipv4Packet::new_checked(buf)?;
+        let ihl = p.header_len();
+        let total = usize::from(p.total_len());
         if total < ihl || total > buf.len() {
             return Err(WireError::Ipv4BadLength);
         }
-        if checksum::checksum(&buf[..ihl]) != 0 {
+        if !p.verify_checksum() {
             return Err(WireError::Ipv4BadChecksum);
         }
-        let frag = be16(buf, 6);
-        if frag & 0x3fff != 0 {
+        if p.more_frags() || p.frag_offset() != 0 {
             return Err(WireError::Ipv4Fragment);
         }
         let repr = Ipv4Repr {
-            src: Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]),
-            dst: Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]),
-            protocol: buf[9],
-            ttl: buf[8],
-            tos: buf[1],
-            ident: be16(buf, 4),
-            dont_frag: frag & 0x4000 != 0,
+            src: p.src_addr(),
+            dst: p.dst_addr(),
+            protocol: p.protocol(),
+            ttl: p.ttl(),
+            tos: p.tos(),
+            ident: p.ident(),
+            dont_frag: p.dont_frag(),
             payload_len: total - ihl,
         };
         Ok((repr, &buf[ihl..total]))
@@ -81,19 +283,17 @@ impl Ipv4Repr {
         if buf.len() < HEADER_LEN || total > usize::from(u16::MAX) {
             return Err(WireError::BufferTooSmall);
         }
-        buf[0] = 0x45;
-        buf[1] = self.tos;
-        buf[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        buf[4..6].copy_from_slice(&self.ident.to_be_bytes());
-        let frag: u16 = if self.dont_frag { 0x4000 } else { 0 };
-        buf[6..8].copy_from_slice(&frag.to_be_bytes());
-        buf[8] = self.ttl;
-        buf[9] = self.protocol;
-        buf[10..12].copy_from_slice(&[0, 0]);
-        buf[12..16].copy_from_slice(&self.src.octets());
-        buf[16..20].copy_from_slice(&self.dst.octets());
-        let c = checksum::checksum(&buf[..HEADER_LEN]);
-        buf[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut p = Ipv4Packet::new_unchecked(buf);
+        p.set_version_and_header_len(HEADER_LEN);
+        p.set_tos(self.tos);
+        p.set_total_len(total as u16);
+        p.set_ident(self.ident);
+        p.set_frag(self.dont_frag, false, 0);
+        p.set_ttl(self.ttl);
+        p.set_protocol(self.protocol);
+        p.set_src_addr(self.src);
+        p.set_dst_addr(self.dst);
+        p.fill_checksum();
         Ok(())
     }
 }
@@ -128,6 +328,13 @@ mod tests {
         let (repr, payload) = Ipv4Repr::parse(&buf).unwrap();
         assert_eq!(repr, sample());
         assert_eq!(payload.len(), 8);
+        let p = Ipv4Packet::new_checked(&buf[..]).unwrap();
+        assert_eq!((p.version(), p.header_len(), p.total_len()), (4, 20, 28));
+        assert_eq!((p.src_addr(), p.dst_addr()), (sample().src, sample().dst));
+        assert_eq!((p.protocol(), p.ttl(), p.ident()), (PROTO_ICMP, 64, 7));
+        assert!(p.dont_frag() && !p.more_frags() && p.frag_offset() == 0);
+        assert!(p.verify_checksum());
+        assert_eq!(p.payload().len(), 18);
     }
 
     #[test]

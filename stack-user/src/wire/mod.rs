@@ -1,11 +1,14 @@
 //! Wire formats: validated views of Ethernet, ARP, IPv4, ICMP and TCP
-//! (with TCP's [`SeqNumber`](tcp::SeqNumber)), and the Internet checksum.
+//! (with TCP's [`SeqNumber`](tcp::SeqNumber)), the Internet checksum, and
+//! the frame builders ([`build`]) that tests, fuzz targets and benchmarks
+//! share.
 //! Parsing never panics: every malformed input yields a typed
 //! [`WireError`] (or, for TCP, a [`TcpParseError`](tcp::TcpParseError)),
 //! which the engine counts by reason. The bottom layer with `time`: it
 //! imports nothing from the rest of the crate.
 
 pub mod arp;
+pub mod build;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;

@@ -230,12 +230,29 @@ impl TcpParseError {
     }
 }
 
-/// A zero-copy view of a TCP segment whose fixed header and data offset have
-/// been checked against the buffer length.
+/// Byte ranges of the header fields (RFC 9293 §3.1).
+mod field {
+    use core::ops::Range;
+    pub const SRC_PORT: Range<usize> = 0..2;
+    pub const DST_PORT: Range<usize> = 2..4;
+    pub const SEQ: Range<usize> = 4..8;
+    pub const ACK: Range<usize> = 8..12;
+    pub const DATA_OFF: usize = 12;
+    pub const FLAGS: usize = 13;
+    pub const WINDOW: Range<usize> = 14..16;
+    pub const CHECKSUM: Range<usize> = 16..18;
+    pub const URGENT: Range<usize> = 18..20;
+    pub const OPTIONS: usize = 20;
+}
+
+/// A zero-copy view of a TCP segment. A view made by
+/// [`new_checked`](TcpPacket::new_checked) holds a fixed header whose data
+/// offset lies within 5..=15 words and within the buffer; one made by
+/// [`new_unchecked`](TcpPacket::new_unchecked) reads fixed offsets only
+/// (and panics past the end of the buffer).
 #[derive(Clone, Copy, Debug)]
-pub struct TcpPacket<'a> {
-    buf: &'a [u8],
-    header_len: usize,
+pub struct TcpPacket<T: AsRef<[u8]>> {
+    buffer: T,
 }
 
 #[inline]
@@ -243,75 +260,164 @@ fn be32(b: &[u8], off: usize) -> u32 {
     u32::from_be_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
-impl<'a> TcpPacket<'a> {
-    /// Checks that `buf` holds a fixed header and that the data offset lies
-    /// within 5..=15 words and within the buffer (RFC 9293 §3.1).
-    pub fn new_checked(buf: &'a [u8]) -> Result<TcpPacket<'a>, TcpParseError> {
-        if buf.len() < HEADER_LEN {
+impl<T: AsRef<[u8]>> TcpPacket<T> {
+    /// A view without checks.
+    #[inline]
+    pub const fn new_unchecked(buffer: T) -> TcpPacket<T> {
+        TcpPacket { buffer }
+    }
+
+    /// Checks that `buffer` holds a fixed header and that the data offset
+    /// lies within 5..=15 words and within the buffer (RFC 9293 §3.1).
+    #[inline]
+    pub fn new_checked(buffer: T) -> Result<TcpPacket<T>, TcpParseError> {
+        let p = TcpPacket { buffer };
+        let len = p.buffer.as_ref().len();
+        if len < HEADER_LEN {
             return Err(TcpParseError::Truncated);
         }
-        let header_len = usize::from(buf[12] >> 4) * 4;
+        let header_len = p.header_len();
         if header_len < HEADER_LEN {
             return Err(TcpParseError::BadDataOffset);
         }
-        if header_len > buf.len() {
+        if header_len > len {
             return Err(TcpParseError::DataOffsetPastEnd);
         }
-        Ok(TcpPacket { buf, header_len })
+        Ok(p)
+    }
+
+    /// The buffer back.
+    #[inline]
+    pub fn into_inner(self) -> T {
+        self.buffer
     }
 
     /// Source port.
+    #[inline]
     pub fn src_port(&self) -> u16 {
-        be16(self.buf, 0)
+        be16(self.buffer.as_ref(), field::SRC_PORT.start)
     }
     /// Destination port.
+    #[inline]
     pub fn dst_port(&self) -> u16 {
-        be16(self.buf, 2)
+        be16(self.buffer.as_ref(), field::DST_PORT.start)
     }
     /// Sequence number.
+    #[inline]
     pub fn seq(&self) -> SeqNumber {
-        SeqNumber(be32(self.buf, 4))
+        SeqNumber(be32(self.buffer.as_ref(), field::SEQ.start))
     }
     /// Acknowledgment number field (meaningful only with ACK set).
+    #[inline]
     pub fn ack(&self) -> SeqNumber {
-        SeqNumber(be32(self.buf, 8))
+        SeqNumber(be32(self.buffer.as_ref(), field::ACK.start))
     }
     /// Header length in bytes (data offset * 4).
+    #[inline]
     pub fn header_len(&self) -> usize {
-        self.header_len
+        usize::from(self.buffer.as_ref()[field::DATA_OFF] >> 4) * 4
     }
     /// Control bits (CWR..FIN).
+    #[inline]
     pub fn flags(&self) -> u8 {
-        self.buf[13]
+        self.buffer.as_ref()[field::FLAGS]
     }
     /// Window field, unscaled.
+    #[inline]
     pub fn window(&self) -> u16 {
-        be16(self.buf, 14)
+        be16(self.buffer.as_ref(), field::WINDOW.start)
     }
     /// Checksum field.
+    #[inline]
     pub fn checksum(&self) -> u16 {
-        be16(self.buf, 16)
+        be16(self.buffer.as_ref(), field::CHECKSUM.start)
     }
     /// Urgent pointer.
+    #[inline]
     pub fn urgent(&self) -> u16 {
-        be16(self.buf, 18)
-    }
-    /// Option bytes.
-    pub fn options(&self) -> &'a [u8] {
-        &self.buf[HEADER_LEN..self.header_len]
-    }
-    /// Data after the header.
-    pub fn payload(&self) -> &'a [u8] {
-        &self.buf[self.header_len..]
+        be16(self.buffer.as_ref(), field::URGENT.start)
     }
     /// True when the checksum over the IPv4 pseudo-header and the whole
     /// segment verifies (RFC 9293 §3.1, "Checksum").
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        let Ok(len) = u16::try_from(self.buf.len()) else {
+        let buf = self.buffer.as_ref();
+        let Ok(len) = u16::try_from(buf.len()) else {
             return false;
         };
         let acc = checksum::pseudo_header(src, dst, PROTO_TCP, len);
-        checksum::finish(checksum::sum(acc, self.buf)) == 0
+        checksum::finish(checksum::sum(acc, buf)) == 0
+    }
+}
+
+impl<'a, T: AsRef<[u8]> + ?Sized> TcpPacket<&'a T> {
+    /// Option bytes.
+    #[inline]
+    pub fn options(&self) -> &'a [u8] {
+        &self.buffer.as_ref()[field::OPTIONS..self.header_len()]
+    }
+    /// Data after the header.
+    #[inline]
+    pub fn payload(&self) -> &'a [u8] {
+        &self.buffer.as_ref()[self.header_len()..]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
+    /// Sets the source port.
+    #[inline]
+    pub fn set_src_port(&mut self, v: u16) {
+        self.buffer.as_mut()[field::SRC_PORT].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Sets the destination port.
+    #[inline]
+    pub fn set_dst_port(&mut self, v: u16) {
+        self.buffer.as_mut()[field::DST_PORT].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Sets the sequence number.
+    #[inline]
+    pub fn set_seq(&mut self, v: SeqNumber) {
+        self.buffer.as_mut()[field::SEQ].copy_from_slice(&v.get().to_be_bytes());
+    }
+    /// Sets the acknowledgment number field.
+    #[inline]
+    pub fn set_ack(&mut self, v: SeqNumber) {
+        self.buffer.as_mut()[field::ACK].copy_from_slice(&v.get().to_be_bytes());
+    }
+    /// Sets the data offset from a header length in bytes (multiple of 4).
+    #[inline]
+    pub fn set_header_len(&mut self, len: usize) {
+        self.buffer.as_mut()[field::DATA_OFF] = ((len / 4) as u8) << 4;
+    }
+    /// Sets the control bits.
+    #[inline]
+    pub fn set_flags(&mut self, v: u8) {
+        self.buffer.as_mut()[field::FLAGS] = v;
+    }
+    /// Sets the window field.
+    #[inline]
+    pub fn set_window(&mut self, v: u16) {
+        self.buffer.as_mut()[field::WINDOW].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Sets the checksum field.
+    #[inline]
+    pub fn set_checksum(&mut self, v: u16) {
+        self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Sets the urgent pointer.
+    #[inline]
+    pub fn set_urgent(&mut self, v: u16) {
+        self.buffer.as_mut()[field::URGENT].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Computes and stores the checksum of the whole buffer, a complete
+    /// segment carried from `src` to `dst` (RFC 9293 §3.1). At most 65535
+    /// bytes.
+    pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
+        self.set_checksum(0);
+        let buf = self.buffer.as_ref();
+        let len = u16::try_from(buf.len()).unwrap_or(u16::MAX);
+        let acc = checksum::pseudo_header(src, dst, PROTO_TCP, len);
+        let c = checksum::finish(checksum::sum(acc, buf));
+        self.set_checksum(c);
     }
 }
 
@@ -539,7 +645,7 @@ impl<'a> TcpRepr<'a> {
         TcpRepr::from_packet(&TcpPacket::new_checked(buf)?)
     }
 
-    fn from_packet(p: &TcpPacket<'a>) -> Result<TcpRepr<'a>, TcpParseError> {
+    fn from_packet(p: &TcpPacket<&'a [u8]>) -> Result<TcpRepr<'a>, TcpParseError> {
         let flags = p.flags();
         Ok(TcpRepr {
             src_port: p.src_port(),
@@ -596,18 +702,18 @@ impl<'a> TcpRepr<'a> {
         if buf.len() < hlen {
             return Err(WireError::BufferTooSmall);
         }
-        buf[0..2].copy_from_slice(&self.src_port.to_be_bytes());
-        buf[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
-        buf[4..8].copy_from_slice(&self.seq.get().to_be_bytes());
-        let ack = self.ack.unwrap_or_default().get();
-        buf[8..12].copy_from_slice(&ack.to_be_bytes());
-        buf[12] = ((hlen / 4) as u8) << 4;
+        let mut p = TcpPacket::new_unchecked(&mut *buf);
+        p.set_src_port(self.src_port);
+        p.set_dst_port(self.dst_port);
+        p.set_seq(self.seq);
+        p.set_ack(self.ack.unwrap_or_default());
+        p.set_header_len(hlen);
         let ack_bit = if self.ack.is_some() { ACK } else { 0 };
-        buf[13] = (self.flags & !ACK) | ack_bit;
-        buf[14..16].copy_from_slice(&self.window.to_be_bytes());
-        buf[16..18].copy_from_slice(&[0, 0]);
-        buf[18..20].copy_from_slice(&self.urgent.to_be_bytes());
-        self.options.emit(&mut buf[HEADER_LEN..hlen]);
+        p.set_flags((self.flags & !ACK) | ack_bit);
+        p.set_window(self.window);
+        p.set_checksum(0);
+        p.set_urgent(self.urgent);
+        self.options.emit(&mut buf[field::OPTIONS..hlen]);
         Ok(hlen)
     }
 
@@ -632,10 +738,7 @@ pub fn fill_checksum(src: Ipv4Addr, dst: Ipv4Addr, segment: &mut [u8]) {
     if segment.len() < HEADER_LEN {
         return;
     }
-    let len = u16::try_from(segment.len()).unwrap_or(u16::MAX);
-    let acc = checksum::pseudo_header(src, dst, PROTO_TCP, len);
-    let c = checksum::finish(checksum::sum(acc, segment));
-    segment[16..18].copy_from_slice(&c.to_be_bytes());
+    TcpPacket::new_unchecked(segment).fill_checksum(src, dst);
 }
 
 #[cfg(test)]

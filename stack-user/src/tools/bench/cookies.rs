@@ -17,9 +17,9 @@ use serde::Serialize;
 use crate::{
     datapath::xdp::XdpProgram,
     wire::{
-        checksum,
-        ethernet::{EthernetRepr, Mac, ETHERTYPE_IPV4},
-        ipv4::{Ipv4Repr, PROTO_TCP},
+        build::{Endpoints, TcpSegment},
+        ethernet::Mac,
+        tcp::SYN,
     },
 };
 
@@ -71,38 +71,20 @@ impl fmt::Display for CookieBench {
 
 /// A SYN from 198.18.0.1:40000 to 198.18.0.2:8080, 20-byte TCP header.
 pub fn syn_frame() -> Vec<u8> {
-    let mut f = vec![0u8; 54];
-    let _ = EthernetRepr {
-        dst: Mac([2, 0, 0, 0, 0, 2]),
-        src: Mac([2, 0, 0, 0, 0, 1]),
-        ethertype: ETHERTYPE_IPV4,
+    Endpoints {
+        src_mac: Mac([2, 0, 0, 0, 0, 1]),
+        dst_mac: Mac([2, 0, 0, 0, 0, 2]),
+        src_ip: Ipv4Addr::new(198, 18, 0, 1),
+        dst_ip: Ipv4Addr::new(198, 18, 0, 2),
     }
-    .emit(&mut f);
-    let (src, dst) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
-    let _ = Ipv4Repr {
-        src,
-        dst,
-        protocol: PROTO_TCP,
-        ttl: 64,
-        tos: 0,
-        ident: 1,
-        dont_frag: true,
-        payload_len: 20,
-    }
-    .emit(&mut f[14..]);
-    let t = &mut f[34..];
-    t[0..2].copy_from_slice(&40000u16.to_be_bytes());
-    t[2..4].copy_from_slice(&8080u16.to_be_bytes());
-    t[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = 0x02;
-    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    let ck = checksum::finish(checksum::sum(
-        checksum::pseudo_header(src, dst, PROTO_TCP, 20),
-        t,
-    ));
-    t[16..18].copy_from_slice(&ck.to_be_bytes());
-    f
+    .tcp(&TcpSegment {
+        src_port: 40000,
+        dst_port: 8080,
+        seq: 0x1234_5678,
+        flags: SYN,
+        window: 64240,
+        ..TcpSegment::default()
+    })
 }
 
 /// Runs the benchmark.

@@ -52,7 +52,6 @@ fn response_complete(cfg: &LoadConfig, buf: &[u8]) -> Result<Option<usize>, ()> 
 mod tests {
     use std::time::Duration;
 
-    use super::recorder::base64_encode;
     use super::*;
 
     fn cfg() -> LoadConfig {
@@ -124,19 +123,6 @@ mod tests {
             ..c
         };
         assert!(few.validate().unwrap_err().to_string().contains("--queues"));
-    }
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64_encode(i.as_bytes()), o);
-        }
     }
 
     #[test]

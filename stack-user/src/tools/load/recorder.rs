@@ -2,13 +2,16 @@
 //! HdrHistogram interval log, and the summary it ends with.
 
 use std::{
-    io::Write as _,
+    io::Write,
     net::SocketAddrV4,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, Result};
-use hdrhistogram::Histogram;
+use hdrhistogram::{
+    serialization::{interval_log::IntervalLogWriterBuilder, V2DeflateSerializer},
+    Histogram,
+};
 use serde::Serialize;
 
 use super::*;
@@ -269,20 +272,82 @@ pub(super) struct Reporter {
     pub(super) last: Instant,
     pub(super) last_conns: u64,
     pub(super) last_reqs: u64,
-    pub(super) hdr: Option<std::fs::File>,
+    pub(super) hdr: Option<HdrLog<std::fs::File>>,
     pub(super) progress: bool,
+}
+
+/// Interval maxima are written in seconds (µs / 10^6), as HdrHistogram's
+/// Java `HistogramLogWriter` does by default.
+const MAX_VALUE_DIVISOR: f64 = 1e6;
+
+/// The legend line the Java writer puts after the header; readers skip it.
+const LEGEND: &str =
+    "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"";
+
+/// An HdrHistogram interval log (`--hdr`), written with the crate's
+/// `interval_log` writer and V2+DEFLATE serializer, so that the standard
+/// tools read and merge it.
+pub(super) struct HdrLog<W: Write> {
+    out: W,
+    serializer: V2DeflateSerializer,
+    line: Vec<u8>,
+}
+
+impl<W: Write> HdrLog<W> {
+    /// Writes the header: a comment naming the `target`, the start time,
+    /// the max-value divisor and the legend.
+    pub(super) fn begin(mut out: W, target: &str, start: SystemTime) -> std::io::Result<Self> {
+        let mut serializer = V2DeflateSerializer::new();
+        Self::builder()
+            .add_comment(&format!("[xstack load to {target}]"))
+            .with_start_time(start)
+            .begin_log_with(&mut out, &mut serializer)?;
+        writeln!(out, "{LEGEND}")?;
+        Ok(HdrLog {
+            out,
+            serializer,
+            line: Vec::new(),
+        })
+    }
+
+    fn builder() -> IntervalLogWriterBuilder {
+        let mut b = IntervalLogWriterBuilder::new();
+        b.with_max_value_divisor(MAX_VALUE_DIVISOR);
+        b
+    }
+
+    /// Appends one interval: `h`, recorded from `start` (since the log's
+    /// start time) for `length`.
+    pub(super) fn write(
+        &mut self,
+        h: &Histogram<u64>,
+        start: Duration,
+        length: Duration,
+    ) -> Result<()> {
+        // The crate's writer borrows its sink for its whole life and writes
+        // the header when made; the log outlives each tick, so each line is
+        // written into a buffer by a fresh writer and only the interval
+        // line (the last) goes to the log.
+        self.line.clear();
+        let mut w = Self::builder().begin_log_with(&mut self.line, &mut self.serializer)?;
+        w.write_histogram(h, start, length, None)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let body = &self.line[..self.line.len().saturating_sub(1)];
+        let from = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        self.out.write_all(&self.line[from..])?;
+        Ok(())
+    }
 }
 
 impl Reporter {
     pub(super) fn new(cfg: &LoadConfig) -> Result<Reporter> {
         let hdr = match &cfg.hdr {
             Some(p) => {
-                let mut f = std::fs::File::create(p)
+                let f = std::fs::File::create(p)
                     .with_context(|| format!("creating {}", p.display()))?;
-                writeln!(f, "#[xstack load to {}]", cfg.target)?;
-                writeln!(f, "#[StartTime: {:.3}]", unix_now())?;
-                writeln!(f, "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"")?;
-                Some(f)
+                let log = HdrLog::begin(f, &cfg.target.to_string(), SystemTime::now())
+                    .with_context(|| format!("writing {}", p.display()))?;
+                Some(log)
             }
             None => None,
         };
@@ -327,63 +392,19 @@ impl Reporter {
                 tw
             );
         }
-        if let Some(f) = self.hdr.as_mut() {
-            use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
-            let mut buf = Vec::new();
-            if V2DeflateSerializer::new()
-                .serialize(&r.interval, &mut buf)
-                .is_ok()
-            {
-                use base64_encode as b64;
-                let _ = writeln!(
-                    f,
-                    "{:.3},{:.3},{:.3},{}",
-                    self.last.duration_since(self.start).as_secs_f64(),
-                    dt,
-                    r.interval.max() as f64 / 1e6,
-                    b64(&buf)
-                );
-            }
+        if let Some(log) = self.hdr.as_mut() {
+            // A write error loses the log, not the run.
+            let _ = log.write(
+                &r.interval,
+                self.last.duration_since(self.start),
+                now.duration_since(self.last),
+            );
         }
         r.interval.reset();
         self.last = now;
         self.last_conns = r.connections;
         self.last_reqs = r.requests;
     }
-}
-
-pub(super) fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// Standard base64 (RFC 4648 §4), for the HdrHistogram log format.
-pub(super) fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
 }
 
 impl std::fmt::Display for Summary {
@@ -422,5 +443,70 @@ impl std::fmt::Display for Summary {
             writeln!(f, "  first error: {e}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::{
+        interval_log::{IntervalLogIterator, LogEntry},
+        Deserializer,
+    };
+
+    use super::*;
+
+    #[test]
+    fn the_interval_log_reads_back_with_the_standard_reader() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        let mut log = HdrLog::begin(Vec::new(), "198.18.0.2:80", start).unwrap();
+        let mut written = Vec::new();
+        for i in 0..3u64 {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            for v in 1..=(100 * (i + 1)) {
+                h.record(v * 37).unwrap();
+            }
+            h.record(1_500_000 * (i + 1)).unwrap();
+            log.write(&h, Duration::from_secs(i), Duration::from_secs(1))
+                .unwrap();
+            written.push(h);
+        }
+        let text = String::from_utf8(log.out.clone()).unwrap();
+        assert!(
+            text.starts_with("#[xstack load to 198.18.0.2:80]\n"),
+            "{text}"
+        );
+        assert!(text.contains(LEGEND));
+        let mut intervals = Vec::new();
+        let mut start_time = None;
+        for e in IntervalLogIterator::new(&log.out) {
+            match e.unwrap() {
+                LogEntry::StartTime(t) => start_time = Some(t),
+                LogEntry::BaseTime(_) => panic!("no base time written"),
+                LogEntry::Interval(i) => intervals.push((
+                    i.start_timestamp(),
+                    i.duration(),
+                    i.max(),
+                    i.encoded_histogram().to_owned(),
+                )),
+            }
+        }
+        assert_eq!(start_time, Some(Duration::from_millis(1_700_000_000_250)));
+        assert_eq!(intervals.len(), written.len());
+        for (i, ((ts, len, max, enc), h)) in intervals.iter().zip(&written).enumerate() {
+            assert_eq!(*ts, Duration::from_secs(i as u64));
+            assert_eq!(*len, Duration::from_secs(1));
+            // The max column is in seconds.
+            assert!((max - h.max() as f64 / 1e6).abs() < 1e-3, "{max}");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(enc)
+                .unwrap();
+            let back: Histogram<u64> = Deserializer::new().deserialize(&mut &bytes[..]).unwrap();
+            assert_eq!(back.len(), h.len());
+            assert_eq!(back.max(), h.max());
+            assert_eq!(back.min(), h.min());
+            assert_eq!(back.value_at_quantile(0.99), h.value_at_quantile(0.99));
+            assert_eq!(back, *h);
+        }
     }
 }
