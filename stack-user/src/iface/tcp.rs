@@ -119,7 +119,8 @@ impl Interface {
         }
     }
 
-    /// Counts a TCP segment for an owned port (RFC 9293 §3.1 header: ports,
+    /// Counts a TCP segment for an owned address (`handle_ipv4` checked it)
+    /// (RFC 9293 §3.1 header: ports,
     /// data offset, flags) and hands it to the `tcp` state machine, which
     /// verifies the checksum and counts its own drops.
     pub(super) fn handle_tcp(&mut self, now: Instant, ip: &Ipv4Repr, seg: &[u8]) {
@@ -128,10 +129,6 @@ impl Interface {
             return;
         };
         let dport = packet.dst_port();
-        if !self.owns(ip.dst) {
-            self.stats.tcp_not_owned += 1;
-            return;
-        }
         // Segments to a port nobody listens on (and no connection) are for
         // the TCP layer too: it answers with RST (RFC 9293 §3.10.7.1).
         self.stats.tcp_segments += 1;
