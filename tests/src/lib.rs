@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use xstack::tools::testbed::{in_netns, Testbed, TestbedGuard, PEER_IP, STACK_IP};
+pub use xstack::tools::testbed::{in_netns, PeerProfile, Testbed, TestbedGuard, PEER_IP, STACK_IP};
 
 /// The `xstack` binary under test: `$XSTACK_BIN` (set by `cargo xtask
 /// test`), else the workspace's debug build.
@@ -26,9 +26,28 @@ pub fn unique_name(prefix: char) -> String {
     format!("{prefix}{}{n}", std::process::id() % 100_000)
 }
 
-/// A fresh testbed that is removed when the guard drops (also on panic).
+/// A fresh testbed with the `tuned` peer that is removed when the guard
+/// drops (also on panic).
 pub fn testbed(prefix: char, queues: u32) -> TestbedGuard {
     TestbedGuard::up(&unique_name(prefix), queues).expect("testbed up")
+}
+
+/// A fresh testbed whose peer is set up as `profile` says, removed when the
+/// guard drops (also on panic).
+pub fn testbed_with(prefix: char, queues: u32, profile: PeerProfile) -> TestbedGuard {
+    TestbedGuard::up_with(&unique_name(prefix), queues, profile).expect("testbed up")
+}
+
+/// Whether `feature` (as `ethtool -k` names it, e.g. `tx-checksumming`)
+/// is on for `iface` in namespace `ns`.
+pub fn offload_on(ns: &str, iface: &str, feature: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "ethtool", "-k", iface])
+        .output()
+        .expect("ethtool -k");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim_start().starts_with(&format!("{feature}: on")))
 }
 
 /// Polls `f` every 50 ms until it returns true or `timeout` passes.

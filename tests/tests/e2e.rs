@@ -8,7 +8,10 @@ use std::{
     time::Duration,
 };
 
-use xstack_tests::{attached_xdp, counter, in_netns, testbed, wait_until, xstack_bin, Serve};
+use xstack_tests::{
+    attached_xdp, counter, in_netns, offload_on, testbed, testbed_with, wait_until, xstack_bin,
+    PeerProfile, Serve,
+};
 
 const PORT: u16 = 8080;
 
@@ -190,9 +193,17 @@ fn a_killed_instance_leaves_no_program_attached() {
 fn testbed_down_leaves_nothing_behind() {
     let name = xstack_tests::unique_name('d');
     let t = xstack::tools::testbed::Testbed::new(&name).unwrap();
-    t.up(2).unwrap();
-    t.up(2).unwrap(); // idempotent
+    t.up(2, PeerProfile::Default).unwrap();
+    t.up(2, PeerProfile::Default).unwrap(); // idempotent
     assert!(t.exists());
+    // The default profile leaves the kernel's defaults alone: the peer
+    // offloads checksums and does not run GRO, as on a user's own veth.
+    assert!(offload_on(&t.peer_ns, &t.peer_if, "tx-checksumming"));
+    assert!(!offload_on(
+        &t.peer_ns,
+        &t.peer_if,
+        "generic-receive-offload"
+    ));
     let st = t.status();
     assert_eq!(st.peer.kernel_addrs, vec!["198.18.0.1/24".to_string()]);
     assert!(
@@ -371,10 +382,32 @@ fn an_xdp_program_attached_by_someone_else_is_not_replaced() {
 }
 
 #[test]
-fn a_linux_client_exchanges_data_with_the_echo_app_and_both_sides_close() {
+fn a_linux_client_exchanges_data_with_the_echo_app_and_both_sides_close_on_the_tuned_peer() {
+    linux_client_echo(PeerProfile::Tuned);
+}
+
+/// Issue 11, failure 2: with the peer's default tx-checksum offload every
+/// segment reached the engine with only the pseudo-header checksum and was
+/// dropped as `drop_tcp_bad_checksum`.
+#[test]
+fn a_linux_client_with_default_checksum_offload_exchanges_data_with_the_echo_app() {
+    let s = linux_client_echo(PeerProfile::Default);
+    assert!(
+        counter(&s, "/tcp/checksum_partial_in") > 0,
+        "the default peer offloads checksums; the engine should have accepted them as such: {s:#}"
+    );
+    assert_eq!(counter(&s, "/tcp/drop_tcp_bad_checksum"), 0);
+}
+
+/// A Linux client sends 256 KiB to the echo app, half-closes and reads
+/// the echo to EOF; both sides close. Returns the server's counters.
+fn linux_client_echo(profile: PeerProfile) -> serde_json::Value {
     use std::io::{Read, Write};
-    let tb = testbed('e', 1);
+    let tb = testbed_with('e', 1, profile);
     let t = &tb.testbed;
+    if profile == PeerProfile::Default {
+        assert!(offload_on(&t.peer_ns, &t.peer_if, "tx-checksumming"));
+    }
     let serve = Serve::start(t, PORT, &["--app", "echo"]);
     let target = SocketAddr::from((t.stack_ip, PORT));
     const LEN: usize = 256 * 1024;
@@ -413,6 +446,7 @@ fn a_linux_client_exchanges_data_with_the_echo_app_and_both_sides_close() {
         "no TIME_WAIT on the Linux side: {}",
         String::from_utf8_lossy(&ss.stdout)
     );
+    s
 }
 
 #[test]

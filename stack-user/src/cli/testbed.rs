@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 
-use crate::tools::testbed::Testbed;
+use crate::tools::testbed::{PeerProfile, Testbed};
 
 #[derive(clap::Args, Debug)]
 pub(super) struct Args {
@@ -14,7 +14,9 @@ pub(super) struct Args {
 #[derive(Subcommand, Debug)]
 pub(super) enum Action {
     /// Create the namespaces, the veth pair and the peer address (idempotent).
-    #[command(after_help = "Example:\n  xstack testbed up --name lab --queues 2")]
+    #[command(
+        after_help = "Examples:\n  xstack testbed up --name lab --queues 2\n  xstack testbed up --name lab --peer-profile tuned"
+    )]
     Up {
         /// Testbed name (1-10 of a-z, 0-9).
         #[arg(long, default_value = "default")]
@@ -22,6 +24,9 @@ pub(super) enum Action {
         /// rx/tx queues on each veth end.
         #[arg(long, default_value_t = 1)]
         queues: u32,
+        /// The Linux peer's setup: `default` is what a plain veth and a Linux host give (tx-checksum/TSO offloads on, GRO off); `tuned` turns the offloads off on both ends and GRO on at the peer.
+        #[arg(long, value_enum, default_value_t = PeerProfile::Default)]
+        peer_profile: PeerProfile,
     },
     /// Remove everything `up` made (idempotent).
     #[command(after_help = "Example:\n  xstack testbed down --name lab")]
@@ -46,9 +51,14 @@ pub(super) enum Action {
 
 pub(super) fn run(a: Args) -> Result<()> {
     match a.action {
-        Action::Up { name, queues } => {
+        Action::Up {
+            name,
+            queues,
+            peer_profile,
+        } => {
             let t = Testbed::new(&name)?;
-            t.up(queues)?;
+            t.up(queues, peer_profile)?;
+            println!("peer profile: {peer_profile}");
             print!("{}", t.status());
             println!(
                 "try: ip netns exec {} xstack serve --iface {} --ip {} --port 8080",

@@ -154,17 +154,6 @@ fn worker_loop(
         // clock_gettime was the top symbol of the server's profile.
         let wall = Instant::now();
         let n = stack.round_at(stack.clock_at(wall));
-        while let Some(w) = stack.engine().tcp().poll_warning() {
-            match w {
-                crate::tcp::Warning::TimeWaitOverflow { max } => {
-                    log::warn!("TCP: time wait bucket table overflow (tcp_max_tw_buckets {max})")
-                }
-                crate::tcp::Warning::CloseWaitTooLong { tuple, age, .. } => log::warn!(
-                    "connection {}:{} <- {}:{} has been in CLOSE_WAIT for {:.0} s: the application never closed it",
-                    tuple.local_addr, tuple.local_port, tuple.remote_addr, tuple.remote_port, age.as_secs_f64()
-                ),
-            }
-        }
         if n == 0 {
             idle += 1;
             if !busy_poll && idle > 256 {

@@ -160,6 +160,16 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
     let steering =
         crate::datapath::steer::mesh(queues).context("creating the queue steering eventfds")?;
     let epoch = std::time::Instant::now();
+    let mut tcp = config.tcp.clone();
+    if iface.driver == "veth" && !tcp.accept_checksum_partial {
+        // A Linux peer on veth leaves TCP checksums to its tx offload
+        // (CHECKSUM_PARTIAL): XDP sees only the pseudo-header sum.
+        tcp.accept_checksum_partial = true;
+        log::info!(
+            "{}: veth: TCP segments whose checksum holds only the pseudo-header sum (the peer's tx-checksum offload) are accepted and counted as checksum_partial_in",
+            iface.name
+        );
+    }
     let mut stacks = Vec::new();
     for (q, steer) in (0..queues).zip(steering) {
         let sock = XskSocket::open(&iface.name, q, &config.xsk)
@@ -171,7 +181,7 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             ports: config.listen.clone(),
             app: config.app,
             response_bytes: config.response_bytes,
-            tcp: config.tcp.clone(),
+            tcp: tcp.clone(),
             backlog: 1024,
             secret: crate::datapath::fastpath::random_key(),
         });
@@ -371,6 +381,25 @@ impl Stack {
             self.engine
                 .count_tx_no_buffer(dropped - self.reported_tx_drops);
             self.reported_tx_drops = dropped;
+        }
+        self.log_warnings();
+    }
+
+    /// Logs what TCP warned about (rate-limited by the engine), so every
+    /// user of the round — `serve` and the load generator alike — reports
+    /// a full TIME_WAIT table, a forgotten CLOSE_WAIT or refused checksums.
+    fn log_warnings(&mut self) {
+        while let Some(w) = self.engine.tcp().poll_warning() {
+            match w {
+                crate::tcp::Warning::TimeWaitOverflow { max } => {
+                    log::warn!("TCP: time wait bucket table overflow (tcp_max_tw_buckets {max})")
+                }
+                crate::tcp::Warning::CloseWaitTooLong { tuple, age, .. } => log::warn!(
+                    "connection {}:{} <- {}:{} has been in CLOSE_WAIT for {:.0} s: the application never closed it",
+                    tuple.local_addr, tuple.local_port, tuple.remote_addr, tuple.remote_port, age.as_secs_f64()
+                ),
+                w @ crate::tcp::Warning::ChecksumPartialDropped { .. } => log::warn!("{w}"),
+            }
         }
     }
 

@@ -126,6 +126,17 @@ pub struct TcpConfig {
     pub ip_local_port_range: (u16, u16),
     /// Most RST segments queued for sending; more are dropped and counted.
     pub max_pending_resets: usize,
+    /// Accept segments whose checksum field holds only the pseudo-header
+    /// sum (CHECKSUM_PARTIAL). Not a Linux sysctl: Linux knows from the
+    /// skb's `ip_summed` that a local sender left the checksum to an
+    /// offload, but a frame reaching XDP/AF_XDP carries no such mark. A
+    /// Linux peer on veth sends every TCP segment that way by default (its
+    /// tx-checksum offload is on) and nothing on the link can corrupt
+    /// them, so the bring-up turns this on for veth; on a real NIC the
+    /// checksum is complete on the wire and this stays off (such segments
+    /// are then dropped as `drop_tcp_checksum_partial`). Accepted ones are
+    /// counted as `checksum_partial_in`.
+    pub accept_checksum_partial: bool,
 }
 
 impl Default for TcpConfig {
@@ -169,6 +180,7 @@ impl Default for TcpConfig {
             max_connections: 1 << 22,
             ip_local_port_range: (32768, 60999),
             max_pending_resets: 4096,
+            accept_checksum_partial: false,
         }
     }
 }

@@ -63,6 +63,14 @@ pub enum Warning {
         /// How long it has been in CLOSE_WAIT.
         age: std::time::Duration,
     },
+    /// Segments arrive with only the pseudo-header checksum
+    /// (CHECKSUM_PARTIAL) and are dropped because this link is not one
+    /// where they can be trusted (`accept_checksum_partial` is off).
+    /// Reported once per engine.
+    ChecksumPartialDropped {
+        /// The sender.
+        from: Ipv4Addr,
+    },
 }
 
 impl std::fmt::Display for Warning {
@@ -80,6 +88,13 @@ impl std::fmt::Display for Warning {
                 tuple.remote_addr,
                 tuple.remote_port,
                 age.as_secs()
+            ),
+            Warning::ChecksumPartialDropped { from } => write!(
+                f,
+                "TCP: segments from {from} carry only the pseudo-header checksum (CHECKSUM_PARTIAL: \
+                 the sender's tx-checksum offload on a virtual link) and are dropped \
+                 (drop_tcp_checksum_partial); turn the offload off on the sender \
+                 (`ethtool -K IF tx off`) or run on veth, where xstack accepts them"
             ),
         }
     }

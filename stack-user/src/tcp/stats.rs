@@ -144,6 +144,9 @@ stack_ebpf::counters! {
         resets_in,
         /// Timers (of any kind) that came due on the timer wheel.
         timer_expiries,
+        /// Segments accepted whose checksum held only the pseudo-header sum
+        /// (CHECKSUM_PARTIAL from a veth peer; `accept_checksum_partial`).
+        checksum_partial_in,
         /// Segments dropped by the parser, indexed by
         /// [`TcpParseError::index`] (named by [`TcpParseError::counter_name`]).
         parse_drops: [TcpParseError],

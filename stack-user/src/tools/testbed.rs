@@ -76,6 +76,33 @@ pub struct Testbed {
     pub stack_ip: Ipv4Addr,
 }
 
+/// How the Linux peer's end of the veth is set up.
+///
+/// `default` is exactly what `ip link add type veth` and a Linux host give
+/// (tx-checksum, TSO and GSO offloads on, GRO off, the kernel's queue
+/// count): what a user's own setup looks like, and what every correctness
+/// test must pass on. `tuned` is the testbed's former setup: checksums
+/// computed in software on both ends, no TSO/GSO, GRO on at the peer (so
+/// its NAPI runs and `XDP_TX` frames from the stack end are delivered).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerProfile {
+    /// Kernel defaults: nothing set.
+    #[default]
+    Default,
+    /// tx-checksum/TSO/GSO off on both ends, GRO on at the peer.
+    Tuned,
+}
+
+impl std::fmt::Display for PeerProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PeerProfile::Default => "default",
+            PeerProfile::Tuned => "tuned",
+        })
+    }
+}
+
 /// What `status` reports about one side.
 #[derive(Clone, Debug, Serialize)]
 pub struct SideStatus {
@@ -164,13 +191,17 @@ impl Testbed {
         Self::ns_exists(ns) && run(&["ip", "-n", ns, "link", "show", "dev", iface]).is_ok()
     }
 
-    /// Creates the namespaces, the veth pair and the peer address. Idempotent:
-    /// what exists is kept, what is missing is made.
-    pub fn up(&self, queues: u32) -> Result<(), TestbedError> {
+    /// Creates the namespaces, the veth pair and the peer address, with the
+    /// peer set up as `profile` says. Idempotent: what exists is kept, what
+    /// is missing is made. With one queue and the `default` profile the
+    /// veth is made with no queue count at all, as a user makes one (the
+    /// kernel then allocates a queue per possible CPU, one of them active).
+    pub fn up(&self, queues: u32, profile: PeerProfile) -> Result<(), TestbedError> {
         if queues == 0 || queues > 64 {
             return Err(TestbedError::BadQueues(queues));
         }
         let q = queues.to_string();
+        let set_queues = queues > 1 || profile == PeerProfile::Tuned;
         for ns in [&self.stack_ns, &self.peer_ns] {
             if !Self::ns_exists(ns) {
                 run(&["ip", "netns", "add", ns])?;
@@ -189,7 +220,12 @@ impl Testbed {
         }
         if !(have_stack && have_peer) {
             let (sm, pm) = (STACK_MAC.to_string(), PEER_MAC.to_string());
-            run(&[
+            let qs: &[&str] = if set_queues {
+                &["numtxqueues", &q, "numrxqueues", &q]
+            } else {
+                &[]
+            };
+            let mut args: Vec<&str> = vec![
                 "ip",
                 "link",
                 "add",
@@ -199,10 +235,9 @@ impl Testbed {
                 &self.stack_ns,
                 "address",
                 &sm,
-                "numtxqueues",
-                &q,
-                "numrxqueues",
-                &q,
+            ];
+            args.extend_from_slice(qs);
+            args.extend_from_slice(&[
                 "type",
                 "veth",
                 "peer",
@@ -212,11 +247,9 @@ impl Testbed {
                 &self.peer_ns,
                 "address",
                 &pm,
-                "numtxqueues",
-                &q,
-                "numrxqueues",
-                &q,
-            ])?;
+            ]);
+            args.extend_from_slice(qs);
+            run(&args)?;
         }
         for (ns, iface) in [
             (&self.stack_ns, &self.stack_if),
@@ -233,27 +266,31 @@ impl Testbed {
                 "-c",
                 &format!("echo 1 > {sysctl}"),
             ]);
-            // veth offloads TCP checksums to "hardware" that does not exist;
-            // the engine verifies checksums, so the kernel must fill them in.
-            let _ = run(&[
-                "ip", "netns", "exec", ns, "ethtool", "-K", iface, "tx", "off", "tso", "off",
-                "gso", "off",
-            ]);
+            if profile == PeerProfile::Tuned {
+                // Checksums computed by the kernel instead of left to a
+                // "hardware" offload veth does not have; no TSO/GSO.
+                let _ = run(&[
+                    "ip", "netns", "exec", ns, "ethtool", "-K", iface, "tx", "off", "tso", "off",
+                    "gso", "off",
+                ]);
+            }
             run(&["ip", "-n", ns, "link", "set", iface, "up"])?;
         }
-        // XDP_TX on a veth end (cookie SYN-ACKs) delivers through the peer's
-        // NAPI, which veth only runs with GRO on (or an XDP program there).
-        let _ = run(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.peer_ns,
-            "ethtool",
-            "-K",
-            &self.peer_if,
-            "gro",
-            "on",
-        ]);
+        if profile == PeerProfile::Tuned {
+            // XDP_TX on a veth end delivers through the peer's NAPI, which
+            // veth only runs with GRO on (or an XDP program there).
+            let _ = run(&[
+                "ip",
+                "netns",
+                "exec",
+                &self.peer_ns,
+                "ethtool",
+                "-K",
+                &self.peer_if,
+                "gro",
+                "on",
+            ]);
+        }
         let cidr = format!("{}/{}", self.peer_ip, PREFIX_LEN);
         let addrs = run(&[
             "ip",
@@ -437,11 +474,22 @@ pub struct TestbedGuard {
 }
 
 impl TestbedGuard {
-    /// Brings up testbed `name` with `queues` queues.
+    /// Brings up testbed `name` with `queues` queues and the `tuned` peer
+    /// (what the benchmarks compare on).
     pub fn up(name: &str, queues: u32) -> Result<TestbedGuard, TestbedError> {
+        TestbedGuard::up_with(name, queues, PeerProfile::Tuned)
+    }
+
+    /// Brings up testbed `name` with `queues` queues and the peer set up as
+    /// `profile` says.
+    pub fn up_with(
+        name: &str,
+        queues: u32,
+        profile: PeerProfile,
+    ) -> Result<TestbedGuard, TestbedError> {
         let testbed = Testbed::new(name)?;
         let guard = TestbedGuard { testbed };
-        guard.testbed.up(queues)?;
+        guard.testbed.up(queues, profile)?;
         Ok(guard)
     }
 }

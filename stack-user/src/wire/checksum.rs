@@ -14,12 +14,17 @@ pub fn sum(mut acc: u32, data: &[u8]) -> u32 {
     acc
 }
 
-/// Folds a running sum to 16 bits and complements it (RFC 1071 §4.1).
-pub fn finish(mut acc: u32) -> u16 {
+/// Folds a running sum to 16 bits, without complementing it.
+pub fn fold(mut acc: u32) -> u16 {
     while acc >> 16 != 0 {
         acc = (acc & 0xffff) + (acc >> 16);
     }
-    !(acc as u16)
+    acc as u16
+}
+
+/// Folds a running sum to 16 bits and complements it (RFC 1071 §4.1).
+pub fn finish(acc: u32) -> u16 {
+    !fold(acc)
 }
 
 /// Checksum of `data` alone.

@@ -192,6 +192,13 @@ pub enum TcpParseError {
     /// The checksum over the pseudo-header and segment does not verify.
     #[error("TCP checksum invalid")]
     BadChecksum,
+    /// The checksum field holds only the (uncomplemented) pseudo-header sum:
+    /// a CHECKSUM_PARTIAL segment whose sender left the rest to a
+    /// "hardware" offload that a virtual link (veth) never runs. Dropped
+    /// where such segments are not accepted (see
+    /// `TcpConfig::accept_checksum_partial`).
+    #[error("TCP checksum left to an offload (CHECKSUM_PARTIAL)")]
+    ChecksumPartial,
 }
 
 impl TcpParseError {
@@ -203,6 +210,7 @@ impl TcpParseError {
         TcpParseError::BadOptionLength,
         TcpParseError::OptionPastHeader,
         TcpParseError::BadChecksum,
+        TcpParseError::ChecksumPartial,
     ];
 
     /// Dense index of the variant.
@@ -214,6 +222,7 @@ impl TcpParseError {
             TcpParseError::BadOptionLength => 3,
             TcpParseError::OptionPastHeader => 4,
             TcpParseError::BadChecksum => 5,
+            TcpParseError::ChecksumPartial => 6,
         }
     }
 
@@ -226,6 +235,7 @@ impl TcpParseError {
             TcpParseError::BadOptionLength => "drop_tcp_bad_option_length",
             TcpParseError::OptionPastHeader => "drop_tcp_option_past_header",
             TcpParseError::BadChecksum => "drop_tcp_bad_checksum",
+            TcpParseError::ChecksumPartial => "drop_tcp_checksum_partial",
         }
     }
 }
@@ -347,6 +357,29 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         let acc = checksum::pseudo_header(src, dst, PROTO_TCP, len);
         checksum::finish(checksum::sum(acc, buf)) == 0
     }
+
+    /// True when the checksum field holds exactly the folded, uncomplemented
+    /// IPv4 pseudo-header sum: what Linux leaves in a CHECKSUM_PARTIAL
+    /// segment (`__tcp_v4_send_check`: `th->check = ~tcp_v4_check(len,
+    /// saddr, daddr, 0)`) for the device to complete. A veth never
+    /// completes it, and XDP sees no `ip_summed` to tell.
+    pub fn checksum_is_partial(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        let Ok(len) = u16::try_from(self.buffer.as_ref().len()) else {
+            return false;
+        };
+        self.checksum() == checksum::fold(checksum::pseudo_header(src, dst, PROTO_TCP, len))
+    }
+}
+
+/// How a parsed segment's checksum was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumKind {
+    /// It verifies over the pseudo-header and the whole segment.
+    Full,
+    /// It holds only the pseudo-header sum (CHECKSUM_PARTIAL), accepted
+    /// because the caller trusts the link (see
+    /// [`TcpRepr::parse_accepting_partial`]).
+    Partial,
 }
 
 impl<'a, T: AsRef<[u8]> + ?Sized> TcpPacket<&'a T> {
@@ -637,6 +670,30 @@ impl<'a> TcpRepr<'a> {
             return Err(TcpParseError::BadChecksum);
         }
         Ok(repr)
+    }
+
+    /// Parses a segment as [`parse`](Self::parse) does, but when
+    /// `accept_partial` holds, a segment whose checksum field holds only the
+    /// pseudo-header sum ([`TcpPacket::checksum_is_partial`]) is accepted
+    /// and reported as [`ChecksumKind::Partial`]. Without it such a segment
+    /// is [`TcpParseError::ChecksumPartial`], apart from other bad checksums.
+    pub fn parse_accepting_partial(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        buf: &'a [u8],
+        accept_partial: bool,
+    ) -> Result<(TcpRepr<'a>, ChecksumKind), TcpParseError> {
+        let packet = TcpPacket::new_checked(buf)?;
+        let repr = TcpRepr::from_packet(&packet)?;
+        if packet.verify_checksum(src, dst) {
+            Ok((repr, ChecksumKind::Full))
+        } else if !packet.checksum_is_partial(src, dst) {
+            Err(TcpParseError::BadChecksum)
+        } else if accept_partial {
+            Ok((repr, ChecksumKind::Partial))
+        } else {
+            Err(TcpParseError::ChecksumPartial)
+        }
     }
 
     /// Parses a segment without looking at its checksum (for segments whose

@@ -12,12 +12,42 @@ impl TcpEngine {
     /// are dropped and counted by reason.
     pub fn on_segment(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8]) {
         self.stats.segments_in += 1;
-        match TcpRepr::parse(src, dst, segment) {
-            Ok(seg) => self.handle(now, src, dst, &seg),
+        if let Some(seg) = self.parse(now, src, dst, segment) {
+            self.handle(now, src, dst, &seg);
+        }
+    }
+
+    /// Parses and checks a received segment, counting what it drops: the
+    /// checksum verifies, or holds only the pseudo-header sum where
+    /// `accept_checksum_partial` allows it (counted apart; the first
+    /// segment refused for it raises a warning that says what to change).
+    pub(super) fn parse<'a>(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        segment: &'a [u8],
+    ) -> Option<TcpRepr<'a>> {
+        let accept = self.cfg.accept_checksum_partial;
+        match TcpRepr::parse_accepting_partial(src, dst, segment, accept) {
+            Ok((seg, ChecksumKind::Full)) => Some(seg),
+            Ok((seg, ChecksumKind::Partial)) => {
+                self.stats.checksum_partial_in += 1;
+                Some(seg)
+            }
             Err(e) => {
+                let first = self.stats.parse_drops[e.index()] == 0;
                 if let Some(c) = self.stats.parse_drops.get_mut(e.index()) {
                     *c += 1;
                 }
+                if first && e == TcpParseError::ChecksumPartial {
+                    self.warnings.push(
+                        now,
+                        Warning::ChecksumPartialDropped { from: src },
+                        &mut self.stats,
+                    );
+                }
+                None
             }
         }
     }

@@ -31,7 +31,9 @@ use super::tcb::{Ctx, RstSegment, Tcb};
 use super::wheel::{TimerId, TimerWheel};
 use crate::time::Instant;
 use crate::wire::tcp::SeqNumber;
-use crate::wire::tcp::{TcpOptions, TcpRepr, Timestamps, ACK, RST, SYN};
+use crate::wire::tcp::{
+    ChecksumKind, TcpOptions, TcpParseError, TcpRepr, Timestamps, ACK, RST, SYN,
+};
 
 mod api;
 mod demux;

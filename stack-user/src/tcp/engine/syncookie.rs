@@ -51,15 +51,7 @@ impl TcpEngine {
         opts: CookieOptions,
     ) -> Option<ConnId> {
         self.stats.segments_in += 1;
-        let seg = match TcpRepr::parse(src, dst, segment) {
-            Ok(seg) => seg,
-            Err(e) => {
-                if let Some(c) = self.stats.parse_drops.get_mut(e.index()) {
-                    *c += 1;
-                }
-                return None;
-            }
-        };
+        let seg = self.parse(now, src, dst, segment)?;
         self.clock = self.clock.max(now);
         let tuple = FourTuple {
             local_addr: dst,

@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use super::util::*;
-use crate::tcp::{State, TcpError};
+use crate::tcp::{State, TcpConfig, TcpError};
 use crate::wire::tcp::{TcpParseError, TcpRepr, ACK, FIN, RST, SYN};
 
 #[test]
@@ -188,6 +188,70 @@ fn malformed_segments_are_dropped_and_counted_by_reason() {
     assert_eq!(s.parse_drops[TcpParseError::Truncated.index()], 1);
     let named: Vec<_> = s.iter().filter(|&(_, v)| v > 0).map(|(n, _)| n).collect();
     assert!(named.contains(&"drop_tcp_bad_checksum") && named.contains(&"drop_tcp_truncated"));
+}
+
+/// A SYN as a Linux sender with tx-checksum offload leaves it on a veth
+/// (CHECKSUM_PARTIAL): the checksum field holds the folded pseudo-header
+/// sum, not the checksum.
+fn partial_checksum_syn() -> Vec<u8> {
+    let mut buf = vec![0u8; peer_syn().len()];
+    peer_syn().emit(REMOTE, LOCAL, &mut buf).unwrap();
+    let len = buf.len() as u16;
+    let partial = crate::wire::checksum::fold(crate::wire::checksum::pseudo_header(
+        REMOTE,
+        LOCAL,
+        crate::wire::ipv4::PROTO_TCP,
+        len,
+    ));
+    buf[16..18].copy_from_slice(&partial.to_be_bytes());
+    buf
+}
+
+#[test]
+fn a_syn_with_only_the_pseudo_header_checksum_is_dropped_counted_and_warned_about_by_default() {
+    let mut t = Sut::new(cfg());
+    t.e.listen(LOCAL, LPORT, 4).unwrap();
+    let syn = partial_checksum_syn();
+    t.e.on_segment(t.now, REMOTE, LOCAL, &syn);
+    t.e.on_segment(t.now, REMOTE, LOCAL, &syn);
+    t.assert_silent();
+    let s = t.e.stats();
+    assert_eq!(s.parse_drops[TcpParseError::ChecksumPartial.index()], 2);
+    assert_eq!(s.parse_drops[TcpParseError::BadChecksum.index()], 0);
+    assert!(s
+        .iter()
+        .any(|(n, v)| n == "drop_tcp_checksum_partial" && v == 2));
+    // One warning that names the cause and the fix, not one per segment.
+    let w = t.e.poll_warning().expect("a warning");
+    assert!(matches!(w, crate::tcp::Warning::ChecksumPartialDropped { from } if from == REMOTE));
+    assert!(w.to_string().contains("tx off"), "{w}");
+    assert!(t.e.poll_warning().is_none());
+}
+
+#[test]
+fn a_syn_with_only_the_pseudo_header_checksum_is_answered_where_the_link_is_trusted() {
+    let mut t = Sut::new(TcpConfig {
+        accept_checksum_partial: true,
+        ..cfg()
+    });
+    t.e.listen(LOCAL, LPORT, 4).unwrap();
+    t.e.on_segment(t.now, REMOTE, LOCAL, &partial_checksum_syn());
+    let r = t.recv();
+    assert_eq!(r.ctl(), SYN, "a SYN-ACK answers it");
+    assert!(r.ack.is_some(), "a SYN-ACK answers it");
+    let s = t.e.stats();
+    assert_eq!(s.checksum_partial_in, 1);
+    assert_eq!(s.parse_drops.iter().sum::<u64>(), 0);
+    // A checksum that is neither complete nor the pseudo-header sum is
+    // still bad.
+    let mut bad = partial_checksum_syn();
+    bad[17] ^= 1;
+    t.e.on_segment(t.now, REMOTE, LOCAL, &bad);
+    t.assert_silent();
+    assert_eq!(
+        t.e.stats().parse_drops[TcpParseError::BadChecksum.index()],
+        1
+    );
 }
 
 use crate::wire::tcp::SeqNumber;
