@@ -747,3 +747,216 @@ fn serve_starts_on_a_plain_veth_using_its_active_queue_count() {
         "XDP left attached after --duration ended"
     );
 }
+
+// --- The control socket and the lock files (issue 11, "Also") ---
+
+/// Directory of control sockets and lock files, as `xstack` computes it.
+fn run_dir() -> std::path::PathBuf {
+    std::env::var_os("XSTACK_RUN_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| "/run/xstack".into())
+}
+
+/// Inode of network namespace `ns`: what names its sockets and locks.
+fn netns_inode(ns: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/run/netns/{ns}"))
+        .expect("netns file")
+        .ino()
+}
+
+/// The control socket and the two lock files of a serve on the testbed's
+/// stack interface and address.
+fn instance_files(t: &xstack_tests::Testbed) -> [std::path::PathBuf; 3] {
+    let (dir, ns) = (run_dir(), netns_inode(&t.stack_ns));
+    [
+        dir.join(format!("{}.{ns}.sock", t.stack_if)),
+        dir.join(format!("iface-{}.{ns}.lock", t.stack_if)),
+        dir.join(format!("addr-{}.{ns}.lock", t.stack_ip)),
+    ]
+}
+
+/// `xstack ARGS` run as the unprivileged uid/gid 65534 with no groups.
+fn xstack_as_nobody(args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(xstack_bin())
+        .args(args)
+        .output()
+        .expect("setpriv (util-linux)")
+}
+
+#[test]
+fn the_control_socket_is_private_to_its_owner() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let tb = testbed('c', 1);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, PORT, &[]);
+    let [sock, _, _] = instance_files(t);
+    let m = std::fs::metadata(&sock).expect("control socket");
+    assert_eq!(m.permissions().mode() & 0o7777, 0o600, "{}", sock.display());
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(m.uid(), unsafe { libc::geteuid() });
+    let dir = std::fs::metadata(run_dir()).unwrap();
+    assert_eq!(
+        dir.permissions().mode() & 0o022,
+        0,
+        "run dir writable by others"
+    );
+    // Another user cannot even connect; the owner can.
+    let out = xstack_as_nobody(&["stats", "--json", "--iface", &serve.iface]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert_one_line(&err, "permission denied");
+    serve.stats();
+}
+
+/// Proves the server's SO_PEERCRED check on a real connection from another
+/// uid. The socket is 0600, so such a peer cannot connect in normal use:
+/// the test widens this one socket to 0666 to reach the check behind it.
+#[test]
+fn set_from_another_user_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tb = testbed('u', 1);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, PORT, &[]);
+    let [sock, _, _] = instance_files(t);
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let before = serve.stats()["fastpath"]["syncookies"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let want = if before == "always" {
+        "never"
+    } else {
+        "always"
+    };
+    let setting = format!("syncookies={want}");
+
+    // Reading is allowed to whoever can connect.
+    let out = xstack_as_nobody(&["stats", "--json", "--iface", &serve.iface]);
+    assert!(
+        out.status.success(),
+        "stats as uid 65534: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Changing is not.
+    let out = xstack_as_nobody(&["config", "--iface", &serve.iface, &setting]);
+    assert!(!out.status.success(), "set as uid 65534 was accepted");
+    assert_one_line(&String::from_utf8_lossy(&out.stderr), "refused");
+    assert_eq!(serve.stats()["fastpath"]["syncookies"], before.as_str());
+
+    // The owner (root here) still may.
+    let out = Command::new(xstack_bin())
+        .args(["config", "--iface", &serve.iface, &setting])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "set as the owner: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(serve.stats()["fastpath"]["syncookies"], want);
+}
+
+#[test]
+fn a_stale_lock_file_is_reclaimed() {
+    let tb = testbed('k', 1);
+    let t = &tb.testbed;
+    let [_, iface_lock, addr_lock] = instance_files(t);
+    std::fs::create_dir_all(run_dir()).unwrap();
+    // As an instance killed with SIGKILL leaves them: its pid inside, no
+    // flock held. One names a dead pid, the other a live process that does
+    // not hold the lock (a reused pid): the flock, not the pid, decides.
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let leave_stale = || {
+        std::fs::write(&iface_lock, dead_pid.to_string()).unwrap();
+        std::fs::write(&addr_lock, std::process::id().to_string()).unwrap();
+    };
+
+    // An error after the locks: still one line, and the files are gone.
+    leave_stale();
+    let out = t
+        .stack_command(xstack_bin().to_str().unwrap())
+        .env("XSTACK_BPFFS", "/tmp")
+        .args(["serve", "--iface", &t.stack_if, "--ip"])
+        .args([&t.stack_ip.to_string(), "--port", "80", "--pin-maps"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_one_line(&err, "bpffs is not mounted");
+    assert!(!iface_lock.exists() && !addr_lock.exists(), "{err}");
+
+    leave_stale();
+    let mut serve = Serve::start(t, PORT, &[]);
+    let out = serve.stop_with(libc::SIGTERM);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for lock in [&iface_lock, &addr_lock] {
+        let name = lock.display().to_string();
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("reclaimed a stale lock file") && l.contains(&name)),
+            "no reclaim line for {name}: {stderr}"
+        );
+        assert!(!lock.exists(), "{name} left after exit");
+    }
+    assert!(stderr.contains(&format!("pid {dead_pid}")), "{stderr}");
+}
+
+#[test]
+fn lock_files_are_removed_on_exit() {
+    let tb = testbed('l', 1);
+    let t = &tb.testbed;
+    let files = instance_files(t);
+    let assert_gone = |how: &str| {
+        for f in &files {
+            assert!(!f.exists(), "{} left after {how}", f.display());
+        }
+    };
+
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let mut serve = Serve::start(t, PORT, &[]);
+        assert!(files.iter().all(|f| f.exists()), "{files:?}");
+        let out = serve.stop_with(signal);
+        assert!(out.status.success(), "{out:?}");
+        assert_gone(&format!("signal {signal}"));
+    }
+
+    let base = [
+        "serve",
+        "--iface",
+        &t.stack_if,
+        "--ip",
+        &t.stack_ip.to_string(),
+        "--port",
+        "80",
+    ]
+    .map(String::from);
+    let out = t
+        .stack_command(xstack_bin().to_str().unwrap())
+        .args(&base)
+        .args(["--duration", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_gone("--duration");
+
+    // An error after the locks were taken (bpffs missing for --pin-maps).
+    let out = t
+        .stack_command(xstack_bin().to_str().unwrap())
+        .env("XSTACK_BPFFS", "/tmp")
+        .args(&base)
+        .arg("--pin-maps")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_one_line(
+        &String::from_utf8_lossy(&out.stderr),
+        "bpffs is not mounted",
+    );
+    assert_gone("an error");
+}

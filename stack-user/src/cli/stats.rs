@@ -1,4 +1,5 @@
-//! `xstack stats`: the counters of a running instance.
+//! `xstack stats`: the counters of a running instance, over its control
+//! socket (mode 0600: run it as the user that runs `xstack serve`, or root).
 
 use anyhow::{Context, Result};
 

@@ -192,8 +192,9 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     if config.listen.is_empty() {
         bail!("no TCP port given; pass --port P[,P...]");
     }
-    let _iface_lock = InstanceLock::interface(&iface.name)?;
-    let _addr_lock = InstanceLock::address(config.ip)?;
+    // Removed when dropped: at the end of this function, on every return.
+    let iface_lock = InstanceLock::interface(&iface.name)?;
+    let addr_lock = InstanceLock::address(config.ip)?;
     let Bringup {
         prog,
         stacks,
@@ -248,7 +249,14 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         move |args: &str| set_command(&prog, &settings, args)
     };
     let control = ControlServer::start_with(&iface.name, snapshot.clone(), set)?;
-    log::info!("control socket {}", control.path().display());
+    log::info!("control socket {} (mode 0600)", control.path().display());
+    // Logged only now, so that an error before this point stays one line.
+    for note in [iface_lock.reclaimed(), addr_lock.reclaimed()]
+        .into_iter()
+        .flatten()
+    {
+        log::info!("{note}");
+    }
     println!(
         "xstack: serving {}:{} on {} — ping/arping {} or connect to it from the peer; Ctrl-C to stop",
         config.ip,
@@ -325,6 +333,9 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     }
     // Dropping the program releases the BPF link: the interface is detached.
     drop(prog);
+    // Then the locks go, and their files with them.
+    drop(addr_lock);
+    drop(iface_lock);
     Ok(final_stats)
 }
 

@@ -285,13 +285,83 @@ pub fn netns_id() -> u64 {
         .unwrap_or(0)
 }
 
-/// An exclusive `flock` on a file that records the owner's pid; released when
-/// dropped or when the process dies.
+/// Creates the run directory (and its parents) where missing, mode 0755:
+/// anyone may look up an instance's socket, only its creator (root, or the
+/// user holding serve's capabilities) may add or remove entries. An existing
+/// directory keeps its mode; one that others may write to without the
+/// sticky bit is reported, since they could replace sockets and locks.
+pub fn create_run_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        log::warn!(
+            "{}: writable by other users (mode {:o}); they could replace control sockets and lock files: `chmod 755 {}`",
+            dir.display(),
+            mode & 0o7777,
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Effective uid of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Uid of the process at the other end of a connected Unix socket, as the
+/// kernel recorded it at connect time (`SO_PEERCRED`, unix(7)); `None` if it
+/// cannot be read.
+pub fn peer_uid(sock: &impl AsRawFd) -> Option<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which we own.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (r == 0 && len as usize == std::mem::size_of::<libc::ucred>()).then_some(cred.uid)
+}
+
+/// An exclusive `flock` on a file that records the owner's pid; the file is
+/// removed when the lock is dropped (clean exit, error return), and the
+/// kernel drops the flock when the process dies however it dies.
+///
+/// The flock, not the pid, says whether a lock is held: a file left by an
+/// instance killed with SIGKILL (its pid gone, or reused by some other
+/// process) has no flock on it and is reclaimed; [`InstanceLock::reclaimed`]
+/// says so, for the caller to log once it has started (so that an error
+/// after the lock stays a one-line message).
+///
+/// Removing a lock file is safe with this protocol: the holder unlinks the
+/// path *before* it lets go of the flock, and a newcomer, after it got the
+/// flock, checks that the path still names the inode it locked (else it
+/// locked a file that was just removed, and starts over).
 #[derive(Debug)]
 pub struct InstanceLock {
     file: File,
     path: PathBuf,
+    reclaimed: Option<String>,
 }
+
+/// How many times [`InstanceLock::acquire`] starts over when the file it
+/// locked was removed under it (each time another instance exited between
+/// our open and our flock).
+const LOCK_ATTEMPTS: u32 = 16;
 
 impl InstanceLock {
     fn acquire(path: PathBuf) -> Result<Result<InstanceLock, String>, SysError> {
@@ -300,25 +370,46 @@ impl InstanceLock {
             source,
         };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            create_run_dir(dir).map_err(io)?;
         }
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        for _ in 0..LOCK_ATTEMPTS {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(io)?;
+            // SAFETY: flock on an fd we own.
+            let locked =
+                unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
-            return Ok(Err(pid.trim().to_string()));
+            let pid = pid.trim().to_string();
+            if !locked {
+                return Ok(Err(pid));
+            }
+            // The holder we raced with removed the file before unlocking it:
+            // our flock is on an orphan inode.
+            let ours = file.metadata().map_err(io)?;
+            match std::fs::metadata(&path) {
+                Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => {}
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(e)),
+            }
+            file.set_len(0).map_err(io)?;
+            file.rewind().map_err(io)?;
+            write!(file, "{}", std::process::id()).map_err(io)?;
+            return Ok(Ok(InstanceLock {
+                file,
+                path,
+                reclaimed: (!pid.is_empty()).then_some(pid),
+            }));
         }
-        file.set_len(0).map_err(io)?;
-        file.rewind().map_err(io)?;
-        write!(file, "{}", std::process::id()).map_err(io)?;
-        Ok(Ok(InstanceLock { file, path }))
+        Err(io(std::io::Error::other(
+            "the lock file kept being removed while being locked; try again",
+        )))
     }
 
     /// Locks interface `iface` of this namespace for this process.
@@ -335,14 +426,40 @@ impl InstanceLock {
         let path = run_dir().join(format!("addr-{addr}.{}.lock", netns_id()));
         Self::acquire(path)?.map_err(|pid| SysError::AddressInUse { addr, pid })
     }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// When the lock file was stale (left by an instance that ended without
+    /// removing it), a one-line note saying that it was reclaimed.
+    pub fn reclaimed(&self) -> Option<String> {
+        self.reclaimed.as_ref().map(|pid| {
+            format!(
+                "{}: reclaimed a stale lock file (pid {pid} did not hold it: that instance ended without removing it)",
+                self.path.display()
+            )
+        })
+    }
 }
 
-impl InstanceLock {
-    /// The lock file (kept after release: removing it would let a waiter
-    /// and a newcomer lock two different inodes of one path).
-    pub fn path(&self) -> &Path {
-        let _ = &self.file;
-        &self.path
+impl Drop for InstanceLock {
+    fn drop(&mut self) {
+        // Unlink while still holding the flock (see the type's comment);
+        // closing `file` afterwards releases it. Only our own inode: a file
+        // someone put in its place is theirs.
+        let same = match (self.file.metadata(), std::fs::metadata(&self.path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        };
+        if same {
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                log::warn!("removing the lock file {}: {e}", self.path.display());
+            }
+        }
+        // SAFETY: unlock an fd we own (closing it would too).
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 
@@ -414,6 +531,77 @@ mod tests {
             })
         });
         assert!(again.is_some(), "lock not released");
+    }
+
+    #[test]
+    fn a_lock_file_is_removed_when_the_lock_is_dropped() {
+        use_test_run_dir();
+        let lock = InstanceLock::interface("rmtest0").unwrap();
+        let path = lock.path().to_path_buf();
+        assert_eq!(lock.reclaimed(), None);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            std::process::id().to_string()
+        );
+        drop(lock);
+        assert!(!path.exists(), "{} left behind", path.display());
+    }
+
+    #[test]
+    fn a_stale_lock_file_is_reclaimed() {
+        use_test_run_dir();
+        let addr = Ipv4Addr::new(198, 18, 200, 2);
+        let path = run_dir().join(format!("addr-{addr}.{}.lock", netns_id()));
+        create_run_dir(&run_dir()).unwrap();
+        // What an instance killed with SIGKILL leaves: a pid, no flock.
+        std::fs::write(&path, "4194304").unwrap();
+        let lock = InstanceLock::address(addr).expect("stale lock reclaimed");
+        let note = lock.reclaimed().expect("reclaim noted");
+        assert!(note.contains("pid 4194304"), "{note}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            std::process::id().to_string()
+        );
+        drop(lock);
+        assert!(!path.exists());
+    }
+
+    /// The remove-on-exit protocol (unlink before unlock; the newcomer
+    /// checks that the path still names the inode it locked) never lets two
+    /// holders in, however acquisitions and removals interleave. Removing
+    /// without the inode check fails this within a few hundred rounds.
+    #[test]
+    fn two_holders_never_share_a_lock_while_its_file_comes_and_goes() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use_test_run_dir();
+        let holders = std::sync::Arc::new(AtomicU32::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let holders = holders.clone();
+                std::thread::spawn(move || {
+                    let mut held = 0u32;
+                    for _ in 0..300 {
+                        if let Ok(lock) = InstanceLock::interface("racetest0") {
+                            held += 1;
+                            assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                            std::thread::yield_now();
+                            holders.fetch_sub(1, Ordering::SeqCst);
+                            drop(lock);
+                        }
+                    }
+                    held
+                })
+            })
+            .collect();
+        let held: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert!(held > 0);
+    }
+
+    #[test]
+    fn peer_uid_is_the_connecting_process_uid() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(peer_uid(&a), Some(euid()));
+        assert_eq!(peer_uid(&b), Some(euid()));
     }
 
     #[test]
