@@ -3,7 +3,7 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use aya_log_ebpf::debug;
-use stack_ebpf::{AddrKey, Counter, PortKey, TcpClass, ADDR_ARP, ADDR_ICMP};
+use stack_ebpf::{AddrKey, Counter, PortKey, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP};
 
 use crate::flows::{established, remember_flow};
 use crate::maps::{bump, class, OWNED_ADDRS, OWNED_PORTS, QUEUE_REDIRECTS, XSKS};
@@ -100,15 +100,25 @@ fn classify_ipv4(ctx: &XdpContext) -> (u32, Counter) {
         return (xdp_action::XDP_DROP, Counter::DropIpFragment);
     }
     match proto {
-        IPPROTO_TCP => classify_tcp(ctx, ihl, total_len as usize, daddr),
+        IPPROTO_TCP => classify_tcp(ctx, ihl, total_len as usize, daddr, flags),
         IPPROTO_ICMP if flags & ADDR_ICMP != 0 => redirect(ctx, Counter::RedirectIcmp),
         _ => (xdp_action::XDP_PASS, Counter::PassOtherProto),
     }
 }
 
-/// RFC 9293 §3.1 header: ports, data offset and flags.
+/// RFC 9293 §3.1 header: ports, data offset and flags. `addr_flags` are the
+/// destination's `ADDR_*` flags: with `ADDR_ALL_TCP`, segments to ports
+/// nobody serves go to the engine (which answers RST) instead of the kernel,
+/// past the flag checks but not through the SYN-flood or cookie paths (a
+/// closed port never gets a cookie).
 #[inline(always)]
-fn classify_tcp(ctx: &XdpContext, ihl: usize, total_len: usize, daddr: u32) -> (u32, Counter) {
+fn classify_tcp(
+    ctx: &XdpContext,
+    ihl: usize,
+    total_len: usize,
+    daddr: u32,
+    addr_flags: u32,
+) -> (u32, Counter) {
     let off = ETH_HLEN + (ihl & 0x3c);
     let Some(tcp) = ptr_at(ctx, off, 20) else {
         return (xdp_action::XDP_DROP, Counter::DropTcpTruncated);
@@ -130,7 +140,8 @@ fn classify_tcp(ctx: &XdpContext, ihl: usize, total_len: usize, daddr: u32) -> (
         pad: 0,
     };
     // SAFETY: map lookup of a plain key.
-    if unsafe { OWNED_PORTS.get(&key) }.is_none() {
+    let port_owned = unsafe { OWNED_PORTS.get(&key) }.is_some();
+    if !port_owned && addr_flags & ADDR_ALL_TCP == 0 {
         return (xdp_action::XDP_PASS, Counter::PassPortNotOwned);
     }
     if doff < 5 || ihl + doff * 4 > total_len {
@@ -156,8 +167,14 @@ fn classify_tcp(ctx: &XdpContext, ihl: usize, total_len: usize, daddr: u32) -> (
         if f & (ACK | RST) == 0 {
             return (xdp_action::XDP_DROP, Counter::DropFlagsNoAck);
         }
+        if !port_owned {
+            return redirect(ctx, Counter::RedirectTcpClosedPort);
+        }
         let payload = total_len - ihl - doff * 4;
         return established(ctx, f, payload, off);
+    }
+    if !port_owned {
+        return redirect(ctx, Counter::RedirectTcpClosedPort);
     }
     if f & ACK != 0 {
         // SYN-ACK for a connection the engine opened.

@@ -30,6 +30,11 @@ pub const PROGRAM_NAME: &str = "xstack_xdp";
 pub const ADDR_ARP: u32 = 1 << 0;
 /// `OWNED_ADDRS` value flag: ICMP to this address goes to the engine.
 pub const ADDR_ICMP: u32 = 1 << 1;
+/// `OWNED_ADDRS` value flag: the address is the engine's alone (no kernel
+/// interface has it), so TCP to every port of it goes to the engine, which
+/// answers closed ports with RST as a host does (RFC 9293 §3.10.7.1);
+/// without it, ports the engine does not serve stay with the kernel.
+pub const ADDR_ALL_TCP: u32 = 1 << 2;
 
 /// A set of named counters: a dense `#[repr(u32)]` enum whose values index
 /// a counter array (in the XDP program a `PerCpuArray<u64>` of
@@ -296,6 +301,9 @@ counters! {
         /// Final ACK with a valid cookie: redirected with the decoded options in
         /// the XDP metadata ([`CookieMeta`]).
         RedirectCookieAck = "redirect_cookie_ack",
+        /// TCP to a port nobody serves on an address that is the engine's
+        /// alone (`ADDR_ALL_TCP`): redirected, the engine answers RST.
+        RedirectTcpClosedPort = "redirect_tcp_closed_port",
     }
 }
 

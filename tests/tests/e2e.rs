@@ -960,3 +960,100 @@ fn lock_files_are_removed_on_exit() {
     );
     assert_gone("an error");
 }
+
+/// Issue 11, failure 4: `connect` to a port the engine does not serve on
+/// its own address waited for the client's timeout (the kernel got the SYN
+/// and did not have the address). A host answers RST at once.
+fn closed_port_is_refused_at_once(profile: PeerProfile) {
+    let tb = testbed_with('c', 1, profile);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, PORT, &["--app", "echo"]);
+    let target = SocketAddr::from((t.stack_ip, PORT + 1));
+    let (result, took) = in_netns(&t.peer_ns, move || {
+        let t0 = std::time::Instant::now();
+        let r = TcpStream::connect_timeout(&target, Duration::from_secs(3));
+        (r.map(|_| ()).map_err(|e| e.kind()), t0.elapsed())
+    });
+    assert_eq!(
+        result,
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "after {took:?}"
+    );
+    assert!(took < Duration::from_secs(1), "refused only after {took:?}");
+    let s = serve.stats();
+    assert!(counter(&s, "/xdp/redirect_tcp_closed_port") >= 1, "{s:#}");
+    assert!(counter(&s, "/tcp/rst_out") >= 1, "{s:#}");
+    // The served port still works.
+    let ok = in_netns(&t.peer_ns, move || {
+        TcpStream::connect_timeout(&SocketAddr::from((STACK, PORT)), Duration::from_secs(3)).is_ok()
+    });
+    assert!(ok);
+}
+
+const STACK: std::net::Ipv4Addr = xstack_tests::STACK_IP;
+
+#[test]
+fn a_closed_port_on_the_engines_own_address_is_refused_at_once_on_the_default_peer() {
+    closed_port_is_refused_at_once(PeerProfile::Default);
+}
+
+#[test]
+fn a_closed_port_on_the_engines_own_address_is_refused_at_once_on_the_tuned_peer() {
+    closed_port_is_refused_at_once(PeerProfile::Tuned);
+}
+
+/// When the kernel has the address too, ports the engine does not serve
+/// stay with the kernel: a kernel listener on another port of the same
+/// address is reached.
+#[test]
+fn ports_the_engine_does_not_serve_on_a_shared_address_stay_with_the_kernel() {
+    use std::io::Read;
+    let tb = testbed_with('k', 1, PeerProfile::Default);
+    let t = &tb.testbed;
+    let ip = |args: &[&str]| {
+        let st = Command::new("ip").args(args).status().unwrap();
+        assert!(st.success(), "ip {args:?}");
+    };
+    ip(&[
+        "-n",
+        &t.stack_ns,
+        "addr",
+        "add",
+        &format!("{}/24", t.stack_ip),
+        "dev",
+        &t.stack_if,
+    ]);
+    // ARP for the shared address goes to the engine (XDP redirects it), so
+    // the kernel learns the peer's MAC from nothing: give it a neighbour.
+    ip(&[
+        "-n",
+        &t.stack_ns,
+        "neigh",
+        "replace",
+        &t.peer_ip.to_string(),
+        "lladdr",
+        &xstack::tools::testbed::PEER_MAC.to_string(),
+        "dev",
+        &t.stack_if,
+    ]);
+    let addr = SocketAddr::from((t.stack_ip, PORT + 1));
+    let listener = in_netns(&t.stack_ns, move || {
+        std::net::TcpListener::bind(addr).unwrap()
+    });
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut b = [0u8; 5];
+        c.read_exact(&mut b).map(|_| b)
+    });
+    let serve = Serve::start(t, PORT, &["--app", "echo"]);
+    let sent = in_netns(&t.peer_ns, move || {
+        use std::io::Write;
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).expect("kernel port");
+        s.write_all(b"hello").is_ok()
+    });
+    assert!(sent);
+    assert_eq!(&server.join().unwrap().unwrap(), b"hello");
+    let s = serve.stats();
+    assert_eq!(counter(&s, "/xdp/redirect_tcp_closed_port"), 0, "{s:#}");
+    assert!(counter(&s, "/xdp/pass_port_not_owned") >= 1, "{s:#}");
+}

@@ -135,6 +135,76 @@ fn owned_tcp_is_redirected_to_the_queue_socket() {
     assert_eq!(p.queue_redirects(1).unwrap(), vec![1]);
 }
 
+/// Issue 11, failure 4: a closed port on an address no kernel interface
+/// has went to the kernel, which does not have the address and stayed
+/// silent; the client waited for its own timeout.
+#[test]
+fn tcp_to_a_closed_port_of_an_address_the_engine_owns_alone_goes_to_the_engine() {
+    let (mut p, _sock) = program(true);
+    p.own_addr_exclusively(OURS).unwrap();
+    let closed = PORT + 1;
+    // A SYN, and an ACK (no SYN), both to the closed port: the engine
+    // answers them with RST.
+    expect(
+        &mut p,
+        &ipv4(OURS, ipv4::PROTO_TCP, &tcp(closed, 5)),
+        XDP_REDIRECT,
+        Counter::RedirectTcpClosedPort,
+    );
+    expect(
+        &mut p,
+        &segment_to(closed, 0x10, 1, 1),
+        XDP_REDIRECT,
+        Counter::RedirectTcpClosedPort,
+    );
+    // Never a cookie for a closed port, even in cookie mode.
+    cookies(&mut p, SynCookies::Always);
+    expect(
+        &mut p,
+        &segment_to(closed, 0x02, 1000, 0),
+        XDP_REDIRECT,
+        Counter::RedirectTcpClosedPort,
+    );
+    // Nonsense flags are still dropped.
+    expect(
+        &mut p,
+        &segment_to(closed, 0x03, 1, 0),
+        XDP_DROP,
+        Counter::DropFlagsSynFin,
+    );
+    // The served port keeps its own path: a cookie SYN-ACK.
+    expect(
+        &mut p,
+        &segment_to(PORT, 0x02, 1000, 0),
+        XDP_TX,
+        Counter::TxCookieSynAck,
+    );
+}
+
+#[test]
+fn tcp_to_a_port_nobody_serves_on_a_shared_address_stays_with_the_kernel() {
+    let (mut p, _sock) = program(true);
+    expect(
+        &mut p,
+        &ipv4(OURS, ipv4::PROTO_TCP, &tcp(PORT + 1, 5)),
+        XDP_PASS,
+        Counter::PassPortNotOwned,
+    );
+}
+
+/// A well-formed segment from the peer to `dport`.
+fn segment_to(dport: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    LINK.tcp(&TcpSegment {
+        src_port: 40001,
+        dst_port: dport,
+        seq,
+        ack,
+        flags,
+        window: 64240,
+        ..TcpSegment::default()
+    })
+}
+
 #[test]
 fn arp_and_icmp_for_the_stack_address_are_redirected() {
     let (mut p, _sock) = program(true);

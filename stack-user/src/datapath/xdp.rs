@@ -28,7 +28,7 @@ use aya::{
 use serde::Serialize;
 use stack_ebpf::{
     cookie::Secrets, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState, PortKey,
-    TcpClass, ADDR_ARP, ADDR_ICMP, MAX_QUEUES, PROGRAM_NAME,
+    TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP, MAX_QUEUES, PROGRAM_NAME,
 };
 use thiserror::Error;
 
@@ -519,6 +519,19 @@ impl XdpProgram {
     pub fn own_addr(&mut self, addr: Ipv4Addr) -> Result<(), XdpError> {
         self.addrs
             .insert(AddrKey::new(addr.octets()), ADDR_ARP | ADDR_ICMP, 0)
+            .map_err(map_err("OWNED_ADDRS"))
+    }
+
+    /// Claims `addr` as the engine's alone: ARP, ICMP and TCP to every port
+    /// (closed ones are answered with RST by the engine, as a host does).
+    /// For an address no kernel interface has.
+    pub fn own_addr_exclusively(&mut self, addr: Ipv4Addr) -> Result<(), XdpError> {
+        self.addrs
+            .insert(
+                AddrKey::new(addr.octets()),
+                ADDR_ARP | ADDR_ICMP | ADDR_ALL_TCP,
+                0,
+            )
             .map_err(map_err("OWNED_ADDRS"))
     }
 

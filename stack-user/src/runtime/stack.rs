@@ -152,7 +152,39 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         }
         None => None,
     };
-    prog.own_addr(config.ip)?;
+    // A load generator's stack (no listening port) says it at debug level.
+    let level = if config.listen.is_empty() {
+        log::Level::Debug
+    } else {
+        log::Level::Info
+    };
+    match sys::address_on_kernel(config.ip) {
+        Some(false) => {
+            // A host answers a SYN to a closed port with RST ("connection
+            // refused", RFC 9293 §3.10.7.1); the kernel cannot, it does not
+            // have the address.
+            prog.own_addr_exclusively(config.ip)?;
+            log::log!(
+                level,
+                "{} is on no kernel interface: every TCP port of it is the engine's (closed ones answered with RST)",
+                config.ip
+            );
+        }
+        shared => {
+            prog.own_addr(config.ip)?;
+            log::log!(
+                level,
+                "{} {}: TCP ports other than {:?} stay with the kernel",
+                config.ip,
+                if shared.is_some() {
+                    "is also a kernel address"
+                } else {
+                    "may be a kernel address (`ip addr` unreadable)"
+                },
+                config.listen
+            );
+        }
+    }
     for p in config.listen.iter().chain(&config.client_ports) {
         prog.own_port(config.ip, *p)?;
     }

@@ -129,6 +129,27 @@ pub struct Interface {
     pub driver: String,
 }
 
+/// Whether a kernel interface of the calling thread's network namespace
+/// has `ip` (`ip -json -4 addr show`). `None` when that cannot be read.
+pub fn address_on_kernel(ip: Ipv4Addr) -> Option<bool> {
+    let out = std::process::Command::new("ip")
+        .args(["-json", "-4", "addr", "show"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let want = ip.to_string();
+    Some(v.as_array()?.iter().any(|link| {
+        link["addr_info"].as_array().is_some_and(|addrs| {
+            addrs
+                .iter()
+                .any(|a| a["local"].as_str() == Some(want.as_str()))
+        })
+    }))
+}
+
 /// Reads interface facts of the calling thread's network namespace (over
 /// rtnetlink, with `ip -details -json link show`, so it is right however the
 /// namespace was entered: `ip netns exec`, `nsenter` or `setns`).
