@@ -495,3 +495,164 @@ fn kernel_load_timeout_bounds_each_wait_not_a_keep_alive_connections_life() {
     assert_eq!(counter(&v, "/connections"), 4, "{v:#}");
     let _ = std::fs::remove_file(json);
 }
+
+/// Runs `xstack load` in `ns` like `load`, but kills it (our own child, by
+/// pid) and fails when it has not ended within `limit`: a load that hangs
+/// fails the test instead of blocking the suite.
+fn load_within(ns: &str, args: &[&str], json: &Path, limit: Duration) -> (Value, Duration) {
+    let t0 = std::time::Instant::now();
+    let mut child = xstack::tools::testbed::netns_command(ns, xstack_bin().to_str().unwrap())
+        .arg("load")
+        .args(args)
+        .args(["--quiet", "--json", json.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xstack load");
+    let ended = wait_until(limit, || child.try_wait().ok().flatten().is_some());
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("xstack load output");
+    let took = t0.elapsed();
+    assert!(
+        ended,
+        "xstack load {args:?} did not end within {limit:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "xstack load failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v =
+        serde_json::from_slice(&std::fs::read(json).expect("json written")).expect("valid JSON");
+    (v, took)
+}
+
+/// Every connection of a big-message echo load completed, byte for byte.
+fn assert_big_echo_complete(v: &Value, conns: u64, bytes: u64) {
+    assert_no_errors(v);
+    assert_eq!(counter(v, "/connections"), conns, "{v:#}");
+    assert_eq!(counter(v, "/requests"), conns, "{v:#}");
+    assert_eq!(counter(v, "/bytes_out"), conns * bytes, "{v:#}");
+    assert_eq!(counter(v, "/bytes_in"), conns * bytes, "{v:#}");
+}
+
+#[test]
+fn load_with_requests_bigger_than_the_socket_buffers_completes_in_both_modes() {
+    // 4 MiB requests are bigger than both directions' buffers together: a
+    // driver that writes the whole request before it reads deadlocks
+    // against an echo server (the server stops reading when its output is
+    // full, the client stops reading while its write waits).
+    const BYTES: u64 = 4 * 1024 * 1024;
+    let tb = testbed('b', 1);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, 7, &["--app", "echo"]);
+    let big = [
+        "--concurrency",
+        "5",
+        "--connections",
+        "5",
+        "--request-bytes",
+        "4194304",
+        // A step without progress, not a whole response: each 4 MiB echo
+        // takes longer than this here, but its bytes keep moving.
+        "--timeout",
+        "1",
+    ];
+    let json = tmp("big.json");
+    let limit = Duration::from_secs(30);
+    // Kernel sockets against the engine's echo.
+    let (v, _) = load_within(
+        &t.peer_ns,
+        &[&["--kernel", "--target", "198.18.0.2:7"][..], &big].concat(),
+        &json,
+        limit,
+    );
+    assert_eq!(v["stack"], "kernel");
+    assert_big_echo_complete(&v, 5, BYTES);
+    // The engine driver against the engine's echo.
+    let (v, _) = load_within(
+        &t.peer_ns,
+        &[
+            &[
+                "--iface",
+                &t.peer_if,
+                "--ip",
+                "198.18.0.3",
+                "--target",
+                "198.18.0.2:7",
+            ][..],
+            &big,
+        ]
+        .concat(),
+        &json,
+        limit,
+    );
+    assert_eq!(v["stack"], "xstack");
+    assert_big_echo_complete(&v, 5, BYTES);
+    let ok = wait_until(Duration::from_secs(3), || {
+        counter(&serve.stats(), "/engine/app_bytes_in") == 10 * BYTES
+    });
+    assert!(ok, "{:#}", serve.stats());
+    // Kernel sockets against a kernel echo server.
+    let _ks = Kserve::start(t, &t.peer_ns, "198.18.0.1:80", &["--app", "echo"]);
+    let (v, _) = load_within(
+        &t.peer_ns,
+        &[&["--kernel", "--target", "198.18.0.1:80"][..], &big].concat(),
+        &json,
+        limit,
+    );
+    assert_big_echo_complete(&v, 5, BYTES);
+    let _ = std::fs::remove_file(json);
+}
+
+#[test]
+fn a_load_against_a_server_that_never_answers_ends_by_its_own_bound() {
+    // A kernel listener that completes handshakes (the backlog) but is
+    // never accepted, so nothing is ever read or answered: 16 MiB requests
+    // fill every buffer on the way and the writes block for good. Each run
+    // must end by --duration plus its drain bound, with the stuck
+    // connections counted as timeouts.
+    let tb = testbed('n', 1);
+    let t = &tb.testbed;
+    let _listener = xstack::tools::testbed::in_netns(&t.peer_ns, || {
+        std::net::TcpListener::bind("198.18.0.1:9").expect("bind a listener that never accepts")
+    });
+    let bounds = [
+        "--concurrency",
+        "2",
+        "--duration",
+        "2",
+        "--timeout",
+        "2",
+        "--request-bytes",
+        "16777216",
+    ];
+    let json = tmp("never.json");
+    // duration 2 s + timeout 2 s + drain 1 s, and start-up on a busy box.
+    let limit = Duration::from_secs(12);
+    for (ns, mode) in [
+        (&t.peer_ns, vec!["--kernel"]),
+        (
+            &t.stack_ns,
+            vec!["--iface", &t.stack_if, "--ip", "198.18.0.2"],
+        ),
+    ] {
+        let (v, took) = load_within(
+            ns,
+            &[&mode[..], &["--target", "198.18.0.1:9"], &bounds].concat(),
+            &json,
+            limit,
+        );
+        assert!(took < limit, "{mode:?} took {took:?}");
+        assert_eq!(counter(&v, "/connections"), 0, "{mode:?}: {v:#}");
+        assert_eq!(counter(&v, "/requests"), 0, "{mode:?}: {v:#}");
+        assert!(counter(&v, "/errors/timeout") >= 2, "{mode:?}: {v:#}");
+        assert!(v["elapsed_s"].as_f64().unwrap() < 8.0, "{mode:?}: {v:#}");
+    }
+    let _ = std::fs::remove_file(json);
+}

@@ -42,7 +42,7 @@ pub(super) struct Args {
     /// Connections to make in all.
     #[arg(long)]
     connections: Option<u64>,
-    /// Seconds a connection may go without progress (handshake, a response) before it counts as timed out.
+    /// Seconds a connection may go without progress (handshake, bytes of a request or response, the FIN) before it counts as timed out; past --duration, open connections get this + 1 s, then count as timeouts.
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
     /// Engines, one per AF_XDP queue, each on its own thread (queues 0..N of --iface; not with --kernel, which has --threads).

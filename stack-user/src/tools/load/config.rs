@@ -46,8 +46,10 @@ pub struct LoadConfig {
     pub duration: Option<Duration>,
     /// Stop after this many connections.
     pub connections: Option<u64>,
-    /// How long a connection may go without progress (connect, a
-    /// response) before it counts as timed out.
+    /// How long a connection may go without progress (connect, bytes of
+    /// a request or its response, the server's FIN) before it counts as
+    /// timed out; past `duration`, open connections get this plus 1 s to
+    /// finish before the run ends and counts them as timeouts.
     pub timeout: Duration,
     /// Print a progress line every second.
     pub progress: bool,

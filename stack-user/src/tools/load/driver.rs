@@ -42,19 +42,50 @@ impl std::hash::Hasher for IdHasher {
 
 type ConnMap = HashMap<ConnId, Conn, std::hash::BuildHasherDefault<IdHasher>>;
 
-/// One client connection of the engine driver.
+/// One client connection of the engine driver. The request in flight is
+/// `requests[last_sent]`, of which `sent` bytes are written; its response
+/// is taken as it arrives (`reply`), so reading and writing go on together
+/// and a request bigger than the send buffer is written as ACKs free room
+/// (Writable) while the echo of its start is read.
 struct Conn {
     /// When the current request was meant to start (latency origin).
     origin: Instant,
-    /// Last progress (connect, or a response): `--timeout` counts from here.
-    started: Instant,
+    /// Last progress (the connection started, or bytes moved either way):
+    /// `--timeout` counts from here.
+    progress: Instant,
+    /// The handshake completed and the first request went out.
+    connected: bool,
     done: u32,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
+    /// Bytes of the request in flight written so far.
+    sent: usize,
+    reply: Reply,
     /// Waiting for the server's FIN (`--close server`).
     awaiting_fin: bool,
     /// The request in flight is the connection's last.
     last_sent: bool,
+}
+
+/// Writes what fits of `conn`'s request; `Err` when the connection failed.
+fn push(
+    tcp: &mut crate::tcp::TcpEngine,
+    c: ConnId,
+    conn: &mut Conn,
+    req: &[u8],
+    rec: &mut Recorder,
+) -> Result<(), TcpError> {
+    while conn.sent < req.len() {
+        match tcp.write(c, &req[conn.sent..]) {
+            Ok(n) => {
+                rec.bytes_out += n as u64;
+                conn.sent += n;
+                conn.progress = Instant::now();
+            }
+            // A short write armed Writable: the rest goes out then.
+            Err(TcpError::WouldBlock) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Runs the load on the xstack engine bound to `iface` with address `ip`,
@@ -64,15 +95,9 @@ struct Conn {
 /// The engine's `TcpConfig` is `tcp`; a generator wants `tcp_tw_reuse = 1`
 /// so that 4-tuples in TIME_WAIT are reused after 1 s (with timestamps,
 /// PAWS protects the new incarnation), as `xstack load` sets by default.
-pub fn run_engine(
-    iface: &str,
-    ip: Ipv4Addr,
-    cfg: &LoadConfig,
-    mut tcp: TcpConfig,
-) -> Result<Summary> {
+pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -> Result<Summary> {
     cfg.validate()?;
     let (lo, hi) = tcp.ip_local_port_range;
-    tcp.tcp_wmem = tcp.tcp_wmem.max(cfg.request_bytes as u32);
     let queues = cfg.queues;
     let (_prog, stacks) = Stack::open_queues(&StackConfig {
         iface: iface.to_string(),
@@ -180,8 +205,9 @@ fn drive(st: &mut Stack, cfg: &LoadConfig, shared: &Mutex<Recorder>, start: Inst
         if !can_start && conns.is_empty() {
             break;
         }
-        if stop_at.is_some_and(|t| now > t + cfg.timeout + Duration::from_secs(1)) {
-            // Whatever is still open now has timed out.
+        if stop_at.is_some_and(|t| now > t + drain_bound(cfg)) {
+            // The run ends here whatever the server does: whatever is
+            // still open has timed out.
             rec.errors.timeout += conns.len() as u64;
             for (c, _) in conns.drain() {
                 let _ = st.engine().tcp().abort(c);
@@ -235,10 +261,11 @@ fn drive(st: &mut Stack, cfg: &LoadConfig, shared: &Mutex<Recorder>, start: Inst
                         c,
                         Conn {
                             origin,
-                            started: now,
+                            progress: now,
+                            connected: false,
                             done: 0,
-                            inbuf: Vec::new(),
-                            out: Vec::new(),
+                            sent: 0,
+                            reply: Reply::default(),
                             awaiting_fin: false,
                             last_sent: false,
                         },
@@ -281,115 +308,98 @@ fn drive(st: &mut Stack, cfg: &LoadConfig, shared: &Mutex<Recorder>, start: Inst
             }
             let tcp_now = st.now();
             let tcp = st.engine().tcp();
-            if kind == 0 && conn.done == 0 && conn.out.is_empty() && conn.inbuf.is_empty() {
+            if kind == 0 && !conn.connected {
                 // Connected: first request; latency origin stays the intended start.
+                conn.connected = true;
+                conn.progress = Instant::now();
                 conn.last_sent = cfg.requests_per_conn == 1;
-                conn.out.clear();
-                conn.out
-                    .extend_from_slice(&requests[usize::from(conn.last_sent)]);
+                conn.sent = 0;
                 if matches!(cfg.lp, Loop::Closed(_)) {
                     conn.origin = Instant::now();
                 }
             }
-            // Write what is pending.
-            let mut failed = false;
-            while !conn.out.is_empty() {
-                match tcp.write(c, &conn.out) {
-                    Ok(n) => {
-                        rec.bytes_out += n as u64;
-                        conn.out.drain(..n);
-                    }
-                    Err(TcpError::WouldBlock) => break,
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
+            // On every event: push what fits of the request, then drain
+            // what came back, so neither direction waits for the other.
+            let mut failed = None;
+            if conn.connected && !conn.awaiting_fin {
+                if let Err(e) = push(tcp, c, conn, &requests[usize::from(conn.last_sent)], rec) {
+                    failed = Some(format!("write: {e}"));
                 }
             }
-            // Read responses.
             let mut finished = false;
-            loop {
-                match tcp.read(c, &mut buf) {
-                    Ok(0) => {
-                        if conn.awaiting_fin {
-                            let _ = tcp.close(tcp_now, c);
-                            rec.conn_done();
-                            finished = true;
-                        } else {
-                            failed = true;
-                        }
-                        break;
-                    }
-                    Ok(n) => {
-                        rec.bytes_received(n as u64);
-                        conn.inbuf.extend_from_slice(&buf[..n]);
-                        loop {
-                            match response_complete(cfg, &conn.inbuf) {
-                                Ok(Some(len)) => {
-                                    conn.inbuf.drain(..len);
-                                    rec.latency(conn.origin.elapsed());
-                                    conn.started = Instant::now();
-                                    conn.done += 1;
-                                    // Past the deadline a connection ends after its
-                                    // current request (with --close server, after
-                                    // one more that asks the server to close).
-                                    let over = stop_at.is_some_and(|t| Instant::now() >= t);
-                                    if conn.last_sent || (over && cfg.close != CloseBy::Server) {
-                                        match cfg.close {
-                                            CloseBy::Client => {
-                                                let _ = tcp.close(tcp_now, c);
-                                                rec.conn_done();
-                                                finished = true;
-                                            }
-                                            CloseBy::Rst => {
-                                                let _ = tcp.abort(c);
-                                                rec.conn_done();
-                                                finished = true;
-                                            }
-                                            CloseBy::Server => conn.awaiting_fin = true,
-                                        }
-                                        break;
-                                    }
-                                    let last = conn.done + 1 == cfg.requests_per_conn || over;
-                                    conn.last_sent = last;
-                                    conn.out.clear();
-                                    conn.out.extend_from_slice(&requests[usize::from(last)]);
-                                    conn.origin = Instant::now();
-                                    while !conn.out.is_empty() {
-                                        match tcp.write(c, &conn.out) {
-                                            Ok(n) => {
-                                                rec.bytes_out += n as u64;
-                                                conn.out.drain(..n);
-                                            }
-                                            Err(_) => break,
-                                        }
-                                    }
-                                }
-                                Ok(None) => break,
-                                Err(()) => {
-                                    failed = true;
-                                    break;
-                                }
-                            }
-                        }
-                        if finished || failed {
-                            break;
-                        }
-                    }
-                    Err(TcpError::WouldBlock) => break,
-                    Err(TcpError::ConnectionReset) => {
-                        rec.errors.reset += 1;
+            while failed.is_none() && !finished {
+                let n = match tcp.read(c, &mut buf) {
+                    Ok(0) if conn.awaiting_fin => {
+                        let _ = tcp.close(tcp_now, c);
+                        rec.conn_done();
                         finished = true;
                         break;
                     }
-                    Err(_) => {
-                        failed = true;
+                    Ok(0) => {
+                        failed = Some("the server closed before its response".into());
                         break;
                     }
+                    Ok(n) => n,
+                    Err(TcpError::WouldBlock) => break,
+                    Err(TcpError::ConnectionReset) => {
+                        rec.errors.reset += 1;
+                        let _ = tcp.close(tcp_now, c);
+                        finished = true;
+                        break;
+                    }
+                    Err(e) => {
+                        failed = Some(format!("read: {e}"));
+                        break;
+                    }
+                };
+                rec.bytes_received(n as u64);
+                conn.progress = Instant::now();
+                if conn.awaiting_fin {
+                    // Bytes after the last response: not ours to check.
+                    continue;
+                }
+                let req = &requests[usize::from(conn.last_sent)];
+                match conn.reply.feed(cfg, req, conn.sent, &buf[..n]) {
+                    Fed::Partial => continue,
+                    Fed::Bad(why) => {
+                        failed = Some(why);
+                        break;
+                    }
+                    Fed::Complete => {}
+                }
+                rec.latency(conn.origin.elapsed());
+                conn.done += 1;
+                // Past the deadline a connection ends after its current
+                // request (with --close server, after one more that asks
+                // the server to close).
+                let over = stop_at.is_some_and(|t| Instant::now() >= t);
+                if conn.last_sent || (over && cfg.close != CloseBy::Server) {
+                    match cfg.close {
+                        CloseBy::Client => {
+                            let _ = tcp.close(tcp_now, c);
+                            rec.conn_done();
+                            finished = true;
+                        }
+                        CloseBy::Rst => {
+                            let _ = tcp.abort(c);
+                            rec.conn_done();
+                            finished = true;
+                        }
+                        CloseBy::Server => conn.awaiting_fin = true,
+                    }
+                    continue;
+                }
+                // The next request.
+                conn.last_sent = conn.done + 1 == cfg.requests_per_conn || over;
+                conn.sent = 0;
+                conn.origin = Instant::now();
+                if let Err(e) = push(tcp, c, conn, &requests[usize::from(conn.last_sent)], rec) {
+                    failed = Some(format!("write: {e}"));
                 }
             }
-            if failed {
+            if let Some(why) = failed {
                 rec.errors.other += 1;
+                rec.first_error.get_or_insert(why);
                 let _ = tcp.abort(c);
                 finished = true;
             }
@@ -404,7 +414,7 @@ fn drive(st: &mut Stack, cfg: &LoadConfig, shared: &Mutex<Recorder>, start: Inst
             let now = Instant::now();
             let expired: Vec<ConnId> = conns
                 .iter()
-                .filter(|(_, k)| now.duration_since(k.started) > cfg.timeout)
+                .filter(|(_, k)| now.duration_since(k.progress) > cfg.timeout)
                 .map(|(c, _)| *c)
                 .collect();
             for c in expired {

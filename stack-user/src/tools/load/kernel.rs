@@ -37,17 +37,103 @@ async fn within<T>(
         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
+/// Bytes moved on one connection and not yet added to the recorder.
+#[derive(Default)]
+struct Moved {
+    out: u64,
+    inn: u64,
+}
+
+impl Moved {
+    /// Adds the bytes to the recorder once enough have gathered (`all`:
+    /// whatever there is), so that a long exchange shows in the totals
+    /// as it goes without a lock per chunk.
+    fn flush(&mut self, rec: &Mutex<Recorder>, all: bool) {
+        if !all && self.out + self.inn < 256 * 1024 {
+            return;
+        }
+        if let Ok(mut r) = rec.lock() {
+            r.bytes_out += self.out;
+            r.bytes_received(self.inn);
+        }
+        *self = Moved::default();
+    }
+}
+
+/// Sends `req` and takes its response at the same time: the socket's read
+/// and write readiness are awaited together, so a request bigger than
+/// both directions' socket buffers cannot deadlock against an echo (a
+/// client that wrote the whole request before reading would wait for
+/// room that only its own reading makes). `limit` bounds each wait
+/// without progress in either direction (`--timeout`).
+async fn exchange(
+    s: &tokio::net::TcpStream,
+    cfg: &LoadConfig,
+    req: &[u8],
+    reply: &mut Reply,
+    buf: &mut [u8],
+    moved: &mut Moved,
+    rec: &Mutex<Recorder>,
+) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    let limit = cfg.timeout;
+    let mut sent = 0usize;
+    let stall = tokio::time::sleep(limit);
+    tokio::pin!(stall);
+    loop {
+        tokio::select! {
+            r = s.readable() => {
+                r?;
+                let n = match s.try_read(buf) {
+                    Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                };
+                moved.inn += n as u64;
+                moved.flush(rec, false);
+                stall.as_mut().reset((Instant::now() + limit).into());
+                match reply.feed(cfg, req, sent, &buf[..n]) {
+                    Fed::Partial => {}
+                    Fed::Complete => return Ok(()),
+                    Fed::Bad(why) => return Err(Error::new(ErrorKind::InvalidData, why)),
+                }
+            }
+            w = s.writable(), if sent < req.len() => {
+                w?;
+                match s.try_write(&req[sent..]) {
+                    Ok(n) => {
+                        sent += n;
+                        moved.out += n as u64;
+                        moved.flush(rec, false);
+                        stall.as_mut().reset((Instant::now() + limit).into());
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            () = &mut stall => return Err(ErrorKind::TimedOut.into()),
+        }
+    }
+}
+
 async fn kernel_conn(
     cfg: Arc<LoadConfig>,
+    requests: Arc<[Vec<u8>; 2]>,
     origin: Instant,
     start_of_run: Instant,
     rec: Arc<Mutex<Recorder>>,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // `--timeout` bounds each step without progress (connect, a response,
-    // the server's FIN), as in engine mode, not the whole connection: a
-    // keep-alive connection may rightly live as long as the run.
+    use tokio::io::AsyncReadExt;
+    if let Ok(mut r) = rec.lock() {
+        r.active += 1;
+    }
+    // `--timeout` bounds each step without progress (connect, bytes of a
+    // request or its response, the server's FIN), as in engine mode, not
+    // the whole connection: a keep-alive connection may rightly live as
+    // long as the run, and a big request as long as its bytes move.
     let limit = cfg.timeout;
+    let mut moved = Moved::default();
     let res: std::io::Result<()> = async {
         let mut s = within(limit, tokio::net::TcpStream::connect(cfg.target)).await?;
         s.set_nodelay(true)?;
@@ -56,7 +142,7 @@ async fn kernel_conn(
         } else {
             origin
         };
-        let mut inbuf = Vec::new();
+        let mut reply = Reply::default();
         let mut buf = vec![0u8; 64 * 1024];
         let stop_at = cfg.duration.map(|d| start_of_run + d);
         for i in 0..cfg.requests_per_conn {
@@ -65,24 +151,10 @@ async fn kernel_conn(
                 break;
             }
             let last = i + 1 == cfg.requests_per_conn || over;
-            let req = request_bytes(&cfg, last);
-            s.write_all(&req).await?;
-            let mut got = 0u64;
-            loop {
-                if let Ok(Some(len)) = response_complete(&cfg, &inbuf) {
-                    inbuf.drain(..len);
-                    break;
-                }
-                let n = within(limit, s.read(&mut buf)).await?;
-                if n == 0 {
-                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
-                }
-                got += n as u64;
-                inbuf.extend_from_slice(&buf[..n]);
-            }
+            let req = &requests[usize::from(last)];
+            exchange(&s, &cfg, req, &mut reply, &mut buf, &mut moved, &rec).await?;
+            moved.flush(&rec, true);
             if let Ok(mut r) = rec.lock() {
-                r.bytes_out += req.len() as u64;
-                r.bytes_received(got);
                 r.latency(origin.elapsed());
             }
             origin = Instant::now();
@@ -106,7 +178,9 @@ async fn kernel_conn(
         Ok(())
     }
     .await;
+    moved.flush(&rec, true);
     if let Ok(mut r) = rec.lock() {
+        r.active = r.active.saturating_sub(1);
         match res {
             Ok(()) => r.conn_done(),
             Err(e) => {
@@ -134,6 +208,7 @@ pub fn run_kernel(cfg: &LoadConfig, threads: usize) -> Result<Summary> {
         .enable_all()
         .build()?;
     let cfg = Arc::new(cfg.clone());
+    let requests = Arc::new([request_bytes(&cfg, false), request_bytes(&cfg, true)]);
     let rec = Arc::new(Mutex::new(Recorder::new()));
     if let Ok(mut r) = rec.lock() {
         r.window = cfg.duration.map(|d| (Instant::now() + d, d));
@@ -153,21 +228,36 @@ pub fn run_kernel(cfg: &LoadConfig, threads: usize) -> Result<Summary> {
             Loop::Closed(n) => {
                 for _ in 0..n {
                     let (cfg, rec, started) = (cfg.clone(), rec.clone(), started.clone());
+                    let requests = requests.clone();
                     tasks.spawn(async move {
                         while may_start(&started) {
-                            kernel_conn(cfg.clone(), Instant::now(), start, rec.clone()).await;
+                            kernel_conn(
+                                cfg.clone(),
+                                requests.clone(),
+                                Instant::now(),
+                                start,
+                                rec.clone(),
+                            )
+                            .await;
                         }
                     });
                 }
             }
             Loop::Open(rate) => {
                 let (cfg2, rec2, started2) = (cfg.clone(), rec.clone(), started.clone());
+                let requests = requests.clone();
                 tasks.spawn(async move {
                     let mut next = Instant::now();
                     let mut conns = tokio::task::JoinSet::new();
                     while may_start(&started2) {
                         tokio::time::sleep_until(next.into()).await;
-                        conns.spawn(kernel_conn(cfg2.clone(), next, start, rec2.clone()));
+                        conns.spawn(kernel_conn(
+                            cfg2.clone(),
+                            requests.clone(),
+                            next,
+                            start,
+                            rec2.clone(),
+                        ));
                         next += Duration::from_secs_f64(1.0 / rate);
                         while conns.try_join_next().is_some() {}
                     }
@@ -175,21 +265,46 @@ pub fn run_kernel(cfg: &LoadConfig, threads: usize) -> Result<Summary> {
                 });
             }
         }
+        // Past --duration and its drain bound the run ends, whatever the
+        // server does: the connections still open are dropped (their
+        // tasks cancelled) and counted as timeouts below.
+        let end = stop_at.map(|t| t + drain_bound(&cfg));
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
                 r = tasks.join_next() => if r.is_none() { break },
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                _ = tick.tick() => {
+                    if end.is_some_and(|e| Instant::now() >= e) {
+                        tasks.abort_all();
+                        while tasks.join_next().await.is_some() {}
+                        break;
+                    }
                     if let Ok(mut r) = rec.lock() {
-                        rep.tick(&mut r, 0, kernel_time_wait());
+                        let active = r.active;
+                        rep.tick(&mut r, active, kernel_time_wait());
                     }
                 }
             }
         }
     });
+    // Dropping the runtime cancels every task left (those of an open loop
+    // too) and waits for its threads, so the count of open connections is
+    // final: those are the stragglers the bound cut off.
+    drop(rt);
     let elapsed = start.elapsed().as_secs_f64();
     let mut r = rec
         .lock()
         .map_err(|_| anyhow::anyhow!("recorder poisoned"))?;
     r.peak_tw = r.peak_tw.max(kernel_time_wait());
+    if r.active > 0 {
+        r.errors.timeout += r.active as u64;
+        let why = format!(
+            "{} connections still open {:.1} s after --duration: counted as timeouts",
+            r.active,
+            drain_bound(&cfg).as_secs_f64()
+        );
+        r.first_error.get_or_insert(why);
+        r.active = 0;
+    }
     Ok(r.summary("kernel", cfg.target, elapsed))
 }
