@@ -1057,3 +1057,169 @@ fn ports_the_engine_does_not_serve_on_a_shared_address_stay_with_the_kernel() {
     assert_eq!(counter(&s, "/xdp/redirect_tcp_closed_port"), 0, "{s:#}");
     assert!(counter(&s, "/xdp/pass_port_not_owned") >= 1, "{s:#}");
 }
+
+/// A file of `len` pseudo-random bytes (xorshift, seeded by `len`) in a new
+/// temporary directory, readable from the peer namespace (namespaces share
+/// the file system).
+fn random_file(dir: &std::path::Path, len: usize) -> std::path::PathBuf {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ len as u64;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    let path = dir.join(format!("body-{len}"));
+    std::fs::write(&path, data).expect("write body file");
+    path
+}
+
+/// SHA-256 of a file, by coreutils' sha256sum.
+fn sha256(path: &std::path::Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum output")
+        .to_string()
+}
+
+/// A directory for request and response bodies, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let p = std::env::temp_dir().join(xstack_tests::unique_name('b'));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `curl --data-binary @body url...` from the peer namespace, the responses
+/// written to `out`; returns curl's `-w` lines: code, bytes uploaded, bytes
+/// downloaded, new connections.
+fn curl_post(
+    t: &xstack_tests::Testbed,
+    body: &std::path::Path,
+    out: &std::path::Path,
+    urls: &[&str],
+) -> Vec<String> {
+    let data = format!("@{}", body.display());
+    let out = out.display().to_string();
+    let mut args = vec!["-sS", "--max-time", "30", "--data-binary", &data];
+    for u in urls {
+        args.extend(["-o", &out, *u]);
+    }
+    args.extend([
+        "-w",
+        "%{http_code} %{size_upload} %{size_download} %{num_connects}\n",
+    ]);
+    let r = peer(t, "curl", &args);
+    let text = String::from_utf8_lossy(&r.stdout).to_string();
+    assert!(
+        r.status.success(),
+        "curl: {text} {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    text.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn curl_request_bodies_of_1_and_16_mib_are_accepted_and_echoed_byte_exact() {
+    let tb = testbed('c', 1);
+    let t = &tb.testbed;
+    let dir = TempDir::new();
+    let url = format!("http://{}:80/", t.stack_ip);
+    let out = dir.0.join("response");
+    let sizes = [1 << 20, 16 << 20];
+    let files: Vec<_> = sizes.iter().map(|&n| random_file(&dir.0, n)).collect();
+
+    // Read and dropped: the fixed response, twice on one connection (curl
+    // sends the second POST where the first body ended).
+    let mut serve = Serve::start(t, 80, &["--app", "http", "--response-bytes", "1000"]);
+    for (f, n) in files.iter().zip(sizes) {
+        assert_eq!(
+            curl_post(t, f, &out, &[&url, &url]),
+            vec![format!("200 {n} 1000 1"), format!("200 {n} 1000 0")],
+            "POST of {n} bytes"
+        );
+    }
+    let s = serve.stats();
+    assert_eq!(counter(&s, "/engine/http_requests"), 4, "{s:#}");
+    assert_eq!(counter(&s, "/engine/http_errors"), 0, "{s:#}");
+    serve.stop_with(libc::SIGTERM);
+
+    // Echoed: what comes back is what was sent.
+    let serve = Serve::start(t, 80, &["--app", "http", "--echo-body"]);
+    for (f, n) in files.iter().zip(sizes) {
+        assert_eq!(
+            curl_post(t, f, &out, &[&url]),
+            vec![format!("200 {n} {n} 1")],
+            "echoed POST of {n} bytes"
+        );
+        assert_eq!(sha256(&out), sha256(f), "echoed body of {n} bytes");
+    }
+    let s = serve.stats();
+    assert_eq!(counter(&s, "/engine/http_requests"), 2, "{s:#}");
+    assert_eq!(counter(&s, "/engine/http_errors"), 0, "{s:#}");
+}
+
+#[test]
+fn request_bodies_over_max_body_get_413() {
+    let tb = testbed('m', 1);
+    let t = &tb.testbed;
+    let dir = TempDir::new();
+    let url = format!("http://{}:80/", t.stack_ip);
+    let out = dir.0.join("response");
+    let serve = Serve::start(t, 80, &["--app", "http", "--max-body", "1048576"]);
+    // At the limit: accepted.
+    let ok = random_file(&dir.0, 1 << 20);
+    assert_eq!(
+        curl_post(t, &ok, &out, &[&url]),
+        vec![format!("200 {} 64 1", 1 << 20)]
+    );
+    // Over it with `Expect: 100-continue` (curl sends it above 1 MiB): 413
+    // before any body byte is sent.
+    let big = random_file(&dir.0, (1 << 20) + 1);
+    assert_eq!(curl_post(t, &big, &out, &[&url]), vec!["413 0 0 1"]);
+    // Over it without Expect: the body is already on its way; the 413 still
+    // reaches curl (half-close and drain, no RST).
+    let nexp = {
+        let data = format!("@{}", big.display());
+        let r = peer(
+            t,
+            "curl",
+            &[
+                "-sS",
+                "--max-time",
+                "10",
+                "-H",
+                "Expect:",
+                "--data-binary",
+                &data,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &url,
+            ],
+        );
+        String::from_utf8_lossy(&r.stdout).to_string()
+    };
+    assert_eq!(nexp, "413");
+    let s = serve.stats();
+    assert_eq!(counter(&s, "/engine/http_requests"), 1, "{s:#}");
+    assert_eq!(counter(&s, "/engine/http_errors"), 2, "{s:#}");
+}

@@ -28,6 +28,12 @@ pub(super) struct Args {
     /// Body size of `--app http` responses.
     #[arg(long, default_value_t = 64)]
     response_bytes: usize,
+    /// `--app http`: answer with the request's body (same Content-Length) instead of the fixed body.
+    #[arg(long)]
+    echo_body: bool,
+    /// `--app http`: largest request body in bytes; a larger Content-Length gets 413 and the connection is closed.
+    #[arg(long, default_value_t = crate::apps::http::DEFAULT_MAX_BODY)]
+    max_body: u64,
     /// TCP setting by its Linux sysctl name, repeatable (e.g. tcp_tw_reuse=1, tcp_max_tw_buckets=262144, somaxconn=4096).
     #[arg(long = "sysctl", value_name = "KEY=VALUE")]
     sysctls: Vec<String>,
@@ -129,6 +135,8 @@ pub(super) fn run(a: Args) -> Result<()> {
             client_ports: Vec::new(),
             app: a.app,
             response_bytes: a.response_bytes,
+            echo_body: a.echo_body,
+            max_body: a.max_body,
             tcp: {
                 let mut t = crate::tcp::TcpConfig::default();
                 for kv in &a.sysctls {

@@ -48,6 +48,10 @@ pub struct IfaceConfig {
     pub app: App,
     /// Body size of the HTTP application's responses.
     pub response_bytes: usize,
+    /// The HTTP application echoes request bodies instead.
+    pub echo_body: bool,
+    /// Largest request body the HTTP application accepts (413 above).
+    pub max_body: u64,
     /// TCP settings (Linux sysctl names).
     pub tcp: TcpConfig,
     /// Listen backlog per port.
@@ -310,7 +314,11 @@ impl Interface {
         let mut n = crate::apps::AppCounters::default();
         let cfg = crate::apps::AppConfig {
             app: self.config.app,
-            response_bytes: self.config.response_bytes,
+            http: crate::apps::http::ServerConfig {
+                response_bytes: self.config.response_bytes,
+                echo_body: self.config.echo_body,
+                max_body: self.config.max_body,
+            },
         };
         let done = crate::apps::service(cfg, &mut self.tcp, now, c, st, &mut n, buf);
         if done == crate::apps::Service::Closed {

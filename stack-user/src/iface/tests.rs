@@ -28,6 +28,8 @@ fn engine() -> Interface {
         ports: vec![8080],
         app: App::Echo,
         response_bytes: 0,
+        echo_body: false,
+        max_body: crate::apps::http::DEFAULT_MAX_BODY,
         tcp: TcpConfig::default(),
         backlog: 128,
         secret: [7; 16],

@@ -41,6 +41,10 @@ pub struct StackConfig {
     pub app: App,
     /// Body size of `App::Http` responses.
     pub response_bytes: usize,
+    /// `App::Http` answers with the request's body instead.
+    pub echo_body: bool,
+    /// Largest request body `App::Http` accepts (413 above).
+    pub max_body: u64,
     /// TCP settings.
     pub tcp: TcpConfig,
     /// AF_XDP settings.
@@ -69,6 +73,8 @@ impl Default for StackConfig {
             client_ports: Vec::new(),
             app: App::Discard,
             response_bytes: 0,
+            echo_body: false,
+            max_body: crate::apps::http::DEFAULT_MAX_BODY,
             tcp: TcpConfig::default(),
             xsk: XskConfig::default(),
             queues: None,
@@ -213,6 +219,8 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             ports: config.listen.clone(),
             app: config.app,
             response_bytes: config.response_bytes,
+            echo_body: config.echo_body,
+            max_body: config.max_body,
             tcp: tcp.clone(),
             backlog: 1024,
             secret: crate::datapath::fastpath::random_key(),

@@ -30,7 +30,7 @@ pub mod tcb;
 pub mod wheel;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use cc::CcAlgorithm;
 pub use config::TcpConfig;

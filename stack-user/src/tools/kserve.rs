@@ -29,21 +29,29 @@ pub struct KserveStats {
     pub bytes_out: AtomicU64,
     /// HTTP requests answered.
     pub http_requests: AtomicU64,
+    /// HTTP requests refused with an error status.
+    pub http_errors: AtomicU64,
 }
+
+/// How long a lingering close waits for each read of the client's rest.
+const LINGER_READ: Duration = Duration::from_secs(2);
 
 async fn serve_conn(
     mut s: TcpStream,
     app: App,
-    response_bytes: usize,
+    http_cfg: http::ServerConfig,
     stats: Arc<KserveStats>,
 ) -> std::io::Result<()> {
     let _ = s.set_nodelay(true);
     let mut buf = vec![0u8; 64 * 1024];
-    let mut inbuf: Vec<u8> = Vec::new();
-    let ka_response = http::response(response_bytes, true);
-    let close_response = http::response(response_bytes, false);
+    let mut conn = http::ServerConn::default();
+    let mut out: Vec<u8> = Vec::new();
     loop {
-        let n = s.read(&mut buf).await?;
+        let want = match app {
+            App::Http => conn.read_hint().min(buf.len()),
+            _ => buf.len(),
+        };
+        let n = s.read(&mut buf[..want]).await?;
         if n == 0 {
             return Ok(());
         }
@@ -55,29 +63,36 @@ async fn serve_conn(
             }
             App::Discard | App::Manual => {}
             App::Http => {
-                inbuf.extend_from_slice(&buf[..n]);
-                loop {
-                    match http::parse_request(&inbuf) {
-                        Ok(Some(req)) => {
-                            inbuf.drain(..req.len);
-                            let r = if req.keep_alive {
-                                &ka_response
-                            } else {
-                                &close_response
-                            };
-                            s.write_all(r).await?;
-                            stats.bytes_out.fetch_add(r.len() as u64, Ordering::Relaxed);
-                            stats.http_requests.fetch_add(1, Ordering::Relaxed);
-                            if !req.keep_alive {
-                                return s.shutdown().await;
+                // The same server as the engine's `--app http`.
+                let mut tally = http::Tally::default();
+                let flow = conn.input(&http_cfg, &buf[..n], &mut out, &mut tally);
+                if !out.is_empty() {
+                    s.write_all(&out).await?;
+                    stats
+                        .bytes_out
+                        .fetch_add(out.len() as u64, Ordering::Relaxed);
+                    out.clear();
+                }
+                stats
+                    .http_requests
+                    .fetch_add(tally.requests, Ordering::Relaxed);
+                stats.http_errors.fetch_add(tally.errors, Ordering::Relaxed);
+                match flow {
+                    http::Flow::Continue => {}
+                    http::Flow::Close => return s.shutdown().await,
+                    http::Flow::Linger => {
+                        // Lingering close (RFC 9112 §9.6), as the engine does.
+                        s.shutdown().await?;
+                        let mut left = http::LINGER_BYTES;
+                        while left > 0 {
+                            let room = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                            match tokio::time::timeout(LINGER_READ, s.read(&mut buf[..room])).await
+                            {
+                                Ok(Ok(k)) if k > 0 => left -= k as u64,
+                                _ => break,
                             }
                         }
-                        Ok(None) => break,
-                        Err(_) => {
-                            s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                                .await?;
-                            return s.shutdown().await;
-                        }
+                        return Ok(());
                     }
                 }
             }
@@ -90,7 +105,7 @@ async fn serve_conn(
 pub fn run(
     listen: SocketAddr,
     app: App,
-    response_bytes: usize,
+    http_cfg: http::ServerConfig,
     threads: usize,
     backlog: u32,
     duration: Option<Duration>,
@@ -119,7 +134,7 @@ pub fn run(
                 st.accepted.fetch_add(1, Ordering::Relaxed);
                 let st2 = st.clone();
                 tokio::spawn(async move {
-                    let _ = serve_conn(s, app, response_bytes, st2).await;
+                    let _ = serve_conn(s, app, http_cfg, st2).await;
                 });
             }
             #[allow(unreachable_code)]

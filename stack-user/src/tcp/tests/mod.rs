@@ -2,7 +2,7 @@
 //! behaviour, smoltcp style), and a two-engine harness with virtual time
 //! and seeded impairments (quinn-proto `Pair` style).
 
-mod harness;
+pub(crate) mod harness;
 mod util;
 
 mod close_wait;
