@@ -1156,6 +1156,9 @@ fn curl_request_bodies_of_1_and_16_mib_are_accepted_and_echoed_byte_exact() {
             "POST of {n} bytes"
         );
     }
+    wait_until(Duration::from_secs(5), || {
+        counter(&serve.stats(), "/engine/http_requests") >= 4
+    });
     let s = serve.stats();
     assert_eq!(counter(&s, "/engine/http_requests"), 4, "{s:#}");
     assert_eq!(counter(&s, "/engine/http_errors"), 0, "{s:#}");
@@ -1171,6 +1174,9 @@ fn curl_request_bodies_of_1_and_16_mib_are_accepted_and_echoed_byte_exact() {
         );
         assert_eq!(sha256(&out), sha256(f), "echoed body of {n} bytes");
     }
+    wait_until(Duration::from_secs(5), || {
+        counter(&serve.stats(), "/engine/http_requests") >= 2
+    });
     let s = serve.stats();
     assert_eq!(counter(&s, "/engine/http_requests"), 2, "{s:#}");
     assert_eq!(counter(&s, "/engine/http_errors"), 0, "{s:#}");
@@ -1219,6 +1225,10 @@ fn request_bodies_over_max_body_get_413() {
         String::from_utf8_lossy(&r.stdout).to_string()
     };
     assert_eq!(nexp, "413");
+    // The counters publish every 50 ms: wait for the last error to show.
+    wait_until(Duration::from_secs(5), || {
+        counter(&serve.stats(), "/engine/http_errors") >= 2
+    });
     let s = serve.stats();
     assert_eq!(counter(&s, "/engine/http_requests"), 1, "{s:#}");
     assert_eq!(counter(&s, "/engine/http_errors"), 2, "{s:#}");

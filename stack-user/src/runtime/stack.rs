@@ -158,28 +158,23 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         }
         None => None,
     };
-    // A load generator's stack (no listening port) says it at debug level.
-    let level = if config.listen.is_empty() {
-        log::Level::Debug
-    } else {
-        log::Level::Info
-    };
+    // What the bring-up decided, logged once it has succeeded (an error
+    // must stay one line).
+    let mut notes = Vec::new();
     match sys::address_on_kernel(config.ip) {
         Some(false) => {
             // A host answers a SYN to a closed port with RST ("connection
             // refused", RFC 9293 §3.10.7.1); the kernel cannot, it does not
             // have the address.
             prog.own_addr_exclusively(config.ip)?;
-            log::log!(
-                level,
+            notes.push(format!(
                 "{} is on no kernel interface: every TCP port of it is the engine's (closed ones answered with RST)",
                 config.ip
-            );
+            ));
         }
         shared => {
             prog.own_addr(config.ip)?;
-            log::log!(
-                level,
+            notes.push(format!(
                 "{} {}: TCP ports other than {:?} stay with the kernel",
                 config.ip,
                 if shared.is_some() {
@@ -188,7 +183,7 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
                     "may be a kernel address (`ip addr` unreadable)"
                 },
                 config.listen
-            );
+            ));
         }
     }
     for p in config.listen.iter().chain(&config.client_ports) {
@@ -203,10 +198,10 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         // A Linux peer on veth leaves TCP checksums to its tx offload
         // (CHECKSUM_PARTIAL): XDP sees only the pseudo-header sum.
         tcp.accept_checksum_partial = true;
-        log::info!(
+        notes.push(format!(
             "{}: veth: TCP segments whose checksum holds only the pseudo-header sum (the peer's tx-checksum offload) are accepted and counted as checksum_partial_in",
             iface.name
-        );
+        ));
     }
     let mut stacks = Vec::new();
     for (q, steer) in (0..queues).zip(steering) {
@@ -257,6 +252,9 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         queues,
         if iface.driver.is_empty() { "?" } else { &iface.driver }
     );
+    for n in notes {
+        log::log!(level, "{n}");
+    }
     Ok(Bringup {
         prog,
         stacks,
