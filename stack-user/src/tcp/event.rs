@@ -122,7 +122,7 @@ impl FourTuple {
     /// A NIC's RSS spreads flows by a hash the stack cannot always choose
     /// (veth picks the queue from the sending socket's random `txhash`), so
     /// the owner is this function, not the arrival queue; a worker hands a
-    /// frame it does not own to its owner (see `crate::steer`). A client
+    /// frame it does not own to its owner (see `datapath::steer`). A client
     /// picks local ports whose tuple it owns, so the owner of its replies is
     /// itself (`TcpEngine::set_shard`).
     pub fn shard(&self, count: u32) -> u32 {
