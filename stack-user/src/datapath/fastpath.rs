@@ -415,6 +415,25 @@ mod tests {
     }
 
     #[test]
+    fn cookie_syn_acks_go_through_the_engine_on_veth_unless_forced() {
+        assert_eq!(CookiePath::Auto.resolve("veth").0, CookiePath::Engine);
+        assert_eq!(CookiePath::Auto.resolve("ixgbe").0, CookiePath::Xdp);
+        assert_eq!(CookiePath::Xdp.resolve("veth").0, CookiePath::Xdp);
+        assert_eq!(CookiePath::Engine.resolve("ixgbe").0, CookiePath::Engine);
+        let mut s = FastpathSettings {
+            cookie_path: CookiePath::Engine,
+            ..Default::default()
+        };
+        assert_ne!(s.to_config().flags & stack_ebpf::CFG_COOKIE_VIA_ENGINE, 0);
+        assert_eq!(
+            CookiePath::from_flags(s.to_config().flags),
+            CookiePath::Engine
+        );
+        s.cookie_path = CookiePath::Xdp;
+        assert_eq!(s.to_config().flags & stack_ebpf::CFG_COOKIE_VIA_ENGINE, 0);
+    }
+
+    #[test]
     fn rotation_keeps_the_previous_secret() {
         let s = Secrets {
             current: random_secret(),

@@ -36,21 +36,23 @@ impl Interface {
     /// checked to be an IPv4 SYN-ACK from an owned address, and anything else
     /// is counted in `cookie_meta_invalid` and dropped.
     pub(super) fn send_cookie_synack(&mut self, frame: &[u8], tx: &mut dyn FrameSink) {
-        let ok = EthernetRepr::parse(frame).ok().and_then(|(eth, payload)| {
-            let (ip, seg) = Ipv4Repr::parse(payload).ok()?;
-            let tcp = TcpPacket::new_checked(seg).ok()?;
-            (eth.ethertype == ethernet::ETHERTYPE_IPV4
-                && ip.protocol == ipv4::PROTO_TCP
-                && self.owns(ip.src)
-                && tcp.flags() & (SYN | ACK | RST | FIN) == SYN | ACK)
-                .then_some((ip.dst, eth.dst))
-        });
-        let Some((peer, peer_mac)) = ok else {
+        let ours = EthernetRepr::parse(frame)
+            .ok()
+            .is_some_and(|(eth, payload)| {
+                Ipv4Repr::parse(payload).ok().is_some_and(|(ip, seg)| {
+                    eth.ethertype == ethernet::ETHERTYPE_IPV4
+                        && ip.protocol == ipv4::PROTO_TCP
+                        && self.owns(ip.src)
+                        && TcpPacket::new_checked(seg)
+                            .is_ok_and(|t| t.flags() & (SYN | ACK | RST | FIN) == SYN | ACK)
+                })
+            });
+        // Not even the peer's address is learned: under a flood of spoofed
+        // SYNs that would be state per source (the final ACK teaches it).
+        if !ours {
             self.stats.cookie_meta_invalid += 1;
             return;
-        };
-        // XDP answered to the SYN's source MAC: the peer's.
-        self.learn(peer, peer_mac);
+        }
         let sent = tx.send(&mut |buf| match buf.get_mut(..frame.len()) {
             Some(b) => {
                 b.copy_from_slice(frame);
