@@ -298,6 +298,10 @@ counters! {
         DropNoFlow = "drop_no_flow",
         /// SYN answered in XDP with a SYN cookie SYN-ACK: XDP_TX.
         TxCookieSynAck = "tx_cookie_synack",
+        /// SYN answered with a SYN cookie SYN-ACK built in XDP and redirected,
+        /// marked [`COOKIE_META_SYNACK`], to the AF_XDP socket for the engine
+        /// to send ([`CFG_COOKIE_VIA_ENGINE`]).
+        RedirectCookieSynAck = "redirect_cookie_synack",
         /// Final ACK with a valid cookie: redirected with the decoded options in
         /// the XDP metadata ([`CookieMeta`]).
         RedirectCookieAck = "redirect_cookie_ack",
@@ -351,6 +355,19 @@ pub const CFG_ECN: u32 = 1 << 3;
 /// the peer's ring until something else wakes its NAPI (the peer kicks it
 /// only when it has an XDP program of its own); a redirect's flush wakes it.
 pub const CFG_TX_REDIRECT: u32 = 1 << 4;
+
+// --- Cookie SYN-ACKs sent by the engine (issue 11: veth without NAPI) ---
+
+/// `FastpathConfig::flags`: cookie SYN-ACKs are built in XDP as always, then
+/// redirected to the AF_XDP socket with [`COOKIE_META_SYNACK`] in the
+/// metadata, and the engine sends them through AF_XDP TX, unchanged. For a
+/// veth whose peer runs no NAPI (GRO off, no XDP program: the kernel's
+/// default), where frames sent with `XDP_TX` or `bpf_redirect` are never
+/// delivered while AF_XDP TX (the normal veth xmit) is.
+pub const CFG_COOKIE_VIA_ENGINE: u32 = 1 << 5;
+/// `CookieMeta::magic` of a cookie SYN-ACK XDP built and hands to the engine
+/// to send as it is ("xcs1"); the other fields are zero.
+pub const COOKIE_META_SYNACK: u32 = 0x7863_7331;
 
 /// Size of the per-source SYN token-bucket table (LRU).
 pub const MAX_SYN_SOURCES: u32 = 65536;
@@ -443,7 +460,8 @@ pub const META_NO_WSCALE: u8 = 0xff;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct CookieMeta {
-    /// [`COOKIE_META_MAGIC`].
+    /// [`COOKIE_META_MAGIC`] (a final ACK), or [`COOKIE_META_SYNACK`] (a
+    /// cookie SYN-ACK for the engine to send; the other fields are zero).
     pub magic: u32,
     /// MSS from the cookie's MSS index.
     pub mss: u16,

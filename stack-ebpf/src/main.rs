@@ -23,8 +23,11 @@
 //! SYN-rate window that switches `auto` mode to cookies (with hysteresis, or
 //! when userspace signals a full SYN queue). In cookie mode the SYN is turned
 //! into a SYN-ACK in place and sent back with `XDP_TX` (or, with
-//! `CFG_TX_REDIRECT`, redirected to the interface it came from); otherwise its
-//! flow is recorded in `FLOWS` and it goes to the engine.
+//! `CFG_TX_REDIRECT`, redirected to the interface it came from; with
+//! `CFG_COOKIE_VIA_ENGINE`, marked in the metadata and redirected to the
+//! AF_XDP socket for the engine to send, for a veth whose peer runs no
+//! NAPI); otherwise its flow is recorded in `FLOWS` and it goes to the
+//! engine.
 //!
 //! Rooms (this file holds only the entry point and the maps):
 //! - `parse`: bounds-checked header reads and the TCP option walk;

@@ -7,7 +7,7 @@ use aya_ebpf::{helpers::generated as h, programs::XdpContext};
 use stack_ebpf::{
     cookie::{self, Flow},
     CookieMeta, Counter, FastpathConfig, FlowKey, CFG_ECN, COOKIE_META_LEN, COOKIE_META_MAGIC,
-    META_ECN, META_NO_WSCALE, META_SACK, META_TS,
+    COOKIE_META_SYNACK, META_ECN, META_NO_WSCALE, META_SACK, META_TS,
 };
 
 use crate::flows::FLOW_KNOWN;
@@ -209,6 +209,29 @@ pub(crate) fn cookie_synack(
         }
     }
     Counter::TxCookieSynAck
+}
+
+/// Puts [`COOKIE_META_SYNACK`] in the metadata area in front of the cookie
+/// SYN-ACK [`cookie_synack`] built, for the engine to send it through
+/// AF_XDP TX (`CFG_COOKIE_VIA_ENGINE`). False when there is no headroom.
+#[inline(always)]
+pub(crate) fn mark_synack_for_engine(ctx: &XdpContext) -> bool {
+    // SAFETY: the context pointer is the program's own.
+    if unsafe { h::bpf_xdp_adjust_meta(ctx.ctx, -(COOKIE_META_LEN as i32)) } != 0 {
+        return false;
+    }
+    let m = ctx.metadata();
+    if m + COOKIE_META_LEN > ctx.data() {
+        return false;
+    }
+    let meta = CookieMeta {
+        magic: COOKIE_META_SYNACK,
+        ..CookieMeta::default()
+    };
+    // SAFETY: the metadata area was just grown to COOKIE_META_LEN bytes and
+    // checked against `data`.
+    unsafe { core::ptr::write_unaligned(m as *mut CookieMeta, meta) };
+    true
 }
 
 /// An ACK for no known flow while cookies are in use: the final ACK of a

@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use stack_ebpf::{
     Counter, FastpathConfig, FastpathState, PrefixAddr, CFG_ALLOW_LIST, CFG_ALLOW_ONLY,
-    CFG_DENY_LIST, CFG_TX_REDIRECT, SIGNAL_SYN_QUEUE_FULL, SYNCOOKIES_ALWAYS, SYNCOOKIES_AUTO,
-    SYNCOOKIES_NEVER,
+    CFG_COOKIE_VIA_ENGINE, CFG_DENY_LIST, CFG_TX_REDIRECT, SIGNAL_SYN_QUEUE_FULL,
+    SYNCOOKIES_ALWAYS, SYNCOOKIES_AUTO, SYNCOOKIES_NEVER,
 };
 
 use crate::classify::redirect;
@@ -17,7 +17,7 @@ use crate::maps::{
     ALLOW_PREFIXES, DENY_PREFIXES, FASTPATH_CONFIG, FASTPATH_STATE, SIGNALS, SYN_SOURCES,
 };
 use crate::parse::{parse_options, ptr_at, raw32, TcpOpts, ETH_HLEN};
-use crate::synack::cookie_synack;
+use crate::synack::{cookie_synack, mark_synack_for_engine};
 
 /// GCRA: admits one event at `now` against `tat` (theoretical arrival
 /// time); returns the new `tat` or `None` when over the limit.
@@ -122,6 +122,13 @@ pub(crate) fn syn(
     let c = cookie_synack(ctx, cfg, &opts, flags, now);
     if c == Counter::TxCookieSynAck {
         state.last_cookie_ns = now;
+        if cfg.flags & CFG_COOKIE_VIA_ENGINE != 0 {
+            // The same frame, sent by the engine (AF_XDP TX) instead.
+            if !mark_synack_for_engine(ctx) {
+                return (xdp_action::XDP_DROP, Counter::DropSynAckBuild);
+            }
+            return redirect(ctx, Counter::RedirectCookieSynAck);
+        }
         if cfg.flags & CFG_TX_REDIRECT != 0 {
             let ifindex = ctx.ingress_ifindex() as u32;
             // SAFETY: plain helper call; XDP_REDIRECT on success.

@@ -86,7 +86,9 @@ fn legitimate_clients_complete_connections_under_a_syn_flood() {
         .sum();
     assert_eq!(verdicts, rx, "{s:#}");
     let syns = counter(&s, "/xdp_tcp_classes/syn");
+    // XDP_TX, or (on veth) handed to the engine to send.
     let answered_or_dropped = counter(&s, "/xdp/tx_cookie_synack")
+        + counter(&s, "/xdp/redirect_cookie_synack")
         + xdp
             .iter()
             .filter(|(k, _)| k.starts_with("drop_syn"))

@@ -886,3 +886,88 @@ fn auto_mode_switches_to_cookies_above_the_syn_rate() {
     q.set_signal(stack_ebpf::SIGNAL_SYN_QUEUE_FULL, 1).unwrap();
     assert_eq!(run(&mut q, &syn), XDP_TX);
 }
+
+// ---- Cookie SYN-ACKs sent by the engine (issue 11, failure 3).
+
+/// Sets the cookie path of `cookies(p, Always)`.
+fn cookie_path(p: &mut XdpProgram, path: xstack::datapath::fastpath::CookiePath) {
+    p.set_config(
+        &FastpathSettings {
+            syncookies: SynCookies::Always,
+            mss: 1400,
+            cookie_path: path,
+            ..Default::default()
+        }
+        .to_config(),
+    )
+    .unwrap();
+}
+
+/// An engine that owns OURS:PORT, as the bring-up makes one.
+fn engine() -> xstack::iface::Interface {
+    xstack::iface::Interface::new(xstack::iface::IfaceConfig {
+        mac: LINK.dst_mac,
+        addrs: vec![OURS],
+        ports: vec![PORT],
+        app: xstack::apps::App::Echo,
+        response_bytes: 0,
+        tcp: xstack::tcp::TcpConfig::default(),
+        backlog: 128,
+        secret: [7; 16],
+    })
+}
+
+/// With `CFG_COOKIE_VIA_ENGINE` the SYN-ACK XDP would have sent with
+/// XDP_TX comes to the socket marked, and the engine sends exactly it: the
+/// same bytes (cookie ISN, TSval with the options, MSS, window scale,
+/// window, IP ident and TTL, checksums) for the same SYN.
+#[test]
+fn the_engine_sends_the_cookie_syn_ack_xdp_builds_byte_for_byte() {
+    use xstack::datapath::fastpath::CookiePath;
+    let (mut p, _sock) = program(true);
+    for opts in [linux_syn_opts(4242), vec![], vec![2, 4, 0x05, 0xb4]] {
+        let syn = segment(0x02, SEQ, 0, &opts, &[]);
+        // The TSval's clock ticks every 64 ms (its low bits carry the
+        // options): the two runs fall in the same tick on some try.
+        let mut same = false;
+        for _ in 0..5 {
+            cookie_path(&mut p, CookiePath::Xdp);
+            let (v, c, by_xdp, meta_len) = moved(&mut p, &syn);
+            assert_eq!((v, c, meta_len), (XDP_TX, Counter::TxCookieSynAck, 0));
+            cookie_path(&mut p, CookiePath::Engine);
+            let (v, c, out, meta_len) = moved(&mut p, &syn);
+            assert_eq!(
+                (v, c, meta_len),
+                (
+                    XDP_REDIRECT,
+                    Counter::RedirectCookieSynAck,
+                    stack_ebpf::COOKIE_META_LEN
+                )
+            );
+            let (meta, frame) = out.split_at(meta_len);
+            let m: CookieMeta = bytemuck::pod_read_unaligned(meta);
+            assert_eq!(
+                m,
+                CookieMeta {
+                    magic: stack_ebpf::COOKIE_META_SYNACK,
+                    ..CookieMeta::default()
+                }
+            );
+            assert!(xstack::iface::is_cookie_synack(meta));
+            assert_eq!(xstack::iface::cookie_meta(meta), None, "not a cookie ACK");
+            let mut e = engine();
+            let mut sink = xstack::iface::VecSink::default();
+            e.handle_frame_meta(xstack::time::Instant(0), meta, frame, &mut sink);
+            assert_eq!(sink.frames.len(), 1, "the engine sends one frame");
+            assert_eq!(e.stats().cookie_synacks_sent, 1);
+            assert_eq!(e.stats().tx_frames, 1);
+            assert_eq!(e.tcp_connections(), 0, "no state kept");
+            check_synack(&sink.frames[0], (opts.len() > 4).then_some(4242));
+            if sink.frames[0] == by_xdp {
+                same = true;
+                break;
+            }
+        }
+        assert!(same, "engine and XDP SYN-ACKs differ for options {opts:?}");
+    }
+}

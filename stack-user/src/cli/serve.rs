@@ -64,6 +64,11 @@ pub(super) struct Args {
     /// SYN cookies answered in XDP: never, auto (SYN rate above --syn-rate-on or SYN queue full), always.
     #[arg(long, value_enum, default_value = "auto")]
     syncookies: crate::datapath::fastpath::SynCookies,
+    /// Who sends cookie SYN-ACKs: auto (the engine on veth, XDP elsewhere),
+    /// xdp (XDP_TX; on veth only delivered when the peer runs NAPI), engine
+    /// (AF_XDP TX, works on any interface).
+    #[arg(long, value_enum, default_value = "auto")]
+    cookie_path: crate::datapath::fastpath::CookiePath,
     /// Auto mode: SYN/s at which XDP starts answering with cookies.
     #[arg(long, default_value_t = 10_000)]
     syn_rate_on: u64,
@@ -106,6 +111,7 @@ fn fastpath_settings(a: &Args) -> Result<crate::datapath::fastpath::FastpathSett
         syn_global_rate: a.syn_global_rate,
         syn_global_burst: a.syn_global_burst.max(1),
         allow_only: a.allow_only,
+        cookie_path: a.cookie_path,
         ..Default::default()
     };
     for d in &a.deny {

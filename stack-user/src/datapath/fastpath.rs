@@ -36,6 +36,66 @@ impl SynCookies {
     }
 }
 
+/// Who sends cookie SYN-ACKs (`--cookie-path`). XDP builds them in place
+/// either way, with the same bytes; only the way out differs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CookiePath {
+    /// `engine` on veth, `xdp` on any other driver ([`CookiePath::resolve`]).
+    #[default]
+    Auto,
+    /// XDP sends them itself: `XDP_TX` (on veth `bpf_redirect` to the
+    /// ingress interface, which reaches the peer only when the peer runs
+    /// NAPI: GRO on or an XDP program).
+    Xdp,
+    /// XDP hands them to the engine, which sends them through AF_XDP TX
+    /// (`CFG_COOKIE_VIA_ENGINE`): works on any interface, at the cost of a
+    /// trip through the socket.
+    Engine,
+}
+
+impl CookiePath {
+    /// The path for an interface of driver `driver`, with the reason to
+    /// log: `auto` takes the engine on veth, where a peer without NAPI (the
+    /// kernel's default) never receives what `XDP_TX` or a redirect sends,
+    /// and XDP everywhere else.
+    pub fn resolve(self, driver: &str) -> (CookiePath, &'static str) {
+        let veth = driver == "veth";
+        match self {
+            CookiePath::Xdp if veth => (
+                CookiePath::Xdp,
+                "forced by --cookie-path xdp; on veth they reach the peer only if it runs NAPI (GRO on or an XDP program)",
+            ),
+            CookiePath::Xdp => (CookiePath::Xdp, "forced by --cookie-path xdp"),
+            CookiePath::Engine => (CookiePath::Engine, "forced by --cookie-path engine"),
+            CookiePath::Auto if veth => (
+                CookiePath::Engine,
+                "veth: XDP_TX and redirects reach the peer only if it runs NAPI (GRO on or an XDP program), which a default veth does not; --cookie-path xdp to override",
+            ),
+            CookiePath::Auto => (CookiePath::Xdp, "the driver transmits XDP_TX itself"),
+        }
+    }
+
+    /// The path a `FastpathConfig::flags` selects (`Xdp` or `Engine`).
+    pub fn from_flags(flags: u32) -> CookiePath {
+        if flags & stack_ebpf::CFG_COOKIE_VIA_ENGINE != 0 {
+            CookiePath::Engine
+        } else {
+            CookiePath::Xdp
+        }
+    }
+
+    /// How the log and `xstack stats` name the path (`tx_redirect`: the XDP
+    /// path sends with `bpf_redirect`).
+    pub fn describe(self, tx_redirect: bool) -> &'static str {
+        match (self, tx_redirect) {
+            (CookiePath::Engine, _) => "the engine (AF_XDP TX)",
+            (_, true) => "XDP (bpf_redirect to the ingress interface)",
+            (_, false) => "XDP (XDP_TX)",
+        }
+    }
+}
+
 /// Errors of fast-path settings.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SettingError {
@@ -110,6 +170,8 @@ pub struct FastpathSettings {
     /// Send cookie SYN-ACKs with `bpf_redirect` to the ingress interface
     /// instead of `XDP_TX` (needed on veth; see `CFG_TX_REDIRECT`).
     pub tx_redirect: bool,
+    /// Who sends cookie SYN-ACKs (the bring-up resolves `auto`).
+    pub cookie_path: CookiePath,
     /// Deny-list prefixes.
     pub deny: Vec<(Ipv4Addr, u8)>,
     /// Allow-list prefixes (exempt from rate limits).
@@ -135,6 +197,7 @@ impl Default for FastpathSettings {
             ecn: false,
             allow_only: false,
             tx_redirect: false,
+            cookie_path: CookiePath::Auto,
             deny: Vec::new(),
             allow: Vec::new(),
         }
@@ -187,6 +250,9 @@ impl FastpathSettings {
         }
         if self.tx_redirect {
             flags |= stack_ebpf::CFG_TX_REDIRECT;
+        }
+        if self.cookie_path == CookiePath::Engine {
+            flags |= stack_ebpf::CFG_COOKIE_VIA_ENGINE;
         }
         FastpathConfig {
             syncookies: self.syncookies.code(),
@@ -346,6 +412,25 @@ mod tests {
         ));
         assert!(matches!(s.apply("mss"), Err(SettingError::NotKeyValue(_))));
         assert!(parse_prefix("198.18.0.0/33").is_err());
+    }
+
+    #[test]
+    fn cookie_syn_acks_go_through_the_engine_on_veth_unless_forced() {
+        assert_eq!(CookiePath::Auto.resolve("veth").0, CookiePath::Engine);
+        assert_eq!(CookiePath::Auto.resolve("ixgbe").0, CookiePath::Xdp);
+        assert_eq!(CookiePath::Xdp.resolve("veth").0, CookiePath::Xdp);
+        assert_eq!(CookiePath::Engine.resolve("ixgbe").0, CookiePath::Engine);
+        let mut s = FastpathSettings {
+            cookie_path: CookiePath::Engine,
+            ..Default::default()
+        };
+        assert_ne!(s.to_config().flags & stack_ebpf::CFG_COOKIE_VIA_ENGINE, 0);
+        assert_eq!(
+            CookiePath::from_flags(s.to_config().flags),
+            CookiePath::Engine
+        );
+        s.cookie_path = CookiePath::Xdp;
+        assert_eq!(s.to_config().flags & stack_ebpf::CFG_COOKIE_VIA_ENGINE, 0);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::{collections::HashMap, net::Ipv4Addr};
 
 pub use sink::{FrameSink, VecSink};
 pub use stats::IfaceStats;
-pub use tcp::cookie_meta;
+pub use tcp::{cookie_meta, is_cookie_synack};
 
 use crate::apps::App;
 use crate::tcp::{Event, TcpConfig, TcpEngine};
@@ -161,6 +161,9 @@ impl Interface {
     ) {
         self.stats.rx_frames += 1;
         self.stats.rx_bytes += frame.len() as u64;
+        if is_cookie_synack(meta) {
+            return self.send_cookie_synack(frame, tx);
+        }
         if let Some(m) = cookie_meta(meta) {
             if !stack_ebpf::cookie::MSS_TABLE.contains(&m.mss) {
                 self.stats.cookie_meta_invalid += 1;

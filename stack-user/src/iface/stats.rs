@@ -63,7 +63,11 @@ stack_ebpf::counters! {
         /// Final ACKs whose SYN cookie the XDP program validated (metadata
         /// present and well formed).
         cookie_acks,
-        /// Frames with cookie metadata that failed its checks (bad magic or MSS).
+        /// SYN cookie SYN-ACKs XDP built and handed over for this engine to
+        /// send through AF_XDP TX (cookie path `engine`), sent.
+        cookie_synacks_sent,
+        /// Frames with cookie metadata that failed its checks (bad magic or
+        /// MSS, or a marked SYN-ACK that is not one).
         cookie_meta_invalid,
         /// Malformed frames, by reason (indexed by [`WireError::index`]).
         #[serde(skip)]
@@ -114,7 +118,7 @@ mod tests {
         let mut keys_sorted = keys.clone();
         keys_sorted.sort_unstable();
         assert_eq!(keys_sorted, named, "every JSON field is a counter");
-        assert_eq!(keys.len(), 27);
+        assert_eq!(keys.len(), 28);
         let b = a.clone();
         a.add(&b);
         assert_eq!(a.rx_frames, 2);

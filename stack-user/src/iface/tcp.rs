@@ -7,7 +7,7 @@ use crate::time::Instant;
 use crate::wire::{
     ethernet::{self, EthernetRepr, Mac},
     ipv4::{self, Ipv4Repr},
-    tcp::{TcpPacket, ACK, SYN},
+    tcp::{TcpPacket, ACK, FIN, RST, SYN},
 };
 
 /// The cookie metadata XDP put in front of a frame, if `meta` holds one.
@@ -17,7 +17,52 @@ pub fn cookie_meta(meta: &[u8]) -> Option<stack_ebpf::CookieMeta> {
     (m.magic == stack_ebpf::COOKIE_META_MAGIC).then_some(m)
 }
 
+/// Whether `meta` marks a cookie SYN-ACK that XDP built for the engine to
+/// send (`stack_ebpf::CFG_COOKIE_VIA_ENGINE`).
+pub fn is_cookie_synack(meta: &[u8]) -> bool {
+    meta.get(..stack_ebpf::COOKIE_META_LEN)
+        .and_then(|m| bytemuck::try_pod_read_unaligned::<stack_ebpf::CookieMeta>(m).ok())
+        .is_some_and(|m| m.magic == stack_ebpf::COOKIE_META_SYNACK)
+}
+
 impl Interface {
+    /// A SYN cookie SYN-ACK that XDP built in place of the SYN (Linux
+    /// `cookie_v4_init_sequence`, RFC 4987 §3.6) and handed over, marked, for
+    /// this engine to send through AF_XDP TX: on a veth whose peer runs no
+    /// NAPI, what XDP sends itself never arrives. It goes out byte for byte
+    /// as XDP built it (one builder, so both paths answer alike) and leaves
+    /// no state: the final ACK is validated by XDP as on the other path.
+    /// Only XDP can write the metadata, so the frame is XDP's; it is still
+    /// checked to be an IPv4 SYN-ACK from an owned address, and anything else
+    /// is counted in `cookie_meta_invalid` and dropped.
+    pub(super) fn send_cookie_synack(&mut self, frame: &[u8], tx: &mut dyn FrameSink) {
+        let ours = EthernetRepr::parse(frame)
+            .ok()
+            .is_some_and(|(eth, payload)| {
+                Ipv4Repr::parse(payload).ok().is_some_and(|(ip, seg)| {
+                    eth.ethertype == ethernet::ETHERTYPE_IPV4
+                        && ip.protocol == ipv4::PROTO_TCP
+                        && self.owns(ip.src)
+                        && TcpPacket::new_checked(seg)
+                            .is_ok_and(|t| t.flags() & (SYN | ACK | RST | FIN) == SYN | ACK)
+                })
+            });
+        // Not even the peer's address is learned: under a flood of spoofed
+        // SYNs that would be state per source (the final ACK teaches it).
+        if !ours {
+            self.stats.cookie_meta_invalid += 1;
+            return;
+        }
+        let sent = tx.send(&mut |buf| match buf.get_mut(..frame.len()) {
+            Some(b) => {
+                b.copy_from_slice(frame);
+                frame.len()
+            }
+            None => 0,
+        });
+        self.count_sent(sent, |s| s.cookie_synacks_sent += 1);
+    }
+
     /// A final ACK whose cookie XDP validated, with the options the cookie
     /// restored (MSS, window scale, SACK, ECN): the TCP engine creates the
     /// connection straight in ESTABLISHED on the listener's accept queue

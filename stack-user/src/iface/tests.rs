@@ -329,3 +329,74 @@ fn random_and_truncated_frames_never_panic() {
     }
     assert_eq!(e.stats().rx_frames, n);
 }
+
+fn synack_marker() -> Vec<u8> {
+    bytemuck::bytes_of(&stack_ebpf::CookieMeta {
+        magic: stack_ebpf::COOKIE_META_SYNACK,
+        ..Default::default()
+    })
+    .to_vec()
+}
+
+/// A cookie SYN-ACK XDP built and marked (`CFG_COOKIE_VIA_ENGINE`) goes out
+/// unchanged, and nothing is remembered (not even the peer's address: the
+/// sources of a SYN flood are spoofed).
+#[test]
+fn a_marked_cookie_syn_ack_is_sent_unchanged() {
+    let mut e = engine();
+    let synack = Endpoints {
+        src_mac: OUR_MAC,
+        dst_mac: PEER_MAC,
+        src_ip: OUR_IP,
+        dst_ip: PEER_IP,
+    }
+    .tcp(&TcpSegment {
+        src_port: 8080,
+        dst_port: 40000,
+        seq: 0x1234_5678,
+        ack: 0x1000_0001,
+        flags: 0x12,
+        ..TcpSegment::default()
+    });
+    let mut sink = VecSink::default();
+    e.handle_frame_meta(Instant(0), &synack_marker(), &synack, &mut sink);
+    assert_eq!(sink.frames, vec![synack]);
+    assert_eq!(e.stats().cookie_synacks_sent, 1);
+    assert_eq!(e.stats().tx_frames, 1);
+    assert_eq!(e.stats().cookie_meta_invalid, 0);
+    assert_eq!(e.tcp_connections(), 0, "no state kept");
+    assert!(e.neighbors.is_empty());
+}
+
+/// A frame marked as a cookie SYN-ACK that is not one of ours (the SYN
+/// itself, a SYN-ACK from an address we do not own, a runt) is counted and
+/// not sent.
+#[test]
+fn a_marked_frame_that_is_not_our_cookie_syn_ack_is_counted_and_not_sent() {
+    let syn = PEER.tcp(&TcpSegment {
+        src_port: 40000,
+        dst_port: 8080,
+        flags: SYN,
+        ..TcpSegment::default()
+    });
+    let other = Endpoints {
+        src_mac: OUR_MAC,
+        dst_mac: PEER_MAC,
+        src_ip: Ipv4Addr::new(198, 18, 0, 9),
+        dst_ip: PEER_IP,
+    }
+    .tcp(&TcpSegment {
+        src_port: 8080,
+        dst_port: 40000,
+        flags: 0x12,
+        ..TcpSegment::default()
+    });
+    for frame in [syn, other, vec![0u8; 20]] {
+        let mut e = engine();
+        let mut sink = VecSink::default();
+        e.handle_frame_meta(Instant(0), &synack_marker(), &frame, &mut sink);
+        assert!(sink.frames.is_empty());
+        assert_eq!(e.stats().cookie_meta_invalid, 1);
+        assert_eq!(e.stats().cookie_synacks_sent, 0);
+    }
+}

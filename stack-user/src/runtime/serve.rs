@@ -82,18 +82,6 @@ impl SharedSecrets {
     }
 }
 
-/// CLOCK_MONOTONIC in microseconds (the clock of the XDP program's cookie
-/// minute counter and TSval).
-fn monotonic_us() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime into a timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
-}
-
 /// A queue worker: the stack's round ([`Stack::round_at`]) plus what is
 /// serve's own — the SYN cookie secrets and clock, the engine's warnings,
 /// counters published for `xstack stats`, and sleeping when idle.
@@ -140,7 +128,7 @@ fn worker_loop(
         }
     };
     // The engine's cookies use the XDP program's clock: minutes of CLOCK_MONOTONIC.
-    let offset = monotonic_us().saturating_sub(stack.now().0);
+    let offset = stack::monotonic_us().saturating_sub(stack.now().0);
     stack.engine().tcp().set_cookie_clock_offset(offset);
     while !stop.load(Ordering::Relaxed) {
         let g = secrets.generation.load(Ordering::Acquire);
@@ -399,6 +387,9 @@ fn snapshot(
                     "syn_rate": st.last_rate,
                     "syn_on_per_window": c.syn_on,
                     "syn_off_per_window": c.syn_off,
+                    "cookie_path": crate::datapath::fastpath::CookiePath::from_flags(c.flags),
+                    "cookie_synacks_sent_by": crate::datapath::fastpath::CookiePath::from_flags(c.flags)
+                        .describe(c.flags & stack_ebpf::CFG_TX_REDIRECT != 0),
                 }),
                 (Err(e), _) | (_, Err(e)) => json!({"error": e.to_string()}),
             },
@@ -492,6 +483,8 @@ pub fn render_stats(v: &serde_json::Value) -> String {
             for (k, val) in m {
                 if val.is_number() {
                     let _ = writeln!(out, "  {k:<28} {val}");
+                } else if let Some(text) = val.as_str() {
+                    let _ = writeln!(out, "  {k:<28} {text}");
                 }
             }
         }

@@ -153,6 +153,18 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             f.mss = f.mss.min(config.tcp.mss);
             f.wscale = config.tcp.rcv_wscale();
             f.tx_redirect = iface.driver == "veth";
+            let (path, why) = f.cookie_path.resolve(&iface.driver);
+            f.cookie_path = path;
+            let level = if f.syncookies == crate::datapath::fastpath::SynCookies::Never {
+                log::Level::Debug
+            } else {
+                log::Level::Info
+            };
+            log::log!(
+                level,
+                "SYN cookies: answered by {} ({why})",
+                path.describe(f.tx_redirect)
+            );
             apply_fastpath(&mut prog, &f, &Default::default())?;
             Some(f)
         }
@@ -193,6 +205,9 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
     let steering =
         crate::datapath::steer::mesh(queues).context("creating the queue steering eventfds")?;
     let epoch = std::time::Instant::now();
+    // The engines' time zero (`epoch`) on CLOCK_MONOTONIC.
+    let cookie_clock_offset = monotonic_us().saturating_sub(epoch.elapsed().as_micros() as u64);
+    let cookie_secrets = prog.secrets()?;
     let mut tcp = config.tcp.clone();
     if iface.driver == "veth" && !tcp.accept_checksum_partial {
         // A Linux peer on veth leaves TCP checksums to its tx offload
@@ -221,6 +236,10 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             secret: crate::datapath::fastpath::random_key(),
         });
         engine.tcp().set_shard(q, queues);
+        // Every engine checks and makes cookies as XDP does: its secrets
+        // (`serve` also follows their rotation) and its clock.
+        engine.tcp().set_cookie_secrets(cookie_secrets);
+        engine.tcp().set_cookie_clock_offset(cookie_clock_offset);
         stacks.push(Stack {
             engine,
             sock,
@@ -263,6 +282,18 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         xsk_mode,
         fastpath,
     })
+}
+
+/// CLOCK_MONOTONIC in microseconds (the clock of the XDP program's cookie
+/// minute counter and TSval).
+pub(crate) fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime into a timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
 }
 
 /// Writes `s` to the program's maps: the config entry and the prefix lists
@@ -396,7 +427,9 @@ impl Stack {
         sock.complete();
         sock.refill();
         let mut n = sock.receive_with_meta(64, |meta, frame, tx| {
-            if steer.route(meta, frame) {
+            // A cookie SYN-ACK to send is stateless: whoever receives it
+            // sends it, without a hand-over.
+            if crate::iface::is_cookie_synack(meta) || steer.route(meta, frame) {
                 engine.handle_frame_meta(now, meta, frame, tx)
             }
         });
