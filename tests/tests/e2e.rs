@@ -980,6 +980,10 @@ fn closed_port_is_refused_at_once(profile: PeerProfile) {
         "after {took:?}"
     );
     assert!(took < Duration::from_secs(1), "refused only after {took:?}");
+    // Engine counters publish every 50 ms.
+    wait_until(Duration::from_secs(5), || {
+        counter(&serve.stats(), "/tcp/rst_out") >= 1
+    });
     let s = serve.stats();
     assert!(counter(&s, "/xdp/redirect_tcp_closed_port") >= 1, "{s:#}");
     assert!(counter(&s, "/tcp/rst_out") >= 1, "{s:#}");

@@ -911,6 +911,8 @@ fn engine() -> xstack::iface::Interface {
         ports: vec![PORT],
         app: xstack::apps::App::Echo,
         response_bytes: 0,
+        echo_body: false,
+        max_body: xstack::apps::http::DEFAULT_MAX_BODY,
         tcp: xstack::tcp::TcpConfig::default(),
         backlog: 128,
         secret: [7; 16],

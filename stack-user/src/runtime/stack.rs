@@ -144,6 +144,9 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
     if let Some(dir) = &pin_dir {
         log::info!("XDP maps pinned under {}", dir.display());
     }
+    // What the bring-up decided, logged once it has succeeded (an error
+    // must stay one line).
+    let mut notes: Vec<(log::Level, String)> = Vec::new();
     let fastpath = match &config.fastpath {
         Some(f) => {
             // Cookie SYN-ACKs sent by XDP must announce what the engine will
@@ -160,41 +163,43 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             } else {
                 log::Level::Info
             };
-            log::log!(
+            notes.push((
                 level,
-                "SYN cookies: answered by {} ({why})",
-                path.describe(f.tx_redirect)
-            );
+                format!(
+                    "SYN cookies: answered by {} ({why})",
+                    path.describe(f.tx_redirect)
+                ),
+            ));
             apply_fastpath(&mut prog, &f, &Default::default())?;
             Some(f)
         }
         None => None,
     };
-    // What the bring-up decided, logged once it has succeeded (an error
-    // must stay one line).
-    let mut notes = Vec::new();
     match sys::address_on_kernel(config.ip) {
         Some(false) => {
             // A host answers a SYN to a closed port with RST ("connection
             // refused", RFC 9293 §3.10.7.1); the kernel cannot, it does not
             // have the address.
             prog.own_addr_exclusively(config.ip)?;
-            notes.push(format!(
+            notes.push((log::Level::Info, format!(
                 "{} is on no kernel interface: every TCP port of it is the engine's (closed ones answered with RST)",
                 config.ip
-            ));
+            )));
         }
         shared => {
             prog.own_addr(config.ip)?;
-            notes.push(format!(
-                "{} {}: TCP ports other than {:?} stay with the kernel",
-                config.ip,
-                if shared.is_some() {
-                    "is also a kernel address"
-                } else {
-                    "may be a kernel address (`ip addr` unreadable)"
-                },
-                config.listen
+            notes.push((
+                log::Level::Info,
+                format!(
+                    "{} {}: TCP ports other than {:?} stay with the kernel",
+                    config.ip,
+                    if shared.is_some() {
+                        "is also a kernel address"
+                    } else {
+                        "may be a kernel address (`ip addr` unreadable)"
+                    },
+                    config.listen
+                ),
             ));
         }
     }
@@ -213,10 +218,10 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         // A Linux peer on veth leaves TCP checksums to its tx offload
         // (CHECKSUM_PARTIAL): XDP sees only the pseudo-header sum.
         tcp.accept_checksum_partial = true;
-        notes.push(format!(
+        notes.push((log::Level::Info, format!(
             "{}: veth: TCP segments whose checksum holds only the pseudo-header sum (the peer's tx-checksum offload) are accepted and counted as checksum_partial_in",
             iface.name
-        ));
+        )));
     }
     let mut stacks = Vec::new();
     for (q, steer) in (0..queues).zip(steering) {
@@ -271,8 +276,8 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         queues,
         if iface.driver.is_empty() { "?" } else { &iface.driver }
     );
-    for n in notes {
-        log::log!(level, "{n}");
+    for (l, n) in notes {
+        log::log!(l.max(level), "{n}");
     }
     Ok(Bringup {
         prog,
