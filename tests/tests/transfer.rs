@@ -111,9 +111,20 @@ fn read_to_eof_hashing(r: &mut impl Read, start: Instant) -> Result<(usize, Stri
                 n += k;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => {
+                return Err(format!("read: no byte for {IDLE:?} after {n} bytes"))
+            }
             Err(e) => return Err(format!("read: {e} after {n} bytes")),
         }
     }
+}
+
+/// Whether a socket call ended by its SO_RCVTIMEO/SO_SNDTIMEO.
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 /// Writes `data` in chunks, each bounded by the socket's write timeout.
@@ -122,8 +133,14 @@ fn write_bounded(w: &mut impl Write, data: &[u8], start: Instant) -> Result<(), 
         if start.elapsed() > DEADLINE {
             return Err(format!("write: deadline passed after {} bytes", i * CHUNK));
         }
-        w.write_all(chunk)
-            .map_err(|e| format!("write: {e} after about {} bytes", i * CHUNK))?;
+        w.write_all(chunk).map_err(|e| {
+            let why = if is_timeout(&e) {
+                format!("no room for {IDLE:?}")
+            } else {
+                e.to_string()
+            };
+            format!("write: {why} after about {} bytes", i * CHUNK)
+        })?;
     }
     Ok(())
 }
@@ -531,7 +548,8 @@ fn engine_side(
     let mut last_progress = Instant::now();
     let mut stall = None;
     while !legs.iter().all(Leg::done) {
-        if start.elapsed() > DEADLINE || last_progress.elapsed() > IDLE {
+        // Half the kernel's idle limit: the report sees its sockets open.
+        if start.elapsed() > DEADLINE || last_progress.elapsed() > IDLE / 2 {
             stall = Some(stall_report(&mut st, &legs, peer_ns, start));
             break;
         }
