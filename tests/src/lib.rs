@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use sha2::{Digest, Sha256};
 pub use xstack::tools::testbed::{in_netns, PeerProfile, Testbed, TestbedGuard, PEER_IP, STACK_IP};
 
 /// The `xstack` binary under test: `$XSTACK_BIN` (set by `cargo xtask
@@ -111,14 +112,7 @@ impl Serve {
 
     /// Counters over the control socket, if it answers.
     pub fn try_stats(&self) -> Option<serde_json::Value> {
-        let out = Command::new(xstack_bin())
-            .args(["stats", "--json", "--iface", &self.iface])
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        serde_json::from_slice(&out.stdout).ok()
+        stats_of(&self.iface)
     }
 
     /// Counters over the control socket.
@@ -179,4 +173,76 @@ pub fn attached_xdp(ns: &str, iface: &str) -> Option<(u64, String)> {
         .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     xstack::datapath::xdp::parse_attached(v.get(0)?).map(|p| (u64::from(p.id), p.name))
+}
+
+/// `len` bytes of a fixed pseudo-random stream: SplitMix64 of each 8-byte
+/// word's index plus `seed`. No period shorter than a transfer, so a
+/// dropped, duplicated or reordered range changes the SHA-256; another
+/// `seed` gives another stream (cross-wired directions or connections show).
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    let mut i = 0u64;
+    while out.len() < len {
+        let mut z = seed.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// SHA-256 of `data`, as lowercase hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+/// A finished [`Sha256`] as lowercase hex.
+pub fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Turns generic receive offload on or off at the testbed's peer
+/// interface (after `up`, which sets it by profile) and checks it took.
+pub fn set_peer_gro(t: &Testbed, on: bool) {
+    let out = t
+        .peer_command("ethtool")
+        .args(["-K", &t.peer_if, "gro", if on { "on" } else { "off" }])
+        .output()
+        .expect("ethtool -K");
+    assert!(
+        out.status.success(),
+        "ethtool -K {} gro: {}",
+        t.peer_if,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        offload_on(&t.peer_ns, &t.peer_if, "generic-receive-offload"),
+        on,
+        "GRO at the peer did not change"
+    );
+}
+
+/// `ss -tnoi` in namespace `ns`: the kernel's view of every TCP socket
+/// there (windows, rwnd/sndbuf limits, backoff), for failure reports.
+pub fn ss_tnoi(ns: &str) -> String {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "ss", "-tnoi"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("ss: {e}"))
+}
+
+/// Counters of the `xstack serve` on `iface` over its control socket, if
+/// it answers (callable from any thread and namespace).
+pub fn stats_of(iface: &str) -> Option<serde_json::Value> {
+    let out = Command::new(xstack_bin())
+        .args(["stats", "--json", "--iface", iface])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
 }
