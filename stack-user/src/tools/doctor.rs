@@ -655,8 +655,8 @@ pub fn assess(facts: Facts) -> Report {
             Level::Warn,
             "XDP: native mode unknown until attach".into(),
             format!(
-                "driver {:?} is not known to implement XDP; xstack then falls back to generic (skb) mode, several times slower; `--probe` attaches once to find out",
-                d.driver
+                "{} is not known to implement XDP; xstack then falls back to generic (skb) mode, several times slower; `--probe` attaches once to find out",
+                if d.driver.is_empty() { "the driver".to_string() } else { format!("driver {}", d.driver) }
             ),
             None,
         );
@@ -801,7 +801,10 @@ pub fn assess(facts: Facts) -> Report {
                     "gro",
                     Level::Warn,
                     "GRO on".into(),
-                    "in generic mode XDP runs after GRO and sees merged frames bigger than an AF_XDP frame, which are dropped".into(),
+                    format!(
+                        "{}XDP runs after GRO and sees merged frames bigger than an AF_XDP frame, which are dropped",
+                        if xdp_mode == "generic" { "in generic mode " } else { "if XDP ends up in generic mode, " }
+                    ),
                     Some(format!("ethtool -K {iface} gro off")),
                 );
             }
