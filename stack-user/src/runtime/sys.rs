@@ -521,6 +521,169 @@ impl Signals {
     }
 }
 
+/// `ip -details -json link show [dev NAME]` in the calling thread's network
+/// namespace: the one link `name`, or every link with `None`. `None` when
+/// `ip` fails (no such link, no iproute2).
+pub fn link_details(name: Option<&str>) -> Option<Vec<serde_json::Value>> {
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(["-details", "-json", "link", "show"]);
+    if let Some(n) = name {
+        cmd.args(["dev", n]);
+    }
+    let out = cmd.output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    match serde_json::from_slice(&out.stdout).ok()? {
+        serde_json::Value::Array(links) => Some(links),
+        _ => None,
+    }
+}
+
+/// The names of the network namespaces this one knows by id (`ip -json
+/// netns list-id`: the nsid a link's `link_netnsid` refers to, and the
+/// /run/netns name iproute2 found for it).
+pub fn netns_ids() -> Vec<(u64, String)> {
+    let Ok(out) = std::process::Command::new("ip")
+        .args(["-json", "netns", "list-id"])
+        .output()
+    else {
+        return Vec::new();
+    };
+    let Ok(serde_json::Value::Array(ids)) = serde_json::from_slice(&out.stdout) else {
+        return Vec::new();
+    };
+    ids.iter()
+        .filter_map(|e| Some((e["nsid"].as_u64()?, e["name"].as_str()?.to_string())))
+        .collect()
+}
+
+/// Runs `f` on a thread that has joined the named network namespace
+/// (`/run/netns/NS`); commands it spawns and sockets it opens live there.
+/// Fails (without running `f`) when the namespace cannot be opened or
+/// joined (joining needs CAP_SYS_ADMIN).
+pub fn in_named_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    if ns.is_empty() || ns.contains('/') || ns == "." || ns == ".." {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("bad namespace name {ns:?}"),
+        ));
+    }
+    let file = File::open(Path::new("/run/netns").join(ns))?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on a namespace fd we hold, affecting only this
+            // thread, which ends when `f` returns.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")))
+    })
+}
+
+/// The offloads of an interface that decide what XDP and AF_XDP see, as
+/// `ethtool -k` reports them (read with the legacy `ETHTOOL_G*` ioctls in
+/// the calling thread's network namespace).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Offloads {
+    /// `tx-checksumming`: the kernel leaves the L4 checksum to the device
+    /// (on veth: the frame crosses with only the pseudo-header sum).
+    pub tx_checksum: bool,
+    /// `rx-checksumming`.
+    pub rx_checksum: bool,
+    /// `tcp-segmentation-offload`.
+    pub tso: bool,
+    /// `generic-segmentation-offload`.
+    pub gso: bool,
+    /// `generic-receive-offload`.
+    pub gro: bool,
+    /// `large-receive-offload`.
+    pub lro: bool,
+    /// `rx-vlan-offload`: VLAN tags stripped into metadata before XDP.
+    pub rx_vlan: bool,
+}
+
+/// Reads [`Offloads`] of `name`; `None` when the interface has no ethtool
+/// operations or does not exist.
+pub fn offloads(name: &str) -> Option<Offloads> {
+    const ETHTOOL_GRXCSUM: u32 = 0x14;
+    const ETHTOOL_GTXCSUM: u32 = 0x16;
+    const ETHTOOL_GTSO: u32 = 0x1e;
+    const ETHTOOL_GGSO: u32 = 0x23;
+    const ETHTOOL_GFLAGS: u32 = 0x25;
+    const ETHTOOL_GGRO: u32 = 0x2b;
+    const ETH_FLAG_RXVLAN: u32 = 1 << 8;
+    const ETH_FLAG_LRO: u32 = 1 << 15;
+    let flags = ethtool_value(name, ETHTOOL_GFLAGS)?;
+    let on = |cmd| ethtool_value(name, cmd).is_some_and(|v| v != 0);
+    Some(Offloads {
+        tx_checksum: on(ETHTOOL_GTXCSUM),
+        rx_checksum: on(ETHTOOL_GRXCSUM),
+        tso: on(ETHTOOL_GTSO),
+        gso: on(ETHTOOL_GGSO),
+        gro: on(ETHTOOL_GGRO),
+        lro: flags & ETH_FLAG_LRO != 0,
+        rx_vlan: flags & ETH_FLAG_RXVLAN != 0,
+    })
+}
+
+/// One `struct ethtool_value` get (`cmd`) on `name` over `SIOCETHTOOL`.
+fn ethtool_value(name: &str, cmd: u32) -> Option<u32> {
+    /// `struct ethtool_value` (linux/ethtool.h).
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    /// `struct ifreq` with the `ifr_data` member.
+    #[repr(C)]
+    struct IfreqData {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut libc::c_void,
+        _pad: [u8; 16],
+    }
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    let mut v = EthtoolValue { cmd, data: 0 };
+    let mut ifr = IfreqData {
+        name: [0; libc::IFNAMSIZ],
+        data: (&mut v as *mut EthtoolValue).cast(),
+        _pad: [0; 16],
+    };
+    ifr.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: a datagram socket we close below; the ioctl reads `ifr` and
+    // writes `v`, both alive and of the layout the kernel expects.
+    let ok = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let r = libc::ioctl(fd, SIOCETHTOOL as _, &mut ifr);
+        libc::close(fd);
+        r == 0
+    };
+    ok.then_some(v.data)
+}
+
+/// The running kernel's release (`uname -r`), and its major and minor
+/// version where they parse.
+pub fn kernel_release() -> (String, Option<(u32, u32)>) {
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let mut it = rel.split(|c: char| !c.is_ascii_digit());
+    let ver = match (it.next(), it.next()) {
+        (Some(a), Some(b)) => a.parse().ok().zip(b.parse().ok()),
+        _ => None,
+    };
+    (rel, ver)
+}
+
 /// Points [`run_dir`] at a per-process temporary directory (unit tests).
 #[cfg(test)]
 pub(crate) fn use_test_run_dir() {
@@ -623,6 +786,16 @@ mod tests {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         assert_eq!(peer_uid(&a), Some(euid()));
         assert_eq!(peer_uid(&b), Some(euid()));
+    }
+
+    #[test]
+    fn offloads_and_kernel_release_are_read() {
+        // Loopback: no LRO, no VLAN stripping, whatever the kernel.
+        let lo = offloads("lo").expect("lo answers ethtool");
+        assert!(!lo.lro && !lo.rx_vlan, "{lo:?}");
+        assert_eq!(offloads("no-such-if0"), None);
+        let (rel, ver) = kernel_release();
+        assert!(!rel.is_empty() && ver.is_some(), "{rel}");
     }
 
     #[test]

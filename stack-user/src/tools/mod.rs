@@ -1,9 +1,10 @@
 //! Tools built on the stack: the load generator ([`load`]), the SYN/ACK/RST
 //! flood generator ([`flood`]), the kernel-socket baseline server
-//! ([`kserve`]), the two-namespace [`testbed`] and every benchmark
-//! ([`bench`]).
+//! ([`kserve`]), the two-namespace [`testbed`], the interface check
+//! ([`doctor`]) and every benchmark ([`bench`]).
 
 pub mod bench;
+pub mod doctor;
 pub mod flood;
 pub mod kserve;
 pub mod load;
