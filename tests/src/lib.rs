@@ -12,6 +12,9 @@ use std::{
 pub use sha2::{Digest, Sha256};
 pub use xstack::tools::testbed::{in_netns, PeerProfile, Testbed, TestbedGuard, PEER_IP, STACK_IP};
 
+mod empty_netns;
+pub use empty_netns::EmptyNetns;
+
 /// The `xstack` binary under test: `$XSTACK_BIN` (set by `cargo xtask
 /// test`), else the workspace's debug build.
 pub fn xstack_bin() -> PathBuf {

@@ -450,14 +450,25 @@ fn linux_client_echo(profile: PeerProfile) -> serde_json::Value {
 }
 
 #[test]
-fn an_engine_client_exchanges_data_with_a_linux_server() {
+fn an_engine_client_exchanges_data_with_a_linux_server_on_the_default_peer() {
+    an_engine_client_exchanges_data_with_a_linux_server(PeerProfile::Default);
+}
+
+#[test]
+fn an_engine_client_exchanges_data_with_a_linux_server_on_the_tuned_peer() {
+    an_engine_client_exchanges_data_with_a_linux_server(PeerProfile::Tuned);
+}
+
+/// The engine's own handshake as a client (SYN out, ARP for the server),
+/// 200 KiB echoed by a Linux server, the engine closes first.
+fn an_engine_client_exchanges_data_with_a_linux_server(profile: PeerProfile) {
     use std::io::{Read, Write};
     use xstack::{
         apps::App,
         runtime::stack::{Stack, StackConfig},
         tcp::TcpError,
     };
-    let tb = testbed('c', 1);
+    let tb = testbed_with('c', 1, profile);
     let t = &tb.testbed;
     const SERVER_PORT: u16 = 9000;
     const CLIENT_PORT: u16 = 40001;

@@ -102,3 +102,55 @@ fn legitimate_clients_complete_connections_under_a_syn_flood() {
     );
     assert!(answered_or_dropped <= syns);
 }
+
+/// The refusal path only (no test ever sends outside 198.18.0.0/15): in a
+/// fresh namespace with a veth pair and no routes, `xstack flood` to
+/// 10.0.0.1 without `--allow-target` exits 1 with one line before it looks
+/// at the interface, the neighbour table or opens a socket; a malformed
+/// `--allow-target` is a clap error.
+#[test]
+fn a_flood_outside_the_benchmarking_range_is_refused_before_anything_is_opened() {
+    let ns = xstack_tests::EmptyNetns::new('h');
+    let base = ["flood", "--rate", "10", "--duration", "1"];
+    for (what, extra) in [
+        (
+            "flood",
+            &["--iface", "xg0", "--dst-mac", "02:00:00:00:00:01"][..],
+        ),
+        // No --dst-mac: refused before the neighbour lookup too.
+        ("no --dst-mac", &["--iface", "xg0"][..]),
+        ("missing interface", &["--iface", "nosuchif0"][..]),
+    ] {
+        let out = ns.xstack(&[&base[..], extra, &["--target", "10.0.0.1:80"]].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(out.stdout.is_empty(), "{what}: printed a report");
+        assert_eq!(lines.len(), 1, "{what}: expected one line, got {err}");
+        assert!(
+            lines[0].contains("10.0.0.1 is outside 198.18.0.0/15")
+                && lines[0].contains("--allow-target"),
+            "{what}: {err}"
+        );
+    }
+    let out = ns.xstack(
+        &[
+            &base[..],
+            &["--iface", "xg0", "--target", "198.18.0.1:80"],
+            &["--allow-target", "10.0.0/8"],
+        ]
+        .concat(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "clap error: {err}");
+    assert!(
+        err.lines()
+            .next()
+            .is_some_and(|l| l.contains("'10.0.0/8' for '--allow-target")),
+        "{err}"
+    );
+    for dev in ["xg0", "xg1"] {
+        assert_eq!(xstack_tests::attached_xdp(&ns.name, dev), None, "{dev}");
+    }
+    assert_eq!(ns.packets(), 0, "a refused flood sent something");
+}

@@ -1,7 +1,9 @@
 //! End-to-end: when the stack sends RST, keepalive against a peer that stops
 //! answering, and accept-queue overflow, with the Linux kernel as the peer.
 //! The engine runs in-process ([`Stack`], one queue) in the stack namespace;
-//! the Linux side runs in a thread that joined the peer namespace.
+//! the Linux side runs in a thread that joined the peer namespace. Every
+//! scenario runs on both peer profiles (`default`: the veth as `ip link add`
+//! leaves it; `tuned`: the benchmark settings), issue 11's test matrix.
 
 use std::{
     io::{ErrorKind, Read, Write},
@@ -15,7 +17,7 @@ use xstack::{
     runtime::stack::{Stack, StackConfig},
     tcp::{ConnId, Event, KeepaliveConfig, TcpConfig, TcpError},
 };
-use xstack_tests::{in_netns, testbed, Testbed};
+use xstack_tests::{in_netns, testbed_with, PeerProfile, Testbed};
 
 const PORT: u16 = 8080;
 const CLOSED_PORT: u16 = 9;
@@ -35,13 +37,19 @@ fn config(t: &Testbed, tcp: TcpConfig) -> StackConfig {
     }
 }
 
-/// Polls `st` until `f` returns Some or `secs` pass.
+/// Polls `st` until `f` returns Some or `secs` pass. A round that took no
+/// frame sleeps until the next frame or timer (at most 2 ms) instead of
+/// spinning, so that the scenarios (16, on two peer profiles) can run side
+/// by side on a small machine.
 fn until<T>(st: &mut Stack, secs: f64, mut f: impl FnMut(&mut Stack) -> Option<T>) -> Option<T> {
     let end = Instant::now() + Duration::from_secs_f64(secs);
     while Instant::now() < end {
-        st.poll();
+        let frames = st.poll();
         if let Some(v) = f(st) {
             return Some(v);
+        }
+        if frames == 0 {
+            st.wait(Duration::from_millis(2));
         }
     }
     None
@@ -90,8 +98,17 @@ where
 }
 
 #[test]
-fn rst_for_a_segment_to_a_port_nobody_listens_on() {
-    let tb = testbed('r', 1);
+fn rst_for_a_segment_to_a_port_nobody_listens_on_on_the_default_peer() {
+    rst_for_a_segment_to_a_port_nobody_listens_on(PeerProfile::Default);
+}
+
+#[test]
+fn rst_for_a_segment_to_a_port_nobody_listens_on_on_the_tuned_peer() {
+    rst_for_a_segment_to_a_port_nobody_listens_on(PeerProfile::Tuned);
+}
+
+fn rst_for_a_segment_to_a_port_nobody_listens_on(profile: PeerProfile) {
+    let tb = testbed_with('r', 1, profile);
     let t = &tb.testbed;
     let ip = t.stack_ip;
     let (rst_out, err) = run(
@@ -115,8 +132,17 @@ fn rst_for_a_segment_to_a_port_nobody_listens_on() {
 }
 
 #[test]
-fn close_with_unread_data_sends_rst_and_discards_it() {
-    let tb = testbed('u', 1);
+fn close_with_unread_data_sends_rst_and_discards_it_on_the_default_peer() {
+    close_with_unread_data_sends_rst_and_discards_it(PeerProfile::Default);
+}
+
+#[test]
+fn close_with_unread_data_sends_rst_and_discards_it_on_the_tuned_peer() {
+    close_with_unread_data_sends_rst_and_discards_it(PeerProfile::Tuned);
+}
+
+fn close_with_unread_data_sends_rst_and_discards_it(profile: PeerProfile) {
+    let tb = testbed_with('u', 1, profile);
     let (aborts, err) = run(
         &tb.testbed,
         TcpConfig::default(),
@@ -147,8 +173,17 @@ fn close_with_unread_data_sends_rst_and_discards_it() {
 }
 
 #[test]
-fn linger_zero_close_sends_rst_and_leaves_no_time_wait() {
-    let tb = testbed('z', 1);
+fn linger_zero_close_sends_rst_and_leaves_no_time_wait_on_the_default_peer() {
+    linger_zero_close_sends_rst_and_leaves_no_time_wait(PeerProfile::Default);
+}
+
+#[test]
+fn linger_zero_close_sends_rst_and_leaves_no_time_wait_on_the_tuned_peer() {
+    linger_zero_close_sends_rst_and_leaves_no_time_wait(PeerProfile::Tuned);
+}
+
+fn linger_zero_close_sends_rst_and_leaves_no_time_wait(profile: PeerProfile) {
+    let tb = testbed_with('z', 1, profile);
     let (tw, err) = run(
         &tb.testbed,
         TcpConfig::default(),
@@ -167,11 +202,15 @@ fn linger_zero_close_sends_rst_and_leaves_no_time_wait() {
             )
         },
         |target| {
-            let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(3)).unwrap();
+            // The engine aborts as soon as it accepts, so the RST may come
+            // before this thread runs again: connect (which checks
+            // SO_ERROR after the handshake) or setsockopt then reports it.
             let mut b = [0u8; 10];
-            // The RST may already be there: setsockopt then reports it.
-            s.set_read_timeout(Some(Duration::from_secs(5)))
-                .and_then(|_| s.read(&mut b))
+            TcpStream::connect_timeout(&target, Duration::from_secs(3))
+                .and_then(|mut s| {
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    s.read(&mut b)
+                })
                 .map_err(|e| e.kind())
         },
     );
@@ -180,8 +219,17 @@ fn linger_zero_close_sends_rst_and_leaves_no_time_wait() {
 }
 
 #[test]
-fn data_for_a_fully_closed_connection_gets_rst() {
-    let tb = testbed('a', 1);
+fn data_for_a_fully_closed_connection_gets_rst_on_the_default_peer() {
+    data_for_a_fully_closed_connection_gets_rst(PeerProfile::Default);
+}
+
+#[test]
+fn data_for_a_fully_closed_connection_gets_rst_on_the_tuned_peer() {
+    data_for_a_fully_closed_connection_gets_rst(PeerProfile::Tuned);
+}
+
+fn data_for_a_fully_closed_connection_gets_rst(profile: PeerProfile) {
+    let tb = testbed_with('a', 1, profile);
     let (on_data, res) = run(
         &tb.testbed,
         TcpConfig::default(),
@@ -225,8 +273,17 @@ fn data_for_a_fully_closed_connection_gets_rst() {
 }
 
 #[test]
-fn a_segment_for_no_known_connection_gets_rst() {
-    let tb = testbed('n', 1);
+fn a_segment_for_no_known_connection_gets_rst_on_the_default_peer() {
+    a_segment_for_no_known_connection_gets_rst(PeerProfile::Default);
+}
+
+#[test]
+fn a_segment_for_no_known_connection_gets_rst_on_the_tuned_peer() {
+    a_segment_for_no_known_connection_gets_rst(PeerProfile::Tuned);
+}
+
+fn a_segment_for_no_known_connection_gets_rst(profile: PeerProfile) {
+    let tb = testbed_with('n', 1, profile);
     let t = &tb.testbed;
     // First engine: the connection is established, then the engine goes
     // away without a word (its state is lost).
@@ -280,8 +337,17 @@ fn a_segment_for_no_known_connection_gets_rst() {
 }
 
 #[test]
-fn an_rst_received_gives_connection_reset_and_releases_the_state_at_once() {
-    let tb = testbed('x', 1);
+fn an_rst_received_gives_connection_reset_and_releases_the_state_at_once_on_the_default_peer() {
+    an_rst_received_gives_connection_reset_and_releases_the_state_at_once(PeerProfile::Default);
+}
+
+#[test]
+fn an_rst_received_gives_connection_reset_and_releases_the_state_at_once_on_the_tuned_peer() {
+    an_rst_received_gives_connection_reset_and_releases_the_state_at_once(PeerProfile::Tuned);
+}
+
+fn an_rst_received_gives_connection_reset_and_releases_the_state_at_once(profile: PeerProfile) {
+    let tb = testbed_with('x', 1, profile);
     let (res, ()) = run(
         &tb.testbed,
         TcpConfig::default(),
@@ -329,8 +395,17 @@ fn an_rst_received_gives_connection_reset_and_releases_the_state_at_once() {
 }
 
 #[test]
-fn accept_queue_overflow_with_abort_on_overflow_answers_rst() {
-    let tb = testbed('o', 1);
+fn accept_queue_overflow_with_abort_on_overflow_answers_rst_on_the_default_peer() {
+    accept_queue_overflow_with_abort_on_overflow_answers_rst(PeerProfile::Default);
+}
+
+#[test]
+fn accept_queue_overflow_with_abort_on_overflow_answers_rst_on_the_tuned_peer() {
+    accept_queue_overflow_with_abort_on_overflow_answers_rst(PeerProfile::Tuned);
+}
+
+fn accept_queue_overflow_with_abort_on_overflow_answers_rst(profile: PeerProfile) {
+    let tb = testbed_with('o', 1, profile);
     let tcp = TcpConfig {
         somaxconn: 1,
         tcp_abort_on_overflow: true,
@@ -399,8 +474,17 @@ fn accept_queue_overflow_with_abort_on_overflow_answers_rst() {
 }
 
 #[test]
-fn keepalive_reports_a_peer_that_stops_answering_as_timed_out() {
-    let tb = testbed('k', 1);
+fn keepalive_reports_a_peer_that_stops_answering_as_timed_out_on_the_default_peer() {
+    keepalive_reports_a_peer_that_stops_answering_as_timed_out(PeerProfile::Default);
+}
+
+#[test]
+fn keepalive_reports_a_peer_that_stops_answering_as_timed_out_on_the_tuned_peer() {
+    keepalive_reports_a_peer_that_stops_answering_as_timed_out(PeerProfile::Tuned);
+}
+
+fn keepalive_reports_a_peer_that_stops_answering_as_timed_out(profile: PeerProfile) {
+    let tb = testbed_with('k', 1, profile);
     let t = tb.testbed.clone();
     let peer_ns = t.peer_ns.clone();
     let peer_if = t.peer_if.clone();

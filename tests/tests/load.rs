@@ -656,3 +656,62 @@ fn a_load_against_a_server_that_never_answers_ends_by_its_own_bound() {
     }
     let _ = std::fs::remove_file(json);
 }
+
+/// Asserts that `out` is a refusal by the target guard: exit status 1,
+/// nothing on stdout, one line on stderr naming `--allow-target`.
+fn assert_refused_by_the_guard(out: &std::process::Output, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+    assert!(out.stdout.is_empty(), "{what}: printed a summary");
+    assert_eq!(lines.len(), 1, "{what}: expected one line, got {err}");
+    assert!(
+        lines[0].contains("10.0.0.1 is outside 198.18.0.0/15")
+            && lines[0].contains("--allow-target"),
+        "{what}: {err}"
+    );
+}
+
+/// The refusal path only (no test ever sends outside 198.18.0.0/15): in a
+/// fresh namespace with a veth pair and no routes, `xstack load` to
+/// 10.0.0.1 without `--allow-target` exits 1 with one line before it
+/// looks at the interface, attaches anything or opens a socket; a
+/// malformed or over-broad `--allow-target` is a clap error.
+#[test]
+fn a_load_outside_the_benchmarking_range_is_refused_before_anything_is_opened() {
+    let ns = xstack_tests::EmptyNetns::new('g');
+    let bounds = ["--connections", "1", "--timeout", "1", "--quiet"];
+    let engine = ["--iface", "xg0", "--ip", "198.18.0.3"];
+    // An interface that does not exist: the guard answers before the
+    // interface is looked up.
+    let missing = ["--iface", "nosuchif0", "--ip", "198.18.0.3"];
+    for (what, mode) in [
+        ("engine", &engine[..]),
+        ("engine, missing interface", &missing[..]),
+        ("kernel", &["--kernel"][..]),
+    ] {
+        let out = ns.xstack(&[&["load"], mode, &["--target", "10.0.0.1:80"], &bounds].concat());
+        assert_refused_by_the_guard(&out, what);
+    }
+    let out = ns.xstack(
+        &[
+            &["load"],
+            &engine[..],
+            &["--target", "198.18.0.1:80", "--allow-target", "0.0.0.0/0"],
+            &bounds,
+        ]
+        .concat(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "clap error: {err}");
+    assert!(
+        err.lines().next().is_some_and(
+            |l| l.contains("'0.0.0.0/0' for '--allow-target") && l.contains("too broad")
+        ),
+        "{err}"
+    );
+    for dev in ["xg0", "xg1"] {
+        assert_eq!(xstack_tests::attached_xdp(&ns.name, dev), None, "{dev}");
+    }
+    assert_eq!(ns.packets(), 0, "a refused load sent something");
+}

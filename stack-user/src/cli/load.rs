@@ -12,9 +12,12 @@ pub(super) struct Args {
     /// Address the load engine owns (not with --kernel).
     #[arg(long, required_unless_present = "kernel")]
     ip: Option<Ipv4Addr>,
-    /// Server address and port (inside 198.18.0.0/15).
+    /// Server address and port (inside 198.18.0.0/15 or an --allow-target prefix).
     #[arg(long)]
     target: std::net::SocketAddrV4,
+    /// Also allow targets in this prefix (your own lab; at least a /8), repeatable.
+    #[arg(long = "allow-target", value_name = "CIDR")]
+    allow_target: Vec<crate::tools::guard::TargetPrefix>,
     /// Open loop: connections started per second, on schedule.
     #[arg(long, conflicts_with = "concurrency")]
     rate: Option<f64>,
@@ -72,6 +75,8 @@ pub(super) struct Args {
 }
 
 pub(super) fn run(a: Args) -> Result<()> {
+    // First of all: nothing below opens a socket for a refused target.
+    crate::tools::guard::check_target("xstack load", *a.target.ip(), &a.allow_target)?;
     if let Some(r) = a.response_bytes {
         if !a.http && r != a.request_bytes {
             anyhow::bail!("--response-bytes {r} differs from --request-bytes {}: the echo protocol answers what it gets; use --http against a server with --response-bytes", a.request_bytes);
@@ -94,6 +99,7 @@ pub(super) fn run(a: Args) -> Result<()> {
     };
     let cfg = crate::tools::load::LoadConfig {
         target: a.target,
+        allow_target: a.allow_target.clone(),
         lp: match a.rate {
             Some(r) => crate::tools::load::Loop::Open(r),
             None => crate::tools::load::Loop::Closed(a.concurrency.unwrap_or(1)),

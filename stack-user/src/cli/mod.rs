@@ -47,7 +47,7 @@ enum Command {
     Kserve(kserve::Args),
     /// Generate load against a server: connections, requests, latency.
     #[command(
-        after_help = "Examples:\n  # closed loop, a new connection per request, against a kernel server in the peer netns\n  ip netns exec xs-lab-stack xstack load --iface xs-lab-s --ip 198.18.0.2 --target 198.18.0.1:80 --concurrency 64 --duration 10\n  # open loop at 20k connections/s, HTTP, server closes first\n  xstack load --iface xs-lab-s --ip 198.18.0.2 --target 198.18.0.1:80 --rate 20000 --http --close server --duration 10 --json out.json --hdr out.hlog\n  # the same load over kernel sockets\n  xstack load --kernel --target 198.18.0.1:80 --concurrency 64 --duration 10"
+        after_help = "Examples:\n  # closed loop, a new connection per request, against a kernel server in the peer netns\n  ip netns exec xs-lab-stack xstack load --iface xs-lab-s --ip 198.18.0.2 --target 198.18.0.1:80 --concurrency 64 --duration 10\n  # open loop at 20k connections/s, HTTP, server closes first\n  xstack load --iface xs-lab-s --ip 198.18.0.2 --target 198.18.0.1:80 --rate 20000 --http --close server --duration 10 --json out.json --hdr out.hlog\n  # the same load over kernel sockets\n  xstack load --kernel --target 198.18.0.1:80 --concurrency 64 --duration 10\n  # your own lab, outside 198.18.0.0/15 (refused without --allow-target)\n  xstack load --kernel --target 10.20.0.5:80 --allow-target 10.20.0.0/16 --concurrency 8 --duration 10"
     )]
     Load(Box<load::Args>),
     /// Change fast-path settings (cookies, SYN limits, prefix lists) of a running instance, without reattaching.
@@ -57,7 +57,7 @@ enum Command {
     Config(config::Args),
     /// Send a bounded flood of spoofed TCP segments (SYN, ACK, RST) from a prefix in 198.18.0.0/15 through AF_XDP.
     #[command(
-        after_help = "Examples:\n  ip netns exec xs-lab-peer xstack flood --iface xs-lab-p --target 198.18.0.2:8080 --rate 100000 --duration 5\n  xstack flood --iface xs-lab-p --target 198.18.0.2:8080 --rate 0 --duration 3 --kind mixed --sources 198.18.128.0/17\nOnly targets and sources inside 198.18.0.0/15 (RFC 2544) are accepted."
+        after_help = "Examples:\n  ip netns exec xs-lab-peer xstack flood --iface xs-lab-p --target 198.18.0.2:8080 --rate 100000 --duration 5\n  xstack flood --iface xs-lab-p --target 198.18.0.2:8080 --rate 0 --duration 3 --kind mixed --sources 198.18.128.0/17\nTargets inside 198.18.0.0/15 (RFC 2544) only, unless --allow-target CIDR names your own lab's prefix (a /8 or narrower); spoofed sources always inside 198.18.0.0/15."
     )]
     Flood(flood::Args),
     /// Benchmarks: with no subcommand, xstack vs the Linux kernel stack (load generators and servers, one run); `synflood` (legit connections under a SYN flood: Linux, Linux+SYNPROXY, xstack); `cookies` (our cookie vs the kernel's helpers).
@@ -119,6 +119,38 @@ pub fn main() -> ExitCode {
                 .join(": ");
             eprintln!("xstack: error: {msg}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(args.split_whitespace())
+    }
+
+    #[test]
+    fn allow_target_is_repeatable_and_a_malformed_or_over_broad_cidr_is_a_clap_error() {
+        let load = "xstack load --kernel --target 10.1.0.5:80 --connections 1";
+        let flood = "xstack flood --iface lo --target 10.1.0.5:80 --rate 1 --duration 1";
+        for base in [load, flood] {
+            let two = format!("{base} --allow-target 10.1.0.0/16 --allow-target 172.16.0.0/12");
+            assert!(parse(&two).is_ok(), "{two}");
+            for bad in ["10.1.0/16", "0.0.0.0/0", "10.1.0.1/16", "224.0.0.0/8"] {
+                let e = match parse(&format!("{base} --allow-target {bad}")) {
+                    Ok(_) => panic!("{bad} accepted"),
+                    Err(e) => e,
+                };
+                assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                assert!(
+                    first.contains("--allow-target") && first.contains(bad),
+                    "{bad}: {text}"
+                );
+            }
         }
     }
 }

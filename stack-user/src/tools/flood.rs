@@ -2,9 +2,11 @@
 //! segments (SYN, ACK, RST or a mix) sent through an AF_XDP socket in copy
 //! mode, for SYN-flood experiments on the testbed.
 //!
-//! Traffic rules, enforced here and not overridable: the target and every
-//! source lie inside 198.18.0.0/15 (RFC 2544 benchmarking range). Durations
-//! above [`MAX_DURATION`] need `--force`; every flood stops by itself.
+//! Traffic rules, enforced here before the socket opens: the target lies
+//! inside 198.18.0.0/15 (RFC 2544 benchmarking range) or inside a prefix the
+//! user names with `--allow-target` (see [`guard`](super::guard)); every
+//! spoofed source lies inside 198.18.0.0/15, always. Durations above
+//! [`MAX_DURATION`] need `--force`; every flood stops by itself.
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
@@ -14,6 +16,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::tools::guard::{check_target, TargetPrefix};
 use crate::{
     datapath::xsk::{XskConfig, XskMode, XskSocket},
     wire::{
@@ -48,9 +51,12 @@ pub struct FloodArgs {
     /// Interface to send on (in the current network namespace).
     #[arg(long)]
     pub iface: String,
-    /// Target ADDR:PORT, inside 198.18.0.0/15.
+    /// Target ADDR:PORT, inside 198.18.0.0/15 or an --allow-target prefix.
     #[arg(long)]
     pub target: SocketAddrV4,
+    /// Also allow targets in this prefix (your own lab; at least a /8), repeatable.
+    #[arg(long = "allow-target", value_name = "CIDR")]
+    pub allow_target: Vec<TargetPrefix>,
     /// Packets per second; 0: as fast as one core can.
     #[arg(long)]
     pub rate: u64,
@@ -81,6 +87,8 @@ pub struct FloodConfig {
     pub iface: String,
     /// Target.
     pub target: SocketAddrV4,
+    /// Prefixes beyond 198.18.0.0/15 the target may lie in.
+    pub allow_target: Vec<TargetPrefix>,
     /// Packets per second, 0 = unpaced.
     pub rate: u64,
     /// Duration.
@@ -128,11 +136,7 @@ impl std::fmt::Display for FloodReport {
     }
 }
 
-/// True when `a` lies in 198.18.0.0/15.
-pub fn in_benchmark_range(a: Ipv4Addr) -> bool {
-    let o = a.octets();
-    o[0] == 198 && o[1] & 0xfe == 18
-}
+pub use crate::tools::guard::in_benchmark_range;
 
 fn parse_mac(s: &str) -> Option<Mac> {
     let mut m = [0u8; 6];
@@ -155,12 +159,7 @@ fn neighbour_mac(ip: Ipv4Addr) -> Option<Mac> {
 impl FloodArgs {
     /// Validates the arguments against the traffic rules.
     pub fn to_config(&self) -> Result<FloodConfig> {
-        if !in_benchmark_range(*self.target.ip()) {
-            bail!(
-                "target {} is outside 198.18.0.0/15; floods only go to the benchmarking range",
-                self.target.ip()
-            );
-        }
+        check_target("xstack flood", *self.target.ip(), &self.allow_target)?;
         let sources = crate::datapath::fastpath::parse_prefix(&self.sources)
             .map_err(|e| anyhow::anyhow!("--sources {}: {e}", self.sources))?;
         if sources.1 < 15 || !in_benchmark_range(sources.0) {
@@ -206,6 +205,7 @@ impl FloodArgs {
         Ok(FloodConfig {
             iface: self.iface.clone(),
             target: self.target,
+            allow_target: self.allow_target.clone(),
             rate: self.rate,
             duration,
             sources,
@@ -291,6 +291,12 @@ fn build(buf: &mut [u8], c: &FloodConfig, src_mac: Mac, kind: FloodKind, rng: &m
 
 /// Sends the flood from the calling thread; returns what it achieved.
 pub fn run(c: &FloodConfig) -> Result<FloodReport> {
+    // Again here, for callers that build a FloodConfig themselves: nothing
+    // is opened or built for a target outside the guard.
+    check_target("xstack flood", *c.target.ip(), &c.allow_target)?;
+    if !in_benchmark_range(c.sources.0) || c.sources.1 < 15 {
+        bail!("flood sources must stay inside 198.18.0.0/15");
+    }
     let iface = crate::runtime::sys::interface(&c.iface)?;
     let mut sock = XskSocket::open(
         &iface.name,
@@ -371,6 +377,7 @@ mod tests {
         FloodArgs {
             iface: "lo".into(),
             target: "198.18.0.2:8080".parse().unwrap(),
+            allow_target: vec![],
             rate: 1000,
             duration: 1.0,
             sources: "198.18.128.0/17".into(),
@@ -400,6 +407,39 @@ mod tests {
         assert!(a.to_config().is_ok());
         a.duration = 3601.0;
         assert!(a.to_config().is_err());
+    }
+
+    #[test]
+    fn allow_target_widens_the_target_guard_but_never_the_sources() {
+        let mut a = args();
+        a.target = "10.1.0.5:80".parse().unwrap();
+        let e = a.to_config().unwrap_err().to_string();
+        assert!(e.contains("--allow-target"), "{e}");
+        a.allow_target = vec!["10.1.0.0/16".parse().unwrap()];
+        let c = a.to_config().expect("inside the allowed prefix");
+        assert_eq!(c.allow_target, a.allow_target);
+        a.target = "10.2.0.5:80".parse().unwrap();
+        assert!(a.to_config().is_err(), "outside the allowed prefix");
+        // Spoofed sources stay in the benchmarking range whatever is allowed.
+        a.target = "10.1.0.5:80".parse().unwrap();
+        a.sources = "10.1.128.0/17".into();
+        assert!(a.to_config().is_err());
+    }
+
+    #[test]
+    fn run_refuses_a_config_outside_the_guard_before_opening_a_socket() {
+        // An interface that does not exist: had the guard not refused
+        // first, the error would be about the interface.
+        let mut c = args().to_config().unwrap();
+        c.iface = "xs-none-0".into();
+        c.target = "10.0.0.1:80".parse().unwrap();
+        let e = run(&c).unwrap_err().to_string();
+        assert!(e.contains("--allow-target"), "{e}");
+        let mut c = args().to_config().unwrap();
+        c.iface = "xs-none-0".into();
+        c.sources = ("10.0.0.0".parse().unwrap(), 8);
+        let e = run(&c).unwrap_err().to_string();
+        assert!(e.contains("198.18.0.0/15"), "{e}");
     }
 
     #[test]

@@ -152,6 +152,7 @@ fn flood_config(t: &Testbed, rate: u64, secs: f64) -> FloodConfig {
     FloodConfig {
         iface: t.peer_if.clone(),
         target: SocketAddrV4::new(t.stack_ip, PORT),
+        allow_target: vec![], // the testbed is in 198.18.0.0/15
         rate,
         duration: Duration::from_secs_f64(secs),
         sources: (std::net::Ipv4Addr::new(198, 18, 128, 0), 17),

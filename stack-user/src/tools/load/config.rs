@@ -5,6 +5,8 @@ use std::{net::SocketAddrV4, path::PathBuf, time::Duration};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+use crate::tools::guard::{check_target, TargetPrefix};
+
 /// How connections are started.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Loop {
@@ -30,8 +32,10 @@ pub enum CloseBy {
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct LoadConfig {
-    /// Server address.
+    /// Server address: inside 198.18.0.0/15 or `allow_target`.
     pub target: SocketAddrV4,
+    /// Prefixes beyond 198.18.0.0/15 the target may lie in (`--allow-target`).
+    pub allow_target: Vec<TargetPrefix>,
     /// Open or closed loop.
     pub lp: Loop,
     /// Requests per connection (1 = a new connection per request).
@@ -65,6 +69,7 @@ pub struct LoadConfig {
 impl LoadConfig {
     /// Checks the combination of options.
     pub fn validate(&self) -> Result<()> {
+        check_target("xstack load", *self.target.ip(), &self.allow_target)?;
         if self.close == CloseBy::Server && !self.http {
             bail!("--close server needs --http (the last request asks the server to close)");
         }
@@ -85,13 +90,6 @@ impl LoadConfig {
             ),
             Loop::Open(r) if !(r > 0.0 && r.is_finite()) => bail!("--rate must be positive"),
             _ => {}
-        }
-        let o = self.target.ip().octets();
-        if !(o[0] == 198 && (o[1] & 0xfe) == 18) {
-            bail!(
-                "target {} is outside 198.18.0.0/15; xstack load only sends to the benchmarking range",
-                self.target
-            );
         }
         Ok(())
     }

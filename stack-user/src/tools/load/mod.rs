@@ -131,6 +131,7 @@ mod tests {
     fn cfg() -> LoadConfig {
         LoadConfig {
             target: "198.18.0.2:80".parse().unwrap(),
+            allow_target: vec![],
             lp: Loop::Closed(4),
             requests_per_conn: 1,
             request_bytes: 64,
@@ -162,6 +163,22 @@ mod tests {
         let mut c = cfg();
         c.close = CloseBy::Server;
         assert!(c.validate().unwrap_err().to_string().contains("--http"));
+    }
+
+    #[test]
+    fn allow_target_widens_the_load_guard_only_for_its_prefix() {
+        let mut c = cfg();
+        c.target = "10.1.0.5:80".parse().unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--allow-target"));
+        c.allow_target = vec!["10.1.0.0/16".parse().unwrap()];
+        assert!(c.validate().is_ok());
+        assert_eq!(c.part(0, 1).allow_target, c.allow_target);
+        c.target = "10.2.0.5:80".parse().unwrap();
+        assert!(c.validate().is_err());
     }
 
     #[test]

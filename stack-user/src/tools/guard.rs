@@ -1,0 +1,169 @@
+//! The target guard of `xstack load` and `xstack flood`: where they may send.
+//!
+//! By default only to 198.18.0.0/15, the range RFC 2544 §C.2.2 (and RFC 5735
+//! §3) sets aside for benchmarking, which no production network routes.
+//! `--allow-target CIDR` (repeatable) widens it for a user's own lab, one
+//! prefix at a time. A prefix must be at least a /8
+//! ([`MIN_ALLOWED_PREFIX_LEN`]), must not have host bits set, and must lie in
+//! unicast space (not 0.0.0.0/8, not 224.0.0.0/3: multicast, reserved and the
+//! broadcast address, RFC 5735 §3): `--allow-target 0.0.0.0/0` is refused, so
+//! the guard can never be switched off wholesale. The check runs before any
+//! socket is opened or packet built.
+
+use std::{fmt, net::Ipv4Addr, str::FromStr};
+
+use anyhow::{bail, Result};
+
+/// The shortest prefix `--allow-target` takes: a /8 at most, never the
+/// whole address space.
+pub const MIN_ALLOWED_PREFIX_LEN: u8 = 8;
+
+/// True when `a` lies in 198.18.0.0/15 (RFC 2544 benchmarking range).
+pub fn in_benchmark_range(a: Ipv4Addr) -> bool {
+    let o = a.octets();
+    o[0] == 198 && o[1] & 0xfe == 18
+}
+
+/// One `--allow-target` prefix, validated: at least a /8, no host bits,
+/// unicast space only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetPrefix {
+    addr: Ipv4Addr,
+    len: u8,
+}
+
+fn mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    }
+}
+
+impl TargetPrefix {
+    /// Whether `a` lies in this prefix.
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        u32::from(a) & mask(self.len) == u32::from(self.addr)
+    }
+}
+
+impl fmt::Display for TargetPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl FromStr for TargetPrefix {
+    type Err = String;
+
+    /// `A.B.C.D/LEN` (a bare address is a /32).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, l) = s.split_once('/').unwrap_or((s, "32"));
+        let addr: Ipv4Addr = a
+            .parse()
+            .map_err(|_| format!("{s} is not an IPv4 prefix like 10.1.0.0/16"))?;
+        let len: u8 = l
+            .parse()
+            .ok()
+            .filter(|l| *l <= 32)
+            .ok_or_else(|| format!("{s}: the prefix length must be 0 to 32"))?;
+        if len < MIN_ALLOWED_PREFIX_LEN {
+            return Err(format!(
+                "{s} is too broad: at most a /{MIN_ALLOWED_PREFIX_LEN}; name your own lab's prefix"
+            ));
+        }
+        let net = Ipv4Addr::from(u32::from(addr) & mask(len));
+        if net != addr {
+            return Err(format!("{s} has host bits set; did you mean {net}/{len}?"));
+        }
+        let first = addr.octets()[0];
+        if first == 0 || first >= 224 {
+            return Err(format!(
+                "{s} is not unicast space (0.0.0.0/8, multicast, reserved or broadcast)"
+            ));
+        }
+        Ok(TargetPrefix { addr, len })
+    }
+}
+
+/// Refuses `target` unless it lies in 198.18.0.0/15 or in one of `allowed`;
+/// the error is one line that names `--allow-target`. `tool` names the
+/// command in it (`xstack load`).
+pub fn check_target(tool: &str, target: Ipv4Addr, allowed: &[TargetPrefix]) -> Result<()> {
+    if in_benchmark_range(target) || allowed.iter().any(|p| p.contains(target)) {
+        return Ok(());
+    }
+    if allowed.is_empty() {
+        bail!(
+            "target {target} is outside 198.18.0.0/15; {tool} only sends to the benchmarking range unless you add --allow-target CIDR for your own lab"
+        );
+    }
+    let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+    bail!(
+        "target {target} is outside 198.18.0.0/15 and every --allow-target ({}); {tool} sends nowhere else",
+        list.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> TargetPrefix {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn without_allow_target_only_the_benchmarking_range_passes() {
+        for ok in ["198.18.0.1", "198.19.255.254", "198.18.0.0"] {
+            assert!(check_target("xstack load", ok.parse().unwrap(), &[]).is_ok());
+        }
+        for bad in ["10.0.0.1", "198.17.255.255", "198.20.0.0", "8.8.8.8"] {
+            let e = check_target("xstack load", bad.parse().unwrap(), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--allow-target"), "{e}");
+            assert!(e.contains("198.18.0.0/15") && e.contains(bad), "{e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn a_target_inside_an_allowed_prefix_passes_and_outside_it_is_refused() {
+        let allowed = [p("10.1.0.0/16"), p("192.168.7.9/32")];
+        let ok = |a: &str| check_target("xstack flood", a.parse().unwrap(), &allowed).is_ok();
+        assert!(ok("10.1.0.1") && ok("10.1.255.255") && ok("192.168.7.9"));
+        assert!(ok("198.18.0.2"), "the benchmarking range stays allowed");
+        let e = check_target("xstack flood", "10.2.0.1".parse().unwrap(), &allowed)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--allow-target") && e.contains("10.1.0.0/16, 192.168.7.9/32"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "one line: {e}");
+        assert!(!ok("192.168.7.8"));
+    }
+
+    #[test]
+    fn allow_target_refuses_malformed_over_broad_and_non_unicast_prefixes() {
+        assert_eq!(p("10.0.0.0/8").to_string(), "10.0.0.0/8");
+        assert_eq!(p("10.0.0.7").to_string(), "10.0.0.7/32");
+        for (bad, why) in [
+            ("10.0.0/8", "not an IPv4 prefix"),
+            ("10.0.0.0/33", "0 to 32"),
+            ("10.0.0.0/", "0 to 32"),
+            ("lab", "not an IPv4 prefix"),
+            ("0.0.0.0/0", "too broad"),
+            ("10.0.0.0/7", "too broad"),
+            ("10.0.0.1/24", "did you mean 10.0.0.0/24"),
+            ("0.0.0.0/8", "not unicast"),
+            ("224.0.0.0/8", "not unicast"),
+            ("255.255.255.255/32", "not unicast"),
+        ] {
+            let e = bad.parse::<TargetPrefix>().unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains('\n'));
+        }
+    }
+}
