@@ -104,7 +104,6 @@ pub fn demo(verbose: bool) -> Result<()> {
     )?;
     let bench = read_json(&bench_dir.join("bench.json"))?;
     let flood = read_json(&flood_dir.join("synflood.json"))?;
-    let measured = started.elapsed();
     println!();
     print!("{}", summary(&bench, &flood, FLOOD_PPS)?);
     if verbose {
@@ -112,7 +111,7 @@ pub fn demo(verbose: bool) -> Result<()> {
     }
     println!(
         "demo: {:.0} s after the build; every testbed is down (summaries in {})",
-        measured.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
         out.display()
     );
     Ok(())
