@@ -40,8 +40,12 @@ enum Cmd {
     },
     /// Check that no module of stack-user imports a module of a higher layer (docs/ARCHITECTURE.md).
     Layers,
-    /// Bring up a testbed, run the stack, show the round trip, tear it down.
-    Demo,
+    /// xstack next to the Linux kernel in about a minute: connections/s, keep-alive requests/s, a SYN flood; testbeds down after.
+    Demo {
+        /// Also the tools' own tables and progress, and a round trip (ARP, ping, SYN) with the engine's counters.
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Benchmarks on a fresh testbed: AF_XDP receive rate (copy mode) and bulk TCP throughput, each next to Linux.
     Bench {
         /// Seconds per measurement.
@@ -60,7 +64,7 @@ fn main() -> Result<()> {
         }
         Cmd::Test { args } => test::test(&args),
         Cmd::Layers => layers::layers(),
-        Cmd::Demo => demo::demo(),
+        Cmd::Demo { verbose } => demo::demo(verbose),
         Cmd::Bench { seconds } => bench::bench(seconds),
     }
 }

@@ -13,6 +13,9 @@ pub(super) struct Args {
     /// Directory for bench.json, cps.svg and latency-cdf.svg.
     #[arg(long, default_value = "target/bench")]
     out: std::path::PathBuf,
+    /// Only kernel→kernel and xstack→xstack, no wrk (what `cargo xtask demo` runs).
+    #[arg(long)]
+    quick: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -67,6 +70,7 @@ pub(super) fn run(a: Args) -> Result<()> {
         which,
         seconds,
         out,
+        quick,
     } = a;
     match which {
         Some(Which::Synflood(a)) => crate::tools::bench::synflood::run(&a)?,
@@ -83,7 +87,11 @@ pub(super) fn run(a: Args) -> Result<()> {
             if !(1..=600).contains(&seconds) {
                 anyhow::bail!("--seconds {seconds} is out of range: use 1 to 600");
             }
-            let table = crate::tools::bench::kernel::run(seconds, &out)?;
+            let table = if quick {
+                crate::tools::bench::kernel::run_quick(seconds, &out)?
+            } else {
+                crate::tools::bench::kernel::run(seconds, &out)?
+            };
             print!("{table}");
             println!(
                 "wrote {}/bench.json, cps.svg, latency-cdf.svg",

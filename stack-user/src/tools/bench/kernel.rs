@@ -448,9 +448,31 @@ fn svg_cdf(rows: &[Row], path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Every load → server pair of the full comparison.
+const ALL_PAIRS: [(&str, &str); 4] = [
+    ("kernel", "kernel"),
+    ("kernel", "xstack"),
+    ("xstack", "kernel"),
+    ("xstack", "xstack"),
+];
+
+/// The pairs of `--quick`: each stack against itself.
+const QUICK_PAIRS: [(&str, &str); 2] = [("kernel", "kernel"), ("xstack", "xstack")];
+
 /// Runs the whole comparison; writes `bench.json`, `cps.svg` and
 /// `latency-cdf.svg` under `out`, and returns the printed table.
 pub fn run(secs: u32, out: &Path) -> Result<String> {
+    run_pairs(secs, out, &ALL_PAIRS, true)
+}
+
+/// `xstack bench --quick` (what `cargo xtask demo` runs): both scenarios,
+/// kernel→kernel and xstack→xstack only, no wrk; the same files and table
+/// as [`run`] with those rows.
+pub fn run_quick(secs: u32, out: &Path) -> Result<String> {
+    run_pairs(secs, out, &QUICK_PAIRS, false)
+}
+
+fn run_pairs(secs: u32, out: &Path, pairs: &[(&str, &str)], wrk: bool) -> Result<String> {
     crate::runtime::sys::check_privileges("xstack bench")?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let name = format!("b{}", std::process::id() % 100_000);
@@ -490,24 +512,30 @@ pub fn run(secs: u32, out: &Path) -> Result<String> {
     ];
     let mut rows = Vec::new();
     for sc in &scenarios {
-        for (load, server) in [
-            ("kernel", "kernel"),
-            ("kernel", "xstack"),
-            ("xstack", "kernel"),
-            ("xstack", "xstack"),
-        ] {
+        for &(load, server) in pairs {
             eprintln!(
                 "bench: {} {load} load → {server} server ({secs} s)",
                 sc.name
             );
             rows.push(load_row(&t, sc, load, server, secs, out)?);
         }
-        for server in ["kernel", "xstack"] {
+        for server in ["kernel", "xstack"].into_iter().filter(|_| wrk) {
             eprintln!("bench: {} wrk → {server} server ({secs} s)", sc.name);
             rows.push(wrk_row(&t, sc, server, secs)?);
         }
     }
     drop(guard);
+    let table = table(&rows, wrk);
+    let json = serde_json::json!({ "seconds": secs, "rows": rows });
+    let mut f = std::fs::File::create(out.join("bench.json"))?;
+    writeln!(f, "{}", serde_json::to_string_pretty(&json)?)?;
+    svg_bars(&rows, &out.join("cps.svg"))?;
+    svg_cdf(&rows, &out.join("latency-cdf.svg"))?;
+    Ok(table)
+}
+
+/// The printed table and the ratio lines; the wrk ratio only when wrk ran.
+fn table(rows: &[Row], wrk: bool) -> String {
     let mut table = String::new();
     use std::fmt::Write as _;
     let _ = writeln!(
@@ -518,7 +546,7 @@ pub fn run(secs: u32, out: &Path) -> Result<String> {
         table,
         "|------------------|--------|--------|----------|----------|--------|--------|----------|--------|------------|--------------|"
     );
-    for r in &rows {
+    for r in rows {
         let _ = writeln!(
             table,
             "| {:<16} | {:<6} | {:<6} | {:>8.0} | {:>8.0} | {:>6} | {:>6} | {:>8} | {:>6} | {:>10.0} | {:>12.0} |",
@@ -539,24 +567,63 @@ pub fn run(secs: u32, out: &Path) -> Result<String> {
     };
     for sc in ["conn-per-request", "keep-alive"] {
         let kk = find(sc, "kernel", "kernel").max(1.0);
-        let _ = writeln!(
+        let _ = write!(
             table,
-            "{sc}: xstack↔xstack / kernel↔kernel = {:.2}×; xstack load / wrk against the kernel server = {:.2}×",
+            "{sc}: xstack↔xstack / kernel↔kernel = {:.2}×",
             find(sc, "xstack", "xstack") / kk,
-            find(sc, "xstack", "kernel") / find(sc, "wrk", "kernel").max(1.0)
         );
+        if wrk {
+            let _ = write!(
+                table,
+                "; xstack load / wrk against the kernel server = {:.2}×",
+                find(sc, "xstack", "kernel") / find(sc, "wrk", "kernel").max(1.0)
+            );
+        }
+        let _ = writeln!(table);
     }
-    let json = serde_json::json!({ "seconds": secs, "rows": rows });
-    let mut f = std::fs::File::create(out.join("bench.json"))?;
-    writeln!(f, "{}", serde_json::to_string_pretty(&json)?)?;
-    svg_bars(&rows, &out.join("cps.svg"))?;
-    svg_cdf(&rows, &out.join("latency-cdf.svg"))?;
-    Ok(table)
+    table
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(scenario: &str, side: &str, v: f64) -> Row {
+        Row {
+            scenario: scenario.into(),
+            load: side.into(),
+            server: side.into(),
+            cps: v,
+            rps: v,
+            latency_us: [0; 5],
+            errors: 0,
+            load_cpu: 0.0,
+            server_cpu: 0.0,
+        }
+    }
+
+    #[test]
+    fn quick_table_has_each_stack_against_itself_and_no_wrk_ratio() {
+        let rows = [
+            row("conn-per-request", "kernel", 100.0),
+            row("conn-per-request", "xstack", 250.0),
+            row("keep-alive", "kernel", 1000.0),
+            row("keep-alive", "xstack", 3000.0),
+        ];
+        let t = table(&rows, false);
+        assert_eq!(t.lines().filter(|l| l.starts_with("| ")).count(), 5, "{t}");
+        assert!(
+            t.contains("conn-per-request: xstack↔xstack / kernel↔kernel = 2.50×\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("keep-alive: xstack↔xstack / kernel↔kernel = 3.00×\n"),
+            "{t}"
+        );
+        assert!(!t.contains("wrk"), "{t}");
+        assert!(table(&rows, true).contains("wrk against the kernel server"));
+        assert_eq!(QUICK_PAIRS, [("kernel", "kernel"), ("xstack", "xstack")]);
+    }
 
     #[test]
     fn wrk_times_parse_to_microseconds() {
