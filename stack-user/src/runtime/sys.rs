@@ -224,39 +224,13 @@ fn active_rx_queues(name: &str) -> Option<u32> {
         other_count: u32,
         combined_count: u32,
     }
-    /// `struct ifreq` with the `ifr_data` member.
-    #[repr(C)]
-    struct IfreqData {
-        name: [u8; libc::IFNAMSIZ],
-        data: *mut libc::c_void,
-        _pad: [u8; 16],
-    }
     const ETHTOOL_GCHANNELS: u32 = 0x3c;
-    const SIOCETHTOOL: libc::c_ulong = 0x8946;
-    if name.len() >= libc::IFNAMSIZ {
-        return None;
-    }
     let mut ch = EthtoolChannels {
         cmd: ETHTOOL_GCHANNELS,
         ..Default::default()
     };
-    let mut ifr = IfreqData {
-        name: [0; libc::IFNAMSIZ],
-        data: (&mut ch as *mut EthtoolChannels).cast(),
-        _pad: [0; 16],
-    };
-    ifr.name[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: a datagram socket we close below; the ioctl reads `ifr` and
-    // writes `ch`, both alive and of the layout the kernel expects.
-    let ok = unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return None;
-        }
-        let r = libc::ioctl(fd, SIOCETHTOOL as _, &mut ifr);
-        libc::close(fd);
-        r == 0
-    };
+    // SAFETY: `EthtoolChannels` is the kernel's `struct ethtool_channels`.
+    let ok = unsafe { ethtool_ioctl(name, &mut ch) };
     let n = ch.rx_count + ch.combined_count;
     (ok && n > 0).then_some(n)
 }
@@ -638,6 +612,20 @@ fn ethtool_value(name: &str, cmd: u32) -> Option<u32> {
         cmd: u32,
         data: u32,
     }
+    let mut v = EthtoolValue { cmd, data: 0 };
+    // SAFETY: `EthtoolValue` is the kernel's `struct ethtool_value`.
+    let ok = unsafe { ethtool_ioctl(name, &mut v) };
+    ok.then_some(v.data)
+}
+
+/// Runs the `SIOCETHTOOL` ioctl for interface `name` (of the calling
+/// thread's network namespace) with `data` as `ifr_data`, on a datagram
+/// socket opened and closed here. False on any failure.
+///
+/// # Safety
+/// `T` must be the kernel structure of the ethtool command stored in its
+/// first `u32` (`cmd`), so that the kernel reads and writes within it.
+unsafe fn ethtool_ioctl<T>(name: &str, data: &mut T) -> bool {
     /// `struct ifreq` with the `ifr_data` member.
     #[repr(C)]
     struct IfreqData {
@@ -647,27 +635,25 @@ fn ethtool_value(name: &str, cmd: u32) -> Option<u32> {
     }
     const SIOCETHTOOL: libc::c_ulong = 0x8946;
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return None;
+        return false;
     }
-    let mut v = EthtoolValue { cmd, data: 0 };
     let mut ifr = IfreqData {
         name: [0; libc::IFNAMSIZ],
-        data: (&mut v as *mut EthtoolValue).cast(),
+        data: (data as *mut T).cast(),
         _pad: [0; 16],
     };
     ifr.name[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: a datagram socket we close below; the ioctl reads `ifr` and
-    // writes `v`, both alive and of the layout the kernel expects.
-    let ok = unsafe {
+    // SAFETY: a socket we close below; the ioctl reads `ifr` and, by the
+    // caller's promise, reads and writes `data` within its size.
+    unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
-            return None;
+            return false;
         }
         let r = libc::ioctl(fd, SIOCETHTOOL as _, &mut ifr);
         libc::close(fd);
         r == 0
-    };
-    ok.then_some(v.data)
+    }
 }
 
 /// The running kernel's release (`uname -r`), and its major and minor
