@@ -49,18 +49,20 @@ pub struct AppConn {
     shut: bool,
 }
 
-/// Counters the applications keep.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AppCounters {
-    /// Bytes read.
-    pub bytes_in: u64,
-    /// Bytes written.
-    pub bytes_out: u64,
-    /// HTTP requests answered.
-    pub http_requests: u64,
-    /// HTTP requests refused with an error status (400, 411, 413, 417, 431;
-    /// the connection is closed after it).
-    pub http_errors: u64,
+stack_ebpf::counters! {
+    /// Counters the applications keep.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct AppCounters {
+        /// Bytes read.
+        bytes_in,
+        /// Bytes written.
+        bytes_out,
+        /// HTTP requests answered.
+        http_requests,
+        /// HTTP requests refused with an error status (400, 411, 413, 417,
+        /// 431; the connection is closed after it).
+        http_errors,
+    }
 }
 
 /// Whether the application is done with a connection (its handle closed).
