@@ -1,0 +1,234 @@
+//! The examples of the application API (`xstack::rt` + `xstack::net`,
+//! issue 16) against Linux peers on the testbed: the example runs in the
+//! stack namespace on AF_XDP, kernel clients run in the peer namespace.
+//!
+//! The examples are built by `cargo build -p stack-user --examples`
+//! (`cargo xtask test` does it); `$XSTACK_EXAMPLES` names their directory,
+//! else the workspace's `target/debug/examples`. Every test is bounded:
+//! the example stops by itself (`--duration`), each socket call has a
+//! timeout and the whole exchange a deadline.
+
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, SocketAddr, TcpStream},
+    path::PathBuf,
+    process::{Child, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use xstack_tests::{
+    hex, in_netns, pattern, sha256_hex, testbed_with, Digest, PeerProfile, Sha256, Testbed,
+};
+
+/// Bytes the echo test sends (and must get back).
+const ECHO_BYTES: usize = 16 << 20;
+const PORT: u16 = 7007;
+/// No exchange of this file may take longer.
+const DEADLINE: Duration = Duration::from_secs(60);
+/// A socket that moves no byte for this long has stalled.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// An example binary.
+fn example_bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("XSTACK_EXAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/examples")
+        });
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p stack-user --examples` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A running example in the stack namespace; stopped (SIGTERM, then
+/// SIGKILL) by its pid when dropped.
+struct Example {
+    child: Option<Child>,
+}
+
+impl Example {
+    fn start(t: &Testbed, name: &str, extra: &[&str]) -> Example {
+        let bin = example_bin(name);
+        let child = t
+            .stack_command(bin.to_str().expect("utf-8 path"))
+            .args(["--iface", &t.stack_if, "--ip", &t.stack_ip.to_string()])
+            .args(["--duration", "90"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn example");
+        Example { child: Some(child) }
+    }
+
+    /// Stops it; returns its stderr.
+    fn stop(&mut self) -> String {
+        let Some(mut child) = self.child.take() else {
+            return String::new();
+        };
+        // SAFETY: signalling the child we spawned, by its pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end && child.try_wait().ok().flatten().is_none() {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child
+            .wait_with_output()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Connects from the current (peer) namespace, retrying while the example
+/// is still coming up.
+fn connect_retrying(target: SocketAddr) -> Result<TcpStream, String> {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        match TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() >= end => return Err(format!("connect: {e}")),
+            Err(_) => thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Writes `data` to the echo server while a second thread reads the echo,
+/// half-closes, and reads to EOF; returns the echo's length and SHA-256.
+fn echo_through(target: SocketAddr, data: &'static [u8]) -> Result<(usize, String), String> {
+    let start = Instant::now();
+    let mut s = connect_retrying(target)?;
+    s.set_read_timeout(Some(IDLE)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(IDLE)).map_err(|e| e.to_string())?;
+    let mut r = s.try_clone().map_err(|e| e.to_string())?;
+    let reader = thread::spawn(move || {
+        let (mut h, mut n, mut buf) = (Sha256::new(), 0usize, vec![0u8; 1 << 16]);
+        loop {
+            if start.elapsed() > DEADLINE {
+                return Err(format!("read: deadline passed after {n} bytes"));
+            }
+            match r.read(&mut buf) {
+                Ok(0) => return Ok((n, hex(&h.finalize()))),
+                Ok(k) => {
+                    h.update(&buf[..k]);
+                    n += k;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("read: {e} after {n} bytes")),
+            }
+        }
+    });
+    let mut sent = Ok(());
+    for (i, chunk) in data.chunks(256 << 10).enumerate() {
+        if start.elapsed() > DEADLINE {
+            sent = Err(format!("write: deadline passed after {} bytes", i << 18));
+            break;
+        }
+        if let Err(e) = s.write_all(chunk) {
+            sent = Err(format!("write: {e} after about {} bytes", i << 18));
+            break;
+        }
+    }
+    match &sent {
+        Ok(()) => s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?,
+        Err(_) => {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+    let got = reader.join().map_err(|_| "reader panicked".to_string())?;
+    sent?;
+    got
+}
+
+/// `conns` Linux clients at once, each echoing its own `len`-byte slice
+/// of one stream through the echo example on `queues` queues; every echo
+/// must be SHA-equal.
+fn linux_clients_echo_through_echo_example(
+    profile: PeerProfile,
+    queues: u32,
+    conns: usize,
+    len: usize,
+) {
+    static DATA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let data: &'static [u8] = DATA.get_or_init(|| pattern(16, ECHO_BYTES));
+    assert!(conns * len <= data.len());
+    let tb = testbed_with('e', queues, profile);
+    let t = &tb.testbed;
+    let mut ex = Example::start(t, "echo_server", &["--port", &PORT.to_string()]);
+    let target = SocketAddr::from((t.stack_ip, PORT));
+    let start = Instant::now();
+    let results = in_netns(&t.peer_ns, move || {
+        let threads: Vec<_> = (0..conns)
+            .map(|i| thread::spawn(move || echo_through(target, &data[i * len..(i + 1) * len])))
+            .collect();
+        threads
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("client panicked".into())))
+            .collect::<Vec<_>>()
+    });
+    let took = start.elapsed();
+    let log = ex.stop();
+    let failures: Vec<String> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let want = sha256_hex(&data[i * len..(i + 1) * len]);
+            match r {
+                Ok((n, h)) if *n == len && *h == want => None,
+                Ok((n, h)) => Some(format!(
+                    "connection {i}: echo of {n} bytes, SHA-256 {h}; want {len}, {want}"
+                )),
+                Err(e) => Some(format!("connection {i}: {e}")),
+            }
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {conns} echoes failed:\n{}\nexample:\n{log}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // Thread per queue: every queue served some of the connections (the
+    // chance that 16 flows all hash to one of two queues is 2^-15).
+    for q in 0..queues {
+        let served = log
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("echo_server: queue {q}: ")))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        assert!(
+            served.is_some_and(|n| n > 0 || conns < 8),
+            "queue {q} served no connection:\n{log}"
+        );
+    }
+    eprintln!(
+        "examples: echo_server ({profile:?} peer, {queues} queue(s)): {conns} x {len} B each way in {:.2} s",
+        took.as_secs_f64()
+    );
+}
+
+#[test]
+fn linux_client_echoes_16mib_sha_equal_through_echo_server_example_default_peer() {
+    linux_clients_echo_through_echo_example(PeerProfile::Default, 1, 1, ECHO_BYTES);
+}
+
+#[test]
+fn linux_client_echoes_16mib_sha_equal_through_echo_server_example_tuned_peer() {
+    linux_clients_echo_through_echo_example(PeerProfile::Tuned, 1, 1, ECHO_BYTES);
+}
+
+#[test]
+fn linux_clients_echo_16_parallel_streams_through_echo_server_example_on_two_queues() {
+    linux_clients_echo_through_echo_example(PeerProfile::Default, 2, 16, ECHO_BYTES / 16);
+}
