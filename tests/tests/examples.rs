@@ -52,13 +52,26 @@ struct Example {
 }
 
 impl Example {
+    /// Starts example `name` on xstack in the stack namespace.
     fn start(t: &Testbed, name: &str, extra: &[&str]) -> Example {
         let bin = example_bin(name);
-        let child = t
-            .stack_command(bin.to_str().expect("utf-8 path"))
-            .args(["--iface", &t.stack_if, "--ip", &t.stack_ip.to_string()])
+        let mut c = t.stack_command(bin.to_str().expect("utf-8 path"));
+        c.args(["--iface", &t.stack_if, "--ip", &t.stack_ip.to_string()])
+            .args(extra);
+        Example::spawn(c)
+    }
+
+    /// Starts example `name` in the peer namespace (its `--kernel` mode).
+    fn start_in_peer(t: &Testbed, name: &str, extra: &[&str]) -> Example {
+        let bin = example_bin(name);
+        let mut c = t.peer_command(bin.to_str().expect("utf-8 path"));
+        c.args(extra);
+        Example::spawn(c)
+    }
+
+    fn spawn(mut c: std::process::Command) -> Example {
+        let child = c
             .args(["--duration", "90"])
-            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -231,4 +244,160 @@ fn linux_client_echoes_16mib_sha_equal_through_echo_server_example_tuned_peer() 
 #[test]
 fn linux_clients_echo_16_parallel_streams_through_echo_server_example_on_two_queues() {
     linux_clients_echo_through_echo_example(PeerProfile::Default, 2, 16, ECHO_BYTES / 16);
+}
+
+/// curl in the peer namespace (each call bounded by `--max-time`);
+/// returns whether it succeeded and its stdout (stderr on failure).
+fn curl(t: &Testbed, args: &[&str]) -> (bool, Vec<u8>) {
+    let out = t
+        .peer_command("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    if out.status.success() {
+        (true, out.stdout)
+    } else {
+        (false, out.stderr)
+    }
+}
+
+/// The body `hyper_server` answers GET with for `--body-bytes len`.
+fn hello_body(len: usize) -> Vec<u8> {
+    b"Hello, world\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(len)
+        .collect()
+}
+
+/// GET (fixed body, twice on one keep-alive connection) and POST (a 4 MiB
+/// request body, its length answered) with curl against `url`.
+fn curl_get_and_post(t: &Testbed, url: &str, body_len: usize, log: impl Fn() -> String) {
+    // The server may still be coming up.
+    let end = Instant::now() + Duration::from_secs(20);
+    let (mut ok, mut got) = curl(t, &[url]);
+    while !ok && Instant::now() < end {
+        thread::sleep(Duration::from_millis(200));
+        (ok, got) = curl(t, &[url]);
+    }
+    assert!(
+        ok,
+        "GET {url}: {}\n{}",
+        String::from_utf8_lossy(&got),
+        log()
+    );
+    assert!(
+        got == hello_body(body_len),
+        "GET {url}: {} bytes, not the fixed body",
+        got.len()
+    );
+    // Two requests, one connection (curl reuses it).
+    let (ok, got) = curl(t, &["-w", "%{num_connects}\n", url, url]);
+    assert!(ok, "GET x2: {}", String::from_utf8_lossy(&got));
+    let mut want = hello_body(body_len);
+    want.extend_from_slice(b"1\n");
+    want.extend(hello_body(body_len));
+    want.extend_from_slice(b"0\n");
+    assert!(
+        got == want,
+        "GET x2 on one connection: {:?}",
+        String::from_utf8_lossy(&got[got.len().saturating_sub(40)..])
+    );
+    // A request body.
+    let dir = std::env::temp_dir().join(format!("xstack-hyper-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("body");
+    std::fs::write(&file, pattern(7, 4 << 20)).expect("write body");
+    let arg = format!("@{}", file.display());
+    let (ok, got) = curl(t, &["--data-binary", &arg, url]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ok, "POST: {}\n{}", String::from_utf8_lossy(&got), log());
+    assert_eq!(String::from_utf8_lossy(&got), format!("{}\n", 4 << 20));
+}
+
+#[test]
+fn curl_gets_fixed_body_and_posts_4mib_to_hyper_server_example() {
+    let tb = testbed_with('h', 1, PeerProfile::Default);
+    let t = &tb.testbed;
+    let ex = Example::start(
+        t,
+        "hyper_server",
+        &["--port", "8080", "--body-bytes", "100000"],
+    );
+    let url = format!("http://{}:8080/", t.stack_ip);
+    let start = Instant::now();
+    curl_get_and_post(t, &url, 100_000, || {
+        format!("{:?}", ex.child.as_ref().map(|c| c.id()))
+    });
+    eprintln!(
+        "examples: hyper_server: curl GET x3 + POST 4 MiB in {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn wrk_against_hyper_server_example_gets_only_2xx() {
+    let tb = testbed_with('w', 1, PeerProfile::Default);
+    let t = &tb.testbed;
+    let mut ex = Example::start(t, "hyper_server", &["--port", "8080"]);
+    let url = format!("http://{}:8080/", t.stack_ip);
+    let end = Instant::now() + Duration::from_secs(20);
+    while !curl(t, &[&url]).0 && Instant::now() < end {
+        thread::sleep(Duration::from_millis(200));
+    }
+    let out = t
+        .peer_command("wrk")
+        .args(["-t1", "-c16", "-d2s", "--timeout", "2s", &url])
+        .output()
+        .expect("run wrk");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let log = ex.stop();
+    assert!(
+        out.status.success(),
+        "wrk: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let requests: u64 = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        requests > 100,
+        "wrk made {requests} requests:\n{text}\n{log}"
+    );
+    assert!(
+        !text.contains("Non-2xx") && !text.contains("Socket errors"),
+        "wrk saw errors:\n{text}\n{log}"
+    );
+    let rate = text
+        .lines()
+        .find(|l| l.starts_with("Requests/sec"))
+        .unwrap_or("")
+        .trim();
+    eprintln!("examples: hyper_server under wrk -c16 -d2s: {requests} requests ({rate})");
+}
+
+#[test]
+fn hyper_server_example_kernel_mode_serves_the_same_requests() {
+    let tb = testbed_with('k', 1, PeerProfile::Default);
+    let t = &tb.testbed;
+    let ex = Example::start_in_peer(
+        t,
+        "hyper_server",
+        &[
+            "--kernel",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            "8080",
+            "--body-bytes",
+            "100000",
+        ],
+    );
+    curl_get_and_post(t, "http://127.0.0.1:8080/", 100_000, || {
+        format!("{:?}", ex.child.as_ref().map(|c| c.id()))
+    });
 }
