@@ -9,7 +9,7 @@
 //! [`Net::receive`] and [`Net::transmit`] and sleep until
 //! [`Net::next_deadline`], new frames or [`Net::poll_dirty`]: the
 //! thread-per-queue runtime [`crate::rt`] does that on AF_XDP, and
-//! [`mem::pair`] does it for two engines joined in memory (tests).
+//! [`mem::Pair`] does it for two engines joined in memory (tests).
 //!
 //! Waiting is edge-driven by the engine's events: a read that finds nothing
 //! registers the task's waker and the connection's next `Readable` (or

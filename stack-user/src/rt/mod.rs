@@ -18,24 +18,22 @@
 //! queue at 100%).
 //!
 //! ```no_run
-//! use tokio::io::AsyncWriteExt;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use xstack::net::TcpListener;
 //!
-//! let rt = xstack::rt::Builder::new()
-//!     .iface("veth0")
-//!     .ip("198.18.0.2".parse().unwrap())
-//!     .port(7)
-//!     .build()?;
-//! rt.run(|net| async move {
+//! let rt = xstack::rt::Builder::new().iface("xs-lab-s").ip("198.18.0.2".parse()?).port(7).build()?;
+//! rt.run(|net| async move {                        // once per queue, on that queue's thread
 //!     let listener = TcpListener::bind(&net, 7).await?;
 //!     loop {
-//!         let (mut stream, _peer) = listener.accept().await?;
-//!         tokio::task::spawn_local(async move {
-//!             let _ = stream.write_all(b"hello\n").await;
+//!         let (stream, _peer) = listener.accept().await?;
+//!         tokio::task::spawn_local(async move {    // tasks need not be Send
+//!             let (mut r, mut w) = stream.into_split();
+//!             let _ = tokio::io::copy(&mut r, &mut w).await;
 //!         });
 //!     }
 //! })?;
-//! # Ok::<(), xstack::rt::RtError>(())
+//! # Ok(())
+//! # }
 //! ```
 
 use std::{
