@@ -30,13 +30,15 @@ struct Wire {
     frames: RefCell<VecDeque<Vec<u8>>>,
     /// Most frames ever in flight at once.
     max_len: Cell<usize>,
+    /// Frames sent while it is set are lost (a pulled cable).
+    down: Cell<bool>,
 }
 
 impl FrameSink for &Wire {
     fn send(&mut self, build: &mut dyn FnMut(&mut [u8]) -> usize) -> bool {
         let mut buf = vec![0u8; 2048];
         let len = build(&mut buf);
-        if len > 0 {
+        if len > 0 && !self.down.get() {
             buf.truncate(len);
             let mut q = self.frames.borrow_mut();
             q.push_back(buf);
@@ -142,6 +144,18 @@ impl Pair {
             .map(|w| w.max_len.get())
             .max()
             .unwrap_or(0)
+    }
+
+    /// Takes the link down (every frame sent while it is down is lost, as
+    /// are those in flight) or up again: a peer that vanishes, for
+    /// retransmission and keepalive timeouts.
+    pub fn set_link_up(&self, up: bool) {
+        for w in &self.wires {
+            w.down.set(!up);
+            if !up {
+                w.frames.borrow_mut().clear();
+            }
+        }
     }
 
     /// Spawns the driver on the current `LocalSet`; it runs until aborted.

@@ -293,3 +293,48 @@ fn many_concurrent_streams_on_one_queue_echo_exactly() {
         assert_eq!(p.b.connection_count(), 0);
     });
 }
+
+#[test]
+fn connect_to_vanished_peer_times_out_after_syn_retries() {
+    let tcp = TcpConfig {
+        tcp_syn_retries: 3,
+        ..TcpConfig::default()
+    };
+    run(tcp, |p| async move {
+        p.set_link_up(false);
+        let start = tokio::time::Instant::now();
+        let e = TcpStream::connect(&p.a, server_addr()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        // 1 + 2 + 4 + 8 s of RTO backoff (virtual time).
+        assert!(
+            start.elapsed() >= Duration::from_secs(7),
+            "{:?}",
+            start.elapsed()
+        );
+    });
+}
+
+#[test]
+fn keepalive_unanswered_probes_time_out_the_reader() {
+    run(TcpConfig::default(), |p| async move {
+        let (c, mut s) = connected(&p).await;
+        s.set_keepalive(Some(crate::tcp::KeepaliveConfig {
+            time: Duration::from_secs(30),
+            intvl: Duration::from_secs(5),
+            probes: 3,
+        }))
+        .unwrap();
+        p.set_link_up(false);
+        let start = tokio::time::Instant::now();
+        let mut buf = [0u8; 16];
+        let e = s.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        let took = start.elapsed();
+        // TCP_KEEPIDLE + TCP_KEEPCNT * TCP_KEEPINTVL, as Linux.
+        assert!(
+            took >= Duration::from_secs(44) && took <= Duration::from_secs(50),
+            "{took:?}"
+        );
+        drop(c);
+    });
+}
