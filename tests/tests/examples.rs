@@ -401,3 +401,169 @@ fn hyper_server_example_kernel_mode_serves_the_same_requests() {
         format!("{:?}", ex.child.as_ref().map(|c| c.id()))
     });
 }
+
+/// Runs `c` to its end, killed (by pid) past `limit`.
+fn output_within(mut c: std::process::Command, limit: Duration) -> std::process::Output {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let end = Instant::now() + limit;
+    while Instant::now() < end && child.try_wait().ok().flatten().is_none() {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait_with_output().expect("output")
+}
+
+/// A Linux echo server in the peer namespace for `conns` connections: each
+/// echoes what it reads and hashes it; returns each connection's byte
+/// count and SHA-256 (in accept order) or why it failed.
+fn linux_echo_server(
+    t: &Testbed,
+    port: u16,
+    conns: usize,
+) -> thread::JoinHandle<Result<Vec<(usize, String)>, String>> {
+    let (ns, ip) = (t.peer_ns.clone(), t.peer_ip);
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let h = thread::spawn(move || {
+        in_netns(&ns, move || {
+            let l = std::net::TcpListener::bind((ip, port)).map_err(|e| format!("bind: {e}"))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let _ = bound_tx.send(());
+            let start = Instant::now();
+            let mut threads = Vec::new();
+            while threads.len() < conns {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        s.set_nonblocking(false).map_err(|e| e.to_string())?;
+                        s.set_read_timeout(Some(IDLE)).map_err(|e| e.to_string())?;
+                        s.set_write_timeout(Some(IDLE)).map_err(|e| e.to_string())?;
+                        threads.push(thread::spawn(move || {
+                            let (mut h, mut n, mut buf) =
+                                (Sha256::new(), 0usize, vec![0u8; 1 << 16]);
+                            loop {
+                                match s.read(&mut buf) {
+                                    Ok(0) => break,
+                                    Ok(k) => {
+                                        h.update(&buf[..k]);
+                                        n += k;
+                                        s.write_all(&buf[..k])
+                                            .map_err(|e| format!("server write: {e} after {n}"))?;
+                                    }
+                                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                                    Err(e) => return Err(format!("server read: {e} after {n}")),
+                                }
+                            }
+                            let _ = s.shutdown(Shutdown::Write);
+                            Ok((n, hex(&h.finalize())))
+                        }));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if start.elapsed() > DEADLINE {
+                            return Err(format!(
+                                "accepted {} of {conns} by the deadline",
+                                threads.len()
+                            ));
+                        }
+                        thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => return Err(format!("accept: {e}")),
+                }
+            }
+            threads
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("server thread panicked".into()))
+                })
+                .collect()
+        })
+    });
+    let _ = bound_rx.recv_timeout(Duration::from_secs(10));
+    h
+}
+
+/// The client example on xstack against a Linux echo server: `conns`
+/// connections of `len` bytes each way on `queues` queues; the server
+/// checks SHA-256 of what it received, the client the echo byte for byte.
+fn client_example_against_linux_echo(queues: u32, conns: usize, len: usize) {
+    const SEED: u64 = 100;
+    let tb = testbed_with('c', queues, PeerProfile::Default);
+    let t = &tb.testbed;
+    let server = linux_echo_server(t, PORT, conns);
+    let bin = example_bin("echo_client");
+    let mut c = t.stack_command(bin.to_str().expect("utf-8 path"));
+    c.args(["--iface", &t.stack_if, "--ip", &t.stack_ip.to_string()])
+        .args(["--target", &format!("{}:{PORT}", t.peer_ip)])
+        .args(["--bytes", &len.to_string(), "--seed", &SEED.to_string()])
+        .args(["--conns", &conns.to_string(), "--timeout", "60"]);
+    let start = Instant::now();
+    let out = output_within(c, Duration::from_secs(90));
+    let took = start.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "echo_client failed ({:?}):\n{text}",
+        out.status
+    );
+    assert_eq!(text.matches("echo identical").count(), conns, "{text}");
+    let got = server
+        .join()
+        .unwrap_or_else(|_| Err("server panicked".into()))
+        .unwrap_or_else(|e| panic!("{e}\nclient:\n{text}"));
+    let mut want: Vec<String> = (0..conns)
+        .map(|i| sha256_hex(&pattern(SEED + i as u64, len)))
+        .collect();
+    let mut seen: Vec<String> = got
+        .iter()
+        .map(|(n, h)| {
+            assert_eq!(*n, len, "the server received {n} bytes");
+            h.clone()
+        })
+        .collect();
+    want.sort();
+    seen.sort();
+    assert_eq!(seen, want, "SHA-256 of what the Linux server received");
+    eprintln!(
+        "examples: echo_client ({queues} queue(s)) -> Linux echo: {conns} x {len} B each way in {:.2} s",
+        took.as_secs_f64()
+    );
+    for l in text.lines().filter(|l| l.contains(": queue ")) {
+        eprintln!("examples:   {l}");
+    }
+    if let Ok(o) = t.peer_command("nstat").args(["-azs"]).output() {
+        let keep = [
+            "Drop",
+            "DSACK",
+            "Retrans",
+            "OFO",
+            "Prune",
+            "Reorder",
+            "TCPTimeouts",
+            "InErrs",
+        ];
+        let lines: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| keep.iter().any(|k| l.contains(k)))
+            .filter(|l| l.split_whitespace().nth(1).is_some_and(|v| v != "0"))
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join("="))
+            .collect();
+        eprintln!("examples:   Linux peer: {}", lines.join(" "));
+    }
+}
+
+#[test]
+fn client_example_moves_64mib_each_way_sha_equal_with_a_linux_echo_server() {
+    client_example_against_linux_echo(1, 1, 64 << 20);
+}
+
+#[test]
+fn client_example_runs_8_connections_on_two_queues_against_a_linux_echo_server() {
+    client_example_against_linux_echo(2, 8, 4 << 20);
+}

@@ -69,6 +69,20 @@ pub trait Datapath {
     fn woke(&mut self) {}
     /// Lets frames already queued leave before the datapath is dropped.
     fn finish(&mut self) {}
+    /// Counters of the way below the engine (none for an in-memory link).
+    fn counters(&self) -> DatapathCounters {
+        DatapathCounters::default()
+    }
+}
+
+/// Counters below the engine of one queue: what the kernel dropped at the
+/// AF_XDP socket and the frames handed between queues.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DatapathCounters {
+    /// The AF_XDP socket's `XDP_STATISTICS`.
+    pub kernel: crate::datapath::xsk::KernelStats,
+    /// Frames handed to and from the other queues' workers.
+    pub steer: crate::datapath::steer::SteerCounts,
 }
 
 impl Datapath for Stack {
@@ -97,6 +111,12 @@ impl Datapath for Stack {
         // Each round already handed the FINs of closed connections to the
         // socket; let them leave.
         self.drain_tx(std::time::Duration::from_millis(200));
+    }
+    fn counters(&self) -> DatapathCounters {
+        DatapathCounters {
+            kernel: self.kernel_stats(),
+            steer: self.steer_counts(),
+        }
     }
 }
 
@@ -170,6 +190,12 @@ impl Net {
     /// Open connections that a socket holds.
     pub fn connection_count(&self) -> usize {
         self.core.borrow().conns.len()
+    }
+
+    /// Counters below the engine (AF_XDP drops, hand-overs between
+    /// queues).
+    pub fn datapath_counters(&self) -> DatapathCounters {
+        self.core.borrow().dp.counters()
     }
 
     /// Runs `f` on the engine (counters, state, options the socket types do
