@@ -41,6 +41,7 @@ use std::{
     io,
     net::Ipv4Addr,
     os::fd::{AsRawFd, RawFd},
+    sync::atomic::{AtomicUsize, Ordering},
     time::Duration,
 };
 
@@ -236,8 +237,9 @@ impl Runtime {
     /// current-thread tokio runtime and `LocalSet` (so the future and the
     /// tasks it spawns with `tokio::task::spawn_local` need not be `Send`),
     /// given the queue's [`Net`]. Returns when every queue's future has
-    /// returned (connections still open are then closed and their FINs
-    /// sent); the first error wins.
+    /// returned (each queue's datapath stays up until then, for the frames
+    /// it hands to the others; connections still open are then closed and
+    /// their FINs sent); the first error wins.
     pub fn run<F, Fut>(self, service: F) -> Result<(), RtError>
     where
         F: Fn(Net) -> Fut + Sync,
@@ -245,6 +247,7 @@ impl Runtime {
     {
         let (busy, backlog) = (self.busy_poll, self.backlog);
         let service = &service;
+        let serving = &AtomicUsize::new(self.stacks.len());
         let results: Vec<Result<(), RtError>> = std::thread::scope(|s| {
             let threads: Vec<_> = self
                 .stacks
@@ -253,7 +256,7 @@ impl Runtime {
                     let q = stack.queue();
                     let t = std::thread::Builder::new()
                         .name(format!("xstack-q{q}"))
-                        .spawn_scoped(s, move || run_queue(stack, service, busy, backlog));
+                        .spawn_scoped(s, move || run_queue(stack, service, serving, busy, backlog));
                     (q, t)
                 })
                 .collect();
@@ -272,6 +275,10 @@ impl Runtime {
     }
 }
 
+/// How long, once every queue's future has returned, the drivers keep
+/// running for connections still closing.
+const CLOSE_GRACE: Duration = Duration::from_millis(300);
+
 /// A descriptor registered with tokio; owned by the [`Stack`], which
 /// outlives the registration.
 struct Fd(RawFd);
@@ -283,7 +290,18 @@ impl AsRawFd for Fd {
 }
 
 /// One queue's thread: its runtime, the driver, the user's future.
-fn run_queue<F, Fut>(stack: Stack, service: &F, busy: bool, backlog: usize) -> Result<(), RtError>
+/// `serving` counts the queues whose future has not returned yet: a queue
+/// keeps its datapath up until it is 0, because the NIC (or veth) may still
+/// put frames of another queue's flows on this queue's socket, to be handed
+/// over — a socket closed early makes XDP drop them (`drop_no_socket`) and
+/// the peer retransmit after a timeout.
+fn run_queue<F, Fut>(
+    stack: Stack,
+    service: &F,
+    serving: &AtomicUsize,
+    busy: bool,
+    backlog: usize,
+) -> Result<(), RtError>
 where
     F: Fn(Net) -> Fut,
     Fut: Future<Output = io::Result<()>>,
@@ -308,6 +326,21 @@ where
             .map_err(|e| rt_err(e.into()))?;
         let driver = tokio::task::spawn_local(drive(net.clone(), xsk, wake, busy));
         let r = service(net.clone()).await;
+        serving.fetch_sub(1, Ordering::SeqCst);
+        // Until every queue is done, then a little longer for the closing
+        // handshakes of the connections already closed.
+        let mut all_done: Option<tokio::time::Instant> = None;
+        loop {
+            let now = tokio::time::Instant::now();
+            if serving.load(Ordering::SeqCst) == 0 {
+                let since = *all_done.get_or_insert(now);
+                let open = net.with_interface(|i| i.tcp_connections());
+                if open == 0 || now >= since + CLOSE_GRACE {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         driver.abort();
         r.map_err(|source| RtError::Service { queue, source })
     });
