@@ -37,6 +37,9 @@ use std::{
     task::{Context, Poll, Waker},
 };
 
+/// TCP_KEEPIDLE / TCP_KEEPINTVL / TCP_KEEPCNT for
+/// [`TcpStream::set_keepalive`].
+pub use crate::tcp::KeepaliveConfig;
 pub use error::NetError;
 pub use listener::TcpListener;
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, TcpStream};
