@@ -32,7 +32,9 @@ impl std::fmt::Debug for TcpListener {
 impl TcpListener {
     /// Listens on `port` of the stack's address. A port the bring-up
     /// already listens on (`rt::Builder::port`) is taken over; a port that
-    /// another `TcpListener` of this queue holds is `AddrInUse`.
+    /// another `TcpListener` of this queue holds is `AddrInUse`. On AF_XDP
+    /// only the ports given to `rt::Builder::port` reach the engines (XDP
+    /// hands the others to the kernel).
     pub async fn bind(net: &Net, port: u16) -> io::Result<TcpListener> {
         let mut guard = net.core.borrow_mut();
         let core = &mut *guard;
