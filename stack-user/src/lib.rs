@@ -17,6 +17,9 @@
 //!   `FrameSink`), queue steering and the fast-path settings.
 //! - L5 [`runtime`]: bring-up and worker rounds (`Stack`, `serve`), the
 //!   control socket, OS helpers.
+//! - [`net`] and [`rt`]: the application API — tokio-compatible
+//!   [`net::TcpListener`] / [`net::TcpStream`] on one queue's engine, and
+//!   the thread-per-queue runtime that drives the engines on AF_XDP.
 //! - L6 [`tools`] (load and flood generators, kernel baseline server,
 //!   testbed, every benchmark) and [`cli`] (one module per `xstack`
 //!   subcommand).
@@ -25,6 +28,8 @@ pub mod apps;
 pub mod cli;
 pub mod datapath;
 pub mod iface;
+pub mod net;
+pub mod rt;
 pub mod runtime;
 pub mod tcp;
 pub mod time;

@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::{bail, Result};
 
 use crate::{
-    build::build,
+    build::{bpf_object, build},
     setup::setup,
     util::{is_root, root, run},
 };
@@ -13,6 +13,18 @@ use crate::{
 pub fn bench(seconds: u32) -> Result<()> {
     setup()?;
     build(true)?;
+    // The hyper_server example: `xstack bench` finds it next to the binary
+    // and adds the user-service rows.
+    run(Command::new("cargo")
+        .current_dir(root())
+        .args([
+            "build",
+            "--release",
+            "--package",
+            "stack-user",
+            "--examples",
+        ])
+        .env("XSTACK_BPF_OBJ", bpf_object()))?;
     if !is_root() {
         bail!("benchmarks create network namespaces: run `sudo -E cargo xtask bench`");
     }

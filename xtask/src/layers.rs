@@ -34,15 +34,27 @@ pub const LAYERS: &[(&str, &[&str])] = &[
         &["time", "wire", "tcp", "apps", "iface", "datapath"],
     ),
     (
-        "tools",
+        "net",
         &[
             "time", "wire", "tcp", "apps", "iface", "datapath", "runtime",
         ],
     ),
     (
+        "rt",
+        &[
+            "time", "wire", "tcp", "apps", "iface", "datapath", "runtime", "net",
+        ],
+    ),
+    (
+        "tools",
+        &[
+            "time", "wire", "tcp", "apps", "iface", "datapath", "runtime", "net", "rt",
+        ],
+    ),
+    (
         "cli",
         &[
-            "time", "wire", "tcp", "apps", "iface", "datapath", "runtime", "tools",
+            "time", "wire", "tcp", "apps", "iface", "datapath", "runtime", "net", "rt", "tools",
         ],
     ),
 ];

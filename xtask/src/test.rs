@@ -20,6 +20,12 @@ pub fn test(args: &[String]) -> Result<()> {
     if !is_root() {
         bail!("the end-to-end tests create network namespaces and attach XDP: run `sudo -E cargo xtask test`");
     }
+    // The end-to-end tests of tests/tests/examples.rs run the examples of
+    // the application API.
+    run(Command::new("cargo")
+        .current_dir(root())
+        .args(["build", "--package", "stack-user", "--examples"])
+        .env("XSTACK_BPF_OBJ", bpf_object()))?;
     let t0 = Instant::now();
     run(Command::new("cargo")
         .current_dir(root())

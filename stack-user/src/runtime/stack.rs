@@ -509,6 +509,35 @@ impl Stack {
         }
     }
 
+    /// The AF_XDP socket's descriptor: readable when frames are waiting
+    /// (an async runtime registers it for readiness instead of calling
+    /// [`wait`](Self::wait)).
+    pub fn xsk_fd(&self) -> std::os::fd::RawFd {
+        self.sock.fd()
+    }
+
+    /// The steering eventfd: readable when another queue's worker handed
+    /// frames over while this one announced a sleep
+    /// ([`prepare_sleep`](Self::prepare_sleep)).
+    pub fn wake_fd(&self) -> std::os::fd::RawFd {
+        self.steer.wake_fd()
+    }
+
+    /// Before an async sleep on [`xsk_fd`](Self::xsk_fd) and
+    /// [`wake_fd`](Self::wake_fd): announces it to the other queues' workers
+    /// and returns false (do not sleep) when handed-over frames are waiting;
+    /// after a true, call [`woke`](Self::woke) when the sleep ends. This is
+    /// what [`wait`](Self::wait) does around its poll(2).
+    pub fn prepare_sleep(&mut self) -> bool {
+        self.steer.prepare_sleep()
+    }
+
+    /// After a sleep announced with [`prepare_sleep`](Self::prepare_sleep):
+    /// no longer sleeping; clears the eventfd.
+    pub fn woke(&mut self) {
+        self.steer.woke()
+    }
+
     /// The engine (connect, read, write, close, counters).
     pub fn engine(&mut self) -> &mut Interface {
         &mut self.engine

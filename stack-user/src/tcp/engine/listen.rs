@@ -88,6 +88,12 @@ impl TcpEngine {
         Ok(())
     }
 
+    /// The listener on exactly `addr:port`, if one is open (the socket
+    /// API binds to a listener the bring-up already opened).
+    pub fn listener_on(&self, addr: Ipv4Addr, port: u16) -> Option<ListenerId> {
+        self.listen_map.get(&(addr, port)).map(|&i| ListenerId(i))
+    }
+
     /// Takes an established connection from a listener's queue.
     pub fn accept(&mut self, listener: ListenerId) -> Option<ConnId> {
         self.listeners

@@ -12,6 +12,14 @@
 //! setting a user tuning for throughput picks; it shows as ~100% CPU); so
 //! does the xstack load generator (`--busy-poll`). Every load generator
 //! (wrk included) runs on CPU 0 and every server on CPU 1 ([`pin`]).
+//!
+//! The full comparison adds the user-service rows (issue 16): the
+//! `hyper_server` example (hyper 1.x, 64-byte body) as the server, on
+//! kernel sockets (`--kernel`, one tokio worker: `hyper/kernel`) and on
+//! xstack (`xstack::rt`, busy-polling: `hyper/xstack`), loaded by xstack
+//! load and by wrk. The example is looked up next to the `xstack` binary
+//! (`target/<profile>/examples/hyper_server`: `cargo build --release -p
+//! stack-user --examples`); without it those rows are skipped with a note.
 
 use std::{
     io::Write as _,
@@ -168,6 +176,22 @@ fn ip(ns: &str, op: &str, cidr: &str, dev: &str) -> Result<()> {
 pub(crate) fn start_server(t: &Testbed, server: &str) -> Result<Proc> {
     let bin = bin()?;
     let exe = bin.to_str().unwrap_or("xstack");
+    if let Some(on) = server.strip_prefix("hyper/") {
+        let hyper = hyper_bin().context("the hyper_server example is not built")?;
+        let hyper = hyper.to_str().unwrap_or("hyper_server");
+        let mut cmd = netns_command(&t.stack_ns, hyper);
+        pin(&mut cmd, SERVER_CPU).args(["--port", "80", "--body-bytes", "64"]);
+        if on == "kernel" {
+            ip(&t.stack_ns, "add", "198.18.0.2/24", &t.stack_if)?;
+            let p = Proc::spawn(cmd.args(["--kernel", "--ip", "198.18.0.2", "--queues", "1"]))?;
+            wait_port(&t.stack_ns, 80);
+            return Ok(p);
+        }
+        let p =
+            Proc::spawn(cmd.args(["--iface", &t.stack_if, "--ip", "198.18.0.2", "--busy-poll"]))?;
+        wait_connect(&t.peer_ns);
+        return Ok(p);
+    }
     if server == "kernel" {
         ip(&t.stack_ns, "add", "198.18.0.2/24", &t.stack_if)?;
         let p = Proc::spawn(
@@ -196,10 +220,30 @@ pub(crate) fn start_server(t: &Testbed, server: &str) -> Result<Proc> {
     }
 }
 
+/// The `hyper_server` example next to this binary, if it was built.
+pub(crate) fn hyper_bin() -> Option<PathBuf> {
+    let p = bin().ok()?.parent()?.join("examples").join("hyper_server");
+    p.exists().then_some(p)
+}
+
+/// Waits until 198.18.0.2:80 accepts a connection from the peer namespace
+/// (a server without a control socket: the hyper example on xstack).
+fn wait_connect(peer_ns: &str) {
+    crate::tools::testbed::in_netns(peer_ns, || {
+        let to = std::net::SocketAddr::from(([198, 18, 0, 2], 80));
+        for _ in 0..100 {
+            if std::net::TcpStream::connect_timeout(&to, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
 /// Stops a server from [`start_server`]; returns its CPU seconds.
 pub(crate) fn stop_server(t: &Testbed, server: &str, p: Proc) -> Result<f64> {
     let (cpu, _) = p.stop();
-    if server == "kernel" {
+    if server == "kernel" || server == "hyper/kernel" {
         ip(&t.stack_ns, "del", "198.18.0.2/24", &t.stack_if)?;
     }
     Ok(cpu)
@@ -222,7 +266,11 @@ fn load_row(
 ) -> Result<Row> {
     let bin = bin()?;
     let server_proc = start_server(t, server)?;
-    let json = dir.join(format!("{}-{load}-{server}.json", sc.name));
+    let json = dir.join(format!(
+        "{}-{load}-{}.json",
+        sc.name,
+        server.replace('/', "-")
+    ));
     let started = Instant::now();
     let mut cmd = netns_command(&t.peer_ns, bin.to_str().unwrap_or("xstack"));
     pin(&mut cmd, LOAD_CPU);
@@ -456,6 +504,10 @@ const ALL_PAIRS: [(&str, &str); 4] = [
     ("xstack", "xstack"),
 ];
 
+/// The servers of the user-service rows: the hyper example on kernel
+/// sockets and on xstack.
+const HYPER_SERVERS: [&str; 2] = ["hyper/kernel", "hyper/xstack"];
+
 /// The pairs of `--quick`: each stack against itself.
 const QUICK_PAIRS: [(&str, &str); 2] = [("kernel", "kernel"), ("xstack", "xstack")];
 
@@ -523,6 +575,23 @@ fn run_pairs(secs: u32, out: &Path, pairs: &[(&str, &str)], wrk: bool) -> Result
             eprintln!("bench: {} wrk → {server} server ({secs} s)", sc.name);
             rows.push(wrk_row(&t, sc, server, secs)?);
         }
+        if wrk && hyper_bin().is_some() {
+            for server in HYPER_SERVERS {
+                eprintln!(
+                    "bench: {} xstack load → {server} server ({secs} s)",
+                    sc.name
+                );
+                rows.push(load_row(&t, sc, "xstack", server, secs, out)?);
+                eprintln!("bench: {} wrk → {server} server ({secs} s)", sc.name);
+                rows.push(wrk_row(&t, sc, server, secs)?);
+            }
+        }
+    }
+    if wrk && hyper_bin().is_none() {
+        eprintln!(
+            "bench: no hyper_server example next to this binary: the hyper rows are skipped \
+             (cargo build --release -p stack-user --examples)"
+        );
     }
     drop(guard);
     let table = table(&rows, wrk);
@@ -540,16 +609,16 @@ fn table(rows: &[Row], wrk: bool) -> String {
     use std::fmt::Write as _;
     let _ = writeln!(
         table,
-        "| scenario         | load   | server | conn/s   | req/s    | p50 µs | p99 µs | p99.9 µs | errors | load CPU % | server CPU % |"
+        "| scenario         | load   | server       | conn/s   | req/s    | p50 µs | p99 µs | p99.9 µs | errors | load CPU % | server CPU % |"
     );
     let _ = writeln!(
         table,
-        "|------------------|--------|--------|----------|----------|--------|--------|----------|--------|------------|--------------|"
+        "|------------------|--------|--------------|----------|----------|--------|--------|----------|--------|------------|--------------|"
     );
     for r in rows {
         let _ = writeln!(
             table,
-            "| {:<16} | {:<6} | {:<6} | {:>8.0} | {:>8.0} | {:>6} | {:>6} | {:>8} | {:>6} | {:>10.0} | {:>12.0} |",
+            "| {:<16} | {:<6} | {:<12} | {:>8.0} | {:>8.0} | {:>6} | {:>6} | {:>8} | {:>6} | {:>10.0} | {:>12.0} |",
             r.scenario, r.load, r.server, r.cps, r.rps, r.latency_us[0], r.latency_us[2], r.latency_us[3], r.errors, r.load_cpu, r.server_cpu
         );
     }
@@ -580,6 +649,22 @@ fn table(rows: &[Row], wrk: bool) -> String {
             );
         }
         let _ = writeln!(table);
+    }
+    for sc in ["conn-per-request", "keep-alive"] {
+        let (hx, hk) = (
+            find(sc, "xstack", "hyper/xstack"),
+            find(sc, "xstack", "hyper/kernel"),
+        );
+        if hx == 0.0 && hk == 0.0 {
+            continue;
+        }
+        let _ = writeln!(
+            table,
+            "{sc}: hyper on xstack / hyper on kernel = {:.2}× (xstack load), {:.2}× (wrk); hyper on xstack / built-in http on xstack = {:.2}× (xstack load)",
+            hx / hk.max(1.0),
+            find(sc, "wrk", "hyper/xstack") / find(sc, "wrk", "hyper/kernel").max(1.0),
+            hx / find(sc, "xstack", "xstack").max(1.0),
+        );
     }
     table
 }
@@ -623,6 +708,29 @@ mod tests {
         assert!(!t.contains("wrk"), "{t}");
         assert!(table(&rows, true).contains("wrk against the kernel server"));
         assert_eq!(QUICK_PAIRS, [("kernel", "kernel"), ("xstack", "xstack")]);
+    }
+
+    #[test]
+    fn hyper_rows_get_their_ratio_lines() {
+        let mut rows = vec![row("keep-alive", "xstack", 3000.0)];
+        for (load, server, v) in [
+            ("xstack", "hyper/xstack", 2400.0),
+            ("xstack", "hyper/kernel", 1200.0),
+            ("wrk", "hyper/xstack", 1000.0),
+            ("wrk", "hyper/kernel", 800.0),
+        ] {
+            rows.push(Row {
+                server: server.into(),
+                ..row("keep-alive", load, v)
+            });
+        }
+        let t = table(&rows, true);
+        assert!(
+            t.contains("keep-alive: hyper on xstack / hyper on kernel = 2.00× (xstack load), 1.25× (wrk); hyper on xstack / built-in http on xstack = 0.80× (xstack load)\n"),
+            "{t}"
+        );
+        assert!(!t.contains("conn-per-request: hyper"), "{t}");
+        assert!(!table(&rows[..1], true).contains("hyper"));
     }
 
     #[test]
