@@ -715,3 +715,59 @@ fn a_load_outside_the_benchmarking_range_is_refused_before_anything_is_opened() 
     }
     assert_eq!(ns.packets(), 0, "a refused load sent something");
 }
+
+/// A second load process reuses 4-tuples that the Linux server still holds
+/// in TIME_WAIT (the server closed first). Linux accepts a SYN on such a
+/// tuple only with a newer timestamp (RFC 6191; PAWS, RFC 7323 §5): with
+/// TSvals keyed per process, one new process in two sent older ones, and
+/// every connection waited a second for its SYN retransmission (51
+/// connections/s in `xstack bench` after a row that had used the tuples).
+#[test]
+fn new_load_processes_reuse_tuples_a_linux_server_holds_in_time_wait_without_stalls() {
+    let tb = testbed('t', 1);
+    let t = &tb.testbed;
+    let _ks = Kserve::start(
+        t,
+        &t.peer_ns,
+        "198.18.0.1:80",
+        &["--app", "http", "--response-bytes", "64"],
+    );
+    let args = [
+        "--iface",
+        t.stack_if.as_str(),
+        "--ip",
+        "198.18.0.2",
+        "--target",
+        "198.18.0.1:80",
+        "--http",
+        "--close",
+        "server",
+        "--concurrency",
+        "10",
+        "--connections",
+        "100",
+        // 100 ports for 100 connections: every later run meets the
+        // server's TIME_WAIT entries of the run before.
+        "--sysctl",
+        "ip_local_port_range=40000-40099",
+    ];
+    let json = tmp("twreuse.json");
+    for run in 0..4 {
+        let (v, took) = load_within(&t.stack_ns, &args, &json, Duration::from_secs(60));
+        assert_eq!(counter(&v, "/connections"), 100, "run {run}: {v:#}");
+        assert_no_errors(&v);
+        // A refused SYN costs a one-second retransmission; 100 connections
+        // at concurrency 10 would take 10 s.
+        assert!(
+            v["elapsed_s"].as_f64().is_some_and(|e| e < 3.0) && took < Duration::from_secs(5),
+            "run {run} took {took:?}: SYNs on TIME_WAIT tuples were refused: {v:#}"
+        );
+        if run == 0 {
+            assert!(
+                time_wait_in(&t.peer_ns) > 0,
+                "the server should hold TIME_WAIT"
+            );
+        }
+    }
+    let _ = std::fs::remove_file(json);
+}

@@ -223,6 +223,13 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             iface.name
         )));
     }
+    let ts_key = sys::boot_key().unwrap_or_else(|| {
+        notes.push((
+            log::Level::Warn,
+            "the boot id is unreadable: TCP timestamps are keyed per process (a new process may have a Linux peer's PAWS refuse tuples it holds in TIME_WAIT)".into(),
+        ));
+        crate::datapath::fastpath::random_key()
+    });
     let mut stacks = Vec::new();
     for (q, steer) in (0..queues).zip(steering) {
         let sock = XskSocket::open(&iface.name, q, &config.xsk)
@@ -245,6 +252,12 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         // (`serve` also follows their rotation) and its clock.
         engine.tcp().set_cookie_secrets(cookie_secrets);
         engine.tcp().set_cookie_clock_offset(cookie_clock_offset);
+        // TSvals on the host's monotonic clock, offsets keyed per boot: they
+        // rise across queues and processes, as a Linux peer's PAWS expects
+        // of a host reusing 4-tuples it holds in TIME_WAIT.
+        engine
+            .tcp()
+            .set_timestamp_clock(ts_key, cookie_clock_offset);
         stacks.push(Stack {
             engine,
             sock,

@@ -129,6 +129,31 @@ pub struct Interface {
     pub driver: String,
 }
 
+/// A 128-bit secret shared by every process of this boot and unknown off
+/// the host: the kernel's random boot id (`/proc/sys/kernel/random/boot_id`,
+/// a UUID drawn at boot). TCP timestamp offsets are keyed with it, as
+/// Linux keys `secure_tcp_ts_off` with a per-boot secret, so that TSvals
+/// between two addresses rise across processes. `None` when it cannot be
+/// read or parsed.
+pub fn boot_key() -> Option<[u8; 16]> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    parse_uuid(text.trim())
+}
+
+/// The 16 bytes of a UUID written as 32 hex digits with or without dashes.
+fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let hex: Vec<u8> = s.bytes().filter(|&b| b != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        let pair = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// Whether a kernel interface of the calling thread's network namespace
 /// has `ip` (`ip -json -4 addr show`). `None` when that cannot be read.
 pub fn address_on_kernel(ip: Ipv4Addr) -> Option<bool> {
@@ -782,6 +807,21 @@ mod tests {
         assert_eq!(offloads("no-such-if0"), None);
         let (rel, ver) = kernel_release();
         assert!(!rel.is_empty() && ver.is_some(), "{rel}");
+    }
+
+    #[test]
+    fn the_boot_key_is_the_boot_id_and_the_same_on_every_read() {
+        assert_eq!(
+            parse_uuid("0123abcd-4567-89ef-0011-223344556677"),
+            Some([
+                0x01, 0x23, 0xab, 0xcd, 0x45, 0x67, 0x89, 0xef, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55,
+                0x66, 0x77
+            ])
+        );
+        assert_eq!(parse_uuid("0123"), None);
+        assert_eq!(parse_uuid("zz23abcd-4567-89ef-0011-223344556677"), None);
+        let k = boot_key().expect("a readable boot id");
+        assert_eq!(boot_key(), Some(k));
     }
 
     #[test]

@@ -170,6 +170,11 @@ const N_STATES: usize = 11;
 pub struct TcpEngine {
     cfg: TcpConfig,
     isn: IsnGenerator,
+    /// Keys the timestamp offsets (see [`Self::set_timestamp_clock`]).
+    ts_key: IsnGenerator,
+    /// Milliseconds added to engine time for TSvals: the engine's time
+    /// zero on the host's monotonic clock, once the runtime says it.
+    ts_clock_ms: u32,
     conns: HashMap<FourTuple, u32, DemuxBuildHasher>,
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -244,6 +249,8 @@ impl TcpEngine {
             cookie_clock_offset_us: 0,
             state_counts: [0; N_STATES],
             clock: Instant::ZERO,
+            ts_key: isn.clone(),
+            ts_clock_ms: 0,
             isn,
             cfg: config,
         }
@@ -324,13 +331,30 @@ impl TcpEngine {
     }
 
     /// Our TSval offset for an address pair (Linux `secure_tcp_ts_off`):
-    /// keyed, so it reveals no clock, and the same for every incarnation.
+    /// keyed, so it reveals no clock, and the same for every incarnation;
+    /// plus the engine's time zero on the host clock
+    /// ([`set_timestamp_clock`](Self::set_timestamp_clock)).
     fn ts_offset(&self, local: Ipv4Addr, remote: Ipv4Addr) -> u32 {
         let mut msg = [0u8; 10];
         msg[..4].copy_from_slice(&local.octets());
         msg[4..8].copy_from_slice(&remote.octets());
         msg[8..].copy_from_slice(b"ts");
-        self.isn.keyed_hash(&msg) as u32
+        (self.ts_key.keyed_hash(&msg) as u32).wrapping_add(self.ts_clock_ms)
+    }
+
+    /// Makes TSvals come from one clock for every engine and process of
+    /// this host, as Linux's do (`tcp_clock_ms` plus `secure_tcp_ts_off`
+    /// keyed by a per-boot secret): `clock_offset_us` is this engine's time
+    /// zero on the host's monotonic clock, `key` a secret shared by every
+    /// engine of the host (the runtime uses the boot id). Without it each
+    /// engine starts its own TSvals at a random point, and a new process
+    /// reusing a 4-tuple that a Linux peer holds in TIME_WAIT has one chance
+    /// in two of sending an older TSval: Linux's PAWS then refuses the SYN
+    /// (RFC 7323 §5, RFC 6191) and the connection waits a SYN
+    /// retransmission, a second, instead of reusing the tuple.
+    pub fn set_timestamp_clock(&mut self, key: [u8; 16], clock_offset_us: u64) {
+        self.ts_key = IsnGenerator::new(key);
+        self.ts_clock_ms = (clock_offset_us / 1000) as u32;
     }
 
     /// Writes the next segment to send into `buf` (which should hold at

@@ -145,3 +145,47 @@ fn time_wait_answers_invalid_acks_at_most_once_per_tcp_invalid_ratelimit_and_alw
     assert_eq!(t.recv().ack, Some(c.theirs));
     assert_eq!(t.e.state(c.id), Ok(State::TimeWait));
 }
+
+/// The TSval of the SYN an engine keyed with `secret` sends at `now` when
+/// it shares the host's timestamp clock (`key`, its time zero at
+/// `zero_us` on the host clock).
+fn syn_tsval(secret: u8, key: Option<[u8; 16]>, zero_us: u64, now: crate::time::Instant) -> u32 {
+    use std::net::Ipv4Addr;
+    let mut e = crate::tcp::TcpEngine::new(cfg(), [secret; 16]);
+    if let Some(k) = key {
+        e.set_timestamp_clock(k, zero_us);
+    }
+    let (a, b) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
+    e.connect(now, a, 40000, b, 80).unwrap();
+    let mut buf = [0u8; 128];
+    let t = e.poll_transmit(now, &mut buf).expect("a SYN");
+    let syn = TcpRepr::parse(t.src, t.dst, &buf[..t.len]).unwrap();
+    syn.options.timestamps.expect("timestamps on").tsval
+}
+
+/// A Linux peer holding a 4-tuple in TIME_WAIT accepts a new SYN on it only
+/// with a newer timestamp (RFC 6191, PAWS of RFC 7323 §5). A second
+/// process (other secrets, a later time zero) must therefore continue the
+/// first one's TSvals, not start at a random point of its own.
+#[test]
+fn tsvals_rise_across_engines_and_processes_that_share_the_host_clock() {
+    use crate::time::Instant;
+    let key = [9u8; 16];
+    // Process 1 started at host time 100 s and sends at its 5 s; process 2
+    // started at host time 106 s and sends at its own 0 s (one second later).
+    let first = syn_tsval(1, Some(key), 100_000_000, Instant::from_millis(5_000));
+    for secret in 2..40 {
+        let second = syn_tsval(secret, Some(key), 106_000_000, Instant::from_millis(0));
+        assert_eq!(second.wrapping_sub(first), 1_000, "secret {secret}");
+    }
+    // Without the shared clock, each engine's TSvals start anywhere: some
+    // later process would send an older TSval (what the Linux peer's PAWS
+    // refused, a second's SYN retransmission per connection).
+    let older = (2..40u8)
+        .filter(|&s| {
+            let second = syn_tsval(s, None, 0, Instant::from_millis(0));
+            (second.wrapping_sub(syn_tsval(1, None, 0, Instant::from_millis(5_000))) as i32) < 0
+        })
+        .count();
+    assert!(older > 0, "per-engine offsets should go backwards for some");
+}
