@@ -36,6 +36,7 @@ use serde::Serialize;
 
 use super::victim;
 use crate::{
+    datapath::sink::XdpSink,
     tools::flood::{FloodConfig, FloodKind},
     tools::testbed::{netns_command, Testbed, TestbedGuard, STACK_MAC},
 };
@@ -64,7 +65,14 @@ pub struct SynfloodArgs {
     /// receive work then runs on the sender's CPU), for comparison.
     #[arg(long)]
     pub no_victim_core: bool,
+    /// Run without the peer-side sink (reflected SYN-ACKs then reach the
+    /// legit client's kernel), for comparison.
+    #[arg(long)]
+    pub no_sink: bool,
 }
+
+/// The flood's spoofed sources, which the peer-side sink drops.
+const SPOOFED: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(198, 18, 128, 0), 17);
 
 /// CPU 0 is the victim core (stack NAPI thread + server), CPU 1 the rest
 /// (generator, legit client, peer NAPI thread).
@@ -80,6 +88,8 @@ struct Cores {
     napi: Vec<i32>,
     /// The XDP program attached on the stack side (xstack).
     xdp_prog: Option<u32>,
+    /// The peer-side sink.
+    sink: Option<Arc<XdpSink>>,
 }
 
 impl Cores {
@@ -124,6 +134,9 @@ pub struct Cell {
     pub xdp_ns_per_pkt: Option<f64>,
     /// Packets the XDP program ran on during the run.
     pub xdp_packets: u64,
+    /// Frames to the spoofed prefix the peer-side sink dropped (reflected
+    /// SYN-ACKs), per second.
+    pub sunk_pps: f64,
     /// Why the system could not run, if it could not.
     pub error: Option<String>,
 }
@@ -216,7 +229,7 @@ fn flood_config(t: &Testbed, rate: u64, secs: f64) -> FloodConfig {
         allow_target: vec![], // the testbed is in 198.18.0.0/15
         rate,
         duration: Duration::from_secs_f64(secs),
-        sources: (std::net::Ipv4Addr::new(198, 18, 128, 0), 17),
+        sources: SPOOFED,
         kind: FloodKind::Syn,
         dst_mac: STACK_MAC,
         queue: 0,
@@ -238,6 +251,7 @@ fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs, cores: &Cores
     let c0 = victim::per_cpu();
     let n0 = victim::threads_ns(&cores.napi);
     let x0 = cores.xdp_prog.and_then(victim::prog_stats);
+    let s0 = cores.sink.as_ref().and_then(|s| s.counters().ok());
     let start = Instant::now();
     let hs = clients(t, a.clients, a.seconds, cores);
     let (mut attempts, mut ok) = (0, 0);
@@ -256,6 +270,11 @@ fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs, cores: &Cores
     let c1 = victim::per_cpu();
     let n1 = victim::threads_ns(&cores.napi);
     let x1 = cores.xdp_prog.and_then(victim::prog_stats);
+    let s1 = cores.sink.as_ref().and_then(|s| s.counters().ok());
+    let sunk_pps = match (s0, s1) {
+        (Some((d0, _)), Some((d1, _))) => d1.saturating_sub(d0) as f64 / el,
+        _ => 0.0,
+    };
     let (xdp_ns_per_pkt, xdp_packets) = match (x0, x1) {
         (Some((r0, k0)), Some((r1, k1))) => (
             victim::ns_per_packet(r1.saturating_sub(r0) as f64, k1.saturating_sub(k0) as f64),
@@ -288,6 +307,7 @@ fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs, cores: &Cores
         victim_ns_per_flood_pkt: None,
         xdp_ns_per_pkt,
         xdp_packets,
+        sunk_pps,
         error,
     }
 }
@@ -391,6 +411,7 @@ fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Ce
                 victim_ns_per_flood_pkt: None,
                 xdp_ns_per_pkt: None,
                 xdp_packets: 0,
+                sunk_pps: 0.0,
                 error: Some(e.to_string()),
             })
             .collect::<Vec<_>>()
@@ -411,6 +432,18 @@ fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Ce
         ..Cores::default()
     };
     let setup = (|| -> Result<()> {
+        if !a.no_sink {
+            // Reflected SYN-ACKs to the spoofed sources die at the peer's
+            // XDP, as at an upstream router, for every system alike.
+            let peer_if = t.peer_if.clone();
+            let sink = join(in_netns(&t.peer_ns, move || -> Result<XdpSink> {
+                let mut s = XdpSink::load(SPOOFED.0, SPOOFED.1)?;
+                s.attach(&peer_if)?;
+                Ok(s)
+            }))?
+            .context("peer-side sink")?;
+            cores.sink = Some(Arc::new(sink));
+        }
         match system {
             "linux" | "synproxy" => {
                 if cores.on {
@@ -501,6 +534,7 @@ fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Ce
         let _ = h.join();
     }
     drop(_serve);
+    drop(cores);
     drop(tb);
     cells
 }
@@ -585,13 +619,13 @@ fn opt(v: Option<f64>) -> String {
 
 fn table(cells: &[Cell]) -> String {
     let mut s = String::from(
-        "| system   | flood pps (achieved) | success % | conn/s  | CPU % (machine) | victim CPU % | NAPI % | other CPU % | victim ns/flood pkt | XDP ns/pkt |\n\
-         |----------|----------------------|-----------|---------|-----------------|--------------|--------|-------------|---------------------|------------|\n",
+        "| system   | flood pps (achieved) | success % | conn/s  | CPU % (machine) | victim CPU % | NAPI % | other CPU % | victim ns/flood pkt | XDP ns/pkt | sunk pps |\n\
+         |----------|----------------------|-----------|---------|-----------------|--------------|--------|-------------|---------------------|------------|----------|\n",
     );
     for c in cells {
         s += &match &c.error {
             None => format!(
-                "| {:<8} | {:>9} ({:>9.0}) | {:>9.1} | {:>7.0} | {:>15.0} | {:>12.0} | {:>6.0} | {:>11.0} | {:>19} | {:>10} |\n",
+                "| {:<8} | {:>9} ({:>9.0}) | {:>9.1} | {:>7.0} | {:>15.0} | {:>12.0} | {:>6.0} | {:>11.0} | {:>19} | {:>10} | {:>8.0} |\n",
                 c.system,
                 c.flood_pps,
                 c.flood_achieved_pps,
@@ -603,6 +637,7 @@ fn table(cells: &[Cell]) -> String {
                 c.other_cpu_pct,
                 opt(c.victim_ns_per_flood_pkt),
                 opt(c.xdp_ns_per_pkt),
+                c.sunk_pps,
             ),
             Some(e) => format!("| {:<8} | {:>9}             | error: {e}\n", c.system, c.flood_pps),
         };
