@@ -112,6 +112,18 @@ pub fn ns_per_packet(ns: f64, packets: f64) -> Option<f64> {
     (packets >= 1.0 && ns >= 0.0).then(|| ns / packets)
 }
 
+/// Ns per flood packet on a core busy `busy_ns_per_s` while it also served
+/// `cps` legit connections/s at `ns_per_conn` each (measured without flood):
+/// what is left, over `flood_pps`.
+pub fn flood_share_ns(
+    busy_ns_per_s: f64,
+    cps: f64,
+    ns_per_conn: f64,
+    flood_pps: f64,
+) -> Option<f64> {
+    ns_per_packet((busy_ns_per_s - cps * ns_per_conn).max(0.0), flood_pps)
+}
+
 /// Packets per second one core absorbs at `ns` per packet.
 pub fn absorbs_pps(ns: f64) -> Option<f64> {
     (ns > 0.0).then(|| 1e9 / ns)
@@ -278,5 +290,10 @@ intr 12345
         assert_eq!(ns_per_packet(1000.0, 0.0), None);
         assert_eq!(absorbs_pps(100.0), Some(1e7));
         assert_eq!(absorbs_pps(0.0), None);
+        // 0.5 core busy, 1000 conn/s at 100 µs each = 0.1 core: 0.4 core
+        // over 100 kpps = 4 µs per flood packet.
+        assert_eq!(flood_share_ns(0.5e9, 1000.0, 100e3, 1e5), Some(4000.0));
+        assert_eq!(flood_share_ns(0.1e9, 2000.0, 100e3, 1e5), Some(0.0));
+        assert_eq!(flood_share_ns(0.1e9, 0.0, 0.0, 0.0), None);
     }
 }
