@@ -491,6 +491,10 @@ fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Ce
                     .arg(t.stack_ip.to_string())
                     .args(["--port", &PORT.to_string(), "--queues", "1"])
                     .args(["--syncookies", "auto", "--duration", "600"])
+                    // The peer runs NAPI (GRO on, and the sink's XDP), so
+                    // XDP_TX reaches it: the defense as on a real NIC, not
+                    // the engine's AF_XDP detour `auto` takes on veth.
+                    .args(["--cookie-path", "xdp"])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null());
                 if cores.on {
