@@ -311,7 +311,9 @@ fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs, cores: &Cores
         victim_ns_per_flood_pkt: None,
         xdp_ns_per_pkt,
         xdp_packets,
-        napi_ns_per_pkt: victim::ns_per_packet(n1 - n0, xdp_packets as f64),
+        napi_ns_per_pkt: (!cores.napi.is_empty())
+            .then(|| victim::ns_per_packet(n1 - n0, xdp_packets as f64))
+            .flatten(),
         sunk_pps,
         error,
     }
