@@ -37,7 +37,9 @@
 //! - `synack`: the in-place cookie SYN-ACK and the cookie ACK check (the
 //!   cookie arithmetic itself is the library's `stack_ebpf::cookie`, shared
 //!   with userspace);
-//! - `bench`: SYN cookie micro-benchmark programs (BPF_PROG_TEST_RUN only).
+//! - `bench`: SYN cookie micro-benchmark programs (BPF_PROG_TEST_RUN only);
+//! - `sink`: `xstack_sink`, a separate program for the *peer* end of a
+//!   testbed that drops frames to one prefix (reflected SYN-ACKs).
 //!
 //! Built only for `bpfel-unknown-none` (by `cargo xtask build`); on the host
 //! this file compiles to an empty binary so `cargo build --workspace` works.
@@ -57,6 +59,8 @@ mod classify;
 mod flows;
 #[cfg(target_arch = "bpf")]
 mod parse;
+#[cfg(target_arch = "bpf")]
+mod sink;
 #[cfg(target_arch = "bpf")]
 mod synack;
 #[cfg(target_arch = "bpf")]

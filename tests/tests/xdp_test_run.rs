@@ -973,3 +973,55 @@ fn the_engine_sends_the_cookie_syn_ack_xdp_builds_byte_for_byte() {
         assert!(same, "engine and XDP SYN-ACKs differ for options {opts:?}");
     }
 }
+
+/// The peer-side sink (`xstack_sink`): frames to the sunk prefix are
+/// dropped and counted; other destinations, ARP and runts pass.
+#[test]
+fn sink_drops_only_the_sunk_prefix() {
+    use xstack::datapath::sink::XdpSink;
+    let mut s = XdpSink::load(Ipv4Addr::new(198, 18, 128, 0), 17).expect("load the sink");
+    let to = |dst: Ipv4Addr| {
+        Endpoints {
+            src_mac: Mac([2, 0, 0, 0, 0, 2]),
+            dst_mac: Mac([2, 0, 0, 0, 0, 1]),
+            src_ip: OURS,
+            dst_ip: dst,
+        }
+        .tcp(&TcpSegment::default())
+    };
+    let cases: [(Vec<u8>, u32); 6] = [
+        (to(Ipv4Addr::new(198, 18, 128, 0)), XDP_DROP),
+        (to(Ipv4Addr::new(198, 18, 200, 7)), XDP_DROP),
+        (to(Ipv4Addr::new(198, 18, 255, 255)), XDP_DROP),
+        (to(PEER), XDP_PASS),
+        (to(Ipv4Addr::new(198, 19, 128, 1)), XDP_PASS),
+        (LINK.arp_request(OURS), XDP_PASS),
+    ];
+    let (d0, p0) = s.counters().unwrap();
+    for (frame, want) in &cases {
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        let got = s
+            .program()
+            .unwrap()
+            .test_run(opts)
+            .expect("BPF_PROG_TEST_RUN")
+            .return_value;
+        assert_eq!(got, *want, "frame to {:?}", &frame[30..34]);
+    }
+    // A frame too short for an IPv4 header passes untouched.
+    let runt = eth(ethernet::ETHERTYPE_IPV4, &[0x45, 0, 0]);
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(&runt);
+    let got = s.program().unwrap().test_run(opts).unwrap().return_value;
+    assert_eq!(got, XDP_PASS);
+    let (d1, p1) = s.counters().unwrap();
+    assert_eq!((d1 - d0, p1 - p0), (3, 4));
+    // Prefix length 0 sinks nothing.
+    let mut none = XdpSink::load(Ipv4Addr::UNSPECIFIED, 0).expect("load the sink");
+    let mut opts = TestRunOptions::new();
+    let f = to(Ipv4Addr::new(198, 18, 128, 1));
+    opts.data_in = Some(&f);
+    let got = none.program().unwrap().test_run(opts).unwrap().return_value;
+    assert_eq!(got, XDP_PASS);
+}

@@ -12,3 +12,4 @@ pub mod soak;
 pub mod synflood;
 pub mod tcp_mem;
 pub mod timer;
+pub mod victim;

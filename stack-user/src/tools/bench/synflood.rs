@@ -7,8 +7,18 @@
 //! namespace runs connect + 1-byte request/echo + close in a loop (1 s
 //! timeout per connection) while `xstack flood` sends spoofed SYNs from
 //! 198.18.128.0/17 on the same veth. Reported per cell: success %,
-//! connections/s, and machine CPU % (all cores, from /proc/stat: flood,
-//! client and server share this machine).
+//! connections/s, machine CPU % (all cores, from /proc/stat), and where the
+//! CPU goes on the victim core.
+//!
+//! The victim core (unless `--no-victim-core`): the stack-side veth's NAPI
+//! runs threaded (GRO on at the stack end for the Linux rows, the XDP
+//! program for xstack) and that `napi/*` thread and the server are pinned
+//! to CPU 0; the generator, the legit client and the peer's (threaded)
+//! NAPI to CPU 1. The victim then pays for what it receives, as with a
+//! real NIC. Per cell: CPU 0 and CPU 1 busy %, the NAPI thread's CPU %,
+//! the victim core's ns per flood packet beyond the no-flood row, and the
+//! XDP program's run time per packet (`kernel.bpf_stats_enabled`, restored
+//! afterwards).
 
 use std::{
     io::{Read, Write},
@@ -24,7 +34,9 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use super::victim;
 use crate::{
+    datapath::sink::XdpSink,
     tools::flood::{FloodConfig, FloodKind},
     tools::testbed::{netns_command, Testbed, TestbedGuard, STACK_MAC},
 };
@@ -49,6 +61,43 @@ pub struct SynfloodArgs {
     /// Systems to run (linux, synproxy, xstack).
     #[arg(long, value_delimiter = ',', default_value = "linux,synproxy,xstack")]
     pub systems: Vec<String>,
+    /// Run without the victim core (no threaded NAPI, no pinning: veth
+    /// receive work then runs on the sender's CPU), for comparison.
+    #[arg(long)]
+    pub no_victim_core: bool,
+    /// Run without the peer-side sink (reflected SYN-ACKs then reach the
+    /// legit client's kernel), for comparison.
+    #[arg(long)]
+    pub no_sink: bool,
+}
+
+/// The flood's spoofed sources, which the peer-side sink drops.
+const SPOOFED: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(198, 18, 128, 0), 17);
+
+/// CPU 0 is the victim core (stack NAPI thread + server), CPU 1 the rest
+/// (generator, legit client, peer NAPI thread).
+const VICTIM_CPU: usize = 0;
+const OTHER_CPU: usize = 1;
+
+/// The arrangement in force for one system's testbed.
+#[derive(Clone, Debug, Default)]
+struct Cores {
+    /// Threaded NAPI and pinning in force.
+    on: bool,
+    /// The stack-side `napi/*` threads.
+    napi: Vec<i32>,
+    /// The XDP program attached on the stack side (xstack).
+    xdp_prog: Option<u32>,
+    /// The peer-side sink.
+    sink: Option<Arc<XdpSink>>,
+}
+
+impl Cores {
+    fn pin_here(&self, cpu: usize) {
+        if self.on {
+            let _ = victim::pin(0, cpu);
+        }
+    }
 }
 
 /// One cell of the table.
@@ -70,6 +119,28 @@ pub struct Cell {
     pub cps: f64,
     /// Machine CPU busy %, all cores.
     pub cpu_pct: f64,
+    /// Victim core (CPU 0) busy %.
+    pub victim_cpu_pct: f64,
+    /// The other core (CPU 1: generator, client) busy %.
+    pub other_cpu_pct: f64,
+    /// Stack-side NAPI thread(s) CPU time, % of one core.
+    pub napi_cpu_pct: f64,
+    /// Victim core busy ns per second of the run.
+    pub victim_busy_ns_per_s: f64,
+    /// Victim core ns per flood packet: busy ns/s less the legit
+    /// connections' share (at the no-flood row's ns per connection), over
+    /// the achieved flood pps.
+    pub victim_ns_per_flood_pkt: Option<f64>,
+    /// XDP program run time per packet (run_time_ns / run_cnt), xstack.
+    pub xdp_ns_per_pkt: Option<f64>,
+    /// Packets the XDP program ran on during the run.
+    pub xdp_packets: u64,
+    /// Stack-side NAPI thread ns per packet the XDP program saw (veth
+    /// receive + XDP + XDP_TX), xstack.
+    pub napi_ns_per_pkt: Option<f64>,
+    /// Frames to the spoofed prefix the peer-side sink dropped (reflected
+    /// SYN-ACKs), per second.
+    pub sunk_pps: f64,
     /// Why the system could not run, if it could not.
     pub error: Option<String>,
 }
@@ -121,11 +192,18 @@ fn join<T>(h: std::thread::JoinHandle<Result<T>>) -> Result<T> {
 }
 
 /// Legit client: connect, send one byte, read it back, close; counts.
-fn clients(t: &Testbed, n: usize, secs: f64) -> Vec<std::thread::JoinHandle<Result<(u64, u64)>>> {
+fn clients(
+    t: &Testbed,
+    n: usize,
+    secs: f64,
+    cores: &Cores,
+) -> Vec<std::thread::JoinHandle<Result<(u64, u64)>>> {
     let target = SocketAddr::from((t.stack_ip, PORT));
     (0..n)
         .map(|_| {
+            let cores = cores.clone();
             in_netns(&t.peer_ns, move || {
+                cores.pin_here(OTHER_CPU);
                 let end = Instant::now() + Duration::from_secs_f64(secs);
                 let (mut tries, mut ok) = (0u64, 0u64);
                 while Instant::now() < end {
@@ -155,23 +233,31 @@ fn flood_config(t: &Testbed, rate: u64, secs: f64) -> FloodConfig {
         allow_target: vec![], // the testbed is in 198.18.0.0/15
         rate,
         duration: Duration::from_secs_f64(secs),
-        sources: (std::net::Ipv4Addr::new(198, 18, 128, 0), 17),
+        sources: SPOOFED,
         kind: FloodKind::Syn,
         dst_mac: STACK_MAC,
         queue: 0,
     }
 }
 
-fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs) -> Cell {
+fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs, cores: &Cores) -> Cell {
     let flood = (rate > 0).then(|| {
         let c = flood_config(t, rate, a.seconds + 0.5);
-        in_netns(&t.peer_ns, move || crate::tools::flood::run(&c))
+        let cores = cores.clone();
+        in_netns(&t.peer_ns, move || {
+            cores.pin_here(OTHER_CPU);
+            crate::tools::flood::run(&c)
+        })
     });
     // Let the flood reach its rate before the client starts.
     std::thread::sleep(Duration::from_millis(250));
     let (t0, i0) = cpu_times();
+    let c0 = victim::per_cpu();
+    let n0 = victim::threads_ns(&cores.napi);
+    let x0 = cores.xdp_prog.and_then(victim::prog_stats);
+    let s0 = cores.sink.as_ref().and_then(|s| s.counters().ok());
     let start = Instant::now();
-    let hs = clients(t, a.clients, a.seconds);
+    let hs = clients(t, a.clients, a.seconds, cores);
     let (mut attempts, mut ok) = (0, 0);
     let mut error = None;
     for h in hs {
@@ -185,6 +271,21 @@ fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs) -> Cell {
     }
     let el = start.elapsed().as_secs_f64();
     let (t1, i1) = cpu_times();
+    let c1 = victim::per_cpu();
+    let n1 = victim::threads_ns(&cores.napi);
+    let x1 = cores.xdp_prog.and_then(victim::prog_stats);
+    let s1 = cores.sink.as_ref().and_then(|s| s.counters().ok());
+    let sunk_pps = match (s0, s1) {
+        (Some((d0, _)), Some((d1, _))) => d1.saturating_sub(d0) as f64 / el,
+        _ => 0.0,
+    };
+    let (xdp_ns_per_pkt, xdp_packets) = match (x0, x1) {
+        (Some((r0, k0)), Some((r1, k1))) => (
+            victim::ns_per_packet(r1.saturating_sub(r0) as f64, k1.saturating_sub(k0) as f64),
+            k1.saturating_sub(k0),
+        ),
+        _ => (None, 0),
+    };
     let achieved = match flood.map(|h| join(h).and_then(|r| r)) {
         Some(Ok(r)) => r.achieved_pps,
         Some(Err(e)) => {
@@ -203,6 +304,17 @@ fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs) -> Cell {
         success_pct: 100.0 * ok as f64 / attempts.max(1) as f64,
         cps: ok as f64 / el,
         cpu_pct: 100.0 * busy as f64 / (t1 - t0).max(1) as f64,
+        victim_cpu_pct: victim::busy_pct(&c0, &c1, VICTIM_CPU),
+        other_cpu_pct: victim::busy_pct(&c0, &c1, OTHER_CPU),
+        napi_cpu_pct: 100.0 * (n1 - n0) / (el * 1e9),
+        victim_busy_ns_per_s: victim::busy_ns(&c0, &c1, VICTIM_CPU) / el,
+        victim_ns_per_flood_pkt: None,
+        xdp_ns_per_pkt,
+        xdp_packets,
+        napi_ns_per_pkt: (!cores.napi.is_empty())
+            .then(|| victim::ns_per_packet(n1 - n0, xdp_packets as f64))
+            .flatten(),
+        sunk_pps,
         error,
     }
 }
@@ -210,7 +322,11 @@ fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs) -> Cell {
 /// The Linux side of (a) and (b): the stack address on the kernel
 /// interface, a route to the flood prefix (so SYN-ACKs need no ARP per
 /// spoofed source), tcp_syncookies=1, and an echo-one-byte listener.
-fn linux_setup(t: &Testbed, stop: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<Result<()>>> {
+fn linux_setup(
+    t: &Testbed,
+    stop: Arc<AtomicBool>,
+    cores: &Cores,
+) -> Result<std::thread::JoinHandle<Result<()>>> {
     let ns = &t.stack_ns;
     sh(Command::new("ip").args([
         "-n",
@@ -232,7 +348,9 @@ fn linux_setup(t: &Testbed, stop: Arc<AtomicBool>) -> Result<std::thread::JoinHa
     ]))?;
     sh(netns_command(ns, "sysctl").args(["-qw", "net.ipv4.tcp_syncookies=1"]))?;
     let accepted = Arc::new(AtomicU64::new(0));
+    let cores = cores.clone();
     let h = in_netns(ns, move || -> Result<()> {
+        cores.pin_here(VICTIM_CPU);
         let l = TcpListener::bind(("0.0.0.0", PORT))?;
         l.set_nonblocking(true)?;
         while !stop.load(Ordering::Relaxed) {
@@ -293,6 +411,15 @@ fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Ce
                 success_pct: 0.0,
                 cps: 0.0,
                 cpu_pct: 0.0,
+                victim_cpu_pct: 0.0,
+                other_cpu_pct: 0.0,
+                napi_cpu_pct: 0.0,
+                victim_busy_ns_per_s: 0.0,
+                victim_ns_per_flood_pkt: None,
+                xdp_ns_per_pkt: None,
+                xdp_packets: 0,
+                napi_ns_per_pkt: None,
+                sunk_pps: 0.0,
                 error: Some(e.to_string()),
             })
             .collect::<Vec<_>>()
@@ -308,10 +435,41 @@ fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Ce
     let stop = Arc::new(AtomicBool::new(false));
     let mut _serve = None;
     let mut listener = None;
+    let mut cores = Cores {
+        on: !a.no_victim_core,
+        ..Cores::default()
+    };
     let setup = (|| -> Result<()> {
+        if !a.no_sink {
+            // Reflected SYN-ACKs to the spoofed sources die at the peer's
+            // XDP, as at an upstream router, for every system alike.
+            let peer_if = t.peer_if.clone();
+            let sink = join(in_netns(&t.peer_ns, move || -> Result<XdpSink> {
+                let mut s = XdpSink::load(SPOOFED.0, SPOOFED.1)?;
+                s.attach(&peer_if)?;
+                Ok(s)
+            }))?
+            .context("peer-side sink")?;
+            cores.sink = Some(Arc::new(sink));
+        }
         match system {
             "linux" | "synproxy" => {
-                listener = Some(linux_setup(&t, stop.clone())?);
+                if cores.on {
+                    // veth runs NAPI at the stack end only with GRO on
+                    // (or an XDP program there).
+                    sh(Command::new("ip").args([
+                        "netns",
+                        "exec",
+                        &t.stack_ns,
+                        "ethtool",
+                        "-K",
+                        &t.stack_if,
+                        "gro",
+                        "on",
+                    ]))
+                    .context("GRO on at the stack end (install ethtool)")?;
+                }
+                listener = Some(linux_setup(&t, stop.clone(), &cores)?);
                 if system == "synproxy" {
                     sh(netns_command(&t.stack_ns, "sysctl")
                         .args(["-qw", "net.netfilter.nf_conntrack_tcp_loose=0"]))
@@ -330,14 +488,28 @@ fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Ce
             }
             "xstack" => {
                 let exe = std::env::current_exe()?;
-                let child = netns_command(&t.stack_ns, exe.to_str().unwrap_or("xstack"))
-                    .args(["serve", "--iface", &t.stack_if, "--ip"])
+                let mut cmd = netns_command(&t.stack_ns, exe.to_str().unwrap_or("xstack"));
+                cmd.args(["serve", "--iface", &t.stack_if, "--ip"])
                     .arg(t.stack_ip.to_string())
                     .args(["--port", &PORT.to_string(), "--queues", "1"])
                     .args(["--syncookies", "auto", "--duration", "600"])
+                    // The peer runs NAPI (GRO on, and the sink's XDP), so
+                    // XDP_TX reaches it: the defense as on a real NIC, not
+                    // the engine's AF_XDP detour `auto` takes on veth.
+                    .args(["--cookie-path", "xdp"])
                     .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()?;
+                    .stderr(Stdio::null());
+                if cores.on {
+                    use std::os::unix::process::CommandExt;
+                    // SAFETY: sched_setaffinity is async-signal-safe; the
+                    // closure allocates nothing on success.
+                    unsafe {
+                        cmd.pre_exec(|| {
+                            victim::pin(0, VICTIM_CPU).map_err(|_| std::io::Error::last_os_error())
+                        })
+                    };
+                }
+                let child = cmd.spawn()?;
                 _serve = Some(ServeChild(child));
                 let up = (0..100).any(|_| {
                     std::thread::sleep(Duration::from_millis(100));
@@ -349,19 +521,57 @@ fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Ce
             }
             other => bail!("unknown system {other:?}: use linux, synproxy or xstack"),
         }
+        cores.xdp_prog = victim::xdp_prog_id(&t.stack_ns, &t.stack_if);
+        if cores.on {
+            cores.napi = victim::make_threaded(&t.stack_ns, &t.stack_if)?;
+            for p in &cores.napi {
+                victim::pin(*p, VICTIM_CPU)?;
+            }
+            for p in victim::make_threaded(&t.peer_ns, &t.peer_if)? {
+                victim::pin(p, OTHER_CPU)?;
+            }
+        }
         Ok(())
     })();
-    let cells = match setup {
-        Ok(()) => rates.iter().map(|r| measure(&t, system, *r, a)).collect(),
+    let mut cells: Vec<Cell> = match setup {
+        Ok(()) => rates
+            .iter()
+            .map(|r| measure(&t, system, *r, a, &cores))
+            .collect(),
         Err(e) => fail(e),
     };
+    marginal_cost(&mut cells);
     stop.store(true, Ordering::Relaxed);
     if let Some(h) = listener {
         let _ = h.join();
     }
     drop(_serve);
+    drop(cores);
     drop(tb);
     cells
+}
+
+/// Victim core ns per flood packet: the busy ns/s left after the legit
+/// connections' share (their count × the no-flood row's victim ns per
+/// connection), over the achieved flood rate. Without a no-flood row the
+/// whole busy time is charged to the flood.
+fn marginal_cost(cells: &mut [Cell]) {
+    let per_conn = cells
+        .iter()
+        .find(|c| c.flood_pps == 0 && c.error.is_none())
+        .and_then(|c| victim::ns_per_packet(c.victim_busy_ns_per_s, c.cps))
+        .unwrap_or(0.0);
+    for c in cells
+        .iter_mut()
+        .filter(|c| c.flood_pps > 0 && c.error.is_none())
+    {
+        c.victim_ns_per_flood_pkt = victim::flood_share_ns(
+            c.victim_busy_ns_per_s,
+            c.cps,
+            per_conn,
+            c.flood_achieved_pps,
+        );
+    }
 }
 
 /// The generator's maximum from one core: an unpaced 1 s SYN flood at a
@@ -418,6 +628,74 @@ fn svg(cells: &[Cell], systems: &[String], rates: &[u64]) -> String {
     s + "</svg>\n"
 }
 
+fn opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into())
+}
+
+fn table(cells: &[Cell]) -> String {
+    let mut s = String::from(
+        "| system   | flood pps (achieved) | success % | conn/s  | CPU % (machine) | victim CPU % | NAPI % | other CPU % | victim ns/flood pkt | XDP ns/pkt | sunk pps |\n\
+         |----------|----------------------|-----------|---------|-----------------|--------------|--------|-------------|---------------------|------------|----------|\n",
+    );
+    for c in cells {
+        s += &match &c.error {
+            None => format!(
+                "| {:<8} | {:>9} ({:>9.0}) | {:>9.1} | {:>7.0} | {:>15.0} | {:>12.0} | {:>6.0} | {:>11.0} | {:>19} | {:>10} | {:>8.0} |\n",
+                c.system,
+                c.flood_pps,
+                c.flood_achieved_pps,
+                c.success_pct,
+                c.cps,
+                c.cpu_pct,
+                c.victim_cpu_pct,
+                c.napi_cpu_pct,
+                c.other_cpu_pct,
+                opt(c.victim_ns_per_flood_pkt),
+                opt(c.xdp_ns_per_pkt),
+                c.sunk_pps,
+            ),
+            Some(e) => format!("| {:<8} | {:>9}             | error: {e}\n", c.system, c.flood_pps),
+        };
+    }
+    s
+}
+
+/// Per system, at its highest flood rate that leaves the victim core
+/// unsaturated (< 90% busy; else its lowest flood rate: a saturated core
+/// drops what it cannot take, which would make packets look cheap): ns per
+/// flood packet and the flood rate one victim core absorbs (1e9 / ns).
+fn summary(cells: &[Cell], systems: &[String]) -> String {
+    let mut s = String::from(
+        "| system   | at flood pps | victim-core ns/flood pkt | absorbs pps (core) | NAPI ns/pkt | XDP ns/pkt | absorbs pps (XDP) |\n\
+         |----------|--------------|--------------------------|--------------------|-------------|------------|-------------------|\n",
+    );
+    for sys in systems {
+        let rows = || {
+            cells
+                .iter()
+                .filter(|c| &c.system == sys && c.error.is_none() && c.flood_pps > 0)
+        };
+        let Some(c) = rows()
+            .filter(|c| c.victim_cpu_pct < 90.0)
+            .max_by_key(|c| c.flood_pps)
+            .or_else(|| rows().min_by_key(|c| c.flood_pps))
+        else {
+            continue;
+        };
+        s += &format!(
+            "| {:<8} | {:>12.0} | {:>24} | {:>18} | {:>11} | {:>10} | {:>17} |\n",
+            sys,
+            c.flood_achieved_pps,
+            opt(c.victim_ns_per_flood_pkt),
+            opt(c.victim_ns_per_flood_pkt.and_then(victim::absorbs_pps)),
+            opt(c.napi_ns_per_pkt),
+            opt(c.xdp_ns_per_pkt),
+            opt(c.xdp_ns_per_pkt.and_then(victim::absorbs_pps)),
+        );
+    }
+    s
+}
+
 /// Runs the experiment, prints the table, writes JSON and SVG.
 pub fn run(a: &SynfloodArgs) -> Result<()> {
     crate::runtime::sys::check_privileges("xstack bench synflood")?;
@@ -432,31 +710,39 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
     } else {
         a.rates.clone()
     };
+    let victim_core = !a.no_victim_core && std::thread::available_parallelism()?.get() >= 2;
+    if !a.no_victim_core && !victim_core {
+        bail!("the victim core needs 2 CPUs: run with --no-victim-core");
+    }
+    // XDP run time per packet; the old value comes back when `_stats` drops.
+    let _stats = match victim::BpfStats::enable() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            println!("synflood: no XDP run times ({e:#})");
+            None
+        }
+    };
     let mut cells = Vec::new();
     for (n, s) in a.systems.iter().enumerate() {
         println!("synflood: {s} ...");
         cells.extend(run_system(s, &rates, a, n));
     }
+    drop(_stats);
     println!();
-    println!("| system   | flood pps (achieved) | success % | conn/s  | CPU % (machine) |");
-    println!("|----------|----------------------|-----------|---------|-----------------|");
-    for c in &cells {
-        match &c.error {
-            None => println!(
-                "| {:<8} | {:>9} ({:>9.0}) | {:>9.1} | {:>7.0} | {:>15.0} |",
-                c.system, c.flood_pps, c.flood_achieved_pps, c.success_pct, c.cps, c.cpu_pct
-            ),
-            Some(e) => println!(
-                "| {:<8} | {:>9}             | error: {e}",
-                c.system, c.flood_pps
-            ),
-        }
+    if victim_core {
+        println!("victim core: CPU {VICTIM_CPU} runs the stack-side threaded NAPI and the server; CPU {OTHER_CPU} the generator, legit client and peer NAPI");
+    } else {
+        println!("no victim core (--no-victim-core): veth receive work runs on the sender's CPU");
     }
+    print!("{}", table(&cells));
+    println!();
+    print!("{}", summary(&cells, &a.systems));
     std::fs::create_dir_all(&a.out)?;
     let doc = serde_json::json!({
         "generator_max_pps": gen_max,
         "seconds": a.seconds,
         "clients": a.clients,
+        "victim_core": victim_core,
         "cells": cells,
     });
     std::fs::write(

@@ -1,0 +1,299 @@
+//! The victim core of `xstack bench synflood`: where the CPU goes.
+//!
+//! On veth the receive path (XDP included) runs on the *sender's* CPU
+//! unless the receiving end's NAPI is threaded. The arrangement here makes
+//! the stack-side NAPI threaded and pins it and the server to one CPU (the
+//! victim core), the generator, the legit client and the peer's NAPI to
+//! the other, so the victim pays for what it receives as on a real NIC.
+//! Measured: per-CPU busy time (`/proc/stat`), a thread's CPU time
+//! (`/proc/PID/stat`) and, with `kernel.bpf_stats_enabled`, the XDP
+//! program's run time per packet.
+
+use std::{collections::BTreeSet, process::Command};
+
+use anyhow::{bail, Context, Result};
+
+/// Busy and total jiffies of one CPU line of `/proc/stat`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuTimes {
+    /// user + nice + system + irq + softirq + steal.
+    pub busy: u64,
+    /// busy + idle + iowait.
+    pub total: u64,
+}
+
+/// Parses `/proc/stat` text into per-CPU times (index = CPU number);
+/// CPUs absent from the text (offline) are left at zero.
+pub fn parse_proc_stat(text: &str) -> Vec<CpuTimes> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let Some(name) = it.next() else { continue };
+        let Some(n) = name
+            .strip_prefix("cpu")
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        // user nice system idle iowait irq softirq steal (guest is in user).
+        let v: Vec<u64> = it.take(8).filter_map(|x| x.parse().ok()).collect();
+        if v.len() < 4 {
+            continue;
+        }
+        let g = |i: usize| v.get(i).copied().unwrap_or(0);
+        let idle = g(3) + g(4);
+        let busy = g(0) + g(1) + g(2) + g(5) + g(6) + g(7);
+        if out.len() <= n {
+            out.resize(n + 1, CpuTimes::default());
+        }
+        out[n] = CpuTimes {
+            busy,
+            total: busy + idle,
+        };
+    }
+    out
+}
+
+/// Per-CPU times now.
+pub fn per_cpu() -> Vec<CpuTimes> {
+    parse_proc_stat(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+}
+
+/// Busy % of `cpu` between two snapshots.
+pub fn busy_pct(a: &[CpuTimes], b: &[CpuTimes], cpu: usize) -> f64 {
+    match (a.get(cpu), b.get(cpu)) {
+        (Some(x), Some(y)) => {
+            let t = y.total.saturating_sub(x.total);
+            100.0 * y.busy.saturating_sub(x.busy) as f64 / t.max(1) as f64
+        }
+        _ => 0.0,
+    }
+}
+
+/// Busy nanoseconds of `cpu` between two snapshots.
+pub fn busy_ns(a: &[CpuTimes], b: &[CpuTimes], cpu: usize) -> f64 {
+    match (a.get(cpu), b.get(cpu)) {
+        (Some(x), Some(y)) => y.busy.saturating_sub(x.busy) as f64 * 1e9 / clk_tck(),
+        _ => 0.0,
+    }
+}
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// utime + stime (clock ticks) from `/proc/PID/stat` text; the command
+/// name may hold spaces and parentheses, so fields count from the last ')'.
+pub fn parse_pid_stat(text: &str) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 (state) is f[0]: utime (14) is f[11], stime (15) f[12].
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// CPU time of the threads `pids` in nanoseconds.
+pub fn threads_ns(pids: &[i32]) -> f64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|s| parse_pid_stat(&s))
+        .sum::<u64>() as f64
+        * 1e9
+        / clk_tck()
+}
+
+/// Ns per packet: `ns` spent on `packets` packets (None without packets).
+pub fn ns_per_packet(ns: f64, packets: f64) -> Option<f64> {
+    (packets >= 1.0 && ns >= 0.0).then(|| ns / packets)
+}
+
+/// Ns per flood packet on a core busy `busy_ns_per_s` while it also served
+/// `cps` legit connections/s at `ns_per_conn` each (measured without flood):
+/// what is left, over `flood_pps`.
+pub fn flood_share_ns(
+    busy_ns_per_s: f64,
+    cps: f64,
+    ns_per_conn: f64,
+    flood_pps: f64,
+) -> Option<f64> {
+    ns_per_packet((busy_ns_per_s - cps * ns_per_conn).max(0.0), flood_pps)
+}
+
+/// Packets per second one core absorbs at `ns` per packet.
+pub fn absorbs_pps(ns: f64) -> Option<f64> {
+    (ns > 0.0).then(|| 1e9 / ns)
+}
+
+/// Pins thread or process `pid` (0 = the calling thread) to `cpu`.
+pub fn pin(pid: i32, cpu: usize) -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: set is a valid cpu_set_t of the size passed.
+    let r = unsafe { libc::sched_setaffinity(pid, std::mem::size_of_val(&set), &set) };
+    if r != 0 {
+        bail!(
+            "sched_setaffinity({pid}, cpu {cpu}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// Pids of the `napi/*` kernel threads now.
+pub fn napi_threads() -> BTreeSet<i32> {
+    let Ok(d) = std::fs::read_dir("/proc") else {
+        return BTreeSet::new();
+    };
+    d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .map(|c| c.starts_with("napi/"))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Makes `iface`'s NAPI (in namespace `ns`) threaded and returns the new
+/// `napi/*` threads (names are cut at 15 characters, so they are found as
+/// the threads that appear, not by name).
+pub fn make_threaded(ns: &str, iface: &str) -> Result<Vec<i32>> {
+    let before = napi_threads();
+    // `ip netns exec` mounts the namespace's own /sys.
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c"])
+        .arg(format!("echo 1 > /sys/class/net/{iface}/threaded"))
+        .output()
+        .context("ip netns exec")?;
+    if !out.status.success() {
+        bail!(
+            "threaded NAPI on {iface}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let new: Vec<i32> = napi_threads().difference(&before).copied().collect();
+    if new.is_empty() {
+        bail!("threaded NAPI on {iface}: no napi/ thread appeared (no XDP program and GRO off?)");
+    }
+    Ok(new)
+}
+
+/// `kernel.bpf_stats_enabled` on for its lifetime; the old value comes
+/// back on drop (also on error and panic unwinding).
+pub struct BpfStats {
+    old: Option<String>,
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStats {
+    /// Turns the statistics on.
+    pub fn enable() -> Result<BpfStats> {
+        let old = std::fs::read_to_string(BPF_STATS).context(BPF_STATS)?;
+        std::fs::write(BPF_STATS, "1").context(BPF_STATS)?;
+        Ok(BpfStats {
+            old: Some(old.trim().to_string()),
+        })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        if let Some(o) = self.old.take() {
+            let _ = std::fs::write(BPF_STATS, o);
+        }
+    }
+}
+
+/// The id of the XDP program attached to `iface` in namespace `ns`.
+pub fn xdp_prog_id(ns: &str, iface: &str) -> Option<u32> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-j", "link", "show", "dev", iface])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.get(0)?
+        .get("xdp")?
+        .get("prog")?
+        .get("id")?
+        .as_u64()
+        .map(|x| x as u32)
+}
+
+/// (run_time_ns, run_cnt) of program `id` (needs bpf_stats_enabled).
+pub fn prog_stats(id: u32) -> Option<(u64, u64)> {
+    aya::programs::loaded_programs()
+        .filter_map(|p| p.ok())
+        .find(|p| p.id() == id)
+        .map(|p| (p.run_time().as_nanos() as u64, p.run_count()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str = "cpu  10 0 10 100 0 0 0 0 0 0
+cpu0 4 1 3 50 2 1 1 0 0 0
+cpu1 6 0 7 48 0 0 0 0 0 0
+intr 12345
+";
+
+    #[test]
+    fn proc_stat_per_cpu() {
+        let v = parse_proc_stat(STAT);
+        assert_eq!(v.len(), 2);
+        assert_eq!(
+            v[0],
+            CpuTimes {
+                busy: 10,
+                total: 62
+            }
+        );
+        assert_eq!(
+            v[1],
+            CpuTimes {
+                busy: 13,
+                total: 61
+            }
+        );
+    }
+
+    #[test]
+    fn busy_pct_between_snapshots() {
+        let a = [CpuTimes {
+            busy: 10,
+            total: 100,
+        }];
+        let b = [CpuTimes {
+            busy: 35,
+            total: 200,
+        }];
+        assert!((busy_pct(&a, &b, 0) - 25.0).abs() < 1e-9);
+        assert_eq!(busy_pct(&a, &b, 1), 0.0);
+    }
+
+    #[test]
+    fn pid_stat_with_odd_comm() {
+        let s = "42 (napi/a) b-1) S 2 0 0 0 -1 69238880 0 0 0 0 7 5 0 0 20 0 1 0";
+        assert_eq!(parse_pid_stat(s), Some(12));
+        assert_eq!(parse_pid_stat("garbage"), None);
+    }
+
+    #[test]
+    fn per_packet_arithmetic() {
+        assert_eq!(ns_per_packet(1000.0, 10.0), Some(100.0));
+        assert_eq!(ns_per_packet(1000.0, 0.0), None);
+        assert_eq!(absorbs_pps(100.0), Some(1e7));
+        assert_eq!(absorbs_pps(0.0), None);
+        // 0.5 core busy, 1000 conn/s at 100 µs each = 0.1 core: 0.4 core
+        // over 100 kpps = 4 µs per flood packet.
+        assert_eq!(flood_share_ns(0.5e9, 1000.0, 100e3, 1e5), Some(4000.0));
+        assert_eq!(flood_share_ns(0.1e9, 2000.0, 100e3, 1e5), Some(0.0));
+        assert_eq!(flood_share_ns(0.1e9, 0.0, 0.0, 0.0), None);
+    }
+}
