@@ -249,3 +249,41 @@ pub fn stats_of(iface: &str) -> Option<serde_json::Value> {
     }
     serde_json::from_slice(&out.stdout).ok()
 }
+
+/// Reads `r` to EOF, hashing with SHA-256; returns the byte count and the
+/// hex digest. `Err` (with the count so far) on an error, a stall of `idle`
+/// (the socket's read timeout, which the caller set) or once `deadline`
+/// has passed since `start`.
+pub fn read_to_eof_hashing(
+    r: &mut impl std::io::Read,
+    start: Instant,
+    deadline: Duration,
+    idle: Duration,
+) -> Result<(usize, String), String> {
+    let (mut h, mut n, mut buf) = (Sha256::new(), 0usize, vec![0u8; 1 << 16]);
+    loop {
+        if start.elapsed() > deadline {
+            return Err(format!("read: deadline passed after {n} bytes"));
+        }
+        match r.read(&mut buf) {
+            Ok(0) => return Ok((n, hex(&h.finalize()))),
+            Ok(k) => {
+                h.update(&buf[..k]);
+                n += k;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => {
+                return Err(format!("read: no byte for {idle:?} after {n} bytes"))
+            }
+            Err(e) => return Err(format!("read: {e} after {n} bytes")),
+        }
+    }
+}
+
+/// Whether a socket call ended by its SO_RCVTIMEO/SO_SNDTIMEO.
+pub fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}

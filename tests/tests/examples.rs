@@ -18,7 +18,8 @@ use std::{
 };
 
 use xstack_tests::{
-    hex, in_netns, pattern, sha256_hex, testbed_with, Digest, PeerProfile, Sha256, Testbed,
+    hex, in_netns, pattern, read_to_eof_hashing, sha256_hex, testbed_with, Digest, PeerProfile,
+    Sha256, Testbed,
 };
 
 /// Bytes the echo test sends (and must get back).
@@ -125,23 +126,7 @@ fn echo_through(target: SocketAddr, data: &'static [u8]) -> Result<(usize, Strin
     s.set_read_timeout(Some(IDLE)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(IDLE)).map_err(|e| e.to_string())?;
     let mut r = s.try_clone().map_err(|e| e.to_string())?;
-    let reader = thread::spawn(move || {
-        let (mut h, mut n, mut buf) = (Sha256::new(), 0usize, vec![0u8; 1 << 16]);
-        loop {
-            if start.elapsed() > DEADLINE {
-                return Err(format!("read: deadline passed after {n} bytes"));
-            }
-            match r.read(&mut buf) {
-                Ok(0) => return Ok((n, hex(&h.finalize()))),
-                Ok(k) => {
-                    h.update(&buf[..k]);
-                    n += k;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("read: {e} after {n} bytes")),
-            }
-        }
-    });
+    let reader = thread::spawn(move || read_to_eof_hashing(&mut r, start, DEADLINE, IDLE));
     let mut sent = Ok(());
     for (i, chunk) in data.chunks(256 << 10).enumerate() {
         if start.elapsed() > DEADLINE {

@@ -24,7 +24,7 @@
 //! the stack. Each prints its time and rate (`--nocapture` shows them).
 
 use std::{
-    io::{Read, Write},
+    io::Write,
     net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
     sync::{Arc, Mutex, MutexGuard, OnceLock},
     thread,
@@ -37,8 +37,8 @@ use xstack::{
     tcp::TcpError,
 };
 use xstack_tests::{
-    counter, hex, in_netns, pattern, set_peer_gro, sha256_hex, ss_tnoi, stats_of, testbed_with,
-    wait_until, Digest, PeerProfile, Serve, Sha256, TestbedGuard,
+    counter, hex, in_netns, is_timeout, pattern, read_to_eof_hashing, set_peer_gro, sha256_hex,
+    ss_tnoi, stats_of, testbed_with, wait_until, Digest, PeerProfile, Serve, Sha256, TestbedGuard,
 };
 
 /// One big connection's bytes each way.
@@ -94,37 +94,6 @@ fn report_rate(what: &str, conns: usize, len: usize, took: Duration) {
         took.as_secs_f64(),
         total / took.as_secs_f64() / 1e6
     );
-}
-
-/// Reads `r` to EOF, hashing; `Err` (with the count so far) on an error,
-/// a stall of [`IDLE`] (the socket's read timeout) or past the deadline.
-fn read_to_eof_hashing(r: &mut impl Read, start: Instant) -> Result<(usize, String), String> {
-    let (mut h, mut n, mut buf) = (Sha256::new(), 0usize, vec![0u8; 1 << 16]);
-    loop {
-        if start.elapsed() > DEADLINE {
-            return Err(format!("read: deadline passed after {n} bytes"));
-        }
-        match r.read(&mut buf) {
-            Ok(0) => return Ok((n, hex(&h.finalize()))),
-            Ok(k) => {
-                h.update(&buf[..k]);
-                n += k;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if is_timeout(&e) => {
-                return Err(format!("read: no byte for {IDLE:?} after {n} bytes"))
-            }
-            Err(e) => return Err(format!("read: {e} after {n} bytes")),
-        }
-    }
-}
-
-/// Whether a socket call ended by its SO_RCVTIMEO/SO_SNDTIMEO.
-fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
 }
 
 /// Writes `data` in chunks, each bounded by the socket's write timeout.
@@ -191,7 +160,7 @@ fn echo_once(
     s.set_read_timeout(Some(IDLE)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(IDLE)).map_err(|e| e.to_string())?;
     let mut reader = s.try_clone().map_err(|e| e.to_string())?;
-    let r = thread::spawn(move || read_to_eof_hashing(&mut reader, start));
+    let r = thread::spawn(move || read_to_eof_hashing(&mut reader, start, DEADLINE, IDLE));
     let sent = write_bounded(&mut s, data, start);
     if sent.is_ok() {
         // Half-close: the echo app sees EOF, finishes echoing, then closes.
@@ -378,7 +347,7 @@ fn kernel_server(
                     });
                     r
                 });
-                let got = read_to_eof_hashing(&mut c, start);
+                let got = read_to_eof_hashing(&mut c, start, DEADLINE, IDLE);
                 writer
                     .join()
                     .map_err(|_| "server writer panicked".to_string())??;
