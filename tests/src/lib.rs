@@ -30,10 +30,12 @@ pub fn unique_name(prefix: char) -> String {
     format!("{prefix}{}{n}", std::process::id() % 100_000)
 }
 
-/// A fresh testbed with the `tuned` peer that is removed when the guard
-/// drops (also on panic).
+/// A fresh testbed with the `default` peer (a plain veth and a Linux peer
+/// as the kernel sets them up: what a user has), removed when the guard
+/// drops (also on panic). Scenarios that must also hold on the `tuned`
+/// peer call [`testbed_with`] for both.
 pub fn testbed(prefix: char, queues: u32) -> TestbedGuard {
-    TestbedGuard::up(&unique_name(prefix), queues).expect("testbed up")
+    testbed_with(prefix, queues, PeerProfile::Default)
 }
 
 /// A fresh testbed whose peer is set up as `profile` says, removed when the
