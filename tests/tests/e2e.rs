@@ -1248,3 +1248,62 @@ fn request_bodies_over_max_body_get_413() {
     assert_eq!(counter(&s, "/engine/http_requests"), 1, "{s:#}");
     assert_eq!(counter(&s, "/engine/http_errors"), 2, "{s:#}");
 }
+
+/// `xstack ss` lists the engine's connections as `ss -tnoi` lists the
+/// kernel's: a Linux client that sent 1,000 bytes to the echo app and read
+/// them back shows as ESTAB (ss's name) with its own port, the bytes both ways,
+/// empty queues, a window and an RTT; `--state` filters; `--json` parses.
+#[test]
+fn xstack_ss_lists_a_connection_with_its_bytes_windows_and_rtt() {
+    use std::io::{Read, Write};
+    let tb = testbed('q', 1);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, PORT, &["--app", "echo"]);
+    let target = SocketAddr::from((t.stack_ip, PORT));
+    let iface = t.stack_if.clone();
+    let (local, json, text, none) = in_netns(&t.peer_ns, move || {
+        let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(5)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&[7u8; 1000]).unwrap();
+        let mut back = [0u8; 1000];
+        s.read_exact(&mut back).expect("echo");
+        let ss = |args: &[&str]| {
+            let o = Command::new(xstack_bin())
+                .args(["ss", "--iface", &iface])
+                .args(args)
+                .output()
+                .expect("run xstack ss");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        // The delayed ACK of the last echo may still be on its way.
+        std::thread::sleep(Duration::from_millis(300));
+        let json = ss(&["--json"]);
+        let text = ss(&[]);
+        let none = ss(&["--state", "close-wait", "--json"]);
+        (s.local_addr().unwrap(), json, text, none)
+    });
+    let list: serde_json::Value = serde_json::from_str(&json).expect("ss --json is JSON");
+    let list = list.as_array().expect("a list");
+    assert_eq!(list.len(), 1, "{json}");
+    let c = &list[0];
+    assert_eq!(c["state"], "ESTAB", "{c:#}");
+    assert_eq!(c["peer"], local.to_string(), "{c:#}");
+    assert_eq!(c["local"], target.to_string(), "{c:#}");
+    assert_eq!(c["bytes_received"], 1000, "{c:#}");
+    assert_eq!(c["bytes_acked"], 1000, "{c:#}");
+    assert_eq!(c["bytes_sent"], 1000, "{c:#}");
+    assert_eq!(c["unacked"], 0, "{c:#}");
+    assert_eq!(c["recv_q"], 0, "{c:#}");
+    assert_eq!(c["send_q"], 0, "{c:#}");
+    assert!(c["snd_wnd"].as_u64().unwrap_or(0) > 0, "{c:#}");
+    assert!(c["rcv_wnd"].as_u64().unwrap_or(0) > 0, "{c:#}");
+    assert!(c["rtt_ms"].as_f64().is_some(), "{c:#}");
+    assert_eq!(c["ts"], true, "Linux offers timestamps: {c:#}");
+    assert!(text.starts_with("State"), "{text}");
+    assert!(text.contains("ESTAB "), "{text}");
+    assert!(text.contains(&local.to_string()), "{text}");
+    assert!(text.contains("bytes_received:1000"), "{text}");
+    assert_eq!(none.trim(), "[]", "no CLOSE_WAIT connection: {none}");
+    drop(serve);
+}

@@ -38,7 +38,8 @@ use xstack::{
 };
 use xstack_tests::{
     counter, hex, in_netns, is_timeout, pattern, read_to_eof_hashing, set_peer_gro, sha256_hex,
-    ss_tnoi, stats_of, testbed_with, wait_until, Digest, PeerProfile, Serve, Sha256, TestbedGuard,
+    ss_of, ss_tnoi, stats_of, testbed_with, wait_until, Digest, PeerProfile, Serve, Sha256,
+    TestbedGuard,
 };
 
 /// One big connection's bytes each way.
@@ -123,8 +124,9 @@ impl Snapshot {
     fn take(&self, peer_ns: &str, iface: &str) {
         self.0.get_or_init(|| {
             format!(
-                "ss -tnoi in {peer_ns}:\n{}\nengine counters:\n{}",
+                "ss -tnoi in {peer_ns}:\n{}\nxstack ss:\n{}\nengine counters:\n{}",
                 ss_tnoi(peer_ns),
+                ss_of(iface),
                 stats_of(iface).map_or("(no answer)".into(), |s| brief(&s))
             )
         });
@@ -234,8 +236,9 @@ fn linux_clients_echo_through_the_engine(
     if !failures.is_empty() {
         let view = snap.text().unwrap_or_else(|| {
             format!(
-                "ss -tnoi:\n{}\nengine counters:\n{}",
+                "ss -tnoi:\n{}\nxstack ss:\n{}\nengine counters:\n{}",
                 ss_tnoi(&t.peer_ns),
+                ss_of(&t.stack_if),
                 brief(&serve.stats())
             )
         });

@@ -9,6 +9,7 @@ mod flood;
 mod kserve;
 mod load;
 mod serve;
+mod ss;
 mod stats;
 mod testbed;
 
@@ -70,6 +71,11 @@ enum Command {
         after_help = "Examples:\n  xstack stats\n  xstack stats --iface xs-default-s\n  xstack stats --json | jq .xdp"
     )]
     Stats(stats::Args),
+    /// Show the connections of a running instance as `ss -tnoi` does: queues, bytes, windows, cwnd, RTT and the timers.
+    #[command(
+        after_help = "Examples:\n  xstack ss\n  xstack ss --iface xs-default-s --state close-wait\n  xstack ss --json | jq '.[] | select(.unacked > 0)'"
+    )]
+    Ss(ss::Args),
     /// Check an interface: will xstack work on it, and how fast (XDP mode, zero-copy, channels, offloads, MTU, the veth peer), each problem with the command that fixes it.
     #[command(
         after_help = "Examples:\n  ip netns exec xs-default-stack xstack doctor --iface xs-default-s --ip 198.18.0.2\n  xstack doctor --iface eth1 --probe\n  xstack doctor --iface eth1 --json | jq .works\nExit status: 0 when it will work, 1 when it will not (or the interface is missing)."
@@ -99,6 +105,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Flood(a) => flood::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Stats(a) => stats::run(a),
+        Command::Ss(a) => ss::run(a),
         Command::Doctor(a) => doctor::run(a),
     }
 }

@@ -58,7 +58,24 @@ pub struct QueueStats {
     pub kernel: KernelStats,
     /// Frames handed between queue workers (see `crate::datapath::steer`).
     pub steer: crate::datapath::steer::SteerCounts,
+    /// The `xstack ss` view of the queue's connections, filled only when
+    /// asked for (see [`SocketsRequest`]).
+    #[serde(skip)]
+    pub sockets: Vec<crate::tcp::tcb::TcpInfo>,
+    /// The request that `sockets` answers.
+    #[serde(skip)]
+    pub sockets_gen: u64,
 }
+
+/// Most connections one queue lists for `xstack ss` (a walk over the
+/// control blocks, done by the worker between rounds).
+pub const SS_LIMIT: usize = 100_000;
+
+/// `xstack ss` asks every worker for its connections by bumping this
+/// generation; a worker sees it at its next round (within its 10 ms idle
+/// wait) and answers in its [`QueueStats`]. One relaxed load per round.
+#[derive(Default)]
+pub struct SocketsRequest(std::sync::atomic::AtomicU64);
 
 struct Worker {
     stats: Arc<Mutex<QueueStats>>,
@@ -91,8 +108,10 @@ fn worker_loop(
     stop: Arc<AtomicBool>,
     busy_poll: bool,
     secrets: Arc<SharedSecrets>,
+    ss: Arc<SocketsRequest>,
 ) {
     let mut idle = 0u32;
+    let mut ss_seen = 0u64;
     let mut secrets_seen = u64::MAX;
     let mut last_publish = Instant::now();
     let publish = |stack: &Stack, stats: &Mutex<QueueStats>| {
@@ -152,6 +171,15 @@ fn worker_loop(
         } else {
             idle = 0;
         }
+        let want = ss.0.load(Ordering::Relaxed);
+        if want != ss_seen {
+            ss_seen = want;
+            let list = stack.engine_ref().tcp_ref().sockets(stack.now(), SS_LIMIT);
+            if let Ok(mut s) = stats.lock() {
+                s.sockets = list;
+                s.sockets_gen = want;
+            }
+        }
         // Publish for `xstack stats` at most every 50 ms (it builds maps: not
         // something to do per iteration of a busy loop), and once on going idle.
         if idle == 257 || wall.duration_since(last_publish) >= Duration::from_millis(50) {
@@ -197,6 +225,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     let secrets = Arc::new(SharedSecrets::default());
     secrets.publish(prog.secrets()?);
     let stop = Arc::new(AtomicBool::new(false));
+    let ss = Arc::new(SocketsRequest::default());
     let mut workers = Vec::new();
     for stack in stacks {
         let q = stack.queue();
@@ -205,9 +234,10 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
             ..Default::default()
         }));
         let (st, sp, busy, sec) = (stats.clone(), stop.clone(), busy_poll, secrets.clone());
+        let ssr = ss.clone();
         let handle = std::thread::Builder::new()
             .name(format!("xstack-q{q}"))
-            .spawn(move || worker_loop(stack, st, sp, busy, sec))
+            .spawn(move || worker_loop(stack, st, sp, busy, sec, ssr))
             .context("spawning a queue worker")?;
         workers.push(Worker { stats, handle });
     }
@@ -234,7 +264,15 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     let set = {
         let prog = prog.clone();
         let settings = settings.clone();
-        move |args: &str| set_command(&prog, &settings, args)
+        let queue_stats: Vec<_> = workers.iter().map(|w| w.stats.clone()).collect();
+        let ss = ss.clone();
+        move |line: &str| match line.strip_prefix("set ") {
+            Some(args) => set_command(&prog, &settings, args),
+            None if line == "sockets" => sockets_command(&ss, &queue_stats),
+            None => {
+                json!({ "error": format!("unknown command {line:?}; try \"stats\", \"sockets\" or \"set key=value\"") })
+            }
+        }
     };
     let control = ControlServer::start_with(&iface.name, snapshot.clone(), set)?;
     log::info!("control socket {} (mode 0600)", control.path().display());
@@ -333,6 +371,39 @@ fn queue_stats_total(workers: &[Worker], tcp_counter: &str) -> u64 {
         .filter_map(|w| w.stats.lock().ok().map(|s| s.tcp.get(tcp_counter).copied()))
         .map(|v| v.unwrap_or(0))
         .sum()
+}
+
+/// The control socket's `sockets`: asks every worker for its connections
+/// and waits (at most a second) for all of them to answer.
+fn sockets_command(
+    ss: &SocketsRequest,
+    queue_stats: &[Arc<Mutex<QueueStats>>],
+) -> serde_json::Value {
+    let want = ss.0.fetch_add(1, Ordering::Relaxed) + 1;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut out = Vec::new();
+    for q in queue_stats {
+        loop {
+            let answered = q
+                .lock()
+                .map(|s| (s.sockets_gen >= want).then(|| (s.queue, s.sockets.clone())));
+            match answered {
+                Ok(Some((queue, list))) => {
+                    out.extend(list.into_iter().map(|i| {
+                        let mut v = json!(i);
+                        v["queue"] = json!(queue);
+                        v
+                    }));
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                _ => return json!({ "error": "a queue worker did not answer within 1 s" }),
+            }
+        }
+    }
+    json!({ "sockets": out, "limit_per_queue": SS_LIMIT })
 }
 
 /// The control socket's `set key=value ...`: applies settings to the

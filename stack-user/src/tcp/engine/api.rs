@@ -187,6 +187,19 @@ impl TcpEngine {
         slot.tcb.as_ref().filter(|t| !t.is_orphan())
     }
 
+    /// The `ss -tnoi` view of up to `limit` live connections, in slot
+    /// order (TIME_WAIT entries live in their own table: see
+    /// `state_counts`). Walks the slots: for `xstack ss`, never the hot path.
+    pub fn sockets(&self, now: Instant, limit: usize) -> Vec<crate::tcp::tcb::TcpInfo> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.tcb.as_ref())
+            .filter(|t| t.state() != State::Closed)
+            .take(limit)
+            .map(|t| t.info(now))
+            .collect()
+    }
+
     /// The connection for a 4-tuple (from our point of view).
     pub fn lookup(&self, tuple: &FourTuple) -> Option<ConnId> {
         self.conns.get(tuple).map(|&idx| self.id_of(idx))

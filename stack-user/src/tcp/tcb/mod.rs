@@ -28,11 +28,13 @@ use crate::wire::tcp::SeqNumber;
 use crate::wire::tcp::{fill_checksum, TcpOptions, TcpRepr, Timestamps, FIN, PSH, SYN};
 use stack_ebpf::cookie::CookieOptions;
 
+mod info;
 mod input;
 mod output;
 mod timer;
 mod user;
 
+pub use self::info::{TcpInfo, TimerInfo};
 use self::timer::{Timer, TimerTable};
 
 /// An RST the engine must send on behalf of a connection or a lookup miss.
