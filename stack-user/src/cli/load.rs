@@ -57,6 +57,9 @@ pub(super) struct Args {
     /// Run over kernel sockets (tokio) instead of the xstack engine.
     #[arg(long)]
     kernel: bool,
+    /// Serve Prometheus/OpenMetrics metrics (latency histograms, rates, TCP counters) at http://ADDR:PORT/metrics while the load runs.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<String>,
     /// tokio worker threads with --kernel.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -115,6 +118,11 @@ pub(super) fn run(a: Args) -> Result<()> {
         hdr: a.hdr.clone(),
         queues: a.queues,
         busy_poll: a.busy_poll,
+        metrics: a
+            .metrics
+            .as_deref()
+            .map(crate::runtime::metrics::parse_addr)
+            .transpose()?,
     };
     let summary = if a.kernel {
         crate::tools::load::run_kernel(&cfg, a.threads)?

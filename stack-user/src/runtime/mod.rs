@@ -3,6 +3,7 @@
 //! and `xstack config` talk to, and the OS helpers ([`sys`]).
 
 pub mod control;
+pub mod metrics;
 pub mod serve;
 pub mod stack;
 pub mod sys;

@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub duration: Option<Duration>,
     /// Never sleep in poll(); spin on the rings.
     pub busy_poll: bool,
+    /// Serve Prometheus metrics on this address (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Counters of one queue as published by its worker.
@@ -171,6 +173,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         stack: mut config,
         duration,
         busy_poll,
+        metrics,
     } = config;
     // Serve always writes its fast-path settings (the defaults if none given).
     config.fastpath.get_or_insert_with(Default::default);
@@ -182,6 +185,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     }
     // Removed when dropped: at the end of this function, on every return.
     let iface_lock = InstanceLock::interface(&iface.name)?;
+    let metrics = crate::runtime::metrics::bind_if(metrics)?;
     let addr_lock = InstanceLock::address(config.ip)?;
     let Bringup {
         prog,
@@ -225,6 +229,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         "xsk_mode": xsk_mode,
     });
     let queue_stats: Vec<_> = workers.iter().map(|w| w.stats.clone()).collect();
+    let metrics_queues = queue_stats.clone();
     let snapshot = {
         let prog = prog.clone();
         let info = info.clone();
@@ -238,6 +243,21 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     };
     let control = ControlServer::start_with(&iface.name, snapshot.clone(), set)?;
     log::info!("control socket {} (mode 0600)", control.path().display());
+    // Read on scrape: the copies the workers publish, never the workers.
+    let metrics = {
+        let snapshot = snapshot.clone();
+        metrics
+            .map(|m| {
+                m.serve(move || {
+                    let queues: Vec<QueueStats> = metrics_queues
+                        .iter()
+                        .filter_map(|s| s.lock().ok().map(|s| s.clone()))
+                        .collect();
+                    crate::runtime::metrics::serve_exposition(&snapshot(), &queues)
+                })
+            })
+            .transpose()?
+    };
     // Logged only now, so that an error before this point stays one line.
     for note in [iface_lock.reclaimed(), addr_lock.reclaimed()]
         .into_iter()
@@ -314,6 +334,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
             log::error!("a queue worker panicked");
         }
     }
+    drop(metrics);
     drop(control);
     let final_stats = snapshot();
     if let Ok(mut p) = prog.lock() {

@@ -64,6 +64,8 @@ pub struct LoadConfig {
     /// Never sleep: spin on the rings (lowest latency, a whole core per
     /// queue). Otherwise an idle engine sleeps until a frame or timer.
     pub busy_poll: bool,
+    /// Serve Prometheus metrics here while the load runs (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl LoadConfig {
@@ -109,6 +111,7 @@ impl LoadConfig {
             progress: false,
             hdr: None,
             queues: 1,
+            metrics: None,
             ..self.clone()
         }
     }

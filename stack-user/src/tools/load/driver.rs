@@ -48,6 +48,8 @@ type ConnMap = HashMap<ConnId, Conn, std::hash::BuildHasherDefault<IdHasher>>;
 /// and a request bigger than the send buffer is written as ACKs free room
 /// (Writable) while the echo of its start is read.
 struct Conn {
+    /// When the connection was started (connect latency origin).
+    opened: Instant,
     /// When the current request was meant to start (latency origin).
     origin: Instant,
     /// Last progress (the connection started, or bytes moved either way):
@@ -99,6 +101,8 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
     cfg.validate()?;
     let (lo, hi) = tcp.ip_local_port_range;
     let queues = cfg.queues;
+    // Bound before the interface is touched: a bad address fails first.
+    let metrics = crate::runtime::metrics::bind_if(cfg.metrics)?;
     let (_prog, stacks) = Stack::open_queues(&StackConfig {
         iface: iface.to_string(),
         ip,
@@ -122,15 +126,20 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
             r.window = window;
         }
         let shared = rec.clone();
+        let publish = metrics.is_some();
         let handle = std::thread::Builder::new()
             .name(format!("xstack-load-q{i}"))
             .spawn(move || {
-                drive(&mut st, &part, &shared, start);
+                drive(&mut st, &part, &shared, start, publish);
                 st.steer_counts()
             })
             .context("spawning a load worker")?;
         workers.push((rec, handle));
     }
+    let recs: Vec<_> = workers.iter().map(|(r, _)| r.clone()).collect();
+    let _metrics = metrics
+        .map(|m| m.serve(move || recorder::exposition(&recs, start)))
+        .transpose()?;
     // Progress once a second, from every worker's counters.
     let mut peak_tw = 0u64;
     while !workers.iter().all(|(_, h)| h.is_finished()) {
@@ -182,7 +191,16 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
 
 /// One queue's share of the load, on its own thread: starts connections,
 /// runs their requests, counts into `shared`.
-fn drive(st: &mut Stack, cfg: &LoadConfig, shared: &Mutex<Recorder>, start: Instant) {
+///
+/// With `publish` (`--metrics`), the engine's counters are copied into the
+/// recorder with the 10 ms housekeeping, for the scrape to read.
+fn drive(
+    st: &mut Stack,
+    cfg: &LoadConfig,
+    shared: &Mutex<Recorder>,
+    start: Instant,
+    publish: bool,
+) {
     let ip = st.addr();
     let mut conns = ConnMap::default();
     // The two requests (the last one may ask the server to close), built once.
@@ -260,6 +278,7 @@ fn drive(st: &mut Stack, cfg: &LoadConfig, shared: &Mutex<Recorder>, start: Inst
                     conns.insert(
                         c,
                         Conn {
+                            opened: now,
                             origin,
                             progress: now,
                             connected: false,
@@ -312,6 +331,7 @@ fn drive(st: &mut Stack, cfg: &LoadConfig, shared: &Mutex<Recorder>, start: Inst
                 // Connected: first request; latency origin stays the intended start.
                 conn.connected = true;
                 conn.progress = Instant::now();
+                rec.connected(conn.progress.duration_since(conn.opened));
                 conn.last_sent = cfg.requests_per_conn == 1;
                 conn.sent = 0;
                 if matches!(cfg.lp, Loop::Closed(_)) {
@@ -423,6 +443,10 @@ fn drive(st: &mut Stack, cfg: &LoadConfig, shared: &Mutex<Recorder>, start: Inst
                 conns.remove(&c);
             }
             rec.time_wait = st.engine().tcp_ref().state_counts().time_wait as u64;
+            if publish {
+                let engine = st.engine_ref();
+                rec.engine = Some((engine.stats().clone(), engine.tcp_stats().iter().collect()));
+            }
             rec.peak_tw = rec.peak_tw.max(rec.time_wait);
             rec.active = conns.len();
         }

@@ -135,7 +135,11 @@ async fn kernel_conn(
     let limit = cfg.timeout;
     let mut moved = Moved::default();
     let res: std::io::Result<()> = async {
+        let opened = Instant::now();
         let mut s = within(limit, tokio::net::TcpStream::connect(cfg.target)).await?;
+        if let Ok(mut r) = rec.lock() {
+            r.connected(opened.elapsed());
+        }
         s.set_nodelay(true)?;
         let mut origin = if matches!(cfg.lp, Loop::Closed(_)) {
             Instant::now()
@@ -213,7 +217,12 @@ pub fn run_kernel(cfg: &LoadConfig, threads: usize) -> Result<Summary> {
     if let Ok(mut r) = rec.lock() {
         r.window = cfg.duration.map(|d| (Instant::now() + d, d));
     }
+    let metrics = crate::runtime::metrics::bind_if(cfg.metrics)?;
     let start = Instant::now();
+    let recs = vec![rec.clone()];
+    let _metrics = metrics
+        .map(|m| m.serve(move || super::recorder::exposition(&recs, start)))
+        .transpose()?;
     let mut rep = Reporter::new(&cfg)?;
     rt.block_on(async {
         let stop_at = cfg.duration.map(|d| start + d);

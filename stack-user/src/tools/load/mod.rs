@@ -144,6 +144,7 @@ mod tests {
             hdr: None,
             queues: 1,
             busy_poll: false,
+            metrics: None,
         }
     }
 
