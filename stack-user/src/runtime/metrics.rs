@@ -47,10 +47,7 @@ pub type Labels = Vec<(String, String)>;
 
 /// Builds label pairs from `(&str, impl ToString)`.
 pub fn labels<const N: usize>(pairs: [(&str, String); N]) -> Labels {
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 /// A histogram already counted elsewhere (an HdrHistogram): bucket upper
@@ -71,8 +68,8 @@ impl Buckets {
     /// an HdrHistogram recorded in microseconds.
     pub fn from_hdr_us(h: &hdrhistogram::Histogram<u64>) -> Buckets {
         const BOUNDS_US: [u64; 16] = [
-            100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
-            500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
+            100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+            1_000_000, 2_500_000, 5_000_000, 10_000_000,
         ];
         let mut out = Vec::with_capacity(BOUNDS_US.len() + 1);
         let mut below = 0u64;
@@ -129,7 +126,8 @@ impl Exposition {
     pub fn counter(&mut self, name: &str, help: &str, labels: Labels, value: u64) {
         let fam = self.counters.entry(name.to_string()).or_insert_with(|| {
             let f = Family::<Labels, Counter>::default();
-            self.registry.register(name, help.trim_end_matches('.'), f.clone());
+            self.registry
+                .register(name, help.trim_end_matches('.'), f.clone());
             f
         });
         fam.get_or_create(&labels).inc_by(value);
@@ -139,7 +137,8 @@ impl Exposition {
     pub fn gauge(&mut self, name: &str, help: &str, labels: Labels, value: f64) {
         let fam = self.gauges.entry(name.to_string()).or_insert_with(|| {
             let f = Family::<Labels, FloatGauge>::default();
-            self.registry.register(name, help.trim_end_matches('.'), f.clone());
+            self.registry
+                .register(name, help.trim_end_matches('.'), f.clone());
             f
         });
         fam.get_or_create(&labels).set(value);
@@ -147,7 +146,8 @@ impl Exposition {
 
     /// Registers histogram `name` (unlabelled).
     pub fn histogram(&mut self, name: &str, help: &str, buckets: Buckets) {
-        self.registry.register(name, help.trim_end_matches('.'), buckets);
+        self.registry
+            .register(name, help.trim_end_matches('.'), buckets);
     }
 
     /// The OpenMetrics 1.0 text, as the crate writes it.
@@ -453,7 +453,12 @@ pub fn serve_exposition(
                 r,
             );
         }
-        engine_metrics(&mut e, q.queue, &q.engine, q.tcp.iter().map(|(k, v)| (*k, *v)));
+        engine_metrics(
+            &mut e,
+            q.queue,
+            &q.engine,
+            q.tcp.iter().map(|(k, v)| (*k, *v)),
+        );
         e.gauge(
             "xstack_tcp_connections",
             "Live TCP connections of the engine.",
@@ -499,11 +504,31 @@ pub fn serve_exposition(
                 ])
             };
             for (key, name, help) in [
-                ("syn_queue", "xstack_listen_syn_queue", "Half-open connections (SYN_RECV) of the listener."),
-                ("syn_queue_max", "xstack_listen_syn_queue_max", "SYN queue limit (tcp_max_syn_backlog)."),
-                ("accept_queue", "xstack_listen_accept_queue", "Connections waiting to be accepted."),
-                ("accept_queue_max", "xstack_listen_accept_queue_max", "Accept queue limit (somaxconn)."),
-                ("close_wait", "xstack_listen_close_wait", "Connections of the listener in CLOSE_WAIT."),
+                (
+                    "syn_queue",
+                    "xstack_listen_syn_queue",
+                    "Half-open connections (SYN_RECV) of the listener.",
+                ),
+                (
+                    "syn_queue_max",
+                    "xstack_listen_syn_queue_max",
+                    "SYN queue limit (tcp_max_syn_backlog).",
+                ),
+                (
+                    "accept_queue",
+                    "xstack_listen_accept_queue",
+                    "Connections waiting to be accepted.",
+                ),
+                (
+                    "accept_queue_max",
+                    "xstack_listen_accept_queue_max",
+                    "Accept queue limit (somaxconn).",
+                ),
+                (
+                    "close_wait",
+                    "xstack_listen_close_wait",
+                    "Connections of the listener in CLOSE_WAIT.",
+                ),
             ] {
                 e.gauge(name, help, ll(), l[key].as_f64().unwrap_or(0.0));
             }
@@ -637,10 +662,149 @@ pub fn memory_metrics(e: &mut Exposition, mem: &serde_json::Value) {
     for (key, help) in [
         ("rss_bytes", "Resident set size of the process."),
         ("heap_in_use_bytes", "Heap bytes in use (mallinfo2)."),
-        ("heap_held_bytes", "Heap bytes held from the OS (mallinfo2)."),
+        (
+            "heap_held_bytes",
+            "Heap bytes held from the OS (mallinfo2).",
+        ),
     ] {
         if let Some(v) = mem[key].as_f64() {
             e.gauge(&format!("xstack_memory_{key}"), help, vec![], v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::serve::QueueStats;
+
+    #[test]
+    fn the_classic_text_describes_counters_by_their_sample_names() {
+        let mut e = Exposition::new();
+        e.counter("x_frames", "Frames.", labels([("queue", "0".into())]), 3);
+        e.gauge("x_open", "Open.", vec![], 2.0);
+        let om = e.openmetrics();
+        assert!(om.contains("# TYPE x_frames counter\n"), "{om}");
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        let text = e.prometheus_text();
+        assert!(text.contains("# HELP x_frames_total Frames.\n"), "{text}");
+        assert!(text.contains("# TYPE x_frames_total counter\n"), "{text}");
+        assert!(text.contains("x_frames_total{queue=\"0\"} 3\n"), "{text}");
+        assert!(text.contains("# TYPE x_open gauge\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn a_scrape_gets_the_counters_of_that_moment_and_nothing_else_is_served() {
+        let n = Arc::new(AtomicU64::new(5));
+        let n2 = n.clone();
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), move || {
+            let mut e = Exposition::new();
+            e.counter("t_events", "Events.", vec![], n2.load(Ordering::Relaxed));
+            e
+        })
+        .unwrap();
+        let addr = server.addr();
+        assert!(scrape(addr, false)
+            .unwrap()
+            .contains("t_events_total{} 5\n"));
+        n.store(9, Ordering::Relaxed);
+        let om = scrape(addr, true).unwrap();
+        assert!(
+            om.contains("t_events_total{} 9\n") && om.ends_with("# EOF\n"),
+            "{om}"
+        );
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+        assert_eq!(
+            parse_request("POST /metrics HTTP/1.1\r\n"),
+            Request::NotAllowed
+        );
+        drop(server);
+        assert!(scrape(addr, false).is_err(), "still listening after drop");
+    }
+
+    #[test]
+    fn a_bad_metrics_address_is_one_line_saying_what_to_give() {
+        for bad in [
+            "localhost",
+            "9464",
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "[::1]",
+            "1.2.3.4:70000",
+        ] {
+            let e = parse_addr(bad).unwrap_err().to_string();
+            assert!(e.contains("ADDR:PORT") && !e.contains('\n'), "{bad}: {e}");
+        }
+        assert_eq!(parse_addr("[::1]:9464").unwrap().port(), 9464);
+        // An address this host does not have (TEST-NET-1).
+        let e = MetricsListener::bind("192.0.2.1:9464".parse().unwrap())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("--metrics 192.0.2.1:9464") && !e.contains('\n'),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hdr_buckets_hold_every_sample_once_in_seconds() {
+        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        for us in [50, 90, 300, 2_000, 20_000_000] {
+            h.record(us).unwrap();
+        }
+        let b = Buckets::from_hdr_us(&h);
+        assert_eq!(b.count, 5);
+        assert_eq!(b.buckets.iter().map(|(_, n)| n).sum::<u64>(), 5);
+        assert_eq!(b.buckets[0], (0.0001, 2), "50 and 90 µs are ≤ 100 µs");
+        assert_eq!(
+            b.buckets.last().unwrap(),
+            &(f64::MAX, 1),
+            "20 s is past 10 s"
+        );
+        assert!((b.sum - 20.00244).abs() < 0.01, "{}", b.sum);
+    }
+
+    #[test]
+    fn serve_metrics_label_queue_and_family_and_keep_nstat_names() {
+        let mut q = QueueStats {
+            queue: 1,
+            ..Default::default()
+        };
+        q.tcp.insert("ListenOverflows", 7);
+        q.engine.rx_frames = 11;
+        q.engine.drop_wire[crate::wire::WireError::Ipv4Fragment.index()] = 2;
+        q.states = serde_json::json!({"ESTABLISHED": 3, "time_wait_max": 4096});
+        q.listeners = vec![
+            serde_json::json!({"listen": "198.18.0.2:80", "accept_queue": 1, "accept_queue_max": 4096}),
+        ];
+        let snap = serde_json::json!({
+            "uptime_s": 1.5,
+            "xdp": {"rx_packets": 20, "redirect_tcp": 15, "pass_not_ipv4": 5},
+            "per_queue": [{"xdp_redirects": 15}],
+        });
+        let text = serve_exposition(&snap, &[q]).prometheus_text();
+        for line in [
+            "xstack_tcp_total{queue=\"1\",family=\"ipv4\",counter=\"ListenOverflows\"} 7",
+            "xstack_engine_rx_frames_total{queue=\"1\"} 11",
+            "xstack_engine_drops_total{queue=\"1\",reason=\"ipv4_fragment\"} 2",
+            "xstack_tcp_sockets{queue=\"1\",family=\"ipv4\",state=\"ESTABLISHED\"} 3.0",
+            "xstack_tcp_time_wait_max{queue=\"1\",family=\"ipv4\"} 4096.0",
+            "xstack_listen_accept_queue{queue=\"1\",family=\"ipv4\",listen=\"198.18.0.2:80\"} 1.0",
+            "xstack_xdp_packets_total{} 20",
+            "xstack_xdp_verdicts_total{verdict=\"redirect\",reason=\"tcp\"} 15",
+            "xstack_xdp_verdicts_total{verdict=\"pass\",reason=\"not_ipv4\"} 5",
+            "xstack_xdp_queue_redirects_total{queue=\"1\"} 15",
+        ] {
+            assert!(
+                text.contains(&format!("{line}\n")),
+                "{line} missing:\n{text}"
+            );
         }
     }
 }

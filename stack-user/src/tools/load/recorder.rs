@@ -460,6 +460,112 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// What `--metrics` shows during a load: per engine (`queue` label) the
+/// run's counts, errors, open and TIME_WAIT connections and the engine's
+/// own counters; for the whole run the rates so far and the request and
+/// connect latency histograms (summed over engines). Read from the
+/// recorders the workers already share, on scrape.
+pub(super) fn exposition(
+    recs: &[std::sync::Arc<std::sync::Mutex<Recorder>>],
+    start: Instant,
+) -> crate::runtime::metrics::Exposition {
+    use crate::runtime::metrics::{labels, Buckets, Exposition};
+    let mut e = Exposition::new();
+    let mut lat = Recorder::new();
+    let elapsed = start.elapsed().as_secs_f64().max(1e-9);
+    let (mut reqs, mut conns) = (0u64, 0u64);
+    for (q, rec) in recs.iter().enumerate() {
+        let Ok(r) = rec.lock() else { continue };
+        let _ = lat.hist.add(&r.hist);
+        let _ = lat.connect.add(&r.connect);
+        reqs += r.requests;
+        conns += r.connections;
+        let ql = || labels([("queue", q.to_string())]);
+        e.counter(
+            "xstack_load_requests",
+            "Requests answered.",
+            ql(),
+            r.requests,
+        );
+        e.counter(
+            "xstack_load_connections",
+            "Connections that completed every request and closed as asked.",
+            ql(),
+            r.connections,
+        );
+        e.counter("xstack_load_sent_bytes", "Bytes sent.", ql(), r.bytes_out);
+        e.counter(
+            "xstack_load_received_bytes",
+            "Bytes received.",
+            ql(),
+            r.bytes_in,
+        );
+        e.counter(
+            "xstack_load_port_exhausted_waits",
+            "Times a connection waited for a free local port.",
+            ql(),
+            r.port_waits,
+        );
+        for (kind, v) in [
+            ("refused", r.errors.refused),
+            ("reset", r.errors.reset),
+            ("timeout", r.errors.timeout),
+            ("other", r.errors.other),
+        ] {
+            e.counter(
+                "xstack_load_errors",
+                "Failed connections by kind.",
+                labels([("queue", q.to_string()), ("kind", kind.into())]),
+                v,
+            );
+        }
+        e.gauge(
+            "xstack_load_open_connections",
+            "Connections open now.",
+            ql(),
+            r.active as f64,
+        );
+        e.gauge(
+            "xstack_load_time_wait",
+            "Connections of the load side in TIME_WAIT now.",
+            ql(),
+            r.time_wait as f64,
+        );
+        if let Some((engine, tcp)) = &r.engine {
+            crate::runtime::metrics::engine_metrics(&mut e, q as u32, engine, tcp.iter().copied());
+        }
+    }
+    e.gauge(
+        "xstack_load_requests_per_second",
+        "Requests answered per second since the run started.",
+        vec![],
+        reqs as f64 / elapsed,
+    );
+    e.gauge(
+        "xstack_load_connections_per_second",
+        "Connections completed per second since the run started.",
+        vec![],
+        conns as f64 / elapsed,
+    );
+    e.gauge(
+        "xstack_load_elapsed_seconds",
+        "Seconds since the run started.",
+        vec![],
+        elapsed,
+    );
+    e.histogram(
+        "xstack_load_request_latency_seconds",
+        "Request latency (open loop: from the intended start).",
+        Buckets::from_hdr_us(&lat.hist),
+    );
+    e.histogram(
+        "xstack_load_connect_latency_seconds",
+        "Connect latency: from the connection's start to the end of its handshake.",
+        Buckets::from_hdr_us(&lat.connect),
+    );
+    e
+}
+
 #[cfg(test)]
 mod tests {
     use base64::Engine as _;
@@ -523,95 +629,4 @@ mod tests {
             assert_eq!(back, *h);
         }
     }
-}
-
-/// What `--metrics` shows during a load: per engine (`queue` label) the
-/// run's counts, errors, open and TIME_WAIT connections and the engine's
-/// own counters; for the whole run the rates so far and the request and
-/// connect latency histograms (summed over engines). Read from the
-/// recorders the workers already share, on scrape.
-pub(super) fn exposition(
-    recs: &[std::sync::Arc<std::sync::Mutex<Recorder>>],
-    start: Instant,
-) -> crate::runtime::metrics::Exposition {
-    use crate::runtime::metrics::{labels, Buckets, Exposition};
-    let mut e = Exposition::new();
-    let mut lat = Recorder::new();
-    let elapsed = start.elapsed().as_secs_f64().max(1e-9);
-    let (mut reqs, mut conns) = (0u64, 0u64);
-    for (q, rec) in recs.iter().enumerate() {
-        let Ok(r) = rec.lock() else { continue };
-        let _ = lat.hist.add(&r.hist);
-        let _ = lat.connect.add(&r.connect);
-        reqs += r.requests;
-        conns += r.connections;
-        let ql = || labels([("queue", q.to_string())]);
-        e.counter("xstack_load_requests", "Requests answered.", ql(), r.requests);
-        e.counter(
-            "xstack_load_connections",
-            "Connections that completed every request and closed as asked.",
-            ql(),
-            r.connections,
-        );
-        e.counter("xstack_load_sent_bytes", "Bytes sent.", ql(), r.bytes_out);
-        e.counter("xstack_load_received_bytes", "Bytes received.", ql(), r.bytes_in);
-        e.counter(
-            "xstack_load_port_exhausted_waits",
-            "Times a connection waited for a free local port.",
-            ql(),
-            r.port_waits,
-        );
-        for (kind, v) in [
-            ("refused", r.errors.refused),
-            ("reset", r.errors.reset),
-            ("timeout", r.errors.timeout),
-            ("other", r.errors.other),
-        ] {
-            e.counter(
-                "xstack_load_errors",
-                "Failed connections by kind.",
-                labels([("queue", q.to_string()), ("kind", kind.into())]),
-                v,
-            );
-        }
-        e.gauge("xstack_load_open_connections", "Connections open now.", ql(), r.active as f64);
-        e.gauge(
-            "xstack_load_time_wait",
-            "Connections of the load side in TIME_WAIT now.",
-            ql(),
-            r.time_wait as f64,
-        );
-        if let Some((engine, tcp)) = &r.engine {
-            crate::runtime::metrics::engine_metrics(&mut e, q as u32, engine, tcp.iter().copied());
-        }
-    }
-    e.gauge(
-        "xstack_load_requests_per_second",
-        "Requests answered per second since the run started.",
-        vec![],
-        reqs as f64 / elapsed,
-    );
-    e.gauge(
-        "xstack_load_connections_per_second",
-        "Connections completed per second since the run started.",
-        vec![],
-        conns as f64 / elapsed,
-    );
-    e.gauge(
-        "xstack_load_elapsed_seconds",
-        "Seconds since the run started.",
-        vec![],
-        elapsed,
-    );
-    e.histogram(
-        "xstack_load_request_latency_seconds",
-        "Request latency (open loop: from the intended start).",
-        Buckets::from_hdr_us(&lat.hist),
-    );
-    e.histogram(
-        "xstack_load_connect_latency_seconds",
-        "Connect latency: from the connection's start to the end of its handshake.",
-        Buckets::from_hdr_us(&lat.connect),
-    );
-    e
 }
