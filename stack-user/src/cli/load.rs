@@ -60,6 +60,8 @@ pub(super) struct Args {
     /// Serve Prometheus/OpenMetrics metrics (latency histograms, rates, TCP counters) at http://ADDR:PORT/metrics while the load runs.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<String>,
+    #[command(flatten)]
+    pcap: crate::cli::PcapArgs,
     /// tokio worker threads with --kernel.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -123,6 +125,7 @@ pub(super) fn run(a: Args) -> Result<()> {
             .as_deref()
             .map(crate::runtime::metrics::parse_addr)
             .transpose()?,
+        capture: a.pcap.config()?,
     };
     let summary = if a.kernel {
         crate::tools::load::run_kernel(&cfg, a.threads)?

@@ -77,6 +77,31 @@ enum Command {
     Doctor(doctor::Args),
 }
 
+/// `--pcap FILE`, `--pcap-snaplen`, `--pcap-max-bytes` (serve and load).
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct PcapArgs {
+    /// Write the frames the engine receives and sends to FILE (pcap, for tcpdump/tshark/Wireshark).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<std::path::PathBuf>,
+    /// Bytes kept of each captured frame.
+    #[arg(long, requires = "pcap", default_value_t = crate::runtime::capture::DEFAULT_SNAPLEN)]
+    pcap_snaplen: u32,
+    /// Stop writing (and say so) once the file reaches this many bytes (default 100 MiB).
+    #[arg(long, requires = "pcap", default_value_t = crate::runtime::capture::DEFAULT_MAX_BYTES)]
+    pcap_max_bytes: u64,
+}
+
+impl PcapArgs {
+    fn config(&self) -> Result<Option<crate::runtime::capture::CaptureConfig>> {
+        self.pcap
+            .clone()
+            .map(|p| {
+                crate::runtime::capture::CaptureConfig::new(p, self.pcap_snaplen, self.pcap_max_bytes)
+            })
+            .transpose()
+    }
+}
+
 fn init_logging(verbose: u8) {
     // stack_ebpf is the target of the XDP program's own aya-log records.
     let level = match verbose {

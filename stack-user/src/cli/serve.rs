@@ -102,6 +102,8 @@ pub(super) struct Args {
     /// Serve Prometheus/OpenMetrics metrics at http://ADDR:PORT/metrics (read on scrape).
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<String>,
+    #[command(flatten)]
+    pcap: crate::cli::PcapArgs,
 }
 
 fn fastpath_settings(a: &Args) -> Result<crate::datapath::fastpath::FastpathSettings> {
@@ -172,6 +174,7 @@ pub(super) fn run(a: Args) -> Result<()> {
         duration: a.duration.map(Duration::from_secs_f64),
         busy_poll: a.busy_poll,
         metrics,
+        capture: a.pcap.config()?,
     };
     let stats = serve::run(config)?;
     println!("final counters:");

@@ -39,6 +39,8 @@ pub struct ServeConfig {
     pub busy_poll: bool,
     /// Serve Prometheus metrics on this address (`--metrics`).
     pub metrics: Option<std::net::SocketAddr>,
+    /// Record the frames the engines receive and send (`--pcap`).
+    pub capture: Option<crate::runtime::capture::CaptureConfig>,
 }
 
 /// Counters of one queue as published by its worker.
@@ -174,6 +176,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         duration,
         busy_poll,
         metrics,
+        capture,
     } = config;
     // Serve always writes its fast-path settings (the defaults if none given).
     config.fastpath.get_or_insert_with(Default::default);
@@ -186,6 +189,11 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     // Removed when dropped: at the end of this function, on every return.
     let iface_lock = InstanceLock::interface(&iface.name)?;
     let metrics = crate::runtime::metrics::bind_if(metrics)?;
+    // Created before the interface is touched: a bad path fails first.
+    let capture = capture
+        .as_ref()
+        .map(crate::runtime::capture::Capture::shared)
+        .transpose()?;
     let addr_lock = InstanceLock::address(config.ip)?;
     let Bringup {
         prog,
@@ -202,7 +210,8 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     secrets.publish(prog.secrets()?);
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
-    for stack in stacks {
+    for mut stack in stacks {
+        stack.set_capture(capture.clone());
         let q = stack.queue();
         let stats = Arc::new(Mutex::new(QueueStats {
             queue: q,
@@ -336,6 +345,22 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     }
     drop(metrics);
     drop(control);
+    if let Some(c) = &capture {
+        if let Ok(mut c) = c.lock() {
+            c.close();
+            log::info!(
+                "--pcap {}: {} frames received and {} sent written{}",
+                c.path().display(),
+                c.frames[0],
+                c.frames[1],
+                if c.skipped > 0 {
+                    format!(", {} not written (--pcap-max-bytes reached)", c.skipped)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
     let final_stats = snapshot();
     if let Ok(mut p) = prog.lock() {
         p.flush_logs();

@@ -66,6 +66,9 @@ pub struct LoadConfig {
     pub busy_poll: bool,
     /// Serve Prometheus metrics here while the load runs (`--metrics`).
     pub metrics: Option<std::net::SocketAddr>,
+    /// Record the frames the engines receive and send (`--pcap`; engine
+    /// driver only).
+    pub capture: Option<crate::runtime::capture::CaptureConfig>,
 }
 
 impl LoadConfig {
@@ -112,6 +115,7 @@ impl LoadConfig {
             hdr: None,
             queues: 1,
             metrics: None,
+            capture: None,
             ..self.clone()
         }
     }

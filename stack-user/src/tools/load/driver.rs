@@ -103,6 +103,11 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
     let queues = cfg.queues;
     // Bound before the interface is touched: a bad address fails first.
     let metrics = crate::runtime::metrics::bind_if(cfg.metrics)?;
+    let capture = cfg
+        .capture
+        .as_ref()
+        .map(crate::runtime::capture::Capture::shared)
+        .transpose()?;
     let (_prog, stacks) = Stack::open_queues(&StackConfig {
         iface: iface.to_string(),
         ip,
@@ -120,6 +125,7 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
     let mut rep = Reporter::new(cfg)?;
     let mut workers = Vec::new();
     for (i, mut st) in stacks.into_iter().enumerate() {
+        st.set_capture(capture.clone());
         let part = cfg.part(i as u32, queues);
         let rec = Arc::new(Mutex::new(Recorder::new()));
         if let Ok(mut r) = rec.lock() {
@@ -183,6 +189,15 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
         });
     }
     total.peak_tw = total.peak_tw.max(peak_tw);
+    if let Some(Ok(mut c)) = capture.as_ref().map(|c| c.lock()) {
+        c.close();
+        log::info!(
+            "--pcap {}: {} frames received and {} sent written",
+            c.path().display(),
+            c.frames[0],
+            c.frames[1]
+        );
+    }
     let mut summary = total.summary("xstack", cfg.target, elapsed);
     summary.queues = queues;
     summary.per_queue = per_queue;

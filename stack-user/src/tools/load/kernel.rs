@@ -217,6 +217,9 @@ pub fn run_kernel(cfg: &LoadConfig, threads: usize) -> Result<Summary> {
     if let Ok(mut r) = rec.lock() {
         r.window = cfg.duration.map(|d| (Instant::now() + d, d));
     }
+    if cfg.capture.is_some() {
+        anyhow::bail!("--pcap records the engine's frames; with --kernel use tcpdump");
+    }
     let metrics = crate::runtime::metrics::bind_if(cfg.metrics)?;
     let start = Instant::now();
     let recs = vec![rec.clone()];

@@ -145,6 +145,7 @@ mod tests {
             queues: 1,
             busy_poll: false,
             metrics: None,
+            capture: None,
         }
     }
 
