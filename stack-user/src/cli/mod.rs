@@ -96,7 +96,11 @@ impl PcapArgs {
         self.pcap
             .clone()
             .map(|p| {
-                crate::runtime::capture::CaptureConfig::new(p, self.pcap_snaplen, self.pcap_max_bytes)
+                crate::runtime::capture::CaptureConfig::new(
+                    p,
+                    self.pcap_snaplen,
+                    self.pcap_max_bytes,
+                )
             })
             .transpose()
     }

@@ -284,8 +284,9 @@ mod tests {
     #[test]
     fn a_capture_keeps_frames_in_order_cut_at_the_snap_length() {
         let path = temp("snap");
-        let mut c = Capture::create(&CaptureConfig::new(path.clone(), 20, DEFAULT_MAX_BYTES).unwrap())
-            .unwrap();
+        let mut c =
+            Capture::create(&CaptureConfig::new(path.clone(), 20, DEFAULT_MAX_BYTES).unwrap())
+                .unwrap();
         c.record(&[1u8; 60], Direction::Rx);
         c.record(&[2u8; 10], Direction::Tx);
         assert_eq!(c.frames, [1, 1]);
@@ -299,7 +300,8 @@ mod tests {
     fn a_capture_stops_at_its_size_bound() {
         let path = temp("bound");
         let max = FILE_HEADER + 3 * (RECORD_HEADER + 60);
-        let mut c = Capture::create(&CaptureConfig::new(path.clone(), 65_535, max).unwrap()).unwrap();
+        let mut c =
+            Capture::create(&CaptureConfig::new(path.clone(), 65_535, max).unwrap()).unwrap();
         for _ in 0..5 {
             c.record(&[7u8; 60], Direction::Rx);
         }
@@ -314,17 +316,26 @@ mod tests {
 
     #[test]
     fn bad_capture_bounds_are_one_line_saying_what_to_give() {
-        for (snap, max) in [(0, DEFAULT_MAX_BYTES), (1 << 20, DEFAULT_MAX_BYTES), (64, 10)] {
+        for (snap, max) in [
+            (0, DEFAULT_MAX_BYTES),
+            (1 << 20, DEFAULT_MAX_BYTES),
+            (64, 10),
+        ] {
             let e = CaptureConfig::new("x.pcap".into(), snap, max)
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("--pcap-") && !e.contains('\n'), "{e}");
         }
-        let e = Capture::create(&CaptureConfig::new("/nonexistent/dir/x.pcap".into(), 100, 1000).unwrap())
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("--pcap /nonexistent") && !e.contains('\n'), "{e}");
+        let e = Capture::create(
+            &CaptureConfig::new("/nonexistent/dir/x.pcap".into(), 100, 1000).unwrap(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            e.contains("--pcap /nonexistent") && !e.contains('\n'),
+            "{e}"
+        );
     }
 
     #[test]
@@ -375,8 +386,9 @@ mod tests {
     #[test]
     fn frames_sent_through_a_recording_sink_are_captured_as_sent() {
         let path = temp("sink");
-        let mut c = Capture::create(&CaptureConfig::new(path.clone(), 65_535, DEFAULT_MAX_BYTES).unwrap())
-            .unwrap();
+        let mut c =
+            Capture::create(&CaptureConfig::new(path.clone(), 65_535, DEFAULT_MAX_BYTES).unwrap())
+                .unwrap();
         let mut inner = crate::iface::VecSink::default();
         let mut rec = Recording {
             inner: &mut inner,
