@@ -62,6 +62,12 @@ pub(super) struct Args {
     metrics: Option<String>,
     #[command(flatten)]
     pcap: crate::cli::PcapArgs,
+    /// Run the I-th (from 0) of N equal shares of this load (rate, concurrency, connections, local ports), so N copies on N hosts add up to one run; merge their results with `xstack merge`.
+    #[arg(long, value_name = "I/N")]
+    segment: Option<String>,
+    /// Start at this UNIX time (seconds, after the bring-up), so copies on several hosts start together; their clocks must agree (chrony/NTP).
+    #[arg(long, value_name = "UNIX_TIME")]
+    start_at: Option<f64>,
     /// tokio worker threads with --kernel.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -126,6 +132,13 @@ pub(super) fn run(a: Args) -> Result<()> {
             .map(crate::runtime::metrics::parse_addr)
             .transpose()?,
         capture: a.pcap.config()?,
+        start_at: a.start_at.map(start_at).transpose()?,
+    };
+    let segment: Option<crate::tools::load::Segment> =
+        a.segment.as_deref().map(str::parse).transpose()?;
+    let cfg = match segment {
+        Some(s) => cfg.segment(s)?,
+        None => cfg,
     };
     let summary = if a.kernel {
         crate::tools::load::run_kernel(&cfg, a.threads)?
@@ -141,6 +154,9 @@ pub(super) fn run(a: Args) -> Result<()> {
         for kv in &a.sysctls {
             crate::tcp::sysctl::apply(&mut tcp, kv)?;
         }
+        if let Some(s) = segment {
+            tcp.ip_local_port_range = s.ports(tcp.ip_local_port_range)?;
+        }
         crate::tools::load::run_engine(iface, ip, &cfg, tcp)?
     };
     print!("{summary}");
@@ -149,4 +165,18 @@ pub(super) fn run(a: Args) -> Result<()> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
+}
+
+/// `--start-at T`: a UNIX time ahead of now by at most a day.
+fn start_at(t: f64) -> Result<std::time::SystemTime> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    if !t.is_finite() || t < now || t > now + 86_400.0 {
+        anyhow::bail!(
+            "--start-at {t} is not within the next 24 hours (now is {now:.0}); give a UNIX time ahead, e.g. --start-at $(( $(date +%s) + 10 ))"
+        );
+    }
+    Ok(std::time::UNIX_EPOCH + Duration::from_secs_f64(t))
 }

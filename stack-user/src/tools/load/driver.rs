@@ -120,6 +120,7 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
         queues: Some(queues),
         ..Default::default()
     })?;
+    wait_for_start(cfg);
     let start = Instant::now();
     let window = cfg.duration.map(|d| (start + d, d));
     let mut rep = Reporter::new(cfg)?;
@@ -166,6 +167,15 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
             rep.tick(&mut sum, active, tw);
         }
     }
+    // What the last tick did not log.
+    let mut tail = Recorder::new();
+    for (rec, _) in &workers {
+        if let Ok(mut r) = rec.lock() {
+            let _ = tail.interval.add(&r.interval);
+            r.interval.reset();
+        }
+    }
+    rep.finish(&tail.interval);
     let elapsed = start.elapsed().as_secs_f64();
     let mut total = Recorder::new();
     total.window = window;

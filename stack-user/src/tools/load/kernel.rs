@@ -221,6 +221,7 @@ pub fn run_kernel(cfg: &LoadConfig, threads: usize) -> Result<Summary> {
         anyhow::bail!("--pcap records the engine's frames; with --kernel use tcpdump");
     }
     let metrics = crate::runtime::metrics::bind_if(cfg.metrics)?;
+    wait_for_start(&cfg);
     let start = Instant::now();
     let recs = vec![rec.clone()];
     let _metrics = metrics
@@ -307,6 +308,8 @@ pub fn run_kernel(cfg: &LoadConfig, threads: usize) -> Result<Summary> {
     let mut r = rec
         .lock()
         .map_err(|_| anyhow::anyhow!("recorder poisoned"))?;
+    // What the last tick did not log.
+    rep.finish(&r.interval);
     r.peak_tw = r.peak_tw.max(kernel_time_wait());
     if r.active > 0 {
         r.errors.timeout += r.active as u64;

@@ -381,6 +381,24 @@ impl Reporter {
         self.last.elapsed() >= Duration::from_secs(1)
     }
 
+    /// At the end: the last, partial interval goes to the log, so that
+    /// the log's intervals hold every latency of the run (what `xstack
+    /// merge` adds up).
+    pub(super) fn finish(&mut self, interval: &Histogram<u64>) {
+        let now = Instant::now();
+        if let Some(log) = self.hdr.as_mut() {
+            if !interval.is_empty() {
+                let _ = log.write(
+                    interval,
+                    self.last.duration_since(self.start),
+                    now.duration_since(self.last),
+                );
+            }
+            let _ = log.out.flush();
+        }
+        self.last = now;
+    }
+
     /// Once a second: a progress line and an interval histogram.
     pub(super) fn tick(&mut self, r: &mut Recorder, active: usize, tw: u64) {
         r.peak_tw = r.peak_tw.max(tw);
