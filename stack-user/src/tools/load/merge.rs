@@ -244,11 +244,7 @@ mod tests {
         ])
         .unwrap()
         .value_at_quantile(0.99);
-        assert!(whole >= 9_990, "{whole}");
-        assert!(
-            (100 + 10_000) / 2 < 9_990,
-            "the average p99 would be 5050 µs"
-        );
+        assert!(whole >= 9_990, "{whole} (the average of the p99s is 5050)");
     }
 
     #[test]
