@@ -771,3 +771,92 @@ fn new_load_processes_reuse_tuples_a_linux_server_holds_in_time_wait_without_sta
     }
     let _ = std::fs::remove_file(json);
 }
+
+#[test]
+fn two_segments_started_together_merge_into_the_run_the_server_counted() {
+    let tb = testbed('g', 1);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, 8080, &[]);
+    let target = format!("{}:8080", t.stack_ip);
+    // Both copies start at the same wall-clock second, after bring-up.
+    let start_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let (json, hdr): (Vec<_>, Vec<_>) = (0..2)
+        .map(|i| (tmp(&format!("seg{i}.json")), tmp(&format!("seg{i}.hlog"))))
+        .unzip();
+    let runs: Vec<_> = (0..2)
+        .map(|i| {
+            xstack::tools::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
+                .args(["load", "--kernel", "--target", &target])
+                .args(["--concurrency", "8", "--connections", "601"])
+                .args(["--segment", &format!("{i}/2")])
+                .args(["--start-at", &start_at.to_string(), "--quiet"])
+                .arg("--json")
+                .arg(&json[i])
+                .arg("--hdr")
+                .arg(&hdr[i])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn a segment")
+        })
+        .collect();
+    let mut segs = Vec::new();
+    for (i, r) in runs.into_iter().enumerate() {
+        let out = r.wait_with_output().expect("segment ends");
+        assert!(
+            out.status.success(),
+            "segment {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&std::fs::read(&json[i]).unwrap()).unwrap();
+        assert_no_errors(&v);
+        segs.push(v);
+    }
+    // The shares: 301 and 300 connections.
+    assert_eq!(counter(&segs[0], "/connections"), 301);
+    assert_eq!(counter(&segs[1], "/connections"), 300);
+    let merged_json = tmp("merged.json");
+    let out = Command::new(xstack_bin())
+        .arg("merge")
+        .args([&json[0], &hdr[0], &json[1], &hdr[1]])
+        .arg("--json")
+        .arg(&merged_json)
+        .output()
+        .expect("xstack merge");
+    assert!(
+        out.status.success(),
+        "merge: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: Value = serde_json::from_slice(&std::fs::read(&merged_json).unwrap()).unwrap();
+    let schema: Value =
+        serde_json::from_str(include_str!("../../docs/load-summary.schema.json")).unwrap();
+    validate(&schema, &m, "merged").unwrap();
+    assert_eq!(counter(&m, "/connections"), 601, "{m:#}");
+    assert_eq!(counter(&m, "/requests"), 601);
+    assert_no_errors(&m);
+    // Exact percentiles: the slowest request of either run is the max.
+    let max = segs
+        .iter()
+        .map(|v| counter(v, "/latency_us/max"))
+        .max()
+        .unwrap();
+    assert_eq!(counter(&m, "/latency_us/max"), max);
+    assert!(counter(&m, "/latency_us/p50") <= counter(&m, "/latency_us/p99"));
+    // The server counted the same run.
+    let mut opens = 0;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            opens = counter(&serve.stats(), "/tcp/passive_opens");
+            opens == 601
+        }),
+        "server passive opens {opens}, merged connections 601"
+    );
+    for f in json.iter().chain(&hdr).chain([&merged_json]) {
+        let _ = std::fs::remove_file(f);
+    }
+}
