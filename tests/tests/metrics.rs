@@ -269,3 +269,61 @@ fn a_bad_metrics_address_is_refused_in_one_line() {
         assert!(err.contains("--metrics"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn flood_metrics_pass_promtool_and_count_what_the_kernel_sent() {
+    need("promtool");
+    let tb = testbed('f', 1);
+    let t = &tb.testbed;
+    let _serve = Serve::start(t, 8080, &[]);
+    let mac = t.status().stack.mac.expect("stack MAC");
+    let flood = xstack::tools::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
+        .args(["flood", "--iface", &t.peer_if])
+        .args([
+            "--target",
+            &format!("{}:8080", t.stack_ip),
+            "--dst-mac",
+            &mac,
+        ])
+        .args([
+            "--rate",
+            "2000",
+            "--duration",
+            "3",
+            "--metrics",
+            LOAD_METRICS,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xstack flood");
+    let peer = t.peer_ns.clone();
+    let mut text = String::new();
+    let sent = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("xstack_flood_sent_packets_total{} "))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let seen = wait_until(Duration::from_secs(10), || {
+        text = xstack_tests::in_netns(&peer.clone(), move || {
+            xstack::runtime::metrics::scrape(LOAD_METRICS, false).unwrap_or_default()
+        });
+        sent(&text).is_some_and(|n| n > 0)
+    });
+    assert!(seen, "no packets sent on the flood's endpoint:\n{text}");
+    promtool_check("xstack flood", &text);
+    let out = flood.wait_with_output().expect("flood ends");
+    assert!(
+        out.status.success(),
+        "flood: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The report's total is at least what the endpoint showed mid-run.
+    let report = String::from_utf8_lossy(&out.stdout);
+    let total: u64 = report
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("flood report: {report}"));
+    assert!(total >= sent(&text).unwrap_or(0), "{report} vs\n{text}");
+}
