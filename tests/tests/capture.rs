@@ -128,3 +128,126 @@ fn a_serve_capture_reads_clean_in_tshark_and_matches_the_frame_counters() {
     assert_eq!(bytes(|l| l.starts_with('\t')), 300, "{follow}");
     let _ = std::fs::remove_file(&pcap);
 }
+
+/// `xstack kserve` (an echo server on kernel sockets) in the peer
+/// namespace, stopped by pid when dropped.
+struct Kserve(std::process::Child);
+
+impl Drop for Kserve {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// `xstack load` (engine) from the stack namespace with `--pcap` and
+/// `extra`; returns its stderr (where the capture's lines go).
+fn engine_load_with_capture(t: &xstack_tests::Testbed, pcap: &str, extra: &[&str]) -> String {
+    let out = xstack::tools::testbed::netns_command(&t.stack_ns, xstack_bin().to_str().unwrap())
+        .args([
+            "load",
+            "--iface",
+            &t.stack_if,
+            "--ip",
+            &t.stack_ip.to_string(),
+        ])
+        .args(["--target", &format!("{}:7", t.peer_ip)])
+        .args(["--concurrency", "4", "--connections", "40", "--quiet"])
+        .args(["--pcap", pcap])
+        .args(extra)
+        .output()
+        .expect("xstack load");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "load: {err}");
+    err
+}
+
+#[test]
+fn a_load_capture_holds_the_engines_frames_and_stops_at_its_size_bound() {
+    let tb = testbed('k', 1);
+    let t = &tb.testbed;
+    let _server = Kserve(
+        xstack::tools::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
+            .args([
+                "kserve",
+                "--listen",
+                &format!("{}:7", t.peer_ip),
+                "--app",
+                "echo",
+            ])
+            .args(["--duration", "60"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn kserve"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pcap =
+        std::env::temp_dir().join(format!("xstack-load-capture-{}.pcap", std::process::id()));
+    let file = pcap.to_str().unwrap().to_string();
+    let err = engine_load_with_capture(t, &file, &[]);
+    // "--pcap F: R frames received and S sent written (engines: rx_frames R' tx_frames S')"
+    let line = err
+        .lines()
+        .find(|l| l.contains("frames received and"))
+        .unwrap_or_else(|| panic!("no capture line:\n{err}"));
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .rev()
+        .take(4)
+        .collect();
+    let (engine_tx, engine_rx, sent, received) = (nums[0], nums[1], nums[2], nums[3]);
+    assert_eq!((received, sent), (engine_rx, engine_tx), "{line}");
+    let srcs = tshark(&["-r", &file, "-T", "fields", "-e", "eth.src"]);
+    assert_eq!(srcs.lines().count() as u64, received + sent, "{line}");
+    let checks = [
+        "-o",
+        "tcp.check_checksum:TRUE",
+        "-o",
+        "ip.check_checksum:TRUE",
+    ];
+    let expert = tshark(
+        &[
+            &["-r", &file[..], "-q", "-z", "expert,warn"][..],
+            &checks[..],
+        ]
+        .concat(),
+    );
+    for bad in ["Errors", "Malformed", "Checksum", "checksum"] {
+        assert!(
+            !expert.contains(bad),
+            "tshark expert info has {bad}:\n{expert}"
+        );
+    }
+    let convs = tshark(&["-r", &file, "-q", "-z", "conv,tcp"]);
+    assert_eq!(
+        convs.lines().filter(|l| l.contains("<->")).count(),
+        40,
+        "{convs}"
+    );
+
+    // Bounded: the file stops short of the bound, and one line says so.
+    let max = 4096u64;
+    let err = engine_load_with_capture(t, &file, &["--pcap-max-bytes", &max.to_string()]);
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("capture stopped"))
+            .count(),
+        1,
+        "{err}"
+    );
+    let len = std::fs::metadata(&pcap).expect("pcap").len();
+    assert!(
+        len <= max && len > max / 2,
+        "{len} bytes for a {max}-byte bound"
+    );
+    assert!(
+        tshark(&["-r", &file, "-T", "fields", "-e", "frame.number"])
+            .lines()
+            .count()
+            > 0
+    );
+    let _ = std::fs::remove_file(&pcap);
+}

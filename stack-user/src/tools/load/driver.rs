@@ -138,7 +138,8 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
             .name(format!("xstack-load-q{i}"))
             .spawn(move || {
                 drive(&mut st, &part, &shared, start, publish);
-                st.steer_counts()
+                let e = st.engine_ref().stats();
+                (st.steer_counts(), [e.rx_frames, e.tx_frames])
             })
             .context("spawning a load worker")?;
         workers.push((rec, handle));
@@ -180,10 +181,14 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
     let mut total = Recorder::new();
     total.window = window;
     let mut per_queue = Vec::new();
+    // The engines' rx_frames and tx_frames (what --pcap must hold).
+    let mut engine_frames = [0u64; 2];
     for (q, (rec, handle)) in workers.into_iter().enumerate() {
-        let steer = handle
+        let (steer, frames) = handle
             .join()
             .map_err(|_| anyhow::anyhow!("load worker {q} panicked"))?;
+        engine_frames[0] += frames[0];
+        engine_frames[1] += frames[1];
         let r = rec
             .lock()
             .map_err(|_| anyhow::anyhow!("load worker {q} poisoned its recorder"))?;
@@ -202,10 +207,17 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
     if let Some(Ok(mut c)) = capture.as_ref().map(|c| c.lock()) {
         c.close();
         log::info!(
-            "--pcap {}: {} frames received and {} sent written",
+            "--pcap {}: {} frames received and {} sent written (engines: rx_frames {} tx_frames {}){}",
             c.path().display(),
             c.frames[0],
-            c.frames[1]
+            c.frames[1],
+            engine_frames[0],
+            engine_frames[1],
+            if c.skipped > 0 {
+                format!(", {} not written (--pcap-max-bytes reached)", c.skipped)
+            } else {
+                String::new()
+            }
         );
     }
     let mut summary = total.summary("xstack", cfg.target, elapsed);
