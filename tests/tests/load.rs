@@ -856,6 +856,38 @@ fn two_segments_started_together_merge_into_the_run_the_server_counted() {
         }),
         "server passive opens {opens}, merged connections 601"
     );
+    // A timed segment measures its rates from --start-at, not from its
+    // launch: the window holds (nearly) every request of the run.
+    let start_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let v = load(
+        &t.peer_ns,
+        &[
+            "--kernel",
+            "--target",
+            &target,
+            "--concurrency",
+            "4",
+            "--duration",
+            "1",
+            "--segment",
+            "1/2",
+            "--start-at",
+            &start_at.to_string(),
+        ],
+        &json[0],
+    );
+    let (reqs, rate) = (
+        counter(&v, "/requests") as f64,
+        v["requests_per_s"].as_f64().unwrap(),
+    );
+    assert!(
+        reqs > 0.0 && rate >= 0.8 * reqs,
+        "{rate} req/s for {reqs} requests in 1 s: {v:#}"
+    );
     for f in json.iter().chain(&hdr).chain([&merged_json]) {
         let _ = std::fs::remove_file(f);
     }
