@@ -892,3 +892,84 @@ fn two_segments_started_together_merge_into_the_run_the_server_counted() {
         let _ = std::fs::remove_file(f);
     }
 }
+
+#[test]
+fn two_engine_segments_from_two_hosts_behind_a_bridge_add_up_to_the_servers_counters() {
+    let tb = testbed('h', 1);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, 8080, &[]);
+    let hosts = t.add_load_hosts(2).expect("two load hosts behind a bridge");
+    let target = format!("{}:8080", t.stack_ip);
+    let start_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3;
+    let files: Vec<_> = (0..2)
+        .map(|i| (tmp(&format!("hseg{i}.json")), tmp(&format!("hseg{i}.hlog"))))
+        .collect();
+    let runs: Vec<_> = hosts
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            xstack::tools::testbed::netns_command(&h.ns, xstack_bin().to_str().unwrap())
+                .args(["load", "--iface", &h.iface, "--ip", &h.ip.to_string()])
+                .args([
+                    "--target",
+                    &target,
+                    "--concurrency",
+                    "8",
+                    "--connections",
+                    "1001",
+                ])
+                .args(["--segment", &format!("{i}/2")])
+                .args(["--start-at", &start_at.to_string(), "--quiet"])
+                .arg("--json")
+                .arg(&files[i].0)
+                .arg("--hdr")
+                .arg(&files[i].1)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn a segment")
+        })
+        .collect();
+    for (i, r) in runs.into_iter().enumerate() {
+        let out = r.wait_with_output().expect("segment ends");
+        assert!(
+            out.status.success(),
+            "segment {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(xstack_bin())
+        .arg("merge")
+        .args(files.iter().flat_map(|(j, h)| [j, h]))
+        .arg("--json")
+        .arg(&files[0].0)
+        .output()
+        .expect("xstack merge");
+    assert!(
+        out.status.success(),
+        "merge: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: Value = serde_json::from_slice(&std::fs::read(&files[0].0).unwrap()).unwrap();
+    assert_eq!(m["stack"], "xstack");
+    assert_eq!(counter(&m, "/connections"), 1001, "{m:#}");
+    assert_no_errors(&m);
+    let mut stats = serve.stats();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            stats = serve.stats();
+            counter(&stats, "/tcp/passive_opens") == 1001
+        }),
+        "server passive opens {} for 1001 merged connections",
+        counter(&stats, "/tcp/passive_opens")
+    );
+    for (j, h) in &files {
+        let _ = std::fs::remove_file(j);
+        let _ = std::fs::remove_file(h);
+    }
+}
