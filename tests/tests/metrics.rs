@@ -301,7 +301,7 @@ fn flood_metrics_pass_promtool_and_count_what_the_kernel_sent() {
     let mut text = String::new();
     let sent = |text: &str| {
         text.lines()
-            .find_map(|l| l.strip_prefix("xstack_flood_sent_packets_total{} "))
+            .find_map(|l| l.strip_prefix("xstack_flood_sent_packets_total "))
             .and_then(|v| v.parse::<u64>().ok())
     };
     let seen = wait_until(Duration::from_secs(10), || {

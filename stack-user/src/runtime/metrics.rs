@@ -112,6 +112,10 @@ pub struct Exposition {
     registry: Registry,
     counters: BTreeMap<String, Family<Labels, Counter>>,
     gauges: BTreeMap<String, Family<Labels, FloatGauge>>,
+    /// Families without labels: one sample, written `name value` (not
+    /// `name{} value`). A name is used either with labels or without.
+    plain_counters: BTreeMap<String, Counter>,
+    plain_gauges: BTreeMap<String, FloatGauge>,
 }
 
 impl Exposition {
@@ -124,6 +128,27 @@ impl Exposition {
     /// `labels` to `value`. (The crate ends every help text with a full
     /// stop, so ours drop theirs.)
     pub fn counter(&mut self, name: &str, help: &str, labels: Labels, value: u64) {
+        if labels.is_empty() {
+            debug_assert!(
+                !self.counters.contains_key(name),
+                "{name} has labels elsewhere"
+            );
+            let c = self
+                .plain_counters
+                .entry(name.to_string())
+                .or_insert_with(|| {
+                    let c = Counter::default();
+                    self.registry
+                        .register(name, help.trim_end_matches('.'), c.clone());
+                    c
+                });
+            c.inc_by(value);
+            return;
+        }
+        debug_assert!(
+            !self.plain_counters.contains_key(name),
+            "{name} is unlabelled elsewhere"
+        );
         let fam = self.counters.entry(name.to_string()).or_insert_with(|| {
             let f = Family::<Labels, Counter>::default();
             self.registry
@@ -135,6 +160,27 @@ impl Exposition {
 
     /// Sets gauge `name` for `labels` to `value`.
     pub fn gauge(&mut self, name: &str, help: &str, labels: Labels, value: f64) {
+        if labels.is_empty() {
+            debug_assert!(
+                !self.gauges.contains_key(name),
+                "{name} has labels elsewhere"
+            );
+            let g = self
+                .plain_gauges
+                .entry(name.to_string())
+                .or_insert_with(|| {
+                    let g = FloatGauge::default();
+                    self.registry
+                        .register(name, help.trim_end_matches('.'), g.clone());
+                    g
+                });
+            g.set(value);
+            return;
+        }
+        debug_assert!(
+            !self.plain_gauges.contains_key(name),
+            "{name} is unlabelled elsewhere"
+        );
         let fam = self.gauges.entry(name.to_string()).or_insert_with(|| {
             let f = Family::<Labels, FloatGauge>::default();
             self.registry
@@ -705,13 +751,11 @@ mod tests {
         })
         .unwrap();
         let addr = server.addr();
-        assert!(scrape(addr, false)
-            .unwrap()
-            .contains("t_events_total{} 5\n"));
+        assert!(scrape(addr, false).unwrap().contains("t_events_total 5\n"));
         n.store(9, Ordering::Relaxed);
         let om = scrape(addr, true).unwrap();
         assert!(
-            om.contains("t_events_total{} 9\n") && om.ends_with("# EOF\n"),
+            om.contains("t_events_total 9\n") && om.ends_with("# EOF\n"),
             "{om}"
         );
         let mut s = TcpStream::connect(addr).unwrap();
@@ -796,7 +840,7 @@ mod tests {
             "xstack_tcp_sockets{queue=\"1\",family=\"ipv4\",state=\"ESTABLISHED\"} 3.0",
             "xstack_tcp_time_wait_max{queue=\"1\",family=\"ipv4\"} 4096.0",
             "xstack_listen_accept_queue{queue=\"1\",family=\"ipv4\",listen=\"198.18.0.2:80\"} 1.0",
-            "xstack_xdp_packets_total{} 20",
+            "xstack_xdp_packets_total 20",
             "xstack_xdp_verdicts_total{verdict=\"redirect\",reason=\"tcp\"} 15",
             "xstack_xdp_verdicts_total{verdict=\"pass\",reason=\"not_ipv4\"} 5",
             "xstack_xdp_queue_redirects_total{queue=\"1\"} 15",
