@@ -251,3 +251,29 @@ fn a_load_capture_holds_the_engines_frames_and_stops_at_its_size_bound() {
     );
     let _ = std::fs::remove_file(&pcap);
 }
+
+#[test]
+fn bad_capture_options_are_refused_in_one_line() {
+    for (extra, want) in [
+        (&["--kernel", "--pcap", "/tmp/x.pcap"][..], "tcpdump"),
+        (
+            &["--kernel", "--pcap", "/tmp/x.pcap", "--pcap-snaplen", "0"][..],
+            "--pcap-snaplen",
+        ),
+        (&["--kernel", "--pcap-max-bytes", "1000"][..], "--pcap"),
+    ] {
+        let out = Command::new(xstack_bin())
+            .args(["load", "--target", "198.18.0.2:8080", "--concurrency", "1"])
+            .args(["--duration", "1"])
+            .args(extra)
+            .output()
+            .expect("run xstack");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?} accepted");
+        assert!(err.contains(want), "{extra:?}: {err}");
+        if want != "--pcap" {
+            // Ours (the last is clap's: --pcap-max-bytes needs --pcap).
+            assert_eq!(err.trim().lines().count(), 1, "{extra:?}: {err}");
+        }
+    }
+}

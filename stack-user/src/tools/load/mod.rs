@@ -334,6 +334,43 @@ mod tests {
     }
 
     #[test]
+    fn load_metrics_have_latency_histograms_rates_and_the_engines_counters() {
+        let mut r = Recorder::new();
+        for us in [200u64, 300, 40_000] {
+            r.latency(Duration::from_micros(us));
+        }
+        r.connected(Duration::from_micros(150));
+        r.errors.refused = 2;
+        let mut engine = crate::iface::IfaceStats::default();
+        engine.tx_frames = 9;
+        r.engine = Some((engine, vec![("ListenOverflows", 0), ("active_opens", 4)]));
+        let recs = [std::sync::Arc::new(std::sync::Mutex::new(r))];
+        let start = std::time::Instant::now() - Duration::from_secs(2);
+        let text = recorder::exposition(&recs, start).prometheus_text();
+        for line in [
+            "xstack_load_requests_total{queue=\"0\"} 3",
+            "xstack_load_errors_total{queue=\"0\",kind=\"refused\"} 2",
+            "xstack_load_request_latency_seconds_count 3",
+            "xstack_load_request_latency_seconds_bucket{le=\"0.00025\"} 1",
+            "xstack_load_request_latency_seconds_bucket{le=\"0.05\"} 3",
+            "xstack_load_connect_latency_seconds_count 1",
+            "xstack_engine_tx_frames_total{queue=\"0\"} 9",
+            "xstack_tcp_total{queue=\"0\",family=\"ipv4\",counter=\"active_opens\"} 4",
+        ] {
+            assert!(
+                text.contains(&format!("{line}\n")),
+                "{line} missing:\n{text}"
+            );
+        }
+        let rate: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("xstack_load_requests_per_second "))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!((1.0..=1.6).contains(&rate), "{rate}");
+    }
+
+    #[test]
     fn summary_percentiles_come_from_the_histogram() {
         let mut r = Recorder::new();
         for us in 1..=1000u64 {
