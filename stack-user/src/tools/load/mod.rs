@@ -341,8 +341,10 @@ mod tests {
         }
         r.connected(Duration::from_micros(150));
         r.errors.refused = 2;
-        let mut engine = crate::iface::IfaceStats::default();
-        engine.tx_frames = 9;
+        let engine = crate::iface::IfaceStats {
+            tx_frames: 9,
+            ..Default::default()
+        };
         r.engine = Some((engine, vec![("ListenOverflows", 0), ("active_opens", 4)]));
         let recs = [std::sync::Arc::new(std::sync::Mutex::new(r))];
         let start = std::time::Instant::now() - Duration::from_secs(2);
