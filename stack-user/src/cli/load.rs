@@ -57,6 +57,17 @@ pub(super) struct Args {
     /// Run over kernel sockets (tokio) instead of the xstack engine.
     #[arg(long)]
     kernel: bool,
+    /// Serve Prometheus/OpenMetrics metrics (latency histograms, rates, TCP counters) at http://ADDR:PORT/metrics while the load runs.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<String>,
+    #[command(flatten)]
+    pcap: crate::cli::PcapArgs,
+    /// Run the I-th (from 0) of N equal shares of this load (rate, concurrency, connections, local ports), so N copies on N hosts add up to one run; merge their results with `xstack merge`.
+    #[arg(long, value_name = "I/N")]
+    segment: Option<String>,
+    /// Start at this UNIX time (seconds, after the bring-up), so copies on several hosts start together; their clocks must agree (chrony/NTP).
+    #[arg(long, value_name = "UNIX_TIME")]
+    start_at: Option<f64>,
     /// tokio worker threads with --kernel.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -115,6 +126,19 @@ pub(super) fn run(a: Args) -> Result<()> {
         hdr: a.hdr.clone(),
         queues: a.queues,
         busy_poll: a.busy_poll,
+        metrics: a
+            .metrics
+            .as_deref()
+            .map(crate::runtime::metrics::parse_addr)
+            .transpose()?,
+        capture: a.pcap.config()?,
+        start_at: a.start_at.map(start_at).transpose()?,
+    };
+    let segment: Option<crate::tools::load::Segment> =
+        a.segment.as_deref().map(str::parse).transpose()?;
+    let cfg = match segment {
+        Some(s) => cfg.segment(s)?,
+        None => cfg,
     };
     let summary = if a.kernel {
         crate::tools::load::run_kernel(&cfg, a.threads)?
@@ -130,6 +154,9 @@ pub(super) fn run(a: Args) -> Result<()> {
         for kv in &a.sysctls {
             crate::tcp::sysctl::apply(&mut tcp, kv)?;
         }
+        if let Some(s) = segment {
+            tcp.ip_local_port_range = s.ports(tcp.ip_local_port_range)?;
+        }
         crate::tools::load::run_engine(iface, ip, &cfg, tcp)?
     };
     print!("{summary}");
@@ -138,4 +165,18 @@ pub(super) fn run(a: Args) -> Result<()> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
+}
+
+/// `--start-at T`: a UNIX time ahead of now by at most a day.
+fn start_at(t: f64) -> Result<std::time::SystemTime> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    if !t.is_finite() || t < now || t > now + 86_400.0 {
+        anyhow::bail!(
+            "--start-at {t} is not within the next 24 hours (now is {now:.0}); give a UNIX time ahead, e.g. --start-at $(( $(date +%s) + 10 ))"
+        );
+    }
+    Ok(std::time::UNIX_EPOCH + Duration::from_secs_f64(t))
 }

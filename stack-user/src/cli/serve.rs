@@ -99,6 +99,11 @@ pub(super) struct Args {
     /// Any other fast-path setting as key=value (see `xstack config --help`), repeatable.
     #[arg(long = "set")]
     set: Vec<String>,
+    /// Serve Prometheus/OpenMetrics metrics at http://ADDR:PORT/metrics (read on scrape).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<String>,
+    #[command(flatten)]
+    pcap: crate::cli::PcapArgs,
 }
 
 fn fastpath_settings(a: &Args) -> Result<crate::datapath::fastpath::FastpathSettings> {
@@ -133,6 +138,11 @@ pub(super) fn run(a: Args) -> Result<()> {
         }
     }
     let fastpath = fastpath_settings(&a)?;
+    let metrics = a
+        .metrics
+        .as_deref()
+        .map(crate::runtime::metrics::parse_addr)
+        .transpose()?;
     let config = ServeConfig {
         stack: StackConfig {
             iface: a.iface,
@@ -163,6 +173,8 @@ pub(super) fn run(a: Args) -> Result<()> {
         },
         duration: a.duration.map(Duration::from_secs_f64),
         busy_poll: a.busy_poll,
+        metrics,
+        capture: a.pcap.config()?,
     };
     let stats = serve::run(config)?;
     println!("final counters:");

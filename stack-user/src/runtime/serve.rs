@@ -37,6 +37,10 @@ pub struct ServeConfig {
     pub duration: Option<Duration>,
     /// Never sleep in poll(); spin on the rings.
     pub busy_poll: bool,
+    /// Serve Prometheus metrics on this address (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Record the frames the engines receive and send (`--pcap`).
+    pub capture: Option<crate::runtime::capture::CaptureConfig>,
 }
 
 /// Counters of one queue as published by its worker.
@@ -199,6 +203,8 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         stack: mut config,
         duration,
         busy_poll,
+        metrics,
+        capture,
     } = config;
     // Serve always writes its fast-path settings (the defaults if none given).
     config.fastpath.get_or_insert_with(Default::default);
@@ -210,6 +216,12 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     }
     // Removed when dropped: at the end of this function, on every return.
     let iface_lock = InstanceLock::interface(&iface.name)?;
+    let metrics = crate::runtime::metrics::bind_if(metrics)?;
+    // Created before the interface is touched: a bad path fails first.
+    let capture = capture
+        .as_ref()
+        .map(crate::runtime::capture::Capture::shared)
+        .transpose()?;
     let addr_lock = InstanceLock::address(config.ip)?;
     let Bringup {
         prog,
@@ -227,7 +239,8 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     let stop = Arc::new(AtomicBool::new(false));
     let ss = Arc::new(SocketsRequest::default());
     let mut workers = Vec::new();
-    for stack in stacks {
+    for mut stack in stacks {
+        stack.set_capture(capture.clone());
         let q = stack.queue();
         let stats = Arc::new(Mutex::new(QueueStats {
             queue: q,
@@ -255,6 +268,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         "xsk_mode": xsk_mode,
     });
     let queue_stats: Vec<_> = workers.iter().map(|w| w.stats.clone()).collect();
+    let metrics_queues = queue_stats.clone();
     let snapshot = {
         let prog = prog.clone();
         let info = info.clone();
@@ -276,6 +290,21 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     };
     let control = ControlServer::start_with(&iface.name, snapshot.clone(), set)?;
     log::info!("control socket {} (mode 0600)", control.path().display());
+    // Read on scrape: the copies the workers publish, never the workers.
+    let metrics = {
+        let snapshot = snapshot.clone();
+        metrics
+            .map(|m| {
+                m.serve(move || {
+                    let queues: Vec<QueueStats> = metrics_queues
+                        .iter()
+                        .filter_map(|s| s.lock().ok().map(|s| s.clone()))
+                        .collect();
+                    crate::runtime::metrics::serve_exposition(&snapshot(), &queues)
+                })
+            })
+            .transpose()?
+    };
     // Logged only now, so that an error before this point stays one line.
     for note in [iface_lock.reclaimed(), addr_lock.reclaimed()]
         .into_iter()
@@ -352,7 +381,24 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
             log::error!("a queue worker panicked");
         }
     }
+    drop(metrics);
     drop(control);
+    if let Some(c) = &capture {
+        if let Ok(mut c) = c.lock() {
+            c.close();
+            log::info!(
+                "--pcap {}: {} frames received and {} sent written{}",
+                c.path().display(),
+                c.frames[0],
+                c.frames[1],
+                if c.skipped > 0 {
+                    format!(", {} not written (--pcap-max-bytes reached)", c.skipped)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
     let final_stats = snapshot();
     if let Ok(mut p) = prog.lock() {
         p.flush_logs();

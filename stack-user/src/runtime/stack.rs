@@ -20,6 +20,7 @@ use crate::{
     datapath::xdp::{AttachMode, XdpProgram},
     datapath::xsk::{KernelStats, XskConfig, XskSocket},
     iface::{IfaceConfig, Interface},
+    runtime::capture::{Direction, Recording, SharedCapture},
     runtime::sys,
     tcp::TcpConfig,
 };
@@ -266,6 +267,7 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             _prog: None,
             epoch,
             reported_tx_drops: 0,
+            capture: None,
         });
     }
     let xsk_mode = if stacks.iter().all(|s| s.sock.is_zero_copy()) {
@@ -344,6 +346,8 @@ pub struct Stack {
     /// Frames the socket dropped for want of a buffer, as already counted
     /// in the engine's `tx_no_buffer`.
     reported_tx_drops: u64,
+    /// `--pcap`: frames received and sent are recorded there.
+    capture: Option<SharedCapture>,
 }
 
 impl Stack {
@@ -367,6 +371,12 @@ impl Stack {
     pub fn open_queues(config: &StackConfig) -> Result<(XdpProgram, Vec<Stack>)> {
         let up = open(config)?;
         Ok((up.prog, up.stacks))
+    }
+
+    /// Records the frames this stack receives and sends into `capture`
+    /// (`--pcap`; `None` stops). Off, it costs one `Option` check per batch.
+    pub fn set_capture(&mut self, capture: Option<SharedCapture>) {
+        self.capture = capture;
     }
 
     /// The stack's address.
@@ -444,16 +454,38 @@ impl Stack {
         let (sock, engine, steer) = (&mut self.sock, &mut self.engine, &self.steer);
         sock.complete();
         sock.refill();
+        // `--pcap`: one lock per batch; off, the branches below all take
+        // the first arm.
+        let mut capture = self.capture.as_ref().and_then(|c| c.lock().ok());
         let mut n = sock.receive_with_meta(64, |meta, frame, tx| {
             // A cookie SYN-ACK to send is stateless: whoever receives it
             // sends it, without a hand-over.
-            if crate::iface::is_cookie_synack(meta) || steer.route(meta, frame) {
-                engine.handle_frame_meta(now, meta, frame, tx)
+            let ours = crate::iface::is_cookie_synack(meta) || steer.route(meta, frame);
+            match capture.as_deref_mut() {
+                None if ours => engine.handle_frame_meta(now, meta, frame, tx),
+                None => {}
+                Some(cap) => {
+                    cap.record(frame, Direction::Rx);
+                    if ours {
+                        let mut tx = Recording {
+                            inner: tx,
+                            capture: cap,
+                        };
+                        engine.handle_frame_meta(now, meta, frame, &mut tx)
+                    }
+                }
             }
         });
         sock.transmit_with(|tx| {
-            n += steer.receive(64, |h| {
-                engine.handle_handoff(now, h.meta(), &h.frame, h.learn_only, tx)
+            n += steer.receive(64, |h| match capture.as_deref_mut() {
+                None => engine.handle_handoff(now, h.meta(), &h.frame, h.learn_only, tx),
+                Some(cap) => {
+                    let mut tx = Recording {
+                        inner: tx,
+                        capture: cap,
+                    };
+                    engine.handle_handoff(now, h.meta(), &h.frame, h.learn_only, &mut tx)
+                }
             }) as u32;
         });
         n
@@ -464,7 +496,16 @@ impl Stack {
     /// `tx_no_buffer`.
     fn transmit_at(&mut self, now: crate::time::Instant) {
         let engine = &mut self.engine;
-        self.sock.transmit_with(|tx| engine.poll(now, tx));
+        match self.capture.as_ref().and_then(|c| c.lock().ok()) {
+            None => self.sock.transmit_with(|tx| engine.poll(now, tx)),
+            Some(mut cap) => self.sock.transmit_with(|tx| {
+                let mut tx = Recording {
+                    inner: tx,
+                    capture: &mut cap,
+                };
+                engine.poll(now, &mut tx)
+            }),
+        }
         let dropped = self.sock.tx_dropped();
         if dropped != self.reported_tx_drops {
             self.engine

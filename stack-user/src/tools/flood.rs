@@ -10,6 +10,7 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -78,6 +79,9 @@ pub struct FloodArgs {
     /// Allow durations up to an hour.
     #[arg(long)]
     pub force: bool,
+    /// Serve Prometheus/OpenMetrics metrics (packets queued, sent, not queued; AF_XDP ring statistics) at http://ADDR:PORT/metrics while flooding.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
 }
 
 /// A validated flood.
@@ -101,6 +105,8 @@ pub struct FloodConfig {
     pub dst_mac: Mac,
     /// Queue.
     pub queue: u32,
+    /// Serve Prometheus metrics here while flooding (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// What a flood did.
@@ -212,6 +218,11 @@ impl FloodArgs {
             kind: self.kind,
             dst_mac,
             queue: self.queue,
+            metrics: self
+                .metrics
+                .as_deref()
+                .map(crate::runtime::metrics::parse_addr)
+                .transpose()?,
         })
     }
 }
@@ -289,6 +300,82 @@ fn build(buf: &mut [u8], c: &FloodConfig, src_mac: Mac, kind: FloodKind, rng: &m
     len.max(60)
 }
 
+/// A flood's counts as a scrape of `--metrics` reads them.
+#[derive(Default)]
+struct Progress {
+    queued: AtomicU64,
+    sent: AtomicU64,
+    not_queued: AtomicU64,
+    kernel: std::sync::Mutex<crate::datapath::xsk::KernelStats>,
+    last_kernel: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Progress {
+    fn store(&self, queued: u64, sock: &XskSocket) {
+        self.queued.store(queued, Ordering::Relaxed);
+        self.sent.store(sock.tx_completed(), Ordering::Relaxed);
+        self.not_queued.store(sock.tx_dropped(), Ordering::Relaxed);
+        // The kernel's ring statistics cost a syscall: every 50 ms at most.
+        if let Ok(mut last) = self.last_kernel.try_lock() {
+            if last.is_none_or(|t| t.elapsed() >= Duration::from_millis(50)) {
+                *last = Some(Instant::now());
+                if let Ok(mut k) = self.kernel.try_lock() {
+                    *k = sock.kernel_stats();
+                }
+            }
+        }
+    }
+
+    fn exposition(&self, rate: u64, start: Instant) -> crate::runtime::metrics::Exposition {
+        let mut e = crate::runtime::metrics::Exposition::new();
+        let sent = self.sent.load(Ordering::Relaxed);
+        e.counter(
+            "xstack_flood_queued_packets",
+            "Frames queued on the AF_XDP TX ring.",
+            vec![],
+            self.queued.load(Ordering::Relaxed),
+        );
+        e.counter(
+            "xstack_flood_sent_packets",
+            "Frames the kernel completed (sent).",
+            vec![],
+            sent,
+        );
+        e.counter(
+            "xstack_flood_not_queued_packets",
+            "Frames that found no free TX slot or UMEM frame.",
+            vec![],
+            self.not_queued.load(Ordering::Relaxed),
+        );
+        e.gauge(
+            "xstack_flood_requested_packets_per_second",
+            "Requested rate (0: as fast as one core can).",
+            vec![],
+            rate as f64,
+        );
+        e.gauge(
+            "xstack_flood_sent_packets_per_second",
+            "Frames sent per second since the flood started.",
+            vec![],
+            sent as f64 / start.elapsed().as_secs_f64().max(1e-9),
+        );
+        if let Ok(k) = self.kernel.lock() {
+            for (name, v) in [
+                ("tx_invalid_descs", k.tx_invalid_descs),
+                ("tx_ring_empty", k.tx_ring_empty),
+            ] {
+                e.counter(
+                    &format!("xstack_xsk_{name}"),
+                    "AF_XDP socket statistics of the kernel (XDP_STATISTICS).",
+                    vec![],
+                    v,
+                );
+            }
+        }
+        e
+    }
+}
+
 /// Sends the flood from the calling thread; returns what it achieved.
 pub fn run(c: &FloodConfig) -> Result<FloodReport> {
     // Again here, for callers that build a FloodConfig themselves: nothing
@@ -297,6 +384,7 @@ pub fn run(c: &FloodConfig) -> Result<FloodReport> {
     if !in_benchmark_range(c.sources.0) || c.sources.1 < 15 {
         bail!("flood sources must stay inside 198.18.0.0/15");
     }
+    let metrics = crate::runtime::metrics::bind_if(c.metrics)?;
     let iface = crate::runtime::sys::interface(&c.iface)?;
     let mut sock = XskSocket::open(
         &iface.name,
@@ -310,6 +398,14 @@ pub fn run(c: &FloodConfig) -> Result<FloodReport> {
     )?;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id()));
     let start = Instant::now();
+    // What a scrape reads: stored once per batch of up to 64 frames.
+    let progress = std::sync::Arc::new(Progress::default());
+    let _metrics = metrics
+        .map(|m| {
+            let (p, rate) = (progress.clone(), c.rate);
+            m.serve(move || p.exposition(rate, start))
+        })
+        .transpose()?;
     let end = start + c.duration;
     let mut queued = 0u64;
     let mut i = 0u64;
@@ -351,6 +447,7 @@ pub fn run(c: &FloodConfig) -> Result<FloodReport> {
                 queued += 1;
             }
         });
+        progress.store(queued, &sock);
     }
     let seconds = start.elapsed().as_secs_f64();
     let drain = Instant::now() + Duration::from_millis(500);
@@ -385,6 +482,7 @@ mod tests {
             dst_mac: Some("02:78:73:00:00:02".into()),
             queue: 0,
             force: false,
+            metrics: None,
         }
     }
 

@@ -39,6 +39,9 @@ pub enum TestbedError {
     /// Bad queue count.
     #[error("--queues {0} is out of range: use 1 to 64")]
     BadQueues(u32),
+    /// Bad number of load hosts.
+    #[error("{0} load hosts is out of range: use 1 to 8")]
+    BadHosts(u32),
     /// `ip` missing.
     #[error("the `ip` command (iproute2) is missing; install it with `apt-get install iproute2` or run `cargo xtask setup`")]
     NoIproute,
@@ -463,6 +466,123 @@ impl std::fmt::Display for Status {
             )?;
         }
         Ok(())
+    }
+}
+
+/// More hosts on a testbed's link, for loads from several machines: the
+/// peer end of the veth becomes a port of a bridge in the peer namespace,
+/// and each load host is a namespace of its own with a veth whose other
+/// end is another port of that bridge. Every host's engine owns
+/// 198.18.0.(21 + i) on its interface (not configured on the kernel
+/// side); the server stays in the stack namespace.
+///
+/// ```text
+///  xs-NAME-load0 (xl0-NAME) ─┐
+///  xs-NAME-load1 (xl1-NAME) ─┼─ bridge xbr-NAME in xs-NAME-peer ─ xs-NAME-p ◄─veth─► xs-NAME-s (server)
+/// ```
+/// Removed when dropped (also on panic): the namespaces (and with them
+/// the veths), then the bridge.
+pub struct LoadHosts {
+    /// The load hosts.
+    pub hosts: Vec<LoadHost>,
+    peer_ns: String,
+    bridge: String,
+}
+
+/// One load host of [`LoadHosts`].
+#[derive(Clone, Debug)]
+pub struct LoadHost {
+    /// Its namespace.
+    pub ns: String,
+    /// Its interface (XDP attaches here).
+    pub iface: String,
+    /// The address its engine owns.
+    pub ip: Ipv4Addr,
+}
+
+impl Testbed {
+    /// Adds `n` (1 to 8) load hosts behind a bridge (see [`LoadHosts`]).
+    pub fn add_load_hosts(&self, n: u32) -> Result<LoadHosts, TestbedError> {
+        if n == 0 || n > 8 {
+            return Err(TestbedError::BadHosts(n));
+        }
+        let bridge = format!("xbr-{}", self.name);
+        let mut made = LoadHosts {
+            hosts: Vec::new(),
+            peer_ns: self.peer_ns.clone(),
+            bridge: bridge.clone(),
+        };
+        let p = &self.peer_ns;
+        run(&["ip", "-n", p, "link", "add", &bridge, "type", "bridge"])?;
+        run(&[
+            "ip",
+            "-n",
+            p,
+            "link",
+            "set",
+            &self.peer_if,
+            "master",
+            &bridge,
+        ])?;
+        run(&["ip", "-n", p, "link", "set", &bridge, "up"])?;
+        for i in 0..n {
+            let host = LoadHost {
+                ns: format!("xs-{}-load{i}", self.name),
+                iface: format!("xl{i}-{}", self.name),
+                ip: Ipv4Addr::new(198, 18, 0, 21 + i as u8),
+            };
+            let port = format!("xb{i}-{}", self.name);
+            run(&["ip", "netns", "add", &host.ns])?;
+            made.hosts.push(host.clone());
+            run(&["ip", "-n", &host.ns, "link", "set", "lo", "up"])?;
+            run(&[
+                "ip",
+                "link",
+                "add",
+                "name",
+                &host.iface,
+                "netns",
+                &host.ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                p,
+            ])?;
+            let _ = run(&[
+                "ip",
+                "netns",
+                "exec",
+                &host.ns,
+                "sh",
+                "-c",
+                &format!(
+                    "echo 1 > /proc/sys/net/ipv6/conf/{}/disable_ipv6",
+                    host.iface
+                ),
+            ]);
+            run(&["ip", "-n", p, "link", "set", &port, "master", &bridge])?;
+            run(&["ip", "-n", p, "link", "set", &port, "up"])?;
+            run(&["ip", "-n", &host.ns, "link", "set", &host.iface, "up"])?;
+        }
+        Ok(made)
+    }
+}
+
+impl Drop for LoadHosts {
+    fn drop(&mut self) {
+        for h in &self.hosts {
+            if Testbed::ns_exists(&h.ns) {
+                if let Err(e) = run(&["ip", "netns", "del", &h.ns]) {
+                    eprintln!("load host {}: teardown failed: {e}", h.ns);
+                }
+            }
+        }
+        if Testbed::link_exists(&self.peer_ns, &self.bridge) {
+            let _ = run(&["ip", "-n", &self.peer_ns, "link", "del", &self.bridge]);
+        }
     }
 }
 

@@ -237,6 +237,7 @@ fn flood_config(t: &Testbed, rate: u64, secs: f64) -> FloodConfig {
         kind: FloodKind::Syn,
         dst_mac: STACK_MAC,
         queue: 0,
+        metrics: None,
     }
 }
 

@@ -64,6 +64,69 @@ pub struct LoadConfig {
     /// Never sleep: spin on the rings (lowest latency, a whole core per
     /// queue). Otherwise an idle engine sleeps until a frame or timer.
     pub busy_poll: bool,
+    /// Serve Prometheus metrics here while the load runs (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Record the frames the engines receive and send (`--pcap`; engine
+    /// driver only).
+    pub capture: Option<crate::runtime::capture::CaptureConfig>,
+    /// Start at this wall-clock time (`--start-at`), after the bring-up.
+    pub start_at: Option<std::time::SystemTime>,
+}
+
+/// `--segment I/N`: the I-th (from 0) of N equal shares of one run, as
+/// k6's execution segments: N copies started anywhere (`--start-at`
+/// together) add up to the run the same options describe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Which share, 0 to `count - 1`.
+    pub index: u32,
+    /// How many shares.
+    pub count: u32,
+}
+
+impl std::str::FromStr for Segment {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Segment> {
+        let bad = || {
+            anyhow::anyhow!(
+                "--segment {s:?} is not I/N; give the share's index from 0 and the number of shares, e.g. --segment 0/2 and --segment 1/2"
+            )
+        };
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || count > 1024 || index >= count {
+            bail!("--segment {s}: the index must be below the count (0/2 and 1/2 are the two halves), the count 1 to 1024");
+        }
+        Ok(Segment { index, count })
+    }
+}
+
+impl Segment {
+    /// This share of `0..total`, as a range: shares differ by at most
+    /// one, are disjoint and cover it.
+    pub fn slice(&self, total: u64) -> std::ops::Range<u64> {
+        let (i, n) = (u64::from(self.index), u64::from(self.count));
+        let start = i * (total / n) + i.min(total % n);
+        start..start + total / n + u64::from(i < total % n)
+    }
+
+    /// This share of a local port range (`ip_local_port_range`): the
+    /// segments' ports are disjoint, so copies sharing an address never
+    /// collide on a 4-tuple.
+    pub fn ports(&self, (lo, hi): (u16, u16)) -> Result<(u16, u16)> {
+        let r = self.slice(u64::from(hi.saturating_sub(lo)) + 1);
+        if r.is_empty() {
+            bail!(
+                "--segment {}/{}: the local port range {lo}-{hi} has no port left for this share; widen ip_local_port_range",
+                self.index, self.count
+            );
+        }
+        Ok((lo + r.start as u16, lo + (r.end - 1) as u16))
+    }
 }
 
 impl LoadConfig {
@@ -94,6 +157,27 @@ impl LoadConfig {
         Ok(())
     }
 
+    /// Segment `s` of this run (`--segment`): its share of the rate,
+    /// concurrency and connections ([`part`](Self::part)), reported as a
+    /// run of its own.
+    pub fn segment(&self, s: Segment) -> Result<LoadConfig> {
+        let p = self.part(s.index, s.count);
+        if p.lp == Loop::Closed(0) || p.connections == Some(0) {
+            bail!(
+                "--segment {}/{}: this share gets no connection; give --concurrency and --connections of at least {}",
+                s.index, s.count, s.count
+            );
+        }
+        Ok(LoadConfig {
+            progress: self.progress,
+            hdr: self.hdr.clone(),
+            queues: self.queues,
+            metrics: self.metrics,
+            capture: self.capture.clone(),
+            ..p
+        })
+    }
+
     /// Worker `i`'s share of `n`: the concurrency, rate and connection
     /// count split as evenly as whole numbers allow; no progress line or
     /// HdrHistogram log of its own (the caller reports for all).
@@ -109,6 +193,8 @@ impl LoadConfig {
             progress: false,
             hdr: None,
             queues: 1,
+            metrics: None,
+            capture: None,
             ..self.clone()
         }
     }

@@ -48,6 +48,8 @@ type ConnMap = HashMap<ConnId, Conn, std::hash::BuildHasherDefault<IdHasher>>;
 /// and a request bigger than the send buffer is written as ACKs free room
 /// (Writable) while the echo of its start is read.
 struct Conn {
+    /// When the connection was started (connect latency origin).
+    opened: Instant,
     /// When the current request was meant to start (latency origin).
     origin: Instant,
     /// Last progress (the connection started, or bytes moved either way):
@@ -99,6 +101,13 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
     cfg.validate()?;
     let (lo, hi) = tcp.ip_local_port_range;
     let queues = cfg.queues;
+    // Bound before the interface is touched: a bad address fails first.
+    let metrics = crate::runtime::metrics::bind_if(cfg.metrics)?;
+    let capture = cfg
+        .capture
+        .as_ref()
+        .map(crate::runtime::capture::Capture::shared)
+        .transpose()?;
     let (_prog, stacks) = Stack::open_queues(&StackConfig {
         iface: iface.to_string(),
         ip,
@@ -111,26 +120,34 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
         queues: Some(queues),
         ..Default::default()
     })?;
+    wait_for_start(cfg);
     let start = Instant::now();
     let window = cfg.duration.map(|d| (start + d, d));
     let mut rep = Reporter::new(cfg)?;
     let mut workers = Vec::new();
     for (i, mut st) in stacks.into_iter().enumerate() {
+        st.set_capture(capture.clone());
         let part = cfg.part(i as u32, queues);
         let rec = Arc::new(Mutex::new(Recorder::new()));
         if let Ok(mut r) = rec.lock() {
             r.window = window;
         }
         let shared = rec.clone();
+        let publish = metrics.is_some();
         let handle = std::thread::Builder::new()
             .name(format!("xstack-load-q{i}"))
             .spawn(move || {
-                drive(&mut st, &part, &shared, start);
-                st.steer_counts()
+                drive(&mut st, &part, &shared, start, publish);
+                let e = st.engine_ref().stats();
+                (st.steer_counts(), [e.rx_frames, e.tx_frames])
             })
             .context("spawning a load worker")?;
         workers.push((rec, handle));
     }
+    let recs: Vec<_> = workers.iter().map(|(r, _)| r.clone()).collect();
+    let _metrics = metrics
+        .map(|m| m.serve(move || recorder::exposition(&recs, start)))
+        .transpose()?;
     // Progress once a second, from every worker's counters.
     let mut peak_tw = 0u64;
     while !workers.iter().all(|(_, h)| h.is_finished()) {
@@ -151,14 +168,27 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
             rep.tick(&mut sum, active, tw);
         }
     }
+    // What the last tick did not log.
+    let mut tail = Recorder::new();
+    for (rec, _) in &workers {
+        if let Ok(mut r) = rec.lock() {
+            let _ = tail.interval.add(&r.interval);
+            r.interval.reset();
+        }
+    }
+    rep.finish(&tail.interval);
     let elapsed = start.elapsed().as_secs_f64();
     let mut total = Recorder::new();
     total.window = window;
     let mut per_queue = Vec::new();
+    // The engines' rx_frames and tx_frames (what --pcap must hold).
+    let mut engine_frames = [0u64; 2];
     for (q, (rec, handle)) in workers.into_iter().enumerate() {
-        let steer = handle
+        let (steer, frames) = handle
             .join()
             .map_err(|_| anyhow::anyhow!("load worker {q} panicked"))?;
+        engine_frames[0] += frames[0];
+        engine_frames[1] += frames[1];
         let r = rec
             .lock()
             .map_err(|_| anyhow::anyhow!("load worker {q} poisoned its recorder"))?;
@@ -174,6 +204,22 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
         });
     }
     total.peak_tw = total.peak_tw.max(peak_tw);
+    if let Some(Ok(mut c)) = capture.as_ref().map(|c| c.lock()) {
+        c.close();
+        log::info!(
+            "--pcap {}: {} frames received and {} sent written (engines: rx_frames {} tx_frames {}){}",
+            c.path().display(),
+            c.frames[0],
+            c.frames[1],
+            engine_frames[0],
+            engine_frames[1],
+            if c.skipped > 0 {
+                format!(", {} not written (--pcap-max-bytes reached)", c.skipped)
+            } else {
+                String::new()
+            }
+        );
+    }
     let mut summary = total.summary("xstack", cfg.target, elapsed);
     summary.queues = queues;
     summary.per_queue = per_queue;
@@ -182,7 +228,16 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
 
 /// One queue's share of the load, on its own thread: starts connections,
 /// runs their requests, counts into `shared`.
-fn drive(st: &mut Stack, cfg: &LoadConfig, shared: &Mutex<Recorder>, start: Instant) {
+///
+/// With `publish` (`--metrics`), the engine's counters are copied into the
+/// recorder with the 10 ms housekeeping, for the scrape to read.
+fn drive(
+    st: &mut Stack,
+    cfg: &LoadConfig,
+    shared: &Mutex<Recorder>,
+    start: Instant,
+    publish: bool,
+) {
     let ip = st.addr();
     let mut conns = ConnMap::default();
     // The two requests (the last one may ask the server to close), built once.
@@ -260,6 +315,7 @@ fn drive(st: &mut Stack, cfg: &LoadConfig, shared: &Mutex<Recorder>, start: Inst
                     conns.insert(
                         c,
                         Conn {
+                            opened: now,
                             origin,
                             progress: now,
                             connected: false,
@@ -312,6 +368,7 @@ fn drive(st: &mut Stack, cfg: &LoadConfig, shared: &Mutex<Recorder>, start: Inst
                 // Connected: first request; latency origin stays the intended start.
                 conn.connected = true;
                 conn.progress = Instant::now();
+                rec.connected(conn.progress.duration_since(conn.opened));
                 conn.last_sent = cfg.requests_per_conn == 1;
                 conn.sent = 0;
                 if matches!(cfg.lp, Loop::Closed(_)) {
@@ -423,6 +480,10 @@ fn drive(st: &mut Stack, cfg: &LoadConfig, shared: &Mutex<Recorder>, start: Inst
                 conns.remove(&c);
             }
             rec.time_wait = st.engine().tcp_ref().state_counts().time_wait as u64;
+            if publish {
+                let engine = st.engine_ref();
+                rec.engine = Some((engine.stats().clone(), engine.tcp_stats().iter().collect()));
+            }
             rec.peak_tw = rec.peak_tw.max(rec.time_wait);
             rec.active = conns.len();
         }
