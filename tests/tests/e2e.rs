@@ -1307,3 +1307,72 @@ fn xstack_ss_lists_a_connection_with_its_bytes_windows_and_rtt() {
     assert_eq!(none.trim(), "[]", "no CLOSE_WAIT connection: {none}");
     drop(serve);
 }
+
+/// A link whose MTU is below 1,500 on the stack side (a tunnel, a lab
+/// VLAN) while the Linux peer keeps 1,500: the MSS xstack offers follows
+/// its own link (MTU − 40), so the peer's full-sized segments fit, and a
+/// 4 MiB echo each way is byte-exact. With a fixed MSS of 1460 every
+/// full-sized segment from the peer was dropped by the stack's interface.
+#[test]
+fn a_stack_link_mtu_below_1500_sets_the_mss_and_transfers_complete() {
+    use std::io::{Read, Write};
+    use xstack_tests::{hex, Digest, Sha256};
+    let tb = testbed('m', 1);
+    let t = &tb.testbed;
+    let st = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.stack_ns,
+            "ip",
+            "link",
+            "set",
+            "dev",
+            &t.stack_if,
+            "mtu",
+            "1400",
+        ])
+        .status()
+        .expect("ip link set mtu");
+    assert!(st.success());
+    let serve = Serve::start(t, PORT, &["--app", "echo"]);
+    let target = SocketAddr::from((t.stack_ip, PORT));
+    let data: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let want = hex(&Sha256::digest(&data));
+    let (got, mss) = in_netns(&t.peer_ns, move || {
+        let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(5)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = s.try_clone().unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut h, mut buf) = (Sha256::new(), vec![0u8; 65536]);
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => h.update(&buf[..n]),
+                    Err(e) => return format!("read: {e}"),
+                }
+            }
+            hex(&h.finalize())
+        });
+        if let Err(e) = s.write_all(&data) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+            return (format!("write: {e}"), String::new());
+        }
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let ss = Command::new("ss")
+            .args(["-tni", "dst", &target.to_string()])
+            .output()
+            .unwrap();
+        (
+            reader.join().expect("reader"),
+            String::from_utf8_lossy(&ss.stdout).into_owned(),
+        )
+    });
+    assert_eq!(got, want, "echo differs");
+    // The peer's effective MSS: our 1360 less its timestamps option.
+    assert!(mss.contains(" mss:1348 "), "{mss}");
+    drop(serve);
+}

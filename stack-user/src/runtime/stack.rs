@@ -110,11 +110,22 @@ pub fn open(config: &StackConfig) -> Result<Bringup> {
     open_on(iface, config)
 }
 
+/// The MSS to offer and use on a link (RFC 9293 §3.7.1: MTU minus the
+/// fixed IPv4 and TCP headers), never above the configured one, and small
+/// enough that a frame with its Ethernet header fits one UMEM frame.
+fn link_mss(configured: u16, mtu: u32, frame_size: u32) -> u16 {
+    let by_mtu = mtu.saturating_sub(40);
+    let by_frame = frame_size.saturating_sub(14 + 40);
+    let mss = by_mtu.min(by_frame).max(536);
+    configured.min(u16::try_from(mss).unwrap_or(u16::MAX))
+}
+
 /// The bring-up on an interface already looked up: checks the queue count,
 /// loads XDP (its maps pinned when asked), writes the fast-path settings,
 /// claims the address and ports, opens and registers one AF_XDP socket per
 /// queue with its engine (queue worker `q` of `queues`, see
-/// [`crate::tcp::TcpEngine::set_shard`]), then attaches. Sockets come before
+/// [`crate::tcp::TcpEngine::set_shard`]), then attaches. The TCP MSS follows
+/// the link's MTU (see [`link_mss`]). Sockets come before
 /// the attach so that nothing the program redirects finds no socket.
 pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
     let queues = config.queues.unwrap_or(iface.rx_queues);
@@ -148,13 +159,23 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
     // What the bring-up decided, logged once it has succeeded (an error
     // must stay one line).
     let mut notes: Vec<(log::Level, String)> = Vec::new();
+    let mss = link_mss(config.tcp.mss, iface.mtu, config.xsk.frame_size);
+    if mss < config.tcp.mss {
+        notes.push((
+            log::Level::Info,
+            format!(
+                "{}: MTU {}: TCP MSS {mss} (MTU - 40; the configured {} would not fit)",
+                iface.name, iface.mtu, config.tcp.mss
+            ),
+        ));
+    }
     let fastpath = match &config.fastpath {
         Some(f) => {
             // Cookie SYN-ACKs sent by XDP must announce what the engine will
             // use for the connection they create: its MSS and window-scale
             // shift.
             let mut f = f.clone();
-            f.mss = f.mss.min(config.tcp.mss);
+            f.mss = f.mss.min(mss);
             f.wscale = config.tcp.rcv_wscale();
             f.tx_redirect = iface.driver == "veth";
             let (path, why) = f.cookie_path.resolve(&iface.driver);
@@ -215,6 +236,7 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
     let cookie_clock_offset = monotonic_us().saturating_sub(epoch.elapsed().as_micros() as u64);
     let cookie_secrets = prog.secrets()?;
     let mut tcp = config.tcp.clone();
+    tcp.mss = mss;
     if iface.driver == "veth" && !tcp.accept_checksum_partial {
         // A Linux peer on veth leaves TCP checksums to its tx offload
         // (CHECKSUM_PARTIAL): XDP sees only the pseudo-header sum.
@@ -600,5 +622,24 @@ impl Stack {
     /// The engine, read-only (counters, state counts, listener queues).
     pub fn engine_ref(&self) -> &Interface {
         &self.engine
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link_mss;
+
+    #[test]
+    fn the_mss_follows_the_link_mtu_and_the_umem_frame() {
+        // A standard Ethernet link: the configured 1460.
+        assert_eq!(link_mss(1460, 1500, 4096), 1460);
+        // A tunnel or a lab link with a smaller MTU: MTU - 40, or our
+        // full-sized segments would be dropped by the link.
+        assert_eq!(link_mss(1460, 1400, 4096), 1360);
+        // Jumbo frames never exceed what was configured, nor one frame.
+        assert_eq!(link_mss(1460, 9000, 4096), 1460);
+        assert_eq!(link_mss(9000, 9000, 4096), 4042);
+        // RFC 9293's 536 is the floor.
+        assert_eq!(link_mss(1460, 296, 4096), 536);
     }
 }

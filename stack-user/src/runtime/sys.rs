@@ -127,6 +127,9 @@ pub struct Interface {
     pub max_rx_queues: u32,
     /// Driver name, when known.
     pub driver: String,
+    /// MTU in bytes (`ip link`'s `mtu`): the largest IP packet the link
+    /// carries, which bounds the MSS we offer and use.
+    pub mtu: u32,
 }
 
 /// A 128-bit secret shared by every process of this boot and unknown off
@@ -220,6 +223,7 @@ pub fn interface(name: &str) -> Result<Interface, SysError> {
                 .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
                 .unwrap_or_default()
         });
+    let mtu = link["mtu"].as_u64().unwrap_or(1500) as u32;
     Ok(Interface {
         name: name.into(),
         index,
@@ -227,6 +231,7 @@ pub fn interface(name: &str) -> Result<Interface, SysError> {
         rx_queues,
         max_rx_queues,
         driver,
+        mtu,
     })
 }
 
