@@ -12,14 +12,20 @@
 //! [`sink`](FrameSink).
 
 mod icmp;
+mod ipv6;
 mod neighbor;
 mod sink;
 mod stats;
 mod tcp;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests6;
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 pub use sink::{FrameSink, VecSink};
 pub use stats::IfaceStats;
@@ -42,6 +48,9 @@ pub struct IfaceConfig {
     pub mac: Mac,
     /// The stack's IPv4 addresses (not configured on the kernel interface).
     pub addrs: Vec<Ipv4Addr>,
+    /// The stack's IPv6 addresses (likewise; answered in neighbour
+    /// discovery, also when solicited at their solicited-node group).
+    pub addrs6: Vec<Ipv6Addr>,
     /// TCP ports served on those addresses.
     pub ports: Vec<u16>,
     /// The application on the listening ports.
@@ -71,8 +80,14 @@ pub struct Interface {
     neighbors: HashMap<Ipv4Addr, Mac>,
     /// Last ARP request sent per unresolved address.
     arp_pending: HashMap<Ipv4Addr, Instant>,
-    /// Complete IPv4 packets waiting for their next hop's MAC.
-    held: Vec<(Ipv4Addr, Vec<u8>)>,
+    /// IPv6 → MAC, learned from neighbour discovery (RFC 4861 §7.2.3,
+    /// §7.2.5) and from received frames.
+    neighbors6: HashMap<Ipv6Addr, Mac>,
+    /// Last neighbour solicitation sent per unresolved address.
+    nd_pending: HashMap<Ipv6Addr, Instant>,
+    /// Complete IP packets (either family) waiting for their next hop's
+    /// MAC; one bound for both.
+    held: Vec<(IpAddr, Vec<u8>)>,
     scratch: Vec<u8>,
     /// Connections the application accepted; others (opened with
     /// [`Interface::connect`]) belong to the caller.
@@ -93,6 +108,7 @@ impl Interface {
                 let _ = tcp.listen(*a, *p, config.backlog);
             }
         }
+
         Interface {
             config,
             stats: IfaceStats::default(),
@@ -100,6 +116,8 @@ impl Interface {
             tcp,
             neighbors: HashMap::new(),
             arp_pending: HashMap::new(),
+            neighbors6: HashMap::new(),
+            nd_pending: HashMap::new(),
             held: Vec::new(),
             scratch: vec![0u8; 2048],
             app_conns: HashMap::new(),
@@ -135,6 +153,10 @@ impl Interface {
 
     fn owns(&self, ip: Ipv4Addr) -> bool {
         self.config.addrs.contains(&ip)
+    }
+
+    fn owns6(&self, ip: Ipv6Addr) -> bool {
+        self.config.addrs6.contains(&ip)
     }
 
     fn drop_wire(&mut self, e: WireError) {
@@ -215,6 +237,7 @@ impl Interface {
         match eth.ethertype {
             ethernet::ETHERTYPE_ARP => self.handle_arp(&eth, payload, tx),
             ethernet::ETHERTYPE_IPV4 => self.handle_ipv4(now, &eth, payload, tx),
+            ethernet::ETHERTYPE_IPV6 => self.handle_ipv6(now, &eth, payload, tx),
             other => Err(WireError::UnsupportedEtherType(other)),
         }
     }

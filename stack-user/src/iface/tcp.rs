@@ -157,7 +157,7 @@ impl Interface {
                 Some((_, Some(_))) => self.count_sent(sent, |_| {}),
                 Some((t, None)) => {
                     let frame = std::mem::take(&mut self.scratch);
-                    self.hold(now, t.dst, frame, tx);
+                    self.hold(now, t.dst.into(), frame, tx);
                     self.scratch = vec![0u8; 2048];
                 }
             }

@@ -238,6 +238,7 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         let mut engine = Interface::new(IfaceConfig {
             mac: iface.mac,
             addrs: vec![config.ip],
+            addrs6: Vec::new(),
             ports: config.listen.clone(),
             app: config.app,
             response_bytes: config.response_bytes,

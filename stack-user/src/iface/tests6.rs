@@ -1,0 +1,283 @@
+//! The frame layer over IPv6 in memory: neighbour discovery, ICMPv6 echo,
+//! malformed IPv6, fed with frames captured from Linux where they exist.
+
+use super::tests::{engine, engine_with_mac, OUR_IP6, OUR_MAC, PEER_IP6, PEER_MAC};
+use super::*;
+use crate::wire::{
+    build::Endpoints6,
+    captured,
+    icmpv6::{self, Icmpv6Repr, NdpRepr, NA_OVERRIDE, NA_SOLICITED},
+    ipv6::{self, Ipv6Repr},
+};
+
+/// The MAC of 2001:2::2 in the captured frames.
+const KERNEL_MAC2: Mac = Mac([2, 0, 0, 0, 0x15, 2]);
+/// The MAC of 2001:2::1 in the captured frames.
+const KERNEL_MAC1: Mac = Mac([2, 0, 0, 0, 0x15, 1]);
+
+/// Frames from the peer to us.
+const PEER6: Endpoints6 = Endpoints6 {
+    src_mac: PEER_MAC,
+    dst_mac: OUR_MAC,
+    src_ip: PEER_IP6,
+    dst_ip: OUR_IP6,
+};
+
+fn parse6(frame: &[u8]) -> (EthernetRepr, Ipv6Repr, Vec<u8>) {
+    let (eth, payload) = EthernetRepr::parse(frame).unwrap();
+    assert_eq!(eth.ethertype, ethernet::ETHERTYPE_IPV6);
+    let (ip, body) = Ipv6Repr::parse(payload).unwrap();
+    (eth, ip, body.to_vec())
+}
+
+fn ndp_of(frame: &[u8]) -> (EthernetRepr, Ipv6Repr, NdpRepr) {
+    let (eth, ip, body) = parse6(frame);
+    let msg = Icmpv6Repr::parse(ip.src, ip.dst, &body).unwrap();
+    (
+        eth,
+        ip,
+        NdpRepr::parse(ip.hop_limit, &msg).unwrap().unwrap(),
+    )
+}
+
+#[test]
+fn solicitation_to_the_solicited_node_mac_is_answered_as_linux_answers_it() {
+    // Linux's own NS for 2001:2::2 (to 33:33:ff:00:00:02), fed to an
+    // engine with 2001:2::2's MAC: the NA is byte for byte the kernel's.
+    let mut e = engine_with_mac(KERNEL_MAC2);
+    let mut tx = VecSink::default();
+    e.handle_frame(
+        Instant(0),
+        &captured::frame(captured::NS_FOR_2001_2__2),
+        &mut tx,
+    );
+    assert_eq!(tx.frames.len(), 1);
+    let kernel = captured::frame(captured::NA_FROM_2001_2__2);
+    assert_eq!(tx.frames[0], kernel);
+    assert_eq!(e.stats().ndp_solicits_in, 1);
+    assert_eq!(e.stats().ndp_adverts_out, 1);
+    // The solicitor was learned from its link-layer option.
+    assert_eq!(e.neighbors6.get(&PEER_IP6), Some(&KERNEL_MAC1));
+}
+
+#[test]
+fn solicitation_for_another_target_is_ignored_and_counted() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    let other: Ipv6Addr = "2001:2::9".parse().unwrap();
+    let f = Endpoints6 {
+        dst_mac: ipv6::multicast_mac(ipv6::solicited_node(other)),
+        dst_ip: ipv6::solicited_node(other),
+        ..PEER6
+    }
+    .ndp(&NdpRepr::Solicit {
+        target: other,
+        lladdr: Some(PEER_MAC),
+    });
+    e.handle_frame(Instant(0), &f, &mut tx);
+    assert!(tx.frames.is_empty());
+    // Another node's solicited-node group is not ours at all.
+    assert_eq!(e.stats().ipv6_not_owned, 1);
+    // Sent to our unicast address but for another target: ignored.
+    let f = PEER6.ndp(&NdpRepr::Solicit {
+        target: other,
+        lladdr: Some(PEER_MAC),
+    });
+    e.handle_frame(Instant(0), &f, &mut tx);
+    assert!(tx.frames.is_empty());
+    assert_eq!(e.stats().ndp_ignored, 1);
+}
+
+#[test]
+fn neighbour_discovery_with_hop_limit_below_255_is_dropped_by_reason() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    let ns = NdpRepr::Solicit {
+        target: OUR_IP6,
+        lladdr: Some(PEER_MAC),
+    };
+    let mut body = [0u8; icmpv6::NDP_LEN];
+    ns.emit(PEER_IP6, OUR_IP6, &mut body).unwrap();
+    let f = PEER6.ipv6_with_hop_limit(ipv6::NH_ICMPV6, 254, &body);
+    e.handle_frame(Instant(0), &f, &mut tx);
+    assert!(tx.frames.is_empty());
+    assert_eq!(e.stats().drop_wire[WireError::NdpInvalid.index()], 1);
+}
+
+#[test]
+fn duplicate_address_probe_for_our_address_is_answered_to_all_nodes() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    let group = ipv6::solicited_node(OUR_IP6);
+    let f = Endpoints6 {
+        src_ip: Ipv6Addr::UNSPECIFIED,
+        dst_ip: group,
+        dst_mac: ipv6::multicast_mac(group),
+        ..PEER6
+    }
+    .ndp(&NdpRepr::Solicit {
+        target: OUR_IP6,
+        lladdr: None,
+    });
+    e.handle_frame(Instant(0), &f, &mut tx);
+    assert_eq!(tx.frames.len(), 1);
+    let (eth, ip, na) = ndp_of(&tx.frames[0]);
+    let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
+    assert_eq!((ip.src, ip.dst, ip.hop_limit), (OUR_IP6, all_nodes, 255));
+    assert_eq!(eth.dst, Mac([0x33, 0x33, 0, 0, 0, 1]));
+    assert_eq!(
+        na,
+        NdpRepr::Advert {
+            flags: NA_OVERRIDE,
+            target: OUR_IP6,
+            lladdr: Some(OUR_MAC)
+        }
+    );
+}
+
+#[test]
+fn captured_echo_request_gets_the_kernels_echo_reply() {
+    let mut e = engine_with_mac(KERNEL_MAC2);
+    let mut tx = VecSink::default();
+    e.handle_frame(
+        Instant(0),
+        &captured::frame(captured::ECHO_REQUEST),
+        &mut tx,
+    );
+    assert_eq!(tx.frames.len(), 1);
+    let ours = &tx.frames[0];
+    let kernel = captured::frame(captured::ECHO_REPLY);
+    // Ethernet equal; IPv6 equal but for the flow label Linux picks.
+    assert_eq!(ours[..14], kernel[..14]);
+    assert_eq!(ours[14 + 4..], kernel[14 + 4..]);
+    assert_eq!(e.stats().icmpv6_echo_requests, 1);
+    assert_eq!(e.stats().icmpv6_echo_replies, 1);
+}
+
+#[test]
+fn unresolved_ipv6_next_hop_is_solicited_once_held_and_sent_on_advertisement() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    let frame = |b: u8| {
+        let mut f = vec![b; 74];
+        f[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV6.to_be_bytes());
+        f
+    };
+    e.hold(Instant(0), IpAddr::V6(PEER_IP6), frame(1), &mut tx);
+    e.hold(Instant(1000), IpAddr::V6(PEER_IP6), frame(2), &mut tx);
+    // One solicitation within the second, to the solicited-node group.
+    assert_eq!(tx.frames.len(), 1);
+    let (eth, ip, ns) = ndp_of(&tx.frames[0]);
+    let group = ipv6::solicited_node(PEER_IP6);
+    assert_eq!(eth.dst, ipv6::multicast_mac(group));
+    assert_eq!(eth.dst, Mac([0x33, 0x33, 0xff, 0, 0, 1]));
+    assert_eq!((ip.src, ip.dst, ip.hop_limit), (OUR_IP6, group, 255));
+    assert_eq!(
+        ns,
+        NdpRepr::Solicit {
+            target: PEER_IP6,
+            lladdr: Some(OUR_MAC)
+        }
+    );
+    assert_eq!(e.stats().ndp_solicits_out, 1);
+    assert_eq!(e.stats().tx_held_for_arp, 2);
+    // A second later it is solicited again.
+    e.hold(Instant(1_000_001), IpAddr::V6(PEER_IP6), frame(3), &mut tx);
+    assert_eq!(e.stats().ndp_solicits_out, 2);
+    // The advertisement resolves it: the three held frames go, to its MAC.
+    let na = PEER6.ndp(&NdpRepr::Advert {
+        flags: NA_SOLICITED | NA_OVERRIDE,
+        target: PEER_IP6,
+        lladdr: Some(PEER_MAC),
+    });
+    tx.frames.clear();
+    e.handle_frame(Instant(1_000_002), &na, &mut tx);
+    assert_eq!(e.stats().ndp_adverts_in, 1);
+    assert_eq!(tx.frames.len(), 3);
+    for (i, f) in tx.frames.iter().enumerate() {
+        assert_eq!(f[0..6], PEER_MAC.0);
+        assert_eq!(f[20], i as u8 + 1);
+    }
+}
+
+#[test]
+fn unsolicited_advertisement_for_no_entry_or_our_own_address_is_ignored() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    for target in [PEER_IP6, OUR_IP6] {
+        let na = PEER6.ndp(&NdpRepr::Advert {
+            flags: NA_OVERRIDE,
+            target,
+            lladdr: Some(PEER_MAC),
+        });
+        e.handle_frame(Instant(0), &na, &mut tx);
+    }
+    assert_eq!(e.stats().ndp_ignored, 2);
+    assert_eq!(e.stats().ndp_adverts_in, 0);
+    // Not learned: a frame to the peer is held and solicited.
+    e.hold(Instant(0), IpAddr::V6(PEER_IP6), vec![0u8; 60], &mut tx);
+    assert_eq!(e.stats().ndp_solicits_out, 1);
+}
+
+#[test]
+fn hold_queue_is_bounded_across_both_families() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    for i in 0..300u16 {
+        let dst = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 1, i);
+        e.hold(Instant(0), IpAddr::V6(dst), vec![0u8; 60], &mut tx);
+    }
+    assert_eq!(e.stats().tx_held_for_arp, 256);
+    assert_eq!(e.stats().tx_no_neighbor, 44);
+    assert!(e.stats().ndp_solicits_out <= 256);
+}
+
+#[test]
+fn malformed_and_foreign_ipv6_is_counted_by_reason() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    // A fragment header.
+    let mut frag = [0u8; 16];
+    frag[0] = ipv6::NH_TCP;
+    e.handle_frame(Instant(0), &PEER6.ipv6(ipv6::NH_FRAGMENT, &frag), &mut tx);
+    assert_eq!(e.stats().drop_wire[WireError::Ipv6Fragment.index()], 1);
+    // Five destination-options headers: past the walk's bound.
+    let mut chain = Vec::new();
+    for i in 0..5 {
+        let next = if i == 4 {
+            ipv6::NH_TCP
+        } else {
+            ipv6::NH_DEST_OPTS
+        };
+        chain.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+    }
+    e.handle_frame(Instant(0), &PEER6.ipv6(ipv6::NH_DEST_OPTS, &chain), &mut tx);
+    assert_eq!(
+        e.stats().drop_wire[WireError::Ipv6ExtChainTooLong.index()],
+        1
+    );
+    // Truncated fixed header.
+    let f = PEER6.ipv6(ipv6::NH_TCP, &[]);
+    e.handle_frame(Instant(0), &f[..40], &mut tx);
+    assert_eq!(e.stats().drop_wire[WireError::Ipv6Truncated.index()], 1);
+    // Bad ICMPv6 checksum.
+    let mut f = PEER6.icmpv6(&Icmpv6Repr {
+        kind: icmpv6::ECHO_REQUEST,
+        code: 0,
+        rest: [0, 1, 0, 1],
+        data: b"x",
+    });
+    let last = f.len() - 1;
+    f[last] ^= 0xff;
+    e.handle_frame(Instant(0), &f, &mut tx);
+    assert_eq!(e.stats().drop_wire[WireError::Icmpv6BadChecksum.index()], 1);
+    // Not ours.
+    let f = Endpoints6 {
+        dst_ip: "2001:2::77".parse().unwrap(),
+        ..PEER6
+    }
+    .ipv6(ipv6::NH_TCP, &[0u8; 20]);
+    e.handle_frame(Instant(0), &f, &mut tx);
+    assert_eq!(e.stats().ipv6_not_owned, 1);
+    assert!(tx.frames.is_empty());
+}
