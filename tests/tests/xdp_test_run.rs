@@ -908,6 +908,7 @@ fn engine() -> xstack::iface::Interface {
     xstack::iface::Interface::new(xstack::iface::IfaceConfig {
         mac: LINK.dst_mac,
         addrs: vec![OURS],
+        addrs6: Vec::new(),
         ports: vec![PORT],
         app: xstack::apps::App::Echo,
         response_bytes: 0,

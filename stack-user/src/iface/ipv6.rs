@@ -34,7 +34,7 @@ impl Interface {
 
     pub(super) fn handle_ipv6(
         &mut self,
-        _now: Instant,
+        now: Instant,
         eth: &EthernetRepr,
         payload: &[u8],
         tx: &mut dyn FrameSink,
@@ -46,6 +46,13 @@ impl Interface {
             return Ok(());
         }
         match ip.next_header {
+            ipv6::NH_TCP if unicast => {
+                if !self.neighbors6.contains_key(&ip.src) {
+                    self.learn6(ip.src, eth.src);
+                }
+                self.handle_tcp6(now, &ip, body);
+                Ok(())
+            }
             ipv6::NH_ICMPV6 => self.handle_icmpv6(eth, &ip, unicast, body, tx),
             _ => {
                 self.stats.ipv6_other_proto += 1;
@@ -141,6 +148,37 @@ impl Interface {
             }
         }
         Ok(())
+    }
+
+    /// A neighbour discovery copy another queue's worker handled: learn
+    /// the solicitor of an owned target, or an advertised next hop this
+    /// worker is resolving or knows (and send what waits for it); answer
+    /// nothing.
+    pub(super) fn learn_ndp(&mut self, eth: &EthernetRepr, payload: &[u8], tx: &mut dyn FrameSink) {
+        let Ok((ip, body)) = Ipv6Repr::parse(payload) else {
+            return;
+        };
+        if ip.next_header != ipv6::NH_ICMPV6 {
+            return;
+        }
+        let Ok(msg) = Icmpv6Repr::parse(ip.src, ip.dst, body) else {
+            return;
+        };
+        match NdpRepr::parse(ip.hop_limit, &msg) {
+            Ok(Some(NdpRepr::Solicit {
+                target,
+                lladdr: Some(m),
+            })) if self.owns6(target) => self.learn6(ip.src, m),
+            Ok(Some(NdpRepr::Advert { target, lladdr, .. }))
+                if !self.owns6(target)
+                    && (self.neighbors6.contains_key(&target)
+                        || self.nd_pending.contains_key(&target)) =>
+            {
+                self.learn6(target, lladdr.unwrap_or(eth.src));
+                self.flush_held(tx);
+            }
+            _ => {}
+        }
     }
 
     /// RFC 4861 §7.2.2: a solicitation for `target` to its solicited-node

@@ -102,10 +102,22 @@ impl Interface {
     /// A new engine for `config`: listens on every (address, port).
     pub fn new(config: IfaceConfig) -> Interface {
         let mut tcp = TcpEngine::new(config.tcp.clone(), config.secret);
-        for a in &config.addrs {
+        // One listener per port, bound to every address of both
+        // families (dual-stack: one accept queue).
+        let addrs: Vec<IpAddr> = config
+            .addrs
+            .iter()
+            .map(|a| IpAddr::V4(*a))
+            .chain(config.addrs6.iter().map(|a| IpAddr::V6(*a)))
+            .collect();
+        if let Some((first, rest)) = addrs.split_first() {
             for p in &config.ports {
                 // Distinct (address, port) pairs cannot collide.
-                let _ = tcp.listen(*a, *p, config.backlog);
+                if let Ok(id) = tcp.listen(*first, *p, config.backlog) {
+                    for a in rest {
+                        let _ = tcp.listen_also(id, *a);
+                    }
+                }
             }
         }
 
@@ -202,7 +214,8 @@ impl Interface {
     /// Handles a frame another queue's worker handed over (see
     /// [`crate::datapath::steer`]): its XDP metadata `meta` and the frame; an
     /// ARP copy marked `learn_only` teaches the sender's address without
-    /// answering it (the receiving worker did).
+    /// answering it (the receiving worker did); so does a neighbour
+    /// solicitation or advertisement copy.
     pub fn handle_handoff(
         &mut self,
         now: Instant,
@@ -217,6 +230,9 @@ impl Interface {
         let Ok((eth, payload)) = EthernetRepr::parse(frame) else {
             return;
         };
+        if eth.ethertype == ethernet::ETHERTYPE_IPV6 {
+            return self.learn_ndp(&eth, payload, tx);
+        }
         if eth.ethertype != ethernet::ETHERTYPE_ARP {
             return;
         }
@@ -258,9 +274,9 @@ impl Interface {
     pub fn connect(
         &mut self,
         now: Instant,
-        local: Ipv4Addr,
+        local: impl Into<IpAddr>,
         local_port: u16,
-        remote: Ipv4Addr,
+        remote: impl Into<IpAddr>,
         remote_port: u16,
     ) -> Result<crate::tcp::ConnId, crate::tcp::TcpError> {
         self.tcp

@@ -281,3 +281,86 @@ fn malformed_and_foreign_ipv6_is_counted_by_reason() {
     assert_eq!(e.stats().ipv6_not_owned, 1);
     assert!(tx.frames.is_empty());
 }
+
+#[test]
+fn captured_syn_to_a_closed_port_gets_the_kernels_rst() {
+    let mut e = engine_with_mac(KERNEL_MAC2);
+    let mut tx = VecSink::default();
+    e.handle_frame(
+        Instant(0),
+        &captured::frame(captured::TCP_SYN_TO_CLOSED),
+        &mut tx,
+    );
+    e.poll(Instant(0), &mut tx);
+    assert_eq!(tx.frames.len(), 1, "the sender was learned from the SYN");
+    let ours = &tx.frames[0];
+    let kernel = captured::frame(captured::TCP_RST_FROM_CLOSED);
+    // Equal but for the flow label Linux picks (and Ethernet padding).
+    assert_eq!(ours[..15], kernel[..15]);
+    assert_eq!(ours[14 + 4..kernel.len()], kernel[14 + 4..]);
+    assert_eq!(e.stats().tcp_not_listened, 1);
+}
+
+#[test]
+fn syn_over_ipv6_to_a_listening_port_gets_a_syn_ack_with_mss_mtu_minus_60() {
+    use crate::wire::{build::TcpSegment, tcp::TcpRepr};
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    let syn = PEER6.tcp(&TcpSegment {
+        src_port: 40000,
+        dst_port: 8080,
+        seq: 1000,
+        flags: crate::wire::tcp::SYN,
+        window: 65535,
+        options: &[2, 4, 0x05, 0xb4],
+        ..TcpSegment::default()
+    });
+    e.handle_frame(Instant(0), &syn, &mut tx);
+    e.poll(Instant(0), &mut tx);
+    assert_eq!(tx.frames.len(), 1);
+    let (eth, ip, body) = parse6(&tx.frames[0]);
+    assert_eq!(eth.dst, PEER_MAC);
+    assert_eq!(
+        (ip.src, ip.dst, ip.next_header),
+        (OUR_IP6, PEER_IP6, ipv6::NH_TCP)
+    );
+    let sa = TcpRepr::parse(ip.src, ip.dst, &body).unwrap();
+    assert_eq!(sa.ack.map(|a| a.0), Some(1001));
+    assert_eq!(sa.options.mss, Some(TcpConfig::default().mss - 20));
+    assert_eq!(e.stats().tcp_syns, 1);
+}
+
+#[test]
+fn ipv6_segment_to_an_unresolved_peer_is_held_until_neighbour_discovery() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    e.connect(Instant(0), OUR_IP6, 0, PEER_IP6, 80).unwrap();
+    e.poll(Instant(0), &mut tx);
+    // Only the solicitation leaves; the SYN waits.
+    assert_eq!(tx.frames.len(), 1);
+    let (_, _, ns) = ndp_of(&tx.frames[0]);
+    assert!(matches!(ns, NdpRepr::Solicit { target, .. } if target == PEER_IP6));
+    let na = PEER6.ndp(&NdpRepr::Advert {
+        flags: NA_SOLICITED | NA_OVERRIDE,
+        target: PEER_IP6,
+        lladdr: Some(PEER_MAC),
+    });
+    e.handle_frame(Instant(1), &na, &mut tx);
+    assert_eq!(tx.frames.len(), 2);
+    let (eth, ip, _) = parse6(&tx.frames[1]);
+    assert_eq!((eth.dst, ip.dst), (PEER_MAC, PEER_IP6));
+}
+
+#[test]
+fn a_neighbour_discovery_copy_from_another_queue_teaches_without_an_answer() {
+    let mut e = engine();
+    let mut tx = VecSink::default();
+    let ns = PEER6.ndp(&NdpRepr::Solicit {
+        target: OUR_IP6,
+        lladdr: Some(PEER_MAC),
+    });
+    e.handle_handoff(Instant(0), &[], &ns, true, &mut tx);
+    assert!(tx.frames.is_empty(), "the receiving queue answers");
+    assert_eq!(e.neighbors6.get(&PEER_IP6), Some(&PEER_MAC));
+    assert_eq!(e.stats().ndp_adverts_out, 0);
+}

@@ -50,6 +50,7 @@ impl TcpEngine {
         segment: &[u8],
         opts: CookieOptions,
     ) -> Option<ConnId> {
+        let (src, dst) = (IpAddr::V4(src), IpAddr::V4(dst));
         self.stats.segments_in += 1;
         let seg = self.parse(now, src, dst, segment)?;
         self.clock = self.clock.max(now);
@@ -126,12 +127,16 @@ impl TcpEngine {
             && !tcb.completes_handshake(seg)
     }
 
-    fn flow(tuple: &FourTuple) -> Flow {
-        Flow {
-            saddr: u32::from(tuple.remote_addr),
-            daddr: u32::from(tuple.local_addr),
-            sport: tuple.remote_port,
-            dport: tuple.local_port,
+    /// The cookie's flow; `None` for IPv6 (cookies are IPv4-only yet).
+    fn flow(tuple: &FourTuple) -> Option<Flow> {
+        match (tuple.remote_addr, tuple.local_addr) {
+            (IpAddr::V4(saddr), IpAddr::V4(daddr)) => Some(Flow {
+                saddr: u32::from(saddr),
+                daddr: u32::from(daddr),
+                sport: tuple.remote_port,
+                dport: tuple.local_port,
+            }),
+            _ => None,
         }
     }
 
@@ -166,7 +171,7 @@ impl TcpEngine {
         let ack = seg.ack?;
         let idx = cookie::check(
             &self.cookie_secrets,
-            &Self::flow(tuple),
+            &Self::flow(tuple)?,
             seg.seq.get().wrapping_sub(1),
             ack.get().wrapping_sub(1),
             self.cookie_count(now),
@@ -194,6 +199,9 @@ impl TcpEngine {
     /// `cookie_init_timestamp`): no state is kept. Without timestamps only
     /// the MSS survives (Linux clears the other options).
     pub(super) fn send_cookie(&mut self, now: Instant, lid: u32, tuple: FourTuple, syn: &TcpRepr) {
+        let Some(flow) = Self::flow(&tuple) else {
+            return;
+        };
         let peer_mss = syn
             .options
             .mss
@@ -202,7 +210,7 @@ impl TcpEngine {
         let mss_idx = cookie::mss_index(peer_mss);
         let iss = cookie::generate(
             &self.cookie_secrets.current,
-            &Self::flow(&tuple),
+            &flow,
             syn.seq.get(),
             self.cookie_count(now),
             mss_idx,
