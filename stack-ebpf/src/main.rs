@@ -32,6 +32,9 @@
 //! Rooms (this file holds only the entry point and the maps):
 //! - `parse`: bounds-checked header reads and the TCP option walk;
 //! - `classify`: Ethernet/ARP/IPv4/TCP checks, flag classes, the redirect;
+//! - `classify6`: IPv6, its bounded extension-header walk, neighbour
+//!   solicitations at an owned address's solicited-node group, ICMPv6 and
+//!   TCP over IPv6 (header and flag checks, then the engine);
 //! - `flows`: the known-flow table and the path of segments without SYN;
 //! - `synflood`: prefix lists, token buckets, the `auto` cookie switch;
 //! - `synack`: the in-place cookie SYN-ACK and the cookie ACK check (the
@@ -56,6 +59,8 @@ mod bench;
 #[cfg(target_arch = "bpf")]
 mod classify;
 #[cfg(target_arch = "bpf")]
+mod classify6;
+#[cfg(target_arch = "bpf")]
 mod flows;
 #[cfg(target_arch = "bpf")]
 mod parse;
@@ -74,9 +79,10 @@ mod maps {
         maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap},
     };
     use stack_ebpf::{
-        cookie::Secrets, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState, FlowKey,
-        PortKey, PrefixAddr, TcpClass, COUNTER_COUNT, MAX_FLOWS, MAX_OWNED_ADDRS, MAX_OWNED_PORTS,
-        MAX_PREFIXES, MAX_QUEUES, MAX_SYN_SOURCES, SIGNAL_COUNT, TCP_CLASS_COUNT,
+        cookie::Secrets, Addr6Key, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState,
+        FlowKey, Port6Key, PortKey, PrefixAddr, TcpClass, COUNTER_COUNT, MAX_FLOWS,
+        MAX_OWNED_ADDRS, MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES,
+        MAX_SYN_SOURCES, SIGNAL_COUNT, TCP_CLASS_COUNT,
     };
 
     /// One AF_XDP socket per rx queue, indexed by queue id.
@@ -105,6 +111,17 @@ mod maps {
     /// Owned (address, port) pairs for TCP.
     #[map]
     pub(crate) static OWNED_PORTS: HashMap<PortKey, u8> =
+        HashMap::with_max_entries(MAX_OWNED_PORTS, 0);
+
+    /// Owned IPv6 addresses → `ADDR_*` flags (`ADDR_ARP` stands for
+    /// neighbour discovery).
+    #[map]
+    pub(crate) static OWNED_ADDRS6: HashMap<Addr6Key, u32> =
+        HashMap::with_max_entries(MAX_OWNED_ADDRS6, 0);
+
+    /// Owned (IPv6 address, port) pairs for TCP.
+    #[map]
+    pub(crate) static OWNED_PORTS6: HashMap<Port6Key, u8> =
         HashMap::with_max_entries(MAX_OWNED_PORTS, 0);
 
     /// The fast-path configuration (entry 0), written by userspace.

@@ -260,6 +260,12 @@ fn traffic_that_is_not_ours_passes_to_the_kernel() {
         &mut p,
         &eth(0x86dd, &[0x60; 40]),
         XDP_PASS,
+        Counter::PassIpv6NotOwned,
+    );
+    expect(
+        &mut p,
+        &eth(0x88cc, &[0; 40]),
+        XDP_PASS,
         Counter::PassNotIpv4,
     );
 }

@@ -11,7 +11,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     os::fd::RawFd,
     path::{Path, PathBuf},
     process::Command,
@@ -27,8 +27,8 @@ use aya::{
 };
 use serde::Serialize;
 use stack_ebpf::{
-    cookie::Secrets, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState, PortKey,
-    TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP, MAX_QUEUES, PROGRAM_NAME,
+    cookie::Secrets, Addr6Key, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState,
+    Port6Key, PortKey, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP, MAX_QUEUES, PROGRAM_NAME,
 };
 use thiserror::Error;
 
@@ -142,6 +142,8 @@ pub struct XdpProgram {
     queue_redirects: PerCpuArray<MapData, u64>,
     addrs: HashMap<MapData, AddrKey, u32>,
     ports: HashMap<MapData, PortKey, u8>,
+    addrs6: HashMap<MapData, Addr6Key, u32>,
+    ports6: HashMap<MapData, Port6Key, u8>,
     classes: PerCpuArray<MapData, u64>,
     config: Array<MapData, FastpathConfig>,
     state: Array<MapData, FastpathState>,
@@ -307,6 +309,10 @@ impl XdpProgram {
             HashMap::try_from(take(&mut ebpf, "OWNED_ADDRS")?).map_err(map_err("OWNED_ADDRS"))?;
         let ports =
             HashMap::try_from(take(&mut ebpf, "OWNED_PORTS")?).map_err(map_err("OWNED_PORTS"))?;
+        let addrs6 =
+            HashMap::try_from(take(&mut ebpf, "OWNED_ADDRS6")?).map_err(map_err("OWNED_ADDRS6"))?;
+        let ports6 =
+            HashMap::try_from(take(&mut ebpf, "OWNED_PORTS6")?).map_err(map_err("OWNED_PORTS6"))?;
         let classes = PerCpuArray::try_from(take(&mut ebpf, "TCP_CLASSES")?)
             .map_err(map_err("TCP_CLASSES"))?;
         let config = Array::try_from(take(&mut ebpf, "FASTPATH_CONFIG")?)
@@ -326,6 +332,8 @@ impl XdpProgram {
             queue_redirects,
             addrs,
             ports,
+            addrs6,
+            ports6,
             classes,
             config,
             state,
@@ -540,6 +548,23 @@ impl XdpProgram {
         self.ports
             .insert(PortKey::new(addr.octets(), port), 1, 0)
             .map_err(map_err("OWNED_PORTS"))
+    }
+
+    /// Claims the IPv6 `addr`: neighbour discovery (also at its
+    /// solicited-node group) and ICMPv6 for it go to the engine; with
+    /// `exclusive`, TCP to every port too (closed ones answered with RST).
+    pub fn own_addr6(&mut self, addr: Ipv6Addr, exclusive: bool) -> Result<(), XdpError> {
+        let all = if exclusive { ADDR_ALL_TCP } else { 0 };
+        self.addrs6
+            .insert(Addr6Key::new(addr.octets()), ADDR_ARP | ADDR_ICMP | all, 0)
+            .map_err(map_err("OWNED_ADDRS6"))
+    }
+
+    /// Claims TCP (`addr`, `port`) over IPv6.
+    pub fn own_port6(&mut self, addr: Ipv6Addr, port: u16) -> Result<(), XdpError> {
+        self.ports6
+            .insert(Port6Key::new(addr.octets(), port), 1, 0)
+            .map_err(map_err("OWNED_PORTS6"))
     }
 
     /// Sums the per-CPU counters.
