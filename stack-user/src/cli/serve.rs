@@ -1,6 +1,9 @@
 //! `xstack serve`: run the stack on an interface.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use anyhow::Result;
 
@@ -16,9 +19,9 @@ pub(super) struct Args {
     /// Interface to attach to (in the current network namespace).
     #[arg(long)]
     iface: String,
-    /// IPv4 address the stack owns (not configured on the kernel interface).
-    #[arg(long)]
-    ip: Ipv4Addr,
+    /// Address(es) the stack owns (not configured on the kernel interface): one IPv4 address, IPv6 addresses, or both, comma separated (e.g. 198.18.0.2,2001:2::2).
+    #[arg(long, value_delimiter = ',', required = true)]
+    ip: Vec<IpAddr>,
     /// TCP port(s) to serve, comma separated.
     #[arg(long, value_delimiter = ',', required = true)]
     port: Vec<u16>,
@@ -126,6 +129,28 @@ fn fastpath_settings(a: &Args) -> Result<crate::datapath::fastpath::FastpathSett
     Ok(f)
 }
 
+/// `--ip`'s addresses by family: at most one IPv4 address (`0.0.0.0` for
+/// none), any IPv6 ones, no unspecified or multicast address.
+fn split_families(ips: &[IpAddr]) -> Result<(Ipv4Addr, Vec<Ipv6Addr>)> {
+    let mut v4 = None;
+    let mut v6 = Vec::new();
+    for ip in ips {
+        if ip.is_unspecified() || ip.is_multicast() {
+            anyhow::bail!("--ip {ip}: give a unicast address the stack is to own (e.g. 198.18.0.2 or 2001:2::2)");
+        }
+        match ip {
+            IpAddr::V4(a) if v4.is_some() => anyhow::bail!(
+                "--ip: one IPv4 address per instance ({} and {a} given); run one instance per IPv4 address",
+                v4.unwrap_or(*a)
+            ),
+            IpAddr::V4(a) => v4 = Some(*a),
+            IpAddr::V6(a) if !v6.contains(a) => v6.push(*a),
+            IpAddr::V6(_) => {}
+        }
+    }
+    Ok((v4.unwrap_or(Ipv4Addr::UNSPECIFIED), v6))
+}
+
 pub(super) fn run(a: Args) -> Result<()> {
     if let Some(d) = a.duration {
         if !(d > 0.0 && d.is_finite()) {
@@ -133,10 +158,12 @@ pub(super) fn run(a: Args) -> Result<()> {
         }
     }
     let fastpath = fastpath_settings(&a)?;
+    let (ip, ip6) = split_families(&a.ip)?;
     let config = ServeConfig {
         stack: StackConfig {
             iface: a.iface,
-            ip: a.ip,
+            ip,
+            ip6,
             listen: a.port,
             client_ports: Vec::new(),
             app: a.app,
