@@ -196,3 +196,36 @@ pub(super) fn run(a: Args) -> Result<()> {
     print!("{}", serve::render_stats(&stats));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ips(s: &str) -> Vec<IpAddr> {
+        s.split(',').map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn ip_takes_one_ipv4_and_any_ipv6_addresses() {
+        assert_eq!(
+            split_families(&ips("198.18.0.2,2001:2::2,2001:2::3,2001:2::2")).unwrap(),
+            (
+                Ipv4Addr::new(198, 18, 0, 2),
+                vec!["2001:2::2".parse().unwrap(), "2001:2::3".parse().unwrap()]
+            )
+        );
+        assert_eq!(
+            split_families(&ips("2001:2::2")).unwrap(),
+            (Ipv4Addr::UNSPECIFIED, vec!["2001:2::2".parse().unwrap()])
+        );
+        for (bad, why) in [
+            ("198.18.0.2,198.18.0.3", "one IPv4 address per instance"),
+            ("::", "unicast"),
+            ("ff02::1", "unicast"),
+            ("0.0.0.0", "unicast"),
+        ] {
+            let e = split_families(&ips(bad)).unwrap_err().to_string();
+            assert!(e.contains(why) && !e.contains('\n'), "{bad}: {e}");
+        }
+    }
+}
