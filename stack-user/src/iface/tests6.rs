@@ -364,3 +364,53 @@ fn a_neighbour_discovery_copy_from_another_queue_teaches_without_an_answer() {
     assert_eq!(e.neighbors6.get(&PEER_IP6), Some(&PEER_MAC));
     assert_eq!(e.stats().ndp_adverts_out, 0);
 }
+
+#[test]
+fn random_and_truncated_ipv6_frames_never_panic() {
+    let mut e = engine_with_mac(KERNEL_MAC2);
+    let mut tx = VecSink::default();
+    let templates: Vec<Vec<u8>> = [
+        captured::NS_FOR_2001_2__2,
+        captured::NA_FROM_2001_2__2,
+        captured::NS_DAD,
+        captured::ECHO_REQUEST,
+        captured::TCP_SYN_TO_CLOSED,
+        captured::TCP_DATA_HELLO,
+        captured::MLD_REPORT_HBH,
+    ]
+    .iter()
+    .map(|h| captured::frame(h))
+    .collect();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut n = 0u64;
+    for t in &templates {
+        for len in 0..=t.len() {
+            e.handle_frame(Instant(0), &t[..len], &mut tx);
+            n += 1;
+        }
+        for _ in 0..2000 {
+            let mut f = t.clone();
+            for _ in 0..1 + next() % 4 {
+                let i = 14 + (next() as usize) % (f.len() - 14);
+                f[i] = next() as u8;
+            }
+            e.handle_frame(Instant(0), &f, &mut tx);
+            e.poll(Instant(0), &mut tx);
+            n += 1;
+        }
+    }
+    assert_eq!(e.stats().rx_frames, n);
+    // Whatever it sent parses.
+    for f in &tx.frames {
+        let (eth, payload) = EthernetRepr::parse(f).unwrap();
+        if eth.ethertype == ethernet::ETHERTYPE_IPV6 {
+            Ipv6Repr::parse(payload).unwrap();
+        }
+    }
+}
