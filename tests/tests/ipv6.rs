@@ -2,7 +2,9 @@
 //! (issue 15): `xstack serve` dual-stack on the testbed's 198.18.0.2 and
 //! 2001:2::2; from the peer namespace `ping -6`, neighbour discovery,
 //! `curl -6` to the HTTP app, a closed port refused with RST, and a 64 MiB
-//! echo through the engine SHA-256-equal. Every transfer and wait is
+//! echo through the engine SHA-256-equal; the engine as a client too,
+//! resolving the Linux server by neighbour discovery and moving 64 MiB
+//! each way through it. Every transfer and wait is
 //! bounded; each test makes and removes its own testbed.
 
 use std::{
@@ -197,4 +199,126 @@ fn a_64_mib_echo_over_ipv6_is_byte_exact_on_the_default_peer() {
     let s = serve.stats();
     assert!(done, "engine did not finish cleanly: {s:#}");
     assert_eq!(counter(&s, "/engine/app_bytes_in"), BIG as u64, "{s:#}");
+}
+
+#[test]
+fn an_engine_client_echoes_64_mib_through_a_linux_server_over_ipv6() {
+    use std::io::Read;
+    use xstack::{
+        apps::App,
+        runtime::stack::{Stack, StackConfig},
+        tcp::TcpError,
+    };
+    use xstack_tests::{Digest, Sha256};
+    let _turn = serial();
+    let tb = testbed('8', 1);
+    let t = &tb.testbed;
+    const SERVER_PORT: u16 = 9000;
+    const CLIENT_PORT: u16 = 40001;
+    // A Linux echo server on [2001:2::1]: one connection, echo until EOF.
+    let peer_ip6 = t.peer_ip6;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let ns = t.peer_ns.clone();
+    let server = thread::spawn(move || {
+        in_netns(&ns, move || -> Result<usize, String> {
+            let l = std::net::TcpListener::bind((peer_ip6, SERVER_PORT))
+                .map_err(|e| format!("bind: {e}"))?;
+            let _ = ready_tx.send(());
+            let (mut c, _) = l.accept().map_err(|e| format!("accept: {e}"))?;
+            c.set_read_timeout(Some(IDLE)).map_err(|e| e.to_string())?;
+            c.set_write_timeout(Some(IDLE)).map_err(|e| e.to_string())?;
+            let mut buf = vec![0u8; 1 << 16];
+            let mut total = 0;
+            loop {
+                let n = c.read(&mut buf).map_err(|e| format!("server read: {e}"))?;
+                if n == 0 {
+                    return Ok(total);
+                }
+                c.write_all(&buf[..n])
+                    .map_err(|e| format!("server write: {e}"))?;
+                total += n;
+            }
+        })
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("server ready");
+    let data: &'static [u8] = Box::leak(pattern(8, BIG).into_boxed_slice());
+    let want = sha256_hex(data);
+    let (iface, ip6, ns) = (t.stack_if.clone(), t.stack_ip6, t.stack_ns.clone());
+    let start = Instant::now();
+    let (got, state, stats) = in_netns(&ns, move || {
+        let mut st = Stack::open(&StackConfig {
+            iface,
+            ip6: vec![ip6],
+            client_ports: vec![CLIENT_PORT],
+            app: App::Discard,
+            ..Default::default()
+        })
+        .expect("stack");
+        let now = st.now();
+        let c = st
+            .engine()
+            .connect(now, ip6, CLIENT_PORT, peer_ip6, SERVER_PORT)
+            .expect("connect");
+        let (mut sent, mut n, mut shut, mut h) = (0usize, 0usize, false, Sha256::new());
+        let mut buf = vec![0u8; 1 << 16];
+        let mut err = None;
+        while start.elapsed() < DEADLINE {
+            st.poll();
+            let tcp = st.engine().tcp();
+            if sent < BIG {
+                match tcp.write(c, &data[sent..]) {
+                    Ok(k) => sent += k,
+                    Err(TcpError::WouldBlock) => {}
+                    Err(e) => {
+                        err = Some(format!("write: {e} after {sent}"));
+                        break;
+                    }
+                }
+            } else if !shut {
+                let _ = tcp.shutdown(c);
+                shut = true;
+            }
+            match tcp.read(c, &mut buf) {
+                Ok(0) => break,
+                Ok(k) => {
+                    h.update(&buf[..k]);
+                    n += k;
+                }
+                Err(TcpError::WouldBlock) => {}
+                Err(e) => {
+                    err = Some(format!("read: {e} after {n}"));
+                    break;
+                }
+            }
+        }
+        let now = st.now();
+        let state = st.engine().tcp().state(c).ok();
+        let _ = st.engine().tcp().close(now, c);
+        for _ in 0..50 {
+            st.poll();
+            thread::sleep(Duration::from_millis(2));
+        }
+        let stats = st.engine().stats().clone();
+        let got = match err {
+            Some(e) => Err(e),
+            None => Ok((n, xstack_tests::hex(&h.finalize()))),
+        };
+        (got, state, stats)
+    });
+    let took = start.elapsed();
+    let served = server.join().expect("server thread");
+    assert_eq!(served, Ok(BIG), "{stats:?}");
+    assert_eq!(got, Ok((BIG, want)), "{stats:?}");
+    eprintln!(
+        "ipv6: engine client, 64 MiB each way through a Linux echo server in {:.2} s ({:.1} MB/s each way)",
+        took.as_secs_f64(),
+        BIG as f64 / took.as_secs_f64() / 1e6
+    );
+    // We closed first: TIME_WAIT (RFC 9293 §3.6).
+    assert_eq!(state, Some(xstack::tcp::State::TimeWait), "{stats:?}");
+    // The engine resolved the server by neighbour discovery.
+    assert!(stats.ndp_solicits_out >= 1, "{stats:?}");
+    assert!(stats.ndp_adverts_in >= 1, "{stats:?}");
 }
