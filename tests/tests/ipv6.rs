@@ -322,3 +322,50 @@ fn an_engine_client_echoes_64_mib_through_a_linux_server_over_ipv6() {
     assert!(stats.ndp_solicits_out >= 1, "{stats:?}");
     assert!(stats.ndp_adverts_in >= 1, "{stats:?}");
 }
+
+#[test]
+fn an_ipv6_handshake_completes_on_an_engine_syn_cookie() {
+    // `--syncookies always` makes XDP answer IPv4 SYNs; IPv6 SYNs go to the
+    // engine, which with tcp_syncookies=2 answers every one with a cookie
+    // (covering both 128-bit addresses) and keeps no state until the ACK.
+    let _turn = serial();
+    let tb = testbed('9', 1);
+    let t = &tb.testbed;
+    let serve = serve_dual(
+        t,
+        PORT,
+        &[
+            "--app",
+            "echo",
+            "--syncookies",
+            "always",
+            "--sysctl",
+            "tcp_syncookies=2",
+        ],
+    );
+    const LEN: usize = 1 << 20;
+    let data: &'static [u8] = Box::leak(pattern(9, LEN).into_boxed_slice());
+    let want = sha256_hex(data);
+    let target = SocketAddr::from((t.stack_ip6, PORT));
+    let start = Instant::now();
+    let got = in_netns(&t.peer_ns, move || -> Result<(usize, String), String> {
+        let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(5))
+            .map_err(|e| format!("connect: {e}"))?;
+        s.set_read_timeout(Some(IDLE)).map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(IDLE)).map_err(|e| e.to_string())?;
+        let mut reader = s.try_clone().map_err(|e| e.to_string())?;
+        let r = thread::spawn(move || read_to_eof_hashing(&mut reader, start, DEADLINE, IDLE));
+        s.write_all(data).map_err(|e| format!("write: {e}"))?;
+        s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+        r.join().map_err(|_| "reader panicked".to_string())?
+    });
+    let s = serve.stats();
+    assert_eq!(got, Ok((LEN, want)), "{s:#}");
+    let ok = wait_until(Duration::from_secs(5), || {
+        let s = serve.stats();
+        counter(&s, "/tcp/SyncookiesSent") >= 1 && counter(&s, "/tcp/SyncookiesRecv") >= 1
+    });
+    let s = serve.stats();
+    assert!(ok, "{s:#}");
+    assert_eq!(counter(&s, "/xdp/redirect_cookie_synack"), 0, "{s:#}");
+}

@@ -284,13 +284,9 @@ impl TcpEngine {
             ),
             _ => return,
         };
-        // SYN cookies are IPv4-only for now (the cookie hashes 32-bit
-        // addresses): an IPv6 SYN takes the stateful path, and when the SYN
-        // queue is full it is dropped.
-        let cookies = !tuple.is_ipv6();
-        let mut want_cookie = cookies && self.cfg.tcp_syncookies >= 2;
+        let mut want_cookie = self.cfg.tcp_syncookies >= 2;
         if syn_queue_full && !want_cookie {
-            if cookies && self.cfg.tcp_syncookies == 1 {
+            if self.cfg.tcp_syncookies == 1 {
                 self.stats.req_q_full_do_cookies += 1;
                 want_cookie = true;
             } else {

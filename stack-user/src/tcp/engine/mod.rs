@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use std::time::Duration;
 
-use stack_ebpf::cookie::{self, CookieOptions, Flow, Secret, Secrets};
+use stack_ebpf::cookie::{self, CookieOptions, Flow, Flow6, Secret, Secrets};
 
 use self::time_wait::TwTable;
 use super::config::{KeepaliveConfig, TcpConfig};

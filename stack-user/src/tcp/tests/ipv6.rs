@@ -234,15 +234,69 @@ fn mixed_family_connect_is_refused() {
 }
 
 #[test]
-fn ipv6_syn_with_a_full_syn_queue_is_dropped_not_cookied() {
-    // SYN cookies are IPv4-only yet: an IPv6 SYN never gets one.
+fn ipv6_syn_cookie_handshake_keeps_no_state_and_rebuilds_the_connection() {
     let mut t = Sut::new6(crate::tcp::TcpConfig {
         tcp_syncookies: 2,
         ..cfg()
     });
-    t.e.listen(t.local, LPORT, 16).unwrap();
+    let l = t.e.listen(t.local, LPORT, 16).unwrap();
+    let mut syn = peer_syn();
+    syn.options.mss = Some(1440);
+    syn.options.timestamps = Some(crate::wire::tcp::Timestamps {
+        tsval: 5000,
+        tsecr: 0,
+    });
+    syn.options.window_scale = Some(7);
+    syn.options.sack_permitted = true;
+    t.send(syn);
+    let sa = t.recv();
+    assert_eq!(sa.ctl(), SYN);
+    // Our MSS over IPv6: MTU - 60.
+    assert_eq!(sa.options.mss, Some(1440));
+    assert_eq!(t.e.stats().syncookies_sent, 1);
+    assert_eq!(t.e.connection_count(), 0, "a cookie keeps no state");
+    let sts = sa.options.timestamps.unwrap();
+    t.send(TcpRepr {
+        seq: PEER_ISS + 1u32,
+        ack: Some(sa.seq + 1u32),
+        flags: ACK,
+        window: 1000,
+        options: crate::wire::tcp::TcpOptions {
+            timestamps: Some(crate::wire::tcp::Timestamps {
+                tsval: 5001,
+                tsecr: sts.tsval,
+            }),
+            ..Default::default()
+        },
+        ..seg()
+    });
+    let id = t.e.accept(l).expect("cookie connection accepted");
+    assert_eq!(t.e.state(id), Ok(State::Established));
+    assert_eq!(t.e.tcb(id).unwrap().tuple, tuple6());
+    assert_eq!(t.e.tcb(id).unwrap().snd_wnd(), 1000 << 7);
+    assert_eq!(t.e.stats().syncookies_recv, 1);
+}
+
+#[test]
+fn ipv6_cookie_of_another_address_is_refused_and_reset() {
+    let mut t = Sut::new6(crate::tcp::TcpConfig {
+        tcp_syncookies: 2,
+        ..cfg()
+    });
+    t.e.listen(Ipv6Addr::UNSPECIFIED, LPORT, 16).unwrap();
     t.send(peer_syn());
-    assert_eq!(t.recv().ctl(), SYN);
-    assert_eq!(t.e.stats().syncookies_sent, 0);
-    assert_eq!(t.e.stats().passive_opens, 1);
+    let sa = t.recv();
+    // The same segment from another source address of the /64: the
+    // cookie covers all 128 bits.
+    t.remote = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 3).into();
+    t.send(TcpRepr {
+        seq: PEER_ISS + 1u32,
+        ack: Some(sa.seq + 1u32),
+        flags: ACK,
+        ..seg()
+    });
+    let r = t.recv();
+    assert_eq!(r.ctl(), RST);
+    assert_eq!(t.e.stats().syncookies_failed, 1);
+    assert_eq!(t.e.connection_count(), 0);
 }
