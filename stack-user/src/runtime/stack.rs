@@ -299,6 +299,7 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             sock,
             steer,
             addr: config.ip,
+            addr6: config.ip6.first().copied(),
             _prog: None,
             epoch,
             reported_tx_drops: 0,
@@ -379,6 +380,7 @@ pub struct Stack {
     sock: XskSocket,
     steer: Steering,
     addr: Ipv4Addr,
+    addr6: Option<Ipv6Addr>,
     /// Held by a single-queue stack; with several queues the caller holds it.
     _prog: Option<XdpProgram>,
     epoch: std::time::Instant,
@@ -413,6 +415,17 @@ impl Stack {
     /// The stack's address.
     pub fn addr(&self) -> Ipv4Addr {
         self.addr
+    }
+
+    /// The stack's address of `remote`'s family (its first IPv6 one for
+    /// IPv6), if it has one.
+    pub fn addr_for(&self, remote: std::net::IpAddr) -> Option<std::net::IpAddr> {
+        match remote {
+            std::net::IpAddr::V4(_) => {
+                (!self.addr.is_unspecified()).then_some(std::net::IpAddr::V4(self.addr))
+            }
+            std::net::IpAddr::V6(_) => self.addr6.map(std::net::IpAddr::V6),
+        }
     }
 
     /// The queue this stack serves.
