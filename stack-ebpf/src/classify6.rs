@@ -1,19 +1,26 @@
 //! IPv6 (RFC 8200): the bounded extension-header walk, neighbour
 //! solicitations for owned addresses at their solicited-node group
 //! (RFC 4861 §7.2.2, RFC 4291 §2.7.1), ICMPv6 and TCP for owned addresses.
-//! TCP over IPv6 gets the same header and flag checks as over IPv4, then
-//! goes to the engine: no known-flow fast path, SYN-flood limits or cookies
-//! over IPv6 yet.
+//! TCP over IPv6 gets the same header and flag checks as over IPv4; SYNs
+//! the per-source token bucket (one per source prefix, a /64 by default:
+//! an IPv6 attacker owns whole /64s) and the global SYN budget it shares
+//! with IPv4; then the engine (which answers with SYN cookies when
+//! configured): no known-flow fast path, prefix lists or XDP cookies over
+//! IPv6 yet.
 
+use aya_ebpf::helpers::generated as h;
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use stack_ebpf::{
-    Addr6Key, Counter, Port6Key, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP, IPV6_MAX_EXT_BYTES,
-    IPV6_MAX_EXT_HEADERS,
+    ipv6_prefix, Addr6Key, Counter, Port6Key, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP,
+    IPV6_MAX_EXT_BYTES, IPV6_MAX_EXT_HEADERS,
 };
 
 use crate::classify::{flags_verdict, redirect};
-use crate::maps::{class, OWNED_ADDRS6, OWNED_PORTS6};
+use crate::maps::{
+    class, FASTPATH_CONFIG, FASTPATH_STATE, OWNED_ADDRS6, OWNED_PORTS6, SYN_SOURCES6,
+};
 use crate::parse::{be16, ptr_at, raw16, raw32, ACK, ETH_HLEN, IPPROTO_TCP, RST, SYN};
+use crate::synflood::gcra;
 
 const IP6_HLEN: usize = 40;
 const NH_HOP_BY_HOP: u8 = 0;
@@ -161,13 +168,81 @@ fn classify_tcp6(
         return (xdp_action::XDP_DROP, drop);
     }
     if flags & SYN != 0 && port_owned {
-        class(if flags & ACK != 0 {
-            TcpClass::SynAck
+        if flags & ACK != 0 {
+            class(TcpClass::SynAck);
         } else {
-            TcpClass::Syn
-        });
+            class(TcpClass::Syn);
+            match syn_limits(ctx) {
+                LIMIT_SOURCE => return (xdp_action::XDP_DROP, Counter::DropSynSourceRate),
+                LIMIT_GLOBAL => return (xdp_action::XDP_DROP, Counter::DropSynGlobalRate),
+                _ => {}
+            }
+        }
     } else if flags & RST != 0 {
         class(TcpClass::Rst);
     }
     redirect(ctx, Counter::RedirectTcp6)
+}
+
+/// The SYN limits over IPv6: the source prefix's token bucket, then the
+/// global budget (shared with IPv4). Returns 0, [`LIMIT_SOURCE`] or
+/// [`LIMIT_GLOBAL`]. Not inlined: its locals (the source, the bucket key)
+/// live in their own stack frame, not in the program's, which the IPv4
+/// path fills.
+#[inline(never)]
+fn syn_limits(ctx: &XdpContext) -> u32 {
+    match syn_limits_inner(ctx) {
+        Some(Counter::DropSynSourceRate) => LIMIT_SOURCE,
+        Some(_) => LIMIT_GLOBAL,
+        None => 0,
+    }
+}
+
+/// [`syn_limits`]: over the source prefix's bucket.
+const LIMIT_SOURCE: u32 = 1;
+/// [`syn_limits`]: over the global budget.
+const LIMIT_GLOBAL: u32 = 2;
+
+#[inline(always)]
+fn syn_limits_inner(ctx: &XdpContext) -> Option<Counter> {
+    let cfg = FASTPATH_CONFIG.get(0)?;
+    if cfg.source_interval_ns == 0 && cfg.global_interval_ns == 0 {
+        return None;
+    }
+    let p = ptr_at(ctx, ETH_HLEN + 8, 16)?;
+    let src = addr_at(p);
+    // SAFETY: helper without arguments.
+    let now = unsafe { h::bpf_ktime_get_ns() };
+    if cfg.source_interval_ns != 0 {
+        let key = Addr6Key {
+            addr: ipv6_prefix(src.addr, cfg.source6_prefix_len),
+        };
+        // SAFETY: map lookup of a plain key.
+        let tat = match unsafe { SYN_SOURCES6.get(&key) } {
+            Some(t) => *t,
+            None => 0,
+        };
+        match gcra(tat, now, cfg.source_interval_ns, cfg.source_tolerance_ns) {
+            Some(t) => {
+                let _ = SYN_SOURCES6.insert(&key, &t, 0);
+            }
+            None => return Some(Counter::DropSynSourceRate),
+        }
+    }
+    if cfg.global_interval_ns != 0 {
+        let state = FASTPATH_STATE.get_ptr_mut(0)?;
+        // SAFETY: the map value lives as long as the program; concurrent
+        // updates from other CPUs only make the budget approximate.
+        let state = unsafe { &mut *state };
+        match gcra(
+            state.global_tat,
+            now,
+            cfg.global_interval_ns,
+            cfg.global_tolerance_ns,
+        ) {
+            Some(t) => state.global_tat = t,
+            None => return Some(Counter::DropSynGlobalRate),
+        }
+    }
+    None
 }

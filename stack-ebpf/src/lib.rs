@@ -348,6 +348,25 @@ pub const IPV6_MAX_EXT_BYTES: usize = 256;
 /// Owned IPv6 addresses, at most.
 pub const MAX_OWNED_ADDRS6: u32 = 256;
 
+/// The IPv6 address `a` (four wire-order words, as [`Addr6Key`]) cut to
+/// its first `len` bits: the per-source SYN bucket's key.
+#[inline(always)]
+pub fn ipv6_prefix(a: [u32; 4], len: u32) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    let mut i = 0;
+    while i < 4 {
+        let bits = len.saturating_sub(32 * i as u32).min(32);
+        let mask = if bits == 0 {
+            0
+        } else {
+            u32::MAX << (32 - bits)
+        };
+        out[i] = (u32::from_be(a[i]) & mask).to_be();
+        i += 1;
+    }
+    out
+}
+
 counters! {
     /// Per-CPU counters of the TCP segments for owned (address, port)
     /// pairs with valid flags, by class. These are not verdicts: a
@@ -446,6 +465,11 @@ pub struct FastpathConfig {
     pub global_interval_ns: u64,
     /// Global burst tolerance, ns.
     pub global_tolerance_ns: u64,
+    /// Prefix length an IPv6 source is bucketed by for the per-source
+    /// limit (1..=128; 64: an attacker owns whole /64s).
+    pub source6_prefix_len: u32,
+    /// Zero.
+    pub pad: u32,
 }
 
 /// State the XDP program keeps (one entry of `FASTPATH_STATE`); userspace
@@ -643,6 +667,28 @@ mod user {
 mod tests {
     extern crate std;
     use super::*;
+
+    #[test]
+    fn ipv6_prefix_keeps_the_first_len_bits() {
+        let a = Addr6Key::new([
+            0x20, 0x01, 0x00, 0x02, 0xaa, 0xbb, 0xcc, 0xdd, 1, 2, 3, 4, 5, 6, 7, 8,
+        ]);
+        let p = |len: u32| ipv6_prefix(a.addr, len);
+        assert_eq!(
+            p(64),
+            Addr6Key::new([0x20, 0x01, 0, 2, 0xaa, 0xbb, 0xcc, 0xdd, 0, 0, 0, 0, 0, 0, 0, 0]).addr
+        );
+        assert_eq!(
+            p(48),
+            Addr6Key::new([0x20, 0x01, 0, 2, 0xaa, 0xbb, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).addr
+        );
+        assert_eq!(
+            p(57),
+            Addr6Key::new([0x20, 0x01, 0, 2, 0xaa, 0xbb, 0xcc, 0x80, 0, 0, 0, 0, 0, 0, 0, 0]).addr
+        );
+        assert_eq!(p(128), a.addr);
+        assert_eq!(p(0), [0; 4]);
+    }
 
     #[test]
     fn counters_are_dense_and_named_uniquely() {

@@ -146,6 +146,13 @@ mod maps {
     pub(crate) static SYN_SOURCES: LruHashMap<u32, u64> =
         LruHashMap::with_max_entries(MAX_SYN_SOURCES, 0);
 
+    /// Per-source SYN token buckets over IPv6: the source's prefix
+    /// (`source6_prefix_len` bits, [`stack_ebpf::ipv6_prefix`]) → GCRA
+    /// theoretical arrival time (ns).
+    #[map]
+    pub(crate) static SYN_SOURCES6: LruHashMap<Addr6Key, u64> =
+        LruHashMap::with_max_entries(MAX_SYN_SOURCES, 0);
+
     /// Known flows (see [`crate::flows`]).
     #[map]
     pub(crate) static FLOWS: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entries(MAX_FLOWS, 0);

@@ -295,3 +295,86 @@ fn solicitation_at_the_solicited_node_mac_for_an_owned_target_is_redirected() {
         Counter::PassIpv6NotOwned,
     );
 }
+
+#[test]
+fn ipv6_syns_share_one_token_bucket_per_source_slash_64_and_the_global_budget() {
+    use xstack::datapath::fastpath::FastpathSettings;
+    let (mut p, _s, _t) = program();
+    let mut s = FastpathSettings {
+        syn_source_rate: 1,
+        syn_source_burst: 2,
+        ..Default::default()
+    };
+    p.set_config(&s.to_config()).unwrap();
+    let syn_from = |src: &str| {
+        Endpoints6 {
+            src_ip: src.parse().unwrap(),
+            ..LINK
+        }
+        .tcp(&TcpSegment {
+            src_port: 40000,
+            dst_port: PORT,
+            flags: SYN,
+            ..TcpSegment::default()
+        })
+    };
+    // Two SYNs of burst from one /64, whichever addresses in it send them.
+    expect(
+        &mut p,
+        &syn_from("2001:2::1"),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
+    );
+    expect(
+        &mut p,
+        &syn_from("2001:2::ffff:1"),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
+    );
+    expect(
+        &mut p,
+        &syn_from("2001:2::7"),
+        XDP_DROP,
+        Counter::DropSynSourceRate,
+    );
+    // Another /64 has its own bucket.
+    expect(
+        &mut p,
+        &syn_from("2001:2:0:1::1"),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
+    );
+    // Per /128 instead: each address its own bucket.
+    s.syn_source_prefix6 = 128;
+    p.set_config(&s.to_config()).unwrap();
+    expect(
+        &mut p,
+        &syn_from("2001:2::8"),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
+    );
+    // Segments without SYN are not limited.
+    expect(
+        &mut p,
+        &LINK.ipv6(ipv6::NH_TCP, &seg(PORT, ACK)),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
+    );
+    // The global budget.
+    s.syn_source_rate = 0;
+    s.syn_global_rate = 1;
+    s.syn_global_burst = 1;
+    p.set_config(&s.to_config()).unwrap();
+    expect(
+        &mut p,
+        &syn_from("2001:2:0:5::1"),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
+    );
+    expect(
+        &mut p,
+        &syn_from("2001:2:0:6::1"),
+        XDP_DROP,
+        Counter::DropSynGlobalRate,
+    );
+}

@@ -84,6 +84,9 @@ pub(super) struct Args {
     /// Burst per source address.
     #[arg(long, default_value_t = 16)]
     syn_source_burst: u64,
+    /// IPv6 sources share one per-source bucket per prefix of this length (1-128).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..=128))]
+    syn_source_prefix6: u8,
     /// SYN/s allowed over all sources (0: unlimited).
     #[arg(long, default_value_t = 0)]
     syn_global_rate: u64,
@@ -111,6 +114,7 @@ fn fastpath_settings(a: &Args) -> Result<crate::datapath::fastpath::FastpathSett
         syn_rate_off: a.syn_rate_off,
         syn_source_rate: a.syn_source_rate,
         syn_source_burst: a.syn_source_burst.max(1),
+        syn_source_prefix6: a.syn_source_prefix6,
         syn_global_rate: a.syn_global_rate,
         syn_global_burst: a.syn_global_burst.max(1),
         allow_only: a.allow_only,

@@ -127,6 +127,7 @@ pub const KEYS: &[&str] = &[
     "syn_source_burst",
     "syn_global_rate",
     "syn_global_burst",
+    "syn_source_prefix6",
     "mss",
     "wscale",
     "window",
@@ -157,6 +158,9 @@ pub struct FastpathSettings {
     pub syn_global_rate: u64,
     /// Global burst, SYNs.
     pub syn_global_burst: u64,
+    /// Prefix length an IPv6 source is bucketed by for
+    /// `syn_source_rate` (default 64: one bucket per /64).
+    pub syn_source_prefix6: u8,
     /// MSS announced in cookie SYN-ACKs (client MSS is clamped to it).
     pub mss: u16,
     /// Window-scale shift announced in cookie SYN-ACKs.
@@ -191,6 +195,7 @@ impl Default for FastpathSettings {
             syn_source_burst: 16,
             syn_global_rate: 0,
             syn_global_burst: 1024,
+            syn_source_prefix6: 64,
             mss: 1460,
             wscale: 7,
             window: 65535,
@@ -268,6 +273,8 @@ impl FastpathSettings {
             source_tolerance_ns: st,
             global_interval_ns: gi,
             global_tolerance_ns: gt,
+            source6_prefix_len: u32::from(self.syn_source_prefix6.clamp(1, 128)),
+            pad: 0,
         }
     }
 
@@ -310,6 +317,7 @@ impl FastpathSettings {
             "syn_source_burst" => self.syn_source_burst = num(1 << 30)?.max(1),
             "syn_global_rate" => self.syn_global_rate = num(1 << 30)?,
             "syn_global_burst" => self.syn_global_burst = num(1 << 30)?.max(1),
+            "syn_source_prefix6" => self.syn_source_prefix6 = num(128)?.max(1) as u8,
             "mss" => self.mss = num(65535)?.max(88) as u16,
             "wscale" => self.wscale = num(14)? as u8,
             "window" => self.window = num(65535)? as u16,
