@@ -8,16 +8,17 @@
 //! configured): no known-flow fast path, prefix lists or XDP cookies over
 //! IPv6 yet.
 
-use aya_ebpf::helpers::generated as h;
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::{helpers::generated as h, maps::lpm_trie::Key as LpmKey};
 use stack_ebpf::{
     ipv6_prefix, Addr6Key, Counter, Port6Key, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP,
-    IPV6_MAX_EXT_BYTES, IPV6_MAX_EXT_HEADERS,
+    CFG_ALLOW_LIST, CFG_ALLOW_ONLY, CFG_DENY_LIST, IPV6_MAX_EXT_BYTES, IPV6_MAX_EXT_HEADERS,
 };
 
 use crate::classify::{flags_verdict, redirect};
 use crate::maps::{
-    class, FASTPATH_CONFIG, FASTPATH_STATE, OWNED_ADDRS6, OWNED_PORTS6, SYN_SOURCES6,
+    class, ALLOW_PREFIXES6, DENY_PREFIXES6, FASTPATH_CONFIG, FASTPATH_STATE, OWNED_ADDRS6,
+    OWNED_PORTS6, SYN_SOURCES6,
 };
 use crate::parse::{be16, ptr_at, raw16, raw32, ACK, ETH_HLEN, IPPROTO_TCP, RST, SYN};
 use crate::synflood::gcra;
@@ -175,6 +176,8 @@ fn classify_tcp6(
             match syn_limits(ctx) {
                 LIMIT_SOURCE => return (xdp_action::XDP_DROP, Counter::DropSynSourceRate),
                 LIMIT_GLOBAL => return (xdp_action::XDP_DROP, Counter::DropSynGlobalRate),
+                LIMIT_DENIED => return (xdp_action::XDP_DROP, Counter::DropSynDenied),
+                LIMIT_NOT_ALLOWED => return (xdp_action::XDP_DROP, Counter::DropSynNotAllowed),
                 _ => {}
             }
         }
@@ -193,6 +196,8 @@ fn classify_tcp6(
 fn syn_limits(ctx: &XdpContext) -> u32 {
     match syn_limits_inner(ctx) {
         Some(Counter::DropSynSourceRate) => LIMIT_SOURCE,
+        Some(Counter::DropSynDenied) => LIMIT_DENIED,
+        Some(Counter::DropSynNotAllowed) => LIMIT_NOT_ALLOWED,
         Some(_) => LIMIT_GLOBAL,
         None => 0,
     }
@@ -202,15 +207,44 @@ fn syn_limits(ctx: &XdpContext) -> u32 {
 const LIMIT_SOURCE: u32 = 1;
 /// [`syn_limits`]: over the global budget.
 const LIMIT_GLOBAL: u32 = 2;
+/// [`syn_limits`]: on the deny list.
+const LIMIT_DENIED: u32 = 3;
+/// [`syn_limits`]: not on the allow list, in allow-only mode.
+const LIMIT_NOT_ALLOWED: u32 = 4;
 
 #[inline(always)]
 fn syn_limits_inner(ctx: &XdpContext) -> Option<Counter> {
     let cfg = FASTPATH_CONFIG.get(0)?;
-    if cfg.source_interval_ns == 0 && cfg.global_interval_ns == 0 {
+    let lists = cfg.flags & (CFG_ALLOW_LIST | CFG_ALLOW_ONLY | CFG_DENY_LIST);
+    if cfg.source_interval_ns == 0 && cfg.global_interval_ns == 0 && lists == 0 {
         return None;
     }
     let p = ptr_at(ctx, ETH_HLEN + 8, 16)?;
     let src = addr_at(p);
+    if lists != 0 {
+        let mut bytes = [0u8; 16];
+        let mut i = 0;
+        while i < 4 {
+            let b = src.addr[i].to_ne_bytes();
+            bytes[i * 4] = b[0];
+            bytes[i * 4 + 1] = b[1];
+            bytes[i * 4 + 2] = b[2];
+            bytes[i * 4 + 3] = b[3];
+            i += 1;
+        }
+        let key = LpmKey::new(128, bytes);
+        if cfg.flags & (CFG_ALLOW_LIST | CFG_ALLOW_ONLY) != 0 {
+            if ALLOW_PREFIXES6.get(&key).is_some() {
+                return None;
+            }
+            if cfg.flags & CFG_ALLOW_ONLY != 0 {
+                return Some(Counter::DropSynNotAllowed);
+            }
+        }
+        if cfg.flags & CFG_DENY_LIST != 0 && DENY_PREFIXES6.get(&key).is_some() {
+            return Some(Counter::DropSynDenied);
+        }
+    }
     // SAFETY: helper without arguments.
     let now = unsafe { h::bpf_ktime_get_ns() };
     if cfg.source_interval_ns != 0 {

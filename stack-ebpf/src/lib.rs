@@ -557,6 +557,8 @@ pub struct FlowKey {
 /// Data of a prefix-list key (`LpmTrie` key data): an IPv4 address in
 /// network byte order, matched on its first `prefix_len` bits.
 pub type PrefixAddr = u32;
+/// The data of an IPv6 prefix-list key: the address as on the wire.
+pub type PrefixAddr6 = [u8; 16];
 
 /// Number of counters in [`Counter`].
 pub const COUNTER_COUNT: u32 = Counter::COUNT;

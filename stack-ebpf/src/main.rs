@@ -80,7 +80,7 @@ mod maps {
     };
     use stack_ebpf::{
         cookie::Secrets, Addr6Key, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState,
-        FlowKey, Port6Key, PortKey, PrefixAddr, TcpClass, COUNTER_COUNT, MAX_FLOWS,
+        FlowKey, Port6Key, PortKey, PrefixAddr, PrefixAddr6, TcpClass, COUNTER_COUNT, MAX_FLOWS,
         MAX_OWNED_ADDRS, MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES,
         MAX_SYN_SOURCES, SIGNAL_COUNT, TCP_CLASS_COUNT,
     };
@@ -160,6 +160,17 @@ mod maps {
     /// SYN sources that are never answered.
     #[map]
     pub(crate) static DENY_PREFIXES: LpmTrie<PrefixAddr, u8> =
+        LpmTrie::with_max_entries(MAX_PREFIXES, 0);
+
+    /// IPv6 SYN sources that are never answered.
+    #[map]
+    pub(crate) static DENY_PREFIXES6: LpmTrie<PrefixAddr6, u8> =
+        LpmTrie::with_max_entries(MAX_PREFIXES, 0);
+
+    /// IPv6 SYN sources exempt from rate limits (and, in allow-only mode,
+    /// the only ones answered).
+    #[map]
+    pub(crate) static ALLOW_PREFIXES6: LpmTrie<PrefixAddr6, u8> =
         LpmTrie::with_max_entries(MAX_PREFIXES, 0);
 
     /// SYN sources exempt from rate limits (and, in allow-only mode, the

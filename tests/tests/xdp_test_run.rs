@@ -828,7 +828,7 @@ fn syn_limits_and_prefix_lists_apply_without_reattaching() {
     // Allow list: exempt from limits.
     p.prefix(false, Ipv4Addr::new(198, 18, 0, 0), 24, true)
         .unwrap();
-    s.allow.push((Ipv4Addr::new(198, 18, 0, 0), 24));
+    s.allow.push((Ipv4Addr::new(198, 18, 0, 0).into(), 24));
     p.set_config(&s.to_config()).unwrap();
     expect(&mut p, &syn, XDP_REDIRECT, Counter::RedirectTcp);
     // Deny list wins over nothing else: a denied source is dropped.
@@ -838,7 +838,7 @@ fn syn_limits_and_prefix_lists_apply_without_reattaching() {
     s.syn_global_rate = 0;
     p.prefix(true, Ipv4Addr::new(198, 18, 0, 0), 30, true)
         .unwrap();
-    s.deny.push((Ipv4Addr::new(198, 18, 0, 0), 30));
+    s.deny.push((Ipv4Addr::new(198, 18, 0, 0).into(), 30));
     p.set_config(&s.to_config()).unwrap();
     expect(&mut p, &syn, XDP_DROP, Counter::DropSynDenied);
     // Allow-only with an empty allow list: nobody.

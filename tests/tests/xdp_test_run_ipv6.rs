@@ -378,3 +378,70 @@ fn ipv6_syns_share_one_token_bucket_per_source_slash_64_and_the_global_budget() 
         Counter::DropSynGlobalRate,
     );
 }
+
+#[test]
+fn ipv6_deny_and_allow_prefix_lists_apply_to_syns() {
+    use xstack::datapath::fastpath::{parse_prefix, FastpathSettings};
+    let (mut p, _s, _t) = program();
+    let syn_from = |src: &str| {
+        Endpoints6 {
+            src_ip: src.parse().unwrap(),
+            ..LINK
+        }
+        .tcp(&TcpSegment {
+            src_port: 40000,
+            dst_port: PORT,
+            flags: SYN,
+            ..TcpSegment::default()
+        })
+    };
+    // Deny 2001:2:0:66::/64.
+    let deny = parse_prefix("2001:2:0:66::9/64").unwrap();
+    assert_eq!(deny, ("2001:2:0:66::".parse().unwrap(), 64));
+    let mut s = FastpathSettings::default();
+    s.deny.push(deny);
+    p.prefix(true, deny.0, deny.1, true).unwrap();
+    p.set_config(&s.to_config()).unwrap();
+    expect(
+        &mut p,
+        &syn_from("2001:2:0:66::1"),
+        XDP_DROP,
+        Counter::DropSynDenied,
+    );
+    expect(
+        &mut p,
+        &syn_from("2001:2:0:67::1"),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
+    );
+    // Allow-only: only 2001:2:0:77::/64 may connect.
+    let allow = parse_prefix("2001:2:0:77::/64").unwrap();
+    s.allow.push(allow);
+    s.allow_only = true;
+    p.prefix(false, allow.0, allow.1, true).unwrap();
+    p.set_config(&s.to_config()).unwrap();
+    expect(
+        &mut p,
+        &syn_from("2001:2:0:77::5"),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
+    );
+    expect(
+        &mut p,
+        &syn_from("2001:2:0:67::1"),
+        XDP_DROP,
+        Counter::DropSynNotAllowed,
+    );
+    // Allowed sources skip the rate limits.
+    s.syn_source_rate = 1;
+    s.syn_source_burst = 1;
+    p.set_config(&s.to_config()).unwrap();
+    for _ in 0..3 {
+        expect(
+            &mut p,
+            &syn_from("2001:2:0:77::5"),
+            XDP_REDIRECT,
+            Counter::RedirectTcp6,
+        );
+    }
+}

@@ -151,6 +151,8 @@ pub struct XdpProgram {
     secrets: Array<MapData, Secrets>,
     deny: LpmTrie<MapData, u32, u8>,
     allow: LpmTrie<MapData, u32, u8>,
+    deny6: LpmTrie<MapData, [u8; 16], u8>,
+    allow6: LpmTrie<MapData, [u8; 16], u8>,
     attached: Option<(String, &'static str)>,
     pin_dir: Option<PathBuf>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -325,6 +327,10 @@ impl XdpProgram {
             .map_err(map_err("DENY_PREFIXES"))?;
         let allow = LpmTrie::try_from(take(&mut ebpf, "ALLOW_PREFIXES")?)
             .map_err(map_err("ALLOW_PREFIXES"))?;
+        let deny6 = LpmTrie::try_from(take(&mut ebpf, "DENY_PREFIXES6")?)
+            .map_err(map_err("DENY_PREFIXES6"))?;
+        let allow6 = LpmTrie::try_from(take(&mut ebpf, "ALLOW_PREFIXES6")?)
+            .map_err(map_err("ALLOW_PREFIXES6"))?;
         let mut p = XdpProgram {
             ebpf,
             xsks,
@@ -341,6 +347,8 @@ impl XdpProgram {
             secrets,
             deny,
             allow,
+            deny6,
+            allow6,
             attached: None,
             pin_dir: pin_dir.map(Path::to_path_buf),
             logger,
@@ -394,16 +402,38 @@ impl XdpProgram {
     pub fn prefix(
         &mut self,
         deny: bool,
-        net: Ipv4Addr,
+        net: impl Into<std::net::IpAddr>,
         len: u8,
         add: bool,
     ) -> Result<(), XdpError> {
+        let net = match net.into() {
+            std::net::IpAddr::V4(a) => a,
+            std::net::IpAddr::V6(a) => return self.prefix6(deny, a, len, add),
+        };
         let (trie, name) = if deny {
             (&mut self.deny, "DENY_PREFIXES")
         } else {
             (&mut self.allow, "ALLOW_PREFIXES")
         };
         let key = LpmKey::new(u32::from(len.min(32)), u32::from_ne_bytes(net.octets()));
+        if add {
+            trie.insert(&key, 1, 0).map_err(map_err(name))
+        } else {
+            match trie.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                Err(e) => Err(map_err(name)(e)),
+            }
+        }
+    }
+
+    /// [`prefix`](Self::prefix) for an IPv6 prefix (`len` up to 128).
+    fn prefix6(&mut self, deny: bool, net: Ipv6Addr, len: u8, add: bool) -> Result<(), XdpError> {
+        let (trie, name) = if deny {
+            (&mut self.deny6, "DENY_PREFIXES6")
+        } else {
+            (&mut self.allow6, "ALLOW_PREFIXES6")
+        };
+        let key = LpmKey::new(u32::from(len.min(128)), net.octets());
         if add {
             trie.insert(&key, 1, 0).map_err(map_err(name))
         } else {

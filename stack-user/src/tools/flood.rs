@@ -160,8 +160,14 @@ impl FloodArgs {
     /// Validates the arguments against the traffic rules.
     pub fn to_config(&self) -> Result<FloodConfig> {
         check_target("xstack flood", *self.target.ip(), &self.allow_target)?;
-        let sources = crate::datapath::fastpath::parse_prefix(&self.sources)
-            .map_err(|e| anyhow::anyhow!("--sources {}: {e}", self.sources))?;
+        let sources = match crate::datapath::fastpath::parse_prefix(&self.sources) {
+            Ok((std::net::IpAddr::V4(a), len)) => (a, len),
+            Ok(_) => bail!(
+                "--sources {}: flood sends IPv4 only; give an IPv4 prefix inside 198.18.0.0/15",
+                self.sources
+            ),
+            Err(e) => bail!("--sources {}: {e}", self.sources),
+        };
         if sources.1 < 15 || !in_benchmark_range(sources.0) {
             bail!(
                 "--sources {} is not inside 198.18.0.0/15; spoofed sources must stay in the benchmarking range",
