@@ -157,7 +157,8 @@ pub struct SteerStats {
     pub received: AtomicU64,
     /// Frames dropped because the owner's mailbox was full.
     pub dropped: AtomicU64,
-    /// ARP frames copied to the other workers (not in `out`/`received`).
+    /// ARP and ICMPv6 (neighbour discovery) frames copied to the other
+    /// workers (not in `out`/`received`).
     pub arp_copies: AtomicU64,
 }
 
@@ -170,7 +171,8 @@ pub struct SteerCounts {
     pub handed_in: u64,
     /// Frames dropped because the owner's mailbox was full.
     pub handoff_dropped: u64,
-    /// ARP frames copied to the other workers (each learns the sender).
+    /// ARP and ICMPv6 frames copied to the other workers (each learns the
+    /// sender).
     pub arp_copies: u64,
 }
 
