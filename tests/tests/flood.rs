@@ -204,3 +204,96 @@ fn a_flood_outside_the_benchmarking_range_is_refused_before_anything_is_opened()
     }
     assert_eq!(ns.packets(), 0, "a refused flood sent something");
 }
+
+/// Issue 15: a bounded SYN flood over IPv6 from spoofed sources of one /64
+/// (2001:2:0:99::/64): the per-/64 token bucket in XDP drops it, while the
+/// Linux client (2001:2::1, another /64) completes every connection.
+#[test]
+fn legitimate_ipv6_clients_complete_connections_under_a_flood_from_one_slash_64() {
+    let tb = testbed('g', 1);
+    let t = &tb.testbed;
+    let v6 = t.stack_ip6.to_string();
+    let serve = Serve::start(
+        t,
+        80,
+        &[
+            "--ip",
+            &v6,
+            "--app",
+            "http",
+            "--syn-source-rate",
+            "100",
+            "--syn-source-burst",
+            "100",
+        ],
+    );
+    let target = format!("[{v6}]:80");
+    let flood = xstack::tools::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
+        .args(["flood", "--iface", &t.peer_if, "--target", &target])
+        .args([
+            "--rate",
+            "20000",
+            "--duration",
+            "3",
+            "--kind",
+            "syn",
+            "--sources",
+            "2001:2:0:99::/64",
+        ])
+        .args(["--dst-mac", &xstack::tools::testbed::STACK_MAC.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn flood");
+    std::thread::sleep(Duration::from_millis(500));
+    let url = format!("http://[{v6}]:80/");
+    let mut ok = 0;
+    for _ in 0..20 {
+        let out = t
+            .peer_command("curl")
+            .args([
+                "-6",
+                "-s",
+                "-m",
+                "3",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &url,
+            ])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout) == "200" {
+            ok += 1;
+        }
+    }
+    let out = flood.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "flood: {report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: u64 = report
+        .split_whitespace()
+        .skip_while(|w| *w != "sent")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("flood report");
+    assert!(sent > 20_000, "{report}");
+    assert_eq!(ok, 20, "legitimate IPv6 connections failed under the flood");
+    let done = wait_until(Duration::from_secs(3), || {
+        counter(&serve.stats(), "/xdp_tcp_classes/syn") >= sent
+    });
+    let s = serve.stats();
+    assert!(done, "{s:#}");
+    // All but about a bucket's worth (100 burst + 100/s) of the flood
+    // dropped in XDP by its /64's bucket.
+    let dropped = counter(&s, "/xdp/drop_syn_source_rate");
+    assert!(
+        dropped + 1_000 >= sent,
+        "sent {sent}, dropped {dropped}: {s:#}"
+    );
+    assert!(dropped <= sent, "{s:#}");
+}

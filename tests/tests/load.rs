@@ -195,6 +195,75 @@ fn load_against_a_kernel_server_has_no_errors_and_consistent_counts() {
 }
 
 #[test]
+fn load_over_ipv6_against_a_kernel_server_has_no_errors_and_consistent_counts() {
+    let tb = testbed('v', 1);
+    let t = &tb.testbed;
+    let listen = format!("[{}]:80", t.peer_ip6);
+    let mut ks = Kserve::start(t, &t.peer_ns, &listen, &["--app", "echo"]);
+    let json = tmp("kload6.json");
+    let v = load(
+        &t.stack_ns,
+        &[
+            "--iface",
+            &t.stack_if,
+            "--ip",
+            &t.stack_ip6.to_string(),
+            "--target",
+            &listen,
+            "--concurrency",
+            "16",
+            "--connections",
+            "1000",
+            "--requests-per-conn",
+            "3",
+            "--close",
+            "rst",
+        ],
+        &json,
+    );
+    assert_eq!(v["stack"], "xstack");
+    assert_eq!(v["target"], listen.as_str(), "{v:#}");
+    assert_eq!(counter(&v, "/connections"), 1000, "{v:#}");
+    assert_eq!(counter(&v, "/requests"), 3000);
+    assert_no_errors(&v);
+    assert_eq!(counter(&v, "/bytes_in"), 3000 * 64);
+    let counters = ks.stop();
+    assert!(counters.contains("accepted 1000 "), "kserve: {counters}");
+    let _ = std::fs::remove_file(json);
+}
+
+#[test]
+fn load_refuses_an_ip_and_a_target_of_different_families_in_one_line() {
+    let out = std::process::Command::new(xstack_bin())
+        .args([
+            "load",
+            "--iface",
+            "lo",
+            "--ip",
+            "198.18.0.2",
+            "--target",
+            "[2001:2::1]:80",
+            "--connections",
+            "1",
+        ])
+        .output()
+        .expect("run xstack load");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("different address families"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let out = std::process::Command::new(xstack_bin())
+        .args(["load", "--kernel", "--target", "[2001:db8::1]:80"])
+        .output()
+        .expect("run xstack load");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("2001:2::/48"),
+        "{err}"
+    );
+}
+
+#[test]
 fn close_modes_leave_time_wait_on_the_side_that_closes_first() {
     let tb = testbed('w', 1);
     let t = &tb.testbed;

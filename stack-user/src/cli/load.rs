@@ -1,6 +1,6 @@
 //! `xstack load`: generate load against a server.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use anyhow::{Context, Result};
 
@@ -9,12 +9,12 @@ pub(super) struct Args {
     /// Interface the load engine attaches to (not with --kernel).
     #[arg(long, required_unless_present = "kernel")]
     iface: Option<String>,
-    /// Address the load engine owns (not with --kernel).
+    /// Address the load engine owns, IPv4 or IPv6, of the target's family (not with --kernel).
     #[arg(long, required_unless_present = "kernel")]
-    ip: Option<Ipv4Addr>,
-    /// Server address and port (inside 198.18.0.0/15 or an --allow-target prefix).
+    ip: Option<IpAddr>,
+    /// Server address and port: 198.18.0.1:80, or [2001:2::1]:80 (inside 198.18.0.0/15, 2001:2::/48 or an --allow-target prefix).
     #[arg(long)]
-    target: std::net::SocketAddrV4,
+    target: std::net::SocketAddr,
     /// Also allow targets in this prefix (your own lab; at least a /8), repeatable.
     #[arg(long = "allow-target", value_name = "CIDR")]
     allow_target: Vec<crate::tools::guard::TargetPrefix>,
@@ -87,7 +87,15 @@ pub(super) struct Args {
 
 pub(super) fn run(a: Args) -> Result<()> {
     // First of all: nothing below opens a socket for a refused target.
-    crate::tools::guard::check_target("xstack load", *a.target.ip(), &a.allow_target)?;
+    crate::tools::guard::check_target_ip("xstack load", a.target.ip(), &a.allow_target)?;
+    if let Some(ip) = a.ip {
+        if ip.is_ipv4() != a.target.is_ipv4() {
+            anyhow::bail!(
+                "--ip {ip} and --target {} are of different address families; give an --ip of the target's family",
+                a.target
+            );
+        }
+    }
     if let Some(r) = a.response_bytes {
         if !a.http && r != a.request_bytes {
             anyhow::bail!("--response-bytes {r} differs from --request-bytes {}: the echo protocol answers what it gets; use --http against a server with --response-bytes", a.request_bytes);

@@ -222,7 +222,12 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         .as_ref()
         .map(crate::runtime::capture::Capture::shared)
         .transpose()?;
-    let addr_lock = InstanceLock::address(config.ip)?;
+    // Locked by its first address: the IPv4 one, else the first IPv6 one.
+    let addrs = config.addresses();
+    let Some(first) = addrs.first().copied() else {
+        bail!("no address given; pass --ip A[,A...] (IPv4 and/or IPv6)");
+    };
+    let addr_lock = InstanceLock::address(first)?;
     let Bringup {
         prog,
         stacks,
@@ -260,7 +265,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     let info = json!({
         "pid": std::process::id(),
         "iface": iface.name,
-        "ip": config.ip.to_string(),
+        "ip": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","),
         "ports": config.listen,
         "app": config.app,
         "queues": queues,
@@ -312,9 +317,17 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     {
         log::info!("{note}");
     }
+    let shown = addrs
+        .iter()
+        .map(|a| match a {
+            std::net::IpAddr::V4(a) => a.to_string(),
+            std::net::IpAddr::V6(a) => format!("[{a}]"),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
     println!(
-        "xstack: serving {}:{} on {} — ping/arping {} or connect to it from the peer; Ctrl-C to stop",
-        config.ip,
+        "xstack: serving {}:{} on {} — ping/arping (ping -6) {} or connect to it from the peer; Ctrl-C to stop",
+        shown,
         config
             .listen
             .iter()
@@ -322,7 +335,11 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
             .collect::<Vec<_>>()
             .join(","),
         iface.name,
-        config.ip
+        addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(" / ")
     );
 
     let mut last_rotation = Instant::now();

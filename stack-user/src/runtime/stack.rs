@@ -9,7 +9,7 @@
 //! flow ([`crate::datapath::steer`]) and each engine picks client ports it
 //! owns ([`crate::tcp::TcpEngine::set_shard`]).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{bail, Context, Result};
 
@@ -32,8 +32,12 @@ use crate::{
 pub struct StackConfig {
     /// Interface.
     pub iface: String,
-    /// The stack's address.
+    /// The stack's IPv4 address (`0.0.0.0`: none, an IPv6-only stack).
     pub ip: Ipv4Addr,
+    /// The stack's IPv6 addresses (dual-stack next to `ip`, or alone):
+    /// answered in neighbour discovery and ICMPv6, served on the same
+    /// listeners as `ip`.
+    pub ip6: Vec<Ipv6Addr>,
     /// Ports with a listener running `app`.
     pub listen: Vec<u16>,
     /// Local ports for outgoing connections (owned in XDP, no listener).
@@ -63,6 +67,17 @@ pub struct StackConfig {
     pub fastpath: Option<FastpathSettings>,
 }
 
+impl StackConfig {
+    /// Every address the stack owns: the IPv4 one (when set), then the
+    /// IPv6 ones.
+    pub fn addresses(&self) -> Vec<std::net::IpAddr> {
+        let v4 = (!self.ip.is_unspecified()).then_some(std::net::IpAddr::V4(self.ip));
+        v4.into_iter()
+            .chain(self.ip6.iter().map(|a| std::net::IpAddr::V6(*a)))
+            .collect()
+    }
+}
+
 impl Default for StackConfig {
     /// No interface or address yet, no ports, the discard app, default TCP,
     /// AF_XDP and XDP settings, every rx queue, no fast-path settings.
@@ -70,6 +85,7 @@ impl Default for StackConfig {
         StackConfig {
             iface: String::new(),
             ip: Ipv4Addr::UNSPECIFIED,
+            ip6: Vec::new(),
             listen: Vec::new(),
             client_ports: Vec::new(),
             app: App::Discard,
@@ -197,7 +213,9 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         }
         None => None,
     };
+    let has_v4 = !config.ip.is_unspecified();
     match sys::address_on_kernel(config.ip) {
+        _ if !has_v4 => {}
         Some(false) => {
             // A host answers a SYN to a closed port with RST ("connection
             // refused", RFC 9293 §3.10.7.1); the kernel cannot, it does not
@@ -226,7 +244,24 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         }
     }
     for p in config.listen.iter().chain(&config.client_ports) {
-        prog.own_port(config.ip, *p)?;
+        if has_v4 {
+            prog.own_port(config.ip, *p)?;
+        }
+        for a in &config.ip6 {
+            prog.own_port6(*a, *p)?;
+        }
+    }
+    for a in &config.ip6 {
+        let exclusive = sys::address_on_kernel(*a) == Some(false);
+        prog.own_addr6(*a, exclusive)?;
+        notes.push((
+            log::Level::Info,
+            if exclusive {
+                format!("{a} is on no kernel interface: every TCP port of it is the engine's (closed ones answered with RST); neighbour discovery and ICMPv6 for it are the engine's")
+            } else {
+                format!("{a} is (or may be) a kernel address: TCP ports other than {:?} stay with the kernel", config.listen)
+            },
+        ));
     }
 
     let steering =
@@ -260,7 +295,8 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         prog.register_socket(q, sock.fd())?;
         let mut engine = Interface::new(IfaceConfig {
             mac: iface.mac,
-            addrs: vec![config.ip],
+            addrs: if has_v4 { vec![config.ip] } else { Vec::new() },
+            addrs6: config.ip6.clone(),
             ports: config.listen.clone(),
             app: config.app,
             response_bytes: config.response_bytes,
@@ -286,6 +322,7 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             sock,
             steer,
             addr: config.ip,
+            addr6: config.ip6.first().copied(),
             _prog: None,
             epoch,
             reported_tx_drops: 0,
@@ -307,7 +344,12 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
     log::log!(
         level,
         "serving {}:{:?} on {} ({} queue(s), XDP {xdp_mode} mode, AF_XDP {xsk_mode} mode, driver {})",
-        config.ip,
+        config
+            .addresses()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         config.listen,
         iface.name,
         queues,
@@ -362,6 +404,7 @@ pub struct Stack {
     sock: XskSocket,
     steer: Steering,
     addr: Ipv4Addr,
+    addr6: Option<Ipv6Addr>,
     /// Held by a single-queue stack; with several queues the caller holds it.
     _prog: Option<XdpProgram>,
     epoch: std::time::Instant,
@@ -404,6 +447,17 @@ impl Stack {
     /// The stack's address.
     pub fn addr(&self) -> Ipv4Addr {
         self.addr
+    }
+
+    /// The stack's address of `remote`'s family (its first IPv6 one for
+    /// IPv6), if it has one.
+    pub fn addr_for(&self, remote: std::net::IpAddr) -> Option<std::net::IpAddr> {
+        match remote {
+            std::net::IpAddr::V4(_) => {
+                (!self.addr.is_unspecified()).then_some(std::net::IpAddr::V4(self.addr))
+            }
+            std::net::IpAddr::V6(_) => self.addr6.map(std::net::IpAddr::V6),
+        }
     }
 
     /// The queue this stack serves.

@@ -6,13 +6,21 @@
 //!  │ Linux kernel         │               │ xstack (XDP + AF_XDP)    │
 //!  │ xs-NAME-p            │◄── veth ────► │ xs-NAME-s                │
 //!  │ 198.18.0.1/24        │               │ engine owns 198.18.0.2   │
+//!  │ 2001:2::1/64         │               │         and 2001:2::2    │
 //!  └──────────────────────┘               └──────────────────────────┘
 //! ```
-//! Addresses come from 198.18.0.0/15 (RFC 2544); no default route exists in
-//! either namespace, so nothing can leave. The stack's address is not
-//! configured on the kernel interface: the engine answers ARP for it.
+//! Dual-stack: addresses come from 198.18.0.0/15 (RFC 2544) and
+//! 2001:2::/48 (RFC 5180); no default route exists in either namespace, so
+//! nothing can leave. The stack's addresses are not configured on the
+//! kernel interface: the engine answers ARP and neighbour discovery for
+//! them. The peer's IPv6 runs without autoconfiguration, router
+//! solicitations or duplicate address detection (no noise in captures, the
+//! address usable at once); the stack side's kernel has IPv6 off.
 
-use std::{net::Ipv4Addr, process::Command};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    process::Command,
+};
 
 use serde::Serialize;
 use thiserror::Error;
@@ -25,6 +33,12 @@ pub const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const STACK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 /// Prefix length of the testbed link.
 pub const PREFIX_LEN: u8 = 24;
+/// IPv6 address of the Linux kernel in the peer namespace.
+pub const PEER_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+/// IPv6 address owned by the xstack engine in the stack namespace.
+pub const STACK_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+/// IPv6 prefix length of the testbed link.
+pub const PREFIX6_LEN: u8 = 64;
 /// MAC of the peer veth ("xs" + 1).
 pub const PEER_MAC: Mac = Mac([0x02, 0x78, 0x73, 0x00, 0x00, 0x01]);
 /// MAC of the stack veth ("xs" + 2).
@@ -77,6 +91,10 @@ pub struct Testbed {
     pub peer_ip: Ipv4Addr,
     /// Address the engine owns.
     pub stack_ip: Ipv4Addr,
+    /// Kernel IPv6 address in the peer namespace.
+    pub peer_ip6: Ipv6Addr,
+    /// IPv6 address the engine owns.
+    pub stack_ip6: Ipv6Addr,
 }
 
 /// How the Linux peer's end of the veth is set up.
@@ -183,6 +201,8 @@ impl Testbed {
             peer_if: format!("xs-{name}-p"),
             peer_ip: PEER_IP,
             stack_ip: STACK_IP,
+            peer_ip6: PEER_IP6,
+            stack_ip6: STACK_IP6,
         })
     }
 
@@ -258,17 +278,18 @@ impl Testbed {
             (&self.stack_ns, &self.stack_if),
             (&self.peer_ns, &self.peer_if),
         ] {
-            // IPv6 autoconfiguration would add noise to every capture.
-            let sysctl = format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6");
-            let _ = run(&[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sh",
-                "-c",
-                &format!("echo 1 > {sysctl}"),
-            ]);
+            // The stack side's kernel has no IPv6 (the engine owns the
+            // address); the peer's has it without autoconfiguration, router
+            // solicitations or DAD, which would add noise to every capture.
+            let conf = format!("/proc/sys/net/ipv6/conf/{iface}");
+            let script = if *ns == self.stack_ns {
+                format!("echo 1 > {conf}/disable_ipv6")
+            } else {
+                format!(
+                    "for k in autoconf accept_ra router_solicitations accept_dad dad_transmits; do echo 0 > {conf}/$k; done; echo 0 > {conf}/disable_ipv6"
+                )
+            };
+            let _ = run(&["ip", "netns", "exec", ns, "sh", "-c", &script]);
             if profile == PeerProfile::Tuned {
                 // Checksums computed by the kernel instead of left to a
                 // "hardware" offload veth does not have; no TSO/GSO.
@@ -316,6 +337,31 @@ impl Testbed {
                 &cidr,
                 "dev",
                 &self.peer_if,
+            ])?;
+        }
+        let cidr6 = format!("{}/{}", self.peer_ip6, PREFIX6_LEN);
+        let addrs6 = run(&[
+            "ip",
+            "-n",
+            &self.peer_ns,
+            "-6",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            &self.peer_if,
+        ])?;
+        if !addrs6.contains(&cidr6) {
+            run(&[
+                "ip",
+                "-n",
+                &self.peer_ns,
+                "addr",
+                "add",
+                &cidr6,
+                "dev",
+                &self.peer_if,
+                "nodad",
             ])?;
         }
         Ok(())
@@ -435,9 +481,16 @@ impl std::fmt::Display for Status {
             (
                 "stack",
                 &self.stack,
-                format!("{} (owned by the xstack engine)", t.stack_ip),
+                format!(
+                    "{} {} (owned by the xstack engine)",
+                    t.stack_ip, t.stack_ip6
+                ),
             ),
-            ("peer", &self.peer, format!("{} (Linux kernel)", t.peer_ip)),
+            (
+                "peer",
+                &self.peer,
+                format!("{} {} (Linux kernel)", t.peer_ip, t.peer_ip6),
+            ),
         ] {
             if !side.exists {
                 writeln!(f, "  {role:5} netns {:18} missing", side.netns)?;
@@ -643,6 +696,13 @@ mod tests {
             assert!(
                 o[0] == 198 && (o[1] & 0xfe) == 18,
                 "{ip} outside 198.18.0.0/15"
+            );
+        }
+        for ip in [PEER_IP6, STACK_IP6] {
+            let s = ip.segments();
+            assert!(
+                s[0] == 0x2001 && s[1] == 2 && s[2] == 0,
+                "{ip} outside 2001:2::/48"
             );
         }
     }

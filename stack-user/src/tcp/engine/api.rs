@@ -9,15 +9,20 @@ impl TcpEngine {
     /// `poll_transmit`; `Event::Connected` reports success. A 4-tuple in
     /// TIME_WAIT is taken over when `tcp_tw_reuse` or `tw_isn_above_last`
     /// allows it (the new ISN is the old SND.NXT + 65537, as Linux);
-    /// otherwise it is `AddrInUse`.
+    /// otherwise it is `AddrInUse`. Both addresses IPv4 or both IPv6
+    /// (else `AddrFamily`).
     pub fn connect(
         &mut self,
         now: Instant,
-        local_addr: Ipv4Addr,
+        local_addr: impl Into<IpAddr>,
         local_port: u16,
-        remote_addr: Ipv4Addr,
+        remote_addr: impl Into<IpAddr>,
         remote_port: u16,
     ) -> Result<ConnId, TcpError> {
+        let (local_addr, remote_addr) = (local_addr.into(), remote_addr.into());
+        if local_addr.is_ipv4() != remote_addr.is_ipv4() {
+            return Err(TcpError::AddrFamily);
+        }
         self.clock = self.clock.max(now);
         if self.slots_in_use() >= self.cfg.max_connections {
             return Err(TcpError::NoBufs);

@@ -52,7 +52,7 @@ impl Tcb {
             // what was negotiated (RFC 7323 §2.2, §3.2; RFC 2018 §2).
             let active = self.state == State::SynSent;
             let offer = |f: u32, on: bool| if active { on } else { self.flags & f != 0 };
-            options.mss = Some(cfg.mss);
+            options.mss = Some(cfg.mss_for(self.tuple.is_ipv6()));
             if offer(WS, cfg.tcp_window_scaling) {
                 options.window_scale = Some(self.rcv_wscale);
             }

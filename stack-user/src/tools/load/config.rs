@@ -1,11 +1,11 @@
 //! What `xstack load` runs: the loop, who closes, the bounds.
 
-use std::{net::SocketAddrV4, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::tools::guard::{check_target, TargetPrefix};
+use crate::tools::guard::{check_target_ip, TargetPrefix};
 
 /// How connections are started.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -32,8 +32,8 @@ pub enum CloseBy {
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct LoadConfig {
-    /// Server address: inside 198.18.0.0/15 or `allow_target`.
-    pub target: SocketAddrV4,
+    /// Server address: inside 198.18.0.0/15, 2001:2::/48 or `allow_target`.
+    pub target: SocketAddr,
     /// Prefixes beyond 198.18.0.0/15 the target may lie in (`--allow-target`).
     pub allow_target: Vec<TargetPrefix>,
     /// Open or closed loop.
@@ -132,7 +132,7 @@ impl Segment {
 impl LoadConfig {
     /// Checks the combination of options.
     pub fn validate(&self) -> Result<()> {
-        check_target("xstack load", *self.target.ip(), &self.allow_target)?;
+        check_target_ip("xstack load", self.target.ip(), &self.allow_target)?;
         if self.close == CloseBy::Server && !self.http {
             bail!("--close server needs --http (the last request asks the server to close)");
         }

@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashMap,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -97,7 +97,7 @@ fn push(
 /// The engine's `TcpConfig` is `tcp`; a generator wants `tcp_tw_reuse = 1`
 /// so that 4-tuples in TIME_WAIT are reused after 1 s (with timestamps,
 /// PAWS protects the new incarnation), as `xstack load` sets by default.
-pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -> Result<Summary> {
+pub fn run_engine(iface: &str, ip: IpAddr, cfg: &LoadConfig, tcp: TcpConfig) -> Result<Summary> {
     cfg.validate()?;
     let (lo, hi) = tcp.ip_local_port_range;
     let queues = cfg.queues;
@@ -108,9 +108,14 @@ pub fn run_engine(iface: &str, ip: Ipv4Addr, cfg: &LoadConfig, tcp: TcpConfig) -
         .as_ref()
         .map(crate::runtime::capture::Capture::shared)
         .transpose()?;
+    let (ip4, ip6) = match ip {
+        IpAddr::V4(a) => (a, Vec::new()),
+        IpAddr::V6(a) => (Ipv4Addr::UNSPECIFIED, vec![a]),
+    };
     let (_prog, stacks) = Stack::open_queues(&StackConfig {
         iface: iface.to_string(),
-        ip,
+        ip: ip4,
+        ip6,
         listen: vec![],
         client_ports: (lo..=hi).collect(),
         app: App::Discard,
@@ -238,7 +243,9 @@ fn drive(
     start: Instant,
     publish: bool,
 ) {
-    let ip = st.addr();
+    let ip = st
+        .addr_for(cfg.target.ip())
+        .unwrap_or(IpAddr::V4(st.addr()));
     let mut conns = ConnMap::default();
     // The two requests (the last one may ask the server to close), built once.
     let requests = [request_bytes(cfg, false), request_bytes(cfg, true)];
@@ -297,7 +304,7 @@ fn drive(
             let t = st.now();
             let attempt = st
                 .engine()
-                .connect(t, ip, 0, *cfg.target.ip(), cfg.target.port());
+                .connect(t, ip, 0, cfg.target.ip(), cfg.target.port());
             if attempt == Err(TcpError::AddrInUse) {
                 // Every local port is busy or in TIME_WAIT too young to reuse
                 // (EADDRNOTAVAIL on Linux): back-pressure, not an error. Try

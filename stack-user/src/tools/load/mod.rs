@@ -37,7 +37,12 @@ use crate::apps::http;
 fn request_bytes(cfg: &LoadConfig, last: bool) -> Vec<u8> {
     if cfg.http {
         let keep = !(last && cfg.close == CloseBy::Server);
-        http::get_request(&cfg.target.ip().to_string(), "/", keep)
+        // RFC 9110 §7.2 / RFC 3986 §3.2.2: an IPv6 literal host in brackets.
+        let host = match cfg.target.ip() {
+            std::net::IpAddr::V4(a) => a.to_string(),
+            std::net::IpAddr::V6(a) => format!("[{a}]"),
+        };
+        http::get_request(&host, "/", keep)
     } else {
         (0..cfg.request_bytes).map(|i| (i % 251) as u8).collect()
     }

@@ -3,7 +3,7 @@
 
 use std::{
     io::Write,
-    net::SocketAddrV4,
+    net::SocketAddr,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -226,12 +226,7 @@ impl Recorder {
         }
     }
 
-    pub(super) fn summary(
-        &self,
-        stack: &'static str,
-        target: SocketAddrV4,
-        elapsed: f64,
-    ) -> Summary {
+    pub(super) fn summary(&self, stack: &'static str, target: SocketAddr, elapsed: f64) -> Summary {
         let h = &self.hist;
         let q = |x: f64| {
             if h.is_empty() {
