@@ -116,8 +116,10 @@ impl Tcb {
             .collect();
         TcpInfo {
             state: self.state.to_string(),
-            local: format!("{}:{}", self.tuple.local_addr, self.tuple.local_port),
-            peer: format!("{}:{}", self.tuple.remote_addr, self.tuple.remote_port),
+            local: std::net::SocketAddr::from((self.tuple.local_addr, self.tuple.local_port))
+                .to_string(),
+            peer: std::net::SocketAddr::from((self.tuple.remote_addr, self.tuple.remote_port))
+                .to_string(),
             recv_q: self.rcv.len() as u64,
             send_q: rel(data_end, una),
             bytes_acked: rel(una, base),
