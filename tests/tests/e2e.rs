@@ -205,7 +205,17 @@ fn testbed_down_leaves_nothing_behind() {
         "generic-receive-offload"
     ));
     let st = t.status();
-    assert_eq!(st.peer.kernel_addrs, vec!["198.18.0.1/24".to_string()]);
+    // Dual-stack: the benchmarking addresses of both families, and the
+    // IPv6 link-local address every IPv6 interface has; nothing else.
+    let addrs = &st.peer.kernel_addrs;
+    assert!(addrs.contains(&"198.18.0.1/24".to_string()), "{addrs:?}");
+    assert!(addrs.contains(&"2001:2::1/64".to_string()), "{addrs:?}");
+    assert!(
+        addrs
+            .iter()
+            .all(|a| a == "198.18.0.1/24" || a == "2001:2::1/64" || a.starts_with("fe80:")),
+        "{addrs:?}"
+    );
     assert!(
         st.stack.kernel_addrs.is_empty(),
         "the stack address must not be on the kernel interface"
