@@ -1,6 +1,6 @@
 //! `xstack load`: generate load against a server.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -9,9 +9,33 @@ pub(super) struct Args {
     /// Interface the load engine attaches to (not with --kernel).
     #[arg(long, required_unless_present = "kernel")]
     iface: Option<String>,
-    /// Address the load engine owns (not with --kernel).
-    #[arg(long, required_unless_present = "kernel")]
-    ip: Option<Ipv4Addr>,
+    /// Addresses the load engine owns (not with --kernel): one, a comma list, or a prefix such as 198.18.1.0/26 (its host addresses, at most 256); connections spread over addresses × --ports.
+    #[arg(
+        long,
+        required_unless_present = "kernel",
+        value_name = "ADDR[,ADDR..]|PREFIX"
+    )]
+    ip: Option<String>,
+    /// Local port range LO-HI for the engine's connections (Linux ip_local_port_range; not with --kernel).
+    #[arg(
+        long,
+        value_name = "LO-HI",
+        default_value = "32768-60999",
+        conflicts_with = "kernel"
+    )]
+    ports: String,
+    /// Closed loop: most connections started per second (0 = unpaced). The default, 4096, lets a Linux server with the default accept queue (somaxconn 4096) that accepts at least once a second never overflow it.
+    #[arg(long, value_name = "R", conflicts_with = "rate")]
+    connect_rate: Option<f64>,
+    /// Closed loop: reach --concurrency linearly over S seconds.
+    #[arg(long, value_name = "S", conflicts_with = "rate")]
+    ramp: Option<f64>,
+    /// Seconds each connection pauses between a response and its next request (keep-alive connections sit idle meanwhile).
+    #[arg(long, value_name = "S")]
+    think_time: Option<f64>,
+    /// SYN retransmissions before a connect fails, as Linux tcp_syn_retries (default 6: after 1, 2, 4, 8, 16, 32 s; the handshake also ends at --timeout); engine only.
+    #[arg(long, value_name = "N", conflicts_with = "kernel")]
+    tcp_syn_retries: Option<u8>,
     /// Server address and port (inside 198.18.0.0/15 or an --allow-target prefix).
     #[arg(long)]
     target: std::net::SocketAddrV4,
@@ -45,7 +69,7 @@ pub(super) struct Args {
     /// Connections to make in all.
     #[arg(long)]
     connections: Option<u64>,
-    /// Seconds a connection may go without progress (handshake, bytes of a request or response, the FIN) before it counts as timed out; past --duration, open connections get this + 1 s, then count as timeouts.
+    /// Seconds a connection may go without progress (handshake, bytes of a request or response, the FIN; not a --think-time pause) before it counts as timed out (a handshake as connect_timeout); past --duration, open connections get this + 1 s, then count as timeouts.
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
     /// Engines, one per AF_XDP queue, each on its own thread (queues 0..N of --iface; not with --kernel, which has --threads).
@@ -115,22 +139,38 @@ pub(super) fn run(a: Args) -> Result<()> {
         hdr: a.hdr.clone(),
         queues: a.queues,
         busy_poll: a.busy_poll,
+        connect_rate: match a.connect_rate {
+            None if a.rate.is_none() => Some(crate::tools::load::DEFAULT_CONNECT_RATE),
+            None => None,
+            Some(r) if r == 0.0 => None,
+            Some(r) if r > 0.0 && r.is_finite() => Some(r),
+            Some(r) => anyhow::bail!(
+                "--connect-rate {r} is invalid: give connections per second, or 0 for unpaced"
+            ),
+        },
+        ramp: a.ramp.map(|r| secs(r, "--ramp")).transpose()?,
+        think_time: a.think_time.map(|t| secs(t, "--think-time")).transpose()?,
     };
     let summary = if a.kernel {
         crate::tools::load::run_kernel(&cfg, a.threads)?
     } else {
         crate::runtime::sys::check_privileges("xstack load")?;
-        let (Some(iface), Some(ip)) = (a.iface.as_deref(), a.ip) else {
+        let (Some(iface), Some(ip)) = (a.iface.as_deref(), a.ip.as_deref()) else {
             anyhow::bail!("--iface and --ip are needed unless --kernel");
         };
+        let ips = crate::tools::load::parse_addrs(ip)?;
         let mut tcp = crate::tcp::TcpConfig {
             tcp_tw_reuse: 1,
+            ip_local_port_range: crate::tools::load::parse_ports(&a.ports)?,
             ..Default::default()
         };
         for kv in &a.sysctls {
             crate::tcp::sysctl::apply(&mut tcp, kv)?;
         }
-        crate::tools::load::run_engine(iface, ip, &cfg, tcp)?
+        if let Some(n) = a.tcp_syn_retries {
+            tcp.tcp_syn_retries = n;
+        }
+        crate::tools::load::run_engine(iface, &ips, &cfg, tcp)?
     };
     print!("{summary}");
     if let Some(p) = &a.json {

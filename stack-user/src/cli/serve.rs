@@ -137,6 +137,7 @@ pub(super) fn run(a: Args) -> Result<()> {
         stack: StackConfig {
             iface: a.iface,
             ip: a.ip,
+            extra_ips: Vec::new(),
             listen: a.port,
             client_ports: Vec::new(),
             app: a.app,

@@ -63,6 +63,9 @@ pub struct IfaceConfig {
 /// The per-queue frame handler.
 pub struct Interface {
     config: IfaceConfig,
+    /// `config.addrs`, sorted: what [`Interface::owns`] searches (a load
+    /// owns up to a /24).
+    owned: Vec<Ipv4Addr>,
     stats: IfaceStats,
     ident: u16,
     tcp: TcpEngine,
@@ -93,8 +96,11 @@ impl Interface {
                 let _ = tcp.listen(*a, *p, config.backlog);
             }
         }
+        let mut owned = config.addrs.clone();
+        owned.sort_unstable();
         Interface {
             config,
+            owned,
             stats: IfaceStats::default(),
             ident: 1,
             tcp,
@@ -134,7 +140,7 @@ impl Interface {
     }
 
     fn owns(&self, ip: Ipv4Addr) -> bool {
-        self.config.addrs.contains(&ip)
+        self.owned.binary_search(&ip).is_ok()
     }
 
     fn drop_wire(&mut self, e: WireError) {

@@ -33,6 +33,9 @@ pub struct StackConfig {
     pub iface: String,
     /// The stack's address.
     pub ip: Ipv4Addr,
+    /// More addresses the engine owns beside `ip` (`xstack load --ip
+    /// PREFIX`): ARP for each is answered, TCP to them goes to the engine.
+    pub extra_ips: Vec<Ipv4Addr>,
     /// Ports with a listener running `app`.
     pub listen: Vec<u16>,
     /// Local ports for outgoing connections (owned in XDP, no listener).
@@ -69,6 +72,7 @@ impl Default for StackConfig {
         StackConfig {
             iface: String::new(),
             ip: Ipv4Addr::UNSPECIFIED,
+            extra_ips: Vec::new(),
             listen: Vec::new(),
             client_ports: Vec::new(),
             app: App::Discard,
@@ -206,6 +210,42 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
     for p in config.listen.iter().chain(&config.client_ports) {
         prog.own_port(config.ip, *p)?;
     }
+    // Further addresses: an address no kernel interface has is the
+    // engine's on every port (no per-port entries, so a prefix of them
+    // costs one entry each); one the kernel also has needs its ports
+    // claimed, which the owned-port table bounds.
+    let mut port_entries = config.listen.len() + config.client_ports.len();
+    for &a in &config.extra_ips {
+        if a == config.ip {
+            continue;
+        }
+        if sys::address_on_kernel(a) == Some(false) {
+            prog.own_addr_exclusively(a)?;
+            continue;
+        }
+        port_entries += config.listen.len() + config.client_ports.len();
+        if port_entries > stack_ebpf::MAX_OWNED_PORTS as usize {
+            bail!(
+                "{a} is also a kernel address: claiming its {} ports would pass the XDP owned-port table's {} entries; use addresses no kernel interface has (`ip addr del`), or fewer of them or a narrower --ports",
+                config.listen.len() + config.client_ports.len(),
+                stack_ebpf::MAX_OWNED_PORTS
+            );
+        }
+        prog.own_addr(a)?;
+        for p in config.listen.iter().chain(&config.client_ports) {
+            prog.own_port(a, *p)?;
+        }
+    }
+    if !config.extra_ips.is_empty() {
+        notes.push((
+            log::Level::Info,
+            format!(
+                "{} more address(es) owned beside {}",
+                config.extra_ips.len(),
+                config.ip
+            ),
+        ));
+    }
 
     let steering =
         crate::datapath::steer::mesh(queues).context("creating the queue steering eventfds")?;
@@ -237,7 +277,9 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         prog.register_socket(q, sock.fd())?;
         let mut engine = Interface::new(IfaceConfig {
             mac: iface.mac,
-            addrs: vec![config.ip],
+            addrs: std::iter::once(config.ip)
+                .chain(config.extra_ips.iter().copied().filter(|a| *a != config.ip))
+                .collect(),
             ports: config.listen.clone(),
             app: config.app,
             response_bytes: config.response_bytes,

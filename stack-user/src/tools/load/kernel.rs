@@ -127,7 +127,10 @@ async fn kernel_conn(
     use tokio::io::AsyncReadExt;
     if let Ok(mut r) = rec.lock() {
         r.active += 1;
+        r.opening += 1;
     }
+    let connecting = Instant::now();
+    let mut connected = false;
     // `--timeout` bounds each step without progress (connect, bytes of a
     // request or its response, the server's FIN), as in engine mode, not
     // the whole connection: a keep-alive connection may rightly live as
@@ -136,6 +139,12 @@ async fn kernel_conn(
     let mut moved = Moved::default();
     let res: std::io::Result<()> = async {
         let mut s = within(limit, tokio::net::TcpStream::connect(cfg.target)).await?;
+        connected = true;
+        if let Ok(mut r) = rec.lock() {
+            r.opening = r.opening.saturating_sub(1);
+            r.established += 1;
+            r.connected(connecting.elapsed());
+        }
         s.set_nodelay(true)?;
         let mut origin = if matches!(cfg.lp, Loop::Closed(_)) {
             Instant::now()
@@ -157,10 +166,21 @@ async fn kernel_conn(
             if let Ok(mut r) = rec.lock() {
                 r.latency(origin.elapsed());
             }
-            origin = Instant::now();
             if last {
                 break;
             }
+            if let Some(t) = cfg.think_time {
+                // Idle between requests (`--think-time`); a run that ends
+                // meanwhile closes the connection at the deadline.
+                let wake = tokio::time::Instant::now() + t;
+                match stop_at {
+                    Some(end) if end < Instant::now() + t => {
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(end)).await;
+                    }
+                    _ => tokio::time::sleep_until(wake).await,
+                }
+            }
+            origin = Instant::now();
         }
         match cfg.close {
             CloseBy::Client => drop(s),
@@ -181,6 +201,11 @@ async fn kernel_conn(
     moved.flush(&rec, true);
     if let Ok(mut r) = rec.lock() {
         r.active = r.active.saturating_sub(1);
+        if connected {
+            r.established = r.established.saturating_sub(1);
+        } else {
+            r.opening = r.opening.saturating_sub(1);
+        }
         match res {
             Ok(()) => r.conn_done(),
             Err(e) => {
@@ -188,6 +213,7 @@ async fn kernel_conn(
                     r.first_error = Some(e.to_string());
                 }
                 match e.kind() {
+                    std::io::ErrorKind::TimedOut if !connected => r.errors.connect_timeout += 1,
                     std::io::ErrorKind::TimedOut => r.errors.timeout += 1,
                     std::io::ErrorKind::ConnectionRefused => r.errors.refused += 1,
                     std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {

@@ -11,7 +11,8 @@
 //! Here: the request/response framing both drivers share. Beside it:
 //! `config` (what to run), `recorder` (the shared measurement state, the
 //! progress line, the HdrHistogram log and the summary), `driver` (the
-//! xstack engine driver) and `kernel` (the kernel-socket driver).
+//! xstack engine driver), `pace` (closed-loop pacing of connection starts)
+//! and `kernel` (the kernel-socket driver).
 
 use std::time::Duration;
 
@@ -20,9 +21,12 @@ use anyhow::Result;
 mod config;
 mod driver;
 mod kernel;
+mod pace;
 mod recorder;
 
-pub use config::{CloseBy, LoadConfig, Loop};
+pub use config::{
+    parse_addrs, parse_ports, CloseBy, LoadConfig, Loop, DEFAULT_CONNECT_RATE, MAX_SOURCE_ADDRS,
+};
 pub use driver::run_engine;
 pub use kernel::run_kernel;
 pub use recorder::{Errors, Latency, QueueSummary, Summary};
@@ -144,6 +148,9 @@ mod tests {
             hdr: None,
             queues: 1,
             busy_poll: false,
+            connect_rate: None,
+            ramp: None,
+            think_time: None,
         }
     }
 

@@ -23,21 +23,27 @@ pub struct Errors {
     pub refused: u64,
     /// Connection reset during the exchange.
     pub reset: u64,
-    /// No answer within the timeout.
+    /// A step without progress for `--timeout` (a request or its response,
+    /// the server's FIN), or still open when the run's drain bound ended.
     pub timeout: u64,
+    /// The handshake never completed: the SYN and its `tcp_syn_retries`
+    /// retransmissions went unanswered (engine), or the connect took
+    /// longer than `--timeout` (kernel).
+    pub connect_timeout: u64,
     /// Anything else (protocol errors, local port exhaustion).
     pub other: u64,
 }
 
 impl Errors {
     pub(super) fn total(&self) -> u64 {
-        self.refused + self.reset + self.timeout + self.other
+        self.refused + self.reset + self.timeout + self.connect_timeout + self.other
     }
 
     fn add(&mut self, o: &Errors) {
         self.refused += o.refused;
         self.reset += o.reset;
         self.timeout += o.timeout;
+        self.connect_timeout += o.connect_timeout;
         self.other += o.other;
     }
 }
@@ -78,6 +84,27 @@ pub struct Latency {
     pub mean: f64,
 }
 
+impl Latency {
+    /// The percentiles of `h` (zeros when it is empty).
+    pub(super) fn of(h: &Histogram<u64>) -> Latency {
+        let q = |x: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(x)
+            }
+        };
+        Latency {
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: h.max(),
+            mean: if h.is_empty() { 0.0 } else { h.mean() },
+        }
+    }
+}
+
 /// The summary `--json` writes (schema: docs in README, "load JSON").
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
@@ -103,6 +130,14 @@ pub struct Summary {
     pub throughput_bps: f64,
     /// Request latency (µs), from the intended start in open loop.
     pub latency_us: Latency,
+    /// Connect latency (µs): from the SYN (the `connect` call) to the
+    /// handshake's completion, SYN retransmissions included.
+    pub connect_latency_us: Latency,
+    /// Closed loop: seconds from the start until every one of the
+    /// `--concurrency` connections was established at once (null if never).
+    pub time_to_full_concurrency_s: Option<f64>,
+    /// Most connections established at once.
+    pub peak_established: u64,
     /// Errors by kind.
     pub errors: Errors,
     /// Most connections in TIME_WAIT at once on the load side (with
@@ -122,6 +157,18 @@ pub struct Summary {
 /// Shared measurement state.
 pub(super) struct Recorder {
     pub(super) hist: Histogram<u64>,
+    /// Connect latencies.
+    pub(super) connect_hist: Histogram<u64>,
+    /// When this worker first had its whole share established (closed loop).
+    pub(super) full_at: Option<Duration>,
+    /// Connections established now (handshake done, not yet closing).
+    pub(super) established: usize,
+    /// Connections whose handshake is under way.
+    pub(super) opening: usize,
+    /// Connections closing (FIN sent or received, not yet in TIME_WAIT).
+    pub(super) closing: usize,
+    /// Most connections established at once (the caller keeps the sum).
+    pub(super) peak_established: u64,
     pub(super) interval: Histogram<u64>,
     pub(super) errors: Errors,
     pub(super) connections: u64,
@@ -147,6 +194,12 @@ impl Recorder {
     pub(super) fn new() -> Recorder {
         Recorder {
             hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            connect_hist: Histogram::new_with_bounds(1, 300_000_000, 3).expect("valid bounds"),
+            full_at: None,
+            established: 0,
+            opening: 0,
+            closing: 0,
+            peak_established: 0,
             interval: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
             errors: Errors::default(),
             connections: 0,
@@ -169,6 +222,10 @@ impl Recorder {
     /// histogram, which the progress line takes separately).
     pub(super) fn add(&mut self, o: &Recorder) {
         let _ = self.hist.add(&o.hist);
+        let _ = self.connect_hist.add(&o.connect_hist);
+        self.established += o.established;
+        self.opening += o.opening;
+        self.closing += o.closing;
         self.errors.add(&o.errors);
         self.connections += o.connections;
         self.requests += o.requests;
@@ -198,6 +255,11 @@ impl Recorder {
         }
     }
 
+    pub(super) fn connected(&mut self, d: Duration) {
+        self.connect_hist
+            .saturating_record((d.as_micros() as u64).max(1));
+    }
+
     pub(super) fn conn_done(&mut self) {
         self.connections += 1;
         if self.in_window() {
@@ -219,13 +281,6 @@ impl Recorder {
         elapsed: f64,
     ) -> Summary {
         let h = &self.hist;
-        let q = |x: f64| {
-            if h.is_empty() {
-                0
-            } else {
-                h.value_at_quantile(x)
-            }
-        };
         // With --duration, rates are over the window; the drain after it
         // (last requests, closes) does not dilute them.
         let (secs, conns, reqs, bytes) = match self.window {
@@ -248,14 +303,10 @@ impl Recorder {
             bytes_out: self.bytes_out,
             bytes_in: self.bytes_in,
             throughput_bps: bytes as f64 * 8.0 / secs,
-            latency_us: Latency {
-                p50: q(0.5),
-                p90: q(0.9),
-                p99: q(0.99),
-                p999: q(0.999),
-                max: h.max(),
-                mean: if h.is_empty() { 0.0 } else { h.mean() },
-            },
+            latency_us: Latency::of(h),
+            connect_latency_us: Latency::of(&self.connect_hist),
+            time_to_full_concurrency_s: self.full_at.map(|d| d.as_secs_f64()),
+            peak_established: self.peak_established,
             errors: self.errors,
             peak_time_wait: self.peak_tw,
             first_error: self.first_error.clone(),
@@ -369,6 +420,7 @@ impl Reporter {
 
     /// Once a second: a progress line and an interval histogram.
     pub(super) fn tick(&mut self, r: &mut Recorder, active: usize, tw: u64) {
+        r.peak_established = r.peak_established.max(r.established as u64);
         r.peak_tw = r.peak_tw.max(tw);
         let now = Instant::now();
         let dt = now.duration_since(self.last).as_secs_f64();
@@ -381,14 +433,17 @@ impl Reporter {
             } else {
                 r.interval.value_at_quantile(0.99)
             };
+            let _ = active;
             eprintln!(
-                "t={:>5.1}s conn/s {:>9.0} req/s {:>9.0} errors {:>6} p99 {:>8} µs active {:>6} time_wait {:>7}",
+                "t={:>5.1}s conn/s {:>9.0} req/s {:>9.0} errors {:>6} p99 {:>8} µs established {:>7} opening {:>6} closing {:>6} time_wait {:>7}",
                 now.duration_since(self.start).as_secs_f64(),
                 (r.connections - self.last_conns) as f64 / dt,
                 (r.requests - self.last_reqs) as f64 / dt,
                 r.errors.total(),
                 p99,
-                active,
+                r.established,
+                r.opening,
+                r.closing,
                 tw
             );
         }
@@ -430,12 +485,27 @@ impl std::fmt::Display for Summary {
             "  latency µs  p50 {} p90 {} p99 {} p99.9 {} max {} (mean {:.1})",
             l.p50, l.p90, l.p99, l.p999, l.max, l.mean
         )?;
+        let c = &self.connect_latency_us;
         writeln!(
             f,
-            "  errors      refused {} reset {} timeout {} other {}\n  peak TIME_WAIT {}",
+            "  connect µs  p50 {} p90 {} p99 {} p99.9 {} max {} (mean {:.1})",
+            c.p50, c.p90, c.p99, c.p999, c.max, c.mean
+        )?;
+        match self.time_to_full_concurrency_s {
+            Some(t) => writeln!(
+                f,
+                "  established peak {} (full concurrency after {t:.2} s)",
+                self.peak_established
+            )?,
+            None => writeln!(f, "  established peak {}", self.peak_established)?,
+        }
+        writeln!(
+            f,
+            "  errors      refused {} reset {} timeout {} connect_timeout {} other {}\n  peak TIME_WAIT {}",
             self.errors.refused,
             self.errors.reset,
             self.errors.timeout,
+            self.errors.connect_timeout,
             self.errors.other,
             self.peak_time_wait
         )?;
