@@ -525,9 +525,18 @@ impl TcpEngine {
         slot.gen = slot.gen.wrapping_add(1);
         slot.scheduled = None;
         let timer = std::mem::replace(&mut slot.timer, TimerId::NONE);
+        let gen = slot.gen;
         self.timers.cancel(timer);
         let c = &mut self.state_counts[tcb.state() as usize];
         *c = c.saturating_sub(1);
+        self.close_wait_moved(
+            tcb.origin,
+            idx,
+            gen,
+            Some(tcb.state()),
+            None,
+            tcb.state_since,
+        );
         if self.conns.get(&tcb.tuple) == Some(&idx) {
             self.conns.remove(&tcb.tuple);
         }
@@ -623,6 +632,7 @@ impl TcpEngine {
             time_wait = Some((entry, ack_owed, handle));
         }
         let fin = tcb.state();
+        let (origin, since) = (tcb.origin, tcb.state_since);
         if fin != old {
             let c = &mut self.state_counts;
             c[old as usize] = c[old as usize].saturating_sub(1);
@@ -633,6 +643,9 @@ impl TcpEngine {
                 self.conns.remove(&tuple);
             }
             free |= tcb.is_orphan();
+        }
+        if fin != old {
+            self.close_wait_moved(origin, idx, id.gen, Some(old), Some(fin), since);
         }
         if let Some((entry, ack_owed, handle)) = time_wait {
             self.enter_time_wait(entry, ack_owed, handle);

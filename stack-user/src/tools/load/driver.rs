@@ -187,6 +187,9 @@ pub fn run_engine(
         queues: Some(queues),
         ..Default::default()
     })?;
+    let heap_baseline = crate::runtime::sys::memory().heap_in_use_bytes;
+    let mut heap_at_peak = heap_baseline;
+    let mut est_at_heap = 0u64;
     let start = Instant::now();
     let window = cfg.duration.map(|d| (start + d, d));
     let mut rep = Reporter::new(cfg)?;
@@ -206,7 +209,7 @@ pub fn run_engine(
             .name(format!("xstack-load-q{i}"))
             .spawn(move || {
                 drive(&mut st, &part, Sources::new(addrs), &shared, start);
-                st.steer_counts()
+                (st.steer_counts(), st.kernel_stats().rx_ring_full)
             })
             .context("spawning a load worker")?;
         workers.push((rec, handle));
@@ -222,7 +225,11 @@ pub fn run_engine(
                 est += r.established;
             }
         }
-        peak_est = peak_est.max(est as u64);
+        if est as u64 > peak_est || (est as u64 == peak_est && rep.due()) {
+            peak_est = est as u64;
+            heap_at_peak = crate::runtime::sys::memory().heap_in_use_bytes;
+            est_at_heap = peak_est;
+        }
         if rep.due() {
             let mut sum = Recorder::new();
             let (mut active, mut tw) = (0, 0);
@@ -246,7 +253,7 @@ pub fn run_engine(
     // Full concurrency: when the last engine had its whole share.
     let mut full_at = Some(Duration::ZERO);
     for (q, (rec, handle)) in workers.into_iter().enumerate() {
-        let steer = handle
+        let (steer, rx_ring_full) = handle
             .join()
             .map_err(|_| anyhow::anyhow!("load worker {q} panicked"))?;
         let r = rec
@@ -263,6 +270,7 @@ pub fn run_engine(
             handed_out: steer.handed_out,
             handed_in: steer.handed_in,
             handoff_dropped: steer.handoff_dropped,
+            rx_ring_full,
         });
     }
     total.peak_tw = total.peak_tw.max(peak_tw);
@@ -273,6 +281,13 @@ pub fn run_engine(
     };
     total.peak_established = peak_est;
     let mut summary = total.summary("xstack", cfg.target, elapsed);
+    summary.heap_baseline_bytes = heap_baseline;
+    summary.heap_at_peak_bytes = heap_at_peak;
+    summary.heap_bytes_per_connection = if est_at_heap > 0 {
+        heap_at_peak.saturating_sub(heap_baseline) / est_at_heap
+    } else {
+        0
+    };
     summary.queues = queues;
     summary.per_queue = per_queue;
     Ok(summary)
@@ -345,7 +360,6 @@ fn drive(
     // (check time, connection): open steps, to time out.
     let mut watch: VecDeque<(Instant, ConnId)> = VecDeque::new();
     let mut established: usize = 0;
-    let mut over_seen = false;
     let mut buf = vec![0u8; 64 * 1024];
     let mut idle: u32 = 0;
     let mut last_check = Instant::now();
@@ -373,15 +387,6 @@ fn drive(
                 let _ = st.engine().tcp().abort(c);
             }
             break;
-        }
-        if !over_seen && stop_at.is_some_and(|t| now >= t) {
-            // The run is over: thinking connections end now rather than
-            // after their pause (once, not per round).
-            over_seen = true;
-            for (c, k) in conns.iter_mut().filter(|(_, k)| k.thinking) {
-                k.think_until = now;
-                think.push_front((now, *c));
-            }
         }
         // Frames in; the replies they owe leave with this round's requests
         // and closes at `transmit` below.
@@ -676,11 +681,22 @@ fn drive(
             st.wait(max);
         }
     }
-    // Let the last FINs, ACKs and RSTs leave before the socket closes.
-    let drain = Instant::now() + Duration::from_millis(200);
-    while Instant::now() < drain {
+    // Let the last FINs, ACKs and RSTs leave before the socket closes, and
+    // the closes finish (a FIN lost at a busy server is retransmitted):
+    // at least 200 ms, at most a second more while connections are
+    // still closing.
+    let least = Instant::now() + Duration::from_millis(200);
+    let most = least + Duration::from_secs(1);
+    loop {
+        let now = Instant::now();
+        let c = st.engine().tcp_ref().state_counts();
+        let closing = c.fin_wait1 + c.closing + c.last_ack;
+        if now >= most || (now >= least && closing == 0) {
+            break;
+        }
         st.poll();
         while st.engine().poll_event().is_some() {}
+        st.wait(Duration::from_millis(1));
     }
     let counts = st.engine().tcp_ref().state_counts();
     if let Ok(mut r) = shared.lock() {

@@ -47,10 +47,13 @@ fn request_bytes(cfg: &LoadConfig, last: bool) -> Vec<u8> {
 
 /// How long connections still open at the end of `--duration` may take to
 /// finish their request before they count as timed out: `--timeout` (a
-/// step without progress) and a second for the last ACKs. Both drivers
-/// end there, whatever the server does.
+/// step without progress) and a second for the last ACKs, plus one
+/// `--think-time` pause: a connection pausing at the deadline ends when
+/// its pause does, so the closes of many idle connections spread over a
+/// pause instead of leaving in one burst. Both drivers end there,
+/// whatever the server does.
 fn drain_bound(cfg: &LoadConfig) -> Duration {
-    cfg.timeout + Duration::from_secs(1)
+    cfg.timeout + Duration::from_secs(1) + cfg.think_time.unwrap_or_default()
 }
 
 /// Length of the complete HTTP response at the start of `buf`, if there

@@ -65,6 +65,9 @@ pub struct QueueSummary {
     pub handed_in: u64,
     /// Handed-over frames dropped at a full mailbox.
     pub handoff_dropped: u64,
+    /// Frames the kernel dropped because this engine's AF_XDP rx ring was
+    /// full (`XDP_STATISTICS`): the engine fell behind.
+    pub rx_ring_full: u64,
 }
 
 /// Latency percentiles in microseconds.
@@ -138,6 +141,15 @@ pub struct Summary {
     pub time_to_full_concurrency_s: Option<f64>,
     /// Most connections established at once.
     pub peak_established: u64,
+    /// Heap in use (glibc `mallinfo2`) of the load process after its
+    /// engines came up, before any connection (engine mode; 0 otherwise).
+    pub heap_baseline_bytes: u64,
+    /// Heap in use when the most connections were established.
+    pub heap_at_peak_bytes: u64,
+    /// (heap at peak − baseline) / peak established: what one
+    /// established connection costs the load side (control block, demux
+    /// entry, buffers, the driver's own record); 0 without connections.
+    pub heap_bytes_per_connection: u64,
     /// Errors by kind.
     pub errors: Errors,
     /// Most connections in TIME_WAIT at once on the load side (with
@@ -307,6 +319,9 @@ impl Recorder {
             connect_latency_us: Latency::of(&self.connect_hist),
             time_to_full_concurrency_s: self.full_at.map(|d| d.as_secs_f64()),
             peak_established: self.peak_established,
+            heap_baseline_bytes: 0,
+            heap_at_peak_bytes: 0,
+            heap_bytes_per_connection: 0,
             errors: self.errors,
             peak_time_wait: self.peak_tw,
             first_error: self.first_error.clone(),
@@ -491,6 +506,15 @@ impl std::fmt::Display for Summary {
             "  connect µs  p50 {} p90 {} p99 {} p99.9 {} max {} (mean {:.1})",
             c.p50, c.p90, c.p99, c.p999, c.max, c.mean
         )?;
+        if self.heap_at_peak_bytes > 0 {
+            writeln!(
+                f,
+                "  heap        {:.1} MB at the peak, {:.1} MB before: {} B per established connection",
+                self.heap_at_peak_bytes as f64 / 1e6,
+                self.heap_baseline_bytes as f64 / 1e6,
+                self.heap_bytes_per_connection
+            )?;
+        }
         match self.time_to_full_concurrency_s {
             Some(t) => writeln!(
                 f,
@@ -509,6 +533,13 @@ impl std::fmt::Display for Summary {
             self.errors.other,
             self.peak_time_wait
         )?;
+        let ring: u64 = self.per_queue.iter().map(|q| q.rx_ring_full).sum();
+        if ring > 0 {
+            writeln!(
+                f,
+                "  load side   {ring} frames dropped at a full AF_XDP rx ring (the load engine fell behind)"
+            )?;
+        }
         if let Some(e) = &self.first_error {
             writeln!(f, "  first error: {e}")?;
         }
