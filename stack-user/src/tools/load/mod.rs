@@ -98,6 +98,10 @@ impl Reply {
                 }
                 Ok(Some(len)) => {
                     self.inbuf.drain(..len);
+                    if self.inbuf.is_empty() {
+                        // An idle kept-alive connection keeps no buffer.
+                        self.inbuf = Vec::new();
+                    }
                     Fed::Complete
                 }
                 Ok(None) => Fed::Partial,
