@@ -93,6 +93,8 @@ pub fn run(a: &SoakArgs) -> Result<String> {
             "--duration",
             &a.seconds.to_string(),
             "--busy-poll",
+            "--connect-rate",
+            "0",
             "--quiet",
         ])
         .arg("--json")
