@@ -90,7 +90,7 @@ impl TcpEngine {
         for idx in half_open {
             self.free_slot(idx);
         }
-        for slot in &mut self.slots {
+        for slot in self.slots.iter_mut() {
             if let Some(t) = slot.tcb.as_mut().filter(|t| t.origin == id.0) {
                 t.origin = u32::MAX;
             }

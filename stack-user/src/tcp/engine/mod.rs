@@ -38,6 +38,7 @@ use crate::wire::tcp::{
 mod api;
 mod demux;
 mod listen;
+mod slots;
 mod syncookie;
 pub(crate) mod time_wait;
 
@@ -176,7 +177,7 @@ pub struct TcpEngine {
     /// zero on the host's monotonic clock, once the runtime says it.
     ts_clock_ms: u32,
     conns: HashMap<FourTuple, u32, DemuxBuildHasher>,
-    slots: Vec<Slot>,
+    slots: slots::Chunked<Slot>,
     free: Vec<u32>,
     listeners: Vec<Option<Listener>>,
     listen_map: HashMap<(Ipv4Addr, u16), u32, DemuxBuildHasher>,
@@ -226,7 +227,7 @@ impl TcpEngine {
         };
         TcpEngine {
             conns: HashMap::with_capacity_and_hasher(cap, hasher),
-            slots: Vec::with_capacity(cap),
+            slots: slots::Chunked::new(),
             free: Vec::new(),
             listeners: Vec::new(),
             listen_map: HashMap::with_hasher(hasher),

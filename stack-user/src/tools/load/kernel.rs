@@ -252,10 +252,19 @@ pub fn run_kernel(cfg: &LoadConfig, threads: usize) -> Result<Summary> {
         let mut tasks = tokio::task::JoinSet::new();
         match cfg.lp {
             Loop::Closed(n) => {
-                for _ in 0..n {
+                for i in 0..n {
                     let (cfg, rec, started) = (cfg.clone(), rec.clone(), started.clone());
                     let requests = requests.clone();
+                    // The opening is paced as in engine mode: connection
+                    // i first starts at i / --connect-rate, or i / n of
+                    // --ramp, whichever is later (replacements are not).
+                    let by_rate = cfg.connect_rate.map_or(0.0, |r| f64::from(i) / r);
+                    let by_ramp = cfg
+                        .ramp
+                        .map_or(0.0, |r| r.as_secs_f64() * f64::from(i) / f64::from(n));
+                    let first = start + Duration::from_secs_f64(by_rate.max(by_ramp));
                     tasks.spawn(async move {
+                        tokio::time::sleep_until(first.into()).await;
                         while may_start(&started) {
                             kernel_conn(
                                 cfg.clone(),
