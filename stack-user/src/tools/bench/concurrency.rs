@@ -232,29 +232,36 @@ fn run_one(a: &ConcurrencyArgs, kernel: bool, n: u32) -> Result<Row> {
         s
     });
     let bound = Duration::from_secs_f64(duration + a.think_time + 60.0);
-    let mut held: Option<(u64, u64)> = None;
+    // The memory sample taken at the most connections held: (count,
+    // heap or slab bytes, sockstat pages).
+    let mut held: Option<(u64, u64, u64)> = None;
     let mut next = Instant::now();
     while load.try_wait()?.is_none() {
         if started.elapsed() > bound {
             let _ = load.kill();
             break;
         }
-        if held.is_none() && Instant::now() >= next {
-            next += Duration::from_millis(200);
+        if Instant::now() >= next {
+            next += Duration::from_millis(250);
+            let most = held.map_or(0, |h| h.0);
             if kernel {
                 // Server-side sockets: the listener and one per connection.
-                let (inuse, _) = sockstat(&t.stack_ns);
-                if inuse > u64::from(n) {
-                    let mem = sockstat(&t.stack_ns).1 + sockstat(&t.peer_ns).1;
-                    held = Some((slab_bytes(), mem));
+                let (inuse, mem) = sockstat(&t.stack_ns);
+                let conns = inuse.saturating_sub(1);
+                if conns > most {
+                    held = Some((conns, slab_bytes(), mem + sockstat(&t.peer_ns).1));
                 }
             } else if let Ok(s) = crate::runtime::control::query_stats(Some(&t.stack_if)) {
-                if s.pointer("/states/ESTABLISHED").and_then(Value::as_u64) == Some(u64::from(n)) {
+                let conns = s
+                    .pointer("/states/ESTABLISHED")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                if conns > most {
                     let heap = s
                         .pointer("/memory/heap_in_use_bytes")
                         .and_then(Value::as_u64)
                         .unwrap_or(0);
-                    held = Some((heap, 0));
+                    held = Some((conns, heap, 0));
                 }
             }
         }
@@ -270,26 +277,22 @@ fn run_one(a: &ConcurrencyArgs, kernel: bool, n: u32) -> Result<Row> {
     )?;
     let u = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
     let n64 = u64::from(n);
-    let (server_b, load_b, memory_from) = if kernel {
-        match held {
-            Some((slab, mem)) => {
-                let both = slab.saturating_sub(base_slab) + mem.saturating_sub(base_mem) * page;
-                let side = both / n64.max(1) / 2;
-                (
-                    Some(side),
-                    Some(side),
-                    "kernel: slab (TCP, sock_inode_cache, filp, dentry, eventpoll, bind buckets) + sockstat TCP mem, both ends / 2".to_string(),
-                )
-            }
-            None => (None, None, "never fully held".to_string()),
+    let (server_b, load_b, memory_from) = match (kernel, held) {
+        (true, Some((conns, slab, mem))) => {
+            let both = slab.saturating_sub(base_slab) + mem.saturating_sub(base_mem) * page;
+            let side = both / conns.max(1) / 2;
+            (
+                Some(side),
+                Some(side),
+                format!("the kernel's slab (TCP, sock_inode_cache, filp, dentry, eventpoll, bind buckets) + sockstat TCP mem pages, growth at {conns} server sockets, both ends / 2"),
+            )
         }
-    } else {
-        (
-            held.zip(base_heap)
-                .map(|((h, _), b)| h.saturating_sub(b) / n64.max(1)),
+        (false, Some((conns, heap, _))) => (
+            base_heap.map(|b| heap.saturating_sub(b) / conns.max(1)),
             Some(u("/heap_bytes_per_connection")).filter(|b| *b > 0),
-            "heap in use (mallinfo2) held - before, per connection".to_string(),
-        )
+            format!("heap in use (mallinfo2), growth at {conns} established (server; the load at its own peak)"),
+        ),
+        _ => (None, None, "no connection held".to_string()),
     };
     let holding: Vec<f64> = progress
         .lines()

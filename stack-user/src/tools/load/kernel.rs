@@ -144,6 +144,12 @@ async fn kernel_conn(
             r.opening = r.opening.saturating_sub(1);
             r.established += 1;
             r.connected(connecting.elapsed());
+            r.peak_established = r.peak_established.max(r.established as u64);
+            if let Loop::Closed(n) = cfg.lp {
+                if r.full_at.is_none() && r.established >= n as usize {
+                    r.full_at = Some(start_of_run.elapsed());
+                }
+            }
         }
         s.set_nodelay(true)?;
         let mut origin = if matches!(cfg.lp, Loop::Closed(_)) {
