@@ -174,7 +174,8 @@ fn slab_bytes() -> u64 {
 /// `/proc/net/sockstat` TCP `inuse` and `mem` (pages) in namespace `ns`.
 fn sockstat(ns: &str) -> (u64, u64) {
     let text = crate::tools::testbed::in_netns(ns, || {
-        std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default()
+        // This thread's namespace (/proc/net is the process's).
+        std::fs::read_to_string("/proc/thread-self/net/sockstat").unwrap_or_default()
     });
     let line = text.lines().find(|l| l.starts_with("TCP:")).unwrap_or("");
     let f: Vec<&str> = line.split_whitespace().collect();
