@@ -33,6 +33,12 @@ pub(super) struct Args {
     /// Seconds each connection pauses between a response and its next request (keep-alive connections sit idle meanwhile).
     #[arg(long, value_name = "S")]
     think_time: Option<f64>,
+    /// UMEM frames per queue (engine only; at least twice --ring-size).
+    #[arg(long, default_value_t = 4096, conflicts_with = "kernel")]
+    frames: u32,
+    /// Entries per AF_XDP ring (engine only): a bigger ring rides out longer pauses of a busy machine without rx_ring_full drops.
+    #[arg(long, default_value_t = 2048, conflicts_with = "kernel")]
+    ring_size: u32,
     /// SYN retransmissions before a connect fails, as Linux tcp_syn_retries (default 6: after 1, 2, 4, 8, 16, 32 s; the handshake also ends at --timeout); engine only.
     #[arg(long, value_name = "N", conflicts_with = "kernel")]
     tcp_syn_retries: Option<u8>,
@@ -170,7 +176,12 @@ pub(super) fn run(a: Args) -> Result<()> {
         if let Some(n) = a.tcp_syn_retries {
             tcp.tcp_syn_retries = n;
         }
-        crate::tools::load::run_engine(iface, &ips, &cfg, tcp)?
+        let xsk = crate::datapath::xsk::XskConfig {
+            frames: a.frames,
+            ring_size: a.ring_size,
+            ..Default::default()
+        };
+        crate::tools::load::run_engine(iface, &ips, &cfg, tcp, xsk)?
     };
     print!("{summary}");
     if let Some(p) = &a.json {

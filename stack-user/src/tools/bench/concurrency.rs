@@ -29,7 +29,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::kernel::{bin, pin, start_server, stop_server};
+use super::kernel::{bin, pin, start_server, stop_server, Proc};
 use crate::tools::testbed::{netns_command, Testbed, TestbedGuard};
 
 /// Options of `xstack bench concurrency`.
@@ -51,6 +51,10 @@ pub struct ConcurrencyArgs {
     /// Seconds between a connection's requests.
     #[arg(long, default_value_t = 5.0)]
     pub think_time: f64,
+    /// AF_XDP ring entries of both xstack ends (UMEM frames: 4×): room
+    /// for the frames that arrive while a busy machine pauses a process.
+    #[arg(long, default_value_t = 8192)]
+    pub ring_size: u32,
     /// Skip the Linux → Linux run.
     #[arg(long)]
     pub no_kernel: bool,
@@ -192,7 +196,11 @@ fn run_one(a: &ConcurrencyArgs, kernel: bool, n: u32) -> Result<Row> {
     let guard = TestbedGuard::up(&format!("q{}", std::process::id() % 100_000), 1)?;
     let t: Testbed = guard.testbed.clone();
     let server_name = if kernel { "kernel" } else { "xstack" };
-    let server = start_server(&t, server_name)?;
+    let server = if kernel {
+        start_server(&t, server_name)?
+    } else {
+        start_serve(&t, a)?
+    };
     let exe = bin()?;
     let json = a.out.join(format!("concurrency-{server_name}-load.json"));
     let ramp = f64::from(n) / a.connect_rate;
@@ -211,7 +219,9 @@ fn run_one(a: &ConcurrencyArgs, kernel: bool, n: u32) -> Result<Row> {
     if kernel {
         cmd.args(["--kernel"]);
     } else {
-        cmd.args(["--iface", &t.peer_if, "--ip", "198.18.1.0/24"]);
+        cmd.args(["--iface", &t.peer_if, "--ip", "198.18.1.0/24"])
+            .args(["--ring-size", &a.ring_size.to_string()])
+            .args(["--frames", &(4 * a.ring_size).to_string()]);
     }
     cmd.args(["--target", "198.18.0.2:80", "--http"])
         .args(["--concurrency", &n.to_string()])
@@ -339,6 +349,30 @@ fn run_one(a: &ConcurrencyArgs, kernel: bool, n: u32) -> Result<Row> {
         memory_from,
         wall_s,
     })
+}
+
+/// `xstack serve` with the built-in HTTP app (64-byte bodies) in the
+/// stack namespace, on CPU 1 as in `xstack bench`, not spinning (held
+/// connections are mostly idle), with `--ring-size` rings.
+fn start_serve(t: &Testbed, a: &ConcurrencyArgs) -> Result<Proc> {
+    let exe = bin()?;
+    let p = Proc::spawn(
+        pin(
+            &mut netns_command(&t.stack_ns, exe.to_str().unwrap_or("xstack")),
+            1,
+        )
+        .args(["serve", "--iface", &t.stack_if, "--ip", "198.18.0.2"])
+        .args(["--port", "80", "--app", "http", "--response-bytes", "64"])
+        .args(["--ring-size", &a.ring_size.to_string()])
+        .args(["--frames", &(4 * a.ring_size).to_string()]),
+    )?;
+    for _ in 0..100 {
+        if crate::runtime::control::query_stats(Some(&t.stack_if)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(p)
 }
 
 fn table(rows: &[Row]) -> String {

@@ -159,7 +159,9 @@ fn push(
 /// concurrency and connection count are split between them, and every
 /// engine uses every address.
 ///
-/// The engine's `TcpConfig` is `tcp`; a generator wants `tcp_tw_reuse = 1`
+/// The AF_XDP sockets are made as `xsk` says (bigger rings ride out
+/// longer pauses of a busy machine without drops). The engine's
+/// `TcpConfig` is `tcp`; a generator wants `tcp_tw_reuse = 1`
 /// so that 4-tuples in TIME_WAIT are reused after 1 s (with timestamps,
 /// PAWS protects the new incarnation), as `xstack load` sets by default.
 pub fn run_engine(
@@ -167,6 +169,7 @@ pub fn run_engine(
     ips: &[Ipv4Addr],
     cfg: &LoadConfig,
     tcp: TcpConfig,
+    xsk: crate::datapath::xsk::XskConfig,
 ) -> Result<Summary> {
     cfg.validate()?;
     let Some((&ip, more)) = ips.split_first() else {
@@ -183,7 +186,7 @@ pub fn run_engine(
         app: App::Discard,
         response_bytes: 0,
         tcp,
-        xsk: Default::default(),
+        xsk,
         queues: Some(queues),
         ..Default::default()
     })?;
