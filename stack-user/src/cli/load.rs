@@ -148,7 +148,7 @@ pub(super) fn run(a: Args) -> Result<()> {
         connect_rate: match a.connect_rate {
             None if a.rate.is_none() => Some(crate::tools::load::DEFAULT_CONNECT_RATE),
             None => None,
-            Some(r) if r == 0.0 => None,
+            Some(0.0) => None,
             Some(r) if r > 0.0 && r.is_finite() => Some(r),
             Some(r) => anyhow::bail!(
                 "--connect-rate {r} is invalid: give connections per second, or 0 for unpaced"

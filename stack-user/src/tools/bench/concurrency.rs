@@ -111,7 +111,7 @@ pub fn run(a: &ConcurrencyArgs) -> Result<String> {
             a.connections
         );
     }
-    if !(a.connect_rate > 0.0 && a.connect_rate.is_finite()) || !(1..=600).contains(&a.hold) {
+    if !(a.connect_rate > 0.0 && a.connect_rate.is_finite() && (1..=600).contains(&a.hold)) {
         bail!("--connect-rate must be positive and --hold 1 to 600 seconds");
     }
     if !(a.think_time > 0.0 && a.think_time <= 600.0) {

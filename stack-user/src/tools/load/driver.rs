@@ -286,11 +286,10 @@ pub fn run_engine(
     let mut summary = total.summary("xstack", cfg.target, elapsed);
     summary.heap_baseline_bytes = heap_baseline;
     summary.heap_at_peak_bytes = heap_at_peak;
-    summary.heap_bytes_per_connection = if est_at_heap > 0 {
-        heap_at_peak.saturating_sub(heap_baseline) / est_at_heap
-    } else {
-        0
-    };
+    summary.heap_bytes_per_connection = heap_at_peak
+        .saturating_sub(heap_baseline)
+        .checked_div(est_at_heap)
+        .unwrap_or(0);
     summary.queues = queues;
     summary.per_queue = per_queue;
     Ok(summary)
