@@ -267,3 +267,25 @@ fn established_client_exchanges_data_both_ways() {
 }
 
 use crate::wire::tcp::SeqNumber;
+
+#[test]
+fn the_demux_table_keeps_every_entry_across_growth() {
+    // Far past the table's initial size, over many local addresses: every
+    // connection is still found by its 4-tuple, and its slot holds it.
+    let mut t = Sut::new(TcpConfig {
+        initial_connections: 16,
+        ..cfg()
+    });
+    let n = 3 * 4096 + 100;
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let local = std::net::Ipv4Addr::new(198, 18, 1, (i % 200) as u8 + 1);
+        let id = t.e.connect(t.now, local, 0, REMOTE, RPORT).unwrap();
+        ids.push(id);
+    }
+    for id in &ids {
+        let tuple = t.e.tcb(*id).unwrap().tuple;
+        assert_eq!(t.e.lookup(&tuple), Some(*id));
+    }
+    assert_eq!(t.e.state_counts().syn_sent, n);
+}
