@@ -96,6 +96,7 @@ impl Interface {
                 let _ = tcp.listen(*a, *p, config.backlog);
             }
         }
+        let app_cap = config.tcp.initial_connections;
         let mut owned = config.addrs.clone();
         owned.sort_unstable();
         Interface {
@@ -108,7 +109,7 @@ impl Interface {
             arp_pending: HashMap::new(),
             held: Vec::new(),
             scratch: vec![0u8; 2048],
-            app_conns: HashMap::new(),
+            app_conns: HashMap::with_capacity(app_cap),
             events: std::collections::VecDeque::new(),
             app_buf: vec![0u8; 16 * 1024],
         }
