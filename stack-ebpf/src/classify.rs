@@ -9,7 +9,7 @@ use crate::flows::{established, remember_flow};
 use crate::maps::{bump, class, OWNED_ADDRS, OWNED_PORTS, QUEUE_REDIRECTS, XSKS};
 use crate::parse::{
     be16, ptr_at, raw16, raw32, ACK, ARP_LEN, ARP_OP_REPLY, ARP_OP_REQUEST, ETH_HLEN, ETH_P_ARP,
-    ETH_P_IP, FIN, IPPROTO_ICMP, IPPROTO_TCP, PSH, RST, SYN, URG,
+    ETH_P_IP, ETH_P_IPV6, FIN, IPPROTO_ICMP, IPPROTO_TCP, PSH, RST, SYN, URG,
 };
 use crate::synflood::syn;
 
@@ -35,6 +35,7 @@ pub(crate) fn classify(ctx: &XdpContext) -> (u32, Counter) {
     let ethertype = be16(unsafe { eth.add(12) });
     match ethertype {
         ETH_P_IP => classify_ipv4(ctx),
+        ETH_P_IPV6 => crate::classify6::classify_ipv6(ctx),
         ETH_P_ARP => classify_arp(ctx),
         _ => (xdp_action::XDP_PASS, Counter::PassNotIpv4),
     }
@@ -106,6 +107,35 @@ fn classify_ipv4(ctx: &XdpContext) -> (u32, Counter) {
     }
 }
 
+/// The invalid flag combinations (null scan, xmas, SYN+FIN, SYN+RST, FIN
+/// without ACK, none of SYN/RST/ACK), by drop reason; the same over IPv4
+/// and IPv6.
+#[inline(always)]
+pub(crate) fn flags_verdict(flags: u8) -> Option<Counter> {
+    let f = flags & (FIN | SYN | RST | PSH | ACK | URG);
+    if f == 0 {
+        return Some(Counter::DropFlagsNone);
+    }
+    if f == FIN | SYN | RST | PSH | ACK | URG {
+        return Some(Counter::DropFlagsAll);
+    }
+    if f & (SYN | FIN) == SYN | FIN {
+        return Some(Counter::DropFlagsSynFin);
+    }
+    if f & (SYN | RST) == SYN | RST {
+        return Some(Counter::DropFlagsSynRst);
+    }
+    if f & SYN == 0 {
+        if f & (FIN | ACK) == FIN {
+            return Some(Counter::DropFlagsFinNoAck);
+        }
+        if f & (ACK | RST) == 0 {
+            return Some(Counter::DropFlagsNoAck);
+        }
+    }
+    None
+}
+
 /// RFC 9293 §3.1 header: ports, data offset and flags. `addr_flags` are the
 /// destination's `ADDR_*` flags: with `ADDR_ALL_TCP`, segments to ports
 /// nobody serves go to the engine (which answers RST) instead of the kernel,
@@ -147,26 +177,11 @@ fn classify_tcp(
     if doff < 5 || ihl + doff * 4 > total_len {
         return (xdp_action::XDP_DROP, Counter::DropTcpDataOffset);
     }
+    if let Some(drop) = flags_verdict(flags) {
+        return (xdp_action::XDP_DROP, drop);
+    }
     let f = flags & (FIN | SYN | RST | PSH | ACK | URG);
-    if f == 0 {
-        return (xdp_action::XDP_DROP, Counter::DropFlagsNone);
-    }
-    if f == FIN | SYN | RST | PSH | ACK | URG {
-        return (xdp_action::XDP_DROP, Counter::DropFlagsAll);
-    }
-    if f & (SYN | FIN) == SYN | FIN {
-        return (xdp_action::XDP_DROP, Counter::DropFlagsSynFin);
-    }
-    if f & (SYN | RST) == SYN | RST {
-        return (xdp_action::XDP_DROP, Counter::DropFlagsSynRst);
-    }
     if f & SYN == 0 {
-        if f & (FIN | ACK) == FIN {
-            return (xdp_action::XDP_DROP, Counter::DropFlagsFinNoAck);
-        }
-        if f & (ACK | RST) == 0 {
-            return (xdp_action::XDP_DROP, Counter::DropFlagsNoAck);
-        }
         if !port_owned {
             return redirect(ctx, Counter::RedirectTcpClosedPort);
         }

@@ -235,7 +235,7 @@ counters! {
         RxPackets = "rx_packets",
         /// Frame shorter than an Ethernet header: passed to the kernel.
         PassShortFrame = "pass_short_frame",
-        /// Not IPv4 and not ARP (IPv6, VLAN, LLDP...): passed.
+        /// Not IPv4, IPv6 or ARP (VLAN, LLDP...): passed.
         PassNotIpv4 = "pass_not_ipv4",
         /// ARP not addressed to an owned address: passed.
         PassArpOther = "pass_arp_other",
@@ -308,7 +308,63 @@ counters! {
         /// TCP to a port nobody serves on an address that is the engine's
         /// alone (`ADDR_ALL_TCP`): redirected, the engine answers RST.
         RedirectTcpClosedPort = "redirect_tcp_closed_port",
+        /// IPv6 header too short, or to an address xstack does not own
+        /// (and not a solicitation for one): passed.
+        PassIpv6NotOwned = "pass_ipv6_not_owned",
+        /// IPv6 to an owned address with an upper layer other than TCP or
+        /// ICMPv6: passed.
+        PassIpv6OtherProto = "pass_ipv6_other_proto",
+        /// TCP over IPv6 to an owned address on a port nobody serves: passed.
+        PassIpv6PortNotOwned = "pass_ipv6_port_not_owned",
+        /// Neighbour solicitation to an owned address's solicited-node
+        /// group (MAC 33:33:ff:…) for that address: redirected.
+        RedirectNdp = "redirect_ndp",
+        /// ICMPv6 to an owned address (echo, NS, NA): redirected.
+        RedirectIcmpv6 = "redirect_icmpv6",
+        /// TCP over IPv6 to an owned (address, port), or to any port of an
+        /// address that is the engine's alone: redirected.
+        RedirectTcp6 = "redirect_tcp6",
+        /// Owned address, IPv6 version not 6 or payload length past the
+        /// frame: dropped.
+        DropIpv6Header = "drop_ipv6_header",
+        /// Owned address, an IPv6 fragment (the engine does not
+        /// reassemble): dropped.
+        DropIpv6Fragment = "drop_ipv6_fragment",
+        /// Owned address, more IPv6 extension headers than the walk follows
+        /// ([`IPV6_MAX_EXT_HEADERS`]) or more than [`IPV6_MAX_EXT_BYTES`]
+        /// of them: dropped.
+        DropIpv6ExtChain = "drop_ipv6_ext_chain",
+        /// Owned address, an IPv6 extension header past the packet: dropped.
+        DropIpv6ExtTruncated = "drop_ipv6_ext_truncated",
     }
+}
+
+/// Most IPv6 extension headers (hop-by-hop, routing, destination options)
+/// the XDP program follows to the upper layer; the engine's walk has the
+/// same bound.
+pub const IPV6_MAX_EXT_HEADERS: usize = 4;
+/// Most bytes of IPv6 extension headers the XDP program follows.
+pub const IPV6_MAX_EXT_BYTES: usize = 256;
+/// Owned IPv6 addresses, at most.
+pub const MAX_OWNED_ADDRS6: u32 = 256;
+
+/// The IPv6 address `a` (four wire-order words, as [`Addr6Key`]) cut to
+/// its first `len` bits: the per-source SYN bucket's key.
+#[inline(always)]
+pub fn ipv6_prefix(a: [u32; 4], len: u32) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    let mut i = 0;
+    while i < 4 {
+        let bits = len.saturating_sub(32 * i as u32).min(32);
+        let mask = if bits == 0 {
+            0
+        } else {
+            u32::MAX << (32 - bits)
+        };
+        out[i] = (u32::from_be(a[i]) & mask).to_be();
+        i += 1;
+    }
+    out
 }
 
 counters! {
@@ -409,6 +465,11 @@ pub struct FastpathConfig {
     pub global_interval_ns: u64,
     /// Global burst tolerance, ns.
     pub global_tolerance_ns: u64,
+    /// Prefix length an IPv6 source is bucketed by for the per-source
+    /// limit (1..=128; 64: an attacker owns whole /64s).
+    pub source6_prefix_len: u32,
+    /// Zero.
+    pub pad: u32,
 }
 
 /// State the XDP program keeps (one entry of `FASTPATH_STATE`); userspace
@@ -496,6 +557,8 @@ pub struct FlowKey {
 /// Data of a prefix-list key (`LpmTrie` key data): an IPv4 address in
 /// network byte order, matched on its first `prefix_len` bits.
 pub type PrefixAddr = u32;
+/// The data of an IPv6 prefix-list key: the address as on the wire.
+pub type PrefixAddr6 = [u8; 16];
 
 /// Number of counters in [`Counter`].
 pub const COUNTER_COUNT: u32 = Counter::COUNT;
@@ -541,12 +604,61 @@ impl AddrKey {
     }
 }
 
+/// Key of the owned-IPv6-address table: the address as four
+/// network-order words, as it is on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Addr6Key {
+    /// The address's bytes as four native words (wire order in memory).
+    pub addr: [u32; 4],
+}
+
+impl Addr6Key {
+    /// Builds a key from the address octets.
+    pub const fn new(o: [u8; 16]) -> Self {
+        Addr6Key {
+            addr: [
+                u32::from_ne_bytes([o[0], o[1], o[2], o[3]]),
+                u32::from_ne_bytes([o[4], o[5], o[6], o[7]]),
+                u32::from_ne_bytes([o[8], o[9], o[10], o[11]]),
+                u32::from_ne_bytes([o[12], o[13], o[14], o[15]]),
+            ],
+        }
+    }
+}
+
+/// Key of the owned-IPv6-port table: an address and a TCP port, both as
+/// they appear on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Port6Key {
+    /// The address ([`Addr6Key`] layout).
+    pub addr: [u32; 4],
+    /// TCP port, network byte order.
+    pub port: u16,
+    /// Zero; keeps the key free of padding.
+    pub pad: u16,
+}
+
+impl Port6Key {
+    /// Builds a key from the address octets and a host-order port.
+    pub const fn new(o: [u8; 16], port: u16) -> Self {
+        Port6Key {
+            addr: Addr6Key::new(o).addr,
+            port: port.to_be(),
+            pad: 0,
+        }
+    }
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: both types are #[repr(C)], have no padding and every bit
     // pattern is valid (checked by bytemuck::Pod derive).
     unsafe impl aya::Pod for super::PortKey {}
     unsafe impl aya::Pod for super::AddrKey {}
+    unsafe impl aya::Pod for super::Addr6Key {}
+    unsafe impl aya::Pod for super::Port6Key {}
     unsafe impl aya::Pod for super::FastpathConfig {}
     unsafe impl aya::Pod for super::FastpathState {}
     unsafe impl aya::Pod for super::FlowKey {}
@@ -557,6 +669,28 @@ mod user {
 mod tests {
     extern crate std;
     use super::*;
+
+    #[test]
+    fn ipv6_prefix_keeps_the_first_len_bits() {
+        let a = Addr6Key::new([
+            0x20, 0x01, 0x00, 0x02, 0xaa, 0xbb, 0xcc, 0xdd, 1, 2, 3, 4, 5, 6, 7, 8,
+        ]);
+        let p = |len: u32| ipv6_prefix(a.addr, len);
+        assert_eq!(
+            p(64),
+            Addr6Key::new([0x20, 0x01, 0, 2, 0xaa, 0xbb, 0xcc, 0xdd, 0, 0, 0, 0, 0, 0, 0, 0]).addr
+        );
+        assert_eq!(
+            p(48),
+            Addr6Key::new([0x20, 0x01, 0, 2, 0xaa, 0xbb, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).addr
+        );
+        assert_eq!(
+            p(57),
+            Addr6Key::new([0x20, 0x01, 0, 2, 0xaa, 0xbb, 0xcc, 0x80, 0, 0, 0, 0, 0, 0, 0, 0]).addr
+        );
+        assert_eq!(p(128), a.addr);
+        assert_eq!(p(0), [0; 4]);
+    }
 
     #[test]
     fn counters_are_dense_and_named_uniquely() {

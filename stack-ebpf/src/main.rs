@@ -32,6 +32,9 @@
 //! Rooms (this file holds only the entry point and the maps):
 //! - `parse`: bounds-checked header reads and the TCP option walk;
 //! - `classify`: Ethernet/ARP/IPv4/TCP checks, flag classes, the redirect;
+//! - `classify6`: IPv6, its bounded extension-header walk, neighbour
+//!   solicitations at an owned address's solicited-node group, ICMPv6 and
+//!   TCP over IPv6 (header and flag checks, then the engine);
 //! - `flows`: the known-flow table and the path of segments without SYN;
 //! - `synflood`: prefix lists, token buckets, the `auto` cookie switch;
 //! - `synack`: the in-place cookie SYN-ACK and the cookie ACK check (the
@@ -56,6 +59,8 @@ mod bench;
 #[cfg(target_arch = "bpf")]
 mod classify;
 #[cfg(target_arch = "bpf")]
+mod classify6;
+#[cfg(target_arch = "bpf")]
 mod flows;
 #[cfg(target_arch = "bpf")]
 mod parse;
@@ -74,9 +79,10 @@ mod maps {
         maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap},
     };
     use stack_ebpf::{
-        cookie::Secrets, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState, FlowKey,
-        PortKey, PrefixAddr, TcpClass, COUNTER_COUNT, MAX_FLOWS, MAX_OWNED_ADDRS, MAX_OWNED_PORTS,
-        MAX_PREFIXES, MAX_QUEUES, MAX_SYN_SOURCES, SIGNAL_COUNT, TCP_CLASS_COUNT,
+        cookie::Secrets, Addr6Key, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState,
+        FlowKey, Port6Key, PortKey, PrefixAddr, PrefixAddr6, TcpClass, COUNTER_COUNT, MAX_FLOWS,
+        MAX_OWNED_ADDRS, MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES,
+        MAX_SYN_SOURCES, SIGNAL_COUNT, TCP_CLASS_COUNT,
     };
 
     /// One AF_XDP socket per rx queue, indexed by queue id.
@@ -107,6 +113,17 @@ mod maps {
     pub(crate) static OWNED_PORTS: HashMap<PortKey, u8> =
         HashMap::with_max_entries(MAX_OWNED_PORTS, 0);
 
+    /// Owned IPv6 addresses → `ADDR_*` flags (`ADDR_ARP` stands for
+    /// neighbour discovery).
+    #[map]
+    pub(crate) static OWNED_ADDRS6: HashMap<Addr6Key, u32> =
+        HashMap::with_max_entries(MAX_OWNED_ADDRS6, 0);
+
+    /// Owned (IPv6 address, port) pairs for TCP.
+    #[map]
+    pub(crate) static OWNED_PORTS6: HashMap<Port6Key, u8> =
+        HashMap::with_max_entries(MAX_OWNED_PORTS, 0);
+
     /// The fast-path configuration (entry 0), written by userspace.
     #[map]
     pub(crate) static FASTPATH_CONFIG: Array<FastpathConfig> = Array::with_max_entries(1, 0);
@@ -129,6 +146,13 @@ mod maps {
     pub(crate) static SYN_SOURCES: LruHashMap<u32, u64> =
         LruHashMap::with_max_entries(MAX_SYN_SOURCES, 0);
 
+    /// Per-source SYN token buckets over IPv6: the source's prefix
+    /// (`source6_prefix_len` bits, [`stack_ebpf::ipv6_prefix`]) → GCRA
+    /// theoretical arrival time (ns).
+    #[map]
+    pub(crate) static SYN_SOURCES6: LruHashMap<Addr6Key, u64> =
+        LruHashMap::with_max_entries(MAX_SYN_SOURCES, 0);
+
     /// Known flows (see [`crate::flows`]).
     #[map]
     pub(crate) static FLOWS: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
@@ -136,6 +160,17 @@ mod maps {
     /// SYN sources that are never answered.
     #[map]
     pub(crate) static DENY_PREFIXES: LpmTrie<PrefixAddr, u8> =
+        LpmTrie::with_max_entries(MAX_PREFIXES, 0);
+
+    /// IPv6 SYN sources that are never answered.
+    #[map]
+    pub(crate) static DENY_PREFIXES6: LpmTrie<PrefixAddr6, u8> =
+        LpmTrie::with_max_entries(MAX_PREFIXES, 0);
+
+    /// IPv6 SYN sources exempt from rate limits (and, in allow-only mode,
+    /// the only ones answered).
+    #[map]
+    pub(crate) static ALLOW_PREFIXES6: LpmTrie<PrefixAddr6, u8> =
         LpmTrie::with_max_entries(MAX_PREFIXES, 0);
 
     /// SYN sources exempt from rate limits (and, in allow-only mode, the

@@ -22,7 +22,7 @@ use crate::synack::{cookie_synack, mark_synack_for_engine};
 /// GCRA: admits one event at `now` against `tat` (theoretical arrival
 /// time); returns the new `tat` or `None` when over the limit.
 #[inline(always)]
-fn gcra(tat: u64, now: u64, interval: u64, tolerance: u64) -> Option<u64> {
+pub(crate) fn gcra(tat: u64, now: u64, interval: u64, tolerance: u64) -> Option<u64> {
     let base = if tat > now { tat } else { now };
     let next = base + interval;
     if next - now > tolerance + interval {

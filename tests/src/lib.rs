@@ -239,6 +239,22 @@ pub fn ss_tnoi(ns: &str) -> String {
         .unwrap_or_else(|e| format!("ss: {e}"))
 }
 
+/// `xstack ss` of the `xstack serve` on `iface`: the engine's view of its
+/// connections (windows, cwnd, RTO backoff, timers), for failure reports.
+pub fn ss_of(iface: &str) -> String {
+    Command::new(xstack_bin())
+        .args(["ss", "--iface", iface])
+        .output()
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_else(|e| format!("xstack ss: {e}"))
+}
+
 /// Counters of the `xstack serve` on `iface` over its control socket, if
 /// it answers (callable from any thread and namespace).
 pub fn stats_of(iface: &str) -> Option<serde_json::Value> {

@@ -1248,3 +1248,131 @@ fn request_bodies_over_max_body_get_413() {
     assert_eq!(counter(&s, "/engine/http_requests"), 1, "{s:#}");
     assert_eq!(counter(&s, "/engine/http_errors"), 2, "{s:#}");
 }
+
+/// `xstack ss` lists the engine's connections as `ss -tnoi` lists the
+/// kernel's: a Linux client that sent 1,000 bytes to the echo app and read
+/// them back shows as ESTAB (ss's name) with its own port, the bytes both ways,
+/// empty queues, a window and an RTT; `--state` filters; `--json` parses.
+#[test]
+fn xstack_ss_lists_a_connection_with_its_bytes_windows_and_rtt() {
+    use std::io::{Read, Write};
+    let tb = testbed('q', 1);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, PORT, &["--app", "echo"]);
+    let target = SocketAddr::from((t.stack_ip, PORT));
+    let iface = t.stack_if.clone();
+    let (local, json, text, none) = in_netns(&t.peer_ns, move || {
+        let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(5)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&[7u8; 1000]).unwrap();
+        let mut back = [0u8; 1000];
+        s.read_exact(&mut back).expect("echo");
+        let ss = |args: &[&str]| {
+            let o = Command::new(xstack_bin())
+                .args(["ss", "--iface", &iface])
+                .args(args)
+                .output()
+                .expect("run xstack ss");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        // The delayed ACK of the last echo may still be on its way.
+        std::thread::sleep(Duration::from_millis(300));
+        let json = ss(&["--json"]);
+        let text = ss(&[]);
+        let none = ss(&["--state", "close-wait", "--json"]);
+        (s.local_addr().unwrap(), json, text, none)
+    });
+    let list: serde_json::Value = serde_json::from_str(&json).expect("ss --json is JSON");
+    let list = list.as_array().expect("a list");
+    assert_eq!(list.len(), 1, "{json}");
+    let c = &list[0];
+    assert_eq!(c["state"], "ESTAB", "{c:#}");
+    assert_eq!(c["peer"], local.to_string(), "{c:#}");
+    assert_eq!(c["local"], target.to_string(), "{c:#}");
+    assert_eq!(c["bytes_received"], 1000, "{c:#}");
+    assert_eq!(c["bytes_acked"], 1000, "{c:#}");
+    assert_eq!(c["bytes_sent"], 1000, "{c:#}");
+    assert_eq!(c["unacked"], 0, "{c:#}");
+    assert_eq!(c["recv_q"], 0, "{c:#}");
+    assert_eq!(c["send_q"], 0, "{c:#}");
+    assert!(c["snd_wnd"].as_u64().unwrap_or(0) > 0, "{c:#}");
+    assert!(c["rcv_wnd"].as_u64().unwrap_or(0) > 0, "{c:#}");
+    assert!(c["rtt_ms"].as_f64().is_some(), "{c:#}");
+    assert_eq!(c["ts"], true, "Linux offers timestamps: {c:#}");
+    assert!(text.starts_with("State"), "{text}");
+    assert!(text.contains("ESTAB "), "{text}");
+    assert!(text.contains(&local.to_string()), "{text}");
+    assert!(text.contains("bytes_received:1000"), "{text}");
+    assert_eq!(none.trim(), "[]", "no CLOSE_WAIT connection: {none}");
+    drop(serve);
+}
+
+/// A link whose MTU is below 1,500 on the stack side (a tunnel, a lab
+/// VLAN) while the Linux peer keeps 1,500: the MSS xstack offers follows
+/// its own link (MTU − 40), so the peer's full-sized segments fit, and a
+/// 4 MiB echo each way is byte-exact. With a fixed MSS of 1460 every
+/// full-sized segment from the peer was dropped by the stack's interface.
+#[test]
+fn a_stack_link_mtu_below_1500_sets_the_mss_and_transfers_complete() {
+    use std::io::{Read, Write};
+    use xstack_tests::{hex, Digest, Sha256};
+    let tb = testbed('m', 1);
+    let t = &tb.testbed;
+    let st = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.stack_ns,
+            "ip",
+            "link",
+            "set",
+            "dev",
+            &t.stack_if,
+            "mtu",
+            "1400",
+        ])
+        .status()
+        .expect("ip link set mtu");
+    assert!(st.success());
+    let serve = Serve::start(t, PORT, &["--app", "echo"]);
+    let target = SocketAddr::from((t.stack_ip, PORT));
+    let data: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let want = hex(&Sha256::digest(&data));
+    let (got, mss) = in_netns(&t.peer_ns, move || {
+        let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(5)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = s.try_clone().unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut h, mut buf) = (Sha256::new(), vec![0u8; 65536]);
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => h.update(&buf[..n]),
+                    Err(e) => return format!("read: {e}"),
+                }
+            }
+            hex(&h.finalize())
+        });
+        if let Err(e) = s.write_all(&data) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+            return (format!("write: {e}"), String::new());
+        }
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let ss = Command::new("ss")
+            .args(["-tni", "dst", &target.to_string()])
+            .output()
+            .unwrap();
+        (
+            reader.join().expect("reader"),
+            String::from_utf8_lossy(&ss.stdout).into_owned(),
+        )
+    });
+    assert_eq!(got, want, "echo differs");
+    // The peer's effective MSS: our 1360 less its timestamps option.
+    assert!(mss.contains(" mss:1348 "), "{mss}");
+    drop(serve);
+}

@@ -195,6 +195,75 @@ fn load_against_a_kernel_server_has_no_errors_and_consistent_counts() {
 }
 
 #[test]
+fn load_over_ipv6_against_a_kernel_server_has_no_errors_and_consistent_counts() {
+    let tb = testbed('v', 1);
+    let t = &tb.testbed;
+    let listen = format!("[{}]:80", t.peer_ip6);
+    let mut ks = Kserve::start(t, &t.peer_ns, &listen, &["--app", "echo"]);
+    let json = tmp("kload6.json");
+    let v = load(
+        &t.stack_ns,
+        &[
+            "--iface",
+            &t.stack_if,
+            "--ip",
+            &t.stack_ip6.to_string(),
+            "--target",
+            &listen,
+            "--concurrency",
+            "16",
+            "--connections",
+            "1000",
+            "--requests-per-conn",
+            "3",
+            "--close",
+            "rst",
+        ],
+        &json,
+    );
+    assert_eq!(v["stack"], "xstack");
+    assert_eq!(v["target"], listen.as_str(), "{v:#}");
+    assert_eq!(counter(&v, "/connections"), 1000, "{v:#}");
+    assert_eq!(counter(&v, "/requests"), 3000);
+    assert_no_errors(&v);
+    assert_eq!(counter(&v, "/bytes_in"), 3000 * 64);
+    let counters = ks.stop();
+    assert!(counters.contains("accepted 1000 "), "kserve: {counters}");
+    let _ = std::fs::remove_file(json);
+}
+
+#[test]
+fn load_refuses_an_ip_and_a_target_of_different_families_in_one_line() {
+    let out = std::process::Command::new(xstack_bin())
+        .args([
+            "load",
+            "--iface",
+            "lo",
+            "--ip",
+            "198.18.0.2",
+            "--target",
+            "[2001:2::1]:80",
+            "--connections",
+            "1",
+        ])
+        .output()
+        .expect("run xstack load");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("different address families"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let out = std::process::Command::new(xstack_bin())
+        .args(["load", "--kernel", "--target", "[2001:db8::1]:80"])
+        .output()
+        .expect("run xstack load");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("2001:2::/48"),
+        "{err}"
+    );
+}
+
+#[test]
 fn close_modes_leave_time_wait_on_the_side_that_closes_first() {
     let tb = testbed('w', 1);
     let t = &tb.testbed;
@@ -770,4 +839,206 @@ fn new_load_processes_reuse_tuples_a_linux_server_holds_in_time_wait_without_sta
         }
     }
     let _ = std::fs::remove_file(json);
+}
+
+#[test]
+fn two_segments_started_together_merge_into_the_run_the_server_counted() {
+    let tb = testbed('g', 1);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, 8080, &[]);
+    let target = format!("{}:8080", t.stack_ip);
+    // Both copies start at the same wall-clock second, after bring-up.
+    let start_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let (json, hdr): (Vec<_>, Vec<_>) = (0..2)
+        .map(|i| (tmp(&format!("seg{i}.json")), tmp(&format!("seg{i}.hlog"))))
+        .unzip();
+    let runs: Vec<_> = (0..2)
+        .map(|i| {
+            xstack::tools::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
+                .args(["load", "--kernel", "--target", &target])
+                .args(["--concurrency", "8", "--connections", "601"])
+                .args(["--segment", &format!("{i}/2")])
+                .args(["--start-at", &start_at.to_string(), "--quiet"])
+                .arg("--json")
+                .arg(&json[i])
+                .arg("--hdr")
+                .arg(&hdr[i])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn a segment")
+        })
+        .collect();
+    let mut segs = Vec::new();
+    for (i, r) in runs.into_iter().enumerate() {
+        let out = r.wait_with_output().expect("segment ends");
+        assert!(
+            out.status.success(),
+            "segment {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&std::fs::read(&json[i]).unwrap()).unwrap();
+        assert_no_errors(&v);
+        segs.push(v);
+    }
+    // The shares: 301 and 300 connections.
+    assert_eq!(counter(&segs[0], "/connections"), 301);
+    assert_eq!(counter(&segs[1], "/connections"), 300);
+    let merged_json = tmp("merged.json");
+    let out = Command::new(xstack_bin())
+        .arg("merge")
+        .args([&json[0], &hdr[0], &json[1], &hdr[1]])
+        .arg("--json")
+        .arg(&merged_json)
+        .output()
+        .expect("xstack merge");
+    assert!(
+        out.status.success(),
+        "merge: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: Value = serde_json::from_slice(&std::fs::read(&merged_json).unwrap()).unwrap();
+    let schema: Value =
+        serde_json::from_str(include_str!("../../docs/load-summary.schema.json")).unwrap();
+    validate(&schema, &m, "merged").unwrap();
+    assert_eq!(counter(&m, "/connections"), 601, "{m:#}");
+    assert_eq!(counter(&m, "/requests"), 601);
+    assert_no_errors(&m);
+    // Exact percentiles: the slowest request of either run is the max.
+    let max = segs
+        .iter()
+        .map(|v| counter(v, "/latency_us/max"))
+        .max()
+        .unwrap();
+    assert_eq!(counter(&m, "/latency_us/max"), max);
+    assert!(counter(&m, "/latency_us/p50") <= counter(&m, "/latency_us/p99"));
+    // The server counted the same run.
+    let mut opens = 0;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            opens = counter(&serve.stats(), "/tcp/passive_opens");
+            opens == 601
+        }),
+        "server passive opens {opens}, merged connections 601"
+    );
+    // A timed segment measures its rates from --start-at, not from its
+    // launch: the window holds (nearly) every request of the run.
+    let start_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let v = load(
+        &t.peer_ns,
+        &[
+            "--kernel",
+            "--target",
+            &target,
+            "--concurrency",
+            "4",
+            "--duration",
+            "1",
+            "--segment",
+            "1/2",
+            "--start-at",
+            &start_at.to_string(),
+        ],
+        &json[0],
+    );
+    let (reqs, rate) = (
+        counter(&v, "/requests") as f64,
+        v["requests_per_s"].as_f64().unwrap(),
+    );
+    assert!(
+        reqs > 0.0 && rate >= 0.8 * reqs,
+        "{rate} req/s for {reqs} requests in 1 s: {v:#}"
+    );
+    for f in json.iter().chain(&hdr).chain([&merged_json]) {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+#[test]
+fn two_engine_segments_from_two_hosts_behind_a_bridge_add_up_to_the_servers_counters() {
+    let tb = testbed('h', 1);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, 8080, &[]);
+    let hosts = t.add_load_hosts(2).expect("two load hosts behind a bridge");
+    let target = format!("{}:8080", t.stack_ip);
+    let start_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3;
+    let files: Vec<_> = (0..2)
+        .map(|i| (tmp(&format!("hseg{i}.json")), tmp(&format!("hseg{i}.hlog"))))
+        .collect();
+    let runs: Vec<_> = hosts
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            xstack::tools::testbed::netns_command(&h.ns, xstack_bin().to_str().unwrap())
+                .args(["load", "--iface", &h.iface, "--ip", &h.ip.to_string()])
+                .args([
+                    "--target",
+                    &target,
+                    "--concurrency",
+                    "8",
+                    "--connections",
+                    "1001",
+                ])
+                .args(["--segment", &format!("{i}/2")])
+                .args(["--start-at", &start_at.to_string(), "--quiet"])
+                .arg("--json")
+                .arg(&files[i].0)
+                .arg("--hdr")
+                .arg(&files[i].1)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn a segment")
+        })
+        .collect();
+    for (i, r) in runs.into_iter().enumerate() {
+        let out = r.wait_with_output().expect("segment ends");
+        assert!(
+            out.status.success(),
+            "segment {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(xstack_bin())
+        .arg("merge")
+        .args(files.iter().flat_map(|(j, h)| [j, h]))
+        .arg("--json")
+        .arg(&files[0].0)
+        .output()
+        .expect("xstack merge");
+    assert!(
+        out.status.success(),
+        "merge: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: Value = serde_json::from_slice(&std::fs::read(&files[0].0).unwrap()).unwrap();
+    assert_eq!(m["stack"], "xstack");
+    assert_eq!(counter(&m, "/connections"), 1001, "{m:#}");
+    assert_no_errors(&m);
+    let mut stats = serve.stats();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            stats = serve.stats();
+            counter(&stats, "/tcp/passive_opens") == 1001
+        }),
+        "server passive opens {} for 1001 merged connections",
+        counter(&stats, "/tcp/passive_opens")
+    );
+    for (j, h) in &files {
+        let _ = std::fs::remove_file(j);
+        let _ = std::fs::remove_file(h);
+    }
 }

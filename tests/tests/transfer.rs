@@ -38,7 +38,8 @@ use xstack::{
 };
 use xstack_tests::{
     counter, hex, in_netns, is_timeout, pattern, read_to_eof_hashing, set_peer_gro, sha256_hex,
-    ss_tnoi, stats_of, testbed_with, wait_until, Digest, PeerProfile, Serve, Sha256, TestbedGuard,
+    ss_of, ss_tnoi, stats_of, testbed_with, wait_until, Digest, PeerProfile, Serve, Sha256,
+    TestbedGuard,
 };
 
 /// One big connection's bytes each way.
@@ -123,8 +124,10 @@ impl Snapshot {
     fn take(&self, peer_ns: &str, iface: &str) {
         self.0.get_or_init(|| {
             format!(
-                "ss -tnoi in {peer_ns}:\n{}\nengine counters:\n{}",
+                "ss -tnoi in {peer_ns}:\n{}\nnstat -a in {peer_ns} (the peer kernel's TCP counters):\n{}\nxstack ss:\n{}\nengine counters:\n{}",
                 ss_tnoi(peer_ns),
+                nstat(peer_ns),
+                ss_of(iface),
                 stats_of(iface).map_or("(no answer)".into(), |s| brief(&s))
             )
         });
@@ -133,6 +136,16 @@ impl Snapshot {
     fn text(&self) -> Option<String> {
         self.0.get().cloned()
     }
+}
+
+/// The peer kernel's non-zero TCP/IP counters (`nstat -a`): PAWS, checksum,
+/// receive-queue and out-of-order drops that explain a stall.
+fn nstat(ns: &str) -> String {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nstat", "-a"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("nstat: {e}"))
 }
 
 /// The parts of `xstack stats --json` that tell a stall: connection
@@ -234,8 +247,9 @@ fn linux_clients_echo_through_the_engine(
     if !failures.is_empty() {
         let view = snap.text().unwrap_or_else(|| {
             format!(
-                "ss -tnoi:\n{}\nengine counters:\n{}",
+                "ss -tnoi:\n{}\nxstack ss:\n{}\nengine counters:\n{}",
                 ss_tnoi(&t.peer_ns),
+                ss_of(&t.stack_if),
                 brief(&serve.stats())
             )
         });

@@ -260,6 +260,12 @@ fn traffic_that_is_not_ours_passes_to_the_kernel() {
         &mut p,
         &eth(0x86dd, &[0x60; 40]),
         XDP_PASS,
+        Counter::PassIpv6NotOwned,
+    );
+    expect(
+        &mut p,
+        &eth(0x88cc, &[0; 40]),
+        XDP_PASS,
         Counter::PassNotIpv4,
     );
 }
@@ -822,7 +828,7 @@ fn syn_limits_and_prefix_lists_apply_without_reattaching() {
     // Allow list: exempt from limits.
     p.prefix(false, Ipv4Addr::new(198, 18, 0, 0), 24, true)
         .unwrap();
-    s.allow.push((Ipv4Addr::new(198, 18, 0, 0), 24));
+    s.allow.push((Ipv4Addr::new(198, 18, 0, 0).into(), 24));
     p.set_config(&s.to_config()).unwrap();
     expect(&mut p, &syn, XDP_REDIRECT, Counter::RedirectTcp);
     // Deny list wins over nothing else: a denied source is dropped.
@@ -832,7 +838,7 @@ fn syn_limits_and_prefix_lists_apply_without_reattaching() {
     s.syn_global_rate = 0;
     p.prefix(true, Ipv4Addr::new(198, 18, 0, 0), 30, true)
         .unwrap();
-    s.deny.push((Ipv4Addr::new(198, 18, 0, 0), 30));
+    s.deny.push((Ipv4Addr::new(198, 18, 0, 0).into(), 30));
     p.set_config(&s.to_config()).unwrap();
     expect(&mut p, &syn, XDP_DROP, Counter::DropSynDenied);
     // Allow-only with an empty allow list: nobody.
@@ -908,6 +914,7 @@ fn engine() -> xstack::iface::Interface {
     xstack::iface::Interface::new(xstack::iface::IfaceConfig {
         mac: LINK.dst_mac,
         addrs: vec![OURS],
+        addrs6: Vec::new(),
         ports: vec![PORT],
         app: xstack::apps::App::Echo,
         response_bytes: 0,

@@ -27,6 +27,7 @@ const DEB_PACKAGES: &[(&str, &str)] = &[
     ("wrk", "wrk"),
     ("nft", "nftables"),
     ("tshark", "tshark"),
+    ("promtool", "prometheus"),
 ];
 
 pub fn setup() -> Result<()> {

@@ -1,7 +1,7 @@
 //! `xstack doctor`: whether an interface will work, and how fast, on one
 //! screen (see [`crate::tools::doctor`]).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use anyhow::Result;
 
@@ -12,9 +12,9 @@ pub(super) struct Args {
     /// The interface xstack would serve on (in this network namespace).
     #[arg(long)]
     iface: String,
-    /// The address it would own: says whether the kernel shares it.
+    /// The address it would own, IPv4 or IPv6: says whether the kernel shares it.
     #[arg(long)]
-    ip: Option<Ipv4Addr>,
+    ip: Option<IpAddr>,
     /// Also attach the XDP program in driver mode and bind an AF_XDP socket
     /// with zero-copy on queue 0, then undo both (needs root; on some NICs an
     /// attach resets the rings: a short interruption of traffic).

@@ -9,7 +9,7 @@ pub(super) struct Args {
     /// Interface the load engine attaches to (not with --kernel).
     #[arg(long, required_unless_present = "kernel")]
     iface: Option<String>,
-    /// Addresses the load engine owns (not with --kernel): one, a comma list, or a prefix such as 198.18.1.0/26 (its host addresses, at most 256); connections spread over addresses × --ports.
+    /// Addresses the load engine owns, of the target's family (not with --kernel): one, a comma list, or a prefix such as 198.18.1.0/26 or 2001:2:0:1::/120 (at most 256 addresses); connections spread over addresses × --ports.
     #[arg(
         long,
         required_unless_present = "kernel",
@@ -42,9 +42,9 @@ pub(super) struct Args {
     /// SYN retransmissions before a connect fails, as Linux tcp_syn_retries (default 6: after 1, 2, 4, 8, 16, 32 s; the handshake also ends at --timeout); engine only.
     #[arg(long, value_name = "N", conflicts_with = "kernel")]
     tcp_syn_retries: Option<u8>,
-    /// Server address and port (inside 198.18.0.0/15 or an --allow-target prefix).
+    /// Server address and port: 198.18.0.1:80, or [2001:2::1]:80 (inside 198.18.0.0/15, 2001:2::/48 or an --allow-target prefix).
     #[arg(long)]
-    target: std::net::SocketAddrV4,
+    target: std::net::SocketAddr,
     /// Also allow targets in this prefix (your own lab; at least a /8), repeatable.
     #[arg(long = "allow-target", value_name = "CIDR")]
     allow_target: Vec<crate::tools::guard::TargetPrefix>,
@@ -87,6 +87,17 @@ pub(super) struct Args {
     /// Run over kernel sockets (tokio) instead of the xstack engine.
     #[arg(long)]
     kernel: bool,
+    /// Serve Prometheus/OpenMetrics metrics (latency histograms, rates, TCP counters) at http://ADDR:PORT/metrics while the load runs.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<String>,
+    #[command(flatten)]
+    pcap: crate::cli::PcapArgs,
+    /// Run the I-th (from 0) of N equal shares of this load (rate, concurrency, connections, local ports), so N copies on N hosts add up to one run; merge their results with `xstack merge`.
+    #[arg(long, value_name = "I/N")]
+    segment: Option<String>,
+    /// Start at this UNIX time (seconds, after the bring-up), so copies on several hosts start together; their clocks must agree (chrony/NTP).
+    #[arg(long, value_name = "UNIX_TIME")]
+    start_at: Option<f64>,
     /// tokio worker threads with --kernel.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -106,7 +117,20 @@ pub(super) struct Args {
 
 pub(super) fn run(a: Args) -> Result<()> {
     // First of all: nothing below opens a socket for a refused target.
-    crate::tools::guard::check_target("xstack load", *a.target.ip(), &a.allow_target)?;
+    crate::tools::guard::check_target_ip("xstack load", a.target.ip(), &a.allow_target)?;
+    // --ip: one family, the target's (checked before anything is set up).
+    let ips =
+        a.ip.as_deref()
+            .map(crate::tools::load::parse_addrs)
+            .transpose()?;
+    if let Some(ip) = ips.iter().flatten().next() {
+        if ip.is_ipv4() != a.target.is_ipv4() {
+            anyhow::bail!(
+                "--ip {ip} and --target {} are of different address families; give --ip addresses of the target's family",
+                a.target
+            );
+        }
+    }
     if let Some(r) = a.response_bytes {
         if !a.http && r != a.request_bytes {
             anyhow::bail!("--response-bytes {r} differs from --request-bytes {}: the echo protocol answers what it gets; use --http against a server with --response-bytes", a.request_bytes);
@@ -156,15 +180,27 @@ pub(super) fn run(a: Args) -> Result<()> {
         },
         ramp: a.ramp.map(|r| secs(r, "--ramp")).transpose()?,
         think_time: a.think_time.map(|t| secs(t, "--think-time")).transpose()?,
+        metrics: a
+            .metrics
+            .as_deref()
+            .map(crate::runtime::metrics::parse_addr)
+            .transpose()?,
+        capture: a.pcap.config()?,
+        start_at: a.start_at.map(start_at).transpose()?,
+    };
+    let segment: Option<crate::tools::load::Segment> =
+        a.segment.as_deref().map(str::parse).transpose()?;
+    let cfg = match segment {
+        Some(s) => cfg.segment(s)?,
+        None => cfg,
     };
     let summary = if a.kernel {
         crate::tools::load::run_kernel(&cfg, a.threads)?
     } else {
         crate::runtime::sys::check_privileges("xstack load")?;
-        let (Some(iface), Some(ip)) = (a.iface.as_deref(), a.ip.as_deref()) else {
+        let (Some(iface), Some(ips)) = (a.iface.as_deref(), ips) else {
             anyhow::bail!("--iface and --ip are needed unless --kernel");
         };
-        let ips = crate::tools::load::parse_addrs(ip)?;
         let mut tcp = crate::tcp::TcpConfig {
             tcp_tw_reuse: 1,
             ip_local_port_range: crate::tools::load::parse_ports(&a.ports)?,
@@ -175,6 +211,9 @@ pub(super) fn run(a: Args) -> Result<()> {
         }
         if let Some(n) = a.tcp_syn_retries {
             tcp.tcp_syn_retries = n;
+        }
+        if let Some(s) = segment {
+            tcp.ip_local_port_range = s.ports(tcp.ip_local_port_range)?;
         }
         let xsk = crate::datapath::xsk::XskConfig {
             frames: a.frames,
@@ -189,4 +228,18 @@ pub(super) fn run(a: Args) -> Result<()> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
+}
+
+/// `--start-at T`: a UNIX time ahead of now by at most a day.
+fn start_at(t: f64) -> Result<std::time::SystemTime> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    if !t.is_finite() || t < now || t > now + 86_400.0 {
+        anyhow::bail!(
+            "--start-at {t} is not within the next 24 hours (now is {now:.0}); give a UNIX time ahead, e.g. --start-at $(( $(date +%s) + 10 ))"
+        );
+    }
+    Ok(std::time::UNIX_EPOCH + Duration::from_secs_f64(t))
 }

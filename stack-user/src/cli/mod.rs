@@ -8,7 +8,9 @@ mod doctor;
 mod flood;
 mod kserve;
 mod load;
+mod merge;
 mod serve;
+mod ss;
 mod stats;
 mod testbed;
 
@@ -50,9 +52,14 @@ enum Command {
         after_help = "Examples:\n  # closed loop, a new connection per request, against a kernel server in the peer netns\n  ip netns exec xs-lab-stack xstack load --iface xs-lab-s --ip 198.18.0.2 --target 198.18.0.1:80 --concurrency 64 --duration 10\n  # open loop at 20k connections/s, HTTP, server closes first\n  xstack load --iface xs-lab-s --ip 198.18.0.2 --target 198.18.0.1:80 --rate 20000 --http --close server --duration 10 --json out.json --hdr out.hlog\n  # the same load over kernel sockets\n  xstack load --kernel --target 198.18.0.1:80 --concurrency 64 --duration 10\n  # your own lab, outside 198.18.0.0/15 (refused without --allow-target)\n  xstack load --kernel --target 10.20.0.5:80 --allow-target 10.20.0.0/16 --concurrency 8 --duration 10"
     )]
     Load(Box<load::Args>),
+    /// Merge the results of N `xstack load --segment I/N` runs into one: summed counts, errors and rates, exact percentiles from the summed HdrHistogram logs.
+    #[command(
+        after_help = "Examples:\n  xstack merge seg0.json seg0.hlog seg1.json seg1.hlog\n  xstack merge runs/*.json runs/*.hlog --json merged.json"
+    )]
+    Merge(merge::Args),
     /// Change fast-path settings (cookies, SYN limits, prefix lists) of a running instance, without reattaching.
     #[command(
-        after_help = "Examples:\n  xstack config --iface xs-lab-s tcp_syncookies=always\n  xstack config syn_source_rate=50 syn_source_burst=10 deny=198.18.200.0/24\n  xstack config syn_rate_on=20000 syn_rate_off=5000 undeny=198.18.200.0/24\nKeys: tcp_syncookies (never|auto|always), syn_rate_on, syn_rate_off, syn_window_ms, syn_source_rate, syn_source_burst, syn_global_rate, syn_global_burst, mss, wscale, window, ecn, allow_only, deny, undeny, allow, unallow"
+        after_help = "Examples:\n  xstack config --iface xs-lab-s tcp_syncookies=always\n  xstack config syn_source_rate=50 syn_source_burst=10 deny=198.18.200.0/24\n  xstack config syn_rate_on=20000 syn_rate_off=5000 undeny=198.18.200.0/24\nKeys: tcp_syncookies (never|auto|always), syn_rate_on, syn_rate_off, syn_window_ms, syn_source_rate, syn_source_burst, syn_global_rate, syn_global_burst, syn_source_prefix6 (1-128, IPv6 sources per bucket), mss, wscale, window, ecn, allow_only, deny, undeny, allow, unallow"
     )]
     Config(config::Args),
     /// Send a bounded flood of spoofed TCP segments (SYN, ACK, RST) from a prefix in 198.18.0.0/15 through AF_XDP.
@@ -70,11 +77,45 @@ enum Command {
         after_help = "Examples:\n  xstack stats\n  xstack stats --iface xs-default-s\n  xstack stats --json | jq .xdp"
     )]
     Stats(stats::Args),
+    /// Show the connections of a running instance as `ss -tnoi` does: queues, bytes, windows, cwnd, RTT and the timers.
+    #[command(
+        after_help = "Examples:\n  xstack ss\n  xstack ss --iface xs-default-s --state close-wait\n  xstack ss --json | jq '.[] | select(.unacked > 0)'"
+    )]
+    Ss(ss::Args),
     /// Check an interface: will xstack work on it, and how fast (XDP mode, zero-copy, channels, offloads, MTU, the veth peer), each problem with the command that fixes it.
     #[command(
         after_help = "Examples:\n  ip netns exec xs-default-stack xstack doctor --iface xs-default-s --ip 198.18.0.2\n  xstack doctor --iface eth1 --probe\n  xstack doctor --iface eth1 --json | jq .works\nExit status: 0 when it will work, 1 when it will not (or the interface is missing)."
     )]
     Doctor(doctor::Args),
+}
+
+/// `--pcap FILE`, `--pcap-snaplen`, `--pcap-max-bytes` (serve and load).
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct PcapArgs {
+    /// Write the frames the engine receives and sends to FILE (pcap, for tcpdump/tshark/Wireshark).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<std::path::PathBuf>,
+    /// Bytes kept of each captured frame.
+    #[arg(long, requires = "pcap", default_value_t = crate::runtime::capture::DEFAULT_SNAPLEN)]
+    pcap_snaplen: u32,
+    /// Stop writing (and say so) once the file reaches this many bytes (default 100 MiB).
+    #[arg(long, requires = "pcap", default_value_t = crate::runtime::capture::DEFAULT_MAX_BYTES)]
+    pcap_max_bytes: u64,
+}
+
+impl PcapArgs {
+    fn config(&self) -> Result<Option<crate::runtime::capture::CaptureConfig>> {
+        self.pcap
+            .clone()
+            .map(|p| {
+                crate::runtime::capture::CaptureConfig::new(
+                    p,
+                    self.pcap_snaplen,
+                    self.pcap_max_bytes,
+                )
+            })
+            .transpose()
+    }
 }
 
 fn init_logging(verbose: u8) {
@@ -95,10 +136,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(a) => serve::run(a),
         Command::Kserve(a) => kserve::run(a),
         Command::Load(a) => load::run(*a),
+        Command::Merge(a) => merge::run(a),
         Command::Config(a) => config::run(a),
         Command::Flood(a) => flood::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Stats(a) => stats::run(a),
+        Command::Ss(a) => ss::run(a),
         Command::Doctor(a) => doctor::run(a),
     }
 }

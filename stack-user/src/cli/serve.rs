@@ -1,6 +1,9 @@
 //! `xstack serve`: run the stack on an interface.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use anyhow::Result;
 
@@ -16,9 +19,9 @@ pub(super) struct Args {
     /// Interface to attach to (in the current network namespace).
     #[arg(long)]
     iface: String,
-    /// IPv4 address the stack owns (not configured on the kernel interface).
-    #[arg(long)]
-    ip: Ipv4Addr,
+    /// Address(es) the stack owns (not configured on the kernel interface): one IPv4 address, IPv6 addresses, or both, comma separated (e.g. 198.18.0.2,2001:2::2).
+    #[arg(long, value_delimiter = ',', required = true)]
+    ip: Vec<IpAddr>,
     /// TCP port(s) to serve, comma separated.
     #[arg(long, value_delimiter = ',', required = true)]
     port: Vec<u16>,
@@ -81,6 +84,9 @@ pub(super) struct Args {
     /// Burst per source address.
     #[arg(long, default_value_t = 16)]
     syn_source_burst: u64,
+    /// IPv6 sources share one per-source bucket per prefix of this length (1-128).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..=128))]
+    syn_source_prefix6: u8,
     /// SYN/s allowed over all sources (0: unlimited).
     #[arg(long, default_value_t = 0)]
     syn_global_rate: u64,
@@ -99,6 +105,11 @@ pub(super) struct Args {
     /// Any other fast-path setting as key=value (see `xstack config --help`), repeatable.
     #[arg(long = "set")]
     set: Vec<String>,
+    /// Serve Prometheus/OpenMetrics metrics at http://ADDR:PORT/metrics (read on scrape).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<String>,
+    #[command(flatten)]
+    pcap: crate::cli::PcapArgs,
 }
 
 fn fastpath_settings(a: &Args) -> Result<crate::datapath::fastpath::FastpathSettings> {
@@ -108,6 +119,7 @@ fn fastpath_settings(a: &Args) -> Result<crate::datapath::fastpath::FastpathSett
         syn_rate_off: a.syn_rate_off,
         syn_source_rate: a.syn_source_rate,
         syn_source_burst: a.syn_source_burst.max(1),
+        syn_source_prefix6: a.syn_source_prefix6,
         syn_global_rate: a.syn_global_rate,
         syn_global_burst: a.syn_global_burst.max(1),
         allow_only: a.allow_only,
@@ -126,6 +138,28 @@ fn fastpath_settings(a: &Args) -> Result<crate::datapath::fastpath::FastpathSett
     Ok(f)
 }
 
+/// `--ip`'s addresses by family: at most one IPv4 address (`0.0.0.0` for
+/// none), any IPv6 ones, no unspecified or multicast address.
+fn split_families(ips: &[IpAddr]) -> Result<(Ipv4Addr, Vec<Ipv6Addr>)> {
+    let mut v4 = None;
+    let mut v6 = Vec::new();
+    for ip in ips {
+        if ip.is_unspecified() || ip.is_multicast() {
+            anyhow::bail!("--ip {ip}: give a unicast address the stack is to own (e.g. 198.18.0.2 or 2001:2::2)");
+        }
+        match ip {
+            IpAddr::V4(a) if v4.is_some() => anyhow::bail!(
+                "--ip: one IPv4 address per instance ({} and {a} given); run one instance per IPv4 address",
+                v4.unwrap_or(*a)
+            ),
+            IpAddr::V4(a) => v4 = Some(*a),
+            IpAddr::V6(a) if !v6.contains(a) => v6.push(*a),
+            IpAddr::V6(_) => {}
+        }
+    }
+    Ok((v4.unwrap_or(Ipv4Addr::UNSPECIFIED), v6))
+}
+
 pub(super) fn run(a: Args) -> Result<()> {
     if let Some(d) = a.duration {
         if !(d > 0.0 && d.is_finite()) {
@@ -133,10 +167,17 @@ pub(super) fn run(a: Args) -> Result<()> {
         }
     }
     let fastpath = fastpath_settings(&a)?;
+    let metrics = a
+        .metrics
+        .as_deref()
+        .map(crate::runtime::metrics::parse_addr)
+        .transpose()?;
+    let (ip, ip6) = split_families(&a.ip)?;
     let config = ServeConfig {
         stack: StackConfig {
             iface: a.iface,
-            ip: a.ip,
+            ip,
+            ip6,
             extra_ips: Vec::new(),
             listen: a.port,
             client_ports: Vec::new(),
@@ -164,9 +205,44 @@ pub(super) fn run(a: Args) -> Result<()> {
         },
         duration: a.duration.map(Duration::from_secs_f64),
         busy_poll: a.busy_poll,
+        metrics,
+        capture: a.pcap.config()?,
     };
     let stats = serve::run(config)?;
     println!("final counters:");
     print!("{}", serve::render_stats(&stats));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ips(s: &str) -> Vec<IpAddr> {
+        s.split(',').map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn ip_takes_one_ipv4_and_any_ipv6_addresses() {
+        assert_eq!(
+            split_families(&ips("198.18.0.2,2001:2::2,2001:2::3,2001:2::2")).unwrap(),
+            (
+                Ipv4Addr::new(198, 18, 0, 2),
+                vec!["2001:2::2".parse().unwrap(), "2001:2::3".parse().unwrap()]
+            )
+        );
+        assert_eq!(
+            split_families(&ips("2001:2::2")).unwrap(),
+            (Ipv4Addr::UNSPECIFIED, vec!["2001:2::2".parse().unwrap()])
+        );
+        for (bad, why) in [
+            ("198.18.0.2,198.18.0.3", "one IPv4 address per instance"),
+            ("::", "unicast"),
+            ("ff02::1", "unicast"),
+            ("0.0.0.0", "unicast"),
+        ] {
+            let e = split_families(&ips(bad)).unwrap_err().to_string();
+            assert!(e.contains(why) && !e.contains('\n'), "{bad}: {e}");
+        }
+    }
 }

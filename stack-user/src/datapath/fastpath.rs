@@ -3,7 +3,7 @@
 //! `xstack config --iface IF key=value`), and their translation into the
 //! [`FastpathConfig`] map entry the XDP program reads per packet.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
 use stack_ebpf::{
@@ -127,6 +127,7 @@ pub const KEYS: &[&str] = &[
     "syn_source_burst",
     "syn_global_rate",
     "syn_global_burst",
+    "syn_source_prefix6",
     "mss",
     "wscale",
     "window",
@@ -157,6 +158,9 @@ pub struct FastpathSettings {
     pub syn_global_rate: u64,
     /// Global burst, SYNs.
     pub syn_global_burst: u64,
+    /// Prefix length an IPv6 source is bucketed by for
+    /// `syn_source_rate` (default 64: one bucket per /64).
+    pub syn_source_prefix6: u8,
     /// MSS announced in cookie SYN-ACKs (client MSS is clamped to it).
     pub mss: u16,
     /// Window-scale shift announced in cookie SYN-ACKs.
@@ -173,9 +177,9 @@ pub struct FastpathSettings {
     /// Who sends cookie SYN-ACKs (the bring-up resolves `auto`).
     pub cookie_path: CookiePath,
     /// Deny-list prefixes.
-    pub deny: Vec<(Ipv4Addr, u8)>,
+    pub deny: Vec<(IpAddr, u8)>,
     /// Allow-list prefixes (exempt from rate limits).
-    pub allow: Vec<(Ipv4Addr, u8)>,
+    pub allow: Vec<(IpAddr, u8)>,
 }
 
 impl Default for FastpathSettings {
@@ -191,6 +195,7 @@ impl Default for FastpathSettings {
             syn_source_burst: 16,
             syn_global_rate: 0,
             syn_global_burst: 1024,
+            syn_source_prefix6: 64,
             mss: 1460,
             wscale: 7,
             window: 65535,
@@ -204,8 +209,30 @@ impl Default for FastpathSettings {
     }
 }
 
-/// Parses `A.B.C.D/LEN` (or a bare address, /32) inside 0.0.0.0/0.
-pub fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), &'static str> {
+/// Parses `A.B.C.D/LEN` (or a bare address, /32) inside 0.0.0.0/0, or an
+/// IPv6 prefix `X:Y::/LEN` (a bare address is a /128); host bits cleared.
+pub fn parse_prefix(s: &str) -> Result<(IpAddr, u8), &'static str> {
+    if s.contains(':') {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (
+                a,
+                l.parse::<u8>().map_err(|_| "IPv6 prefix length 0..=128")?,
+            ),
+            None => (s, 128),
+        };
+        if l > 128 {
+            return Err("IPv6 prefix length 0..=128");
+        }
+        let a: Ipv6Addr = a
+            .parse()
+            .map_err(|_| "an IPv6 prefix like 2001:2:0:8::/64")?;
+        let mask = if l == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(l))
+        };
+        return Ok((IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask)), l));
+    }
     let (a, l) = match s.split_once('/') {
         Some((a, l)) => (a, l.parse::<u8>().map_err(|_| "prefix length 0..=32")?),
         None => (s, 32),
@@ -217,7 +244,7 @@ pub fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), &'static str> {
         .parse()
         .map_err(|_| "an IPv4 prefix like 198.18.64.0/18")?;
     let mask = if l == 0 { 0 } else { u32::MAX << (32 - l) };
-    Ok((Ipv4Addr::from(u32::from(a) & mask), l))
+    Ok((IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask)), l))
 }
 
 fn gcra(rate: u64, burst: u64) -> (u64, u64) {
@@ -268,6 +295,8 @@ impl FastpathSettings {
             source_tolerance_ns: st,
             global_interval_ns: gi,
             global_tolerance_ns: gt,
+            source6_prefix_len: u32::from(self.syn_source_prefix6.clamp(1, 128)),
+            pad: 0,
         }
     }
 
@@ -310,6 +339,7 @@ impl FastpathSettings {
             "syn_source_burst" => self.syn_source_burst = num(1 << 30)?.max(1),
             "syn_global_rate" => self.syn_global_rate = num(1 << 30)?,
             "syn_global_burst" => self.syn_global_burst = num(1 << 30)?.max(1),
+            "syn_source_prefix6" => self.syn_source_prefix6 = num(128)?.max(1) as u8,
             "mss" => self.mss = num(65535)?.max(88) as u16,
             "wscale" => self.wscale = num(14)? as u8,
             "window" => self.window = num(65535)? as u16,
@@ -391,7 +421,7 @@ mod tests {
         s.apply("syn_source_rate=100").unwrap();
         s.apply("syn_source_burst=10").unwrap();
         s.apply("deny=198.18.200.7/16").unwrap();
-        assert_eq!(s.deny, vec![(Ipv4Addr::new(198, 18, 0, 0), 16)]);
+        assert_eq!(s.deny, vec![(Ipv4Addr::new(198, 18, 0, 0).into(), 16)]);
         let c = s.to_config();
         assert_eq!(c.syncookies, SYNCOOKIES_AUTO);
         assert_eq!(c.syn_on, 2000, "20000/s over 100 ms");
@@ -442,5 +472,28 @@ mod tests {
         let r = rotate(&s);
         assert_eq!(r.previous, s.current);
         assert_ne!(r.current, s.current);
+    }
+
+    #[test]
+    fn ipv6_prefixes_parse_with_host_bits_cleared() {
+        assert_eq!(
+            parse_prefix("2001:2:0:8::1/64").unwrap(),
+            ("2001:2:0:8::".parse().unwrap(), 64)
+        );
+        assert_eq!(
+            parse_prefix("2001:2::5").unwrap(),
+            ("2001:2::5".parse().unwrap(), 128)
+        );
+        assert_eq!(
+            parse_prefix("2001:2::/129").unwrap_err(),
+            "IPv6 prefix length 0..=128"
+        );
+        assert!(parse_prefix("2001:zz::/64").is_err());
+        let mut s = FastpathSettings::default();
+        s.apply("deny=2001:2:0:66::/64").unwrap();
+        s.apply("syn_source_prefix6=56").unwrap();
+        assert_eq!(s.deny, vec![("2001:2:0:66::".parse().unwrap(), 64)]);
+        assert_eq!(s.to_config().source6_prefix_len, 56);
+        assert!(s.apply("syn_source_prefix6=129").is_err());
     }
 }

@@ -26,6 +26,7 @@ use crate::tcp::FourTuple;
 use crate::wire::{
     ethernet::{self, EthernetFrame},
     ipv4::{self, Ipv4Packet},
+    ipv6::{self, Ipv6Packet},
     tcp::TcpPacket,
 };
 
@@ -59,6 +60,7 @@ pub fn destination(frame: &[u8], me: u32, count: u32) -> Destination {
     match eth.ethertype() {
         ethernet::ETHERTYPE_ARP => return Destination::All,
         ethernet::ETHERTYPE_IPV4 => {}
+        ethernet::ETHERTYPE_IPV6 => return destination6(eth.payload(), me, count),
         _ => return Destination::Local,
     }
     let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
@@ -75,9 +77,38 @@ pub fn destination(frame: &[u8], me: u32, count: u32) -> Destination {
     };
     let tcp = TcpPacket::new_unchecked(ports);
     let tuple = FourTuple {
-        local_addr: ip.dst_addr(),
+        local_addr: ip.dst_addr().into(),
         local_port: tcp.dst_port(),
-        remote_addr: ip.src_addr(),
+        remote_addr: ip.src_addr().into(),
+        remote_port: tcp.src_port(),
+    };
+    match tuple.shard(count) {
+        n if n == me => Destination::Local,
+        n => Destination::Worker(n),
+    }
+}
+
+/// [`destination`] of an IPv6 packet: TCP right after the fixed header by
+/// its 4-tuple; ICMPv6 to every worker (neighbour discovery: each worker
+/// has its own neighbour table, as for ARP); the rest (extension headers
+/// included) local, where the engine walks or counts it.
+fn destination6(packet: &[u8], me: u32, count: u32) -> Destination {
+    let Ok(ip) = Ipv6Packet::new_checked(packet) else {
+        return Destination::Local;
+    };
+    match ip.next_header() {
+        ipv6::NH_TCP => {}
+        ipv6::NH_ICMPV6 => return Destination::All,
+        _ => return Destination::Local,
+    }
+    let Some(ports) = packet.get(ipv6::HEADER_LEN..ipv6::HEADER_LEN + 4) else {
+        return Destination::Local;
+    };
+    let tcp = TcpPacket::new_unchecked(ports);
+    let tuple = FourTuple {
+        local_addr: ip.dst_addr().into(),
+        local_port: tcp.dst_port(),
+        remote_addr: ip.src_addr().into(),
         remote_port: tcp.src_port(),
     };
     match tuple.shard(count) {
@@ -126,7 +157,8 @@ pub struct SteerStats {
     pub received: AtomicU64,
     /// Frames dropped because the owner's mailbox was full.
     pub dropped: AtomicU64,
-    /// ARP frames copied to the other workers (not in `out`/`received`).
+    /// ARP and ICMPv6 (neighbour discovery) frames copied to the other
+    /// workers (not in `out`/`received`).
     pub arp_copies: AtomicU64,
 }
 
@@ -139,7 +171,8 @@ pub struct SteerCounts {
     pub handed_in: u64,
     /// Frames dropped because the owner's mailbox was full.
     pub handoff_dropped: u64,
-    /// ARP frames copied to the other workers (each learns the sender).
+    /// ARP and ICMPv6 frames copied to the other workers (each learns the
+    /// sender).
     pub arp_copies: u64,
 }
 
@@ -393,6 +426,49 @@ mod tests {
         for n in per_worker {
             assert!((400..=600).contains(&n), "{per_worker:?}");
         }
+    }
+
+    #[test]
+    fn ipv6_tcp_goes_to_its_tuples_owner_and_icmpv6_to_every_worker() {
+        use crate::wire::build::Endpoints6;
+        use std::net::Ipv6Addr;
+        let peer = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+        let stack = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+        let e = Endpoints6 {
+            src_mac: Mac::default(),
+            dst_mac: Mac::default(),
+            src_ip: peer,
+            dst_ip: stack,
+        };
+        let mut owners = [0u32; 4];
+        for sport in 30000..30400u16 {
+            let f = e.tcp(&TcpSegment {
+                src_port: sport,
+                dst_port: 80,
+                ..TcpSegment::default()
+            });
+            let owner = FourTuple {
+                local_addr: stack.into(),
+                local_port: 80,
+                remote_addr: peer.into(),
+                remote_port: sport,
+            }
+            .shard(4);
+            owners[owner as usize] += 1;
+            for me in 0..4 {
+                let want = if me == owner {
+                    Destination::Local
+                } else {
+                    Destination::Worker(owner)
+                };
+                assert_eq!(destination(&f, me, 4), want);
+            }
+        }
+        assert!(owners.iter().all(|&n| n > 50), "{owners:?}");
+        let icmp = e.ipv6(ipv6::NH_ICMPV6, &[0u8; 8]);
+        assert_eq!(destination(&icmp, 1, 2), Destination::All);
+        let udp = e.ipv6(17, &[0u8; 8]);
+        assert_eq!(destination(&udp, 1, 2), Destination::Local);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     os::fd::RawFd,
     path::{Path, PathBuf},
     process::Command,
@@ -27,8 +27,8 @@ use aya::{
 };
 use serde::Serialize;
 use stack_ebpf::{
-    cookie::Secrets, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState, PortKey,
-    TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP, MAX_QUEUES, PROGRAM_NAME,
+    cookie::Secrets, Addr6Key, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState,
+    Port6Key, PortKey, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP, MAX_QUEUES, PROGRAM_NAME,
 };
 use thiserror::Error;
 
@@ -142,6 +142,8 @@ pub struct XdpProgram {
     queue_redirects: PerCpuArray<MapData, u64>,
     addrs: HashMap<MapData, AddrKey, u32>,
     ports: HashMap<MapData, PortKey, u8>,
+    addrs6: HashMap<MapData, Addr6Key, u32>,
+    ports6: HashMap<MapData, Port6Key, u8>,
     classes: PerCpuArray<MapData, u64>,
     config: Array<MapData, FastpathConfig>,
     state: Array<MapData, FastpathState>,
@@ -149,6 +151,8 @@ pub struct XdpProgram {
     secrets: Array<MapData, Secrets>,
     deny: LpmTrie<MapData, u32, u8>,
     allow: LpmTrie<MapData, u32, u8>,
+    deny6: LpmTrie<MapData, [u8; 16], u8>,
+    allow6: LpmTrie<MapData, [u8; 16], u8>,
     attached: Option<(String, &'static str)>,
     pin_dir: Option<PathBuf>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -307,6 +311,10 @@ impl XdpProgram {
             HashMap::try_from(take(&mut ebpf, "OWNED_ADDRS")?).map_err(map_err("OWNED_ADDRS"))?;
         let ports =
             HashMap::try_from(take(&mut ebpf, "OWNED_PORTS")?).map_err(map_err("OWNED_PORTS"))?;
+        let addrs6 =
+            HashMap::try_from(take(&mut ebpf, "OWNED_ADDRS6")?).map_err(map_err("OWNED_ADDRS6"))?;
+        let ports6 =
+            HashMap::try_from(take(&mut ebpf, "OWNED_PORTS6")?).map_err(map_err("OWNED_PORTS6"))?;
         let classes = PerCpuArray::try_from(take(&mut ebpf, "TCP_CLASSES")?)
             .map_err(map_err("TCP_CLASSES"))?;
         let config = Array::try_from(take(&mut ebpf, "FASTPATH_CONFIG")?)
@@ -319,6 +327,10 @@ impl XdpProgram {
             .map_err(map_err("DENY_PREFIXES"))?;
         let allow = LpmTrie::try_from(take(&mut ebpf, "ALLOW_PREFIXES")?)
             .map_err(map_err("ALLOW_PREFIXES"))?;
+        let deny6 = LpmTrie::try_from(take(&mut ebpf, "DENY_PREFIXES6")?)
+            .map_err(map_err("DENY_PREFIXES6"))?;
+        let allow6 = LpmTrie::try_from(take(&mut ebpf, "ALLOW_PREFIXES6")?)
+            .map_err(map_err("ALLOW_PREFIXES6"))?;
         let mut p = XdpProgram {
             ebpf,
             xsks,
@@ -326,6 +338,8 @@ impl XdpProgram {
             queue_redirects,
             addrs,
             ports,
+            addrs6,
+            ports6,
             classes,
             config,
             state,
@@ -333,6 +347,8 @@ impl XdpProgram {
             secrets,
             deny,
             allow,
+            deny6,
+            allow6,
             attached: None,
             pin_dir: pin_dir.map(Path::to_path_buf),
             logger,
@@ -386,16 +402,38 @@ impl XdpProgram {
     pub fn prefix(
         &mut self,
         deny: bool,
-        net: Ipv4Addr,
+        net: impl Into<std::net::IpAddr>,
         len: u8,
         add: bool,
     ) -> Result<(), XdpError> {
+        let net = match net.into() {
+            std::net::IpAddr::V4(a) => a,
+            std::net::IpAddr::V6(a) => return self.prefix6(deny, a, len, add),
+        };
         let (trie, name) = if deny {
             (&mut self.deny, "DENY_PREFIXES")
         } else {
             (&mut self.allow, "ALLOW_PREFIXES")
         };
         let key = LpmKey::new(u32::from(len.min(32)), u32::from_ne_bytes(net.octets()));
+        if add {
+            trie.insert(&key, 1, 0).map_err(map_err(name))
+        } else {
+            match trie.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                Err(e) => Err(map_err(name)(e)),
+            }
+        }
+    }
+
+    /// [`prefix`](Self::prefix) for an IPv6 prefix (`len` up to 128).
+    fn prefix6(&mut self, deny: bool, net: Ipv6Addr, len: u8, add: bool) -> Result<(), XdpError> {
+        let (trie, name) = if deny {
+            (&mut self.deny6, "DENY_PREFIXES6")
+        } else {
+            (&mut self.allow6, "ALLOW_PREFIXES6")
+        };
+        let key = LpmKey::new(u32::from(len.min(128)), net.octets());
         if add {
             trie.insert(&key, 1, 0).map_err(map_err(name))
         } else {
@@ -540,6 +578,23 @@ impl XdpProgram {
         self.ports
             .insert(PortKey::new(addr.octets(), port), 1, 0)
             .map_err(map_err("OWNED_PORTS"))
+    }
+
+    /// Claims the IPv6 `addr`: neighbour discovery (also at its
+    /// solicited-node group) and ICMPv6 for it go to the engine; with
+    /// `exclusive`, TCP to every port too (closed ones answered with RST).
+    pub fn own_addr6(&mut self, addr: Ipv6Addr, exclusive: bool) -> Result<(), XdpError> {
+        let all = if exclusive { ADDR_ALL_TCP } else { 0 };
+        self.addrs6
+            .insert(Addr6Key::new(addr.octets()), ADDR_ARP | ADDR_ICMP | all, 0)
+            .map_err(map_err("OWNED_ADDRS6"))
+    }
+
+    /// Claims TCP (`addr`, `port`) over IPv6.
+    pub fn own_port6(&mut self, addr: Ipv6Addr, port: u16) -> Result<(), XdpError> {
+        self.ports6
+            .insert(Port6Key::new(addr.octets(), port), 1, 0)
+            .map_err(map_err("OWNED_PORTS6"))
     }
 
     /// Sums the per-CPU counters.

@@ -12,14 +12,20 @@
 //! [`sink`](FrameSink).
 
 mod icmp;
+mod ipv6;
 mod neighbor;
 mod sink;
 mod stats;
 mod tcp;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests6;
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 pub use sink::{FrameSink, VecSink};
 pub use stats::IfaceStats;
@@ -42,6 +48,9 @@ pub struct IfaceConfig {
     pub mac: Mac,
     /// The stack's IPv4 addresses (not configured on the kernel interface).
     pub addrs: Vec<Ipv4Addr>,
+    /// The stack's IPv6 addresses (likewise; answered in neighbour
+    /// discovery, also when solicited at their solicited-node group).
+    pub addrs6: Vec<Ipv6Addr>,
     /// TCP ports served on those addresses.
     pub ports: Vec<u16>,
     /// The application on the listening ports.
@@ -66,6 +75,8 @@ pub struct Interface {
     /// `config.addrs`, sorted: what [`Interface::owns`] searches (a load
     /// owns up to a /24).
     owned: Vec<Ipv4Addr>,
+    /// `config.addrs6`, sorted: what [`Interface::owns6`] searches.
+    owned6: Vec<Ipv6Addr>,
     stats: IfaceStats,
     ident: u16,
     tcp: TcpEngine,
@@ -74,8 +85,14 @@ pub struct Interface {
     neighbors: HashMap<Ipv4Addr, Mac>,
     /// Last ARP request sent per unresolved address.
     arp_pending: HashMap<Ipv4Addr, Instant>,
-    /// Complete IPv4 packets waiting for their next hop's MAC.
-    held: Vec<(Ipv4Addr, Vec<u8>)>,
+    /// IPv6 → MAC, learned from neighbour discovery (RFC 4861 §7.2.3,
+    /// §7.2.5) and from received frames.
+    neighbors6: HashMap<Ipv6Addr, Mac>,
+    /// Last neighbour solicitation sent per unresolved address.
+    nd_pending: HashMap<Ipv6Addr, Instant>,
+    /// Complete IP packets (either family) waiting for their next hop's
+    /// MAC; one bound for both.
+    held: Vec<(IpAddr, Vec<u8>)>,
     scratch: Vec<u8>,
     /// Connections the application accepted; others (opened with
     /// [`Interface::connect`]) belong to the caller.
@@ -90,23 +107,40 @@ impl Interface {
     /// A new engine for `config`: listens on every (address, port).
     pub fn new(config: IfaceConfig) -> Interface {
         let mut tcp = TcpEngine::new(config.tcp.clone(), config.secret);
-        for a in &config.addrs {
+        // One listener per port, bound to every address of both
+        // families (dual-stack: one accept queue).
+        let addrs: Vec<IpAddr> = config
+            .addrs
+            .iter()
+            .map(|a| IpAddr::V4(*a))
+            .chain(config.addrs6.iter().map(|a| IpAddr::V6(*a)))
+            .collect();
+        if let Some((first, rest)) = addrs.split_first() {
             for p in &config.ports {
                 // Distinct (address, port) pairs cannot collide.
-                let _ = tcp.listen(*a, *p, config.backlog);
+                if let Ok(id) = tcp.listen(*first, *p, config.backlog) {
+                    for a in rest {
+                        let _ = tcp.listen_also(id, *a);
+                    }
+                }
             }
         }
         let app_cap = config.tcp.initial_connections;
         let mut owned = config.addrs.clone();
         owned.sort_unstable();
+        let mut owned6 = config.addrs6.clone();
+        owned6.sort_unstable();
         Interface {
             config,
             owned,
+            owned6,
             stats: IfaceStats::default(),
             ident: 1,
             tcp,
             neighbors: HashMap::new(),
             arp_pending: HashMap::new(),
+            neighbors6: HashMap::new(),
+            nd_pending: HashMap::new(),
             held: Vec::new(),
             scratch: vec![0u8; 2048],
             app_conns: HashMap::with_capacity(app_cap),
@@ -142,6 +176,10 @@ impl Interface {
 
     fn owns(&self, ip: Ipv4Addr) -> bool {
         self.owned.binary_search(&ip).is_ok()
+    }
+
+    fn owns6(&self, ip: Ipv6Addr) -> bool {
+        self.owned6.binary_search(&ip).is_ok()
     }
 
     fn drop_wire(&mut self, e: WireError) {
@@ -187,7 +225,8 @@ impl Interface {
     /// Handles a frame another queue's worker handed over (see
     /// [`crate::datapath::steer`]): its XDP metadata `meta` and the frame; an
     /// ARP copy marked `learn_only` teaches the sender's address without
-    /// answering it (the receiving worker did).
+    /// answering it (the receiving worker did); so does a neighbour
+    /// solicitation or advertisement copy.
     pub fn handle_handoff(
         &mut self,
         now: Instant,
@@ -202,6 +241,9 @@ impl Interface {
         let Ok((eth, payload)) = EthernetRepr::parse(frame) else {
             return;
         };
+        if eth.ethertype == ethernet::ETHERTYPE_IPV6 {
+            return self.learn_ndp(&eth, payload, tx);
+        }
         if eth.ethertype != ethernet::ETHERTYPE_ARP {
             return;
         }
@@ -222,6 +264,7 @@ impl Interface {
         match eth.ethertype {
             ethernet::ETHERTYPE_ARP => self.handle_arp(&eth, payload, tx),
             ethernet::ETHERTYPE_IPV4 => self.handle_ipv4(now, &eth, payload, tx),
+            ethernet::ETHERTYPE_IPV6 => self.handle_ipv6(now, &eth, payload, tx),
             other => Err(WireError::UnsupportedEtherType(other)),
         }
     }
@@ -242,9 +285,9 @@ impl Interface {
     pub fn connect(
         &mut self,
         now: Instant,
-        local: Ipv4Addr,
+        local: impl Into<IpAddr>,
         local_port: u16,
-        remote: Ipv4Addr,
+        remote: impl Into<IpAddr>,
         remote_port: u16,
     ) -> Result<crate::tcp::ConnId, crate::tcp::TcpError> {
         self.tcp

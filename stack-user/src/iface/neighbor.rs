@@ -1,8 +1,10 @@
-//! The neighbour cache: IPv4 → MAC learned from ARP (RFC 826) and from
-//! received frames, the hold queue for segments whose next hop is not yet
-//! resolved, and the ARP requests and replies that resolve it.
+//! The neighbour caches: IPv4 → MAC learned from ARP (RFC 826), IPv6 →
+//! MAC learned from neighbour discovery (RFC 4861), both also from
+//! received frames; the hold queue (both families, one bound) for segments
+//! whose next hop is not yet resolved, and the ARP requests and neighbour
+//! solicitations that resolve it. NS/NA handling is in `ipv6.rs`.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{FrameSink, Interface};
 use crate::time::Instant;
@@ -19,7 +21,7 @@ impl Interface {
     pub(super) fn hold(
         &mut self,
         now: Instant,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         frame: Vec<u8>,
         tx: &mut dyn FrameSink,
     ) {
@@ -29,6 +31,10 @@ impl Interface {
             self.stats.tx_held_for_arp += 1;
             self.held.push((dst, frame));
         }
+        let dst = match dst {
+            IpAddr::V4(d) => d,
+            IpAddr::V6(d) => return self.solicit_if_due(now, d, tx),
+        };
         let due = self
             .arp_pending
             .get(&dst)
@@ -73,7 +79,11 @@ impl Interface {
         }
         let held = std::mem::take(&mut self.held);
         for (dst, mut frame) in held {
-            match self.neighbors.get(&dst) {
+            let mac = match dst {
+                IpAddr::V4(d) => self.neighbors.get(&d),
+                IpAddr::V6(d) => self.neighbors6.get(&d),
+            };
+            match mac {
                 Some(mac) => {
                     frame[0..6].copy_from_slice(&mac.0);
                     let sent = tx.send(&mut |buf| {
@@ -85,6 +95,35 @@ impl Interface {
                 }
                 None => self.held.push((dst, frame)),
             }
+        }
+    }
+
+    /// Sends a neighbour solicitation for `dst` unless one went out less
+    /// than a second ago (RFC 4861 §7.2.2, RetransTimer 1 s).
+    fn solicit_if_due(&mut self, now: Instant, dst: Ipv6Addr, tx: &mut dyn FrameSink) {
+        let due = self
+            .nd_pending
+            .get(&dst)
+            .is_none_or(|t| now.saturating_since(*t) >= std::time::Duration::from_secs(1));
+        if due {
+            // Bounded like the hold queue: a scan of unresolvable next
+            // hops cannot grow it without limit.
+            if self.nd_pending.len() >= HOLD_MAX {
+                self.nd_pending
+                    .retain(|_, t| now.saturating_since(*t) < std::time::Duration::from_secs(1));
+            }
+            if self.nd_pending.len() < HOLD_MAX {
+                self.nd_pending.insert(dst, now);
+                self.send_neighbor_solicit(dst, tx);
+            }
+        }
+    }
+
+    /// Remembers `ip` at `mac` (RFC 4861 §7.2.3/§7.2.5), unicast MACs only.
+    pub(super) fn learn6(&mut self, ip: Ipv6Addr, mac: Mac) {
+        if mac.0[0] & 1 == 0 && !ip.is_unspecified() && !ip.is_multicast() {
+            self.neighbors6.insert(ip, mac);
+            self.nd_pending.remove(&ip);
         }
     }
 

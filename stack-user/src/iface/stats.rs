@@ -69,6 +69,29 @@ stack_ebpf::counters! {
         /// Frames with cookie metadata that failed its checks (bad magic or
         /// MSS, or a marked SYN-ACK that is not one).
         cookie_meta_invalid,
+        /// Neighbour solicitations for an owned address (RFC 4861 §7.2.3).
+        ndp_solicits_in,
+        /// Neighbour advertisements sent in answer.
+        ndp_adverts_out,
+        /// Neighbour advertisements received and learned (RFC 4861 §7.2.5).
+        ndp_adverts_in,
+        /// Neighbour solicitations sent to resolve a next hop.
+        ndp_solicits_out,
+        /// Neighbour discovery not for us: a solicitation for another
+        /// target, an unsolicited advertisement for no entry, one for an
+        /// address we own.
+        ndp_ignored,
+        /// ICMPv6 echo requests for an owned address.
+        icmpv6_echo_requests,
+        /// ICMPv6 echo replies sent.
+        icmpv6_echo_replies,
+        /// Other ICMPv6 messages (ignored).
+        icmpv6_other,
+        /// IPv6 packets for an address the engine does not own (multicast
+        /// other than an owned address's solicited-node group included).
+        ipv6_not_owned,
+        /// IPv6 packets whose upper layer the engine does not handle.
+        ipv6_other_proto,
         /// Malformed frames, by reason (indexed by [`WireError::index`]).
         #[serde(skip)]
         drop_wire: [WireError],
@@ -118,7 +141,7 @@ mod tests {
         let mut keys_sorted = keys.clone();
         keys_sorted.sort_unstable();
         assert_eq!(keys_sorted, named, "every JSON field is a counter");
-        assert_eq!(keys.len(), 28);
+        assert_eq!(keys.len(), 38);
         let b = a.clone();
         a.add(&b);
         assert_eq!(a.rx_frames, 2);

@@ -2,11 +2,14 @@
 //! sans-IO TCP engine, final ACKs whose SYN cookie XDP validated come with
 //! their metadata, and what TCP sends is wrapped in IPv4 and Ethernet.
 
+use std::net::IpAddr;
+
 use super::{FrameSink, Interface};
 use crate::time::Instant;
 use crate::wire::{
     ethernet::{self, EthernetRepr, Mac},
     ipv4::{self, Ipv4Repr},
+    ipv6::{self, Ipv6Repr},
     tcp::{TcpPacket, ACK, FIN, RST, SYN},
 };
 
@@ -99,50 +102,90 @@ impl Interface {
         true
     }
 
-    /// Wraps each segment TCP wants to send in IPv4 and Ethernet.
+    /// Wraps each segment TCP wants to send in IPv4 or IPv6 and Ethernet.
+    /// The segment is written after a 20-byte IPv4 header's room; an IPv6
+    /// segment is moved 20 bytes on to make room for its 40-byte header
+    /// (the engine's IPv6 MSS is 20 less, so it fits the same buffer).
     pub(super) fn drain_tcp(&mut self, now: Instant, tx: &mut dyn FrameSink) {
         const IP_OFF: usize = ethernet::HEADER_LEN;
         const TCP_OFF: usize = IP_OFF + ipv4::HEADER_LEN;
+        const TCP6_OFF: usize = IP_OFF + ipv6::HEADER_LEN;
+        const SHIFT: usize = TCP6_OFF - TCP_OFF;
         loop {
             let mut out: Option<(crate::tcp::Transmit, Option<Mac>)> = None;
-            let (tcp, neighbors, mac) = (&mut self.tcp, &self.neighbors, self.config.mac);
+            let (tcp, neighbors, neighbors6, mac) = (
+                &mut self.tcp,
+                &self.neighbors,
+                &self.neighbors6,
+                self.config.mac,
+            );
             let ident = &mut self.ident;
+            let scratch = &mut self.scratch;
             let sent = tx.send(&mut |buf| {
-                if buf.len() < TCP_OFF + 60 {
+                if buf.len() < TCP6_OFF + 60 {
                     return 0;
                 }
-                let Some(t) = tcp.poll_transmit(now, &mut buf[TCP_OFF..]) else {
+                let end = buf.len() - SHIFT;
+                let Some(t) = tcp.poll_transmit(now, &mut buf[TCP_OFF..end]) else {
                     return 0;
                 };
-                let dst_mac = neighbors.get(&t.dst).copied();
+                let (len, dst_mac, ethertype) = match (t.src, t.dst) {
+                    (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                        *ident = ident.wrapping_add(1);
+                        let ip = Ipv4Repr {
+                            src,
+                            dst,
+                            protocol: ipv4::PROTO_TCP,
+                            ttl: 64,
+                            tos: 0,
+                            ident: *ident,
+                            dont_frag: true,
+                            payload_len: t.len,
+                        };
+                        if ip.emit(&mut buf[IP_OFF..]).is_err() {
+                            return 0;
+                        }
+                        (
+                            TCP_OFF + t.len,
+                            neighbors.get(&dst).copied(),
+                            ethernet::ETHERTYPE_IPV4,
+                        )
+                    }
+                    (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                        buf.copy_within(TCP_OFF..TCP_OFF + t.len, TCP6_OFF);
+                        let ip = Ipv6Repr {
+                            src,
+                            dst,
+                            next_header: ipv6::NH_TCP,
+                            hop_limit: super::ipv6::HOP_LIMIT,
+                            traffic_class: 0,
+                            payload_len: t.len,
+                        };
+                        if ip.emit(&mut buf[IP_OFF..]).is_err() {
+                            return 0;
+                        }
+                        (
+                            TCP6_OFF + t.len,
+                            neighbors6.get(&dst).copied(),
+                            ethernet::ETHERTYPE_IPV6,
+                        )
+                    }
+                    // The engine never opens a mixed-family connection.
+                    _ => return 0,
+                };
                 out = Some((t, dst_mac));
-                *ident = ident.wrapping_add(1);
-                let ip = Ipv4Repr {
-                    src: t.src,
-                    dst: t.dst,
-                    protocol: ipv4::PROTO_TCP,
-                    ttl: 64,
-                    tos: 0,
-                    ident: *ident,
-                    dont_frag: true,
-                    payload_len: t.len,
-                };
-                if ip.emit(&mut buf[IP_OFF..]).is_err() {
-                    return 0;
-                }
                 let eth = EthernetRepr {
                     dst: dst_mac.unwrap_or(Mac::BROADCAST),
                     src: mac,
-                    ethertype: ethernet::ETHERTYPE_IPV4,
+                    ethertype,
                 };
                 if eth.emit(buf).is_err() {
                     return 0;
                 }
-                let len = TCP_OFF + t.len;
                 if dst_mac.is_none() {
-                    // Hold a copy until ARP resolves; send nothing now.
-                    self.scratch.clear();
-                    self.scratch.extend_from_slice(&buf[..len]);
+                    // Hold a copy until ARP / ND resolves; send nothing now.
+                    scratch.clear();
+                    scratch.extend_from_slice(&buf[..len]);
                     return 0;
                 }
                 len.max(60)
@@ -164,14 +207,21 @@ impl Interface {
         }
     }
 
-    /// Counts a TCP segment for an owned address (`handle_ipv4` checked it)
-    /// (RFC 9293 §3.1 header: ports,
-    /// data offset, flags) and hands it to the `tcp` state machine, which
-    /// verifies the checksum and counts its own drops.
-    pub(super) fn handle_tcp(&mut self, now: Instant, ip: &Ipv4Repr, seg: &[u8]) {
+    /// Counts a TCP segment for an owned IPv6 address and hands it to the
+    /// TCP engine (which verifies the checksum over the IPv6
+    /// pseudo-header).
+    pub(super) fn handle_tcp6(&mut self, now: Instant, ip: &Ipv6Repr, seg: &[u8]) {
+        if self.count_tcp(seg) {
+            self.tcp.on_segment(now, ip.src, ip.dst, seg);
+        }
+    }
+
+    /// The frame layer's TCP counters for a segment to us; false when it
+    /// is too malformed to hand on.
+    fn count_tcp(&mut self, seg: &[u8]) -> bool {
         let Ok(packet) = TcpPacket::new_checked(seg) else {
             self.stats.drop_tcp_malformed += 1;
-            return;
+            return false;
         };
         let dport = packet.dst_port();
         // Segments to a port nobody listens on (and no connection) are for
@@ -184,6 +234,16 @@ impl Interface {
         if flags & SYN != 0 && flags & ACK == 0 {
             self.stats.tcp_syns += 1;
         }
-        self.tcp.on_segment(now, ip.src, ip.dst, seg);
+        true
+    }
+
+    /// Counts a TCP segment for an owned address (`handle_ipv4` checked it)
+    /// (RFC 9293 §3.1 header: ports,
+    /// data offset, flags) and hands it to the `tcp` state machine, which
+    /// verifies the checksum and counts its own drops.
+    pub(super) fn handle_tcp(&mut self, now: Instant, ip: &Ipv4Repr, seg: &[u8]) {
+        if self.count_tcp(seg) {
+            self.tcp.on_segment(now, ip.src, ip.dst, seg);
+        }
     }
 }

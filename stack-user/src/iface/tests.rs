@@ -9,10 +9,14 @@ use crate::wire::{
     tcp::SYN,
 };
 
-const OUR_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x02]);
-const PEER_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x01]);
-const OUR_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub(super) const OUR_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x02]);
+pub(super) const PEER_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x01]);
+pub(super) const OUR_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub(super) const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// Our IPv6 address: the one in the frames captured from Linux
+/// (`wire::captured`), so that they can be fed in as they are.
+pub(super) const OUR_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+pub(super) const PEER_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
 /// Frames from the peer to us.
 const PEER: Endpoints = Endpoints {
     src_mac: PEER_MAC,
@@ -21,10 +25,15 @@ const PEER: Endpoints = Endpoints {
     dst_ip: OUR_IP,
 };
 
-fn engine() -> Interface {
+pub(super) fn engine() -> Interface {
+    engine_with_mac(OUR_MAC)
+}
+
+pub(super) fn engine_with_mac(mac: Mac) -> Interface {
     Interface::new(IfaceConfig {
-        mac: OUR_MAC,
+        mac,
         addrs: vec![OUR_IP],
+        addrs6: vec![OUR_IP6],
         ports: vec![8080],
         app: App::Echo,
         response_bytes: 0,
@@ -274,14 +283,19 @@ fn malformed_frames_are_counted_by_reason() {
     let mut tcp_bad = tcp_syn(8080);
     tcp_bad[34 + 12] = 0xf0;
     e.handle_frame(Instant(0), &tcp_bad, &mut tx);
-    // IPv6 EtherType.
+    // A short IPv4 packet under the IPv6 EtherType.
     let mut v6 = echo_request(b"x");
     v6[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
     e.handle_frame(Instant(0), &v6, &mut tx);
+    // LLDP.
+    let mut lldp = echo_request(b"x");
+    lldp[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
+    e.handle_frame(Instant(0), &lldp, &mut tx);
 
     assert!(tx.frames.is_empty());
     let s = e.stats();
-    assert_eq!(s.rx_frames, 7);
+    assert_eq!(s.rx_frames, 8);
+    assert_eq!(s.drop_wire[WireError::Ipv6Truncated.index()], 1);
     assert_eq!(s.drop_wire[WireError::EthernetTruncated.index()], 1);
     assert_eq!(s.drop_wire[WireError::ArpTruncated.index()], 1);
     assert_eq!(s.drop_wire[WireError::Ipv4BadChecksum.index()], 1);
@@ -289,7 +303,7 @@ fn malformed_frames_are_counted_by_reason() {
     assert_eq!(s.drop_wire[WireError::IcmpBadChecksum.index()], 1);
     assert_eq!(s.drop_wire[WireError::UnsupportedEtherType(0).index()], 1);
     assert_eq!(s.drop_tcp_malformed, 1);
-    assert_eq!(s.wire_drops_total(), 7);
+    assert_eq!(s.wire_drops_total(), 8);
 }
 
 #[test]

@@ -36,6 +36,7 @@ impl NetError {
                 TcpError::ConnectionAborted => io::ErrorKind::ConnectionAborted,
                 TcpError::WouldBlock => io::ErrorKind::WouldBlock,
                 TcpError::NoBufs => io::ErrorKind::OutOfMemory,
+                TcpError::AddrFamily => io::ErrorKind::InvalidInput,
             },
         }
     }

@@ -86,11 +86,11 @@ impl TcpListener {
                     ..ConnWake::default()
                 },
             );
-            let peer = SocketAddrV4::new(t.remote_addr, t.remote_port);
-            let local = SocketAddrV4::new(t.local_addr, t.local_port);
+            let peer = SocketAddr::new(t.remote_addr, t.remote_port);
+            let local = SocketAddr::new(t.local_addr, t.local_port);
             drop(guard);
             let s = TcpStream::new(self.net.clone(), c, local, peer);
-            return Poll::Ready(Ok((s, SocketAddr::V4(peer))));
+            return Poll::Ready(Ok((s, peer)));
         }
     }
 

@@ -115,6 +115,7 @@ impl Pair {
             iface: Interface::new(IfaceConfig {
                 mac: Mac([0x02, 0, 0, 0, 0, n]),
                 addrs: vec![addr],
+                addrs6: Vec::new(),
                 ports: vec![],
                 app: App::Manual,
                 response_bytes: 0,

@@ -21,8 +21,8 @@ use crate::tcp::{ConnId, KeepaliveConfig, State, TcpError};
 struct Shared {
     net: Net,
     id: ConnId,
-    local: SocketAddrV4,
-    peer: SocketAddrV4,
+    local: SocketAddr,
+    peer: SocketAddr,
     /// `shutdown` already sent (or queued) our FIN.
     shut: Cell<bool>,
 }
@@ -168,7 +168,7 @@ impl std::fmt::Debug for TcpStream {
 }
 
 impl TcpStream {
-    pub(super) fn new(net: Net, id: ConnId, local: SocketAddrV4, peer: SocketAddrV4) -> TcpStream {
+    pub(super) fn new(net: Net, id: ConnId, local: SocketAddr, peer: SocketAddr) -> TcpStream {
         TcpStream {
             shared: Rc::new(Shared {
                 net,
@@ -200,7 +200,7 @@ impl TcpStream {
             Net::touch(core);
             (id, SocketAddrV4::new(ip, port))
         };
-        let s = TcpStream::new(net.clone(), id, local, addr);
+        let s = TcpStream::new(net.clone(), id, SocketAddr::V4(local), SocketAddr::V4(addr));
         poll_fn(|cx| s.shared.poll_connected(cx)).await?;
         Ok(s)
     }
@@ -212,12 +212,12 @@ impl TcpStream {
 
     /// Our address and port.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.shared.local))
+        Ok(self.shared.local)
     }
 
     /// The peer's address and port.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.shared.peer))
+        Ok(self.shared.peer)
     }
 
     /// TCP_NODELAY: `true` turns Nagle's algorithm off.
@@ -330,14 +330,14 @@ impl std::fmt::Debug for OwnedWriteHalf {
 impl OwnedReadHalf {
     /// The peer's address and port.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.shared.peer))
+        Ok(self.shared.peer)
     }
 }
 
 impl OwnedWriteHalf {
     /// The peer's address and port.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.shared.peer))
+        Ok(self.shared.peer)
     }
 }
 

@@ -153,12 +153,13 @@ impl ControlServer {
         Self::start_with(
             iface,
             stats,
-            |_: &str| serde_json::json!({"error": "this instance takes no settings"}),
+            |line: &str| serde_json::json!({"error": format!("this instance answers only \"stats\", not {line:?}")}),
         )
     }
 
-    /// Serves `stats`, and `set key=value ...` with `set` (which answers
-    /// with a JSON document: `{"ok": true, ...}` or `{"error": ...}`).
+    /// Serves `stats`, and hands every other command line (`set key=value
+    /// ...`, `sockets`) to `other`, which answers with a JSON document
+    /// (`{"error": ...}` for what it does not know).
     pub fn start_with<F, S>(iface: &str, stats: F, set: S) -> Result<ControlServer, ControlError>
     where
         F: Fn() -> serde_json::Value + Send + 'static,
@@ -231,12 +232,8 @@ fn handle<F: Fn() -> serde_json::Value, S: Fn(&str) -> serde_json::Value>(
             let v = stats();
             serde_json::to_writer(&mut w, &v)?;
         }
-        l if l.starts_with("set ") => {
-            let v = set(&l[4..]);
-            serde_json::to_writer(&mut w, &v)?;
-        }
         other => {
-            let v = serde_json::json!({ "error": format!("unknown command {other:?}; try \"stats\" or \"set key=value\"") });
+            let v = set(other);
             serde_json::to_writer(&mut w, &v)?;
         }
     }
@@ -274,6 +271,12 @@ pub fn instances() -> Vec<(String, PathBuf)> {
 /// Asks the instance on `iface` (or the only one) for its counters.
 pub fn query_stats(iface: Option<&str>) -> Result<serde_json::Value, ControlError> {
     query(iface, "stats")
+}
+
+/// Asks the instance on `iface` (or the only one) for its connections
+/// (`xstack ss`).
+pub fn query_sockets(iface: Option<&str>) -> Result<serde_json::Value, ControlError> {
+    query(iface, "sockets")
 }
 
 /// Sends `set key=value ...` to the instance on `iface` (or the only one).

@@ -37,6 +37,10 @@ pub struct ServeConfig {
     pub duration: Option<Duration>,
     /// Never sleep in poll(); spin on the rings.
     pub busy_poll: bool,
+    /// Serve Prometheus metrics on this address (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Record the frames the engines receive and send (`--pcap`).
+    pub capture: Option<crate::runtime::capture::CaptureConfig>,
 }
 
 /// Counters of one queue as published by its worker.
@@ -58,7 +62,24 @@ pub struct QueueStats {
     pub kernel: KernelStats,
     /// Frames handed between queue workers (see `crate::datapath::steer`).
     pub steer: crate::datapath::steer::SteerCounts,
+    /// The `xstack ss` view of the queue's connections, filled only when
+    /// asked for (see [`SocketsRequest`]).
+    #[serde(skip)]
+    pub sockets: Vec<crate::tcp::tcb::TcpInfo>,
+    /// The request that `sockets` answers.
+    #[serde(skip)]
+    pub sockets_gen: u64,
 }
+
+/// Most connections one queue lists for `xstack ss` (a walk over the
+/// control blocks, done by the worker between rounds).
+pub const SS_LIMIT: usize = 100_000;
+
+/// `xstack ss` asks every worker for its connections by bumping this
+/// generation; a worker sees it at its next round (within its 10 ms idle
+/// wait) and answers in its [`QueueStats`]. One relaxed load per round.
+#[derive(Default)]
+pub struct SocketsRequest(std::sync::atomic::AtomicU64);
 
 struct Worker {
     stats: Arc<Mutex<QueueStats>>,
@@ -91,8 +112,10 @@ fn worker_loop(
     stop: Arc<AtomicBool>,
     busy_poll: bool,
     secrets: Arc<SharedSecrets>,
+    ss: Arc<SocketsRequest>,
 ) {
     let mut idle = 0u32;
+    let mut ss_seen = 0u64;
     let mut secrets_seen = u64::MAX;
     let mut last_publish = Instant::now();
     let publish = |stack: &Stack, stats: &Mutex<QueueStats>| {
@@ -152,6 +175,15 @@ fn worker_loop(
         } else {
             idle = 0;
         }
+        let want = ss.0.load(Ordering::Relaxed);
+        if want != ss_seen {
+            ss_seen = want;
+            let list = stack.engine_ref().tcp_ref().sockets(stack.now(), SS_LIMIT);
+            if let Ok(mut s) = stats.lock() {
+                s.sockets = list;
+                s.sockets_gen = want;
+            }
+        }
         // Publish for `xstack stats` at most every 50 ms (it builds maps: not
         // something to do per iteration of a busy loop), and once on going idle.
         if idle == 257 || wall.duration_since(last_publish) >= Duration::from_millis(50) {
@@ -171,6 +203,8 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         stack: mut config,
         duration,
         busy_poll,
+        metrics,
+        capture,
     } = config;
     // Serve always writes its fast-path settings (the defaults if none given).
     config.fastpath.get_or_insert_with(Default::default);
@@ -182,7 +216,18 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     }
     // Removed when dropped: at the end of this function, on every return.
     let iface_lock = InstanceLock::interface(&iface.name)?;
-    let addr_lock = InstanceLock::address(config.ip)?;
+    let metrics = crate::runtime::metrics::bind_if(metrics)?;
+    // Created before the interface is touched: a bad path fails first.
+    let capture = capture
+        .as_ref()
+        .map(crate::runtime::capture::Capture::shared)
+        .transpose()?;
+    // Locked by its first address: the IPv4 one, else the first IPv6 one.
+    let addrs = config.addresses();
+    let Some(first) = addrs.first().copied() else {
+        bail!("no address given; pass --ip A[,A...] (IPv4 and/or IPv6)");
+    };
+    let addr_lock = InstanceLock::address(first)?;
     let Bringup {
         prog,
         stacks,
@@ -197,17 +242,20 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     let secrets = Arc::new(SharedSecrets::default());
     secrets.publish(prog.secrets()?);
     let stop = Arc::new(AtomicBool::new(false));
+    let ss = Arc::new(SocketsRequest::default());
     let mut workers = Vec::new();
-    for stack in stacks {
+    for mut stack in stacks {
+        stack.set_capture(capture.clone());
         let q = stack.queue();
         let stats = Arc::new(Mutex::new(QueueStats {
             queue: q,
             ..Default::default()
         }));
         let (st, sp, busy, sec) = (stats.clone(), stop.clone(), busy_poll, secrets.clone());
+        let ssr = ss.clone();
         let handle = std::thread::Builder::new()
             .name(format!("xstack-q{q}"))
-            .spawn(move || worker_loop(stack, st, sp, busy, sec))
+            .spawn(move || worker_loop(stack, st, sp, busy, sec, ssr))
             .context("spawning a queue worker")?;
         workers.push(Worker { stats, handle });
     }
@@ -217,7 +265,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     let info = json!({
         "pid": std::process::id(),
         "iface": iface.name,
-        "ip": config.ip.to_string(),
+        "ip": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","),
         "ports": config.listen,
         "app": config.app,
         "queues": queues,
@@ -225,6 +273,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
         "xsk_mode": xsk_mode,
     });
     let queue_stats: Vec<_> = workers.iter().map(|w| w.stats.clone()).collect();
+    let metrics_queues = queue_stats.clone();
     let snapshot = {
         let prog = prog.clone();
         let info = info.clone();
@@ -234,10 +283,33 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     let set = {
         let prog = prog.clone();
         let settings = settings.clone();
-        move |args: &str| set_command(&prog, &settings, args)
+        let queue_stats: Vec<_> = workers.iter().map(|w| w.stats.clone()).collect();
+        let ss = ss.clone();
+        move |line: &str| match line.strip_prefix("set ") {
+            Some(args) => set_command(&prog, &settings, args),
+            None if line == "sockets" => sockets_command(&ss, &queue_stats),
+            None => {
+                json!({ "error": format!("unknown command {line:?}; try \"stats\", \"sockets\" or \"set key=value\"") })
+            }
+        }
     };
     let control = ControlServer::start_with(&iface.name, snapshot.clone(), set)?;
     log::info!("control socket {} (mode 0600)", control.path().display());
+    // Read on scrape: the copies the workers publish, never the workers.
+    let metrics = {
+        let snapshot = snapshot.clone();
+        metrics
+            .map(|m| {
+                m.serve(move || {
+                    let queues: Vec<QueueStats> = metrics_queues
+                        .iter()
+                        .filter_map(|s| s.lock().ok().map(|s| s.clone()))
+                        .collect();
+                    crate::runtime::metrics::serve_exposition(&snapshot(), &queues)
+                })
+            })
+            .transpose()?
+    };
     // Logged only now, so that an error before this point stays one line.
     for note in [iface_lock.reclaimed(), addr_lock.reclaimed()]
         .into_iter()
@@ -245,9 +317,17 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     {
         log::info!("{note}");
     }
+    let shown = addrs
+        .iter()
+        .map(|a| match a {
+            std::net::IpAddr::V4(a) => a.to_string(),
+            std::net::IpAddr::V6(a) => format!("[{a}]"),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
     println!(
-        "xstack: serving {}:{} on {} — ping/arping {} or connect to it from the peer; Ctrl-C to stop",
-        config.ip,
+        "xstack: serving {}:{} on {} — ping/arping (ping -6) {} or connect to it from the peer; Ctrl-C to stop",
+        shown,
         config
             .listen
             .iter()
@@ -255,7 +335,11 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
             .collect::<Vec<_>>()
             .join(","),
         iface.name,
-        config.ip
+        addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(" / ")
     );
 
     let mut last_rotation = Instant::now();
@@ -314,7 +398,24 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
             log::error!("a queue worker panicked");
         }
     }
+    drop(metrics);
     drop(control);
+    if let Some(c) = &capture {
+        if let Ok(mut c) = c.lock() {
+            c.close();
+            log::info!(
+                "--pcap {}: {} frames received and {} sent written{}",
+                c.path().display(),
+                c.frames[0],
+                c.frames[1],
+                if c.skipped > 0 {
+                    format!(", {} not written (--pcap-max-bytes reached)", c.skipped)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
     let final_stats = snapshot();
     if let Ok(mut p) = prog.lock() {
         p.flush_logs();
@@ -333,6 +434,39 @@ fn queue_stats_total(workers: &[Worker], tcp_counter: &str) -> u64 {
         .filter_map(|w| w.stats.lock().ok().map(|s| s.tcp.get(tcp_counter).copied()))
         .map(|v| v.unwrap_or(0))
         .sum()
+}
+
+/// The control socket's `sockets`: asks every worker for its connections
+/// and waits (at most a second) for all of them to answer.
+fn sockets_command(
+    ss: &SocketsRequest,
+    queue_stats: &[Arc<Mutex<QueueStats>>],
+) -> serde_json::Value {
+    let want = ss.0.fetch_add(1, Ordering::Relaxed) + 1;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut out = Vec::new();
+    for q in queue_stats {
+        loop {
+            let answered = q
+                .lock()
+                .map(|s| (s.sockets_gen >= want).then(|| (s.queue, s.sockets.clone())));
+            match answered {
+                Ok(Some((queue, list))) => {
+                    out.extend(list.into_iter().map(|i| {
+                        let mut v = json!(i);
+                        v["queue"] = json!(queue);
+                        v
+                    }));
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                _ => return json!({ "error": "a queue worker did not answer within 1 s" }),
+            }
+        }
+    }
+    json!({ "sockets": out, "limit_per_queue": SS_LIMIT })
 }
 
 /// The control socket's `set key=value ...`: applies settings to the

@@ -9,7 +9,7 @@
 //! flow ([`crate::datapath::steer`]) and each engine picks client ports it
 //! owns ([`crate::tcp::TcpEngine::set_shard`]).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{bail, Context, Result};
 
@@ -20,6 +20,7 @@ use crate::{
     datapath::xdp::{AttachMode, XdpProgram},
     datapath::xsk::{KernelStats, XskConfig, XskSocket},
     iface::{IfaceConfig, Interface},
+    runtime::capture::{Direction, Recording, SharedCapture},
     runtime::sys,
     tcp::TcpConfig,
 };
@@ -31,11 +32,16 @@ use crate::{
 pub struct StackConfig {
     /// Interface.
     pub iface: String,
-    /// The stack's address.
+    /// The stack's IPv4 address (`0.0.0.0`: none, an IPv6-only stack).
     pub ip: Ipv4Addr,
-    /// More addresses the engine owns beside `ip` (`xstack load --ip
+    /// More IPv4 addresses the engine owns beside `ip` (`xstack load --ip
     /// PREFIX`): ARP for each is answered, TCP to them goes to the engine.
+    /// (More IPv6 ones simply go in `ip6`.)
     pub extra_ips: Vec<Ipv4Addr>,
+    /// The stack's IPv6 addresses (dual-stack next to `ip`, or alone):
+    /// answered in neighbour discovery and ICMPv6, served on the same
+    /// listeners as `ip`.
+    pub ip6: Vec<Ipv6Addr>,
     /// Ports with a listener running `app`.
     pub listen: Vec<u16>,
     /// Local ports for outgoing connections (owned in XDP, no listener).
@@ -65,6 +71,17 @@ pub struct StackConfig {
     pub fastpath: Option<FastpathSettings>,
 }
 
+impl StackConfig {
+    /// Every address the stack owns: the IPv4 one (when set), then the
+    /// IPv6 ones.
+    pub fn addresses(&self) -> Vec<std::net::IpAddr> {
+        let v4 = (!self.ip.is_unspecified()).then_some(std::net::IpAddr::V4(self.ip));
+        v4.into_iter()
+            .chain(self.ip6.iter().map(|a| std::net::IpAddr::V6(*a)))
+            .collect()
+    }
+}
+
 impl Default for StackConfig {
     /// No interface or address yet, no ports, the discard app, default TCP,
     /// AF_XDP and XDP settings, every rx queue, no fast-path settings.
@@ -73,6 +90,7 @@ impl Default for StackConfig {
             iface: String::new(),
             ip: Ipv4Addr::UNSPECIFIED,
             extra_ips: Vec::new(),
+            ip6: Vec::new(),
             listen: Vec::new(),
             client_ports: Vec::new(),
             app: App::Discard,
@@ -113,11 +131,22 @@ pub fn open(config: &StackConfig) -> Result<Bringup> {
     open_on(iface, config)
 }
 
+/// The MSS to offer and use on a link (RFC 9293 §3.7.1: MTU minus the
+/// fixed IPv4 and TCP headers), never above the configured one, and small
+/// enough that a frame with its Ethernet header fits one UMEM frame.
+fn link_mss(configured: u16, mtu: u32, frame_size: u32) -> u16 {
+    let by_mtu = mtu.saturating_sub(40);
+    let by_frame = frame_size.saturating_sub(14 + 40);
+    let mss = by_mtu.min(by_frame).max(536);
+    configured.min(u16::try_from(mss).unwrap_or(u16::MAX))
+}
+
 /// The bring-up on an interface already looked up: checks the queue count,
 /// loads XDP (its maps pinned when asked), writes the fast-path settings,
 /// claims the address and ports, opens and registers one AF_XDP socket per
 /// queue with its engine (queue worker `q` of `queues`, see
-/// [`crate::tcp::TcpEngine::set_shard`]), then attaches. Sockets come before
+/// [`crate::tcp::TcpEngine::set_shard`]), then attaches. The TCP MSS follows
+/// the link's MTU (see [`link_mss`]). Sockets come before
 /// the attach so that nothing the program redirects finds no socket.
 pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
     let queues = config.queues.unwrap_or(iface.rx_queues);
@@ -151,13 +180,23 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
     // What the bring-up decided, logged once it has succeeded (an error
     // must stay one line).
     let mut notes: Vec<(log::Level, String)> = Vec::new();
+    let mss = link_mss(config.tcp.mss, iface.mtu, config.xsk.frame_size);
+    if mss < config.tcp.mss {
+        notes.push((
+            log::Level::Info,
+            format!(
+                "{}: MTU {}: TCP MSS {mss} (MTU - 40; the configured {} would not fit)",
+                iface.name, iface.mtu, config.tcp.mss
+            ),
+        ));
+    }
     let fastpath = match &config.fastpath {
         Some(f) => {
             // Cookie SYN-ACKs sent by XDP must announce what the engine will
             // use for the connection they create: its MSS and window-scale
             // shift.
             let mut f = f.clone();
-            f.mss = f.mss.min(config.tcp.mss);
+            f.mss = f.mss.min(mss);
             f.wscale = config.tcp.rcv_wscale();
             f.tx_redirect = iface.driver == "veth";
             let (path, why) = f.cookie_path.resolve(&iface.driver);
@@ -179,7 +218,9 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         }
         None => None,
     };
+    let has_v4 = !config.ip.is_unspecified();
     match sys::address_on_kernel(config.ip) {
+        _ if !has_v4 => {}
         Some(false) => {
             // A host answers a SYN to a closed port with RST ("connection
             // refused", RFC 9293 §3.10.7.1); the kernel cannot, it does not
@@ -207,8 +248,51 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             ));
         }
     }
-    for p in config.listen.iter().chain(&config.client_ports) {
-        prog.own_port(config.ip, *p)?;
+    let per_addr = config.listen.len() + config.client_ports.len();
+    if has_v4 {
+        for p in config.listen.iter().chain(&config.client_ports) {
+            prog.own_port(config.ip, *p)?;
+        }
+    }
+    // IPv6: the first address has its ports claimed; further ones
+    // (`xstack load --ip PREFIX`) like the IPv4 extras below: one no kernel
+    // interface has is the engine's on every port (one entry each), one
+    // the kernel has needs its ports claimed, which the table bounds.
+    let mut port6_entries = 0usize;
+    for (i, a) in config.ip6.iter().enumerate() {
+        let exclusive = sys::address_on_kernel(*a) == Some(false);
+        prog.own_addr6(*a, exclusive)?;
+        if i == 0 || !exclusive {
+            port6_entries += per_addr;
+            if port6_entries > stack_ebpf::MAX_OWNED_PORTS as usize {
+                bail!(
+                    "{a} is also a kernel address: claiming its {per_addr} ports would pass the XDP owned-port table's {} entries; use addresses no kernel interface has (`ip addr del`), or fewer of them or a narrower --ports",
+                    stack_ebpf::MAX_OWNED_PORTS
+                );
+            }
+            for p in config.listen.iter().chain(&config.client_ports) {
+                prog.own_port6(*a, *p)?;
+            }
+        }
+        if i < 4 {
+            notes.push((
+                log::Level::Info,
+                if exclusive {
+                    format!("{a} is on no kernel interface: every TCP port of it is the engine's (closed ones answered with RST); neighbour discovery and ICMPv6 for it are the engine's")
+                } else {
+                    format!("{a} is (or may be) a kernel address: TCP ports other than {:?} stay with the kernel", config.listen)
+                },
+            ));
+        }
+    }
+    if config.ip6.len() > 4 {
+        notes.push((
+            log::Level::Info,
+            format!(
+                "{} more IPv6 address(es) owned beside those",
+                config.ip6.len() - 4
+            ),
+        ));
     }
     // Further addresses: an address no kernel interface has is the
     // engine's on every port (no per-port entries, so a prefix of them
@@ -254,6 +338,7 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
     let cookie_clock_offset = monotonic_us().saturating_sub(epoch.elapsed().as_micros() as u64);
     let cookie_secrets = prog.secrets()?;
     let mut tcp = config.tcp.clone();
+    tcp.mss = mss;
     if iface.driver == "veth" && !tcp.accept_checksum_partial {
         // A Linux peer on veth leaves TCP checksums to its tx offload
         // (CHECKSUM_PARTIAL): XDP sees only the pseudo-header sum.
@@ -277,9 +362,12 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         prog.register_socket(q, sock.fd())?;
         let mut engine = Interface::new(IfaceConfig {
             mac: iface.mac,
-            addrs: std::iter::once(config.ip)
+            addrs: has_v4
+                .then_some(config.ip)
+                .into_iter()
                 .chain(config.extra_ips.iter().copied().filter(|a| *a != config.ip))
                 .collect(),
+            addrs6: config.ip6.clone(),
             ports: config.listen.clone(),
             app: config.app,
             response_bytes: config.response_bytes,
@@ -305,9 +393,11 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             sock,
             steer,
             addr: config.ip,
+            addr6: config.ip6.first().copied(),
             _prog: None,
             epoch,
             reported_tx_drops: 0,
+            capture: None,
         });
     }
     let xsk_mode = if stacks.iter().all(|s| s.sock.is_zero_copy()) {
@@ -325,7 +415,12 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
     log::log!(
         level,
         "serving {}:{:?} on {} ({} queue(s), XDP {xdp_mode} mode, AF_XDP {xsk_mode} mode, driver {})",
-        config.ip,
+        config
+            .addresses()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         config.listen,
         iface.name,
         queues,
@@ -380,12 +475,15 @@ pub struct Stack {
     sock: XskSocket,
     steer: Steering,
     addr: Ipv4Addr,
+    addr6: Option<Ipv6Addr>,
     /// Held by a single-queue stack; with several queues the caller holds it.
     _prog: Option<XdpProgram>,
     epoch: std::time::Instant,
     /// Frames the socket dropped for want of a buffer, as already counted
     /// in the engine's `tx_no_buffer`.
     reported_tx_drops: u64,
+    /// `--pcap`: frames received and sent are recorded there.
+    capture: Option<SharedCapture>,
 }
 
 impl Stack {
@@ -411,9 +509,26 @@ impl Stack {
         Ok((up.prog, up.stacks))
     }
 
+    /// Records the frames this stack receives and sends into `capture`
+    /// (`--pcap`; `None` stops). Off, it costs one `Option` check per batch.
+    pub fn set_capture(&mut self, capture: Option<SharedCapture>) {
+        self.capture = capture;
+    }
+
     /// The stack's address.
     pub fn addr(&self) -> Ipv4Addr {
         self.addr
+    }
+
+    /// The stack's address of `remote`'s family (its first IPv6 one for
+    /// IPv6), if it has one.
+    pub fn addr_for(&self, remote: std::net::IpAddr) -> Option<std::net::IpAddr> {
+        match remote {
+            std::net::IpAddr::V4(_) => {
+                (!self.addr.is_unspecified()).then_some(std::net::IpAddr::V4(self.addr))
+            }
+            std::net::IpAddr::V6(_) => self.addr6.map(std::net::IpAddr::V6),
+        }
     }
 
     /// The queue this stack serves.
@@ -486,16 +601,38 @@ impl Stack {
         let (sock, engine, steer) = (&mut self.sock, &mut self.engine, &self.steer);
         sock.complete();
         sock.refill();
+        // `--pcap`: one lock per batch; off, the branches below all take
+        // the first arm.
+        let mut capture = self.capture.as_ref().and_then(|c| c.lock().ok());
         let mut n = sock.receive_with_meta(64, |meta, frame, tx| {
             // A cookie SYN-ACK to send is stateless: whoever receives it
             // sends it, without a hand-over.
-            if crate::iface::is_cookie_synack(meta) || steer.route(meta, frame) {
-                engine.handle_frame_meta(now, meta, frame, tx)
+            let ours = crate::iface::is_cookie_synack(meta) || steer.route(meta, frame);
+            match capture.as_deref_mut() {
+                None if ours => engine.handle_frame_meta(now, meta, frame, tx),
+                None => {}
+                Some(cap) => {
+                    cap.record(frame, Direction::Rx);
+                    if ours {
+                        let mut tx = Recording {
+                            inner: tx,
+                            capture: cap,
+                        };
+                        engine.handle_frame_meta(now, meta, frame, &mut tx)
+                    }
+                }
             }
         });
         sock.transmit_with(|tx| {
-            n += steer.receive(64, |h| {
-                engine.handle_handoff(now, h.meta(), &h.frame, h.learn_only, tx)
+            n += steer.receive(64, |h| match capture.as_deref_mut() {
+                None => engine.handle_handoff(now, h.meta(), &h.frame, h.learn_only, tx),
+                Some(cap) => {
+                    let mut tx = Recording {
+                        inner: tx,
+                        capture: cap,
+                    };
+                    engine.handle_handoff(now, h.meta(), &h.frame, h.learn_only, &mut tx)
+                }
             }) as u32;
         });
         n
@@ -506,7 +643,16 @@ impl Stack {
     /// `tx_no_buffer`.
     fn transmit_at(&mut self, now: crate::time::Instant) {
         let engine = &mut self.engine;
-        self.sock.transmit_with(|tx| engine.poll(now, tx));
+        match self.capture.as_ref().and_then(|c| c.lock().ok()) {
+            None => self.sock.transmit_with(|tx| engine.poll(now, tx)),
+            Some(mut cap) => self.sock.transmit_with(|tx| {
+                let mut tx = Recording {
+                    inner: tx,
+                    capture: &mut cap,
+                };
+                engine.poll(now, &mut tx)
+            }),
+        }
         let dropped = self.sock.tx_dropped();
         if dropped != self.reported_tx_drops {
             self.engine
@@ -601,5 +747,24 @@ impl Stack {
     /// The engine, read-only (counters, state counts, listener queues).
     pub fn engine_ref(&self) -> &Interface {
         &self.engine
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link_mss;
+
+    #[test]
+    fn the_mss_follows_the_link_mtu_and_the_umem_frame() {
+        // A standard Ethernet link: the configured 1460.
+        assert_eq!(link_mss(1460, 1500, 4096), 1460);
+        // A tunnel or a lab link with a smaller MTU: MTU - 40, or our
+        // full-sized segments would be dropped by the link.
+        assert_eq!(link_mss(1460, 1400, 4096), 1360);
+        // Jumbo frames never exceed what was configured, nor one frame.
+        assert_eq!(link_mss(1460, 9000, 4096), 1460);
+        assert_eq!(link_mss(9000, 9000, 4096), 4042);
+        // RFC 9293's 536 is the floor.
+        assert_eq!(link_mss(1460, 296, 4096), 536);
     }
 }

@@ -4,7 +4,6 @@
 use std::{
     fs::File,
     io::{Read, Seek, Write},
-    net::Ipv4Addr,
     os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::{Path, PathBuf},
 };
@@ -38,7 +37,7 @@ pub enum SysError {
     #[error("{addr} is already served by another xstack instance (pid {pid}) in this network namespace; stop it first or choose another --ip")]
     AddressInUse {
         /// Address.
-        addr: Ipv4Addr,
+        addr: std::net::IpAddr,
         /// Owner pid.
         pid: String,
     },
@@ -127,6 +126,9 @@ pub struct Interface {
     pub max_rx_queues: u32,
     /// Driver name, when known.
     pub driver: String,
+    /// MTU in bytes (`ip link`'s `mtu`): the largest IP packet the link
+    /// carries, which bounds the MSS we offer and use.
+    pub mtu: u32,
 }
 
 /// A 128-bit secret shared by every process of this boot and unknown off
@@ -156,9 +158,11 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
 
 /// Whether a kernel interface of the calling thread's network namespace
 /// has `ip` (`ip -json -4 addr show`). `None` when that cannot be read.
-pub fn address_on_kernel(ip: Ipv4Addr) -> Option<bool> {
+pub fn address_on_kernel(ip: impl Into<std::net::IpAddr>) -> Option<bool> {
+    let ip = ip.into();
+    let family = if ip.is_ipv4() { "-4" } else { "-6" };
     let out = std::process::Command::new("ip")
-        .args(["-json", "-4", "addr", "show"])
+        .args(["-json", family, "addr", "show"])
         .output()
         .ok()?;
     if !out.status.success() {
@@ -220,6 +224,7 @@ pub fn interface(name: &str) -> Result<Interface, SysError> {
                 .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
                 .unwrap_or_default()
         });
+    let mtu = link["mtu"].as_u64().unwrap_or(1500) as u32;
     Ok(Interface {
         name: name.into(),
         index,
@@ -227,6 +232,7 @@ pub fn interface(name: &str) -> Result<Interface, SysError> {
         rx_queues,
         max_rx_queues,
         driver,
+        mtu,
     })
 }
 
@@ -442,7 +448,8 @@ impl InstanceLock {
     }
 
     /// Locks address `addr` of this namespace for this process.
-    pub fn address(addr: Ipv4Addr) -> Result<InstanceLock, SysError> {
+    pub fn address(addr: impl Into<std::net::IpAddr>) -> Result<InstanceLock, SysError> {
+        let addr = addr.into();
         let path = run_dir().join(format!("addr-{addr}.{}.lock", netns_id()));
         Self::acquire(path)?.map_err(|pid| SysError::AddressInUse { addr, pid })
     }
@@ -712,7 +719,7 @@ mod tests {
     #[test]
     fn a_second_lock_on_the_same_address_names_the_owner() {
         use_test_run_dir();
-        let addr = Ipv4Addr::new(198, 18, 200, 1);
+        let addr = std::net::Ipv4Addr::new(198, 18, 200, 1);
         let first = InstanceLock::address(addr).unwrap();
         let err = InstanceLock::address(addr).unwrap_err().to_string();
         assert!(err.contains(&std::process::id().to_string()), "{err}");
@@ -745,7 +752,7 @@ mod tests {
     #[test]
     fn a_stale_lock_file_is_reclaimed() {
         use_test_run_dir();
-        let addr = Ipv4Addr::new(198, 18, 200, 2);
+        let addr = std::net::Ipv4Addr::new(198, 18, 200, 2);
         let path = run_dir().join(format!("addr-{addr}.{}.lock", netns_id()));
         create_run_dir(&run_dir()).unwrap();
         // What an instance killed with SIGKILL leaves: a pid, no flock.

@@ -27,6 +27,7 @@ pub struct TcpConfig {
     /// `tcp_wmem` (16384) because there is no autotuning yet.
     pub tcp_wmem: u32,
     /// MSS advertised in our SYNs: interface MTU minus 40 (IPv4 + TCP).
+    /// Over IPv6 it is 20 less, MTU minus 60 ([`mss_for`](Self::mss_for)).
     pub mss: u16,
     /// Smallest peer MSS honoured (Linux `tcp_min_snd_mss`, 48).
     pub tcp_min_snd_mss: u16,
@@ -215,6 +216,17 @@ pub struct KeepaliveConfig {
 }
 
 impl TcpConfig {
+    /// Our MSS for a connection of the family: `mss` over IPv4, 20 bytes
+    /// less over IPv6 (the IPv6 header is 40 bytes, IPv4's 20: RFC 8200
+    /// §3, RFC 9293 §3.7.1 "MTU - 60").
+    pub fn mss_for(&self, ipv6: bool) -> u16 {
+        if ipv6 {
+            self.mss.saturating_sub(20)
+        } else {
+            self.mss
+        }
+    }
+
     /// Keepalive with the engine-wide defaults (`tcp_keepalive_*`), for
     /// `TcpEngine::set_keepalive`.
     pub fn keepalive(&self) -> KeepaliveConfig {

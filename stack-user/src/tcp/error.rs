@@ -36,4 +36,7 @@ pub enum TcpError {
     /// No buffer space or connection slot is left.
     #[error("no buffer space available")]
     NoBufs,
+    /// The local and remote addresses are of different families.
+    #[error("address family mismatch (IPv4 and IPv6 in one connection)")]
+    AddrFamily,
 }

@@ -1,7 +1,7 @@
 //! Handles and events of the application API.
 
 use std::hash::{Hash, Hasher};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// A connection handle. The generation makes stale handles fail with
 /// `NotFound` after the slot is reused.
@@ -69,7 +69,7 @@ pub enum Warning {
     /// Reported once per engine.
     ChecksumPartialDropped {
         /// The sender.
-        from: Ipv4Addr,
+        from: IpAddr,
     },
 }
 
@@ -82,11 +82,9 @@ impl std::fmt::Display for Warning {
             ),
             Warning::CloseWaitTooLong { tuple, age, .. } => write!(
                 f,
-                "TCP: {}:{} -> {}:{} in CLOSE_WAIT for {} s: the application has not closed it",
-                tuple.local_addr,
-                tuple.local_port,
-                tuple.remote_addr,
-                tuple.remote_port,
+                "TCP: {} -> {} in CLOSE_WAIT for {} s: the application has not closed it",
+                std::net::SocketAddr::new(tuple.local_addr, tuple.local_port),
+                std::net::SocketAddr::new(tuple.remote_addr, tuple.remote_port),
                 age.as_secs()
             ),
             Warning::ChecksumPartialDropped { from } => write!(
@@ -101,14 +99,18 @@ impl std::fmt::Display for Warning {
 }
 
 /// The 4-tuple a connection is demultiplexed by, from our point of view.
+/// Both addresses are of one family (the engine refuses a mixed one).
+/// The engine's tables do not key on this type but on a compact key per
+/// family (`engine::demux::Key4` / `Key6`), so an IPv4 entry stays as
+/// small as before IPv6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FourTuple {
     /// Our address.
-    pub local_addr: Ipv4Addr,
+    pub local_addr: IpAddr,
     /// Our port.
     pub local_port: u16,
     /// The peer's address.
-    pub remote_addr: Ipv4Addr,
+    pub remote_addr: IpAddr,
     /// The peer's port.
     pub remote_port: u16,
 }
@@ -129,7 +131,7 @@ impl FourTuple {
         if count <= 1 {
             return 0;
         }
-        let x = (u64::from(u32::from(self.remote_addr)) << 32)
+        let x = (u64::from(fold_addr(self.remote_addr)) << 32)
             ^ (u64::from(self.remote_port) << 16)
             ^ u64::from(self.local_port);
         // splitmix64's finaliser: every input bit moves every output bit.
@@ -141,13 +143,50 @@ impl FourTuple {
     }
 }
 
+impl FourTuple {
+    /// Whether the connection is over IPv6.
+    pub fn is_ipv6(&self) -> bool {
+        self.remote_addr.is_ipv6()
+    }
+}
+
+/// An address as 32 bits for [`FourTuple::shard`]: an IPv4 address as it
+/// is, an IPv6 one as the XOR of its four words (the datapath's steering
+/// computes the same from the frame).
+pub fn fold_addr(a: IpAddr) -> u32 {
+    match a {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => {
+            let x = u128::from(a);
+            (x as u32) ^ ((x >> 32) as u32) ^ ((x >> 64) as u32) ^ ((x >> 96) as u32)
+        }
+    }
+}
+
 impl Hash for FourTuple {
-    /// Two words instead of four fields, so the demux hasher does two
-    /// multiply-mix rounds per lookup.
+    /// The words of the addresses and one of the ports, so the demux
+    /// hasher does few multiply-mix rounds per lookup.
     fn hash<H: Hasher>(&self, h: &mut H) {
-        let addrs =
-            (u64::from(u32::from(self.local_addr)) << 32) | u64::from(u32::from(self.remote_addr));
-        h.write_u64(addrs);
+        match (self.local_addr, self.remote_addr) {
+            (IpAddr::V4(l), IpAddr::V4(r)) => {
+                h.write_u64((u64::from(u32::from(l)) << 32) | u64::from(u32::from(r)))
+            }
+            (l, r) => {
+                let l = to_v6(l);
+                let r = to_v6(r);
+                h.write_u64((l >> 64) as u64);
+                h.write_u64(l as u64);
+                h.write_u64((r >> 64) as u64);
+                h.write_u64(r as u64);
+            }
+        }
         h.write_u32((u32::from(self.local_port) << 16) | u32::from(self.remote_port));
+    }
+}
+
+fn to_v6(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+        IpAddr::V6(a) => u128::from(a),
     }
 }

@@ -4,6 +4,8 @@
 //! SipHash-2-4 with a 128-bit secret (`stack_ebpf::siphash`, the one
 //! SipHash the SYN cookies use too).
 
+use std::net::IpAddr;
+#[cfg(test)]
 use std::net::Ipv4Addr;
 
 use stack_ebpf::siphash::siphash_2_4;
@@ -29,17 +31,35 @@ impl IsnGenerator {
     pub fn isn(
         &self,
         now: Instant,
-        local: Ipv4Addr,
+        local: impl Into<IpAddr>,
         local_port: u16,
-        remote: Ipv4Addr,
+        remote: impl Into<IpAddr>,
         remote_port: u16,
     ) -> SeqNumber {
-        let mut msg = [0u8; 12];
-        msg[0..4].copy_from_slice(&local.octets());
-        msg[4..6].copy_from_slice(&local_port.to_be_bytes());
-        msg[6..10].copy_from_slice(&remote.octets());
-        msg[10..12].copy_from_slice(&remote_port.to_be_bytes());
-        let f = siphash_2_4(&self.secret, &msg) as u32;
+        // F(localip, localport, remoteip, remoteport, secretkey): the
+        // addresses as they are on the wire, 4 or 16 bytes each.
+        let f = match (local.into(), remote.into()) {
+            (IpAddr::V4(l), IpAddr::V4(r)) => {
+                let mut msg = [0u8; 12];
+                msg[0..4].copy_from_slice(&l.octets());
+                msg[4..6].copy_from_slice(&local_port.to_be_bytes());
+                msg[6..10].copy_from_slice(&r.octets());
+                msg[10..12].copy_from_slice(&remote_port.to_be_bytes());
+                siphash_2_4(&self.secret, &msg) as u32
+            }
+            (l, r) => {
+                let v6 = |a: IpAddr| match a {
+                    IpAddr::V4(a) => a.to_ipv6_mapped(),
+                    IpAddr::V6(a) => a,
+                };
+                let mut msg = [0u8; 36];
+                msg[0..16].copy_from_slice(&v6(l).octets());
+                msg[16..18].copy_from_slice(&local_port.to_be_bytes());
+                msg[18..34].copy_from_slice(&v6(r).octets());
+                msg[34..36].copy_from_slice(&remote_port.to_be_bytes());
+                siphash_2_4(&self.secret, &msg) as u32
+            }
+        };
         let m = (now.micros() / 4) as u32;
         SeqNumber(m.wrapping_add(f))
     }

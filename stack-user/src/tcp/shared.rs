@@ -5,10 +5,9 @@
 //! imports `engine/`.
 
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
 
 use super::config::RateLimit;
-use super::event::{FourTuple, Warning};
+use super::event::Warning;
 use super::ratelimit::TokenBucket;
 use super::stats::Stats;
 use super::wheel::TimerId;
@@ -57,11 +56,16 @@ pub(crate) const NO_HANDLE: u32 = u32::MAX;
 
 /// Timestamps were in use (RFC 7323); `ts_recent` is valid.
 pub(crate) const TW_TS: u8 = 1;
+/// The entry is IPv6: `local_addr` indexes the TIME_WAIT table's address
+/// slab (`engine::time_wait::TwTable`).
+pub(crate) const TW_V6: u8 = 8;
 
 /// One connection in TIME_WAIT: what it takes to ACK a retransmitted FIN,
 /// check a new SYN (RFC 6191) and reuse the 4-tuple (`tcp_tw_reuse`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TwEntry {
+    /// IPv4: our address; IPv6 (`TW_V6`): the index of the address pair
+    /// in the table's slab.
     pub local_addr: u32,
     pub remote_addr: u32,
     pub local_port: u16,
@@ -95,16 +99,6 @@ pub(crate) struct TwEntry {
 }
 
 impl TwEntry {
-    /// The 4-tuple, from our side.
-    pub fn tuple(&self) -> FourTuple {
-        FourTuple {
-            local_addr: Ipv4Addr::from(self.local_addr),
-            local_port: self.local_port,
-            remote_addr: Ipv4Addr::from(self.remote_addr),
-            remote_port: self.remote_port,
-        }
-    }
-
     /// Timestamps in use.
     pub fn has_ts(&self) -> bool {
         self.flags & TW_TS != 0

@@ -8,6 +8,8 @@
 //! reason and, for a problem, the exact command that fixes it. `assess` is
 //! pure, so every rule is unit-tested on made-up facts.
 
+use std::net::IpAddr;
+#[cfg(test)]
 use std::net::Ipv4Addr;
 
 use serde::Serialize;
@@ -108,8 +110,8 @@ const ZERO_COPY_DRIVERS: &[&str] = &[
 pub struct Options {
     /// The interface xstack would serve on (in this network namespace).
     pub iface: String,
-    /// The address it would own, when given.
-    pub ip: Option<Ipv4Addr>,
+    /// The address it would own (IPv4 or IPv6), when given.
+    pub ip: Option<IpAddr>,
     /// Load and attach the program in driver mode and bind an AF_XDP socket
     /// with zero-copy to queue 0, then undo both (root only).
     pub probe: bool,
@@ -217,7 +219,7 @@ pub struct Facts {
     /// Why `xstack serve` would be refused for privileges, if it would.
     pub serve_privileges: Option<String>,
     /// `--ip`.
-    pub ip: Option<Ipv4Addr>,
+    pub ip: Option<IpAddr>,
     /// Whether `--ip` is on a kernel interface (`None`: unknown / not given).
     pub ip_on_kernel: Option<bool>,
     /// The veth peer (veth only).
@@ -930,16 +932,20 @@ pub fn assess(facts: Facts) -> Report {
                 "address",
                 Level::Ok,
                 format!("{ip} is shared with the kernel"),
-                "ports xstack does not serve stay with the kernel; ARP for it goes to the engine"
-                    .into(),
+                format!(
+                    "ports xstack does not serve stay with the kernel; {} for it goes to the engine",
+                    if ip.is_ipv6() { "neighbour discovery" } else { "ARP" }
+                ),
                 None,
             ),
             Some(false) => add(
                 "address",
                 Level::Ok,
                 format!("{ip} belongs to xstack alone"),
-                "on no kernel interface: the engine answers its ARP, and RST on closed ports"
-                    .into(),
+                format!(
+                    "on no kernel interface: the engine answers its {}, and RST on closed ports",
+                    if ip.is_ipv6() { "neighbour discovery" } else { "ARP" }
+                ),
                 None,
             ),
             None => add(
@@ -1045,7 +1051,7 @@ mod tests {
                 lro: false,
                 rx_vlan: true,
             }),
-            ip: Some(Ipv4Addr::new(198, 18, 0, 2)),
+            ip: Some(Ipv4Addr::new(198, 18, 0, 2).into()),
             ip_on_kernel: Some(false),
             peer: Some(PeerFacts {
                 netns: Some("xs-t-peer".into()),
@@ -1203,6 +1209,19 @@ mod tests {
         assert!(r.check("address").unwrap().what.contains("shared"));
         let r = assess(veth(true, false));
         assert!(r.check("address").unwrap().what.contains("alone"));
+    }
+
+    #[test]
+    fn an_ipv6_address_is_checked_like_an_ipv4_one_with_neighbour_discovery() {
+        let mut f = veth(true, false);
+        f.ip = Some("2001:2::2".parse().unwrap());
+        let r = assess(f);
+        let c = r.check("address").unwrap();
+        assert!(
+            c.what.contains("2001:2::2") && c.what.contains("alone"),
+            "{c:?}"
+        );
+        assert!(c.why.contains("neighbour discovery"), "{c:?}");
     }
 
     #[test]

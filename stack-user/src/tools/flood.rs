@@ -9,14 +9,15 @@
 //! [`MAX_DURATION`] need `--force`; every flood stops by itself.
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::tools::guard::{check_target, TargetPrefix};
+use crate::tools::guard::{check_target_ip, in_benchmark_range6, TargetPrefix};
 use crate::{
     datapath::xsk::{XskConfig, XskMode, XskSocket},
     wire::{
@@ -51,9 +52,9 @@ pub struct FloodArgs {
     /// Interface to send on (in the current network namespace).
     #[arg(long)]
     pub iface: String,
-    /// Target ADDR:PORT, inside 198.18.0.0/15 or an --allow-target prefix.
+    /// Target ADDR:PORT (or [ADDR6]:PORT inside 2001:2::/48), inside 198.18.0.0/15 or an --allow-target prefix.
     #[arg(long)]
-    pub target: SocketAddrV4,
+    pub target: SocketAddr,
     /// Also allow targets in this prefix (your own lab; at least a /8), repeatable.
     #[arg(long = "allow-target", value_name = "CIDR")]
     pub allow_target: Vec<TargetPrefix>,
@@ -78,6 +79,9 @@ pub struct FloodArgs {
     /// Allow durations up to an hour.
     #[arg(long)]
     pub force: bool,
+    /// Serve Prometheus/OpenMetrics metrics (packets queued, sent, not queued; AF_XDP ring statistics) at http://ADDR:PORT/metrics while flooding.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
 }
 
 /// A validated flood.
@@ -86,7 +90,7 @@ pub struct FloodConfig {
     /// Interface.
     pub iface: String,
     /// Target.
-    pub target: SocketAddrV4,
+    pub target: SocketAddr,
     /// Prefixes beyond 198.18.0.0/15 the target may lie in.
     pub allow_target: Vec<TargetPrefix>,
     /// Packets per second, 0 = unpaced.
@@ -94,13 +98,15 @@ pub struct FloodConfig {
     /// Duration.
     pub duration: Duration,
     /// Source prefix.
-    pub sources: (Ipv4Addr, u8),
+    pub sources: (IpAddr, u8),
     /// Kind.
     pub kind: FloodKind,
     /// Destination MAC.
     pub dst_mac: Mac,
     /// Queue.
     pub queue: u32,
+    /// Serve Prometheus metrics here while flooding (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// What a flood did.
@@ -147,7 +153,7 @@ fn parse_mac(s: &str) -> Option<Mac> {
     parts.next().is_none().then_some(Mac(m))
 }
 
-fn neighbour_mac(ip: Ipv4Addr) -> Option<Mac> {
+fn neighbour_mac(ip: IpAddr) -> Option<Mac> {
     let out = std::process::Command::new("ip")
         .args(["-j", "neigh", "show", &ip.to_string()])
         .output()
@@ -159,12 +165,19 @@ fn neighbour_mac(ip: Ipv4Addr) -> Option<Mac> {
 impl FloodArgs {
     /// Validates the arguments against the traffic rules.
     pub fn to_config(&self) -> Result<FloodConfig> {
-        check_target("xstack flood", *self.target.ip(), &self.allow_target)?;
+        check_target_ip("xstack flood", self.target.ip(), &self.allow_target)?;
         let sources = crate::datapath::fastpath::parse_prefix(&self.sources)
             .map_err(|e| anyhow::anyhow!("--sources {}: {e}", self.sources))?;
-        if sources.1 < 15 || !in_benchmark_range(sources.0) {
+        if sources.0.is_ipv4() != self.target.is_ipv4() {
             bail!(
-                "--sources {} is not inside 198.18.0.0/15; spoofed sources must stay in the benchmarking range",
+                "--sources {} and --target {} are of different address families; give sources of the target's family",
+                self.sources,
+                self.target
+            );
+        }
+        if !sources_in_range(sources) {
+            bail!(
+                "--sources {} is not inside 198.18.0.0/15 (IPv6: 2001:2::/48); spoofed sources must stay in the benchmarking range",
                 self.sources
             );
         }
@@ -195,7 +208,7 @@ impl FloodArgs {
         let dst_mac = match &self.dst_mac {
             Some(m) => parse_mac(m)
                 .with_context(|| format!("--dst-mac {m}: expected aa:bb:cc:dd:ee:ff"))?,
-            None => neighbour_mac(*self.target.ip()).with_context(|| {
+            None => neighbour_mac(self.target.ip()).with_context(|| {
                 format!(
                     "no neighbour entry for {}; pass --dst-mac (or ping it first)",
                     self.target.ip()
@@ -212,6 +225,11 @@ impl FloodArgs {
             kind: self.kind,
             dst_mac,
             queue: self.queue,
+            metrics: self
+                .metrics
+                .as_deref()
+                .map(crate::runtime::metrics::parse_addr)
+                .transpose()?,
         })
     }
 }
@@ -228,16 +246,39 @@ impl Rng {
     }
 }
 
+/// Whether a `--sources` prefix lies in the benchmarking range of its
+/// family: 198.18.0.0/15 or 2001:2::/48.
+fn sources_in_range(sources: (IpAddr, u8)) -> bool {
+    match sources.0 {
+        IpAddr::V4(a) => sources.1 >= 15 && in_benchmark_range(a),
+        IpAddr::V6(a) => sources.1 >= 48 && in_benchmark_range6(a),
+    }
+}
+
 /// Writes one spoofed segment into `buf`; returns its length.
 fn build(buf: &mut [u8], c: &FloodConfig, src_mac: Mac, kind: FloodKind, rng: &mut Rng) -> usize {
     let r = rng.next();
-    let host_bits = 32 - u32::from(c.sources.1);
-    let host = if host_bits == 0 {
-        0
-    } else {
-        (r as u32) & (u32::MAX >> (32 - host_bits))
+    let src = match c.sources.0 {
+        IpAddr::V4(net) => {
+            let host_bits = 32 - u32::from(c.sources.1.min(32));
+            let host = if host_bits == 0 {
+                0
+            } else {
+                (r as u32) & (u32::MAX >> (32 - host_bits))
+            };
+            IpAddr::V4(Ipv4Addr::from(u32::from(net) | host))
+        }
+        IpAddr::V6(net) => {
+            let host_bits = 128 - u32::from(c.sources.1.min(128));
+            let wide = (u128::from(r) << 64) | u128::from(rng.next());
+            let host = if host_bits == 0 {
+                0
+            } else {
+                wide & (u128::MAX >> (128 - host_bits))
+            };
+            IpAddr::V6(Ipv6Addr::from(u128::from(net) | host))
+        }
     };
-    let src = Ipv4Addr::from(u32::from(c.sources.0) | host);
     let sport = 1024 + ((r >> 32) as u16 % 64000);
     let r2 = rng.next();
     // SYN: MSS 1460 only; ACK: a random acknowledgment; RST: bare.
@@ -261,42 +302,146 @@ fn build(buf: &mut [u8], c: &FloodConfig, src_mac: Mac, kind: FloodKind, rng: &m
         payload: &[],
     };
     let tcp_len = tcp.len();
-    let len = ethernet::HEADER_LEN + ipv4::HEADER_LEN + tcp_len;
+    let ip_len = if src.is_ipv4() {
+        ipv4::HEADER_LEN
+    } else {
+        crate::wire::ipv6::HEADER_LEN
+    };
+    let len = ethernet::HEADER_LEN + ip_len + tcp_len;
     if buf.len() < len.max(60) {
         return 0;
     }
     let _ = EthernetRepr {
         dst: c.dst_mac,
         src: src_mac,
-        ethertype: ETHERTYPE_IPV4,
+        ethertype: if src.is_ipv4() {
+            ETHERTYPE_IPV4
+        } else {
+            ethernet::ETHERTYPE_IPV6
+        },
     }
     .emit(buf);
     let ip = &mut buf[ethernet::HEADER_LEN..];
-    let _ = Ipv4Repr {
-        src,
-        dst: *c.target.ip(),
-        protocol: PROTO_TCP,
-        ttl: 64,
-        tos: 0,
-        ident: r2 as u16,
-        dont_frag: true,
-        payload_len: tcp_len,
+    match (src, c.target.ip()) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            let _ = Ipv4Repr {
+                src,
+                dst,
+                protocol: PROTO_TCP,
+                ttl: 64,
+                tos: 0,
+                ident: r2 as u16,
+                dont_frag: true,
+                payload_len: tcp_len,
+            }
+            .emit(ip);
+            let _ = tcp.emit(src, dst, &mut ip[ipv4::HEADER_LEN..]);
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            let _ = crate::wire::ipv6::Ipv6Repr {
+                src,
+                dst,
+                next_header: crate::wire::ipv6::NH_TCP,
+                hop_limit: 64,
+                traffic_class: 0,
+                payload_len: tcp_len,
+            }
+            .emit(ip);
+            let _ = tcp.emit(src, dst, &mut ip[crate::wire::ipv6::HEADER_LEN..]);
+        }
+        // to_config refuses mixed families.
+        _ => return 0,
     }
-    .emit(ip);
-    let _ = tcp.emit(src, *c.target.ip(), &mut ip[ipv4::HEADER_LEN..]);
     // Pad to the Ethernet minimum.
     buf[len..60.max(len)].fill(0);
     len.max(60)
+}
+
+/// A flood's counts as a scrape of `--metrics` reads them.
+#[derive(Default)]
+struct Progress {
+    queued: AtomicU64,
+    sent: AtomicU64,
+    not_queued: AtomicU64,
+    kernel: std::sync::Mutex<crate::datapath::xsk::KernelStats>,
+    last_kernel: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Progress {
+    fn store(&self, queued: u64, sock: &XskSocket) {
+        self.queued.store(queued, Ordering::Relaxed);
+        self.sent.store(sock.tx_completed(), Ordering::Relaxed);
+        self.not_queued.store(sock.tx_dropped(), Ordering::Relaxed);
+        // The kernel's ring statistics cost a syscall: every 50 ms at most.
+        if let Ok(mut last) = self.last_kernel.try_lock() {
+            if last.is_none_or(|t| t.elapsed() >= Duration::from_millis(50)) {
+                *last = Some(Instant::now());
+                if let Ok(mut k) = self.kernel.try_lock() {
+                    *k = sock.kernel_stats();
+                }
+            }
+        }
+    }
+
+    fn exposition(&self, rate: u64, start: Instant) -> crate::runtime::metrics::Exposition {
+        let mut e = crate::runtime::metrics::Exposition::new();
+        let sent = self.sent.load(Ordering::Relaxed);
+        e.counter(
+            "xstack_flood_queued_packets",
+            "Frames queued on the AF_XDP TX ring.",
+            vec![],
+            self.queued.load(Ordering::Relaxed),
+        );
+        e.counter(
+            "xstack_flood_sent_packets",
+            "Frames the kernel completed (sent).",
+            vec![],
+            sent,
+        );
+        e.counter(
+            "xstack_flood_not_queued_packets",
+            "Frames that found no free TX slot or UMEM frame.",
+            vec![],
+            self.not_queued.load(Ordering::Relaxed),
+        );
+        e.gauge(
+            "xstack_flood_requested_packets_per_second",
+            "Requested rate (0: as fast as one core can).",
+            vec![],
+            rate as f64,
+        );
+        e.gauge(
+            "xstack_flood_sent_packets_per_second",
+            "Frames sent per second since the flood started.",
+            vec![],
+            sent as f64 / start.elapsed().as_secs_f64().max(1e-9),
+        );
+        if let Ok(k) = self.kernel.lock() {
+            for (name, v) in [
+                ("tx_invalid_descs", k.tx_invalid_descs),
+                ("tx_ring_empty", k.tx_ring_empty),
+            ] {
+                e.counter(
+                    &format!("xstack_xsk_{name}"),
+                    "AF_XDP socket statistics of the kernel (XDP_STATISTICS).",
+                    vec![],
+                    v,
+                );
+            }
+        }
+        e
+    }
 }
 
 /// Sends the flood from the calling thread; returns what it achieved.
 pub fn run(c: &FloodConfig) -> Result<FloodReport> {
     // Again here, for callers that build a FloodConfig themselves: nothing
     // is opened or built for a target outside the guard.
-    check_target("xstack flood", *c.target.ip(), &c.allow_target)?;
-    if !in_benchmark_range(c.sources.0) || c.sources.1 < 15 {
-        bail!("flood sources must stay inside 198.18.0.0/15");
+    check_target_ip("xstack flood", c.target.ip(), &c.allow_target)?;
+    if !sources_in_range(c.sources) || c.sources.0.is_ipv4() != c.target.is_ipv4() {
+        bail!("flood sources must stay inside 198.18.0.0/15 (IPv6: 2001:2::/48), of the target's family");
     }
+    let metrics = crate::runtime::metrics::bind_if(c.metrics)?;
     let iface = crate::runtime::sys::interface(&c.iface)?;
     let mut sock = XskSocket::open(
         &iface.name,
@@ -310,6 +455,14 @@ pub fn run(c: &FloodConfig) -> Result<FloodReport> {
     )?;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id()));
     let start = Instant::now();
+    // What a scrape reads: stored once per batch of up to 64 frames.
+    let progress = std::sync::Arc::new(Progress::default());
+    let _metrics = metrics
+        .map(|m| {
+            let (p, rate) = (progress.clone(), c.rate);
+            m.serve(move || p.exposition(rate, start))
+        })
+        .transpose()?;
     let end = start + c.duration;
     let mut queued = 0u64;
     let mut i = 0u64;
@@ -351,6 +504,7 @@ pub fn run(c: &FloodConfig) -> Result<FloodReport> {
                 queued += 1;
             }
         });
+        progress.store(queued, &sock);
     }
     let seconds = start.elapsed().as_secs_f64();
     let drain = Instant::now() + Duration::from_millis(500);
@@ -385,6 +539,7 @@ mod tests {
             dst_mac: Some("02:78:73:00:00:02".into()),
             queue: 0,
             force: false,
+            metrics: None,
         }
     }
 
@@ -463,6 +618,57 @@ mod tests {
             };
             assert_eq!((tcp.flags, tcp.ack.is_some(), tcp.options.mss), expect);
             assert_eq!((tcp.dst_port, tcp.window), (c.target.port(), 64240));
+        }
+    }
+
+    #[test]
+    fn ipv6_floods_stay_in_2001_2_slash_48_and_build_valid_segments() {
+        let mut a = args();
+        a.target = "[2001:2::2]:8080".parse().unwrap();
+        a.sources = "2001:2:0:99::/64".into();
+        let c = a.to_config().unwrap();
+        let mut rng = Rng(3);
+        let net: u128 = "2001:2:0:99::".parse::<Ipv6Addr>().unwrap().into();
+        for _ in 0..50 {
+            let mut buf = [0u8; 2048];
+            let n = build(
+                &mut buf,
+                &c,
+                Mac([2, 0, 0, 0, 0, 1]),
+                FloodKind::Syn,
+                &mut rng,
+            );
+            let (eth, ip) = EthernetRepr::parse(&buf[..n]).unwrap();
+            assert_eq!(eth.ethertype, ethernet::ETHERTYPE_IPV6);
+            let (ipr, seg) = crate::wire::ipv6::Ipv6Repr::parse(ip).unwrap();
+            assert_eq!(u128::from(ipr.src) >> 64, net >> 64, "inside the /64");
+            assert_eq!(ipr.dst, "2001:2::2".parse::<Ipv6Addr>().unwrap());
+            let tcp = TcpRepr::parse(ipr.src, ipr.dst, seg).unwrap();
+            assert_eq!((tcp.flags, tcp.dst_port), (SYN, 8080));
+        }
+        for (target, sources, why) in [
+            ("[2001:2::2]:80", "2001:2::/47", "2001:2::/48"),
+            ("[2001:2::2]:80", "2001:db8::/64", "2001:2::/48"),
+            (
+                "[2001:2::2]:80",
+                "198.18.128.0/17",
+                "different address families",
+            ),
+            (
+                "198.18.0.2:80",
+                "2001:2:0:99::/64",
+                "different address families",
+            ),
+            ("[2001:db8::2]:80", "2001:2:0:99::/64", "2001:2::/48"),
+        ] {
+            let mut a = args();
+            a.target = target.parse().unwrap();
+            a.sources = sources.into();
+            let e = a.to_config().unwrap_err().to_string();
+            assert!(
+                e.contains(why) && !e.contains('\n'),
+                "{target} {sources}: {e}"
+            );
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The target guard of `xstack load` and `xstack flood`: where they may send.
 //!
 //! By default only to 198.18.0.0/15, the range RFC 2544 §C.2.2 (and RFC 5735
-//! §3) sets aside for benchmarking, which no production network routes.
+//! §3) sets aside for benchmarking, which no production network routes, and
+//! its IPv6 counterpart 2001:2::/48 (RFC 5180 §5.1; `--allow-target` takes
+//! IPv4 prefixes only so far).
 //! `--allow-target CIDR` (repeatable) widens it for a user's own lab, one
 //! prefix at a time. A prefix must be at least a /8
 //! ([`MIN_ALLOWED_PREFIX_LEN`]), must not have host bits set, and must lie in
@@ -10,7 +12,11 @@
 //! the guard can never be switched off wholesale. The check runs before any
 //! socket is opened or packet built.
 
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
 
 use anyhow::{bail, Result};
 
@@ -22,6 +28,24 @@ pub const MIN_ALLOWED_PREFIX_LEN: u8 = 8;
 pub fn in_benchmark_range(a: Ipv4Addr) -> bool {
     let o = a.octets();
     o[0] == 198 && o[1] & 0xfe == 18
+}
+
+/// True when `a` lies in 2001:2::/48 (RFC 5180 §5.1 benchmarking range).
+pub fn in_benchmark_range6(a: Ipv6Addr) -> bool {
+    let s = a.segments();
+    s[0] == 0x2001 && s[1] == 2 && s[2] == 0
+}
+
+/// [`check_target`] for either family: an IPv6 target must lie in
+/// 2001:2::/48 (no `--allow-target` for IPv6 yet).
+pub fn check_target_ip(tool: &str, target: IpAddr, allowed: &[TargetPrefix]) -> Result<()> {
+    match target {
+        IpAddr::V4(a) => check_target(tool, a, allowed),
+        IpAddr::V6(a) if in_benchmark_range6(a) => Ok(()),
+        IpAddr::V6(a) => bail!(
+            "target {a} is outside 2001:2::/48; {tool} only sends IPv6 to the benchmarking range (--allow-target takes IPv4 prefixes only)"
+        ),
+    }
 }
 
 /// One `--allow-target` prefix, validated: at least a /8, no host bits,
@@ -126,6 +150,23 @@ mod tests {
             assert!(e.contains("198.18.0.0/15") && e.contains(bad), "{e}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
+    }
+
+    #[test]
+    fn ipv6_targets_pass_only_inside_2001_2_slash_48() {
+        for ok in ["2001:2::2", "2001:2:0:ffff::1", "2001:2::"] {
+            assert!(check_target_ip("xstack load", ok.parse().unwrap(), &[]).is_ok());
+        }
+        for bad in ["2001:3::1", "2001:2:1::1", "2001:db8::1", "::1", "fe80::1"] {
+            let e = check_target_ip("xstack load", bad.parse().unwrap(), &[p("10.0.0.0/8")])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("2001:2::/48") && e.contains(bad), "{e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        // IPv4 goes through the IPv4 guard.
+        assert!(check_target_ip("x", "198.18.0.2".parse().unwrap(), &[]).is_ok());
+        assert!(check_target_ip("x", "10.0.0.1".parse().unwrap(), &[]).is_err());
     }
 
     #[test]

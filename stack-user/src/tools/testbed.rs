@@ -6,13 +6,21 @@
 //!  │ Linux kernel         │               │ xstack (XDP + AF_XDP)    │
 //!  │ xs-NAME-p            │◄── veth ────► │ xs-NAME-s                │
 //!  │ 198.18.0.1/24        │               │ engine owns 198.18.0.2   │
+//!  │ 2001:2::1/64         │               │         and 2001:2::2    │
 //!  └──────────────────────┘               └──────────────────────────┘
 //! ```
-//! Addresses come from 198.18.0.0/15 (RFC 2544); no default route exists in
-//! either namespace, so nothing can leave. The stack's address is not
-//! configured on the kernel interface: the engine answers ARP for it.
+//! Dual-stack: addresses come from 198.18.0.0/15 (RFC 2544) and
+//! 2001:2::/48 (RFC 5180); no default route exists in either namespace, so
+//! nothing can leave. The stack's addresses are not configured on the
+//! kernel interface: the engine answers ARP and neighbour discovery for
+//! them. The peer's IPv6 runs without autoconfiguration, router
+//! solicitations or duplicate address detection (no noise in captures, the
+//! address usable at once); the stack side's kernel has IPv6 off.
 
-use std::{net::Ipv4Addr, process::Command};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    process::Command,
+};
 
 use serde::Serialize;
 use thiserror::Error;
@@ -25,6 +33,12 @@ pub const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const STACK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 /// Prefix length of the testbed link.
 pub const PREFIX_LEN: u8 = 24;
+/// IPv6 address of the Linux kernel in the peer namespace.
+pub const PEER_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+/// IPv6 address owned by the xstack engine in the stack namespace.
+pub const STACK_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+/// IPv6 prefix length of the testbed link.
+pub const PREFIX6_LEN: u8 = 64;
 /// MAC of the peer veth ("xs" + 1).
 pub const PEER_MAC: Mac = Mac([0x02, 0x78, 0x73, 0x00, 0x00, 0x01]);
 /// MAC of the stack veth ("xs" + 2).
@@ -39,6 +53,9 @@ pub enum TestbedError {
     /// Bad queue count.
     #[error("--queues {0} is out of range: use 1 to 64")]
     BadQueues(u32),
+    /// Bad number of load hosts.
+    #[error("{0} load hosts is out of range: use 1 to 8")]
+    BadHosts(u32),
     /// `ip` missing.
     #[error("the `ip` command (iproute2) is missing; install it with `apt-get install iproute2` or run `cargo xtask setup`")]
     NoIproute,
@@ -74,6 +91,10 @@ pub struct Testbed {
     pub peer_ip: Ipv4Addr,
     /// Address the engine owns.
     pub stack_ip: Ipv4Addr,
+    /// Kernel IPv6 address in the peer namespace.
+    pub peer_ip6: Ipv6Addr,
+    /// IPv6 address the engine owns.
+    pub stack_ip6: Ipv6Addr,
 }
 
 /// How the Linux peer's end of the veth is set up.
@@ -180,6 +201,8 @@ impl Testbed {
             peer_if: format!("xs-{name}-p"),
             peer_ip: PEER_IP,
             stack_ip: STACK_IP,
+            peer_ip6: PEER_IP6,
+            stack_ip6: STACK_IP6,
         })
     }
 
@@ -255,17 +278,18 @@ impl Testbed {
             (&self.stack_ns, &self.stack_if),
             (&self.peer_ns, &self.peer_if),
         ] {
-            // IPv6 autoconfiguration would add noise to every capture.
-            let sysctl = format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6");
-            let _ = run(&[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sh",
-                "-c",
-                &format!("echo 1 > {sysctl}"),
-            ]);
+            // The stack side's kernel has no IPv6 (the engine owns the
+            // address); the peer's has it without autoconfiguration, router
+            // solicitations or DAD, which would add noise to every capture.
+            let conf = format!("/proc/sys/net/ipv6/conf/{iface}");
+            let script = if *ns == self.stack_ns {
+                format!("echo 1 > {conf}/disable_ipv6")
+            } else {
+                format!(
+                    "for k in autoconf accept_ra router_solicitations accept_dad dad_transmits; do echo 0 > {conf}/$k; done; echo 0 > {conf}/disable_ipv6"
+                )
+            };
+            let _ = run(&["ip", "netns", "exec", ns, "sh", "-c", &script]);
             if profile == PeerProfile::Tuned {
                 // Checksums computed by the kernel instead of left to a
                 // "hardware" offload veth does not have; no TSO/GSO.
@@ -313,6 +337,31 @@ impl Testbed {
                 &cidr,
                 "dev",
                 &self.peer_if,
+            ])?;
+        }
+        let cidr6 = format!("{}/{}", self.peer_ip6, PREFIX6_LEN);
+        let addrs6 = run(&[
+            "ip",
+            "-n",
+            &self.peer_ns,
+            "-6",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            &self.peer_if,
+        ])?;
+        if !addrs6.contains(&cidr6) {
+            run(&[
+                "ip",
+                "-n",
+                &self.peer_ns,
+                "addr",
+                "add",
+                &cidr6,
+                "dev",
+                &self.peer_if,
+                "nodad",
             ])?;
         }
         Ok(())
@@ -432,9 +481,16 @@ impl std::fmt::Display for Status {
             (
                 "stack",
                 &self.stack,
-                format!("{} (owned by the xstack engine)", t.stack_ip),
+                format!(
+                    "{} {} (owned by the xstack engine)",
+                    t.stack_ip, t.stack_ip6
+                ),
             ),
-            ("peer", &self.peer, format!("{} (Linux kernel)", t.peer_ip)),
+            (
+                "peer",
+                &self.peer,
+                format!("{} {} (Linux kernel)", t.peer_ip, t.peer_ip6),
+            ),
         ] {
             if !side.exists {
                 writeln!(f, "  {role:5} netns {:18} missing", side.netns)?;
@@ -463,6 +519,123 @@ impl std::fmt::Display for Status {
             )?;
         }
         Ok(())
+    }
+}
+
+/// More hosts on a testbed's link, for loads from several machines: the
+/// peer end of the veth becomes a port of a bridge in the peer namespace,
+/// and each load host is a namespace of its own with a veth whose other
+/// end is another port of that bridge. Every host's engine owns
+/// 198.18.0.(21 + i) on its interface (not configured on the kernel
+/// side); the server stays in the stack namespace.
+///
+/// ```text
+///  xs-NAME-load0 (xl0-NAME) ─┐
+///  xs-NAME-load1 (xl1-NAME) ─┼─ bridge xbr-NAME in xs-NAME-peer ─ xs-NAME-p ◄─veth─► xs-NAME-s (server)
+/// ```
+/// Removed when dropped (also on panic): the namespaces (and with them
+/// the veths), then the bridge.
+pub struct LoadHosts {
+    /// The load hosts.
+    pub hosts: Vec<LoadHost>,
+    peer_ns: String,
+    bridge: String,
+}
+
+/// One load host of [`LoadHosts`].
+#[derive(Clone, Debug)]
+pub struct LoadHost {
+    /// Its namespace.
+    pub ns: String,
+    /// Its interface (XDP attaches here).
+    pub iface: String,
+    /// The address its engine owns.
+    pub ip: Ipv4Addr,
+}
+
+impl Testbed {
+    /// Adds `n` (1 to 8) load hosts behind a bridge (see [`LoadHosts`]).
+    pub fn add_load_hosts(&self, n: u32) -> Result<LoadHosts, TestbedError> {
+        if n == 0 || n > 8 {
+            return Err(TestbedError::BadHosts(n));
+        }
+        let bridge = format!("xbr-{}", self.name);
+        let mut made = LoadHosts {
+            hosts: Vec::new(),
+            peer_ns: self.peer_ns.clone(),
+            bridge: bridge.clone(),
+        };
+        let p = &self.peer_ns;
+        run(&["ip", "-n", p, "link", "add", &bridge, "type", "bridge"])?;
+        run(&[
+            "ip",
+            "-n",
+            p,
+            "link",
+            "set",
+            &self.peer_if,
+            "master",
+            &bridge,
+        ])?;
+        run(&["ip", "-n", p, "link", "set", &bridge, "up"])?;
+        for i in 0..n {
+            let host = LoadHost {
+                ns: format!("xs-{}-load{i}", self.name),
+                iface: format!("xl{i}-{}", self.name),
+                ip: Ipv4Addr::new(198, 18, 0, 21 + i as u8),
+            };
+            let port = format!("xb{i}-{}", self.name);
+            run(&["ip", "netns", "add", &host.ns])?;
+            made.hosts.push(host.clone());
+            run(&["ip", "-n", &host.ns, "link", "set", "lo", "up"])?;
+            run(&[
+                "ip",
+                "link",
+                "add",
+                "name",
+                &host.iface,
+                "netns",
+                &host.ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                p,
+            ])?;
+            let _ = run(&[
+                "ip",
+                "netns",
+                "exec",
+                &host.ns,
+                "sh",
+                "-c",
+                &format!(
+                    "echo 1 > /proc/sys/net/ipv6/conf/{}/disable_ipv6",
+                    host.iface
+                ),
+            ]);
+            run(&["ip", "-n", p, "link", "set", &port, "master", &bridge])?;
+            run(&["ip", "-n", p, "link", "set", &port, "up"])?;
+            run(&["ip", "-n", &host.ns, "link", "set", &host.iface, "up"])?;
+        }
+        Ok(made)
+    }
+}
+
+impl Drop for LoadHosts {
+    fn drop(&mut self) {
+        for h in &self.hosts {
+            if Testbed::ns_exists(&h.ns) {
+                if let Err(e) = run(&["ip", "netns", "del", &h.ns]) {
+                    eprintln!("load host {}: teardown failed: {e}", h.ns);
+                }
+            }
+        }
+        if Testbed::link_exists(&self.peer_ns, &self.bridge) {
+            let _ = run(&["ip", "-n", &self.peer_ns, "link", "del", &self.bridge]);
+        }
     }
 }
 
@@ -523,6 +696,13 @@ mod tests {
             assert!(
                 o[0] == 198 && (o[1] & 0xfe) == 18,
                 "{ip} outside 198.18.0.0/15"
+            );
+        }
+        for ip in [PEER_IP6, STACK_IP6] {
+            let s = ip.segments();
+            assert!(
+                s[0] == 0x2001 && s[1] == 2 && s[2] == 0,
+                "{ip} outside 2001:2::/48"
             );
         }
     }

@@ -7,13 +7,16 @@
 //! the malformed headers they need; anything rarer is a hand mutation of a
 //! valid frame at the call site.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{
     arp::{self, ArpRepr},
+    checksum::PseudoAddr,
     ethernet::{self, EthernetRepr, Mac},
     icmp::IcmpRepr,
+    icmpv6::{Icmpv6Repr, NdpRepr},
     ipv4::{self, Ipv4Repr},
+    ipv6::{self, Ipv6Repr},
     tcp::{SeqNumber, TcpPacket, TcpRepr},
 };
 
@@ -111,6 +114,76 @@ impl Endpoints {
     }
 }
 
+/// The addresses of an IPv6 frame, Ethernet and IPv6, source and
+/// destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoints6 {
+    /// Source MAC.
+    pub src_mac: Mac,
+    /// Destination MAC.
+    pub dst_mac: Mac,
+    /// Source IPv6 address.
+    pub src_ip: Ipv6Addr,
+    /// Destination IPv6 address.
+    pub dst_ip: Ipv6Addr,
+}
+
+impl Endpoints6 {
+    fn eth(&self) -> Endpoints {
+        Endpoints {
+            src_mac: self.src_mac,
+            dst_mac: self.dst_mac,
+            src_ip: Ipv4Addr::UNSPECIFIED,
+            dst_ip: Ipv4Addr::UNSPECIFIED,
+        }
+    }
+
+    /// An IPv6 packet (no extension headers, hop limit `hop_limit`) with
+    /// `next_header` around `body`, in an Ethernet frame.
+    pub fn ipv6_with_hop_limit(&self, next_header: u8, hop_limit: u8, body: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; ipv6::HEADER_LEN + body.len()];
+        let repr = Ipv6Repr {
+            src: self.src_ip,
+            dst: self.dst_ip,
+            next_header,
+            hop_limit,
+            traffic_class: 0,
+            payload_len: body.len(),
+        };
+        repr.emit(&mut p).expect("room for the header");
+        p[ipv6::HEADER_LEN..].copy_from_slice(body);
+        self.eth().ethernet(ethernet::ETHERTYPE_IPV6, &p)
+    }
+
+    /// An IPv6 packet with hop limit 64.
+    pub fn ipv6(&self, next_header: u8, body: &[u8]) -> Vec<u8> {
+        self.ipv6_with_hop_limit(next_header, 64, body)
+    }
+
+    /// A TCP segment in IPv6 and Ethernet, its checksum over the IPv6
+    /// pseudo-header (when `seg.checksum`).
+    pub fn tcp(&self, seg: &TcpSegment) -> Vec<u8> {
+        self.ipv6(ipv6::NH_TCP, &seg.emit(self.src_ip, self.dst_ip))
+    }
+
+    /// An ICMPv6 message in IPv6 and Ethernet.
+    pub fn icmpv6(&self, repr: &Icmpv6Repr) -> Vec<u8> {
+        let mut body = vec![0u8; repr.len()];
+        repr.emit(self.src_ip, self.dst_ip, &mut body)
+            .expect("room for the message");
+        self.ipv6(ipv6::NH_ICMPV6, &body)
+    }
+
+    /// A neighbour solicitation or advertisement (hop limit 255).
+    pub fn ndp(&self, repr: &NdpRepr) -> Vec<u8> {
+        let mut body = [0u8; super::icmpv6::NDP_LEN];
+        let n = repr
+            .emit(self.src_ip, self.dst_ip, &mut body)
+            .expect("room for the message");
+        self.ipv6_with_hop_limit(ipv6::NH_ICMPV6, 255, &body[..n])
+    }
+}
+
 /// A TCP segment by its raw header fields (RFC 9293 §3.1). Unlike
 /// [`TcpRepr`](super::tcp::TcpRepr), nothing is normalised: the flag byte,
 /// the acknowledgment field and the option bytes are written as given.
@@ -158,7 +231,7 @@ impl Default for TcpSegment<'_> {
 
 impl TcpSegment<'_> {
     /// The segment's bytes, its checksum computed for `src` → `dst`.
-    pub fn emit(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    pub fn emit<A: PseudoAddr>(&self, src: A, dst: A) -> Vec<u8> {
         let hlen = super::tcp::HEADER_LEN + self.options.len();
         let mut t = vec![0u8; hlen + self.payload.len()];
         t[super::tcp::HEADER_LEN..hlen].copy_from_slice(self.options);

@@ -1,4 +1,5 @@
-//! Wire formats: validated views of Ethernet, ARP, IPv4, ICMP and TCP
+//! Wire formats: validated views of Ethernet, ARP, IPv4, IPv6, ICMP,
+//! ICMPv6 (with Neighbour Discovery) and TCP
 //! (with TCP's [`SeqNumber`](tcp::SeqNumber)), the Internet checksum, and
 //! the frame builders ([`build`]) that tests, fuzz targets and benchmarks
 //! share.
@@ -9,10 +10,14 @@
 
 pub mod arp;
 pub mod build;
+#[cfg(test)]
+pub(crate) mod captured;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
 pub mod tcp;
 
 use thiserror::Error;
@@ -56,6 +61,37 @@ pub enum WireError {
     /// Output buffer too small for the packet to emit.
     #[error("buffer too small to emit the packet")]
     BufferTooSmall,
+    /// Shorter than the 40-byte IPv6 header.
+    #[error("IPv6 header truncated")]
+    Ipv6Truncated,
+    /// Version is not 6.
+    #[error("IPv6 version invalid")]
+    Ipv6BadHeader,
+    /// Payload length past the frame.
+    #[error("IPv6 payload length invalid")]
+    Ipv6BadLength,
+    /// A fragment header; the engine does not reassemble.
+    #[error("IPv6 fragment")]
+    Ipv6Fragment,
+    /// An extension header runs past the packet.
+    #[error("IPv6 extension header truncated")]
+    Ipv6ExtTruncated,
+    /// More extension headers than the walk follows.
+    #[error("IPv6 extension header chain too long")]
+    Ipv6ExtChainTooLong,
+    /// Hop-by-hop not first, or a routing header with segments left.
+    #[error("IPv6 extension header invalid")]
+    Ipv6BadExtHeader,
+    /// ICMPv6 shorter than its 8-byte header.
+    #[error("ICMPv6 message truncated")]
+    Icmpv6Truncated,
+    /// ICMPv6 checksum (over the IPv6 pseudo-header) does not verify.
+    #[error("ICMPv6 checksum invalid")]
+    Icmpv6BadChecksum,
+    /// A neighbour solicitation or advertisement RFC 4861 §7.1 says to
+    /// discard (hop limit not 255, bad code, length or option).
+    #[error("neighbour discovery message invalid")]
+    NdpInvalid,
 }
 
 impl WireError {
@@ -73,6 +109,16 @@ impl WireError {
         WireError::IcmpTruncated,
         WireError::IcmpBadChecksum,
         WireError::BufferTooSmall,
+        WireError::Ipv6Truncated,
+        WireError::Ipv6BadHeader,
+        WireError::Ipv6BadLength,
+        WireError::Ipv6Fragment,
+        WireError::Ipv6ExtTruncated,
+        WireError::Ipv6ExtChainTooLong,
+        WireError::Ipv6BadExtHeader,
+        WireError::Icmpv6Truncated,
+        WireError::Icmpv6BadChecksum,
+        WireError::NdpInvalid,
     ];
 
     /// Dense index of the variant (payloads ignored).
@@ -90,6 +136,16 @@ impl WireError {
             WireError::IcmpTruncated => 9,
             WireError::IcmpBadChecksum => 10,
             WireError::BufferTooSmall => 11,
+            WireError::Ipv6Truncated => 12,
+            WireError::Ipv6BadHeader => 13,
+            WireError::Ipv6BadLength => 14,
+            WireError::Ipv6Fragment => 15,
+            WireError::Ipv6ExtTruncated => 16,
+            WireError::Ipv6ExtChainTooLong => 17,
+            WireError::Ipv6BadExtHeader => 18,
+            WireError::Icmpv6Truncated => 19,
+            WireError::Icmpv6BadChecksum => 20,
+            WireError::NdpInvalid => 21,
         }
     }
 
@@ -108,6 +164,16 @@ impl WireError {
             WireError::IcmpTruncated => "drop_icmp_truncated",
             WireError::IcmpBadChecksum => "drop_icmp_bad_checksum",
             WireError::BufferTooSmall => "drop_buffer_too_small",
+            WireError::Ipv6Truncated => "drop_ipv6_truncated",
+            WireError::Ipv6BadHeader => "drop_ipv6_bad_header",
+            WireError::Ipv6BadLength => "drop_ipv6_bad_length",
+            WireError::Ipv6Fragment => "drop_ipv6_fragment",
+            WireError::Ipv6ExtTruncated => "drop_ipv6_ext_truncated",
+            WireError::Ipv6ExtChainTooLong => "drop_ipv6_ext_chain_too_long",
+            WireError::Ipv6BadExtHeader => "drop_ipv6_bad_ext_header",
+            WireError::Icmpv6Truncated => "drop_icmpv6_truncated",
+            WireError::Icmpv6BadChecksum => "drop_icmpv6_bad_checksum",
+            WireError::NdpInvalid => "drop_ndp_invalid",
         }
     }
 }

@@ -15,11 +15,10 @@
 use core::cmp::Ordering;
 use core::fmt;
 use core::ops::{Add, AddAssign, Sub};
-use std::net::Ipv4Addr;
 
 use thiserror::Error;
 
-use super::{be16, checksum, ipv4::PROTO_TCP, WireError};
+use super::{be16, checksum, checksum::PseudoAddr, ipv4::PROTO_TCP, WireError};
 
 /// A TCP sequence (or acknowledgment) number.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -349,7 +348,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
     /// True when the checksum over the IPv4 pseudo-header and the whole
     /// segment verifies (RFC 9293 §3.1, "Checksum").
-    pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+    pub fn verify_checksum<A: PseudoAddr>(&self, src: A, dst: A) -> bool {
         let buf = self.buffer.as_ref();
         let Ok(len) = u16::try_from(buf.len()) else {
             return false;
@@ -363,7 +362,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// segment (`__tcp_v4_send_check`: `th->check = ~tcp_v4_check(len,
     /// saddr, daddr, 0)`) for the device to complete. A veth never
     /// completes it, and XDP sees no `ip_summed` to tell.
-    pub fn checksum_is_partial(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+    pub fn checksum_is_partial<A: PseudoAddr>(&self, src: A, dst: A) -> bool {
         let Ok(len) = u16::try_from(self.buffer.as_ref().len()) else {
             return false;
         };
@@ -444,7 +443,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// Computes and stores the checksum of the whole buffer, a complete
     /// segment carried from `src` to `dst` (RFC 9293 §3.1). At most 65535
     /// bytes.
-    pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
+    pub fn fill_checksum<A: PseudoAddr>(&mut self, src: A, dst: A) {
         self.set_checksum(0);
         let buf = self.buffer.as_ref();
         let len = u16::try_from(buf.len()).unwrap_or(u16::MAX);
@@ -659,9 +658,9 @@ pub struct TcpRepr<'a> {
 impl<'a> TcpRepr<'a> {
     /// Parses a segment carried from `src` to `dst`, verifying its checksum
     /// over the IPv4 pseudo-header (RFC 9293 §3.1).
-    pub fn parse(
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+    pub fn parse<A: PseudoAddr>(
+        src: A,
+        dst: A,
         buf: &'a [u8],
     ) -> Result<TcpRepr<'a>, TcpParseError> {
         let packet = TcpPacket::new_checked(buf)?;
@@ -677,9 +676,9 @@ impl<'a> TcpRepr<'a> {
     /// pseudo-header sum ([`TcpPacket::checksum_is_partial`]) is accepted
     /// and reported as [`ChecksumKind::Partial`]. Without it such a segment
     /// is [`TcpParseError::ChecksumPartial`], apart from other bad checksums.
-    pub fn parse_accepting_partial(
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+    pub fn parse_accepting_partial<A: PseudoAddr>(
+        src: A,
+        dst: A,
         buf: &'a [u8],
         accept_partial: bool,
     ) -> Result<(TcpRepr<'a>, ChecksumKind), TcpParseError> {
@@ -776,7 +775,7 @@ impl<'a> TcpRepr<'a> {
 
     /// Writes the whole segment (header, options, `self.payload`) with its
     /// checksum at the start of `buf`; returns its length.
-    pub fn emit(&self, src: Ipv4Addr, dst: Ipv4Addr, buf: &mut [u8]) -> Result<usize, WireError> {
+    pub fn emit<A: PseudoAddr>(&self, src: A, dst: A, buf: &mut [u8]) -> Result<usize, WireError> {
         let total = self.len();
         if buf.len() < total || total > usize::from(u16::MAX) {
             return Err(WireError::BufferTooSmall);
@@ -791,7 +790,7 @@ impl<'a> TcpRepr<'a> {
 /// Computes and stores the checksum of a complete segment whose checksum
 /// field is zero (RFC 9293 §3.1). `segment` must be at least 20 bytes and
 /// at most 65535.
-pub fn fill_checksum(src: Ipv4Addr, dst: Ipv4Addr, segment: &mut [u8]) {
+pub fn fill_checksum<A: PseudoAddr>(src: A, dst: A, segment: &mut [u8]) {
     if segment.len() < HEADER_LEN {
         return;
     }
@@ -801,6 +800,7 @@ pub fn fill_checksum(src: Ipv4Addr, dst: Ipv4Addr, segment: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     const SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
     const DST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -1101,5 +1101,46 @@ mod seq_tests {
         assert!(a > SeqNumber(0x8000_0001));
         assert_eq!(a.partial_cmp(&a), Some(Ordering::Equal));
         assert_eq!(a - 1u32, SeqNumber(u32::MAX));
+    }
+
+    #[test]
+    fn captured_ipv6_segments_verify_over_the_ipv6_pseudo_header() {
+        use super::super::{captured, ipv6::Ipv6Repr};
+        for hex in [
+            captured::TCP_SYN_TO_CLOSED,
+            captured::TCP_RST_FROM_CLOSED,
+            captured::TCP_SYN_ACK,
+            captured::TCP_DATA_HELLO,
+        ] {
+            let f = captured::frame(hex);
+            let (ip, seg) = Ipv6Repr::parse(&f[14..]).unwrap();
+            let repr = TcpRepr::parse(ip.src, ip.dst, seg).unwrap();
+            // Another source breaks it: the pseudo-header counts.
+            let mut other = ip.src.octets();
+            other[15] ^= 0x40;
+            let other = std::net::Ipv6Addr::from(other);
+            assert_eq!(
+                TcpRepr::parse(other, ip.dst, seg).unwrap_err(),
+                TcpParseError::BadChecksum
+            );
+            // Emitting the parsed repr (options in our order) verifies and
+            // parses back to it.
+            let mut out = vec![0u8; repr.len()];
+            repr.emit(ip.src, ip.dst, &mut out).unwrap();
+            assert_eq!(TcpRepr::parse(ip.src, ip.dst, &out).unwrap(), repr);
+        }
+        // Without options the emitted bytes are the kernel's.
+        let f = captured::frame(captured::TCP_RST_FROM_CLOSED);
+        let (ip, seg) = Ipv6Repr::parse(&f[14..]).unwrap();
+        let repr = TcpRepr::parse(ip.src, ip.dst, seg).unwrap();
+        let mut out = vec![0u8; repr.len()];
+        repr.emit(ip.src, ip.dst, &mut out).unwrap();
+        assert_eq!(out, seg);
+        let f = captured::frame(captured::TCP_DATA_HELLO);
+        let (ip, seg) = Ipv6Repr::parse(&f[14..]).unwrap();
+        assert_eq!(
+            TcpRepr::parse(ip.src, ip.dst, seg).unwrap().payload,
+            b"hello"
+        );
     }
 }

@@ -9,15 +9,20 @@ impl TcpEngine {
     /// `poll_transmit`; `Event::Connected` reports success. A 4-tuple in
     /// TIME_WAIT is taken over when `tcp_tw_reuse` or `tw_isn_above_last`
     /// allows it (the new ISN is the old SND.NXT + 65537, as Linux);
-    /// otherwise it is `AddrInUse`.
+    /// otherwise it is `AddrInUse`. Both addresses IPv4 or both IPv6
+    /// (else `AddrFamily`).
     pub fn connect(
         &mut self,
         now: Instant,
-        local_addr: Ipv4Addr,
+        local_addr: impl Into<IpAddr>,
         local_port: u16,
-        remote_addr: Ipv4Addr,
+        remote_addr: impl Into<IpAddr>,
         remote_port: u16,
     ) -> Result<ConnId, TcpError> {
+        let (local_addr, remote_addr) = (local_addr.into(), remote_addr.into());
+        if local_addr.is_ipv4() != remote_addr.is_ipv4() {
+            return Err(TcpError::AddrFamily);
+        }
         self.clock = self.clock.max(now);
         if self.slots_in_use() >= self.cfg.max_connections {
             return Err(TcpError::NoBufs);
@@ -185,6 +190,19 @@ impl TcpEngine {
             return None;
         }
         slot.tcb.as_ref().filter(|t| !t.is_orphan())
+    }
+
+    /// The `ss -tnoi` view of up to `limit` live connections, in slot
+    /// order (TIME_WAIT entries live in their own table: see
+    /// `state_counts`). Walks the slots: for `xstack ss`, never the hot path.
+    pub fn sockets(&self, now: Instant, limit: usize) -> Vec<crate::tcp::tcb::TcpInfo> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.tcb.as_ref())
+            .filter(|t| t.state() != State::Closed)
+            .take(limit)
+            .map(|t| t.info(now))
+            .collect()
     }
 
     /// The connection for a 4-tuple (from our point of view).

@@ -2,15 +2,139 @@
 //! TIME_WAIT entry, a listener, or the RST of RFC 9293 §3.10.7.1 (Linux
 //! `tcp_v4_rcv`).
 
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::*;
 
+/// An IPv4 4-tuple as a table key: 12 bytes, as the whole `FourTuple` was
+/// before IPv6 (measured in `tests::demux_entry_sizes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Key4 {
+    local: Ipv4Addr,
+    remote: Ipv4Addr,
+    local_port: u16,
+    remote_port: u16,
+}
+
+impl Hash for Key4 {
+    /// Two words, two multiply-mix rounds.
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64((u64::from(u32::from(self.local)) << 32) | u64::from(u32::from(self.remote)));
+        h.write_u32((u32::from(self.local_port) << 16) | u32::from(self.remote_port));
+    }
+}
+
+/// An IPv6 4-tuple as a table key: 36 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Key6 {
+    local: Ipv6Addr,
+    remote: Ipv6Addr,
+    local_port: u16,
+    remote_port: u16,
+}
+
+impl Hash for Key6 {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let (l, r) = (u128::from(self.local), u128::from(self.remote));
+        h.write_u64((l >> 64) as u64 ^ ((r as u64).rotate_left(17)));
+        h.write_u64(l as u64);
+        h.write_u64((r >> 64) as u64);
+        h.write_u64(r as u64);
+        h.write_u32((u32::from(self.local_port) << 16) | u32::from(self.remote_port));
+    }
+}
+
+/// A table keyed by 4-tuple: one map per family, so that an IPv4 entry
+/// does not carry room for 128-bit addresses (the connection table and
+/// the TIME_WAIT index).
+#[derive(Debug)]
+pub(crate) struct TupleMap<V> {
+    v4: HashMap<Key4, V, DemuxBuildHasher>,
+    v6: HashMap<Key6, V, DemuxBuildHasher>,
+}
+
+/// A 4-tuple's key; a mixed-family tuple (never demultiplexed: the engine
+/// refuses to open one) keys as IPv6 with the IPv4 address mapped.
+enum Key {
+    V4(Key4),
+    V6(Key6),
+}
+
+fn key(t: &FourTuple) -> Key {
+    match (t.local_addr, t.remote_addr) {
+        (IpAddr::V4(local), IpAddr::V4(remote)) => Key::V4(Key4 {
+            local,
+            remote,
+            local_port: t.local_port,
+            remote_port: t.remote_port,
+        }),
+        (l, r) => {
+            let v6 = |a: IpAddr| match a {
+                IpAddr::V4(a) => a.to_ipv6_mapped(),
+                IpAddr::V6(a) => a,
+            };
+            Key::V6(Key6 {
+                local: v6(l),
+                remote: v6(r),
+                local_port: t.local_port,
+                remote_port: t.remote_port,
+            })
+        }
+    }
+}
+
+impl<V: Copy> TupleMap<V> {
+    pub fn with_capacity_and_hasher(cap: usize, hasher: DemuxBuildHasher) -> TupleMap<V> {
+        TupleMap {
+            v4: HashMap::with_capacity_and_hasher(cap, hasher),
+            v6: HashMap::with_hasher(hasher),
+        }
+    }
+
+    pub fn get(&self, t: &FourTuple) -> Option<&V> {
+        match key(t) {
+            Key::V4(k) => self.v4.get(&k),
+            Key::V6(k) => self.v6.get(&k),
+        }
+    }
+
+    pub fn insert(&mut self, t: FourTuple, v: V) -> Option<V> {
+        match key(&t) {
+            Key::V4(k) => self.v4.insert(k, v),
+            Key::V6(k) => self.v6.insert(k, v),
+        }
+    }
+
+    pub fn remove(&mut self, t: &FourTuple) -> Option<V> {
+        match key(t) {
+            Key::V4(k) => self.v4.remove(&k),
+            Key::V6(k) => self.v6.remove(&k),
+        }
+    }
+
+    pub fn contains_key(&self, t: &FourTuple) -> bool {
+        self.get(t).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+}
+
 impl TcpEngine {
-    /// Handles one received TCP segment (`segment` is the IPv4 payload)
-    /// from `src` to `dst`. The checksum is verified; malformed segments
-    /// are dropped and counted by reason.
-    pub fn on_segment(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8]) {
+    /// Handles one received TCP segment (`segment` is the IP payload)
+    /// from `src` to `dst`, both IPv4 or both IPv6. The checksum is
+    /// verified over the family's pseudo-header; malformed segments are
+    /// dropped and counted by reason.
+    pub fn on_segment(
+        &mut self,
+        now: Instant,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+        segment: &[u8],
+    ) {
+        let (src, dst) = (src.into(), dst.into());
         self.stats.segments_in += 1;
         if let Some(seg) = self.parse(now, src, dst, segment) {
             self.handle(now, src, dst, &seg);
@@ -24,8 +148,8 @@ impl TcpEngine {
     pub(super) fn parse<'a>(
         &mut self,
         now: Instant,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: IpAddr,
+        dst: IpAddr,
         segment: &'a [u8],
     ) -> Option<TcpRepr<'a>> {
         let accept = self.cfg.accept_checksum_partial;
@@ -52,7 +176,7 @@ impl TcpEngine {
         }
     }
 
-    pub(super) fn handle(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpRepr) {
+    pub(super) fn handle(&mut self, now: Instant, src: IpAddr, dst: IpAddr, seg: &TcpRepr) {
         self.clock = self.clock.max(now);
         let tuple = FourTuple {
             local_addr: dst,

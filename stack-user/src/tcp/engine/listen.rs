@@ -6,7 +6,10 @@ use super::*;
 
 #[derive(Debug)]
 pub(super) struct Listener {
-    pub(super) addr: Ipv4Addr,
+    pub(super) addr: IpAddr,
+    /// Further addresses it is bound to ([`TcpEngine::listen_also`]): a
+    /// dual-stack listener holds one of each family.
+    pub(super) also: Vec<IpAddr>,
     pub(super) port: u16,
     /// Accept queue bound: min(backlog, somaxconn).
     pub(super) accept_max: usize,
@@ -30,21 +33,24 @@ pub(super) struct Listener {
 }
 
 impl TcpEngine {
-    /// Opens a listener on `addr:port` (`0.0.0.0` for any address) whose
-    /// accept queue holds min(`backlog`, `somaxconn`) established
-    /// connections; half-open ones wait in its SYN queue
-    /// (`tcp_max_syn_backlog`).
+    /// Opens a listener on `addr:port` (`0.0.0.0` for any IPv4 address,
+    /// `::` for any address of either family, as Linux's default
+    /// `IPV6_V6ONLY` 0) whose accept queue holds min(`backlog`,
+    /// `somaxconn`) established connections; half-open ones wait in its
+    /// SYN queue (`tcp_max_syn_backlog`).
     pub fn listen(
         &mut self,
-        addr: Ipv4Addr,
+        addr: impl Into<IpAddr>,
         port: u16,
         backlog: usize,
     ) -> Result<ListenerId, TcpError> {
+        let addr = addr.into();
         if self.listen_map.contains_key(&(addr, port)) {
             return Err(TcpError::AddrInUse);
         }
         let l = Listener {
             addr,
+            also: Vec::new(),
             port,
             accept_max: backlog.min(self.cfg.somaxconn).max(1),
             pending: 0,
@@ -67,6 +73,24 @@ impl TcpEngine {
         Ok(ListenerId(id as u32))
     }
 
+    /// Binds listener `id` also to `addr` (on its port): one listener, one
+    /// accept queue, for an IPv4 and an IPv6 address of a dual-stack
+    /// service.
+    pub fn listen_also(&mut self, id: ListenerId, addr: impl Into<IpAddr>) -> Result<(), TcpError> {
+        let addr = addr.into();
+        let l = self
+            .listeners
+            .get_mut(id.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(TcpError::NotFound)?;
+        if self.listen_map.contains_key(&(addr, l.port)) {
+            return Err(TcpError::AddrInUse);
+        }
+        l.also.push(addr);
+        self.listen_map.insert((addr, l.port), id.0);
+        Ok(())
+    }
+
     /// Closes a listener; connections waiting in its accept queue are
     /// reset, half-open ones dropped.
     pub fn unlisten(&mut self, id: ListenerId) -> Result<(), TcpError> {
@@ -76,6 +100,9 @@ impl TcpEngine {
             .and_then(Option::take)
             .ok_or(TcpError::NotFound)?;
         self.listen_map.remove(&(l.addr, l.port));
+        for a in &l.also {
+            self.listen_map.remove(&(*a, l.port));
+        }
         for c in l.queue {
             let _ = self.run_id(c, |tcb, ctx| tcb.abort(ctx));
             self.free_slot(c.idx);
@@ -100,8 +127,10 @@ impl TcpEngine {
 
     /// The listener on exactly `addr:port`, if one is open (the socket
     /// API binds to a listener the bring-up already opened).
-    pub fn listener_on(&self, addr: Ipv4Addr, port: u16) -> Option<ListenerId> {
-        self.listen_map.get(&(addr, port)).map(|&i| ListenerId(i))
+    pub fn listener_on(&self, addr: impl Into<IpAddr>, port: u16) -> Option<ListenerId> {
+        self.listen_map
+            .get(&(addr.into(), port))
+            .map(|&i| ListenerId(i))
     }
 
     /// Takes an established connection from a listener's queue.
@@ -201,10 +230,18 @@ impl TcpEngine {
         }
     }
 
-    pub(super) fn find_listener(&self, addr: Ipv4Addr, port: u16) -> Option<u32> {
+    /// The listener for a segment to `addr:port`: bound to the address,
+    /// else to its family's any address, else (IPv4) to `::`.
+    pub(super) fn find_listener(&self, addr: IpAddr, port: u16) -> Option<u32> {
+        const ANY6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        let any = match addr {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => ANY6,
+        };
         self.listen_map
             .get(&(addr, port))
-            .or_else(|| self.listen_map.get(&(Ipv4Addr::UNSPECIFIED, port)))
+            .or_else(|| self.listen_map.get(&(any, port)))
+            .or_else(|| self.listen_map.get(&(ANY6, port)))
             .copied()
     }
 

@@ -12,11 +12,11 @@
 //! handling) and `api.rs` (the application calls on connections).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use std::time::Duration;
 
-use stack_ebpf::cookie::{self, CookieOptions, Flow, Secret, Secrets};
+use stack_ebpf::cookie::{self, CookieOptions, Flow, Flow6, Secret, Secrets};
 
 use self::time_wait::TwTable;
 use super::config::{KeepaliveConfig, TcpConfig};
@@ -36,25 +36,35 @@ use crate::wire::tcp::{
 };
 
 mod api;
-mod demux;
+pub(crate) mod demux;
 mod listen;
 mod slots;
 mod syncookie;
 pub(crate) mod time_wait;
 
+pub(crate) use self::demux::TupleMap;
 pub use self::demux::{DemuxBuildHasher, DemuxHasher};
 use self::listen::Listener;
 
 /// One segment written by [`TcpEngine::poll_transmit`]: the caller wraps
-/// `buf[..len]` in an IPv4 header from `src` to `dst` (protocol 6).
+/// `buf[..len]` in an IPv4 or IPv6 header (of the addresses' family) from
+/// `src` to `dst` (protocol / next header 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transmit {
-    /// IPv4 source address (ours).
-    pub src: Ipv4Addr,
-    /// IPv4 destination address.
-    pub dst: Ipv4Addr,
+    /// Source address (ours).
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
     /// Length of the TCP segment (header, options, payload) in the buffer.
     pub len: usize,
+}
+
+/// An address as IPv6 (IPv4 mapped, RFC 4291 §2.5.5.2).
+pub(crate) fn v6(a: IpAddr) -> Ipv6Addr {
+    match a {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
 }
 
 /// What a timer on the wheel belongs to.
@@ -145,8 +155,8 @@ impl StateCounts {
 pub struct ListenerStats {
     /// The listener.
     pub id: ListenerId,
-    /// Its address (`0.0.0.0` for any).
-    pub addr: Ipv4Addr,
+    /// Its address (`0.0.0.0` or `::` for any).
+    pub addr: IpAddr,
     /// Its port.
     pub port: u16,
     /// Half-open connections (SYN_RECV): the SYN queue.
@@ -176,11 +186,11 @@ pub struct TcpEngine {
     /// Milliseconds added to engine time for TSvals: the engine's time
     /// zero on the host's monotonic clock, once the runtime says it.
     ts_clock_ms: u32,
-    conns: HashMap<FourTuple, u32, DemuxBuildHasher>,
+    conns: TupleMap<u32>,
     slots: slots::Chunked<Slot>,
     free: Vec<u32>,
     listeners: Vec<Option<Listener>>,
-    listen_map: HashMap<(Ipv4Addr, u16), u32, DemuxBuildHasher>,
+    listen_map: HashMap<(IpAddr, u16), u32, DemuxBuildHasher>,
     events: VecDeque<Event>,
     resets: VecDeque<RstSegment>,
     ctl: VecDeque<CtlSegment>,
@@ -226,7 +236,7 @@ impl TcpEngine {
             k1: isn.keyed_hash(b"xstack cookie k1"),
         };
         TcpEngine {
-            conns: HashMap::with_capacity_and_hasher(cap, hasher),
+            conns: TupleMap::with_capacity_and_hasher(cap, hasher),
             slots: slots::Chunked::new(),
             free: Vec::new(),
             listeners: Vec::new(),
@@ -289,7 +299,7 @@ impl TcpEngine {
             close_wait: c(State::CloseWait),
             last_ack: c(State::LastAck),
             closing: c(State::Closing),
-            listen: self.listen_map.len(),
+            listen: self.listeners.iter().flatten().count(),
             time_wait_max: self.cfg.tcp_max_tw_buckets,
             time_wait_high_water: self.tw.high_water,
         }
@@ -335,12 +345,24 @@ impl TcpEngine {
     /// keyed, so it reveals no clock, and the same for every incarnation;
     /// plus the engine's time zero on the host clock
     /// ([`set_timestamp_clock`](Self::set_timestamp_clock)).
-    fn ts_offset(&self, local: Ipv4Addr, remote: Ipv4Addr) -> u32 {
-        let mut msg = [0u8; 10];
-        msg[..4].copy_from_slice(&local.octets());
-        msg[4..8].copy_from_slice(&remote.octets());
-        msg[8..].copy_from_slice(b"ts");
-        (self.ts_key.keyed_hash(&msg) as u32).wrapping_add(self.ts_clock_ms)
+    fn ts_offset(&self, local: IpAddr, remote: IpAddr) -> u32 {
+        let h = match (local, remote) {
+            (IpAddr::V4(l), IpAddr::V4(r)) => {
+                let mut msg = [0u8; 10];
+                msg[..4].copy_from_slice(&l.octets());
+                msg[4..8].copy_from_slice(&r.octets());
+                msg[8..].copy_from_slice(b"ts");
+                self.ts_key.keyed_hash(&msg)
+            }
+            (l, r) => {
+                let mut msg = [0u8; 34];
+                msg[..16].copy_from_slice(&v6(l).octets());
+                msg[16..32].copy_from_slice(&v6(r).octets());
+                msg[32..].copy_from_slice(b"ts");
+                self.ts_key.keyed_hash(&msg)
+            }
+        };
+        (h as u32).wrapping_add(self.ts_clock_ms)
     }
 
     /// Makes TSvals come from one clock for every engine and process of
@@ -630,7 +652,7 @@ impl TcpEngine {
         if new == State::TimeWait {
             let (entry, ack_owed) = tcb.time_wait_entry(self.clock);
             let handle = (!tcb.is_orphan()).then_some(id);
-            time_wait = Some((entry, ack_owed, handle));
+            time_wait = Some((entry, tcb.tuple, ack_owed, handle));
         }
         let fin = tcb.state();
         let (origin, since) = (tcb.origin, tcb.state_since);
@@ -648,8 +670,8 @@ impl TcpEngine {
         if fin != old {
             self.close_wait_moved(origin, idx, id.gen, Some(old), Some(fin), since);
         }
-        if let Some((entry, ack_owed, handle)) = time_wait {
-            self.enter_time_wait(entry, ack_owed, handle);
+        if let Some((entry, tw_tuple, ack_owed, handle)) = time_wait {
+            self.enter_time_wait(entry, tw_tuple, ack_owed, handle);
         }
         if free {
             self.free_slot(idx);

@@ -50,6 +50,7 @@ impl TcpEngine {
         segment: &[u8],
         opts: CookieOptions,
     ) -> Option<ConnId> {
+        let (src, dst) = (IpAddr::V4(src), IpAddr::V4(dst));
         self.stats.segments_in += 1;
         let seg = self.parse(now, src, dst, segment)?;
         self.clock = self.clock.max(now);
@@ -126,12 +127,37 @@ impl TcpEngine {
             && !tcb.completes_handshake(seg)
     }
 
-    fn flow(tuple: &FourTuple) -> Flow {
-        Flow {
-            saddr: u32::from(tuple.remote_addr),
-            daddr: u32::from(tuple.local_addr),
-            sport: tuple.remote_port,
-            dport: tuple.local_port,
+    /// The cookie for a SYN on `tuple` (IPv4 [`Flow`] or IPv6 [`Flow6`]).
+    fn cookie_generate(
+        &self,
+        now: Instant,
+        tuple: &FourTuple,
+        client_isn: u32,
+        mss_idx: u32,
+    ) -> u32 {
+        let (secret, count) = (&self.cookie_secrets.current, self.cookie_count(now));
+        match Self::flow(tuple) {
+            Ok(f) => cookie::generate(secret, &f, client_isn, count, mss_idx),
+            Err(f) => cookie::generate(secret, &f, client_isn, count, mss_idx),
+        }
+    }
+
+    /// The cookie's flow: IPv4, or (`Err`) IPv6, whose hash covers both
+    /// 128-bit addresses (Linux `secure_tcpv6_syn_cookie`).
+    fn flow(tuple: &FourTuple) -> Result<Flow, Flow6> {
+        match (tuple.remote_addr, tuple.local_addr) {
+            (IpAddr::V4(saddr), IpAddr::V4(daddr)) => Ok(Flow {
+                saddr: u32::from(saddr),
+                daddr: u32::from(daddr),
+                sport: tuple.remote_port,
+                dport: tuple.local_port,
+            }),
+            (s, d) => Err(Flow6 {
+                saddr: v6(s).octets(),
+                daddr: v6(d).octets(),
+                sport: tuple.remote_port,
+                dport: tuple.local_port,
+            }),
         }
     }
 
@@ -164,13 +190,15 @@ impl TcpEngine {
         seg: &TcpRepr,
     ) -> Option<CookieOptions> {
         let ack = seg.ack?;
-        let idx = cookie::check(
-            &self.cookie_secrets,
-            &Self::flow(tuple),
+        let (isn, c, count) = (
             seg.seq.get().wrapping_sub(1),
             ack.get().wrapping_sub(1),
             self.cookie_count(now),
-        )?;
+        );
+        let idx = match Self::flow(tuple) {
+            Ok(f) => cookie::check(&self.cookie_secrets, &f, isn, c, count),
+            Err(f) => cookie::check(&self.cookie_secrets, &f, isn, c, count),
+        }?;
         let Some(ts) = seg.options.timestamps else {
             // Without timestamps the cookie carries the MSS only.
             return Some(CookieOptions {
@@ -194,21 +222,12 @@ impl TcpEngine {
     /// `cookie_init_timestamp`): no state is kept. Without timestamps only
     /// the MSS survives (Linux clears the other options).
     pub(super) fn send_cookie(&mut self, now: Instant, lid: u32, tuple: FourTuple, syn: &TcpRepr) {
-        let peer_mss = syn
-            .options
-            .mss
-            .unwrap_or(cookie::MSS_TABLE[0])
-            .min(self.cfg.mss);
+        let our_mss = self.cfg.mss_for(tuple.is_ipv6());
+        let peer_mss = syn.options.mss.unwrap_or(cookie::MSS_TABLE[0]).min(our_mss);
         let mss_idx = cookie::mss_index(peer_mss);
-        let iss = cookie::generate(
-            &self.cookie_secrets.current,
-            &Self::flow(&tuple),
-            syn.seq.get(),
-            self.cookie_count(now),
-            mss_idx,
-        );
+        let iss = self.cookie_generate(now, &tuple, syn.seq.get(), mss_idx);
         let mut options = TcpOptions {
-            mss: Some(self.cfg.mss),
+            mss: Some(our_mss),
             ..TcpOptions::default()
         };
         if let (true, Some(ts)) = (self.cfg.tcp_timestamps, syn.options.timestamps) {

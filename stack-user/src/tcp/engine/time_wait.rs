@@ -5,22 +5,27 @@
 //! control blocks: the table, the segments that reach an entry, its ACKs,
 //! the 2*MSL timer, and 4-tuple reuse.
 
-use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 
-use super::{CtlSegment, DemuxBuildHasher, TcpEngine, TimerKey};
+use super::{CtlSegment, DemuxBuildHasher, TcpEngine, TimerKey, TupleMap};
 use crate::tcp::event::{ConnId, Event, FourTuple, Warning};
 use crate::tcp::ratelimit::oow_ack_allowed;
-use crate::tcp::shared::{stamp, TwEntry, NO_HANDLE};
+use crate::tcp::shared::{stamp, TwEntry, NO_HANDLE, TW_V6};
 use crate::time::Instant;
 use crate::wire::tcp::SeqNumber;
 use crate::wire::tcp::{TcpOptions, TcpRepr, Timestamps, ACK};
 
-/// The table: a slab of entries and a 4-tuple index.
+/// The table: a slab of entries and a 4-tuple index. An entry holds
+/// IPv4 addresses in place; an IPv6 entry's pair lives in a side slab
+/// (`addrs6`) and the entry keeps its index, so IPv4 entries stay as
+/// compact as before IPv6.
 #[derive(Debug)]
 pub(crate) struct TwTable {
     entries: Vec<TwEntry>,
     free: Vec<u32>,
-    map: HashMap<FourTuple, u32, DemuxBuildHasher>,
+    map: TupleMap<u32>,
+    addrs6: Vec<[Ipv6Addr; 2]>,
+    free6: Vec<u32>,
     /// Most entries held at once.
     pub high_water: usize,
 }
@@ -30,8 +35,33 @@ impl TwTable {
         TwTable {
             entries: Vec::new(),
             free: Vec::new(),
-            map: HashMap::with_hasher(hasher),
+            map: TupleMap::with_capacity_and_hasher(0, hasher),
+            addrs6: Vec::new(),
+            free6: Vec::new(),
             high_water: 0,
+        }
+    }
+
+    /// An entry's 4-tuple, from our side.
+    pub fn tuple(&self, e: &TwEntry) -> FourTuple {
+        let (local_addr, remote_addr) = if e.flags & TW_V6 != 0 {
+            let [l, r] = self
+                .addrs6
+                .get(e.local_addr as usize)
+                .copied()
+                .unwrap_or([Ipv6Addr::UNSPECIFIED; 2]);
+            (IpAddr::V6(l), IpAddr::V6(r))
+        } else {
+            (
+                IpAddr::V4(e.local_addr.into()),
+                IpAddr::V4(e.remote_addr.into()),
+            )
+        };
+        FourTuple {
+            local_addr,
+            local_port: e.local_port,
+            remote_addr,
+            remote_port: e.remote_port,
         }
     }
 
@@ -51,9 +81,31 @@ impl TwTable {
         self.entries.get_mut(idx as usize)
     }
 
-    /// Inserts an entry (its 4-tuple must not be in the table).
-    pub fn insert(&mut self, e: TwEntry) -> u32 {
-        let tuple = e.tuple();
+    /// Inserts an entry for `tuple` (not in the table yet).
+    pub fn insert(&mut self, mut e: TwEntry, tuple: FourTuple) -> u32 {
+        match (tuple.local_addr, tuple.remote_addr) {
+            (IpAddr::V4(l), IpAddr::V4(r)) => {
+                e.local_addr = u32::from(l);
+                e.remote_addr = u32::from(r);
+                e.flags &= !TW_V6;
+            }
+            (l, r) => {
+                let pair = [super::v6(l), super::v6(r)];
+                let i = match self.free6.pop() {
+                    Some(i) => {
+                        self.addrs6[i as usize] = pair;
+                        i
+                    }
+                    None => {
+                        self.addrs6.push(pair);
+                        (self.addrs6.len() - 1) as u32
+                    }
+                };
+                e.local_addr = i;
+                e.remote_addr = 0;
+                e.flags |= TW_V6;
+            }
+        }
         let idx = match self.free.pop() {
             Some(i) => {
                 self.entries[i as usize] = e;
@@ -72,11 +124,14 @@ impl TwTable {
     /// Removes an entry; returns it.
     pub fn remove(&mut self, idx: u32) -> Option<TwEntry> {
         let e = *self.entries.get(idx as usize)?;
-        let tuple = e.tuple();
+        let tuple = self.tuple(&e);
         if self.map.get(&tuple) != Some(&idx) {
             return None;
         }
         self.map.remove(&tuple);
+        if e.flags & TW_V6 != 0 {
+            self.free6.push(e.local_addr);
+        }
         self.free.push(idx);
         Some(e)
     }
@@ -180,7 +235,7 @@ impl TcpEngine {
             ..TcpOptions::default()
         };
         self.queue_ctl(CtlSegment {
-            tuple: e.tuple(),
+            tuple: self.tw.tuple(&e),
             seq: e.snd_nxt,
             ack: e.rcv_nxt,
             flags: ACK,
@@ -228,10 +283,10 @@ impl TcpEngine {
     pub(super) fn enter_time_wait(
         &mut self,
         mut e: TwEntry,
+        tuple: FourTuple,
         ack_owed: bool,
         handle: Option<ConnId>,
     ) {
-        let tuple = e.tuple();
         if let Some(old) = self.tw.lookup(&tuple) {
             self.tw_end(old, true);
         }
@@ -260,7 +315,7 @@ impl TcpEngine {
             }
             self.stats.time_wait_entered += 1;
             let deadline = self.clock + self.cfg.msl * 2;
-            let twi = self.tw.insert(e);
+            let twi = self.tw.insert(e, tuple);
             let timer = self.timers.arm(deadline.0, TimerKey::TimeWait(twi));
             if let Some(entry) = self.tw.get_mut(twi) {
                 entry.timer = timer;
@@ -308,8 +363,8 @@ mod tests {
     fn time_wait_entry_is_compact() {
         let entry = std::mem::size_of::<TwEntry>();
         // The index: a 4-tuple key and a u32 per entry in a SwissTable
-        // (plus one control byte), at its 7/8 maximum load.
-        let index = std::mem::size_of::<(FourTuple, u32)>() + 1;
+        // (plus one control byte), at its 7/8 maximum load. IPv4 keys.
+        let index = std::mem::size_of::<(super::super::demux::Key4, u32)>() + 1;
         println!(
             "size_of::<TwEntry>() = {entry} bytes; with the 4-tuple index about {} bytes per TIME_WAIT entry",
             entry + index * 8 / 7

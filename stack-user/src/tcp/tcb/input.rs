@@ -129,14 +129,19 @@ impl Tcb {
         }
     }
 
-    /// RFC 9293 §3.10.7.4 (first step): the four-case acceptability test.
+    /// RFC 9293 §3.10.7.4 (first step): the four-case acceptability test,
+    /// with the right edge inclusive for a segment without data, as Linux's
+    /// `tcp_sequence` has it: a peer that filled our window sends its pure
+    /// ACKs from SEG.SEQ = RCV.NXT + RCV.WND, and while a hole is open
+    /// (RCV.WND > 0) the strict "SEG.SEQ < RCV.NXT+RCV.WND" would throw
+    /// away its acknowledgments and window updates until the hole fills.
+    /// With RCV.WND = 0 this is the RFC's own case (SEG.SEQ = RCV.NXT).
     fn acceptable(&self, seg: &TcpRepr) -> bool {
         let len = seg.seq_len() as u32;
         let wnd = self.rcv_wnd();
         let (nxt, seq) = (self.rcv_nxt, seg.seq);
         match (len, wnd) {
-            (0, 0) => seq == nxt,
-            (0, _) => seq.in_range(nxt, nxt + wnd),
+            (0, _) => nxt <= seq && seq <= nxt + wnd,
             (_, 0) => false,
             _ => seq.in_range(nxt, nxt + wnd) || (seq + (len - 1)).in_range(nxt, nxt + wnd),
         }

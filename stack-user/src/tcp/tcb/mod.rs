@@ -28,11 +28,13 @@ use crate::wire::tcp::SeqNumber;
 use crate::wire::tcp::{fill_checksum, TcpOptions, TcpRepr, Timestamps, FIN, PSH, SYN};
 use stack_ebpf::cookie::CookieOptions;
 
+mod info;
 mod input;
 mod output;
 mod timer;
 mod user;
 
+pub use self::info::{TcpInfo, TimerInfo};
 use self::timer::{Timer, TimerTable};
 
 /// An RST the engine must send on behalf of a connection or a lookup miss.
@@ -108,6 +110,9 @@ const IN_TIME_WAIT: u32 = 1 << 19;
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 /// RFC 9293 §3.7.1: send MSS when the peer sends no MSS option.
 const DEFAULT_MSS: u16 = 536;
+/// The IPv6 default send MSS when the peer sends none: the minimum link
+/// MTU less the headers, 1280 - 60 (RFC 8200 §5, RFC 9293 §3.7.1).
+const DEFAULT_MSS6: u16 = 1220;
 
 /// One connection's control block.
 #[derive(Debug)]
@@ -398,8 +403,9 @@ impl Tcb {
         // RFC 9293 §3.7.1 / RFC 6691: Eff.snd.MSS = min(SendMSS, our MSS)
         // less the fixed options; clamp tiny peer values (Linux
         // tcp_min_snd_mss) so a peer cannot force 1-byte segments.
-        let peer = o.mss.unwrap_or(DEFAULT_MSS);
-        let mss = peer.min(cfg.mss).max(cfg.tcp_min_snd_mss);
+        let v6 = self.tuple.is_ipv6();
+        let peer = o.mss.unwrap_or(if v6 { DEFAULT_MSS6 } else { DEFAULT_MSS });
+        let mss = peer.min(cfg.mss_for(v6)).max(cfg.tcp_min_snd_mss);
         let opts = if self.has(TS) { 12 } else { 0 };
         self.smss = mss.saturating_sub(opts).max(1);
         self.rcv_mss = self.smss;
@@ -521,8 +527,10 @@ impl Tcb {
         let window =
             (self.rcv.free().min(65_535 << self.rcv_wscale) >> self.rcv_wscale).min(65_535) as u16;
         let e = super::shared::TwEntry {
-            local_addr: u32::from(self.tuple.local_addr),
-            remote_addr: u32::from(self.tuple.remote_addr),
+            // The TIME_WAIT table fills the addresses in (`TwTable::insert`:
+            // IPv4 in place, IPv6 in a side slab).
+            local_addr: 0,
+            remote_addr: 0,
             local_port: self.tuple.local_port,
             remote_port: self.tuple.remote_port,
             snd_nxt: self.snd_max,

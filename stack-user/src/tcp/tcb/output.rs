@@ -52,7 +52,7 @@ impl Tcb {
             // what was negotiated (RFC 7323 §2.2, §3.2; RFC 2018 §2).
             let active = self.state == State::SynSent;
             let offer = |f: u32, on: bool| if active { on } else { self.flags & f != 0 };
-            options.mss = Some(cfg.mss);
+            options.mss = Some(cfg.mss_for(self.tuple.is_ipv6()));
             if offer(WS, cfg.tcp_window_scaling) {
                 options.window_scale = Some(self.rcv_wscale);
             }
@@ -93,7 +93,15 @@ impl Tcb {
             .len()
             .checked_sub(hlen)?
             .min(usize::from(u16::MAX) - hlen);
-        let plen = payload_len.min(room);
+        // RFC 9293 §3.7.1, RFC 6691: the MSS bounds data plus options; SMSS
+        // already leaves room for timestamps, so whatever else a segment
+        // carries (SACK blocks, RFC 2018 §4) comes out of its payload, as
+        // Linux's `tcp_current_mss` does. Otherwise a full segment with
+        // SACK blocks exceeds the path MTU and is dropped — retransmissions
+        // included, for as long as the peer's data has a hole.
+        let fixed = crate::wire::tcp::HEADER_LEN + if self.has(TS) { 12 } else { 0 };
+        let mss_room = usize::from(self.smss).saturating_sub(hlen.saturating_sub(fixed));
+        let plen = payload_len.min(room).min(mss_room.max(1));
         if fin && plen == payload_len {
             repr.flags |= FIN;
         }
@@ -125,7 +133,9 @@ impl Tcb {
 
     /// Sends the sequence range [seq, seq + len) (data, then FIN if the
     /// range reaches it) and does the bookkeeping of SND.NXT/SND.MAX, RTT
-    /// timing and the retransmission timer.
+    /// timing and the retransmission timer. Returns the frame length and
+    /// how much of the range went out (less than `len` when options took
+    /// room from the payload).
     fn send_range(
         &mut self,
         now: Instant,
@@ -133,7 +143,7 @@ impl Tcb {
         buf: &mut [u8],
         seq: SeqNumber,
         len: u32,
-    ) -> Option<usize> {
+    ) -> Option<(usize, u32)> {
         let data_end = self.data_end();
         let payload = data_end.dist(seq).min(len) as usize;
         let fin = self.has(FIN_QUEUED) && seq + payload == data_end && len as usize > payload;
@@ -160,7 +170,7 @@ impl Tcb {
             self.timers.stop(Timer::Persist);
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }
-        Some(total)
+        Some((total, end.dist(seq)))
     }
 
     /// Produces the next segment this connection wants to send, if any.
@@ -236,8 +246,8 @@ impl Tcb {
                     len = len.min(l.dist(self.snd_una)).max(1);
                 }
                 let una = self.snd_una;
-                let total = self.send_range(now, ctx, buf, una, len)?;
-                self.high_rxt = self.high_rxt.max(una + len);
+                let (total, sent) = self.send_range(now, ctx, buf, una, len)?;
+                self.high_rxt = self.high_rxt.max(una + sent);
                 return Some(total);
             }
         }
@@ -253,8 +263,8 @@ impl Tcb {
         // retransmit the first lost, unSACKed segment above HighRxt.
         if sack_recovery && cwnd.saturating_sub(pipe) >= smss {
             if let Some((s, len)) = self.sb.next_lost(self.high_rxt.max(self.snd_una), smss) {
-                let total = self.send_range(now, ctx, buf, s, len)?;
-                self.high_rxt = s + len;
+                let (total, sent) = self.send_range(now, ctx, buf, s, len)?;
+                self.high_rxt = s + sent;
                 ctx.stats.sack_retransmits += 1;
                 return Some(total);
             }
@@ -318,5 +328,6 @@ impl Tcb {
         let with_fin = u32::from(self.has(FIN_QUEUED) && len == unsent);
         let nxt = self.snd_nxt;
         self.send_range(now, ctx, buf, nxt, len + with_fin)
+            .map(|(total, _)| total)
     }
 }

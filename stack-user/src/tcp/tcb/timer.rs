@@ -34,6 +34,18 @@ impl Timer {
         Timer::Persist,
         Timer::Retransmit,
     ];
+
+    /// Its name in `xstack ss`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Timer::FinWait2 => "fin_wait2",
+            Timer::CloseWait => "close_wait",
+            Timer::Keepalive => "keepalive",
+            Timer::DelayedAck => "delayed_ack",
+            Timer::Persist => "persist",
+            Timer::Retransmit => "retransmit",
+        }
+    }
 }
 
 /// One deadline per [`Timer`], in microseconds (`Instant`'s unit), with
@@ -76,6 +88,12 @@ impl TimerTable {
     /// Whether `timer` is running.
     pub(crate) fn is_armed(&self, timer: Timer) -> bool {
         self.0[timer as usize] != NOT_ARMED
+    }
+
+    /// When `timer` fires, if it is running.
+    pub(crate) fn deadline(&self, timer: Timer) -> Option<Instant> {
+        let t = self.0[timer as usize];
+        (t != NOT_ARMED).then_some(Instant(t))
     }
 
     /// The earliest deadline of any timer.

@@ -574,3 +574,54 @@ fn an_idle_connection_gives_its_buffers_back() {
     assert_eq!(t.read_all(c.id).len(), 19);
     assert_eq!(heap(&t, c.id), 0);
 }
+
+#[test]
+fn a_pure_ack_at_the_right_window_edge_is_accepted_while_a_hole_is_open() {
+    // A peer limited by our window sends up to its right edge; when the
+    // first of those segments is lost, its SND.NXT sits exactly at
+    // RCV.NXT + RCV.WND. Each pure ACK it sends from there (acknowledging
+    // our data, updating its window) has SEG.SEQ = RCV.NXT + RCV.WND,
+    // which the strict RFC 9293 §3.10.7.4 test ("RCV.NXT =< SEG.SEQ <
+    // RCV.NXT+RCV.WND") refuses. Linux's `tcp_sequence` accepts it (the
+    // right edge is inclusive); refusing it threw away the peer's ACKs of
+    // our data and window updates until its retransmission filled the hole,
+    // which stalled both directions for seconds behind RTO backoff.
+    static DATA: [u8; 4096] = [b'y'; 4096];
+    let mut t = Sut::new(TcpConfig {
+        tcp_rmem: 4096,
+        ..cfg()
+    });
+    let c = t.accept();
+    t.e.write(c.id, &[1u8; 100]).unwrap();
+    let d = t.recv();
+    assert_eq!(d.payload.len(), 100);
+    let wnd = u32::from(d.window);
+    assert!(wnd > 1000 && wnd <= 4096, "window {wnd}");
+    // The peer fills our window; its first 1000 bytes are lost.
+    t.send(TcpRepr {
+        seq: c.theirs + 1000u32,
+        ack: Some(c.ours),
+        payload: &DATA[..(wnd - 1000) as usize],
+        ..seg()
+    });
+    assert_eq!(t.recv().ack, Some(c.theirs), "out of order: ACK at once");
+    // Its pure ACK of our 100 bytes, from its SND.NXT = our right edge.
+    t.send(TcpRepr {
+        seq: c.theirs + wnd,
+        ack: Some(c.ours + 100u32),
+        ..seg()
+    });
+    let info = t.e.tcb(c.id).unwrap().info(t.now);
+    assert_eq!((info.unacked, info.bytes_acked), (0, 100), "{info:?}");
+    assert_eq!(t.e.stats().drop_out_of_window, 0);
+    // One byte further is past the window and still refused.
+    t.e.write(c.id, &[2u8; 10]).unwrap();
+    t.recv();
+    t.send(TcpRepr {
+        seq: c.theirs + wnd + 1u32,
+        ack: Some(c.ours + 110u32),
+        ..seg()
+    });
+    assert_eq!(t.e.tcb(c.id).unwrap().info(t.now).unacked, 10);
+    assert_eq!(t.e.stats().drop_out_of_window, 1);
+}

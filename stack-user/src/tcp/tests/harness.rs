@@ -4,7 +4,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::tcp::{CcAlgorithm, ConnId, Event, State, TcpConfig, TcpEngine, TcpError};
@@ -13,6 +13,9 @@ use crate::wire::tcp::TcpParseError;
 
 pub const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// A and B over IPv6 ([`Pair::new6`]).
+pub const A6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+pub const B6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
 
 /// SplitMix64: small, seedable, good enough for test decisions.
 #[derive(Clone, Debug)]
@@ -84,6 +87,10 @@ pub struct Pair {
     pub segments: u64,
     /// An application wake-up time the next step must not jump past.
     pub wake: Option<Instant>,
+    /// A's address (A, or A6 for [`Pair::new6`]).
+    pub addr_a: IpAddr,
+    /// B's address.
+    pub addr_b: IpAddr,
 }
 
 impl Pair {
@@ -103,6 +110,17 @@ impl Pair {
             corrupted: [0, 0],
             segments: 0,
             wake: None,
+            addr_a: A.into(),
+            addr_b: B.into(),
+        }
+    }
+
+    /// [`Pair::new`] with A and B talking over IPv6 (A6, B6).
+    pub fn new6(cfg_a: TcpConfig, cfg_b: TcpConfig, imp: Impairment, seed: u64) -> Pair {
+        Pair {
+            addr_a: A6.into(),
+            addr_b: B6.into(),
+            ..Pair::new(cfg_a, cfg_b, imp, seed)
         }
     }
 
@@ -134,7 +152,7 @@ impl Pair {
                 let Some(t) = e.poll_transmit(self.now, &mut self.buf) else {
                     break;
                 };
-                assert_eq!(t.src, if to_b { A } else { B });
+                assert_eq!(t.src, if to_b { self.addr_a } else { self.addr_b });
                 self.segments += 1;
                 let bytes = self.buf[..t.len].to_vec();
                 if self.rng.chance(self.imp.loss) {
@@ -159,10 +177,12 @@ impl Pair {
             };
             if f.to_b {
                 self.corrupted[1] += u64::from(f.corrupted);
-                self.b.on_segment(self.now, A, B, &f.bytes);
+                self.b
+                    .on_segment(self.now, self.addr_a, self.addr_b, &f.bytes);
             } else {
                 self.corrupted[0] += u64::from(f.corrupted);
-                self.a.on_segment(self.now, B, A, &f.bytes);
+                self.a
+                    .on_segment(self.now, self.addr_b, self.addr_a, &f.bytes);
             }
         }
         self.a.handle_timeout(self.now);
@@ -287,6 +307,11 @@ pub fn random_config(rng: &mut Rng) -> TcpConfig {
 /// Runs one seeded bidirectional transfer and checks every invariant.
 /// Returns the counters of both engines, added.
 pub fn transfer(seed: u64, max_len: usize) -> Vec<(&'static str, u64)> {
+    transfer_on(seed, max_len, false)
+}
+
+/// [`transfer`] over IPv4 or, with `ipv6`, over IPv6.
+pub fn transfer_on(seed: u64, max_len: usize, ipv6: bool) -> Vec<(&'static str, u64)> {
     let mut rng = Rng::new(seed ^ 0x5eed);
     let imp = Impairment {
         loss: rng.below(15) as f64 / 100.0,
@@ -308,9 +333,13 @@ pub fn transfer(seed: u64, max_len: usize) -> Vec<(&'static str, u64)> {
     if rng.below(3) == 0 {
         client.read_from = Instant::from_millis(rng.below(3000));
     }
-    let mut p = Pair::new(cfg_a, cfg_b, imp, seed);
-    let l = p.b.listen(B, 80, 8).unwrap();
-    let id = p.a.connect(p.now, A, 0, B, 80).unwrap();
+    let mut p = if ipv6 {
+        Pair::new6(cfg_a, cfg_b, imp, seed)
+    } else {
+        Pair::new(cfg_a, cfg_b, imp, seed)
+    };
+    let l = p.b.listen(p.addr_b, 80, 8).unwrap();
+    let id = p.a.connect(p.now, p.addr_a, 0, p.addr_b, 80).unwrap();
     p.a.set_nodelay(id, nodelay).unwrap();
     client.id = Some(id);
     let ctx = format!("seed {seed}: {imp:?}, {} -> {} bytes", len_a, len_b);
@@ -430,6 +459,20 @@ fn clean_link_transfer_both_ways() {
     let s = p.a.stats();
     assert_eq!(s.retransmits, 0, "{s:?}");
     assert_eq!(s.established, 1);
+}
+
+#[test]
+fn impaired_transfers_over_ipv6_200_seeds() {
+    let mut retransmits = 0;
+    let mut bad_checksums = 0;
+    for seed in 0..200 {
+        let s = transfer_on(seed, 6000, true);
+        let get = |name: &str| s.iter().find(|(n, _)| *n == name).map_or(0, |&(_, v)| v);
+        retransmits += get("retransmits");
+        bad_checksums += get("drop_tcp_bad_checksum");
+    }
+    // Loss and corruption were there and recovered from.
+    assert!(retransmits > 0 && bad_checksums > 0);
 }
 
 #[test]

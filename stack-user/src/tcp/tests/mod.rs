@@ -9,6 +9,7 @@ mod close_wait;
 mod established;
 mod fin_wait;
 mod flow_control;
+mod ipv6;
 mod lifecycle;
 mod listen;
 mod recovery;

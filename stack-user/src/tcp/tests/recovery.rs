@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::util::*;
 use crate::tcp::{CcAlgorithm, Event, State, TcpConfig, TcpError};
-use crate::wire::tcp::{SackBlocks, TcpOptions, TcpRepr};
+use crate::wire::tcp::{SackBlocks, TcpOptions, TcpRepr, Timestamps};
 
 #[test]
 fn rto_retransmits_with_exponential_backoff_then_times_out() {
@@ -204,4 +204,71 @@ fn rto_after_loss_resends_from_the_first_unacknowledged_byte() {
         r.iter().map(|x| x.seq).collect::<Vec<_>>(),
         vec![segs[1].seq, segs[2].seq]
     );
+}
+
+#[test]
+fn data_segments_carrying_sack_blocks_stay_within_the_mss() {
+    // RFC 9293 §3.7.1 / RFC 6691: the MSS bounds data plus TCP options
+    // beyond the fixed header. While out-of-order data from the peer is
+    // held, every segment we send carries SACK blocks (RFC 2018 §4); a
+    // full-sized payload on top made 1,528-byte IP packets on a 1,500-byte
+    // link, which the peer's interface dropped — each retransmission too,
+    // for as long as the hole lasted, so the connection stalled in RTO
+    // backoff (seen against Linux on veth).
+    let mut t = Sut::new(cfg());
+    let c = t.accept_with(TcpRepr {
+        options: TcpOptions {
+            sack_permitted: true,
+            timestamps: Some(Timestamps { tsval: 1, tsecr: 0 }),
+            ..peer_syn().options
+        },
+        ..peer_syn()
+    });
+    let smss = usize::from(t.e.tcb(c.id).unwrap().smss());
+    assert_eq!(smss, 1448, "MSS 1460 less the timestamps option");
+    // Three holes in the peer's data: three SACK blocks on what we send.
+    for k in [1u32, 3, 5] {
+        t.send(TcpRepr {
+            seq: c.theirs + k * 100,
+            ack: Some(c.ours),
+            options: TcpOptions {
+                timestamps: Some(Timestamps { tsval: 2, tsecr: 0 }),
+                ..TcpOptions::default()
+            },
+            payload: &FULL[..100],
+            ..seg()
+        });
+        t.recv();
+    }
+    let data: Vec<u8> = (0..3 * smss).map(|i| i as u8).collect();
+    assert_eq!(t.e.write(c.id, &data).unwrap(), data.len());
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        for s in t.recv_all() {
+            let options = s.options.wire_len();
+            assert_eq!(s.options.sack.len(), 3, "{s:?}");
+            // Options beyond timestamps plus payload within the MSS: the
+            // IP packet fits the 1,500-byte MTU the MSS 1460 came from.
+            assert!(
+                s.payload.len() + options - 12 <= smss,
+                "payload {} with {options} bytes of options",
+                s.payload.len()
+            );
+            assert!(20 + 20 + options + s.payload.len() <= 1500);
+            got.extend_from_slice(&s.payload);
+        }
+        // The peer acknowledges what came (Nagle holds a short tail until
+        // then), keeping its holes open.
+        t.send(TcpRepr {
+            seq: c.theirs,
+            ack: Some(c.ours + got.len() as u32),
+            options: TcpOptions {
+                timestamps: Some(Timestamps { tsval: 3, tsecr: 0 }),
+                ..TcpOptions::default()
+            },
+            ..seg()
+        });
+    }
+    assert_eq!(got.len(), data.len(), "every byte goes out");
+    assert!(got == data, "in order and intact");
 }

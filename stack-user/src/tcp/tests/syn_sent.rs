@@ -52,9 +52,9 @@ fn connect_on_a_sharded_engine_picks_only_ports_whose_tuple_it_owns() {
         while t.e.connect(t.now, LOCAL, 0, REMOTE, RPORT).is_ok() {
             let syn = t.recv();
             let tuple = FourTuple {
-                local_addr: LOCAL,
+                local_addr: LOCAL.into(),
                 local_port: syn.src_port,
-                remote_addr: REMOTE,
+                remote_addr: REMOTE.into(),
                 remote_port: RPORT,
             };
             assert_eq!(tuple.shard(3), index, "port {}", syn.src_port);

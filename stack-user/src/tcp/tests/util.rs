@@ -1,7 +1,7 @@
 //! Helpers for packet-level tests: one engine under test, segments crafted
 //! as the peer would send them, virtual time.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::tcp::{ConnId, Event, TcpConfig, TcpEngine};
@@ -11,6 +11,9 @@ use crate::wire::tcp::{TcpOptions, TcpRepr, Timestamps, ACK, FIN, PSH, RST, SYN}
 
 pub const LOCAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The IPv6 addresses of [`Sut::new6`] (RFC 5180 benchmarking prefix).
+pub const LOCAL6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+pub const REMOTE6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
 pub const LPORT: u16 = 80;
 pub const RPORT: u16 = 49152;
 /// The peer's ISN in every test.
@@ -71,6 +74,10 @@ pub struct Sut {
     pub e: TcpEngine,
     pub now: Instant,
     buf: Vec<u8>,
+    /// Our address (LOCAL, or LOCAL6 for [`Sut::new6`]).
+    pub local: IpAddr,
+    /// The peer's address.
+    pub remote: IpAddr,
 }
 
 /// A connection set up by a helper: our next sequence number and the
@@ -90,20 +97,31 @@ impl Sut {
             e: TcpEngine::new(cfg, [7; 16]),
             now: Instant::from_millis(1_000),
             buf: vec![0; 2048],
+            local: LOCAL.into(),
+            remote: REMOTE.into(),
         }
     }
 
-    /// Feeds a segment from REMOTE to LOCAL.
+    /// The engine under test with the peer over IPv6 (LOCAL6, REMOTE6).
+    pub fn new6(cfg: TcpConfig) -> Sut {
+        Sut {
+            local: LOCAL6.into(),
+            remote: REMOTE6.into(),
+            ..Sut::new(cfg)
+        }
+    }
+
+    /// Feeds a segment from the peer to us.
     pub fn send(&mut self, r: TcpRepr) {
         let mut bytes = vec![0u8; r.len()];
-        r.emit(REMOTE, LOCAL, &mut bytes).unwrap();
-        self.e.on_segment(self.now, REMOTE, LOCAL, &bytes);
+        r.emit(self.remote, self.local, &mut bytes).unwrap();
+        self.e.on_segment(self.now, self.remote, self.local, &bytes);
     }
 
     /// The next segment the engine sends, if any.
     pub fn try_recv(&mut self) -> Option<Seg> {
         let t = self.e.poll_transmit(self.now, &mut self.buf)?;
-        assert_eq!((t.src, t.dst), (LOCAL, REMOTE));
+        assert_eq!((t.src, t.dst), (self.local, self.remote));
         let r =
             TcpRepr::parse(t.src, t.dst, &self.buf[..t.len]).expect("engine emits valid segments");
         Some(Seg {
@@ -163,7 +181,7 @@ impl Sut {
     /// Listen on LOCAL:LPORT and complete a passive open with `syn` from
     /// the peer; returns the accepted connection.
     pub fn accept_with(&mut self, syn: TcpRepr) -> Conn {
-        let l = self.e.listen(LOCAL, LPORT, 16).unwrap();
+        let l = self.e.listen(self.local, LPORT, 16).unwrap();
         self.send(syn);
         let sa = self.recv();
         assert_eq!(sa.ctl(), SYN);
@@ -205,7 +223,7 @@ impl Sut {
     pub fn connect(&mut self) -> Conn {
         let id = self
             .e
-            .connect(self.now, LOCAL, LPORT, REMOTE, RPORT)
+            .connect(self.now, self.local, LPORT, self.remote, RPORT)
             .unwrap();
         let syn = self.recv();
         assert_eq!(syn.ctl(), SYN);
@@ -281,9 +299,9 @@ pub static FULL: [u8; 1460] = [b'x'; 1460];
 /// The 4-tuple of the connection under test, from the engine's side.
 pub fn tuple() -> crate::tcp::FourTuple {
     crate::tcp::FourTuple {
-        local_addr: LOCAL,
+        local_addr: LOCAL.into(),
         local_port: LPORT,
-        remote_addr: REMOTE,
+        remote_addr: REMOTE.into(),
         remote_port: RPORT,
     }
 }

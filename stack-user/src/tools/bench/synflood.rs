@@ -229,14 +229,15 @@ fn clients(
 fn flood_config(t: &Testbed, rate: u64, secs: f64) -> FloodConfig {
     FloodConfig {
         iface: t.peer_if.clone(),
-        target: SocketAddrV4::new(t.stack_ip, PORT),
+        target: SocketAddrV4::new(t.stack_ip, PORT).into(),
         allow_target: vec![], // the testbed is in 198.18.0.0/15
         rate,
         duration: Duration::from_secs_f64(secs),
-        sources: SPOOFED,
+        sources: (SPOOFED.0.into(), SPOOFED.1),
         kind: FloodKind::Syn,
         dst_mac: STACK_MAC,
         queue: 0,
+        metrics: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! What `xstack load` runs: the loop, who closes, the bounds.
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::PathBuf,
     time::Duration,
 };
@@ -9,7 +9,7 @@ use std::{
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::tools::guard::{check_target, TargetPrefix};
+use crate::tools::guard::{check_target_ip, TargetPrefix};
 
 /// How connections are started.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -36,8 +36,8 @@ pub enum CloseBy {
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct LoadConfig {
-    /// Server address: inside 198.18.0.0/15 or `allow_target`.
-    pub target: SocketAddrV4,
+    /// Server address: inside 198.18.0.0/15, 2001:2::/48 or `allow_target`.
+    pub target: SocketAddr,
     /// Prefixes beyond 198.18.0.0/15 the target may lie in (`--allow-target`).
     pub allow_target: Vec<TargetPrefix>,
     /// Open or closed loop.
@@ -77,6 +77,13 @@ pub struct LoadConfig {
     /// Pause between a response and the connection's next request, so
     /// that kept-alive connections sit idle between requests.
     pub think_time: Option<Duration>,
+    /// Serve Prometheus metrics here while the load runs (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Record the frames the engines receive and send (`--pcap`; engine
+    /// driver only).
+    pub capture: Option<crate::runtime::capture::CaptureConfig>,
+    /// Start at this wall-clock time (`--start-at`), after the bring-up.
+    pub start_at: Option<std::time::SystemTime>,
 }
 
 /// `--connect-rate` default: 4096 connections per second, at most a
@@ -88,52 +95,81 @@ pub struct LoadConfig {
 pub const DEFAULT_CONNECT_RATE: f64 = 4096.0;
 
 /// Most addresses one `--ip` may name: what the XDP program's
-/// owned-address table holds (`stack_ebpf::MAX_OWNED_ADDRS`).
+/// owned-address tables hold (`stack_ebpf::MAX_OWNED_ADDRS` for IPv4,
+/// `MAX_OWNED_ADDRS6` for IPv6: the same bound).
 pub const MAX_SOURCE_ADDRS: usize = stack_ebpf::MAX_OWNED_ADDRS as usize;
+const _: () = assert!(stack_ebpf::MAX_OWNED_ADDRS == stack_ebpf::MAX_OWNED_ADDRS6);
 
-/// Parses `--ip`: one address, a comma-separated list, or a prefix
-/// (`198.18.1.0/24`). A prefix shorter than /31 gives its host addresses
-/// (without the network and broadcast addresses, as a subnet's hosts; a
-/// /26 gives 62); a /31 or /32 gives both or the one. Duplicates are
-/// refused, and so is more than [`MAX_SOURCE_ADDRS`].
-pub fn parse_addrs(s: &str) -> Result<Vec<Ipv4Addr>> {
-    let mut out: Vec<Ipv4Addr> = Vec::new();
+/// Parses `--ip`: one address, a comma-separated list, or a prefix, of
+/// one family (IPv4 or IPv6; a mixed list is refused). An IPv4 prefix
+/// shorter than /31 gives its host addresses (without the network and
+/// broadcast addresses, as a subnet's hosts; `198.18.1.0/26` gives 62); a
+/// /31 or /32 gives both or the one. An IPv6 prefix (`2001:2:0:1::/120`)
+/// gives every address but the all-zero one, the Subnet-Router anycast
+/// address (RFC 4291 §2.6.1); a /127 or /128 gives both or the one (RFC
+/// 6164). Duplicates are refused, and so is more than
+/// [`MAX_SOURCE_ADDRS`] (an IPv4 /24, an IPv6 /120 at most).
+pub fn parse_addrs(s: &str) -> Result<Vec<IpAddr>> {
+    const HOW: &str = "give ADDR, ADDR,ADDR or ADDR/LEN, all IPv4 or all IPv6";
+    let mut out: Vec<IpAddr> = Vec::new();
     for part in s.split(',').map(str::trim) {
         if let Some((a, len)) = part.split_once('/') {
-            let a: Ipv4Addr = a.parse().map_err(|_| {
-                anyhow::anyhow!(
-                    "--ip {part}: {a} is not an IPv4 address; give ADDR, ADDR,ADDR or ADDR/LEN"
-                )
-            })?;
+            let a: IpAddr = a
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--ip {part}: {a} is not an IP address; {HOW}"))?;
+            let bits: u32 = if a.is_ipv4() { 32 } else { 128 };
             let len: u32 = len
                 .parse()
                 .ok()
-                .filter(|l| (0..=32).contains(l))
-                .ok_or_else(|| anyhow::anyhow!("--ip {part}: the prefix length must be 0 to 32"))?;
-            let host_bits = 32 - len;
+                .filter(|l| (0..=bits).contains(l))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--ip {part}: the prefix length must be 0 to {bits}")
+                })?;
+            let host_bits = bits - len;
             if host_bits > 8 {
                 bail!(
-                    "--ip {part} holds {} addresses: at most {MAX_SOURCE_ADDRS} (a /24); use a longer prefix",
-                    1u64 << host_bits
-                );
-            }
-            let net = u32::from(a) & !((1u64 << host_bits) - 1) as u32;
-            if net != u32::from(a) {
-                bail!(
-                    "--ip {part}: host bits are set; the prefix is {}/{len}",
-                    Ipv4Addr::from(net)
+                    "--ip {part} holds 2^{host_bits} addresses: at most {MAX_SOURCE_ADDRS} (an IPv4 /24, an IPv6 /120); use a longer prefix"
                 );
             }
             let count = 1u32 << host_bits;
-            let (first, last) = if len < 31 { (1, count - 1) } else { (0, count) };
-            out.extend((first..last).map(|i| Ipv4Addr::from(net + i)));
+            match a {
+                IpAddr::V4(a) => {
+                    let net = u32::from(a) & !(count - 1);
+                    if net != u32::from(a) {
+                        bail!(
+                            "--ip {part}: host bits are set; the prefix is {}/{len}",
+                            Ipv4Addr::from(net)
+                        );
+                    }
+                    let (first, last) = if len < 31 { (1, count - 1) } else { (0, count) };
+                    out.extend((first..last).map(|i| IpAddr::V4(Ipv4Addr::from(net + i))));
+                }
+                IpAddr::V6(a) => {
+                    let net = u128::from(a) & !(u128::from(count) - 1);
+                    if net != u128::from(a) {
+                        bail!(
+                            "--ip {part}: host bits are set; the prefix is {}/{len}",
+                            Ipv6Addr::from(net)
+                        );
+                    }
+                    let first = u32::from(len < 127);
+                    out.extend(
+                        (first..count).map(|i| IpAddr::V6(Ipv6Addr::from(net + u128::from(i)))),
+                    );
+                }
+            }
         } else {
-            out.push(part.parse().map_err(|_| {
-                anyhow::anyhow!(
-                    "--ip {part:?} is not an IPv4 address; give ADDR, ADDR,ADDR or ADDR/LEN"
-                )
-            })?);
+            out.push(
+                part.parse()
+                    .map_err(|_| anyhow::anyhow!("--ip {part:?} is not an IP address; {HOW}"))?,
+            );
         }
+    }
+    if let (Some(first), Some(other)) = (
+        out.first(),
+        out.iter().find(|a| a.is_ipv4() != out[0].is_ipv4()),
+    ) {
+        bail!("--ip mixes address families ({first} and {other}): give addresses of the target's family only");
     }
     let mut seen = std::collections::HashSet::new();
     if let Some(d) = out.iter().find(|a| !seen.insert(**a)) {
@@ -163,10 +199,66 @@ pub fn parse_ports(s: &str) -> Result<(u16, u16)> {
     Ok((lo, hi))
 }
 
+/// `--segment I/N`: the I-th (from 0) of N equal shares of one run, as
+/// k6's execution segments: N copies started anywhere (`--start-at`
+/// together) add up to the run the same options describe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Which share, 0 to `count - 1`.
+    pub index: u32,
+    /// How many shares.
+    pub count: u32,
+}
+
+impl std::str::FromStr for Segment {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Segment> {
+        let bad = || {
+            anyhow::anyhow!(
+                "--segment {s:?} is not I/N; give the share's index from 0 and the number of shares, e.g. --segment 0/2 and --segment 1/2"
+            )
+        };
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || count > 1024 || index >= count {
+            bail!("--segment {s}: the index must be below the count (0/2 and 1/2 are the two halves), the count 1 to 1024");
+        }
+        Ok(Segment { index, count })
+    }
+}
+
+impl Segment {
+    /// This share of `0..total`, as a range: shares differ by at most
+    /// one, are disjoint and cover it.
+    pub fn slice(&self, total: u64) -> std::ops::Range<u64> {
+        let (i, n) = (u64::from(self.index), u64::from(self.count));
+        let start = i * (total / n) + i.min(total % n);
+        start..start + total / n + u64::from(i < total % n)
+    }
+
+    /// This share of a local port range (`ip_local_port_range`): the
+    /// segments' ports are disjoint, so copies sharing an address never
+    /// collide on a 4-tuple.
+    pub fn ports(&self, (lo, hi): (u16, u16)) -> Result<(u16, u16)> {
+        let r = self.slice(u64::from(hi.saturating_sub(lo)) + 1);
+        if r.is_empty() {
+            bail!(
+                "--segment {}/{}: the local port range {lo}-{hi} has no port left for this share; widen ip_local_port_range",
+                self.index, self.count
+            );
+        }
+        Ok((lo + r.start as u16, lo + (r.end - 1) as u16))
+    }
+}
+
 impl LoadConfig {
     /// Checks the combination of options.
     pub fn validate(&self) -> Result<()> {
-        check_target("xstack load", *self.target.ip(), &self.allow_target)?;
+        check_target_ip("xstack load", self.target.ip(), &self.allow_target)?;
         if self.close == CloseBy::Server && !self.http {
             bail!("--close server needs --http (the last request asks the server to close)");
         }
@@ -199,6 +291,27 @@ impl LoadConfig {
         Ok(())
     }
 
+    /// Segment `s` of this run (`--segment`): its share of the rate,
+    /// concurrency and connections ([`part`](Self::part)), reported as a
+    /// run of its own.
+    pub fn segment(&self, s: Segment) -> Result<LoadConfig> {
+        let p = self.part(s.index, s.count);
+        if p.lp == Loop::Closed(0) || p.connections == Some(0) {
+            bail!(
+                "--segment {}/{}: this share gets no connection; give --concurrency and --connections of at least {}",
+                s.index, s.count, s.count
+            );
+        }
+        Ok(LoadConfig {
+            progress: self.progress,
+            hdr: self.hdr.clone(),
+            queues: self.queues,
+            metrics: self.metrics,
+            capture: self.capture.clone(),
+            ..p
+        })
+    }
+
     /// Worker `i`'s share of `n`: the concurrency, rate and connection
     /// count split as evenly as whole numbers allow; no progress line or
     /// HdrHistogram log of its own (the caller reports for all).
@@ -215,6 +328,8 @@ impl LoadConfig {
             progress: false,
             hdr: None,
             queues: 1,
+            metrics: None,
+            capture: None,
             ..self.clone()
         }
     }
@@ -228,13 +343,13 @@ mod tests {
     fn ip_takes_one_address_a_list_or_a_prefix() {
         assert_eq!(
             parse_addrs("198.18.0.3").unwrap(),
-            vec![Ipv4Addr::new(198, 18, 0, 3)]
+            vec![IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3))]
         );
         assert_eq!(parse_addrs("198.18.0.3, 198.18.0.9").unwrap().len(), 2);
         let p = parse_addrs("198.18.1.0/26").unwrap();
         assert_eq!(p.len(), 62);
-        assert_eq!(p[0], Ipv4Addr::new(198, 18, 1, 1));
-        assert_eq!(p[61], Ipv4Addr::new(198, 18, 1, 62));
+        assert_eq!(p[0], IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)));
+        assert_eq!(p[61], IpAddr::V4(Ipv4Addr::new(198, 18, 1, 62)));
         assert_eq!(parse_addrs("198.18.1.0/24").unwrap().len(), 254);
         assert_eq!(parse_addrs("198.18.1.4/31").unwrap().len(), 2);
         assert_eq!(parse_addrs("198.18.1.4/32").unwrap().len(), 1);
@@ -243,7 +358,35 @@ mod tests {
             ("198.18.1.1/26", "host bits"),
             ("198.18.1.0/33", "prefix length"),
             ("198.18.1.3,198.18.1.3", "twice"),
-            ("fe80::1", "not an IPv4"),
+            ("198.18.1.x", "not an IP address"),
+        ] {
+            let e = parse_addrs(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn ip_takes_an_ipv6_list_or_prefix_and_refuses_mixed_families() {
+        let v6 = |s: &str| IpAddr::V6(s.parse().unwrap());
+        assert_eq!(
+            parse_addrs("2001:2:0:1::5, 2001:2:0:1::9").unwrap(),
+            vec![v6("2001:2:0:1::5"), v6("2001:2:0:1::9")]
+        );
+        // A /120: 256 addresses less the Subnet-Router anycast one.
+        let p = parse_addrs("2001:2:0:1::/120").unwrap();
+        assert_eq!(p.len(), 255);
+        assert_eq!(p[0], v6("2001:2:0:1::1"));
+        assert_eq!(p[254], v6("2001:2:0:1::ff"));
+        assert!(p.iter().all(IpAddr::is_ipv6));
+        assert_eq!(parse_addrs("2001:2::/127").unwrap().len(), 2);
+        assert_eq!(parse_addrs("2001:2::7/128").unwrap(), vec![v6("2001:2::7")]);
+        for (bad, says) in [
+            ("2001:2:0:1::/119", "at most 256"),
+            ("2001:2:0:1::1/120", "host bits"),
+            ("2001:2::/129", "0 to 128"),
+            ("2001:2::1,2001:2::1", "twice"),
+            ("198.18.1.1,2001:2::1", "mixes address families"),
+            ("2001:2:0:1::/124,198.18.1.0/30", "mixes address families"),
         ] {
             let e = parse_addrs(bad).unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");

@@ -3,7 +3,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -101,12 +101,12 @@ impl Conn {
 /// never hands out a 4-tuple that is live, and reuses one in TIME_WAIT
 /// only as `tcp_tw_reuse` allows.
 pub(super) struct Sources {
-    addrs: Vec<Ipv4Addr>,
+    addrs: Vec<IpAddr>,
     next: usize,
 }
 
 impl Sources {
-    pub(super) fn new(addrs: Vec<Ipv4Addr>) -> Sources {
+    pub(super) fn new(addrs: Vec<IpAddr>) -> Sources {
         Sources { addrs, next: 0 }
     }
 
@@ -115,7 +115,7 @@ impl Sources {
     /// `AddrInUse` when no address has one.
     pub(super) fn open<T>(
         &mut self,
-        mut open: impl FnMut(Ipv4Addr) -> Result<T, TcpError>,
+        mut open: impl FnMut(IpAddr) -> Result<T, TcpError>,
     ) -> Result<T, TcpError> {
         let n = self.addrs.len();
         for _ in 0..n {
@@ -166,21 +166,60 @@ fn push(
 /// PAWS protects the new incarnation), as `xstack load` sets by default.
 pub fn run_engine(
     iface: &str,
-    ips: &[Ipv4Addr],
+    ips: &[IpAddr],
     cfg: &LoadConfig,
     tcp: TcpConfig,
     xsk: crate::datapath::xsk::XskConfig,
 ) -> Result<Summary> {
     cfg.validate()?;
-    let Some((&ip, more)) = ips.split_first() else {
+    let Some(first) = ips.first() else {
         anyhow::bail!("--ip names no address");
     };
+    if let Some(other) = ips.iter().find(|a| a.is_ipv4() != cfg.target.is_ipv4()) {
+        anyhow::bail!(
+            "--ip {other} and --target {} are of different address families; give --ip addresses of the target's family",
+            cfg.target
+        );
+    }
     let (lo, hi) = tcp.ip_local_port_range;
     let queues = cfg.queues;
+    // Bound before the interface is touched: a bad address fails first.
+    let metrics = crate::runtime::metrics::bind_if(cfg.metrics)?;
+    let capture = cfg
+        .capture
+        .as_ref()
+        .map(crate::runtime::capture::Capture::shared)
+        .transpose()?;
+    // One family, the target's: IPv4 ones are `ip` and `extra_ips`,
+    // IPv6 ones all go in `ip6`.
+    let (ip4, extra_ips, ip6) = match first {
+        IpAddr::V4(a) => (
+            *a,
+            ips[1..]
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(a) => Some(*a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
+            Vec::new(),
+        ),
+        IpAddr::V6(_) => (
+            Ipv4Addr::UNSPECIFIED,
+            Vec::new(),
+            ips.iter()
+                .filter_map(|a| match a {
+                    IpAddr::V6(a) => Some(*a),
+                    IpAddr::V4(_) => None,
+                })
+                .collect(),
+        ),
+    };
     let (_prog, stacks) = Stack::open_queues(&StackConfig {
         iface: iface.to_string(),
-        ip,
-        extra_ips: more.to_vec(),
+        ip: ip4,
+        extra_ips,
+        ip6,
         listen: vec![],
         client_ports: (lo..=hi).collect(),
         app: App::Discard,
@@ -193,11 +232,13 @@ pub fn run_engine(
     let heap_baseline = crate::runtime::sys::memory().heap_in_use_bytes;
     let mut heap_at_peak = heap_baseline;
     let mut est_at_heap = 0u64;
+    wait_for_start(cfg);
     let start = Instant::now();
     let window = cfg.duration.map(|d| (start + d, d));
     let mut rep = Reporter::new(cfg)?;
     let mut workers = Vec::new();
     for (i, mut st) in stacks.into_iter().enumerate() {
+        st.set_capture(capture.clone());
         let part = cfg.part(i as u32, queues);
         let rec = Arc::new(Mutex::new(Recorder::new()));
         if let Ok(mut r) = rec.lock() {
@@ -208,15 +249,25 @@ pub fn run_engine(
         // connections spread too.
         let mut addrs = ips.to_vec();
         addrs.rotate_left(i % ips.len());
+        let publish = metrics.is_some();
         let handle = std::thread::Builder::new()
             .name(format!("xstack-load-q{i}"))
             .spawn(move || {
-                drive(&mut st, &part, Sources::new(addrs), &shared, start);
-                (st.steer_counts(), st.kernel_stats().rx_ring_full)
+                drive(&mut st, &part, Sources::new(addrs), &shared, start, publish);
+                let e = st.engine_ref().stats();
+                (
+                    st.steer_counts(),
+                    st.kernel_stats().rx_ring_full,
+                    [e.rx_frames, e.tx_frames],
+                )
             })
             .context("spawning a load worker")?;
         workers.push((rec, handle));
     }
+    let recs: Vec<_> = workers.iter().map(|(r, _)| r.clone()).collect();
+    let _metrics = metrics
+        .map(|m| m.serve(move || recorder::exposition(&recs, start)))
+        .transpose()?;
     // Progress once a second, from every worker's counters.
     let mut peak_tw = 0u64;
     let mut peak_est = 0u64;
@@ -249,16 +300,29 @@ pub fn run_engine(
             rep.tick(&mut sum, active, tw);
         }
     }
+    // What the last tick did not log.
+    let mut tail = Recorder::new();
+    for (rec, _) in &workers {
+        if let Ok(mut r) = rec.lock() {
+            let _ = tail.interval.add(&r.interval);
+            r.interval.reset();
+        }
+    }
+    rep.finish(&tail.interval);
     let elapsed = start.elapsed().as_secs_f64();
     let mut total = Recorder::new();
     total.window = window;
     let mut per_queue = Vec::new();
     // Full concurrency: when the last engine had its whole share.
     let mut full_at = Some(Duration::ZERO);
+    // The engines' rx_frames and tx_frames (what --pcap must hold).
+    let mut engine_frames = [0u64; 2];
     for (q, (rec, handle)) in workers.into_iter().enumerate() {
-        let (steer, rx_ring_full) = handle
+        let (steer, rx_ring_full, frames) = handle
             .join()
             .map_err(|_| anyhow::anyhow!("load worker {q} panicked"))?;
+        engine_frames[0] += frames[0];
+        engine_frames[1] += frames[1];
         let r = rec
             .lock()
             .map_err(|_| anyhow::anyhow!("load worker {q} poisoned its recorder"))?;
@@ -283,6 +347,22 @@ pub fn run_engine(
         None
     };
     total.peak_established = peak_est;
+    if let Some(Ok(mut c)) = capture.as_ref().map(|c| c.lock()) {
+        c.close();
+        log::info!(
+            "--pcap {}: {} frames received and {} sent written (engines: rx_frames {} tx_frames {}){}",
+            c.path().display(),
+            c.frames[0],
+            c.frames[1],
+            engine_frames[0],
+            engine_frames[1],
+            if c.skipped > 0 {
+                format!(", {} not written (--pcap-max-bytes reached)", c.skipped)
+            } else {
+                String::new()
+            }
+        );
+    }
     let mut summary = total.summary("xstack", cfg.target, elapsed);
     summary.heap_baseline_bytes = heap_baseline;
     summary.heap_at_peak_bytes = heap_at_peak;
@@ -332,19 +412,23 @@ fn end_conn(
 }
 
 /// One queue's share of the load, on its own thread: starts connections
-/// (paced in closed loop), runs their requests (with `--think-time`
-/// between them), counts into `shared`.
+/// from `sources` (paced in closed loop), runs their requests (with
+/// `--think-time` between them), counts into `shared`.
 ///
 /// Nothing here walks every connection while the run goes on: thinking
 /// connections wait in a FIFO of wake times and open steps in a FIFO of
 /// timeout checks (each in the order pushed, as the pause and the timeout
 /// are fixed), so a million idle connections cost nothing per round.
+///
+/// With `publish` (`--metrics`), the engine's counters are copied into the
+/// recorder with the 10 ms housekeeping, for the scrape to read.
 fn drive(
     st: &mut Stack,
     cfg: &LoadConfig,
     mut sources: Sources,
     shared: &Mutex<Recorder>,
     start: Instant,
+    publish: bool,
 ) {
     let mut conns = ConnMap::default();
     // The two requests (the last one may ask the server to close), built once.
@@ -415,7 +499,7 @@ fn drive(
                 break;
             }
             let t = st.now();
-            let (raddr, rport) = (*cfg.target.ip(), cfg.target.port());
+            let (raddr, rport) = (cfg.target.ip(), cfg.target.port());
             let engine = st.engine();
             let attempt = sources.open(|a| engine.connect(t, a, 0, raddr, rport));
             if attempt == Err(TcpError::AddrInUse) {
@@ -652,6 +736,10 @@ fn drive(
             last_check = Instant::now();
             let counts = st.engine().tcp_ref().state_counts();
             rec.time_wait = counts.time_wait as u64;
+            if publish {
+                let engine = st.engine_ref();
+                rec.engine = Some((engine.stats().clone(), engine.tcp_stats().iter().collect()));
+            }
             rec.peak_tw = rec.peak_tw.max(rec.time_wait);
             rec.closing = counts.fin_wait1
                 + counts.fin_wait2
@@ -718,12 +806,28 @@ mod tests {
     use crate::tcp::TcpEngine;
     use crate::time::Instant as TcpInstant;
 
-    fn addrs(n: u8) -> Vec<Ipv4Addr> {
-        (1..=n).map(|i| Ipv4Addr::new(198, 18, 1, i)).collect()
+    fn addrs(n: u8) -> Vec<IpAddr> {
+        (1..=n)
+            .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 1, i)))
+            .collect()
+    }
+
+    fn addrs6(n: u8) -> Vec<IpAddr> {
+        (1..=n)
+            .map(|i| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, i.into())))
+            .collect()
     }
 
     #[test]
     fn address_and_port_choice_covers_the_prefix_and_never_repeats_a_live_tuple() {
+        let server4 = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+        let server6: IpAddr = "2001:2::2".parse().unwrap();
+        for (sources, server) in [(addrs(4), server4), (addrs6(4), server6)] {
+            covers_the_prefix(sources, server);
+        }
+    }
+
+    fn covers_the_prefix(sources: Vec<IpAddr>, server: IpAddr) {
         let mut tcp = TcpEngine::new(
             TcpConfig {
                 ip_local_port_range: (40000, 40009),
@@ -732,8 +836,7 @@ mod tests {
             [7; 16],
         );
         let now = TcpInstant::ZERO;
-        let server = Ipv4Addr::new(198, 18, 0, 2);
-        let mut src = Sources::new(addrs(4));
+        let mut src = Sources::new(sources);
         let mut live = HashMap::new();
         // 4 addresses × 10 ports: exactly 40 connections, then none.
         loop {
@@ -750,9 +853,10 @@ mod tests {
             assert!(live.len() <= 40);
         }
         assert_eq!(live.len(), 40);
-        let mut per_addr: HashMap<Ipv4Addr, HashSet<u16>> = HashMap::new();
+        let mut per_addr: HashMap<IpAddr, HashSet<u16>> = HashMap::new();
         for t in live.keys() {
             assert!((40000..=40009).contains(&t.local_port));
+            assert_eq!(t.local_addr.is_ipv4(), server.is_ipv4());
             per_addr
                 .entry(t.local_addr)
                 .or_default()
@@ -773,19 +877,22 @@ mod tests {
 
     #[test]
     fn connections_spread_over_the_addresses_in_turn() {
-        let mut tcp = TcpEngine::new(TcpConfig::default(), [9; 16]);
-        let server = Ipv4Addr::new(198, 18, 0, 2);
-        let mut src = Sources::new(addrs(62));
-        let mut count: HashMap<Ipv4Addr, u32> = HashMap::new();
-        for _ in 0..62 * 5 {
-            let c = src
-                .open(|a| tcp.connect(TcpInstant::ZERO, a, 0, server, 80))
-                .unwrap();
-            *count
-                .entry(tcp.tcb(c).unwrap().tuple.local_addr)
-                .or_default() += 1;
+        let server4 = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+        let server6: IpAddr = "2001:2::2".parse().unwrap();
+        for (sources, server) in [(addrs(62), server4), (addrs6(62), server6)] {
+            let mut tcp = TcpEngine::new(TcpConfig::default(), [9; 16]);
+            let mut src = Sources::new(sources);
+            let mut count: HashMap<IpAddr, u32> = HashMap::new();
+            for _ in 0..62 * 5 {
+                let c = src
+                    .open(|a| tcp.connect(TcpInstant::ZERO, a, 0, server, 80))
+                    .unwrap();
+                *count
+                    .entry(tcp.tcb(c).unwrap().tuple.local_addr)
+                    .or_default() += 1;
+            }
+            assert_eq!(count.len(), 62);
+            assert!(count.values().all(|&n| n == 5), "{count:?}");
         }
-        assert_eq!(count.len(), 62);
-        assert!(count.values().all(|&n| n == 5), "{count:?}");
     }
 }

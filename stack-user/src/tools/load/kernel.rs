@@ -242,10 +242,20 @@ pub fn run_kernel(cfg: &LoadConfig, threads: usize) -> Result<Summary> {
     let cfg = Arc::new(cfg.clone());
     let requests = Arc::new([request_bytes(&cfg, false), request_bytes(&cfg, true)]);
     let rec = Arc::new(Mutex::new(Recorder::new()));
-    if let Ok(mut r) = rec.lock() {
-        r.window = cfg.duration.map(|d| (Instant::now() + d, d));
+    if cfg.capture.is_some() {
+        anyhow::bail!("--pcap records the engine's frames; with --kernel use tcpdump");
     }
+    let metrics = crate::runtime::metrics::bind_if(cfg.metrics)?;
+    wait_for_start(&cfg);
     let start = Instant::now();
+    // The measurement window opens now, after --start-at.
+    if let Ok(mut r) = rec.lock() {
+        r.window = cfg.duration.map(|d| (start + d, d));
+    }
+    let recs = vec![rec.clone()];
+    let _metrics = metrics
+        .map(|m| m.serve(move || super::recorder::exposition(&recs, start)))
+        .transpose()?;
     let mut rep = Reporter::new(&cfg)?;
     rt.block_on(async {
         let stop_at = cfg.duration.map(|d| start + d);
@@ -336,6 +346,8 @@ pub fn run_kernel(cfg: &LoadConfig, threads: usize) -> Result<Summary> {
     let mut r = rec
         .lock()
         .map_err(|_| anyhow::anyhow!("recorder poisoned"))?;
+    // What the last tick did not log.
+    rep.finish(&r.interval);
     r.peak_tw = r.peak_tw.max(kernel_time_wait());
     if r.active > 0 {
         r.errors.timeout += r.active as u64;

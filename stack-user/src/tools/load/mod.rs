@@ -21,14 +21,17 @@ use anyhow::Result;
 mod config;
 mod driver;
 mod kernel;
+mod merge;
 mod pace;
 mod recorder;
 
 pub use config::{
-    parse_addrs, parse_ports, CloseBy, LoadConfig, Loop, DEFAULT_CONNECT_RATE, MAX_SOURCE_ADDRS,
+    parse_addrs, parse_ports, CloseBy, LoadConfig, Loop, Segment, DEFAULT_CONNECT_RATE,
+    MAX_SOURCE_ADDRS,
 };
 pub use driver::run_engine;
 pub use kernel::run_kernel;
+pub use merge::{add_logs, merge, merge_files, write_json};
 pub use recorder::{Errors, Latency, QueueSummary, Summary};
 
 use recorder::{Recorder, Reporter};
@@ -39,7 +42,12 @@ use crate::apps::http;
 fn request_bytes(cfg: &LoadConfig, last: bool) -> Vec<u8> {
     if cfg.http {
         let keep = !(last && cfg.close == CloseBy::Server);
-        http::get_request(&cfg.target.ip().to_string(), "/", keep)
+        // RFC 9110 §7.2 / RFC 3986 §3.2.2: an IPv6 literal host in brackets.
+        let host = match cfg.target.ip() {
+            std::net::IpAddr::V4(a) => a.to_string(),
+            std::net::IpAddr::V6(a) => format!("[{a}]"),
+        };
+        http::get_request(&host, "/", keep)
     } else {
         (0..cfg.request_bytes).map(|i| (i % 251) as u8).collect()
     }
@@ -54,6 +62,16 @@ fn request_bytes(cfg: &LoadConfig, last: bool) -> Vec<u8> {
 /// whatever the server does.
 fn drain_bound(cfg: &LoadConfig) -> Duration {
     cfg.timeout + Duration::from_secs(1) + cfg.think_time.unwrap_or_default()
+}
+
+/// Sleeps until `--start-at` (if given), after the bring-up, so that
+/// copies on several hosts start together (as well as their clocks agree).
+fn wait_for_start(cfg: &LoadConfig) {
+    if let Some(at) = cfg.start_at {
+        if let Ok(d) = at.duration_since(std::time::SystemTime::now()) {
+            std::thread::sleep(d);
+        }
+    }
 }
 
 /// Length of the complete HTTP response at the start of `buf`, if there
@@ -158,6 +176,9 @@ mod tests {
             connect_rate: None,
             ramp: None,
             think_time: None,
+            metrics: None,
+            capture: None,
+            start_at: None,
         }
     }
 
@@ -231,6 +252,72 @@ mod tests {
     }
 
     #[test]
+    fn segments_add_up_to_the_run_with_disjoint_local_ports() {
+        let c = LoadConfig {
+            lp: Loop::Closed(10),
+            connections: Some(1001),
+            queues: 2,
+            progress: true,
+            ..cfg()
+        };
+        let segs: Vec<Segment> = (0..3).map(|i| format!("{i}/3").parse().unwrap()).collect();
+        let parts: Vec<LoadConfig> = segs.iter().map(|s| c.segment(*s).unwrap()).collect();
+        let conc: u32 = parts
+            .iter()
+            .map(|p| match p.lp {
+                Loop::Closed(n) => n,
+                Loop::Open(_) => 0,
+            })
+            .sum();
+        assert_eq!(conc, 10);
+        assert_eq!(
+            parts.iter().filter_map(|p| p.connections).sum::<u64>(),
+            1001
+        );
+        // A segment is reported as a run of its own, on its own queues.
+        assert!(parts.iter().all(|p| p.progress && p.queues == 2));
+        let open = LoadConfig {
+            lp: Loop::Open(900.0),
+            ..c.clone()
+        };
+        assert_eq!(open.segment(segs[1]).unwrap().lp, Loop::Open(300.0));
+        // Local ports: disjoint slices that cover the range.
+        let ports: Vec<(u16, u16)> = segs
+            .iter()
+            .map(|s| s.ports((32768, 60999)).unwrap())
+            .collect();
+        assert_eq!(ports.first().unwrap().0, 32768);
+        assert_eq!(ports.last().unwrap().1, 60999);
+        for w in ports.windows(2) {
+            assert_eq!(w[0].1 + 1, w[1].0, "{ports:?}");
+        }
+        // More shares than connections kept busy: refused with advice.
+        let few = LoadConfig {
+            lp: Loop::Closed(2),
+            ..c
+        };
+        assert!(few
+            .segment(segs[2])
+            .unwrap_err()
+            .to_string()
+            .contains("at least 3"));
+    }
+
+    #[test]
+    fn a_bad_segment_is_one_line_saying_what_to_give() {
+        for bad in ["", "1", "2/2", "0/0", "a/b", "-1/2", "0/2000"] {
+            let e = bad.parse::<Segment>().unwrap_err().to_string();
+            assert!(e.contains("--segment") && !e.contains('\n'), "{bad}: {e}");
+        }
+        let s: Segment = "1/2".parse().unwrap();
+        assert!(s
+            .ports((1000, 1000))
+            .unwrap_err()
+            .to_string()
+            .contains("ip_local_port_range"));
+    }
+
+    #[test]
     fn echo_and_http_responses_are_framed() {
         let c = cfg();
         let req = request_bytes(&c, false);
@@ -264,6 +351,45 @@ mod tests {
         bad[40] ^= 1;
         assert_eq!(r.feed(&c, &req, 64, &bad[..32]), Fed::Partial);
         assert!(matches!(r.feed(&c, &req, 64, &bad[32..]), Fed::Bad(e) if e.contains("byte 40")));
+    }
+
+    #[test]
+    fn load_metrics_have_latency_histograms_rates_and_the_engines_counters() {
+        let mut r = Recorder::new();
+        for us in [200u64, 300, 40_000] {
+            r.latency(Duration::from_micros(us));
+        }
+        r.connected(Duration::from_micros(150));
+        r.errors.refused = 2;
+        let engine = crate::iface::IfaceStats {
+            tx_frames: 9,
+            ..Default::default()
+        };
+        r.engine = Some((engine, vec![("ListenOverflows", 0), ("active_opens", 4)]));
+        let recs = [std::sync::Arc::new(std::sync::Mutex::new(r))];
+        let start = std::time::Instant::now() - Duration::from_secs(2);
+        let text = recorder::exposition(&recs, start).prometheus_text();
+        for line in [
+            "xstack_load_requests_total{queue=\"0\"} 3",
+            "xstack_load_errors_total{queue=\"0\",kind=\"refused\"} 2",
+            "xstack_load_request_latency_seconds_count 3",
+            "xstack_load_request_latency_seconds_bucket{le=\"0.00025\"} 1",
+            "xstack_load_request_latency_seconds_bucket{le=\"0.05\"} 3",
+            "xstack_load_connect_latency_seconds_count 1",
+            "xstack_engine_tx_frames_total{queue=\"0\"} 9",
+            "xstack_tcp_total{queue=\"0\",family=\"ipv4\",counter=\"active_opens\"} 4",
+        ] {
+            assert!(
+                text.contains(&format!("{line}\n")),
+                "{line} missing:\n{text}"
+            );
+        }
+        let rate: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("xstack_load_requests_per_second "))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!((1.0..=1.6).contains(&rate), "{rate}");
     }
 
     #[test]

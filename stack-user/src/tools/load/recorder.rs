@@ -3,7 +3,7 @@
 
 use std::{
     io::Write,
-    net::SocketAddrV4,
+    net::SocketAddr,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -169,8 +169,9 @@ pub struct Summary {
 /// Shared measurement state.
 pub(super) struct Recorder {
     pub(super) hist: Histogram<u64>,
-    /// Connect latencies.
-    pub(super) connect_hist: Histogram<u64>,
+    /// Connect latency (µs): from the connection's start (the SYN) to its
+    /// handshake's end, SYN retransmissions included.
+    pub(super) connect: Histogram<u64>,
     /// When this worker first had its whole share established (closed loop).
     pub(super) full_at: Option<Duration>,
     /// Connections established now (handshake done, not yet closing).
@@ -181,6 +182,9 @@ pub(super) struct Recorder {
     pub(super) closing: usize,
     /// Most connections established at once (the caller keeps the sum).
     pub(super) peak_established: u64,
+    /// The engine's frame-layer and TCP counters, copied every 10 ms
+    /// (engine driver only; read by `--metrics`).
+    pub(super) engine: Option<(crate::iface::IfaceStats, Vec<(&'static str, u64)>)>,
     pub(super) interval: Histogram<u64>,
     pub(super) errors: Errors,
     pub(super) connections: u64,
@@ -206,13 +210,14 @@ impl Recorder {
     pub(super) fn new() -> Recorder {
         Recorder {
             hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
-            connect_hist: Histogram::new_with_bounds(1, 300_000_000, 3).expect("valid bounds"),
+            connect: Histogram::new_with_bounds(1, 300_000_000, 3).expect("valid bounds"),
             full_at: None,
             established: 0,
             opening: 0,
             closing: 0,
             peak_established: 0,
             interval: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            engine: None,
             errors: Errors::default(),
             connections: 0,
             requests: 0,
@@ -234,7 +239,7 @@ impl Recorder {
     /// histogram, which the progress line takes separately).
     pub(super) fn add(&mut self, o: &Recorder) {
         let _ = self.hist.add(&o.hist);
-        let _ = self.connect_hist.add(&o.connect_hist);
+        let _ = self.connect.add(&o.connect);
         self.established += o.established;
         self.opening += o.opening;
         self.closing += o.closing;
@@ -267,8 +272,9 @@ impl Recorder {
         }
     }
 
+    /// A handshake completed `d` after the connection started.
     pub(super) fn connected(&mut self, d: Duration) {
-        self.connect_hist
+        self.connect
             .saturating_record((d.as_micros() as u64).max(1));
     }
 
@@ -286,12 +292,7 @@ impl Recorder {
         }
     }
 
-    pub(super) fn summary(
-        &self,
-        stack: &'static str,
-        target: SocketAddrV4,
-        elapsed: f64,
-    ) -> Summary {
+    pub(super) fn summary(&self, stack: &'static str, target: SocketAddr, elapsed: f64) -> Summary {
         let h = &self.hist;
         // With --duration, rates are over the window; the drain after it
         // (last requests, closes) does not dilute them.
@@ -316,7 +317,7 @@ impl Recorder {
             bytes_in: self.bytes_in,
             throughput_bps: bytes as f64 * 8.0 / secs,
             latency_us: Latency::of(h),
-            connect_latency_us: Latency::of(&self.connect_hist),
+            connect_latency_us: Latency::of(&self.connect),
             time_to_full_concurrency_s: self.full_at.map(|d| d.as_secs_f64()),
             peak_established: self.peak_established,
             heap_baseline_bytes: 0,
@@ -433,6 +434,24 @@ impl Reporter {
         self.last.elapsed() >= Duration::from_secs(1)
     }
 
+    /// At the end: the last, partial interval goes to the log, so that
+    /// the log's intervals hold every latency of the run (what `xstack
+    /// merge` adds up).
+    pub(super) fn finish(&mut self, interval: &Histogram<u64>) {
+        let now = Instant::now();
+        if let Some(log) = self.hdr.as_mut() {
+            if !interval.is_empty() {
+                let _ = log.write(
+                    interval,
+                    self.last.duration_since(self.start),
+                    now.duration_since(self.last),
+                );
+            }
+            let _ = log.out.flush();
+        }
+        self.last = now;
+    }
+
     /// Once a second: a progress line and an interval histogram.
     pub(super) fn tick(&mut self, r: &mut Recorder, active: usize, tw: u64) {
         r.peak_established = r.peak_established.max(r.established as u64);
@@ -545,6 +564,112 @@ impl std::fmt::Display for Summary {
         }
         Ok(())
     }
+}
+
+/// What `--metrics` shows during a load: per engine (`queue` label) the
+/// run's counts, errors, open and TIME_WAIT connections and the engine's
+/// own counters; for the whole run the rates so far and the request and
+/// connect latency histograms (summed over engines). Read from the
+/// recorders the workers already share, on scrape.
+pub(super) fn exposition(
+    recs: &[std::sync::Arc<std::sync::Mutex<Recorder>>],
+    start: Instant,
+) -> crate::runtime::metrics::Exposition {
+    use crate::runtime::metrics::{labels, Buckets, Exposition};
+    let mut e = Exposition::new();
+    let mut lat = Recorder::new();
+    let elapsed = start.elapsed().as_secs_f64().max(1e-9);
+    let (mut reqs, mut conns) = (0u64, 0u64);
+    for (q, rec) in recs.iter().enumerate() {
+        let Ok(r) = rec.lock() else { continue };
+        let _ = lat.hist.add(&r.hist);
+        let _ = lat.connect.add(&r.connect);
+        reqs += r.requests;
+        conns += r.connections;
+        let ql = || labels([("queue", q.to_string())]);
+        e.counter(
+            "xstack_load_requests",
+            "Requests answered.",
+            ql(),
+            r.requests,
+        );
+        e.counter(
+            "xstack_load_connections",
+            "Connections that completed every request and closed as asked.",
+            ql(),
+            r.connections,
+        );
+        e.counter("xstack_load_sent_bytes", "Bytes sent.", ql(), r.bytes_out);
+        e.counter(
+            "xstack_load_received_bytes",
+            "Bytes received.",
+            ql(),
+            r.bytes_in,
+        );
+        e.counter(
+            "xstack_load_port_exhausted_waits",
+            "Times a connection waited for a free local port.",
+            ql(),
+            r.port_waits,
+        );
+        for (kind, v) in [
+            ("refused", r.errors.refused),
+            ("reset", r.errors.reset),
+            ("timeout", r.errors.timeout),
+            ("other", r.errors.other),
+        ] {
+            e.counter(
+                "xstack_load_errors",
+                "Failed connections by kind.",
+                labels([("queue", q.to_string()), ("kind", kind.into())]),
+                v,
+            );
+        }
+        e.gauge(
+            "xstack_load_open_connections",
+            "Connections open now.",
+            ql(),
+            r.active as f64,
+        );
+        e.gauge(
+            "xstack_load_time_wait",
+            "Connections of the load side in TIME_WAIT now.",
+            ql(),
+            r.time_wait as f64,
+        );
+        if let Some((engine, tcp)) = &r.engine {
+            crate::runtime::metrics::engine_metrics(&mut e, q as u32, engine, tcp.iter().copied());
+        }
+    }
+    e.gauge(
+        "xstack_load_requests_per_second",
+        "Requests answered per second since the run started.",
+        vec![],
+        reqs as f64 / elapsed,
+    );
+    e.gauge(
+        "xstack_load_connections_per_second",
+        "Connections completed per second since the run started.",
+        vec![],
+        conns as f64 / elapsed,
+    );
+    e.gauge(
+        "xstack_load_elapsed_seconds",
+        "Seconds since the run started.",
+        vec![],
+        elapsed,
+    );
+    e.histogram(
+        "xstack_load_request_latency_seconds",
+        "Request latency (open loop: from the intended start).",
+        Buckets::from_hdr_us(&lat.hist),
+    );
+    e.histogram(
+        "xstack_load_connect_latency_seconds",
+        "Connect latency: from the connection's start to the end of its handshake.",
+        Buckets::from_hdr_us(&lat.connect),
+    );
+    e
 }
 
 #[cfg(test)]
