@@ -135,3 +135,64 @@ fn fifty_thousand_concurrent_connections_over_a_slash_26_hold_with_zero_errors()
         "load {load_per_conn} B: {v:#}"
     );
 }
+
+#[test]
+fn an_ipv6_prefix_load_spreads_over_addresses_times_ports() {
+    // 15 addresses of a /124 × 10 local ports: 150 connections held at
+    // once need every address and every port of each (one address alone
+    // has 10 tuples to the one target), over IPv6 against `xstack serve`.
+    let tb = testbed('e', 1);
+    let t = &tb.testbed;
+    let v6 = t.stack_ip6.to_string();
+    let serve = Serve::start(t, 80, &["--ip", &v6, "--app", "http"]);
+    let json = std::env::temp_dir().join(format!("xstack-conc6-{}.json", std::process::id()));
+    let target = format!("[{v6}]:80");
+    let out = xstack::tools::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
+        .args([
+            "load",
+            "--iface",
+            &t.peer_if,
+            "--ip",
+            "2001:2::1:0/124",
+            "--ports",
+            "40000-40009",
+            "--target",
+            &target,
+            "--http",
+            "--concurrency",
+            "150",
+            "--requests-per-conn",
+            "1000000",
+            "--think-time",
+            "2",
+            "--duration",
+            "3",
+            "--quiet",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .expect("run xstack load");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "xstack load: {text}");
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("JSON");
+    let _ = std::fs::remove_file(&json);
+    for k in ["refused", "reset", "timeout", "connect_timeout", "other"] {
+        assert_eq!(counter(&v, &format!("/errors/{k}")), 0, "{k}: {v:#}");
+    }
+    assert_eq!(counter(&v, "/peak_established"), 150, "{v:#}");
+    assert_eq!(counter(&v, "/connections"), 150, "{v:#}");
+    let requests = counter(&v, "/requests");
+    assert!(requests >= 150, "{v:#}");
+    let done = wait_until(Duration::from_secs(5), || {
+        let s = serve.stats();
+        counter(&s, "/engine/http_requests") == requests && counter(&s, "/states/ESTABLISHED") == 0
+    });
+    let s = serve.stats();
+    assert!(done, "server: {s:#}");
+    assert_eq!(counter(&s, "/engine/app_accepted"), 150, "{s:#}");
+}
