@@ -405,7 +405,9 @@ impl ServerConn {
                                 // The head ends in the new bytes: the rest of
                                 // `data` is body or the next request.
                                 data = &data[r.len - old..];
-                                self.head.clear();
+                                // Released, not cleared: idle
+                                // connections keep no buffer.
+                                self.head = Vec::new();
                                 Ok(r)
                             }
                             Ok(None) => return Flow::Continue,

@@ -96,6 +96,10 @@ fn flush(
             Err(e) => return Err(e),
         }
     }
+    if st.out.capacity() > 0 {
+        // Sent: an idle connection keeps no buffer.
+        st.out = Vec::new();
+    }
     Ok(true)
 }
 

@@ -35,6 +35,11 @@ pub(super) enum Which {
         after_help = "Examples:\n  xstack bench soak --seconds 600\n  xstack bench soak --seconds 60 --sample 5 --out target/soak"
     )]
     Soak(crate::tools::bench::soak::SoakArgs),
+    /// Kept-alive connections opened (paced), held with a request every few seconds and closed: xstack load → xstack serve, then Linux → Linux; time to establish, requests/s, errors, latency, memory per connection.
+    #[command(
+        after_help = "Examples:\n  xstack bench concurrency\n  xstack bench concurrency --connections 100000 --out target/conc"
+    )]
+    Concurrency(crate::tools::bench::concurrency::ConcurrencyArgs),
     /// Packets per second one AF_XDP socket (copy mode) receives on the testbed, next to the Linux stack, same traffic.
     #[command(after_help = "Example:\n  xstack bench rx --seconds 5")]
     Rx {
@@ -75,6 +80,7 @@ pub(super) fn run(a: Args) -> Result<()> {
     match which {
         Some(Which::Synflood(a)) => crate::tools::bench::synflood::run(&a)?,
         Some(Which::Soak(a)) => print!("{}", crate::tools::bench::soak::run(&a)?),
+        Some(Which::Concurrency(a)) => print!("{}", crate::tools::bench::concurrency::run(&a)?),
         Some(Which::Rx { seconds }) => crate::tools::bench::rx::run(seconds)?,
         Some(Which::Bulk { seconds }) => crate::tools::bench::bulk::run(seconds)?,
         Some(Which::TcpMem { seconds }) => crate::tools::bench::tcp_mem::run(seconds),

@@ -1,6 +1,6 @@
 //! `xstack load`: generate load against a server.
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -9,9 +9,39 @@ pub(super) struct Args {
     /// Interface the load engine attaches to (not with --kernel).
     #[arg(long, required_unless_present = "kernel")]
     iface: Option<String>,
-    /// Address the load engine owns, IPv4 or IPv6, of the target's family (not with --kernel).
-    #[arg(long, required_unless_present = "kernel")]
-    ip: Option<IpAddr>,
+    /// Addresses the load engine owns, of the target's family (not with --kernel): one, a comma list, or a prefix such as 198.18.1.0/26 or 2001:2:0:1::/120 (at most 256 addresses); connections spread over addresses × --ports.
+    #[arg(
+        long,
+        required_unless_present = "kernel",
+        value_name = "ADDR[,ADDR..]|PREFIX"
+    )]
+    ip: Option<String>,
+    /// Local port range LO-HI for the engine's connections (Linux ip_local_port_range; not with --kernel).
+    #[arg(
+        long,
+        value_name = "LO-HI",
+        default_value = "32768-60999",
+        conflicts_with = "kernel"
+    )]
+    ports: String,
+    /// Closed loop: most connections started per second (0 = unpaced). The default, 4096, lets a Linux server with the default accept queue (somaxconn 4096) that accepts at least once a second never overflow it.
+    #[arg(long, value_name = "R", conflicts_with = "rate")]
+    connect_rate: Option<f64>,
+    /// Closed loop: reach --concurrency linearly over S seconds.
+    #[arg(long, value_name = "S", conflicts_with = "rate")]
+    ramp: Option<f64>,
+    /// Seconds each connection pauses between a response and its next request (keep-alive connections sit idle meanwhile).
+    #[arg(long, value_name = "S")]
+    think_time: Option<f64>,
+    /// UMEM frames per queue (engine only; at least twice --ring-size).
+    #[arg(long, default_value_t = 4096, conflicts_with = "kernel")]
+    frames: u32,
+    /// Entries per AF_XDP ring (engine only): a bigger ring rides out longer pauses of a busy machine without rx_ring_full drops.
+    #[arg(long, default_value_t = 2048, conflicts_with = "kernel")]
+    ring_size: u32,
+    /// SYN retransmissions before a connect fails, as Linux tcp_syn_retries (default 6: after 1, 2, 4, 8, 16, 32 s; the handshake also ends at --timeout); engine only.
+    #[arg(long, value_name = "N", conflicts_with = "kernel")]
+    tcp_syn_retries: Option<u8>,
     /// Server address and port: 198.18.0.1:80, or [2001:2::1]:80 (inside 198.18.0.0/15, 2001:2::/48 or an --allow-target prefix).
     #[arg(long)]
     target: std::net::SocketAddr,
@@ -45,7 +75,7 @@ pub(super) struct Args {
     /// Connections to make in all.
     #[arg(long)]
     connections: Option<u64>,
-    /// Seconds a connection may go without progress (handshake, bytes of a request or response, the FIN) before it counts as timed out; past --duration, open connections get this + 1 s, then count as timeouts.
+    /// Seconds a connection may go without progress (handshake, bytes of a request or response, the FIN; not a --think-time pause) before it counts as timed out (a handshake as connect_timeout); past --duration, open connections get this + 1 s, then count as timeouts.
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
     /// Engines, one per AF_XDP queue, each on its own thread (queues 0..N of --iface; not with --kernel, which has --threads).
@@ -88,10 +118,15 @@ pub(super) struct Args {
 pub(super) fn run(a: Args) -> Result<()> {
     // First of all: nothing below opens a socket for a refused target.
     crate::tools::guard::check_target_ip("xstack load", a.target.ip(), &a.allow_target)?;
-    if let Some(ip) = a.ip {
+    // --ip: one family, the target's (checked before anything is set up).
+    let ips =
+        a.ip.as_deref()
+            .map(crate::tools::load::parse_addrs)
+            .transpose()?;
+    if let Some(ip) = ips.iter().flatten().next() {
         if ip.is_ipv4() != a.target.is_ipv4() {
             anyhow::bail!(
-                "--ip {ip} and --target {} are of different address families; give an --ip of the target's family",
+                "--ip {ip} and --target {} are of different address families; give --ip addresses of the target's family",
                 a.target
             );
         }
@@ -134,6 +169,17 @@ pub(super) fn run(a: Args) -> Result<()> {
         hdr: a.hdr.clone(),
         queues: a.queues,
         busy_poll: a.busy_poll,
+        connect_rate: match a.connect_rate {
+            None if a.rate.is_none() => Some(crate::tools::load::DEFAULT_CONNECT_RATE),
+            None => None,
+            Some(0.0) => None,
+            Some(r) if r > 0.0 && r.is_finite() => Some(r),
+            Some(r) => anyhow::bail!(
+                "--connect-rate {r} is invalid: give connections per second, or 0 for unpaced"
+            ),
+        },
+        ramp: a.ramp.map(|r| secs(r, "--ramp")).transpose()?,
+        think_time: a.think_time.map(|t| secs(t, "--think-time")).transpose()?,
         metrics: a
             .metrics
             .as_deref()
@@ -152,20 +198,29 @@ pub(super) fn run(a: Args) -> Result<()> {
         crate::tools::load::run_kernel(&cfg, a.threads)?
     } else {
         crate::runtime::sys::check_privileges("xstack load")?;
-        let (Some(iface), Some(ip)) = (a.iface.as_deref(), a.ip) else {
+        let (Some(iface), Some(ips)) = (a.iface.as_deref(), ips) else {
             anyhow::bail!("--iface and --ip are needed unless --kernel");
         };
         let mut tcp = crate::tcp::TcpConfig {
             tcp_tw_reuse: 1,
+            ip_local_port_range: crate::tools::load::parse_ports(&a.ports)?,
             ..Default::default()
         };
         for kv in &a.sysctls {
             crate::tcp::sysctl::apply(&mut tcp, kv)?;
         }
+        if let Some(n) = a.tcp_syn_retries {
+            tcp.tcp_syn_retries = n;
+        }
         if let Some(s) = segment {
             tcp.ip_local_port_range = s.ports(tcp.ip_local_port_range)?;
         }
-        crate::tools::load::run_engine(iface, ip, &cfg, tcp)?
+        let xsk = crate::datapath::xsk::XskConfig {
+            frames: a.frames,
+            ring_size: a.ring_size,
+            ..Default::default()
+        };
+        crate::tools::load::run_engine(iface, &ips, &cfg, tcp, xsk)?
     };
     print!("{summary}");
     if let Some(p) = &a.json {

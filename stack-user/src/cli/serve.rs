@@ -178,6 +178,7 @@ pub(super) fn run(a: Args) -> Result<()> {
             iface: a.iface,
             ip,
             ip6,
+            extra_ips: Vec::new(),
             listen: a.port,
             client_ports: Vec::new(),
             app: a.app,

@@ -72,6 +72,11 @@ pub struct IfaceConfig {
 /// The per-queue frame handler.
 pub struct Interface {
     config: IfaceConfig,
+    /// `config.addrs`, sorted: what [`Interface::owns`] searches (a load
+    /// owns up to a /24).
+    owned: Vec<Ipv4Addr>,
+    /// `config.addrs6`, sorted: what [`Interface::owns6`] searches.
+    owned6: Vec<Ipv6Addr>,
     stats: IfaceStats,
     ident: u16,
     tcp: TcpEngine,
@@ -120,9 +125,15 @@ impl Interface {
                 }
             }
         }
-
+        let app_cap = config.tcp.initial_connections;
+        let mut owned = config.addrs.clone();
+        owned.sort_unstable();
+        let mut owned6 = config.addrs6.clone();
+        owned6.sort_unstable();
         Interface {
             config,
+            owned,
+            owned6,
             stats: IfaceStats::default(),
             ident: 1,
             tcp,
@@ -132,7 +143,7 @@ impl Interface {
             nd_pending: HashMap::new(),
             held: Vec::new(),
             scratch: vec![0u8; 2048],
-            app_conns: HashMap::new(),
+            app_conns: HashMap::with_capacity(app_cap),
             events: std::collections::VecDeque::new(),
             app_buf: vec![0u8; 16 * 1024],
         }
@@ -164,11 +175,11 @@ impl Interface {
     }
 
     fn owns(&self, ip: Ipv4Addr) -> bool {
-        self.config.addrs.contains(&ip)
+        self.owned.binary_search(&ip).is_ok()
     }
 
     fn owns6(&self, ip: Ipv6Addr) -> bool {
-        self.config.addrs6.contains(&ip)
+        self.owned6.binary_search(&ip).is_ok()
     }
 
     fn drop_wire(&mut self, e: WireError) {

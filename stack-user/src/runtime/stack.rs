@@ -34,6 +34,10 @@ pub struct StackConfig {
     pub iface: String,
     /// The stack's IPv4 address (`0.0.0.0`: none, an IPv6-only stack).
     pub ip: Ipv4Addr,
+    /// More IPv4 addresses the engine owns beside `ip` (`xstack load --ip
+    /// PREFIX`): ARP for each is answered, TCP to them goes to the engine.
+    /// (More IPv6 ones simply go in `ip6`.)
+    pub extra_ips: Vec<Ipv4Addr>,
     /// The stack's IPv6 addresses (dual-stack next to `ip`, or alone):
     /// answered in neighbour discovery and ICMPv6, served on the same
     /// listeners as `ip`.
@@ -85,6 +89,7 @@ impl Default for StackConfig {
         StackConfig {
             iface: String::new(),
             ip: Ipv4Addr::UNSPECIFIED,
+            extra_ips: Vec::new(),
             ip6: Vec::new(),
             listen: Vec::new(),
             client_ports: Vec::new(),
@@ -243,24 +248,86 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             ));
         }
     }
-    for p in config.listen.iter().chain(&config.client_ports) {
-        if has_v4 {
+    let per_addr = config.listen.len() + config.client_ports.len();
+    if has_v4 {
+        for p in config.listen.iter().chain(&config.client_ports) {
             prog.own_port(config.ip, *p)?;
         }
-        for a in &config.ip6 {
-            prog.own_port6(*a, *p)?;
-        }
     }
-    for a in &config.ip6 {
+    // IPv6: the first address has its ports claimed; further ones
+    // (`xstack load --ip PREFIX`) like the IPv4 extras below: one no kernel
+    // interface has is the engine's on every port (one entry each), one
+    // the kernel has needs its ports claimed, which the table bounds.
+    let mut port6_entries = 0usize;
+    for (i, a) in config.ip6.iter().enumerate() {
         let exclusive = sys::address_on_kernel(*a) == Some(false);
         prog.own_addr6(*a, exclusive)?;
+        if i == 0 || !exclusive {
+            port6_entries += per_addr;
+            if port6_entries > stack_ebpf::MAX_OWNED_PORTS as usize {
+                bail!(
+                    "{a} is also a kernel address: claiming its {per_addr} ports would pass the XDP owned-port table's {} entries; use addresses no kernel interface has (`ip addr del`), or fewer of them or a narrower --ports",
+                    stack_ebpf::MAX_OWNED_PORTS
+                );
+            }
+            for p in config.listen.iter().chain(&config.client_ports) {
+                prog.own_port6(*a, *p)?;
+            }
+        }
+        if i < 4 {
+            notes.push((
+                log::Level::Info,
+                if exclusive {
+                    format!("{a} is on no kernel interface: every TCP port of it is the engine's (closed ones answered with RST); neighbour discovery and ICMPv6 for it are the engine's")
+                } else {
+                    format!("{a} is (or may be) a kernel address: TCP ports other than {:?} stay with the kernel", config.listen)
+                },
+            ));
+        }
+    }
+    if config.ip6.len() > 4 {
         notes.push((
             log::Level::Info,
-            if exclusive {
-                format!("{a} is on no kernel interface: every TCP port of it is the engine's (closed ones answered with RST); neighbour discovery and ICMPv6 for it are the engine's")
-            } else {
-                format!("{a} is (or may be) a kernel address: TCP ports other than {:?} stay with the kernel", config.listen)
-            },
+            format!(
+                "{} more IPv6 address(es) owned beside those",
+                config.ip6.len() - 4
+            ),
+        ));
+    }
+    // Further addresses: an address no kernel interface has is the
+    // engine's on every port (no per-port entries, so a prefix of them
+    // costs one entry each); one the kernel also has needs its ports
+    // claimed, which the owned-port table bounds.
+    let mut port_entries = config.listen.len() + config.client_ports.len();
+    for &a in &config.extra_ips {
+        if a == config.ip {
+            continue;
+        }
+        if sys::address_on_kernel(a) == Some(false) {
+            prog.own_addr_exclusively(a)?;
+            continue;
+        }
+        port_entries += config.listen.len() + config.client_ports.len();
+        if port_entries > stack_ebpf::MAX_OWNED_PORTS as usize {
+            bail!(
+                "{a} is also a kernel address: claiming its {} ports would pass the XDP owned-port table's {} entries; use addresses no kernel interface has (`ip addr del`), or fewer of them or a narrower --ports",
+                config.listen.len() + config.client_ports.len(),
+                stack_ebpf::MAX_OWNED_PORTS
+            );
+        }
+        prog.own_addr(a)?;
+        for p in config.listen.iter().chain(&config.client_ports) {
+            prog.own_port(a, *p)?;
+        }
+    }
+    if !config.extra_ips.is_empty() {
+        notes.push((
+            log::Level::Info,
+            format!(
+                "{} more address(es) owned beside {}",
+                config.extra_ips.len(),
+                config.ip
+            ),
         ));
     }
 
@@ -295,7 +362,11 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         prog.register_socket(q, sock.fd())?;
         let mut engine = Interface::new(IfaceConfig {
             mac: iface.mac,
-            addrs: if has_v4 { vec![config.ip] } else { Vec::new() },
+            addrs: has_v4
+                .then_some(config.ip)
+                .into_iter()
+                .chain(config.extra_ips.iter().copied().filter(|a| *a != config.ip))
+                .collect(),
             addrs6: config.ip6.clone(),
             ports: config.listen.clone(),
             app: config.app,

@@ -67,11 +67,16 @@ impl SendBuffer {
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.data.len());
         self.data.drain(..n);
-        if self.data.is_empty() && self.data.capacity() > 64 * 1024 {
-            // Give memory back after bulk transfers (millions of idle
-            // connections should not each pin a large buffer).
+        if self.data.is_empty() && self.data.capacity() > 0 {
+            // Empty: the memory goes back to the allocator (whose per-thread
+            // caches are the pool the next write takes it from), so an idle
+            // connection holds no buffer at all.
             self.data = VecDeque::new();
         }
+    }
+    /// Heap bytes the buffer holds (0 when empty).
+    pub fn heap_bytes(&self) -> usize {
+        self.data.capacity()
     }
 }
 
@@ -148,10 +153,19 @@ impl RecvBuffer {
         dst[..na].copy_from_slice(&a[..na]);
         dst[na..n].copy_from_slice(&b[..n - na]);
         self.data.drain(..n);
-        if self.data.is_empty() && self.data.capacity() > 64 * 1024 {
+        if self.data.is_empty() && self.data.capacity() > 0 {
+            // Read to empty: give the memory back (see SendBuffer::consume).
             self.data = VecDeque::new();
         }
         n
+    }
+
+    /// Heap bytes the buffer holds, out-of-order runs included (0 when
+    /// empty).
+    pub fn heap_bytes(&self) -> usize {
+        self.data.capacity()
+            + self.ooo.capacity() * std::mem::size_of::<Run>()
+            + self.ooo.iter().map(|r| r.data.capacity()).sum::<usize>()
     }
 
     /// Appends in-order bytes (at RCV.NXT) and then any out-of-order runs
@@ -181,6 +195,9 @@ impl RecvBuffer {
         }
         if self.ooo.is_empty() {
             self.last = None;
+            if self.ooo.capacity() > 0 {
+                self.ooo = Vec::new();
+            }
         }
         (nxt, filled)
     }

@@ -30,7 +30,7 @@ pub enum SysctlError {
 }
 
 /// The keys `apply` knows.
-pub const KEYS: &str = "tcp_timestamps, tcp_sack, tcp_window_scaling, tcp_syncookies, tcp_max_syn_backlog, somaxconn, tcp_abort_on_overflow, tcp_synack_retries, tcp_syn_retries, tcp_retries2, tcp_fin_timeout, tcp_max_tw_buckets, tcp_tw_reuse, tw_isn_above_last, tcp_keepalive_time, tcp_keepalive_intvl, tcp_keepalive_probes, tcp_rfc1337, tcp_invalid_ratelimit, close_wait_warn, tcp_rmem, tcp_wmem, ip_local_port_range";
+pub const KEYS: &str = "tcp_timestamps, tcp_sack, tcp_window_scaling, tcp_syncookies, tcp_max_syn_backlog, somaxconn, tcp_abort_on_overflow, tcp_synack_retries, tcp_syn_retries, tcp_retries2, tcp_fin_timeout, tcp_max_tw_buckets, tcp_tw_reuse, tw_isn_above_last, tcp_keepalive_time, tcp_keepalive_intvl, tcp_keepalive_probes, tcp_rfc1337, tcp_invalid_ratelimit, close_wait_warn, tcp_rmem, tcp_wmem, ip_local_port_range, initial_connections";
 
 /// Applies one `key=value` (an optional `net.ipv4.`/`net.core.` prefix is
 /// accepted) to `cfg`.
@@ -110,6 +110,13 @@ pub fn apply(cfg: &mut TcpConfig, arg: &str) -> Result<(), SysctlError> {
             }
             cfg.ip_local_port_range = (lo, hi);
         }
+        "initial_connections" => {
+            let n = num()? as usize;
+            if n > cfg.max_connections {
+                return Err(bad("above the engine's max_connections"));
+            }
+            cfg.initial_connections = n;
+        }
         "tcp_rmem" => cfg.tcp_rmem = u32::try_from(num()?).map_err(|_| bad("too large"))?,
         "tcp_wmem" => cfg.tcp_wmem = u32::try_from(num()?).map_err(|_| bad("too large"))?,
         other => return Err(SysctlError::UnknownKey(other.into())),
@@ -130,6 +137,9 @@ mod tests {
         apply(&mut c, "tcp_fin_timeout=5").unwrap();
         apply(&mut c, "tcp_abort_on_overflow=1").unwrap();
         apply(&mut c, "ip_local_port_range=40000-40099").unwrap();
+        apply(&mut c, "initial_connections=1000000").unwrap();
+        assert_eq!(c.initial_connections, 1_000_000);
+        assert!(apply(&mut c, "initial_connections=100000000").is_err());
         assert_eq!(c.ip_local_port_range, (40000, 40099));
         assert!(apply(&mut c, "ip_local_port_range=5-1").is_err());
         assert_eq!(c.tcp_max_tw_buckets, 10);

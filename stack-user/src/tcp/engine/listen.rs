@@ -22,6 +22,14 @@ pub(super) struct Listener {
     /// `tcp_synq_overflow`): with `tcp_syncookies` 1, ACKs are checked as
     /// cookies only for two minutes after that (`tcp_synq_no_recent_overflow`).
     pub(super) last_cookie: Option<Instant>,
+    /// Connections from this listener in CLOSE_WAIT, kept as they move
+    /// (so that `listener_stats` never walks the connections).
+    pub(super) close_wait: usize,
+    /// (entered CLOSE_WAIT, slot, generation) in the order they entered:
+    /// the front is the oldest still there (entries of connections that
+    /// left are dropped from the front as they reach it, and the queue
+    /// is compacted when they outnumber the live ones).
+    pub(super) close_wait_since: VecDeque<(Instant, u32, u32)>,
 }
 
 impl TcpEngine {
@@ -48,6 +56,8 @@ impl TcpEngine {
             pending: 0,
             queue: VecDeque::new(),
             last_cookie: None,
+            close_wait: 0,
+            close_wait_since: VecDeque::new(),
         };
         let id = match self.listeners.iter().position(Option::is_none) {
             Some(i) => {
@@ -107,7 +117,7 @@ impl TcpEngine {
         for idx in half_open {
             self.free_slot(idx);
         }
-        for slot in &mut self.slots {
+        for slot in self.slots.iter_mut() {
             if let Some(t) = slot.tcb.as_mut().filter(|t| t.origin == id.0) {
                 t.origin = u32::MAX;
             }
@@ -136,8 +146,9 @@ impl TcpEngine {
     /// all control blocks (O(connections)): meant for a stats request, not
     /// for every packet.
     pub fn listener_stats(&self, now: Instant) -> Vec<ListenerStats> {
-        let mut out: Vec<ListenerStats> = self
-            .listeners
+        // O(listeners): the CLOSE_WAIT counts and their oldest entry are
+        // kept as connections move (`close_wait_moved`).
+        self.listeners
             .iter()
             .enumerate()
             .filter_map(|(i, l)| {
@@ -150,22 +161,73 @@ impl TcpEngine {
                     syn_queue_max: self.cfg.tcp_max_syn_backlog,
                     accept_queue: l.queue.len(),
                     accept_queue_max: l.accept_max,
-                    close_wait: 0,
-                    oldest_close_wait: None,
+                    close_wait: l.close_wait,
+                    oldest_close_wait: (l.close_wait > 0)
+                        .then(|| l.close_wait_since.front())
+                        .flatten()
+                        .map(|(since, _, _)| now.saturating_since(*since)),
                 })
             })
-            .collect();
-        for tcb in self.slots.iter().filter_map(|s| s.tcb.as_ref()) {
-            if tcb.state() != State::CloseWait || tcb.origin == u32::MAX {
-                continue;
-            }
-            if let Some(ls) = out.iter_mut().find(|ls| ls.id.0 == tcb.origin) {
-                ls.close_wait += 1;
-                let age = now.saturating_since(tcb.state_since);
-                ls.oldest_close_wait = Some(ls.oldest_close_wait.map_or(age, |a| a.max(age)));
-            }
+            .collect()
+    }
+
+    /// Whether the CLOSE_WAIT queue entry (`since`, `idx`, `gen`) is a
+    /// connection still in CLOSE_WAIT since then.
+    fn close_wait_entry_live(&self, since: Instant, idx: u32, gen: u32) -> bool {
+        self.slots.get(idx as usize).is_some_and(|s| {
+            s.gen == gen
+                && s.tcb
+                    .as_ref()
+                    .is_some_and(|t| t.state() == State::CloseWait && t.state_since == since)
+        })
+    }
+
+    /// Keeps listener `origin`'s CLOSE_WAIT count and queue as the
+    /// connection in slot `idx` (generation `gen`) moves from `old` to
+    /// `new` (`None`: freed), having entered `new` at `since`. O(1)
+    /// amortised.
+    pub(super) fn close_wait_moved(
+        &mut self,
+        origin: u32,
+        idx: u32,
+        gen: u32,
+        old: Option<State>,
+        new: Option<State>,
+        since: Instant,
+    ) {
+        if origin == u32::MAX || old == new {
+            return;
         }
-        out
+        let entered = new == Some(State::CloseWait);
+        let left = old == Some(State::CloseWait);
+        if !entered && !left {
+            return;
+        }
+        let Some(Some(l)) = self.listeners.get_mut(origin as usize) else {
+            return;
+        };
+        if entered {
+            l.close_wait += 1;
+            l.close_wait_since.push_back((since, idx, gen));
+            return;
+        }
+        l.close_wait = l.close_wait.saturating_sub(1);
+        // Drop entries that are no longer in CLOSE_WAIT from the front, so
+        // the front is the oldest one still there.
+        let mut q = std::mem::take(&mut l.close_wait_since);
+        let live = l.close_wait;
+        while let Some(&(t, i, g)) = q.front() {
+            if self.close_wait_entry_live(t, i, g) {
+                break;
+            }
+            q.pop_front();
+        }
+        if q.len() > 2 * live + 64 {
+            q.retain(|&(t, i, g)| self.close_wait_entry_live(t, i, g));
+        }
+        if let Some(Some(l)) = self.listeners.get_mut(origin as usize) {
+            l.close_wait_since = q;
+        }
     }
 
     /// The listener for a segment to `addr:port`: bound to the address,

@@ -38,6 +38,7 @@ use crate::wire::tcp::{
 mod api;
 pub(crate) mod demux;
 mod listen;
+mod slots;
 mod syncookie;
 pub(crate) mod time_wait;
 
@@ -186,7 +187,7 @@ pub struct TcpEngine {
     /// zero on the host's monotonic clock, once the runtime says it.
     ts_clock_ms: u32,
     conns: TupleMap<u32>,
-    slots: Vec<Slot>,
+    slots: slots::Chunked<Slot>,
     free: Vec<u32>,
     listeners: Vec<Option<Listener>>,
     listen_map: HashMap<(IpAddr, u16), u32, DemuxBuildHasher>,
@@ -236,7 +237,7 @@ impl TcpEngine {
         };
         TcpEngine {
             conns: TupleMap::with_capacity_and_hasher(cap, hasher),
-            slots: Vec::with_capacity(cap),
+            slots: slots::Chunked::new(),
             free: Vec::new(),
             listeners: Vec::new(),
             listen_map: HashMap::with_hasher(hasher),
@@ -547,9 +548,18 @@ impl TcpEngine {
         slot.gen = slot.gen.wrapping_add(1);
         slot.scheduled = None;
         let timer = std::mem::replace(&mut slot.timer, TimerId::NONE);
+        let gen = slot.gen;
         self.timers.cancel(timer);
         let c = &mut self.state_counts[tcb.state() as usize];
         *c = c.saturating_sub(1);
+        self.close_wait_moved(
+            tcb.origin,
+            idx,
+            gen,
+            Some(tcb.state()),
+            None,
+            tcb.state_since,
+        );
         if self.conns.get(&tcb.tuple) == Some(&idx) {
             self.conns.remove(&tcb.tuple);
         }
@@ -645,6 +655,7 @@ impl TcpEngine {
             time_wait = Some((entry, tcb.tuple, ack_owed, handle));
         }
         let fin = tcb.state();
+        let (origin, since) = (tcb.origin, tcb.state_since);
         if fin != old {
             let c = &mut self.state_counts;
             c[old as usize] = c[old as usize].saturating_sub(1);
@@ -655,6 +666,9 @@ impl TcpEngine {
                 self.conns.remove(&tuple);
             }
             free |= tcb.is_orphan();
+        }
+        if fin != old {
+            self.close_wait_moved(origin, idx, id.gen, Some(old), Some(fin), since);
         }
         if let Some((entry, tw_tuple, ack_owed, handle)) = time_wait {
             self.enter_time_wait(entry, tw_tuple, ack_owed, handle);

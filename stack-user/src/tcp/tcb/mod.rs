@@ -463,6 +463,13 @@ impl Tcb {
         self.rtt.srtt()
     }
 
+    /// Heap bytes the send and receive buffers hold: 0 for an idle
+    /// connection (nothing unacknowledged, nothing unread), as the buffers
+    /// give their memory back when they empty.
+    pub fn buffer_heap_bytes(&self) -> usize {
+        self.snd.heap_bytes() + self.rcv.heap_bytes()
+    }
+
     /// The earliest deadline of any of the connection's timers.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.timers.next_deadline()

@@ -74,3 +74,76 @@ fn last_ack_fin_is_retransmitted_until_acked() {
     });
     assert_eq!(t.e.state(c.id), Ok(State::Closed));
 }
+
+/// A passive open from the peer's port `port` on listener `l`, then the
+/// peer's FIN: the connection is in CLOSE_WAIT.
+fn close_wait_from(t: &mut Sut, l: crate::tcp::ListenerId, port: u16) -> crate::tcp::ConnId {
+    use crate::wire::tcp::ACK;
+    t.send(TcpRepr {
+        src_port: port,
+        ..peer_syn()
+    });
+    let sa = t.recv();
+    t.send(TcpRepr {
+        src_port: port,
+        seq: PEER_ISS + 1u32,
+        ack: Some(sa.seq + 1u32),
+        flags: ACK,
+        ..seg()
+    });
+    let id = t.e.accept(l).expect("accepted");
+    t.send(TcpRepr {
+        src_port: port,
+        seq: PEER_ISS + 1u32,
+        ack: Some(sa.seq + 1u32),
+        flags: FIN | ACK,
+        ..seg()
+    });
+    t.recv_all();
+    assert_eq!(t.e.state(id), Ok(State::CloseWait));
+    id
+}
+
+#[test]
+fn listener_close_wait_count_and_oldest_are_kept_without_a_walk() {
+    // Connections enter CLOSE_WAIT a second apart and leave in another
+    // order (closed, aborted); the listener's count and oldest age always
+    // match the connections themselves.
+    let mut t = Sut::new(cfg());
+    let l = t.e.listen(LOCAL, LPORT, 64).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..40u16 {
+        ids.push((t.now, close_wait_from(&mut t, l, 2000 + i)));
+        t.advance(std::time::Duration::from_secs(1));
+    }
+    let check = |t: &Sut, ids: &[(crate::time::Instant, crate::tcp::ConnId)]| {
+        let live: Vec<_> = ids
+            .iter()
+            .filter(|(_, id)| t.e.state(*id) == Ok(State::CloseWait))
+            .collect();
+        let ls = t.e.listener_stats(t.now);
+        assert_eq!(ls[0].close_wait, live.len());
+        assert_eq!(
+            ls[0].oldest_close_wait,
+            live.iter().map(|(at, _)| t.now.saturating_since(*at)).max()
+        );
+    };
+    check(&t, &ids);
+    // The oldest first, then every third, then the rest from the newest.
+    let mut order: Vec<usize> = vec![0];
+    order.extend((1..40).filter(|i| i % 3 == 0));
+    order.extend((1..40).rev().filter(|i| i % 3 != 0));
+    for (n, i) in order.into_iter().enumerate() {
+        let id = ids[i].1;
+        if n % 2 == 0 {
+            t.e.close(t.now, id).unwrap();
+        } else {
+            t.e.abort(id).unwrap();
+        }
+        t.recv_all();
+        t.advance(std::time::Duration::from_millis(10));
+        check(&t, &ids);
+    }
+    let ls = t.e.listener_stats(t.now);
+    assert_eq!((ls[0].close_wait, ls[0].oldest_close_wait), (0, None));
+}

@@ -557,6 +557,25 @@ fn out_of_window_acks_are_answered_at_most_once_per_tcp_invalid_ratelimit() {
 }
 
 #[test]
+fn an_idle_connection_gives_its_buffers_back() {
+    // A request and its response, then idle: nothing unacknowledged,
+    // nothing unread, so neither buffer holds heap memory (millions of
+    // idle connections each pinning a few hundred bytes add up).
+    let mut t = Sut::new(cfg());
+    let mut c = t.connect();
+    let heap = |t: &Sut, id| t.e.tcb(id).unwrap().buffer_heap_bytes();
+    assert_eq!(heap(&t, c.id), 0);
+    assert_eq!(t.e.write(c.id, b"GET / HTTP/1.1\r\n\r\n"), Ok(18));
+    t.recv();
+    assert!(heap(&t, c.id) >= 18, "unacknowledged bytes are held");
+    c.ours += 18;
+    t.send_data(&mut c, b"HTTP/1.1 200 OK\r\n\r\n");
+    assert!(heap(&t, c.id) >= 19, "unread bytes are held");
+    assert_eq!(t.read_all(c.id).len(), 19);
+    assert_eq!(heap(&t, c.id), 0);
+}
+
+#[test]
 fn a_pure_ack_at_the_right_window_edge_is_accepted_while_a_hole_is_open() {
     // A peer limited by our window sends up to its right edge; when the
     // first of those segments is lost, its SND.NXT sits exactly at

@@ -210,6 +210,31 @@ fn syn_is_retransmitted_with_backoff_then_times_out() {
 }
 
 #[test]
+fn syn_retries_default_to_linux_six_after_1_2_4_8_16_32_seconds() {
+    // Linux tcp_syn_retries = 6: the SYN and six retransmissions, the
+    // connect fails 127 s after the first SYN.
+    assert_eq!(TcpConfig::default().tcp_syn_retries, 6);
+    let mut t = Sut::new(TcpConfig {
+        tcp_syn_retries: TcpConfig::default().tcp_syn_retries,
+        ..cfg()
+    });
+    let id = t.e.connect(t.now, LOCAL, LPORT, REMOTE, RPORT).unwrap();
+    let first = t.recv();
+    let mut total = Duration::ZERO;
+    for expect in [1, 2, 4, 8, 16, 32] {
+        let d = t.advance_to_timer();
+        assert_eq!(d, Duration::from_secs(expect));
+        total += d;
+        let again = t.recv();
+        assert_eq!((again.ctl(), again.seq), (SYN, first.seq));
+    }
+    total += t.advance_to_timer();
+    assert_eq!(total, Duration::from_secs(127));
+    t.assert_silent();
+    assert_eq!(t.events(), vec![Event::TimedOut(id)]);
+}
+
+#[test]
 fn data_written_before_the_handshake_follows_it() {
     let mut t = Sut::new(cfg());
     let id = t.e.connect(t.now, LOCAL, LPORT, REMOTE, RPORT).unwrap();
@@ -242,3 +267,25 @@ fn established_client_exchanges_data_both_ways() {
 }
 
 use crate::wire::tcp::SeqNumber;
+
+#[test]
+fn the_demux_table_keeps_every_entry_across_growth() {
+    // Far past the table's initial size, over many local addresses: every
+    // connection is still found by its 4-tuple, and its slot holds it.
+    let mut t = Sut::new(TcpConfig {
+        initial_connections: 16,
+        ..cfg()
+    });
+    let n = 3 * 4096 + 100;
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let local = std::net::Ipv4Addr::new(198, 18, 1, (i % 200) as u8 + 1);
+        let id = t.e.connect(t.now, local, 0, REMOTE, RPORT).unwrap();
+        ids.push(id);
+    }
+    for id in &ids {
+        let tuple = t.e.tcb(*id).unwrap().tuple;
+        assert_eq!(t.e.lookup(&tuple), Some(*id));
+    }
+    assert_eq!(t.e.state_counts().syn_sent, n);
+}

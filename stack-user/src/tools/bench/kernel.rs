@@ -278,8 +278,17 @@ fn load_row(
     if load == "kernel" {
         cmd.args(["--kernel", "--threads", "1"]);
     } else {
-        // Spinning, like the xstack server (serve --busy-poll).
-        cmd.args(["--iface", &t.peer_if, "--ip", "198.18.0.3", "--busy-poll"]);
+        // Spinning, like the xstack server (serve --busy-poll); unpaced,
+        // as the kernel load is: these rows measure connections per second.
+        cmd.args([
+            "--iface",
+            &t.peer_if,
+            "--ip",
+            "198.18.0.3",
+            "--busy-poll",
+            "--connect-rate",
+            "0",
+        ]);
     }
     cmd.args([
         "--target",

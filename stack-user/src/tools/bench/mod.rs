@@ -1,10 +1,12 @@
 //! Every benchmark, run from the `xstack` binary: `xstack bench` (xstack vs
 //! the kernel: load generators and servers), `xstack bench synflood`,
-//! `cookies`, `soak`, `rx` (AF_XDP receive rate vs the kernel), `bulk` (bulk
+//! `cookies`, `soak`, `concurrency` (kept-alive connections held, and
+//! their memory, vs the kernel), `rx` (AF_XDP receive rate vs the kernel), `bulk` (bulk
 //! TCP throughput vs the kernel), `tcp-mem` (two TCP engines in memory) and
 //! `timer` (the timing wheel vs a binary heap).
 
 pub mod bulk;
+pub mod concurrency;
 pub mod cookies;
 pub mod kernel;
 pub mod rx;

@@ -93,6 +93,8 @@ pub fn run(a: &SoakArgs) -> Result<String> {
             "--duration",
             &a.seconds.to_string(),
             "--busy-poll",
+            "--connect-rate",
+            "0",
             "--quiet",
         ])
         .arg("--json")
@@ -149,7 +151,7 @@ pub fn run(a: &SoakArgs) -> Result<String> {
     let summary: Value = serde_json::from_slice(
         &std::fs::read(&json).with_context(|| format!("the load wrote no {}", json.display()))?,
     )?;
-    let errors: u64 = ["refused", "reset", "timeout", "other"]
+    let errors: u64 = ["refused", "reset", "timeout", "connect_timeout", "other"]
         .iter()
         .filter_map(|k| summary["errors"][k].as_u64())
         .sum();

@@ -1,6 +1,10 @@
 //! What `xstack load` runs: the loop, who closes, the bounds.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -64,6 +68,15 @@ pub struct LoadConfig {
     /// Never sleep: spin on the rings (lowest latency, a whole core per
     /// queue). Otherwise an idle engine sleeps until a frame or timer.
     pub busy_poll: bool,
+    /// Closed loop: most connections started per second (SYNs, not
+    /// counting retransmissions); `None` unpaced. See
+    /// [`DEFAULT_CONNECT_RATE`].
+    pub connect_rate: Option<f64>,
+    /// Closed loop: reach the full concurrency linearly over this long.
+    pub ramp: Option<Duration>,
+    /// Pause between a response and the connection's next request, so
+    /// that kept-alive connections sit idle between requests.
+    pub think_time: Option<Duration>,
     /// Serve Prometheus metrics here while the load runs (`--metrics`).
     pub metrics: Option<std::net::SocketAddr>,
     /// Record the frames the engines receive and send (`--pcap`; engine
@@ -71,6 +84,119 @@ pub struct LoadConfig {
     pub capture: Option<crate::runtime::capture::CaptureConfig>,
     /// Start at this wall-clock time (`--start-at`), after the bring-up.
     pub start_at: Option<std::time::SystemTime>,
+}
+
+/// `--connect-rate` default: 4096 connections per second, at most a
+/// tenth of that at once. One default Linux accept queue (`somaxconn`
+/// 4096 since 5.4, with `listen(fd, 4096)`) arrives per second, so a server
+/// whose application accepts at least once a second never overflows it,
+/// and a burst (410 SYNs) stays under the smallest default
+/// `tcp_max_syn_backlog` Linux sizes from memory (512 on a 1 GiB machine).
+pub const DEFAULT_CONNECT_RATE: f64 = 4096.0;
+
+/// Most addresses one `--ip` may name: what the XDP program's
+/// owned-address tables hold (`stack_ebpf::MAX_OWNED_ADDRS` for IPv4,
+/// `MAX_OWNED_ADDRS6` for IPv6: the same bound).
+pub const MAX_SOURCE_ADDRS: usize = stack_ebpf::MAX_OWNED_ADDRS as usize;
+const _: () = assert!(stack_ebpf::MAX_OWNED_ADDRS == stack_ebpf::MAX_OWNED_ADDRS6);
+
+/// Parses `--ip`: one address, a comma-separated list, or a prefix, of
+/// one family (IPv4 or IPv6; a mixed list is refused). An IPv4 prefix
+/// shorter than /31 gives its host addresses (without the network and
+/// broadcast addresses, as a subnet's hosts; `198.18.1.0/26` gives 62); a
+/// /31 or /32 gives both or the one. An IPv6 prefix (`2001:2:0:1::/120`)
+/// gives every address but the all-zero one, the Subnet-Router anycast
+/// address (RFC 4291 §2.6.1); a /127 or /128 gives both or the one (RFC
+/// 6164). Duplicates are refused, and so is more than
+/// [`MAX_SOURCE_ADDRS`] (an IPv4 /24, an IPv6 /120 at most).
+pub fn parse_addrs(s: &str) -> Result<Vec<IpAddr>> {
+    const HOW: &str = "give ADDR, ADDR,ADDR or ADDR/LEN, all IPv4 or all IPv6";
+    let mut out: Vec<IpAddr> = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        if let Some((a, len)) = part.split_once('/') {
+            let a: IpAddr = a
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--ip {part}: {a} is not an IP address; {HOW}"))?;
+            let bits: u32 = if a.is_ipv4() { 32 } else { 128 };
+            let len: u32 = len
+                .parse()
+                .ok()
+                .filter(|l| (0..=bits).contains(l))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--ip {part}: the prefix length must be 0 to {bits}")
+                })?;
+            let host_bits = bits - len;
+            if host_bits > 8 {
+                bail!(
+                    "--ip {part} holds 2^{host_bits} addresses: at most {MAX_SOURCE_ADDRS} (an IPv4 /24, an IPv6 /120); use a longer prefix"
+                );
+            }
+            let count = 1u32 << host_bits;
+            match a {
+                IpAddr::V4(a) => {
+                    let net = u32::from(a) & !(count - 1);
+                    if net != u32::from(a) {
+                        bail!(
+                            "--ip {part}: host bits are set; the prefix is {}/{len}",
+                            Ipv4Addr::from(net)
+                        );
+                    }
+                    let (first, last) = if len < 31 { (1, count - 1) } else { (0, count) };
+                    out.extend((first..last).map(|i| IpAddr::V4(Ipv4Addr::from(net + i))));
+                }
+                IpAddr::V6(a) => {
+                    let net = u128::from(a) & !(u128::from(count) - 1);
+                    if net != u128::from(a) {
+                        bail!(
+                            "--ip {part}: host bits are set; the prefix is {}/{len}",
+                            Ipv6Addr::from(net)
+                        );
+                    }
+                    let first = u32::from(len < 127);
+                    out.extend(
+                        (first..count).map(|i| IpAddr::V6(Ipv6Addr::from(net + u128::from(i)))),
+                    );
+                }
+            }
+        } else {
+            out.push(
+                part.parse()
+                    .map_err(|_| anyhow::anyhow!("--ip {part:?} is not an IP address; {HOW}"))?,
+            );
+        }
+    }
+    if let (Some(first), Some(other)) = (
+        out.first(),
+        out.iter().find(|a| a.is_ipv4() != out[0].is_ipv4()),
+    ) {
+        bail!("--ip mixes address families ({first} and {other}): give addresses of the target's family only");
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(d) = out.iter().find(|a| !seen.insert(**a)) {
+        bail!("--ip names {d} twice");
+    }
+    if out.len() > MAX_SOURCE_ADDRS {
+        bail!(
+            "--ip names {} addresses: at most {MAX_SOURCE_ADDRS} (the XDP program's owned-address table)",
+            out.len()
+        );
+    }
+    Ok(out)
+}
+
+/// Parses `--ports LO-HI` (the local port range, as Linux's
+/// `ip_local_port_range`).
+pub fn parse_ports(s: &str) -> Result<(u16, u16)> {
+    let bad = || {
+        anyhow::anyhow!("--ports {s:?}: give LO-HI with 1 <= LO <= HI <= 65535, e.g. 32768-60999")
+    };
+    let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
 }
 
 /// `--segment I/N`: the I-th (from 0) of N equal shares of one run, as
@@ -154,6 +280,14 @@ impl LoadConfig {
             Loop::Open(r) if !(r > 0.0 && r.is_finite()) => bail!("--rate must be positive"),
             _ => {}
         }
+        if let Some(r) = self.connect_rate {
+            if !(r > 0.0 && r.is_finite()) {
+                bail!("--connect-rate {r} is invalid: give connections per second (0 = unpaced)");
+            }
+            if r < f64::from(self.queues) {
+                bail!("--connect-rate {r} is below --queues {}: every engine needs at least one per second", self.queues);
+            }
+        }
         Ok(())
     }
 
@@ -189,6 +323,7 @@ impl LoadConfig {
                 Loop::Closed(c) => Loop::Closed(share(u64::from(c)) as u32),
                 Loop::Open(r) => Loop::Open(r / f64::from(n)),
             },
+            connect_rate: self.connect_rate.map(|r| r / f64::from(n)),
             connections: self.connections.map(share),
             progress: false,
             hdr: None,
@@ -196,6 +331,77 @@ impl LoadConfig {
             metrics: None,
             capture: None,
             ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_takes_one_address_a_list_or_a_prefix() {
+        assert_eq!(
+            parse_addrs("198.18.0.3").unwrap(),
+            vec![IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3))]
+        );
+        assert_eq!(parse_addrs("198.18.0.3, 198.18.0.9").unwrap().len(), 2);
+        let p = parse_addrs("198.18.1.0/26").unwrap();
+        assert_eq!(p.len(), 62);
+        assert_eq!(p[0], IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)));
+        assert_eq!(p[61], IpAddr::V4(Ipv4Addr::new(198, 18, 1, 62)));
+        assert_eq!(parse_addrs("198.18.1.0/24").unwrap().len(), 254);
+        assert_eq!(parse_addrs("198.18.1.4/31").unwrap().len(), 2);
+        assert_eq!(parse_addrs("198.18.1.4/32").unwrap().len(), 1);
+        for (bad, says) in [
+            ("198.18.1.0/23", "at most"),
+            ("198.18.1.1/26", "host bits"),
+            ("198.18.1.0/33", "prefix length"),
+            ("198.18.1.3,198.18.1.3", "twice"),
+            ("198.18.1.x", "not an IP address"),
+        ] {
+            let e = parse_addrs(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn ip_takes_an_ipv6_list_or_prefix_and_refuses_mixed_families() {
+        let v6 = |s: &str| IpAddr::V6(s.parse().unwrap());
+        assert_eq!(
+            parse_addrs("2001:2:0:1::5, 2001:2:0:1::9").unwrap(),
+            vec![v6("2001:2:0:1::5"), v6("2001:2:0:1::9")]
+        );
+        // A /120: 256 addresses less the Subnet-Router anycast one.
+        let p = parse_addrs("2001:2:0:1::/120").unwrap();
+        assert_eq!(p.len(), 255);
+        assert_eq!(p[0], v6("2001:2:0:1::1"));
+        assert_eq!(p[254], v6("2001:2:0:1::ff"));
+        assert!(p.iter().all(IpAddr::is_ipv6));
+        assert_eq!(parse_addrs("2001:2::/127").unwrap().len(), 2);
+        assert_eq!(parse_addrs("2001:2::7/128").unwrap(), vec![v6("2001:2::7")]);
+        for (bad, says) in [
+            ("2001:2:0:1::/119", "at most 256"),
+            ("2001:2:0:1::1/120", "host bits"),
+            ("2001:2::/129", "0 to 128"),
+            ("2001:2::1,2001:2::1", "twice"),
+            ("198.18.1.1,2001:2::1", "mixes address families"),
+            ("2001:2:0:1::/124,198.18.1.0/30", "mixes address families"),
+        ] {
+            let e = parse_addrs(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn ports_take_a_range_like_ip_local_port_range() {
+        assert_eq!(parse_ports("32768-60999").unwrap(), (32768, 60999));
+        assert_eq!(parse_ports("5000-5000").unwrap(), (5000, 5000));
+        for bad in ["0-10", "10-5", "100", "a-b", "1-70000"] {
+            assert!(
+                parse_ports(bad).unwrap_err().to_string().contains("LO-HI"),
+                "{bad}"
+            );
         }
     }
 }

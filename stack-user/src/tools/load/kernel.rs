@@ -127,7 +127,10 @@ async fn kernel_conn(
     use tokio::io::AsyncReadExt;
     if let Ok(mut r) = rec.lock() {
         r.active += 1;
+        r.opening += 1;
     }
+    let connecting = Instant::now();
+    let mut connected = false;
     // `--timeout` bounds each step without progress (connect, bytes of a
     // request or its response, the server's FIN), as in engine mode, not
     // the whole connection: a keep-alive connection may rightly live as
@@ -135,10 +138,18 @@ async fn kernel_conn(
     let limit = cfg.timeout;
     let mut moved = Moved::default();
     let res: std::io::Result<()> = async {
-        let opened = Instant::now();
         let mut s = within(limit, tokio::net::TcpStream::connect(cfg.target)).await?;
+        connected = true;
         if let Ok(mut r) = rec.lock() {
-            r.connected(opened.elapsed());
+            r.opening = r.opening.saturating_sub(1);
+            r.established += 1;
+            r.connected(connecting.elapsed());
+            r.peak_established = r.peak_established.max(r.established as u64);
+            if let Loop::Closed(n) = cfg.lp {
+                if r.full_at.is_none() && r.established >= n as usize {
+                    r.full_at = Some(start_of_run.elapsed());
+                }
+            }
         }
         s.set_nodelay(true)?;
         let mut origin = if matches!(cfg.lp, Loop::Closed(_)) {
@@ -161,10 +172,21 @@ async fn kernel_conn(
             if let Ok(mut r) = rec.lock() {
                 r.latency(origin.elapsed());
             }
-            origin = Instant::now();
             if last {
                 break;
             }
+            if let Some(t) = cfg.think_time {
+                // Idle between requests (`--think-time`); a run that ends
+                // meanwhile closes the connection at the deadline.
+                let wake = tokio::time::Instant::now() + t;
+                match stop_at {
+                    Some(end) if end < Instant::now() + t => {
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(end)).await;
+                    }
+                    _ => tokio::time::sleep_until(wake).await,
+                }
+            }
+            origin = Instant::now();
         }
         match cfg.close {
             CloseBy::Client => drop(s),
@@ -185,6 +207,11 @@ async fn kernel_conn(
     moved.flush(&rec, true);
     if let Ok(mut r) = rec.lock() {
         r.active = r.active.saturating_sub(1);
+        if connected {
+            r.established = r.established.saturating_sub(1);
+        } else {
+            r.opening = r.opening.saturating_sub(1);
+        }
         match res {
             Ok(()) => r.conn_done(),
             Err(e) => {
@@ -192,6 +219,7 @@ async fn kernel_conn(
                     r.first_error = Some(e.to_string());
                 }
                 match e.kind() {
+                    std::io::ErrorKind::TimedOut if !connected => r.errors.connect_timeout += 1,
                     std::io::ErrorKind::TimedOut => r.errors.timeout += 1,
                     std::io::ErrorKind::ConnectionRefused => r.errors.refused += 1,
                     std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
@@ -240,10 +268,19 @@ pub fn run_kernel(cfg: &LoadConfig, threads: usize) -> Result<Summary> {
         let mut tasks = tokio::task::JoinSet::new();
         match cfg.lp {
             Loop::Closed(n) => {
-                for _ in 0..n {
+                for i in 0..n {
                     let (cfg, rec, started) = (cfg.clone(), rec.clone(), started.clone());
                     let requests = requests.clone();
+                    // The opening is paced as in engine mode: connection
+                    // i first starts at i / --connect-rate, or i / n of
+                    // --ramp, whichever is later (replacements are not).
+                    let by_rate = cfg.connect_rate.map_or(0.0, |r| f64::from(i) / r);
+                    let by_ramp = cfg
+                        .ramp
+                        .map_or(0.0, |r| r.as_secs_f64() * f64::from(i) / f64::from(n));
+                    let first = start + Duration::from_secs_f64(by_rate.max(by_ramp));
                     tasks.spawn(async move {
+                        tokio::time::sleep_until(first.into()).await;
                         while may_start(&started) {
                             kernel_conn(
                                 cfg.clone(),

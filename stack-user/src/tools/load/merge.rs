@@ -99,6 +99,7 @@ pub fn merge(summaries: &[serde_json::Value], hist: &Histogram<u64>) -> Result<S
                 handed_out: int(q, "handed_out"),
                 handed_in: int(q, "handed_in"),
                 handoff_dropped: int(q, "handoff_dropped"),
+                rx_ring_full: int(q, "rx_ring_full"),
             });
         }
     }
@@ -109,6 +110,18 @@ pub fn merge(summaries: &[serde_json::Value], hist: &Histogram<u64>) -> Result<S
             hist.value_at_quantile(x)
         }
     };
+    // Connect latency has no log to add up: each field is the largest of
+    // the runs' (an upper bound: a quantile of the union is at most the
+    // largest of the parts' quantiles), never an average.
+    let cmax = |k: &str| {
+        summaries
+            .iter()
+            .map(|s| int(&s["connect_latency_us"], k))
+            .max()
+            .unwrap_or(0)
+    };
+    let peak_established = sum("peak_established");
+    let (heap_baseline, heap_at_peak) = (sum("heap_baseline_bytes"), sum("heap_at_peak_bytes"));
     Ok(Summary {
         stack,
         target: targets.join(","),
@@ -131,10 +144,35 @@ pub fn merge(summaries: &[serde_json::Value], hist: &Histogram<u64>) -> Result<S
             max: hist.max(),
             mean: if hist.is_empty() { 0.0 } else { hist.mean() },
         },
+        connect_latency_us: Latency {
+            p50: cmax("p50"),
+            p90: cmax("p90"),
+            p99: cmax("p99"),
+            p999: cmax("p999"),
+            max: cmax("max"),
+            mean: summaries
+                .iter()
+                .map(|s| num(&s["connect_latency_us"], "mean"))
+                .fold(0.0, f64::max),
+        },
+        // Full when the last run was (the runs start together,
+        // `--start-at`); never if one never was.
+        time_to_full_concurrency_s: summaries
+            .iter()
+            .map(|s| s["time_to_full_concurrency_s"].as_f64())
+            .try_fold(0.0, |a: f64, t| t.map(|t| a.max(t))),
+        peak_established,
+        heap_baseline_bytes: heap_baseline,
+        heap_at_peak_bytes: heap_at_peak,
+        heap_bytes_per_connection: heap_at_peak
+            .saturating_sub(heap_baseline)
+            .checked_div(peak_established)
+            .unwrap_or(0),
         errors: Errors {
             refused: err("refused"),
             reset: err("reset"),
             timeout: err("timeout"),
+            connect_timeout: err("connect_timeout"),
             other: err("other"),
         },
         peak_time_wait: sum("peak_time_wait"),

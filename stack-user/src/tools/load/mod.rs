@@ -11,7 +11,8 @@
 //! Here: the request/response framing both drivers share. Beside it:
 //! `config` (what to run), `recorder` (the shared measurement state, the
 //! progress line, the HdrHistogram log and the summary), `driver` (the
-//! xstack engine driver) and `kernel` (the kernel-socket driver).
+//! xstack engine driver), `pace` (closed-loop pacing of connection starts)
+//! and `kernel` (the kernel-socket driver).
 
 use std::time::Duration;
 
@@ -21,9 +22,13 @@ mod config;
 mod driver;
 mod kernel;
 mod merge;
+mod pace;
 mod recorder;
 
-pub use config::{CloseBy, LoadConfig, Loop, Segment};
+pub use config::{
+    parse_addrs, parse_ports, CloseBy, LoadConfig, Loop, Segment, DEFAULT_CONNECT_RATE,
+    MAX_SOURCE_ADDRS,
+};
 pub use driver::run_engine;
 pub use kernel::run_kernel;
 pub use merge::{add_logs, merge, merge_files, write_json};
@@ -50,10 +55,13 @@ fn request_bytes(cfg: &LoadConfig, last: bool) -> Vec<u8> {
 
 /// How long connections still open at the end of `--duration` may take to
 /// finish their request before they count as timed out: `--timeout` (a
-/// step without progress) and a second for the last ACKs. Both drivers
-/// end there, whatever the server does.
+/// step without progress) and a second for the last ACKs, plus one
+/// `--think-time` pause: a connection pausing at the deadline ends when
+/// its pause does, so the closes of many idle connections spread over a
+/// pause instead of leaving in one burst. Both drivers end there,
+/// whatever the server does.
 fn drain_bound(cfg: &LoadConfig) -> Duration {
-    cfg.timeout + Duration::from_secs(1)
+    cfg.timeout + Duration::from_secs(1) + cfg.think_time.unwrap_or_default()
 }
 
 /// Sleeps until `--start-at` (if given), after the bring-up, so that
@@ -108,6 +116,10 @@ impl Reply {
                 }
                 Ok(Some(len)) => {
                     self.inbuf.drain(..len);
+                    if self.inbuf.is_empty() {
+                        // An idle kept-alive connection keeps no buffer.
+                        self.inbuf = Vec::new();
+                    }
                     Fed::Complete
                 }
                 Ok(None) => Fed::Partial,
@@ -161,6 +173,9 @@ mod tests {
             hdr: None,
             queues: 1,
             busy_poll: false,
+            connect_rate: None,
+            ramp: None,
+            think_time: None,
             metrics: None,
             capture: None,
             start_at: None,

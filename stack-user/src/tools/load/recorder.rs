@@ -23,21 +23,27 @@ pub struct Errors {
     pub refused: u64,
     /// Connection reset during the exchange.
     pub reset: u64,
-    /// No answer within the timeout.
+    /// A step without progress for `--timeout` (a request or its response,
+    /// the server's FIN), or still open when the run's drain bound ended.
     pub timeout: u64,
+    /// The handshake never completed: the SYN and its `tcp_syn_retries`
+    /// retransmissions went unanswered (engine), or the connect took
+    /// longer than `--timeout` (kernel).
+    pub connect_timeout: u64,
     /// Anything else (protocol errors, local port exhaustion).
     pub other: u64,
 }
 
 impl Errors {
     pub(super) fn total(&self) -> u64 {
-        self.refused + self.reset + self.timeout + self.other
+        self.refused + self.reset + self.timeout + self.connect_timeout + self.other
     }
 
     fn add(&mut self, o: &Errors) {
         self.refused += o.refused;
         self.reset += o.reset;
         self.timeout += o.timeout;
+        self.connect_timeout += o.connect_timeout;
         self.other += o.other;
     }
 }
@@ -59,6 +65,9 @@ pub struct QueueSummary {
     pub handed_in: u64,
     /// Handed-over frames dropped at a full mailbox.
     pub handoff_dropped: u64,
+    /// Frames the kernel dropped because this engine's AF_XDP rx ring was
+    /// full (`XDP_STATISTICS`): the engine fell behind.
+    pub rx_ring_full: u64,
 }
 
 /// Latency percentiles in microseconds.
@@ -76,6 +85,27 @@ pub struct Latency {
     pub max: u64,
     /// Mean.
     pub mean: f64,
+}
+
+impl Latency {
+    /// The percentiles of `h` (zeros when it is empty).
+    pub(super) fn of(h: &Histogram<u64>) -> Latency {
+        let q = |x: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(x)
+            }
+        };
+        Latency {
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: h.max(),
+            mean: if h.is_empty() { 0.0 } else { h.mean() },
+        }
+    }
 }
 
 /// The summary `--json` writes (schema: docs in README, "load JSON").
@@ -103,6 +133,23 @@ pub struct Summary {
     pub throughput_bps: f64,
     /// Request latency (µs), from the intended start in open loop.
     pub latency_us: Latency,
+    /// Connect latency (µs): from the SYN (the `connect` call) to the
+    /// handshake's completion, SYN retransmissions included.
+    pub connect_latency_us: Latency,
+    /// Closed loop: seconds from the start until every one of the
+    /// `--concurrency` connections was established at once (null if never).
+    pub time_to_full_concurrency_s: Option<f64>,
+    /// Most connections established at once.
+    pub peak_established: u64,
+    /// Heap in use (glibc `mallinfo2`) of the load process after its
+    /// engines came up, before any connection (engine mode; 0 otherwise).
+    pub heap_baseline_bytes: u64,
+    /// Heap in use when the most connections were established.
+    pub heap_at_peak_bytes: u64,
+    /// (heap at peak − baseline) / peak established: what one
+    /// established connection costs the load side (control block, demux
+    /// entry, buffers, the driver's own record); 0 without connections.
+    pub heap_bytes_per_connection: u64,
     /// Errors by kind.
     pub errors: Errors,
     /// Most connections in TIME_WAIT at once on the load side (with
@@ -122,8 +169,19 @@ pub struct Summary {
 /// Shared measurement state.
 pub(super) struct Recorder {
     pub(super) hist: Histogram<u64>,
-    /// Connect latency (µs): from the connection's start to its handshake's end.
+    /// Connect latency (µs): from the connection's start (the SYN) to its
+    /// handshake's end, SYN retransmissions included.
     pub(super) connect: Histogram<u64>,
+    /// When this worker first had its whole share established (closed loop).
+    pub(super) full_at: Option<Duration>,
+    /// Connections established now (handshake done, not yet closing).
+    pub(super) established: usize,
+    /// Connections whose handshake is under way.
+    pub(super) opening: usize,
+    /// Connections closing (FIN sent or received, not yet in TIME_WAIT).
+    pub(super) closing: usize,
+    /// Most connections established at once (the caller keeps the sum).
+    pub(super) peak_established: u64,
     /// The engine's frame-layer and TCP counters, copied every 10 ms
     /// (engine driver only; read by `--metrics`).
     pub(super) engine: Option<(crate::iface::IfaceStats, Vec<(&'static str, u64)>)>,
@@ -152,8 +210,13 @@ impl Recorder {
     pub(super) fn new() -> Recorder {
         Recorder {
             hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            connect: Histogram::new_with_bounds(1, 300_000_000, 3).expect("valid bounds"),
+            full_at: None,
+            established: 0,
+            opening: 0,
+            closing: 0,
+            peak_established: 0,
             interval: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
-            connect: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
             engine: None,
             errors: Errors::default(),
             connections: 0,
@@ -177,6 +240,9 @@ impl Recorder {
     pub(super) fn add(&mut self, o: &Recorder) {
         let _ = self.hist.add(&o.hist);
         let _ = self.connect.add(&o.connect);
+        self.established += o.established;
+        self.opening += o.opening;
+        self.closing += o.closing;
         self.errors.add(&o.errors);
         self.connections += o.connections;
         self.requests += o.requests;
@@ -228,13 +294,6 @@ impl Recorder {
 
     pub(super) fn summary(&self, stack: &'static str, target: SocketAddr, elapsed: f64) -> Summary {
         let h = &self.hist;
-        let q = |x: f64| {
-            if h.is_empty() {
-                0
-            } else {
-                h.value_at_quantile(x)
-            }
-        };
         // With --duration, rates are over the window; the drain after it
         // (last requests, closes) does not dilute them.
         let (secs, conns, reqs, bytes) = match self.window {
@@ -257,14 +316,13 @@ impl Recorder {
             bytes_out: self.bytes_out,
             bytes_in: self.bytes_in,
             throughput_bps: bytes as f64 * 8.0 / secs,
-            latency_us: Latency {
-                p50: q(0.5),
-                p90: q(0.9),
-                p99: q(0.99),
-                p999: q(0.999),
-                max: h.max(),
-                mean: if h.is_empty() { 0.0 } else { h.mean() },
-            },
+            latency_us: Latency::of(h),
+            connect_latency_us: Latency::of(&self.connect),
+            time_to_full_concurrency_s: self.full_at.map(|d| d.as_secs_f64()),
+            peak_established: self.peak_established,
+            heap_baseline_bytes: 0,
+            heap_at_peak_bytes: 0,
+            heap_bytes_per_connection: 0,
             errors: self.errors,
             peak_time_wait: self.peak_tw,
             first_error: self.first_error.clone(),
@@ -396,6 +454,7 @@ impl Reporter {
 
     /// Once a second: a progress line and an interval histogram.
     pub(super) fn tick(&mut self, r: &mut Recorder, active: usize, tw: u64) {
+        r.peak_established = r.peak_established.max(r.established as u64);
         r.peak_tw = r.peak_tw.max(tw);
         let now = Instant::now();
         let dt = now.duration_since(self.last).as_secs_f64();
@@ -408,14 +467,17 @@ impl Reporter {
             } else {
                 r.interval.value_at_quantile(0.99)
             };
+            let _ = active;
             eprintln!(
-                "t={:>5.1}s conn/s {:>9.0} req/s {:>9.0} errors {:>6} p99 {:>8} µs active {:>6} time_wait {:>7}",
+                "t={:>5.1}s conn/s {:>9.0} req/s {:>9.0} errors {:>6} p99 {:>8} µs established {:>7} opening {:>6} closing {:>6} time_wait {:>7}",
                 now.duration_since(self.start).as_secs_f64(),
                 (r.connections - self.last_conns) as f64 / dt,
                 (r.requests - self.last_reqs) as f64 / dt,
                 r.errors.total(),
                 p99,
-                active,
+                r.established,
+                r.opening,
+                r.closing,
                 tw
             );
         }
@@ -457,15 +519,46 @@ impl std::fmt::Display for Summary {
             "  latency µs  p50 {} p90 {} p99 {} p99.9 {} max {} (mean {:.1})",
             l.p50, l.p90, l.p99, l.p999, l.max, l.mean
         )?;
+        let c = &self.connect_latency_us;
         writeln!(
             f,
-            "  errors      refused {} reset {} timeout {} other {}\n  peak TIME_WAIT {}",
+            "  connect µs  p50 {} p90 {} p99 {} p99.9 {} max {} (mean {:.1})",
+            c.p50, c.p90, c.p99, c.p999, c.max, c.mean
+        )?;
+        if self.heap_at_peak_bytes > 0 {
+            writeln!(
+                f,
+                "  heap        {:.1} MB at the peak, {:.1} MB before: {} B per established connection",
+                self.heap_at_peak_bytes as f64 / 1e6,
+                self.heap_baseline_bytes as f64 / 1e6,
+                self.heap_bytes_per_connection
+            )?;
+        }
+        match self.time_to_full_concurrency_s {
+            Some(t) => writeln!(
+                f,
+                "  established peak {} (full concurrency after {t:.2} s)",
+                self.peak_established
+            )?,
+            None => writeln!(f, "  established peak {}", self.peak_established)?,
+        }
+        writeln!(
+            f,
+            "  errors      refused {} reset {} timeout {} connect_timeout {} other {}\n  peak TIME_WAIT {}",
             self.errors.refused,
             self.errors.reset,
             self.errors.timeout,
+            self.errors.connect_timeout,
             self.errors.other,
             self.peak_time_wait
         )?;
+        let ring: u64 = self.per_queue.iter().map(|q| q.rx_ring_full).sum();
+        if ring > 0 {
+            writeln!(
+                f,
+                "  load side   {ring} frames dropped at a full AF_XDP rx ring (the load engine fell behind)"
+            )?;
+        }
         if let Some(e) = &self.first_error {
             writeln!(f, "  first error: {e}")?;
         }
