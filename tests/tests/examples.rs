@@ -291,7 +291,13 @@ fn curl_get_and_post(t: &Testbed, url: &str, body_len: usize, log: impl Fn() -> 
         String::from_utf8_lossy(&got[got.len().saturating_sub(40)..])
     );
     // A request body.
-    let dir = std::env::temp_dir().join(format!("xstack-hyper-{}", std::process::id()));
+    // One directory per test: the xstack and kernel variants run at once
+    // in this process, and each removes its own when done.
+    let dir = std::env::temp_dir().join(format!(
+        "xstack-hyper-{}-{}",
+        std::process::id(),
+        t.stack_if
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("body");
     std::fs::write(&file, pattern(7, 4 << 20)).expect("write body");
