@@ -283,6 +283,8 @@ fn linux_clients_echo_through_the_engine(
     assert!(done, "engine did not finish cleanly: {s:#}");
     assert_eq!(counter(&s, "/engine/app_bytes_in"), total, "{s:#}");
     assert_eq!(counter(&s, "/engine/app_accepted"), conns as u64, "{s:#}");
+    // No segment outgrew the link (SACK blocks on full segments did).
+    assert_eq!(counter(&s, "/engine/tx_oversize"), 0, "{s:#}");
 }
 
 fn on_off(on: bool) -> &'static str {

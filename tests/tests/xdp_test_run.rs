@@ -923,6 +923,7 @@ fn engine() -> xstack::iface::Interface {
         tcp: xstack::tcp::TcpConfig::default(),
         backlog: 128,
         secret: [7; 16],
+        mtu: 1500,
     })
 }
 

@@ -67,6 +67,10 @@ pub struct IfaceConfig {
     pub backlog: usize,
     /// Secret for ISNs (RFC 6528); random per run.
     pub secret: [u8; 16],
+    /// The link's MTU (largest IP packet). A TCP frame above it would be
+    /// dropped by the link without a trace; it is counted as `tx_oversize`
+    /// and not sent instead. 0: no check.
+    pub mtu: u32,
 }
 
 /// The per-queue frame handler.

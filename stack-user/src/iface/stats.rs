@@ -17,6 +17,9 @@ stack_ebpf::counters! {
         tx_frames,
         /// Frames that could not be queued (no free UMEM frame or ring slot).
         tx_no_buffer,
+        /// TCP frames larger than the link's MTU, not sent (a bug in
+        /// segment sizing: the link would drop them silently).
+        tx_oversize,
         /// ARP requests for an owned address.
         arp_requests,
         /// ARP replies sent.

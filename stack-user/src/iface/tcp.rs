@@ -121,6 +121,8 @@ impl Interface {
             );
             let ident = &mut self.ident;
             let scratch = &mut self.scratch;
+            let mtu = self.config.mtu as usize;
+            let mut oversize = false;
             let sent = tx.send(&mut |buf| {
                 if buf.len() < TCP6_OFF + 60 {
                     return 0;
@@ -173,6 +175,10 @@ impl Interface {
                     // The engine never opens a mixed-family connection.
                     _ => return 0,
                 };
+                if mtu > 0 && len - IP_OFF > mtu {
+                    oversize = true;
+                    return 0;
+                }
                 out = Some((t, dst_mac));
                 let eth = EthernetRepr {
                     dst: dst_mac.unwrap_or(Mac::BROADCAST),
@@ -190,6 +196,16 @@ impl Interface {
                 }
                 len.max(60)
             });
+            if oversize {
+                if self.stats.tx_oversize == 0 {
+                    log::warn!(
+                        "a TCP frame larger than the link's MTU ({}) was not sent (counted as tx_oversize): segment sizing is wrong",
+                        self.config.mtu
+                    );
+                }
+                self.stats.tx_oversize += 1;
+                continue;
+            }
             match out {
                 None => {
                     if !sent {

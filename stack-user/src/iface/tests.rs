@@ -30,7 +30,11 @@ pub(super) fn engine() -> Interface {
 }
 
 pub(super) fn engine_with_mac(mac: Mac) -> Interface {
-    Interface::new(IfaceConfig {
+    Interface::new(engine_config(mac))
+}
+
+pub(super) fn engine_config(mac: Mac) -> IfaceConfig {
+    IfaceConfig {
         mac,
         addrs: vec![OUR_IP],
         addrs6: vec![OUR_IP6],
@@ -42,7 +46,8 @@ pub(super) fn engine_with_mac(mac: Mac) -> Interface {
         tcp: TcpConfig::default(),
         backlog: 128,
         secret: [7; 16],
-    })
+        mtu: 1500,
+    }
 }
 
 fn arp_request(target: Ipv4Addr) -> Vec<u8> {
@@ -413,4 +418,49 @@ fn a_marked_frame_that_is_not_our_cookie_syn_ack_is_counted_and_not_sent() {
         assert_eq!(e.stats().cookie_meta_invalid, 1);
         assert_eq!(e.stats().cookie_synacks_sent, 0);
     }
+}
+
+#[test]
+fn tcp_frames_larger_than_the_link_mtu_are_counted_and_not_sent() {
+    // A link whose MTU the TCP configuration does not fit (MSS 1460 on a
+    // 576-byte link): a full segment would be dropped by the link without
+    // a trace, so the frame layer refuses it and counts it instead.
+    use crate::wire::tcp::SYN;
+    let mut e = Interface::new(IfaceConfig {
+        mtu: 576,
+        ..engine_config(OUR_MAC)
+    });
+    let mut tx = VecSink::default();
+    e.handle_frame(Instant(0), &arp_request(OUR_IP), &mut tx);
+    tx.frames.clear();
+    let id = e.connect(Instant(0), OUR_IP, 50000, PEER_IP, 80).unwrap();
+    e.poll(Instant(0), &mut tx);
+    let iss = sent_segments(&tx.frames)[0].1;
+    tx.frames.clear();
+    // The peer's SYN-ACK carries no MSS option: 536 (RFC 9293 §3.7.1) would
+    // fit, so offer 1460 as a peer on a 1,500-byte link would.
+    let synack = crate::wire::tcp::TcpRepr {
+        src_port: 80,
+        dst_port: 50000,
+        seq: crate::wire::tcp::SeqNumber(7000),
+        ack: Some(crate::wire::tcp::SeqNumber(iss + 1)),
+        flags: SYN,
+        window: 65535,
+        urgent: 0,
+        options: crate::wire::tcp::TcpOptions {
+            mss: Some(1460),
+            ..Default::default()
+        },
+        payload: &[],
+    };
+    e.handle_frame(Instant(1000), &PEER.tcp_repr(&synack), &mut tx);
+    e.dispatch_events(Instant(1000));
+    assert_eq!(e.tcp().write(id, &[7u8; 1400]), Ok(1400));
+    e.poll(Instant(1000), &mut tx);
+    assert_eq!(e.stats().tx_oversize, 1, "{:?}", e.stats());
+    for f in &tx.frames {
+        assert!(f.len() <= 576 + 14, "a {}-byte frame left", f.len());
+    }
+    // Sent: the ARP reply and the SYN; the oversized segment is not.
+    assert_eq!(e.stats().tx_frames, 2, "{:?}", e.stats());
 }

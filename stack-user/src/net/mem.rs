@@ -124,6 +124,7 @@ impl Pair {
                 tcp: tcp.clone(),
                 backlog: 1024,
                 secret: [n; 16],
+                mtu: 0,
             }),
             addr,
             epoch,

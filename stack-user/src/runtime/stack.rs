@@ -376,6 +376,7 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             tcp: tcp.clone(),
             backlog: 1024,
             secret: crate::datapath::fastpath::random_key(),
+            mtu: iface.mtu,
         });
         engine.tcp().set_shard(q, queues);
         // Every engine checks and makes cookies as XDP does: its secrets
