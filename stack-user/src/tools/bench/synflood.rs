@@ -46,16 +46,24 @@ const PORT: u16 = 8080;
 /// `xstack bench synflood` arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SynfloodArgs {
-    /// Seconds per measurement.
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds per measurement (row).
+    #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
-    /// Flood rates (pps), comma separated; default: 0, then 1/4, 1/2 and all of the generator's measured maximum.
+    /// Flood rates (pps), comma separated; 0 is the no-flood row each system's "kept" is measured against; default: 0, then 1/4, 1/2 and all of the generator's measured maximum.
     #[arg(long, value_delimiter = ',')]
     pub rates: Vec<u64>,
+    /// Attack kinds, comma separated (syn, ack, rst, mixed).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "syn,ack,rst,mixed"
+    )]
+    pub kinds: Vec<FloodKind>,
     /// Client threads.
     #[arg(long, default_value_t = 4)]
     pub clients: usize,
-    /// Where to write synflood.json and synflood.svg.
+    /// Where to write synflood.json and one synflood-KIND.svg per attack kind.
     #[arg(long, default_value = "target/synflood")]
     pub out: std::path::PathBuf,
     /// Systems to run (linux, synproxy, xstack).
@@ -100,11 +108,55 @@ impl Cores {
     }
 }
 
-/// One cell of the table.
-#[derive(Clone, Debug, Serialize)]
+/// The legit client's connections by outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Outcomes {
+    /// Connected and echoed the byte.
+    pub ok: u64,
+    /// Refused (RST to the SYN).
+    pub refused: u64,
+    /// Reset, or closed by the server before the echo.
+    pub reset: u64,
+    /// No handshake or no echo within the client's 1 s timeout.
+    pub timeout: u64,
+    /// Any other error.
+    pub other: u64,
+}
+
+impl Outcomes {
+    fn add(&mut self, o: &Outcomes) {
+        self.ok += o.ok;
+        self.refused += o.refused;
+        self.reset += o.reset;
+        self.timeout += o.timeout;
+        self.other += o.other;
+    }
+
+    /// Counts one failed connection by its error.
+    pub fn count_error(&mut self, e: &std::io::Error) {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            ConnectionRefused => self.refused += 1,
+            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => self.reset += 1,
+            TimedOut | WouldBlock => self.timeout += 1,
+            _ => self.other += 1,
+        }
+    }
+
+    /// All connections tried.
+    pub fn attempts(&self) -> u64 {
+        self.ok + self.refused + self.reset + self.timeout + self.other
+    }
+}
+
+/// One row of the matrix: one system, one attack kind, one flood rate, on
+/// a testbed of its own.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Cell {
     /// System.
     pub system: String,
+    /// Attack kind ("none" for the no-flood row).
+    pub kind: String,
     /// Requested flood rate.
     pub flood_pps: u64,
     /// Achieved flood rate.
@@ -117,6 +169,14 @@ pub struct Cell {
     pub success_pct: f64,
     /// Successful connections per second.
     pub cps: f64,
+    /// `cps` over the same system's no-flood row, %.
+    pub kept_pct: Option<f64>,
+    /// The legit connections by outcome.
+    pub outcomes: Outcomes,
+    /// Latency (connect + echo) of the successful connections, µs.
+    pub p50_us: Option<f64>,
+    /// 99th percentile of the same.
+    pub p99_us: Option<f64>,
     /// Machine CPU busy %, all cores.
     pub cpu_pct: f64,
     /// Victim core (CPU 0) busy %.
@@ -191,24 +251,27 @@ fn join<T>(h: std::thread::JoinHandle<Result<T>>) -> Result<T> {
         .map_err(|_| anyhow::anyhow!("a benchmark thread panicked"))?
 }
 
-/// Legit client: connect, send one byte, read it back, close; counts.
+/// Legit client: connect, send one byte, read it back, close; counts each
+/// connection by outcome and records the successful ones' latency.
 fn clients(
     t: &Testbed,
     n: usize,
     secs: f64,
     cores: &Cores,
-) -> Vec<std::thread::JoinHandle<Result<(u64, u64)>>> {
+) -> Vec<std::thread::JoinHandle<Result<(Outcomes, hdrhistogram::Histogram<u64>)>>> {
     let target = SocketAddr::from((t.stack_ip, PORT));
     (0..n)
         .map(|_| {
             let cores = cores.clone();
             in_netns(&t.peer_ns, move || {
                 cores.pin_here(OTHER_CPU);
+                let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                    .expect("static histogram bounds");
                 let end = Instant::now() + Duration::from_secs_f64(secs);
-                let (mut tries, mut ok) = (0u64, 0u64);
+                let mut out = Outcomes::default();
                 while Instant::now() < end {
-                    tries += 1;
-                    let good = (|| -> std::io::Result<()> {
+                    let t0 = Instant::now();
+                    let r = (|| -> std::io::Result<()> {
                         let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(1))?;
                         s.set_read_timeout(Some(Duration::from_secs(1)))?;
                         s.write_all(b"x")?;
@@ -216,17 +279,21 @@ fn clients(
                         s.read_exact(&mut b)?;
                         Ok(())
                     })();
-                    if good.is_ok() {
-                        ok += 1;
+                    match r {
+                        Ok(()) => {
+                            out.ok += 1;
+                            hist.saturating_record(t0.elapsed().as_micros() as u64);
+                        }
+                        Err(e) => out.count_error(&e),
                     }
                 }
-                (tries, ok)
+                (out, hist)
             })
         })
         .collect()
 }
 
-fn flood_config(t: &Testbed, rate: u64, secs: f64) -> FloodConfig {
+fn flood_config(t: &Testbed, kind: FloodKind, rate: u64, secs: f64) -> FloodConfig {
     FloodConfig {
         iface: t.peer_if.clone(),
         target: SocketAddrV4::new(t.stack_ip, PORT),
@@ -234,16 +301,23 @@ fn flood_config(t: &Testbed, rate: u64, secs: f64) -> FloodConfig {
         rate,
         duration: Duration::from_secs_f64(secs),
         sources: SPOOFED,
-        kind: FloodKind::Syn,
+        kind,
         dst_mac: STACK_MAC,
         queue: 0,
         metrics: None,
     }
 }
 
-fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs, cores: &Cores) -> Cell {
-    let flood = (rate > 0).then(|| {
-        let c = flood_config(t, rate, a.seconds + 0.5);
+fn measure(
+    t: &Testbed,
+    system: &str,
+    kind: Option<FloodKind>,
+    rate: u64,
+    a: &SynfloodArgs,
+    cores: &Cores,
+) -> Cell {
+    let flood = kind.filter(|_| rate > 0).map(|kind| {
+        let c = flood_config(t, kind, rate, a.seconds + 0.5);
         let cores = cores.clone();
         in_netns(&t.peer_ns, move || {
             cores.pin_here(OTHER_CPU);
@@ -259,17 +333,21 @@ fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs, cores: &Cores
     let s0 = cores.sink.as_ref().and_then(|s| s.counters().ok());
     let start = Instant::now();
     let hs = clients(t, a.clients, a.seconds, cores);
-    let (mut attempts, mut ok) = (0, 0);
+    let mut outcomes = Outcomes::default();
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .expect("static histogram bounds");
     let mut error = None;
     for h in hs {
         match join(h) {
-            Ok((x, y)) => {
-                attempts += x;
-                ok += y;
+            Ok((o, h)) => {
+                outcomes.add(&o);
+                let _ = hist.add(&h);
             }
             Err(e) => error = Some(e.to_string()),
         }
     }
+    let (attempts, ok) = (outcomes.attempts(), outcomes.ok);
+    let quantile = |q: f64| (!hist.is_empty()).then(|| hist.value_at_quantile(q) as f64);
     let el = start.elapsed().as_secs_f64();
     let (t1, i1) = cpu_times();
     let c1 = victim::per_cpu();
@@ -298,12 +376,17 @@ fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs, cores: &Cores
     let busy = (t1 - t0).saturating_sub(i1 - i0);
     Cell {
         system: system.into(),
+        kind: kind_name(kind).into(),
         flood_pps: rate,
         flood_achieved_pps: achieved,
         attempts,
         ok,
         success_pct: 100.0 * ok as f64 / attempts.max(1) as f64,
         cps: ok as f64 / el,
+        kept_pct: None,
+        outcomes,
+        p50_us: quantile(0.5),
+        p99_us: quantile(0.99),
         cpu_pct: 100.0 * busy as f64 / (t1 - t0).max(1) as f64,
         victim_cpu_pct: victim::busy_pct(&c0, &c1, VICTIM_CPU),
         other_cpu_pct: victim::busy_pct(&c0, &c1, OTHER_CPU),
@@ -442,33 +525,29 @@ impl Drop for ServeChild {
     }
 }
 
-fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Cell> {
-    let fail = |e: anyhow::Error| {
-        rates
-            .iter()
-            .map(|r| Cell {
-                system: system.into(),
-                flood_pps: *r,
-                flood_achieved_pps: 0.0,
-                attempts: 0,
-                ok: 0,
-                success_pct: 0.0,
-                cps: 0.0,
-                cpu_pct: 0.0,
-                victim_cpu_pct: 0.0,
-                other_cpu_pct: 0.0,
-                napi_cpu_pct: 0.0,
-                victim_busy_ns_per_s: 0.0,
-                victim_ns_per_flood_pkt: None,
-                xdp_ns_per_pkt: None,
-                xdp_packets: 0,
-                napi_ns_per_pkt: None,
-                sunk_pps: 0.0,
-                error: Some(e.to_string()),
-            })
-            .collect::<Vec<_>>()
+fn kind_name(kind: Option<FloodKind>) -> &'static str {
+    match kind {
+        None => "none",
+        Some(FloodKind::Syn) => "syn",
+        Some(FloodKind::Ack) => "ack",
+        Some(FloodKind::Rst) => "rst",
+        Some(FloodKind::Mixed) => "mixed",
+    }
+}
+
+/// One row on a testbed of its own: fresh namespaces, veth pair, sink,
+/// server (a new listener, or a new `xstack serve` process), conntrack
+/// table and SYNPROXY rules, all removed afterwards; no state carries from
+/// one row to the next.
+fn run_row(system: &str, kind: Option<FloodKind>, rate: u64, a: &SynfloodArgs, n: usize) -> Cell {
+    let fail = |e: anyhow::Error| Cell {
+        system: system.into(),
+        kind: kind_name(kind).into(),
+        flood_pps: rate,
+        error: Some(format!("{e:#}")),
+        ..Cell::default()
     };
-    let name = format!("sf{}{n}", std::process::id() % 10000);
+    let name = format!("sf{}{n}", std::process::id() % 1000);
     let tb = match TestbedGuard::up(&name, 1) {
         Ok(tb) => tb,
         Err(e) => return fail(e.into()),
@@ -578,14 +657,10 @@ fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Ce
         }
         Ok(())
     })();
-    let mut cells: Vec<Cell> = match setup {
-        Ok(()) => rates
-            .iter()
-            .map(|r| measure(&t, system, *r, a, &cores))
-            .collect(),
+    let cell = match setup {
+        Ok(()) => measure(&t, system, kind, rate, a, &cores),
         Err(e) => fail(e),
     };
-    marginal_cost(&mut cells);
     stop.store(true, Ordering::Relaxed);
     if let Some(h) = listener {
         let _ = h.join();
@@ -593,29 +668,36 @@ fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Ce
     drop(_serve);
     drop(cores);
     drop(tb);
-    cells
+    cell
 }
 
-/// Victim core ns per flood packet: the busy ns/s left after the legit
-/// connections' share (their count × the no-flood row's victim ns per
-/// connection), over the achieved flood rate. Without a no-flood row the
-/// whole busy time is charged to the flood.
-fn marginal_cost(cells: &mut [Cell]) {
-    let per_conn = cells
+/// Against each system's no-flood row: "kept" (its conn/s over the
+/// baseline's) and the victim core's ns per flood packet (the busy ns/s
+/// left after the legit connections' share — their count × the baseline's
+/// victim ns per connection — over the achieved flood rate; without a
+/// baseline the whole busy time is charged to the flood).
+fn against_baseline(cells: &mut [Cell]) {
+    let base: Vec<(String, f64, f64)> = cells
         .iter()
-        .find(|c| c.flood_pps == 0 && c.error.is_none())
-        .and_then(|c| victim::ns_per_packet(c.victim_busy_ns_per_s, c.cps))
-        .unwrap_or(0.0);
-    for c in cells
-        .iter_mut()
-        .filter(|c| c.flood_pps > 0 && c.error.is_none())
-    {
-        c.victim_ns_per_flood_pkt = victim::flood_share_ns(
-            c.victim_busy_ns_per_s,
-            c.cps,
-            per_conn,
-            c.flood_achieved_pps,
-        );
+        .filter(|c| c.kind == "none" && c.error.is_none())
+        .map(|c| {
+            let per_conn = victim::ns_per_packet(c.victim_busy_ns_per_s, c.cps).unwrap_or(0.0);
+            (c.system.clone(), c.cps, per_conn)
+        })
+        .collect();
+    for c in cells.iter_mut().filter(|c| c.error.is_none()) {
+        let Some((_, cps0, per_conn)) = base.iter().find(|b| b.0 == c.system) else {
+            continue;
+        };
+        c.kept_pct = (*cps0 > 0.0).then(|| 100.0 * c.cps / cps0);
+        if c.kind != "none" {
+            c.victim_ns_per_flood_pkt = victim::flood_share_ns(
+                c.victim_busy_ns_per_s,
+                c.cps,
+                *per_conn,
+                c.flood_achieved_pps,
+            );
+        }
     }
 }
 
@@ -624,53 +706,102 @@ fn marginal_cost(cells: &mut [Cell]) {
 fn generator_max() -> Result<f64> {
     let name = format!("sg{}", std::process::id() % 10000);
     let tb = TestbedGuard::up(&name, 1)?;
-    let c = flood_config(&tb.testbed, 0, 1.0);
+    let c = flood_config(&tb.testbed, FloodKind::Syn, 0, 1.0);
     let r = join(in_netns(&tb.testbed.peer_ns, move || {
         crate::tools::flood::run(&c)
     }))??;
     Ok(r.achieved_pps)
 }
 
-fn svg(cells: &[Cell], systems: &[String], rates: &[u64]) -> String {
-    let (w, h, l, b) = (640.0, 360.0, 60.0, 50.0);
-    let maxr = *rates.iter().max().unwrap_or(&1) as f64;
-    let x = |r: u64| l + (w - l - 20.0) * r as f64 / maxr.max(1.0);
-    let y = |p: f64| h - b - (h - b - 20.0) * p / 100.0;
-    let colors = ["#d62728", "#1f77b4", "#2ca02c"];
+/// The plot of one attack kind: legit conn/s kept (% of the system's
+/// no-flood row) against the flood rate, one polyline per system (its
+/// no-flood row is the point at rate 0). Plain SVG text.
+pub fn svg(kind: &str, cells: &[Cell], systems: &[String]) -> String {
+    let (w, h, l, b) = (640.0, 360.0, 70.0, 50.0);
+    let pts = |sys: &String| -> Vec<(u64, f64)> {
+        let mut v: Vec<(u64, f64)> = cells
+            .iter()
+            .filter(|k| {
+                &k.system == sys && (k.kind == kind || k.kind == "none") && k.error.is_none()
+            })
+            .filter_map(|k| Some((if k.kind == "none" { 0 } else { k.flood_pps }, k.kept_pct?)))
+            .collect();
+        v.sort_by_key(|p| p.0);
+        v
+    };
+    let maxr = systems
+        .iter()
+        .flat_map(|s| pts(s))
+        .map(|p| p.0)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let top = systems
+        .iter()
+        .flat_map(|s| pts(s))
+        .map(|p| p.1)
+        .fold(100.0f64, f64::max);
+    let top = (top / 20.0).ceil() * 20.0;
+    let x = |r: u64| l + (w - l - 20.0) * r as f64 / maxr;
+    let y = |p: f64| h - b - (h - b - 20.0) * p / top;
+    let colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"];
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<line x1=\"{l}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{l}\" y1=\"20\" x2=\"{l}\" y2=\"{}\" stroke=\"black\"/>\n<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">SYN flood rate (pps)</text>\n<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">legit connection success %</text>\n",
-        h - b, w - 20.0, h - b, h - b, (w + l) / 2.0, h - 10.0, h / 2.0, h / 2.0
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<line x1=\"{l}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{l}\" y1=\"20\" x2=\"{l}\" y2=\"{}\" stroke=\"black\"/>\n<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{} flood rate (pps)</text>\n<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">legit conn/s kept (% of no flood)</text>\n",
+        h - b,
+        w - 20.0,
+        h - b,
+        h - b,
+        (w + l) / 2.0,
+        h - 10.0,
+        kind.to_uppercase(),
+        h / 2.0,
+        h / 2.0
     );
-    for r in rates {
+    for i in 0..=4 {
+        let r = (maxr * i as f64 / 4.0) as u64;
         s += &format!(
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
-            x(*r),
-            h - b + 15.0,
-            r
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{r}</text>\n",
+            x(r),
+            h - b + 15.0
         );
     }
-    for p in [0.0, 50.0, 100.0] {
+    let mut p = 0.0;
+    while p <= top {
         s += &format!(
-            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{p}</text>\n",
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{p}</text>\n<line x1=\"{l}\" y1=\"{:.1}\" x2=\"{}\" y2=\"{:.1}\" stroke=\"#ddd\"/>\n",
             l - 5.0,
-            y(p) + 4.0
+            y(p) + 4.0,
+            y(p),
+            w - 20.0,
+            y(p)
         );
+        p += 20.0;
     }
     for (i, sys) in systems.iter().enumerate() {
         let c = colors[i % colors.len()];
-        let pts: Vec<String> = cells
+        let line: Vec<String> = pts(sys)
             .iter()
-            .filter(|k| &k.system == sys && k.error.is_none())
-            .map(|k| format!("{:.1},{:.1}", x(k.flood_pps), y(k.success_pct)))
+            .map(|(r, k)| format!("{:.1},{:.1}", x(*r), y(*k)))
             .collect();
         s += &format!(
-            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n<text x=\"{}\" y=\"{}\" fill=\"{c}\">{sys}</text>\n",
-            pts.join(" "),
-            w - 120.0,
-            30.0 + 15.0 * i as f64
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n<text x=\"{}\" y=\"{}\" fill=\"{c}\">{}</text>\n",
+            line.join(" "),
+            w - 130.0,
+            35.0 + 15.0 * i as f64,
+            label(sys)
         );
     }
     s + "</svg>\n"
+}
+
+/// What a system name stands for, in tables and plots.
+fn label(system: &str) -> &str {
+    match system {
+        "linux" => "Linux+syncookies",
+        "synproxy" => "Linux+SYNPROXY",
+        "xstack" => "xstack",
+        other => other,
+    }
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -679,76 +810,126 @@ fn opt(v: Option<f64>) -> String {
 
 fn table(cells: &[Cell]) -> String {
     let mut s = String::from(
-        "| system   | flood pps (achieved) | success % | conn/s  | CPU % (machine) | victim CPU % | NAPI % | other CPU % | victim ns/flood pkt | XDP ns/pkt | sunk pps |\n\
-         |----------|----------------------|-----------|---------|-----------------|--------------|--------|-------------|---------------------|------------|----------|\n",
+        "| kind  | system           | flood pps (achieved) | success % | conn/s | kept % |    ok | refused | reset | timeout | p50 µs | p99 µs | victim CPU % | victim ns/flood pkt | XDP ns/pkt |\n\
+         |-------|------------------|----------------------|-----------|--------|--------|-------|---------|-------|---------|--------|--------|--------------|---------------------|------------|\n",
     );
     for c in cells {
+        let o = &c.outcomes;
         s += &match &c.error {
             None => format!(
-                "| {:<8} | {:>9} ({:>9.0}) | {:>9.1} | {:>7.0} | {:>15.0} | {:>12.0} | {:>6.0} | {:>11.0} | {:>19} | {:>10} | {:>8.0} |\n",
-                c.system,
+                "| {:<5} | {:<16} | {:>9} ({:>9.0}) | {:>9.1} | {:>6.0} | {:>6} | {:>5} | {:>7} | {:>5} | {:>7} | {:>6} | {:>6} | {:>12.0} | {:>19} | {:>10} |\n",
+                c.kind,
+                label(&c.system),
                 c.flood_pps,
                 c.flood_achieved_pps,
                 c.success_pct,
                 c.cps,
-                c.cpu_pct,
+                opt(c.kept_pct),
+                o.ok,
+                o.refused,
+                o.reset,
+                o.timeout + o.other,
+                opt(c.p50_us),
+                opt(c.p99_us),
                 c.victim_cpu_pct,
-                c.napi_cpu_pct,
-                c.other_cpu_pct,
                 opt(c.victim_ns_per_flood_pkt),
                 opt(c.xdp_ns_per_pkt),
-                c.sunk_pps,
             ),
-            Some(e) => format!("| {:<8} | {:>9}             | error: {e}\n", c.system, c.flood_pps),
+            Some(e) => format!(
+                "| {:<5} | {:<16} | {:>9}             | error: {e}\n",
+                c.kind,
+                label(&c.system),
+                c.flood_pps
+            ),
         };
     }
     s
 }
 
-/// Per system, at its highest flood rate that leaves the victim core
-/// unsaturated (< 90% busy; else its lowest flood rate: a saturated core
-/// drops what it cannot take, which would make packets look cheap): ns per
-/// flood packet and the flood rate one victim core absorbs (1e9 / ns).
-fn summary(cells: &[Cell], systems: &[String]) -> String {
+/// Per attack kind and system: "kept" at the highest flood rate, and the
+/// victim cost per flood packet at the highest rate that leaves the victim
+/// core unsaturated (< 90% busy; else its lowest flood rate: a saturated
+/// core drops what it cannot take, which would make packets look cheap),
+/// with the flood rate one victim core absorbs (1e9 / ns).
+fn summary(cells: &[Cell], systems: &[String], kinds: &[FloodKind]) -> String {
     let mut s = String::from(
-        "| system   | at flood pps | victim-core ns/flood pkt | absorbs pps (core) | NAPI ns/pkt | XDP ns/pkt | absorbs pps (XDP) |\n\
-         |----------|--------------|--------------------------|--------------------|-------------|------------|-------------------|\n",
+        "| kind  | system           | at max pps | kept % | cost at pps | victim-core ns/flood pkt | absorbs pps (core) | XDP ns/pkt | absorbs pps (XDP) |\n\
+         |-------|------------------|------------|--------|-------------|--------------------------|--------------------|------------|-------------------|\n",
     );
-    for sys in systems {
-        let rows = || {
-            cells
-                .iter()
-                .filter(|c| &c.system == sys && c.error.is_none() && c.flood_pps > 0)
-        };
-        let Some(c) = rows()
-            .filter(|c| c.victim_cpu_pct < 90.0)
-            .max_by_key(|c| c.flood_pps)
-            .or_else(|| rows().min_by_key(|c| c.flood_pps))
-        else {
-            continue;
-        };
-        s += &format!(
-            "| {:<8} | {:>12.0} | {:>24} | {:>18} | {:>11} | {:>10} | {:>17} |\n",
-            sys,
-            c.flood_achieved_pps,
-            opt(c.victim_ns_per_flood_pkt),
-            opt(c.victim_ns_per_flood_pkt.and_then(victim::absorbs_pps)),
-            opt(c.napi_ns_per_pkt),
-            opt(c.xdp_ns_per_pkt),
-            opt(c.xdp_ns_per_pkt.and_then(victim::absorbs_pps)),
-        );
+    for k in kinds {
+        let kind = kind_name(Some(*k));
+        for sys in systems {
+            let rows = || {
+                cells
+                    .iter()
+                    .filter(|c| &c.system == sys && c.kind == kind && c.error.is_none())
+            };
+            let Some(top) = rows().max_by_key(|c| c.flood_pps) else {
+                continue;
+            };
+            let Some(c) = rows()
+                .filter(|c| c.victim_cpu_pct < 90.0)
+                .max_by_key(|c| c.flood_pps)
+                .or_else(|| rows().min_by_key(|c| c.flood_pps))
+            else {
+                continue;
+            };
+            s += &format!(
+                "| {:<5} | {:<16} | {:>10.0} | {:>6} | {:>11.0} | {:>24} | {:>18} | {:>10} | {:>17} |\n",
+                kind,
+                label(sys),
+                top.flood_achieved_pps,
+                opt(top.kept_pct),
+                c.flood_achieved_pps,
+                opt(c.victim_ns_per_flood_pkt),
+                opt(c.victim_ns_per_flood_pkt.and_then(victim::absorbs_pps)),
+                opt(c.xdp_ns_per_pkt),
+                opt(c.xdp_ns_per_pkt.and_then(victim::absorbs_pps)),
+            );
+        }
     }
     s
 }
 
-/// Runs the experiment, prints the table, writes JSON and SVG.
+/// The rows to run, in order: per system its no-flood row (if 0 is among
+/// the rates), then every kind at every non-zero rate.
+fn plan(
+    systems: &[String],
+    kinds: &[FloodKind],
+    rates: &[u64],
+) -> Vec<(String, Option<FloodKind>, u64)> {
+    let mut v = Vec::new();
+    for sys in systems {
+        if rates.contains(&0) {
+            v.push((sys.clone(), None, 0));
+        }
+        for k in kinds {
+            for r in rates.iter().filter(|r| **r > 0) {
+                v.push((sys.clone(), Some(*k), *r));
+            }
+        }
+    }
+    v
+}
+
+/// Runs the experiment, prints the table, writes JSON and one SVG per kind.
 pub fn run(a: &SynfloodArgs) -> Result<()> {
     crate::runtime::sys::check_privileges("xstack bench synflood")?;
     if !(a.seconds > 0.0 && a.seconds <= 30.0) {
         bail!("--seconds {} is out of range: 0 < s <= 30", a.seconds);
     }
+    if let Some(s) = a
+        .systems
+        .iter()
+        .find(|s| !["linux", "synproxy", "xstack"].contains(&s.as_str()))
+    {
+        bail!("--systems: unknown system {s:?}: use linux, synproxy or xstack");
+    }
+    if a.kinds.is_empty() || a.systems.is_empty() {
+        bail!("--kinds and --systems need at least one entry each");
+    }
     let gen_max = generator_max()?;
-    println!("synflood: flood generator maximum from one core: {gen_max:.0} pps (AF_XDP copy mode, veth)");
+    println!("synflood: flood generator maximum from one core: {gen_max:.0} pps (AF_XDP copy mode, veth, SYN)");
     let rates: Vec<u64> = if a.rates.is_empty() {
         let m = gen_max as u64;
         vec![0, m / 4, m / 2, m]
@@ -767,39 +948,52 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
             None
         }
     };
+    let rows = plan(&a.systems, &a.kinds, &rates);
+    println!(
+        "synflood: {} rows of {} s, each on a fresh testbed (new namespaces, veth pair, sink, server process or listener, conntrack table and rules; removed after the row)",
+        rows.len(),
+        a.seconds
+    );
     let mut cells = Vec::new();
-    for (n, s) in a.systems.iter().enumerate() {
-        println!("synflood: {s} ...");
-        cells.extend(run_system(s, &rates, a, n));
+    for (n, (sys, kind, rate)) in rows.iter().enumerate() {
+        println!(
+            "synflood: {} {} {} pps ...",
+            label(sys),
+            kind_name(*kind),
+            rate
+        );
+        cells.push(run_row(sys, *kind, *rate, a, n));
     }
     drop(_stats);
+    against_baseline(&mut cells);
     println!();
     if victim_core {
         println!("victim core: CPU {VICTIM_CPU} runs the stack-side threaded NAPI and the server; CPU {OTHER_CPU} the generator, legit client and peer NAPI");
     } else {
         println!("no victim core (--no-victim-core): veth receive work runs on the sender's CPU");
     }
+    println!("legit client: {} Linux threads, connect + 1-byte echo + close, 1 s timeout; kept = conn/s / the same system's no-flood conn/s; timeout column includes other errors", a.clients);
     print!("{}", table(&cells));
     println!();
-    print!("{}", summary(&cells, &a.systems));
+    print!("{}", summary(&cells, &a.systems, &a.kinds));
     std::fs::create_dir_all(&a.out)?;
     let doc = serde_json::json!({
         "generator_max_pps": gen_max,
         "seconds": a.seconds,
         "clients": a.clients,
         "victim_core": victim_core,
+        "rows_independent": "each row on a fresh testbed",
         "cells": cells,
     });
-    std::fs::write(
-        a.out.join("synflood.json"),
-        serde_json::to_string_pretty(&doc)?,
-    )?;
-    std::fs::write(a.out.join("synflood.svg"), svg(&cells, &a.systems, &rates))?;
-    println!(
-        "\nwrote {} and {}",
-        a.out.join("synflood.json").display(),
-        a.out.join("synflood.svg").display()
-    );
+    let json = a.out.join("synflood.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&doc)?)?;
+    println!("\nwrote {}", json.display());
+    for k in &a.kinds {
+        let name = kind_name(Some(*k));
+        let path = a.out.join(format!("synflood-{name}.svg"));
+        std::fs::write(&path, svg(name, &cells, &a.systems))?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
 }
 
@@ -819,5 +1013,146 @@ mod tests {
         );
         assert!(SYNPROXY_SYSCTLS.contains(&"net.netfilter.nf_conntrack_tcp_loose=0"));
         assert!(SYNPROXY_SYSCTLS.contains(&"net.netfilter.nf_conntrack_tcp_timeout_time_wait=0"));
+    }
+
+    /// Checks that `s` is well-formed XML as far as an SVG writer can get
+    /// it wrong: every tag closed in order, attribute quotes balanced, no
+    /// stray '<' or '&'.
+    fn well_formed(s: &str) -> Result<(), String> {
+        let mut stack: Vec<String> = Vec::new();
+        let mut rest = s;
+        while let Some(i) = rest.find('<') {
+            if rest[..i].contains('&') || rest[..i].contains('>') {
+                return Err(format!("stray character in text {:?}", &rest[..i]));
+            }
+            let end = rest[i..].find('>').ok_or("unclosed tag")? + i;
+            let tag = &rest[i + 1..end];
+            if tag.matches('"').count() % 2 != 0 || tag.contains('<') {
+                return Err(format!("bad tag {tag:?}"));
+            }
+            if let Some(name) = tag.strip_prefix('/') {
+                match stack.pop() {
+                    Some(open) if open == name => {}
+                    other => return Err(format!("</{name}> closes {other:?}")),
+                }
+            } else if !tag.ends_with('/') {
+                stack.push(tag.split_whitespace().next().unwrap_or("").to_string());
+            }
+            rest = &rest[end + 1..];
+        }
+        match stack.is_empty() && rest.trim().is_empty() {
+            true => Ok(()),
+            false => Err(format!("unclosed {stack:?}")),
+        }
+    }
+
+    fn cell(system: &str, kind: &str, rate: u64, cps: f64) -> Cell {
+        Cell {
+            system: system.into(),
+            kind: kind.into(),
+            flood_pps: rate,
+            flood_achieved_pps: rate as f64,
+            cps,
+            ..Cell::default()
+        }
+    }
+
+    #[test]
+    fn plot_is_well_formed_svg_with_one_polyline_per_system() {
+        let systems: Vec<String> = ["linux", "synproxy", "xstack"].map(String::from).into();
+        let mut cells = Vec::new();
+        for (i, sys) in systems.iter().enumerate() {
+            cells.push(cell(sys, "none", 0, 1000.0));
+            for r in [50_000, 100_000, 200_000] {
+                cells.push(cell(
+                    sys,
+                    "syn",
+                    r,
+                    1000.0 / (1 + i) as f64 * 50_000.0 / r as f64,
+                ));
+                cells.push(cell(sys, "ack", r, 900.0));
+            }
+        }
+        cells.push(Cell {
+            error: Some("testbed <failed> & gone".into()),
+            ..cell("xstack", "syn", 400_000, 0.0)
+        });
+        against_baseline(&mut cells);
+        let s = svg("syn", &cells, &systems);
+        well_formed(&s).unwrap();
+        assert!(s.starts_with("<svg ") && s.ends_with("</svg>\n"));
+        assert_eq!(s.matches("<polyline").count(), systems.len());
+        // Each line: the no-flood point plus three flood rates (the failed
+        // row is left out), and only the SYN rows.
+        for line in s.lines().filter(|l| l.starts_with("<polyline")) {
+            let pts = line
+                .split("points=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            assert_eq!(pts.split(' ').count(), 4, "{line}");
+        }
+        assert!(s.contains("Linux+SYNPROXY") && s.contains("SYN flood rate"));
+        well_formed("<svg><g></svg>").unwrap_err();
+        well_formed("<svg a=\"1></svg>").unwrap_err();
+    }
+
+    #[test]
+    fn kept_is_against_the_same_systems_no_flood_row() {
+        let mut cells = vec![
+            cell("linux", "none", 0, 2000.0),
+            cell("xstack", "none", 0, 4000.0),
+            cell("linux", "syn", 100_000, 500.0),
+            cell("xstack", "syn", 100_000, 3900.0),
+            cell("synproxy", "syn", 100_000, 10.0),
+        ];
+        against_baseline(&mut cells);
+        let kept: Vec<Option<f64>> = cells.iter().map(|c| c.kept_pct).collect();
+        assert_eq!(
+            kept,
+            [Some(100.0), Some(100.0), Some(25.0), Some(97.5), None]
+        );
+    }
+
+    #[test]
+    fn plan_has_one_no_flood_row_per_system_then_every_kind_and_rate() {
+        let p = plan(
+            &["linux".into(), "xstack".into()],
+            &[FloodKind::Syn, FloodKind::Rst],
+            &[0, 1000, 2000],
+        );
+        assert_eq!(p.len(), 2 * (1 + 2 * 2));
+        assert_eq!(p[0], ("linux".into(), None, 0));
+        assert_eq!(p[1], ("linux".into(), Some(FloodKind::Syn), 1000));
+        assert_eq!(p[4], ("linux".into(), Some(FloodKind::Rst), 2000));
+        assert_eq!(plan(&["xstack".into()], &[FloodKind::Ack], &[5]).len(), 1);
+    }
+
+    #[test]
+    fn client_errors_are_counted_by_outcome() {
+        use std::io::{Error, ErrorKind};
+        let mut o = Outcomes::default();
+        for k in [
+            ErrorKind::ConnectionRefused,
+            ErrorKind::ConnectionReset,
+            ErrorKind::UnexpectedEof,
+            ErrorKind::TimedOut,
+            ErrorKind::WouldBlock,
+            ErrorKind::AddrNotAvailable,
+        ] {
+            o.count_error(&Error::from(k));
+        }
+        o.ok += 3;
+        let want = Outcomes {
+            ok: 3,
+            refused: 1,
+            reset: 2,
+            timeout: 2,
+            other: 1,
+        };
+        assert_eq!(o, want);
+        assert_eq!(o.attempts(), 9);
     }
 }
