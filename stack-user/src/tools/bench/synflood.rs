@@ -302,6 +302,7 @@ fn flood_config(t: &Testbed, kind: FloodKind, rate: u64, secs: f64) -> FloodConf
         duration: Duration::from_secs_f64(secs),
         sources: SPOOFED,
         kind,
+        src_ports: None,
         dst_mac: STACK_MAC,
         queue: 0,
         metrics: None,
@@ -532,6 +533,7 @@ fn kind_name(kind: Option<FloodKind>) -> &'static str {
         Some(FloodKind::Ack) => "ack",
         Some(FloodKind::Rst) => "rst",
         Some(FloodKind::Mixed) => "mixed",
+        Some(FloodKind::Est) => "est",
     }
 }
 
