@@ -43,6 +43,12 @@ use crate::{
 
 const PORT: u16 = 8080;
 
+/// The established-flow rows (`est`): the legit client's source ports
+/// (its namespace's `ip_local_port_range`, which the flood aims at) and
+/// connections per client thread, each kept open for the whole row.
+const EST_PORTS: (u16, u16) = (40000, 40063);
+const EST_CONNS_PER_CLIENT: usize = 8;
+
 /// `xstack bench synflood` arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SynfloodArgs {
@@ -52,7 +58,7 @@ pub struct SynfloodArgs {
     /// Flood rates (pps), comma separated; 0 is the no-flood row each system's "kept" is measured against; default: 0, then 1/4, 1/2 and all of the generator's measured maximum.
     #[arg(long, value_delimiter = ',')]
     pub rates: Vec<u64>,
-    /// Attack kinds, comma separated (syn, ack, rst, mixed).
+    /// Attack kinds, comma separated: syn, ack, rst, mixed (random 4-tuples), est (RSTs and ACKs aimed at the legit client's open connections).
     #[arg(
         long,
         value_enum,
@@ -177,6 +183,9 @@ pub struct Cell {
     pub p50_us: Option<f64>,
     /// 99th percentile of the same.
     pub p99_us: Option<f64>,
+    /// Challenge ACKs the victim sent during the row (RFC 5961; Linux
+    /// `TcpExtTCPChallengeACK`, xstack `challenge_acks`).
+    pub challenge_acks: Option<u64>,
     /// Machine CPU busy %, all cores.
     pub cpu_pct: f64,
     /// Victim core (CPU 0) busy %.
@@ -293,6 +302,100 @@ fn clients(
         .collect()
 }
 
+/// Legit client of the `est` rows: per thread EST_CONNS_PER_CLIENT
+/// connections opened first (ports from the namespace's narrowed range)
+/// and kept open, each echoing one byte in turn until the row ends. An
+/// outcome is counted per echo; a failed connection is not reopened (so a
+/// reset shows in `reset`, and the ports stay the ones the flood aims at).
+fn est_clients(
+    t: &Testbed,
+    n: usize,
+    secs: f64,
+    cores: &Cores,
+) -> Vec<std::thread::JoinHandle<Result<(Outcomes, hdrhistogram::Histogram<u64>)>>> {
+    let target = SocketAddr::from((t.stack_ip, PORT));
+    (0..n)
+        .map(|_| {
+            let cores = cores.clone();
+            in_netns(&t.peer_ns, move || {
+                cores.pin_here(OTHER_CPU);
+                let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                    .expect("static histogram bounds");
+                let mut out = Outcomes::default();
+                let mut conns: Vec<Option<TcpStream>> = (0..EST_CONNS_PER_CLIENT)
+                    .map(|_| {
+                        let s = TcpStream::connect_timeout(&target, Duration::from_secs(1));
+                        let s = s.and_then(|s| {
+                            s.set_read_timeout(Some(Duration::from_secs(1)))?;
+                            Ok(s)
+                        });
+                        match s {
+                            Ok(s) => Some(s),
+                            Err(e) => {
+                                out.count_error(&e);
+                                None
+                            }
+                        }
+                    })
+                    .collect();
+                let end = Instant::now() + Duration::from_secs_f64(secs);
+                while Instant::now() < end && conns.iter().any(|c| c.is_some()) {
+                    for slot in conns.iter_mut() {
+                        let Some(s) = slot else { continue };
+                        let t0 = Instant::now();
+                        let r = (|| -> std::io::Result<()> {
+                            s.write_all(b"x")?;
+                            let mut b = [0u8; 1];
+                            s.read_exact(&mut b)
+                        })();
+                        match r {
+                            Ok(()) => {
+                                out.ok += 1;
+                                hist.saturating_record(t0.elapsed().as_micros() as u64);
+                            }
+                            Err(e) => {
+                                out.count_error(&e);
+                                *slot = None;
+                            }
+                        }
+                    }
+                }
+                (out, hist)
+            })
+        })
+        .collect()
+}
+
+/// Challenge ACKs sent so far by the victim of `system` on testbed `t`.
+fn challenge_acks(t: &Testbed, system: &str) -> Option<u64> {
+    if system == "xstack" {
+        let v = crate::runtime::control::query_stats(Some(&t.stack_if)).ok()?;
+        return v.pointer("/tcp/challenge_acks").and_then(|x| x.as_u64());
+    }
+    let out = Command::new("ip")
+        .args(["netns", "exec", &t.stack_ns, "cat", "/proc/net/netstat"])
+        .output()
+        .ok()?;
+    netstat_value(
+        &String::from_utf8_lossy(&out.stdout),
+        "TcpExt",
+        "TCPChallengeACK",
+    )
+}
+
+/// One counter of `/proc/net/netstat` text (a header line of names and a
+/// line of values per group).
+pub fn netstat_value(text: &str, group: &str, name: &str) -> Option<u64> {
+    let prefix = format!("{group}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    let names = lines.next()?.split_whitespace().skip(1);
+    let values = lines.next()?.split_whitespace().skip(1);
+    names
+        .zip(values)
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
 fn flood_config(t: &Testbed, kind: FloodKind, rate: u64, secs: f64) -> FloodConfig {
     FloodConfig {
         iface: t.peer_if.clone(),
@@ -317,8 +420,16 @@ fn measure(
     a: &SynfloodArgs,
     cores: &Cores,
 ) -> Cell {
+    let est = kind == Some(FloodKind::Est);
+    // The est client connects first: the flood then aims at its ports.
+    let hs = est.then(|| est_clients(t, a.clients, a.seconds + 0.5, cores));
+    let ch0 = challenge_acks(t, system);
     let flood = kind.filter(|_| rate > 0).map(|kind| {
-        let c = flood_config(t, kind, rate, a.seconds + 0.5);
+        let mut c = flood_config(t, kind, rate, a.seconds + 0.5);
+        if kind == FloodKind::Est {
+            c.sources = (t.peer_ip, 32);
+            c.src_ports = Some(EST_PORTS);
+        }
         let cores = cores.clone();
         in_netns(&t.peer_ns, move || {
             cores.pin_here(OTHER_CPU);
@@ -333,7 +444,7 @@ fn measure(
     let x0 = cores.xdp_prog.and_then(victim::prog_stats);
     let s0 = cores.sink.as_ref().and_then(|s| s.counters().ok());
     let start = Instant::now();
-    let hs = clients(t, a.clients, a.seconds, cores);
+    let hs = hs.unwrap_or_else(|| clients(t, a.clients, a.seconds, cores));
     let mut outcomes = Outcomes::default();
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
         .expect("static histogram bounds");
@@ -374,6 +485,7 @@ fn measure(
         }
         None => 0.0,
     };
+    let ch1 = challenge_acks(t, system);
     let busy = (t1 - t0).saturating_sub(i1 - i0);
     Cell {
         system: system.into(),
@@ -388,6 +500,7 @@ fn measure(
         outcomes,
         p50_us: quantile(0.5),
         p99_us: quantile(0.99),
+        challenge_acks: ch0.zip(ch1).map(|(x, y)| y.saturating_sub(x)),
         cpu_pct: 100.0 * busy as f64 / (t1 - t0).max(1) as f64,
         victim_cpu_pct: victim::busy_pct(&c0, &c1, VICTIM_CPU),
         other_cpu_pct: victim::busy_pct(&c0, &c1, OTHER_CPU),
@@ -412,6 +525,7 @@ fn linux_setup(
     stop: Arc<AtomicBool>,
     cores: &Cores,
     threads: usize,
+    persistent: bool,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
     let ns = &t.stack_ns;
     sh(Command::new("ip").args([
@@ -452,10 +566,17 @@ fn linux_setup(
                             Ok((mut s, _)) => {
                                 accepted.fetch_add(1, Ordering::Relaxed);
                                 let _ = s.set_nonblocking(false);
-                                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                                let idle = if persistent { 5000 } else { 500 };
+                                let _ = s.set_read_timeout(Some(Duration::from_millis(idle)));
                                 let mut b = [0u8; 1];
-                                if s.read_exact(&mut b).is_ok() {
-                                    let _ = s.write_all(&b);
+                                // One echo and close first (the server
+                                // keeps the TIME_WAIT, as an HTTP server
+                                // with Connection: close), or (est rows)
+                                // echo until the client closes.
+                                while s.read_exact(&mut b).is_ok() && s.write_all(&b).is_ok() {
+                                    if !persistent {
+                                        break;
+                                    }
                                 }
                             }
                             Err(_) => std::thread::sleep(Duration::from_micros(200)),
@@ -577,6 +698,16 @@ fn run_row(system: &str, kind: Option<FloodKind>, rate: u64, a: &SynfloodArgs, n
             .context("peer-side sink")?;
             cores.sink = Some(Arc::new(sink));
         }
+        if kind == Some(FloodKind::Est) {
+            // The legit client's ports: the ones the flood aims at.
+            sh(netns_command(&t.peer_ns, "sysctl").args([
+                "-qw",
+                &format!(
+                    "net.ipv4.ip_local_port_range={} {}",
+                    EST_PORTS.0, EST_PORTS.1
+                ),
+            ]))?;
+        }
         match system {
             "linux" | "synproxy" => {
                 if cores.on {
@@ -594,7 +725,11 @@ fn run_row(system: &str, kind: Option<FloodKind>, rate: u64, a: &SynfloodArgs, n
                     ]))
                     .context("GRO on at the stack end (install ethtool)")?;
                 }
-                listener = Some(linux_setup(&t, stop.clone(), &cores, a.clients)?);
+                let (threads, persistent) = match kind {
+                    Some(FloodKind::Est) => (a.clients * EST_CONNS_PER_CLIENT, true),
+                    _ => (a.clients, false),
+                };
+                listener = Some(linux_setup(&t, stop.clone(), &cores, threads, persistent)?);
                 if system == "synproxy" {
                     for kv in SYNPROXY_SYSCTLS {
                         sh(netns_command(&t.stack_ns, "sysctl").args(["-qw", kv]))
@@ -687,7 +822,12 @@ fn against_baseline(cells: &mut [Cell]) {
             (c.system.clone(), c.cps, per_conn)
         })
         .collect();
-    for c in cells.iter_mut().filter(|c| c.error.is_none()) {
+    // The est rows count echoes on open connections, not connections:
+    // nothing there compares with the no-flood row.
+    for c in cells
+        .iter_mut()
+        .filter(|c| c.error.is_none() && c.kind != "est")
+    {
         let Some((_, cps0, per_conn)) = base.iter().find(|b| b.0 == c.system) else {
             continue;
         };
@@ -815,7 +955,7 @@ fn table(cells: &[Cell]) -> String {
         "| kind  | system           | flood pps (achieved) | success % | conn/s | kept % |    ok | refused | reset | timeout | p50 µs | p99 µs | victim CPU % | victim ns/flood pkt | XDP ns/pkt |\n\
          |-------|------------------|----------------------|-----------|--------|--------|-------|---------|-------|---------|--------|--------|--------------|---------------------|------------|\n",
     );
-    for c in cells {
+    for c in cells.iter().filter(|c| c.kind != "est") {
         let o = &c.outcomes;
         s += &match &c.error {
             None => format!(
@@ -848,6 +988,35 @@ fn table(cells: &[Cell]) -> String {
     s
 }
 
+/// The established-flow rows: echoes on the legit client's open
+/// connections, their outcomes, and the victim's challenge ACKs.
+fn est_table(cells: &[Cell]) -> String {
+    let mut s = String::from(
+        "| system           | flood pps (achieved) | echoes ok | echoes/s | reset | timeout | p99 µs | challenge ACKs | victim CPU % |\n\
+         |------------------|----------------------|-----------|----------|-------|---------|--------|----------------|--------------|\n",
+    );
+    for c in cells.iter().filter(|c| c.kind == "est") {
+        let o = &c.outcomes;
+        s += &match &c.error {
+            None => format!(
+                "| {:<16} | {:>9} ({:>9.0}) | {:>9} | {:>8.0} | {:>5} | {:>7} | {:>6} | {:>14} | {:>12.0} |\n",
+                label(&c.system),
+                c.flood_pps,
+                c.flood_achieved_pps,
+                o.ok,
+                c.cps,
+                o.reset + o.refused,
+                o.timeout + o.other,
+                opt(c.p99_us),
+                c.challenge_acks.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+                c.victim_cpu_pct,
+            ),
+            Some(e) => format!("| {:<16} | {:>9}             | error: {e}\n", label(&c.system), c.flood_pps),
+        };
+    }
+    s
+}
+
 /// Per attack kind and system: "kept" at the highest flood rate, and the
 /// victim cost per flood packet at the highest rate that leaves the victim
 /// core unsaturated (< 90% busy; else its lowest flood rate: a saturated
@@ -858,7 +1027,7 @@ fn summary(cells: &[Cell], systems: &[String], kinds: &[FloodKind]) -> String {
         "| kind  | system           | at max pps | kept % | cost at pps | victim-core ns/flood pkt | absorbs pps (core) | XDP ns/pkt | absorbs pps (XDP) |\n\
          |-------|------------------|------------|--------|-------------|--------------------------|--------------------|------------|-------------------|\n",
     );
-    for k in kinds {
+    for k in kinds.iter().filter(|k| **k != FloodKind::Est) {
         let kind = kind_name(Some(*k));
         for sys in systems {
             let rows = || {
@@ -978,6 +1147,10 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
     print!("{}", table(&cells));
     println!();
     print!("{}", summary(&cells, &a.systems, &a.kinds));
+    if a.kinds.contains(&FloodKind::Est) {
+        println!("\nestablished flows (est): spoofed RSTs and ACKs from the client's address and ports {}-{} with guessed numbers, {} open connections per client thread echoing in turn; RFC 5961 holds when reset is 0", EST_PORTS.0, EST_PORTS.1, EST_CONNS_PER_CLIENT);
+        print!("{}", est_table(&cells));
+    }
     std::fs::create_dir_all(&a.out)?;
     let doc = serde_json::json!({
         "generator_max_pps": gen_max,
@@ -990,7 +1163,7 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
     let json = a.out.join("synflood.json");
     std::fs::write(&json, serde_json::to_string_pretty(&doc)?)?;
     println!("\nwrote {}", json.display());
-    for k in &a.kinds {
+    for k in a.kinds.iter().filter(|k| **k != FloodKind::Est) {
         let name = kind_name(Some(*k));
         let path = a.out.join(format!("synflood-{name}.svg"));
         std::fs::write(&path, svg(name, &cells, &a.systems))?;
@@ -1156,5 +1329,14 @@ mod tests {
         };
         assert_eq!(o, want);
         assert_eq!(o.attempts(), 9);
+    }
+
+    #[test]
+    fn netstat_counters_are_found_by_group_and_name() {
+        let t = "TcpExt: SyncookiesSent TCPChallengeACK TCPACKSkippedSeq\nTcpExt: 5 42 7\nIpExt: InNoRoutes\nIpExt: 3\n";
+        assert_eq!(netstat_value(t, "TcpExt", "TCPChallengeACK"), Some(42));
+        assert_eq!(netstat_value(t, "IpExt", "InNoRoutes"), Some(3));
+        assert_eq!(netstat_value(t, "TcpExt", "Nope"), None);
+        assert_eq!(netstat_value("garbage", "TcpExt", "TCPChallengeACK"), None);
     }
 }
