@@ -63,7 +63,7 @@ pub struct SynfloodArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "syn,ack,rst,mixed"
+        default_value = "syn,ack,rst,mixed,est"
     )]
     pub kinds: Vec<FloodKind>,
     /// Client threads.
