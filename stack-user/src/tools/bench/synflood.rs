@@ -1,21 +1,26 @@
-//! `xstack bench synflood`: legitimate connections under a SYN flood.
+//! `xstack bench synflood`: legitimate connections under floods.
 //!
-//! For each system — (a) a Linux listener with `tcp_syncookies=1`, (b) the
-//! same behind nftables SYNPROXY, (c) `xstack serve --syncookies auto` — on a
-//! fresh testbed, and for a rising series of flood rates up to the
-//! generator's maximum (measured first), a Linux client in the peer
-//! namespace runs connect + 1-byte request/echo + close in a loop (1 s
-//! timeout per connection) while `xstack flood` sends spoofed SYNs from
-//! 198.18.128.0/17 on the same veth. Reported per cell: success %,
-//! connections/s, machine CPU % (all cores, from /proc/stat), and where the
-//! CPU goes on the victim core.
+//! The matrix: for each system — (a) a Linux listener with
+//! `tcp_syncookies=1`, (b) the same behind nftables SYNPROXY, (c) `xstack
+//! serve --syncookies auto` — its no-flood row, then each attack kind (SYN,
+//! ACK, RST, mixed from spoofed 198.18.128.0/17 sources; `est`: RSTs and
+//! ACKs with guessed numbers aimed at the legit client's open connections)
+//! at a rising series of flood rates up to the generator's maximum
+//! (measured first). Every row runs on a testbed of its own (fresh
+//! namespaces, veth pair, sink, server, conntrack table), so no state
+//! carries from one row to the next. A Linux client in the peer namespace
+//! runs connect + 1-byte request/echo + close in a loop (1 s timeout per
+//! connection; `est`: echoes on connections kept open) while `xstack flood`
+//! sends on the same veth. Per row: success %, connections/s, "kept" (over
+//! the system's no-flood row), outcomes (ok, refused, reset, timeout),
+//! latency p50/p99, and where the CPU goes on the victim core.
 //!
 //! The victim core (unless `--no-victim-core`): the stack-side veth's NAPI
 //! runs threaded (GRO on at the stack end for the Linux rows, the XDP
 //! program for xstack) and that `napi/*` thread and the server are pinned
 //! to CPU 0; the generator, the legit client and the peer's (threaded)
 //! NAPI to CPU 1. The victim then pays for what it receives, as with a
-//! real NIC. Per cell: CPU 0 and CPU 1 busy %, the NAPI thread's CPU %,
+//! real NIC. Per row: CPU 0 and CPU 1 busy %, the NAPI thread's CPU %,
 //! the victim core's ns per flood packet beyond the no-flood row, and the
 //! XDP program's run time per packet (`kernel.bpf_stats_enabled`, restored
 //! afterwards).
@@ -670,7 +675,7 @@ fn run_row(system: &str, kind: Option<FloodKind>, rate: u64, a: &SynfloodArgs, n
         error: Some(format!("{e:#}")),
         ..Cell::default()
     };
-    let name = format!("sf{}{n}", std::process::id() % 1000);
+    let name = format!("sf{}{n}", std::process::id() % 10000);
     let tb = match TestbedGuard::up(&name, 1) {
         Ok(tb) => tb,
         Err(e) => return fail(e.into()),
