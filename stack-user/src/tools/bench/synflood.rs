@@ -265,14 +265,12 @@ fn join<T>(h: std::thread::JoinHandle<Result<T>>) -> Result<T> {
         .map_err(|_| anyhow::anyhow!("a benchmark thread panicked"))?
 }
 
+/// A legit client thread: its outcomes and the good connections' latency.
+type ClientThread = std::thread::JoinHandle<Result<(Outcomes, hdrhistogram::Histogram<u64>)>>;
+
 /// Legit client: connect, send one byte, read it back, close; counts each
 /// connection by outcome and records the successful ones' latency.
-fn clients(
-    t: &Testbed,
-    n: usize,
-    secs: f64,
-    cores: &Cores,
-) -> Vec<std::thread::JoinHandle<Result<(Outcomes, hdrhistogram::Histogram<u64>)>>> {
+fn clients(t: &Testbed, n: usize, secs: f64, cores: &Cores) -> Vec<ClientThread> {
     let target = SocketAddr::from((t.stack_ip, PORT));
     (0..n)
         .map(|_| {
@@ -312,12 +310,7 @@ fn clients(
 /// and kept open, each echoing one byte in turn until the row ends. An
 /// outcome is counted per echo; a failed connection is not reopened (so a
 /// reset shows in `reset`, and the ports stay the ones the flood aims at).
-fn est_clients(
-    t: &Testbed,
-    n: usize,
-    secs: f64,
-    cores: &Cores,
-) -> Vec<std::thread::JoinHandle<Result<(Outcomes, hdrhistogram::Histogram<u64>)>>> {
+fn est_clients(t: &Testbed, n: usize, secs: f64, cores: &Cores) -> Vec<ClientThread> {
     let target = SocketAddr::from((t.stack_ip, PORT));
     (0..n)
         .map(|_| {
@@ -878,14 +871,14 @@ pub fn svg(kind: &str, cells: &[Cell], systems: &[String]) -> String {
     };
     let maxr = systems
         .iter()
-        .flat_map(|s| pts(s))
+        .flat_map(&pts)
         .map(|p| p.0)
         .max()
         .unwrap_or(0)
         .max(1) as f64;
     let top = systems
         .iter()
-        .flat_map(|s| pts(s))
+        .flat_map(&pts)
         .map(|p| p.1)
         .fold(100.0f64, f64::max);
     let top = (top / 20.0).ceil() * 20.0;
@@ -1207,7 +1200,7 @@ mod tests {
             }
             let end = rest[i..].find('>').ok_or("unclosed tag")? + i;
             let tag = &rest[i + 1..end];
-            if tag.matches('"').count() % 2 != 0 || tag.contains('<') {
+            if !tag.matches('"').count().is_multiple_of(2) || tag.contains('<') {
                 return Err(format!("bad tag {tag:?}"));
             }
             if let Some(name) = tag.strip_prefix('/') {
