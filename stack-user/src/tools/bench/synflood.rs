@@ -109,6 +109,8 @@ struct Cores {
     xdp_prog: Option<u32>,
     /// The peer-side sink.
     sink: Option<Arc<XdpSink>>,
+    /// The peer-side `napi/*` threads.
+    peer_napi: Vec<i32>,
 }
 
 impl Cores {
@@ -786,8 +788,9 @@ fn run_row(system: &str, kind: Option<FloodKind>, rate: u64, a: &SynfloodArgs, n
             for p in &cores.napi {
                 victim::pin(*p, VICTIM_CPU)?;
             }
-            for p in victim::make_threaded(&t.peer_ns, &t.peer_if)? {
-                victim::pin(p, OTHER_CPU)?;
+            cores.peer_napi = victim::make_threaded(&t.peer_ns, &t.peer_if)?;
+            for p in &cores.peer_napi {
+                victim::pin(*p, OTHER_CPU)?;
             }
         }
         Ok(())
@@ -801,8 +804,15 @@ fn run_row(system: &str, kind: Option<FloodKind>, rate: u64, a: &SynfloodArgs, n
         let _ = h.join();
     }
     drop(_serve);
+    let napi: Vec<i32> = cores.napi.iter().chain(&cores.peer_napi).copied().collect();
     drop(cores);
     drop(tb);
+    // The kernel tears the veth pair down after the namespaces go (its
+    // NAPI threads and page pools linger for a while): wait for that, so
+    // the next row does not pay for this one's teardown.
+    if !victim::wait_gone(&napi, Duration::from_secs(3)) {
+        println!("synflood: the last testbed's NAPI threads outlived 3 s; the next row may share its CPU with their teardown");
+    }
     cell
 }
 
