@@ -1070,18 +1070,20 @@ fn summary(cells: &[Cell], systems: &[String], kinds: &[FloodKind]) -> String {
     s
 }
 
-/// The rows to run, in order: per system its no-flood row (if 0 is among
-/// the rates), then every kind at every non-zero rate.
+/// The rows to run, in order: every system's no-flood row first (if 0 is
+/// among the rates: no baseline then follows a flood row, whose veth
+/// teardown can outlast the wait for it), then per system every kind at
+/// every non-zero rate.
 fn plan(
     systems: &[String],
     kinds: &[FloodKind],
     rates: &[u64],
 ) -> Vec<(String, Option<FloodKind>, u64)> {
     let mut v = Vec::new();
+    if rates.contains(&0) {
+        v.extend(systems.iter().map(|sys| (sys.clone(), None, 0)));
+    }
     for sys in systems {
-        if rates.contains(&0) {
-            v.push((sys.clone(), None, 0));
-        }
         for k in kinds {
             for r in rates.iter().filter(|r| **r > 0) {
                 v.push((sys.clone(), Some(*k), *r));
@@ -1145,6 +1147,8 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
     }
     drop(_stats);
     against_baseline(&mut cells);
+    // Printed by system (stable: its no-flood row first, then the kinds).
+    cells.sort_by_key(|c| a.systems.iter().position(|s| *s == c.system));
     println!();
     if victim_core {
         println!("victim core: CPU {VICTIM_CPU} runs the stack-side threaded NAPI and the server; CPU {OTHER_CPU} the generator, legit client and peer NAPI");
@@ -1300,7 +1304,7 @@ mod tests {
     }
 
     #[test]
-    fn plan_has_one_no_flood_row_per_system_then_every_kind_and_rate() {
+    fn plan_runs_every_no_flood_row_first_then_every_kind_and_rate() {
         let p = plan(
             &["linux".into(), "xstack".into()],
             &[FloodKind::Syn, FloodKind::Rst],
@@ -1308,8 +1312,10 @@ mod tests {
         );
         assert_eq!(p.len(), 2 * (1 + 2 * 2));
         assert_eq!(p[0], ("linux".into(), None, 0));
-        assert_eq!(p[1], ("linux".into(), Some(FloodKind::Syn), 1000));
-        assert_eq!(p[4], ("linux".into(), Some(FloodKind::Rst), 2000));
+        assert_eq!(p[1], ("xstack".into(), None, 0));
+        assert_eq!(p[2], ("linux".into(), Some(FloodKind::Syn), 1000));
+        assert_eq!(p[5], ("linux".into(), Some(FloodKind::Rst), 2000));
+        assert_eq!(p[6], ("xstack".into(), Some(FloodKind::Syn), 1000));
         assert_eq!(plan(&["xstack".into()], &[FloodKind::Ack], &[5]).len(), 1);
     }
 
