@@ -6,6 +6,14 @@ use std::{process::Stdio, time::Duration};
 
 use xstack_tests::{counter, testbed, wait_until, xstack_bin, Serve};
 
+/// One flood at a time in this file: several at once would starve the
+/// legit clients of CPU on a 2-core machine and measure the machine, not
+/// the defense.
+fn one_flood_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn legitimate_clients_complete_connections_under_a_syn_flood() {
     let (s, sent) = legitimate_clients_complete_connections_under_a_flood("syn");
@@ -66,10 +74,7 @@ fn legitimate_clients_complete_connections_under_a_mixed_flood() {
 /// every frame got exactly one verdict. Returns the final counters and the
 /// number of flood packets sent.
 fn legitimate_clients_complete_connections_under_a_flood(kind: &str) -> (serde_json::Value, u64) {
-    // One flood at a time: four at once would starve the legit clients of
-    // CPU on a 2-core machine and measure the machine, not the defense.
-    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = one_flood_at_a_time();
     let tb = testbed('f', 1);
     let t = &tb.testbed;
     let serve = Serve::start(t, 80, &["--app", "http", "--syncookies", "auto"]);
@@ -210,6 +215,7 @@ fn a_flood_outside_the_benchmarking_range_is_refused_before_anything_is_opened()
 /// Linux client (2001:2::1, another /64) completes every connection.
 #[test]
 fn legitimate_ipv6_clients_complete_connections_under_a_flood_from_one_slash_64() {
+    let _turn = one_flood_at_a_time();
     let tb = testbed('g', 1);
     let t = &tb.testbed;
     let v6 = t.stack_ip6.to_string();
@@ -296,4 +302,107 @@ fn legitimate_ipv6_clients_complete_connections_under_a_flood_from_one_slash_64(
         "sent {sent}, dropped {dropped}: {s:#}"
     );
     assert!(dropped <= sent, "{s:#}");
+}
+
+/// RFC 5961 against a blind attacker who knows the 4-tuples: spoofed RSTs
+/// and ACKs from the real client's address and ports, with guessed
+/// sequence and acknowledgment numbers (`xstack flood --kind est`), while
+/// the client echoes on 8 open connections. No connection is reset, every
+/// echo comes back, and the engine accounts for the forged segments that
+/// reached a connection (dropped out of window, or answered with a
+/// challenge ACK).
+#[test]
+fn established_connections_survive_spoofed_rsts_and_acks_with_guessed_numbers() {
+    use std::io::{Read, Write};
+    let _turn = one_flood_at_a_time();
+    let tb = testbed('f', 1);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, 80, &[]);
+    // The client's ports: the ones the flood aims at.
+    let out = t
+        .peer_command("sysctl")
+        .args(["-qw", "net.ipv4.ip_local_port_range=40000 40015"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let before = serve.stats();
+    let ns = format!("/run/netns/{}", t.peer_ns);
+    let target = std::net::SocketAddr::from((t.stack_ip, 80));
+    let client = std::thread::spawn(move || -> Result<u64, String> {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(&ns).map_err(|e| e.to_string())?;
+        // SAFETY: setns on a namespace fd, for this thread only.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        let mut conns = Vec::new();
+        for _ in 0..8 {
+            let s = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2))
+                .map_err(|e| format!("connect: {e}"))?;
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            conns.push(s);
+        }
+        let ports: Vec<u16> = conns
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        assert!(
+            ports.iter().all(|p| (40000..=40015).contains(p)),
+            "{ports:?}"
+        );
+        // Echo in turn for 3 s: the flood below runs inside that window.
+        let (end, mut echoes) = (std::time::Instant::now() + Duration::from_secs(3), 0u64);
+        while std::time::Instant::now() < end {
+            for (i, s) in conns.iter_mut().enumerate() {
+                let mut b = [0u8; 1];
+                s.write_all(b"e")
+                    .and_then(|_| s.read_exact(&mut b))
+                    .map_err(|e| format!("connection {i} (port {}): {e}", ports[i]))?;
+                echoes += 1;
+            }
+        }
+        Ok(echoes)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let out = xstack::tools::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
+        .args(["flood", "--iface", &t.peer_if, "--target", "198.18.0.2:80"])
+        .args(["--rate", "30000", "--duration", "2", "--kind", "est"])
+        .args(["--sources", "198.18.0.1/32", "--src-ports", "40000-40015"])
+        .args(["--dst-mac", &xstack::tools::testbed::STACK_MAC.to_string()])
+        .output()
+        .expect("flood");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "flood: {report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let echoes = client
+        .join()
+        .unwrap()
+        .expect("every echo on every connection");
+    assert!(echoes > 100, "{echoes} echoes");
+    let delta = |s: &serde_json::Value, p: &str| counter(s, p) - counter(&before, p);
+    let s = serve.stats();
+    assert_eq!(
+        delta(&s, "/tcp/resets_in"),
+        0,
+        "a forged RST reset a connection: {s:#}"
+    );
+    // 8 of the 16 ports carry a connection: about half the forged segments
+    // reach one, and each is dropped or challenged, never accepted.
+    let seen = wait_until(Duration::from_secs(3), || {
+        let s = serve.stats();
+        [
+            "drop_out_of_window",
+            "challenge_acks",
+            "drop_ack_unsent",
+            "TCPACKSkippedSeq",
+        ]
+        .iter()
+        .map(|c| delta(&s, &format!("/tcp/{c}")))
+        .sum::<u64>()
+            > 1000
+    });
+    assert!(seen, "forged segments unaccounted for: {:#}", serve.stats());
 }

@@ -43,7 +43,7 @@ pub fn bench(seconds: u32) -> Result<()> {
             "bench",
             "synflood",
             "--seconds",
-            "3",
+            "2",
             "--out",
             "target/synflood",
         ]))?;

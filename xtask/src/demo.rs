@@ -86,6 +86,8 @@ pub fn demo(verbose: bool) -> Result<()> {
             "synflood",
             "--systems",
             "xstack",
+            "--kinds",
+            "syn",
             "--rates",
             &format!("0,{FLOOD_PPS}"),
             "--seconds",
@@ -94,11 +96,13 @@ pub fn demo(verbose: bool) -> Result<()> {
             path_str(&flood_dir)?,
         ],
         verbose,
-        // synflood.rs: sg<pid % 10000> (generator maximum), sf<pid % 10000><n>.
+        // synflood.rs: sg<pid % 10000> (generator maximum), sf<pid % 10000><n>
+        // (one testbed per row: the no-flood row, then the SYN row).
         |pid| {
             vec![
                 format!("sg{}", pid % 10_000),
                 format!("sf{}0", pid % 10_000),
+                format!("sf{}1", pid % 10_000),
             ]
         },
     )?;

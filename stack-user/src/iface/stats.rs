@@ -144,7 +144,7 @@ mod tests {
         let mut keys_sorted = keys.clone();
         keys_sorted.sort_unstable();
         assert_eq!(keys_sorted, named, "every JSON field is a counter");
-        assert_eq!(keys.len(), 38);
+        assert_eq!(keys.len(), 39);
         let b = a.clone();
         a.add(&b);
         assert_eq!(a.rx_frames, 2);

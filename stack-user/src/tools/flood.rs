@@ -44,6 +44,13 @@ pub enum FloodKind {
     Rst,
     /// SYN, ACK and RST in turn.
     Mixed,
+    /// Aimed at established connections (RFC 5961 §3, §5): RSTs and ACKs
+    /// in turn from the real client's address (`--sources A/32`) and its
+    /// ports (`--src-ports LO-HI`), with guessed (random) sequence and
+    /// acknowledgment numbers. A conforming victim resets nothing: an
+    /// out-of-window segment is dropped, an in-window RST or an ACK of data
+    /// never sent gets a challenge ACK.
+    Est,
 }
 
 /// `xstack flood` arguments.
@@ -70,6 +77,9 @@ pub struct FloodArgs {
     /// Segment kind.
     #[arg(long, value_enum, default_value = "syn")]
     pub kind: FloodKind,
+    /// Spoofed source ports LO-HI (default: random 1024-65023); `--kind est` needs it: the client ports of the connections it aims at.
+    #[arg(long, value_name = "LO-HI")]
+    pub src_ports: Option<String>,
     /// Destination MAC (default: the target's neighbour entry).
     #[arg(long)]
     pub dst_mac: Option<String>,
@@ -101,6 +111,8 @@ pub struct FloodConfig {
     pub sources: (IpAddr, u8),
     /// Kind.
     pub kind: FloodKind,
+    /// Spoofed source ports (inclusive range); None: random 1024-65023.
+    pub src_ports: Option<(u16, u16)>,
     /// Destination MAC.
     pub dst_mac: Mac,
     /// Queue.
@@ -153,6 +165,16 @@ fn parse_mac(s: &str) -> Option<Mac> {
     parts.next().is_none().then_some(Mac(m))
 }
 
+/// Parses `LO-HI` (inclusive, 1 <= LO <= HI).
+pub fn parse_port_range(s: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = s.split_once('-')?;
+    let (lo, hi) = (
+        lo.trim().parse::<u16>().ok()?,
+        hi.trim().parse::<u16>().ok()?,
+    );
+    (lo >= 1 && lo <= hi).then_some((lo, hi))
+}
+
 fn neighbour_mac(ip: IpAddr) -> Option<Mac> {
     let out = std::process::Command::new("ip")
         .args(["-j", "neigh", "show", &ip.to_string()])
@@ -187,6 +209,15 @@ impl FloodArgs {
                 self.duration
             );
         }
+        let src_ports = match &self.src_ports {
+            Some(r) => Some(parse_port_range(r).with_context(|| {
+                format!("--src-ports {r}: expected LO-HI with 1 <= LO <= HI <= 65535")
+            })?),
+            None if self.kind == FloodKind::Est => bail!(
+                "--kind est aims at established connections: give their client ports with --src-ports LO-HI (and the client's address with --sources A/32)"
+            ),
+            None => None,
+        };
         let duration = Duration::from_secs_f64(self.duration);
         let limit = if self.force {
             MAX_FORCED_DURATION
@@ -223,6 +254,7 @@ impl FloodArgs {
             duration,
             sources,
             kind: self.kind,
+            src_ports,
             dst_mac,
             queue: self.queue,
             metrics: self
@@ -279,13 +311,16 @@ fn build(buf: &mut [u8], c: &FloodConfig, src_mac: Mac, kind: FloodKind, rng: &m
             IpAddr::V6(Ipv6Addr::from(u128::from(net) | host))
         }
     };
-    let sport = 1024 + ((r >> 32) as u16 % 64000);
+    let sport = match c.src_ports {
+        Some((lo, hi)) => lo + ((r >> 32) as u32 % (u32::from(hi - lo) + 1)) as u16,
+        None => 1024 + ((r >> 32) as u16 % 64000),
+    };
     let r2 = rng.next();
     // SYN: MSS 1460 only; ACK: a random acknowledgment; RST: bare.
     let (flags, mss) = match kind {
         FloodKind::Syn | FloodKind::Mixed => (SYN, Some(1460)),
         FloodKind::Ack => (ACK, None),
-        FloodKind::Rst => (RST, None),
+        FloodKind::Rst | FloodKind::Est => (RST, None),
     };
     let tcp = TcpRepr {
         src_port: sport,
@@ -495,6 +530,7 @@ pub fn run(c: &FloodConfig) -> Result<FloodReport> {
                     FloodKind::Mixed => {
                         [FloodKind::Syn, FloodKind::Ack, FloodKind::Rst][(i % 3) as usize]
                     }
+                    FloodKind::Est => [FloodKind::Rst, FloodKind::Ack][(i % 2) as usize],
                     k => k,
                 };
                 i += 1;
@@ -536,6 +572,7 @@ mod tests {
             duration: 1.0,
             sources: "198.18.128.0/17".into(),
             kind: FloodKind::Syn,
+            src_ports: None,
             dst_mac: Some("02:78:73:00:00:02".into()),
             queue: 0,
             force: false,
@@ -670,5 +707,50 @@ mod tests {
                 "{target} {sources}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn est_segments_aim_at_the_clients_four_tuples_with_guessed_numbers() {
+        let mut a = args();
+        a.kind = FloodKind::Est;
+        let e = a.to_config().unwrap_err().to_string();
+        assert!(e.contains("--src-ports"), "{e}");
+        a.src_ports = Some("40010-40000".into());
+        assert!(a.to_config().is_err(), "LO > HI");
+        a.src_ports = Some("40000-40003".into());
+        a.sources = "198.18.0.1/32".into();
+        let c = a.to_config().unwrap();
+        assert_eq!(c.src_ports, Some((40000, 40003)));
+        let mut rng = Rng(7);
+        let mut seen_ports = std::collections::BTreeSet::new();
+        let mut seqs = std::collections::BTreeSet::new();
+        for (i, kind) in [FloodKind::Rst, FloodKind::Ack]
+            .iter()
+            .cycle()
+            .take(200)
+            .enumerate()
+        {
+            let mut buf = [0u8; 2048];
+            let n = build(&mut buf, &c, Mac([2, 0, 0, 0, 0, 1]), *kind, &mut rng);
+            let (_, ip) = EthernetRepr::parse(&buf[..n]).unwrap();
+            let (ipr, seg) = Ipv4Repr::parse(ip).unwrap();
+            assert_eq!(
+                ipr.src,
+                Ipv4Addr::new(198, 18, 0, 1),
+                "the real client's address"
+            );
+            let tcp = TcpRepr::parse(ipr.src, ipr.dst, seg).unwrap();
+            assert!((40000..=40003).contains(&tcp.src_port));
+            assert_eq!(tcp.dst_port, 8080);
+            let want = if i % 2 == 0 { (RST, false) } else { (0, true) };
+            assert_eq!((tcp.flags, tcp.ack.is_some()), want);
+            seen_ports.insert(tcp.src_port);
+            seqs.insert(tcp.seq.0);
+        }
+        assert_eq!(seen_ports.len(), 4, "every target port is hit");
+        assert!(seqs.len() > 190, "sequence numbers are guessed, not fixed");
+        assert_eq!(parse_port_range("1-65535"), Some((1, 65535)));
+        assert_eq!(parse_port_range("0-5"), None);
+        assert_eq!(parse_port_range("7"), None);
     }
 }

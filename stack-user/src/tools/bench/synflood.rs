@@ -1,21 +1,26 @@
-//! `xstack bench synflood`: legitimate connections under a SYN flood.
+//! `xstack bench synflood`: legitimate connections under floods.
 //!
-//! For each system — (a) a Linux listener with `tcp_syncookies=1`, (b) the
-//! same behind nftables SYNPROXY, (c) `xstack serve --syncookies auto` — on a
-//! fresh testbed, and for a rising series of flood rates up to the
-//! generator's maximum (measured first), a Linux client in the peer
-//! namespace runs connect + 1-byte request/echo + close in a loop (1 s
-//! timeout per connection) while `xstack flood` sends spoofed SYNs from
-//! 198.18.128.0/17 on the same veth. Reported per cell: success %,
-//! connections/s, machine CPU % (all cores, from /proc/stat), and where the
-//! CPU goes on the victim core.
+//! The matrix: for each system — (a) a Linux listener with
+//! `tcp_syncookies=1`, (b) the same behind nftables SYNPROXY, (c) `xstack
+//! serve --syncookies auto` — its no-flood row, then each attack kind (SYN,
+//! ACK, RST, mixed from spoofed 198.18.128.0/17 sources; `est`: RSTs and
+//! ACKs with guessed numbers aimed at the legit client's open connections)
+//! at a rising series of flood rates up to the generator's maximum
+//! (measured first). Every row runs on a testbed of its own (fresh
+//! namespaces, veth pair, sink, server, conntrack table), so no state
+//! carries from one row to the next. A Linux client in the peer namespace
+//! runs connect + 1-byte request/echo + close in a loop (1 s timeout per
+//! connection; `est`: echoes on connections kept open) while `xstack flood`
+//! sends on the same veth. Per row: success %, connections/s, "kept" (over
+//! the system's no-flood row), outcomes (ok, refused, reset, timeout),
+//! latency p50/p99, and where the CPU goes on the victim core.
 //!
 //! The victim core (unless `--no-victim-core`): the stack-side veth's NAPI
 //! runs threaded (GRO on at the stack end for the Linux rows, the XDP
 //! program for xstack) and that `napi/*` thread and the server are pinned
 //! to CPU 0; the generator, the legit client and the peer's (threaded)
 //! NAPI to CPU 1. The victim then pays for what it receives, as with a
-//! real NIC. Per cell: CPU 0 and CPU 1 busy %, the NAPI thread's CPU %,
+//! real NIC. Per row: CPU 0 and CPU 1 busy %, the NAPI thread's CPU %,
 //! the victim core's ns per flood packet beyond the no-flood row, and the
 //! XDP program's run time per packet (`kernel.bpf_stats_enabled`, restored
 //! afterwards).
@@ -43,19 +48,33 @@ use crate::{
 
 const PORT: u16 = 8080;
 
+/// The established-flow rows (`est`): the legit client's source ports
+/// (its namespace's `ip_local_port_range`, which the flood aims at) and
+/// connections per client thread, each kept open for the whole row.
+const EST_PORTS: (u16, u16) = (40000, 40063);
+const EST_CONNS_PER_CLIENT: usize = 8;
+
 /// `xstack bench synflood` arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SynfloodArgs {
-    /// Seconds per measurement.
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds per measurement (row).
+    #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
-    /// Flood rates (pps), comma separated; default: 0, then 1/4, 1/2 and all of the generator's measured maximum.
+    /// Flood rates (pps), comma separated; 0 is the no-flood row each system's "kept" is measured against; default: 0, then 1/4, 1/2 and all of the generator's measured maximum.
     #[arg(long, value_delimiter = ',')]
     pub rates: Vec<u64>,
+    /// Attack kinds, comma separated: syn, ack, rst, mixed (random 4-tuples), est (RSTs and ACKs aimed at the legit client's open connections).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "syn,ack,rst,mixed,est"
+    )]
+    pub kinds: Vec<FloodKind>,
     /// Client threads.
     #[arg(long, default_value_t = 4)]
     pub clients: usize,
-    /// Where to write synflood.json and synflood.svg.
+    /// Where to write synflood.json and one synflood-KIND.svg per attack kind.
     #[arg(long, default_value = "target/synflood")]
     pub out: std::path::PathBuf,
     /// Systems to run (linux, synproxy, xstack).
@@ -90,6 +109,8 @@ struct Cores {
     xdp_prog: Option<u32>,
     /// The peer-side sink.
     sink: Option<Arc<XdpSink>>,
+    /// The peer-side `napi/*` threads.
+    peer_napi: Vec<i32>,
 }
 
 impl Cores {
@@ -100,11 +121,55 @@ impl Cores {
     }
 }
 
-/// One cell of the table.
-#[derive(Clone, Debug, Serialize)]
+/// The legit client's connections by outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Outcomes {
+    /// Connected and echoed the byte.
+    pub ok: u64,
+    /// Refused (RST to the SYN).
+    pub refused: u64,
+    /// Reset, or closed by the server before the echo.
+    pub reset: u64,
+    /// No handshake or no echo within the client's 1 s timeout.
+    pub timeout: u64,
+    /// Any other error.
+    pub other: u64,
+}
+
+impl Outcomes {
+    fn add(&mut self, o: &Outcomes) {
+        self.ok += o.ok;
+        self.refused += o.refused;
+        self.reset += o.reset;
+        self.timeout += o.timeout;
+        self.other += o.other;
+    }
+
+    /// Counts one failed connection by its error.
+    pub fn count_error(&mut self, e: &std::io::Error) {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            ConnectionRefused => self.refused += 1,
+            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => self.reset += 1,
+            TimedOut | WouldBlock => self.timeout += 1,
+            _ => self.other += 1,
+        }
+    }
+
+    /// All connections tried.
+    pub fn attempts(&self) -> u64 {
+        self.ok + self.refused + self.reset + self.timeout + self.other
+    }
+}
+
+/// One row of the matrix: one system, one attack kind, one flood rate, on
+/// a testbed of its own.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Cell {
     /// System.
     pub system: String,
+    /// Attack kind ("none" for the no-flood row).
+    pub kind: String,
     /// Requested flood rate.
     pub flood_pps: u64,
     /// Achieved flood rate.
@@ -117,6 +182,17 @@ pub struct Cell {
     pub success_pct: f64,
     /// Successful connections per second.
     pub cps: f64,
+    /// `cps` over the same system's no-flood row, %.
+    pub kept_pct: Option<f64>,
+    /// The legit connections by outcome.
+    pub outcomes: Outcomes,
+    /// Latency (connect + echo) of the successful connections, µs.
+    pub p50_us: Option<f64>,
+    /// 99th percentile of the same.
+    pub p99_us: Option<f64>,
+    /// Challenge ACKs the victim sent during the row (RFC 5961; Linux
+    /// `TcpExtTCPChallengeACK`, xstack `challenge_acks`).
+    pub challenge_acks: Option<u64>,
     /// Machine CPU busy %, all cores.
     pub cpu_pct: f64,
     /// Victim core (CPU 0) busy %.
@@ -191,24 +267,25 @@ fn join<T>(h: std::thread::JoinHandle<Result<T>>) -> Result<T> {
         .map_err(|_| anyhow::anyhow!("a benchmark thread panicked"))?
 }
 
-/// Legit client: connect, send one byte, read it back, close; counts.
-fn clients(
-    t: &Testbed,
-    n: usize,
-    secs: f64,
-    cores: &Cores,
-) -> Vec<std::thread::JoinHandle<Result<(u64, u64)>>> {
+/// A legit client thread: its outcomes and the good connections' latency.
+type ClientThread = std::thread::JoinHandle<Result<(Outcomes, hdrhistogram::Histogram<u64>)>>;
+
+/// Legit client: connect, send one byte, read it back, close; counts each
+/// connection by outcome and records the successful ones' latency.
+fn clients(t: &Testbed, n: usize, secs: f64, cores: &Cores) -> Vec<ClientThread> {
     let target = SocketAddr::from((t.stack_ip, PORT));
     (0..n)
         .map(|_| {
             let cores = cores.clone();
             in_netns(&t.peer_ns, move || {
                 cores.pin_here(OTHER_CPU);
+                let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                    .expect("static histogram bounds");
                 let end = Instant::now() + Duration::from_secs_f64(secs);
-                let (mut tries, mut ok) = (0u64, 0u64);
+                let mut out = Outcomes::default();
                 while Instant::now() < end {
-                    tries += 1;
-                    let good = (|| -> std::io::Result<()> {
+                    let t0 = Instant::now();
+                    let r = (|| -> std::io::Result<()> {
                         let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(1))?;
                         s.set_read_timeout(Some(Duration::from_secs(1)))?;
                         s.write_all(b"x")?;
@@ -216,17 +293,110 @@ fn clients(
                         s.read_exact(&mut b)?;
                         Ok(())
                     })();
-                    if good.is_ok() {
-                        ok += 1;
+                    match r {
+                        Ok(()) => {
+                            out.ok += 1;
+                            hist.saturating_record(t0.elapsed().as_micros() as u64);
+                        }
+                        Err(e) => out.count_error(&e),
                     }
                 }
-                (tries, ok)
+                (out, hist)
             })
         })
         .collect()
 }
 
-fn flood_config(t: &Testbed, rate: u64, secs: f64) -> FloodConfig {
+/// Legit client of the `est` rows: per thread EST_CONNS_PER_CLIENT
+/// connections opened first (ports from the namespace's narrowed range)
+/// and kept open, each echoing one byte in turn until the row ends. An
+/// outcome is counted per echo; a failed connection is not reopened (so a
+/// reset shows in `reset`, and the ports stay the ones the flood aims at).
+fn est_clients(t: &Testbed, n: usize, secs: f64, cores: &Cores) -> Vec<ClientThread> {
+    let target = SocketAddr::from((t.stack_ip, PORT));
+    (0..n)
+        .map(|_| {
+            let cores = cores.clone();
+            in_netns(&t.peer_ns, move || {
+                cores.pin_here(OTHER_CPU);
+                let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                    .expect("static histogram bounds");
+                let mut out = Outcomes::default();
+                let mut conns: Vec<Option<TcpStream>> = (0..EST_CONNS_PER_CLIENT)
+                    .map(|_| {
+                        let s = TcpStream::connect_timeout(&target, Duration::from_secs(1));
+                        let s = s.and_then(|s| {
+                            s.set_read_timeout(Some(Duration::from_secs(1)))?;
+                            Ok(s)
+                        });
+                        match s {
+                            Ok(s) => Some(s),
+                            Err(e) => {
+                                out.count_error(&e);
+                                None
+                            }
+                        }
+                    })
+                    .collect();
+                let end = Instant::now() + Duration::from_secs_f64(secs);
+                while Instant::now() < end && conns.iter().any(|c| c.is_some()) {
+                    for slot in conns.iter_mut() {
+                        let Some(s) = slot else { continue };
+                        let t0 = Instant::now();
+                        let r = (|| -> std::io::Result<()> {
+                            s.write_all(b"x")?;
+                            let mut b = [0u8; 1];
+                            s.read_exact(&mut b)
+                        })();
+                        match r {
+                            Ok(()) => {
+                                out.ok += 1;
+                                hist.saturating_record(t0.elapsed().as_micros() as u64);
+                            }
+                            Err(e) => {
+                                out.count_error(&e);
+                                *slot = None;
+                            }
+                        }
+                    }
+                }
+                (out, hist)
+            })
+        })
+        .collect()
+}
+
+/// Challenge ACKs sent so far by the victim of `system` on testbed `t`.
+fn challenge_acks(t: &Testbed, system: &str) -> Option<u64> {
+    if system == "xstack" {
+        let v = crate::runtime::control::query_stats(Some(&t.stack_if)).ok()?;
+        return v.pointer("/tcp/challenge_acks").and_then(|x| x.as_u64());
+    }
+    let out = Command::new("ip")
+        .args(["netns", "exec", &t.stack_ns, "cat", "/proc/net/netstat"])
+        .output()
+        .ok()?;
+    netstat_value(
+        &String::from_utf8_lossy(&out.stdout),
+        "TcpExt",
+        "TCPChallengeACK",
+    )
+}
+
+/// One counter of `/proc/net/netstat` text (a header line of names and a
+/// line of values per group).
+pub fn netstat_value(text: &str, group: &str, name: &str) -> Option<u64> {
+    let prefix = format!("{group}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    let names = lines.next()?.split_whitespace().skip(1);
+    let values = lines.next()?.split_whitespace().skip(1);
+    names
+        .zip(values)
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+fn flood_config(t: &Testbed, kind: FloodKind, rate: u64, secs: f64) -> FloodConfig {
     FloodConfig {
         iface: t.peer_if.clone(),
         target: SocketAddrV4::new(t.stack_ip, PORT).into(),
@@ -234,16 +404,32 @@ fn flood_config(t: &Testbed, rate: u64, secs: f64) -> FloodConfig {
         rate,
         duration: Duration::from_secs_f64(secs),
         sources: (SPOOFED.0.into(), SPOOFED.1),
-        kind: FloodKind::Syn,
+        kind,
+        src_ports: None,
         dst_mac: STACK_MAC,
         queue: 0,
         metrics: None,
     }
 }
 
-fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs, cores: &Cores) -> Cell {
-    let flood = (rate > 0).then(|| {
-        let c = flood_config(t, rate, a.seconds + 0.5);
+fn measure(
+    t: &Testbed,
+    system: &str,
+    kind: Option<FloodKind>,
+    rate: u64,
+    a: &SynfloodArgs,
+    cores: &Cores,
+) -> Cell {
+    let est = kind == Some(FloodKind::Est);
+    // The est client connects first: the flood then aims at its ports.
+    let hs = est.then(|| est_clients(t, a.clients, a.seconds + 0.5, cores));
+    let ch0 = challenge_acks(t, system);
+    let flood = kind.filter(|_| rate > 0).map(|kind| {
+        let mut c = flood_config(t, kind, rate, a.seconds + 0.5);
+        if kind == FloodKind::Est {
+            c.sources = (t.peer_ip.into(), 32);
+            c.src_ports = Some(EST_PORTS);
+        }
         let cores = cores.clone();
         in_netns(&t.peer_ns, move || {
             cores.pin_here(OTHER_CPU);
@@ -258,18 +444,22 @@ fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs, cores: &Cores
     let x0 = cores.xdp_prog.and_then(victim::prog_stats);
     let s0 = cores.sink.as_ref().and_then(|s| s.counters().ok());
     let start = Instant::now();
-    let hs = clients(t, a.clients, a.seconds, cores);
-    let (mut attempts, mut ok) = (0, 0);
+    let hs = hs.unwrap_or_else(|| clients(t, a.clients, a.seconds, cores));
+    let mut outcomes = Outcomes::default();
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .expect("static histogram bounds");
     let mut error = None;
     for h in hs {
         match join(h) {
-            Ok((x, y)) => {
-                attempts += x;
-                ok += y;
+            Ok((o, h)) => {
+                outcomes.add(&o);
+                let _ = hist.add(&h);
             }
             Err(e) => error = Some(e.to_string()),
         }
     }
+    let (attempts, ok) = (outcomes.attempts(), outcomes.ok);
+    let quantile = |q: f64| (!hist.is_empty()).then(|| hist.value_at_quantile(q) as f64);
     let el = start.elapsed().as_secs_f64();
     let (t1, i1) = cpu_times();
     let c1 = victim::per_cpu();
@@ -295,15 +485,22 @@ fn measure(t: &Testbed, system: &str, rate: u64, a: &SynfloodArgs, cores: &Cores
         }
         None => 0.0,
     };
+    let ch1 = challenge_acks(t, system);
     let busy = (t1 - t0).saturating_sub(i1 - i0);
     Cell {
         system: system.into(),
+        kind: kind_name(kind).into(),
         flood_pps: rate,
         flood_achieved_pps: achieved,
         attempts,
         ok,
         success_pct: 100.0 * ok as f64 / attempts.max(1) as f64,
         cps: ok as f64 / el,
+        kept_pct: None,
+        outcomes,
+        p50_us: quantile(0.5),
+        p99_us: quantile(0.99),
+        challenge_acks: ch0.zip(ch1).map(|(x, y)| y.saturating_sub(x)),
         cpu_pct: 100.0 * busy as f64 / (t1 - t0).max(1) as f64,
         victim_cpu_pct: victim::busy_pct(&c0, &c1, VICTIM_CPU),
         other_cpu_pct: victim::busy_pct(&c0, &c1, OTHER_CPU),
@@ -327,6 +524,8 @@ fn linux_setup(
     t: &Testbed,
     stop: Arc<AtomicBool>,
     cores: &Cores,
+    threads: usize,
+    persistent: bool,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
     let ns = &t.stack_ns;
     sh(Command::new("ip").args([
@@ -348,38 +547,87 @@ fn linux_setup(
         &t.peer_ip.to_string(),
     ]))?;
     sh(netns_command(ns, "sysctl").args(["-qw", "net.ipv4.tcp_syncookies=1"]))?;
+    // One thread per legit client thread, accepting from one listener: a
+    // connection whose request is late (SYNPROXY: the client waits for the
+    // window update) does not hold up the others.
     let accepted = Arc::new(AtomicU64::new(0));
     let cores = cores.clone();
     let h = in_netns(ns, move || -> Result<()> {
-        cores.pin_here(VICTIM_CPU);
         let l = TcpListener::bind(("0.0.0.0", PORT))?;
         l.set_nonblocking(true)?;
-        while !stop.load(Ordering::Relaxed) {
-            match l.accept() {
-                Ok((mut s, _)) => {
-                    accepted.fetch_add(1, Ordering::Relaxed);
-                    let _ = s.set_nonblocking(false);
-                    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-                    let mut b = [0u8; 1];
-                    if s.read_exact(&mut b).is_ok() {
-                        let _ = s.write_all(&b);
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| -> Result<_> {
+                let l = l.try_clone()?;
+                let (stop, accepted, cores) = (stop.clone(), accepted.clone(), cores.clone());
+                Ok(std::thread::spawn(move || {
+                    cores.pin_here(VICTIM_CPU);
+                    while !stop.load(Ordering::Relaxed) {
+                        match l.accept() {
+                            Ok((mut s, _)) => {
+                                accepted.fetch_add(1, Ordering::Relaxed);
+                                let _ = s.set_nonblocking(false);
+                                let idle = if persistent { 5000 } else { 500 };
+                                let _ = s.set_read_timeout(Some(Duration::from_millis(idle)));
+                                let mut b = [0u8; 1];
+                                // One echo and close first (the server
+                                // keeps the TIME_WAIT, as an HTTP server
+                                // with Connection: close), or (est rows)
+                                // echo until the client closes.
+                                while s.read_exact(&mut b).is_ok() && s.write_all(&b).is_ok() {
+                                    if !persistent {
+                                        break;
+                                    }
+                                }
+                            }
+                            Err(_) => std::thread::sleep(Duration::from_micros(200)),
+                        }
                     }
-                }
-                Err(_) => std::thread::sleep(Duration::from_micros(200)),
-            }
+                }))
+            })
+            .collect::<Result<_>>()?;
+        for w in workers {
+            let _ = w.join();
         }
         Ok(())
     });
     Ok(std::thread::spawn(move || join(h).and_then(|r| r)))
 }
 
+/// The nftables SYNPROXY setup of the nftables wiki ("Synproxy"): SYNs to
+/// the port skip conntrack (`notrack` in raw prerouting), the `synproxy`
+/// statement answers untracked SYNs and the invalid (untracked-handshake)
+/// ACKs with cookies, everything else invalid is dropped; the namespace
+/// runs `nf_conntrack_tcp_loose=0` so an ACK cannot create an entry.
+///
+/// Two departures from the wiki's example, each measured on this kernel
+/// (6.18) with a Linux client doing connect + 1-byte echo + close:
+/// - no `timestamp` option: SYNPROXY rewrites timestamps by a per-flow
+///   offset, and the server's TCP now checks TSecr against the values it
+///   sent (RFC 7323 §5.3; `TcpExtTSEcrRejected`): ~1 connection in 100-400
+///   had its first data segment refused until the client gave up. Without
+///   it SYNPROXY also drops wscale and SACK from the handshake (the cookie
+///   keeps them in the timestamp), so proxied connections run without
+///   window scaling: enough for this benchmark's 1-byte echo.
+/// - [`SYNPROXY_SYSCTLS`]: conntrack forgets a closed flow at once. The
+///   legit client reuses its source ports within seconds (the server
+///   closes first, so the client keeps no TIME_WAIT); the untracked SYN
+///   never reopens the old TIME_WAIT entry, so the cookie ACK matched it,
+///   was not `invalid`, never reached SYNPROXY, and the connection hung on
+///   the SYN-ACK's zero window until the client's timeout.
 const SYNPROXY_RULES: &str = "table ip xstack_synproxy {
   chain prerouting { type filter hook prerouting priority raw; policy accept; tcp dport 8080 tcp flags syn notrack; }
   chain input { type filter hook input priority filter; policy accept;
-    tcp dport 8080 ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm;
+    tcp dport 8080 ct state invalid,untracked synproxy mss 1460 wscale 7 sack-perm;
     ct state invalid drop; }
 }
 ";
+
+/// Sysctls of the SYNPROXY namespace (see [`SYNPROXY_RULES`]).
+const SYNPROXY_SYSCTLS: [&str; 3] = [
+    "net.netfilter.nf_conntrack_tcp_loose=0",
+    "net.netfilter.nf_conntrack_tcp_timeout_time_wait=0",
+    "net.netfilter.nf_conntrack_tcp_timeout_close=0",
+];
 
 struct ServeChild(Child);
 
@@ -399,31 +647,28 @@ impl Drop for ServeChild {
     }
 }
 
-fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Cell> {
-    let fail = |e: anyhow::Error| {
-        rates
-            .iter()
-            .map(|r| Cell {
-                system: system.into(),
-                flood_pps: *r,
-                flood_achieved_pps: 0.0,
-                attempts: 0,
-                ok: 0,
-                success_pct: 0.0,
-                cps: 0.0,
-                cpu_pct: 0.0,
-                victim_cpu_pct: 0.0,
-                other_cpu_pct: 0.0,
-                napi_cpu_pct: 0.0,
-                victim_busy_ns_per_s: 0.0,
-                victim_ns_per_flood_pkt: None,
-                xdp_ns_per_pkt: None,
-                xdp_packets: 0,
-                napi_ns_per_pkt: None,
-                sunk_pps: 0.0,
-                error: Some(e.to_string()),
-            })
-            .collect::<Vec<_>>()
+fn kind_name(kind: Option<FloodKind>) -> &'static str {
+    match kind {
+        None => "none",
+        Some(FloodKind::Syn) => "syn",
+        Some(FloodKind::Ack) => "ack",
+        Some(FloodKind::Rst) => "rst",
+        Some(FloodKind::Mixed) => "mixed",
+        Some(FloodKind::Est) => "est",
+    }
+}
+
+/// One row on a testbed of its own: fresh namespaces, veth pair, sink,
+/// server (a new listener, or a new `xstack serve` process), conntrack
+/// table and SYNPROXY rules, all removed afterwards; no state carries from
+/// one row to the next.
+fn run_row(system: &str, kind: Option<FloodKind>, rate: u64, a: &SynfloodArgs, n: usize) -> Cell {
+    let fail = |e: anyhow::Error| Cell {
+        system: system.into(),
+        kind: kind_name(kind).into(),
+        flood_pps: rate,
+        error: Some(format!("{e:#}")),
+        ..Cell::default()
     };
     let name = format!("sf{}{n}", std::process::id() % 10000);
     let tb = match TestbedGuard::up(&name, 1) {
@@ -453,6 +698,16 @@ fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Ce
             .context("peer-side sink")?;
             cores.sink = Some(Arc::new(sink));
         }
+        if kind == Some(FloodKind::Est) {
+            // The legit client's ports: the ones the flood aims at.
+            sh(netns_command(&t.peer_ns, "sysctl").args([
+                "-qw",
+                &format!(
+                    "net.ipv4.ip_local_port_range={} {}",
+                    EST_PORTS.0, EST_PORTS.1
+                ),
+            ]))?;
+        }
         match system {
             "linux" | "synproxy" => {
                 if cores.on {
@@ -470,11 +725,16 @@ fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Ce
                     ]))
                     .context("GRO on at the stack end (install ethtool)")?;
                 }
-                listener = Some(linux_setup(&t, stop.clone(), &cores)?);
+                let (threads, persistent) = match kind {
+                    Some(FloodKind::Est) => (a.clients * EST_CONNS_PER_CLIENT, true),
+                    _ => (a.clients, false),
+                };
+                listener = Some(linux_setup(&t, stop.clone(), &cores, threads, persistent)?);
                 if system == "synproxy" {
-                    sh(netns_command(&t.stack_ns, "sysctl")
-                        .args(["-qw", "net.netfilter.nf_conntrack_tcp_loose=0"]))
-                    .context("conntrack (is nf_conntrack available?)")?;
+                    for kv in SYNPROXY_SYSCTLS {
+                        sh(netns_command(&t.stack_ns, "sysctl").args(["-qw", kv]))
+                            .context("conntrack (is nf_conntrack available?)")?;
+                    }
                     let mut c = netns_command(&t.stack_ns, "nft");
                     c.args(["-f", "-"]).stdin(Stdio::piped());
                     let mut child = c.spawn().context("nft (install nftables)")?;
@@ -528,50 +788,66 @@ fn run_system(system: &str, rates: &[u64], a: &SynfloodArgs, n: usize) -> Vec<Ce
             for p in &cores.napi {
                 victim::pin(*p, VICTIM_CPU)?;
             }
-            for p in victim::make_threaded(&t.peer_ns, &t.peer_if)? {
-                victim::pin(p, OTHER_CPU)?;
+            cores.peer_napi = victim::make_threaded(&t.peer_ns, &t.peer_if)?;
+            for p in &cores.peer_napi {
+                victim::pin(*p, OTHER_CPU)?;
             }
         }
         Ok(())
     })();
-    let mut cells: Vec<Cell> = match setup {
-        Ok(()) => rates
-            .iter()
-            .map(|r| measure(&t, system, *r, a, &cores))
-            .collect(),
+    let cell = match setup {
+        Ok(()) => measure(&t, system, kind, rate, a, &cores),
         Err(e) => fail(e),
     };
-    marginal_cost(&mut cells);
     stop.store(true, Ordering::Relaxed);
     if let Some(h) = listener {
         let _ = h.join();
     }
     drop(_serve);
+    let napi: Vec<i32> = cores.napi.iter().chain(&cores.peer_napi).copied().collect();
     drop(cores);
     drop(tb);
-    cells
+    // The kernel tears the veth pair down after the namespaces go (its
+    // NAPI threads and page pools linger for a while): wait for that, so
+    // the next row does not pay for this one's teardown.
+    if !victim::wait_gone(&napi, Duration::from_secs(3)) {
+        println!("synflood: the last testbed's NAPI threads outlived 3 s; the next row may share its CPU with their teardown");
+    }
+    cell
 }
 
-/// Victim core ns per flood packet: the busy ns/s left after the legit
-/// connections' share (their count × the no-flood row's victim ns per
-/// connection), over the achieved flood rate. Without a no-flood row the
-/// whole busy time is charged to the flood.
-fn marginal_cost(cells: &mut [Cell]) {
-    let per_conn = cells
+/// Against each system's no-flood row: "kept" (its conn/s over the
+/// baseline's) and the victim core's ns per flood packet (the busy ns/s
+/// left after the legit connections' share — their count × the baseline's
+/// victim ns per connection — over the achieved flood rate; without a
+/// baseline the whole busy time is charged to the flood).
+fn against_baseline(cells: &mut [Cell]) {
+    let base: Vec<(String, f64, f64)> = cells
         .iter()
-        .find(|c| c.flood_pps == 0 && c.error.is_none())
-        .and_then(|c| victim::ns_per_packet(c.victim_busy_ns_per_s, c.cps))
-        .unwrap_or(0.0);
+        .filter(|c| c.kind == "none" && c.error.is_none())
+        .map(|c| {
+            let per_conn = victim::ns_per_packet(c.victim_busy_ns_per_s, c.cps).unwrap_or(0.0);
+            (c.system.clone(), c.cps, per_conn)
+        })
+        .collect();
+    // The est rows count echoes on open connections, not connections:
+    // nothing there compares with the no-flood row.
     for c in cells
         .iter_mut()
-        .filter(|c| c.flood_pps > 0 && c.error.is_none())
+        .filter(|c| c.error.is_none() && c.kind != "est")
     {
-        c.victim_ns_per_flood_pkt = victim::flood_share_ns(
-            c.victim_busy_ns_per_s,
-            c.cps,
-            per_conn,
-            c.flood_achieved_pps,
-        );
+        let Some((_, cps0, per_conn)) = base.iter().find(|b| b.0 == c.system) else {
+            continue;
+        };
+        c.kept_pct = (*cps0 > 0.0).then(|| 100.0 * c.cps / cps0);
+        if c.kind != "none" {
+            c.victim_ns_per_flood_pkt = victim::flood_share_ns(
+                c.victim_busy_ns_per_s,
+                c.cps,
+                *per_conn,
+                c.flood_achieved_pps,
+            );
+        }
     }
 }
 
@@ -580,53 +856,102 @@ fn marginal_cost(cells: &mut [Cell]) {
 fn generator_max() -> Result<f64> {
     let name = format!("sg{}", std::process::id() % 10000);
     let tb = TestbedGuard::up(&name, 1)?;
-    let c = flood_config(&tb.testbed, 0, 1.0);
+    let c = flood_config(&tb.testbed, FloodKind::Syn, 0, 1.0);
     let r = join(in_netns(&tb.testbed.peer_ns, move || {
         crate::tools::flood::run(&c)
     }))??;
     Ok(r.achieved_pps)
 }
 
-fn svg(cells: &[Cell], systems: &[String], rates: &[u64]) -> String {
-    let (w, h, l, b) = (640.0, 360.0, 60.0, 50.0);
-    let maxr = *rates.iter().max().unwrap_or(&1) as f64;
-    let x = |r: u64| l + (w - l - 20.0) * r as f64 / maxr.max(1.0);
-    let y = |p: f64| h - b - (h - b - 20.0) * p / 100.0;
-    let colors = ["#d62728", "#1f77b4", "#2ca02c"];
+/// The plot of one attack kind: legit conn/s kept (% of the system's
+/// no-flood row) against the flood rate, one polyline per system (its
+/// no-flood row is the point at rate 0). Plain SVG text.
+pub fn svg(kind: &str, cells: &[Cell], systems: &[String]) -> String {
+    let (w, h, l, b) = (640.0, 360.0, 70.0, 50.0);
+    let pts = |sys: &String| -> Vec<(u64, f64)> {
+        let mut v: Vec<(u64, f64)> = cells
+            .iter()
+            .filter(|k| {
+                &k.system == sys && (k.kind == kind || k.kind == "none") && k.error.is_none()
+            })
+            .filter_map(|k| Some((if k.kind == "none" { 0 } else { k.flood_pps }, k.kept_pct?)))
+            .collect();
+        v.sort_by_key(|p| p.0);
+        v
+    };
+    let maxr = systems
+        .iter()
+        .flat_map(&pts)
+        .map(|p| p.0)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let top = systems
+        .iter()
+        .flat_map(&pts)
+        .map(|p| p.1)
+        .fold(100.0f64, f64::max);
+    let top = (top / 20.0).ceil() * 20.0;
+    let x = |r: u64| l + (w - l - 20.0) * r as f64 / maxr;
+    let y = |p: f64| h - b - (h - b - 20.0) * p / top;
+    let colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"];
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<line x1=\"{l}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{l}\" y1=\"20\" x2=\"{l}\" y2=\"{}\" stroke=\"black\"/>\n<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">SYN flood rate (pps)</text>\n<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">legit connection success %</text>\n",
-        h - b, w - 20.0, h - b, h - b, (w + l) / 2.0, h - 10.0, h / 2.0, h / 2.0
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<line x1=\"{l}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{l}\" y1=\"20\" x2=\"{l}\" y2=\"{}\" stroke=\"black\"/>\n<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{} flood rate (pps)</text>\n<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">legit conn/s kept (% of no flood)</text>\n",
+        h - b,
+        w - 20.0,
+        h - b,
+        h - b,
+        (w + l) / 2.0,
+        h - 10.0,
+        kind.to_uppercase(),
+        h / 2.0,
+        h / 2.0
     );
-    for r in rates {
+    for i in 0..=4 {
+        let r = (maxr * i as f64 / 4.0) as u64;
         s += &format!(
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
-            x(*r),
-            h - b + 15.0,
-            r
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{r}</text>\n",
+            x(r),
+            h - b + 15.0
         );
     }
-    for p in [0.0, 50.0, 100.0] {
+    let mut p = 0.0;
+    while p <= top {
         s += &format!(
-            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{p}</text>\n",
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{p}</text>\n<line x1=\"{l}\" y1=\"{:.1}\" x2=\"{}\" y2=\"{:.1}\" stroke=\"#ddd\"/>\n",
             l - 5.0,
-            y(p) + 4.0
+            y(p) + 4.0,
+            y(p),
+            w - 20.0,
+            y(p)
         );
+        p += 20.0;
     }
     for (i, sys) in systems.iter().enumerate() {
         let c = colors[i % colors.len()];
-        let pts: Vec<String> = cells
+        let line: Vec<String> = pts(sys)
             .iter()
-            .filter(|k| &k.system == sys && k.error.is_none())
-            .map(|k| format!("{:.1},{:.1}", x(k.flood_pps), y(k.success_pct)))
+            .map(|(r, k)| format!("{:.1},{:.1}", x(*r), y(*k)))
             .collect();
         s += &format!(
-            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n<text x=\"{}\" y=\"{}\" fill=\"{c}\">{sys}</text>\n",
-            pts.join(" "),
-            w - 120.0,
-            30.0 + 15.0 * i as f64
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n<text x=\"{}\" y=\"{}\" fill=\"{c}\">{}</text>\n",
+            line.join(" "),
+            w - 130.0,
+            35.0 + 15.0 * i as f64,
+            label(sys)
         );
     }
     s + "</svg>\n"
+}
+
+/// What a system name stands for, in tables and plots.
+fn label(system: &str) -> &str {
+    match system {
+        "linux" => "Linux+syncookies",
+        "synproxy" => "Linux+SYNPROXY",
+        "xstack" => "xstack",
+        other => other,
+    }
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -635,76 +960,157 @@ fn opt(v: Option<f64>) -> String {
 
 fn table(cells: &[Cell]) -> String {
     let mut s = String::from(
-        "| system   | flood pps (achieved) | success % | conn/s  | CPU % (machine) | victim CPU % | NAPI % | other CPU % | victim ns/flood pkt | XDP ns/pkt | sunk pps |\n\
-         |----------|----------------------|-----------|---------|-----------------|--------------|--------|-------------|---------------------|------------|----------|\n",
+        "| kind  | system           | flood pps (achieved) | success % | conn/s | kept % |    ok | refused | reset | timeout | p50 µs | p99 µs | victim CPU % | victim ns/flood pkt | XDP ns/pkt |\n\
+         |-------|------------------|----------------------|-----------|--------|--------|-------|---------|-------|---------|--------|--------|--------------|---------------------|------------|\n",
     );
-    for c in cells {
+    for c in cells.iter().filter(|c| c.kind != "est") {
+        let o = &c.outcomes;
         s += &match &c.error {
             None => format!(
-                "| {:<8} | {:>9} ({:>9.0}) | {:>9.1} | {:>7.0} | {:>15.0} | {:>12.0} | {:>6.0} | {:>11.0} | {:>19} | {:>10} | {:>8.0} |\n",
-                c.system,
+                "| {:<5} | {:<16} | {:>9} ({:>9.0}) | {:>9.1} | {:>6.0} | {:>6} | {:>5} | {:>7} | {:>5} | {:>7} | {:>6} | {:>6} | {:>12.0} | {:>19} | {:>10} |\n",
+                c.kind,
+                label(&c.system),
                 c.flood_pps,
                 c.flood_achieved_pps,
                 c.success_pct,
                 c.cps,
-                c.cpu_pct,
+                opt(c.kept_pct),
+                o.ok,
+                o.refused,
+                o.reset,
+                o.timeout + o.other,
+                opt(c.p50_us),
+                opt(c.p99_us),
                 c.victim_cpu_pct,
-                c.napi_cpu_pct,
-                c.other_cpu_pct,
                 opt(c.victim_ns_per_flood_pkt),
                 opt(c.xdp_ns_per_pkt),
-                c.sunk_pps,
             ),
-            Some(e) => format!("| {:<8} | {:>9}             | error: {e}\n", c.system, c.flood_pps),
+            Some(e) => format!(
+                "| {:<5} | {:<16} | {:>9}             | error: {e}\n",
+                c.kind,
+                label(&c.system),
+                c.flood_pps
+            ),
         };
     }
     s
 }
 
-/// Per system, at its highest flood rate that leaves the victim core
-/// unsaturated (< 90% busy; else its lowest flood rate: a saturated core
-/// drops what it cannot take, which would make packets look cheap): ns per
-/// flood packet and the flood rate one victim core absorbs (1e9 / ns).
-fn summary(cells: &[Cell], systems: &[String]) -> String {
+/// The established-flow rows: echoes on the legit client's open
+/// connections, their outcomes, and the victim's challenge ACKs.
+fn est_table(cells: &[Cell]) -> String {
     let mut s = String::from(
-        "| system   | at flood pps | victim-core ns/flood pkt | absorbs pps (core) | NAPI ns/pkt | XDP ns/pkt | absorbs pps (XDP) |\n\
-         |----------|--------------|--------------------------|--------------------|-------------|------------|-------------------|\n",
+        "| system           | flood pps (achieved) | echoes ok | echoes/s | reset | timeout | p99 µs | challenge ACKs | victim CPU % |\n\
+         |------------------|----------------------|-----------|----------|-------|---------|--------|----------------|--------------|\n",
     );
-    for sys in systems {
-        let rows = || {
-            cells
-                .iter()
-                .filter(|c| &c.system == sys && c.error.is_none() && c.flood_pps > 0)
+    for c in cells.iter().filter(|c| c.kind == "est") {
+        let o = &c.outcomes;
+        s += &match &c.error {
+            None => format!(
+                "| {:<16} | {:>9} ({:>9.0}) | {:>9} | {:>8.0} | {:>5} | {:>7} | {:>6} | {:>14} | {:>12.0} |\n",
+                label(&c.system),
+                c.flood_pps,
+                c.flood_achieved_pps,
+                o.ok,
+                c.cps,
+                o.reset + o.refused,
+                o.timeout + o.other,
+                opt(c.p99_us),
+                c.challenge_acks.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+                c.victim_cpu_pct,
+            ),
+            Some(e) => format!("| {:<16} | {:>9}             | error: {e}\n", label(&c.system), c.flood_pps),
         };
-        let Some(c) = rows()
-            .filter(|c| c.victim_cpu_pct < 90.0)
-            .max_by_key(|c| c.flood_pps)
-            .or_else(|| rows().min_by_key(|c| c.flood_pps))
-        else {
-            continue;
-        };
-        s += &format!(
-            "| {:<8} | {:>12.0} | {:>24} | {:>18} | {:>11} | {:>10} | {:>17} |\n",
-            sys,
-            c.flood_achieved_pps,
-            opt(c.victim_ns_per_flood_pkt),
-            opt(c.victim_ns_per_flood_pkt.and_then(victim::absorbs_pps)),
-            opt(c.napi_ns_per_pkt),
-            opt(c.xdp_ns_per_pkt),
-            opt(c.xdp_ns_per_pkt.and_then(victim::absorbs_pps)),
-        );
     }
     s
 }
 
-/// Runs the experiment, prints the table, writes JSON and SVG.
+/// Per attack kind and system: "kept" at the highest flood rate, and the
+/// victim cost per flood packet at the highest rate that leaves the victim
+/// core unsaturated (< 90% busy; else its lowest flood rate: a saturated
+/// core drops what it cannot take, which would make packets look cheap),
+/// with the flood rate one victim core absorbs (1e9 / ns).
+fn summary(cells: &[Cell], systems: &[String], kinds: &[FloodKind]) -> String {
+    let mut s = String::from(
+        "| kind  | system           | at max pps | kept % | cost at pps | victim-core ns/flood pkt | absorbs pps (core) | XDP ns/pkt | absorbs pps (XDP) |\n\
+         |-------|------------------|------------|--------|-------------|--------------------------|--------------------|------------|-------------------|\n",
+    );
+    for k in kinds.iter().filter(|k| **k != FloodKind::Est) {
+        let kind = kind_name(Some(*k));
+        for sys in systems {
+            let rows = || {
+                cells
+                    .iter()
+                    .filter(|c| &c.system == sys && c.kind == kind && c.error.is_none())
+            };
+            let Some(top) = rows().max_by_key(|c| c.flood_pps) else {
+                continue;
+            };
+            let Some(c) = rows()
+                .filter(|c| c.victim_cpu_pct < 90.0)
+                .max_by_key(|c| c.flood_pps)
+                .or_else(|| rows().min_by_key(|c| c.flood_pps))
+            else {
+                continue;
+            };
+            s += &format!(
+                "| {:<5} | {:<16} | {:>10.0} | {:>6} | {:>11.0} | {:>24} | {:>18} | {:>10} | {:>17} |\n",
+                kind,
+                label(sys),
+                top.flood_achieved_pps,
+                opt(top.kept_pct),
+                c.flood_achieved_pps,
+                opt(c.victim_ns_per_flood_pkt),
+                opt(c.victim_ns_per_flood_pkt.and_then(victim::absorbs_pps)),
+                opt(c.xdp_ns_per_pkt),
+                opt(c.xdp_ns_per_pkt.and_then(victim::absorbs_pps)),
+            );
+        }
+    }
+    s
+}
+
+/// The rows to run, in order: every system's no-flood row first (if 0 is
+/// among the rates: no baseline then follows a flood row, whose veth
+/// teardown can outlast the wait for it), then per system every kind at
+/// every non-zero rate.
+fn plan(
+    systems: &[String],
+    kinds: &[FloodKind],
+    rates: &[u64],
+) -> Vec<(String, Option<FloodKind>, u64)> {
+    let mut v = Vec::new();
+    if rates.contains(&0) {
+        v.extend(systems.iter().map(|sys| (sys.clone(), None, 0)));
+    }
+    for sys in systems {
+        for k in kinds {
+            for r in rates.iter().filter(|r| **r > 0) {
+                v.push((sys.clone(), Some(*k), *r));
+            }
+        }
+    }
+    v
+}
+
+/// Runs the experiment, prints the table, writes JSON and one SVG per kind.
 pub fn run(a: &SynfloodArgs) -> Result<()> {
     crate::runtime::sys::check_privileges("xstack bench synflood")?;
     if !(a.seconds > 0.0 && a.seconds <= 30.0) {
         bail!("--seconds {} is out of range: 0 < s <= 30", a.seconds);
     }
+    if let Some(s) = a
+        .systems
+        .iter()
+        .find(|s| !["linux", "synproxy", "xstack"].contains(&s.as_str()))
+    {
+        bail!("--systems: unknown system {s:?}: use linux, synproxy or xstack");
+    }
+    if a.kinds.is_empty() || a.systems.is_empty() {
+        bail!("--kinds and --systems need at least one entry each");
+    }
     let gen_max = generator_max()?;
-    println!("synflood: flood generator maximum from one core: {gen_max:.0} pps (AF_XDP copy mode, veth)");
+    println!("synflood: flood generator maximum from one core: {gen_max:.0} pps (AF_XDP copy mode, veth, SYN)");
     let rates: Vec<u64> = if a.rates.is_empty() {
         let m = gen_max as u64;
         vec![0, m / 4, m / 2, m]
@@ -723,38 +1129,228 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
             None
         }
     };
+    let rows = plan(&a.systems, &a.kinds, &rates);
+    println!(
+        "synflood: {} rows of {} s, each on a fresh testbed (new namespaces, veth pair, sink, server process or listener, conntrack table and rules; removed after the row)",
+        rows.len(),
+        a.seconds
+    );
     let mut cells = Vec::new();
-    for (n, s) in a.systems.iter().enumerate() {
-        println!("synflood: {s} ...");
-        cells.extend(run_system(s, &rates, a, n));
+    for (n, (sys, kind, rate)) in rows.iter().enumerate() {
+        println!(
+            "synflood: {} {} {} pps ...",
+            label(sys),
+            kind_name(*kind),
+            rate
+        );
+        cells.push(run_row(sys, *kind, *rate, a, n));
     }
     drop(_stats);
+    against_baseline(&mut cells);
+    // Printed by system (stable: its no-flood row first, then the kinds).
+    cells.sort_by_key(|c| a.systems.iter().position(|s| *s == c.system));
     println!();
     if victim_core {
         println!("victim core: CPU {VICTIM_CPU} runs the stack-side threaded NAPI and the server; CPU {OTHER_CPU} the generator, legit client and peer NAPI");
     } else {
         println!("no victim core (--no-victim-core): veth receive work runs on the sender's CPU");
     }
+    println!("legit client: {} Linux threads, connect + 1-byte echo + close, 1 s timeout; kept = conn/s / the same system's no-flood conn/s; timeout column includes other errors", a.clients);
     print!("{}", table(&cells));
     println!();
-    print!("{}", summary(&cells, &a.systems));
+    print!("{}", summary(&cells, &a.systems, &a.kinds));
+    if a.kinds.contains(&FloodKind::Est) {
+        println!("\nestablished flows (est): spoofed RSTs and ACKs from the client's address and ports {}-{} with guessed numbers, {} open connections per client thread echoing in turn; RFC 5961 holds when reset is 0", EST_PORTS.0, EST_PORTS.1, EST_CONNS_PER_CLIENT);
+        print!("{}", est_table(&cells));
+    }
     std::fs::create_dir_all(&a.out)?;
     let doc = serde_json::json!({
         "generator_max_pps": gen_max,
         "seconds": a.seconds,
         "clients": a.clients,
         "victim_core": victim_core,
+        "rows_independent": "each row on a fresh testbed",
         "cells": cells,
     });
-    std::fs::write(
-        a.out.join("synflood.json"),
-        serde_json::to_string_pretty(&doc)?,
-    )?;
-    std::fs::write(a.out.join("synflood.svg"), svg(&cells, &a.systems, &rates))?;
-    println!(
-        "\nwrote {} and {}",
-        a.out.join("synflood.json").display(),
-        a.out.join("synflood.svg").display()
-    );
+    let json = a.out.join("synflood.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&doc)?)?;
+    println!("\nwrote {}", json.display());
+    for k in a.kinds.iter().filter(|k| **k != FloodKind::Est) {
+        let name = kind_name(Some(*k));
+        let path = a.out.join(format!("synflood-{name}.svg"));
+        std::fs::write(&path, svg(name, &cells, &a.systems))?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synproxy_rules_untrack_syns_proxy_invalid_acks_and_leave_timestamps_out() {
+        let r = SYNPROXY_RULES;
+        assert!(r.contains("hook prerouting priority raw") && r.contains("tcp flags syn notrack"));
+        assert!(r.contains("ct state invalid,untracked synproxy mss 1460 wscale 7 sack-perm;"));
+        assert!(r.contains("ct state invalid drop"));
+        assert!(
+            !r.contains("timestamp"),
+            "TSecr rewriting breaks 6.x servers"
+        );
+        assert!(SYNPROXY_SYSCTLS.contains(&"net.netfilter.nf_conntrack_tcp_loose=0"));
+        assert!(SYNPROXY_SYSCTLS.contains(&"net.netfilter.nf_conntrack_tcp_timeout_time_wait=0"));
+    }
+
+    /// Checks that `s` is well-formed XML as far as an SVG writer can get
+    /// it wrong: every tag closed in order, attribute quotes balanced, no
+    /// stray '<' or '&'.
+    fn well_formed(s: &str) -> Result<(), String> {
+        let mut stack: Vec<String> = Vec::new();
+        let mut rest = s;
+        while let Some(i) = rest.find('<') {
+            if rest[..i].contains('&') || rest[..i].contains('>') {
+                return Err(format!("stray character in text {:?}", &rest[..i]));
+            }
+            let end = rest[i..].find('>').ok_or("unclosed tag")? + i;
+            let tag = &rest[i + 1..end];
+            if !tag.matches('"').count().is_multiple_of(2) || tag.contains('<') {
+                return Err(format!("bad tag {tag:?}"));
+            }
+            if let Some(name) = tag.strip_prefix('/') {
+                match stack.pop() {
+                    Some(open) if open == name => {}
+                    other => return Err(format!("</{name}> closes {other:?}")),
+                }
+            } else if !tag.ends_with('/') {
+                stack.push(tag.split_whitespace().next().unwrap_or("").to_string());
+            }
+            rest = &rest[end + 1..];
+        }
+        match stack.is_empty() && rest.trim().is_empty() {
+            true => Ok(()),
+            false => Err(format!("unclosed {stack:?}")),
+        }
+    }
+
+    fn cell(system: &str, kind: &str, rate: u64, cps: f64) -> Cell {
+        Cell {
+            system: system.into(),
+            kind: kind.into(),
+            flood_pps: rate,
+            flood_achieved_pps: rate as f64,
+            cps,
+            ..Cell::default()
+        }
+    }
+
+    #[test]
+    fn plot_is_well_formed_svg_with_one_polyline_per_system() {
+        let systems: Vec<String> = ["linux", "synproxy", "xstack"].map(String::from).into();
+        let mut cells = Vec::new();
+        for (i, sys) in systems.iter().enumerate() {
+            cells.push(cell(sys, "none", 0, 1000.0));
+            for r in [50_000, 100_000, 200_000] {
+                cells.push(cell(
+                    sys,
+                    "syn",
+                    r,
+                    1000.0 / (1 + i) as f64 * 50_000.0 / r as f64,
+                ));
+                cells.push(cell(sys, "ack", r, 900.0));
+            }
+        }
+        cells.push(Cell {
+            error: Some("testbed <failed> & gone".into()),
+            ..cell("xstack", "syn", 400_000, 0.0)
+        });
+        against_baseline(&mut cells);
+        let s = svg("syn", &cells, &systems);
+        well_formed(&s).unwrap();
+        assert!(s.starts_with("<svg ") && s.ends_with("</svg>\n"));
+        assert_eq!(s.matches("<polyline").count(), systems.len());
+        // Each line: the no-flood point plus three flood rates (the failed
+        // row is left out), and only the SYN rows.
+        for line in s.lines().filter(|l| l.starts_with("<polyline")) {
+            let pts = line
+                .split("points=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            assert_eq!(pts.split(' ').count(), 4, "{line}");
+        }
+        assert!(s.contains("Linux+SYNPROXY") && s.contains("SYN flood rate"));
+        well_formed("<svg><g></svg>").unwrap_err();
+        well_formed("<svg a=\"1></svg>").unwrap_err();
+    }
+
+    #[test]
+    fn kept_is_against_the_same_systems_no_flood_row() {
+        let mut cells = vec![
+            cell("linux", "none", 0, 2000.0),
+            cell("xstack", "none", 0, 4000.0),
+            cell("linux", "syn", 100_000, 500.0),
+            cell("xstack", "syn", 100_000, 3900.0),
+            cell("synproxy", "syn", 100_000, 10.0),
+        ];
+        against_baseline(&mut cells);
+        let kept: Vec<Option<f64>> = cells.iter().map(|c| c.kept_pct).collect();
+        assert_eq!(
+            kept,
+            [Some(100.0), Some(100.0), Some(25.0), Some(97.5), None]
+        );
+    }
+
+    #[test]
+    fn plan_runs_every_no_flood_row_first_then_every_kind_and_rate() {
+        let p = plan(
+            &["linux".into(), "xstack".into()],
+            &[FloodKind::Syn, FloodKind::Rst],
+            &[0, 1000, 2000],
+        );
+        assert_eq!(p.len(), 2 * (1 + 2 * 2));
+        assert_eq!(p[0], ("linux".into(), None, 0));
+        assert_eq!(p[1], ("xstack".into(), None, 0));
+        assert_eq!(p[2], ("linux".into(), Some(FloodKind::Syn), 1000));
+        assert_eq!(p[5], ("linux".into(), Some(FloodKind::Rst), 2000));
+        assert_eq!(p[6], ("xstack".into(), Some(FloodKind::Syn), 1000));
+        assert_eq!(plan(&["xstack".into()], &[FloodKind::Ack], &[5]).len(), 1);
+    }
+
+    #[test]
+    fn client_errors_are_counted_by_outcome() {
+        use std::io::{Error, ErrorKind};
+        let mut o = Outcomes::default();
+        for k in [
+            ErrorKind::ConnectionRefused,
+            ErrorKind::ConnectionReset,
+            ErrorKind::UnexpectedEof,
+            ErrorKind::TimedOut,
+            ErrorKind::WouldBlock,
+            ErrorKind::AddrNotAvailable,
+        ] {
+            o.count_error(&Error::from(k));
+        }
+        o.ok += 3;
+        let want = Outcomes {
+            ok: 3,
+            refused: 1,
+            reset: 2,
+            timeout: 2,
+            other: 1,
+        };
+        assert_eq!(o, want);
+        assert_eq!(o.attempts(), 9);
+    }
+
+    #[test]
+    fn netstat_counters_are_found_by_group_and_name() {
+        let t = "TcpExt: SyncookiesSent TCPChallengeACK TCPACKSkippedSeq\nTcpExt: 5 42 7\nIpExt: InNoRoutes\nIpExt: 3\n";
+        assert_eq!(netstat_value(t, "TcpExt", "TCPChallengeACK"), Some(42));
+        assert_eq!(netstat_value(t, "IpExt", "InNoRoutes"), Some(3));
+        assert_eq!(netstat_value(t, "TcpExt", "Nope"), None);
+        assert_eq!(netstat_value("garbage", "TcpExt", "TCPChallengeACK"), None);
+    }
 }

@@ -183,6 +183,24 @@ pub fn make_threaded(ns: &str, iface: &str) -> Result<Vec<i32>> {
     Ok(new)
 }
 
+/// Waits until none of the threads or processes `pids` exists any more,
+/// at most `limit`; true if they are all gone.
+pub fn wait_gone(pids: &[i32], limit: std::time::Duration) -> bool {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        if pids
+            .iter()
+            .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        {
+            return true;
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// `kernel.bpf_stats_enabled` on for its lifetime; the old value comes
 /// back on drop (also on error and panic unwinding).
 pub struct BpfStats {
@@ -295,5 +313,17 @@ intr 12345
         assert_eq!(flood_share_ns(0.5e9, 1000.0, 100e3, 1e5), Some(4000.0));
         assert_eq!(flood_share_ns(0.1e9, 2000.0, 100e3, 1e5), Some(0.0));
         assert_eq!(flood_share_ns(0.1e9, 0.0, 0.0, 0.0), None);
+    }
+
+    #[test]
+    fn waiting_for_threads_to_go_ends_when_they_are_gone_or_at_the_limit() {
+        use std::time::{Duration, Instant};
+        assert!(wait_gone(&[], Duration::ZERO));
+        // Pids above pid_max never exist.
+        assert!(wait_gone(&[i32::MAX], Duration::from_secs(5)));
+        let t = Instant::now();
+        let me = std::process::id() as i32;
+        assert!(!wait_gone(&[me, i32::MAX], Duration::from_millis(100)));
+        assert!(t.elapsed() >= Duration::from_millis(100));
     }
 }
