@@ -193,6 +193,14 @@ fn a_killed_instance_leaves_no_program_attached() {
 fn testbed_down_leaves_nothing_behind() {
     let name = xstack_tests::unique_name('d');
     let t = xstack::tools::testbed::Testbed::new(&name).unwrap();
+    // Removed also when an assertion below fails (down is idempotent).
+    struct Down(xstack::tools::testbed::Testbed);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = self.0.down();
+        }
+    }
+    let _down = Down(xstack::tools::testbed::Testbed::new(&name).unwrap());
     t.up(2, PeerProfile::Default).unwrap();
     t.up(2, PeerProfile::Default).unwrap(); // idempotent
     assert!(t.exists());
