@@ -45,7 +45,7 @@ pub(super) struct Args {
     /// Server address and port: 198.18.0.1:80, or [2001:2::1]:80 (inside 198.18.0.0/15, 2001:2::/48 or an --allow-target prefix).
     #[arg(long)]
     target: std::net::SocketAddr,
-    /// Also allow targets in this prefix (your own lab; at least a /8), repeatable.
+    /// Also allow targets in this prefix (your own lab; IPv4 at least a /8, IPv6 at least a /32), repeatable.
     #[arg(long = "allow-target", value_name = "CIDR")]
     allow_target: Vec<crate::tools::guard::TargetPrefix>,
     /// Open loop: connections started per second, on schedule.

@@ -62,7 +62,7 @@ pub struct FloodArgs {
     /// Target ADDR:PORT (or [ADDR6]:PORT inside 2001:2::/48), inside 198.18.0.0/15 or an --allow-target prefix.
     #[arg(long)]
     pub target: SocketAddr,
-    /// Also allow targets in this prefix (your own lab; at least a /8), repeatable.
+    /// Also allow targets in this prefix (your own lab; IPv4 at least a /8, IPv6 at least a /32), repeatable.
     #[arg(long = "allow-target", value_name = "CIDR")]
     pub allow_target: Vec<TargetPrefix>,
     /// Packets per second; 0: as fast as one core can.
@@ -101,7 +101,7 @@ pub struct FloodConfig {
     pub iface: String,
     /// Target.
     pub target: SocketAddr,
-    /// Prefixes beyond 198.18.0.0/15 the target may lie in.
+    /// Prefixes beyond 198.18.0.0/15 and 2001:2::/48 the target may lie in.
     pub allow_target: Vec<TargetPrefix>,
     /// Packets per second, 0 = unpaced.
     pub rate: u64,

@@ -2,15 +2,17 @@
 //!
 //! By default only to 198.18.0.0/15, the range RFC 2544 §C.2.2 (and RFC 5735
 //! §3) sets aside for benchmarking, which no production network routes, and
-//! its IPv6 counterpart 2001:2::/48 (RFC 5180 §5.1; `--allow-target` takes
-//! IPv4 prefixes only so far).
+//! its IPv6 counterpart 2001:2::/48 (RFC 5180 §5.1).
 //! `--allow-target CIDR` (repeatable) widens it for a user's own lab, one
-//! prefix at a time. A prefix must be at least a /8
+//! prefix at a time, of either family. An IPv4 prefix must be at least a /8
 //! ([`MIN_ALLOWED_PREFIX_LEN`]), must not have host bits set, and must lie in
 //! unicast space (not 0.0.0.0/8, not 224.0.0.0/3: multicast, reserved and the
-//! broadcast address, RFC 5735 §3): `--allow-target 0.0.0.0/0` is refused, so
-//! the guard can never be switched off wholesale. The check runs before any
-//! socket is opened or packet built.
+//! broadcast address, RFC 5735 §3); an IPv6 prefix at least a /32
+//! ([`MIN_ALLOWED_PREFIX_LEN6`], an RIR allocation: a lab has a /48 or a /64)
+//! inside global unicast 2000::/3 or unique local fc00::/7 (RFC 4291 §2.4,
+//! RFC 4193): `--allow-target 0.0.0.0/0` or `::/0` is refused, so the guard
+//! can never be switched off wholesale. The check runs before any socket is
+//! opened or packet built.
 
 use std::{
     fmt,
@@ -20,9 +22,12 @@ use std::{
 
 use anyhow::{bail, Result};
 
-/// The shortest prefix `--allow-target` takes: a /8 at most, never the
+/// The shortest IPv4 prefix `--allow-target` takes: a /8 at most, never the
 /// whole address space.
 pub const MIN_ALLOWED_PREFIX_LEN: u8 = 8;
+
+/// The shortest IPv6 prefix `--allow-target` takes: a /32.
+pub const MIN_ALLOWED_PREFIX_LEN6: u8 = 32;
 
 /// True when `a` lies in 198.18.0.0/15 (RFC 2544 benchmarking range).
 pub fn in_benchmark_range(a: Ipv4Addr) -> bool {
@@ -37,23 +42,48 @@ pub fn in_benchmark_range6(a: Ipv6Addr) -> bool {
 }
 
 /// [`check_target`] for either family: an IPv6 target must lie in
-/// 2001:2::/48 (no `--allow-target` for IPv6 yet).
+/// 2001:2::/48 or in an IPv6 `--allow-target` prefix.
 pub fn check_target_ip(tool: &str, target: IpAddr, allowed: &[TargetPrefix]) -> Result<()> {
     match target {
         IpAddr::V4(a) => check_target(tool, a, allowed),
-        IpAddr::V6(a) if in_benchmark_range6(a) => Ok(()),
-        IpAddr::V6(a) => bail!(
-            "target {a} is outside 2001:2::/48; {tool} only sends IPv6 to the benchmarking range (--allow-target takes IPv4 prefixes only)"
-        ),
+        IpAddr::V6(a)
+            if in_benchmark_range6(a) || allowed.iter().any(|p| p.contains_ip(target)) =>
+        {
+            Ok(())
+        }
+        IpAddr::V6(a) => {
+            let mine: Vec<String> = allowed
+                .iter()
+                .filter(|p| p.addr.is_ipv6())
+                .map(ToString::to_string)
+                .collect();
+            if mine.is_empty() {
+                bail!(
+                    "target {a} is outside 2001:2::/48; {tool} only sends IPv6 to the benchmarking range unless you add --allow-target CIDR for your own lab"
+                )
+            }
+            bail!(
+                "target {a} is outside 2001:2::/48 and every IPv6 --allow-target ({}); {tool} sends nowhere else",
+                mine.join(", ")
+            )
+        }
     }
 }
 
-/// One `--allow-target` prefix, validated: at least a /8, no host bits,
-/// unicast space only.
+/// One `--allow-target` prefix, validated: IPv4 at least a /8, IPv6 at
+/// least a /32, no host bits, unicast space only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TargetPrefix {
-    addr: Ipv4Addr,
+    addr: IpAddr,
     len: u8,
+}
+
+fn mask6(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    }
 }
 
 fn mask(len: u8) -> u32 {
@@ -65,9 +95,18 @@ fn mask(len: u8) -> u32 {
 }
 
 impl TargetPrefix {
-    /// Whether `a` lies in this prefix.
+    /// Whether the IPv4 address `a` lies in this prefix.
     pub fn contains(&self, a: Ipv4Addr) -> bool {
-        u32::from(a) & mask(self.len) == u32::from(self.addr)
+        self.contains_ip(IpAddr::V4(a))
+    }
+
+    /// Whether `a` (either family) lies in this prefix.
+    pub fn contains_ip(&self, a: IpAddr) -> bool {
+        match (self.addr, a) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => u32::from(a) & mask(self.len) == u32::from(net),
+            (IpAddr::V6(net), IpAddr::V6(a)) => u128::from(a) & mask6(self.len) == u128::from(net),
+            _ => false,
+        }
     }
 }
 
@@ -80,12 +119,15 @@ impl fmt::Display for TargetPrefix {
 impl FromStr for TargetPrefix {
     type Err = String;
 
-    /// `A.B.C.D/LEN` (a bare address is a /32).
+    /// `A.B.C.D/LEN` or `X:X::X/LEN` (a bare address is a host prefix).
     fn from_str(s: &str) -> Result<Self, String> {
+        if s.contains(':') {
+            return prefix6(s);
+        }
         let (a, l) = s.split_once('/').unwrap_or((s, "32"));
-        let addr: Ipv4Addr = a
-            .parse()
-            .map_err(|_| format!("{s} is not an IPv4 prefix like 10.1.0.0/16"))?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| {
+            format!("{s} is not an IPv4 prefix like 10.1.0.0/16 (nor IPv6 like 2001:db8:1::/48)")
+        })?;
         let len: u8 = l
             .parse()
             .ok()
@@ -106,8 +148,46 @@ impl FromStr for TargetPrefix {
                 "{s} is not unicast space (0.0.0.0/8, multicast, reserved or broadcast)"
             ));
         }
-        Ok(TargetPrefix { addr, len })
+        Ok(TargetPrefix {
+            addr: IpAddr::V4(addr),
+            len,
+        })
     }
+}
+
+/// An IPv6 `--allow-target` prefix: at least a /32, no host bits, inside
+/// global unicast 2000::/3 or unique local fc00::/7.
+fn prefix6(s: &str) -> Result<TargetPrefix, String> {
+    let (a, l) = s.split_once('/').unwrap_or((s, "128"));
+    let addr: Ipv6Addr = a
+        .parse()
+        .map_err(|_| format!("{s} is not an IPv6 prefix like 2001:db8:1::/48"))?;
+    let len: u8 = l
+        .parse()
+        .ok()
+        .filter(|l| *l <= 128)
+        .ok_or_else(|| format!("{s}: the prefix length must be 0 to 128"))?;
+    if len < MIN_ALLOWED_PREFIX_LEN6 {
+        return Err(format!(
+            "{s} is too broad: at most a /{MIN_ALLOWED_PREFIX_LEN6}; name your own lab's prefix"
+        ));
+    }
+    let net = Ipv6Addr::from(u128::from(addr) & mask6(len));
+    if net != addr {
+        return Err(format!("{s} has host bits set; did you mean {net}/{len}?"));
+    }
+    let first = addr.segments()[0];
+    let global = first & 0xe000 == 0x2000;
+    let unique_local = first & 0xfe00 == 0xfc00;
+    if !(global || unique_local) {
+        return Err(format!(
+            "{s} is not unicast space (IPv6: 2000::/3 or fc00::/7; not multicast, link-local, loopback or unspecified)"
+        ));
+    }
+    Ok(TargetPrefix {
+        addr: IpAddr::V6(addr),
+        len,
+    })
 }
 
 /// Refuses `target` unless it lies in 198.18.0.0/15 or in one of `allowed`;
@@ -162,6 +242,7 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("2001:2::/48") && e.contains(bad), "{e}");
+            assert!(e.contains("--allow-target"), "{e}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
         // IPv4 goes through the IPv4 guard.
@@ -201,6 +282,44 @@ mod tests {
             ("0.0.0.0/8", "not unicast"),
             ("224.0.0.0/8", "not unicast"),
             ("255.255.255.255/32", "not unicast"),
+        ] {
+            let e = bad.parse::<TargetPrefix>().unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn ipv6_allow_target_prefixes_widen_the_guard_for_their_family_only() {
+        // Only the refusal path is exercised beyond parsing: nothing here sends.
+        let allowed = [p("2001:db8:1::/48"), p("10.1.0.0/16")];
+        let ok = |a: &str| check_target_ip("xstack load", a.parse().unwrap(), &allowed).is_ok();
+        assert!(ok("2001:db8:1::5") && ok("2001:db8:1:ffff::1"));
+        assert!(ok("2001:2::2"), "the benchmarking range stays allowed");
+        assert!(!ok("2001:db8:2::1"));
+        // An IPv4 prefix never lets an IPv6 target through, nor the reverse.
+        assert!(!p("10.1.0.0/16").contains_ip("::ffff:10.1.0.1".parse().unwrap()));
+        assert!(!p("2001:db8:1::/48").contains_ip("10.1.0.1".parse().unwrap()));
+        let e = check_target_ip("xstack flood", "2001:db8:2::1".parse().unwrap(), &allowed)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("2001:db8:1::/48") && !e.contains("10.1.0.0/16"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "one line: {e}");
+        assert_eq!(p("fd00:1::/32").to_string(), "fd00:1::/32");
+        assert_eq!(p("2001:db8::7").to_string(), "2001:db8::7/128");
+        for (bad, why) in [
+            ("::/0", "too broad"),
+            ("2001:db8::/31", "too broad"),
+            ("2001:db8::1/64", "did you mean 2001:db8::/64"),
+            ("2001:db8::/129", "0 to 128"),
+            ("ff02::/32", "not unicast"),
+            ("fe80::/32", "not unicast"),
+            ("::1/128", "not unicast"),
+            ("::/128", "not unicast"),
+            ("2001:db8::g/64", "not an IPv6 prefix"),
         ] {
             let e = bad.parse::<TargetPrefix>().unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
