@@ -160,6 +160,11 @@ fn sigint_detaches_cleanly_and_prints_final_counters() {
         })
         .unwrap_or(false);
     assert!(!leftover_pins, "pins left behind");
+    // Nor an empty /sys/fs/bpf/xstack (it stays only while another
+    // instance has pins there).
+    let empty_parent =
+        std::fs::read_dir("/sys/fs/bpf/xstack").is_ok_and(|mut d| d.next().is_none());
+    assert!(!empty_parent, "an empty /sys/fs/bpf/xstack left behind");
     let sockets = xstack::runtime::control::instances();
     assert!(
         !sockets.iter().any(|(i, _)| i == &t.stack_if),

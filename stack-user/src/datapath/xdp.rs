@@ -625,7 +625,12 @@ impl XdpProgram {
 impl Drop for XdpProgram {
     fn drop(&mut self) {
         if let Some(dir) = self.pin_dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
+            let _ = std::fs::remove_dir_all(&dir);
+            // The shared `xstack/` directory goes too once no instance has
+            // pins in it (remove_dir refuses a non-empty one).
+            if let Some(parent) = dir.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
         }
         // The link and program are released when `ebpf` drops.
     }
@@ -641,10 +646,21 @@ fn prepare_pin_dir(dir: &Path) -> Result<(), XdpError> {
     if dir.exists() {
         let _ = std::fs::remove_dir_all(dir);
     }
-    std::fs::create_dir_all(dir).map_err(|e| XdpError::Map {
-        map: "pins",
-        detail: format!("{}: {e}", dir.display()),
-    })
+    // Another instance may remove the shared parent, empty, between the
+    // two steps of create_dir_all: try again.
+    let mut tries = 0;
+    loop {
+        match std::fs::create_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+            Err(e) => {
+                return Err(XdpError::Map {
+                    map: "pins",
+                    detail: format!("{}: {e}", dir.display()),
+                })
+            }
+        }
+    }
 }
 
 /// Whether `path` is a mounted bpffs.
