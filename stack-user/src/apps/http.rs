@@ -25,6 +25,11 @@ pub const DEFAULT_MAX_BODY: u64 = 64 << 20;
 /// response before the client has read it (RFC 9293 §3.10.4).
 pub const LINGER_BYTES: u64 = 4 << 20;
 
+/// The lingering close also ends after this long (nginx's `lingering_time`
+/// default): a client that neither closes nor stops sending is then closed
+/// (an RST if it sent more), so no error response pins a connection.
+pub const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Why a message could not be parsed, or a request is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum HttpError {

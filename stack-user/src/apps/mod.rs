@@ -47,6 +47,25 @@ pub struct AppConn {
     linger: Option<u64>,
     /// The half-close of `linger` was done.
     shut: bool,
+    /// The lingering close's time cap has been scheduled by the caller.
+    linger_timed: bool,
+}
+
+impl AppConn {
+    /// Whether the connection is in a lingering close (after an HTTP error
+    /// response) whose time cap the caller has not scheduled yet; marks it
+    /// scheduled. The caller closes it after [`http::LINGER_TIME`] if it is
+    /// still [`lingering`](Self::lingering) then.
+    pub fn start_linger_timer(&mut self) -> bool {
+        let start = self.linger.is_some() && !self.linger_timed;
+        self.linger_timed |= start;
+        start
+    }
+
+    /// Whether the connection is in a lingering close.
+    pub fn lingering(&self) -> bool {
+        self.linger.is_some()
+    }
 }
 
 stack_ebpf::counters! {

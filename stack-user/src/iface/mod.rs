@@ -105,6 +105,9 @@ pub struct Interface {
     events: std::collections::VecDeque<Event>,
     /// The applications' read buffer.
     app_buf: Vec<u8>,
+    /// Lingering closes by deadline, oldest first (one fixed duration, so
+    /// a FIFO is ordered).
+    lingering: std::collections::VecDeque<(Instant, crate::tcp::ConnId)>,
 }
 
 impl Interface {
@@ -150,6 +153,7 @@ impl Interface {
             app_conns: HashMap::with_capacity(app_cap),
             events: std::collections::VecDeque::new(),
             app_buf: vec![0u8; 16 * 1024],
+            lingering: std::collections::VecDeque::new(),
         }
     }
 
@@ -279,8 +283,26 @@ impl Interface {
             self.tcp.handle_timeout(now);
         }
         self.run_app(now);
+        self.end_lingering(now);
         self.flush_held(tx);
         self.drain_tcp(now, tx);
+    }
+
+    /// Closes the lingering closes whose time cap has passed (RFC 9112
+    /// §9.6 leaves the duration to the server; see
+    /// [`crate::apps::http::LINGER_TIME`]).
+    fn end_lingering(&mut self, now: Instant) {
+        while let Some(&(at, c)) = self.lingering.front() {
+            if at > now {
+                break;
+            }
+            self.lingering.pop_front();
+            if self.app_conns.get(&c).is_some_and(|st| st.lingering()) {
+                self.app_conns.remove(&c);
+                let _ = self.tcp.close(now, c);
+                self.stats.http_linger_timeouts += 1;
+            }
+        }
     }
 
     /// Actively opens a connection (the engine as a client); `local_port` 0
@@ -380,6 +402,9 @@ impl Interface {
         let done = crate::apps::service(cfg, &mut self.tcp, now, c, st, &mut n, buf);
         if done == crate::apps::Service::Closed {
             self.app_conns.remove(&c);
+        } else if st.start_linger_timer() {
+            self.lingering
+                .push_back((now + crate::apps::http::LINGER_TIME, c));
         }
         self.stats.app_bytes_in += n.bytes_in;
         self.stats.app_bytes_out += n.bytes_out;

@@ -61,6 +61,9 @@ stack_ebpf::counters! {
         app_bytes_out,
         /// HTTP requests answered.
         http_requests,
+        /// Lingering closes (after an HTTP error response) ended by their
+        /// time cap, `apps::http::LINGER_TIME`.
+        http_linger_timeouts,
         /// Malformed HTTP requests (answered 400, connection closed).
         http_errors,
         /// Final ACKs whose SYN cookie the XDP program validated (metadata
@@ -144,7 +147,7 @@ mod tests {
         let mut keys_sorted = keys.clone();
         keys_sorted.sort_unstable();
         assert_eq!(keys_sorted, named, "every JSON field is a counter");
-        assert_eq!(keys.len(), 39);
+        assert_eq!(keys.len(), 40);
         let b = a.clone();
         a.add(&b);
         assert_eq!(a.rx_frames, 2);

@@ -464,3 +464,60 @@ fn tcp_frames_larger_than_the_link_mtu_are_counted_and_not_sent() {
     // Sent: the ARP reply and the SYN; the oversized segment is not.
     assert_eq!(e.stats().tx_frames, 2, "{:?}", e.stats());
 }
+
+#[test]
+fn a_lingering_close_after_an_http_error_ends_after_its_time_cap() {
+    // RFC 9112 §9.6: after an error response the server half-closes and
+    // drains what the client still sends, but not forever: a client that
+    // stays open past `LINGER_TIME` is closed (and data after that gets an
+    // RST), so no error response pins a connection.
+    use crate::wire::tcp::{SeqNumber, TcpRepr, FIN, PSH, RST};
+    let mut e = Interface::new(IfaceConfig {
+        app: App::Http,
+        max_body: 10,
+        ..engine_config(OUR_MAC)
+    });
+    let mut tx = VecSink::default();
+    let t0 = Instant(0);
+    e.handle_frame(t0, &tcp_syn(8080), &mut tx);
+    e.poll(t0, &mut tx);
+    let iss = sent_segments(&tx.frames)[0].1;
+    tx.frames.clear();
+    let seg = |seq: u32, ack: u32, flags: u8, data: &[u8]| {
+        PEER.tcp_repr(&TcpRepr {
+            src_port: 40000,
+            dst_port: 8080,
+            seq: SeqNumber(seq),
+            ack: Some(SeqNumber(ack)),
+            flags,
+            window: 65535,
+            urgent: 0,
+            options: Default::default(),
+            payload: data,
+        })
+    };
+    let req = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
+    e.handle_frame(t0, &seg(1001, iss + 1, PSH, req), &mut tx);
+    e.poll(t0, &mut tx);
+    let out = sent_segments(&tx.frames);
+    let sent: Vec<u8> = out.iter().flat_map(|s| s.3.clone()).collect();
+    assert!(sent.starts_with(b"HTTP/1.1 413"), "{out:?}");
+    assert!(out.iter().any(|s| s.0 & FIN != 0), "half-closed: {out:?}");
+    // The client acknowledges everything and stays open, silent.
+    let end = iss + 1 + sent.len() as u32 + 1;
+    let next = 1001 + req.len() as u32;
+    e.handle_frame(t0, &seg(next, end, 0, &[]), &mut tx);
+    let just_before = t0 + crate::apps::http::LINGER_TIME - std::time::Duration::from_millis(1);
+    e.poll(just_before, &mut tx);
+    assert_eq!(e.stats().http_linger_timeouts, 0);
+    tx.frames.clear();
+    let after = t0 + crate::apps::http::LINGER_TIME;
+    e.poll(after, &mut tx);
+    assert_eq!(e.stats().http_linger_timeouts, 1, "{:?}", e.stats());
+    // The application let go: more data from the client is answered with
+    // RST (RFC 2525 §2.17, data for a closed connection).
+    e.handle_frame(after, &seg(next, end, PSH, b"late"), &mut tx);
+    e.poll(after, &mut tx);
+    let out = sent_segments(&tx.frames);
+    assert!(out.iter().any(|s| s.0 & RST != 0), "{out:?}");
+}
