@@ -220,32 +220,8 @@ impl Interface {
         msg: &Icmpv6Repr,
         tx: &mut dyn FrameSink,
     ) -> bool {
-        let mac = self.config.mac;
-        tx.send(&mut |buf| {
-            let ip_off = ethernet::HEADER_LEN;
-            let icmp_off = ip_off + ipv6::HEADER_LEN;
-            let len = icmp_off + msg.len();
-            let eth = EthernetRepr {
-                dst: dst_mac,
-                src: mac,
-                ethertype: ethernet::ETHERTYPE_IPV6,
-            };
-            let ip = Ipv6Repr {
-                src,
-                dst,
-                next_header: ipv6::NH_ICMPV6,
-                hop_limit,
-                traffic_class: 0,
-                payload_len: msg.len(),
-            };
-            if buf.len() < len
-                || eth.emit(buf).is_err()
-                || ip.emit(&mut buf[ip_off..]).is_err()
-                || msg.emit(src, dst, &mut buf[icmp_off..len]).is_err()
-            {
-                return 0;
-            }
-            len
+        self.send_icmpv6_frame(dst_mac, src, dst, hop_limit, msg.len(), tx, |b| {
+            msg.emit(src, dst, b).is_ok()
         })
     }
 
@@ -258,11 +234,30 @@ impl Interface {
         icmp: &[u8],
         tx: &mut dyn FrameSink,
     ) -> bool {
+        self.send_icmpv6_frame(dst_mac, src, dst, hop_limit, icmp.len(), tx, |b| {
+            b.copy_from_slice(icmp);
+            true
+        })
+    }
+
+    /// One ICMPv6 frame: the Ethernet and IPv6 headers, then `body` writes
+    /// the `body_len` bytes of the message (false: nothing is sent).
+    #[allow(clippy::too_many_arguments)]
+    fn send_icmpv6_frame(
+        &mut self,
+        dst_mac: Mac,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+        body_len: usize,
+        tx: &mut dyn FrameSink,
+        body: impl Fn(&mut [u8]) -> bool,
+    ) -> bool {
         let mac = self.config.mac;
         tx.send(&mut |buf| {
             let ip_off = ethernet::HEADER_LEN;
             let body_off = ip_off + ipv6::HEADER_LEN;
-            let len = body_off + icmp.len();
+            let len = body_off + body_len;
             let eth = EthernetRepr {
                 dst: dst_mac,
                 src: mac,
@@ -274,12 +269,15 @@ impl Interface {
                 next_header: ipv6::NH_ICMPV6,
                 hop_limit,
                 traffic_class: 0,
-                payload_len: icmp.len(),
+                payload_len: body_len,
             };
-            if buf.len() < len || eth.emit(buf).is_err() || ip.emit(&mut buf[ip_off..]).is_err() {
+            if buf.len() < len
+                || eth.emit(buf).is_err()
+                || ip.emit(&mut buf[ip_off..]).is_err()
+                || !body(&mut buf[body_off..len])
+            {
                 return 0;
             }
-            buf[body_off..len].copy_from_slice(icmp);
             len
         })
     }
