@@ -14,6 +14,49 @@ fn one_flood_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// `n` curl GETs of `url` from the peer namespace (`extra` first, e.g.
+/// `-6`), each bounded to 3 s; how many answered 200.
+fn curl_ok(t: &xstack_tests::Testbed, url: &str, n: usize, extra: &[&str]) -> usize {
+    (0..n)
+        .filter(|_| {
+            let out = t
+                .peer_command("curl")
+                .args(extra)
+                .args([
+                    "-s",
+                    "-m",
+                    "3",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    url,
+                ])
+                .output()
+                .expect("run curl");
+            String::from_utf8_lossy(&out.stdout) == "200"
+        })
+        .count()
+}
+
+/// Waits for a flood to end by itself; asserts it succeeded and returns
+/// the packets its report says it sent.
+fn flood_sent(flood: std::process::Child) -> u64 {
+    let out = flood.wait_with_output().expect("wait for the flood");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "flood: {report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report
+        .split_whitespace()
+        .skip_while(|w| *w != "sent")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("flood report without a count: {report}"))
+}
+
 #[test]
 fn legitimate_clients_complete_connections_under_a_syn_flood() {
     let (s, sent) = legitimate_clients_complete_connections_under_a_flood("syn");
@@ -101,40 +144,9 @@ fn legitimate_clients_complete_connections_under_a_flood(kind: &str) -> (serde_j
     std::thread::sleep(Duration::from_millis(500));
     // Meanwhile, 30 real connections from the Linux kernel in the peer netns.
     let url = format!("http://{}:80/", t.stack_ip);
-    let mut ok = 0;
-    for _ in 0..30 {
-        let out = t
-            .peer_command("curl")
-            .args([
-                "-s",
-                "-m",
-                "3",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &url,
-            ])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&out.stdout) == "200" {
-            ok += 1;
-        }
-    }
-    let out = flood.wait_with_output().unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "flood: {report} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sent: u64 = report
-        .split_whitespace()
-        .skip_while(|w| *w != "sent")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("flood report");
-    assert!(sent > 50_000, "{report}");
+    let ok = curl_ok(t, &url, 30, &[]);
+    let sent = flood_sent(flood);
+    assert!(sent > 50_000, "sent {sent}");
     assert_eq!(
         ok, 30,
         "legitimate connections failed under the {kind} flood"
@@ -253,41 +265,9 @@ fn legitimate_ipv6_clients_complete_connections_under_a_flood_from_one_slash_64(
         .expect("spawn flood");
     std::thread::sleep(Duration::from_millis(500));
     let url = format!("http://[{v6}]:80/");
-    let mut ok = 0;
-    for _ in 0..20 {
-        let out = t
-            .peer_command("curl")
-            .args([
-                "-6",
-                "-s",
-                "-m",
-                "3",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &url,
-            ])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&out.stdout) == "200" {
-            ok += 1;
-        }
-    }
-    let out = flood.wait_with_output().unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "flood: {report} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sent: u64 = report
-        .split_whitespace()
-        .skip_while(|w| *w != "sent")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("flood report");
-    assert!(sent > 20_000, "{report}");
+    let ok = curl_ok(t, &url, 20, &["-6"]);
+    let sent = flood_sent(flood);
+    assert!(sent > 20_000, "sent {sent}");
     assert_eq!(ok, 20, "legitimate IPv6 connections failed under the flood");
     let done = wait_until(Duration::from_secs(3), || {
         counter(&serve.stats(), "/xdp_tcp_classes/syn") >= sent
