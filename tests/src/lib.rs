@@ -14,6 +14,7 @@ pub use xstack::tools::testbed::{in_netns, PeerProfile, Testbed, TestbedGuard, P
 
 mod empty_netns;
 pub use empty_netns::EmptyNetns;
+pub mod xdp_run;
 
 /// The `xstack` binary under test: `$XSTACK_BIN` (set by `cargo xtask
 /// test`), else the workspace's debug build.

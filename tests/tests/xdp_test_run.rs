@@ -16,6 +16,7 @@ use xstack::{
         tcp::TcpPacket,
     },
 };
+use xstack_tests::xdp_run::{expect, run};
 
 const XDP_ABORTED: u32 = 0;
 const XDP_DROP: u32 = 1;
@@ -61,29 +62,6 @@ fn program(socket: bool) -> Loaded {
         (s, turn)
     });
     (p, sock)
-}
-
-fn run(p: &mut XdpProgram, frame: &[u8]) -> u32 {
-    let mut opts = TestRunOptions::new();
-    opts.data_in = Some(frame);
-    p.program()
-        .test_run(opts)
-        .expect("BPF_PROG_TEST_RUN")
-        .return_value
-}
-
-/// Runs `frame` and checks the verdict and that exactly `counter` (plus
-/// rx_packets) moved.
-fn expect(p: &mut XdpProgram, frame: &[u8], verdict: u32, counter: Counter) {
-    let before = p.counters().unwrap();
-    let got = run(p, frame);
-    let after = p.counters().unwrap();
-    assert_eq!(got, verdict, "verdict for {}", counter.name());
-    for c in Counter::ALL {
-        let delta = after[c.name()] - before[c.name()];
-        let want = u64::from(*c == counter || *c == Counter::RxPackets);
-        assert_eq!(delta, want, "counter {} moved by {delta}", c.name());
-    }
 }
 
 /// Frames from the peer to the stack's address.

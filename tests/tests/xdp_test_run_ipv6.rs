@@ -7,7 +7,6 @@
 
 use std::net::Ipv6Addr;
 
-use aya::programs::{TestRun, TestRunOptions};
 use stack_ebpf::Counter;
 use xstack::{
     datapath::xdp::XdpProgram,
@@ -19,6 +18,7 @@ use xstack::{
         ipv6,
     },
 };
+use xstack_tests::xdp_run::expect;
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -72,29 +72,6 @@ fn program() -> Loaded {
     };
     p.register_socket(0, s.fd()).unwrap();
     (p, s, turn)
-}
-
-fn run(p: &mut XdpProgram, frame: &[u8]) -> u32 {
-    let mut opts = TestRunOptions::new();
-    opts.data_in = Some(frame);
-    p.program()
-        .test_run(opts)
-        .expect("BPF_PROG_TEST_RUN")
-        .return_value
-}
-
-/// Runs `frame` and checks the verdict and that exactly `counter` (plus
-/// rx_packets) moved.
-fn expect(p: &mut XdpProgram, frame: &[u8], verdict: u32, counter: Counter) {
-    let before = p.counters().unwrap();
-    let got = run(p, frame);
-    let after = p.counters().unwrap();
-    assert_eq!(got, verdict, "verdict for {}", counter.name());
-    for c in Counter::ALL {
-        let delta = after[c.name()] - before[c.name()];
-        let want = u64::from(*c == counter || *c == Counter::RxPackets);
-        assert_eq!(delta, want, "counter {} moved by {delta}", c.name());
-    }
 }
 
 fn seg(dport: u16, flags: u8) -> Vec<u8> {
