@@ -64,9 +64,9 @@ pub struct TcpInfo {
     pub mss: u16,
     /// Window scale: ours to the peer, the peer's to us.
     pub wscale: (u8, u8),
-    /// Timestamps and SACK negotiated.
+    /// Timestamps negotiated (RFC 7323).
     pub ts: bool,
-    /// SACK negotiated.
+    /// SACK negotiated (RFC 2018).
     pub sack: bool,
     /// In fast recovery.
     pub recovery: bool,
