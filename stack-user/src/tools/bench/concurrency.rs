@@ -58,7 +58,9 @@ pub struct ConcurrencyArgs {
     /// Skip the Linux → Linux run.
     #[arg(long)]
     pub no_kernel: bool,
-    /// Where to write concurrency.json and the loads' summaries.
+    /// Where to write concurrency.json, the loads' summaries and progress
+    /// lines (`concurrency-*-load.{json,log}`) and the xstack server's last
+    /// counters (`concurrency-xstack-serve-stats.json`).
     #[arg(long, default_value = "target/bench-concurrency")]
     pub out: PathBuf,
 }
@@ -281,6 +283,21 @@ fn run_one(a: &ConcurrencyArgs, kernel: bool, n: u32) -> Result<Row> {
     let _ = load.wait();
     let wall_s = started.elapsed().as_secs_f64();
     let progress = lines.join().unwrap_or_default();
+    // The load's per-second lines and the server's last counters, kept
+    // next to the JSON: where a run went wrong (ring drops, retransmits,
+    // the second the established count turned) is read from them.
+    let _ = std::fs::write(
+        a.out.join(format!("concurrency-{server_name}-load.log")),
+        &progress,
+    );
+    if !kernel {
+        if let Ok(stats) = crate::runtime::control::query_stats(Some(&t.stack_if)) {
+            let _ = std::fs::write(
+                a.out.join("concurrency-xstack-serve-stats.json"),
+                serde_json::to_vec_pretty(&stats).unwrap_or_default(),
+            );
+        }
+    }
     stop_server(&t, server_name, server)?;
     drop(guard);
     let v: Value = serde_json::from_slice(
