@@ -80,9 +80,9 @@ mod maps {
     };
     use stack_ebpf::{
         cookie::Secrets, Addr6Key, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState,
-        FlowKey, Port6Key, PortKey, PrefixAddr, PrefixAddr6, TcpClass, COUNTER_COUNT, MAX_FLOWS,
-        MAX_OWNED_ADDRS, MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES,
-        MAX_SYN_SOURCES, SIGNAL_COUNT, TCP_CLASS_COUNT,
+        Flow6Key, FlowKey, Port6Key, PortKey, PrefixAddr, PrefixAddr6, TcpClass, COUNTER_COUNT,
+        MAX_FLOWS, MAX_FLOWS6, MAX_OWNED_ADDRS, MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES,
+        MAX_QUEUES, MAX_SYN_SOURCES, SIGNAL_COUNT, TCP_CLASS_COUNT,
     };
 
     /// One AF_XDP socket per rx queue, indexed by queue id.
@@ -156,6 +156,12 @@ mod maps {
     /// Known flows (see [`crate::flows`]).
     #[map]
     pub(crate) static FLOWS: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
+
+    /// Known IPv6 flows (see [`crate::flows`]): a map of their own, so the
+    /// IPv4 key stays 12 bytes.
+    #[map]
+    pub(crate) static FLOWS6: LruHashMap<Flow6Key, u8> =
+        LruHashMap::with_max_entries(MAX_FLOWS6, 0);
 
     /// SYN sources that are never answered.
     #[map]
