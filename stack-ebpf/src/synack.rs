@@ -1,9 +1,15 @@
 //! The SYN cookie handshake in XDP, over IPv4 and IPv6: the SYN turned into
 //! a cookie SYN-ACK in place, and the final ACK's cookie checked. The TCP
 //! header and the restored options are the same for both families; only
-//! the IP header, the pseudo-header and the cookie's flow differ. Named `synack`, not `cookie`,
-//! so it is not mistaken for the library's `stack_ebpf::cookie` (the cookie
-//! arithmetic both sides share); this module only moves bytes around it.
+//! the IP header, the pseudo-header and the cookie's flow differ.
+//!
+//! Named `synack`, not `cookie`, so it is not mistaken for the library's
+//! `stack_ebpf::cookie` (the cookie arithmetic both sides share); this
+//! module only moves bytes around it. The program's call frames share 512
+//! bytes of stack, so the builders keep little in theirs: addresses and
+//! MACs are swapped where they lie in the frame, the TCP header is written
+//! straight into it and summed from there, and the hash runs in a frame of
+//! its own (`cookie_isn`, `cookie_isn6`).
 
 use core::ptr::{read_volatile, write_volatile};
 
@@ -46,9 +52,13 @@ struct SynAck {
     flags: u8,
     /// Header length: 24, or 40 with timestamps.
     len: usize,
+    /// SACK-permitted (with timestamps only).
     sack: bool,
+    /// Window scale (with timestamps only): our shift, `cfg.wscale`.
     wscale: bool,
+    /// Our TSval, the options in its low bits.
     tsval: u32,
+    /// The SYN's TSval.
     tsecr: u32,
 }
 
