@@ -829,6 +829,55 @@ fn an_ipv6_syn_with_extension_headers_is_dropped_in_cookie_mode_and_goes_to_the_
     );
 }
 
+/// `auto` mode's SYN-rate window counts the SYNs of both families: 30
+/// IPv4 and 19 IPv6 SYNs stay under 50 per window, the 50th (IPv6) turns
+/// cookies on.
+#[test]
+fn auto_mode_counts_ipv4_and_ipv6_syns_in_one_window() {
+    use std::net::Ipv4Addr;
+    use xstack::wire::build::Endpoints;
+    let (mut p, _s, _t) = program();
+    let ours4 = Ipv4Addr::new(198, 18, 0, 2);
+    p.own_addr(ours4).unwrap();
+    p.own_port(ours4, PORT).unwrap();
+    p.set_config(
+        &FastpathSettings {
+            syncookies: SynCookies::Auto,
+            // 50 SYNs per 5 s window: room for a slow machine.
+            syn_rate_on: 10,
+            syn_rate_off: 2,
+            syn_window_ms: 5000,
+            cookie_path: CookiePath::Xdp,
+            ..Default::default()
+        }
+        .to_config(),
+    )
+    .unwrap();
+    let syn4 = Endpoints {
+        src_mac: LINK.src_mac,
+        dst_mac: LINK.dst_mac,
+        src_ip: Ipv4Addr::new(198, 18, 0, 1),
+        dst_ip: ours4,
+    }
+    .tcp(&TcpSegment {
+        src_port: 45000,
+        dst_port: PORT,
+        seq: SEQ,
+        flags: SYN,
+        ..TcpSegment::default()
+    });
+    let syn6 = seg6(45000, SYN, SEQ, 0, &[], &[]);
+    for _ in 0..30 {
+        expect(&mut p, &syn4, XDP_REDIRECT, Counter::RedirectTcp);
+    }
+    for _ in 0..19 {
+        expect(&mut p, &syn6, XDP_REDIRECT, Counter::RedirectTcp6);
+    }
+    expect(&mut p, &syn6, XDP_TX, Counter::TxCookieSynAck6);
+    let st = p.fastpath_state().unwrap();
+    assert_eq!((st.cookie_active, st.cookie_on_switches), (1, 1));
+}
+
 #[test]
 fn auto_mode_answers_ipv6_syns_with_cookies_when_the_syn_queue_is_full() {
     let (mut p, _s, _t) = program();
