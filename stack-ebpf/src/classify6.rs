@@ -1,12 +1,17 @@
 //! IPv6 (RFC 8200): the bounded extension-header walk, neighbour
 //! solicitations for owned addresses at their solicited-node group
 //! (RFC 4861 §7.2.2, RFC 4291 §2.7.1), ICMPv6 and TCP for owned addresses.
-//! TCP over IPv6 gets the same header and flag checks as over IPv4; SYNs
-//! the per-source token bucket (one per source prefix, a /64 by default:
-//! an IPv6 attacker owns whole /64s) and the global SYN budget it shares
-//! with IPv4; then the engine (which answers with SYN cookies when
-//! configured): no known-flow fast path, prefix lists or XDP cookies over
-//! IPv6 yet.
+//! TCP over IPv6 takes the IPv4 path with IPv6 keys: the same header and
+//! flag checks; segments without SYN the known-flow fast path (`FLOWS6`,
+//! keyed on the 128-bit 4-tuple) and, while cookies are in use, the cookie
+//! check of the final ACK (`synack::cookie_ack6`); SYNs the allow/deny
+//! LPM tries (`ALLOW_PREFIXES6`, `DENY_PREFIXES6`), the per-source token
+//! bucket (one per source prefix, a /64 by default: an IPv6 attacker owns
+//! whole /64s) and the global SYN budget it shares with IPv4, then the
+//! cookie decision of `synflood::syn6` (the `auto` SYN-rate window is one
+//! for both families): a cookie SYN-ACK built in place
+//! (`synack::cookie_synack6`; a SYN with extension headers is dropped in
+//! cookie mode, as an IPv4 SYN with options is), or the engine.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use aya_ebpf::{helpers::generated as h, maps::lpm_trie::Key as LpmKey};
@@ -16,12 +21,15 @@ use stack_ebpf::{
 };
 
 use crate::classify::{flags_verdict, redirect};
+use crate::flows::{established6, remember_flow6};
 use crate::maps::{
     class, ALLOW_PREFIXES6, DENY_PREFIXES6, FASTPATH_CONFIG, FASTPATH_STATE, OWNED_ADDRS6,
     OWNED_PORTS6, SYN_SOURCES6,
 };
-use crate::parse::{be16, ptr_at, raw16, raw32, ACK, ETH_HLEN, IPPROTO_TCP, RST, SYN};
-use crate::synflood::gcra;
+use crate::parse::{
+    be16, ptr_at, raw16, raw32, ACK, ETH_HLEN, FIN, IPPROTO_TCP, PSH, RST, SYN, URG,
+};
+use crate::synflood::{gcra, syn6};
 
 const IP6_HLEN: usize = 40;
 const NH_HOP_BY_HOP: u8 = 0;
@@ -168,23 +176,32 @@ fn classify_tcp6(
     if let Some(drop) = flags_verdict(flags) {
         return (xdp_action::XDP_DROP, drop);
     }
-    if flags & SYN != 0 && port_owned {
-        if flags & ACK != 0 {
-            class(TcpClass::SynAck);
-        } else {
-            class(TcpClass::Syn);
-            match syn_limits(ctx) {
-                LIMIT_SOURCE => return (xdp_action::XDP_DROP, Counter::DropSynSourceRate),
-                LIMIT_GLOBAL => return (xdp_action::XDP_DROP, Counter::DropSynGlobalRate),
-                LIMIT_DENIED => return (xdp_action::XDP_DROP, Counter::DropSynDenied),
-                LIMIT_NOT_ALLOWED => return (xdp_action::XDP_DROP, Counter::DropSynNotAllowed),
-                _ => {}
-            }
-        }
-    } else if flags & RST != 0 {
-        class(TcpClass::Rst);
+    if !port_owned {
+        // A closed port of an address that is the engine's alone: it
+        // answers RST; no flow table, limits or cookies.
+        return redirect(ctx, Counter::RedirectTcp6);
     }
-    redirect(ctx, Counter::RedirectTcp6)
+    let f = flags & (FIN | SYN | RST | PSH | ACK | URG);
+    // The TCP header's offset in the frame, as over IPv4.
+    let toff = ETH_HLEN + off;
+    if f & SYN == 0 {
+        let payload = total - off - doff * 4;
+        return established6(ctx, f, payload, toff);
+    }
+    if f & ACK != 0 {
+        // SYN-ACK for a connection the engine opened.
+        class(TcpClass::SynAck);
+        remember_flow6(ctx, toff);
+        return redirect(ctx, Counter::RedirectTcp6);
+    }
+    class(TcpClass::Syn);
+    match syn_limits(ctx) {
+        LIMIT_SOURCE => (xdp_action::XDP_DROP, Counter::DropSynSourceRate),
+        LIMIT_GLOBAL => (xdp_action::XDP_DROP, Counter::DropSynGlobalRate),
+        LIMIT_DENIED => (xdp_action::XDP_DROP, Counter::DropSynDenied),
+        LIMIT_NOT_ALLOWED => (xdp_action::XDP_DROP, Counter::DropSynNotAllowed),
+        _ => syn6(ctx, toff, doff, flags, off != IP6_HLEN),
+    }
 }
 
 /// The SYN limits over IPv6: the source prefix's token bucket, then the

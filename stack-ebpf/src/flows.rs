@@ -1,20 +1,23 @@
-//! The known-flow table (`FLOWS`) and the path of segments without SYN.
+//! The known-flow tables (`FLOWS` over IPv4, `FLOWS6` over IPv6, same
+//! values) and the path of segments without SYN.
 //!
-//! `FLOWS` is an LRU: flows are recorded when a SYN goes to the engine, when
-//! a SYN-ACK arrives for a connection the engine opened, and when a cookie
-//! ACK validates; a cookie SYN only marks an existing entry. A flood of SYNs
-//! that reach the engine (not in cookie mode, within the rate limits) can
-//! evict entries; an evicted flow's segments are then checked as cookies
-//! while cookies are in use and dropped. Size it (`MAX_FLOWS`) above the SYNs
-//! the engine may see in `MAX_AGE` minutes.
+//! Each table is an LRU: flows are recorded when a SYN goes to the engine,
+//! when a SYN-ACK arrives for a connection the engine opened, and when a
+//! cookie ACK validates; a cookie SYN only marks an existing entry. A flood
+//! of SYNs that reach the engine (not in cookie mode, within the rate
+//! limits) can evict entries; an evicted flow's segments are then checked as
+//! cookies while cookies are in use and dropped. Size them (`MAX_FLOWS`,
+//! `MAX_FLOWS6`) above the SYNs the engine may see in `MAX_AGE` minutes.
+//! "Cookies in use" is one clock for both families (the last cookie
+//! SYN-ACK of either).
 
 use aya_ebpf::{bindings::xdp_action, helpers::generated as h, programs::XdpContext};
-use stack_ebpf::{cookie, Counter, FlowKey, TcpClass};
+use stack_ebpf::{cookie, Counter, Flow6Key, FlowKey, TcpClass};
 
 use crate::classify::redirect;
-use crate::maps::{class, FASTPATH_STATE, FLOWS};
-use crate::parse::{ptr_at, raw16, raw32, ETH_HLEN, FIN, RST};
-use crate::synack::cookie_ack;
+use crate::maps::{class, FASTPATH_STATE, FLOWS, FLOWS6};
+use crate::parse::{opaque, ptr_at, raw16, raw32, ETH_HLEN, FIN, RST};
+use crate::synack::{cookie_ack, cookie_ack6};
 
 /// `FLOWS` value: the engine knows the 4-tuple.
 pub(crate) const FLOW_KNOWN: u8 = 1;
@@ -68,9 +71,9 @@ pub(crate) fn mark_cookie_answered(ctx: &XdpContext, off: usize) {
     }
 }
 
-/// Segments without SYN: the shortest path unless cookies are in use.
+/// The class of a segment without SYN.
 #[inline(always)]
-pub(crate) fn established(ctx: &XdpContext, f: u8, payload: usize, off: usize) -> (u32, Counter) {
+fn class_of(f: u8, payload: usize) {
     class(if f & RST != 0 {
         TcpClass::Rst
     } else if f & FIN != 0 {
@@ -80,18 +83,34 @@ pub(crate) fn established(ctx: &XdpContext, f: u8, payload: usize, off: usize) -
     } else {
         TcpClass::Ack
     });
+}
+
+/// The time now if a cookie SYN-ACK (of either family) was sent within a
+/// cookie's lifetime, else `None`: no cookie can be in flight.
+#[inline(always)]
+fn cookies_in_use() -> Option<u64> {
     let last_cookie = match FASTPATH_STATE.get(0) {
         Some(s) => s.last_cookie_ns,
         None => 0,
     };
     if last_cookie == 0 {
-        return redirect(ctx, Counter::RedirectTcp);
+        return None;
     }
     // SAFETY: helper without arguments.
     let now = unsafe { h::bpf_ktime_get_ns() };
     if now.wrapping_sub(last_cookie) >= COOKIE_WINDOW_NS {
-        return redirect(ctx, Counter::RedirectTcp);
+        return None;
     }
+    Some(now)
+}
+
+/// Segments without SYN: the shortest path unless cookies are in use.
+#[inline(always)]
+pub(crate) fn established(ctx: &XdpContext, f: u8, payload: usize, off: usize) -> (u32, Counter) {
+    class_of(f, payload);
+    let Some(now) = cookies_in_use() else {
+        return redirect(ctx, Counter::RedirectTcp);
+    };
     let Some(key) = flow_key(ctx, off) else {
         return (xdp_action::XDP_DROP, Counter::DropTcpTruncated);
     };
@@ -111,6 +130,105 @@ pub(crate) fn established(ctx: &XdpContext, f: u8, payload: usize, off: usize) -
         Counter::RedirectCookieAck => redirect(ctx, Counter::RedirectCookieAck),
         // Not our cookie, but a 4-tuple the engine knows: its business.
         Counter::DropCookieInvalid if known => redirect(ctx, Counter::RedirectTcp),
+        c => (xdp_action::XDP_DROP, c),
+    }
+}
+
+// --- IPv6: the same, on `FLOWS6`. `off` is the TCP header's offset in the
+// frame, as over IPv4 (the IPv6 header is at ETH_HLEN, its extension
+// headers before `off`).
+
+#[inline(always)]
+pub(crate) fn flow6_key(ctx: &XdpContext, off: usize) -> Option<Flow6Key> {
+    let ip = ptr_at(ctx, ETH_HLEN, 40)?;
+    let tcp = ptr_at(ctx, off, 4)?;
+    // SAFETY: bounds checked above.
+    unsafe {
+        Some(Flow6Key {
+            saddr: [
+                raw32(ip.add(8)),
+                raw32(ip.add(12)),
+                raw32(ip.add(16)),
+                raw32(ip.add(20)),
+            ],
+            daddr: [
+                raw32(ip.add(24)),
+                raw32(ip.add(28)),
+                raw32(ip.add(32)),
+                raw32(ip.add(36)),
+            ],
+            sport: raw16(tcp),
+            dport: raw16(tcp.add(2)),
+        })
+    }
+}
+
+/// [`flow6_lookup`]: the segment is too short for its 4-tuple.
+const FLOW6_TRUNCATED: u32 = 0x100;
+
+/// The `FLOWS6` value of the segment's 4-tuple, 0 when it has none, or
+/// [`FLOW6_TRUNCATED`]. The 36-byte key lives in this function's stack
+/// frame, not in the program's (the frames share 512 bytes).
+#[inline(never)]
+fn flow6_lookup(ctx: &XdpContext, off: usize) -> u32 {
+    let ctx = opaque(ctx);
+    let Some(key) = flow6_key(ctx, off) else {
+        return FLOW6_TRUNCATED;
+    };
+    // SAFETY: map lookup of a plain key.
+    match unsafe { FLOWS6.get(&key) } {
+        Some(&v) => u32::from(v),
+        None => 0,
+    }
+}
+
+/// Writes `value` for the segment's 4-tuple in `FLOWS6` (with `BPF_EXIST`:
+/// only over an existing entry). Not inlined, as [`flow6_lookup`].
+#[inline(never)]
+fn flow6_set(ctx: &XdpContext, off: usize, value: u8, flags: u64) -> u32 {
+    let ctx = opaque(ctx);
+    if let Some(k) = flow6_key(ctx, off) {
+        let _ = FLOWS6.insert(&k, &value, flags);
+    }
+    0
+}
+
+/// [`remember_flow`] over IPv6.
+#[inline(always)]
+pub(crate) fn remember_flow6(ctx: &XdpContext, off: usize) {
+    flow6_set(ctx, off, FLOW_KNOWN, 0);
+}
+
+/// [`mark_cookie_answered`] over IPv6.
+#[inline(always)]
+pub(crate) fn mark_cookie_answered6(ctx: &XdpContext, off: usize) {
+    flow6_set(ctx, off, FLOW_COOKIE_SYN, BPF_EXIST);
+}
+
+/// [`established`] over IPv6: the shortest path (`redirect_tcp6`) unless
+/// cookies are in use; then a known flow goes on, and an unknown one's ACK
+/// is checked as a cookie (`redirect_cookie_ack6` or dropped by reason).
+#[inline(always)]
+pub(crate) fn established6(ctx: &XdpContext, f: u8, payload: usize, off: usize) -> (u32, Counter) {
+    class_of(f, payload);
+    let Some(now) = cookies_in_use() else {
+        return redirect(ctx, Counter::RedirectTcp6);
+    };
+    let known = match flow6_lookup(ctx, off) {
+        FLOW6_TRUNCATED => return (xdp_action::XDP_DROP, Counter::DropTcpTruncated),
+        0 => false,
+        v if v == u32::from(FLOW_COOKIE_SYN) => true,
+        _ => return redirect(ctx, Counter::RedirectTcp6),
+    };
+    if f & RST != 0 {
+        if known {
+            return redirect(ctx, Counter::RedirectTcp6);
+        }
+        return (xdp_action::XDP_DROP, Counter::DropNoFlow);
+    }
+    match cookie_ack6(ctx, off, now) {
+        Counter::RedirectCookieAck6 => redirect(ctx, Counter::RedirectCookieAck6),
+        Counter::DropCookieInvalid if known => redirect(ctx, Counter::RedirectTcp6),
         c => (xdp_action::XDP_DROP, c),
     }
 }

@@ -287,7 +287,8 @@ counters! {
         DropSynSourceRate = "drop_syn_source_rate",
         /// SYN over the global SYN budget: dropped.
         DropSynGlobalRate = "drop_syn_global_rate",
-        /// SYN with IPv4 options in cookie mode (the in-place SYN-ACK has none): dropped.
+        /// SYN with IPv4 options or IPv6 extension headers in cookie mode
+        /// (the in-place SYN-ACK has none): dropped.
         DropSynIpOptions = "drop_syn_ip_options",
         /// SYN-ACK could not be built (no tailroom to grow the frame): dropped.
         DropSynAckBuild = "drop_synack_build",
@@ -336,6 +337,15 @@ counters! {
         DropIpv6ExtChain = "drop_ipv6_ext_chain",
         /// Owned address, an IPv6 extension header past the packet: dropped.
         DropIpv6ExtTruncated = "drop_ipv6_ext_truncated",
+        /// IPv6 SYN answered in XDP with a SYN cookie SYN-ACK: XDP_TX.
+        TxCookieSynAck6 = "tx_cookie_synack6",
+        /// IPv6 SYN answered with a SYN cookie SYN-ACK built in XDP and
+        /// redirected, marked [`COOKIE_META_SYNACK`], to the AF_XDP socket
+        /// for the engine to send ([`CFG_COOKIE_VIA_ENGINE`]).
+        RedirectCookieSynAck6 = "redirect_cookie_synack6",
+        /// Final ACK over IPv6 with a valid cookie: redirected with the
+        /// decoded options in the XDP metadata ([`CookieMeta`]).
+        RedirectCookieAck6 = "redirect_cookie_ack6",
     }
 }
 
@@ -429,6 +439,9 @@ pub const COOKIE_META_SYNACK: u32 = 0x7863_7331;
 pub const MAX_SYN_SOURCES: u32 = 65536;
 /// Size of the known-flow table (LRU); see the XDP program's `flows` module.
 pub const MAX_FLOWS: u32 = 262144;
+/// Size of the IPv6 known-flow table (LRU, keyed on [`Flow6Key`]); the
+/// same bound as over IPv4.
+pub const MAX_FLOWS6: u32 = MAX_FLOWS;
 /// Entries of each prefix list.
 pub const MAX_PREFIXES: u32 = 1024;
 
@@ -443,13 +456,15 @@ pub struct FastpathConfig {
     pub syncookies: u32,
     /// `CFG_*` flags.
     pub flags: u32,
-    /// MSS announced in cookie SYN-ACKs; the client's MSS is clamped to it.
+    /// MSS announced in cookie SYN-ACKs over IPv4 (MTU − 40 at most); the
+    /// client's MSS is clamped to it. Over IPv6 both are 20 less (MTU − 60:
+    /// the IPv6 header is 20 bytes longer).
     pub mss: u32,
     /// Window-scale shift announced in cookie SYN-ACKs (when the client offers it).
     pub wscale: u32,
     /// Receive window in cookie SYN-ACKs (unscaled, as RFC 7323 §2.2 demands).
     pub window: u32,
-    /// IPv4 TTL of cookie SYN-ACKs.
+    /// IPv4 TTL and IPv6 hop limit of cookie SYN-ACKs.
     pub ttl: u32,
     /// Length of the SYN-rate window (auto mode), ns.
     pub window_ns: u64,
@@ -548,6 +563,22 @@ pub struct FlowKey {
     pub saddr: u32,
     /// Destination (our) address.
     pub daddr: u32,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+/// Key of the IPv6 known-flow table (`FLOWS6`; the IPv4 key stays 12
+/// bytes): the segment's addresses (the [`Addr6Key`] layout) and ports as on
+/// the wire, from the client's side.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Flow6Key {
+    /// Source (client) address.
+    pub saddr: [u32; 4],
+    /// Destination (our) address.
+    pub daddr: [u32; 4],
     /// Source port.
     pub sport: u16,
     /// Destination port.
@@ -662,6 +693,7 @@ mod user {
     unsafe impl aya::Pod for super::FastpathConfig {}
     unsafe impl aya::Pod for super::FastpathState {}
     unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::Flow6Key {}
     unsafe impl aya::Pod for super::cookie::Secrets {}
 }
 
@@ -714,6 +746,7 @@ mod tests {
         }
         assert_eq!(COOKIE_META_LEN, 16);
         assert_eq!(core::mem::size_of::<FlowKey>(), 12);
+        assert_eq!(core::mem::size_of::<Flow6Key>(), 36);
         assert_eq!(core::mem::size_of::<FastpathState>(), 56);
     }
 

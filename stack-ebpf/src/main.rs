@@ -1,6 +1,7 @@
 //! The xstack XDP program.
 //!
-//! Parses Ethernet / ARP / IPv4 / TCP with explicit bounds checks and decides:
+//! Parses Ethernet / ARP / IPv4 / IPv6 / TCP with explicit bounds checks and
+//! decides (the same over IPv4 and IPv6, with IPv6 keys and counters):
 //! - TCP to an owned (address, port), ARP requests and replies and ICMP for
 //!   an owned address: redirect through `XSKS` to the AF_XDP socket of the rx queue;
 //! - malformed packets to an owned address: drop, counted by reason;
@@ -26,18 +27,21 @@
 //! `CFG_TX_REDIRECT`, redirected to the interface it came from; with
 //! `CFG_COOKIE_VIA_ENGINE`, marked in the metadata and redirected to the
 //! AF_XDP socket for the engine to send, for a veth whose peer runs no
-//! NAPI); otherwise its flow is recorded in `FLOWS` and it goes to the
-//! engine.
+//! NAPI); otherwise its flow is recorded in `FLOWS` (`FLOWS6` over IPv6)
+//! and it goes to the engine.
 //!
 //! Rooms (this file holds only the entry point and the maps):
 //! - `parse`: bounds-checked header reads and the TCP option walk;
 //! - `classify`: Ethernet/ARP/IPv4/TCP checks, flag classes, the redirect;
 //! - `classify6`: IPv6, its bounded extension-header walk, neighbour
 //!   solicitations at an owned address's solicited-node group, ICMPv6 and
-//!   TCP over IPv6 (header and flag checks, then the engine);
-//! - `flows`: the known-flow table and the path of segments without SYN;
-//! - `synflood`: prefix lists, token buckets, the `auto` cookie switch;
-//! - `synack`: the in-place cookie SYN-ACK and the cookie ACK check (the
+//!   TCP over IPv6 (header and flag checks, the IPv6 prefix lists and
+//!   per-prefix buckets, then the paths below);
+//! - `flows`: the known-flow tables and the path of segments without SYN;
+//! - `synflood`: prefix lists, token buckets, the `auto` cookie switch, the
+//!   cookie-or-engine decision for either family;
+//! - `synack`: the in-place cookie SYN-ACK of either family and the cookie
+//!   ACK check (the
 //!   cookie arithmetic itself is the library's `stack_ebpf::cookie`, shared
 //!   with userspace);
 //! - `bench`: SYN cookie micro-benchmark programs (BPF_PROG_TEST_RUN only);
@@ -80,9 +84,9 @@ mod maps {
     };
     use stack_ebpf::{
         cookie::Secrets, Addr6Key, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState,
-        FlowKey, Port6Key, PortKey, PrefixAddr, PrefixAddr6, TcpClass, COUNTER_COUNT, MAX_FLOWS,
-        MAX_OWNED_ADDRS, MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES,
-        MAX_SYN_SOURCES, SIGNAL_COUNT, TCP_CLASS_COUNT,
+        Flow6Key, FlowKey, Port6Key, PortKey, PrefixAddr, PrefixAddr6, TcpClass, COUNTER_COUNT,
+        MAX_FLOWS, MAX_FLOWS6, MAX_OWNED_ADDRS, MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES,
+        MAX_QUEUES, MAX_SYN_SOURCES, SIGNAL_COUNT, TCP_CLASS_COUNT,
     };
 
     /// One AF_XDP socket per rx queue, indexed by queue id.
@@ -156,6 +160,12 @@ mod maps {
     /// Known flows (see [`crate::flows`]).
     #[map]
     pub(crate) static FLOWS: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
+
+    /// Known IPv6 flows (see [`crate::flows`]): a map of their own, so the
+    /// IPv4 key stays 12 bytes.
+    #[map]
+    pub(crate) static FLOWS6: LruHashMap<Flow6Key, u8> =
+        LruHashMap::with_max_entries(MAX_FLOWS6, 0);
 
     /// SYN sources that are never answered.
     #[map]

@@ -22,6 +22,17 @@ pub(crate) const URG: u8 = 0x20;
 pub(crate) const ECE: u8 = 0x40;
 pub(crate) const CWR: u8 = 0x80;
 
+/// `ctx` as a value the compiler cannot see through. A function that is
+/// not inlined and only reads `data`/`data_end` through `ctx` otherwise
+/// gets the two fields as arguments instead (argument promotion), loaded
+/// as 32-bit scalars, which the verifier refuses as arithmetic on the
+/// end pointer. Such functions start with `let ctx = opaque(ctx);`.
+#[inline(always)]
+pub(crate) fn opaque(ctx: &XdpContext) -> &XdpContext {
+    // SAFETY: reading a local.
+    unsafe { core::ptr::read_volatile(&ctx) }
+}
+
 /// Returns a pointer to `len` bytes at `off` if they lie inside the packet.
 #[inline(always)]
 pub(crate) fn ptr_at(ctx: &XdpContext, off: usize, len: usize) -> Option<*const u8> {

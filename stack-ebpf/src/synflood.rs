@@ -1,5 +1,7 @@
 //! The SYN path: deny/allow prefix lists, the per-source and global GCRA
-//! token buckets, and the SYN-rate window of `auto` cookie mode.
+//! token buckets, the SYN-rate window of `auto` cookie mode, and the
+//! cookie-or-engine decision over IPv4 ([`syn`]) and IPv6 ([`syn6`]; its
+//! lists and buckets are `classify6`'s).
 
 use aya_ebpf::{
     bindings::xdp_action, helpers::generated as h, maps::lpm_trie::Key as LpmKey,
@@ -12,12 +14,12 @@ use stack_ebpf::{
 };
 
 use crate::classify::redirect;
-use crate::flows::{mark_cookie_answered, remember_flow};
+use crate::flows::{mark_cookie_answered, mark_cookie_answered6, remember_flow, remember_flow6};
 use crate::maps::{
     ALLOW_PREFIXES, DENY_PREFIXES, FASTPATH_CONFIG, FASTPATH_STATE, SIGNALS, SYN_SOURCES,
 };
 use crate::parse::{parse_options, ptr_at, raw32, TcpOpts, ETH_HLEN};
-use crate::synack::{cookie_synack, mark_synack_for_engine};
+use crate::synack::{cookie_synack, cookie_synack6, mark_synack_for_engine};
 
 /// GCRA: admits one event at `now` against `tat` (theoretical arrival
 /// time); returns the new `tat` or `None` when over the limit.
@@ -120,26 +122,111 @@ pub(crate) fn syn(
     }
     mark_cookie_answered(ctx, off);
     let c = cookie_synack(ctx, cfg, &opts, flags, now);
-    if c == Counter::TxCookieSynAck {
-        state.last_cookie_ns = now;
-        if cfg.flags & CFG_COOKIE_VIA_ENGINE != 0 {
-            // The same frame, sent by the engine (AF_XDP TX) instead.
-            if !mark_synack_for_engine(ctx) {
-                return (xdp_action::XDP_DROP, Counter::DropSynAckBuild);
-            }
-            return redirect(ctx, Counter::RedirectCookieSynAck);
-        }
-        if cfg.flags & CFG_TX_REDIRECT != 0 {
-            let ifindex = ctx.ingress_ifindex() as u32;
-            // SAFETY: plain helper call; XDP_REDIRECT on success.
-            let action = unsafe { aya_ebpf::helpers::bpf_redirect(ifindex, 0) } as u32;
-            (action, c)
-        } else {
-            (xdp_action::XDP_TX, c)
-        }
-    } else {
-        (xdp_action::XDP_DROP, c)
+    if c != Counter::TxCookieSynAck {
+        return (xdp_action::XDP_DROP, c);
     }
+    state.last_cookie_ns = now;
+    if cfg.flags & CFG_COOKIE_VIA_ENGINE != 0 {
+        // The same frame, sent by the engine (AF_XDP TX) instead.
+        if !mark_synack_for_engine(ctx) {
+            return (xdp_action::XDP_DROP, Counter::DropSynAckBuild);
+        }
+        return redirect(ctx, Counter::RedirectCookieSynAck);
+    }
+    (send_back(ctx, cfg.flags), c)
+}
+
+/// The action that sends a SYN-ACK built in place back where the SYN came
+/// from: `XDP_TX`, or with `CFG_TX_REDIRECT` a redirect to the ingress
+/// interface.
+#[inline(always)]
+fn send_back(ctx: &XdpContext, flags: u32) -> u32 {
+    if flags & CFG_TX_REDIRECT != 0 {
+        let ifindex = ctx.ingress_ifindex() as u32;
+        // SAFETY: plain helper call; XDP_REDIRECT on success.
+        unsafe { aya_ebpf::helpers::bpf_redirect(ifindex, 0) as u32 }
+    } else {
+        xdp_action::XDP_TX
+    }
+}
+
+/// An IPv6 SYN past its limits (`classify6`), the TCP header at frame
+/// offset `off` with data offset `doff`; `ext`: extension headers precede
+/// it. The same decision as [`syn`]: in cookie mode (`always`, or `auto`
+/// by the same SYN-rate window, which both families feed) XDP answers it
+/// with a cookie SYN-ACK, else its flow is recorded in `FLOWS6` and it
+/// goes to the engine. The decision and the SYN-ACK are two calls from
+/// here, not one inside the other: the program's frames share 512 bytes.
+#[inline(always)]
+pub(crate) fn syn6(
+    ctx: &XdpContext,
+    off: usize,
+    doff: usize,
+    flags: u8,
+    ext: bool,
+) -> (u32, Counter) {
+    let mut opts = TcpOpts::default();
+    match syn6_verdict(ctx, off, doff, ext, &mut opts) {
+        Counter::TxCookieSynAck6 => {}
+        Counter::RedirectTcp6 => return redirect(ctx, Counter::RedirectTcp6),
+        c => return (xdp_action::XDP_DROP, c),
+    }
+    let c = cookie_synack6(ctx, &opts, flags);
+    if c != Counter::TxCookieSynAck6 {
+        return (xdp_action::XDP_DROP, c);
+    }
+    let cfg_flags = match FASTPATH_CONFIG.get(0) {
+        Some(c) => c.flags,
+        None => 0,
+    };
+    if cfg_flags & CFG_COOKIE_VIA_ENGINE != 0 {
+        // The same frame, sent by the engine (AF_XDP TX) instead.
+        if !mark_synack_for_engine(ctx) {
+            return (xdp_action::XDP_DROP, Counter::DropSynAckBuild);
+        }
+        return redirect(ctx, Counter::RedirectCookieSynAck6);
+    }
+    (send_back(ctx, cfg_flags), c)
+}
+
+/// [`syn6`]'s decision: `TxCookieSynAck6` when XDP is to answer with a
+/// cookie (the SYN's options in `opts`), `RedirectTcp6` for the engine,
+/// or a drop reason. Not inlined: its locals live in their own frame.
+#[inline(never)]
+fn syn6_verdict(
+    ctx: &XdpContext,
+    off: usize,
+    doff: usize,
+    ext: bool,
+    opts: &mut TcpOpts,
+) -> Counter {
+    if parse_options(ctx, off, doff, opts) != 0 {
+        return Counter::DropTcpOptions;
+    }
+    let Some(cfg) = FASTPATH_CONFIG.get(0) else {
+        return Counter::RedirectTcp6;
+    };
+    let Some(state) = FASTPATH_STATE.get_ptr_mut(0) else {
+        return Counter::RedirectTcp6;
+    };
+    // SAFETY: as in `syn`.
+    let state = unsafe { &mut *state };
+    // SAFETY: helper without arguments.
+    let now = unsafe { h::bpf_ktime_get_ns() };
+    let cookies = match cfg.syncookies {
+        SYNCOOKIES_ALWAYS => true,
+        SYNCOOKIES_AUTO => auto_mode(cfg, state, now),
+        _ => false,
+    };
+    if !cookies {
+        remember_flow6(ctx, off);
+        return Counter::RedirectTcp6;
+    }
+    if ext {
+        return Counter::DropSynIpOptions;
+    }
+    mark_cookie_answered6(ctx, off);
+    Counter::TxCookieSynAck6
 }
 
 /// Auto mode: counts the SYN in the rate window and says whether cookies

@@ -1,5 +1,7 @@
 //! BPF_PROG_TEST_RUN of the XDP program, for the IPv4 and IPv6 test files:
-//! run one frame, and check its verdict and counters.
+//! run one frame, and check its verdict and counters; run one and get the
+//! frame it leaves (a SYN-ACK built in place) with its XDP metadata; read
+//! a frame back with tshark; the cookie clock.
 
 use aya::programs::{TestRun, TestRunOptions};
 use stack_ebpf::Counter;
@@ -27,4 +29,104 @@ pub fn expect(p: &mut XdpProgram, frame: &[u8], verdict: u32, counter: Counter) 
         let want = u64::from(*c == counter || *c == Counter::RxPackets);
         assert_eq!(delta, want, "counter {} moved by {delta}", c.name());
     }
+}
+
+/// Runs `frame`, returning the verdict, the output frame (XDP metadata
+/// first) and the length of the metadata in front of it.
+pub fn run_out(p: &mut XdpProgram, frame: &[u8]) -> (u32, Vec<u8>, usize) {
+    let mut out = vec![0u8; 512];
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+    // rx_queue_index, egress_ifindex.
+    let mut ctx_in = [0u8; 24];
+    ctx_in[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    let mut ctx_out = [0u8; 24];
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(frame);
+    opts.data_out = Some(&mut out);
+    opts.ctx_in = Some(&ctx_in);
+    opts.ctx_out = Some(&mut ctx_out);
+    let r = p.program().test_run(opts).expect("BPF_PROG_TEST_RUN");
+    let meta = u32::from_ne_bytes(ctx_out[0..4].try_into().unwrap()) as usize;
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out, meta)
+}
+
+/// Runs `frame`: the verdict, the one counter besides rx_packets that
+/// moved (asserted to be exactly one), the output frame and the length of
+/// its metadata.
+pub fn moved(p: &mut XdpProgram, frame: &[u8]) -> (u32, Counter, Vec<u8>, usize) {
+    let before = p.counters().unwrap();
+    let (v, out, meta) = run_out(p, frame);
+    let after = p.counters().unwrap();
+    let changed: Vec<Counter> = Counter::ALL
+        .iter()
+        .copied()
+        .filter(|c| *c != Counter::RxPackets && after[c.name()] != before[c.name()])
+        .collect();
+    assert_eq!(changed.len(), 1, "exactly one verdict counter: {changed:?}");
+    assert_eq!(after["rx_packets"] - before["rx_packets"], 1);
+    (v, changed[0], out, meta)
+}
+
+/// The SYN cookie minute counter now (CLOCK_MONOTONIC, as XDP reads it).
+pub fn now_count() -> u32 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime with a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    stack_ebpf::cookie::count_from_ns(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// Writes `frame` as a one-packet pcap and has tshark print `fields` of
+/// it (tab-separated), with IP and TCP checksum verification on: a
+/// checksum's status field reads 1 when good (Wireshark's epan/proto.h: 0
+/// bad, 1 good, 2 unverified). Needs tshark (`cargo xtask setup` and
+/// `cargo xtask test` install it).
+pub fn tshark_fields(frame: &[u8], fields: &[&str]) -> String {
+    let ok = std::process::Command::new("tshark")
+        .arg("-v")
+        .output()
+        .expect("tshark is needed for this test: run `cargo xtask setup` (apt-get install tshark)");
+    assert!(ok.status.success(), "tshark -v failed");
+    let mut pcap = Vec::new();
+    pcap.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    pcap.extend_from_slice(&2u16.to_le_bytes());
+    pcap.extend_from_slice(&4u16.to_le_bytes());
+    pcap.extend_from_slice(&[0u8; 8]);
+    pcap.extend_from_slice(&65535u32.to_le_bytes());
+    pcap.extend_from_slice(&1u32.to_le_bytes());
+    pcap.extend_from_slice(&[0u8; 8]);
+    pcap.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    pcap.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    pcap.extend_from_slice(frame);
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "xstack-synack-{}-{}.pcap",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::write(&path, &pcap).unwrap();
+    let mut c = std::process::Command::new("tshark");
+    c.args([
+        "-o",
+        "tcp.check_checksum:TRUE",
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-T",
+        "fields",
+    ]);
+    for f in fields {
+        c.args(["-e", f]);
+    }
+    let out = c.arg("-r").arg(&path).output().expect("tshark");
+    let _ = std::fs::remove_file(&path);
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "tshark: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }

@@ -16,7 +16,7 @@ use xstack::{
         tcp::TcpPacket,
     },
 };
-use xstack_tests::xdp_run::{expect, run};
+use xstack_tests::xdp_run::{expect, moved, now_count, run, tshark_fields};
 
 const XDP_ABORTED: u32 = 0;
 const XDP_DROP: u32 = 1;
@@ -364,36 +364,6 @@ fn cookies(p: &mut XdpProgram, mode: SynCookies) {
     .unwrap();
 }
 
-/// Runs `frame`, returning the verdict, the output frame and the length of
-/// the XDP metadata in front of it.
-fn run_out(p: &mut XdpProgram, frame: &[u8]) -> (u32, Vec<u8>, usize) {
-    let mut out = vec![0u8; 512];
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
-    // rx_queue_index, egress_ifindex.
-    let mut ctx_in = [0u8; 24];
-    ctx_in[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-    let mut ctx_out = [0u8; 24];
-    let mut opts = TestRunOptions::new();
-    opts.data_in = Some(frame);
-    opts.data_out = Some(&mut out);
-    opts.ctx_in = Some(&ctx_in);
-    opts.ctx_out = Some(&mut ctx_out);
-    let r = p.program().test_run(opts).expect("BPF_PROG_TEST_RUN");
-    let meta = u32::from_ne_bytes(ctx_out[0..4].try_into().unwrap()) as usize;
-    out.truncate(r.data_size_out as usize);
-    (r.return_value, out, meta)
-}
-
-fn now_count() -> u32 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime with a valid out pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    cookie::count_from_ns(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
-}
-
 fn flow() -> cookie::Flow {
     cookie::Flow {
         saddr: u32::from(PEER),
@@ -401,21 +371,6 @@ fn flow() -> cookie::Flow {
         sport: 40000,
         dport: PORT,
     }
-}
-
-/// Verdict and the one counter that moved.
-fn moved(p: &mut XdpProgram, frame: &[u8]) -> (u32, Counter, Vec<u8>, usize) {
-    let before = p.counters().unwrap();
-    let (v, out, meta) = run_out(p, frame);
-    let after = p.counters().unwrap();
-    let changed: Vec<Counter> = Counter::ALL
-        .iter()
-        .copied()
-        .filter(|c| *c != Counter::RxPackets && after[c.name()] != before[c.name()])
-        .collect();
-    assert_eq!(changed.len(), 1, "exactly one verdict counter: {changed:?}");
-    assert_eq!(after["rx_packets"] - before["rx_packets"], 1);
-    (v, changed[0], out, meta)
 }
 
 #[test]
@@ -566,54 +521,11 @@ fn cookie_mode_answers_a_syn_with_a_well_formed_syn_ack() {
     tshark_checksums(&out);
 }
 
-/// Writes `frame` as a pcap and asks tshark to verify the IP and TCP
-/// checksums (`cargo xtask setup` installs tshark).
+/// The IP and TCP checksums as Wireshark sees them.
 fn tshark_checksums(frame: &[u8]) {
-    let ok = std::process::Command::new("tshark")
-        .arg("-v")
-        .output()
-        .expect("tshark is needed for this test: run `cargo xtask setup` (apt-get install tshark)");
-    assert!(ok.status.success(), "tshark -v failed");
-    let mut pcap = Vec::new();
-    pcap.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
-    pcap.extend_from_slice(&2u16.to_le_bytes());
-    pcap.extend_from_slice(&4u16.to_le_bytes());
-    pcap.extend_from_slice(&[0u8; 8]);
-    pcap.extend_from_slice(&65535u32.to_le_bytes());
-    pcap.extend_from_slice(&1u32.to_le_bytes());
-    pcap.extend_from_slice(&[0u8; 8]);
-    pcap.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-    pcap.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-    pcap.extend_from_slice(frame);
-    let path = std::env::temp_dir().join(format!("xstack-synack-{}.pcap", std::process::id()));
-    std::fs::write(&path, &pcap).unwrap();
-    let out = std::process::Command::new("tshark")
-        .args([
-            "-o",
-            "tcp.check_checksum:TRUE",
-            "-o",
-            "ip.check_checksum:TRUE",
-        ])
-        .args([
-            "-T",
-            "fields",
-            "-e",
-            "ip.checksum.status",
-            "-e",
-            "tcp.checksum.status",
-            "-r",
-        ])
-        .arg(&path)
-        .output()
-        .expect("tshark");
-    let _ = std::fs::remove_file(&path);
-    let text = String::from_utf8_lossy(&out.stdout);
-    // Wireshark's checksum status (epan/proto.h): 0 bad, 1 good, 2 unverified.
     assert_eq!(
-        text.trim(),
-        "1\t1",
-        "tshark: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
+        tshark_fields(frame, &["ip.checksum.status", "tcp.checksum.status"]),
+        "1\t1"
     );
 }
 

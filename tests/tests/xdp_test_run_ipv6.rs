@@ -2,8 +2,10 @@
 //! BPF_PROG_TEST_RUN: TCP and ICMPv6 for an owned address redirected,
 //! neighbour solicitations at the solicited-node MAC for an owned target
 //! redirected, the bounded extension-header walk (accepted, too long,
-//! truncated), fragments dropped, everything else passed; each verdict with
-//! the one counter it moves.
+//! truncated), fragments dropped, everything else passed; SYN cookies
+//! (the SYN-ACK built in place, field by field and through tshark, valid,
+//! forged and expired final ACKs, the MSS clamp) and the known-flow fast
+//! path (`FLOWS6`); each verdict with the one counter it moves.
 
 use std::net::Ipv6Addr;
 
@@ -18,7 +20,7 @@ use xstack::{
         ipv6,
     },
 };
-use xstack_tests::xdp_run::expect;
+use xstack_tests::xdp_run::{expect, moved, now_count, run, tshark_fields};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -420,5 +422,523 @@ fn ipv6_deny_and_allow_prefix_lists_apply_to_syns() {
             XDP_REDIRECT,
             Counter::RedirectTcp6,
         );
+    }
+}
+
+// ---- SYN cookies and the known-flow fast path over IPv6.
+
+use stack_ebpf::{cookie, CookieMeta, COOKIE_META_MAGIC, META_NO_WSCALE, META_SACK, META_TS};
+use xstack::datapath::fastpath::{CookiePath, FastpathSettings, SynCookies};
+
+const XDP_TX: u32 = 3;
+const SEQ: u32 = 0x1000_0000;
+const RST: u8 = 0x04;
+
+/// A segment from PEER:`sport` to OURS:PORT.
+fn seg6(sport: u16, flags: u8, seq: u32, ack: u32, opts: &[u8], payload: &[u8]) -> Vec<u8> {
+    LINK.tcp(&TcpSegment {
+        src_port: sport,
+        dst_port: PORT,
+        seq,
+        ack,
+        flags,
+        window: 64240,
+        options: opts,
+        payload,
+        ..TcpSegment::default()
+    })
+}
+
+/// Linux's SYN options: MSS `mss`, SACK-permitted, TS(tsval, 0), NOP, WS 7.
+fn linux_syn_opts(mss: u16, tsval: u32) -> Vec<u8> {
+    let mut o = vec![2, 4];
+    o.extend_from_slice(&mss.to_be_bytes());
+    o.extend_from_slice(&[4, 2, 8, 10]);
+    o.extend_from_slice(&tsval.to_be_bytes());
+    o.extend_from_slice(&[0, 0, 0, 0, 1, 3, 3, 7]);
+    o
+}
+
+/// Cookie mode `mode`, MSS `mss` (IPv4's: MTU − 40), cookie SYN-ACKs sent
+/// by `path`.
+fn cookies(p: &mut XdpProgram, mode: SynCookies, mss: u16, path: CookiePath) {
+    p.set_config(
+        &FastpathSettings {
+            syncookies: mode,
+            mss,
+            cookie_path: path,
+            ..Default::default()
+        }
+        .to_config(),
+    )
+    .unwrap();
+}
+
+fn flow6(sport: u16) -> cookie::Flow6 {
+    cookie::Flow6 {
+        saddr: PEER.octets(),
+        daddr: OURS.octets(),
+        sport,
+        dport: PORT,
+    }
+}
+
+/// The MSS index the cookie `isn` carries for the SYN `SEQ` from `sport`
+/// (issued this minute or the last).
+fn cookie_index(p: &XdpProgram, sport: u16, isn: u32) -> Option<u32> {
+    let secrets = p.secrets().unwrap();
+    let c = now_count();
+    cookie::check(&secrets, &flow6(sport), SEQ, isn, c)
+        .or_else(|| cookie::check(&secrets, &flow6(sport), SEQ, isn, c + 1))
+}
+
+/// Checks every field of an IPv6 cookie SYN-ACK to PEER:40000 announcing
+/// `mss`; `syn_tsval`: the SYN's TSval when it had Linux's options.
+/// Returns (ISN, TSval).
+fn check_synack6(out: &[u8], mss: u16, syn_tsval: Option<u32>) -> (u32, Option<u32>) {
+    use xstack::wire::{checksum, ethernet};
+    let (eth, ip) = ethernet::EthernetRepr::parse(out).unwrap();
+    assert_eq!(eth.dst, LINK.src_mac, "back to the sender");
+    assert_eq!(eth.src, LINK.dst_mac);
+    assert_eq!(eth.ethertype, ethernet::ETHERTYPE_IPV6);
+    let want_len = if syn_tsval.is_some() { 40 } else { 24 };
+    assert_eq!(out.len(), 14 + 40 + want_len, "no trailing bytes");
+    // Version 6, traffic class and flow label 0 (RFC 8200 §3).
+    assert_eq!(&ip[0..4], &[0x60, 0, 0, 0]);
+    let (r, t) = ipv6::Ipv6Repr::parse(ip).unwrap();
+    assert_eq!(
+        (r.src, r.dst, r.next_header, r.hop_limit, r.payload_len),
+        (OURS, PEER, ipv6::NH_TCP, 64, want_len)
+    );
+    assert_eq!(t.len(), want_len);
+    // RFC 8200 §8.1 pseudo-header.
+    let sum = checksum::pseudo_header(OURS, PEER, 6, t.len() as u16);
+    assert_eq!(checksum::finish(checksum::sum(sum, t)), 0, "TCP checksum");
+    assert_eq!(u16::from_be_bytes([t[0], t[1]]), PORT);
+    assert_eq!(u16::from_be_bytes([t[2], t[3]]), 40000);
+    let isn = u32::from_be_bytes(t[4..8].try_into().unwrap());
+    assert_eq!(u32::from_be_bytes(t[8..12].try_into().unwrap()), SEQ + 1);
+    assert_eq!(t[12] >> 4, (want_len / 4) as u8);
+    assert_eq!(t[13], 0x12, "SYN+ACK");
+    assert_eq!(u16::from_be_bytes([t[14], t[15]]), 65535, "window");
+    assert_eq!(&t[18..20], &[0, 0], "urgent pointer");
+    assert_eq!(&t[20..22], &[2, 4], "MSS option");
+    assert_eq!(u16::from_be_bytes([t[22], t[23]]), mss, "MSS MTU - 60");
+    let tsval = syn_tsval.map(|tsecr| {
+        assert_eq!(&t[24..28], &[4, 2, 8, 10], "SACK-permitted, timestamps");
+        assert_eq!(u32::from_be_bytes(t[32..36].try_into().unwrap()), tsecr);
+        assert_eq!(&t[36..40], &[1, 3, 3, 7], "window scale 7");
+        u32::from_be_bytes(t[28..32].try_into().unwrap())
+    });
+    (isn, tsval)
+}
+
+#[test]
+fn an_ipv6_syn_in_cookie_mode_gets_a_well_formed_cookie_syn_ack() {
+    let (mut p, _s, _t) = program();
+    cookies(&mut p, SynCookies::Always, 1400, CookiePath::Xdp);
+    // Linux's options: MSS 1460 clamped to ours, 1400 - 20.
+    let (v, c, out, meta) = moved(
+        &mut p,
+        &seg6(40000, SYN, SEQ, 0, &linux_syn_opts(1460, 4242), &[]),
+    );
+    assert_eq!((v, c, meta), (XDP_TX, Counter::TxCookieSynAck6, 0));
+    let (isn, tsval) = check_synack6(&out, 1380, Some(4242));
+    assert_eq!(
+        cookie_index(&p, 40000, isn),
+        Some(cookie::mss_index(1380)),
+        "the cookie is over both 128-bit addresses and carries MSS 1380"
+    );
+    let o = cookie::decode_ts(tsval.unwrap(), 1).unwrap();
+    assert_eq!((o.wscale, o.sack, o.ecn), (Some(7), true, false));
+    // Wireshark agrees: checksum good, hop limit, flags, MSS, options.
+    assert_eq!(
+        tshark_fields(
+            &out,
+            &[
+                "ipv6.hlim",
+                "tcp.flags",
+                "tcp.options.mss_val",
+                "tcp.options.wscale.shift",
+                "tcp.options.timestamp.tsecr",
+                "tcp.checksum.status",
+            ]
+        ),
+        "64\t0x0012\t1380\t7\t4242\t1"
+    );
+    // Without options: MSS 536 (RFC 9293 default), no timestamps.
+    let (v, c, out, _) = moved(&mut p, &seg6(40000, SYN, SEQ, 0, &[], &[]));
+    assert_eq!((v, c), (XDP_TX, Counter::TxCookieSynAck6));
+    let (isn, _) = check_synack6(&out, 1380, None);
+    assert_eq!(cookie_index(&p, 40000, isn), Some(0));
+    assert_eq!(
+        tshark_fields(&out, &["tcp.len", "tcp.hdr_len", "tcp.checksum.status"]),
+        "0\t24\t1"
+    );
+    assert_eq!(p.tcp_classes().unwrap()["syn"], 2);
+    assert_ne!(p.fastpath_state().unwrap().last_cookie_ns, 0);
+}
+
+#[test]
+fn an_ipv6_cookie_carries_the_peers_mss_clamped_to_mtu_minus_60() {
+    let (mut p, _s, _t) = program();
+    // A 1500-byte link: MSS 1460 over IPv4, 1440 over IPv6.
+    cookies(&mut p, SynCookies::Always, 1460, CookiePath::Xdp);
+    for (peer_mss, announced, index) in [
+        (1460, 1440, 2), // clamped: 1460 would not fit in an IPv6 packet
+        (1440, 1440, 2),
+        (1400, 1440, 1),
+        (1300, 1440, 1),
+        (1000, 1440, 0),
+    ] {
+        let (v, _, out, _) = moved(
+            &mut p,
+            &seg6(40000, SYN, SEQ, 0, &linux_syn_opts(peer_mss, 1), &[]),
+        );
+        assert_eq!(v, XDP_TX);
+        let (isn, _) = check_synack6(&out, announced, Some(1));
+        assert_eq!(
+            cookie_index(&p, 40000, isn),
+            Some(index),
+            "peer MSS {peer_mss}"
+        );
+    }
+}
+
+/// The final ACK of the handshake of `linux_syn_opts(1460, 4242)` from
+/// `sport`, echoing the cookie SYN-ACK's TSval: (ACK, its TSval echo).
+fn cookie_handshake(p: &mut XdpProgram, sport: u16) -> (u32, u32) {
+    let (v, _, out, _) = moved(
+        p,
+        &seg6(sport, SYN, SEQ, 0, &linux_syn_opts(1460, 4242), &[]),
+    );
+    assert_eq!(v, XDP_TX);
+    let t = &out[14 + 40..];
+    let isn = u32::from_be_bytes(t[4..8].try_into().unwrap());
+    let tsval = u32::from_be_bytes(t[28..32].try_into().unwrap());
+    (isn, tsval)
+}
+
+fn ts_opts(tsval: u32, tsecr: u32) -> Vec<u8> {
+    let mut o = vec![1, 1, 8, 10];
+    o.extend_from_slice(&tsval.to_be_bytes());
+    o.extend_from_slice(&tsecr.to_be_bytes());
+    o
+}
+
+#[test]
+fn a_valid_ipv6_cookie_ack_is_redirected_with_its_options_as_metadata() {
+    let (mut p, _s, _t) = program();
+    cookies(&mut p, SynCookies::Always, 1400, CookiePath::Xdp);
+    let (isn, tsval) = cookie_handshake(&mut p, 40000);
+    let ack = seg6(
+        40000,
+        ACK,
+        SEQ + 1,
+        isn.wrapping_add(1),
+        &ts_opts(4243, tsval),
+        &[],
+    );
+    let (v, c, out, meta_len) = moved(&mut p, &ack);
+    assert_eq!((v, c), (XDP_REDIRECT, Counter::RedirectCookieAck6));
+    assert_eq!(meta_len, stack_ebpf::COOKIE_META_LEN);
+    let m: CookieMeta = bytemuck::pod_read_unaligned(&out[..meta_len]);
+    assert_eq!(m.magic, COOKIE_META_MAGIC);
+    assert_eq!(m.mss, 1300, "MSS 1380 rounds down to the 1300 entry");
+    assert_eq!(m.wscale, 7);
+    assert_eq!(m.flags, META_TS | META_SACK);
+    assert_eq!((m.tsval, m.tsecr), (4243, tsval));
+    assert_eq!(&out[meta_len..], &ack[..], "the frame itself is untouched");
+    assert_eq!(xstack::iface::cookie_meta(&out[..meta_len]), Some(m));
+    // The flow is known now: its data takes the fast path, no metadata.
+    let data = seg6(40000, ACK | 0x08, SEQ + 1, isn.wrapping_add(1), &[], b"GET");
+    let (v, c, _, meta_len) = moved(&mut p, &data);
+    assert_eq!((v, c, meta_len), (XDP_REDIRECT, Counter::RedirectTcp6, 0));
+
+    // Without timestamps: only the MSS comes back.
+    let (v, _, out, _) = moved(&mut p, &seg6(40001, SYN, SEQ, 0, &[2, 4, 0x05, 0xa0], &[]));
+    assert_eq!(v, XDP_TX);
+    let isn = u32::from_be_bytes(out[14 + 40 + 4..14 + 40 + 8].try_into().unwrap());
+    let (v, c, out, meta_len) = moved(
+        &mut p,
+        &seg6(40001, ACK, SEQ + 1, isn.wrapping_add(1), &[], &[]),
+    );
+    assert_eq!(
+        (v, c, meta_len),
+        (XDP_REDIRECT, Counter::RedirectCookieAck6, 16)
+    );
+    let m: CookieMeta = bytemuck::pod_read_unaligned(&out[..16]);
+    assert_eq!((m.mss, m.wscale, m.flags), (1300, META_NO_WSCALE, 0));
+}
+
+#[test]
+fn forged_and_expired_ipv6_cookie_acks_are_dropped_and_counted() {
+    let (mut p, _s, _t) = program();
+    cookies(&mut p, SynCookies::Always, 1400, CookiePath::Xdp);
+    let secrets = p.secrets().unwrap();
+    let (isn, _) = cookie_handshake(&mut p, 40000);
+    let before = p.counters().unwrap()["drop_cookie_invalid"];
+    // Forged: another ack number; another client sequence number.
+    let (v, c, _, _) = moved(
+        &mut p,
+        &seg6(40000, ACK, SEQ + 1, isn ^ 0x0100_0000, &[], &[]),
+    );
+    assert_eq!((v, c), (XDP_DROP, Counter::DropCookieInvalid));
+    let (v, c, _, _) = moved(
+        &mut p,
+        &seg6(40000, ACK, SEQ + 0x0100_0000, isn + 1, &[], &[]),
+    );
+    assert_eq!((v, c), (XDP_DROP, Counter::DropCookieInvalid));
+    // The cookie of this SYN from another source address (the hash covers
+    // all 128 bits of both): not valid here.
+    let other = Endpoints6 {
+        src_ip: Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 1, 1),
+        ..LINK
+    };
+    let ack_from_other = other.tcp(&TcpSegment {
+        src_port: 40000,
+        dst_port: PORT,
+        seq: SEQ + 1,
+        ack: isn.wrapping_add(1),
+        flags: ACK,
+        ..TcpSegment::default()
+    });
+    let (v, c, _, _) = moved(&mut p, &ack_from_other);
+    assert_eq!((v, c), (XDP_DROP, Counter::DropCookieInvalid));
+    // Expired: a cookie of the right secret issued MAX_AGE minutes ago.
+    let old = cookie::generate(
+        &secrets.current,
+        &flow6(40000),
+        SEQ,
+        now_count().wrapping_sub(cookie::MAX_AGE),
+        3,
+    );
+    let (v, c, _, _) = moved(
+        &mut p,
+        &seg6(40000, ACK, SEQ + 1, old.wrapping_add(1), &[], &[]),
+    );
+    assert_eq!((v, c), (XDP_DROP, Counter::DropCookieInvalid));
+    assert_eq!(p.counters().unwrap()["drop_cookie_invalid"] - before, 4);
+    // A RST for no known flow.
+    let (v, c, _, _) = moved(&mut p, &seg6(40000, RST, SEQ + 1, 0, &[], &[]));
+    assert_eq!((v, c), (XDP_DROP, Counter::DropNoFlow));
+    // The real one still passes, under the previous secret after a rotation.
+    p.set_secrets(&xstack::datapath::fastpath::rotate(&secrets))
+        .unwrap();
+    let (v, c, _, _) = moved(
+        &mut p,
+        &seg6(40000, ACK, SEQ + 1, isn.wrapping_add(1), &[], &[]),
+    );
+    assert_eq!((v, c), (XDP_REDIRECT, Counter::RedirectCookieAck6));
+}
+
+#[test]
+fn the_ipv6_known_flow_fast_path_passes_known_flows_and_checks_unknown_ones_while_cookies_are_in_use(
+) {
+    let (mut p, _s, _t) = program();
+    // No cookie issued yet: an unknown ACK is the engine's business.
+    expect(
+        &mut p,
+        &seg6(41000, ACK, SEQ + 1, 5, &[], &[]),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
+    );
+    // Cookies off: the SYN goes to the engine and its flow is recorded.
+    cookies(&mut p, SynCookies::Never, 1400, CookiePath::Xdp);
+    expect(
+        &mut p,
+        &seg6(41000, SYN, SEQ, 0, &[], &[]),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
+    );
+    // A SYN-ACK for a connection the engine opened is recorded too.
+    expect(
+        &mut p,
+        &seg6(41001, SYN | ACK, SEQ, 77, &[], &[]),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
+    );
+    // Cookies on (one issued on another tuple): known flows still take
+    // the fast path...
+    cookies(&mut p, SynCookies::Always, 1400, CookiePath::Xdp);
+    cookie_handshake(&mut p, 41002);
+    for sport in [41000, 41001] {
+        expect(
+            &mut p,
+            &seg6(sport, ACK, SEQ + 1, 5, &[], &[]),
+            XDP_REDIRECT,
+            Counter::RedirectTcp6,
+        );
+        expect(
+            &mut p,
+            &seg6(sport, ACK | 0x08, SEQ + 1, 5, &[], b"x"),
+            XDP_REDIRECT,
+            Counter::RedirectTcp6,
+        );
+        expect(
+            &mut p,
+            &seg6(sport, RST, SEQ + 1, 0, &[], &[]),
+            XDP_REDIRECT,
+            Counter::RedirectTcp6,
+        );
+    }
+    // ...and an unknown one's ACK is checked as a cookie: a miss.
+    expect(
+        &mut p,
+        &seg6(41003, ACK, SEQ + 1, 5, &[], &[]),
+        XDP_DROP,
+        Counter::DropCookieInvalid,
+    );
+    // Classed as over IPv4.
+    let classes = p.tcp_classes().unwrap();
+    assert!(classes["ack"] >= 3 && classes["data"] >= 2 && classes["rst"] >= 2);
+}
+
+#[test]
+fn a_cookie_syn_on_an_ipv6_tuple_the_engine_knows_lets_the_engines_own_handshake_through() {
+    let (mut p, _s, _t) = program();
+    cookies(&mut p, SynCookies::Never, 1400, CookiePath::Xdp);
+    let syn = seg6(42000, SYN, SEQ, 0, &[], &[]);
+    expect(&mut p, &syn, XDP_REDIRECT, Counter::RedirectTcp6);
+    cookies(&mut p, SynCookies::Always, 1400, CookiePath::Xdp);
+    let (v, _, _, _) = moved(&mut p, &syn);
+    assert_eq!(v, XDP_TX);
+    // The client took the engine's SYN-ACK: not a cookie, but the engine's.
+    let (v, c, _, meta) = moved(&mut p, &seg6(42000, ACK, SEQ + 1, 0x1234_5679, &[], &[]));
+    assert_eq!((v, c, meta), (XDP_REDIRECT, Counter::RedirectTcp6, 0));
+}
+
+#[test]
+fn an_ipv6_syn_with_extension_headers_is_dropped_in_cookie_mode_and_goes_to_the_engine_otherwise() {
+    let (mut p, _s, _t) = program();
+    let syn = with_dest_opts(
+        1,
+        ipv6::NH_TCP,
+        &seg6(43000, SYN, SEQ, 0, &[], &[])[14 + 40..],
+    );
+    cookies(&mut p, SynCookies::Always, 1400, CookiePath::Xdp);
+    expect(&mut p, &syn, XDP_DROP, Counter::DropSynIpOptions);
+    cookies(&mut p, SynCookies::Never, 1400, CookiePath::Xdp);
+    expect(&mut p, &syn, XDP_REDIRECT, Counter::RedirectTcp6);
+    // Bad TCP options are dropped as over IPv4.
+    expect(
+        &mut p,
+        &seg6(43001, SYN, SEQ, 0, &[1, 1, 2, 4], &[]),
+        XDP_DROP,
+        Counter::DropTcpOptions,
+    );
+}
+
+/// `auto` mode's SYN-rate window counts the SYNs of both families: 30
+/// IPv4 and 19 IPv6 SYNs stay under 50 per window, the 50th (IPv6) turns
+/// cookies on.
+#[test]
+fn auto_mode_counts_ipv4_and_ipv6_syns_in_one_window() {
+    use std::net::Ipv4Addr;
+    use xstack::wire::build::Endpoints;
+    let (mut p, _s, _t) = program();
+    let ours4 = Ipv4Addr::new(198, 18, 0, 2);
+    p.own_addr(ours4).unwrap();
+    p.own_port(ours4, PORT).unwrap();
+    p.set_config(
+        &FastpathSettings {
+            syncookies: SynCookies::Auto,
+            // 50 SYNs per 5 s window: room for a slow machine.
+            syn_rate_on: 10,
+            syn_rate_off: 2,
+            syn_window_ms: 5000,
+            cookie_path: CookiePath::Xdp,
+            ..Default::default()
+        }
+        .to_config(),
+    )
+    .unwrap();
+    let syn4 = Endpoints {
+        src_mac: LINK.src_mac,
+        dst_mac: LINK.dst_mac,
+        src_ip: Ipv4Addr::new(198, 18, 0, 1),
+        dst_ip: ours4,
+    }
+    .tcp(&TcpSegment {
+        src_port: 45000,
+        dst_port: PORT,
+        seq: SEQ,
+        flags: SYN,
+        ..TcpSegment::default()
+    });
+    let syn6 = seg6(45000, SYN, SEQ, 0, &[], &[]);
+    for _ in 0..30 {
+        expect(&mut p, &syn4, XDP_REDIRECT, Counter::RedirectTcp);
+    }
+    for _ in 0..19 {
+        expect(&mut p, &syn6, XDP_REDIRECT, Counter::RedirectTcp6);
+    }
+    expect(&mut p, &syn6, XDP_TX, Counter::TxCookieSynAck6);
+    let st = p.fastpath_state().unwrap();
+    assert_eq!((st.cookie_active, st.cookie_on_switches), (1, 1));
+}
+
+#[test]
+fn auto_mode_answers_ipv6_syns_with_cookies_when_the_syn_queue_is_full() {
+    let (mut p, _s, _t) = program();
+    cookies(&mut p, SynCookies::Auto, 1400, CookiePath::Xdp);
+    let syn = seg6(44000, SYN, SEQ, 0, &[], &[]);
+    expect(&mut p, &syn, XDP_REDIRECT, Counter::RedirectTcp6);
+    p.set_signal(stack_ebpf::SIGNAL_SYN_QUEUE_FULL, 1).unwrap();
+    assert_eq!(run(&mut p, &syn), XDP_TX);
+}
+
+/// With `CFG_COOKIE_VIA_ENGINE` the IPv6 SYN-ACK XDP would have sent comes
+/// to the socket marked, and the engine sends exactly it.
+#[test]
+fn the_engine_sends_the_ipv6_cookie_syn_ack_xdp_builds_byte_for_byte() {
+    let (mut p, _s, _t) = program();
+    for opts in [linux_syn_opts(1460, 4242), vec![]] {
+        let syn = seg6(40000, SYN, SEQ, 0, &opts, &[]);
+        // The TSval's clock ticks every 64 ms: the two runs fall in the
+        // same tick on some try.
+        let mut same = false;
+        for _ in 0..5 {
+            cookies(&mut p, SynCookies::Always, 1400, CookiePath::Xdp);
+            let (v, _, by_xdp, _) = moved(&mut p, &syn);
+            assert_eq!(v, XDP_TX);
+            cookies(&mut p, SynCookies::Always, 1400, CookiePath::Engine);
+            let (v, c, out, meta_len) = moved(&mut p, &syn);
+            assert_eq!(
+                (v, c, meta_len),
+                (
+                    XDP_REDIRECT,
+                    Counter::RedirectCookieSynAck6,
+                    stack_ebpf::COOKIE_META_LEN
+                )
+            );
+            let (meta, frame) = out.split_at(meta_len);
+            assert!(xstack::iface::is_cookie_synack(meta));
+            let mut e = xstack::iface::Interface::new(xstack::iface::IfaceConfig {
+                mac: LINK.dst_mac,
+                addrs: Vec::new(),
+                addrs6: vec![OURS],
+                ports: vec![PORT],
+                app: xstack::apps::App::Echo,
+                response_bytes: 0,
+                echo_body: false,
+                max_body: xstack::apps::http::DEFAULT_MAX_BODY,
+                tcp: xstack::tcp::TcpConfig::default(),
+                backlog: 128,
+                secret: [7; 16],
+                mtu: 1500,
+            });
+            let mut sink = xstack::iface::VecSink::default();
+            e.handle_frame_meta(xstack::time::Instant(0), meta, frame, &mut sink);
+            assert_eq!(sink.frames.len(), 1, "the engine sends one frame");
+            assert_eq!(e.stats().cookie_synacks_sent, 1);
+            assert_eq!(e.tcp_connections(), 0, "no state kept");
+            check_synack6(&sink.frames[0], 1380, (!opts.is_empty()).then_some(4242));
+            if sink.frames[0] == by_xdp {
+                same = true;
+                break;
+            }
+        }
+        assert!(same, "engine and XDP SYN-ACKs differ for options {opts:?}");
     }
 }

@@ -36,19 +36,27 @@ impl Interface {
     /// as XDP built it (one builder, so both paths answer alike) and leaves
     /// no state: the final ACK is validated by XDP as on the other path.
     /// Only XDP can write the metadata, so the frame is XDP's; it is still
-    /// checked to be an IPv4 SYN-ACK from an owned address, and anything else
-    /// is counted in `cookie_meta_invalid` and dropped.
+    /// checked to be an IPv4 or IPv6 SYN-ACK from an owned address, and
+    /// anything else is counted in `cookie_meta_invalid` and dropped.
     pub(super) fn send_cookie_synack(&mut self, frame: &[u8], tx: &mut dyn FrameSink) {
+        let is_synack = |seg: &[u8]| {
+            TcpPacket::new_checked(seg)
+                .is_ok_and(|t| t.flags() & (SYN | ACK | RST | FIN) == SYN | ACK)
+        };
         let ours = EthernetRepr::parse(frame)
             .ok()
-            .is_some_and(|(eth, payload)| {
-                Ipv4Repr::parse(payload).ok().is_some_and(|(ip, seg)| {
-                    eth.ethertype == ethernet::ETHERTYPE_IPV4
-                        && ip.protocol == ipv4::PROTO_TCP
-                        && self.owns(ip.src)
-                        && TcpPacket::new_checked(seg)
-                            .is_ok_and(|t| t.flags() & (SYN | ACK | RST | FIN) == SYN | ACK)
-                })
+            .is_some_and(|(eth, payload)| match eth.ethertype {
+                ethernet::ETHERTYPE_IPV4 => {
+                    Ipv4Repr::parse(payload).ok().is_some_and(|(ip, seg)| {
+                        ip.protocol == ipv4::PROTO_TCP && self.owns(ip.src) && is_synack(seg)
+                    })
+                }
+                ethernet::ETHERTYPE_IPV6 => {
+                    Ipv6Repr::parse(payload).ok().is_some_and(|(ip, seg)| {
+                        ip.next_header == ipv6::NH_TCP && self.owns6(ip.src) && is_synack(seg)
+                    })
+                }
+                _ => false,
             });
         // Not even the peer's address is learned: under a flood of spoofed
         // SYNs that would be state per source (the final ACK teaches it).
@@ -69,8 +77,9 @@ impl Interface {
     /// A final ACK whose cookie XDP validated, with the options the cookie
     /// restored (MSS, window scale, SACK, ECN): the TCP engine creates the
     /// connection straight in ESTABLISHED on the listener's accept queue
-    /// (Linux `cookie_v4_check` → `tcp_get_cookie_sock`). Returns false when
-    /// the frame is not an IPv4/TCP frame for us.
+    /// (Linux `cookie_v4_check`/`cookie_v6_check` → `tcp_get_cookie_sock`).
+    /// Returns false when the frame is not a TCP frame for us over IPv4 or
+    /// IPv6.
     pub(super) fn on_cookie_ack(
         &mut self,
         now: Instant,
@@ -80,6 +89,27 @@ impl Interface {
         let Ok((eth, payload)) = EthernetRepr::parse(frame) else {
             return false;
         };
+        let opts = stack_ebpf::cookie::CookieOptions {
+            mss: m.mss,
+            wscale: (m.wscale != stack_ebpf::META_NO_WSCALE).then_some(m.wscale),
+            sack: m.flags & stack_ebpf::META_SACK != 0,
+            ecn: m.flags & stack_ebpf::META_ECN != 0,
+        };
+        if eth.ethertype == ethernet::ETHERTYPE_IPV6 {
+            // Over IPv6 (Linux `cookie_v6_check`): the same, with the
+            // 128-bit addresses.
+            let Ok((ip, seg)) = Ipv6Repr::parse(payload) else {
+                return false;
+            };
+            if ip.next_header != ipv6::NH_TCP || !self.owns6(ip.dst) {
+                return false;
+            }
+            self.learn6(ip.src, eth.src);
+            self.stats.cookie_acks += 1;
+            self.stats.tcp_segments += 1;
+            let _ = self.tcp.on_cookie_ack(now, ip.src, ip.dst, seg, opts);
+            return true;
+        }
         let Ok((ip, seg)) = Ipv4Repr::parse(payload) else {
             return false;
         };
@@ -92,12 +122,6 @@ impl Interface {
         self.learn(ip.src, eth.src);
         self.stats.cookie_acks += 1;
         self.stats.tcp_segments += 1;
-        let opts = stack_ebpf::cookie::CookieOptions {
-            mss: m.mss,
-            wscale: (m.wscale != stack_ebpf::META_NO_WSCALE).then_some(m.wscale),
-            sack: m.flags & stack_ebpf::META_SACK != 0,
-            ecn: m.flags & stack_ebpf::META_ECN != 0,
-        };
         let _ = self.tcp.on_cookie_ack(now, ip.src, ip.dst, seg, opts);
         true
     }

@@ -31,7 +31,7 @@ impl TcpEngine {
     }
 
     /// The final ACK of a handshake whose SYN-ACK the XDP program answered
-    /// with a cookie and whose cookie it has already validated (with the
+    /// with a cookie (over IPv4 or IPv6) and whose cookie it has already validated (with the
     /// same secrets, `stack_ebpf::cookie::check`), with the options it
     /// decoded (`decode_ts`, or MSS only without timestamps). Creates the
     /// connection straight in ESTABLISHED, queued on the listener of
@@ -45,12 +45,12 @@ impl TcpEngine {
     pub fn on_cookie_ack(
         &mut self,
         now: Instant,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         segment: &[u8],
         opts: CookieOptions,
     ) -> Option<ConnId> {
-        let (src, dst) = (IpAddr::V4(src), IpAddr::V4(dst));
+        let (src, dst) = (src.into(), dst.into());
         self.stats.segments_in += 1;
         let seg = self.parse(now, src, dst, segment)?;
         self.clock = self.clock.max(now);
