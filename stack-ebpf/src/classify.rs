@@ -2,7 +2,6 @@
 //! flag validation, and the redirect to the rx queue's AF_XDP socket.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use aya_log_ebpf::debug;
 use stack_ebpf::{AddrKey, Counter, PortKey, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP};
 
 use crate::flows::{established, remember_flow};
@@ -19,7 +18,6 @@ pub(crate) fn redirect(ctx: &XdpContext, what: Counter) -> (u32, Counter) {
     match XSKS.redirect(queue, 0) {
         Ok(action) => {
             bump(&QUEUE_REDIRECTS, queue);
-            debug!(ctx, "{} -> AF_XDP queue {}", what.name(), queue);
             (action, what)
         }
         Err(_) => (xdp_action::XDP_DROP, Counter::DropNoSocket),

@@ -213,7 +213,9 @@ mod maps {
 }
 
 #[cfg(target_arch = "bpf")]
-use aya_ebpf::{macros::xdp, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+#[cfg(target_arch = "bpf")]
+use aya_log_ebpf::debug;
 #[cfg(target_arch = "bpf")]
 use maps::count;
 #[cfg(target_arch = "bpf")]
@@ -225,6 +227,18 @@ pub fn xstack_xdp(ctx: XdpContext) -> u32 {
     count(Counter::RxPackets);
     let (action, counter) = classify::classify(&ctx);
     count(counter);
+    // One log site for every verdict on owned traffic (`xstack -v`): at
+    // each `redirect` call site it multiplied the paths the verifier
+    // walks past its 1M-instruction limit, so that `-v` could not load.
+    if action != xdp_action::XDP_PASS {
+        debug!(
+            &ctx,
+            "{} (action {}) on queue {}",
+            counter.name(),
+            action,
+            ctx.rx_queue_index()
+        );
+    }
     action
 }
 

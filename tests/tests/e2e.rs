@@ -115,6 +115,30 @@ fn tcp_segments_on_either_queue_reach_the_engine_that_owns_their_flow() {
     assert_eq!((arrived, owned), (2, 2), "all SYNs on one queue: {s:#}");
 }
 
+/// `-v` turns on the XDP program's own log lines (aya-log): the program
+/// must still pass the verifier with them live, and its verdicts on owned
+/// traffic must reach the log. Before the one log site in the entry
+/// function, `xstack -v serve` failed to load (1M-instruction limit).
+#[test]
+fn verbose_serve_loads_the_xdp_program_and_logs_its_verdicts() {
+    let tb = testbed('v', 1);
+    let t = &tb.testbed;
+    let mut serve = Serve::start(t, PORT, &["-v"]);
+    let ping = peer(
+        t,
+        "ping",
+        &["-c", "2", "-i", "0.2", "-W", "2", &t.stack_ip.to_string()],
+    );
+    assert!(ping.status.success());
+    let out = serve.stop_with(libc::SIGINT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    assert!(
+        stderr.contains("redirect_icmp (action 4) on queue 0"),
+        "no XDP verdict in the -v log:\n{stderr}"
+    );
+}
+
 #[test]
 fn sigint_detaches_cleanly_and_prints_final_counters() {
     let tb = testbed('s', 1);
