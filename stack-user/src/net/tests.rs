@@ -492,7 +492,10 @@ fn listen_addrs_of_a_bind_by_family_and_address() {
     let dual = [v4, v6];
     // Port alone or [::]: every address, shown as [::].
     assert_eq!(listen_addrs(&dual, None).unwrap(), (dual.to_vec(), any6));
-    assert_eq!(listen_addrs(&dual, Some(any6)).unwrap(), (dual.to_vec(), any6));
+    assert_eq!(
+        listen_addrs(&dual, Some(any6)).unwrap(),
+        (dual.to_vec(), any6)
+    );
     // 0.0.0.0: the IPv4 ones; one address is shown as itself.
     assert_eq!(listen_addrs(&dual, Some(any4)).unwrap(), (vec![v4], v4));
     assert_eq!(listen_addrs(&dual, Some(v6)).unwrap(), (vec![v6], v6));
