@@ -10,7 +10,7 @@
 //! while every connection is held, less the heap before the load, on each
 //! side (the server's from `xstack stats`, the load's from its summary);
 //! for Linux, the kernel's: the growth of the slab caches a TCP socket and
-//! its file use (TCP, sock_inode_cache, filp, dentry, eventpoll_epi,
+//! its file use (TCP or TCPv6, sock_inode_cache, filp, dentry, eventpoll_epi,
 //! eventpoll_pwq, tcp_bind_bucket, tcp_bind2_bucket) plus the TCP buffer
 //! pages of `/proc/net/sockstat`, for both ends of each connection (both
 //! are in this kernel), halved for one side. Slab caches are machine-wide:
@@ -166,8 +166,9 @@ fn nofile_limit() -> u64 {
 /// Kernel memory a TCP socket and its file use: the slab caches named in
 /// the module doc (bytes, machine-wide).
 fn slab_bytes() -> u64 {
-    const CACHES: [&str; 8] = [
+    const CACHES: [&str; 9] = [
         "TCP",
+        "TCPv6",
         "sock_inode_cache",
         "filp",
         "dentry",
@@ -190,13 +191,26 @@ fn slab_bytes() -> u64 {
         .sum()
 }
 
-/// `/proc/net/sockstat` TCP `inuse` and `mem` (pages) in namespace `ns`.
+/// TCP sockets in use (IPv4 and IPv6: `/proc/net/sockstat` TCP `inuse`
+/// plus `/proc/net/sockstat6` TCP6 `inuse`) and TCP `mem` (pages, both
+/// families) in namespace `ns`.
 fn sockstat(ns: &str) -> (u64, u64) {
-    let text = crate::tools::testbed::in_netns(ns, || {
+    let (v4, v6) = crate::tools::testbed::in_netns(ns, || {
         // This thread's namespace (/proc/net is the process's).
-        std::fs::read_to_string("/proc/thread-self/net/sockstat").unwrap_or_default()
+        let read = |f: &str| std::fs::read_to_string(format!("/proc/thread-self/net/{f}"));
+        (
+            read("sockstat").unwrap_or_default(),
+            read("sockstat6").unwrap_or_default(),
+        )
     });
-    let line = text.lines().find(|l| l.starts_with("TCP:")).unwrap_or("");
+    let (inuse, mem) = sockstat_fields(&v4, "TCP:");
+    let (inuse6, _) = sockstat_fields(&v6, "TCP6:");
+    (inuse + inuse6, mem)
+}
+
+/// `inuse` and `mem` of the line starting with `tag` (0 when absent).
+fn sockstat_fields(text: &str, tag: &str) -> (u64, u64) {
+    let line = text.lines().find(|l| l.starts_with(tag)).unwrap_or("");
     let f: Vec<&str> = line.split_whitespace().collect();
     let get = |k: &str| {
         f.iter()
@@ -322,7 +336,7 @@ fn run_one(a: &ConcurrencyArgs, kernel: bool, n: u32, family: Family) -> Result<
             (
                 Some(side),
                 Some(side),
-                format!("the kernel's slab (TCP, sock_inode_cache, filp, dentry, eventpoll, bind buckets) + sockstat TCP mem pages, growth at {conns} server sockets, both ends / 2"),
+                format!("the kernel's slab (TCP/TCPv6, sock_inode_cache, filp, dentry, eventpoll, bind buckets) + sockstat TCP mem pages, growth at {conns} server sockets, both ends / 2"),
             )
         }
         (false, Some((conns, heap, _))) => (
@@ -516,5 +530,14 @@ mod tests {
         // Linux ran over one family only: no ratio line for it.
         assert!(!t.contains("Linux → Linux: IPv6"), "{t}");
         assert_eq!(load_prefix(Family::V6), "2001:2::1:0/120");
+    }
+
+    #[test]
+    fn sockstat_counts_tcp_and_tcp6_sockets() {
+        let v4 = "sockets: used 10\nTCP: inuse 3 orphan 0 tw 0 alloc 5 mem 7\nUDP: inuse 0 mem 0\n";
+        let v6 = "TCP6: inuse 101\nUDP6: inuse 0\n";
+        assert_eq!(sockstat_fields(v4, "TCP:"), (3, 7));
+        assert_eq!(sockstat_fields(v6, "TCP6:"), (101, 0));
+        assert_eq!(sockstat_fields("", "TCP6:"), (0, 0));
     }
 }
