@@ -46,24 +46,23 @@ fn xstack_within(args: &[&str], limit: Duration) -> (bool, String) {
         s
     });
     let end = Instant::now() + limit;
-    let mut status = None;
-    while Instant::now() < end {
-        if let Ok(Some(s)) = child.try_wait() {
-            status = Some(s);
-            break;
+    let mut done = false;
+    while !done && Instant::now() < end {
+        done = matches!(child.try_wait(), Ok(Some(_)));
+        if !done {
+            thread::sleep(Duration::from_millis(100));
         }
-        thread::sleep(Duration::from_millis(100));
     }
-    if status.is_none() {
+    if !done {
         let _ = child.kill();
-        let _ = child.wait();
     }
+    let status = child.wait();
     let text = format!(
         "{}{}",
         reader.join().unwrap_or_default(),
         err_reader.join().unwrap_or_default()
     );
-    (status.is_some_and(|s| s.success()), text)
+    (done && status.is_ok_and(|s| s.success()), text)
 }
 
 #[test]
