@@ -302,7 +302,17 @@ fn hello_body(len: usize) -> Vec<u8> {
 
 /// GET (fixed body, twice on one keep-alive connection) and POST (a 4 MiB
 /// request body, its length answered) with curl against `url`.
-fn curl_get_and_post(t: &Testbed, url: &str, body_len: usize, log: impl Fn() -> String) {
+fn curl_get_and_post(
+    t: &Testbed,
+    extra: &[&str],
+    url: &str,
+    body_len: usize,
+    log: impl Fn() -> String,
+) {
+    let curl = |t: &Testbed, args: &[&str]| {
+        let all: Vec<&str> = extra.iter().chain(args).copied().collect();
+        curl(t, &all)
+    };
     // The server may still be coming up.
     let end = Instant::now() + Duration::from_secs(20);
     let (mut ok, mut got) = curl(t, &[url]);
@@ -362,13 +372,30 @@ fn curl_gets_fixed_body_and_posts_4mib_to_hyper_server_example() {
     );
     let url = format!("http://{}:8080/", t.stack_ip);
     let start = Instant::now();
-    curl_get_and_post(t, &url, 100_000, || {
+    curl_get_and_post(t, &[], &url, 100_000, || {
         format!("{:?}", ex.child.as_ref().map(|c| c.id()))
     });
     eprintln!(
         "examples: hyper_server: curl GET x3 + POST 4 MiB in {:.2} s",
         start.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+fn curl_6_gets_and_posts_to_the_hyper_server_example_on_ipv6() {
+    // hyper_server on 2001:2::2 alone (an IPv6-only xstack::rt), curl -6
+    // from the peer: GET twice on one connection and a 4 MiB POST.
+    let tb = testbed_with('6', 1, PeerProfile::Default);
+    let t = &tb.testbed;
+    let bin = example_bin("hyper_server");
+    let mut c = t.stack_command(bin.to_str().expect("utf-8 path"));
+    c.args(["--iface", &t.stack_if, "--ip", &t.stack_ip6.to_string()])
+        .args(["--port", "8080", "--body-bytes", "100000"]);
+    let ex = Example::spawn(c);
+    let url = format!("http://[{}]:8080/", t.stack_ip6);
+    curl_get_and_post(t, &["-6"], &url, 100_000, || {
+        format!("{:?}", ex.child.as_ref().map(|c| c.id()))
+    });
 }
 
 #[test]
@@ -431,7 +458,7 @@ fn hyper_server_example_kernel_mode_serves_the_same_requests() {
             "100000",
         ],
     );
-    curl_get_and_post(t, "http://127.0.0.1:8080/", 100_000, || {
+    curl_get_and_post(t, &[], "http://127.0.0.1:8080/", 100_000, || {
         format!("{:?}", ex.child.as_ref().map(|c| c.id()))
     });
 }
