@@ -114,7 +114,7 @@ fn main() {
     let r = rt.run(|net| async move {
         let listener = TcpListener::bind(&net, port).await?;
         eprintln!(
-            "echo_server: queue {}: listening on {}",
+            "echo_server: queue {} listens on {}",
             net.queue(),
             listener.local_addr()?
         );

@@ -265,7 +265,7 @@ fn dual_stack_echo_server_example_echoes_sha_equal_over_ipv6_and_ipv4() {
         assert_eq!(h, sha256_hex(part), "{family} echo SHA-256\n{log}");
     }
     assert!(
-        log.contains("echo_server: queue 0: listening on [::]:7007"),
+        log.contains("echo_server: queue 0 listens on [::]:7007"),
         "{log}"
     );
     assert!(
