@@ -5,12 +5,13 @@
 //!
 //! ```text
 //! sudo target/release/examples/echo_client --iface veth0 --ip 198.18.0.2 --target 198.18.0.1:7
+//! sudo target/release/examples/echo_client --iface veth0 --ip 2001:2::2 --target '[2001:2::1]:7'
 //! ```
 //!
 //! Exits 0 when every echo was identical; prints one line per connection.
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
@@ -24,12 +25,14 @@ struct Args {
     /// Interface to attach to.
     #[arg(long)]
     iface: String,
-    /// The stack's address (not configured on the kernel interface).
+    /// The stack's addresses, either family (comma-separated or repeated;
+    /// not configured on the kernel interface): connections go from the
+    /// one of the target's family.
+    #[arg(long, value_delimiter = ',', required = true)]
+    ip: Vec<IpAddr>,
+    /// The echo server (`198.18.0.1:7`, `[2001:2::1]:7`).
     #[arg(long)]
-    ip: Ipv4Addr,
-    /// The echo server.
-    #[arg(long)]
-    target: SocketAddrV4,
+    target: SocketAddr,
     /// Bytes to send on each connection (and expect back).
     #[arg(long, default_value_t = 64 << 20)]
     bytes: u64,
@@ -78,7 +81,7 @@ impl Pattern {
 
 /// One connection: write the stream while reading the echo; `Ok` when the
 /// echo was exactly the stream.
-async fn one(net: Net, target: SocketAddrV4, seed: u64, total: u64) -> Result<(), String> {
+async fn one(net: Net, target: SocketAddr, seed: u64, total: u64) -> Result<(), String> {
     let s = TcpStream::connect(&net, target)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -135,8 +138,10 @@ fn main() {
     };
     let mut b = xstack::rt::Builder::new()
         .iface(&args.iface)
-        .ip(args.ip)
         .client_ports(lo, hi);
+    for ip in &args.ip {
+        b = b.ip(*ip);
+    }
     if let Some(q) = args.queues {
         b = b.queues(q);
     }

@@ -5,11 +5,15 @@
 //!
 //! ```text
 //! sudo target/release/examples/echo_server --iface veth0 --ip 198.18.0.2 --port 7
+//! sudo target/release/examples/echo_server --iface veth0 --ip 198.18.0.2,2001:2::2 --port 7
 //! ```
+//!
+//! With addresses of both families the one listener (bound to the port
+//! alone) accepts connections of both.
 //!
 //! Stops on SIGINT or SIGTERM, or after `--duration` seconds.
 
-use std::{cell::Cell, net::Ipv4Addr, rc::Rc, time::Duration};
+use std::{cell::Cell, net::IpAddr, rc::Rc, time::Duration};
 
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,9 +25,11 @@ struct Args {
     /// Interface to attach to.
     #[arg(long)]
     iface: String,
-    /// The stack's address (not configured on the kernel interface).
-    #[arg(long)]
-    ip: Ipv4Addr,
+    /// The stack's addresses, either family (one IPv4 and any IPv6 ones,
+    /// comma-separated or repeated; not configured on the kernel
+    /// interface).
+    #[arg(long, value_delimiter = ',', required = true)]
+    ip: Vec<IpAddr>,
     /// Port to serve.
     #[arg(long, default_value_t = 7)]
     port: u16,
@@ -80,9 +86,11 @@ fn main() {
     let args = Args::parse();
     let mut b = xstack::rt::Builder::new()
         .iface(&args.iface)
-        .ip(args.ip)
         .port(args.port)
         .busy_poll(args.busy_poll);
+    for ip in &args.ip {
+        b = b.ip(*ip);
+    }
     if let Some(q) = args.queues {
         b = b.queues(q);
     }
@@ -93,9 +101,10 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let ips: Vec<String> = args.ip.iter().map(ToString::to_string).collect();
     eprintln!(
-        "echo_server: {}:{} on {} ({} queue(s))",
-        args.ip,
+        "echo_server: {} port {} on {} ({} queue(s))",
+        ips.join(", "),
         args.port,
         args.iface,
         rt.queues()
@@ -104,6 +113,11 @@ fn main() {
     let duration = args.duration;
     let r = rt.run(|net| async move {
         let listener = TcpListener::bind(&net, port).await?;
+        eprintln!(
+            "echo_server: queue {} listens on {}",
+            net.queue(),
+            listener.local_addr()?
+        );
         let (conns, bytes) = (Rc::new(Cell::new(0u64)), Rc::new(Cell::new(0u64)));
         let serve = async {
             loop {

@@ -10,13 +10,19 @@
 //!
 //! ```text
 //! sudo target/release/examples/hyper_server --iface veth0 --ip 198.18.0.2 --port 80
+//! sudo target/release/examples/hyper_server --iface veth0 --ip 198.18.0.2,2001:2::2 --port 80
 //! target/release/examples/hyper_server --kernel --ip 198.18.0.1 --port 8080
 //! curl http://198.18.0.2/
+//! curl -6 'http://[2001:2::2]/'
 //! ```
 //!
 //! Stops on SIGINT or SIGTERM, or after `--duration` seconds.
 
-use std::{convert::Infallible, net::Ipv4Addr, time::Duration};
+use std::{
+    convert::Infallible,
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
 use clap::Parser;
 use http_body_util::{BodyExt, Full, Limited};
@@ -35,10 +41,11 @@ struct Args {
     /// Interface to attach to (xstack mode).
     #[arg(long, required_unless_present = "kernel")]
     iface: Option<String>,
-    /// The address to serve: the stack's (xstack mode) or one of the
-    /// kernel's (`--kernel`; default 0.0.0.0).
-    #[arg(long)]
-    ip: Option<Ipv4Addr>,
+    /// The addresses to serve, either family: the stack's (xstack mode;
+    /// one IPv4 and any IPv6 ones, comma-separated or repeated: dual-stack)
+    /// or one of the kernel's (`--kernel`; default 0.0.0.0).
+    #[arg(long, value_delimiter = ',')]
+    ip: Vec<IpAddr>,
     /// Port to serve.
     #[arg(long, default_value_t = 80)]
     port: u16,
@@ -130,7 +137,12 @@ fn run_kernel(args: &Args, site: Site) -> std::io::Result<()> {
         .worker_threads(args.queues.unwrap_or(1).max(1) as usize)
         .enable_all()
         .build()?;
-    let addr = (args.ip.unwrap_or(Ipv4Addr::UNSPECIFIED), args.port);
+    let ip = args
+        .ip
+        .first()
+        .copied()
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let addr = (ip, args.port);
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         eprintln!("hyper_server: kernel sockets on {}", listener.local_addr()?);
@@ -156,20 +168,24 @@ fn run_kernel(args: &Args, site: Site) -> std::io::Result<()> {
 
 /// The service on xstack: one thread per queue.
 fn run_xstack(args: &Args, site: Site) -> Result<(), String> {
-    let (Some(iface), Some(ip)) = (&args.iface, args.ip) else {
+    let (Some(iface), false) = (&args.iface, args.ip.is_empty()) else {
         return Err("--iface and --ip are required without --kernel".into());
     };
     let mut b = xstack::rt::Builder::new()
         .iface(iface)
-        .ip(ip)
         .port(args.port)
         .busy_poll(args.busy_poll);
     if let Some(q) = args.queues {
         b = b.queues(q);
     }
+    for ip in &args.ip {
+        b = b.ip(*ip);
+    }
     let rt = b.build().map_err(|e| e.to_string())?;
+    let ips: Vec<String> = args.ip.iter().map(ToString::to_string).collect();
     eprintln!(
-        "hyper_server: xstack on {ip}:{} ({iface}, {} queue(s))",
+        "hyper_server: xstack on {} port {} ({iface}, {} queue(s))",
+        ips.join(", "),
         args.port,
         rt.queues()
     );

@@ -231,6 +231,49 @@ fn linux_clients_echo_16_parallel_streams_through_echo_server_example_on_two_que
     linux_clients_echo_through_echo_example(PeerProfile::Default, 2, 16, ECHO_BYTES / 16);
 }
 
+#[test]
+fn dual_stack_echo_server_example_echoes_sha_equal_over_ipv6_and_ipv4() {
+    // One listener bound to the port alone on a stack with 198.18.0.2 and
+    // 2001:2::2: a Linux client of each family echoes through it at once.
+    static DATA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let data: &'static [u8] = DATA.get_or_init(|| pattern(26, 8 << 20));
+    let (v6_part, v4_part) = data.split_at(6 << 20);
+    let tb = testbed_with('d', 1, PeerProfile::Default);
+    let t = &tb.testbed;
+    let v6 = t.stack_ip6.to_string();
+    let mut ex = Example::start(
+        t,
+        "echo_server",
+        &["--port", &PORT.to_string(), "--ip", &v6],
+    );
+    let (to6, to4) = (
+        SocketAddr::from((t.stack_ip6, PORT)),
+        SocketAddr::from((t.stack_ip, PORT)),
+    );
+    let (r6, r4) = in_netns(&t.peer_ns, move || {
+        let h6 = thread::spawn(move || echo_through(to6, v6_part));
+        let h4 = thread::spawn(move || echo_through(to4, v4_part));
+        let join = |h: thread::JoinHandle<Result<(usize, String), String>>| {
+            h.join().unwrap_or_else(|_| Err("client panicked".into()))
+        };
+        (join(h6), join(h4))
+    });
+    let log = ex.stop();
+    for (family, r, part) in [("IPv6", r6, v6_part), ("IPv4", r4, v4_part)] {
+        let (n, h) = r.unwrap_or_else(|e| panic!("{family} echo: {e}\nexample:\n{log}"));
+        assert_eq!(n, part.len(), "{family} echo length\n{log}");
+        assert_eq!(h, sha256_hex(part), "{family} echo SHA-256\n{log}");
+    }
+    assert!(
+        log.contains("echo_server: queue 0 listens on [::]:7007"),
+        "{log}"
+    );
+    assert!(
+        log.contains("echo_server: queue 0: 2 connection(s)"),
+        "{log}"
+    );
+}
+
 /// curl in the peer namespace (each call bounded by `--max-time`);
 /// returns whether it succeeded and its stdout (stderr on failure).
 fn curl(t: &Testbed, args: &[&str]) -> (bool, Vec<u8>) {
@@ -259,7 +302,17 @@ fn hello_body(len: usize) -> Vec<u8> {
 
 /// GET (fixed body, twice on one keep-alive connection) and POST (a 4 MiB
 /// request body, its length answered) with curl against `url`.
-fn curl_get_and_post(t: &Testbed, url: &str, body_len: usize, log: impl Fn() -> String) {
+fn curl_get_and_post(
+    t: &Testbed,
+    extra: &[&str],
+    url: &str,
+    body_len: usize,
+    log: impl Fn() -> String,
+) {
+    let curl = |t: &Testbed, args: &[&str]| {
+        let all: Vec<&str> = extra.iter().chain(args).copied().collect();
+        curl(t, &all)
+    };
     // The server may still be coming up.
     let end = Instant::now() + Duration::from_secs(20);
     let (mut ok, mut got) = curl(t, &[url]);
@@ -319,13 +372,30 @@ fn curl_gets_fixed_body_and_posts_4mib_to_hyper_server_example() {
     );
     let url = format!("http://{}:8080/", t.stack_ip);
     let start = Instant::now();
-    curl_get_and_post(t, &url, 100_000, || {
+    curl_get_and_post(t, &[], &url, 100_000, || {
         format!("{:?}", ex.child.as_ref().map(|c| c.id()))
     });
     eprintln!(
         "examples: hyper_server: curl GET x3 + POST 4 MiB in {:.2} s",
         start.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+fn curl_6_gets_and_posts_to_the_hyper_server_example_on_ipv6() {
+    // hyper_server on 2001:2::2 alone (an IPv6-only xstack::rt), curl -6
+    // from the peer: GET twice on one connection and a 4 MiB POST.
+    let tb = testbed_with('6', 1, PeerProfile::Default);
+    let t = &tb.testbed;
+    let bin = example_bin("hyper_server");
+    let mut c = t.stack_command(bin.to_str().expect("utf-8 path"));
+    c.args(["--iface", &t.stack_if, "--ip", &t.stack_ip6.to_string()])
+        .args(["--port", "8080", "--body-bytes", "100000"]);
+    let ex = Example::spawn(c);
+    let url = format!("http://[{}]:8080/", t.stack_ip6);
+    curl_get_and_post(t, &["-6"], &url, 100_000, || {
+        format!("{:?}", ex.child.as_ref().map(|c| c.id()))
+    });
 }
 
 #[test]
@@ -388,7 +458,7 @@ fn hyper_server_example_kernel_mode_serves_the_same_requests() {
             "100000",
         ],
     );
-    curl_get_and_post(t, "http://127.0.0.1:8080/", 100_000, || {
+    curl_get_and_post(t, &[], "http://127.0.0.1:8080/", 100_000, || {
         format!("{:?}", ex.child.as_ref().map(|c| c.id()))
     });
 }
@@ -413,10 +483,11 @@ fn output_within(mut c: std::process::Command, limit: Duration) -> std::process:
 /// count and SHA-256 (in accept order) or why it failed.
 fn linux_echo_server(
     t: &Testbed,
+    ip: std::net::IpAddr,
     port: u16,
     conns: usize,
 ) -> thread::JoinHandle<Result<Vec<(usize, String)>, String>> {
-    let (ns, ip) = (t.peer_ns.clone(), t.peer_ip);
+    let ns = t.peer_ns.clone();
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
     let h = thread::spawn(move || {
         in_netns(&ns, move || {
@@ -479,15 +550,22 @@ fn linux_echo_server(
 /// The client example on xstack against a Linux echo server: `conns`
 /// connections of `len` bytes each way on `queues` queues; the server
 /// checks SHA-256 of what it received, the client the echo byte for byte.
-fn client_example_against_linux_echo(queues: u32, conns: usize, len: usize) {
+/// With `v6` the client example's stack has only the testbed's IPv6
+/// address and connects to the Linux server's.
+fn client_example_against_linux_echo(queues: u32, conns: usize, len: usize, v6: bool) {
     const SEED: u64 = 100;
     let tb = testbed_with('c', queues, PeerProfile::Default);
     let t = &tb.testbed;
-    let server = linux_echo_server(t, PORT, conns);
+    let (own, server_ip): (std::net::IpAddr, std::net::IpAddr) = if v6 {
+        (t.stack_ip6.into(), t.peer_ip6.into())
+    } else {
+        (t.stack_ip.into(), t.peer_ip.into())
+    };
+    let server = linux_echo_server(t, server_ip, PORT, conns);
     let bin = example_bin("echo_client");
     let mut c = t.stack_command(bin.to_str().expect("utf-8 path"));
-    c.args(["--iface", &t.stack_if, "--ip", &t.stack_ip.to_string()])
-        .args(["--target", &format!("{}:{PORT}", t.peer_ip)])
+    c.args(["--iface", &t.stack_if, "--ip", &own.to_string()])
+        .args(["--target", &SocketAddr::new(server_ip, PORT).to_string()])
         .args(["--bytes", &len.to_string(), "--seed", &SEED.to_string()])
         .args(["--conns", &conns.to_string(), "--timeout", "60"]);
     let start = Instant::now();
@@ -551,10 +629,15 @@ fn client_example_against_linux_echo(queues: u32, conns: usize, len: usize) {
 
 #[test]
 fn client_example_moves_64mib_each_way_sha_equal_with_a_linux_echo_server() {
-    client_example_against_linux_echo(1, 1, 64 << 20);
+    client_example_against_linux_echo(1, 1, 64 << 20, false);
+}
+
+#[test]
+fn client_example_moves_16mib_each_way_sha_equal_with_a_linux_echo_server_over_ipv6() {
+    client_example_against_linux_echo(1, 1, 16 << 20, true);
 }
 
 #[test]
 fn client_example_runs_8_connections_on_two_queues_against_a_linux_echo_server() {
-    client_example_against_linux_echo(2, 8, 4 << 20);
+    client_example_against_linux_echo(2, 8, 4 << 20, false);
 }

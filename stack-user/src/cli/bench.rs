@@ -3,6 +3,8 @@
 use anyhow::Result;
 use clap::Subcommand;
 
+use crate::tools::bench::family::Families;
+
 #[derive(clap::Args, Debug)]
 pub(super) struct Args {
     #[command(subcommand)]
@@ -16,6 +18,10 @@ pub(super) struct Args {
     /// Only kernel→kernel and xstack→xstack, no wrk (what `cargo xtask demo` runs).
     #[arg(long)]
     quick: bool,
+    /// Address family of the kernel comparison: 4, 6 or both (IPv4 and
+    /// IPv6 rows side by side, with IPv6/IPv4 ratios).
+    #[arg(long, default_value = "4")]
+    family: Families,
 }
 
 #[derive(Subcommand, Debug)]
@@ -48,11 +54,16 @@ pub(super) enum Which {
         seconds: f64,
     },
     /// Bulk TCP throughput on the testbed: Linux → Linux, Linux → xstack engine, xstack engine → Linux.
-    #[command(after_help = "Example:\n  xstack bench bulk --seconds 5")]
+    #[command(
+        after_help = "Examples:\n  xstack bench bulk --seconds 5\n  xstack bench bulk --family both --seconds 3"
+    )]
     Bulk {
         /// Seconds per direction (1 to 60).
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        /// Address family: 4, 6 or both (IPv6/IPv4 ratios).
+        #[arg(long, default_value = "4")]
+        family: Families,
     },
     /// Two sans-IO TCP engines in memory on one core: connect/request/close rate and bulk throughput.
     #[command(after_help = "Example:\n  xstack bench tcp-mem --seconds 3")]
@@ -70,19 +81,28 @@ pub(super) enum Which {
     },
 }
 
+impl Args {
+    /// `--family` of the kernel comparison.
+    #[cfg(test)]
+    pub(super) fn family(&self) -> Families {
+        self.family
+    }
+}
+
 pub(super) fn run(a: Args) -> Result<()> {
     let Args {
         which,
         seconds,
         out,
         quick,
+        family,
     } = a;
     match which {
         Some(Which::Synflood(a)) => crate::tools::bench::synflood::run(&a)?,
         Some(Which::Soak(a)) => print!("{}", crate::tools::bench::soak::run(&a)?),
         Some(Which::Concurrency(a)) => print!("{}", crate::tools::bench::concurrency::run(&a)?),
         Some(Which::Rx { seconds }) => crate::tools::bench::rx::run(seconds)?,
-        Some(Which::Bulk { seconds }) => crate::tools::bench::bulk::run(seconds)?,
+        Some(Which::Bulk { seconds, family }) => crate::tools::bench::bulk::run(seconds, family)?,
         Some(Which::TcpMem { seconds }) => crate::tools::bench::tcp_mem::run(seconds),
         Some(Which::Timer { timers }) => crate::tools::bench::timer::run(timers),
         Some(Which::Cookies { repeat }) => {
@@ -94,9 +114,9 @@ pub(super) fn run(a: Args) -> Result<()> {
                 anyhow::bail!("--seconds {seconds} is out of range: use 1 to 600");
             }
             let table = if quick {
-                crate::tools::bench::kernel::run_quick(seconds, &out)?
+                crate::tools::bench::kernel::run_quick(seconds, &out, family)?
             } else {
-                crate::tools::bench::kernel::run(seconds, &out)?
+                crate::tools::bench::kernel::run(seconds, &out, family)?
             };
             print!("{table}");
             println!(

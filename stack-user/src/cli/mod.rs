@@ -196,4 +196,40 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn bench_family_takes_4_6_or_both_on_each_kernel_comparison_and_refuses_others_in_one_line() {
+        for base in [
+            "xstack bench",
+            "xstack bench bulk",
+            "xstack bench synflood",
+            "xstack bench concurrency",
+        ] {
+            for ok in ["4", "6", "both"] {
+                let line = format!("{base} --family {ok}");
+                assert!(parse(&line).is_ok(), "{line}");
+            }
+            assert!(parse(base).is_ok(), "{base}");
+            let e = match parse(&format!("{base} --family 5")) {
+                Ok(_) => panic!("{base} --family 5 accepted"),
+                Err(e) => e,
+            };
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            assert!(
+                first.contains("--family 5: use 4 (IPv4), 6 (IPv6) or both"),
+                "{text}"
+            );
+        }
+        // The default stays IPv4 (what `cargo xtask test` and `demo` run).
+        let Ok(Cli {
+            command: Command::Bench(a),
+            ..
+        }) = parse("xstack bench --quick")
+        else {
+            panic!("xstack bench --quick");
+        };
+        assert_eq!(a.family(), crate::tools::bench::family::Families::V4);
+    }
 }

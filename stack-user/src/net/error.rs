@@ -1,6 +1,6 @@
 //! The errors of the socket API and their `std::io::ErrorKind`s.
 
-use std::io;
+use std::{io, net::IpAddr};
 
 use thiserror::Error;
 
@@ -10,7 +10,7 @@ use crate::tcp::TcpError;
 /// the tokio traits return ([`From`] picks the kind a kernel socket would
 /// give: `ECONNREFUSED` is `ConnectionRefused`, `ECONNRESET`
 /// `ConnectionReset`, `EPIPE` `BrokenPipe`, `ETIMEDOUT` `TimedOut`,
-/// `EADDRINUSE` `AddrInUse`).
+/// `EADDRINUSE` `AddrInUse`, `EADDRNOTAVAIL` `AddrNotAvailable`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum NetError {
     /// The engine refused the call (see [`TcpError`]).
@@ -19,6 +19,16 @@ pub enum NetError {
     /// The socket was already closed or its handle given up.
     #[error("socket is not connected")]
     NotConnected,
+    /// A bind to an address the stack does not own (`EADDRNOTAVAIL`).
+    #[error("{0} is not an address of this stack: bind a port alone, or one of its addresses (rt::Builder::ip)")]
+    NotOwned(IpAddr),
+    /// A connect to a family the stack has no address of
+    /// (`EADDRNOTAVAIL`); `ipv6` says which.
+    #[error("the stack has no {} address to connect from: give it one (rt::Builder::ip)", if *.ipv6 { "IPv6" } else { "IPv4" })]
+    NoAddress {
+        /// The family asked for was IPv6.
+        ipv6: bool,
+    },
 }
 
 impl NetError {
@@ -26,6 +36,7 @@ impl NetError {
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             NetError::NotConnected => io::ErrorKind::NotConnected,
+            NetError::NotOwned(_) | NetError::NoAddress { .. } => io::ErrorKind::AddrNotAvailable,
             NetError::Tcp(e) => match e {
                 TcpError::ConnectionReset => io::ErrorKind::ConnectionReset,
                 TcpError::BrokenPipe => io::ErrorKind::BrokenPipe,

@@ -3,14 +3,101 @@
 use std::{
     future::poll_fn,
     io,
-    net::{SocketAddr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
     task::{Context, Poll},
 };
 
-use super::{error::io_err, park, ConnWake, Net, TcpStream};
+use super::{error::io_err, park, ConnWake, Net, NetError, TcpStream};
 use crate::tcp::{ListenerId, TcpError};
 
-/// A listening socket on the stack's address, as tokio's `TcpListener`.
+/// What [`TcpListener::bind`] listens on: a port alone (`80`: every
+/// address of the stack, both families, as a dual-stack Linux socket on
+/// `[::]:80`), or a socket address: `[::]:80` (the same), `0.0.0.0:80`
+/// (the stack's IPv4 addresses only) or one address the stack owns
+/// (`198.18.0.2:80`, `[2001:2::2]:80`; an IPv4-mapped IPv6 address is its
+/// IPv4 address).
+pub trait ListenAddr {
+    /// The address asked for (`None`: the port alone) and the port.
+    fn listen_addr(&self) -> (Option<IpAddr>, u16);
+}
+
+impl ListenAddr for u16 {
+    fn listen_addr(&self) -> (Option<IpAddr>, u16) {
+        (None, *self)
+    }
+}
+
+impl ListenAddr for SocketAddr {
+    fn listen_addr(&self) -> (Option<IpAddr>, u16) {
+        (Some(self.ip()), self.port())
+    }
+}
+
+impl ListenAddr for SocketAddrV4 {
+    fn listen_addr(&self) -> (Option<IpAddr>, u16) {
+        (Some(IpAddr::V4(*self.ip())), self.port())
+    }
+}
+
+impl ListenAddr for SocketAddrV6 {
+    fn listen_addr(&self) -> (Option<IpAddr>, u16) {
+        (Some(IpAddr::V6(*self.ip())), self.port())
+    }
+}
+
+impl ListenAddr for (IpAddr, u16) {
+    fn listen_addr(&self) -> (Option<IpAddr>, u16) {
+        (Some(self.0), self.1)
+    }
+}
+
+impl ListenAddr for (Ipv4Addr, u16) {
+    fn listen_addr(&self) -> (Option<IpAddr>, u16) {
+        (Some(IpAddr::V4(self.0)), self.1)
+    }
+}
+
+impl ListenAddr for (Ipv6Addr, u16) {
+    fn listen_addr(&self) -> (Option<IpAddr>, u16) {
+        (Some(IpAddr::V6(self.0)), self.1)
+    }
+}
+
+/// The stack's addresses (`owned`) a bind to `ip` listens on, and the
+/// address `local_addr` then reports (with the port): one address for a
+/// specific one, the unspecified address of the family otherwise (`[::]`
+/// when any IPv6 address is among them), the stack's only address when it
+/// has one.
+pub(super) fn listen_addrs(
+    owned: &[IpAddr],
+    ip: Option<IpAddr>,
+) -> Result<(Vec<IpAddr>, IpAddr), NetError> {
+    let ip = ip.map(|a| a.to_canonical());
+    let addrs: Vec<IpAddr> = match ip {
+        None => owned.to_vec(),
+        Some(IpAddr::V6(a)) if a.is_unspecified() => owned.to_vec(),
+        Some(IpAddr::V4(a)) if a.is_unspecified() => {
+            owned.iter().copied().filter(IpAddr::is_ipv4).collect()
+        }
+        Some(a) if owned.contains(&a) => vec![a],
+        Some(a) => return Err(NetError::NotOwned(a)),
+    };
+    let shown = match (addrs.as_slice(), ip) {
+        ([], _) => {
+            return Err(NetError::NoAddress {
+                ipv6: ip.is_some_and(|a| a.is_ipv6()),
+            })
+        }
+        ([one], _) => *one,
+        (_, Some(a)) => a,
+        (many, None) if many.iter().any(IpAddr::is_ipv6) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        (_, None) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
+    Ok((addrs, shown))
+}
+
+/// A listening socket on the stack's addresses (either family or both),
+/// as tokio's `TcpListener`.
 /// Connections are accepted on the queue (thread) of the [`Net`] it was
 /// bound on; with several queues, bind the same port on each (steering
 /// delivers each flow to the queue that owns it). Dropping it closes the
@@ -18,7 +105,7 @@ use crate::tcp::{ListenerId, TcpError};
 pub struct TcpListener {
     net: Net,
     id: ListenerId,
-    local: SocketAddrV4,
+    local: SocketAddr,
 }
 
 impl std::fmt::Debug for TcpListener {
@@ -30,29 +117,50 @@ impl std::fmt::Debug for TcpListener {
 }
 
 impl TcpListener {
-    /// Listens on `port` of the stack's address. A port the bring-up
-    /// already listens on (`rt::Builder::port`) is taken over; a port that
-    /// another `TcpListener` of this queue holds is `AddrInUse`. On AF_XDP
-    /// only the ports given to `rt::Builder::port` reach the engines (XDP
-    /// hands the others to the kernel).
-    pub async fn bind(net: &Net, port: u16) -> io::Result<TcpListener> {
+    /// Listens on `addr` (see [`ListenAddr`]: a port alone is every
+    /// address of the stack, both families). A port the bring-up already
+    /// listens on (`rt::Builder::port`, on every address of the stack) is
+    /// taken over, with every address it listens on; one that another
+    /// `TcpListener` of this queue holds on any of these addresses is
+    /// `AddrInUse`; an address the stack does not own is
+    /// `AddrNotAvailable`. On AF_XDP only the ports given to
+    /// `rt::Builder::port` reach the engines (XDP hands the others to the
+    /// kernel).
+    pub async fn bind(net: &Net, addr: impl ListenAddr) -> io::Result<TcpListener> {
+        let (ip, port) = addr.listen_addr();
         let mut guard = net.core.borrow_mut();
         let core = &mut *guard;
-        let addr = core.dp.addr();
+        let (addrs, shown) = listen_addrs(&core.dp.addrs(), ip)?;
         let backlog = core.backlog;
         let tcp = core.dp.interface().tcp();
-        let id = match tcp.listener_on(addr, port) {
+        let id = match addrs.iter().find_map(|a| tcp.listener_on(*a, port)) {
             Some(id) if core.listeners.contains_key(&id) => {
                 return Err(io_err(TcpError::AddrInUse))
             }
-            Some(id) => id,
-            None => tcp.listen(addr, port, backlog).map_err(io_err)?,
+            Some(id) => {
+                for a in &addrs {
+                    if tcp.listener_on(*a, port).is_none() {
+                        tcp.listen_also(id, *a).map_err(io_err)?;
+                    }
+                }
+                id
+            }
+            None => {
+                let id = tcp.listen(addrs[0], port, backlog).map_err(io_err)?;
+                for a in &addrs[1..] {
+                    if let Err(e) = tcp.listen_also(id, *a) {
+                        let _ = tcp.unlisten(id);
+                        return Err(io_err(e));
+                    }
+                }
+                id
+            }
         };
         core.listeners.insert(id, None);
         Ok(TcpListener {
             net: net.clone(),
             id,
-            local: SocketAddrV4::new(addr, port),
+            local: SocketAddr::new(shown, port),
         })
     }
 
@@ -94,9 +202,10 @@ impl TcpListener {
         }
     }
 
-    /// The address and port it listens on.
+    /// The address and port it listens on: the one address it was bound
+    /// to, or the unspecified address of the family (`[::]` for both).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.local))
+        Ok(self.local)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Two engines joined in memory, for testing code written on [`Net`]
-//! without AF_XDP: [`Pair`] gives two [`Net`]s (198.18.0.1 and
-//! 198.18.0.2) whose Ethernet frames go straight to each other, and a
+//! without AF_XDP: [`Pair`] gives two dual-stack [`Net`]s (198.18.0.1 and
+//! 2001:2::1, 198.18.0.2 and 2001:2::2) whose Ethernet frames go straight
+//! to each other (ARP and neighbour discovery included), and a
 //! driver task that runs both on tokio's clock (so a test with tokio's
 //! paused time runs timers in virtual time).
 
@@ -8,7 +9,7 @@ use std::{
     cell::{Cell, RefCell},
     collections::VecDeque,
     future::poll_fn,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     rc::Rc,
 };
 
@@ -23,6 +24,10 @@ use crate::wire::ethernet::Mac;
 pub const ADDR_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// The address of [`Pair::b`].
 pub const ADDR_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The IPv6 address of [`Pair::a`] (2001:2::/48, RFC 5180).
+pub const ADDR6_A: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+/// The IPv6 address of [`Pair::b`].
+pub const ADDR6_B: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
 
 /// One direction of the in-memory link: frames in flight.
 #[derive(Default)]
@@ -52,7 +57,7 @@ impl FrameSink for &Wire {
 /// other end. It implements [`Datapath`] with tokio's clock.
 pub struct MemLink {
     iface: Interface,
-    addr: Ipv4Addr,
+    addrs: Vec<IpAddr>,
     epoch: tokio::time::Instant,
     inbox: Rc<Wire>,
     outbox: Rc<Wire>,
@@ -71,8 +76,8 @@ impl Datapath for MemLink {
         )
     }
 
-    fn addr(&self) -> Ipv4Addr {
-        self.addr
+    fn addrs(&self) -> Vec<IpAddr> {
+        self.addrs.clone()
     }
 
     fn receive(&mut self) -> u32 {
@@ -97,9 +102,9 @@ impl Datapath for MemLink {
 
 /// Two [`Net`]s joined in memory, and the driver that runs them.
 pub struct Pair {
-    /// The engine at [`ADDR_A`].
+    /// The engine at [`ADDR_A`] and [`ADDR6_A`].
     pub a: Net,
-    /// The engine at [`ADDR_B`].
+    /// The engine at [`ADDR_B`] and [`ADDR6_B`].
     pub b: Net,
     wires: [Rc<Wire>; 2],
 }
@@ -111,11 +116,11 @@ impl Pair {
         let ab = Rc::new(Wire::default());
         let ba = Rc::new(Wire::default());
         let epoch = tokio::time::Instant::now();
-        let end = |n: u8, addr, inbox: &Rc<Wire>, outbox: &Rc<Wire>| MemLink {
+        let end = |n: u8, addr, addr6, inbox: &Rc<Wire>, outbox: &Rc<Wire>| MemLink {
             iface: Interface::new(IfaceConfig {
                 mac: Mac([0x02, 0, 0, 0, 0, n]),
                 addrs: vec![addr],
-                addrs6: Vec::new(),
+                addrs6: vec![addr6],
                 ports: vec![],
                 app: App::Manual,
                 response_bytes: 0,
@@ -126,14 +131,14 @@ impl Pair {
                 secret: [n; 16],
                 mtu: 0,
             }),
-            addr,
+            addrs: vec![IpAddr::V4(addr), IpAddr::V6(addr6)],
             epoch,
             inbox: inbox.clone(),
             outbox: outbox.clone(),
         };
         Pair {
-            a: Net::new(end(1, ADDR_A, &ba, &ab), 0, 1024),
-            b: Net::new(end(2, ADDR_B, &ab, &ba), 0, 1024),
+            a: Net::new(end(1, ADDR_A, ADDR6_A, &ba, &ab), 0, 1024),
+            b: Net::new(end(2, ADDR_B, ADDR6_B, &ab, &ba), 0, 1024),
             wires: [ab, ba],
         }
     }

@@ -22,7 +22,15 @@
 //! Errors are `std::io::Error`s of the kinds the kernel's sockets give
 //! (see [`NetError`]): `ConnectionRefused`, `ConnectionReset` on read after
 //! an RST, `BrokenPipe` on write after it or after `shutdown`, `TimedOut`,
-//! `AddrInUse`.
+//! `AddrInUse`, `AddrNotAvailable`.
+//!
+//! Both families: a stack with an IPv4 address, IPv6 addresses or both
+//! (dual-stack) listens and connects on each. [`TcpListener::bind`] takes a
+//! port (every address of the stack, as Linux's `[::]:port`) or a
+//! [`SocketAddr`] (one address, or the unspecified address of a family);
+//! [`TcpStream::connect`] takes a [`SocketAddr`] of either family and picks
+//! the stack's address of that family as the local one; `local_addr` and
+//! `peer_addr` are `SocketAddr`s of the connection's family.
 
 mod error;
 mod listener;
@@ -32,7 +40,7 @@ mod stream;
 use std::{
     cell::RefCell,
     collections::HashMap,
-    net::Ipv4Addr,
+    net::IpAddr,
     rc::Rc,
     task::{Context, Poll, Waker},
 };
@@ -41,7 +49,7 @@ use std::{
 /// [`TcpStream::set_keepalive`].
 pub use crate::tcp::KeepaliveConfig;
 pub use error::NetError;
-pub use listener::TcpListener;
+pub use listener::{ListenAddr, TcpListener};
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, TcpStream};
 
 use crate::iface::Interface;
@@ -56,8 +64,11 @@ pub trait Datapath {
     fn interface(&mut self) -> &mut Interface;
     /// The engine's clock now.
     fn now(&self) -> Instant;
-    /// The stack's address (the local address of connections).
-    fn addr(&self) -> Ipv4Addr;
+    /// The stack's addresses, both families: its IPv4 address first (when
+    /// it has one), then its IPv6 ones. A connection's local address is the
+    /// first of its peer's family; a listener bound to a port alone listens
+    /// on all of them.
+    fn addrs(&self) -> Vec<IpAddr>;
     /// Received frames into the engine and the engine's events to the
     /// caller's queue ([`Interface::poll_event`]); returns how many frames.
     fn receive(&mut self) -> u32;
@@ -95,8 +106,8 @@ impl Datapath for Stack {
     fn now(&self) -> Instant {
         Stack::now(self)
     }
-    fn addr(&self) -> Ipv4Addr {
-        Stack::addr(self)
+    fn addrs(&self) -> Vec<IpAddr> {
+        Stack::addrs(self)
     }
     fn receive(&mut self) -> u32 {
         Stack::receive(self)
@@ -185,9 +196,22 @@ impl Net {
         self.core.borrow().queue
     }
 
-    /// The stack's address.
-    pub fn local_addr(&self) -> Ipv4Addr {
-        self.core.borrow().dp.addr()
+    /// The stack's addresses: the IPv4 one first (when it has one), then
+    /// the IPv6 ones.
+    pub fn local_addrs(&self) -> Vec<IpAddr> {
+        self.core.borrow().dp.addrs()
+    }
+
+    /// The stack's address of `remote`'s family (the local address a
+    /// connection to `remote` gets), if it has one.
+    pub fn local_addr_for(&self, remote: IpAddr) -> Option<IpAddr> {
+        let remote = remote.to_canonical();
+        self.core
+            .borrow()
+            .dp
+            .addrs()
+            .into_iter()
+            .find(|a| a.is_ipv4() == remote.is_ipv4())
     }
 
     /// Open connections that a socket holds.

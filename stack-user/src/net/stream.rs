@@ -4,7 +4,7 @@ use std::{
     cell::Cell,
     future::poll_fn,
     io,
-    net::{SocketAddr, SocketAddrV4},
+    net::SocketAddr,
     pin::Pin,
     rc::Rc,
     task::{Context, Poll},
@@ -180,27 +180,38 @@ impl TcpStream {
         }
     }
 
-    /// Opens a connection from the stack's address (an ephemeral port from
-    /// `ip_local_port_range` that this queue owns) to `addr` and waits for
-    /// the handshake. Fails with `ConnectionRefused` (RST answered the
-    /// SYN), `TimedOut` (`tcp_syn_retries` SYNs unanswered) or `AddrInUse`
-    /// (no free port).
-    pub async fn connect(net: &Net, addr: SocketAddrV4) -> io::Result<TcpStream> {
+    /// Opens a connection to `addr` (either family; an IPv4-mapped IPv6
+    /// address is its IPv4 address) from the stack's address of that
+    /// family (an ephemeral port from `ip_local_port_range` that this queue
+    /// owns) and waits for the handshake. Fails with `ConnectionRefused`
+    /// (RST answered the SYN), `TimedOut` (`tcp_syn_retries` SYNs
+    /// unanswered), `AddrInUse` (no free port) or `AddrNotAvailable` (the
+    /// stack has no address of that family).
+    pub async fn connect(net: &Net, addr: impl Into<SocketAddr>) -> io::Result<TcpStream> {
+        let addr = addr.into();
+        let peer = SocketAddr::new(addr.ip().to_canonical(), addr.port());
         let (id, local) = {
             let mut guard = net.core.borrow_mut();
             let core = &mut *guard;
             let now = core.dp.now();
-            let ip = core.dp.addr();
+            let ip = core
+                .dp
+                .addrs()
+                .into_iter()
+                .find(|a| a.is_ipv4() == peer.is_ipv4())
+                .ok_or(NetError::NoAddress {
+                    ipv6: peer.is_ipv6(),
+                })?;
             let iface = core.dp.interface();
             let id = iface
-                .connect(now, ip, 0, *addr.ip(), addr.port())
+                .connect(now, ip, 0, peer.ip(), peer.port())
                 .map_err(io_err)?;
             let port = iface.tcp_ref().tcb(id).map_or(0, |t| t.tuple.local_port);
             core.conns.insert(id, ConnWake::default());
             Net::touch(core);
-            (id, SocketAddrV4::new(ip, port))
+            (id, SocketAddr::new(ip, port))
         };
-        let s = TcpStream::new(net.clone(), id, SocketAddr::V4(local), SocketAddr::V4(addr));
+        let s = TcpStream::new(net.clone(), id, local, peer);
         poll_fn(|cx| s.shared.poll_connected(cx)).await?;
         Ok(s)
     }

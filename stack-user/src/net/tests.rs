@@ -2,11 +2,19 @@
 //! current-thread tokio runtime with paused (virtual) time: every timer
 //! the engines arm runs without waiting for real time.
 
-use std::{cell::Cell, future::Future, io::ErrorKind, net::SocketAddrV4, rc::Rc, time::Duration};
+use std::{
+    cell::Cell,
+    future::Future,
+    io::ErrorKind,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4},
+    rc::Rc,
+    time::Duration,
+};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::mem::{Pair, ADDR_B};
+use super::listener::listen_addrs;
+use super::mem::{Pair, ADDR6_A, ADDR6_B, ADDR_A, ADDR_B};
 use super::*;
 use crate::tcp::TcpConfig;
 
@@ -337,4 +345,178 @@ fn keepalive_unanswered_probes_time_out_the_reader() {
         );
         drop(c);
     });
+}
+
+// --- IPv6 and both families -------------------------------------------
+
+fn server_addr6() -> SocketAddr {
+    SocketAddr::new(IpAddr::V6(ADDR6_B), PORT)
+}
+
+/// A connected pair over IPv6 (client on a, server on b, listener on the
+/// port alone: both families).
+async fn connected6(p: &Pair) -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind(&p.b, PORT).await.expect("bind");
+    let (c, s) = tokio::join!(TcpStream::connect(&p.a, server_addr6()), l.accept());
+    (c.expect("connect"), s.expect("accept").0)
+}
+
+#[test]
+fn connect_accept_echo_and_addresses_over_ipv6() {
+    run(TcpConfig::default(), |p| async move {
+        let l = TcpListener::bind(&p.b, server_addr6()).await.unwrap();
+        assert_eq!(l.local_addr().unwrap(), server_addr6());
+        let server = tokio::task::spawn_local(async move {
+            let (mut s, peer) = l.accept().await.unwrap();
+            assert_eq!(s.peer_addr().unwrap(), peer);
+            assert_eq!(peer.ip(), IpAddr::V6(ADDR6_A));
+            assert_eq!(s.local_addr().unwrap(), server_addr6());
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).await.unwrap();
+            s.write_all(&buf).await.unwrap();
+            peer
+        });
+        let mut c = TcpStream::connect(&p.a, server_addr6()).await.unwrap();
+        assert_eq!(c.peer_addr().unwrap(), server_addr6());
+        assert_eq!(c.local_addr().unwrap().ip(), IpAddr::V6(ADDR6_A));
+        c.write_all(b"hello").await.unwrap();
+        let mut buf = [0u8; 5];
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hello");
+        let peer = server.await.unwrap();
+        assert_eq!(peer, c.local_addr().unwrap());
+    });
+}
+
+#[test]
+fn a_listener_on_a_port_alone_accepts_both_families() {
+    run(TcpConfig::default(), |p| async move {
+        let l = TcpListener::bind(&p.b, PORT).await.unwrap();
+        assert_eq!(
+            l.local_addr().unwrap(),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), PORT)
+        );
+        let c4 = TcpStream::connect(&p.a, server_addr()).await.unwrap();
+        let (s4, peer4) = l.accept().await.unwrap();
+        let c6 = TcpStream::connect(&p.a, server_addr6()).await.unwrap();
+        let (s6, peer6) = l.accept().await.unwrap();
+        assert_eq!(peer4, c4.local_addr().unwrap());
+        assert_eq!(peer4.ip(), IpAddr::V4(ADDR_A));
+        assert_eq!(s4.local_addr().unwrap(), SocketAddr::V4(server_addr()));
+        assert_eq!(peer6, c6.local_addr().unwrap());
+        assert_eq!(peer6.ip(), IpAddr::V6(ADDR6_A));
+        assert_eq!(s6.local_addr().unwrap(), server_addr6());
+    });
+}
+
+#[test]
+fn half_close_by_client_over_ipv6_server_reads_eof_and_still_writes() {
+    run(TcpConfig::default(), |p| async move {
+        let (mut c, mut s) = connected6(&p).await;
+        let request: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+        c.write_all(&request).await.unwrap();
+        c.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        assert!(got == request, "{} bytes, not the request", got.len());
+        s.write_all(b"response after FIN").await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"response after FIN");
+        let e = c.write_all(b"x").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BrokenPipe);
+    });
+}
+
+#[test]
+fn connect_over_ipv6_to_port_without_listener_is_refused() {
+    run(TcpConfig::default(), |p| async move {
+        let e = TcpStream::connect(&p.a, (IpAddr::V6(ADDR6_B), 9))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+    });
+}
+
+#[test]
+fn a_listener_on_one_family_leaves_the_other_refused() {
+    run(TcpConfig::default(), |p| async move {
+        let l6 = TcpListener::bind(&p.b, server_addr6()).await.unwrap();
+        let e = TcpStream::connect(&p.a, server_addr()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+        // The IPv4 side of the port is still free for another listener.
+        let l4 = TcpListener::bind(&p.b, (Ipv4Addr::UNSPECIFIED, PORT))
+            .await
+            .unwrap();
+        assert_eq!(l4.local_addr().unwrap(), SocketAddr::V4(server_addr()));
+        // A port-alone bind overlaps both.
+        let e = TcpListener::bind(&p.b, PORT).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AddrInUse);
+        let (c, s) = tokio::join!(TcpStream::connect(&p.a, server_addr()), l4.accept());
+        assert!(c.is_ok() && s.is_ok());
+        let (c, s) = tokio::join!(TcpStream::connect(&p.a, server_addr6()), l6.accept());
+        assert_eq!(s.unwrap().1, c.unwrap().local_addr().unwrap());
+    });
+}
+
+#[test]
+fn bind_to_an_address_the_stack_does_not_own_is_addr_not_available() {
+    run(TcpConfig::default(), |p| async move {
+        let e = TcpListener::bind(&p.b, SocketAddr::new(IpAddr::V6(ADDR6_A), PORT))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AddrNotAvailable);
+        assert!(e.to_string().contains("2001:2::1"), "{e}");
+    });
+}
+
+#[test]
+fn connect_to_an_ipv4_mapped_ipv6_address_goes_over_ipv4() {
+    run(TcpConfig::default(), |p| async move {
+        let l = TcpListener::bind(&p.b, PORT).await.unwrap();
+        let mapped = SocketAddr::new(IpAddr::V6(ADDR_B.to_ipv6_mapped()), PORT);
+        let (c, s) = tokio::join!(TcpStream::connect(&p.a, mapped), l.accept());
+        let c = c.unwrap();
+        assert_eq!(c.peer_addr().unwrap(), SocketAddr::V4(server_addr()));
+        assert_eq!(s.unwrap().1.ip(), IpAddr::V4(ADDR_A));
+    });
+}
+
+#[test]
+fn listen_addrs_of_a_bind_by_family_and_address() {
+    let v4 = IpAddr::V4(ADDR_B);
+    let v6 = IpAddr::V6(ADDR6_B);
+    let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+    let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let dual = [v4, v6];
+    // Port alone or [::]: every address, shown as [::].
+    assert_eq!(listen_addrs(&dual, None).unwrap(), (dual.to_vec(), any6));
+    assert_eq!(
+        listen_addrs(&dual, Some(any6)).unwrap(),
+        (dual.to_vec(), any6)
+    );
+    // 0.0.0.0: the IPv4 ones; one address is shown as itself.
+    assert_eq!(listen_addrs(&dual, Some(any4)).unwrap(), (vec![v4], v4));
+    assert_eq!(listen_addrs(&dual, Some(v6)).unwrap(), (vec![v6], v6));
+    // An IPv4-only stack's port alone is its address (as before IPv6).
+    assert_eq!(listen_addrs(&[v4], None).unwrap(), (vec![v4], v4));
+    // Two IPv4 addresses: 0.0.0.0.
+    let other = IpAddr::V4(ADDR_A);
+    assert_eq!(
+        listen_addrs(&[v4, other], None).unwrap(),
+        (vec![v4, other], any4)
+    );
+    // Not owned, or no address of the family asked for.
+    assert_eq!(
+        listen_addrs(&dual, Some(IpAddr::V6(ADDR6_A))),
+        Err(NetError::NotOwned(IpAddr::V6(ADDR6_A)))
+    );
+    assert_eq!(
+        listen_addrs(&[v6], Some(any4)),
+        Err(NetError::NoAddress { ipv6: false })
+    );
+    let e: std::io::Error = NetError::NoAddress { ipv6: true }.into();
+    assert_eq!(e.kind(), ErrorKind::AddrNotAvailable);
+    assert!(e.to_string().contains("no IPv6 address"), "{e}");
 }

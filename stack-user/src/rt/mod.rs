@@ -21,7 +21,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use xstack::net::TcpListener;
 //!
-//! let rt = xstack::rt::Builder::new().iface("xs-lab-s").ip("198.18.0.2".parse()?).port(7).build()?;
+//! let rt = xstack::rt::Builder::new().iface("xs-lab-s").ip("198.18.0.2".parse::<std::net::IpAddr>()?).port(7).build()?;
 //! rt.run(|net| async move {                        // once per queue, on that queue's thread
 //!     let listener = TcpListener::bind(&net, 7).await?;
 //!     loop {
@@ -39,7 +39,7 @@
 use std::{
     future::{poll_fn, Future},
     io,
-    net::Ipv4Addr,
+    net::IpAddr,
     os::fd::{AsRawFd, RawFd},
     sync::atomic::{AtomicUsize, Ordering},
     time::Duration,
@@ -122,10 +122,19 @@ impl Builder {
         self
     }
 
-    /// The stack's address (required): not configured on the kernel
-    /// interface; the engines answer ARP for it.
-    pub fn ip(mut self, ip: Ipv4Addr) -> Builder {
-        self.config.ip = ip;
+    /// An address of the stack (at least one is required), either family:
+    /// one IPv4 address (a second replaces the first) and any number of
+    /// IPv6 ones — dual-stack with both. Not configured on the kernel
+    /// interface: the engines answer ARP and neighbour discovery for them.
+    pub fn ip(mut self, ip: impl Into<IpAddr>) -> Builder {
+        match ip.into().to_canonical() {
+            IpAddr::V4(a) => self.config.ip = a,
+            IpAddr::V6(a) => {
+                if !a.is_unspecified() && !self.config.ip6.contains(&a) {
+                    self.config.ip6.push(a);
+                }
+            }
+        }
         self
     }
 
@@ -190,9 +199,9 @@ impl Builder {
                 "no interface: call Builder::iface (e.g. --iface veth0)".into(),
             ));
         }
-        if self.config.ip.is_unspecified() {
+        if self.config.addresses().is_empty() {
             return Err(RtError::Config(
-                "no address: call Builder::ip (e.g. --ip 198.18.0.2)".into(),
+                "no address: call Builder::ip (e.g. --ip 198.18.0.2 or --ip 2001:2::2)".into(),
             ));
         }
         if let Some((lo, hi)) = self.client_ports {

@@ -521,6 +521,15 @@ impl Stack {
         self.addr
     }
 
+    /// The stack's addresses: the IPv4 one (when set), then the first
+    /// IPv6 one (when set).
+    pub fn addrs(&self) -> Vec<std::net::IpAddr> {
+        let v4 = (!self.addr.is_unspecified()).then_some(std::net::IpAddr::V4(self.addr));
+        v4.into_iter()
+            .chain(self.addr6.map(std::net::IpAddr::V6))
+            .collect()
+    }
+
     /// The stack's address of `remote`'s family (its first IPv6 one for
     /// IPv6), if it has one.
     pub fn addr_for(&self, remote: std::net::IpAddr) -> Option<std::net::IpAddr> {

@@ -10,11 +10,16 @@
 //! while every connection is held, less the heap before the load, on each
 //! side (the server's from `xstack stats`, the load's from its summary);
 //! for Linux, the kernel's: the growth of the slab caches a TCP socket and
-//! its file use (TCP, sock_inode_cache, filp, dentry, eventpoll_epi,
+//! its file use (TCP or TCPv6, sock_inode_cache, filp, dentry, eventpoll_epi,
 //! eventpoll_pwq, tcp_bind_bucket, tcp_bind2_bucket) plus the TCP buffer
 //! pages of `/proc/net/sockstat`, for both ends of each connection (both
 //! are in this kernel), halved for one side. Slab caches are machine-wide:
 //! whatever else runs meanwhile counts too.
+//!
+//! `--family 6` runs both systems over IPv6 (the server on 2001:2::2, the
+//! xstack load from 2001:2::1:0/120), `--family both` each over IPv4 and
+//! then IPv6: a family column, and per system the IPv6/IPv4 ratio of
+//! requests/s held and of the server's bytes per connection.
 
 use std::{
     collections::BTreeMap,
@@ -29,6 +34,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::family::{ratio, Families, Family};
 use super::kernel::{bin, pin, start_server, stop_server, Proc};
 use crate::tools::testbed::{netns_command, Testbed, TestbedGuard};
 
@@ -58,9 +64,13 @@ pub struct ConcurrencyArgs {
     /// Skip the Linux → Linux run.
     #[arg(long)]
     pub no_kernel: bool,
+    /// Address family: 4, 6 or both (each system over IPv4, then IPv6).
+    #[arg(long, default_value = "4")]
+    pub family: Families,
     /// Where to write concurrency.json, the loads' summaries and progress
     /// lines (`concurrency-*-load.{json,log}`) and the xstack server's last
-    /// counters (`concurrency-xstack-serve-stats.json`).
+    /// counters (`concurrency-xstack*-serve-stats.json`); IPv6 runs' files
+    /// have `-ipv6` after the system.
     #[arg(long, default_value = "target/bench-concurrency")]
     pub out: PathBuf,
 }
@@ -70,6 +80,8 @@ pub struct ConcurrencyArgs {
 pub struct Row {
     /// "xstack → xstack" or "Linux → Linux".
     pub system: String,
+    /// The address family it ran over.
+    pub family: Option<Family>,
     /// Connections asked for.
     pub connections: u64,
     /// Most established at once.
@@ -121,11 +133,15 @@ pub fn run(a: &ConcurrencyArgs) -> Result<String> {
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut rows = Vec::new();
-    rows.push(run_one(a, false, a.connections)?);
+    for &f in a.family.list() {
+        rows.push(run_one(a, false, a.connections, f)?);
+    }
     if !a.no_kernel {
         let limit = nofile_limit().saturating_sub(100) as u32;
         let n = a.kernel_connections.unwrap_or(a.connections).min(limit);
-        rows.push(run_one(a, true, n)?);
+        for &f in a.family.list() {
+            rows.push(run_one(a, true, n, f)?);
+        }
     }
     let result = Concurrency { rows };
     std::fs::write(
@@ -153,8 +169,9 @@ fn nofile_limit() -> u64 {
 /// Kernel memory a TCP socket and its file use: the slab caches named in
 /// the module doc (bytes, machine-wide).
 fn slab_bytes() -> u64 {
-    const CACHES: [&str; 8] = [
+    const CACHES: [&str; 9] = [
         "TCP",
+        "TCPv6",
         "sock_inode_cache",
         "filp",
         "dentry",
@@ -177,13 +194,26 @@ fn slab_bytes() -> u64 {
         .sum()
 }
 
-/// `/proc/net/sockstat` TCP `inuse` and `mem` (pages) in namespace `ns`.
+/// TCP sockets in use (IPv4 and IPv6: `/proc/net/sockstat` TCP `inuse`
+/// plus `/proc/net/sockstat6` TCP6 `inuse`) and TCP `mem` (pages, both
+/// families) in namespace `ns`.
 fn sockstat(ns: &str) -> (u64, u64) {
-    let text = crate::tools::testbed::in_netns(ns, || {
+    let (v4, v6) = crate::tools::testbed::in_netns(ns, || {
         // This thread's namespace (/proc/net is the process's).
-        std::fs::read_to_string("/proc/thread-self/net/sockstat").unwrap_or_default()
+        let read = |f: &str| std::fs::read_to_string(format!("/proc/thread-self/net/{f}"));
+        (
+            read("sockstat").unwrap_or_default(),
+            read("sockstat6").unwrap_or_default(),
+        )
     });
-    let line = text.lines().find(|l| l.starts_with("TCP:")).unwrap_or("");
+    let (inuse, mem) = sockstat_fields(&v4, "TCP:");
+    let (inuse6, _) = sockstat_fields(&v6, "TCP6:");
+    (inuse + inuse6, mem)
+}
+
+/// `inuse` and `mem` of the line starting with `tag` (0 when absent).
+fn sockstat_fields(text: &str, tag: &str) -> (u64, u64) {
+    let line = text.lines().find(|l| l.starts_with(tag)).unwrap_or("");
     let f: Vec<&str> = line.split_whitespace().collect();
     let get = |k: &str| {
         f.iter()
@@ -194,17 +224,29 @@ fn sockstat(ns: &str) -> (u64, u64) {
     (get("inuse"), get("mem"))
 }
 
-fn run_one(a: &ConcurrencyArgs, kernel: bool, n: u32) -> Result<Row> {
+/// The client addresses of the xstack load: a /24 of IPv4 ones beside the
+/// testbed link, or as many IPv6 ones (a /120) on it.
+fn load_prefix(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "198.18.1.0/24",
+        Family::V6 => "2001:2::1:0/120",
+    }
+}
+
+fn run_one(a: &ConcurrencyArgs, kernel: bool, n: u32, family: Family) -> Result<Row> {
     let guard = TestbedGuard::up(&format!("q{}", std::process::id() % 100_000), 1)?;
     let t: Testbed = guard.testbed.clone();
     let server_name = if kernel { "kernel" } else { "xstack" };
     let server = if kernel {
-        start_server(&t, server_name)?
+        start_server(&t, server_name, family)?
     } else {
-        start_serve(&t, a)?
+        start_serve(&t, a, family)?
     };
     let exe = bin()?;
-    let json = a.out.join(format!("concurrency-{server_name}-load.json"));
+    let v6 = if family == Family::V6 { "-ipv6" } else { "" };
+    let json = a
+        .out
+        .join(format!("concurrency-{server_name}{v6}-load.json"));
     let ramp = f64::from(n) / a.connect_rate;
     let duration = ramp + f64::from(a.hold) + 1.0;
     let page = 4096u64;
@@ -221,11 +263,11 @@ fn run_one(a: &ConcurrencyArgs, kernel: bool, n: u32) -> Result<Row> {
     if kernel {
         cmd.args(["--kernel"]);
     } else {
-        cmd.args(["--iface", &t.peer_if, "--ip", "198.18.1.0/24"])
+        cmd.args(["--iface", &t.peer_if, "--ip", load_prefix(family)])
             .args(["--ring-size", &a.ring_size.to_string()])
             .args(["--frames", &(4 * a.ring_size).to_string()]);
     }
-    cmd.args(["--target", "198.18.0.2:80", "--http"])
+    cmd.args(["--target", &family.target(&t, 80).to_string(), "--http"])
         .args(["--concurrency", &n.to_string()])
         .args(["--requests-per-conn", "1000000000"])
         .args(["--connect-rate", &a.connect_rate.to_string()])
@@ -287,18 +329,20 @@ fn run_one(a: &ConcurrencyArgs, kernel: bool, n: u32) -> Result<Row> {
     // next to the JSON: where a run went wrong (ring drops, retransmits,
     // the second the established count turned) is read from them.
     let _ = std::fs::write(
-        a.out.join(format!("concurrency-{server_name}-load.log")),
+        a.out
+            .join(format!("concurrency-{server_name}{v6}-load.log")),
         &progress,
     );
     if !kernel {
         if let Ok(stats) = crate::runtime::control::query_stats(Some(&t.stack_if)) {
             let _ = std::fs::write(
-                a.out.join("concurrency-xstack-serve-stats.json"),
+                a.out
+                    .join(format!("concurrency-xstack{v6}-serve-stats.json")),
                 serde_json::to_vec_pretty(&stats).unwrap_or_default(),
             );
         }
     }
-    stop_server(&t, server_name, server)?;
+    stop_server(&t, server_name, family, server)?;
     drop(guard);
     let v: Value = serde_json::from_slice(
         &std::fs::read(&json).with_context(|| format!("the load wrote no {}", json.display()))?,
@@ -312,7 +356,7 @@ fn run_one(a: &ConcurrencyArgs, kernel: bool, n: u32) -> Result<Row> {
             (
                 Some(side),
                 Some(side),
-                format!("the kernel's slab (TCP, sock_inode_cache, filp, dentry, eventpoll, bind buckets) + sockstat TCP mem pages, growth at {conns} server sockets, both ends / 2"),
+                format!("the kernel's slab (TCP/TCPv6, sock_inode_cache, filp, dentry, eventpoll, bind buckets) + sockstat TCP mem pages, growth at {conns} server sockets, both ends / 2"),
             )
         }
         (false, Some((conns, heap, _))) => (
@@ -341,6 +385,7 @@ fn run_one(a: &ConcurrencyArgs, kernel: bool, n: u32) -> Result<Row> {
         } else {
             "xstack → xstack".into()
         },
+        family: Some(family),
         connections: n64,
         peak_established: u("/peak_established"),
         time_to_full_s: v["time_to_full_concurrency_s"].as_f64(),
@@ -371,14 +416,15 @@ fn run_one(a: &ConcurrencyArgs, kernel: bool, n: u32) -> Result<Row> {
 /// `xstack serve` with the built-in HTTP app (64-byte bodies) in the
 /// stack namespace, on CPU 1 as in `xstack bench`, not spinning (held
 /// connections are mostly idle), with `--ring-size` rings.
-fn start_serve(t: &Testbed, a: &ConcurrencyArgs) -> Result<Proc> {
+fn start_serve(t: &Testbed, a: &ConcurrencyArgs, family: Family) -> Result<Proc> {
     let exe = bin()?;
     let p = Proc::spawn(
         pin(
             &mut netns_command(&t.stack_ns, exe.to_str().unwrap_or("xstack")),
             1,
         )
-        .args(["serve", "--iface", &t.stack_if, "--ip", "198.18.0.2"])
+        .args(["serve", "--iface", &t.stack_if, "--ip"])
+        .arg(family.stack_ip(t).to_string())
         .args(["--port", "80", "--app", "http", "--response-bytes", "64"])
         .args(["--ring-size", &a.ring_size.to_string()])
         .args(["--frames", &(4 * a.ring_size).to_string()]),
@@ -396,8 +442,9 @@ fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<16} {:>9} {:>9} {:>8} {:>9} {:>22} {:>20} {:>16} {:>9} {:>9}",
+        "{:<16} {:<6} {:>9} {:>9} {:>8} {:>9} {:>22} {:>20} {:>16} {:>9} {:>9}",
         "system",
+        "family",
         "conns",
         "peak est",
         "full s",
@@ -413,8 +460,9 @@ fn table(rows: &[Row]) -> String {
         let errs: u64 = r.errors.values().sum();
         let _ = writeln!(
             s,
-            "{:<16} {:>9} {:>9} {:>8} {:>9.0} {:>22} {:>20} {:>16} {:>9} {:>9}",
+            "{:<16} {:<6} {:>9} {:>9} {:>8} {:>9.0} {:>22} {:>20} {:>16} {:>9} {:>9}",
             r.system,
+            r.family.map_or("-", Family::label),
             r.connections,
             r.peak_established,
             r.time_to_full_s.map_or("-".into(), |t| format!("{t:.1}")),
@@ -439,7 +487,77 @@ fn table(rows: &[Row]) -> String {
         );
     }
     for r in rows {
-        let _ = writeln!(s, "  {}: memory from {}", r.system, r.memory_from);
+        let _ = writeln!(
+            s,
+            "  {} ({}): memory from {}",
+            r.system,
+            r.family.map_or("-", Family::label),
+            r.memory_from
+        );
+    }
+    let mut systems: Vec<&str> = Vec::new();
+    for r in rows {
+        if !systems.contains(&r.system.as_str()) {
+            systems.push(&r.system);
+        }
+    }
+    for sys in systems {
+        let of = |f: Family| rows.iter().find(|r| r.system == sys && r.family == Some(f));
+        if let (Some(v4), Some(v6)) = (of(Family::V4), of(Family::V6)) {
+            let b = |r: &Row| r.server_bytes_per_conn.unwrap_or(0) as f64;
+            let _ = writeln!(
+                s,
+                "{sys}: IPv6 / IPv4 req/s held = {}, server B/conn = {}",
+                ratio(v6.requests_per_s_holding, v4.requests_per_s_holding),
+                ratio(b(v6), b(v4))
+            );
+        }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(system: &str, family: Family, rps: f64, bytes: u64) -> Row {
+        Row {
+            system: system.into(),
+            family: Some(family),
+            connections: 100,
+            requests_per_s_holding: rps,
+            server_bytes_per_conn: Some(bytes),
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn concurrency_table_has_a_family_column_and_ipv6_over_ipv4_per_system() {
+        let rows = [
+            row("xstack → xstack", Family::V4, 1000.0, 2000),
+            row("xstack → xstack", Family::V6, 980.0, 2100),
+            row("Linux → Linux", Family::V4, 900.0, 5000),
+        ];
+        let t = table(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("system           family "), "{t}");
+        assert!(lines[1].starts_with("xstack → xstack  IPv4 "), "{t}");
+        assert!(lines[2].starts_with("xstack → xstack  IPv6 "), "{t}");
+        assert!(
+            t.contains("xstack → xstack: IPv6 / IPv4 req/s held = 0.98×, server B/conn = 1.05×\n"),
+            "{t}"
+        );
+        // Linux ran over one family only: no ratio line for it.
+        assert!(!t.contains("Linux → Linux: IPv6"), "{t}");
+        assert_eq!(load_prefix(Family::V6), "2001:2::1:0/120");
+    }
+
+    #[test]
+    fn sockstat_counts_tcp_and_tcp6_sockets() {
+        let v4 = "sockets: used 10\nTCP: inuse 3 orphan 0 tw 0 alloc 5 mem 7\nUDP: inuse 0 mem 0\n";
+        let v6 = "TCP6: inuse 101\nUDP6: inuse 0\n";
+        assert_eq!(sockstat_fields(v4, "TCP:"), (3, 7));
+        assert_eq!(sockstat_fields(v6, "TCP6:"), (101, 0));
+        assert_eq!(sockstat_fields("", "TCP6:"), (0, 0));
+    }
 }

@@ -20,6 +20,13 @@
 //! load and by wrk. The example is looked up next to the `xstack` binary
 //! (`target/<profile>/examples/hyper_server`: `cargo build --release -p
 //! stack-user --examples`); without it those rows are skipped with a note.
+//!
+//! `--family 4|6|both` ([`Families`]): the same pairs over IPv4 (the
+//! servers on 198.18.0.2, the xstack load on 198.18.0.3), over IPv6
+//! (2001:2::2 and 2001:2::3; the kernel server's turn switches the stack
+//! side's kernel IPv6 on) or both, each IPv6 row next to its IPv4 row, a
+//! family column in the table and `family` in `bench.json`; with both, one
+//! IPv6/IPv4 line per scenario.
 
 use std::{
     io::Write as _,
@@ -28,10 +35,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::family::{kernel_stack_addr, ratio, Families, Family};
 use crate::tools::testbed::{netns_command, Testbed, TestbedGuard};
 
 /// One measured pair.
@@ -39,6 +47,8 @@ use crate::tools::testbed::{netns_command, Testbed, TestbedGuard};
 pub struct Row {
     /// Scenario name.
     pub scenario: String,
+    /// The address family the pair ran over.
+    pub family: Family,
     /// Load side: "kernel", "xstack" or "wrk".
     pub load: String,
     /// Server side: "kernel" or "xstack".
@@ -159,60 +169,41 @@ fn wait_serve(iface: &str) {
     }
 }
 
-fn ip(ns: &str, op: &str, cidr: &str, dev: &str) -> Result<()> {
-    let ok = Command::new("ip")
-        .args(["-n", ns, "addr", op, cidr, "dev", dev])
-        .status()?
-        .success();
-    if !ok {
-        bail!("ip -n {ns} addr {op} {cidr} dev {dev} failed");
-    }
-    Ok(())
-}
-
-/// Starts the kernel (`xstack kserve`, with 198.18.0.2 on the kernel
-/// interface) or the xstack server in the stack namespace and waits until it
-/// answers.
-pub(crate) fn start_server(t: &Testbed, server: &str) -> Result<Proc> {
+/// Starts the kernel (`xstack kserve`, with the stack address of `family`
+/// on the kernel interface) or the xstack server in the stack namespace on
+/// the stack address of `family` and waits until it answers.
+pub(crate) fn start_server(t: &Testbed, server: &str, family: Family) -> Result<Proc> {
     let bin = bin()?;
     let exe = bin.to_str().unwrap_or("xstack");
+    let ip = family.stack_ip(t).to_string();
     if let Some(on) = server.strip_prefix("hyper/") {
         let hyper = hyper_bin().context("the hyper_server example is not built")?;
         let hyper = hyper.to_str().unwrap_or("hyper_server");
         let mut cmd = netns_command(&t.stack_ns, hyper);
         pin(&mut cmd, SERVER_CPU).args(["--port", "80", "--body-bytes", "64"]);
         if on == "kernel" {
-            ip(&t.stack_ns, "add", "198.18.0.2/24", &t.stack_if)?;
-            let p = Proc::spawn(cmd.args(["--kernel", "--ip", "198.18.0.2", "--queues", "1"]))?;
+            kernel_stack_addr(t, family, true)?;
+            let p = Proc::spawn(cmd.args(["--kernel", "--ip", &ip, "--queues", "1"]))?;
             wait_port(&t.stack_ns, 80);
             return Ok(p);
         }
-        let p =
-            Proc::spawn(cmd.args(["--iface", &t.stack_if, "--ip", "198.18.0.2", "--busy-poll"]))?;
-        wait_connect(&t.peer_ns);
+        let p = Proc::spawn(cmd.args(["--iface", &t.stack_if, "--ip", &ip, "--busy-poll"]))?;
+        wait_connect(&t.peer_ns, family.target(t, 80));
         return Ok(p);
     }
     if server == "kernel" {
-        ip(&t.stack_ns, "add", "198.18.0.2/24", &t.stack_if)?;
+        kernel_stack_addr(t, family, true)?;
         let p = Proc::spawn(
             pin(&mut netns_command(&t.stack_ns, exe), SERVER_CPU)
-                .args(["kserve", "--listen", "198.18.0.2:80", "--app", "http"])
-                .args(["--response-bytes", "64", "--threads", "1"]),
+                .args(["kserve", "--listen", &family.target(t, 80).to_string()])
+                .args(["--app", "http", "--response-bytes", "64", "--threads", "1"]),
         )?;
         wait_port(&t.stack_ns, 80);
         Ok(p)
     } else {
         let p = Proc::spawn(
             pin(&mut netns_command(&t.stack_ns, exe), SERVER_CPU)
-                .args([
-                    "serve",
-                    "--iface",
-                    &t.stack_if,
-                    "--ip",
-                    "198.18.0.2",
-                    "--port",
-                    "80",
-                ])
+                .args(["serve", "--iface", &t.stack_if, "--ip", &ip, "--port", "80"])
                 .args(["--app", "http", "--response-bytes", "64", "--busy-poll"]),
         )?;
         wait_serve(&t.stack_if);
@@ -226,11 +217,10 @@ pub(crate) fn hyper_bin() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-/// Waits until 198.18.0.2:80 accepts a connection from the peer namespace
-/// (a server without a control socket: the hyper example on xstack).
-fn wait_connect(peer_ns: &str) {
-    crate::tools::testbed::in_netns(peer_ns, || {
-        let to = std::net::SocketAddr::from(([198, 18, 0, 2], 80));
+/// Waits until `to` accepts a connection from the peer namespace (a server
+/// without a control socket: the hyper example on xstack).
+fn wait_connect(peer_ns: &str, to: std::net::SocketAddr) {
+    crate::tools::testbed::in_netns(peer_ns, move || {
         for _ in 0..100 {
             if std::net::TcpStream::connect_timeout(&to, Duration::from_millis(200)).is_ok() {
                 return;
@@ -241,10 +231,10 @@ fn wait_connect(peer_ns: &str) {
 }
 
 /// Stops a server from [`start_server`]; returns its CPU seconds.
-pub(crate) fn stop_server(t: &Testbed, server: &str, p: Proc) -> Result<f64> {
+pub(crate) fn stop_server(t: &Testbed, server: &str, family: Family, p: Proc) -> Result<f64> {
     let (cpu, _) = p.stop();
     if server == "kernel" || server == "hyper/kernel" {
-        ip(&t.stack_ns, "del", "198.18.0.2/24", &t.stack_if)?;
+        kernel_stack_addr(t, family, false)?;
     }
     Ok(cpu)
 }
@@ -259,18 +249,20 @@ struct Scenario {
 fn load_row(
     t: &Testbed,
     sc: &Scenario,
-    load: &str,
-    server: &str,
+    (load, server): (&str, &str),
+    family: Family,
     secs: u32,
     dir: &Path,
 ) -> Result<Row> {
     let bin = bin()?;
-    let server_proc = start_server(t, server)?;
+    let server_proc = start_server(t, server, family)?;
     let json = dir.join(format!(
-        "{}-{load}-{}.json",
+        "{}-{load}-{}{}.json",
         sc.name,
-        server.replace('/', "-")
+        server.replace('/', "-"),
+        if family == Family::V6 { "-ipv6" } else { "" }
     ));
+    let (load_ip, target) = (family.load_ip().to_string(), family.target(t, 80));
     let started = Instant::now();
     let mut cmd = netns_command(&t.peer_ns, bin.to_str().unwrap_or("xstack"));
     pin(&mut cmd, LOAD_CPU);
@@ -284,7 +276,7 @@ fn load_row(
             "--iface",
             &t.peer_if,
             "--ip",
-            "198.18.0.3",
+            &load_ip,
             "--busy-poll",
             "--connect-rate",
             "0",
@@ -292,7 +284,7 @@ fn load_row(
     }
     cmd.args([
         "--target",
-        "198.18.0.2:80",
+        &target.to_string(),
         "--duration",
         &secs.to_string(),
         "--quiet",
@@ -307,7 +299,7 @@ fn load_row(
         .context("spawning xstack load")?;
     let (load_cpu_s, _) = wait_cpu(&mut lp);
     let wall = started.elapsed().as_secs_f64();
-    let server_cpu_s = stop_server(t, server, server_proc)?;
+    let server_cpu_s = stop_server(t, server, family, server_proc)?;
     // Let TIME_WAIT and ARP state of this pair fade out of the next one's way.
     std::thread::sleep(Duration::from_millis(300));
     let v: Value =
@@ -318,6 +310,7 @@ fn load_row(
     let f = |p: &str| v.pointer(p).and_then(Value::as_f64).unwrap_or(0.0);
     Ok(Row {
         scenario: sc.name.into(),
+        family,
         load: load.into(),
         server: server.into(),
         cps: f("/connections_per_s"),
@@ -339,8 +332,8 @@ fn load_row(
 }
 
 /// wrk from the peer namespace against one server.
-fn wrk_row(t: &Testbed, sc: &Scenario, server: &str, secs: u32) -> Result<Row> {
-    let server_proc = start_server(t, server)?;
+fn wrk_row(t: &Testbed, sc: &Scenario, server: &str, family: Family, secs: u32) -> Result<Row> {
+    let server_proc = start_server(t, server, family)?;
     let started = Instant::now();
     let mut cmd = netns_command(&t.peer_ns, "wrk");
     pin(&mut cmd, LOAD_CPU);
@@ -355,7 +348,7 @@ fn wrk_row(t: &Testbed, sc: &Scenario, server: &str, secs: u32) -> Result<Row> {
     if sc.wrk_close {
         cmd.args(["-H", "Connection: close"]);
     }
-    cmd.arg("http://198.18.0.2:80/");
+    cmd.arg(family.url(t, 80));
     let mut w = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -363,7 +356,7 @@ fn wrk_row(t: &Testbed, sc: &Scenario, server: &str, secs: u32) -> Result<Row> {
         .context("running wrk (apt-get install wrk, or cargo xtask setup)")?;
     let (wrk_cpu_s, text) = wait_cpu(&mut w);
     let wall = started.elapsed().as_secs_f64();
-    let server_cpu_s = stop_server(t, server, server_proc)?;
+    let server_cpu_s = stop_server(t, server, family, server_proc)?;
     std::thread::sleep(Duration::from_millis(300));
     let rps = text
         .lines()
@@ -387,6 +380,7 @@ fn wrk_row(t: &Testbed, sc: &Scenario, server: &str, secs: u32) -> Result<Row> {
         .unwrap_or(0);
     Ok(Row {
         scenario: sc.name.into(),
+        family,
         load: "wrk".into(),
         server: server.into(),
         cps: if sc.wrk_close { rps } else { 0.0 },
@@ -442,11 +436,12 @@ fn svg_bars(rows: &[Row], path: &Path) -> Result<()> {
             _ => "#58c",
         };
         s += &format!(
-            "<text x='5' y='{}'>{} {}→{}</text><rect x='{pad}' y='{y}' width='{len:.1}' height='{bar_h}' fill='{color}'/><text x='{:.1}' y='{}'>{v:.0}</text>\n",
+            "<text x='5' y='{}'>{} {}→{}{}</text><rect x='{pad}' y='{y}' width='{len:.1}' height='{bar_h}' fill='{color}'/><text x='{:.1}' y='{}'>{v:.0}</text>\n",
             y + 15.0,
             r.scenario,
             r.load,
             r.server,
+            if r.family == Family::V6 { " v6" } else { "" },
             pad + len + 4.0,
             y + 15.0
         );
@@ -491,13 +486,14 @@ fn svg_cdf(rows: &[Row], path: &Path) -> Result<()> {
             .collect();
         let c = colors[i % colors.len()];
         s += &format!(
-            "<polyline fill='none' stroke='{c}' stroke-width='2' points='{}'/>\n<text x='{}' y='{}' fill='{c}'>{} {}→{}</text>\n",
+            "<polyline fill='none' stroke='{c}' stroke-width='2' points='{}'/>\n<text x='{}' y='{}' fill='{c}'>{} {}→{}{}</text>\n",
             pts.join(" "),
             left + 10.0,
             40.0 + i as f64 * 14.0,
             r.scenario,
             r.load,
-            r.server
+            r.server,
+            if r.family == Family::V6 { " v6" } else { "" }
         );
     }
     s += "</svg>\n";
@@ -522,18 +518,24 @@ const QUICK_PAIRS: [(&str, &str); 2] = [("kernel", "kernel"), ("xstack", "xstack
 
 /// Runs the whole comparison; writes `bench.json`, `cps.svg` and
 /// `latency-cdf.svg` under `out`, and returns the printed table.
-pub fn run(secs: u32, out: &Path) -> Result<String> {
-    run_pairs(secs, out, &ALL_PAIRS, true)
+pub fn run(secs: u32, out: &Path, families: Families) -> Result<String> {
+    run_pairs(secs, out, &ALL_PAIRS, true, families)
 }
 
 /// `xstack bench --quick` (what `cargo xtask demo` runs): both scenarios,
 /// kernel→kernel and xstack→xstack only, no wrk; the same files and table
 /// as [`run`] with those rows.
-pub fn run_quick(secs: u32, out: &Path) -> Result<String> {
-    run_pairs(secs, out, &QUICK_PAIRS, false)
+pub fn run_quick(secs: u32, out: &Path, families: Families) -> Result<String> {
+    run_pairs(secs, out, &QUICK_PAIRS, false, families)
 }
 
-fn run_pairs(secs: u32, out: &Path, pairs: &[(&str, &str)], wrk: bool) -> Result<String> {
+fn run_pairs(
+    secs: u32,
+    out: &Path,
+    pairs: &[(&str, &str)],
+    wrk: bool,
+    families: Families,
+) -> Result<String> {
     crate::runtime::sys::check_privileges("xstack bench")?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let name = format!("b{}", std::process::id() % 100_000);
@@ -572,27 +574,35 @@ fn run_pairs(secs: u32, out: &Path, pairs: &[(&str, &str)], wrk: bool) -> Result
         },
     ];
     let mut rows = Vec::new();
+    // Each IPv6 row right after its IPv4 row.
+    let fams = families.list();
     for sc in &scenarios {
         for &(load, server) in pairs {
-            eprintln!(
-                "bench: {} {load} load → {server} server ({secs} s)",
-                sc.name
-            );
-            rows.push(load_row(&t, sc, load, server, secs, out)?);
+            for &f in fams {
+                eprintln!(
+                    "bench: {} {load} load → {server} server, {f} ({secs} s)",
+                    sc.name
+                );
+                rows.push(load_row(&t, sc, (load, server), f, secs, out)?);
+            }
         }
         for server in ["kernel", "xstack"].into_iter().filter(|_| wrk) {
-            eprintln!("bench: {} wrk → {server} server ({secs} s)", sc.name);
-            rows.push(wrk_row(&t, sc, server, secs)?);
+            for &f in fams {
+                eprintln!("bench: {} wrk → {server} server, {f} ({secs} s)", sc.name);
+                rows.push(wrk_row(&t, sc, server, f, secs)?);
+            }
         }
         if wrk && hyper_bin().is_some() {
             for server in HYPER_SERVERS {
-                eprintln!(
-                    "bench: {} xstack load → {server} server ({secs} s)",
-                    sc.name
-                );
-                rows.push(load_row(&t, sc, "xstack", server, secs, out)?);
-                eprintln!("bench: {} wrk → {server} server ({secs} s)", sc.name);
-                rows.push(wrk_row(&t, sc, server, secs)?);
+                for &f in fams {
+                    eprintln!(
+                        "bench: {} xstack load → {server} server, {f} ({secs} s)",
+                        sc.name
+                    );
+                    rows.push(load_row(&t, sc, ("xstack", server), f, secs, out)?);
+                    eprintln!("bench: {} wrk → {server} server, {f} ({secs} s)", sc.name);
+                    rows.push(wrk_row(&t, sc, server, f, secs)?);
+                }
             }
         }
     }
@@ -604,7 +614,11 @@ fn run_pairs(secs: u32, out: &Path, pairs: &[(&str, &str)], wrk: bool) -> Result
     }
     drop(guard);
     let table = table(&rows, wrk);
-    let json = serde_json::json!({ "seconds": secs, "rows": rows });
+    let json = serde_json::json!({
+        "seconds": secs,
+        "families": fams,
+        "rows": rows,
+    });
     let mut f = std::fs::File::create(out.join("bench.json"))?;
     writeln!(f, "{}", serde_json::to_string_pretty(&json)?)?;
     svg_bars(&rows, &out.join("cps.svg"))?;
@@ -612,68 +626,113 @@ fn run_pairs(secs: u32, out: &Path, pairs: &[(&str, &str)], wrk: bool) -> Result
     Ok(table)
 }
 
+/// The measure a scenario is compared on: conn/s for conn-per-request,
+/// req/s otherwise.
+fn headline(r: &Row) -> f64 {
+    if r.scenario == "conn-per-request" {
+        r.cps
+    } else {
+        r.rps
+    }
+}
+
 /// The printed table and the ratio lines; the wrk ratio only when wrk ran.
+/// With rows of both families every ratio line names its family, and one
+/// more line per scenario gives IPv6 / IPv4 for each pair measured over
+/// both.
 fn table(rows: &[Row], wrk: bool) -> String {
     let mut table = String::new();
     use std::fmt::Write as _;
     let _ = writeln!(
         table,
-        "| scenario         | load   | server       | conn/s   | req/s    | p50 µs | p99 µs | p99.9 µs | errors | load CPU % | server CPU % |"
+        "| scenario         | family | load   | server       | conn/s   | req/s    | p50 µs | p99 µs | p99.9 µs | errors | load CPU % | server CPU % |"
     );
     let _ = writeln!(
         table,
-        "|------------------|--------|--------------|----------|----------|--------|--------|----------|--------|------------|--------------|"
+        "|------------------|--------|--------|--------------|----------|----------|--------|--------|----------|--------|------------|--------------|"
     );
     for r in rows {
         let _ = writeln!(
             table,
-            "| {:<16} | {:<6} | {:<12} | {:>8.0} | {:>8.0} | {:>6} | {:>6} | {:>8} | {:>6} | {:>10.0} | {:>12.0} |",
-            r.scenario, r.load, r.server, r.cps, r.rps, r.latency_us[0], r.latency_us[2], r.latency_us[3], r.errors, r.load_cpu, r.server_cpu
+            "| {:<16} | {:<6} | {:<6} | {:<12} | {:>8.0} | {:>8.0} | {:>6} | {:>6} | {:>8} | {:>6} | {:>10.0} | {:>12.0} |",
+            r.scenario, r.family.label(), r.load, r.server, r.cps, r.rps, r.latency_us[0], r.latency_us[2], r.latency_us[3], r.errors, r.load_cpu, r.server_cpu
         );
     }
-    let find = |sc: &str, l: &str, s: &str| {
+    let mut fams: Vec<Family> = rows.iter().map(|r| r.family).collect();
+    fams.sort();
+    fams.dedup();
+    let find = |sc: &str, f: Family, l: &str, s: &str| {
         rows.iter()
-            .find(|r| r.scenario == sc && r.load == l && r.server == s)
-            .map(|r| {
-                if sc == "conn-per-request" {
-                    r.cps
-                } else {
-                    r.rps
-                }
-            })
+            .find(|r| r.scenario == sc && r.family == f && r.load == l && r.server == s)
+            .map(headline)
             .unwrap_or(0.0)
     };
-    for sc in ["conn-per-request", "keep-alive"] {
-        let kk = find(sc, "kernel", "kernel").max(1.0);
-        let _ = write!(
-            table,
-            "{sc}: xstack↔xstack / kernel↔kernel = {:.2}×",
-            find(sc, "xstack", "xstack") / kk,
-        );
-        if wrk {
+    for &f in &fams {
+        // IPv4 alone prints as before IPv6 existed.
+        let tag = if fams == [Family::V4] {
+            String::new()
+        } else {
+            format!(" ({f})")
+        };
+        for sc in ["conn-per-request", "keep-alive"] {
+            let kk = find(sc, f, "kernel", "kernel").max(1.0);
             let _ = write!(
                 table,
-                "; xstack load / wrk against the kernel server = {:.2}×",
-                find(sc, "xstack", "kernel") / find(sc, "wrk", "kernel").max(1.0)
+                "{sc}{tag}: xstack↔xstack / kernel↔kernel = {:.2}×",
+                find(sc, f, "xstack", "xstack") / kk,
+            );
+            if wrk {
+                let _ = write!(
+                    table,
+                    "; xstack load / wrk against the kernel server = {:.2}×",
+                    find(sc, f, "xstack", "kernel") / find(sc, f, "wrk", "kernel").max(1.0)
+                );
+            }
+            let _ = writeln!(table);
+        }
+        for sc in ["conn-per-request", "keep-alive"] {
+            let (hx, hk) = (
+                find(sc, f, "xstack", "hyper/xstack"),
+                find(sc, f, "xstack", "hyper/kernel"),
+            );
+            if hx == 0.0 && hk == 0.0 {
+                continue;
+            }
+            let _ = writeln!(
+                table,
+                "{sc}{tag}: hyper on xstack / hyper on kernel = {:.2}× (xstack load), {:.2}× (wrk); hyper on xstack / built-in http on xstack = {:.2}× (xstack load)",
+                hx / hk.max(1.0),
+                find(sc, f, "wrk", "hyper/xstack") / find(sc, f, "wrk", "hyper/kernel").max(1.0),
+                hx / find(sc, f, "xstack", "xstack").max(1.0),
             );
         }
-        let _ = writeln!(table);
     }
-    for sc in ["conn-per-request", "keep-alive"] {
-        let (hx, hk) = (
-            find(sc, "xstack", "hyper/xstack"),
-            find(sc, "xstack", "hyper/kernel"),
-        );
-        if hx == 0.0 && hk == 0.0 {
-            continue;
+    if fams == [Family::V4, Family::V6] {
+        for sc in ["conn-per-request", "keep-alive"] {
+            let what = if sc == "conn-per-request" {
+                "conn/s"
+            } else {
+                "req/s"
+            };
+            let mut pairs: Vec<(&str, &str)> = Vec::new();
+            for r in rows.iter().filter(|r| r.scenario == sc) {
+                if !pairs.contains(&(r.load.as_str(), r.server.as_str())) {
+                    pairs.push((r.load.as_str(), r.server.as_str()));
+                }
+            }
+            let parts: Vec<String> = pairs
+                .iter()
+                .map(|&(l, s)| {
+                    format!(
+                        "{} {l}→{s}",
+                        ratio(find(sc, Family::V6, l, s), find(sc, Family::V4, l, s))
+                    )
+                })
+                .collect();
+            if !parts.is_empty() {
+                let _ = writeln!(table, "{sc}: IPv6 / IPv4 {what} = {}", parts.join(", "));
+            }
         }
-        let _ = writeln!(
-            table,
-            "{sc}: hyper on xstack / hyper on kernel = {:.2}× (xstack load), {:.2}× (wrk); hyper on xstack / built-in http on xstack = {:.2}× (xstack load)",
-            hx / hk.max(1.0),
-            find(sc, "wrk", "hyper/xstack") / find(sc, "wrk", "hyper/kernel").max(1.0),
-            hx / find(sc, "xstack", "xstack").max(1.0),
-        );
     }
     table
 }
@@ -685,6 +744,7 @@ mod tests {
     fn row(scenario: &str, side: &str, v: f64) -> Row {
         Row {
             scenario: scenario.into(),
+            family: Family::V4,
             load: side.into(),
             server: side.into(),
             cps: v,
@@ -740,6 +800,79 @@ mod tests {
         );
         assert!(!t.contains("conn-per-request: hyper"), "{t}");
         assert!(!table(&rows[..1], true).contains("hyper"));
+    }
+
+    #[test]
+    fn both_families_side_by_side_with_a_family_column_and_ipv6_over_ipv4_lines() {
+        let mut rows = Vec::new();
+        for (sc, side, v4, v6) in [
+            ("conn-per-request", "kernel", 100.0, 90.0),
+            ("conn-per-request", "xstack", 250.0, 240.0),
+            ("keep-alive", "kernel", 1000.0, 950.0),
+            ("keep-alive", "xstack", 3000.0, 3300.0),
+        ] {
+            rows.push(row(sc, side, v4));
+            rows.push(Row {
+                family: Family::V6,
+                ..row(sc, side, v6)
+            });
+        }
+        let t = table(&rows, false);
+        let data: Vec<&str> = t.lines().filter(|l| l.starts_with("| ")).collect();
+        assert_eq!(data.len(), 9, "{t}");
+        assert!(data[0].contains("| family |"), "{t}");
+        assert!(
+            data[1].starts_with("| conn-per-request | IPv4   | kernel | kernel "),
+            "{t}"
+        );
+        assert!(
+            data[2].starts_with("| conn-per-request | IPv6   | kernel | kernel "),
+            "{t}"
+        );
+        assert!(
+            t.contains("conn-per-request (IPv4): xstack↔xstack / kernel↔kernel = 2.50×\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("keep-alive (IPv6): xstack↔xstack / kernel↔kernel = 3.47×\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "conn-per-request: IPv6 / IPv4 conn/s = 0.90× kernel→kernel, 0.96× xstack→xstack\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "keep-alive: IPv6 / IPv4 req/s = 0.95× kernel→kernel, 1.10× xstack→xstack\n"
+            ),
+            "{t}"
+        );
+        // The JSON rows carry their family.
+        let v = serde_json::to_value(&rows[1]).unwrap();
+        assert_eq!(v["family"], "ipv6");
+    }
+
+    #[test]
+    fn ipv6_alone_names_its_family_and_prints_no_ratio_between_families() {
+        let rows: Vec<Row> = [
+            ("conn-per-request", "kernel", 100.0),
+            ("conn-per-request", "xstack", 200.0),
+        ]
+        .iter()
+        .map(|&(sc, side, v)| Row {
+            family: Family::V6,
+            ..row(sc, side, v)
+        })
+        .collect();
+        let t = table(&rows, false);
+        assert!(
+            t.contains("conn-per-request (IPv6): xstack↔xstack / kernel↔kernel = 2.00×\n"),
+            "{t}"
+        );
+        assert!(!t.contains("IPv6 / IPv4"), "{t}");
+        assert!(!t.contains("IPv4"), "{t}");
     }
 
     #[test]

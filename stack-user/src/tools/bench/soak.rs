@@ -80,7 +80,7 @@ pub fn run(a: &SoakArgs) -> Result<String> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let guard = TestbedGuard::up(&format!("k{}", std::process::id() % 100_000), 1)?;
     let t = guard.testbed.clone();
-    let server = start_server(&t, "xstack")?;
+    let server = start_server(&t, "xstack", super::family::Family::V4)?;
     let exe = bin()?;
     let json = a.out.join("soak-load.json");
     let mut cmd = netns_command(&t.peer_ns, exe.to_str().unwrap_or("xstack"));
@@ -146,7 +146,7 @@ pub fn run(a: &SoakArgs) -> Result<String> {
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = wait_cpu(&mut load);
-    stop_server(&t, "xstack", server)?;
+    stop_server(&t, "xstack", super::family::Family::V4, server)?;
     drop(guard);
     let summary: Value = serde_json::from_slice(
         &std::fs::read(&json).with_context(|| format!("the load wrote no {}", json.display()))?,

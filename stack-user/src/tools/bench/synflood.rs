@@ -24,10 +24,19 @@
 //! the victim core's ns per flood packet beyond the no-flood row, and the
 //! XDP program's run time per packet (`kernel.bpf_stats_enabled`, restored
 //! afterwards).
+//!
+//! `--family 6` runs every row over IPv6 (the server on 2001:2::2, spoofed
+//! sources from 2001:2:0:8000::/49, the `est` flood from the client's
+//! 2001:2::1; SYNPROXY as an `ip6` table), `--family both` each row over
+//! IPv4 and then IPv6 (a family column; "kept" against the same system's
+//! no-flood row of the same family). The peer-side sink drops only the
+//! IPv4 prefix: over IPv6 the reflected SYN-ACKs reach the peer's kernel,
+//! which drops them (not its address), on the peer's CPU. SYN cookies over
+//! IPv6 are the engine's (XDP hands IPv6 SYNs to it).
 
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream},
+    net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream},
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -39,6 +48,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use super::family::{kernel_stack_addr, ratio, Families, Family};
 use super::victim;
 use crate::{
     datapath::sink::XdpSink,
@@ -88,10 +98,24 @@ pub struct SynfloodArgs {
     /// legit client's kernel), for comparison.
     #[arg(long)]
     pub no_sink: bool,
+    /// Address family: 4, 6 or both (each row over IPv4, then IPv6).
+    #[arg(long, default_value = "4")]
+    pub family: Families,
 }
 
 /// The flood's spoofed sources, which the peer-side sink drops.
 const SPOOFED: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(198, 18, 128, 0), 17);
+/// The IPv6 flood's spoofed sources: 2^15 /64s (each its own SYN bucket
+/// in XDP) off the testbed link, inside 2001:2::/48.
+const SPOOFED6: (Ipv6Addr, u8) = (Ipv6Addr::new(0x2001, 2, 0, 0x8000, 0, 0, 0, 0), 49);
+
+/// The spoofed prefix of `family` as `ADDR/LEN`.
+fn spoofed_cidr(family: Family) -> String {
+    match family {
+        Family::V4 => format!("{}/{}", SPOOFED.0, SPOOFED.1),
+        Family::V6 => format!("{}/{}", SPOOFED6.0, SPOOFED6.1),
+    }
+}
 
 /// CPU 0 is the victim core (stack NAPI thread + server), CPU 1 the rest
 /// (generator, legit client, peer NAPI thread).
@@ -168,6 +192,8 @@ impl Outcomes {
 pub struct Cell {
     /// System.
     pub system: String,
+    /// The address family of the row.
+    pub family: Family,
     /// Attack kind ("none" for the no-flood row).
     pub kind: String,
     /// Requested flood rate.
@@ -272,8 +298,8 @@ type ClientThread = std::thread::JoinHandle<Result<(Outcomes, hdrhistogram::Hist
 
 /// Legit client: connect, send one byte, read it back, close; counts each
 /// connection by outcome and records the successful ones' latency.
-fn clients(t: &Testbed, n: usize, secs: f64, cores: &Cores) -> Vec<ClientThread> {
-    let target = SocketAddr::from((t.stack_ip, PORT));
+fn clients(t: &Testbed, f: Family, n: usize, secs: f64, cores: &Cores) -> Vec<ClientThread> {
+    let target = f.target(t, PORT);
     (0..n)
         .map(|_| {
             let cores = cores.clone();
@@ -312,8 +338,8 @@ fn clients(t: &Testbed, n: usize, secs: f64, cores: &Cores) -> Vec<ClientThread>
 /// and kept open, each echoing one byte in turn until the row ends. An
 /// outcome is counted per echo; a failed connection is not reopened (so a
 /// reset shows in `reset`, and the ports stay the ones the flood aims at).
-fn est_clients(t: &Testbed, n: usize, secs: f64, cores: &Cores) -> Vec<ClientThread> {
-    let target = SocketAddr::from((t.stack_ip, PORT));
+fn est_clients(t: &Testbed, f: Family, n: usize, secs: f64, cores: &Cores) -> Vec<ClientThread> {
+    let target: SocketAddr = f.target(t, PORT);
     (0..n)
         .map(|_| {
             let cores = cores.clone();
@@ -396,14 +422,17 @@ pub fn netstat_value(text: &str, group: &str, name: &str) -> Option<u64> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
-fn flood_config(t: &Testbed, kind: FloodKind, rate: u64, secs: f64) -> FloodConfig {
+fn flood_config(t: &Testbed, f: Family, kind: FloodKind, rate: u64, secs: f64) -> FloodConfig {
     FloodConfig {
         iface: t.peer_if.clone(),
-        target: SocketAddrV4::new(t.stack_ip, PORT).into(),
-        allow_target: vec![], // the testbed is in 198.18.0.0/15
+        target: f.target(t, PORT),
+        allow_target: vec![], // the testbed is in 198.18.0.0/15 and 2001:2::/48
         rate,
         duration: Duration::from_secs_f64(secs),
-        sources: (SPOOFED.0.into(), SPOOFED.1),
+        sources: match f {
+            Family::V4 => (SPOOFED.0.into(), SPOOFED.1),
+            Family::V6 => (SPOOFED6.0.into(), SPOOFED6.1),
+        },
         kind,
         src_ports: None,
         dst_mac: STACK_MAC,
@@ -414,7 +443,7 @@ fn flood_config(t: &Testbed, kind: FloodKind, rate: u64, secs: f64) -> FloodConf
 
 fn measure(
     t: &Testbed,
-    system: &str,
+    (system, f): (&str, Family),
     kind: Option<FloodKind>,
     rate: u64,
     a: &SynfloodArgs,
@@ -422,12 +451,15 @@ fn measure(
 ) -> Cell {
     let est = kind == Some(FloodKind::Est);
     // The est client connects first: the flood then aims at its ports.
-    let hs = est.then(|| est_clients(t, a.clients, a.seconds + 0.5, cores));
+    let hs = est.then(|| est_clients(t, f, a.clients, a.seconds + 0.5, cores));
     let ch0 = challenge_acks(t, system);
     let flood = kind.filter(|_| rate > 0).map(|kind| {
-        let mut c = flood_config(t, kind, rate, a.seconds + 0.5);
+        let mut c = flood_config(t, f, kind, rate, a.seconds + 0.5);
         if kind == FloodKind::Est {
-            c.sources = (t.peer_ip.into(), 32);
+            c.sources = match f {
+                Family::V4 => (t.peer_ip.into(), 32),
+                Family::V6 => (t.peer_ip6.into(), 128),
+            };
             c.src_ports = Some(EST_PORTS);
         }
         let cores = cores.clone();
@@ -444,7 +476,7 @@ fn measure(
     let x0 = cores.xdp_prog.and_then(victim::prog_stats);
     let s0 = cores.sink.as_ref().and_then(|s| s.counters().ok());
     let start = Instant::now();
-    let hs = hs.unwrap_or_else(|| clients(t, a.clients, a.seconds, cores));
+    let hs = hs.unwrap_or_else(|| clients(t, f, a.clients, a.seconds, cores));
     let mut outcomes = Outcomes::default();
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
         .expect("static histogram bounds");
@@ -489,6 +521,7 @@ fn measure(
     let busy = (t1 - t0).saturating_sub(i1 - i0);
     Cell {
         system: system.into(),
+        family: f,
         kind: kind_name(kind).into(),
         flood_pps: rate,
         flood_achieved_pps: achieved,
@@ -517,34 +550,28 @@ fn measure(
     }
 }
 
-/// The Linux side of (a) and (b): the stack address on the kernel
-/// interface, a route to the flood prefix (so SYN-ACKs need no ARP per
-/// spoofed source), tcp_syncookies=1, and an echo-one-byte listener.
+/// The Linux side of (a) and (b): the stack address of `f` on the kernel
+/// interface, a route to the flood prefix (so SYN-ACKs need no ARP or
+/// neighbour discovery per spoofed source), tcp_syncookies=1 (which Linux
+/// applies to IPv6 too), and an echo-one-byte listener.
 fn linux_setup(
     t: &Testbed,
+    f: Family,
     stop: Arc<AtomicBool>,
     cores: &Cores,
     threads: usize,
     persistent: bool,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
     let ns = &t.stack_ns;
-    sh(Command::new("ip").args([
-        "-n",
-        ns,
-        "addr",
-        "add",
-        &format!("{}/24", t.stack_ip),
-        "dev",
-        &t.stack_if,
-    ]))?;
+    kernel_stack_addr(t, f, true)?;
     sh(Command::new("ip").args([
         "-n",
         ns,
         "route",
         "add",
-        "198.18.128.0/17",
+        &spoofed_cidr(f),
         "via",
-        &t.peer_ip.to_string(),
+        &f.peer_ip(t).to_string(),
     ]))?;
     sh(netns_command(ns, "sysctl").args(["-qw", "net.ipv4.tcp_syncookies=1"]))?;
     // One thread per legit client thread, accepting from one listener: a
@@ -553,7 +580,11 @@ fn linux_setup(
     let accepted = Arc::new(AtomicU64::new(0));
     let cores = cores.clone();
     let h = in_netns(ns, move || -> Result<()> {
-        let l = TcpListener::bind(("0.0.0.0", PORT))?;
+        let any = match f {
+            Family::V4 => "0.0.0.0",
+            Family::V6 => "::",
+        };
+        let l = TcpListener::bind((any, PORT))?;
         l.set_nonblocking(true)?;
         let workers: Vec<_> = (0..threads.max(1))
             .map(|_| -> Result<_> {
@@ -622,6 +653,14 @@ const SYNPROXY_RULES: &str = "table ip xstack_synproxy {
 }
 ";
 
+/// [`SYNPROXY_RULES`] for `f`: the same rules in an `ip6` table for IPv6.
+fn synproxy_rules(f: Family) -> String {
+    match f {
+        Family::V4 => SYNPROXY_RULES.to_string(),
+        Family::V6 => SYNPROXY_RULES.replacen("table ip ", "table ip6 ", 1),
+    }
+}
+
 /// Sysctls of the SYNPROXY namespace (see [`SYNPROXY_RULES`]).
 const SYNPROXY_SYSCTLS: [&str; 3] = [
     "net.netfilter.nf_conntrack_tcp_loose=0",
@@ -662,9 +701,16 @@ fn kind_name(kind: Option<FloodKind>) -> &'static str {
 /// server (a new listener, or a new `xstack serve` process), conntrack
 /// table and SYNPROXY rules, all removed afterwards; no state carries from
 /// one row to the next.
-fn run_row(system: &str, kind: Option<FloodKind>, rate: u64, a: &SynfloodArgs, n: usize) -> Cell {
+fn run_row(
+    (system, f): (&str, Family),
+    kind: Option<FloodKind>,
+    rate: u64,
+    a: &SynfloodArgs,
+    n: usize,
+) -> Cell {
     let fail = |e: anyhow::Error| Cell {
         system: system.into(),
+        family: f,
         kind: kind_name(kind).into(),
         flood_pps: rate,
         error: Some(format!("{e:#}")),
@@ -729,7 +775,14 @@ fn run_row(system: &str, kind: Option<FloodKind>, rate: u64, a: &SynfloodArgs, n
                     Some(FloodKind::Est) => (a.clients * EST_CONNS_PER_CLIENT, true),
                     _ => (a.clients, false),
                 };
-                listener = Some(linux_setup(&t, stop.clone(), &cores, threads, persistent)?);
+                listener = Some(linux_setup(
+                    &t,
+                    f,
+                    stop.clone(),
+                    &cores,
+                    threads,
+                    persistent,
+                )?);
                 if system == "synproxy" {
                     for kv in SYNPROXY_SYSCTLS {
                         sh(netns_command(&t.stack_ns, "sysctl").args(["-qw", kv]))
@@ -739,7 +792,7 @@ fn run_row(system: &str, kind: Option<FloodKind>, rate: u64, a: &SynfloodArgs, n
                     c.args(["-f", "-"]).stdin(Stdio::piped());
                     let mut child = c.spawn().context("nft (install nftables)")?;
                     if let Some(mut i) = child.stdin.take() {
-                        i.write_all(SYNPROXY_RULES.as_bytes())?;
+                        i.write_all(synproxy_rules(f).as_bytes())?;
                     }
                     let out = child.wait_with_output()?;
                     if !out.status.success() {
@@ -751,7 +804,7 @@ fn run_row(system: &str, kind: Option<FloodKind>, rate: u64, a: &SynfloodArgs, n
                 let exe = std::env::current_exe()?;
                 let mut cmd = netns_command(&t.stack_ns, exe.to_str().unwrap_or("xstack"));
                 cmd.args(["serve", "--iface", &t.stack_if, "--ip"])
-                    .arg(t.stack_ip.to_string())
+                    .arg(f.stack_ip(&t).to_string())
                     .args(["--port", &PORT.to_string(), "--queues", "1"])
                     .args(["--syncookies", "auto", "--duration", "600"])
                     // The peer runs NAPI (GRO on, and the sink's XDP), so
@@ -796,7 +849,7 @@ fn run_row(system: &str, kind: Option<FloodKind>, rate: u64, a: &SynfloodArgs, n
         Ok(())
     })();
     let cell = match setup {
-        Ok(()) => measure(&t, system, kind, rate, a, &cores),
+        Ok(()) => measure(&t, (system, f), kind, rate, a, &cores),
         Err(e) => fail(e),
     };
     stop.store(true, Ordering::Relaxed);
@@ -822,12 +875,12 @@ fn run_row(system: &str, kind: Option<FloodKind>, rate: u64, a: &SynfloodArgs, n
 /// victim ns per connection — over the achieved flood rate; without a
 /// baseline the whole busy time is charged to the flood).
 fn against_baseline(cells: &mut [Cell]) {
-    let base: Vec<(String, f64, f64)> = cells
+    let base: Vec<((String, Family), f64, f64)> = cells
         .iter()
         .filter(|c| c.kind == "none" && c.error.is_none())
         .map(|c| {
             let per_conn = victim::ns_per_packet(c.victim_busy_ns_per_s, c.cps).unwrap_or(0.0);
-            (c.system.clone(), c.cps, per_conn)
+            ((c.system.clone(), c.family), c.cps, per_conn)
         })
         .collect();
     // The est rows count echoes on open connections, not connections:
@@ -836,7 +889,10 @@ fn against_baseline(cells: &mut [Cell]) {
         .iter_mut()
         .filter(|c| c.error.is_none() && c.kind != "est")
     {
-        let Some((_, cps0, per_conn)) = base.iter().find(|b| b.0 == c.system) else {
+        let Some((_, cps0, per_conn)) = base
+            .iter()
+            .find(|b| b.0 .0 == c.system && b.0 .1 == c.family)
+        else {
             continue;
         };
         c.kept_pct = (*cps0 > 0.0).then(|| 100.0 * c.cps / cps0);
@@ -856,7 +912,7 @@ fn against_baseline(cells: &mut [Cell]) {
 fn generator_max() -> Result<f64> {
     let name = format!("sg{}", std::process::id() % 10000);
     let tb = TestbedGuard::up(&name, 1)?;
-    let c = flood_config(&tb.testbed, FloodKind::Syn, 0, 1.0);
+    let c = flood_config(&tb.testbed, Family::V4, FloodKind::Syn, 0, 1.0);
     let r = join(in_netns(&tb.testbed.peer_ns, move || {
         crate::tools::flood::run(&c)
     }))??;
@@ -868,25 +924,35 @@ fn generator_max() -> Result<f64> {
 /// no-flood row is the point at rate 0). Plain SVG text.
 pub fn svg(kind: &str, cells: &[Cell], systems: &[String]) -> String {
     let (w, h, l, b) = (640.0, 360.0, 70.0, 50.0);
-    let pts = |sys: &String| -> Vec<(u64, f64)> {
+    // One series per system and family that has rows.
+    let series: Vec<(&String, Family)> = systems
+        .iter()
+        .flat_map(|s| [Family::V4, Family::V6].map(|f| (s, f)))
+        .filter(|(s, f)| cells.iter().any(|c| &c.system == *s && c.family == *f))
+        .collect();
+    let both = series.iter().any(|x| x.1 == Family::V6) && series.iter().any(|x| x.1 == Family::V4);
+    let pts = |&(sys, f): &(&String, Family)| -> Vec<(u64, f64)> {
         let mut v: Vec<(u64, f64)> = cells
             .iter()
             .filter(|k| {
-                &k.system == sys && (k.kind == kind || k.kind == "none") && k.error.is_none()
+                &k.system == sys
+                    && k.family == f
+                    && (k.kind == kind || k.kind == "none")
+                    && k.error.is_none()
             })
             .filter_map(|k| Some((if k.kind == "none" { 0 } else { k.flood_pps }, k.kept_pct?)))
             .collect();
         v.sort_by_key(|p| p.0);
         v
     };
-    let maxr = systems
+    let maxr = series
         .iter()
         .flat_map(&pts)
         .map(|p| p.0)
         .max()
         .unwrap_or(0)
         .max(1) as f64;
-    let top = systems
+    let top = series
         .iter()
         .flat_map(&pts)
         .map(|p| p.1)
@@ -927,18 +993,28 @@ pub fn svg(kind: &str, cells: &[Cell], systems: &[String]) -> String {
         );
         p += 20.0;
     }
-    for (i, sys) in systems.iter().enumerate() {
+    for (i, ser) in series.iter().enumerate() {
         let c = colors[i % colors.len()];
-        let line: Vec<String> = pts(sys)
+        let line: Vec<String> = pts(ser)
             .iter()
             .map(|(r, k)| format!("{:.1},{:.1}", x(*r), y(*k)))
             .collect();
+        // IPv6 dashed, next to its system's IPv4 line.
+        let dash = if ser.1 == Family::V6 {
+            " stroke-dasharray=\"6 3\""
+        } else {
+            ""
+        };
+        let name = if both || ser.1 == Family::V6 {
+            format!("{} {}", label(ser.0), ser.1)
+        } else {
+            label(ser.0).to_string()
+        };
         s += &format!(
-            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n<text x=\"{}\" y=\"{}\" fill=\"{c}\">{}</text>\n",
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\"{dash} points=\"{}\"/>\n<text x=\"{}\" y=\"{}\" fill=\"{c}\">{name}</text>\n",
             line.join(" "),
-            w - 130.0,
+            w - 150.0,
             35.0 + 15.0 * i as f64,
-            label(sys)
         );
     }
     s + "</svg>\n"
@@ -960,16 +1036,17 @@ fn opt(v: Option<f64>) -> String {
 
 fn table(cells: &[Cell]) -> String {
     let mut s = String::from(
-        "| kind  | system           | flood pps (achieved) | success % | conn/s | kept % |    ok | refused | reset | timeout | p50 µs | p99 µs | victim CPU % | victim ns/flood pkt | XDP ns/pkt |\n\
-         |-------|------------------|----------------------|-----------|--------|--------|-------|---------|-------|---------|--------|--------|--------------|---------------------|------------|\n",
+        "| kind  | system           | family | flood pps (achieved) | success % | conn/s | kept % |    ok | refused | reset | timeout | p50 µs | p99 µs | victim CPU % | victim ns/flood pkt | XDP ns/pkt |\n\
+         |-------|------------------|--------|----------------------|-----------|--------|--------|-------|---------|-------|---------|--------|--------|--------------|---------------------|------------|\n",
     );
     for c in cells.iter().filter(|c| c.kind != "est") {
         let o = &c.outcomes;
         s += &match &c.error {
             None => format!(
-                "| {:<5} | {:<16} | {:>9} ({:>9.0}) | {:>9.1} | {:>6.0} | {:>6} | {:>5} | {:>7} | {:>5} | {:>7} | {:>6} | {:>6} | {:>12.0} | {:>19} | {:>10} |\n",
+                "| {:<5} | {:<16} | {:<6} | {:>9} ({:>9.0}) | {:>9.1} | {:>6.0} | {:>6} | {:>5} | {:>7} | {:>5} | {:>7} | {:>6} | {:>6} | {:>12.0} | {:>19} | {:>10} |\n",
                 c.kind,
                 label(&c.system),
+                c.family.label(),
                 c.flood_pps,
                 c.flood_achieved_pps,
                 c.success_pct,
@@ -986,9 +1063,10 @@ fn table(cells: &[Cell]) -> String {
                 opt(c.xdp_ns_per_pkt),
             ),
             Some(e) => format!(
-                "| {:<5} | {:<16} | {:>9}             | error: {e}\n",
+                "| {:<5} | {:<16} | {:<6} | {:>9}             | error: {e}\n",
                 c.kind,
                 label(&c.system),
+                c.family.label(),
                 c.flood_pps
             ),
         };
@@ -1000,15 +1078,16 @@ fn table(cells: &[Cell]) -> String {
 /// connections, their outcomes, and the victim's challenge ACKs.
 fn est_table(cells: &[Cell]) -> String {
     let mut s = String::from(
-        "| system           | flood pps (achieved) | echoes ok | echoes/s | reset | timeout | p99 µs | challenge ACKs | victim CPU % |\n\
-         |------------------|----------------------|-----------|----------|-------|---------|--------|----------------|--------------|\n",
+        "| system           | family | flood pps (achieved) | echoes ok | echoes/s | reset | timeout | p99 µs | challenge ACKs | victim CPU % |\n\
+         |------------------|--------|----------------------|-----------|----------|-------|---------|--------|----------------|--------------|\n",
     );
     for c in cells.iter().filter(|c| c.kind == "est") {
         let o = &c.outcomes;
         s += &match &c.error {
             None => format!(
-                "| {:<16} | {:>9} ({:>9.0}) | {:>9} | {:>8.0} | {:>5} | {:>7} | {:>6} | {:>14} | {:>12.0} |\n",
+                "| {:<16} | {:<6} | {:>9} ({:>9.0}) | {:>9} | {:>8.0} | {:>5} | {:>7} | {:>6} | {:>14} | {:>12.0} |\n",
                 label(&c.system),
+                c.family.label(),
                 c.flood_pps,
                 c.flood_achieved_pps,
                 o.ok,
@@ -1019,7 +1098,7 @@ fn est_table(cells: &[Cell]) -> String {
                 c.challenge_acks.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
                 c.victim_cpu_pct,
             ),
-            Some(e) => format!("| {:<16} | {:>9}             | error: {e}\n", label(&c.system), c.flood_pps),
+            Some(e) => format!("| {:<16} | {:<6} | {:>9}             | error: {e}\n", label(&c.system), c.family.label(), c.flood_pps),
         };
     }
     s
@@ -1032,16 +1111,19 @@ fn est_table(cells: &[Cell]) -> String {
 /// with the flood rate one victim core absorbs (1e9 / ns).
 fn summary(cells: &[Cell], systems: &[String], kinds: &[FloodKind]) -> String {
     let mut s = String::from(
-        "| kind  | system           | at max pps | kept % | cost at pps | victim-core ns/flood pkt | absorbs pps (core) | XDP ns/pkt | absorbs pps (XDP) |\n\
-         |-------|------------------|------------|--------|-------------|--------------------------|--------------------|------------|-------------------|\n",
+        "| kind  | system           | family | at max pps | kept % | cost at pps | victim-core ns/flood pkt | absorbs pps (core) | XDP ns/pkt | absorbs pps (XDP) |\n\
+         |-------|------------------|--------|------------|--------|-------------|--------------------------|--------------------|------------|-------------------|\n",
     );
     for k in kinds.iter().filter(|k| **k != FloodKind::Est) {
         let kind = kind_name(Some(*k));
-        for sys in systems {
+        for (sys, f) in systems
+            .iter()
+            .flat_map(|s| [Family::V4, Family::V6].map(|f| (s, f)))
+        {
             let rows = || {
-                cells
-                    .iter()
-                    .filter(|c| &c.system == sys && c.kind == kind && c.error.is_none())
+                cells.iter().filter(|c| {
+                    &c.system == sys && c.family == f && c.kind == kind && c.error.is_none()
+                })
             };
             let Some(top) = rows().max_by_key(|c| c.flood_pps) else {
                 continue;
@@ -1054,9 +1136,10 @@ fn summary(cells: &[Cell], systems: &[String], kinds: &[FloodKind]) -> String {
                 continue;
             };
             s += &format!(
-                "| {:<5} | {:<16} | {:>10.0} | {:>6} | {:>11.0} | {:>24} | {:>18} | {:>10} | {:>17} |\n",
+                "| {:<5} | {:<16} | {:<6} | {:>10.0} | {:>6} | {:>11.0} | {:>24} | {:>18} | {:>10} | {:>17} |\n",
                 kind,
                 label(sys),
+                f.label(),
                 top.flood_achieved_pps,
                 opt(top.kept_pct),
                 c.flood_achieved_pps,
@@ -1070,27 +1153,70 @@ fn summary(cells: &[Cell], systems: &[String], kinds: &[FloodKind]) -> String {
     s
 }
 
+/// One row to run: system, family, attack kind (`None`: no flood), rate.
+type Planned = (String, Family, Option<FloodKind>, u64);
+
 /// The rows to run, in order: every system's no-flood row first (if 0 is
 /// among the rates: no baseline then follows a flood row, whose veth
 /// teardown can outlast the wait for it), then per system every kind at
-/// every non-zero rate.
+/// every non-zero rate; each row over every family of `families`, the
+/// IPv6 one right after the IPv4 one.
 fn plan(
     systems: &[String],
+    families: &[Family],
     kinds: &[FloodKind],
     rates: &[u64],
-) -> Vec<(String, Option<FloodKind>, u64)> {
+) -> Vec<Planned> {
     let mut v = Vec::new();
     if rates.contains(&0) {
-        v.extend(systems.iter().map(|sys| (sys.clone(), None, 0)));
+        for sys in systems {
+            v.extend(families.iter().map(|f| (sys.clone(), *f, None, 0)));
+        }
     }
     for sys in systems {
         for k in kinds {
             for r in rates.iter().filter(|r| **r > 0) {
-                v.push((sys.clone(), Some(*k), *r));
+                v.extend(families.iter().map(|f| (sys.clone(), *f, Some(*k), *r)));
             }
         }
     }
     v
+}
+
+/// With both families: per system, the no-flood conn/s and the "kept" at
+/// the highest rate of each kind, IPv6 over IPv4.
+fn family_ratios(cells: &[Cell], systems: &[String], kinds: &[FloodKind]) -> String {
+    let mut s = String::new();
+    let find = |sys: &str, f: Family, kind: &str| {
+        cells
+            .iter()
+            .filter(|c| c.system == sys && c.family == f && c.kind == kind && c.error.is_none())
+            .max_by_key(|c| c.flood_pps)
+    };
+    for sys in systems {
+        let mut parts = Vec::new();
+        let cps = |f| find(sys, f, "none").map_or(0.0, |c| c.cps);
+        if cps(Family::V4) > 0.0 || cps(Family::V6) > 0.0 {
+            parts.push(format!(
+                "no-flood conn/s {}",
+                ratio(cps(Family::V6), cps(Family::V4))
+            ));
+        }
+        for k in kinds.iter().filter(|k| **k != FloodKind::Est) {
+            let kind = kind_name(Some(*k));
+            let kept = |f| find(sys, f, kind).and_then(|c| c.kept_pct).unwrap_or(0.0);
+            if find(sys, Family::V4, kind).is_some() && find(sys, Family::V6, kind).is_some() {
+                parts.push(format!(
+                    "{kind} kept at max pps {}",
+                    ratio(kept(Family::V6), kept(Family::V4))
+                ));
+            }
+        }
+        if !parts.is_empty() {
+            s += &format!("{}: IPv6 / IPv4 {}\n", label(sys), parts.join(", "));
+        }
+    }
+    s
 }
 
 /// Runs the experiment, prints the table, writes JSON and one SVG per kind.
@@ -1129,21 +1255,21 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
             None
         }
     };
-    let rows = plan(&a.systems, &a.kinds, &rates);
+    let rows = plan(&a.systems, a.family.list(), &a.kinds, &rates);
     println!(
         "synflood: {} rows of {} s, each on a fresh testbed (new namespaces, veth pair, sink, server process or listener, conntrack table and rules; removed after the row)",
         rows.len(),
         a.seconds
     );
     let mut cells = Vec::new();
-    for (n, (sys, kind, rate)) in rows.iter().enumerate() {
+    for (n, (sys, f, kind, rate)) in rows.iter().enumerate() {
         println!(
-            "synflood: {} {} {} pps ...",
+            "synflood: {} {f} {} {} pps ...",
             label(sys),
             kind_name(*kind),
             rate
         );
-        cells.push(run_row(sys, *kind, *rate, a, n));
+        cells.push(run_row((sys, *f), *kind, *rate, a, n));
     }
     drop(_stats);
     against_baseline(&mut cells);
@@ -1159,6 +1285,13 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
     print!("{}", table(&cells));
     println!();
     print!("{}", summary(&cells, &a.systems, &a.kinds));
+    if a.family == Families::Both {
+        println!();
+        print!("{}", family_ratios(&cells, &a.systems, &a.kinds));
+    }
+    if a.family != Families::V4 {
+        println!("IPv6 rows: the peer-side sink drops the IPv4 prefix only, so reflected SYN-ACKs to {} reach the peer's kernel (dropped there, on the peer's CPU); IPv6 SYN cookies are the engine's", spoofed_cidr(Family::V6));
+    }
     if a.kinds.contains(&FloodKind::Est) {
         println!("\nestablished flows (est): spoofed RSTs and ACKs from the client's address and ports {}-{} with guessed numbers, {} open connections per client thread echoing in turn; RFC 5961 holds when reset is 0", EST_PORTS.0, EST_PORTS.1, EST_CONNS_PER_CLIENT);
         print!("{}", est_table(&cells));
@@ -1169,6 +1302,7 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
         "seconds": a.seconds,
         "clients": a.clients,
         "victim_core": victim_core,
+        "families": a.family.list(),
         "rows_independent": "each row on a fresh testbed",
         "cells": cells,
     });
@@ -1305,18 +1439,92 @@ mod tests {
 
     #[test]
     fn plan_runs_every_no_flood_row_first_then_every_kind_and_rate() {
+        let v4 = [Family::V4];
         let p = plan(
             &["linux".into(), "xstack".into()],
+            &v4,
             &[FloodKind::Syn, FloodKind::Rst],
             &[0, 1000, 2000],
         );
         assert_eq!(p.len(), 2 * (1 + 2 * 2));
-        assert_eq!(p[0], ("linux".into(), None, 0));
-        assert_eq!(p[1], ("xstack".into(), None, 0));
-        assert_eq!(p[2], ("linux".into(), Some(FloodKind::Syn), 1000));
-        assert_eq!(p[5], ("linux".into(), Some(FloodKind::Rst), 2000));
-        assert_eq!(p[6], ("xstack".into(), Some(FloodKind::Syn), 1000));
-        assert_eq!(plan(&["xstack".into()], &[FloodKind::Ack], &[5]).len(), 1);
+        assert_eq!(p[0], ("linux".into(), Family::V4, None, 0));
+        assert_eq!(p[1], ("xstack".into(), Family::V4, None, 0));
+        assert_eq!(
+            p[2],
+            ("linux".into(), Family::V4, Some(FloodKind::Syn), 1000)
+        );
+        assert_eq!(
+            p[5],
+            ("linux".into(), Family::V4, Some(FloodKind::Rst), 2000)
+        );
+        assert_eq!(
+            p[6],
+            ("xstack".into(), Family::V4, Some(FloodKind::Syn), 1000)
+        );
+        assert_eq!(
+            plan(&["xstack".into()], &v4, &[FloodKind::Ack], &[5]).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn plan_with_both_families_runs_each_ipv6_row_after_its_ipv4_row() {
+        let both = [Family::V4, Family::V6];
+        let p = plan(&["xstack".into()], &both, &[FloodKind::Syn], &[0, 1000]);
+        assert_eq!(
+            p,
+            [
+                ("xstack".into(), Family::V4, None, 0),
+                ("xstack".into(), Family::V6, None, 0),
+                ("xstack".into(), Family::V4, Some(FloodKind::Syn), 1000),
+                ("xstack".into(), Family::V6, Some(FloodKind::Syn), 1000),
+            ]
+        );
+        assert_eq!(spoofed_cidr(Family::V6), "2001:2:0:8000::/49");
+        assert!(synproxy_rules(Family::V6).starts_with("table ip6 xstack_synproxy {"));
+        assert_eq!(synproxy_rules(Family::V4), SYNPROXY_RULES);
+    }
+
+    #[test]
+    fn both_families_get_kept_against_their_own_baseline_a_family_column_and_ratios() {
+        let v6 = |c: Cell| Cell {
+            family: Family::V6,
+            ..c
+        };
+        let mut cells = vec![
+            cell("xstack", "none", 0, 4000.0),
+            v6(cell("xstack", "none", 0, 2000.0)),
+            cell("xstack", "syn", 100_000, 3000.0),
+            v6(cell("xstack", "syn", 100_000, 1800.0)),
+        ];
+        against_baseline(&mut cells);
+        let kept: Vec<Option<f64>> = cells.iter().map(|c| c.kept_pct).collect();
+        assert_eq!(kept, [Some(100.0), Some(100.0), Some(75.0), Some(90.0)]);
+        let t = table(&cells);
+        assert!(t.lines().next().unwrap().contains("| family |"), "{t}");
+        assert!(t.contains("| syn   | xstack           | IPv6   |"), "{t}");
+        let r = family_ratios(&cells, &["xstack".into()], &[FloodKind::Syn]);
+        assert_eq!(
+            r,
+            "xstack: IPv6 / IPv4 no-flood conn/s 0.50×, syn kept at max pps 1.20×\n"
+        );
+        let systems = vec!["xstack".to_string()];
+        let s = svg("syn", &cells, &systems);
+        well_formed(&s).unwrap();
+        assert_eq!(s.matches("<polyline").count(), 2, "{s}");
+        assert!(
+            s.contains("xstack IPv6") && s.contains("stroke-dasharray"),
+            "{s}"
+        );
+        let sum = summary(&cells, &systems, &[FloodKind::Syn]);
+        assert!(
+            sum.contains("| syn   | xstack           | IPv4   |"),
+            "{sum}"
+        );
+        assert!(
+            sum.contains("| syn   | xstack           | IPv6   |"),
+            "{sum}"
+        );
     }
 
     #[test]

@@ -1,0 +1,141 @@
+//! `--family` of the benchmarks over the testbed (issue 15): `xstack bench
+//! --quick --family both` and `xstack bench bulk --family 6`, one second
+//! per measurement, each bounded by a wall-clock limit (the process is
+//! killed by its pid past it); every benchmark makes and removes its own
+//! testbed. These check that the IPv6 paths run and report, not their
+//! figures.
+
+use std::{
+    io::Read,
+    process::{Command, Stdio},
+    sync::{Mutex, MutexGuard},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use xstack_tests::xstack_bin;
+
+/// One benchmark at a time: they pin their processes to CPUs 0 and 1.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `xstack ARGS` to its end, killed past `limit`; returns (success,
+/// stdout + stderr).
+fn xstack_within(args: &[&str], limit: Duration) -> (bool, String) {
+    let mut child = Command::new(xstack_bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xstack");
+    let (mut out, mut err) = (
+        child.stdout.take().expect("stdout"),
+        child.stderr.take().expect("stderr"),
+    );
+    let reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let end = Instant::now() + limit;
+    let mut done = false;
+    while !done && Instant::now() < end {
+        done = matches!(child.try_wait(), Ok(Some(_)));
+        if !done {
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+    if !done {
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    let text = format!(
+        "{}{}",
+        reader.join().unwrap_or_default(),
+        err_reader.join().unwrap_or_default()
+    );
+    (done && status.is_ok_and(|s| s.success()), text)
+}
+
+#[test]
+fn bench_quick_family_both_prints_ipv4_and_ipv6_rows_side_by_side_with_ratios() {
+    let _turn = serial();
+    let out = std::env::temp_dir().join(format!("xstack-bench-family-{}", std::process::id()));
+    let out_s = out.to_str().expect("utf-8 path").to_string();
+    let (ok, text) = xstack_within(
+        &[
+            "bench",
+            "--quick",
+            "--family",
+            "both",
+            "--seconds",
+            "1",
+            "--out",
+            &out_s,
+        ],
+        Duration::from_secs(120),
+    );
+    let json = std::fs::read(out.join("bench.json"));
+    let _ = std::fs::remove_dir_all(&out);
+    assert!(ok, "xstack bench --family both:\n{text}");
+    let v: Value = serde_json::from_slice(&json.expect("bench.json")).expect("JSON");
+    assert_eq!(v["families"], serde_json::json!(["ipv4", "ipv6"]), "{v:#}");
+    let rows = v["rows"].as_array().expect("rows");
+    // Two scenarios × two pairs × two families.
+    assert_eq!(rows.len(), 8, "{v:#}");
+    for (i, r) in rows.iter().enumerate() {
+        // Each IPv6 row right after its IPv4 row.
+        let want = if i % 2 == 0 { "ipv4" } else { "ipv6" };
+        assert_eq!(r["family"], want, "row {i}: {r:#}");
+        let measure = if r["scenario"] == "conn-per-request" {
+            "cps"
+        } else {
+            "rps"
+        };
+        assert!(
+            r[measure].as_f64().unwrap_or(0.0) > 0.0,
+            "row {i} measured nothing: {r:#}\n{text}"
+        );
+        assert_eq!(r["errors"], 0, "row {i}: {r:#}\n{text}");
+    }
+    let table: Vec<&str> = text.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(table.len(), 9, "{text}");
+    assert!(
+        table[1].contains("| IPv4   |") && table[2].contains("| IPv6   |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("conn-per-request: IPv6 / IPv4 conn/s = ")
+            && text.contains("keep-alive: IPv6 / IPv4 req/s = "),
+        "{text}"
+    );
+}
+
+#[test]
+fn bench_bulk_family_6_moves_bytes_in_every_direction_over_ipv6() {
+    let _turn = serial();
+    let (ok, text) = xstack_within(
+        &["bench", "bulk", "--family", "6", "--seconds", "1"],
+        Duration::from_secs(90),
+    );
+    // The run itself fails unless the Linux sink got every byte the
+    // engine queued (xstack engine → Linux).
+    assert!(ok, "xstack bench bulk --family 6:\n{text}");
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    for l in &lines[1..] {
+        let cols: Vec<&str> = l.split('|').map(str::trim).collect();
+        assert_eq!(cols[2], "IPv6", "{l}");
+        let gbit: f64 = cols[3].parse().unwrap_or(0.0);
+        assert!(gbit > 0.0, "no throughput: {l}\n{text}");
+    }
+    assert!(!text.contains("IPv4   |"), "{text}");
+}
