@@ -215,7 +215,7 @@ pub fn run_engine(
                 .collect(),
         ),
     };
-    let (_prog, stacks) = Stack::open_queues(&StackConfig {
+    let (_prog, mut stacks) = Stack::open_queues(&StackConfig {
         iface: iface.to_string(),
         ip: ip4,
         extra_ips,
@@ -229,6 +229,12 @@ pub fn run_engine(
         queues: Some(queues),
         ..Default::default()
     })?;
+    // On a NIC with RSS, each engine picks ports whose replies come back
+    // to its own queue; else the software mix and hand-offs.
+    let sharding = super::rss::sharding(iface, queues, ips, cfg.target, (lo, hi))?;
+    for st in &mut stacks {
+        st.set_sharding(sharding.clone());
+    }
     let heap_baseline = crate::runtime::sys::memory().heap_in_use_bytes;
     let mut heap_at_peak = heap_baseline;
     let mut est_at_heap = 0u64;
