@@ -795,8 +795,10 @@ fn drive(
         st.wait(Duration::from_millis(1));
     }
     let counts = st.engine().tcp_ref().state_counts();
+    let reused = st.engine_ref().tcp_stats().time_wait_recycled;
     if let Ok(mut r) = shared.lock() {
         r.peak_tw = r.peak_tw.max(counts.time_wait_high_water as u64);
+        r.tw_reused = reused;
         r.active = 0;
         r.established = 0;
         r.opening = 0;
