@@ -399,6 +399,52 @@ fn tw_reuse_lets_a_client_reuse_time_wait_tuples_without_errors() {
     let _ = std::fs::remove_file(json);
 }
 
+#[test]
+fn a_client_reusing_time_wait_tuples_connects_through_xdp_syn_cookies() {
+    // Every SYN answered by an XDP SYN cookie, whose TSval is on XDP's
+    // clock, not the server's per-pair TSval offset: a connection on a
+    // tuple taken over from TIME_WAIT must take it (no PAWS on a SYN,ACK
+    // against the inherited TS.Recent, as Linux). The offset is keyed per
+    // address pair, so 14 addresses of a /28 (with 20 ports each: 280
+    // tuples) make sure some pairs' offsets run ahead of XDP's clock; 1400
+    // connections closed by the client reuse each tuple four times.
+    let tb = testbed('k', 1);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, 7, &["--app", "echo", "--syncookies", "always"]);
+    let json = tmp("twcookie.json");
+    let v = load(
+        &t.peer_ns,
+        &[
+            "--iface",
+            &t.peer_if,
+            "--ip",
+            "198.18.1.0/28",
+            "--ports",
+            "40000-40019",
+            "--target",
+            "198.18.0.2:7",
+            "--concurrency",
+            "50",
+            "--connections",
+            "1400",
+            "--close",
+            "client",
+            "--timeout",
+            "10",
+        ],
+        &json,
+    );
+    assert_no_errors(&v);
+    assert_eq!(counter(&v, "/errors/connect_timeout"), 0, "{v:#}");
+    assert_eq!(counter(&v, "/connections"), 1400, "{v:#}");
+    assert!(counter(&v, "/time_wait_reused") >= 1400 - 280, "{v:#}");
+    let ok = wait_until(Duration::from_secs(3), || {
+        counter(&serve.stats(), "/engine/cookie_acks") == 1400
+    });
+    assert!(ok, "every connection through a cookie: {:#}", serve.stats());
+    let _ = std::fs::remove_file(json);
+}
+
 /// Sums `field` over a load summary's `per_queue` entries.
 fn per_queue_sum(v: &Value, field: &str) -> u64 {
     v["per_queue"]

@@ -22,7 +22,7 @@ use std::{
     },
 };
 
-use crate::tcp::FourTuple;
+use crate::tcp::{FourTuple, Sharding};
 use crate::wire::{
     ethernet::{self, EthernetFrame},
     ipv4::{self, Ipv4Packet},
@@ -51,6 +51,15 @@ pub enum Destination {
 /// counts it as malformed.
 #[inline]
 pub fn destination(frame: &[u8], me: u32, count: u32) -> Destination {
+    destination_by(frame, me, count, &Sharding::Mix(count))
+}
+
+/// [`destination`] with the owner of a TCP 4-tuple given by `sharding`
+/// (the NIC's RSS when the engines pick their ports by it): an owner past
+/// the `count` workers is nobody's, and the frame stays `Local`, where
+/// the engine answers it as a stray (RST).
+#[inline]
+pub fn destination_by(frame: &[u8], me: u32, count: u32, sharding: &Sharding) -> Destination {
     if count <= 1 {
         return Destination::Local;
     }
@@ -60,7 +69,7 @@ pub fn destination(frame: &[u8], me: u32, count: u32) -> Destination {
     match eth.ethertype() {
         ethernet::ETHERTYPE_ARP => return Destination::All,
         ethernet::ETHERTYPE_IPV4 => {}
-        ethernet::ETHERTYPE_IPV6 => return destination6(eth.payload(), me, count),
+        ethernet::ETHERTYPE_IPV6 => return destination6(eth.payload(), me, count, sharding),
         _ => return Destination::Local,
     }
     let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
@@ -82,8 +91,13 @@ pub fn destination(frame: &[u8], me: u32, count: u32) -> Destination {
         remote_addr: ip.src_addr().into(),
         remote_port: tcp.src_port(),
     };
-    match tuple.shard(count) {
-        n if n == me => Destination::Local,
+    owner(&tuple, me, count, sharding)
+}
+
+/// Where the frame of `tuple` goes.
+fn owner(tuple: &FourTuple, me: u32, count: u32, sharding: &Sharding) -> Destination {
+    match sharding.owner(tuple) {
+        n if n == me || n >= count => Destination::Local,
         n => Destination::Worker(n),
     }
 }
@@ -92,7 +106,7 @@ pub fn destination(frame: &[u8], me: u32, count: u32) -> Destination {
 /// its 4-tuple; ICMPv6 to every worker (neighbour discovery: each worker
 /// has its own neighbour table, as for ARP); the rest (extension headers
 /// included) local, where the engine walks or counts it.
-fn destination6(packet: &[u8], me: u32, count: u32) -> Destination {
+fn destination6(packet: &[u8], me: u32, count: u32, sharding: &Sharding) -> Destination {
     let Ok(ip) = Ipv6Packet::new_checked(packet) else {
         return Destination::Local;
     };
@@ -111,10 +125,7 @@ fn destination6(packet: &[u8], me: u32, count: u32) -> Destination {
         remote_addr: ip.src_addr().into(),
         remote_port: tcp.src_port(),
     };
-    match tuple.shard(count) {
-        n if n == me => Destination::Local,
-        n => Destination::Worker(n),
-    }
+    owner(&tuple, me, count, sharding)
 }
 
 /// A frame handed to another worker, with the XDP metadata it came with.
@@ -202,6 +213,9 @@ struct Door {
 pub struct Steering {
     index: u32,
     count: u32,
+    /// Who owns a TCP 4-tuple: [`Sharding::Mix`] unless the engines pick
+    /// their ports by the NIC's RSS ([`Steering::set_sharding`]).
+    sharding: Sharding,
     mailbox: Receiver<Handoff>,
     own: Door,
     doors: Vec<Door>,
@@ -237,6 +251,7 @@ pub fn mesh(count: u32) -> std::io::Result<Vec<Steering>> {
         .map(|(index, (own, mailbox))| Steering {
             index: index as u32,
             count,
+            sharding: Sharding::Mix(count),
             mailbox,
             own,
             doors: doors.clone(),
@@ -258,7 +273,13 @@ impl Steering {
 
     /// Where `frame` goes.
     pub fn destination(&self, frame: &[u8]) -> Destination {
-        destination(frame, self.index, self.count)
+        destination_by(frame, self.index, self.count, &self.sharding)
+    }
+
+    /// Steers TCP by `sharding`, which must be what every engine of the
+    /// mesh picks its ports by (`TcpEngine::set_sharding`).
+    pub fn set_sharding(&mut self, sharding: Sharding) {
+        self.sharding = sharding;
     }
 
     /// Hands `frame` (with its XDP `meta`) to worker `to`; a full mailbox
@@ -469,6 +490,34 @@ mod tests {
         assert_eq!(destination(&icmp, 1, 2), Destination::All);
         let udp = e.ipv6(17, &[0u8; 8]);
         assert_eq!(destination(&udp, 1, 2), Destination::Local);
+    }
+
+    #[test]
+    fn under_rss_sharding_a_reply_belongs_to_the_queue_the_nic_hashes_it_to() {
+        use crate::wire::rss::{RssTable, VERIFICATION_KEY};
+        // Queues 0..3 in turn, and entries naming a queue 5 nobody serves.
+        let indir: Vec<u32> = (0..128)
+            .map(|i| if i % 16 == 15 { 5 } else { i % 3 })
+            .collect();
+        let table = std::sync::Arc::new(RssTable::new(&VERIFICATION_KEY, indir).unwrap());
+        let rss = Sharding::Rss(table.clone());
+        let mut per_queue = [0u32; 6];
+        // Replies from the server (PEER:80) to the client's ports.
+        for dport in 40000..41000u16 {
+            let f = tcp_frame(PEER, 80, STACK, dport);
+            let q = table.queue(PEER.into(), STACK.into(), 80, dport);
+            per_queue[q as usize] += 1;
+            for me in 0..3 {
+                let want = if q == me || q >= 3 {
+                    Destination::Local
+                } else {
+                    Destination::Worker(q)
+                };
+                assert_eq!(destination_by(&f, me, 3, &rss), want, "port {dport}");
+            }
+        }
+        assert!(per_queue[..3].iter().all(|&n| n > 200), "{per_queue:?}");
+        assert!(per_queue[5] > 20, "{per_queue:?}");
     }
 
     #[test]

@@ -541,6 +541,16 @@ impl Stack {
         }
     }
 
+    /// Makes `sharding` decide which queue owns a TCP 4-tuple, for this
+    /// stack's engine (the local ports its `connect` picks) and its
+    /// steering alike (see [`crate::tcp::Sharding`]). Every stack of one
+    /// bring-up must get the same, before any connection opens.
+    pub fn set_sharding(&mut self, sharding: crate::tcp::Sharding) {
+        let q = self.steer.index();
+        self.engine.tcp().set_sharding(q, sharding.clone());
+        self.steer.set_sharding(sharding);
+    }
+
     /// The queue this stack serves.
     pub fn queue(&self) -> u32 {
         self.steer.index()

@@ -650,6 +650,155 @@ fn ethtool_value(name: &str, cmd: u32) -> Option<u32> {
     ok.then_some(v.data)
 }
 
+/// A NIC's receive-side scaling settings, as `ethtool -x IF` and `ethtool
+/// -n IF rx-flow-hash tcp4|tcp6` show them (read with `ETHTOOL_GRSSH` and
+/// `ETHTOOL_GRXFH`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RssSettings {
+    /// The hash key.
+    pub key: Vec<u8>,
+    /// The indirection table: entry `i` is the rx queue of hashes whose
+    /// low bits are `i`.
+    pub indirection: Vec<u32>,
+    /// The hash function, as `ETH_RSS_HASH_*` bits (1: Toeplitz).
+    pub hfunc: u8,
+    /// The input transform (`RXH_XFRM_*`; 0: none, the hash of the
+    /// tuple as it is).
+    pub input_xfrm: u8,
+    /// The fields hashed for TCP over IPv4 and IPv6 (`RXH_*` bits);
+    /// `None` when the driver does not say.
+    pub tcp_fields: [Option<u64>; 2],
+}
+
+/// `ETH_RSS_HASH_TOP`: the Toeplitz hash.
+const ETH_RSS_HASH_TOP: u8 = 1;
+/// `RXH_IP_SRC | RXH_IP_DST | RXH_L4_B_0_1 | RXH_L4_B_2_3`: addresses and
+/// ports.
+const RXH_TUPLE4: u64 = (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7);
+
+impl RssSettings {
+    /// The settings as an [`RssTable`] that predicts the queue of a TCP
+    /// frame of the family (`ipv6`), or why they cannot: another hash
+    /// function than Toeplitz, a symmetric input transform, TCP hashed on
+    /// fewer fields than addresses and ports (then the local port cannot
+    /// choose the queue), or a key too short.
+    ///
+    /// [`RssTable`]: crate::wire::rss::RssTable
+    pub fn table(&self, ipv6: bool) -> Result<crate::wire::rss::RssTable, String> {
+        if self.hfunc & ETH_RSS_HASH_TOP == 0 {
+            return Err(format!(
+                "its RSS hash function is not Toeplitz (ETH_RSS_HASH bits {:#x})",
+                self.hfunc
+            ));
+        }
+        if self.input_xfrm != 0 {
+            return Err(format!(
+                "its RSS input is transformed (RXH_XFRM bits {:#x}, e.g. symmetric-xor)",
+                self.input_xfrm
+            ));
+        }
+        if let Some(f) = self.tcp_fields[usize::from(ipv6)] {
+            if f & RXH_TUPLE4 != RXH_TUPLE4 {
+                return Err(format!(
+                    "it hashes TCP/IPv{} on fields {f:#x}, not addresses and ports (ethtool -N IF rx-flow-hash tcp{} sdfn)",
+                    if ipv6 { 6 } else { 4 },
+                    if ipv6 { 6 } else { 4 },
+                ));
+            }
+        }
+        let t = crate::wire::rss::RssTable::new(&self.key, self.indirection.clone())
+            .map_err(|e| e.to_string())?;
+        if !t.supports(ipv6) {
+            return Err(format!(
+                "its {}-byte RSS key is too short for TCP/IPv6",
+                self.key.len()
+            ));
+        }
+        Ok(t)
+    }
+}
+
+/// Reads the RSS settings of `name` (in the calling thread's network
+/// namespace): `ETHTOOL_GRSSH` twice (the sizes, then the key and table),
+/// then `ETHTOOL_GRXFH` for TCP over each family. The error is the
+/// kernel's: `EOPNOTSUPP` from a driver without RSS (veth).
+pub fn rss(name: &str) -> std::io::Result<RssSettings> {
+    /// `struct ethtool_rxfh` (linux/ethtool.h) without its flexible
+    /// `rss_config` (the table's u32 entries, then the key's bytes).
+    #[repr(C)]
+    #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+    struct EthtoolRxfh {
+        cmd: u32,
+        rss_context: u32,
+        indir_size: u32,
+        key_size: u32,
+        hfunc: u8,
+        input_xfrm: u8,
+        rsvd8: [u8; 2],
+        rsvd32: u32,
+    }
+    /// `struct ethtool_rxnfc` as `ETHTOOL_GRXFH` reads it (the kernel
+    /// copies only these fields for that command).
+    #[repr(C)]
+    #[derive(Default)]
+    struct EthtoolRxfhFields {
+        cmd: u32,
+        flow_type: u32,
+        data: u64,
+    }
+    const ETHTOOL_GRSSH: u32 = 0x46;
+    const ETHTOOL_GRXFH: u32 = 0x29;
+    const TCP_V4_FLOW: u32 = 0x01;
+    const TCP_V6_FLOW: u32 = 0x05;
+    const HEAD: usize = std::mem::size_of::<EthtoolRxfh>() / 4;
+    let mut head = EthtoolRxfh {
+        cmd: ETHTOOL_GRSSH,
+        ..Default::default()
+    };
+    // SAFETY: `EthtoolRxfh` is the kernel's structure; with both sizes 0
+    // the kernel writes only the sizes and the hash function.
+    unsafe { ethtool_ioctl_raw(name, (&mut head as *mut EthtoolRxfh).cast())? };
+    let (indir, key) = (head.indir_size as usize, head.key_size as usize);
+    if indir > 1 << 16 || key > 1024 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("implausible RSS sizes: {indir} table entries, {key}-byte key"),
+        ));
+    }
+    // The header, the table, the key, in u32 words (aligned for both).
+    let mut buf = vec![0u32; HEAD + indir + key.div_ceil(4)];
+    let ask = EthtoolRxfh {
+        cmd: ETHTOOL_GRSSH,
+        indir_size: head.indir_size,
+        key_size: head.key_size,
+        ..Default::default()
+    };
+    buf[..HEAD].copy_from_slice(bytemuck::cast_slice(bytemuck::bytes_of(&ask)));
+    // SAFETY: `buf` holds the structure and the `indir_size` u32 entries
+    // and `key_size` bytes the kernel writes after it for these sizes.
+    unsafe { ethtool_ioctl_raw(name, buf.as_mut_ptr().cast())? };
+    let got: EthtoolRxfh = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&buf[..HEAD]));
+    let fields = |flow_type| {
+        let mut f = EthtoolRxfhFields {
+            cmd: ETHTOOL_GRXFH,
+            flow_type,
+            data: 0,
+        };
+        // SAFETY: `EthtoolRxfhFields` is what the kernel reads and writes
+        // for ETHTOOL_GRXFH.
+        unsafe { ethtool_ioctl_raw(name, (&mut f as *mut EthtoolRxfhFields).cast()) }
+            .ok()
+            .map(|()| f.data)
+    };
+    Ok(RssSettings {
+        key: bytemuck::cast_slice::<u32, u8>(&buf[HEAD + indir..])[..key].to_vec(),
+        indirection: buf[HEAD..HEAD + indir].to_vec(),
+        hfunc: got.hfunc,
+        input_xfrm: got.input_xfrm,
+        tcp_fields: [fields(TCP_V4_FLOW), fields(TCP_V6_FLOW)],
+    })
+}
+
 /// Runs the `SIOCETHTOOL` ioctl for interface `name` (of the calling
 /// thread's network namespace) with `data` as `ifr_data`, on a datagram
 /// socket opened and closed here. False on any failure.
@@ -658,6 +807,16 @@ fn ethtool_value(name: &str, cmd: u32) -> Option<u32> {
 /// `T` must be the kernel structure of the ethtool command stored in its
 /// first `u32` (`cmd`), so that the kernel reads and writes within it.
 unsafe fn ethtool_ioctl<T>(name: &str, data: &mut T) -> bool {
+    // SAFETY: the caller's promise.
+    unsafe { ethtool_ioctl_raw(name, (data as *mut T).cast()) }.is_ok()
+}
+
+/// [`ethtool_ioctl`] on a raw `ifr_data`, with the kernel's error.
+///
+/// # Safety
+/// `data` must point to the kernel structure of the ethtool command in its
+/// first `u32`, with all the room the command writes.
+unsafe fn ethtool_ioctl_raw(name: &str, data: *mut libc::c_void) -> std::io::Result<()> {
     /// `struct ifreq` with the `ifr_data` member.
     #[repr(C)]
     struct IfreqData {
@@ -667,11 +826,11 @@ unsafe fn ethtool_ioctl<T>(name: &str, data: &mut T) -> bool {
     }
     const SIOCETHTOOL: libc::c_ulong = 0x8946;
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return false;
+        return Err(std::io::Error::from_raw_os_error(libc::ENODEV));
     }
     let mut ifr = IfreqData {
         name: [0; libc::IFNAMSIZ],
-        data: (data as *mut T).cast(),
+        data,
         _pad: [0; 16],
     };
     ifr.name[..name.len()].copy_from_slice(name.as_bytes());
@@ -680,11 +839,16 @@ unsafe fn ethtool_ioctl<T>(name: &str, data: &mut T) -> bool {
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
-            return false;
+            return Err(std::io::Error::last_os_error());
         }
         let r = libc::ioctl(fd, SIOCETHTOOL as _, &mut ifr);
+        let err = std::io::Error::last_os_error();
         libc::close(fd);
-        r == 0
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(err)
+        }
     }
 }
 
@@ -838,5 +1002,70 @@ mod tests {
         assert!(lo.rx_queues >= 1);
         assert!(interface("no-such-if0").is_err());
         assert!(interface("../etc").is_err());
+    }
+
+    #[test]
+    fn a_device_without_rss_reports_the_kernels_error() {
+        // The loopback device has no RSS (as veth): EOPNOTSUPP.
+        let e = rss("lo").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{e}");
+        assert!(rss("no-such-if0").is_err());
+    }
+
+    #[test]
+    fn rss_settings_predict_queues_only_for_a_toeplitz_hash_of_addresses_and_ports() {
+        use crate::wire::rss::VERIFICATION_KEY;
+        let good = RssSettings {
+            key: VERIFICATION_KEY.to_vec(),
+            indirection: (0..128).map(|i| i % 2).collect(),
+            hfunc: ETH_RSS_HASH_TOP,
+            input_xfrm: 0,
+            tcp_fields: [Some(RXH_TUPLE4), None],
+        };
+        let t = good.table(false).unwrap();
+        assert_eq!(t.indirection().len(), 128);
+        // A driver that does not say which fields it hashes: the spec's
+        // default for TCP (addresses and ports).
+        assert!(good.table(true).is_ok());
+        let cases = [
+            (
+                RssSettings {
+                    hfunc: 1 << 1,
+                    ..good.clone()
+                },
+                "not Toeplitz",
+            ),
+            (
+                RssSettings {
+                    input_xfrm: 1,
+                    ..good.clone()
+                },
+                "transformed",
+            ),
+            (
+                RssSettings {
+                    tcp_fields: [Some((1 << 4) | (1 << 5)), None],
+                    ..good.clone()
+                },
+                "not addresses and ports",
+            ),
+            (
+                RssSettings {
+                    indirection: vec![],
+                    ..good.clone()
+                },
+                "indirection table is empty",
+            ),
+        ];
+        for (s, why) in cases {
+            let e = s.table(false).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        let short = RssSettings {
+            key: VERIFICATION_KEY[..16].to_vec(),
+            ..good
+        };
+        assert!(short.table(false).is_ok());
+        assert!(short.table(true).unwrap_err().contains("too short"));
     }
 }

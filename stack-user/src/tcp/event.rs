@@ -143,6 +143,36 @@ impl FourTuple {
     }
 }
 
+/// Which queue worker owns a 4-tuple when a stack runs one engine per
+/// queue: the one every worker agrees on, so that a frame reaches its
+/// connection whatever queue it arrived on, and the one a client's
+/// `connect` picks local ports for.
+#[derive(Clone, Debug)]
+pub enum Sharding {
+    /// [`FourTuple::shard`] over this many workers: a frame the NIC puts
+    /// on another queue is handed to its owner in software.
+    Mix(u32),
+    /// The NIC's RSS: the queue its Toeplitz hash and indirection table
+    /// give a frame *from* the peer (source = remote address and port,
+    /// destination = local ones), so a client that picks its ports by it
+    /// gets every reply on its own queue, with no hand-off. A queue past
+    /// the workers' count is nobody's.
+    Rss(std::sync::Arc<crate::wire::rss::RssTable>),
+}
+
+impl Sharding {
+    /// The owner of `t` (for [`Sharding::Rss`], possibly a queue no worker
+    /// serves).
+    pub fn owner(&self, t: &FourTuple) -> u32 {
+        match self {
+            Sharding::Mix(count) => t.shard(*count),
+            Sharding::Rss(table) => {
+                table.queue(t.remote_addr, t.local_addr, t.remote_port, t.local_port)
+            }
+        }
+    }
+}
+
 impl FourTuple {
     /// Whether the connection is over IPv6.
     pub fn is_ipv6(&self) -> bool {

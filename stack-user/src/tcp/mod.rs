@@ -37,6 +37,6 @@ pub use config::TcpConfig;
 pub use config::{KeepaliveConfig, RateLimit};
 pub use engine::{ListenerStats, StateCounts, TcpEngine, Transmit};
 pub use error::TcpError;
-pub use event::{ConnId, Event, FourTuple, ListenerId, Warning};
+pub use event::{ConnId, Event, FourTuple, ListenerId, Sharding, Warning};
 pub use state::State;
 pub use stats::Stats;

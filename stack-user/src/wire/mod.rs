@@ -1,6 +1,7 @@
 //! Wire formats: validated views of Ethernet, ARP, IPv4, IPv6, ICMP,
 //! ICMPv6 (with Neighbour Discovery) and TCP
-//! (with TCP's [`SeqNumber`](tcp::SeqNumber)), the Internet checksum, and
+//! (with TCP's [`SeqNumber`](tcp::SeqNumber)), the Internet checksum, the
+//! RSS Toeplitz hash a NIC spreads frames over its queues with ([`rss`]), and
 //! the frame builders ([`build`]) that tests, fuzz targets and benchmarks
 //! share.
 //! Parsing never panics: every malformed input yields a typed
@@ -18,6 +19,7 @@ pub mod icmp;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod rss;
 pub mod tcp;
 
 use thiserror::Error;

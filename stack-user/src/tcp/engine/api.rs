@@ -43,7 +43,7 @@ impl TcpEngine {
                     local_port: port,
                     ..tuple
                 };
-                (t.shard(self.shard.1) == self.shard.0 && self.tuple_available(now, &t))
+                (self.shard.1.owner(&t) == self.shard.0 && self.tuple_available(now, &t))
                     .then_some((t, i))
             });
             let Some((t, i)) = found else {

@@ -21,7 +21,7 @@ use stack_ebpf::cookie::{self, CookieOptions, Flow, Flow6, Secret, Secrets};
 use self::time_wait::TwTable;
 use super::config::{KeepaliveConfig, TcpConfig};
 use super::error::TcpError;
-use super::event::{ConnId, Event, FourTuple, ListenerId, Warning};
+use super::event::{ConnId, Event, FourTuple, ListenerId, Sharding, Warning};
 use super::isn::IsnGenerator;
 use super::ratelimit::TokenBucket;
 use super::shared::Warnings;
@@ -201,10 +201,9 @@ pub struct TcpEngine {
     dirty: VecDeque<u32>,
     stats: Stats,
     next_port: u32,
-    /// `(index, count)`: this engine is queue worker `index` of `count` and
-    /// picks only ephemeral ports whose tuple it owns
-    /// ([`FourTuple::shard`]).
-    shard: (u32, u32),
+    /// `(index, sharding)`: this engine is queue worker `index` and picks
+    /// only ephemeral ports whose tuple `sharding` gives it.
+    shard: (u32, Sharding),
     tw: TwTable,
     warnings: Warnings,
     rst_bucket: TokenBucket,
@@ -249,7 +248,7 @@ impl TcpEngine {
             dirty: VecDeque::new(),
             stats: Stats::default(),
             next_port: isn.keyed_hash(b"xstack ports") as u32,
-            shard: (0, 1),
+            shard: (0, Sharding::Mix(1)),
             tw: TwTable::new(hasher),
             warnings: Warnings::new(),
             rst_bucket: TokenBucket::new(config.rst_ratelimit),
@@ -318,7 +317,23 @@ impl TcpEngine {
     ///
     /// [`connect`]: Self::connect
     pub fn set_shard(&mut self, index: u32, count: u32) {
-        self.shard = (index.min(count.max(1) - 1), count.max(1));
+        self.shard = (index.min(count.max(1) - 1), Sharding::Mix(count.max(1)));
+    }
+
+    /// Makes this engine queue worker `index` under `sharding`:
+    /// [`connect`] with port 0 picks only local ports whose 4-tuple
+    /// [`Sharding::owner`] gives `index` (with [`Sharding::Rss`], those
+    /// whose replies the NIC puts on queue `index`); when none is free it
+    /// fails with `AddrInUse`, as when the range is used up.
+    ///
+    /// [`connect`]: Self::connect
+    pub fn set_sharding(&mut self, index: u32, sharding: Sharding) {
+        self.shard = (index, sharding);
+    }
+
+    /// This engine's queue index and how tuples are shared between queues.
+    pub fn sharding(&self) -> (u32, &Sharding) {
+        (self.shard.0, &self.shard.1)
     }
 
     // ------------------------------------------------------------------

@@ -70,9 +70,16 @@ impl Tcb {
             return;
         }
         // PAWS against a TS.Recent inherited from the TIME_WAIT incarnation
-        // this one reuses (RFC 7323 §5, Linux tcp_tw_reuse): an older
-        // timestamp marks an old duplicate SYN,ACK.
-        if let (true, Some(ts)) = (self.has(TS_RECENT), seg.options.timestamps) {
+        // this one reuses (RFC 7323 §5, Linux tcp_tw_reuse), on a SYN
+        // without ACK only, as Linux's `tcp_rcv_synsent_state_process`: an
+        // old duplicate SYN,ACK already fails the ACK check above (it
+        // acknowledges the old ISS, below the new one), while the SYN,ACK of
+        // this incarnation may carry a TSval from another clock than the
+        // server's later segments: a SYN cookie's (XDP makes them on the
+        // host clock without the per-pair offset; the server's segments
+        // after it never fall below it). Dropping it would refuse every
+        // SYN of a reused tuple while the server answers with cookies.
+        if let (true, Some(ts), None) = (self.has(TS_RECENT), seg.options.timestamps, seg.ack) {
             if (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
                 ctx.stats.drop_paws += 1;
                 return;

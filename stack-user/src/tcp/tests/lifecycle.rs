@@ -679,13 +679,53 @@ fn tw_reuse_after_one_second_with_timestamps() {
     assert_eq!(syn.seq, snd_nxt + 65_537u32);
     assert!(!t.e.in_time_wait(&tuple()));
     assert_eq!(t.e.stats().time_wait_recycled, 1);
-    // PAWS protects the new incarnation: an old duplicate SYN,ACK (older
-    // timestamp than the last one of the old incarnation) is dropped.
+    // An old duplicate SYN,ACK (of the old incarnation: it acknowledges
+    // the old ISS) is refused by its ACK: RST, and the connect goes on.
+    t.send(TcpRepr {
+        seq: PEER_ISS,
+        ack: Some(snd_nxt - 1u32),
+        flags: SYN | ACK,
+        options: ts(999, 1),
+        ..peer_syn()
+    });
+    let rst = t.recv();
+    assert_eq!(rst.ctl(), RST);
+    assert_eq!(rst.seq, snd_nxt - 1u32);
+    assert_eq!(t.e.state(id), Ok(State::SynSent));
+    // The new incarnation's SYN,ACK is taken even with a TSval below the
+    // inherited TS.Recent (a server's SYN cookie on another clock), as
+    // Linux takes it: PAWS in SYN-SENT is for a bare SYN.
     t.send(TcpRepr {
         seq: PEER_ISS + 7u32,
         ack: Some(syn.seq + 1u32),
         flags: SYN | ACK,
         options: ts(999, syn.options.timestamps.unwrap().tsval),
+        ..peer_syn()
+    });
+    let ack = t.recv();
+    assert_eq!(ack.ack, Some(PEER_ISS + 8u32));
+    assert_eq!(t.e.state(id), Ok(State::Established));
+    assert_eq!(t.e.stats().drop_paws, 0);
+}
+
+#[test]
+fn tw_reuse_refuses_a_bare_syn_older_than_the_inherited_timestamp() {
+    let mut t = Sut::new(TcpConfig {
+        tcp_tw_reuse: 1,
+        ..cfg()
+    });
+    client_time_wait(&mut t);
+    t.advance(Duration::from_secs(1));
+    let id = t.e.connect(t.now, LOCAL, LPORT, REMOTE, RPORT).unwrap();
+    let syn = t.recv();
+    assert_eq!(syn.ctl(), SYN);
+    // A simultaneous-open SYN with a TSval older than the last one of the
+    // old incarnation: an old duplicate (PAWS, RFC 7323 §5).
+    t.send(TcpRepr {
+        seq: PEER_ISS + 7u32,
+        ack: None,
+        flags: SYN,
+        options: ts(999, 0),
         ..peer_syn()
     });
     t.assert_silent();

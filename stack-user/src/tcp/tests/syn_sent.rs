@@ -70,6 +70,60 @@ fn connect_on_a_sharded_engine_picks_only_ports_whose_tuple_it_owns() {
 }
 
 #[test]
+fn connect_on_an_rss_sharded_engine_picks_only_ports_whose_replies_the_nic_puts_on_its_queue() {
+    use crate::tcp::Sharding;
+    use crate::wire::rss::{RssTable, VERIFICATION_KEY};
+    use std::sync::Arc;
+    let mut cfg = cfg();
+    cfg.ip_local_port_range = (40000, 40999);
+    // What `ethtool -X IF equal 4` writes: entry i is queue i % 4.
+    let table =
+        Arc::new(RssTable::new(&VERIFICATION_KEY, (0..128).map(|i| i % 4).collect()).unwrap());
+    let mut seen = std::collections::HashSet::new();
+    let mut per_queue = [0usize; 4];
+    for q in 0..4 {
+        let mut t = Sut::new(cfg.clone());
+        t.e.set_sharding(q, Sharding::Rss(table.clone()));
+        while t.e.connect(t.now, LOCAL, 0, REMOTE, RPORT).is_ok() {
+            let syn = t.recv();
+            // The reply as the NIC sees it: from the server to us.
+            assert_eq!(
+                table.queue(REMOTE.into(), LOCAL.into(), RPORT, syn.src_port),
+                q,
+                "port {}",
+                syn.src_port
+            );
+            assert!(seen.insert(syn.src_port), "port {} twice", syn.src_port);
+            per_queue[q as usize] += 1;
+        }
+    }
+    // Every port of the range belongs to exactly one queue, and the
+    // hash spreads them about evenly.
+    assert_eq!(seen.len(), 1000);
+    for n in per_queue {
+        assert!((180..=320).contains(&n), "{per_queue:?}");
+    }
+}
+
+#[test]
+fn a_queue_the_indirection_table_never_names_gets_no_port_and_connect_fails_at_once() {
+    use crate::tcp::Sharding;
+    use crate::wire::rss::{RssTable, VERIFICATION_KEY};
+    use std::sync::Arc;
+    let mut cfg = cfg();
+    cfg.ip_local_port_range = (1024, 65535);
+    // Everything to queue 0 (`ethtool -X IF equal 1`).
+    let table = Arc::new(RssTable::new(&VERIFICATION_KEY, vec![0; 128]).unwrap());
+    let mut t = Sut::new(cfg);
+    t.e.set_sharding(1, Sharding::Rss(table));
+    assert_eq!(
+        t.e.connect(t.now, LOCAL, 0, REMOTE, RPORT),
+        Err(TcpError::AddrInUse)
+    );
+    t.assert_silent();
+}
+
+#[test]
 fn syn_ack_moves_to_established() {
     let mut t = Sut::new(cfg());
     let id = t.e.connect(t.now, LOCAL, LPORT, REMOTE, RPORT).unwrap();

@@ -215,7 +215,7 @@ pub fn run_engine(
                 .collect(),
         ),
     };
-    let (_prog, stacks) = Stack::open_queues(&StackConfig {
+    let (_prog, mut stacks) = Stack::open_queues(&StackConfig {
         iface: iface.to_string(),
         ip: ip4,
         extra_ips,
@@ -229,6 +229,12 @@ pub fn run_engine(
         queues: Some(queues),
         ..Default::default()
     })?;
+    // On a NIC with RSS, each engine picks ports whose replies come back
+    // to its own queue; else the software mix and hand-offs.
+    let sharding = super::rss::sharding(iface, queues, ips, cfg.target, (lo, hi))?;
+    for st in &mut stacks {
+        st.set_sharding(sharding.clone());
+    }
     let heap_baseline = crate::runtime::sys::memory().heap_in_use_bytes;
     let mut heap_at_peak = heap_baseline;
     let mut est_at_heap = 0u64;
@@ -789,8 +795,10 @@ fn drive(
         st.wait(Duration::from_millis(1));
     }
     let counts = st.engine().tcp_ref().state_counts();
+    let reused = st.engine_ref().tcp_stats().time_wait_recycled;
     if let Ok(mut r) = shared.lock() {
         r.peak_tw = r.peak_tw.max(counts.time_wait_high_water as u64);
+        r.tw_reused = reused;
         r.active = 0;
         r.established = 0;
         r.opening = 0;

@@ -176,6 +176,7 @@ pub fn merge(summaries: &[serde_json::Value], hist: &Histogram<u64>) -> Result<S
             other: err("other"),
         },
         peak_time_wait: sum("peak_time_wait"),
+        time_wait_reused: sum("time_wait_reused"),
         first_error: summaries
             .iter()
             .find_map(|s| s["first_error"].as_str().map(str::to_string)),

@@ -12,7 +12,8 @@
 //! `config` (what to run), `recorder` (the shared measurement state, the
 //! progress line, the HdrHistogram log and the summary), `driver` (the
 //! xstack engine driver), `pace` (closed-loop pacing of connection starts)
-//! and `kernel` (the kernel-socket driver).
+//! `rss` (RSS-aware source ports: each engine picks ports whose replies
+//! the NIC puts on its own queue) and `kernel` (the kernel-socket driver).
 
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ mod kernel;
 mod merge;
 mod pace;
 mod recorder;
+mod rss;
 
 pub use config::{
     parse_addrs, parse_ports, CloseBy, LoadConfig, Loop, Segment, DEFAULT_CONNECT_RATE,

@@ -155,6 +155,10 @@ pub struct Summary {
     /// Most connections in TIME_WAIT at once on the load side (with
     /// several queues, the sum of each engine's peak: an upper bound).
     pub peak_time_wait: u64,
+    /// Connections that took over a 4-tuple the load side held in
+    /// TIME_WAIT (`tcp_tw_reuse`, with the timestamps that keep PAWS
+    /// safe; nstat `TWRecycled`); 0 with `--kernel`.
+    pub time_wait_reused: u64,
     /// The first error seen, as text (null when none).
     pub first_error: Option<String>,
     /// Times a connection had to wait for a free local port (all in use or
@@ -192,6 +196,8 @@ pub(super) struct Recorder {
     pub(super) bytes_in: u64,
     pub(super) bytes_out: u64,
     pub(super) peak_tw: u64,
+    /// 4-tuples taken over from TIME_WAIT (the engine's `TWRecycled`).
+    pub(super) tw_reused: u64,
     pub(super) first_error: Option<String>,
     pub(super) port_waits: u64,
     /// End of the measurement window (`--duration`): rates count what
@@ -224,6 +230,7 @@ impl Recorder {
             bytes_in: 0,
             bytes_out: 0,
             peak_tw: 0,
+            tw_reused: 0,
             first_error: None,
             port_waits: 0,
             window: None,
@@ -249,6 +256,7 @@ impl Recorder {
         self.bytes_in += o.bytes_in;
         self.bytes_out += o.bytes_out;
         self.peak_tw += o.peak_tw;
+        self.tw_reused += o.tw_reused;
         if self.first_error.is_none() {
             self.first_error.clone_from(&o.first_error);
         }
@@ -325,6 +333,7 @@ impl Recorder {
             heap_bytes_per_connection: 0,
             errors: self.errors,
             peak_time_wait: self.peak_tw,
+            time_wait_reused: self.tw_reused,
             first_error: self.first_error.clone(),
             port_exhausted_waits: self.port_waits,
             queues: 1,
@@ -544,13 +553,14 @@ impl std::fmt::Display for Summary {
         }
         writeln!(
             f,
-            "  errors      refused {} reset {} timeout {} connect_timeout {} other {}\n  peak TIME_WAIT {}",
+            "  errors      refused {} reset {} timeout {} connect_timeout {} other {}\n  peak TIME_WAIT {}, 4-tuples reused from TIME_WAIT {}",
             self.errors.refused,
             self.errors.reset,
             self.errors.timeout,
             self.errors.connect_timeout,
             self.errors.other,
-            self.peak_time_wait
+            self.peak_time_wait,
+            self.time_wait_reused
         )?;
         let ring: u64 = self.per_queue.iter().map(|q| q.rx_ring_full).sum();
         if ring > 0 {
