@@ -10,7 +10,7 @@ use xstack::{
     datapath::xdp::XdpProgram,
     datapath::xsk::{XskConfig, XskMode, XskSocket},
     wire::{
-        build::{Endpoints, TcpSegment},
+        build::{Endpoints, Endpoints6, TcpSegment},
         ethernet::{self, Mac},
         ipv4::{self, Ipv4Repr},
         tcp::TcpPacket,
@@ -872,10 +872,10 @@ fn the_engine_sends_the_cookie_syn_ack_xdp_builds_byte_for_byte() {
     }
 }
 
-/// The peer-side sink (`xstack_sink`): frames to the sunk prefix are
+/// The peer-side sink (`xstack_sink`): frames to the sunk prefixes (one per family) are
 /// dropped and counted; other destinations, ARP and runts pass.
 #[test]
-fn sink_drops_only_the_sunk_prefix() {
+fn sink_drops_only_the_sunk_ipv4_and_ipv6_prefixes() {
     use xstack::datapath::sink::XdpSink;
     let mut s = XdpSink::load(Ipv4Addr::new(198, 18, 128, 0), 17).expect("load the sink");
     let to = |dst: Ipv4Addr| {
@@ -915,6 +915,44 @@ fn sink_drops_only_the_sunk_prefix() {
     assert_eq!(got, XDP_PASS);
     let (d1, p1) = s.counters().unwrap();
     assert_eq!((d1 - d0, p1 - p0), (3, 4));
+    // The IPv6 prefix: unset, IPv6 frames pass; set to 2001:2:0:8000::/49,
+    // frames inside it are dropped and the rest pass.
+    let to6 = |dst: &str| {
+        Endpoints6 {
+            src_mac: Mac([2, 0, 0, 0, 0, 2]),
+            dst_mac: Mac([2, 0, 0, 0, 0, 1]),
+            src_ip: "2001:2::1".parse().unwrap(),
+            dst_ip: dst.parse().unwrap(),
+        }
+        .tcp(&TcpSegment::default())
+    };
+    let verdict = |s: &mut XdpSink, f: &[u8]| {
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(f);
+        s.program().unwrap().test_run(opts).unwrap().return_value
+    };
+    assert_eq!(verdict(&mut s, &to6("2001:2:0:8000::1")), XDP_PASS);
+    s.set_ipv6_prefix("2001:2:0:8000::".parse().unwrap(), 49)
+        .expect("set the IPv6 prefix");
+    let cases6 = [
+        ("2001:2:0:8000::", XDP_DROP),
+        ("2001:2:0:8000::1", XDP_DROP),
+        ("2001:2:0:ffff:ffff:ffff:ffff:ffff", XDP_DROP),
+        ("2001:2:0:7fff:ffff:ffff:ffff:ffff", XDP_PASS),
+        ("2001:2::2", XDP_PASS),
+        ("2001:3:0:8000::1", XDP_PASS),
+    ];
+    let (d2, p2) = s.counters().unwrap();
+    for (dst, want) in cases6 {
+        assert_eq!(verdict(&mut s, &to6(dst)), want, "frame to {dst}");
+    }
+    // IPv4 still sinks by its own prefix.
+    assert_eq!(
+        verdict(&mut s, &to(Ipv4Addr::new(198, 18, 200, 7))),
+        XDP_DROP
+    );
+    let (d3, p3) = s.counters().unwrap();
+    assert_eq!((d3 - d2, p3 - p2), (4, 3));
     // Prefix length 0 sinks nothing.
     let mut none = XdpSink::load(Ipv4Addr::UNSPECIFIED, 0).expect("load the sink");
     let mut opts = TestRunOptions::new();

@@ -1,6 +1,7 @@
 //! The peer-side sink: `xstack_sink` from the same XDP object, attached to
-//! the *peer* end of a testbed veth, drops frames to one IPv4 prefix (as an
-//! upstream router drops traffic to spoofed, unreachable sources) and
+//! the *peer* end of a testbed veth, drops frames to one IPv4 prefix and
+//! one IPv6 prefix (as an upstream router drops traffic to spoofed,
+//! unreachable sources) and
 //! passes everything else. `xstack bench synflood` puts it in front of the
 //! legit client's kernel so reflected SYN-ACKs cost the peer one XDP run,
 //! for every system alike.
@@ -8,7 +9,7 @@
 //! # Minimum kernel version
 //! 5.9 (XDP through a bpf_link, detached when the sink drops).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::{
     maps::{Array, PerCpuArray},
@@ -67,6 +68,37 @@ impl XdpSink {
         let prog = Self::prog(&mut ebpf)?;
         prog.load().map_err(|e| XdpError::Load(e.to_string()))?;
         Ok(XdpSink { ebpf })
+    }
+
+    /// Also drops IPv6 frames to `net/len` (len 0: none; the default).
+    pub fn set_ipv6_prefix(&mut self, net: Ipv6Addr, len: u8) -> Result<(), XdpError> {
+        let mut prefix: Array<_, [u32; 4]> = self
+            .ebpf
+            .map_mut("SINK_PREFIX6")
+            .ok_or(XdpError::Map {
+                map: "SINK_PREFIX6",
+                detail: "missing from the object".into(),
+            })?
+            .try_into()
+            .map_err(map_err("SINK_PREFIX6"))?;
+        let mask = match len.min(128) {
+            0 => 0,
+            l => u128::MAX << (128 - u32::from(l)),
+        };
+        // Words in memory order, as the program reads them from a frame.
+        let words = |v: u128| {
+            let b = v.to_be_bytes();
+            std::array::from_fn(|i| {
+                u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+            })
+        };
+        prefix
+            .set(0, words(u128::from(net) & mask), 0)
+            .map_err(map_err("SINK_PREFIX6"))?;
+        prefix
+            .set(1, words(mask), 0)
+            .map_err(map_err("SINK_PREFIX6"))?;
+        Ok(())
     }
 
     fn prog(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {

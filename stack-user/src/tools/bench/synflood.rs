@@ -29,10 +29,9 @@
 //! sources from 2001:2:0:8000::/49, the `est` flood from the client's
 //! 2001:2::1; SYNPROXY as an `ip6` table), `--family both` each row over
 //! IPv4 and then IPv6 (a family column; "kept" against the same system's
-//! no-flood row of the same family). The peer-side sink drops only the
-//! IPv4 prefix: over IPv6 the reflected SYN-ACKs reach the peer's kernel,
-//! which drops them (not its address), on the peer's CPU. SYN cookies over
-//! IPv6 are the engine's (XDP hands IPv6 SYNs to it).
+//! no-flood row of the same family). The peer-side sink drops the spoofed
+//! IPv4 and IPv6 prefixes alike; XDP answers IPv6 SYNs with cookies as it
+//! does IPv4 ones.
 
 use std::{
     io::{Read, Write},
@@ -738,6 +737,7 @@ fn run_row(
             let peer_if = t.peer_if.clone();
             let sink = join(in_netns(&t.peer_ns, move || -> Result<XdpSink> {
                 let mut s = XdpSink::load(SPOOFED.0, SPOOFED.1)?;
+                s.set_ipv6_prefix(SPOOFED6.0, SPOOFED6.1)?;
                 s.attach(&peer_if)?;
                 Ok(s)
             }))?
@@ -1288,9 +1288,6 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
     if a.family == Families::Both {
         println!();
         print!("{}", family_ratios(&cells, &a.systems, &a.kinds));
-    }
-    if a.family != Families::V4 {
-        println!("IPv6 rows: the peer-side sink drops the IPv4 prefix only, so reflected SYN-ACKs to {} reach the peer's kernel (dropped there, on the peer's CPU); IPv6 SYN cookies are the engine's", spoofed_cidr(Family::V6));
     }
     if a.kinds.contains(&FloodKind::Est) {
         println!("\nestablished flows (est): spoofed RSTs and ACKs from the client's address and ports {}-{} with guessed numbers, {} open connections per client thread echoing in turn; RFC 5961 holds when reset is 0", EST_PORTS.0, EST_PORTS.1, EST_CONNS_PER_CLIENT);
