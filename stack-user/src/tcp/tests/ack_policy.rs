@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::util::*;
 use crate::tcp::TcpConfig;
-use crate::wire::tcp::{TcpRepr, SeqNumber};
+use crate::wire::tcp::{SeqNumber, TcpRepr};
 
 const MSS: u32 = 1460;
 
@@ -29,11 +29,7 @@ fn full_segment(t: &mut Sut, c: &Conn, i: u32) {
 /// sent in between (nothing is read by the application, the window is
 /// large enough for all of them).
 /// Returns (segment index, ACK number, window) per ACK.
-fn acks_for_in_order_segments(
-    t: &mut Sut,
-    c: &Conn,
-    n: u32,
-) -> Vec<(u32, Option<SeqNumber>, u16)> {
+fn acks_for_in_order_segments(t: &mut Sut, c: &Conn, n: u32) -> Vec<(u32, Option<SeqNumber>, u16)> {
     let mut acks = vec![];
     for i in 0..n {
         full_segment(t, c, i);
