@@ -91,9 +91,24 @@ fn gbit(bytes: u64, secs: f64) -> f64 {
     bytes as f64 * 8.0 / secs / 1e9
 }
 
-/// Runs the three directions for `secs` seconds each (clamped to 1..=60)
-/// and prints the table.
-pub fn run(secs: f64) -> Result<()> {
+/// One direction of `xstack bench bulk`, as written to bulk.json.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BulkRow {
+    /// "linux-linux", "linux-xstack" or "xstack-linux".
+    pub direction: &'static str,
+    /// Bytes received.
+    pub bytes: u64,
+    /// Seconds the sender ran.
+    pub seconds: f64,
+    /// Throughput.
+    pub gbit_s: f64,
+    /// Throughput over Linux → Linux's.
+    pub vs_linux: f64,
+}
+
+/// Runs the three directions for `secs` seconds each (clamped to 1..=60),
+/// prints the table and writes `OUT/bulk.json`.
+pub fn run(secs: f64, out: &std::path::Path) -> Result<()> {
     let secs = secs.clamp(1.0, 60.0);
     crate::runtime::sys::check_privileges("xstack bench bulk")?;
     let tb = TestbedGuard::up(&format!("u{}", std::process::id() % 100_000), 1)?;
@@ -201,5 +216,23 @@ pub fn run(secs: f64) -> Result<()> {
     println!("| Linux → Linux (kernel)    | {a:>6.2} | {:>16.2} |", 1.0);
     println!("| Linux → xstack engine     | {b:>6.2} | {:>16.2} |", b / a);
     println!("| xstack engine → Linux     | {c:>6.2} | {:>16.2} |", c / a);
+    let row = |direction, bytes, seconds, gbit_s: f64| BulkRow {
+        direction,
+        bytes,
+        seconds,
+        gbit_s,
+        vs_linux: gbit_s / a,
+    };
+    let rows = [
+        row("linux-linux", got_a, el_a, a),
+        row("linux-xstack", got_b, el_b, b),
+        row("xstack-linux", got_c, el_c, c),
+    ];
+    let json = super::write_json(
+        out,
+        "bulk.json",
+        &serde_json::json!({ "seconds": secs, "mtu": 1500, "rows": rows }),
+    )?;
+    println!("wrote {}", json.display());
     Ok(())
 }
