@@ -4,32 +4,35 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Adds `data` to a running one's-complement sum (not yet complemented).
 ///
-/// Sums 64-bit big-endian words as two 32-bit halves into a 64-bit
-/// accumulator and folds once at the end (RFC 1071 §2(C), "wider word
-/// sums": 2^16 ≡ 1 mod 0xffff, so a 32-bit word adds what its two 16-bit
-/// halves add). An eighth of the iterations of a 16-bit loop: in debug
-/// builds this loop was most of an end-to-end transfer's CPU. The result
-/// is folded to at most 0xffff, equal after [`fold`] to the 16-bit sum
-/// (and zero only when that is).
+/// Sums 32-bit words in the machine's byte order into a 64-bit accumulator
+/// and folds once at the end: wider words (RFC 1071 §2(C): 2^16 ≡ 1 mod
+/// 0xffff, so a 32-bit word adds what its two 16-bit halves add) and byte
+/// order independence (§2(B): the sum of byte-swapped words is the
+/// byte-swapped sum, so the folded result is swapped once instead of every
+/// word). A loop of plain 32-bit loads and 64-bit adds, which the compiler
+/// vectorizes: about a third of the time of the big-endian 64-bit loop
+/// this replaced, which was one of the top symbols of the engine's profile
+/// (a segment is summed once when it is sent and once when it arrives). The
+/// result is folded to at most 0xffff, equal after [`fold`] to the 16-bit
+/// sum (and zero only when that is).
 pub fn sum(acc: u32, data: &[u8]) -> u32 {
-    let mut wide = u64::from(acc);
-    let mut words = data.chunks_exact(8);
+    // The running sum in the machine's byte order.
+    let mut wide = u64::from(fold(acc).to_be());
+    let mut words = data.chunks_exact(4);
     for c in &mut words {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        // At most 2^33 per word: no overflow before 2^31 words (16 GiB).
-        wide += (w >> 32) + (w & 0xffff_ffff);
+        // At most 2^32 per word: no overflow before 2^32 words (16 GiB).
+        wide += u64::from(u32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
     }
-    let mut pairs = words.remainder().chunks_exact(2);
-    for c in &mut pairs {
-        wide += u64::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = pairs.remainder() {
-        wide += u64::from(*last) << 8;
-    }
+    // The last 1-3 bytes, padded with zeros at the end (as RFC 1071 pads
+    // an odd byte).
+    let mut tail = [0u8; 4];
+    let rest = words.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    wide += u64::from(u32::from_ne_bytes(tail));
     while wide >> 16 != 0 {
         wide = (wide & 0xffff) + (wide >> 16);
     }
-    wide as u32
+    u32::from(u16::from_be(wide as u16))
 }
 
 /// Folds a running sum to 16 bits, without complementing it.
@@ -116,7 +119,7 @@ mod tests {
     }
 
     /// The 16-bit loop of RFC 1071 §4.1, as `sum` was before it summed
-    /// wider words.
+    /// wider words in the machine's byte order.
     fn sum16(mut acc: u64, data: &[u8]) -> u16 {
         for c in data.chunks(2) {
             acc += u64::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]));
