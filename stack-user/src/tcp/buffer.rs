@@ -54,8 +54,8 @@ impl BufPool {
         self.free.iter().map(VecDeque::capacity).sum()
     }
 
-    /// Empties that had no storage yet take the pool's (called before a
-    /// buffer grows from nothing).
+    /// A buffer with no storage takes kept storage, if any (called before
+    /// it would grow from nothing).
     fn fill(&mut self, d: &mut VecDeque<u8>) {
         if d.capacity() == 0 {
             *d = self.take();
