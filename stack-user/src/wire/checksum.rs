@@ -25,14 +25,11 @@ pub fn sum(acc: u32, data: &[u8]) -> u32 {
     } else {
         acc
     };
-    let mut words = data.chunks_exact(4);
-    for c in &mut words {
-        // At most 2^32 per word: no overflow before 2^32 words (16 GiB).
-        wide += u64::from(u32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
-    }
+    // At most 2^32 per word: no overflow before 2^32 words (16 GiB).
+    wide += words(data);
     // The last 1-3 bytes, padded with zeros at the end (as RFC 1071 pads
     // an odd byte).
-    let tail = match *words.remainder() {
+    let tail = match *data.chunks_exact(4).remainder() {
         [a] => [a, 0, 0, 0],
         [a, b] => [a, b, 0, 0],
         [a, b, c] => [a, b, c, 0],
@@ -46,6 +43,37 @@ pub fn sum(acc: u32, data: &[u8]) -> u32 {
     w = (w & 0xffff) + (w >> 16);
     w = (w & 0xffff) + (w >> 16);
     u32::from(u16::from_be(w as u16))
+}
+
+/// The sum of `data`'s whole 32-bit words, in the machine's byte order.
+/// On x86-64 with AVX2 (checked once at run time; the build targets plain
+/// x86-64) a segment-sized input takes the same loop compiled for AVX2,
+/// about twice as fast as the SSE2 build of it (4-byte words widened to
+/// 64 bits, 8 lanes at a time instead of 4).
+#[inline]
+fn words(data: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if data.len() >= 128 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { words_avx2(data) };
+    }
+    words_plain(data)
+}
+
+#[inline(always)]
+fn words_plain(data: &[u8]) -> u64 {
+    let mut wide = 0u64;
+    for c in data.chunks_exact(4) {
+        wide += u64::from(u32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+    }
+    wide
+}
+
+/// [`words_plain`] compiled for AVX2; call only where the CPU has it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn words_avx2(data: &[u8]) -> u64 {
+    words_plain(data)
 }
 
 /// Folds a running sum to 16 bits, without complementing it.
