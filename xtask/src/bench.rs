@@ -1,4 +1,6 @@
-//! `cargo xtask bench`: every benchmark, each next to its Linux baseline.
+//! `cargo xtask bench`: every benchmark, each next to its Linux baseline
+//! (the engine in memory next to its targets), each writing its JSON under
+//! target/bench (synflood's under target/synflood).
 
 use std::process::Command;
 
@@ -49,11 +51,18 @@ pub fn bench(seconds: u32) -> Result<()> {
         ]))?;
     run(Command::new(root().join("target/release/xstack"))
         .current_dir(root())
-        .args(["bench", "cookies"]))?;
-    for bench in ["rx", "bulk"] {
+        .args(["bench", "cookies", "--out", "target/bench"]))?;
+    for bench in ["rx", "bulk", "engine"] {
         run(Command::new(root().join("target/release/xstack"))
             .current_dir(root())
-            .args(["bench", bench, "--seconds", &seconds.to_string()]))?;
+            .args([
+                "bench",
+                bench,
+                "--seconds",
+                &seconds.to_string(),
+                "--out",
+                "target/bench",
+            ]))?;
     }
     Ok(())
 }

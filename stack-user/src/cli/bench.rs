@@ -30,11 +30,14 @@ pub(super) enum Which {
     #[command(after_help = "Example:\n  xstack bench synflood --seconds 3 --out target/synflood")]
     Synflood(crate::tools::bench::synflood::SynfloodArgs),
     /// SYN cookie generate+check cost: ours (SipHash, shared with the engine) vs bpf_tcp_raw_*_syncookie_ipv4.
-    #[command(after_help = "Example:\n  xstack bench cookies --repeat 1000000")]
+    #[command(after_help = "Example:\n  xstack bench cookies --repeat 1000000 --out target/bench")]
     Cookies {
         /// BPF_PROG_TEST_RUN repetitions per variant.
         #[arg(long, default_value_t = 1_000_000)]
         repeat: u32,
+        /// Directory for cookies.json.
+        #[arg(long, default_value = "target/bench")]
+        out: std::path::PathBuf,
     },
     /// xstack load against xstack serve for a long bounded run, sampling memory; errors and growth after the first minute.
     #[command(
@@ -47,15 +50,18 @@ pub(super) enum Which {
     )]
     Concurrency(crate::tools::bench::concurrency::ConcurrencyArgs),
     /// Packets per second one AF_XDP socket (copy mode) receives on the testbed, next to the Linux stack, same traffic.
-    #[command(after_help = "Example:\n  xstack bench rx --seconds 5")]
+    #[command(after_help = "Example:\n  xstack bench rx --seconds 5 --out target/bench")]
     Rx {
         /// Seconds per receiver (1 to 60).
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        /// Directory for rx.json.
+        #[arg(long, default_value = "target/bench")]
+        out: std::path::PathBuf,
     },
     /// Bulk TCP throughput on the testbed: Linux → Linux, Linux → xstack engine, xstack engine → Linux.
     #[command(
-        after_help = "Examples:\n  xstack bench bulk --seconds 5\n  xstack bench bulk --family both --seconds 3"
+        after_help = "Examples:\n  xstack bench bulk --seconds 5 --out target/bench\n  xstack bench bulk --family both --seconds 3"
     )]
     Bulk {
         /// Seconds per direction (1 to 60).
@@ -64,14 +70,16 @@ pub(super) enum Which {
         /// Address family: 4, 6 or both (IPv6/IPv4 ratios).
         #[arg(long, default_value = "4")]
         family: Families,
+        /// Directory for bulk.json.
+        #[arg(long, default_value = "target/bench")]
+        out: std::path::PathBuf,
     },
-    /// Two sans-IO TCP engines in memory on one core: connect/request/close rate and bulk throughput.
-    #[command(after_help = "Example:\n  xstack bench tcp-mem --seconds 3")]
-    TcpMem {
-        /// Seconds per measurement.
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
-    },
+    /// Two sans-IO TCP engines in memory on one core, no I/O: connect/request/close rate, bulk throughput and the cost per segment, next to the targets; writes OUT/engine.json.
+    #[command(
+        alias = "tcp-mem",
+        after_help = "Example:\n  xstack bench engine --seconds 3 --out target/bench"
+    )]
+    Engine(crate::tools::bench::engine::EngineArgs),
     /// The TCP timing wheel next to a binary heap with lazy cancellation, with N live timers.
     #[command(after_help = "Example:\n  xstack bench timer --timers 1000000")]
     Timer {
@@ -101,13 +109,19 @@ pub(super) fn run(a: Args) -> Result<()> {
         Some(Which::Synflood(a)) => crate::tools::bench::synflood::run(&a)?,
         Some(Which::Soak(a)) => print!("{}", crate::tools::bench::soak::run(&a)?),
         Some(Which::Concurrency(a)) => print!("{}", crate::tools::bench::concurrency::run(&a)?),
-        Some(Which::Rx { seconds }) => crate::tools::bench::rx::run(seconds)?,
-        Some(Which::Bulk { seconds, family }) => crate::tools::bench::bulk::run(seconds, family)?,
-        Some(Which::TcpMem { seconds }) => crate::tools::bench::tcp_mem::run(seconds),
+        Some(Which::Rx { seconds, out }) => crate::tools::bench::rx::run(seconds, &out)?,
+        Some(Which::Bulk {
+            seconds,
+            family,
+            out,
+        }) => crate::tools::bench::bulk::run(seconds, family, &out)?,
+        Some(Which::Engine(a)) => print!("{}", crate::tools::bench::engine::run(&a)?),
         Some(Which::Timer { timers }) => crate::tools::bench::timer::run(timers),
-        Some(Which::Cookies { repeat }) => {
+        Some(Which::Cookies { repeat, out }) => {
             let r = crate::tools::bench::cookies::run(repeat)?;
             print!("{r}");
+            let json = crate::tools::bench::write_json(&out, "cookies.json", &r)?;
+            println!("wrote {}", json.display());
         }
         None => {
             if !(1..=600).contains(&seconds) {

@@ -9,6 +9,67 @@ use std::collections::VecDeque;
 
 use crate::wire::tcp::SeqNumber;
 
+/// Storage of buffers that emptied, kept by the engine for the next buffer
+/// that fills: a connection gives its memory back as soon as nothing is
+/// unacknowledged or unread (an idle connection holds none), and a bulk
+/// transfer, whose buffers empty and fill again every round, takes the
+/// same storage back instead of allocating and growing a new one each time
+/// (Linux keeps a socket's forward allocation for the same reason). At
+/// most [`BufPool::MAX`] buffers are kept, so what the pool holds is bounded
+/// by a few buffers' capacity per engine.
+#[derive(Debug)]
+pub struct BufPool {
+    free: Vec<VecDeque<u8>>,
+}
+
+impl Default for BufPool {
+    fn default() -> BufPool {
+        BufPool {
+            free: Vec::with_capacity(BufPool::MAX),
+        }
+    }
+}
+
+impl BufPool {
+    /// Most buffers kept.
+    pub const MAX: usize = 4;
+
+    /// An empty buffer: kept storage if there is any (most recently kept
+    /// first, still warm in cache), else a new, unallocated one.
+    fn take(&mut self) -> VecDeque<u8> {
+        self.free.pop().unwrap_or_default()
+    }
+
+    /// Keeps the storage of an emptied buffer (or frees it when the pool
+    /// is full or it holds none).
+    fn put(&mut self, mut d: VecDeque<u8>) {
+        if d.capacity() > 0 && self.free.len() < Self::MAX {
+            d.clear();
+            self.free.push(d);
+        }
+    }
+
+    /// Heap bytes kept.
+    pub fn heap_bytes(&self) -> usize {
+        self.free.iter().map(VecDeque::capacity).sum()
+    }
+
+    /// A buffer with no storage takes kept storage, if any (called before
+    /// it would grow from nothing).
+    fn fill(&mut self, d: &mut VecDeque<u8>) {
+        if d.capacity() == 0 {
+            *d = self.take();
+        }
+    }
+
+    /// Gives the storage of an empty buffer back to the pool.
+    fn release(&mut self, d: &mut VecDeque<u8>) {
+        if d.is_empty() && d.capacity() > 0 {
+            self.put(std::mem::take(d));
+        }
+    }
+}
+
 /// Bytes written by the application and not yet acknowledged. Byte 0 is the
 /// oldest unacknowledged byte.
 #[derive(Debug, Default)]
@@ -37,9 +98,13 @@ impl SendBuffer {
     pub fn free(&self) -> usize {
         (self.cap as usize).saturating_sub(self.data.len())
     }
-    /// Appends as much of `src` as fits; returns the count.
-    pub fn write(&mut self, src: &[u8]) -> usize {
+    /// Appends as much of `src` as fits; returns the count. Storage comes
+    /// from `pool` when the buffer has none.
+    pub fn write(&mut self, src: &[u8], pool: &mut BufPool) -> usize {
         let n = src.len().min(self.free());
+        if n > 0 {
+            pool.fill(&mut self.data);
+        }
         self.data.extend(&src[..n]);
         n
     }
@@ -63,16 +128,12 @@ impl SendBuffer {
         }
         done
     }
-    /// Drops `n` acknowledged bytes from the front.
-    pub fn consume(&mut self, n: usize) {
+    /// Drops `n` acknowledged bytes from the front. Empty, the storage
+    /// goes to `pool`, so an idle connection holds no buffer at all.
+    pub fn consume(&mut self, n: usize, pool: &mut BufPool) {
         let n = n.min(self.data.len());
         self.data.drain(..n);
-        if self.data.is_empty() && self.data.capacity() > 0 {
-            // Empty: the memory goes back to the allocator (whose per-thread
-            // caches are the pool the next write takes it from), so an idle
-            // connection holds no buffer at all.
-            self.data = VecDeque::new();
-        }
+        pool.release(&mut self.data);
     }
     /// Heap bytes the buffer holds (0 when empty).
     pub fn heap_bytes(&self) -> usize {
@@ -145,18 +206,16 @@ impl RecvBuffer {
         self.ooo.iter().map(|r| r.data.len()).sum()
     }
 
-    /// Reads in-order bytes into `dst`.
-    pub fn read(&mut self, dst: &mut [u8]) -> usize {
+    /// Reads in-order bytes into `dst`. Read to empty, the storage goes
+    /// to `pool` (see [`SendBuffer::consume`]).
+    pub fn read(&mut self, dst: &mut [u8], pool: &mut BufPool) -> usize {
         let n = dst.len().min(self.data.len());
         let (a, b) = self.data.as_slices();
         let na = n.min(a.len());
         dst[..na].copy_from_slice(&a[..na]);
         dst[na..n].copy_from_slice(&b[..n - na]);
         self.data.drain(..n);
-        if self.data.is_empty() && self.data.capacity() > 0 {
-            // Read to empty: give the memory back (see SendBuffer::consume).
-            self.data = VecDeque::new();
-        }
+        pool.release(&mut self.data);
         n
     }
 
@@ -171,8 +230,16 @@ impl RecvBuffer {
     /// Appends in-order bytes (at RCV.NXT) and then any out-of-order runs
     /// that have become contiguous. Returns the new RCV.NXT and whether a
     /// hole was filled. `rcv_nxt` is the sequence number of `src[0]`.
-    pub fn push_in_order(&mut self, rcv_nxt: SeqNumber, src: &[u8]) -> (SeqNumber, bool) {
+    pub fn push_in_order(
+        &mut self,
+        rcv_nxt: SeqNumber,
+        src: &[u8],
+        pool: &mut BufPool,
+    ) -> (SeqNumber, bool) {
         let n = src.len().min(self.free() as usize);
+        if n > 0 {
+            pool.fill(&mut self.data);
+        }
         self.data.extend(&src[..n]);
         let mut nxt = rcv_nxt + n;
         let mut filled = false;
@@ -283,9 +350,10 @@ mod tests {
     #[test]
     fn send_buffer_wraps_and_copies_at_offsets() {
         let mut b = SendBuffer::new(8);
-        assert_eq!(b.write(b"abcdef"), 6);
-        b.consume(4);
-        assert_eq!(b.write(b"ghijklmn"), 6);
+        let mut pool = BufPool::default();
+        assert_eq!(b.write(b"abcdef", &mut pool), 6);
+        b.consume(4, &mut pool);
+        assert_eq!(b.write(b"ghijklmn", &mut pool), 6);
         assert_eq!(b.len(), 8);
         assert_eq!(b.free(), 0);
         let mut out = [0u8; 5];
@@ -300,6 +368,7 @@ mod tests {
     fn reassembly_merges_overlaps_and_fills_holes() {
         let base = SeqNumber(u32::MAX - 3);
         let mut r = RecvBuffer::new(100);
+        let mut pool = BufPool::default();
         assert!(r.insert_ooo(base, base + 10u32, b"KLMNO"));
         assert!(r.insert_ooo(base, base + 4u32, b"EFG"));
         // Overlaps both neighbours' edges.
@@ -307,11 +376,11 @@ mod tests {
         let mut blocks = vec![];
         r.sack_blocks(4, |l, h| blocks.push((l, h)));
         assert_eq!(blocks, vec![(base + 4u32, base + 15u32)]);
-        let (nxt, filled) = r.push_in_order(base, b"ABCD");
+        let (nxt, filled) = r.push_in_order(base, b"ABCD", &mut pool);
         assert!(filled);
         assert_eq!(nxt, base + 15u32);
         let mut out = [0u8; 32];
-        let n = r.read(&mut out);
+        let n = r.read(&mut out, &mut pool);
         assert_eq!(&out[..n], b"ABCDEFGHIJKLMNO");
         assert!(!r.has_ooo());
     }
@@ -332,7 +401,8 @@ mod tests {
     #[test]
     fn in_order_push_respects_capacity() {
         let mut r = RecvBuffer::new(4);
-        let (nxt, _) = r.push_in_order(SeqNumber(0), b"abcdef");
+        let mut pool = BufPool::default();
+        let (nxt, _) = r.push_in_order(SeqNumber(0), b"abcdef", &mut pool);
         assert_eq!(nxt, SeqNumber(4));
         assert_eq!(r.free(), 0);
     }
@@ -346,5 +416,40 @@ mod tests {
         assert!(!r.insert_ooo(SeqNumber(0), SeqNumber(5000), b"x"));
         // Adjacent data still merges into existing runs.
         assert!(r.insert_ooo(SeqNumber(0), SeqNumber(11), b"yy"));
+    }
+
+    #[test]
+    fn an_emptied_buffer_gives_its_storage_to_the_pool_and_the_next_one_takes_it() {
+        let mut pool = BufPool::default();
+        let mut r = RecvBuffer::new(1 << 16);
+        r.push_in_order(SeqNumber(0), &[7; 5000], &mut pool);
+        assert!(r.heap_bytes() >= 5000);
+        r.read(&mut [0; 6000], &mut pool);
+        // Empty: the connection holds nothing, the pool holds the storage.
+        assert_eq!(r.heap_bytes(), 0);
+        let kept = pool.heap_bytes();
+        assert!(kept >= 5000);
+        let mut b = SendBuffer::new(1 << 16);
+        assert_eq!(b.write(&[1; 3000], &mut pool), 3000);
+        assert_eq!((b.heap_bytes(), pool.heap_bytes()), (kept, 0));
+        b.consume(3000, &mut pool);
+        assert_eq!((b.heap_bytes(), pool.heap_bytes()), (0, kept));
+    }
+
+    #[test]
+    fn the_pool_keeps_at_most_max_buffers() {
+        let mut pool = BufPool::default();
+        let mut bufs: Vec<SendBuffer> = (0..BufPool::MAX + 2)
+            .map(|_| {
+                let mut b = SendBuffer::new(100);
+                b.write(&[1; 10], &mut pool);
+                b
+            })
+            .collect();
+        for b in &mut bufs {
+            b.consume(10, &mut pool);
+            assert_eq!(b.heap_bytes(), 0);
+        }
+        assert_eq!(pool.free.len(), BufPool::MAX);
     }
 }

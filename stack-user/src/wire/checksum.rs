@@ -4,32 +4,76 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Adds `data` to a running one's-complement sum (not yet complemented).
 ///
-/// Sums 64-bit big-endian words as two 32-bit halves into a 64-bit
-/// accumulator and folds once at the end (RFC 1071 §2(C), "wider word
-/// sums": 2^16 ≡ 1 mod 0xffff, so a 32-bit word adds what its two 16-bit
-/// halves add). An eighth of the iterations of a 16-bit loop: in debug
-/// builds this loop was most of an end-to-end transfer's CPU. The result
-/// is folded to at most 0xffff, equal after [`fold`] to the 16-bit sum
-/// (and zero only when that is).
+/// Sums 32-bit words in the machine's byte order into a 64-bit accumulator
+/// and folds once at the end: wider words (RFC 1071 §2(C): 2^16 ≡ 1 mod
+/// 0xffff, so a 32-bit word adds what its two 16-bit halves add) and byte
+/// order independence (§2(B): the sum of byte-swapped words is the
+/// byte-swapped sum, so the folded result is swapped once instead of every
+/// word). A loop of plain 32-bit loads and 64-bit adds, which the compiler
+/// vectorizes: about a third of the time of the big-endian 64-bit loop
+/// this replaced, which was one of the top symbols of the engine's profile
+/// (a segment is summed once when it is sent and once when it arrives). The
+/// result is folded to at most 0xffff, equal after [`fold`] to the 16-bit
+/// sum (and zero only when that is).
 pub fn sum(acc: u32, data: &[u8]) -> u32 {
-    let mut wide = u64::from(acc);
-    let mut words = data.chunks_exact(8);
-    for c in &mut words {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        // At most 2^33 per word: no overflow before 2^31 words (16 GiB).
-        wide += (w >> 32) + (w & 0xffff_ffff);
+    // The running sum in the machine's byte order: swapping the bytes of
+    // each 16-bit half is multiplying by 256 modulo 0xffff, so it can be
+    // done before folding.
+    let acc = u64::from(acc);
+    let mut wide = if cfg!(target_endian = "little") {
+        ((acc & 0x00ff_00ff) << 8) | ((acc >> 8) & 0x00ff_00ff)
+    } else {
+        acc
+    };
+    // At most 2^32 per word: no overflow before 2^32 words (16 GiB).
+    wide += words(data);
+    // The last 1-3 bytes, padded with zeros at the end (as RFC 1071 pads
+    // an odd byte).
+    let tail = match *data.chunks_exact(4).remainder() {
+        [a] => [a, 0, 0, 0],
+        [a, b] => [a, b, 0, 0],
+        [a, b, c] => [a, b, c, 0],
+        _ => [0; 4],
+    };
+    wide += u64::from(u32::from_ne_bytes(tail));
+    // Fold 64 → 32 → 16 bits (two end-around carries each).
+    wide = (wide & 0xffff_ffff) + (wide >> 32);
+    wide = (wide & 0xffff_ffff) + (wide >> 32);
+    let mut w = wide as u32;
+    w = (w & 0xffff) + (w >> 16);
+    w = (w & 0xffff) + (w >> 16);
+    u32::from(u16::from_be(w as u16))
+}
+
+/// The sum of `data`'s whole 32-bit words, in the machine's byte order.
+/// On x86-64 with AVX2 (checked once at run time; the build targets plain
+/// x86-64) a segment-sized input takes the same loop compiled for AVX2,
+/// about twice as fast as the SSE2 build of it (4-byte words widened to
+/// 64 bits, 8 lanes at a time instead of 4).
+#[inline]
+fn words(data: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if data.len() >= 128 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { words_avx2(data) };
     }
-    let mut pairs = words.remainder().chunks_exact(2);
-    for c in &mut pairs {
-        wide += u64::from(u16::from_be_bytes([c[0], c[1]]));
+    words_plain(data)
+}
+
+#[inline(always)]
+fn words_plain(data: &[u8]) -> u64 {
+    let mut wide = 0u64;
+    for c in data.chunks_exact(4) {
+        wide += u64::from(u32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
     }
-    if let [last] = pairs.remainder() {
-        wide += u64::from(*last) << 8;
-    }
-    while wide >> 16 != 0 {
-        wide = (wide & 0xffff) + (wide >> 16);
-    }
-    wide as u32
+    wide
+}
+
+/// [`words_plain`] compiled for AVX2; call only where the CPU has it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn words_avx2(data: &[u8]) -> u64 {
+    words_plain(data)
 }
 
 /// Folds a running sum to 16 bits, without complementing it.
@@ -59,9 +103,14 @@ pub trait PseudoAddr: Copy {
 }
 
 impl PseudoAddr for Ipv4Addr {
+    /// The address's two 16-bit words added straight in (no loop: three
+    /// of these per IPv4 segment's pseudo-header).
     #[inline]
     fn sum_into(self, acc: u32) -> u32 {
-        sum(acc, &self.octets())
+        let v = u32::from(self);
+        let s = u64::from(acc) + u64::from(v >> 16) + u64::from(v & 0xffff);
+        // Below 2^33: one end-around carry brings it under 2^32.
+        ((s & 0xffff_ffff) + (s >> 32)) as u32
     }
 }
 
@@ -116,7 +165,7 @@ mod tests {
     }
 
     /// The 16-bit loop of RFC 1071 §4.1, as `sum` was before it summed
-    /// wider words.
+    /// wider words in the machine's byte order.
     fn sum16(mut acc: u64, data: &[u8]) -> u16 {
         for c in data.chunks(2) {
             acc += u64::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]));
@@ -151,6 +200,24 @@ mod tests {
         // All ones: the sum is 0xffff (negative zero), never 0.
         assert_eq!(fold(sum(0, &[0xff; 1500])), 0xffff);
         assert_eq!(sum(0, &[0; 1500]), 0);
+    }
+
+    #[test]
+    fn an_ipv4_address_adds_what_its_four_bytes_add() {
+        for a in [
+            Ipv4Addr::new(198, 18, 0, 1),
+            Ipv4Addr::new(255, 255, 255, 255),
+            Ipv4Addr::new(0, 0, 0, 0),
+            Ipv4Addr::new(1, 2, 254, 253),
+        ] {
+            for acc in [0u32, 1, 0xffff, 0x1_fffe, 0xdead_beef, u32::MAX] {
+                assert_eq!(
+                    fold(a.sum_into(acc)),
+                    sum16(u64::from(acc), &a.octets()),
+                    "{a} acc {acc:#x}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -94,13 +94,13 @@ impl TcpEngine {
     /// means nothing yet; after an RST, `Err(ConnectionReset)`; after a
     /// retransmission or keepalive timeout, `Err(TimedOut)`.
     pub fn read(&mut self, id: ConnId, buf: &mut [u8]) -> Result<usize, TcpError> {
-        self.run_id(id, |tcb, _| tcb.read(buf))?
+        self.run_id(id, |tcb, ctx| tcb.read(buf, ctx.pool))?
     }
 
     /// Queues data to send; returns how much fit (`Err(WouldBlock)` when
     /// none did). After an RST, `Err(BrokenPipe)`.
     pub fn write(&mut self, id: ConnId, data: &[u8]) -> Result<usize, TcpError> {
-        self.run_id(id, |tcb, _| tcb.write(data))?
+        self.run_id(id, |tcb, ctx| tcb.write(data, ctx.pool))?
     }
 
     /// Half-close: sends FIN after the queued data; reading goes on.

@@ -192,22 +192,27 @@ impl TcpEngine {
             return;
         }
         let mut iss = None;
-        if let Some(twi) = self.tw.lookup(&tuple) {
+        // Looked up once; looked up again below only when there was an
+        // entry (`on_time_wait` may have ended it), so a SYN to a listener
+        // costs one TIME_WAIT lookup, not two.
+        let in_tw = self.tw.lookup(&tuple);
+        if let Some(twi) = in_tw {
             match self.on_time_wait(now, twi, seg) {
                 None => return,
                 Some(isn) => iss = Some(isn),
             }
         }
+        let tw_now = |e: &TcpEngine| in_tw.and_then(|_| e.tw.lookup(&tuple));
         match self.find_listener(dst, seg.dst_port) {
             Some(lid) => {
-                if let Some(twi) = self.tw.lookup(&tuple) {
+                if let Some(twi) = tw_now(self) {
                     // RFC 6191: the SYN opens a new incarnation.
                     self.stats.time_wait_syn_reopen += 1;
                     self.tw_end(twi, true);
                 }
                 self.on_listen(now, lid, tuple, seg, iss)
             }
-            None => match self.tw.lookup(&tuple) {
+            None => match tw_now(self) {
                 // No listener for a SYN that could reopen: TIME_WAIT
                 // answers it with its ACK (Linux TCP_TW_SYN → TCP_TW_ACK).
                 Some(twi) => self.tw_ack(now, twi),

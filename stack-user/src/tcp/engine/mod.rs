@@ -19,6 +19,7 @@ use std::time::Duration;
 use stack_ebpf::cookie::{self, CookieOptions, Flow, Flow6, Secret, Secrets};
 
 use self::time_wait::TwTable;
+use super::buffer::BufPool;
 use super::config::{KeepaliveConfig, TcpConfig};
 use super::error::TcpError;
 use super::event::{ConnId, Event, FourTuple, ListenerId, Sharding, Warning};
@@ -199,6 +200,7 @@ pub struct TcpEngine {
     timers: TimerWheel<TimerKey>,
     fired: Vec<TimerKey>,
     dirty: VecDeque<u32>,
+    pool: BufPool,
     stats: Stats,
     next_port: u32,
     /// `(index, sharding)`: this engine is queue worker `index` and picks
@@ -246,6 +248,7 @@ impl TcpEngine {
             timers: TimerWheel::with_capacity(0, cap),
             fired: Vec::new(),
             dirty: VecDeque::new(),
+            pool: BufPool::default(),
             stats: Stats::default(),
             next_port: isn.keyed_hash(b"xstack ports") as u32,
             shard: (0, Sharding::Mix(1)),
@@ -640,6 +643,7 @@ impl TcpEngine {
             events: &mut self.events,
             resets: &mut self.resets,
             warnings: &mut self.warnings,
+            pool: &mut self.pool,
             id,
         };
         let r = f(tcb, &mut ctx);

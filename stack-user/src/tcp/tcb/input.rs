@@ -449,7 +449,8 @@ impl Tcb {
         // Remove acknowledged data from the send buffer.
         let acked_to = ack.min(self.data_end());
         if acked_to > self.snd_buf_start {
-            self.snd.consume(acked_to.dist(self.snd_buf_start) as usize);
+            self.snd
+                .consume(acked_to.dist(self.snd_buf_start) as usize, ctx.pool);
             self.snd_buf_start = acked_to;
             if self.has(WRITE_BLOCKED) {
                 self.clear(WRITE_BLOCKED);
@@ -576,7 +577,7 @@ impl Tcb {
         let data = &data[..keep];
         if off == 0 {
             let before = self.rcv_nxt;
-            let (nxt, filled) = self.rcv.push_in_order(self.rcv_nxt, data);
+            let (nxt, filled) = self.rcv.push_in_order(self.rcv_nxt, data, ctx.pool);
             self.rcv_nxt = nxt;
             ctx.stats.bytes_in += u64::from(nxt.dist(before));
             self.rcv_mss = self

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::buffer::{RecvBuffer, SendBuffer};
+use super::buffer::{BufPool, RecvBuffer, SendBuffer};
 use super::cc::{Cc, CongestionControl};
 use super::config::{KeepaliveConfig, TcpConfig};
 use super::error::TcpError;
@@ -52,6 +52,8 @@ pub(crate) struct Ctx<'a> {
     pub events: &'a mut VecDeque<Event>,
     pub resets: &'a mut VecDeque<RstSegment>,
     pub warnings: &'a mut Warnings,
+    /// Storage of emptied send and receive buffers, for the next to fill.
+    pub pool: &'a mut BufPool,
     pub id: ConnId,
 }
 

@@ -6,9 +6,9 @@ use super::*;
 
 impl Tcb {
     /// RECEIVE (RFC 9293 §3.10.3).
-    pub(crate) fn read(&mut self, dst: &mut [u8]) -> Result<usize, TcpError> {
+    pub(crate) fn read(&mut self, dst: &mut [u8], pool: &mut BufPool) -> Result<usize, TcpError> {
         self.clear(READ_NOTIFIED);
-        let n = self.rcv.read(dst);
+        let n = self.rcv.read(dst, pool);
         if n > 0 {
             // Window update if the window at least doubles and grows by the
             // SWS threshold (RFC 9293 §3.8.6.2.2; Linux's rule).
@@ -44,7 +44,7 @@ impl Tcb {
     }
 
     /// SEND (RFC 9293 §3.10.2).
-    pub(crate) fn write(&mut self, src: &[u8]) -> Result<usize, TcpError> {
+    pub(crate) fn write(&mut self, src: &[u8], pool: &mut BufPool) -> Result<usize, TcpError> {
         if let Some(e) = self.error {
             return Err(if e == TcpError::ConnectionReset {
                 TcpError::BrokenPipe
@@ -60,7 +60,7 @@ impl Tcb {
         if self.has(FIN_QUEUED) {
             return Err(TcpError::BrokenPipe);
         }
-        let n = self.snd.write(src);
+        let n = self.snd.write(src, pool);
         if n < src.len() {
             self.set(WRITE_BLOCKED);
         }

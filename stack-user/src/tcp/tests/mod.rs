@@ -5,6 +5,7 @@
 pub(crate) mod harness;
 mod util;
 
+mod ack_policy;
 mod close_wait;
 mod established;
 mod fin_wait;

@@ -181,9 +181,9 @@ impl Drop for Serve {
     }
 }
 
-/// Runs both receivers for `secs` seconds (clamped to 1..=60) and prints
-/// the table.
-pub fn run(secs: f64) -> Result<()> {
+/// Runs both receivers for `secs` seconds (clamped to 1..=60), prints
+/// the table and writes `OUT/rx.json`.
+pub fn run(secs: f64, out: &std::path::Path) -> Result<()> {
     let secs = secs.clamp(1.0, 60.0);
     crate::runtime::sys::check_privileges("xstack bench rx")?;
     let tb = TestbedGuard::up(&format!("r{}", std::process::id() % 100_000), 1)?;
@@ -255,5 +255,24 @@ pub fn run(secs: f64) -> Result<()> {
     println!(
         "xstack detail: xdp rx_packets {xdp_a}, engine rx_frames {rx_a} (icmp echo replies parsed {icmp_a}), kernel AF_XDP rx_ring_full {ring_full}, fill_ring_empty {fill_empty}, rx_dropped {kdrop}"
     );
+    let json = super::write_json(
+        out,
+        "rx.json",
+        &serde_json::json!({
+            "seconds": secs,
+            "xstack": {
+                "sent_pps": pps(sent_a, el_a),
+                "received_pps": pps(rx_a, el_a),
+                "xdp_rx_packets": xdp_a,
+                "rx_frames": rx_a,
+                "rx_ring_full": ring_full,
+                "fill_ring_empty": fill_empty,
+                "rx_dropped": kdrop,
+            },
+            "linux": { "sent_pps": pps(sent_b, el_b), "received_pps": pps(rx_b, el_b) },
+            "ratio": pps(rx_a, el_a) / pps(rx_b, el_b).max(1.0),
+        }),
+    )?;
+    println!("wrote {}", json.display());
     Ok(())
 }
