@@ -6,8 +6,11 @@
 //! cookie ACK validates; a cookie SYN only marks an existing entry. A flood
 //! of SYNs that reach the engine (not in cookie mode, within the rate
 //! limits) can evict entries; an evicted flow's segments are then checked as
-//! cookies while cookies are in use and dropped. Size them (`MAX_FLOWS`,
-//! `MAX_FLOWS6`) above the SYNs the engine may see in `MAX_AGE` minutes.
+//! cookies while cookies are in use and dropped, and so is an established
+//! flow that more connections than the table holds pushed out. Userspace
+//! sizes both at load (`--xdp-max-flows`, default `MAX_FLOWS`) to hold
+//! every connection the engines keep and the SYNs they may see in
+//! `MAX_AGE` minutes.
 //! "Cookies in use" is one clock for both families (the last cookie
 //! SYN-ACK of either).
 

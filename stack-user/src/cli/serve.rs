@@ -55,6 +55,12 @@ pub(super) struct Args {
     /// Entries per ring.
     #[arg(long, default_value_t = 2048)]
     ring_size: u32,
+    /// Entries of the XDP known-flow table (one per connection; per family).
+    /// While SYN cookies are in use, segments of a flow it evicted are
+    /// dropped, so it must hold every connection (default: 262,144, or 5/4
+    /// of `--sysctl initial_connections` when more; at most 16,777,216).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::runtime::stack::XDP_MAX_FLOWS_LIMIT)))]
+    xdp_max_flows: Option<u32>,
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long)]
     duration: Option<f64>,
@@ -202,6 +208,7 @@ pub(super) fn run(a: Args) -> Result<()> {
             xdp_mode: a.xdp_mode,
             pin_maps: a.pin_maps,
             fastpath: Some(fastpath),
+            xdp_max_flows: a.xdp_max_flows,
         },
         duration: a.duration.map(Duration::from_secs_f64),
         busy_poll: a.busy_poll,

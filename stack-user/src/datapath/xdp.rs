@@ -236,11 +236,27 @@ impl XdpProgram {
         if EBPF_OBJECT.is_empty() {
             return Err(XdpError::ObjectMissing);
         }
-        Self::load_bytes(EBPF_OBJECT, pin_dir)
+        Self::load_bytes(EBPF_OBJECT, pin_dir, stack_ebpf::MAX_FLOWS)
     }
 
-    /// Loads an XDP object from bytes (see [`XdpProgram::load`]).
-    pub fn load_bytes(object: &[u8], pin_dir: Option<&Path>) -> Result<XdpProgram, XdpError> {
+    /// [`XdpProgram::load`] with known-flow tables (`FLOWS`, `FLOWS6`) of
+    /// `max_flows` entries each instead of [`stack_ebpf::MAX_FLOWS`]. While
+    /// SYN cookies are in use, a segment of a flow the LRU table evicted
+    /// is checked as a cookie ACK and dropped, so the table must hold
+    /// every connection the engines keep (`xstack serve --xdp-max-flows`).
+    pub fn load_sized(pin_dir: Option<&Path>, max_flows: u32) -> Result<XdpProgram, XdpError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(XdpError::ObjectMissing);
+        }
+        Self::load_bytes(EBPF_OBJECT, pin_dir, max_flows)
+    }
+
+    /// Loads an XDP object from bytes (see [`XdpProgram::load_sized`]).
+    pub fn load_bytes(
+        object: &[u8],
+        pin_dir: Option<&Path>,
+        max_flows: u32,
+    ) -> Result<XdpProgram, XdpError> {
         if let Some(dir) = pin_dir {
             prepare_pin_dir(dir)?;
         }
@@ -254,6 +270,8 @@ impl XdpProgram {
         };
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &level, false)
+            .map_max_entries("FLOWS", max_flows.max(1))
+            .map_max_entries("FLOWS6", max_flows.max(1))
             .load(object)
             .map_err(|e| XdpError::Load(e.to_string()))?;
         let logger = if level >= 4 {

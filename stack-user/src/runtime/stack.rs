@@ -69,6 +69,27 @@ pub struct StackConfig {
     /// maps (with the engine's MSS and window scale); `None` leaves the
     /// program's own defaults.
     pub fastpath: Option<FastpathSettings>,
+    /// Entries of the XDP known-flow tables (`FLOWS`, `FLOWS6`); `None`:
+    /// [`StackConfig::max_flows`]'s default.
+    pub xdp_max_flows: Option<u32>,
+}
+
+/// Most entries `--xdp-max-flows` takes (about 1.1 GiB of kernel memory
+/// per table at ~70 B an IPv4 entry).
+pub const XDP_MAX_FLOWS_LIMIT: u32 = 16 << 20;
+
+impl StackConfig {
+    /// Entries of each XDP known-flow table: `xdp_max_flows`, else
+    /// [`stack_ebpf::MAX_FLOWS`] or 5/4 of `initial_connections` when that
+    /// is more (a server sized for N connections gets a table that holds
+    /// them), at most [`XDP_MAX_FLOWS_LIMIT`].
+    pub fn max_flows(&self) -> u32 {
+        let sized =
+            u32::try_from(self.tcp.initial_connections.saturating_mul(5) / 4).unwrap_or(u32::MAX);
+        self.xdp_max_flows
+            .unwrap_or(stack_ebpf::MAX_FLOWS.max(sized))
+            .clamp(1, XDP_MAX_FLOWS_LIMIT)
+    }
 }
 
 impl StackConfig {
@@ -103,6 +124,7 @@ impl Default for StackConfig {
             xdp_mode: AttachMode::Auto,
             pin_maps: false,
             fastpath: None,
+            xdp_max_flows: None,
         }
     }
 }
@@ -173,7 +195,8 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             // bpffs rejects dots in names.
             .join(format!("{}_{}", iface.name, sys::netns_id()))
     });
-    let mut prog = XdpProgram::load(pin_dir.as_deref())?;
+    let max_flows = config.max_flows();
+    let mut prog = XdpProgram::load_sized(pin_dir.as_deref(), max_flows)?;
     if let Some(dir) = &pin_dir {
         log::info!("XDP maps pinned under {}", dir.display());
     }
@@ -399,6 +422,8 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             epoch,
             reported_tx_drops: 0,
             capture: None,
+            flow_share: (max_flows / queues.max(1)) as usize,
+            next_flow_check: crate::time::Instant(0),
         });
     }
     let xsk_mode = if stacks.iter().all(|s| s.sock.is_zero_copy()) {
@@ -485,6 +510,12 @@ pub struct Stack {
     reported_tx_drops: u64,
     /// `--pcap`: frames received and sent are recorded there.
     capture: Option<SharedCapture>,
+    /// This queue's share of the XDP known-flow table: more connections
+    /// than this and, while SYN cookies are in use, evicted flows' segments
+    /// are dropped as invalid cookies (warned about once a minute).
+    flow_share: usize,
+    /// When the connection count is next compared with `flow_share`.
+    next_flow_check: crate::time::Instant,
 }
 
 impl Stack {
@@ -680,6 +711,25 @@ impl Stack {
             self.reported_tx_drops = dropped;
         }
         self.log_warnings();
+        if now >= self.next_flow_check {
+            self.next_flow_check = now + std::time::Duration::from_secs(1);
+            let c = self.engine.tcp_ref().state_counts();
+            let live = c.established
+                + c.syn_sent
+                + c.syn_recv
+                + c.fin_wait1
+                + c.fin_wait2
+                + c.close_wait
+                + c.last_ack
+                + c.closing;
+            if live > self.flow_share {
+                self.next_flow_check = now + std::time::Duration::from_secs(60);
+                log::warn!(
+                    "{live} connections on this queue exceed its share of the XDP known-flow table ({}): while SYN cookies are in use, segments of flows the table evicted are dropped as invalid cookies (drop_cookie_invalid); raise --xdp-max-flows",
+                    self.flow_share
+                );
+            }
+        }
     }
 
     /// Logs what TCP warned about (rate-limited by the engine), so every
