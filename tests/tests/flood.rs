@@ -222,29 +222,15 @@ fn a_flood_outside_the_benchmarking_range_is_refused_before_anything_is_opened()
     assert_eq!(ns.packets(), 0, "a refused flood sent something");
 }
 
-/// Issue 15: a bounded SYN flood over IPv6 from spoofed sources of one /64
-/// (2001:2:0:99::/64): the per-/64 token bucket in XDP drops it, while the
-/// Linux client (2001:2::1, another /64) completes every connection.
-#[test]
-fn legitimate_ipv6_clients_complete_connections_under_a_flood_from_one_slash_64() {
-    let _turn = one_flood_at_a_time();
-    let tb = testbed('g', 1);
-    let t = &tb.testbed;
+/// A 3 s, 20 kpps SYN flood over IPv6 from 2001:2:0:99::/64 at `serve`
+/// on the testbed's IPv6 address, port 80, while the Linux peer makes 20
+/// `curl -6` requests, which must all succeed; waits until XDP has seen
+/// every flood SYN. Returns the SYNs sent and the server's counters.
+fn ipv6_syn_flood_while_curling(
+    t: &xstack_tests::Testbed,
+    serve: &Serve,
+) -> (u64, serde_json::Value) {
     let v6 = t.stack_ip6.to_string();
-    let serve = Serve::start(
-        t,
-        80,
-        &[
-            "--ip",
-            &v6,
-            "--app",
-            "http",
-            "--syn-source-rate",
-            "100",
-            "--syn-source-burst",
-            "100",
-        ],
-    );
     let target = format!("[{v6}]:80");
     let flood = xstack::tools::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
         .args(["flood", "--iface", &t.peer_if, "--target", &target])
@@ -274,6 +260,33 @@ fn legitimate_ipv6_clients_complete_connections_under_a_flood_from_one_slash_64(
     });
     let s = serve.stats();
     assert!(done, "{s:#}");
+    (sent, s)
+}
+
+/// Issue 15: a bounded SYN flood over IPv6 from spoofed sources of one /64
+/// (2001:2:0:99::/64): the per-/64 token bucket in XDP drops it, while the
+/// Linux client (2001:2::1, another /64) completes every connection.
+#[test]
+fn legitimate_ipv6_clients_complete_connections_under_a_flood_from_one_slash_64() {
+    let _turn = one_flood_at_a_time();
+    let tb = testbed('g', 1);
+    let t = &tb.testbed;
+    let v6 = t.stack_ip6.to_string();
+    let serve = Serve::start(
+        t,
+        80,
+        &[
+            "--ip",
+            &v6,
+            "--app",
+            "http",
+            "--syn-source-rate",
+            "100",
+            "--syn-source-burst",
+            "100",
+        ],
+    );
+    let (sent, s) = ipv6_syn_flood_while_curling(t, &serve);
     // All but about a bucket's worth (100 burst + 100/s) of the flood
     // dropped in XDP by its /64's bucket.
     let dropped = counter(&s, "/xdp/drop_syn_source_rate");
@@ -300,35 +313,7 @@ fn legitimate_ipv6_clients_complete_connections_under_a_syn_flood_answered_with_
         80,
         &["--ip", &v6, "--app", "http", "--syncookies", "auto"],
     );
-    let target = format!("[{v6}]:80");
-    let flood = xstack::tools::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
-        .args(["flood", "--iface", &t.peer_if, "--target", &target])
-        .args([
-            "--rate",
-            "20000",
-            "--duration",
-            "3",
-            "--kind",
-            "syn",
-            "--sources",
-            "2001:2:0:99::/64",
-        ])
-        .args(["--dst-mac", &xstack::tools::testbed::STACK_MAC.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn flood");
-    std::thread::sleep(Duration::from_millis(500));
-    let url = format!("http://[{v6}]:80/");
-    let ok = curl_ok(t, &url, 20, &["-6"]);
-    let sent = flood_sent(flood);
-    assert!(sent > 20_000, "sent {sent}");
-    assert_eq!(ok, 20, "legitimate IPv6 connections failed under the flood");
-    let done = wait_until(Duration::from_secs(3), || {
-        counter(&serve.stats(), "/xdp_tcp_classes/syn") >= sent
-    });
-    let s = serve.stats();
-    assert!(done, "{s:#}");
+    let (sent, s) = ipv6_syn_flood_while_curling(t, &serve);
     // Auto mode switched on, and from then XDP answered every SYN (built
     // in XDP; on veth handed to the engine to send).
     assert!(counter(&s, "/fastpath/cookie_on_switches") >= 1, "{s:#}");
