@@ -90,6 +90,24 @@ impl StackConfig {
             .unwrap_or(stack_ebpf::MAX_FLOWS.max(sized))
             .clamp(1, XDP_MAX_FLOWS_LIMIT)
     }
+
+    /// The connections one of `queues` queues may hold before XDP, with
+    /// cookies in use, can take its flows for forged cookie ACKs: its
+    /// share of [`StackConfig::max_flows`]; unbounded where XDP answers no
+    /// SYN with a cookie (no listener, as a load generator, or
+    /// `--syncookies never`).
+    pub fn flow_share(&self, queues: u32) -> usize {
+        let cookies = !self.listen.is_empty()
+            && self
+                .fastpath
+                .as_ref()
+                .is_some_and(|f| f.syncookies != crate::datapath::fastpath::SynCookies::Never);
+        if cookies {
+            (self.max_flows() / queues.max(1)) as usize
+        } else {
+            usize::MAX
+        }
+    }
 }
 
 impl StackConfig {
@@ -196,6 +214,7 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             .join(format!("{}_{}", iface.name, sys::netns_id()))
     });
     let max_flows = config.max_flows();
+    let flow_share = config.flow_share(queues);
     let mut prog = XdpProgram::load_sized(pin_dir.as_deref(), max_flows)?;
     if let Some(dir) = &pin_dir {
         log::info!("XDP maps pinned under {}", dir.display());
@@ -422,7 +441,7 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             epoch,
             reported_tx_drops: 0,
             capture: None,
-            flow_share: (max_flows / queues.max(1)) as usize,
+            flow_share,
             next_flow_check: crate::time::Instant(0),
         });
     }
@@ -513,6 +532,7 @@ pub struct Stack {
     /// This queue's share of the XDP known-flow table: more connections
     /// than this and, while SYN cookies are in use, evicted flows' segments
     /// are dropped as invalid cookies (warned about once a minute).
+    /// `usize::MAX` where XDP answers no SYN with a cookie.
     flow_share: usize,
     /// When the connection count is next compared with `flow_share`.
     next_flow_check: crate::time::Instant,
@@ -822,7 +842,32 @@ impl Stack {
 
 #[cfg(test)]
 mod tests {
-    use super::link_mss;
+    use super::{link_mss, StackConfig};
+    use crate::datapath::fastpath::{FastpathSettings, SynCookies};
+
+    #[test]
+    fn the_xdp_flow_table_follows_initial_connections_and_only_a_cookie_server_gets_a_share() {
+        let mut c = StackConfig::default();
+        assert_eq!(c.max_flows(), stack_ebpf::MAX_FLOWS);
+        c.tcp.initial_connections = 1_000_000;
+        assert_eq!(c.max_flows(), 1_250_000);
+        c.xdp_max_flows = Some(64);
+        assert_eq!(c.max_flows(), 64);
+        // A load generator (no listener): XDP answers none of its SYNs
+        // with cookies, so however many connections it holds, no warning.
+        assert_eq!(c.flow_share(2), usize::MAX);
+        c.listen = vec![80];
+        c.fastpath = Some(FastpathSettings {
+            syncookies: SynCookies::Never,
+            ..FastpathSettings::default()
+        });
+        assert_eq!(c.flow_share(2), usize::MAX);
+        c.fastpath = Some(FastpathSettings {
+            syncookies: SynCookies::Auto,
+            ..FastpathSettings::default()
+        });
+        assert_eq!(c.flow_share(2), 32);
+    }
 
     #[test]
     fn the_mss_follows_the_link_mtu_and_the_umem_frame() {
