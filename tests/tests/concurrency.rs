@@ -29,6 +29,38 @@ fn one_big_run_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Waits up to `bound` for a spawned `xstack load` (calling `tick` as it
+/// runs), kills it past that, and checks it ended by itself with success
+/// and zero errors of every kind. Returns its output text and its JSON
+/// summary (read from, then removed at, `json`).
+fn finish_load(
+    mut child: std::process::Child,
+    bound: Duration,
+    json: &std::path::Path,
+    mut tick: impl FnMut(),
+) -> (String, Value) {
+    let ended = wait_until(bound, || {
+        tick();
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("xstack load output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ended && out.status.success(), "xstack load: {text}");
+    let v: Value = serde_json::from_slice(&std::fs::read(json).expect("json")).expect("JSON");
+    let _ = std::fs::remove_file(json);
+    for k in ["refused", "reset", "timeout", "connect_timeout", "other"] {
+        assert_eq!(counter(&v, &format!("/errors/{k}")), 0, "{k}: {v:#}");
+    }
+    (text, v)
+}
+
 #[test]
 fn fifty_thousand_concurrent_connections_over_a_slash_26_hold_with_zero_errors() {
     let _turn = one_big_run_at_a_time();
@@ -72,17 +104,16 @@ fn fifty_thousand_concurrent_connections_over_a_slash_26_hold_with_zero_errors()
         "--json",
         json.to_str().unwrap(),
     ];
-    let mut child =
-        xstack::tools::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn xstack load");
+    let child = xstack::tools::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xstack load");
     // While the connections are held: the server's heap per connection.
     let t0 = Instant::now();
     let mut held = None;
-    let ended = wait_until(Duration::from_secs(90), || {
+    let (_, v) = finish_load(child, Duration::from_secs(90), &json, || {
         if held.is_none() {
             if let Some(s) = serve.try_stats() {
                 if counter(&s, "/states/ESTABLISHED") == CONNECTIONS {
@@ -90,24 +121,8 @@ fn fifty_thousand_concurrent_connections_over_a_slash_26_hold_with_zero_errors()
                 }
             }
         }
-        child.try_wait().ok().flatten().is_some()
     });
-    if !ended {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().expect("xstack load output");
     let took = t0.elapsed();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(ended && out.status.success(), "xstack load: {text}");
-    let v: Value = serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("JSON");
-    let _ = std::fs::remove_file(&json);
-    for k in ["refused", "reset", "timeout", "connect_timeout", "other"] {
-        assert_eq!(counter(&v, &format!("/errors/{k}")), 0, "{k}: {v:#}");
-    }
     assert_eq!(counter(&v, "/peak_established"), CONNECTIONS, "{v:#}");
     assert!(v["time_to_full_concurrency_s"].as_f64().is_some(), "{v:#}");
     assert_eq!(counter(&v, "/connections"), CONNECTIONS, "{v:#}");
@@ -230,62 +245,44 @@ fn two_hundred_thousand_connections_cycle_through_time_wait_with_zero_errors() {
     let json = std::env::temp_dir().join(format!("xstack-twcycle-{}.json", std::process::id()));
     let n = CYCLED.to_string();
     let t0 = Instant::now();
-    let mut child =
-        xstack::tools::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
-            .args([
-                "load",
-                "--iface",
-                &t.peer_if,
-                "--ip",
-                "198.18.1.0/28",
-                "--ports",
-                "40000-40999",
-                "--target",
-                "198.18.0.2:80",
-                "--http",
-                "--concurrency",
-                "64",
-                "--connections",
-                &n,
-                "--close",
-                "client",
-                "--connect-rate",
-                "0",
-                "--timeout",
-                "10",
-                "--ring-size",
-                "8192",
-                "--frames",
-                "16384",
-                "--quiet",
-                "--json",
-                json.to_str().unwrap(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn xstack load");
-    let ended = wait_until(Duration::from_secs(150), || {
-        child.try_wait().ok().flatten().is_some()
-    });
-    if !ended {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().expect("xstack load output");
+    let child = xstack::tools::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
+        .args([
+            "load",
+            "--iface",
+            &t.peer_if,
+            "--ip",
+            "198.18.1.0/28",
+            "--ports",
+            "40000-40999",
+            "--target",
+            "198.18.0.2:80",
+            "--http",
+            "--concurrency",
+            "64",
+            "--connections",
+            &n,
+            "--close",
+            "client",
+            "--connect-rate",
+            "0",
+            "--timeout",
+            "10",
+            "--ring-size",
+            "8192",
+            "--frames",
+            "16384",
+            "--quiet",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xstack load");
+    let (text, v) = finish_load(child, Duration::from_secs(150), &json, || {});
     let took = t0.elapsed();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(ended && out.status.success(), "xstack load: {text}");
     // veth has no RSS: the load says it keeps the software hand-off.
     assert!(text.contains("no usable RSS"), "{text}");
-    let v: Value = serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("JSON");
-    let _ = std::fs::remove_file(&json);
-    for k in ["refused", "reset", "timeout", "connect_timeout", "other"] {
-        assert_eq!(counter(&v, &format!("/errors/{k}")), 0, "{k}: {v:#}");
-    }
     assert_eq!(counter(&v, "/connections"), CYCLED, "{v:#}");
     assert_eq!(counter(&v, "/requests"), CYCLED, "{v:#}");
     // At most 14,000 tuples exist: every connection past them took one
