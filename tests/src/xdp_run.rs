@@ -130,3 +130,37 @@ pub fn tshark_fields(frame: &[u8], fields: &[&str]) -> String {
     );
     text
 }
+
+/// Checks the TCP header `t` of a cookie SYN-ACK (either family) answering
+/// a SYN from port 40000 to `port` with sequence number `syn_seq`: ports,
+/// ACK number, header length, flags, window 65535, urgent pointer, MSS
+/// `mss`, and, when the SYN carried Linux's options (`syn_tsval`, its
+/// TSval), SACK-permitted, timestamps echoing it and window scale 7.
+/// Returns (ISN, TSval). The IP layer and the checksum are the caller's.
+pub fn check_synack_tcp(
+    t: &[u8],
+    port: u16,
+    syn_seq: u32,
+    mss: u16,
+    syn_tsval: Option<u32>,
+) -> (u32, Option<u32>) {
+    let want_len = if syn_tsval.is_some() { 40 } else { 24 };
+    assert_eq!(t.len(), want_len);
+    assert_eq!(u16::from_be_bytes([t[0], t[1]]), port);
+    assert_eq!(u16::from_be_bytes([t[2], t[3]]), 40000);
+    let isn = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+    assert_eq!(u32::from_be_bytes([t[8], t[9], t[10], t[11]]), syn_seq + 1);
+    assert_eq!(t[12] >> 4, (want_len / 4) as u8);
+    assert_eq!(t[13], 0x12, "SYN+ACK");
+    assert_eq!(u16::from_be_bytes([t[14], t[15]]), 65535, "window");
+    assert_eq!(&t[18..20], &[0, 0], "urgent pointer");
+    assert_eq!(&t[20..22], &[2, 4], "MSS option");
+    assert_eq!(u16::from_be_bytes([t[22], t[23]]), mss, "MSS");
+    let tsval = syn_tsval.map(|tsecr| {
+        assert_eq!(&t[24..28], &[4, 2, 8, 10], "SACK-permitted, timestamps");
+        assert_eq!(u32::from_be_bytes([t[32], t[33], t[34], t[35]]), tsecr);
+        assert_eq!(&t[36..40], &[1, 3, 3, 7], "window scale 7");
+        u32::from_be_bytes([t[28], t[29], t[30], t[31]])
+    });
+    (isn, tsval)
+}
