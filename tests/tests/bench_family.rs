@@ -139,3 +139,16 @@ fn bench_bulk_family_6_moves_bytes_in_every_direction_over_ipv6() {
     }
     assert!(!text.contains("IPv4   |"), "{text}");
 }
+
+#[test]
+fn bench_runs_out_of_range_is_refused_in_one_line() {
+    for runs in ["0", "11"] {
+        let (ok, text) = xstack_within(&["bench", "--runs", runs], Duration::from_secs(20));
+        assert!(!ok, "xstack bench --runs {runs} succeeded:\n{text}");
+        assert_eq!(text.trim().lines().count(), 1, "{text}");
+        assert!(
+            text.contains(&format!("--runs {runs} is out of range: use 1 to 10")),
+            "{text}"
+        );
+    }
+}

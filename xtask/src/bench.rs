@@ -36,6 +36,9 @@ pub fn bench(seconds: u32) -> Result<()> {
             "bench",
             "--seconds",
             &seconds.to_string(),
+            // Issue 13 asks for the keep-alive ratio stable over three runs.
+            "--runs",
+            "3",
             "--out",
             "target/bench",
         ]))?;

@@ -22,6 +22,11 @@ pub(super) struct Args {
     /// IPv6 rows side by side, with IPv6/IPv4 ratios).
     #[arg(long, default_value = "4")]
     family: Families,
+    /// Run the kernel comparison this many times (1 to 10) in one testbed:
+    /// every run's table, then each scenario's ratio per run with its
+    /// minimum and median.
+    #[arg(long, default_value_t = 1)]
+    runs: u32,
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +109,7 @@ pub(super) fn run(a: Args) -> Result<()> {
         out,
         quick,
         family,
+        runs,
     } = a;
     match which {
         Some(Which::Synflood(a)) => crate::tools::bench::synflood::run(&a)?,
@@ -127,10 +133,14 @@ pub(super) fn run(a: Args) -> Result<()> {
             if !(1..=600).contains(&seconds) {
                 anyhow::bail!("--seconds {seconds} is out of range: use 1 to 600");
             }
+            let max = crate::tools::bench::kernel::MAX_RUNS;
+            if !(1..=max).contains(&runs) {
+                anyhow::bail!("--runs {runs} is out of range: use 1 to {max}");
+            }
             let table = if quick {
-                crate::tools::bench::kernel::run_quick(seconds, &out, family)?
+                crate::tools::bench::kernel::run_quick(seconds, runs, &out, family)?
             } else {
-                crate::tools::bench::kernel::run(seconds, &out, family)?
+                crate::tools::bench::kernel::run(seconds, runs, &out, family)?
             };
             print!("{table}");
             println!(

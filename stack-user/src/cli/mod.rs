@@ -69,7 +69,7 @@ enum Command {
     Flood(flood::Args),
     /// Benchmarks: with no subcommand, xstack vs the Linux kernel stack (load generators and servers, one run); `synflood` (legit connections under a SYN flood: Linux, Linux+SYNPROXY, xstack); `cookies` (our cookie vs the kernel's helpers).
     #[command(
-        after_help = "Examples:\n  xstack bench\n  xstack bench --seconds 10 --out target/bench\n  xstack bench synflood\n  xstack bench cookies"
+        after_help = "Examples:\n  xstack bench\n  xstack bench --seconds 10 --out target/bench\n  xstack bench --runs 3\n  xstack bench synflood\n  xstack bench cookies"
     )]
     Bench(bench::Args),
     /// Show the counters of a running instance (read over its control socket).

@@ -65,6 +65,8 @@ pub struct Row {
     pub load_cpu: f64,
     /// Server process CPU, % of one core.
     pub server_cpu: f64,
+    /// Which run of `--runs` measured it, from 1.
+    pub run: u32,
 }
 
 pub(crate) struct Proc {
@@ -328,6 +330,7 @@ fn load_row(
             .sum(),
         load_cpu: 100.0 * load_cpu_s / wall,
         server_cpu: 100.0 * server_cpu_s / wall,
+        run: 1,
     })
 }
 
@@ -389,6 +392,7 @@ fn wrk_row(t: &Testbed, sc: &Scenario, server: &str, family: Family, secs: u32) 
         errors,
         load_cpu: 100.0 * wrk_cpu_s / wall,
         server_cpu: 100.0 * server_cpu_s / wall,
+        run: 1,
     })
 }
 
@@ -518,19 +522,23 @@ const QUICK_PAIRS: [(&str, &str); 2] = [("kernel", "kernel"), ("xstack", "xstack
 
 /// Runs the whole comparison; writes `bench.json`, `cps.svg` and
 /// `latency-cdf.svg` under `out`, and returns the printed table.
-pub fn run(secs: u32, out: &Path, families: Families) -> Result<String> {
-    run_pairs(secs, out, &ALL_PAIRS, true, families)
+pub fn run(secs: u32, runs: u32, out: &Path, families: Families) -> Result<String> {
+    run_pairs(secs, runs, out, &ALL_PAIRS, true, families)
 }
 
 /// `xstack bench --quick` (what `cargo xtask demo` runs): both scenarios,
 /// kernel→kernel and xstack→xstack only, no wrk; the same files and table
 /// as [`run`] with those rows.
-pub fn run_quick(secs: u32, out: &Path, families: Families) -> Result<String> {
-    run_pairs(secs, out, &QUICK_PAIRS, false, families)
+pub fn run_quick(secs: u32, runs: u32, out: &Path, families: Families) -> Result<String> {
+    run_pairs(secs, runs, out, &QUICK_PAIRS, false, families)
 }
+
+/// Most runs `--runs` takes.
+pub const MAX_RUNS: u32 = 10;
 
 fn run_pairs(
     secs: u32,
+    runs: u32,
     out: &Path,
     pairs: &[(&str, &str)],
     wrk: bool,
@@ -573,37 +581,46 @@ fn run_pairs(
             wrk_close: false,
         },
     ];
-    let mut rows = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     // Each IPv6 row right after its IPv4 row.
     let fams = families.list();
-    for sc in &scenarios {
-        for &(load, server) in pairs {
-            for &f in fams {
-                eprintln!(
-                    "bench: {} {load} load → {server} server, {f} ({secs} s)",
-                    sc.name
-                );
-                rows.push(load_row(&t, sc, (load, server), f, secs, out)?);
-            }
+    for run in 1..=runs {
+        if runs > 1 {
+            eprintln!("bench: run {run} of {runs}");
         }
-        for server in ["kernel", "xstack"].into_iter().filter(|_| wrk) {
-            for &f in fams {
-                eprintln!("bench: {} wrk → {server} server, {f} ({secs} s)", sc.name);
-                rows.push(wrk_row(&t, sc, server, f, secs)?);
-            }
-        }
-        if wrk && hyper_bin().is_some() {
-            for server in HYPER_SERVERS {
+        let first = rows.len();
+        for sc in &scenarios {
+            for &(load, server) in pairs {
                 for &f in fams {
                     eprintln!(
-                        "bench: {} xstack load → {server} server, {f} ({secs} s)",
+                        "bench: {} {load} load → {server} server, {f} ({secs} s)",
                         sc.name
                     );
-                    rows.push(load_row(&t, sc, ("xstack", server), f, secs, out)?);
+                    rows.push(load_row(&t, sc, (load, server), f, secs, out)?);
+                }
+            }
+            for server in ["kernel", "xstack"].into_iter().filter(|_| wrk) {
+                for &f in fams {
                     eprintln!("bench: {} wrk → {server} server, {f} ({secs} s)", sc.name);
                     rows.push(wrk_row(&t, sc, server, f, secs)?);
                 }
             }
+            if wrk && hyper_bin().is_some() {
+                for server in HYPER_SERVERS {
+                    for &f in fams {
+                        eprintln!(
+                            "bench: {} xstack load → {server} server, {f} ({secs} s)",
+                            sc.name
+                        );
+                        rows.push(load_row(&t, sc, ("xstack", server), f, secs, out)?);
+                        eprintln!("bench: {} wrk → {server} server, {f} ({secs} s)", sc.name);
+                        rows.push(wrk_row(&t, sc, server, f, secs)?);
+                    }
+                }
+            }
+        }
+        for r in &mut rows[first..] {
+            r.run = run;
         }
     }
     if wrk && hyper_bin().is_none() {
@@ -613,17 +630,73 @@ fn run_pairs(
         );
     }
     drop(guard);
-    let table = table(&rows, wrk);
+    let table = runs_table(&rows, runs, wrk);
     let json = serde_json::json!({
         "seconds": secs,
+        "runs": runs,
         "families": fams,
         "rows": rows,
     });
+    // The plots show the first run.
+    let rows: Vec<Row> = rows.into_iter().filter(|r| r.run == 1).collect();
     let mut f = std::fs::File::create(out.join("bench.json"))?;
     writeln!(f, "{}", serde_json::to_string_pretty(&json)?)?;
     svg_bars(&rows, &out.join("cps.svg"))?;
     svg_cdf(&rows, &out.join("latency-cdf.svg"))?;
     Ok(table)
+}
+
+/// The tables of every run (one heading each when there are several) and,
+/// with several runs, each scenario's xstack↔xstack / kernel↔kernel ratio
+/// per run with its minimum and median: a ratio is only as good as its
+/// spread on a shared machine.
+fn runs_table(rows: &[Row], runs: u32, wrk: bool) -> String {
+    use std::fmt::Write as _;
+    if runs <= 1 {
+        return table(rows, wrk);
+    }
+    let mut out = String::new();
+    for run in 1..=runs {
+        let these: Vec<Row> = rows.iter().filter(|r| r.run == run).cloned().collect();
+        let _ = writeln!(out, "run {run} of {runs}");
+        out.push_str(&table(&these, wrk));
+    }
+    let mut fams: Vec<Family> = rows.iter().map(|r| r.family).collect();
+    fams.sort();
+    fams.dedup();
+    for &f in &fams {
+        for sc in ["conn-per-request", "keep-alive"] {
+            let get = |run: u32, side: &str| {
+                rows.iter()
+                    .find(|r| {
+                        r.run == run
+                            && r.scenario == sc
+                            && r.family == f
+                            && r.load == side
+                            && r.server == side
+                    })
+                    .map(headline)
+            };
+            let ratios: Vec<f64> = (1..=runs)
+                .filter_map(|run| Some(get(run, "xstack")? / get(run, "kernel")?.max(1.0)))
+                .collect();
+            if ratios.is_empty() {
+                continue;
+            }
+            let mut sorted = ratios.clone();
+            sorted.sort_by(f64::total_cmp);
+            let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}×")).collect();
+            let _ = writeln!(
+                out,
+                "{sc} ({f}), {} runs: xstack↔xstack / kernel↔kernel = {} (min {:.2}×, median {:.2}×)",
+                ratios.len(),
+                each.join(", "),
+                sorted[0],
+                sorted[sorted.len() / 2],
+            );
+        }
+    }
+    out
 }
 
 /// The measure a scenario is compared on: conn/s for conn-per-request,
@@ -753,6 +826,7 @@ mod tests {
             errors: 0,
             load_cpu: 0.0,
             server_cpu: 0.0,
+            run: 1,
         }
     }
 
@@ -777,6 +851,40 @@ mod tests {
         assert!(!t.contains("wrk"), "{t}");
         assert!(table(&rows, true).contains("wrk against the kernel server"));
         assert_eq!(QUICK_PAIRS, [("kernel", "kernel"), ("xstack", "xstack")]);
+    }
+
+    #[test]
+    fn three_runs_print_each_table_and_the_ratio_per_run_with_min_and_median() {
+        let mut rows = Vec::new();
+        for (run, ka) in [(1, 2300.0), (2, 3100.0), (3, 2700.0)] {
+            for (sc, side, v) in [
+                ("conn-per-request", "kernel", 100.0),
+                ("conn-per-request", "xstack", 600.0),
+                ("keep-alive", "kernel", 1000.0),
+                ("keep-alive", "xstack", ka),
+            ] {
+                rows.push(Row {
+                    run,
+                    ..row(sc, side, v)
+                });
+            }
+        }
+        let t = runs_table(&rows, 3, false);
+        for run in 1..=3 {
+            assert!(t.contains(&format!("run {run} of 3\n")), "{t}");
+        }
+        assert_eq!(t.lines().filter(|l| l.starts_with("| ")).count(), 15, "{t}");
+        assert!(
+            t.contains("keep-alive (IPv4), 3 runs: xstack↔xstack / kernel↔kernel = 2.30×, 3.10×, 2.70× (min 2.30×, median 2.70×)\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("conn-per-request (IPv4), 3 runs: xstack↔xstack / kernel↔kernel = 6.00×, 6.00×, 6.00× (min 6.00×, median 6.00×)\n"),
+            "{t}"
+        );
+        // One run prints as before.
+        let one: Vec<Row> = rows.iter().filter(|r| r.run == 1).cloned().collect();
+        assert_eq!(runs_table(&one, 1, false), table(&one, false));
     }
 
     #[test]
