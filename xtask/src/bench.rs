@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: every benchmark, each next to its Linux baseline
 //! (the engine in memory next to its targets), each writing its JSON under
-//! target/bench (synflood's under target/synflood).
+//! target/bench (synflood's under target/synflood; a one-minute soak under
+//! target/bench/soak, held connections under target/bench/concurrency).
 
 use std::process::Command;
 
@@ -67,5 +68,26 @@ pub fn bench(seconds: u32) -> Result<()> {
                 "target/bench",
             ]))?;
     }
+    // The bounded soak (one minute, memory sampled every 10 s) and the
+    // held-connections benchmark at its default 20,000: "cargo xtask bench
+    // runs them all" (issue 13).
+    run(Command::new(root().join("target/release/xstack"))
+        .current_dir(root())
+        .args([
+            "bench",
+            "soak",
+            "--seconds",
+            "60",
+            "--out",
+            "target/bench/soak",
+        ]))?;
+    run(Command::new(root().join("target/release/xstack"))
+        .current_dir(root())
+        .args([
+            "bench",
+            "concurrency",
+            "--out",
+            "target/bench/concurrency",
+        ]))?;
     Ok(())
 }
