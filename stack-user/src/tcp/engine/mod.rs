@@ -187,6 +187,8 @@ pub struct TcpEngine {
     /// Milliseconds added to engine time for TSvals: the engine's time
     /// zero on the host's monotonic clock, once the runtime says it.
     ts_clock_ms: u32,
+    /// The last address pair `ts_offset` hashed, and its keyed hash.
+    ts_last: std::cell::Cell<Option<(IpAddr, IpAddr, u32)>>,
     conns: TupleMap<u32>,
     slots: slots::Chunked<Slot>,
     free: Vec<u32>,
@@ -264,6 +266,7 @@ impl TcpEngine {
             clock: Instant::ZERO,
             ts_key: isn.clone(),
             ts_clock_ms: 0,
+            ts_last: std::cell::Cell::new(None),
             isn,
             cfg: config,
         }
@@ -363,7 +366,16 @@ impl TcpEngine {
     /// keyed, so it reveals no clock, and the same for every incarnation;
     /// plus the engine's time zero on the host clock
     /// ([`set_timestamp_clock`](Self::set_timestamp_clock)).
+    ///
+    /// The keyed hash of the last address pair is kept (most connections
+    /// of a client go to one server, and a server's from one client often
+    /// come in runs): the same value, without a SipHash per connection.
     fn ts_offset(&self, local: IpAddr, remote: IpAddr) -> u32 {
+        if let Some((l, r, h)) = self.ts_last.get() {
+            if (l, r) == (local, remote) {
+                return h.wrapping_add(self.ts_clock_ms);
+            }
+        }
         let h = match (local, remote) {
             (IpAddr::V4(l), IpAddr::V4(r)) => {
                 let mut msg = [0u8; 10];
@@ -380,6 +392,7 @@ impl TcpEngine {
                 self.ts_key.keyed_hash(&msg)
             }
         };
+        self.ts_last.set(Some((local, remote, h as u32)));
         (h as u32).wrapping_add(self.ts_clock_ms)
     }
 
@@ -395,6 +408,7 @@ impl TcpEngine {
     /// retransmission, a second, instead of reusing the tuple.
     pub fn set_timestamp_clock(&mut self, key: [u8; 16], clock_offset_us: u64) {
         self.ts_key = IsnGenerator::new(key);
+        self.ts_last.set(None);
         self.ts_clock_ms = (clock_offset_us / 1000) as u32;
     }
 
@@ -446,15 +460,8 @@ impl TcpEngine {
             }
         }
         while let Some(&idx) = self.dirty.front() {
-            let sent = self.run(idx, |tcb, ctx| {
-                tcb.poll_transmit(now, ctx, buf).map(|n| (n, tcb.tuple))
-            });
-            if let Some(Some((len, t))) = sent {
-                return Some(Transmit {
-                    src: t.local_addr,
-                    dst: t.remote_addr,
-                    len,
-                });
+            if let Some(t) = self.transmit_one(now, idx, buf) {
+                return Some(t);
             }
             self.dirty.pop_front();
             if let Some(slot) = self.slots.get_mut(idx as usize) {
@@ -466,6 +473,35 @@ impl TcpEngine {
             }
         }
         None
+    }
+
+    /// The next segment of the connection in slot `idx`, if it has one.
+    /// Sending changes no state (only SND.NXT/SND.MAX, RTT timing and the
+    /// timers), so of `run`'s bookkeeping only the timers are kept: the
+    /// connection is already queued in `dirty`.
+    fn transmit_one(&mut self, now: Instant, idx: u32, buf: &mut [u8]) -> Option<Transmit> {
+        let slot = self.slots.get_mut(idx as usize)?;
+        let id = ConnId { idx, gen: slot.gen };
+        let tcb = slot.tcb.as_mut()?;
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            stats: &mut self.stats,
+            events: &mut self.events,
+            resets: &mut self.resets,
+            warnings: &mut self.warnings,
+            pool: &mut self.pool,
+            id,
+        };
+        let old = tcb.state();
+        let len = tcb.poll_transmit(now, &mut ctx, buf);
+        debug_assert_eq!(tcb.state(), old, "sending changed the state");
+        let t = tcb.tuple;
+        Self::rearm(&mut self.timers, slot, idx);
+        len.map(|len| Transmit {
+            src: t.local_addr,
+            dst: t.remote_addr,
+            len,
+        })
     }
 
     /// When `handle_timeout` should be called next. Exact when the next
@@ -578,8 +614,8 @@ impl TcpEngine {
             None,
             tcb.state_since,
         );
-        if self.conns.get(&tcb.tuple) == Some(&idx) {
-            self.conns.remove(&tcb.tuple);
+        if !tcb.is_unlinked() {
+            self.conns.remove_if(&tcb.tuple, idx);
         }
         if let Some(l) = tcb
             .listener
@@ -603,17 +639,21 @@ impl TcpEngine {
     /// Keeps the slot's one wheel entry at the earliest deadline of its
     /// timers: O(1) cancel and arm when it moved.
     fn reschedule(&mut self, idx: u32) {
-        let Some(slot) = self.slots.get_mut(idx as usize) else {
-            return;
-        };
+        if let Some(slot) = self.slots.get_mut(idx as usize) {
+            Self::rearm(&mut self.timers, slot, idx);
+        }
+    }
+
+    /// [`reschedule`](Self::reschedule) on a slot already at hand.
+    fn rearm(timers: &mut TimerWheel<TimerKey>, slot: &mut Slot, idx: u32) {
         let next = slot.tcb.as_ref().and_then(Tcb::next_deadline);
         if next == slot.scheduled {
             return;
         }
-        self.timers.cancel(slot.timer);
+        timers.cancel(slot.timer);
         slot.scheduled = next;
         slot.timer = match next {
-            Some(t) => self.timers.arm(t.0, TimerKey::Conn(idx)),
+            Some(t) => timers.arm(t.0, TimerKey::Conn(idx)),
             None => TimerId::NONE,
         };
     }
@@ -681,10 +721,14 @@ impl TcpEngine {
             c[fin as usize] += 1;
         }
         if fin == State::Closed {
-            if self.conns.get(&tuple) == Some(&idx) {
-                self.conns.remove(&tuple);
-            }
             free |= tcb.is_orphan();
+            // A block that stays (its handle is held) leaves the demux
+            // table now; one freed below leaves it in `free_slot`: one
+            // lookup either way.
+            if !free && !tcb.is_unlinked() {
+                self.conns.remove_if(&tuple, idx);
+                tcb.set_unlinked();
+            }
         }
         if fin != old {
             self.close_wait_moved(origin, idx, id.gen, Some(old), Some(fin), since);
