@@ -61,6 +61,7 @@ enum Key {
     V6(Key6),
 }
 
+#[inline]
 fn key(t: &FourTuple) -> Key {
     match (t.local_addr, t.remote_addr) {
         (IpAddr::V4(local), IpAddr::V4(remote)) => Key::V4(Key4 {

@@ -688,6 +688,16 @@ impl TcpEngine {
         };
         let r = f(tcb, &mut ctx);
         let new = tcb.state();
+        if new == old && new != State::Closed && new != State::TimeWait {
+            // No state change (most calls): of the bookkeeping below only
+            // the dirty queue and the timers have anything to do.
+            if !slot.dirty {
+                slot.dirty = true;
+                self.dirty.push_back(idx);
+            }
+            Self::rearm(&mut self.timers, slot, idx);
+            return Some(r);
+        }
         let tuple = tcb.tuple;
         let mut free = false;
         if old == State::SynReceived && new != State::SynReceived && tcb.is_passive() {

@@ -252,6 +252,15 @@ impl Tcb {
             }
         }
         let sack_recovery = self.has(RECOVERY) && self.has(SACK);
+        let data_end = self.data_end();
+        let unsent = data_end.dist(self.snd_nxt);
+        let fin_unsent = self.has(FIN_QUEUED) && self.snd_nxt <= data_end;
+        if unsent == 0 && !fin_unsent && !sack_recovery {
+            // Nothing new to send and no SACK retransmission to look for
+            // (the most common call: an ACK is all that may be owed).
+            self.clear(FORCE);
+            return None;
+        }
         let pipe = if sack_recovery {
             self.sb
                 .pipe(self.snd_una, self.snd_max, self.high_rxt, smss)
@@ -269,10 +278,8 @@ impl Tcb {
                 return Some(total);
             }
         }
-        // New data (or data again after a timeout) at SND.NXT, then FIN.
-        let data_end = self.data_end();
-        let unsent = data_end.dist(self.snd_nxt);
-        let fin_unsent = self.has(FIN_QUEUED) && self.snd_nxt <= data_end;
+        // New data (or data again after a timeout) at SND.NXT, then FIN
+        // (the SACK retransmission above sent nothing: the same values).
         if unsent == 0 && !fin_unsent {
             self.clear(FORCE);
             return None;
