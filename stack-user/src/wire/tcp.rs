@@ -1025,7 +1025,10 @@ mod tests {
         // A wrong length is no aligned timestamp.
         let mut bad = aligned.clone();
         bad[3] = 9;
-        assert_eq!(TcpOptions::parse(&bad).ok().and_then(|o| o.timestamps), None);
+        assert_eq!(
+            TcpOptions::parse(&bad).ok().and_then(|o| o.timestamps),
+            None
+        );
     }
 
     #[test]
