@@ -493,8 +493,12 @@ impl TcpEngine {
             id,
         };
         let old = tcb.state();
+        let may = cfg!(debug_assertions) && tcb.may_transmit();
         let len = tcb.poll_transmit(now, &mut ctx, buf);
         debug_assert_eq!(tcb.state(), old, "sending changed the state");
+        // `run` queues only connections that may transmit: check that it
+        // misses none (every test in a debug build).
+        debug_assert!(may || len.is_none(), "sent after may_transmit said no");
         let t = tcb.tuple;
         Self::rearm(&mut self.timers, slot, idx);
         len.map(|len| Transmit {
@@ -691,7 +695,7 @@ impl TcpEngine {
         if new == old && new != State::Closed && new != State::TimeWait {
             // No state change (most calls): of the bookkeeping below only
             // the dirty queue and the timers have anything to do.
-            if !slot.dirty {
+            if !slot.dirty && tcb.may_transmit() {
                 slot.dirty = true;
                 self.dirty.push_back(idx);
             }
@@ -753,5 +757,54 @@ impl TcpEngine {
             self.reschedule(idx);
         }
         Some(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_that_leaves_nothing_to_send_does_not_queue_the_connection_for_transmit() {
+        let (a, b) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
+        let mut c = TcpEngine::new(TcpConfig::default(), [1; 16]);
+        let mut s = TcpEngine::new(TcpConfig::default(), [2; 16]);
+        let l = s.listen(b, 80, 8).unwrap();
+        let now = Instant::from_millis(1);
+        let mut buf = vec![0u8; 2048];
+        let mut pump = |c: &mut TcpEngine, s: &mut TcpEngine| loop {
+            let mut moved = false;
+            while let Some(t) = c.poll_transmit(now, &mut buf) {
+                let seg = buf[..t.len].to_vec();
+                s.on_segment(now, t.src, t.dst, &seg);
+                moved = true;
+            }
+            while let Some(t) = s.poll_transmit(now, &mut buf) {
+                let seg = buf[..t.len].to_vec();
+                c.on_segment(now, t.src, t.dst, &seg);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        };
+        let id = c.connect(now, a, 0, b, 80).unwrap();
+        pump(&mut c, &mut s);
+        let sid = s.accept(l).expect("established");
+        assert!(c.dirty.is_empty() && s.dirty.is_empty());
+        // Nothing to send: not queued.
+        c.set_nodelay(id, true).unwrap();
+        assert_eq!(c.read(id, &mut [0; 16]), Err(TcpError::WouldBlock));
+        assert!(c.dirty.is_empty(), "{:?}", c.dirty);
+        // Data to send: queued, and it goes out.
+        c.write(id, b"hello").unwrap();
+        assert_eq!(c.dirty.len(), 1);
+        pump(&mut c, &mut s);
+        let mut got = [0u8; 16];
+        assert_eq!(s.read(sid, &mut got), Ok(5));
+        assert_eq!(&got[..5], b"hello");
+        // A close queues the FIN.
+        c.close(now, id).unwrap();
+        assert_eq!(c.dirty.len(), 1);
     }
 }
