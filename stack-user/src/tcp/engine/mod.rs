@@ -654,11 +654,13 @@ impl TcpEngine {
         if next == slot.scheduled {
             return;
         }
-        timers.cancel(slot.timer);
         slot.scheduled = next;
         slot.timer = match next {
-            Some(t) => timers.arm(t.0, TimerKey::Conn(idx)),
-            None => TimerId::NONE,
+            Some(t) => timers.rearm(slot.timer, t.0, TimerKey::Conn(idx)),
+            None => {
+                timers.cancel(slot.timer);
+                TimerId::NONE
+            }
         };
     }
 
