@@ -15,43 +15,67 @@ use crate::wire::tcp::SeqNumber;
 /// transfer, whose buffers empty and fill again every round, takes the
 /// same storage back instead of allocating and growing a new one each time
 /// (Linux keeps a socket's forward allocation for the same reason). At
-/// most [`BufPool::MAX`] buffers are kept, so what the pool holds is bounded
-/// by a few buffers' capacity per engine.
+/// most [`BufPool::MAX`] buffers of any size are kept, and besides them up
+/// to [`BufPool::SMALL_MAX`] small ones (at most [`BufPool::SMALL_CAP`]
+/// bytes each): short connections (a request and a response of a few
+/// hundred bytes) come and go by the thousand, and each would otherwise
+/// allocate and free its send and receive storage. What the pool holds is
+/// bounded by a few buffers' capacity plus 512 KiB per engine.
 #[derive(Debug)]
 pub struct BufPool {
     free: Vec<VecDeque<u8>>,
+    small: Vec<VecDeque<u8>>,
 }
 
 impl Default for BufPool {
     fn default() -> BufPool {
         BufPool {
             free: Vec::with_capacity(BufPool::MAX),
+            small: Vec::new(),
         }
     }
 }
 
 impl BufPool {
-    /// Most buffers kept.
+    /// Most buffers of any size kept.
     pub const MAX: usize = 4;
+    /// Most small buffers kept besides them.
+    pub const SMALL_MAX: usize = 256;
+    /// The capacity up to which a buffer is small.
+    pub const SMALL_CAP: usize = 2048;
 
     /// An empty buffer: kept storage if there is any (most recently kept
-    /// first, still warm in cache), else a new, unallocated one.
+    /// first, still warm in cache; a large one first), else a new,
+    /// unallocated one.
     fn take(&mut self) -> VecDeque<u8> {
-        self.free.pop().unwrap_or_default()
+        self.free
+            .pop()
+            .or_else(|| self.small.pop())
+            .unwrap_or_default()
     }
 
     /// Keeps the storage of an emptied buffer (or frees it when the pool
     /// is full or it holds none).
     fn put(&mut self, mut d: VecDeque<u8>) {
-        if d.capacity() > 0 && self.free.len() < Self::MAX {
-            d.clear();
+        let cap = d.capacity();
+        if cap == 0 {
+            return;
+        }
+        d.clear();
+        if cap <= Self::SMALL_CAP && self.small.len() < Self::SMALL_MAX {
+            self.small.push(d);
+        } else if self.free.len() < Self::MAX {
             self.free.push(d);
         }
     }
 
     /// Heap bytes kept.
     pub fn heap_bytes(&self) -> usize {
-        self.free.iter().map(VecDeque::capacity).sum()
+        self.free
+            .iter()
+            .chain(&self.small)
+            .map(VecDeque::capacity)
+            .sum()
     }
 
     /// A buffer with no storage takes kept storage, if any (called before
@@ -436,20 +460,55 @@ mod tests {
         assert_eq!((b.heap_bytes(), pool.heap_bytes()), (0, kept));
     }
 
+    /// `n` send buffers holding `len` bytes each, taken from `pool`.
+    fn filled(pool: &mut BufPool, n: usize, len: usize) -> Vec<SendBuffer> {
+        (0..n)
+            .map(|_| {
+                let mut b = SendBuffer::new(1 << 20);
+                assert_eq!(b.write(&vec![1; len], pool), len);
+                b
+            })
+            .collect()
+    }
+
     #[test]
     fn the_pool_keeps_at_most_max_buffers() {
         let mut pool = BufPool::default();
-        let mut bufs: Vec<SendBuffer> = (0..BufPool::MAX + 2)
-            .map(|_| {
-                let mut b = SendBuffer::new(100);
-                b.write(&[1; 10], &mut pool);
-                b
-            })
-            .collect();
+        let big = BufPool::SMALL_CAP + 1;
+        let mut bufs = filled(&mut pool, BufPool::MAX + 2, big);
         for b in &mut bufs {
-            b.consume(10, &mut pool);
+            b.consume(big, &mut pool);
             assert_eq!(b.heap_bytes(), 0);
         }
-        assert_eq!(pool.free.len(), BufPool::MAX);
+        assert_eq!((pool.free.len(), pool.small.len()), (BufPool::MAX, 0));
+        // Small ones: at most SMALL_MAX more (then MAX of any size).
+        let mut pool = BufPool::default();
+        let n = BufPool::SMALL_MAX + BufPool::MAX + 2;
+        for mut b in filled(&mut pool, n, 10) {
+            b.consume(10, &mut pool);
+        }
+        assert_eq!(
+            (pool.free.len(), pool.small.len()),
+            (BufPool::MAX, BufPool::SMALL_MAX)
+        );
+        assert!(pool.heap_bytes() <= (BufPool::MAX + BufPool::SMALL_MAX) * BufPool::SMALL_CAP);
+    }
+
+    #[test]
+    fn short_connections_take_their_buffers_from_the_pool_not_the_allocator() {
+        let mut pool = BufPool::default();
+        // A round of 64 connections, each with a 64-byte request: their
+        // emptied storage is kept, and the next round takes it back.
+        for mut b in filled(&mut pool, 64, 64) {
+            b.consume(64, &mut pool);
+        }
+        let kept = pool.heap_bytes();
+        assert!(kept >= 64 * 64, "{kept}");
+        let again = filled(&mut pool, 64, 64);
+        assert_eq!(pool.heap_bytes(), 0, "every buffer came from the pool");
+        assert_eq!(
+            again.iter().map(SendBuffer::heap_bytes).sum::<usize>(),
+            kept
+        );
     }
 }

@@ -197,6 +197,24 @@ impl<K: Copy> TimerWheel<K> {
         Some(self.release(id.0))
     }
 
+    /// Moves an armed timer to `deadline` (unlinked and linked again, no
+    /// new node), or arms a new one when `id` is not armed: the same as
+    /// [`cancel`](Self::cancel) then [`arm`](Self::arm), in fewer steps.
+    /// O(1).
+    pub fn rearm(&mut self, id: TimerId, deadline: u64, key: K) -> TimerId {
+        match self.nodes.get(id.0 as usize) {
+            Some(n) if n.armed => {
+                self.unlink(id.0);
+                let n = &mut self.nodes[id.0 as usize];
+                n.deadline = deadline.clamp(self.elapsed, self.elapsed | MAX_DELAY);
+                n.key = key;
+                self.link(id.0);
+                id
+            }
+            _ => self.arm(deadline, key),
+        }
+    }
+
     /// The deadline of an armed timer.
     pub fn deadline(&self, id: TimerId) -> Option<u64> {
         self.nodes
@@ -313,6 +331,34 @@ mod tests {
     }
 
     #[test]
+    fn a_rearmed_timer_fires_once_at_its_new_deadline() {
+        let mut w = TimerWheel::new(0);
+        let a = w.arm(1_000_000, 'a');
+        w.arm(500, 'b');
+        // Earlier, then later: one timer all along.
+        let a = w.rearm(a, 200, 'a');
+        assert_eq!(w.next_deadline(), Some(200));
+        let a2 = w.rearm(a, 700, 'a');
+        assert_eq!((a2, w.len()), (a, 2));
+        let mut out = vec![];
+        w.poll(600, &mut out);
+        assert_eq!(out, vec!['b']);
+        assert_eq!(w.deadline(a), Some(700));
+        w.poll(700, &mut out);
+        assert_eq!(out, vec!['b', 'a']);
+        assert!(w.is_empty());
+        // Not armed (fired, or NONE): a new timer.
+        let c = w.rearm(a, 900, 'c');
+        assert_eq!(w.len(), 1);
+        let d = w.rearm(TimerId::NONE, 800, 'd');
+        assert_ne!(c, d);
+        out.clear();
+        w.poll(10_000, &mut out);
+        assert_eq!(out, vec!['d', 'c']);
+        assert!(w.is_empty() && w.next_deadline().is_none());
+    }
+
+    #[test]
     fn past_deadlines_fire_on_the_next_poll() {
         let mut w = TimerWheel::new(1_000_000);
         w.arm(5, 'x');
@@ -342,10 +388,17 @@ mod tests {
                     let id = w.arm(now + delay, step);
                     live.push((id, now + delay, step));
                 }
-                2 if !live.is_empty() => {
+                2 if !live.is_empty() && step % 2 == 0 => {
                     let i = (rng(&mut seed) % live.len() as u64) as usize;
                     let (id, _, key) = live.swap_remove(i);
                     assert_eq!(w.cancel(id), Some(key));
+                }
+                2 if !live.is_empty() => {
+                    // Moved, as the engine moves a connection's timer.
+                    let i = (rng(&mut seed) % live.len() as u64) as usize;
+                    let at = now + rng(&mut seed) % 100_000_000;
+                    let (id, _, _) = live[i];
+                    live[i] = (w.rearm(id, at, step), at, step);
                 }
                 _ => {
                     if let Some(d) = w.next_deadline() {

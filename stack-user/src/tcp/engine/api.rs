@@ -33,6 +33,8 @@ impl TcpEngine {
             remote_addr,
             remote_port,
         };
+        // The TIME_WAIT entry the new connection takes over, if any.
+        let in_tw;
         if local_port == 0 {
             let (lo, hi) = self.cfg.ip_local_port_range;
             let (lo, hi) = (u32::from(lo.min(hi)), u32::from(hi.max(lo)));
@@ -43,22 +45,25 @@ impl TcpEngine {
                     local_port: port,
                     ..tuple
                 };
-                (self.shard.1.owner(&t) == self.shard.0 && self.tuple_available(now, &t))
-                    .then_some((t, i))
+                if self.shard.1.owner(&t) != self.shard.0 {
+                    return None;
+                }
+                self.tuple_use(now, &t).map(|tw| (t, i, tw))
             });
-            let Some((t, i)) = found else {
+            let Some((t, i, tw)) = found else {
                 return Err(TcpError::AddrInUse);
             };
             self.next_port = self.next_port.wrapping_add(i + 1);
             tuple = t;
-        } else if !self.tuple_available(now, &tuple) {
-            return Err(TcpError::AddrInUse);
+            in_tw = tw;
+        } else {
+            in_tw = self.tuple_use(now, &tuple).ok_or(TcpError::AddrInUse)?;
         }
         let mut iss = self
             .isn
             .isn(now, local_addr, tuple.local_port, remote_addr, remote_port);
         let mut inherit_ts = None;
-        if let Some(twi) = self.tw.lookup(&tuple) {
+        if let Some(twi) = in_tw {
             if let Some(e) = self.tw.get(twi).copied() {
                 iss = e.snd_nxt + 65_537u32;
                 if iss == SeqNumber(0) {
@@ -79,14 +84,20 @@ impl TcpEngine {
         Ok(self.id_of(idx))
     }
 
-    /// Whether `connect` can use `tuple`: free, or in a reusable TIME_WAIT.
-    pub(super) fn tuple_available(&self, now: Instant, tuple: &FourTuple) -> bool {
-        !self.conns.contains_key(tuple)
-            && self
-                .tw
-                .lookup(tuple)
-                .and_then(|i| self.tw.get(i))
-                .is_none_or(|e| self.tw_reusable(now, e))
+    /// Whether `connect` can use `tuple`: `Some(None)` when it is free,
+    /// `Some(Some(entry))` when it is in a reusable TIME_WAIT entry (looked
+    /// up once, for `connect` to take over), `None` when it is taken.
+    pub(super) fn tuple_use(&self, now: Instant, tuple: &FourTuple) -> Option<Option<u32>> {
+        if self.conns.contains_key(tuple) {
+            return None;
+        }
+        match self.tw.lookup(tuple) {
+            None => Some(None),
+            Some(twi) => match self.tw.get(twi) {
+                Some(e) if !self.tw_reusable(now, e) => None,
+                _ => Some(Some(twi)),
+            },
+        }
     }
 
     /// Reads received data. `Ok(0)` means end of stream (the peer sent

@@ -61,6 +61,7 @@ enum Key {
     V6(Key6),
 }
 
+#[inline]
 fn key(t: &FourTuple) -> Key {
     match (t.local_addr, t.remote_addr) {
         (IpAddr::V4(local), IpAddr::V4(remote)) => Key::V4(Key4 {
@@ -93,9 +94,40 @@ impl<V: Copy> TupleMap<V> {
     }
 
     pub fn get(&self, t: &FourTuple) -> Option<&V> {
+        // An empty table (a client's TIME_WAIT table, the IPv6 one of an
+        // IPv4 service) costs no hash.
         match key(t) {
-            Key::V4(k) => self.v4.get(&k),
-            Key::V6(k) => self.v6.get(&k),
+            Key::V4(k) if !self.v4.is_empty() => self.v4.get(&k),
+            Key::V6(k) if !self.v6.is_empty() => self.v6.get(&k),
+            _ => None,
+        }
+    }
+
+    /// Removes `t`'s entry if it holds `v`, with one lookup where a get
+    /// then a remove would hash and probe twice (an entry that holds
+    /// another value, which is rare, is put back). Returns whether it did.
+    pub fn remove_if(&mut self, t: &FourTuple, v: V) -> bool
+    where
+        V: PartialEq,
+    {
+        match key(t) {
+            Key::V4(k) if !self.v4.is_empty() => match self.v4.remove(&k) {
+                Some(x) if x == v => true,
+                Some(x) => {
+                    self.v4.insert(k, x);
+                    false
+                }
+                None => false,
+            },
+            Key::V6(k) if !self.v6.is_empty() => match self.v6.remove(&k) {
+                Some(x) if x == v => true,
+                Some(x) => {
+                    self.v6.insert(k, x);
+                    false
+                }
+                None => false,
+            },
+            _ => false,
         }
     }
 
@@ -103,13 +135,6 @@ impl<V: Copy> TupleMap<V> {
         match key(&t) {
             Key::V4(k) => self.v4.insert(k, v),
             Key::V6(k) => self.v6.insert(k, v),
-        }
-    }
-
-    pub fn remove(&mut self, t: &FourTuple) -> Option<V> {
-        match key(t) {
-            Key::V4(k) => self.v4.remove(&k),
-            Key::V6(k) => self.v6.remove(&k),
         }
     }
 
@@ -306,5 +331,71 @@ impl BuildHasher for DemuxBuildHasher {
     type Hasher = DemuxHasher;
     fn build_hasher(&self) -> DemuxHasher {
         DemuxHasher { h: self.key }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tuple(port: u16) -> FourTuple {
+        FourTuple {
+            local_addr: Ipv4Addr::new(198, 18, 0, 1).into(),
+            local_port: port,
+            remote_addr: Ipv4Addr::new(198, 18, 0, 2).into(),
+            remote_port: 80,
+        }
+    }
+
+    #[test]
+    fn a_tuple_map_removes_an_entry_only_when_it_holds_the_given_value() {
+        let h = DemuxBuildHasher::new(7);
+        let mut m: TupleMap<u32> = TupleMap::with_capacity_and_hasher(4, h);
+        assert!(!m.remove_if(&tuple(1), 3), "empty table");
+        m.insert(tuple(1), 3);
+        m.insert(tuple(2), 4);
+        // Another slot's entry for the tuple stays where it is.
+        assert!(!m.remove_if(&tuple(1), 9));
+        assert_eq!(m.get(&tuple(1)), Some(&3));
+        assert!(m.remove_if(&tuple(1), 3));
+        assert_eq!((m.get(&tuple(1)), m.len()), (None, 1));
+        assert!(!m.remove_if(&tuple(1), 3), "already gone");
+        // IPv6 keys live in their own table.
+        let t6 = FourTuple {
+            local_addr: "2001:2::1".parse::<Ipv6Addr>().unwrap().into(),
+            remote_addr: "2001:2::2".parse::<Ipv6Addr>().unwrap().into(),
+            ..tuple(2)
+        };
+        assert!(!m.remove_if(&t6, 4));
+        m.insert(t6, 5);
+        assert!(m.remove_if(&t6, 5));
+        assert_eq!(m.get(&tuple(2)), Some(&4));
+    }
+
+    #[test]
+    fn the_kept_timestamp_offset_is_the_keyed_hash_of_its_address_pair() {
+        let mut e = TcpEngine::new(TcpConfig::default(), [9; 16]);
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
+            Ipv4Addr::new(198, 18, 0, 1).into(),
+            Ipv4Addr::new(198, 18, 0, 2).into(),
+            Ipv4Addr::new(198, 18, 0, 3).into(),
+        );
+        let fresh = |e: &TcpEngine, l, r| {
+            e.ts_last.set(None);
+            e.ts_offset(l, r)
+        };
+        let ab = fresh(&e, a, b);
+        let ac = fresh(&e, a, c);
+        assert_ne!(ab, ac);
+        // Asked again, and after another pair: the same values.
+        for _ in 0..2 {
+            assert_eq!(e.ts_offset(a, b), ab);
+            assert_eq!(e.ts_offset(a, c), ac);
+        }
+        // A new host clock and key: nothing kept from the old key.
+        e.set_timestamp_clock([5; 16], 7_000);
+        let after = e.ts_offset(a, c);
+        assert_eq!(after, fresh(&e, a, c));
+        assert_ne!(after, ac.wrapping_add(7));
     }
 }

@@ -187,6 +187,8 @@ pub struct TcpEngine {
     /// Milliseconds added to engine time for TSvals: the engine's time
     /// zero on the host's monotonic clock, once the runtime says it.
     ts_clock_ms: u32,
+    /// The last address pair `ts_offset` hashed, and its keyed hash.
+    ts_last: std::cell::Cell<Option<(IpAddr, IpAddr, u32)>>,
     conns: TupleMap<u32>,
     slots: slots::Chunked<Slot>,
     free: Vec<u32>,
@@ -264,6 +266,7 @@ impl TcpEngine {
             clock: Instant::ZERO,
             ts_key: isn.clone(),
             ts_clock_ms: 0,
+            ts_last: std::cell::Cell::new(None),
             isn,
             cfg: config,
         }
@@ -363,7 +366,16 @@ impl TcpEngine {
     /// keyed, so it reveals no clock, and the same for every incarnation;
     /// plus the engine's time zero on the host clock
     /// ([`set_timestamp_clock`](Self::set_timestamp_clock)).
+    ///
+    /// The keyed hash of the last address pair is kept (most connections
+    /// of a client go to one server, and a server's from one client often
+    /// come in runs): the same value, without a SipHash per connection.
     fn ts_offset(&self, local: IpAddr, remote: IpAddr) -> u32 {
+        if let Some((l, r, h)) = self.ts_last.get() {
+            if (l, r) == (local, remote) {
+                return h.wrapping_add(self.ts_clock_ms);
+            }
+        }
         let h = match (local, remote) {
             (IpAddr::V4(l), IpAddr::V4(r)) => {
                 let mut msg = [0u8; 10];
@@ -380,6 +392,7 @@ impl TcpEngine {
                 self.ts_key.keyed_hash(&msg)
             }
         };
+        self.ts_last.set(Some((local, remote, h as u32)));
         (h as u32).wrapping_add(self.ts_clock_ms)
     }
 
@@ -395,6 +408,7 @@ impl TcpEngine {
     /// retransmission, a second, instead of reusing the tuple.
     pub fn set_timestamp_clock(&mut self, key: [u8; 16], clock_offset_us: u64) {
         self.ts_key = IsnGenerator::new(key);
+        self.ts_last.set(None);
         self.ts_clock_ms = (clock_offset_us / 1000) as u32;
     }
 
@@ -446,15 +460,8 @@ impl TcpEngine {
             }
         }
         while let Some(&idx) = self.dirty.front() {
-            let sent = self.run(idx, |tcb, ctx| {
-                tcb.poll_transmit(now, ctx, buf).map(|n| (n, tcb.tuple))
-            });
-            if let Some(Some((len, t))) = sent {
-                return Some(Transmit {
-                    src: t.local_addr,
-                    dst: t.remote_addr,
-                    len,
-                });
+            if let Some(t) = self.transmit_one(now, idx, buf) {
+                return Some(t);
             }
             self.dirty.pop_front();
             if let Some(slot) = self.slots.get_mut(idx as usize) {
@@ -466,6 +473,39 @@ impl TcpEngine {
             }
         }
         None
+    }
+
+    /// The next segment of the connection in slot `idx`, if it has one.
+    /// Sending changes no state (only SND.NXT/SND.MAX, RTT timing and the
+    /// timers), so of `run`'s bookkeeping only the timers are kept: the
+    /// connection is already queued in `dirty`.
+    fn transmit_one(&mut self, now: Instant, idx: u32, buf: &mut [u8]) -> Option<Transmit> {
+        let slot = self.slots.get_mut(idx as usize)?;
+        let id = ConnId { idx, gen: slot.gen };
+        let tcb = slot.tcb.as_mut()?;
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            stats: &mut self.stats,
+            events: &mut self.events,
+            resets: &mut self.resets,
+            warnings: &mut self.warnings,
+            pool: &mut self.pool,
+            id,
+        };
+        let old = tcb.state();
+        let may = cfg!(debug_assertions) && tcb.may_transmit();
+        let len = tcb.poll_transmit(now, &mut ctx, buf);
+        debug_assert_eq!(tcb.state(), old, "sending changed the state");
+        // `run` queues only connections that may transmit: check that it
+        // misses none (every test in a debug build).
+        debug_assert!(may || len.is_none(), "sent after may_transmit said no");
+        let t = tcb.tuple;
+        Self::rearm(&mut self.timers, slot, idx);
+        len.map(|len| Transmit {
+            src: t.local_addr,
+            dst: t.remote_addr,
+            len,
+        })
     }
 
     /// When `handle_timeout` should be called next. Exact when the next
@@ -578,8 +618,8 @@ impl TcpEngine {
             None,
             tcb.state_since,
         );
-        if self.conns.get(&tcb.tuple) == Some(&idx) {
-            self.conns.remove(&tcb.tuple);
+        if !tcb.is_unlinked() {
+            self.conns.remove_if(&tcb.tuple, idx);
         }
         if let Some(l) = tcb
             .listener
@@ -603,18 +643,24 @@ impl TcpEngine {
     /// Keeps the slot's one wheel entry at the earliest deadline of its
     /// timers: O(1) cancel and arm when it moved.
     fn reschedule(&mut self, idx: u32) {
-        let Some(slot) = self.slots.get_mut(idx as usize) else {
-            return;
-        };
+        if let Some(slot) = self.slots.get_mut(idx as usize) {
+            Self::rearm(&mut self.timers, slot, idx);
+        }
+    }
+
+    /// [`reschedule`](Self::reschedule) on a slot already at hand.
+    fn rearm(timers: &mut TimerWheel<TimerKey>, slot: &mut Slot, idx: u32) {
         let next = slot.tcb.as_ref().and_then(Tcb::next_deadline);
         if next == slot.scheduled {
             return;
         }
-        self.timers.cancel(slot.timer);
         slot.scheduled = next;
         slot.timer = match next {
-            Some(t) => self.timers.arm(t.0, TimerKey::Conn(idx)),
-            None => TimerId::NONE,
+            Some(t) => timers.rearm(slot.timer, t.0, TimerKey::Conn(idx)),
+            None => {
+                timers.cancel(slot.timer);
+                TimerId::NONE
+            }
         };
     }
 
@@ -648,6 +694,16 @@ impl TcpEngine {
         };
         let r = f(tcb, &mut ctx);
         let new = tcb.state();
+        if new == old && new != State::Closed && new != State::TimeWait {
+            // No state change (most calls): of the bookkeeping below only
+            // the dirty queue and the timers have anything to do.
+            if !slot.dirty && tcb.may_transmit() {
+                slot.dirty = true;
+                self.dirty.push_back(idx);
+            }
+            Self::rearm(&mut self.timers, slot, idx);
+            return Some(r);
+        }
         let tuple = tcb.tuple;
         let mut free = false;
         if old == State::SynReceived && new != State::SynReceived && tcb.is_passive() {
@@ -681,10 +737,14 @@ impl TcpEngine {
             c[fin as usize] += 1;
         }
         if fin == State::Closed {
-            if self.conns.get(&tuple) == Some(&idx) {
-                self.conns.remove(&tuple);
-            }
             free |= tcb.is_orphan();
+            // A block that stays (its handle is held) leaves the demux
+            // table now; one freed below leaves it in `free_slot`: one
+            // lookup either way.
+            if !free && !tcb.is_unlinked() {
+                self.conns.remove_if(&tuple, idx);
+                tcb.set_unlinked();
+            }
         }
         if fin != old {
             self.close_wait_moved(origin, idx, id.gen, Some(old), Some(fin), since);
@@ -699,5 +759,54 @@ impl TcpEngine {
             self.reschedule(idx);
         }
         Some(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_that_leaves_nothing_to_send_does_not_queue_the_connection_for_transmit() {
+        let (a, b) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
+        let mut c = TcpEngine::new(TcpConfig::default(), [1; 16]);
+        let mut s = TcpEngine::new(TcpConfig::default(), [2; 16]);
+        let l = s.listen(b, 80, 8).unwrap();
+        let now = Instant::from_millis(1);
+        let mut buf = vec![0u8; 2048];
+        let mut pump = |c: &mut TcpEngine, s: &mut TcpEngine| loop {
+            let mut moved = false;
+            while let Some(t) = c.poll_transmit(now, &mut buf) {
+                let seg = buf[..t.len].to_vec();
+                s.on_segment(now, t.src, t.dst, &seg);
+                moved = true;
+            }
+            while let Some(t) = s.poll_transmit(now, &mut buf) {
+                let seg = buf[..t.len].to_vec();
+                c.on_segment(now, t.src, t.dst, &seg);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        };
+        let id = c.connect(now, a, 0, b, 80).unwrap();
+        pump(&mut c, &mut s);
+        let sid = s.accept(l).expect("established");
+        assert!(c.dirty.is_empty() && s.dirty.is_empty());
+        // Nothing to send: not queued.
+        c.set_nodelay(id, true).unwrap();
+        assert_eq!(c.read(id, &mut [0; 16]), Err(TcpError::WouldBlock));
+        assert!(c.dirty.is_empty(), "{:?}", c.dirty);
+        // Data to send: queued, and it goes out.
+        c.write(id, b"hello").unwrap();
+        assert_eq!(c.dirty.len(), 1);
+        pump(&mut c, &mut s);
+        let mut got = [0u8; 16];
+        assert_eq!(s.read(sid, &mut got), Ok(5));
+        assert_eq!(&got[..5], b"hello");
+        // A close queues the FIN.
+        c.close(now, id).unwrap();
+        assert_eq!(c.dirty.len(), 1);
     }
 }

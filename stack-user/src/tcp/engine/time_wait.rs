@@ -125,10 +125,9 @@ impl TwTable {
     pub fn remove(&mut self, idx: u32) -> Option<TwEntry> {
         let e = *self.entries.get(idx as usize)?;
         let tuple = self.tuple(&e);
-        if self.map.get(&tuple) != Some(&idx) {
+        if !self.map.remove_if(&tuple, idx) {
             return None;
         }
-        self.map.remove(&tuple);
         if e.flags & TW_V6 != 0 {
             self.free6.push(e.local_addr);
         }

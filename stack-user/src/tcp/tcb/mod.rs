@@ -107,6 +107,9 @@ const LINGER0: u32 = 1 << 18;
 /// The connection went on to the TIME_WAIT table; the application still
 /// holds this handle, which reports TIME_WAIT until the entry ends.
 const IN_TIME_WAIT: u32 = 1 << 19;
+/// The engine took this closed block out of its demux table (it stays for
+/// the handle the application holds): freeing it needs no lookup.
+const UNLINKED: u32 = 1 << 20;
 
 /// PAWS: TS.Recent older than 24 days is invalid (RFC 7323 §5.5).
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
@@ -567,6 +570,16 @@ impl Tcb {
         } else {
             self.clear(IN_TIME_WAIT)
         }
+    }
+
+    /// Marks this closed block as out of the engine's demux table.
+    pub(crate) fn set_unlinked(&mut self) {
+        self.set(UNLINKED)
+    }
+
+    /// True once the engine took this closed block out of its demux table.
+    pub(crate) fn is_unlinked(&self) -> bool {
+        self.has(UNLINKED)
     }
 
     /// The state the application sees: TIME_WAIT while the connection

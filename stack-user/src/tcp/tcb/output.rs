@@ -218,6 +218,27 @@ impl Tcb {
         }
     }
 
+    /// Whether [`poll_transmit`](Self::poll_transmit) may have something
+    /// to do: false only when it would surely return `None` and change
+    /// nothing, so that the engine need not queue the connection for it
+    /// (the same cases, in the same order; FORCE counts, as the poll that
+    /// finds nothing to send clears it).
+    pub(crate) fn may_transmit(&self) -> bool {
+        match self.state {
+            State::Closed | State::Listen => false,
+            State::SynSent | State::SynReceived if self.snd_nxt == self.iss => true,
+            State::SynSent => false,
+            State::SynReceived | State::TimeWait => self.has(ACK_NOW),
+            _ => {
+                let data_end = self.data_end();
+                self.has(ACK_NOW | KA_PROBE | RTX_UNA | FORCE)
+                    || (self.has(RECOVERY) && self.has(SACK))
+                    || data_end > self.snd_nxt
+                    || (self.has(FIN_QUEUED) && self.snd_nxt <= data_end)
+            }
+        }
+    }
+
     /// A bare ACK if one is owed. Its sequence number is SND.NXT unless that
     /// lies past the peer's window (after a probe or a go-back-N rewind).
     fn poll_ack(&mut self, now: Instant, ctx: &mut Ctx, buf: &mut [u8]) -> Option<usize> {
@@ -252,6 +273,15 @@ impl Tcb {
             }
         }
         let sack_recovery = self.has(RECOVERY) && self.has(SACK);
+        let data_end = self.data_end();
+        let unsent = data_end.dist(self.snd_nxt);
+        let fin_unsent = self.has(FIN_QUEUED) && self.snd_nxt <= data_end;
+        if unsent == 0 && !fin_unsent && !sack_recovery {
+            // Nothing new to send and no SACK retransmission to look for
+            // (the most common call: an ACK is all that may be owed).
+            self.clear(FORCE);
+            return None;
+        }
         let pipe = if sack_recovery {
             self.sb
                 .pipe(self.snd_una, self.snd_max, self.high_rxt, smss)
@@ -269,10 +299,8 @@ impl Tcb {
                 return Some(total);
             }
         }
-        // New data (or data again after a timeout) at SND.NXT, then FIN.
-        let data_end = self.data_end();
-        let unsent = data_end.dist(self.snd_nxt);
-        let fin_unsent = self.has(FIN_QUEUED) && self.snd_nxt <= data_end;
+        // New data (or data again after a timeout) at SND.NXT, then FIN
+        // (the SACK retransmission above sent nothing: the same values).
         if unsent == 0 && !fin_unsent {
             self.clear(FORCE);
             return None;
