@@ -16,7 +16,7 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use aya_ebpf::{helpers::generated as h, maps::lpm_trie::Key as LpmKey};
 use stack_ebpf::{
-    ipv6_prefix, Addr6Key, Counter, Port6Key, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP,
+    ipv6_prefix, limit, Addr6Key, Counter, Port6Key, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP,
     CFG_ALLOW_LIST, CFG_ALLOW_ONLY, CFG_DENY_LIST, IPV6_MAX_EXT_BYTES, IPV6_MAX_EXT_HEADERS,
 };
 
@@ -29,7 +29,7 @@ use crate::maps::{
 use crate::parse::{
     be16, ptr_at, raw16, raw32, ACK, ETH_HLEN, FIN, IPPROTO_TCP, PSH, RST, SYN, URG,
 };
-use crate::synflood::{gcra, syn6};
+use crate::synflood::{source_admitted, syn6};
 
 const IP6_HLEN: usize = 40;
 const NH_HOP_BY_HOP: u8 = 0;
@@ -265,19 +265,10 @@ fn syn_limits_inner(ctx: &XdpContext) -> Option<Counter> {
     // SAFETY: helper without arguments.
     let now = unsafe { h::bpf_ktime_get_ns() };
     if cfg.source_interval_ns != 0 {
-        let key = Addr6Key {
-            addr: ipv6_prefix(src.addr, cfg.source6_prefix_len),
-        };
-        // SAFETY: map lookup of a plain key.
-        let tat = match unsafe { SYN_SOURCES6.get(&key) } {
-            Some(t) => *t,
-            None => 0,
-        };
-        match gcra(tat, now, cfg.source_interval_ns, cfg.source_tolerance_ns) {
-            Some(t) => {
-                let _ = SYN_SOURCES6.insert(&key, &t, 0);
-            }
-            None => return Some(Counter::DropSynSourceRate),
+        let prefix = ipv6_prefix(src.addr, cfg.source6_prefix_len);
+        let cells = limit::cells6(&cfg.source_key, prefix);
+        if !source_admitted(&SYN_SOURCES6, cells, now, cfg) {
+            return Some(Counter::DropSynSourceRate);
         }
     }
     if cfg.global_interval_ns != 0 {
@@ -285,7 +276,7 @@ fn syn_limits_inner(ctx: &XdpContext) -> Option<Counter> {
         // SAFETY: the map value lives as long as the program; concurrent
         // updates from other CPUs only make the budget approximate.
         let state = unsafe { &mut *state };
-        match gcra(
+        match limit::gcra(
             state.global_tat,
             now,
             cfg.global_interval_ns,

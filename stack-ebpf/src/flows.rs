@@ -27,8 +27,6 @@ pub(crate) const FLOW_KNOWN: u8 = 1;
 /// `FLOWS` value: the engine knows the 4-tuple, and the last SYN on it
 /// was answered here with a cookie (see [`mark_cookie_answered`]).
 const FLOW_COOKIE_SYN: u8 = 2;
-/// `bpf_map_update_elem` flag: update an existing entry only.
-const BPF_EXIST: u64 = 2;
 
 /// Nanoseconds in a cookie's lifetime.
 const COOKIE_WINDOW_NS: u64 = cookie::MAX_AGE as u64 * 60_000_000_000;
@@ -67,10 +65,20 @@ pub(crate) fn remember_flow(ctx: &XdpContext, off: usize) {
 /// as a bad cookie until it timed out, and left the engine's request
 /// half-open. Tuples without an entry get none: a cookie SYN creates
 /// no state here.
+///
+/// A lookup, and the value written in place when there is an entry: an
+/// LRU map's update takes a node off its free lists (and, when they run
+/// dry, evicts) before it checks `BPF_EXIST`, so marking through an update
+/// cost every SYN of a spoofed flood — almost all without an entry — two
+/// trips through the LRU's locks, about 40% of the program's time per SYN.
 #[inline(always)]
 pub(crate) fn mark_cookie_answered(ctx: &XdpContext, off: usize) {
     if let Some(k) = flow_key(ctx, off) {
-        let _ = FLOWS.insert(&k, &FLOW_COOKIE_SYN, BPF_EXIST);
+        if let Some(v) = FLOWS.get_ptr_mut(&k) {
+            // SAFETY: the value lives while the entry does (RCU); a race
+            // with an eviction writes to a node no longer in the table.
+            unsafe { *v = FLOW_COOKIE_SYN };
+        }
     }
 }
 
@@ -185,13 +193,27 @@ fn flow6_lookup(ctx: &XdpContext, off: usize) -> u32 {
     }
 }
 
-/// Writes `value` for the segment's 4-tuple in `FLOWS6` (with `BPF_EXIST`:
-/// only over an existing entry). Not inlined, as [`flow6_lookup`].
+/// Writes `value` for the segment's 4-tuple in `FLOWS6`. Not inlined, as
+/// [`flow6_lookup`].
 #[inline(never)]
-fn flow6_set(ctx: &XdpContext, off: usize, value: u8, flags: u64) -> u32 {
+fn flow6_set(ctx: &XdpContext, off: usize, value: u8) -> u32 {
     let ctx = opaque(ctx);
     if let Some(k) = flow6_key(ctx, off) {
-        let _ = FLOWS6.insert(&k, &value, flags);
+        let _ = FLOWS6.insert(&k, &value, 0);
+    }
+    0
+}
+
+/// [`mark_cookie_answered`]'s lookup and write in place over IPv6. Not
+/// inlined, as [`flow6_lookup`].
+#[inline(never)]
+fn flow6_mark(ctx: &XdpContext, off: usize) -> u32 {
+    let ctx = opaque(ctx);
+    if let Some(k) = flow6_key(ctx, off) {
+        if let Some(v) = FLOWS6.get_ptr_mut(&k) {
+            // SAFETY: as in `mark_cookie_answered`.
+            unsafe { *v = FLOW_COOKIE_SYN };
+        }
     }
     0
 }
@@ -199,13 +221,13 @@ fn flow6_set(ctx: &XdpContext, off: usize, value: u8, flags: u64) -> u32 {
 /// [`remember_flow`] over IPv6.
 #[inline(always)]
 pub(crate) fn remember_flow6(ctx: &XdpContext, off: usize) {
-    flow6_set(ctx, off, FLOW_KNOWN, 0);
+    flow6_set(ctx, off, FLOW_KNOWN);
 }
 
 /// [`mark_cookie_answered`] over IPv6.
 #[inline(always)]
 pub(crate) fn mark_cookie_answered6(ctx: &XdpContext, off: usize) {
-    flow6_set(ctx, off, FLOW_COOKIE_SYN, BPF_EXIST);
+    flow6_mark(ctx, off);
 }
 
 /// [`established`] over IPv6: the shortest path (`redirect_tcp6`) unless

@@ -1,7 +1,7 @@
 //! What the xstack XDP program and userspace share: the `#[repr(C)]` map
 //! keys and values, the counter sets ([`counters!`], the one way to declare
-//! them), the SYN cookie arithmetic ([`cookie`]) and the one SipHash
-//! ([`siphash`]).
+//! them), the SYN cookie arithmetic ([`cookie`]), the SYN rate limits
+//! ([`limit`]) and the one SipHash ([`siphash`]).
 //!
 //! The shared types are plain old data. Everything compiles for both
 //! `bpfel-unknown-none` (the XDP program) and the host (the `user` feature adds
@@ -10,6 +10,7 @@
 #![no_std]
 
 pub mod cookie;
+pub mod limit;
 pub mod siphash;
 
 /// Highest number of AF_XDP sockets (one per rx queue) the XSKMAP holds.
@@ -435,8 +436,6 @@ pub const CFG_COOKIE_VIA_ENGINE: u32 = 1 << 5;
 /// to send as it is ("xcs1"); the other fields are zero.
 pub const COOKIE_META_SYNACK: u32 = 0x7863_7331;
 
-/// Size of the per-source SYN token-bucket table (LRU).
-pub const MAX_SYN_SOURCES: u32 = 65536;
 /// Size of the known-flow table (LRU); see the XDP program's `flows` module.
 pub const MAX_FLOWS: u32 = 262144;
 /// Size of the IPv6 known-flow table (LRU, keyed on [`Flow6Key`]); the
@@ -485,6 +484,9 @@ pub struct FastpathConfig {
     pub source6_prefix_len: u32,
     /// Zero.
     pub pad: u32,
+    /// Key of the per-source cells' hash ([`limit::SourceKey`]): random
+    /// per loaded program, stamped by userspace's `set_config`.
+    pub source_key: limit::SourceKey,
 }
 
 /// State the XDP program keeps (one entry of `FASTPATH_STATE`); userspace

@@ -20,7 +20,8 @@
 //! (its own SYN-ACK can win the race against the cookie SYN-ACK).
 //!
 //! SYNs pay for the flood checks: deny/allow prefix lists (LPM tries), a
-//! per-source token bucket (GCRA in an LRU hash), a global SYN budget, and the
+//! per-source token bucket (GCRA cells in an array, a sketch keyed by a hash
+//! of the source), a global SYN budget, and the
 //! SYN-rate window that switches `auto` mode to cookies (with hysteresis, or
 //! when userspace signals a full SYN queue). In cookie mode the SYN is turned
 //! into a SYN-ACK in place and sent back with `XDP_TX` (or, with
@@ -83,10 +84,10 @@ mod maps {
         maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap},
     };
     use stack_ebpf::{
-        cookie::Secrets, Addr6Key, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState,
-        Flow6Key, FlowKey, Port6Key, PortKey, PrefixAddr, PrefixAddr6, TcpClass, COUNTER_COUNT,
-        MAX_FLOWS, MAX_FLOWS6, MAX_OWNED_ADDRS, MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES,
-        MAX_QUEUES, MAX_SYN_SOURCES, SIGNAL_COUNT, TCP_CLASS_COUNT,
+        cookie::Secrets, limit::SOURCE_CELLS, Addr6Key, AddrKey, Counter, CounterSet,
+        FastpathConfig, FastpathState, Flow6Key, FlowKey, Port6Key, PortKey, PrefixAddr,
+        PrefixAddr6, TcpClass, COUNTER_COUNT, MAX_FLOWS, MAX_FLOWS6, MAX_OWNED_ADDRS,
+        MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES, SIGNAL_COUNT, TCP_CLASS_COUNT,
     };
 
     /// One AF_XDP socket per rx queue, indexed by queue id.
@@ -144,18 +145,16 @@ mod maps {
     #[map]
     pub(crate) static SECRETS: Array<Secrets> = Array::with_max_entries(1, 0);
 
-    /// Per-source SYN token buckets: source address → GCRA theoretical
-    /// arrival time (ns).
+    /// Per-source SYN token buckets: GCRA theoretical arrival times (ns)
+    /// in two rows of cells, a source's cells chosen by a keyed hash of its
+    /// address ([`stack_ebpf::limit`]: no insert, no eviction, no lock).
     #[map]
-    pub(crate) static SYN_SOURCES: LruHashMap<u32, u64> =
-        LruHashMap::with_max_entries(MAX_SYN_SOURCES, 0);
+    pub(crate) static SYN_SOURCES: Array<u64> = Array::with_max_entries(SOURCE_CELLS, 0);
 
-    /// Per-source SYN token buckets over IPv6: the source's prefix
-    /// (`source6_prefix_len` bits, [`stack_ebpf::ipv6_prefix`]) → GCRA
-    /// theoretical arrival time (ns).
+    /// Per-source SYN token buckets over IPv6, the same by the source's
+    /// prefix (`source6_prefix_len` bits, [`stack_ebpf::ipv6_prefix`]).
     #[map]
-    pub(crate) static SYN_SOURCES6: LruHashMap<Addr6Key, u64> =
-        LruHashMap::with_max_entries(MAX_SYN_SOURCES, 0);
+    pub(crate) static SYN_SOURCES6: Array<u64> = Array::with_max_entries(SOURCE_CELLS, 0);
 
     /// Known flows (see [`crate::flows`]).
     #[map]

@@ -4,11 +4,13 @@
 //! lists and buckets are `classify6`'s).
 
 use aya_ebpf::{
-    bindings::xdp_action, helpers::generated as h, maps::lpm_trie::Key as LpmKey,
+    bindings::xdp_action,
+    helpers::generated as h,
+    maps::{lpm_trie::Key as LpmKey, Array},
     programs::XdpContext,
 };
 use stack_ebpf::{
-    Counter, FastpathConfig, FastpathState, PrefixAddr, CFG_ALLOW_LIST, CFG_ALLOW_ONLY,
+    limit, Counter, FastpathConfig, FastpathState, PrefixAddr, CFG_ALLOW_LIST, CFG_ALLOW_ONLY,
     CFG_COOKIE_VIA_ENGINE, CFG_DENY_LIST, CFG_TX_REDIRECT, SIGNAL_SYN_QUEUE_FULL,
     SYNCOOKIES_ALWAYS, SYNCOOKIES_AUTO, SYNCOOKIES_NEVER,
 };
@@ -21,16 +23,37 @@ use crate::maps::{
 use crate::parse::{parse_options, ptr_at, raw32, TcpOpts, ETH_HLEN};
 use crate::synack::{cookie_synack, cookie_synack6, mark_synack_for_engine};
 
-/// GCRA: admits one event at `now` against `tat` (theoretical arrival
-/// time); returns the new `tat` or `None` when over the limit.
+/// The per-source limit ([`stack_ebpf::limit`]): whether a SYN of the
+/// source whose cells in `map` are `cells` is admitted (by the least
+/// charged of them; then both are charged). Two array slots, whatever the
+/// source: no insert, no eviction, no lock.
 #[inline(always)]
-pub(crate) fn gcra(tat: u64, now: u64, interval: u64, tolerance: u64) -> Option<u64> {
-    let base = if tat > now { tat } else { now };
-    let next = base + interval;
-    if next - now > tolerance + interval {
-        None
-    } else {
-        Some(next)
+pub(crate) fn source_admitted(
+    map: &Array<u64>,
+    cells: [u32; 2],
+    now: u64,
+    cfg: &FastpathConfig,
+) -> bool {
+    let [i, j] = cells;
+    let (Some(a), Some(b)) = (map.get_ptr_mut(i), map.get_ptr_mut(j)) else {
+        return true;
+    };
+    // SAFETY: array slots live as long as the program; a CPU racing on the
+    // same cell only makes the count approximate, as the global budget's.
+    unsafe {
+        match limit::admit(
+            [*a, *b],
+            now,
+            cfg.source_interval_ns,
+            cfg.source_tolerance_ns,
+        ) {
+            Some([x, y]) => {
+                *a = x;
+                *b = y;
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -84,21 +107,19 @@ pub(crate) fn syn(
     // SAFETY: the map value lives as long as the program; concurrent
     // updates from other CPUs only make the counts approximate.
     let state = unsafe { &mut *state };
-    if limited && cfg.source_interval_ns != 0 {
-        // SAFETY: map lookup of a plain key.
-        let tat = match unsafe { SYN_SOURCES.get(&saddr) } {
-            Some(t) => *t,
-            None => 0,
-        };
-        match gcra(tat, now, cfg.source_interval_ns, cfg.source_tolerance_ns) {
-            Some(t) => {
-                let _ = SYN_SOURCES.insert(&saddr, &t, 0);
-            }
-            None => return (xdp_action::XDP_DROP, Counter::DropSynSourceRate),
-        }
+    if limited
+        && cfg.source_interval_ns != 0
+        && !source_admitted(
+            &SYN_SOURCES,
+            limit::cells4(&cfg.source_key, saddr),
+            now,
+            cfg,
+        )
+    {
+        return (xdp_action::XDP_DROP, Counter::DropSynSourceRate);
     }
     if limited && cfg.global_interval_ns != 0 {
-        match gcra(
+        match limit::gcra(
             state.global_tat,
             now,
             cfg.global_interval_ns,

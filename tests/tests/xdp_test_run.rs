@@ -729,6 +729,118 @@ fn syn_limits_and_prefix_lists_apply_without_reattaching() {
     );
 }
 
+/// A SYN from `src`:40000 to OURS:PORT.
+fn syn_from(src: Ipv4Addr) -> Vec<u8> {
+    Endpoints {
+        src_ip: src,
+        ..LINK
+    }
+    .tcp(&TcpSegment {
+        src_port: 40000,
+        dst_port: PORT,
+        seq: SEQ,
+        flags: 0x02,
+        window: 64240,
+        ..TcpSegment::default()
+    })
+}
+
+/// A source's per-source cells as the program computes them (the address
+/// as it reads it: wire bytes in a native-endian word).
+fn cells(key: &stack_ebpf::limit::SourceKey, a: Ipv4Addr) -> [u32; 2] {
+    stack_ebpf::limit::cells4(key, u32::from_ne_bytes(a.octets()))
+}
+
+/// A key and a source in 198.18.0.0/15 sharing PEER's row-0 cell but not
+/// its row-1 cell (about 4 such sources per key; keys tried in turn).
+fn key_with_row0_neighbour() -> (stack_ebpf::limit::SourceKey, Ipv4Addr) {
+    let mut x = 0x0123_4567_89ab_cdefu64;
+    let mut next = || {
+        // splitmix64
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    for _ in 0..64 {
+        let key = [[0u64; 5]; 2].map(|r| r.map(|_| next()));
+        let peer = cells(&key, PEER);
+        let found = (0..1u32 << 17)
+            .map(|i| Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i))
+            .find(|a| {
+                let c = cells(&key, *a);
+                *a != PEER && c[0] == peer[0] && c[1] != peer[1]
+            });
+        if let Some(a) = found {
+            return (key, a);
+        }
+    }
+    panic!("no key in 64 gave PEER a row-0 neighbour");
+}
+
+#[test]
+fn per_source_limit_drops_a_source_over_its_rate_and_admits_one_sharing_one_of_its_cells() {
+    let (mut p, _sock) = program(true);
+    let (key, neighbour) = key_with_row0_neighbour();
+    p.set_source_key(key).unwrap();
+    assert_eq!(p.config().unwrap().source_key, key);
+    p.set_config(
+        &FastpathSettings {
+            syn_source_rate: 1,
+            syn_source_burst: 3,
+            ..Default::default()
+        }
+        .to_config(),
+    )
+    .unwrap();
+    assert_eq!(
+        p.config().unwrap().source_key,
+        key,
+        "set_config keeps the key"
+    );
+    let peer = syn_from(PEER);
+    for _ in 0..3 {
+        expect(&mut p, &peer, XDP_REDIRECT, Counter::RedirectTcp);
+    }
+    expect(&mut p, &peer, XDP_DROP, Counter::DropSynSourceRate);
+    // Its row-0 cell is spent, but its row-1 cell is its own: the
+    // neighbour gets its whole burst, and no more.
+    let other = syn_from(neighbour);
+    for _ in 0..3 {
+        expect(&mut p, &other, XDP_REDIRECT, Counter::RedirectTcp);
+    }
+    expect(&mut p, &other, XDP_DROP, Counter::DropSynSourceRate);
+    expect(&mut p, &peer, XDP_DROP, Counter::DropSynSourceRate);
+}
+
+#[test]
+fn sources_sharing_both_cells_share_one_budget_never_more() {
+    let (mut p, _sock) = program(true);
+    // Multipliers of zero: every source lands in the same two cells.
+    p.set_source_key([[7, 0, 0, 0, 0], [11, 0, 0, 0, 0]])
+        .unwrap();
+    p.set_config(
+        &FastpathSettings {
+            syn_source_rate: 1,
+            syn_source_burst: 2,
+            ..Default::default()
+        }
+        .to_config(),
+    )
+    .unwrap();
+    let (a, b) = (Ipv4Addr::new(198, 18, 5, 1), Ipv4Addr::new(198, 19, 9, 9));
+    assert_eq!(
+        cells(&[[7, 0, 0, 0, 0], [11, 0, 0, 0, 0]], a),
+        cells(&[[7, 0, 0, 0, 0], [11, 0, 0, 0, 0]], b)
+    );
+    expect(&mut p, &syn_from(a), XDP_REDIRECT, Counter::RedirectTcp);
+    expect(&mut p, &syn_from(b), XDP_REDIRECT, Counter::RedirectTcp);
+    // The shared budget is spent: stricter than two buckets, never laxer.
+    expect(&mut p, &syn_from(a), XDP_DROP, Counter::DropSynSourceRate);
+    expect(&mut p, &syn_from(b), XDP_DROP, Counter::DropSynSourceRate);
+}
+
 #[test]
 fn auto_mode_switches_to_cookies_above_the_syn_rate() {
     let (mut p, _sock) = program(true);

@@ -34,10 +34,10 @@ pub(super) enum Which {
     /// Legitimate connection success and CPS under rising SYN-flood rates, for three systems.
     #[command(after_help = "Example:\n  xstack bench synflood --seconds 3 --out target/synflood")]
     Synflood(crate::tools::bench::synflood::SynfloodArgs),
-    /// SYN cookie generate+check cost: ours (SipHash, shared with the engine) vs bpf_tcp_raw_*_syncookie_ipv4.
+    /// SYN cookie generate+check cost: ours (SipHash, shared with the engine) vs bpf_tcp_raw_*_syncookie_ipv4; then the whole XDP program per flood SYN, ACK and RST.
     #[command(after_help = "Example:\n  xstack bench cookies --repeat 1000000 --out target/bench")]
     Cookies {
-        /// BPF_PROG_TEST_RUN repetitions per variant.
+        /// BPF_PROG_TEST_RUN repetitions per cookie variant (the whole-program rows run 20,000 frames each, one run per frame).
         #[arg(long, default_value_t = 1_000_000)]
         repeat: u32,
         /// Directory for cookies.json.

@@ -297,6 +297,8 @@ impl FastpathSettings {
             global_tolerance_ns: gt,
             source6_prefix_len: u32::from(self.syn_source_prefix6.clamp(1, 128)),
             pad: 0,
+            // The loaded program's own key, stamped by `XdpProgram::set_config`.
+            source_key: [[0; 5]; 2],
         }
     }
 
@@ -394,6 +396,17 @@ pub fn random_secret() -> Secret {
         k0: u64::from_le_bytes(k0.try_into().unwrap_or([0; 8])),
         k1: u64::from_le_bytes(k1.try_into().unwrap_or([0; 8])),
     }
+}
+
+/// A random key for the per-source SYN cells' hash
+/// ([`stack_ebpf::limit::SourceKey`]).
+pub fn random_source_key() -> stack_ebpf::limit::SourceKey {
+    let mut k = [[0u64; 5]; 2];
+    for w in k.iter_mut().flatten() {
+        let b = random_key();
+        *w = u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
+    }
+    k
 }
 
 /// Secrets after a rotation: a fresh current one, the old current kept as

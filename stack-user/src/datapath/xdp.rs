@@ -156,6 +156,8 @@ pub struct XdpProgram {
     attached: Option<(String, &'static str)>,
     pin_dir: Option<PathBuf>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// The per-source SYN cells' hash key, stamped on every configuration.
+    source_key: stack_ebpf::limit::SourceKey,
 }
 
 /// The XDP program currently attached to an interface, per `ip -d link`.
@@ -370,6 +372,7 @@ impl XdpProgram {
             attached: None,
             pin_dir: pin_dir.map(Path::to_path_buf),
             logger,
+            source_key: crate::datapath::fastpath::random_source_key(),
         };
         // Safe defaults until the caller configures the fast path: no
         // cookies, no limits, a random secret.
@@ -382,11 +385,24 @@ impl XdpProgram {
     }
 
     /// Writes the fast-path configuration; the running program uses it for
-    /// the next packet (no reattach).
+    /// the next packet (no reattach). Its `source_key` is replaced by this
+    /// program's (random at load, or [`XdpProgram::set_source_key`]).
     pub fn set_config(&mut self, c: &FastpathConfig) -> Result<(), XdpError> {
-        self.config
-            .set(0, *c, 0)
-            .map_err(map_err("FASTPATH_CONFIG"))
+        let c = FastpathConfig {
+            source_key: self.source_key,
+            ..*c
+        };
+        self.config.set(0, c, 0).map_err(map_err("FASTPATH_CONFIG"))
+    }
+
+    /// Replaces the key that picks a source's per-source SYN cells
+    /// ([`stack_ebpf::limit`]) and rewrites the configuration with it. The
+    /// key is random at load so that no one can aim sources at another's
+    /// cells; a known key is for tests that need sources to collide.
+    pub fn set_source_key(&mut self, key: stack_ebpf::limit::SourceKey) -> Result<(), XdpError> {
+        self.source_key = key;
+        let c = self.config()?;
+        self.set_config(&c)
     }
 
     /// The fast-path configuration in force.
