@@ -682,6 +682,58 @@ impl Port6Key {
     }
 }
 
+/// `FloodGenConfig::kind`: SYNs with an MSS option.
+pub const GEN_SYN: u32 = 0;
+/// `FloodGenConfig::kind`: bare ACKs with random sequence and ack numbers.
+pub const GEN_ACK: u32 = 1;
+/// `FloodGenConfig::kind`: RSTs with random sequence numbers.
+pub const GEN_RST: u32 = 2;
+/// `FloodGenConfig::kind`: SYN, ACK and RST in turn.
+pub const GEN_MIXED: u32 = 3;
+/// `FloodGenConfig::kind`: RST and ACK in turn (aimed at established
+/// connections: one source address, the clients' ports).
+pub const GEN_EST: u32 = 4;
+/// Slots of `GEN_COUNTERS`: frames written as SYN, ACK, RST.
+pub const GEN_COUNTER_COUNT: u32 = 3;
+
+/// The live-frames flood generator's configuration (`xstack_flood_gen`,
+/// entry 0 of `GEN_CONFIG`). The program rewrites a template frame
+/// userspace built (Ethernet, the target's address and port, the IP and
+/// TCP header lengths) per run: the spoofed source, the source port, the
+/// numbers, the flags and the checksums.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct FloodGenConfig {
+    /// Interface the frames are redirected to (`bpf_redirect`); 0:
+    /// `XDP_DROP` after writing (tests).
+    pub ifindex: u32,
+    /// `GEN_*`.
+    pub kind: u32,
+    /// 4 or 6: the template's family.
+    pub family: u32,
+    /// TCP header length of the template: 20, or 24 (SYNs carry an MSS
+    /// option; in a mixed flood the other kinds four NOPs).
+    pub tcp_len: u32,
+    /// Lowest source port.
+    pub port_lo: u32,
+    /// Number of source ports (1..=65535).
+    pub port_span: u32,
+    /// Source prefix, the address bytes as four words in memory order
+    /// (IPv4: the first word).
+    pub src_net: [u32; 4],
+    /// Host bits of the source prefix, same layout: a spoofed source is
+    /// `src_net | (random & src_host)`, word by word.
+    pub src_host: [u32; 4],
+    /// The template's destination and source MAC (frame bytes 0..12) as
+    /// three words in memory order. A frame that does not start with them
+    /// is not the generator's and passes untouched: userspace attaches the
+    /// program (generic mode) to the loopback device only to keep it in
+    /// the kernel's XDP dispatcher, which spares every live-frames run a
+    /// dispatcher update (an RCU grace period, tens of ms); loopback
+    /// frames carry zero MACs.
+    pub macs: [u32; 3],
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: both types are #[repr(C)], have no padding and every bit
@@ -695,6 +747,7 @@ mod user {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::Flow6Key {}
     unsafe impl aya::Pod for super::cookie::Secrets {}
+    unsafe impl aya::Pod for super::FloodGenConfig {}
 }
 
 #[cfg(test)]
