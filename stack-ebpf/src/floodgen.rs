@@ -38,9 +38,11 @@ static GEN_CONFIG: Array<FloodGenConfig> = Array::with_max_entries(1, 0);
 #[map]
 static GEN_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(GEN_COUNTER_COUNT, 0);
 
-/// Runs on this CPU (picks the turn of mixed and est floods).
+/// Runs so far (picks the turn of mixed and est floods). Shared by all
+/// CPUs, so the turns follow each other even when calls move between
+/// CPUs; not atomic: concurrent runs on several CPUs only skew the mix.
 #[map]
-static GEN_RUNS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+static GEN_RUNS: Array<u64> = Array::with_max_entries(1, 0);
 
 const ETH_HLEN: usize = 14;
 /// TCP header offset over IPv4 and IPv6 (no options, no extension headers).
@@ -65,7 +67,7 @@ pub fn xstack_flood_gen(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     }
     let run = match GEN_RUNS.get_ptr_mut(0) {
-        // SAFETY: a per-CPU slot, only this CPU writes it.
+        // SAFETY: a map slot; a racing writer only skews the turns.
         Some(p) => unsafe {
             let n = *p;
             *p = n + 1;
