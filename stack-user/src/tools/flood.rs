@@ -687,17 +687,63 @@ mod tests {
     #[test]
     fn run_refuses_a_config_outside_the_guard_before_opening_a_socket() {
         // An interface that does not exist: had the guard not refused
-        // first, the error would be about the interface.
-        let mut c = args().to_config().unwrap();
-        c.iface = "xs-none-0".into();
-        c.target = "10.0.0.1:80".parse().unwrap();
-        let e = run(&c).unwrap_err().to_string();
-        assert!(e.contains("--allow-target"), "{e}");
-        let mut c = args().to_config().unwrap();
-        c.iface = "xs-none-0".into();
-        c.sources = ("10.0.0.0".parse().unwrap(), 8);
-        let e = run(&c).unwrap_err().to_string();
-        assert!(e.contains("198.18.0.0/15"), "{e}");
+        // first, the error would be about the interface. Either generator.
+        for generator in [Generator::Xsk, Generator::Live] {
+            let mut c = args().to_config().unwrap();
+            c.generator = generator;
+            c.iface = "xs-none-0".into();
+            c.target = "10.0.0.1:80".parse().unwrap();
+            let e = run(&c).unwrap_err().to_string();
+            assert!(e.contains("--allow-target"), "{generator:?}: {e}");
+            let mut c = args().to_config().unwrap();
+            c.generator = generator;
+            c.iface = "xs-none-0".into();
+            c.sources = ("10.0.0.0".parse().unwrap(), 8);
+            let e = run(&c).unwrap_err().to_string();
+            assert!(e.contains("198.18.0.0/15"), "{generator:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_live_generator_counts_what_a_veth_accepted_and_refused_from_ethtool() {
+        let text = "NIC statistics:\n     peer_ifindex: 2\n     rx_queue_0_xdp_packets: 9\n     rx_queue_0_xdp_tx_errors: 4\n     tx_queue_0_xdp_xmit: 740\n     tx_queue_0_xdp_xmit_errors: 12\n     tx_queue_1_xdp_xmit: 10\n";
+        assert_eq!(parse_xmit_counters(text), Some((750, 12)));
+        assert_eq!(
+            parse_xmit_counters("NIC statistics:\n     rx_packets: 5\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_live_generators_config_keeps_sources_ports_and_kind_of_the_flood() {
+        let mut a = args();
+        a.kind = FloodKind::Mixed;
+        let c = a.to_config().unwrap();
+        let frame = template(&c, Mac([2, 0, 0, 0, 0, 1]));
+        let g = gen_config(&c, &frame, 7);
+        assert_eq!(
+            (g.ifindex, g.kind, g.family, g.tcp_len),
+            (7, stack_ebpf::GEN_MIXED, 4, 24)
+        );
+        assert_eq!((g.port_lo, g.port_span), (1024, 64000));
+        // 198.18.128.0/17 in memory order: network and host bits.
+        assert_eq!(g.src_net[0].to_ne_bytes(), [198, 18, 128, 0]);
+        assert_eq!(g.src_host[0].to_ne_bytes(), [0, 0, 127, 255]);
+        assert_eq!(g.macs[0].to_ne_bytes(), [2, 0x78, 0x73, 0]);
+        let mut a = args();
+        a.target = "[2001:2::2]:80".parse().unwrap();
+        a.sources = "2001:2:0:8000::/49".into();
+        a.kind = FloodKind::Ack;
+        a.src_ports = Some("40000-40009".into());
+        let c = a.to_config().unwrap();
+        let g = gen_config(&c, &template(&c, Mac([2, 0, 0, 0, 0, 1])), 7);
+        assert_eq!(
+            (g.family, g.tcp_len, g.port_lo, g.port_span),
+            (6, 20, 40000, 10)
+        );
+        assert_eq!(g.src_net[1].to_ne_bytes(), [0, 0, 0x80, 0]);
+        assert_eq!(g.src_host[1].to_ne_bytes(), [0, 0, 0x7f, 0xff]);
+        assert_eq!((g.src_host[0], g.src_host[2]), (0, u32::MAX));
     }
 
     #[test]
