@@ -7,15 +7,20 @@
 //! end: the victim's end then receives it the way a NIC driver hands XDP
 //! a page, with no skb and no copy).
 //!
-//! Per run the frame is rewritten in place: a spoofed source inside the
+//! Per run the frame is written whole from the template in the config
+//! (the kernel recycles pages as the receiver left them: a receiver's XDP
+//! may have turned the frame into its answer in place), then: a spoofed
+//! source inside the
 //! configured prefix, a source port in the configured range, random
 //! sequence (and for ACKs acknowledgment) numbers, the flags of the kind
 //! (`GEN_*`; mixed and est take turns by a per-CPU run count), the IPv4
 //! identification, and the checksums, recomputed from scratch (RFC 791
 //! §3.1 header checksum; RFC 9293 §3.1 and RFC 8200 §8.1 pseudo-headers).
-//! The kernel reuses pages without restoring the template, so every field
-//! that varies is written on every run. The header lengths are the
-//! template's and never change.
+//! Userspace runs the template with `GEN_TAIL` extra bytes, which every run
+//! drops with `bpf_xdp_adjust_tail` (see `stack_ebpf::GEN_TAIL`): a frame
+//! of any other length, or with zero MACs (loopback traffic where the
+//! program is attached only to stay in the XDP dispatcher), passes
+//! untouched. The header lengths are the template's and never change.
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -25,7 +30,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use stack_ebpf::{
-    FloodGenConfig, GEN_ACK, GEN_COUNTER_COUNT, GEN_EST, GEN_MIXED, GEN_RST, GEN_SYN,
+    FloodGenConfig, GEN_ACK, GEN_COUNTER_COUNT, GEN_EST, GEN_MIXED, GEN_RST, GEN_SYN, GEN_TAIL,
 };
 
 use crate::parse::{ptr_at, raw16, raw32, ACK, RST, SYN};
@@ -54,18 +59,6 @@ pub fn xstack_flood_gen(ctx: XdpContext) -> u32 {
     let Some(c) = GEN_CONFIG.get(0) else {
         return xdp_action::XDP_PASS;
     };
-    // Not the template (loopback traffic where the program is attached
-    // only to stay in the dispatcher): untouched.
-    let Some(m) = ptr_at(&ctx, 0, 12) else {
-        return xdp_action::XDP_PASS;
-    };
-    // SAFETY: ptr_at checked 12 bytes.
-    let ours = unsafe {
-        raw32(m) == c.macs[0] && raw32(m.add(4)) == c.macs[1] && raw32(m.add(8)) == c.macs[2]
-    };
-    if !ours {
-        return xdp_action::XDP_PASS;
-    }
     let run = match GEN_RUNS.get_ptr_mut(0) {
         // SAFETY: a map slot; a racing writer only skews the turns.
         Some(p) => unsafe {
@@ -93,13 +86,14 @@ pub fn xstack_flood_gen(ctx: XdpContext) -> u32 {
         _ => GEN_SYN,
     };
     let written = match (c.family, c.tcp_len) {
+        // TCP4 + 24 = 58: one 60-byte frame either way.
         (6, 24) => fill::<TCP6, 24>(&ctx, c, kind),
         (6, _) => fill::<TCP6, 20>(&ctx, c, kind),
         (_, 24) => fill::<TCP4, 24>(&ctx, c, kind),
         _ => fill::<TCP4, 20>(&ctx, c, kind),
     };
     if !written {
-        return xdp_action::XDP_ABORTED;
+        return xdp_action::XDP_PASS;
     }
     if let Some(p) = GEN_COUNTERS.get_ptr_mut(kind) {
         // SAFETY: a per-CPU slot, only this CPU writes it.
@@ -177,12 +171,47 @@ fn fold(mut s: u32) -> u16 {
 
 /// Rewrites the frame: `TCP` is the TCP header's offset (IPv4 or IPv6),
 /// `T` its length (20 or 24).
+/// Returns false for a frame that is not the generator's (it is left as
+/// it came).
 #[inline(always)]
 fn fill<const TCP: usize, const T: usize>(ctx: &XdpContext, c: &FloodGenConfig, kind: u32) -> bool {
-    let Some(p) = ptr_at(ctx, 0, TCP + T) else {
+    // The frame: IPv4 padded to the Ethernet minimum of 60 bytes.
+    let len = if TCP == TCP4 { 60 } else { TCP + T };
+    if ctx.data_end() - ctx.data() != len + GEN_TAIL {
+        return false;
+    }
+    let Some(m) = ptr_at(ctx, 0, 12) else {
+        return false;
+    };
+    // SAFETY: ptr_at checked 12 bytes.
+    if unsafe { raw32(m) | raw32(m.add(4)) | raw32(m.add(8)) } == 0 {
+        return false;
+    }
+    // SAFETY: a helper on this program's own context.
+    if unsafe { h::bpf_xdp_adjust_tail(ctx.ctx, -(GEN_TAIL as i32)) } != 0 {
+        return false;
+    }
+    let Some(p) = ptr_at(ctx, 0, len) else {
         return false;
     };
     let p = p as *mut u8;
+    // The whole template: whole words, then the last two bytes when len
+    // is not a multiple of 4 (74, 78). `len` is a constant here, so the
+    // copies unroll with constant offsets.
+    let mut i = 0;
+    while i < len / 4 {
+        // SAFETY: 4 * i + 4 <= len, checked by ptr_at.
+        put_raw32(unsafe { p.add(4 * i) }, c.template[i]);
+        i += 1;
+    }
+    if len % 4 == 2 {
+        let w = c.template[len / 4].to_ne_bytes();
+        // SAFETY: len - 2 and len - 1 are inside the checked bytes.
+        unsafe {
+            *p.add(len - 2) = w[0];
+            *p.add(len - 1) = w[1];
+        }
+    }
     // SAFETY (every `add` below): offsets inside the TCP + T bytes checked.
     let pseudo = if TCP == TCP4 {
         let ip = unsafe { p.add(ETH_HLEN) };

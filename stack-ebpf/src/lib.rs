@@ -724,15 +724,23 @@ pub struct FloodGenConfig {
     /// Host bits of the source prefix, same layout: a spoofed source is
     /// `src_net | (random & src_host)`, word by word.
     pub src_host: [u32; 4],
-    /// The template's destination and source MAC (frame bytes 0..12) as
-    /// three words in memory order. A frame that does not start with them
-    /// is not the generator's and passes untouched: userspace attaches the
-    /// program (generic mode) to the loopback device only to keep it in
-    /// the kernel's XDP dispatcher, which spares every live-frames run a
-    /// dispatcher update (an RCU grace period, tens of ms); loopback
-    /// frames carry zero MACs.
-    pub macs: [u32; 3],
+    /// The template frame, [`GEN_TEMPLATE_LEN`] bytes at most, in memory
+    /// order: written whole on every run, because the kernel hands back
+    /// pages as the receiver left them (a receiver's XDP may have turned
+    /// the frame into its answer in place).
+    pub template: [u32; 20],
 }
+
+/// Most bytes of a live-frames template (an IPv6 SYN with MSS: 78).
+pub const GEN_TEMPLATE_LEN: usize = 80;
+/// Bytes userspace appends to the template it runs: the program drops
+/// them with `bpf_xdp_adjust_tail`, which (a) marks the run's context as
+/// changed, so the kernel rebuilds the frame's length from it rather than
+/// keep the one a receiver left in the page, and (b) tells the
+/// generator's frames (exactly template + 4 bytes long, non-zero MACs)
+/// from loopback traffic, where userspace attaches the program (generic
+/// mode) only to keep it in the kernel's XDP dispatcher.
+pub const GEN_TAIL: usize = 4;
 
 #[cfg(feature = "user")]
 mod user {

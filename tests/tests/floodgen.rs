@@ -45,11 +45,11 @@ fn config(target: &str, sources: &str, kind: FloodKind, ports: Option<&str>) -> 
     .unwrap()
 }
 
-/// One run on `frame`: the verdict and the frame the program left.
-fn run(gen: &mut FloodGen, frame: &[u8]) -> (u32, Vec<u8>) {
+/// One run on `input`: the verdict and the frame the program left.
+fn run(gen: &mut FloodGen, input: &[u8]) -> (u32, Vec<u8>) {
     let mut out = vec![0u8; 256];
     let mut o = TestRunOptions::new();
-    o.data_in = Some(frame);
+    o.data_in = Some(input);
     o.data_out = Some(&mut out);
     let r = gen
         .program()
@@ -125,9 +125,10 @@ fn inside(src: IpAddr, net: IpAddr, len: u8) -> bool {
 fn generate(c: &FloodConfig, n: usize) -> Vec<Seen> {
     let frame = template(c, SRC_MAC);
     let mut gen = FloodGen::load(&gen_config(c, &frame, 0)).expect("load xstack_flood_gen");
+    let input = FloodGen::input(&frame);
     let seen: Vec<Seen> = (0..n)
         .map(|_| {
-            let (verdict, out) = run(&mut gen, &frame);
+            let (verdict, out) = run(&mut gen, &input);
             assert_eq!(verdict, XDP_DROP, "ifindex 0: written, then dropped");
             assert_eq!(out.len(), frame.len(), "the length never changes");
             let s = parse(c, &out);
@@ -209,7 +210,7 @@ fn tshark_verifies_the_checksums_the_generator_writes() {
         let frame = template(&c, SRC_MAC);
         let mut gen = FloodGen::load(&gen_config(&c, &frame, 0)).unwrap();
         for i in 0..3 {
-            let (_, out) = run(&mut gen, &frame);
+            let (_, out) = run(&mut gen, &FloodGen::input(&frame));
             let v4 = c.target.is_ipv4();
             let fields: &[&str] = if v4 {
                 &["tcp.flags", "ip.checksum.status", "tcp.checksum.status"]
@@ -252,18 +253,43 @@ fn est_flood_frames_alternate_rst_and_ack_from_the_clients_address_and_ports() {
     );
 }
 
-/// The program is attached to the loopback device only to stay in the
-/// kernel's XDP dispatcher: a frame without the template's MACs (loopback
-/// frames carry zeros) passes untouched and is not counted.
+/// The kernel hands pages back as the receiver left them: a frame an XDP
+/// receiver turned into its answer in place (addresses, ports, flags
+/// swapped, a longer header) becomes the template again, whole.
 #[test]
-fn a_frame_that_is_not_the_template_passes_untouched() {
+fn a_page_the_receiver_rewrote_becomes_the_template_again() {
     let c = config("198.18.0.2:8080", "198.18.128.0/17", FloodKind::Syn, None);
     let frame = template(&c, SRC_MAC);
     let mut gen = FloodGen::load(&gen_config(&c, &frame, 0)).unwrap();
-    let mut lo = frame.clone();
+    let mut input = FloodGen::input(&frame);
+    // MACs swapped, addresses and ports scrambled, flags SYN+ACK.
+    input.copy_within(0..6, 6);
+    input[..6].copy_from_slice(&[2, 0x78, 0x73, 0, 0, 1]);
+    input[26..38].fill(0xab);
+    input[47] = 0x12;
+    let (verdict, out) = run(&mut gen, &input);
+    assert_eq!(verdict, XDP_DROP);
+    let s = parse(&c, &out);
+    assert_eq!((s.flags, s.mss), (SYN, Some(1460)));
+    assert!(inside(s.src, c.sources.0, c.sources.1));
+}
+
+/// The program is attached to the loopback device only to stay in the
+/// kernel's XDP dispatcher: a loopback frame (zero MACs) or a frame of
+/// another length passes untouched and is not counted.
+#[test]
+fn loopback_frames_and_frames_of_another_length_pass_untouched() {
+    let c = config("198.18.0.2:8080", "198.18.128.0/17", FloodKind::Syn, None);
+    let frame = template(&c, SRC_MAC);
+    let mut gen = FloodGen::load(&gen_config(&c, &frame, 0)).unwrap();
+    let mut lo = FloodGen::input(&frame);
     lo[..12].fill(0);
-    let (verdict, out) = run(&mut gen, &lo);
-    assert_eq!(verdict, XDP_PASS);
-    assert_eq!(out, lo);
+    let mut longer = FloodGen::input(&frame);
+    longer.push(0);
+    for other in [lo, frame.clone(), longer] {
+        let (verdict, out) = run(&mut gen, &other);
+        assert_eq!(verdict, XDP_PASS);
+        assert_eq!(out, other);
+    }
     assert_eq!(gen.counters().unwrap(), [0, 0, 0]);
 }

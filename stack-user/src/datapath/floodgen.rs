@@ -16,7 +16,7 @@ use aya::{
     programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
-use stack_ebpf::FloodGenConfig;
+use stack_ebpf::{FloodGenConfig, GEN_TAIL};
 
 use super::xdp::{XdpError, EBPF_OBJECT};
 
@@ -81,8 +81,8 @@ impl FloodGen {
     }
 
     /// Attaches the program in generic mode to this namespace's loopback
-    /// device, where it passes every frame (loopback frames never carry
-    /// the template's MACs), only so that it stays in the kernel's XDP
+    /// device, where it passes every frame (loopback frames carry zero
+    /// MACs; see [`GEN_TAIL`]), only so that it stays in the kernel's XDP
     /// dispatcher: otherwise every `BPF_PROG_TEST_RUN` with `repeat > 1`
     /// adds it to the dispatcher and removes it again, each an RCU grace
     /// period (about 25 ms here), which caps the generator at some 40
@@ -104,11 +104,21 @@ impl FloodGen {
         Self::prog(&mut self.ebpf)
     }
 
-    /// Runs the program `repeat` times on `template` in live-frames mode:
-    /// every run's frame is sent. Returns the kernel's run time.
-    pub fn send(&mut self, template: &[u8], repeat: u32) -> Result<std::time::Duration, XdpError> {
+    /// What to run the program on for `frame` (the template in the
+    /// config): the frame and [`GEN_TAIL`] more bytes, which every run
+    /// drops (see [`GEN_TAIL`] for why).
+    pub fn input(frame: &[u8]) -> Vec<u8> {
+        let mut v = frame.to_vec();
+        v.resize(frame.len() + GEN_TAIL, 0);
+        v
+    }
+
+    /// Runs the program `repeat` times on `input` ([`FloodGen::input`])
+    /// in live-frames mode: every run's frame is sent. Returns the
+    /// kernel's run time.
+    pub fn send(&mut self, input: &[u8], repeat: u32) -> Result<std::time::Duration, XdpError> {
         let mut o = TestRunOptions::new();
-        o.data_in = Some(template);
+        o.data_in = Some(input);
         o.repeat = repeat.max(1);
         o.attrs = TestRunAttrs::new().xdp_live_frames(BATCH);
         let r = Self::prog(&mut self.ebpf)?

@@ -729,7 +729,9 @@ mod tests {
         // 198.18.128.0/17 in memory order: network and host bits.
         assert_eq!(g.src_net[0].to_ne_bytes(), [198, 18, 128, 0]);
         assert_eq!(g.src_host[0].to_ne_bytes(), [0, 0, 127, 255]);
-        assert_eq!(g.macs[0].to_ne_bytes(), [2, 0x78, 0x73, 0]);
+        assert_eq!(g.template[0].to_ne_bytes(), frame[..4]);
+        assert_eq!(g.template[14].to_ne_bytes(), frame[56..60]);
+        assert_eq!(g.template[15], 0, "zero past the frame");
         let mut a = args();
         a.target = "[2001:2::2]:80".parse().unwrap();
         a.sources = "2001:2:0:8000::/49".into();

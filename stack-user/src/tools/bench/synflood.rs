@@ -529,7 +529,11 @@ fn measure(
         _ => (None, 0),
     };
     let (achieved, refused) = match flood.map(|h| join(h).and_then(|r| r)) {
-        Some(Ok(r)) => (r.achieved_pps, r.tx_dropped as f64 / r.seconds.max(1e-9)),
+        // xsk's tx_dropped is its own full TX ring, not the victim's.
+        Some(Ok(r)) if r.generator == Generator::Live => {
+            (r.achieved_pps, r.tx_dropped as f64 / r.seconds.max(1e-9))
+        }
+        Some(Ok(r)) => (r.achieved_pps, 0.0),
         Some(Err(e)) => {
             error = Some(format!("flood: {e:#}"));
             (0.0, 0.0)

@@ -48,11 +48,11 @@ fn words(v: u128) -> [u32; 4] {
 /// The program's configuration for `c` and its template frame,
 /// redirecting to `ifindex` (0: drop after writing, for tests).
 pub fn gen_config(c: &FloodConfig, frame: &[u8], ifindex: u32) -> FloodGenConfig {
-    let mut macs = [0u32; 3];
-    for (i, m) in macs.iter_mut().enumerate() {
-        if let Some(b) = frame.get(4 * i..4 * i + 4) {
-            *m = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-        }
+    let mut template = [0u32; 20];
+    for (w, b) in template.iter_mut().zip(frame.chunks(4)) {
+        let mut x = [0u8; 4];
+        x[..b.len()].copy_from_slice(b);
+        *w = u32::from_ne_bytes(x);
     }
     let (family, net, host) = match c.sources.0 {
         IpAddr::V4(a) => {
@@ -97,7 +97,7 @@ pub fn gen_config(c: &FloodConfig, frame: &[u8], ifindex: u32) -> FloodGenConfig
         port_span,
         src_net,
         src_host: host,
-        macs,
+        template,
     }
 }
 
@@ -141,6 +141,7 @@ pub(super) fn run_live(c: &FloodConfig) -> Result<FloodReport> {
     }
     let iface = crate::runtime::sys::interface(&c.iface)?;
     let frame = template(c, iface.mac);
+    let input = FloodGen::input(&frame);
     let mut gen = FloodGen::load(&gen_config(c, &frame, iface.index))
         .context("the live-frames flood generator (kernel 5.18 or later)")?;
     if let Err(e) = gen.hold_in_dispatcher() {
@@ -171,7 +172,7 @@ pub(super) fn run_live(c: &FloodConfig) -> Result<FloodReport> {
                 std::thread::sleep(due - now);
             }
         }
-        gen.send(&frame, chunk)?;
+        gen.send(&input, chunk)?;
         generated += u64::from(chunk);
         if !checked {
             checked = true;
