@@ -110,6 +110,9 @@ pub struct SynfloodArgs {
     /// Flood generator: live (XDP frames redirected into the veth: the victim's NAPI gets pages, as from a NIC) or xsk (AF_XDP copy mode: skbs, copied into pages before the victim's XDP).
     #[arg(long, value_enum, default_value = "live")]
     pub generator: Generator,
+    /// SCHED_FIFO priority of the victim's (stack-side) NAPI thread, so it preempts other threads on the victim core as softirq receive work does behind a NIC; 0: SCHED_OTHER, sharing the core fairly with whatever else runs there.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i32).range(0..=99))]
+    pub napi_priority: i32,
 }
 
 /// The flood's spoofed sources, which the peer-side sink drops.
@@ -866,6 +869,7 @@ fn run_row(
             cores.napi = victim::make_threaded(&t.stack_ns, &t.stack_if)?;
             for p in &cores.napi {
                 victim::pin(*p, VICTIM_CPU)?;
+                victim::set_fifo(*p, a.napi_priority)?;
             }
             cores.peer_napi = victim::make_threaded(&t.peer_ns, &t.peer_if)?;
             for p in &cores.peer_napi {
@@ -1312,7 +1316,14 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
     cells.sort_by_key(|c| a.systems.iter().position(|s| *s == c.system));
     println!();
     if victim_core {
-        println!("victim core: CPU {VICTIM_CPU} runs the stack-side threaded NAPI and the server; CPU {OTHER_CPU} the generator, legit client and peer NAPI");
+        println!(
+            "victim core: CPU {VICTIM_CPU} runs the stack-side threaded NAPI ({}) and the server; CPU {OTHER_CPU} the generator, legit client and peer NAPI",
+            if a.napi_priority > 0 {
+                format!("SCHED_FIFO {}: it preempts other threads there, as softirq receive work does behind a NIC", a.napi_priority)
+            } else {
+                "SCHED_OTHER: it shares the core with whatever else runs there".to_string()
+            }
+        );
     } else {
         println!("no victim core (--no-victim-core): veth receive work runs on the sender's CPU");
     }
@@ -1360,6 +1371,7 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
     let doc = serde_json::json!({
         "generator_max_pps": gen_max,
         "generator": a.generator,
+        "napi_priority": a.napi_priority,
         "seconds": a.seconds,
         "clients": a.clients,
         "victim_core": victim_core,
