@@ -110,7 +110,7 @@ pub struct SynfloodArgs {
     /// Flood generator: live (XDP frames redirected into the veth: the victim's NAPI gets pages, as from a NIC) or xsk (AF_XDP copy mode: skbs, copied into pages before the victim's XDP).
     #[arg(long, value_enum, default_value = "live")]
     pub generator: Generator,
-    /// SCHED_FIFO priority of the victim's (stack-side) NAPI thread, so it preempts other threads on the victim core as softirq receive work does behind a NIC; 0: SCHED_OTHER, sharing the core fairly with whatever else runs there.
+    /// SCHED_FIFO priority of the threaded NAPI of both veth ends (the victim's on CPU 0, the peer's on CPU 1), so receive work preempts other threads as softirq work does behind a NIC; 0: SCHED_OTHER, sharing each core fairly with whatever else runs there.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i32).range(0..=99))]
     pub napi_priority: i32,
 }
@@ -874,6 +874,10 @@ fn run_row(
             cores.peer_napi = victim::make_threaded(&t.peer_ns, &t.peer_if)?;
             for p in &cores.peer_napi {
                 victim::pin(*p, OTHER_CPU)?;
+                // The client's side gets a NIC's receive path too: the
+                // generator's kernel work must not starve the SYN-ACKs
+                // and echoes the legit client waits for.
+                victim::set_fifo(*p, a.napi_priority)?;
             }
         }
         Ok(())
@@ -1317,11 +1321,11 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
     println!();
     if victim_core {
         println!(
-            "victim core: CPU {VICTIM_CPU} runs the stack-side threaded NAPI ({}) and the server; CPU {OTHER_CPU} the generator, legit client and peer NAPI",
+            "victim core: CPU {VICTIM_CPU} runs the stack-side threaded NAPI and the server; CPU {OTHER_CPU} the generator, legit client and peer NAPI; both NAPI threads {}",
             if a.napi_priority > 0 {
-                format!("SCHED_FIFO {}: it preempts other threads there, as softirq receive work does behind a NIC", a.napi_priority)
+                format!("SCHED_FIFO {}: they preempt other threads, as softirq receive work does behind a NIC", a.napi_priority)
             } else {
-                "SCHED_OTHER: it shares the core with whatever else runs there".to_string()
+                "SCHED_OTHER: they share their cores with whatever else runs there".to_string()
             }
         );
     } else {
