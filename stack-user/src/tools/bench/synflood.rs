@@ -19,8 +19,10 @@
 //! runs threaded (GRO on at the stack end for the Linux rows, the XDP
 //! program for xstack) and that `napi/*` thread and the server are pinned
 //! to CPU 0; the generator, the legit client and the peer's (threaded)
-//! NAPI to CPU 1. The victim then pays for what it receives, as with a
-//! real NIC. Per row: CPU 0 and CPU 1 busy %, the NAPI thread's CPU %,
+//! NAPI to CPU 1; both NAPI threads run at SCHED_FIFO (`--napi-priority`,
+//! default 50), so receive work preempts other threads on its core as
+//! softirq work does behind a NIC. The victim then pays for what it
+//! receives, as with a real NIC. Per row: CPU 0 and CPU 1 busy %, the NAPI thread's CPU %,
 //! the victim core's ns per flood packet beyond the no-flood row, and the
 //! XDP program's run time per packet (`kernel.bpf_stats_enabled`, restored
 //! afterwards).
