@@ -684,6 +684,66 @@ impl Port6Key {
     }
 }
 
+/// `FloodGenConfig::kind`: SYNs with an MSS option.
+pub const GEN_SYN: u32 = 0;
+/// `FloodGenConfig::kind`: bare ACKs with random sequence and ack numbers.
+pub const GEN_ACK: u32 = 1;
+/// `FloodGenConfig::kind`: RSTs with random sequence numbers.
+pub const GEN_RST: u32 = 2;
+/// `FloodGenConfig::kind`: SYN, ACK and RST in turn.
+pub const GEN_MIXED: u32 = 3;
+/// `FloodGenConfig::kind`: RST and ACK in turn (aimed at established
+/// connections: one source address, the clients' ports).
+pub const GEN_EST: u32 = 4;
+/// Slots of `GEN_COUNTERS`: frames written as SYN, ACK, RST.
+pub const GEN_COUNTER_COUNT: u32 = 3;
+
+/// The live-frames flood generator's configuration (`xstack_flood_gen`,
+/// entry 0 of `GEN_CONFIG`). The program rewrites a template frame
+/// userspace built (Ethernet, the target's address and port, the IP and
+/// TCP header lengths) per run: the spoofed source, the source port, the
+/// numbers, the flags and the checksums.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct FloodGenConfig {
+    /// Interface the frames are redirected to (`bpf_redirect`); 0:
+    /// `XDP_DROP` after writing (tests).
+    pub ifindex: u32,
+    /// `GEN_*`.
+    pub kind: u32,
+    /// 4 or 6: the template's family.
+    pub family: u32,
+    /// TCP header length of the template: 20, or 24 (SYNs carry an MSS
+    /// option; in a mixed flood the other kinds four NOPs).
+    pub tcp_len: u32,
+    /// Lowest source port.
+    pub port_lo: u32,
+    /// Number of source ports (1..=65535).
+    pub port_span: u32,
+    /// Source prefix, the address bytes as four words in memory order
+    /// (IPv4: the first word).
+    pub src_net: [u32; 4],
+    /// Host bits of the source prefix, same layout: a spoofed source is
+    /// `src_net | (random & src_host)`, word by word.
+    pub src_host: [u32; 4],
+    /// The template frame, [`GEN_TEMPLATE_LEN`] bytes at most, in memory
+    /// order: written whole on every run, because the kernel hands back
+    /// pages as the receiver left them (a receiver's XDP may have turned
+    /// the frame into its answer in place).
+    pub template: [u32; 20],
+}
+
+/// Most bytes of a live-frames template (an IPv6 SYN with MSS: 78).
+pub const GEN_TEMPLATE_LEN: usize = 80;
+/// Bytes userspace appends to the template it runs: the program drops
+/// them with `bpf_xdp_adjust_tail`, which (a) marks the run's context as
+/// changed, so the kernel rebuilds the frame's length from it rather than
+/// keep the one a receiver left in the page, and (b) tells the
+/// generator's frames (exactly template + 4 bytes long, non-zero MACs)
+/// from loopback traffic, where userspace attaches the program (generic
+/// mode) only to keep it in the kernel's XDP dispatcher.
+pub const GEN_TAIL: usize = 4;
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: both types are #[repr(C)], have no padding and every bit
@@ -697,6 +757,7 @@ mod user {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::Flow6Key {}
     unsafe impl aya::Pod for super::cookie::Secrets {}
+    unsafe impl aya::Pod for super::FloodGenConfig {}
 }
 
 #[cfg(test)]

@@ -47,7 +47,10 @@
 //!   with userspace);
 //! - `bench`: SYN cookie micro-benchmark programs (BPF_PROG_TEST_RUN only);
 //! - `sink`: `xstack_sink`, a separate program for the *peer* end of a
-//!   testbed that drops frames to one prefix (reflected SYN-ACKs).
+//!   testbed that drops frames to one prefix (reflected SYN-ACKs);
+//! - `floodgen`: `xstack_flood_gen`, a separate program `xstack flood
+//!   --generator live` runs with live-frames `BPF_PROG_TEST_RUN` to send
+//!   spoofed segments as `xdp_frame`s.
 //!
 //! Built only for `bpfel-unknown-none` (by `cargo xtask build`); on the host
 //! this file compiles to an empty binary so `cargo build --workspace` works.
@@ -65,6 +68,8 @@ mod bench;
 mod classify;
 #[cfg(target_arch = "bpf")]
 mod classify6;
+#[cfg(target_arch = "bpf")]
+mod floodgen;
 #[cfg(target_arch = "bpf")]
 mod flows;
 #[cfg(target_arch = "bpf")]

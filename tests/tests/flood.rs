@@ -435,3 +435,68 @@ fn established_connections_survive_spoofed_rsts_and_acks_with_guessed_numbers() 
     });
     assert!(seen, "forged segments unaccounted for: {:#}", serve.stats());
 }
+
+/// The number after `word` in a flood report.
+fn report_count(report: &str, word: &str) -> u64 {
+    let words: Vec<&str> = report.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| w[1].trim_end_matches(',') == word)
+        .and_then(|w| w[0].parse().ok())
+        .unwrap_or_else(|| panic!("no count before {word:?} in: {report}"))
+}
+
+/// `--generator live`: a bounded SYN flood (100 kpps for 1 s: calls of
+/// 100 frames, two kernel batches each) of frames
+/// redirected into the veth by live-frames BPF_PROG_TEST_RUN, at `xstack
+/// serve --syncookies always` on the default peer profile. Every frame is
+/// accounted for: the victim's XDP classed each one it received as a SYN
+/// and gave it one verdict, and those plus the ones the victim's ring
+/// refused (veth `xdp_xmit_errors`) are every frame the generator wrote.
+#[test]
+fn a_live_frames_syn_flood_is_accounted_for_frame_by_frame_at_the_victim() {
+    let _turn = one_flood_at_a_time();
+    let tb = testbed('l', 1);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, 80, &["--app", "http", "--syncookies", "always"]);
+    let before = serve.stats();
+    let out = xstack::tools::testbed::netns_command(&t.peer_ns, xstack_bin().to_str().unwrap())
+        .args(["flood", "--iface", &t.peer_if, "--target", "198.18.0.2:80"])
+        .args(["--rate", "100000", "--duration", "1", "--kind", "syn"])
+        .args(["--generator", "live"])
+        .args(["--dst-mac", &xstack::tools::testbed::STACK_MAC.to_string()])
+        .output()
+        .expect("run the flood");
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "flood: {report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated = report_count(&report, "frames");
+    let refused = report_count(&report, "refused");
+    let sent = report_count(&report, "packets");
+    assert!(generated >= 75_000, "{report}");
+    assert_eq!(
+        sent + refused,
+        generated,
+        "none lost before the ring: {report}"
+    );
+    let syns = |s: &serde_json::Value| {
+        counter(s, "/xdp_tcp_classes/syn") - counter(&before, "/xdp_tcp_classes/syn")
+    };
+    let done = wait_until(Duration::from_secs(3), || syns(&serve.stats()) >= sent);
+    let s = serve.stats();
+    assert!(done, "{report}: {s:#}");
+    assert_eq!(syns(&s) + refused, generated, "{report}: {s:#}");
+    let rx = counter(&s, "/xdp/rx_packets");
+    let verdicts: u64 = s["xdp"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.as_str() != "rx_packets")
+        .map(|(_, v)| v.as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(verdicts, rx, "one verdict per frame: {s:#}");
+    eprintln!("live syn flood: {report}");
+}

@@ -1,6 +1,17 @@
 //! `xstack flood`: a bounded, rate-controlled flood of spoofed-source TCP
-//! segments (SYN, ACK, RST or a mix) sent through an AF_XDP socket in copy
-//! mode, for SYN-flood experiments on the testbed.
+//! segments (SYN, ACK, RST or a mix), for SYN-flood experiments on the
+//! testbed. Two generators:
+//! - `xsk` (the default): an AF_XDP socket in copy mode. Works on any
+//!   interface towards any receiver; each frame becomes an skb, and a veth
+//!   whose other end runs XDP copies it into a page before XDP runs.
+//! - `live`: the XDP program `xstack_flood_gen` run by live-frames
+//!   `BPF_PROG_TEST_RUN` ([`floodgen`](crate::datapath::floodgen)), each
+//!   run redirecting its rewritten frame to the interface: the receiving
+//!   end of a veth gets an `xdp_frame` and runs XDP on its page directly,
+//!   as with a NIC. Needs kernel 5.18 and a receiver that accepts
+//!   redirected frames (a veth whose other end runs NAPI: an XDP program
+//!   there, or GRO on). Frames the receiver's ring refuses are counted
+//!   (`ethtool -S`: `xdp_xmit_errors`) and reported.
 //!
 //! Traffic rules, enforced here before the socket opens: the target lies
 //! inside 198.18.0.0/15 (RFC 2544 benchmarking range) or inside a prefix the
@@ -27,6 +38,9 @@ use crate::{
     },
 };
 
+mod live;
+pub use live::{gen_config, parse_xmit_counters, template};
+
 /// Longest flood without `--force`.
 pub const MAX_DURATION: Duration = Duration::from_secs(60);
 /// Longest flood even with `--force`.
@@ -51,6 +65,20 @@ pub enum FloodKind {
     /// out-of-window segment is dropped, an in-window RST or an ACK of data
     /// never sent gets a challenge ACK.
     Est,
+}
+
+/// How frames are put on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Generator {
+    /// An AF_XDP socket in copy mode: any interface, any receiver; frames
+    /// arrive as skbs.
+    #[default]
+    Xsk,
+    /// An XDP program run by live-frames BPF_PROG_TEST_RUN, redirecting
+    /// each frame to the interface: a veth's other end receives it as a
+    /// NIC's page (needs NAPI there: XDP attached or GRO on).
+    Live,
 }
 
 /// `xstack flood` arguments.
@@ -92,6 +120,9 @@ pub struct FloodArgs {
     /// Serve Prometheus/OpenMetrics metrics (packets queued, sent, not queued; AF_XDP ring statistics) at http://ADDR:PORT/metrics while flooding.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
+    /// xsk: an AF_XDP socket (any interface and receiver); live: an XDP program run with live frames redirecting to the interface, received as a NIC's pages (a veth needs NAPI at the other end: XDP there or GRO on).
+    #[arg(long, value_enum, default_value = "xsk")]
+    pub generator: Generator,
 }
 
 /// A validated flood.
@@ -119,6 +150,8 @@ pub struct FloodConfig {
     pub queue: u32,
     /// Serve Prometheus metrics here while flooding (`--metrics`).
     pub metrics: Option<std::net::SocketAddr>,
+    /// How frames are sent.
+    pub generator: Generator,
 }
 
 /// What a flood did.
@@ -132,8 +165,17 @@ pub struct FloodReport {
     pub requested_pps: u64,
     /// Achieved rate.
     pub achieved_pps: f64,
-    /// Frames that found no free buffer or ring slot.
+    /// Frames that found no free buffer or ring slot (live: refused by
+    /// the receiver's ring, `xdp_xmit_errors`).
     pub tx_dropped: u64,
+    /// The generator.
+    pub generator: Generator,
+    /// Frames written (live: program runs; xsk: frames queued).
+    pub generated: u64,
+    /// Live: frames neither accepted nor refused by the receiver (a veth
+    /// end without NAPI drops redirected frames before counting them);
+    /// None where the interface has no redirect counters.
+    pub lost: Option<u64>,
 }
 
 impl std::fmt::Display for FloodReport {
@@ -150,7 +192,23 @@ impl std::fmt::Display for FloodReport {
                 self.requested_pps.to_string()
             },
             self.tx_dropped
-        )
+        )?;
+        if self.generator == Generator::Live {
+            write!(
+                f,
+                "; generator live: {} frames generated, {} refused by the receiver's ring",
+                self.generated, self.tx_dropped
+            )?;
+            match self.lost {
+                Some(0) => {}
+                Some(n) => write!(f, ", {n} lost before it (no NAPI at the receiver?)")?,
+                None => write!(
+                    f,
+                    " (the interface has no redirect counters: sent = generated)"
+                )?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -262,6 +320,7 @@ impl FloodArgs {
                 .as_deref()
                 .map(crate::runtime::metrics::parse_addr)
                 .transpose()?,
+            generator: self.generator,
         })
     }
 }
@@ -476,6 +535,9 @@ pub fn run(c: &FloodConfig) -> Result<FloodReport> {
     if !sources_in_range(c.sources) || c.sources.0.is_ipv4() != c.target.is_ipv4() {
         bail!("flood sources must stay inside 198.18.0.0/15 (IPv6: 2001:2::/48), of the target's family");
     }
+    if c.generator == Generator::Live {
+        return live::run_live(c);
+    }
     let metrics = crate::runtime::metrics::bind_if(c.metrics)?;
     let iface = crate::runtime::sys::interface(&c.iface)?;
     let mut sock = XskSocket::open(
@@ -555,6 +617,9 @@ pub fn run(c: &FloodConfig) -> Result<FloodReport> {
         requested_pps: c.rate,
         achieved_pps: sent as f64 / seconds.max(1e-9),
         tx_dropped: sock.tx_dropped(),
+        generator: Generator::Xsk,
+        generated: queued,
+        lost: None,
     })
 }
 
@@ -577,6 +642,7 @@ mod tests {
             queue: 0,
             force: false,
             metrics: None,
+            generator: Generator::Xsk,
         }
     }
 
@@ -621,17 +687,65 @@ mod tests {
     #[test]
     fn run_refuses_a_config_outside_the_guard_before_opening_a_socket() {
         // An interface that does not exist: had the guard not refused
-        // first, the error would be about the interface.
-        let mut c = args().to_config().unwrap();
-        c.iface = "xs-none-0".into();
-        c.target = "10.0.0.1:80".parse().unwrap();
-        let e = run(&c).unwrap_err().to_string();
-        assert!(e.contains("--allow-target"), "{e}");
-        let mut c = args().to_config().unwrap();
-        c.iface = "xs-none-0".into();
-        c.sources = ("10.0.0.0".parse().unwrap(), 8);
-        let e = run(&c).unwrap_err().to_string();
-        assert!(e.contains("198.18.0.0/15"), "{e}");
+        // first, the error would be about the interface. Either generator.
+        for generator in [Generator::Xsk, Generator::Live] {
+            let mut c = args().to_config().unwrap();
+            c.generator = generator;
+            c.iface = "xs-none-0".into();
+            c.target = "10.0.0.1:80".parse().unwrap();
+            let e = run(&c).unwrap_err().to_string();
+            assert!(e.contains("--allow-target"), "{generator:?}: {e}");
+            let mut c = args().to_config().unwrap();
+            c.generator = generator;
+            c.iface = "xs-none-0".into();
+            c.sources = ("10.0.0.0".parse().unwrap(), 8);
+            let e = run(&c).unwrap_err().to_string();
+            assert!(e.contains("198.18.0.0/15"), "{generator:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_live_generator_counts_what_a_veth_accepted_and_refused_from_ethtool() {
+        let text = "NIC statistics:\n     peer_ifindex: 2\n     rx_queue_0_xdp_packets: 9\n     rx_queue_0_xdp_tx_errors: 4\n     tx_queue_0_xdp_xmit: 740\n     tx_queue_0_xdp_xmit_errors: 12\n     tx_queue_1_xdp_xmit: 10\n";
+        assert_eq!(parse_xmit_counters(text), Some((750, 12)));
+        assert_eq!(
+            parse_xmit_counters("NIC statistics:\n     rx_packets: 5\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_live_generators_config_keeps_sources_ports_and_kind_of_the_flood() {
+        let mut a = args();
+        a.kind = FloodKind::Mixed;
+        let c = a.to_config().unwrap();
+        let frame = template(&c, Mac([2, 0, 0, 0, 0, 1]));
+        let g = gen_config(&c, &frame, 7);
+        assert_eq!(
+            (g.ifindex, g.kind, g.family, g.tcp_len),
+            (7, stack_ebpf::GEN_MIXED, 4, 24)
+        );
+        assert_eq!((g.port_lo, g.port_span), (1024, 64000));
+        // 198.18.128.0/17 in memory order: network and host bits.
+        assert_eq!(g.src_net[0].to_ne_bytes(), [198, 18, 128, 0]);
+        assert_eq!(g.src_host[0].to_ne_bytes(), [0, 0, 127, 255]);
+        assert_eq!(g.template[0].to_ne_bytes(), frame[..4]);
+        assert_eq!(g.template[14].to_ne_bytes(), frame[56..60]);
+        assert_eq!(g.template[15], 0, "zero past the frame");
+        let mut a = args();
+        a.target = "[2001:2::2]:80".parse().unwrap();
+        a.sources = "2001:2:0:8000::/49".into();
+        a.kind = FloodKind::Ack;
+        a.src_ports = Some("40000-40009".into());
+        let c = a.to_config().unwrap();
+        let g = gen_config(&c, &template(&c, Mac([2, 0, 0, 0, 0, 1])), 7);
+        assert_eq!(
+            (g.family, g.tcp_len, g.port_lo, g.port_span),
+            (6, 20, 40000, 10)
+        );
+        assert_eq!(g.src_net[1].to_ne_bytes(), [0, 0, 0x80, 0]);
+        assert_eq!(g.src_host[1].to_ne_bytes(), [0, 0, 0x7f, 0xff]);
+        assert_eq!((g.src_host[0], g.src_host[2]), (0, u32::MAX));
     }
 
     #[test]

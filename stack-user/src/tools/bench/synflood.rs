@@ -19,11 +19,20 @@
 //! runs threaded (GRO on at the stack end for the Linux rows, the XDP
 //! program for xstack) and that `napi/*` thread and the server are pinned
 //! to CPU 0; the generator, the legit client and the peer's (threaded)
-//! NAPI to CPU 1. The victim then pays for what it receives, as with a
-//! real NIC. Per row: CPU 0 and CPU 1 busy %, the NAPI thread's CPU %,
+//! NAPI to CPU 1; both NAPI threads run at SCHED_FIFO (`--napi-priority`,
+//! default 50), so receive work preempts other threads on its core as
+//! softirq work does behind a NIC. The victim then pays for what it
+//! receives, as with a real NIC. Per row: CPU 0 and CPU 1 busy %, the NAPI thread's CPU %,
 //! the victim core's ns per flood packet beyond the no-flood row, and the
 //! XDP program's run time per packet (`kernel.bpf_stats_enabled`, restored
 //! afterwards).
+//!
+//! `--generator live` (the default) floods with `xstack flood --generator
+//! live`: frames arrive at the stack end as `xdp_frame`s on pages (veth's
+//! redirect path, no skb, no copy), as from a NIC; every system's stack
+//! end then runs NAPI (GRO on for the Linux rows, the XDP program for
+//! xstack) so it accepts them. `--generator xsk` floods through an AF_XDP
+//! socket in copy mode: skbs, copied into a page where XDP runs.
 //!
 //! `--family 6` runs every row over IPv6 (the server on 2001:2::2, spoofed
 //! sources from 2001:2:0:8000::/49, the `est` flood from the client's
@@ -51,7 +60,7 @@ use super::family::{kernel_stack_addr, ratio, Families, Family};
 use super::victim;
 use crate::{
     datapath::sink::XdpSink,
-    tools::flood::{FloodConfig, FloodKind},
+    tools::flood::{FloodConfig, FloodKind, Generator},
     tools::testbed::{netns_command, Testbed, TestbedGuard, STACK_MAC},
 };
 
@@ -100,6 +109,12 @@ pub struct SynfloodArgs {
     /// Address family: 4, 6 or both (each row over IPv4, then IPv6).
     #[arg(long, default_value = "4")]
     pub family: Families,
+    /// Flood generator: live (XDP frames redirected into the veth: the victim's NAPI gets pages, as from a NIC) or xsk (AF_XDP copy mode: skbs, copied into pages before the victim's XDP).
+    #[arg(long, value_enum, default_value = "live")]
+    pub generator: Generator,
+    /// SCHED_FIFO priority of the threaded NAPI of both veth ends (the victim's on CPU 0, the peer's on CPU 1), so receive work preempts other threads as softirq work does behind a NIC; 0: SCHED_OTHER, sharing each core fairly with whatever else runs there.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i32).range(0..=99))]
+    pub napi_priority: i32,
 }
 
 /// The flood's spoofed sources, which the peer-side sink drops.
@@ -242,6 +257,9 @@ pub struct Cell {
     /// Frames to the spoofed prefix the peer-side sink dropped (reflected
     /// SYN-ACKs), per second.
     pub sunk_pps: f64,
+    /// Flood frames the victim's receive ring refused (live generator:
+    /// veth `xdp_xmit_errors`), per second; not in `flood_achieved_pps`.
+    pub flood_refused_pps: f64,
     /// Why the system could not run, if it could not.
     pub error: Option<String>,
 }
@@ -421,7 +439,13 @@ pub fn netstat_value(text: &str, group: &str, name: &str) -> Option<u64> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
-fn flood_config(t: &Testbed, f: Family, kind: FloodKind, rate: u64, secs: f64) -> FloodConfig {
+fn flood_config(
+    t: &Testbed,
+    (f, generator): (Family, Generator),
+    kind: FloodKind,
+    rate: u64,
+    secs: f64,
+) -> FloodConfig {
     FloodConfig {
         iface: t.peer_if.clone(),
         target: f.target(t, PORT),
@@ -437,6 +461,7 @@ fn flood_config(t: &Testbed, f: Family, kind: FloodKind, rate: u64, secs: f64) -
         dst_mac: STACK_MAC,
         queue: 0,
         metrics: None,
+        generator,
     }
 }
 
@@ -453,7 +478,7 @@ fn measure(
     let hs = est.then(|| est_clients(t, f, a.clients, a.seconds + 0.5, cores));
     let ch0 = challenge_acks(t, system);
     let flood = kind.filter(|_| rate > 0).map(|kind| {
-        let mut c = flood_config(t, f, kind, rate, a.seconds + 0.5);
+        let mut c = flood_config(t, (f, a.generator), kind, rate, a.seconds + 0.5);
         if kind == FloodKind::Est {
             c.sources = match f {
                 Family::V4 => (t.peer_ip.into(), 32),
@@ -508,13 +533,17 @@ fn measure(
         ),
         _ => (None, 0),
     };
-    let achieved = match flood.map(|h| join(h).and_then(|r| r)) {
-        Some(Ok(r)) => r.achieved_pps,
-        Some(Err(e)) => {
-            error = Some(format!("flood: {e}"));
-            0.0
+    let (achieved, refused) = match flood.map(|h| join(h).and_then(|r| r)) {
+        // xsk's tx_dropped is its own full TX ring, not the victim's.
+        Some(Ok(r)) if r.generator == Generator::Live => {
+            (r.achieved_pps, r.tx_dropped as f64 / r.seconds.max(1e-9))
         }
-        None => 0.0,
+        Some(Ok(r)) => (r.achieved_pps, 0.0),
+        Some(Err(e)) => {
+            error = Some(format!("flood: {e:#}"));
+            (0.0, 0.0)
+        }
+        None => (0.0, 0.0),
     };
     let ch1 = challenge_acks(t, system);
     let busy = (t1 - t0).saturating_sub(i1 - i0);
@@ -545,6 +574,7 @@ fn measure(
             .then(|| victim::ns_per_packet(n1 - n0, xdp_packets as f64))
             .flatten(),
         sunk_pps,
+        flood_refused_pps: refused,
         error,
     }
 }
@@ -756,9 +786,10 @@ fn run_row(
         }
         match system {
             "linux" | "synproxy" => {
-                if cores.on {
+                if cores.on || a.generator == Generator::Live {
                     // veth runs NAPI at the stack end only with GRO on
-                    // (or an XDP program there).
+                    // (or an XDP program there); redirected (live) frames
+                    // are accepted only there.
                     sh(Command::new("ip").args([
                         "netns",
                         "exec",
@@ -840,10 +871,15 @@ fn run_row(
             cores.napi = victim::make_threaded(&t.stack_ns, &t.stack_if)?;
             for p in &cores.napi {
                 victim::pin(*p, VICTIM_CPU)?;
+                victim::set_fifo(*p, a.napi_priority)?;
             }
             cores.peer_napi = victim::make_threaded(&t.peer_ns, &t.peer_if)?;
             for p in &cores.peer_napi {
                 victim::pin(*p, OTHER_CPU)?;
+                // The client's side gets a NIC's receive path too: the
+                // generator's kernel work must not starve the SYN-ACKs
+                // and echoes the legit client waits for.
+                victim::set_fifo(*p, a.napi_priority)?;
             }
         }
         Ok(())
@@ -908,11 +944,17 @@ fn against_baseline(cells: &mut [Cell]) {
 }
 
 /// The generator's maximum from one core: an unpaced 1 s SYN flood at a
-/// testbed with nothing attached (the kernel drops the SYNs).
-fn generator_max() -> Result<f64> {
+/// testbed with nothing attached (the kernel drops the SYNs; live: GRO on
+/// at the stack end, whose NAPI accepts the frames, as in the Linux rows).
+fn generator_max(generator: Generator) -> Result<f64> {
     let name = format!("sg{}", std::process::id() % 10000);
     let tb = TestbedGuard::up(&name, 1)?;
-    let c = flood_config(&tb.testbed, Family::V4, FloodKind::Syn, 0, 1.0);
+    if generator == Generator::Live {
+        let t = &tb.testbed;
+        sh(netns_command(&t.stack_ns, "ethtool").args(["-K", &t.stack_if, "gro", "on"]))
+            .context("GRO on at the stack end (install ethtool)")?;
+    }
+    let c = flood_config(&tb.testbed, (Family::V4, generator), FloodKind::Syn, 0, 1.0);
     let r = join(in_netns(&tb.testbed.peer_ns, move || {
         crate::tools::flood::run(&c)
     }))??;
@@ -1235,8 +1277,11 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
     if a.kinds.is_empty() || a.systems.is_empty() {
         bail!("--kinds and --systems need at least one entry each");
     }
-    let gen_max = generator_max()?;
-    println!("synflood: flood generator maximum from one core: {gen_max:.0} pps (AF_XDP copy mode, veth, SYN)");
+    let gen_max = generator_max(a.generator)?;
+    println!(
+        "synflood: flood generator maximum from one core: {gen_max:.0} pps ({}, veth, SYN)",
+        generator_words(a.generator)
+    );
     let rates: Vec<u64> = if a.rates.is_empty() {
         let m = gen_max as u64;
         vec![0, m / 4, m / 2, m]
@@ -1277,9 +1322,44 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
     cells.sort_by_key(|c| a.systems.iter().position(|s| *s == c.system));
     println!();
     if victim_core {
-        println!("victim core: CPU {VICTIM_CPU} runs the stack-side threaded NAPI and the server; CPU {OTHER_CPU} the generator, legit client and peer NAPI");
+        println!(
+            "victim core: CPU {VICTIM_CPU} runs the stack-side threaded NAPI and the server; CPU {OTHER_CPU} the generator, legit client and peer NAPI; both NAPI threads {}",
+            if a.napi_priority > 0 {
+                format!("SCHED_FIFO {}: they preempt other threads, as softirq receive work does behind a NIC", a.napi_priority)
+            } else {
+                "SCHED_OTHER: they share their cores with whatever else runs there".to_string()
+            }
+        );
     } else {
         println!("no victim core (--no-victim-core): veth receive work runs on the sender's CPU");
+    }
+    println!(
+        "flood: {}; the stack end runs NAPI for every system ({})",
+        generator_words(a.generator),
+        if a.generator == Generator::Live || victim_core {
+            "GRO on for Linux and SYNPROXY, the XDP program for xstack"
+        } else {
+            "xstack only: its XDP program; Linux rows without"
+        }
+    );
+    let refused: Vec<String> = cells
+        .iter()
+        .filter(|c| c.flood_refused_pps > 0.0)
+        .map(|c| {
+            format!(
+                "{} {} {}: {:.0}/s",
+                label(&c.system),
+                c.kind,
+                c.flood_pps,
+                c.flood_refused_pps
+            )
+        })
+        .collect();
+    if !refused.is_empty() {
+        println!(
+            "flood frames the victim's ring refused (not in the achieved rate): {}",
+            refused.join(", ")
+        );
     }
     println!("legit client: {} Linux threads, connect + 1-byte echo + close, 1 s timeout; kept = conn/s / the same system's no-flood conn/s; timeout column includes other errors", a.clients);
     print!("{}", table(&cells));
@@ -1296,6 +1376,8 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out)?;
     let doc = serde_json::json!({
         "generator_max_pps": gen_max,
+        "generator": a.generator,
+        "napi_priority": a.napi_priority,
         "seconds": a.seconds,
         "clients": a.clients,
         "victim_core": victim_core,
@@ -1313,6 +1395,14 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// How the flood reaches the victim, for the table's header.
+fn generator_words(g: Generator) -> &'static str {
+    match g {
+        Generator::Live => "live frames: XDP_REDIRECT into the veth, the victim's NAPI gets pages as from a NIC, no skb, no copy",
+        Generator::Xsk => "AF_XDP copy mode: skbs, copied into a page before the victim's XDP",
+    }
 }
 
 #[cfg(test)]

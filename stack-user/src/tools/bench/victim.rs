@@ -145,6 +145,32 @@ pub fn pin(pid: i32, cpu: usize) -> Result<()> {
     Ok(())
 }
 
+/// Sets thread `pid`'s policy: SCHED_FIFO at `priority` (1..=99), or
+/// SCHED_OTHER for 0. A threaded NAPI at SCHED_FIFO preempts ordinary
+/// threads on its CPU, as receive work in softirq context does behind a
+/// NIC's interrupt; at SCHED_OTHER it shares the CPU fairly with whatever
+/// else runs there, which on a shared machine starves the receive ring.
+/// The kernel's RT throttling (`sched_rt_runtime_us`, 95% by default)
+/// still leaves the other threads a share.
+pub fn set_fifo(pid: i32, priority: i32) -> Result<()> {
+    let policy = if priority > 0 {
+        libc::SCHED_FIFO
+    } else {
+        libc::SCHED_OTHER
+    };
+    let param = libc::sched_param {
+        sched_priority: priority.clamp(0, 99),
+    };
+    // SAFETY: a valid sched_param for the policy.
+    if unsafe { libc::sched_setscheduler(pid, policy, &param) } != 0 {
+        bail!(
+            "sched_setscheduler({pid}, priority {priority}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
 /// Pids of the `napi/*` kernel threads now.
 pub fn napi_threads() -> BTreeSet<i32> {
     let Ok(d) = std::fs::read_dir("/proc") else {
@@ -325,5 +351,33 @@ intr 12345
         let me = std::process::id() as i32;
         assert!(!wait_gone(&[me, i32::MAX], Duration::from_millis(100)));
         assert!(t.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn set_fifo_puts_a_thread_in_sched_fifo_and_zero_takes_it_back() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let h = std::thread::spawn(move || {
+            // SAFETY: gettid has no arguments.
+            let _ = tx.send(unsafe { libc::gettid() });
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().unwrap();
+        // SAFETY: sched_getscheduler of a live thread.
+        let policy = || unsafe { libc::sched_getscheduler(tid) };
+        match set_fifo(tid, 10) {
+            Ok(()) => {
+                assert_eq!(policy(), libc::SCHED_FIFO);
+                set_fifo(tid, 0).unwrap();
+                assert_eq!(policy(), libc::SCHED_OTHER);
+            }
+            // Without CAP_SYS_NICE: refused in one line, policy unchanged.
+            Err(e) => {
+                assert!(e.to_string().contains("sched_setscheduler"), "{e}");
+                assert_eq!(policy(), libc::SCHED_OTHER);
+            }
+        }
+        let _ = done_tx.send(());
+        h.join().unwrap();
     }
 }
