@@ -15,15 +15,15 @@
 //! SYN-ACK of either).
 
 use aya_ebpf::{bindings::xdp_action, helpers::generated as h, programs::XdpContext};
-use stack_ebpf::{cookie, Counter, Flow6Key, FlowKey, TcpClass};
+use stack_ebpf::{cookie, hint, Counter, Flow6Key, FlowKey, TcpClass};
 
 use crate::classify::redirect;
-use crate::maps::{class, FASTPATH_STATE, FLOWS, FLOWS6};
+use crate::maps::{class, FASTPATH_STATE, FLOWS, FLOWS6, FLOW_HINTS};
 use crate::parse::{opaque, ptr_at, raw16, raw32, ETH_HLEN, FIN, RST};
 use crate::synack::{cookie_ack, cookie_ack6};
 
 /// `FLOWS` value: the engine knows the 4-tuple.
-pub(crate) const FLOW_KNOWN: u8 = 1;
+const FLOW_KNOWN: u8 = 1;
 /// `FLOWS` value: the engine knows the 4-tuple, and the last SYN on it
 /// was answered here with a cookie (see [`mark_cookie_answered`]).
 const FLOW_COOKIE_SYN: u8 = 2;
@@ -49,7 +49,45 @@ fn flow_key(ctx: &XdpContext, off: usize) -> Option<FlowKey> {
 #[inline(always)]
 pub(crate) fn remember_flow(ctx: &XdpContext, off: usize) {
     if let Some(k) = flow_key(ctx, off) {
-        let _ = FLOWS.insert(&k, &FLOW_KNOWN, 0);
+        insert_flow(&k);
+    }
+}
+
+/// Records `k` in `FLOWS`, its source's hint slot first (the hint never
+/// misses a source that has an entry: [`stack_ebpf::hint`]).
+#[inline(always)]
+pub(crate) fn insert_flow(k: &FlowKey) {
+    set_hint(hint::slot4(k.saddr));
+    let _ = FLOWS.insert(k, &FLOW_KNOWN, 0);
+}
+
+/// [`insert_flow`] over IPv6.
+#[inline(always)]
+pub(crate) fn insert_flow6(k: &Flow6Key) {
+    set_hint(hint::slot6(k.saddr));
+    let _ = FLOWS6.insert(k, &FLOW_KNOWN, 0);
+}
+
+#[inline(always)]
+fn set_hint(slot: u32) {
+    if let Some(p) = FLOW_HINTS.get_ptr_mut(slot) {
+        // SAFETY: an array slot; a byte store, so racing writers of other
+        // slots lose nothing, and every writer writes 1.
+        unsafe {
+            if *p == 0 {
+                *p = 1;
+            }
+        }
+    }
+}
+
+/// Whether a source with this slot may have a known flow: `false` means
+/// it has none, and the table lookup can be skipped.
+#[inline(always)]
+fn may_be_known(slot: u32) -> bool {
+    match FLOW_HINTS.get(slot) {
+        Some(&v) => v != 0,
+        None => true,
     }
 }
 
@@ -74,6 +112,9 @@ pub(crate) fn remember_flow(ctx: &XdpContext, off: usize) {
 #[inline(always)]
 pub(crate) fn mark_cookie_answered(ctx: &XdpContext, off: usize) {
     if let Some(k) = flow_key(ctx, off) {
+        if !may_be_known(hint::slot4(k.saddr)) {
+            return;
+        }
         if let Some(v) = FLOWS.get_ptr_mut(&k) {
             // SAFETY: the value lives while the entry does (RCU); a race
             // with an eviction writes to a node no longer in the table.
@@ -125,9 +166,14 @@ pub(crate) fn established(ctx: &XdpContext, f: u8, payload: usize, off: usize) -
     let Some(key) = flow_key(ctx, off) else {
         return (xdp_action::XDP_DROP, Counter::DropTcpTruncated);
     };
-    // SAFETY: map lookup of a plain key.
-    let known = match unsafe { FLOWS.get(&key) } {
-        Some(&v) if v == FLOW_COOKIE_SYN => true,
+    let entry = if may_be_known(hint::slot4(key.saddr)) {
+        // SAFETY: map lookup of a plain key.
+        unsafe { FLOWS.get(&key) }.copied()
+    } else {
+        None
+    };
+    let known = match entry {
+        Some(v) if v == FLOW_COOKIE_SYN => true,
         Some(_) => return redirect(ctx, Counter::RedirectTcp),
         None => false,
     };
@@ -186,6 +232,9 @@ fn flow6_lookup(ctx: &XdpContext, off: usize) -> u32 {
     let Some(key) = flow6_key(ctx, off) else {
         return FLOW6_TRUNCATED;
     };
+    if !may_be_known(hint::slot6(key.saddr)) {
+        return 0;
+    }
     // SAFETY: map lookup of a plain key.
     match unsafe { FLOWS6.get(&key) } {
         Some(&v) => u32::from(v),
@@ -193,13 +242,13 @@ fn flow6_lookup(ctx: &XdpContext, off: usize) -> u32 {
     }
 }
 
-/// Writes `value` for the segment's 4-tuple in `FLOWS6`. Not inlined, as
+/// Records the segment's 4-tuple in `FLOWS6` ([`insert_flow6`]). Not inlined, as
 /// [`flow6_lookup`].
 #[inline(never)]
-fn flow6_set(ctx: &XdpContext, off: usize, value: u8) -> u32 {
+fn flow6_set(ctx: &XdpContext, off: usize) -> u32 {
     let ctx = opaque(ctx);
     if let Some(k) = flow6_key(ctx, off) {
-        let _ = FLOWS6.insert(&k, &value, 0);
+        insert_flow6(&k);
     }
     0
 }
@@ -210,6 +259,9 @@ fn flow6_set(ctx: &XdpContext, off: usize, value: u8) -> u32 {
 fn flow6_mark(ctx: &XdpContext, off: usize) -> u32 {
     let ctx = opaque(ctx);
     if let Some(k) = flow6_key(ctx, off) {
+        if !may_be_known(hint::slot6(k.saddr)) {
+            return 0;
+        }
         if let Some(v) = FLOWS6.get_ptr_mut(&k) {
             // SAFETY: as in `mark_cookie_answered`.
             unsafe { *v = FLOW_COOKIE_SYN };
@@ -221,7 +273,7 @@ fn flow6_mark(ctx: &XdpContext, off: usize) -> u32 {
 /// [`remember_flow`] over IPv6.
 #[inline(always)]
 pub(crate) fn remember_flow6(ctx: &XdpContext, off: usize) {
-    flow6_set(ctx, off, FLOW_KNOWN);
+    flow6_set(ctx, off);
 }
 
 /// [`mark_cookie_answered`] over IPv6.

@@ -10,6 +10,7 @@
 #![no_std]
 
 pub mod cookie;
+pub mod hint;
 pub mod limit;
 pub mod siphash;
 

@@ -89,7 +89,7 @@ mod maps {
         maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap},
     };
     use stack_ebpf::{
-        cookie::Secrets, limit::SOURCE_CELLS, Addr6Key, AddrKey, Counter, CounterSet,
+        cookie::Secrets, hint::FLOW_HINT_SLOTS, limit::SOURCE_CELLS, Addr6Key, AddrKey, Counter, CounterSet,
         FastpathConfig, FastpathState, Flow6Key, FlowKey, Port6Key, PortKey, PrefixAddr,
         PrefixAddr6, TcpClass, COUNTER_COUNT, MAX_FLOWS, MAX_FLOWS6, MAX_OWNED_ADDRS,
         MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES, SIGNAL_COUNT, TCP_CLASS_COUNT,
@@ -160,6 +160,12 @@ mod maps {
     /// prefix (`source6_prefix_len` bits, [`stack_ebpf::ipv6_prefix`]).
     #[map]
     pub(crate) static SYN_SOURCES6: Array<u64> = Array::with_max_entries(SOURCE_CELLS, 0);
+
+    /// The flow-source hint: a byte per slot, set for every source that
+    /// got a `FLOWS`/`FLOWS6` entry ([`stack_ebpf::hint`]); a clear slot
+    /// skips the table lookup.
+    #[map]
+    pub(crate) static FLOW_HINTS: Array<u8> = Array::with_max_entries(FLOW_HINT_SLOTS, 0);
 
     /// Known flows (see [`crate::flows`]).
     #[map]

@@ -20,8 +20,8 @@ use stack_ebpf::{
     COOKIE_META_SYNACK, META_ECN, META_NO_WSCALE, META_SACK, META_TS,
 };
 
-use crate::flows::{flow6_key, FLOW_KNOWN};
-use crate::maps::{FASTPATH_CONFIG, FASTPATH_STATE, FLOWS, FLOWS6, SECRETS};
+use crate::flows::{flow6_key, insert_flow, insert_flow6};
+use crate::maps::{FASTPATH_CONFIG, FASTPATH_STATE, SECRETS};
 use crate::parse::{
     be16, be32, opaque, parse_options, ptr_at, TcpOpts, ACK, CWR, ECE, ETH_HLEN, IPPROTO_TCP,
     OPT_SACK, OPT_TS, OPT_WSCALE, SYN,
@@ -587,7 +587,7 @@ pub(crate) fn cookie_ack(ctx: &XdpContext, off: usize, key: &FlowKey, now: u64) 
         Ok(m) => m,
         Err(c) => return c,
     };
-    let _ = FLOWS.insert(key, &FLOW_KNOWN, 0);
+    insert_flow(key);
     if !put_meta(ctx, meta) {
         return Counter::DropCookieInvalid;
     }
@@ -640,7 +640,7 @@ pub(crate) fn cookie_ack6(ctx: &XdpContext, off: usize, now: u64) -> Counter {
         Ok(m) => m,
         Err(c) => return c,
     };
-    let _ = FLOWS6.insert(key, &FLOW_KNOWN, 0);
+    insert_flow6(key);
     if !put_meta(ctx, meta) {
         return Counter::DropCookieInvalid;
     }

@@ -623,6 +623,34 @@ fn forged_expired_and_unknown_acks_are_dropped_while_cookies_are_in_use() {
     assert_eq!((v, c), (XDP_DROP, Counter::DropCookieInvalid));
 }
 
+/// The flow-source hint (`stack_ebpf::hint`) lets a segment from a source
+/// with no known flow skip the table lookup; it must never hide a flow. On
+/// a freshly loaded program the first entry from this source is the one a
+/// valid cookie ACK makes: had that insert not set the source's slot, the
+/// RST after it would be dropped as unknown.
+#[test]
+fn a_flow_a_cookie_ack_opened_is_known_to_its_next_segments_through_the_source_hint() {
+    let (mut p, _sock) = program(true);
+    cookies(&mut p, SynCookies::Always);
+    let syn = segment(0x02, SEQ, 0, &[], &[]);
+    let (v, _, out, _) = moved(&mut p, &syn);
+    assert_eq!(v, XDP_TX);
+    let isn = u32::from_be_bytes(out[38..42].try_into().unwrap());
+    // Before the ACK nothing is known: an RST is dropped.
+    let rst = segment(0x04, SEQ + 1, 0, &[], &[]);
+    let (v, c, _, _) = moved(&mut p, &rst);
+    assert_eq!((v, c), (XDP_DROP, Counter::DropNoFlow));
+    let ack = segment(0x10, SEQ + 1, isn.wrapping_add(1), &[], &[]);
+    let (v, c, _, _) = moved(&mut p, &ack);
+    assert_eq!((v, c), (XDP_REDIRECT, Counter::RedirectCookieAck));
+    // Now the flow is known: its RST and data go to the engine.
+    let (v, c, _, _) = moved(&mut p, &rst);
+    assert_eq!((v, c), (XDP_REDIRECT, Counter::RedirectTcp));
+    let data = segment(0x18, SEQ + 1, isn.wrapping_add(1), &[], b"GET");
+    let (v, c, _, _) = moved(&mut p, &data);
+    assert_eq!((v, c), (XDP_REDIRECT, Counter::RedirectTcp));
+}
+
 #[test]
 fn a_cookie_syn_on_a_tuple_the_engine_knows_lets_the_engines_own_handshake_through() {
     let (mut p, _sock) = program(true);
