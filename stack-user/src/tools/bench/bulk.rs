@@ -107,6 +107,9 @@ struct Row {
     tx_napi_cpu_pct: Option<f64>,
     /// CPU % of the sending thread.
     tx_app_cpu_pct: f64,
+    /// Frames the sending veth end dropped because the receiving end's
+    /// ring was full (the receiver's NAPI or backlog did not keep up).
+    ring_drops: u64,
 }
 
 const PORT: u16 = 5001;
@@ -311,6 +314,7 @@ fn run_row(
             Ok(())
         };
         let cpu = |c: usize| receiver_core.then_some(c);
+        let drops0 = victim::tx_dropped(&tx_end.0, &tx_end.1);
         let (got, el, usage) = match dir {
             LL => {
                 let stack_ip = family.stack_ip(&t);
@@ -414,6 +418,7 @@ fn run_row(
             rx_app_cpu_pct: g(1),
             tx_napi_cpu_pct: receiver_core.then(|| g(2)),
             tx_app_cpu_pct: g(3),
+            ring_drops: victim::tx_dropped(&tx_end.0, &tx_end.1).saturating_sub(drops0),
         })
     })();
     drop(sink);
@@ -497,11 +502,11 @@ fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| direction                 | family | GRO at rx | Gbit/s | vs Linux → Linux | CPU0 % | CPU1 % | rx NAPI % | rx app % | tx NAPI % | tx app % |"
+        "| direction                 | family | GRO at rx | Gbit/s | vs Linux → Linux | CPU0 % | CPU1 % | rx NAPI % | rx app % | tx NAPI % | tx app % | ring drops |"
     );
     let _ = writeln!(
         s,
-        "|---------------------------|--------|-----------|--------|------------------|--------|--------|-----------|----------|-----------|----------|"
+        "|---------------------------|--------|-----------|--------|------------------|--------|--------|-----------|----------|-----------|----------|------------|"
     );
     let pos = |d: &str| DIRECTIONS.iter().position(|x| *x == d);
     let mut order: Vec<&Row> = rows.iter().collect();
@@ -521,7 +526,7 @@ fn table(rows: &[Row]) -> String {
         let cpu = |c: usize| r.cpu_busy_pct.get(c).copied().unwrap_or(0.0);
         let _ = writeln!(
             s,
-            "| {:<25} | {:<6} | {:<9} | {:>6.2} | {:>16.2} | {:>6.0} | {:>6.0} | {:>9} | {:>8.0} | {:>9} | {:>8.0} |",
+            "| {:<25} | {:<6} | {:<9} | {:>6.2} | {:>16.2} | {:>6.0} | {:>6.0} | {:>9} | {:>8.0} | {:>9} | {:>8.0} | {:>10} |",
             r.direction,
             r.family.label(),
             if r.receiver_gro { "on" } else { "off" },
@@ -533,6 +538,7 @@ fn table(rows: &[Row]) -> String {
             r.rx_app_cpu_pct,
             opt(r.tx_napi_cpu_pct),
             r.tx_app_cpu_pct,
+            r.ring_drops,
         );
     }
     for g in [false, true] {
@@ -587,6 +593,7 @@ mod tests {
             rx_app_cpu_pct: 50.0,
             tx_napi_cpu_pct: None,
             tx_app_cpu_pct: 30.0,
+            ring_drops: 0,
         }
     }
 
@@ -605,7 +612,7 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(
             lines[2],
-            "| Linux → Linux (kernel)    | IPv4   | off       |  10.00 |             1.00 |     90 |     40 |        35 |       50 |         - |       30 |"
+            "| Linux → Linux (kernel)    | IPv4   | off       |  10.00 |             1.00 |     90 |     40 |        35 |       50 |         - |       30 |          0 |"
         );
         assert!(
             lines[3].starts_with(

@@ -228,6 +228,9 @@ struct RxRow {
     tx_cpu_pct: f64,
     /// Frames the pass-through XDP program passed (Linux, receiver core).
     xdp_passed: Option<u64>,
+    /// Frames the peer end dropped because the stack end's receive ring
+    /// was full (its NAPI or backlog did not keep up).
+    ring_drops: u64,
 }
 
 /// The arrangement line of the table header.
@@ -246,11 +249,11 @@ fn table(a: &RxRow, b: &RxRow) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| receiver                         | sent (pps)  | received (pps) | received / sent | CPU0 % | CPU1 % | rx NAPI % | rx app % | sender % |"
+        "| receiver                         | sent (pps)  | received (pps) | received / sent | CPU0 % | CPU1 % | rx NAPI % | rx app % | sender % | ring drops |"
     );
     let _ = writeln!(
         s,
-        "|----------------------------------|-------------|----------------|-----------------|--------|--------|-----------|----------|----------|"
+        "|----------------------------------|-------------|----------------|-----------------|--------|--------|-----------|----------|----------|------------|"
     );
     for (name, r) in [
         ("xstack, 1 AF_XDP socket, copy", a),
@@ -259,7 +262,7 @@ fn table(a: &RxRow, b: &RxRow) -> String {
         let cpu = |c: usize| r.cpu_busy_pct.get(c).copied().unwrap_or(0.0);
         let _ = writeln!(
             s,
-            "| {name:<32} | {:>11.0} | {:>14.0} | {:>15.3} | {:>6.0} | {:>6.0} | {:>9} | {:>8} | {:>8.0} |",
+            "| {name:<32} | {:>11.0} | {:>14.0} | {:>15.3} | {:>6.0} | {:>6.0} | {:>9} | {:>8} | {:>8.0} | {:>10} |",
             r.sent_pps,
             r.received_pps,
             r.received_pps / r.sent_pps.max(1.0),
@@ -268,6 +271,7 @@ fn table(a: &RxRow, b: &RxRow) -> String {
             opt(r.rx_napi_cpu_pct),
             opt(r.rx_app_cpu_pct),
             r.tx_cpu_pct,
+            r.ring_drops,
         );
     }
     s
@@ -344,6 +348,7 @@ fn xstack_row(name: &str, secs: f64, receiver_core: bool) -> Result<(RxRow, Stri
             napi = thread_both(&t)?;
         }
         let before = serve.stats()?;
+        let drops0 = victim::tx_dropped(&t.peer_ns, &t.peer_if);
         let peer_if = t.peer_if.clone();
         let groups = vec![napi.0.clone(), vec![pid]];
         let cpu = receiver_core.then_some(TX_CPU);
@@ -361,7 +366,9 @@ fn xstack_row(name: &str, secs: f64, receiver_core: bool) -> Result<(RxRow, Stri
             d("/per_queue/0/kernel/rx_fill_ring_empty"),
             d("/per_queue/0/kernel/rx_dropped"),
         );
-        Ok((row(sent, rx, el, &usage, receiver_core, true), detail))
+        let mut r = row(sent, rx, el, &usage, receiver_core, true);
+        r.ring_drops = victim::tx_dropped(&t.peer_ns, &t.peer_if).saturating_sub(drops0);
+        Ok((r, detail))
     })();
     drop(tb);
     victim::wait_napi_gone(&[napi.0, napi.1].concat(), "rx-bench");
@@ -380,6 +387,7 @@ fn row(sent: u64, rx: u64, el: f64, u: &CpuUse, receiver_core: bool, app: bool) 
         rx_app_cpu_pct: app.then(|| g(1)),
         tx_cpu_pct: g(2),
         xdp_passed: None,
+        ring_drops: 0,
     }
 }
 
@@ -404,6 +412,7 @@ fn linux_row(name: &str, secs: f64, receiver_core: bool) -> Result<RxRow> {
             napi = thread_both(&t)?;
         }
         let in0 = icmp_in_echo_reps(&t.stack_ns);
+        let drops0 = victim::tx_dropped(&t.peer_ns, &t.peer_if);
         let peer_if = t.peer_if.clone();
         let groups = vec![napi.0.clone(), vec![]];
         let cpu = receiver_core.then_some(TX_CPU);
@@ -411,6 +420,7 @@ fn linux_row(name: &str, secs: f64, receiver_core: bool) -> Result<RxRow> {
         std::thread::sleep(Duration::from_millis(300));
         let rx = icmp_in_echo_reps(&t.stack_ns).saturating_sub(in0);
         let mut r = row(sent, rx, el, &usage, receiver_core, false);
+        r.ring_drops = victim::tx_dropped(&t.peer_ns, &t.peer_if).saturating_sub(drops0);
         r.xdp_passed = sink
             .as_ref()
             .and_then(|s: &XdpSink| s.counters().ok())
@@ -441,4 +451,42 @@ pub(crate) fn pass_through(ns: &str, iface: &str) -> Result<XdpSink> {
         anyhow::bail!("GRO came on at {iface} with the pass-through XDP program (a kernel before 6.9 turns it on): the GRO-off rows would not be GRO-off");
     }
     Ok(sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rx_table_gives_each_sides_cpu_and_dashes_what_a_receiver_does_not_have() {
+        let a = RxRow {
+            sent_pps: 200_000.0,
+            received_pps: 150_000.0,
+            cpu_busy_pct: vec![97.0, 60.0],
+            rx_napi_cpu_pct: Some(20.0),
+            rx_app_cpu_pct: Some(75.0),
+            tx_cpu_pct: 55.0,
+            xdp_passed: None,
+            ring_drops: 12,
+        };
+        let b = RxRow {
+            rx_napi_cpu_pct: None,
+            rx_app_cpu_pct: None,
+            ring_drops: 0,
+            ..a.clone()
+        };
+        let t = table(&a, &b);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[2],
+            "| xstack, 1 AF_XDP socket, copy    |      200000 |         150000 |           0.750 |     97 |     60 |        20 |       75 |       55 |         12 |"
+        );
+        assert!(
+            lines[3]
+                .ends_with("|     97 |     60 |         - |        - |       55 |          0 |"),
+            "{t}"
+        );
+        assert!(arrangement(true).starts_with("receiver core: CPU 0"));
+        assert!(arrangement(false).contains("--no-receiver-core"));
+    }
 }

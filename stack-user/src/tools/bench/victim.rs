@@ -265,6 +265,28 @@ pub fn gro(ns: &str, iface: &str) -> Result<bool> {
         .with_context(|| format!("ethtool -k {iface}: no generic-receive-offload line"))
 }
 
+/// Frames `iface` (in namespace `ns`) dropped on transmit: on veth, the
+/// frames the other end's receive ring had no room for (its NAPI, or
+/// backlog, did not keep up). 0 when unknown.
+pub fn tx_dropped(ns: &str, iface: &str) -> u64 {
+    Command::new("ip")
+        .args(["-n", ns, "-j", "-s", "link", "show", "dev", iface])
+        .output()
+        .ok()
+        .and_then(|o| parse_tx_dropped(&o.stdout))
+        .unwrap_or(0)
+}
+
+/// `stats64.tx.dropped` of `ip -j -s link show` output.
+pub fn parse_tx_dropped(json: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    v.get(0)?
+        .get("stats64")?
+        .get("tx")?
+        .get("dropped")?
+        .as_u64()
+}
+
 /// The calling thread's id (for [`threads_ns`] and [`pin`]).
 pub fn tid() -> i32 {
     // SAFETY: gettid has no preconditions.
@@ -443,6 +465,14 @@ intr 12345
         assert_eq!(flood_share_ns(0.5e9, 1000.0, 100e3, 1e5), Some(4000.0));
         assert_eq!(flood_share_ns(0.1e9, 2000.0, 100e3, 1e5), Some(0.0));
         assert_eq!(flood_share_ns(0.1e9, 0.0, 0.0, 0.0), None);
+    }
+
+    #[test]
+    fn tx_drops_are_read_from_ip_json() {
+        let j = br#"[{"ifname":"v0","stats64":{"rx":{"dropped":3},"tx":{"bytes":1,"packets":2,"dropped":17}}}]"#;
+        assert_eq!(parse_tx_dropped(j), Some(17));
+        assert_eq!(parse_tx_dropped(b"[]"), None);
+        assert_eq!(parse_tx_dropped(b"garbage"), None);
     }
 
     #[test]
