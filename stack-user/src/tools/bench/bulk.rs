@@ -166,6 +166,8 @@ fn linux_source(
         }
         groups.push(vec![victim::tid()]);
         let mut s = TcpStream::connect((ip, PORT)).context("connect to the sink")?;
+        // Bounded even when the receiver stops reading (a zero window).
+        s.set_write_timeout(Some(Duration::from_secs(2)))?;
         let buf = vec![0x5au8; 1 << 20];
         let m = Meter::start(groups);
         let start = Instant::now();

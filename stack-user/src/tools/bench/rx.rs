@@ -7,8 +7,8 @@
 //! checksums) through an AF_XDP socket in copy mode on the peer veth, as fast
 //! as it can, for a bounded time. Echo replies need no answer, so this
 //! measures reception alone. Receiver (a): `xstack serve --queues 1
-//! --busy-poll --xsk-mode copy`, counted by the engine after it parsed and
-//! checksummed each frame. Receiver (b): the Linux stack with 198.18.0.2
+//! --xsk-mode copy` (see [`serve_args`] for the rest), counted by the
+//! engine after it parsed and checksummed each frame. Receiver (b): the Linux stack with 198.18.0.2
 //! configured on the same veth, counted by `Icmp: InEchoReps`. Each
 //! receiver runs on a testbed of its own.
 //!
@@ -233,6 +233,31 @@ struct RxRow {
     ring_drops: u64,
 }
 
+/// `xstack serve`'s arguments. Under the receiver core the server shares
+/// its CPU with the NAPI thread that feeds it: it sleeps in poll() when
+/// idle instead of spinning (`--busy-poll` took half the core from that
+/// thread: 0.30-0.43× Linux and 82k-281k `fill_ring_empty` in 3 s), and
+/// its rings hold 8192 frames (16384 UMEM frames) so a scheduling delay of
+/// a few ms does not empty the fill ring (with the default 2048: 83k-546k
+/// `fill_ring_empty` in 3 s; with 8192: 0-5.6k). Without the receiver
+/// core, the arguments the bench always had.
+fn serve_args(receiver_core: bool) -> &'static [&'static str] {
+    if receiver_core {
+        &[
+            "--queues",
+            "1",
+            "--xsk-mode",
+            "copy",
+            "--frames",
+            "16384",
+            "--ring-size",
+            "8192",
+        ]
+    } else {
+        &["--queues", "1", "--busy-poll", "--xsk-mode", "copy"]
+    }
+}
+
 /// The arrangement line of the table header.
 fn arrangement(receiver_core: bool) -> String {
     if receiver_core {
@@ -291,6 +316,7 @@ pub fn run(secs: f64, receiver_core: bool, out: &std::path::Path) -> Result<()> 
         "rx-bench: 1 queue, sender = 1 thread, AF_XDP copy-mode TX on the peer end, {secs} s per receiver, each on a fresh testbed"
     );
     println!("{}", arrangement(receiver_core));
+    println!("xstack serve {}", serve_args(receiver_core).join(" "));
 
     // (a) xstack: one AF_XDP socket in copy mode.
     let (a, detail) = xstack_row(&format!("r{base}a"), secs, receiver_core)?;
@@ -313,6 +339,7 @@ pub fn run(secs: f64, receiver_core: bool, out: &std::path::Path) -> Result<()> 
             "seconds": secs,
             "receiver_core": receiver_core,
             "arrangement": arrangement(receiver_core),
+            "xstack_serve_args": serve_args(receiver_core).join(" "),
             "xstack": a,
             "linux": b,
             "ratio": ratio,
@@ -340,7 +367,7 @@ fn xstack_row(name: &str, secs: f64, receiver_core: bool) -> Result<(RxRow, Stri
         let serve = Serve::start(
             &t,
             PORT,
-            &["--queues", "1", "--busy-poll", "--xsk-mode", "copy"],
+            serve_args(receiver_core),
             receiver_core.then_some(RX_CPU),
         )?;
         let pid = serve.proc.as_ref().map_or(0, |p| p.id());
@@ -488,5 +515,9 @@ mod tests {
         );
         assert!(arrangement(true).starts_with("receiver core: CPU 0"));
         assert!(arrangement(false).contains("--no-receiver-core"));
+        // No spinning on the CPU the NAPI thread needs; the old
+        // arrangement keeps the arguments it always had.
+        assert!(!serve_args(true).contains(&"--busy-poll"));
+        assert!(serve_args(false).contains(&"--busy-poll"));
     }
 }
