@@ -55,7 +55,9 @@ pub(super) enum Which {
     )]
     Concurrency(crate::tools::bench::concurrency::ConcurrencyArgs),
     /// Packets per second one AF_XDP socket (copy mode) receives on the testbed, next to the Linux stack, same traffic.
-    #[command(after_help = "Example:\n  xstack bench rx --seconds 5 --out target/bench")]
+    #[command(
+        after_help = "Examples:\n  xstack bench rx --seconds 5 --out target/bench\n  xstack bench rx --no-receiver-core --seconds 3"
+    )]
     Rx {
         /// Seconds per receiver (1 to 60).
         #[arg(long, default_value_t = 5.0)]
@@ -63,10 +65,14 @@ pub(super) enum Which {
         /// Directory for rx.json.
         #[arg(long, default_value = "target/bench")]
         out: std::path::PathBuf,
+        /// Run without the receiver core (no threaded NAPI, no pinning: veth
+        /// receive work then runs on the sender's CPU), for comparison.
+        #[arg(long)]
+        no_receiver_core: bool,
     },
     /// Bulk TCP throughput on the testbed: Linux → Linux, Linux → xstack engine, xstack engine → Linux.
     #[command(
-        after_help = "Examples:\n  xstack bench bulk --seconds 5 --out target/bench\n  xstack bench bulk --family both --seconds 3"
+        after_help = "Examples:\n  xstack bench bulk --seconds 5 --out target/bench\n  xstack bench bulk --family both --seconds 3\n  xstack bench bulk --receiver-gro both --seconds 3\n  xstack bench bulk --no-receiver-core --seconds 3"
     )]
     Bulk {
         /// Seconds per direction (1 to 60).
@@ -78,6 +84,15 @@ pub(super) enum Which {
         /// Directory for bulk.json.
         #[arg(long, default_value = "target/bench")]
         out: std::path::PathBuf,
+        /// GRO at the Linux receiver: off (the same offload settings on both
+        /// sides), on (the default on real NICs: Linux → Linux and xstack →
+        /// Linux with GRO on), or both (the GRO-off rows, then the GRO-on ones).
+        #[arg(long, value_enum, default_value_t = crate::tools::bench::bulk::ReceiverGro::Off)]
+        receiver_gro: crate::tools::bench::bulk::ReceiverGro,
+        /// Run without the receiver core (no threaded NAPI, no pinning: veth
+        /// receive work then runs on the sender's CPU), for comparison.
+        #[arg(long)]
+        no_receiver_core: bool,
     },
     /// Two sans-IO TCP engines in memory on one core, no I/O: connect/request/close rate, bulk throughput and the cost per segment, next to the targets; writes OUT/engine.json.
     #[command(
@@ -115,12 +130,20 @@ pub(super) fn run(a: Args) -> Result<()> {
         Some(Which::Synflood(a)) => crate::tools::bench::synflood::run(&a)?,
         Some(Which::Soak(a)) => print!("{}", crate::tools::bench::soak::run(&a)?),
         Some(Which::Concurrency(a)) => print!("{}", crate::tools::bench::concurrency::run(&a)?),
-        Some(Which::Rx { seconds, out }) => crate::tools::bench::rx::run(seconds, &out)?,
+        Some(Which::Rx {
+            seconds,
+            out,
+            no_receiver_core,
+        }) => crate::tools::bench::rx::run(seconds, !no_receiver_core, &out)?,
         Some(Which::Bulk {
             seconds,
             family,
             out,
-        }) => crate::tools::bench::bulk::run(seconds, family, &out)?,
+            receiver_gro,
+            no_receiver_core,
+        }) => {
+            crate::tools::bench::bulk::run(seconds, family, receiver_gro, !no_receiver_core, &out)?
+        }
         Some(Which::Engine(a)) => print!("{}", crate::tools::bench::engine::run(&a)?),
         Some(Which::Timer { timers }) => crate::tools::bench::timer::run(timers),
         Some(Which::Cookies { repeat, out }) => {

@@ -83,6 +83,11 @@ impl Proc {
         Ok(Proc { child })
     }
 
+    /// Its process id.
+    pub(crate) fn id(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     /// Stops it with SIGTERM and returns (CPU seconds, stdout).
     pub(crate) fn stop(mut self) -> (f64, String) {
         // SAFETY: signalling the child we spawned, by pid.

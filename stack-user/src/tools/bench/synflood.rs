@@ -133,8 +133,8 @@ fn spoofed_cidr(family: Family) -> String {
 
 /// CPU 0 is the victim core (stack NAPI thread + server), CPU 1 the rest
 /// (generator, legit client, peer NAPI thread).
-const VICTIM_CPU: usize = 0;
-const OTHER_CPU: usize = 1;
+const VICTIM_CPU: usize = victim::RX_CPU;
+const OTHER_CPU: usize = victim::TX_CPU;
 
 /// The arrangement in force for one system's testbed.
 #[derive(Clone, Debug, Default)]
@@ -790,17 +790,8 @@ fn run_row(
                     // veth runs NAPI at the stack end only with GRO on
                     // (or an XDP program there); redirected (live) frames
                     // are accepted only there.
-                    sh(Command::new("ip").args([
-                        "netns",
-                        "exec",
-                        &t.stack_ns,
-                        "ethtool",
-                        "-K",
-                        &t.stack_if,
-                        "gro",
-                        "on",
-                    ]))
-                    .context("GRO on at the stack end (install ethtool)")?;
+                    victim::set_gro(&t.stack_ns, &t.stack_if, true)
+                        .context("GRO on at the stack end")?;
                 }
                 let (threads, persistent) = match kind {
                     Some(FloodKind::Est) => (a.clients * EST_CONNS_PER_CLIENT, true),
@@ -868,14 +859,12 @@ fn run_row(
         }
         cores.xdp_prog = victim::xdp_prog_id(&t.stack_ns, &t.stack_if);
         if cores.on {
-            cores.napi = victim::make_threaded(&t.stack_ns, &t.stack_if)?;
+            cores.napi = victim::thread_napi(&t.stack_ns, &t.stack_if, VICTIM_CPU)?;
             for p in &cores.napi {
-                victim::pin(*p, VICTIM_CPU)?;
                 victim::set_fifo(*p, a.napi_priority)?;
             }
-            cores.peer_napi = victim::make_threaded(&t.peer_ns, &t.peer_if)?;
+            cores.peer_napi = victim::thread_napi(&t.peer_ns, &t.peer_if, OTHER_CPU)?;
             for p in &cores.peer_napi {
-                victim::pin(*p, OTHER_CPU)?;
                 // The client's side gets a NIC's receive path too: the
                 // generator's kernel work must not starve the SYN-ACKs
                 // and echoes the legit client waits for.
@@ -899,9 +888,7 @@ fn run_row(
     // The kernel tears the veth pair down after the namespaces go (its
     // NAPI threads and page pools linger for a while): wait for that, so
     // the next row does not pay for this one's teardown.
-    if !victim::wait_gone(&napi, Duration::from_secs(3)) {
-        println!("synflood: the last testbed's NAPI threads outlived 3 s; the next row may share its CPU with their teardown");
-    }
+    victim::wait_napi_gone(&napi, "synflood");
     cell
 }
 

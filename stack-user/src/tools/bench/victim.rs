@@ -1,15 +1,20 @@
-//! The victim core of `xstack bench synflood`: where the CPU goes.
+//! The receiver core ("victim core" in `xstack bench synflood`): where
+//! the CPU goes.
 //!
 //! On veth the receive path (XDP included) runs on the *sender's* CPU
 //! unless the receiving end's NAPI is threaded. The arrangement here makes
-//! the stack-side NAPI threaded and pins it and the server to one CPU (the
-//! victim core), the generator, the legit client and the peer's NAPI to
-//! the other, so the victim pays for what it receives as on a real NIC.
-//! Measured: per-CPU busy time (`/proc/stat`), a thread's CPU time
-//! (`/proc/PID/stat`) and, with `kernel.bpf_stats_enabled`, the XDP
-//! program's run time per packet.
+//! the receiving end's NAPI threaded and pins it and the receiver to one
+//! CPU ([`RX_CPU`]), the sender and its own end's NAPI to the other
+//! ([`TX_CPU`]), so the receiver pays for what it receives as on a real
+//! NIC. `xstack bench synflood` (the server is the victim), `bench rx`
+//! and `bench bulk` run under it. veth runs NAPI at an end only with an
+//! XDP program there or GRO on ([`set_gro`]); a Linux receiver with GRO
+//! off gets the pass-through program ([`crate::datapath::sink::XdpSink`]
+//! with no prefix). Measured: per-CPU busy time (`/proc/stat`), a thread's
+//! CPU time (`/proc/PID/stat`) and, with `kernel.bpf_stats_enabled`, the
+//! XDP program's run time per packet.
 
-use std::{collections::BTreeSet, process::Command};
+use std::{collections::BTreeSet, process::Command, time::Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -97,10 +102,17 @@ pub fn parse_pid_stat(text: &str) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
-/// CPU time of the threads `pids` in nanoseconds.
+/// CPU time of `pids` in nanoseconds: a thread of this process counts
+/// alone (`/proc/self/task/TID/stat`: `/proc/TID/stat` would sum its whole
+/// thread group), any other id as its process (a `napi/*` kernel thread,
+/// a server process with all its threads).
 pub fn threads_ns(pids: &[i32]) -> f64 {
     pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|p| {
+            std::fs::read_to_string(format!("/proc/self/task/{p}/stat"))
+                .or_else(|_| std::fs::read_to_string(format!("/proc/{p}/stat")))
+                .ok()
+        })
         .filter_map(|s| parse_pid_stat(&s))
         .sum::<u64>() as f64
         * 1e9
@@ -227,6 +239,146 @@ pub fn wait_gone(pids: &[i32], limit: std::time::Duration) -> bool {
     }
 }
 
+/// The receiver's CPU: the receiving veth end's NAPI thread and the
+/// receiver (server, sink, engine).
+pub const RX_CPU: usize = 0;
+/// The sender's CPU: the sender (generator, client) and its own veth
+/// end's NAPI thread.
+pub const TX_CPU: usize = 1;
+
+/// Makes `iface`'s NAPI (in namespace `ns`) threaded and pins its
+/// `napi/*` threads to `cpu`; returns them.
+pub fn thread_napi(ns: &str, iface: &str, cpu: usize) -> Result<Vec<i32>> {
+    let threads = make_threaded(ns, iface)?;
+    for p in &threads {
+        pin(*p, cpu)?;
+    }
+    Ok(threads)
+}
+
+/// Turns GRO on or off at `iface` in namespace `ns` (ethtool).
+pub fn set_gro(ns: &str, iface: &str, on: bool) -> Result<()> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "ethtool", "-K", iface, "gro"])
+        .arg(if on { "on" } else { "off" })
+        .output()
+        .context("ethtool (install ethtool)")?;
+    if !out.status.success() {
+        bail!(
+            "GRO {} at {iface}: {}",
+            if on { "on" } else { "off" },
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `ethtool -k` text says generic-receive-offload is on.
+pub fn parse_gro(text: &str) -> Option<bool> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("generic-receive-offload:"))
+        .map(|v| v.trim().starts_with("on"))
+        .next()
+}
+
+/// GRO at `iface` in namespace `ns`, as `ethtool -k` reports it.
+pub fn gro(ns: &str, iface: &str) -> Result<bool> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "ethtool", "-k", iface])
+        .output()
+        .context("ethtool (install ethtool)")?;
+    parse_gro(&String::from_utf8_lossy(&out.stdout))
+        .with_context(|| format!("ethtool -k {iface}: no generic-receive-offload line"))
+}
+
+/// Frames `iface` (in namespace `ns`) dropped on transmit: on veth, the
+/// frames the other end's receive ring had no room for (its NAPI, or
+/// backlog, did not keep up). 0 when unknown.
+pub fn tx_dropped(ns: &str, iface: &str) -> u64 {
+    Command::new("ip")
+        .args(["-n", ns, "-j", "-s", "link", "show", "dev", iface])
+        .output()
+        .ok()
+        .and_then(|o| parse_tx_dropped(&o.stdout))
+        .unwrap_or(0)
+}
+
+/// `stats64.tx.dropped` of `ip -j -s link show` output.
+pub fn parse_tx_dropped(json: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    v.get(0)?
+        .get("stats64")?
+        .get("tx")?
+        .get("dropped")?
+        .as_u64()
+}
+
+/// The calling thread's id (for [`threads_ns`] and [`pin`]).
+pub fn tid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// After a testbed is gone: waits (3 s at most) for its `napi/*` threads
+/// to go, so the next measurement does not share its CPU with their
+/// teardown; says so when they outlive the wait.
+pub fn wait_napi_gone(pids: &[i32], bench: &str) {
+    if !wait_gone(pids, std::time::Duration::from_secs(3)) {
+        println!("{bench}: the last testbed's NAPI threads outlived 3 s; the next measurement may share its CPU with their teardown");
+    }
+}
+
+/// CPU use over one interval: each CPU's busy % and each group of
+/// threads' CPU % (of one core).
+pub struct Meter {
+    at: Instant,
+    cpus: Vec<CpuTimes>,
+    groups: Vec<(Vec<i32>, f64)>,
+}
+
+/// What a [`Meter`] measured.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CpuUse {
+    /// Busy % of each CPU (index = CPU number).
+    pub cpu_busy_pct: Vec<f64>,
+    /// CPU % of each group of threads, in the order given.
+    pub threads_pct: Vec<f64>,
+}
+
+impl Meter {
+    /// Starts measuring; `groups` are sets of thread or process ids.
+    pub fn start(groups: Vec<Vec<i32>>) -> Meter {
+        let groups = groups
+            .into_iter()
+            .map(|g| {
+                let ns = threads_ns(&g);
+                (g, ns)
+            })
+            .collect();
+        Meter {
+            at: Instant::now(),
+            cpus: per_cpu(),
+            groups,
+        }
+    }
+
+    /// Stops measuring.
+    pub fn stop(self) -> CpuUse {
+        let el = self.at.elapsed().as_secs_f64().max(1e-9);
+        let now = per_cpu();
+        CpuUse {
+            cpu_busy_pct: (0..now.len())
+                .map(|c| busy_pct(&self.cpus, &now, c))
+                .collect(),
+            threads_pct: self
+                .groups
+                .iter()
+                .map(|(g, ns0)| 100.0 * (threads_ns(g) - ns0).max(0.0) / (el * 1e9))
+                .collect(),
+        }
+    }
+}
+
 /// `kernel.bpf_stats_enabled` on for its lifetime; the old value comes
 /// back on drop (also on error and panic unwinding).
 pub struct BpfStats {
@@ -339,6 +491,55 @@ intr 12345
         assert_eq!(flood_share_ns(0.5e9, 1000.0, 100e3, 1e5), Some(4000.0));
         assert_eq!(flood_share_ns(0.1e9, 2000.0, 100e3, 1e5), Some(0.0));
         assert_eq!(flood_share_ns(0.1e9, 0.0, 0.0, 0.0), None);
+    }
+
+    #[test]
+    fn tx_drops_are_read_from_ip_json() {
+        let j = br#"[{"ifname":"v0","stats64":{"rx":{"dropped":3},"tx":{"bytes":1,"packets":2,"dropped":17}}}]"#;
+        assert_eq!(parse_tx_dropped(j), Some(17));
+        assert_eq!(parse_tx_dropped(b"[]"), None);
+        assert_eq!(parse_tx_dropped(b"garbage"), None);
+    }
+
+    #[test]
+    fn gro_state_is_read_from_ethtool_k() {
+        let text = "Features for v0:\nrx-checksumming: on\ngeneric-segmentation-offload: off\ngeneric-receive-offload: on\nlarge-receive-offload: off [fixed]\n";
+        assert_eq!(parse_gro(text), Some(true));
+        assert_eq!(
+            parse_gro("generic-receive-offload: off\nrx-gro-list: off\n"),
+            Some(false)
+        );
+        assert_eq!(parse_gro("rx-gro-hw: off [fixed]\n"), None);
+    }
+
+    #[test]
+    fn a_meter_reports_every_cpu_and_each_thread_of_this_process_alone() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let sleeper = std::thread::spawn(move || {
+            let _ = tx.send(tid());
+            let _ = stop_rx.recv();
+        });
+        let idle = rx.recv().expect("sleeper tid");
+        let m = Meter::start(vec![vec![tid()], vec![i32::MAX], vec![idle]]);
+        let end = Instant::now() + std::time::Duration::from_millis(50);
+        while Instant::now() < end {
+            std::hint::spin_loop();
+        }
+        let u = m.stop();
+        let _ = stop_tx.send(());
+        let _ = sleeper.join();
+        assert_eq!(u.cpu_busy_pct.len(), per_cpu().len());
+        assert_eq!(u.threads_pct.len(), 3);
+        // A thread that does not exist used nothing.
+        assert_eq!(u.threads_pct[1], 0.0);
+        // Counted per thread, not per process: the blocked thread used
+        // nothing while this one spun (clock ticks: 0 or one tick).
+        assert!(u.threads_pct[2] <= 25.0, "{u:?}");
+        assert!(
+            u.threads_pct[0] >= 0.0 && u.threads_pct[0] <= 200.0,
+            "{u:?}"
+        );
     }
 
     #[test]
