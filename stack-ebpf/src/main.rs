@@ -89,9 +89,9 @@ mod maps {
         maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap},
     };
     use stack_ebpf::{
-        cookie::Secrets, hint::FLOW_HINT_SLOTS, limit::SOURCE_CELLS, Addr6Key, AddrKey, Counter, CounterSet,
-        FastpathConfig, FastpathState, Flow6Key, FlowKey, Port6Key, PortKey, PrefixAddr,
-        PrefixAddr6, TcpClass, COUNTER_COUNT, MAX_FLOWS, MAX_FLOWS6, MAX_OWNED_ADDRS,
+        cookie::Secrets, hint::FLOW_HINT_SLOTS, limit::SOURCE_CELLS, Addr6Key, AddrKey, Counter,
+        CounterSet, FastpathConfig, FastpathState, Flow6Key, FlowKey, Port6Key, PortKey,
+        PrefixAddr, PrefixAddr6, TcpClass, COUNTER_COUNT, MAX_FLOWS, MAX_FLOWS6, MAX_OWNED_ADDRS,
         MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES, SIGNAL_COUNT, TCP_CLASS_COUNT,
     };
 
