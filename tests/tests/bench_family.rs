@@ -131,10 +131,18 @@ fn bench_bulk_family_6_moves_bytes_in_every_direction_over_ipv6() {
     assert!(ok, "xstack bench bulk --family 6:\n{text}");
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("| ")).collect();
     assert_eq!(lines.len(), 4, "{text}");
+    let header: Vec<&str> = lines[0].split('|').map(str::trim).collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|c| *c == name)
+            .unwrap_or_else(|| panic!("no {name} column: {text}"))
+    };
+    let (family, gbits) = (col("family"), col("Gbit/s"));
     for l in &lines[1..] {
         let cols: Vec<&str> = l.split('|').map(str::trim).collect();
-        assert_eq!(cols[2], "IPv6", "{l}");
-        let gbit: f64 = cols[3].parse().unwrap_or(0.0);
+        assert_eq!(cols[family], "IPv6", "{l}");
+        let gbit: f64 = cols[gbits].parse().unwrap_or(0.0);
         assert!(gbit > 0.0, "no throughput: {l}\n{text}");
     }
     assert!(!text.contains("IPv4   |"), "{text}");
