@@ -83,11 +83,6 @@ pub fn bench(seconds: u32) -> Result<()> {
         ]))?;
     run(Command::new(root().join("target/release/xstack"))
         .current_dir(root())
-        .args([
-            "bench",
-            "concurrency",
-            "--out",
-            "target/bench/concurrency",
-        ]))?;
+        .args(["bench", "concurrency", "--out", "target/bench/concurrency"]))?;
     Ok(())
 }
