@@ -499,13 +499,15 @@ impl TcpEngine {
         // `run` queues only connections that may transmit: check that it
         // misses none (every test in a debug build).
         debug_assert!(may || len.is_none(), "sent after may_transmit said no");
-        let t = tcb.tuple;
-        Self::rearm(&mut self.timers, slot, idx);
-        len.map(|len| Transmit {
-            src: t.local_addr,
-            dst: t.remote_addr,
+        // Built from the block (not from a copy of its tuple on the stack,
+        // read back wide over narrow stores: a store-forwarding stall).
+        let t = len.map(|len| Transmit {
+            src: tcb.tuple.local_addr,
+            dst: tcb.tuple.remote_addr,
             len,
-        })
+        });
+        Self::rearm(&mut self.timers, slot, idx);
+        t
     }
 
     /// When `handle_timeout` should be called next. Exact when the next
