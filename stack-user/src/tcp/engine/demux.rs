@@ -161,7 +161,8 @@ impl TcpEngine {
     ) {
         let (src, dst) = (src.into(), dst.into());
         self.stats.segments_in += 1;
-        if let Some(seg) = self.parse(now, src, dst, segment) {
+        let mut seg = TcpRepr::default();
+        if self.parse_into(now, src, dst, segment, &mut seg) {
             self.handle(now, src, dst, &seg);
         }
     }
@@ -177,27 +178,50 @@ impl TcpEngine {
         dst: IpAddr,
         segment: &'a [u8],
     ) -> Option<TcpRepr<'a>> {
+        let mut seg = TcpRepr::default();
+        self.parse_into(now, src, dst, segment, &mut seg)
+            .then_some(seg)
+    }
+
+    /// [`parse`](Self::parse) into `seg` (which holds the default): the
+    /// receive path's, so that the segment is built where `handle` reads
+    /// it (see `TcpRepr::parse_into`). Returns whether it is accepted.
+    #[inline(always)]
+    fn parse_into<'a>(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        segment: &'a [u8],
+        seg: &mut TcpRepr<'a>,
+    ) -> bool {
         let accept = self.cfg.accept_checksum_partial;
-        match TcpRepr::parse_accepting_partial(src, dst, segment, accept) {
-            Ok((seg, ChecksumKind::Full)) => Some(seg),
-            Ok((seg, ChecksumKind::Partial)) => {
+        match TcpRepr::parse_into(src, dst, segment, accept, seg) {
+            Ok(ChecksumKind::Full) => true,
+            Ok(ChecksumKind::Partial) => {
                 self.stats.checksum_partial_in += 1;
-                Some(seg)
+                true
             }
             Err(e) => {
-                let first = self.stats.parse_drops[e.index()] == 0;
-                if let Some(c) = self.stats.parse_drops.get_mut(e.index()) {
-                    *c += 1;
-                }
-                if first && e == TcpParseError::ChecksumPartial {
-                    self.warnings.push(
-                        now,
-                        Warning::ChecksumPartialDropped { from: src },
-                        &mut self.stats,
-                    );
-                }
-                None
+                self.parse_drop(now, src, e);
+                false
             }
+        }
+    }
+
+    /// Counts a segment the parser refused, by reason.
+    #[cold]
+    fn parse_drop(&mut self, now: Instant, src: IpAddr, e: TcpParseError) {
+        let first = self.stats.parse_drops[e.index()] == 0;
+        if let Some(c) = self.stats.parse_drops.get_mut(e.index()) {
+            *c += 1;
+        }
+        if first && e == TcpParseError::ChecksumPartial {
+            self.warnings.push(
+                now,
+                Warning::ChecksumPartialDropped { from: src },
+                &mut self.stats,
+            );
         }
     }
 

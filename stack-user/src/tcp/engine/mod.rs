@@ -499,13 +499,15 @@ impl TcpEngine {
         // `run` queues only connections that may transmit: check that it
         // misses none (every test in a debug build).
         debug_assert!(may || len.is_none(), "sent after may_transmit said no");
-        let t = tcb.tuple;
-        Self::rearm(&mut self.timers, slot, idx);
-        len.map(|len| Transmit {
-            src: t.local_addr,
-            dst: t.remote_addr,
+        // Built from the block (not from a copy of its tuple on the stack,
+        // read back wide over narrow stores: a store-forwarding stall).
+        let t = len.map(|len| Transmit {
+            src: tcb.tuple.local_addr,
+            dst: tcb.tuple.remote_addr,
             len,
-        })
+        });
+        Self::rearm(&mut self.timers, slot, idx);
+        t
     }
 
     /// When `handle_timeout` should be called next. Exact when the next
@@ -602,27 +604,25 @@ impl TcpEngine {
         let Some(slot) = self.slots.get_mut(idx as usize) else {
             return;
         };
-        let Some(tcb) = slot.tcb.take() else { return };
+        // What is needed of the block is read where it lies, and the block
+        // dropped in place: taking it out moved all of it (a memcpy of the
+        // whole block per connection).
+        let Some(tcb) = slot.tcb.as_ref() else { return };
+        let (state, origin, since) = (tcb.state(), tcb.origin, tcb.state_since);
+        let (tuple, linked, listener) = (tcb.tuple, !tcb.is_unlinked(), tcb.listener);
+        slot.tcb = None;
         slot.gen = slot.gen.wrapping_add(1);
         slot.scheduled = None;
         let timer = std::mem::replace(&mut slot.timer, TimerId::NONE);
         let gen = slot.gen;
         self.timers.cancel(timer);
-        let c = &mut self.state_counts[tcb.state() as usize];
+        let c = &mut self.state_counts[state as usize];
         *c = c.saturating_sub(1);
-        self.close_wait_moved(
-            tcb.origin,
-            idx,
-            gen,
-            Some(tcb.state()),
-            None,
-            tcb.state_since,
-        );
-        if !tcb.is_unlinked() {
-            self.conns.remove_if(&tcb.tuple, idx);
+        self.close_wait_moved(origin, idx, gen, Some(state), None, since);
+        if linked {
+            self.conns.remove_if(&tuple, idx);
         }
-        if let Some(l) = tcb
-            .listener
+        if let Some(l) = listener
             .and_then(|l| self.listeners.get_mut(l as usize))
             .and_then(Option::as_mut)
         {
@@ -765,6 +765,59 @@ impl TcpEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_freed_connection_leaves_the_demux_table_the_state_counts_and_its_handle() {
+        let (a, b) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
+        let mut c = TcpEngine::new(TcpConfig::default(), [1; 16]);
+        let mut s = TcpEngine::new(TcpConfig::default(), [2; 16]);
+        let l = s.listen(b, 80, 8).unwrap();
+        let now = Instant::from_millis(1);
+        let mut buf = vec![0u8; 2048];
+        let mut pump = |c: &mut TcpEngine, s: &mut TcpEngine| loop {
+            let mut moved = false;
+            while let Some(t) = c.poll_transmit(now, &mut buf) {
+                let seg = buf[..t.len].to_vec();
+                s.on_segment(now, t.src, t.dst, &seg);
+                moved = true;
+            }
+            while let Some(t) = s.poll_transmit(now, &mut buf) {
+                let seg = buf[..t.len].to_vec();
+                c.on_segment(now, t.src, t.dst, &seg);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        };
+        let id = c.connect(now, a, 0, b, 80).unwrap();
+        pump(&mut c, &mut s);
+        let sid = s.accept(l).expect("established");
+        // The server closes first (its side waits in the TIME_WAIT table),
+        // then the client: both blocks are freed.
+        s.close(now, sid).unwrap();
+        pump(&mut c, &mut s);
+        assert_eq!(c.read(id, &mut [0; 8]), Ok(0));
+        c.close(now, id).unwrap();
+        pump(&mut c, &mut s);
+        for e in [&c, &s] {
+            assert_eq!(e.conns.len(), 0, "out of the demux table");
+            assert_eq!(e.slots_in_use(), 0, "slot freed");
+            assert_eq!(e.state_counts[..].iter().sum::<usize>(), 0);
+        }
+        assert_eq!(s.state_counts().time_wait, 1);
+        assert_eq!(c.connection_count(), 0);
+        assert_eq!(
+            s.listeners[l.0 as usize].as_ref().map(|l| l.pending),
+            Some(0)
+        );
+        // The handles are stale; the slot is reused under a new generation.
+        assert_eq!(c.read(id, &mut [0; 8]), Err(TcpError::NotFound));
+        assert_eq!(s.write(sid, b"x"), Err(TcpError::NotFound));
+        let again = c.connect(now, a, 0, b, 80).unwrap();
+        assert_eq!(again.idx, id.idx);
+        assert_ne!(again.gen, id.gen);
+    }
 
     #[test]
     fn a_call_that_leaves_nothing_to_send_does_not_queue_the_connection_for_transmit() {

@@ -43,9 +43,23 @@ impl Tcb {
     ) -> Option<(usize, usize)> {
         let syn = flags & SYN != 0;
         let cfg = ctx.cfg;
-        let mut options = TcpOptions::default();
         let tsval = self.ts_now(now);
-        let window = if syn {
+        // The header is built in place (options written into it, not built
+        // apart and moved in: that move read them back with wide loads over
+        // their narrower stores, a stall the CPU cannot forward around).
+        let mut repr = TcpRepr {
+            src_port: self.tuple.local_port,
+            dst_port: self.tuple.remote_port,
+            seq,
+            ack: (self.state != State::SynSent).then_some(self.rcv_nxt),
+            flags,
+            window: 0,
+            urgent: 0,
+            options: TcpOptions::default(),
+            payload: &[],
+        };
+        let options = &mut repr.options;
+        repr.window = if syn {
             let w = self.rcv.free().min(65_535);
             self.rcv_adv = self.rcv_nxt + w;
             // Options of a SYN: offer what is configured; of a SYN,ACK:
@@ -76,17 +90,6 @@ impl Tcb {
                 });
             }
             self.advertise_window()
-        };
-        let mut repr = TcpRepr {
-            src_port: self.tuple.local_port,
-            dst_port: self.tuple.remote_port,
-            seq,
-            ack: (self.state != State::SynSent).then_some(self.rcv_nxt),
-            flags,
-            window,
-            urgent: 0,
-            options,
-            payload: &[],
         };
         let hlen = repr.header_len();
         let room = buf
