@@ -766,22 +766,25 @@ impl TcpEngine {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_freed_connection_leaves_the_demux_table_the_state_counts_and_its_handle() {
-        let (a, b) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
-        let mut c = TcpEngine::new(TcpConfig::default(), [1; 16]);
-        let mut s = TcpEngine::new(TcpConfig::default(), [2; 16]);
-        let l = s.listen(b, 80, 8).unwrap();
-        let now = Instant::from_millis(1);
-        let mut buf = vec![0u8; 2048];
-        let mut pump = |c: &mut TcpEngine, s: &mut TcpEngine| loop {
+    /// A client and a server engine with different keys.
+    fn pair() -> (TcpEngine, TcpEngine) {
+        (
+            TcpEngine::new(TcpConfig::default(), [1; 16]),
+            TcpEngine::new(TcpConfig::default(), [2; 16]),
+        )
+    }
+
+    /// Moves every segment each side has to send to the other until
+    /// neither has any.
+    fn pump(now: Instant, buf: &mut [u8], c: &mut TcpEngine, s: &mut TcpEngine) {
+        loop {
             let mut moved = false;
-            while let Some(t) = c.poll_transmit(now, &mut buf) {
+            while let Some(t) = c.poll_transmit(now, buf) {
                 let seg = buf[..t.len].to_vec();
                 s.on_segment(now, t.src, t.dst, &seg);
                 moved = true;
             }
-            while let Some(t) = s.poll_transmit(now, &mut buf) {
+            while let Some(t) = s.poll_transmit(now, buf) {
                 let seg = buf[..t.len].to_vec();
                 c.on_segment(now, t.src, t.dst, &seg);
                 moved = true;
@@ -789,7 +792,17 @@ mod tests {
             if !moved {
                 break;
             }
-        };
+        }
+    }
+
+    #[test]
+    fn a_freed_connection_leaves_the_demux_table_the_state_counts_and_its_handle() {
+        let (a, b) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
+        let (mut c, mut s) = pair();
+        let l = s.listen(b, 80, 8).unwrap();
+        let now = Instant::from_millis(1);
+        let mut buf = vec![0u8; 2048];
+        let mut pump = |c: &mut TcpEngine, s: &mut TcpEngine| pump(now, &mut buf, c, s);
         let id = c.connect(now, a, 0, b, 80).unwrap();
         pump(&mut c, &mut s);
         let sid = s.accept(l).expect("established");
@@ -822,27 +835,11 @@ mod tests {
     #[test]
     fn a_call_that_leaves_nothing_to_send_does_not_queue_the_connection_for_transmit() {
         let (a, b) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
-        let mut c = TcpEngine::new(TcpConfig::default(), [1; 16]);
-        let mut s = TcpEngine::new(TcpConfig::default(), [2; 16]);
+        let (mut c, mut s) = pair();
         let l = s.listen(b, 80, 8).unwrap();
         let now = Instant::from_millis(1);
         let mut buf = vec![0u8; 2048];
-        let mut pump = |c: &mut TcpEngine, s: &mut TcpEngine| loop {
-            let mut moved = false;
-            while let Some(t) = c.poll_transmit(now, &mut buf) {
-                let seg = buf[..t.len].to_vec();
-                s.on_segment(now, t.src, t.dst, &seg);
-                moved = true;
-            }
-            while let Some(t) = s.poll_transmit(now, &mut buf) {
-                let seg = buf[..t.len].to_vec();
-                c.on_segment(now, t.src, t.dst, &seg);
-                moved = true;
-            }
-            if !moved {
-                break;
-            }
-        };
+        let mut pump = |c: &mut TcpEngine, s: &mut TcpEngine| pump(now, &mut buf, c, s);
         let id = c.connect(now, a, 0, b, 80).unwrap();
         pump(&mut c, &mut s);
         let sid = s.accept(l).expect("established");
