@@ -162,8 +162,9 @@ pub struct FastpathSettings {
     /// Prefix length an IPv6 source is bucketed by for
     /// `syn_source_rate` (default 64: one bucket per /64).
     pub syn_source_prefix6: u8,
-    /// Segments for no connection per second (the engine's `no_socket`
-    /// and `SyncookiesFailed`, over all queues) at or above which XDP
+    /// Segments for no connection per second (the engine's `no_socket`,
+    /// `listen_ack_reset` and `listen_rst_ignored`, over all queues) at or
+    /// above which XDP
     /// drops segments without SYN for no known flow, as while cookies are
     /// in use ([`UnknownFilter`]; 0: never).
     pub unknown_rate_on: u64,
@@ -222,9 +223,9 @@ impl Default for FastpathSettings {
 pub const UNKNOWN_FILTER_NS: u64 = stack_ebpf::cookie::MAX_AGE as u64 * 60_000_000_000;
 
 /// The unknown-segment filter's arming decision, fed every ~100 ms with
-/// the engines' running total of segments for no connection (`no_socket`
-/// plus `SyncookiesFailed`: each cost the engine a copy, a lookup and an
-/// RST). While that rate is at or above `unknown_rate_on`, the deadline it
+/// the engines' running total of segments for no connection (`no_socket`,
+/// `listen_ack_reset`, `listen_rst_ignored`: each cost the engine a copy,
+/// a lookup and most an RST). While that rate is at or above `unknown_rate_on`, the deadline it
 /// returns is written to the XDP program's `FILTER_UNTIL`, and until then
 /// XDP drops such segments itself (unanswered: RFC 9293 §3.10.7.1 would
 /// send an RST).

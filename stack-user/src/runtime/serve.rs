@@ -444,11 +444,12 @@ fn queue_stats_total(workers: &[Worker], tcp_counter: &str) -> u64 {
 }
 
 /// Segments for no connection so far: the engines' (`no_socket`, answered
-/// by RST; `SyncookiesFailed`, ACKs to a listener that are no valid cookie)
-/// and those XDP dropped as such (`drop_cookie_invalid`, `drop_no_flow`),
-/// so that the filter stays armed while the flood it stops goes on.
+/// by RST; `listen_ack_reset`, ACKs to a listener that are no valid cookie,
+/// answered by RST; `listen_rst_ignored`, RSTs to a listener) and those XDP
+/// dropped as such (`drop_cookie_invalid`, `drop_no_flow`), so that the
+/// filter stays armed while the flood it stops goes on.
 fn unknown_segments(p: &XdpProgram, workers: &[Worker]) -> u64 {
-    let engine: u64 = ["no_socket", "SyncookiesFailed"]
+    let engine: u64 = ["no_socket", "listen_ack_reset", "listen_rst_ignored"]
         .iter()
         .map(|k| queue_stats_total(workers, k))
         .sum();
