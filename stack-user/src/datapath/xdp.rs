@@ -742,18 +742,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn verifier_detail_picks_the_error_line() {
-        let log = "0: (b7) r0 = 0\n1: (95) exit\nR0 !read_ok\nprocessed 2 insns\n";
-        assert_eq!(verifier_detail(log), "R0 !read_ok");
-        assert_eq!(verifier_detail(""), "no verifier output");
-    }
-}
-
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -768,4 +756,16 @@ pub fn monotonic_ns() -> u64 {
     (ts.tv_sec as u64)
         .saturating_mul(1_000_000_000)
         .saturating_add(ts.tv_nsec as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifier_detail_picks_the_error_line() {
+        let log = "0: (b7) r0 = 0\n1: (95) exit\nR0 !read_ok\nprocessed 2 insns\n";
+        assert_eq!(verifier_detail(log), "R0 !read_ok");
+        assert_eq!(verifier_detail(""), "no verifier output");
+    }
 }
