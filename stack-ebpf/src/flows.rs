@@ -18,7 +18,7 @@ use aya_ebpf::{bindings::xdp_action, helpers::generated as h, programs::XdpConte
 use stack_ebpf::{cookie, hint, Counter, Flow6Key, FlowKey, TcpClass};
 
 use crate::classify::redirect;
-use crate::maps::{class, FASTPATH_STATE, FLOWS, FLOWS6, FLOW_HINTS};
+use crate::maps::{class, FASTPATH_STATE, FILTER_UNTIL, FLOWS, FLOWS6, FLOW_HINTS};
 use crate::parse::{opaque, ptr_at, raw16, raw32, ETH_HLEN, FIN, RST};
 use crate::synack::{cookie_ack, cookie_ack6};
 
@@ -138,19 +138,33 @@ fn class_of(f: u8, payload: usize) {
 }
 
 /// The time now if a cookie SYN-ACK (of either family) was sent within a
-/// cookie's lifetime, else `None`: no cookie can be in flight.
+/// cookie's lifetime, or while userspace arms the unknown-segment filter
+/// (`FILTER_UNTIL` in the future: the engine sees a flood of segments for
+/// no connection), else `None`: segments without SYN take the shortest
+/// path. While `Some`, unknown ACKs that are no valid cookie and unknown
+/// RSTs are dropped here unanswered instead of each costing the engine a
+/// copy and an RST (RFC 9293 §3.10.7.1 answers a segment for no connection
+/// with an RST; under a flood this drops it, as SYNPROXY's INVALID rule
+/// does).
 #[inline(always)]
 fn cookies_in_use() -> Option<u64> {
     let last_cookie = match FASTPATH_STATE.get(0) {
         Some(s) => s.last_cookie_ns,
         None => 0,
     };
-    if last_cookie == 0 {
+    let until = match FILTER_UNTIL.get(0) {
+        Some(&t) => t,
+        None => 0,
+    };
+    if last_cookie == 0 && until == 0 {
         return None;
     }
     // SAFETY: helper without arguments.
     let now = unsafe { h::bpf_ktime_get_ns() };
-    if now.wrapping_sub(last_cookie) >= COOKIE_WINDOW_NS {
+    if now < until {
+        return Some(now);
+    }
+    if last_cookie == 0 || now.wrapping_sub(last_cookie) >= COOKIE_WINDOW_NS {
         return None;
     }
     Some(now)

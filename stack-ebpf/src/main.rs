@@ -142,6 +142,14 @@ mod maps {
     #[map]
     pub(crate) static FASTPATH_STATE: Array<FastpathState> = Array::with_max_entries(1, 0);
 
+    /// The unknown-segment filter's deadline (entry 0, `bpf_ktime_get_ns`
+    /// clock, CLOCK_MONOTONIC ns), written by userspace while the engine
+    /// sees a flood of segments for no connection: until then segments
+    /// without SYN are checked against the known-flow tables as while
+    /// cookies are in use (`flows::cookies_in_use`). 0: never armed.
+    #[map]
+    pub(crate) static FILTER_UNTIL: Array<u64> = Array::with_max_entries(1, 0);
+
     /// Signals from userspace (`SIGNAL_*`).
     #[map]
     pub(crate) static SIGNALS: Array<u32> = Array::with_max_entries(SIGNAL_COUNT, 0);

@@ -91,6 +91,15 @@ fn legitimate_clients_complete_connections_under_an_ack_flood() {
         0,
         "a forged ACK passed as a cookie: {s:#}"
     );
+    // 40 kpps for no connection is above `unknown_rate_on` (10,000/s by
+    // default): serve arms the unknown-segment filter and XDP drops the
+    // rest of the flood itself.
+    assert!(counter(&s, "/fastpath/unknown_filter_arms") >= 1, "{s:#}");
+    assert_eq!(s["fastpath"]["unknown_filter_active"], true, "{s:#}");
+    assert!(
+        counter(&s, "/xdp/drop_cookie_invalid") >= sent / 2,
+        "the filter dropped less than half the flood: {s:#}"
+    );
 }
 
 /// RSTs from spoofed sources: accounted for, no legit connection affected.
@@ -98,6 +107,12 @@ fn legitimate_clients_complete_connections_under_an_ack_flood() {
 fn legitimate_clients_complete_connections_under_an_rst_flood() {
     let (s, sent) = legitimate_clients_complete_connections_under_a_flood("rst");
     assert!(counter(&s, "/xdp_tcp_classes/rst") >= sent, "{s:#}");
+    // Above `unknown_rate_on`: the unknown-segment filter drops them in XDP.
+    assert!(counter(&s, "/fastpath/unknown_filter_arms") >= 1, "{s:#}");
+    assert!(
+        counter(&s, "/xdp/drop_no_flow") >= sent / 2,
+        "the filter dropped less than half the flood: {s:#}"
+    );
 }
 
 /// SYN, ACK and RST mixed.

@@ -623,6 +623,60 @@ fn forged_expired_and_unknown_acks_are_dropped_while_cookies_are_in_use() {
     assert_eq!((v, c), (XDP_DROP, Counter::DropCookieInvalid));
 }
 
+/// `segment` from another source port: a 4-tuple nobody knows.
+fn unknown_tuple(mut f: Vec<u8>) -> Vec<u8> {
+    f[34..36].copy_from_slice(&40009u16.to_be_bytes());
+    fix_tcp_checksum(&mut f);
+    f
+}
+
+/// The unknown-segment filter (`FILTER_UNTIL`, armed by `xstack serve`
+/// under a flood of segments for no connection): while its deadline is in
+/// the future, segments without SYN are checked as while cookies are in
+/// use, though no cookie was sent; once it has passed they take the
+/// shortest path to the engine again.
+#[test]
+fn the_unknown_segment_filter_drops_forged_acks_and_rsts_until_its_deadline() {
+    use xstack::datapath::xdp::monotonic_ns;
+    let (mut p, _sock) = program(true);
+    cookies(&mut p, SynCookies::Never);
+    // A flow the engine knows: its SYN went there.
+    let (v, _, _, _) = moved(&mut p, &segment(0x02, SEQ, 0, &[], &[]));
+    assert_eq!(v, XDP_REDIRECT);
+    let forged_ack = unknown_tuple(segment(0x10, SEQ + 1, 12345, &[], &[]));
+    let forged_rst = unknown_tuple(segment(0x04, SEQ + 1, 0, &[], &[]));
+    let known_ack = segment(0x10, SEQ + 1, 12345, &[], &[]);
+    assert_eq!(p.filter_until().unwrap(), 0, "never armed at load");
+    let (v, c, _, _) = moved(&mut p, &forged_ack);
+    assert_eq!(
+        (v, c),
+        (XDP_REDIRECT, Counter::RedirectTcp),
+        "unarmed: the engine's business"
+    );
+
+    p.set_filter_until(monotonic_ns() + 60_000_000_000).unwrap();
+    let (v, c, _, _) = moved(&mut p, &forged_ack);
+    assert_eq!((v, c), (XDP_DROP, Counter::DropCookieInvalid));
+    let (v, c, _, _) = moved(&mut p, &forged_rst);
+    assert_eq!((v, c), (XDP_DROP, Counter::DropNoFlow));
+    let (v, c, _, _) = moved(&mut p, &known_ack);
+    assert_eq!(
+        (v, c),
+        (XDP_REDIRECT, Counter::RedirectTcp),
+        "a known flow still reaches the engine"
+    );
+
+    p.set_filter_until(monotonic_ns() - 1).unwrap();
+    let (v, c, _, _) = moved(&mut p, &forged_ack);
+    assert_eq!(
+        (v, c),
+        (XDP_REDIRECT, Counter::RedirectTcp),
+        "lapsed: the shortest path again"
+    );
+    let (v, c, _, _) = moved(&mut p, &forged_rst);
+    assert_eq!((v, c), (XDP_REDIRECT, Counter::RedirectTcp));
+}
+
 /// The flow-source hint (`stack_ebpf::hint`) lets a segment from a source
 /// with no known flow skip the table lookup; it must never hide a flow. On
 /// a freshly loaded program the first entry from this source is the one a

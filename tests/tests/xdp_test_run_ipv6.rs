@@ -778,6 +778,36 @@ fn the_ipv6_known_flow_fast_path_passes_known_flows_and_checks_unknown_ones_whil
     assert!(classes["ack"] >= 3 && classes["data"] >= 2 && classes["rst"] >= 2);
 }
 
+/// The unknown-segment filter over IPv6: `FILTER_UNTIL` in the future
+/// makes XDP check segments without SYN against `FLOWS6` with no cookie in
+/// use; in the past, they go to the engine again.
+#[test]
+fn the_unknown_segment_filter_drops_forged_ipv6_acks_and_rsts_until_its_deadline() {
+    use xstack::datapath::xdp::monotonic_ns;
+    let (mut p, _s, _t) = program();
+    cookies(&mut p, SynCookies::Never, 1400, CookiePath::Xdp);
+    expect(
+        &mut p,
+        &seg6(42000, SYN, SEQ, 0, &[], &[]),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
+    );
+    p.set_filter_until(monotonic_ns() + 60_000_000_000).unwrap();
+    let forged_ack = seg6(42001, ACK, SEQ + 1, 5, &[], &[]);
+    let forged_rst = seg6(42001, RST, SEQ + 1, 0, &[], &[]);
+    expect(&mut p, &forged_ack, XDP_DROP, Counter::DropCookieInvalid);
+    expect(&mut p, &forged_rst, XDP_DROP, Counter::DropNoFlow);
+    expect(
+        &mut p,
+        &seg6(42000, ACK, SEQ + 1, 5, &[], &[]),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
+    );
+    p.set_filter_until(monotonic_ns() - 1).unwrap();
+    expect(&mut p, &forged_ack, XDP_REDIRECT, Counter::RedirectTcp6);
+    expect(&mut p, &forged_rst, XDP_REDIRECT, Counter::RedirectTcp6);
+}
+
 #[test]
 fn a_cookie_syn_on_an_ipv6_tuple_the_engine_knows_lets_the_engines_own_handshake_through() {
     let (mut p, _s, _t) = program();

@@ -59,7 +59,7 @@ enum Command {
     Merge(merge::Args),
     /// Change fast-path settings (cookies, SYN limits, prefix lists) of a running instance, without reattaching.
     #[command(
-        after_help = "Examples:\n  xstack config --iface xs-lab-s tcp_syncookies=always\n  xstack config syn_source_rate=50 syn_source_burst=10 deny=198.18.200.0/24\n  xstack config syn_rate_on=20000 syn_rate_off=5000 undeny=198.18.200.0/24\nKeys: tcp_syncookies (never|auto|always), syn_rate_on, syn_rate_off, syn_window_ms, syn_source_rate, syn_source_burst, syn_global_rate, syn_global_burst, syn_source_prefix6 (1-128, IPv6 sources per bucket), mss, wscale, window, ecn, allow_only, deny, undeny, allow, unallow"
+        after_help = "Examples:\n  xstack config --iface xs-lab-s tcp_syncookies=always\n  xstack config syn_source_rate=50 syn_source_burst=10 deny=198.18.200.0/24\n  xstack config syn_rate_on=20000 syn_rate_off=5000 undeny=198.18.200.0/24\nKeys: tcp_syncookies (never|auto|always), syn_rate_on, syn_rate_off, syn_window_ms, syn_source_rate, syn_source_burst, syn_global_rate, syn_global_burst, syn_source_prefix6 (1-128, IPv6 sources per bucket), unknown_rate_on (segments/s for no connection at which XDP drops them; 0 never), mss, wscale, window, ecn, allow_only, deny, undeny, allow, unallow"
     )]
     Config(config::Args),
     /// Send a bounded flood of spoofed TCP segments (SYN, ACK, RST) from a prefix in 198.18.0.0/15 through AF_XDP.

@@ -128,6 +128,7 @@ pub const KEYS: &[&str] = &[
     "syn_global_rate",
     "syn_global_burst",
     "syn_source_prefix6",
+    "unknown_rate_on",
     "mss",
     "wscale",
     "window",
@@ -161,6 +162,12 @@ pub struct FastpathSettings {
     /// Prefix length an IPv6 source is bucketed by for
     /// `syn_source_rate` (default 64: one bucket per /64).
     pub syn_source_prefix6: u8,
+    /// Segments for no connection per second (the engine's `no_socket`,
+    /// `listen_ack_reset` and `listen_rst_ignored`, over all queues) at or
+    /// above which XDP
+    /// drops segments without SYN for no known flow, as while cookies are
+    /// in use ([`UnknownFilter`]; 0: never).
+    pub unknown_rate_on: u64,
     /// MSS announced in cookie SYN-ACKs (client MSS is clamped to it).
     pub mss: u16,
     /// Window-scale shift announced in cookie SYN-ACKs.
@@ -196,6 +203,7 @@ impl Default for FastpathSettings {
             syn_global_rate: 0,
             syn_global_burst: 1024,
             syn_source_prefix6: 64,
+            unknown_rate_on: 10_000,
             mss: 1460,
             wscale: 7,
             window: 65535,
@@ -206,6 +214,75 @@ impl Default for FastpathSettings {
             deny: Vec::new(),
             allow: Vec::new(),
         }
+    }
+}
+
+/// How long one arming of the unknown-segment filter lasts: a cookie's
+/// lifetime, the window in which XDP also checks segments after its last
+/// cookie SYN-ACK.
+pub const UNKNOWN_FILTER_NS: u64 = stack_ebpf::cookie::MAX_AGE as u64 * 60_000_000_000;
+
+/// The unknown-segment filter's arming decision, fed every ~100 ms with
+/// the engines' running total of segments for no connection (`no_socket`,
+/// `listen_ack_reset`, `listen_rst_ignored`: each cost the engine a copy,
+/// a lookup and most an RST). While that rate is at or above `unknown_rate_on`, the deadline it
+/// returns is written to the XDP program's `FILTER_UNTIL`, and until then
+/// XDP drops such segments itself (unanswered: RFC 9293 §3.10.7.1 would
+/// send an RST).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnknownFilter {
+    last: Option<(u64, u64)>,
+    /// The deadline in force (CLOCK_MONOTONIC ns; 0: never armed).
+    pub until_ns: u64,
+    /// Times the filter went from lapsed to armed.
+    pub arms: u64,
+    /// Whether the last observation found it armed.
+    pub active: bool,
+}
+
+/// What an [`UnknownFilter::observe`] asks of the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterStep {
+    /// Nothing changes.
+    Keep,
+    /// The filter was off and arms: write this deadline (and log it).
+    Arm(u64),
+    /// The filter was on and the rate is still high: write this deadline.
+    Extend(u64),
+    /// The deadline passed: the filter is off again (log it).
+    Lapse,
+}
+
+impl UnknownFilter {
+    /// The rate of segments for no connection, per second, between the
+    /// last observation and this one (`None` on the first).
+    pub fn rate(&self, now_ns: u64, total: u64) -> Option<u64> {
+        let (t0, n0) = self.last?;
+        let dt = now_ns.checked_sub(t0).filter(|d| *d > 0)?;
+        let dn = total.saturating_sub(n0);
+        Some((u128::from(dn) * 1_000_000_000 / u128::from(dt)).min(u128::from(u64::MAX)) as u64)
+    }
+
+    /// Observes `total` segments for no connection at `now_ns` with the
+    /// threshold `rate_on` per second (0: never arm).
+    pub fn observe(&mut self, now_ns: u64, total: u64, rate_on: u64) -> FilterStep {
+        let rate = self.rate(now_ns, total);
+        self.last = Some((now_ns, total));
+        if rate_on != 0 && rate.is_some_and(|r| r >= rate_on) {
+            self.until_ns = now_ns.saturating_add(UNKNOWN_FILTER_NS);
+            return if self.active {
+                FilterStep::Extend(self.until_ns)
+            } else {
+                self.active = true;
+                self.arms += 1;
+                FilterStep::Arm(self.until_ns)
+            };
+        }
+        if self.active && now_ns >= self.until_ns {
+            self.active = false;
+            return FilterStep::Lapse;
+        }
+        FilterStep::Keep
     }
 }
 
@@ -342,6 +419,7 @@ impl FastpathSettings {
             "syn_global_rate" => self.syn_global_rate = num(1 << 30)?,
             "syn_global_burst" => self.syn_global_burst = num(1 << 30)?.max(1),
             "syn_source_prefix6" => self.syn_source_prefix6 = num(128)?.max(1) as u8,
+            "unknown_rate_on" => self.unknown_rate_on = num(1 << 40)?,
             "mss" => self.mss = num(65535)?.max(88) as u16,
             "wscale" => self.wscale = num(14)? as u8,
             "window" => self.window = num(65535)? as u16,
@@ -508,5 +586,78 @@ mod tests {
         assert_eq!(s.deny, vec![("2001:2:0:66::".parse().unwrap(), 64)]);
         assert_eq!(s.to_config().source6_prefix_len, 56);
         assert!(s.apply("syn_source_prefix6=129").is_err());
+    }
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn unknown_filter_arms_at_the_rate_and_not_below() {
+        let mut f = UnknownFilter::default();
+        assert_eq!(
+            f.observe(1000 * MS, 0, 10_000),
+            FilterStep::Keep,
+            "first look: no rate yet"
+        );
+        // 999 in 100 ms: 9,990/s, below 10,000/s.
+        assert_eq!(f.observe(1100 * MS, 999, 10_000), FilterStep::Keep);
+        assert!(!f.active);
+        // 1,000 more in 100 ms: 10,000/s.
+        assert_eq!(
+            f.observe(1200 * MS, 1999, 10_000),
+            FilterStep::Arm(1200 * MS + UNKNOWN_FILTER_NS)
+        );
+        assert!(f.active);
+        assert_eq!(f.arms, 1);
+    }
+
+    #[test]
+    fn unknown_filter_zero_never_arms() {
+        let mut f = UnknownFilter::default();
+        f.observe(0, 0, 0);
+        assert_eq!(f.observe(100 * MS, 1 << 40, 0), FilterStep::Keep);
+        assert!(!f.active);
+        assert_eq!(f.until_ns, 0);
+        assert_eq!(f.arms, 0);
+    }
+
+    #[test]
+    fn unknown_filter_rearm_extends_the_deadline_and_lapses_after_it() {
+        let mut f = UnknownFilter::default();
+        f.observe(0, 0, 10_000);
+        assert_eq!(
+            f.observe(100 * MS, 5000, 10_000),
+            FilterStep::Arm(100 * MS + UNKNOWN_FILTER_NS)
+        );
+        assert_eq!(
+            f.observe(200 * MS, 10_000, 10_000),
+            FilterStep::Extend(200 * MS + UNKNOWN_FILTER_NS),
+            "still high: the deadline moves on"
+        );
+        assert_eq!(f.arms, 1, "an extension is no new arming");
+        // Quiet from now: kept until the deadline, then lapsed once.
+        assert_eq!(f.observe(300 * MS, 10_000, 10_000), FilterStep::Keep);
+        assert!(f.active);
+        let end = 200 * MS + UNKNOWN_FILTER_NS;
+        assert_eq!(f.observe(end - 1, 10_000, 10_000), FilterStep::Keep);
+        assert_eq!(f.observe(end, 10_000, 10_000), FilterStep::Lapse);
+        assert!(!f.active);
+        assert_eq!(f.observe(end + 100 * MS, 10_000, 10_000), FilterStep::Keep);
+        // A new flood arms it again.
+        assert!(matches!(
+            f.observe(end + 200 * MS, 20_000, 10_000),
+            FilterStep::Arm(_)
+        ));
+        assert_eq!(f.arms, 2);
+    }
+
+    #[test]
+    fn unknown_rate_on_is_a_setting() {
+        let mut s = FastpathSettings::default();
+        assert_eq!(s.unknown_rate_on, 10_000);
+        s.apply("unknown_rate_on=0").unwrap();
+        assert_eq!(s.unknown_rate_on, 0);
+        s.apply("unknown_rate_on=50000").unwrap();
+        assert_eq!(s.unknown_rate_on, 50_000);
+        assert!(s.apply("unknown_rate_on=-1").is_err());
     }
 }

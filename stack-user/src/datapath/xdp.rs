@@ -148,6 +148,7 @@ pub struct XdpProgram {
     config: Array<MapData, FastpathConfig>,
     state: Array<MapData, FastpathState>,
     signals: Array<MapData, u32>,
+    filter_until: Array<MapData, u64>,
     secrets: Array<MapData, Secrets>,
     deny: LpmTrie<MapData, u32, u8>,
     allow: LpmTrie<MapData, u32, u8>,
@@ -342,6 +343,8 @@ impl XdpProgram {
         let state = Array::try_from(take(&mut ebpf, "FASTPATH_STATE")?)
             .map_err(map_err("FASTPATH_STATE"))?;
         let signals = Array::try_from(take(&mut ebpf, "SIGNALS")?).map_err(map_err("SIGNALS"))?;
+        let filter_until =
+            Array::try_from(take(&mut ebpf, "FILTER_UNTIL")?).map_err(map_err("FILTER_UNTIL"))?;
         let secrets = Array::try_from(take(&mut ebpf, "SECRETS")?).map_err(map_err("SECRETS"))?;
         let deny = LpmTrie::try_from(take(&mut ebpf, "DENY_PREFIXES")?)
             .map_err(map_err("DENY_PREFIXES"))?;
@@ -364,6 +367,7 @@ impl XdpProgram {
             config,
             state,
             signals,
+            filter_until,
             secrets,
             deny,
             allow,
@@ -430,6 +434,23 @@ impl XdpProgram {
         self.signals
             .set(index, value, 0)
             .map_err(map_err("SIGNALS"))
+    }
+
+    /// Arms the unknown-segment filter until `deadline_ns` (CLOCK_MONOTONIC
+    /// ns, the clock of `bpf_ktime_get_ns`; see [`monotonic_ns`]): until
+    /// then XDP drops segments without SYN for no known flow that are no
+    /// valid cookie ACK, as while cookies are in use. 0 disarms it.
+    pub fn set_filter_until(&mut self, deadline_ns: u64) -> Result<(), XdpError> {
+        self.filter_until
+            .set(0, deadline_ns, 0)
+            .map_err(map_err("FILTER_UNTIL"))
+    }
+
+    /// The unknown-segment filter's deadline (0: never armed).
+    pub fn filter_until(&self) -> Result<u64, XdpError> {
+        self.filter_until
+            .get(&0, 0)
+            .map_err(map_err("FILTER_UNTIL"))
     }
 
     /// Adds (`add`) or removes a prefix of the deny (`deny`) or allow list.
@@ -719,6 +740,22 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = inner.source();
     }
     s
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer to a timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
     thread::JoinHandle,
@@ -274,10 +274,13 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     });
     let queue_stats: Vec<_> = workers.iter().map(|w| w.stats.clone()).collect();
     let metrics_queues = queue_stats.clone();
+    // Times the unknown-segment filter armed, for `xstack stats`.
+    let filter_arms = Arc::new(AtomicU64::new(0));
     let snapshot = {
         let prog = prog.clone();
         let info = info.clone();
-        move || snapshot(&info, &prog, &queue_stats, queues, started)
+        let arms = filter_arms.clone();
+        move || snapshot(&info, &prog, &queue_stats, queues, started, &arms)
     };
     let settings = Arc::new(Mutex::new(fastpath.clone()));
     let set = {
@@ -345,6 +348,7 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     let mut last_rotation = Instant::now();
     let mut overflows = 0u64;
     let mut queue_full_since: Option<Instant> = None;
+    let mut filter = crate::datapath::fastpath::UnknownFilter::default();
     let why = loop {
         if let Ok(mut p) = prog.lock() {
             p.flush_logs();
@@ -380,6 +384,9 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
                 let _ = p.set_signal(stack_ebpf::SIGNAL_SYN_QUEUE_FULL, 0);
             }
             overflows = now_overflows;
+            let rate_on = settings.lock().map(|s| s.unknown_rate_on).unwrap_or(0);
+            unknown_filter_step(&mut p, &workers, &mut filter, rate_on);
+            filter_arms.store(filter.arms, Ordering::Relaxed);
         }
         if let Some(sig) = signals.wait(Duration::from_millis(100)) {
             break sig;
@@ -434,6 +441,63 @@ fn queue_stats_total(workers: &[Worker], tcp_counter: &str) -> u64 {
         .filter_map(|w| w.stats.lock().ok().map(|s| s.tcp.get(tcp_counter).copied()))
         .map(|v| v.unwrap_or(0))
         .sum()
+}
+
+/// Segments for no connection so far: the engines' (`no_socket`, answered
+/// by RST; `listen_ack_reset`, ACKs to a listener that are no valid cookie,
+/// answered by RST; `listen_rst_ignored`, RSTs to a listener) and those XDP
+/// dropped as such (`drop_cookie_invalid`, `drop_no_flow`), so that the
+/// filter stays armed while the flood it stops goes on.
+fn unknown_segments(p: &XdpProgram, workers: &[Worker]) -> u64 {
+    let engine: u64 = ["no_socket", "listen_ack_reset", "listen_rst_ignored"]
+        .iter()
+        .map(|k| queue_stats_total(workers, k))
+        .sum();
+    let xdp: u64 = p
+        .counters()
+        .map(|c| {
+            ["drop_cookie_invalid", "drop_no_flow"]
+                .iter()
+                .map(|k| c.get(k).copied().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0);
+    engine.saturating_add(xdp)
+}
+
+/// One look of the unknown-segment filter (every ~100 ms): arms or
+/// extends XDP's `FILTER_UNTIL` while segments for no connection arrive at
+/// `unknown_rate_on` per second or more, and logs when it arms and lapses.
+fn unknown_filter_step(
+    p: &mut XdpProgram,
+    workers: &[Worker],
+    filter: &mut crate::datapath::fastpath::UnknownFilter,
+    rate_on: u64,
+) {
+    use crate::datapath::fastpath::FilterStep;
+    let now = crate::datapath::xdp::monotonic_ns();
+    let total = unknown_segments(p, workers);
+    let rate = filter.rate(now, total).unwrap_or(0);
+    match filter.observe(now, total, rate_on) {
+        FilterStep::Keep => {}
+        FilterStep::Arm(until) => {
+            log::info!(
+                "{rate} segments/s for no connection (unknown_rate_on {rate_on}): XDP drops segments without SYN for no known flow for {} s",
+                crate::datapath::fastpath::UNKNOWN_FILTER_NS / 1_000_000_000
+            );
+            if let Err(e) = p.set_filter_until(until) {
+                log::warn!("arming the unknown-segment filter: {e}");
+            }
+        }
+        FilterStep::Extend(until) => {
+            if let Err(e) = p.set_filter_until(until) {
+                log::warn!("extending the unknown-segment filter: {e}");
+            }
+        }
+        FilterStep::Lapse => {
+            log::info!("segments for no connection below unknown_rate_on: the unknown-segment filter lapsed")
+        }
+    }
 }
 
 /// The control socket's `sockets`: asks every worker for its connections
@@ -499,6 +563,7 @@ fn snapshot(
     queue_stats: &[Arc<Mutex<QueueStats>>],
     queues: u32,
     started: Instant,
+    filter_arms: &AtomicU64,
 ) -> serde_json::Value {
     let (xdp, redirects, classes, fastpath) = match prog.lock() {
         Ok(p) => (
@@ -511,6 +576,10 @@ fn snapshot(
                 .unwrap_or_else(|e| json!({"error": e.to_string()})),
             match (p.fastpath_state(), p.config()) {
                 (Ok(st), Ok(c)) => json!({
+                    "unknown_filter_active": p
+                        .filter_until()
+                        .is_ok_and(|t| crate::datapath::xdp::monotonic_ns() < t),
+                    "unknown_filter_arms": filter_arms.load(Ordering::Relaxed),
                     "syncookies": match c.syncookies {
                         stack_ebpf::SYNCOOKIES_ALWAYS => "always",
                         stack_ebpf::SYNCOOKIES_AUTO => "auto",

@@ -64,6 +64,13 @@ stack_ebpf::counters! {
         syncookies_recv = "SyncookiesRecv",
         /// ACKs to a listener whose cookie did not check.
         syncookies_failed = "SyncookiesFailed",
+        /// ACKs without SYN to a listener that carried no valid cookie,
+        /// answered by RST (RFC 9293 §3.10.7.2: "any acknowledgment is
+        /// bad"): with `no_socket` and `listen_rst_ignored`, what `xstack
+        /// serve` counts as segments for no connection (`unknown_rate_on`).
+        listen_ack_reset,
+        /// RSTs to a listener, ignored (RFC 9293 §3.10.7.2).
+        listen_rst_ignored,
         /// Half-open requests (SYN_RECEIVED) replaced by a connection from a
         /// cookie ACK: XDP answered a retransmission of the request's SYN with
         /// a cookie after the engine's own SYN-ACK was lost.

@@ -313,6 +313,7 @@ impl TcpEngine {
         // "first, check for a RST: an incoming RST should be ignored".
         if seg.rst() {
             self.stats.drop_ignored += 1;
+            self.stats.listen_rst_ignored += 1;
             return;
         }
         // "second, check for an ACK: any acknowledgment is bad ...
@@ -327,6 +328,7 @@ impl TcpEngine {
                     None => self.stats.syncookies_failed += 1,
                 }
             }
+            self.stats.listen_ack_reset += 1;
             self.queue_reset(RstSegment {
                 tuple,
                 seq: ack,

@@ -255,3 +255,27 @@ fn a_syn_with_only_the_pseudo_header_checksum_is_answered_where_the_link_is_trus
 }
 
 use crate::wire::tcp::SeqNumber;
+
+/// What `xstack serve` counts as segments for no connection at a listener
+/// (its `unknown_rate_on`): an ACK that is no cookie, reset (RFC 9293
+/// §3.10.7.2), and an RST, ignored.
+#[test]
+fn a_listener_counts_the_acks_it_resets_and_the_rsts_it_ignores() {
+    let mut t = Sut::new(cfg());
+    t.e.listen(LOCAL, LPORT, 4).unwrap();
+    t.send(TcpRepr {
+        ack: Some(SeqNumber(77)),
+        flags: ACK,
+        ..seg()
+    });
+    let r = t.recv();
+    assert_eq!((r.ctl(), r.seq), (RST, SeqNumber(77)));
+    t.send(TcpRepr {
+        flags: RST,
+        ..seg()
+    });
+    t.assert_silent();
+    let s = t.e.stats();
+    assert_eq!((s.listen_ack_reset, s.listen_rst_ignored), (1, 1));
+    assert_eq!(s.no_socket, 0);
+}
