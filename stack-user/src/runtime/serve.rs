@@ -495,7 +495,12 @@ fn unknown_filter_step(
             }
         }
         FilterStep::Lapse => {
-            log::info!("segments for no connection below unknown_rate_on: the unknown-segment filter lapsed")
+            log::info!("segments for no connection below unknown_rate_on: the unknown-segment filter lapsed");
+            // Past its deadline the filter already lets everything by; 0
+            // also spares segments without SYN XDP's clock read.
+            if let Err(e) = p.set_filter_until(0) {
+                log::warn!("clearing the unknown-segment filter: {e}");
+            }
         }
     }
 }
