@@ -92,6 +92,13 @@ pub struct SynfloodArgs {
     /// Client threads.
     #[arg(long, default_value_t = 4)]
     pub clients: usize,
+    /// Legit connections offered per second, all client threads together,
+    /// at fixed times whatever the flood does (open loop, as users arrive:
+    /// a late or lost connection does not delay the next); 0: each client
+    /// thread connects again as soon as its last connection ended (closed
+    /// loop, as fast as the client's core allows).
+    #[arg(long, default_value_t = DEFAULT_LEGIT_RATE)]
+    pub legit_rate: u64,
     /// Where to write synflood.json and one synflood-KIND.svg per attack kind.
     #[arg(long, default_value = "target/synflood")]
     pub out: std::path::PathBuf,
@@ -116,6 +123,14 @@ pub struct SynfloodArgs {
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i32).range(0..=99))]
     pub napi_priority: i32,
 }
+
+/// The default offered legit load, connections/s. A tenth to a fifth of
+/// what each system serves from this testbed's client core in a closed
+/// loop (7,000-12,000/s), so that the client's core has room left next to
+/// the generator and "kept" measures the victim, not the client's core.
+pub const DEFAULT_LEGIT_RATE: u64 = 2000;
+/// The most `--legit-rate` may ask for.
+pub const MAX_LEGIT_RATE: u64 = 100_000;
 
 /// The flood's spoofed sources, which the peer-side sink drops.
 const SPOOFED: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(198, 18, 128, 0), 17);
@@ -172,6 +187,9 @@ pub struct Outcomes {
     pub timeout: u64,
     /// Any other error.
     pub other: u64,
+    /// Paced client: connections that started more than 10 ms after their
+    /// time, the client's core being busy (counted in the outcomes too).
+    pub late: u64,
 }
 
 impl Outcomes {
@@ -181,6 +199,7 @@ impl Outcomes {
         self.reset += o.reset;
         self.timeout += o.timeout;
         self.other += o.other;
+        self.late += o.late;
     }
 
     /// Counts one failed connection by its error.
@@ -254,6 +273,14 @@ pub struct Cell {
     /// Stack-side NAPI thread ns per packet the XDP program saw (veth
     /// receive + XDP + XDP_TX), xstack.
     pub napi_ns_per_pkt: Option<f64>,
+    /// Packets the stack-side veth end received (its NAPI took them off
+    /// the ring: flood and legit), per second.
+    pub rx_pps: f64,
+    /// Stack-side NAPI thread ns per packet received, every system: on
+    /// xstack veth receive + XDP + the SYN-ACK's way out; on Linux veth
+    /// receive + GRO + IP + TCP (its SYN cookie and SYN-ACK included), all
+    /// of which threaded NAPI runs in that thread.
+    pub napi_ns_per_rx_pkt: Option<f64>,
     /// Frames to the spoofed prefix the peer-side sink dropped (reflected
     /// SYN-ACKs), per second.
     pub sunk_pps: f64,
@@ -346,6 +373,114 @@ fn clients(t: &Testbed, f: Family, n: usize, secs: f64, cores: &Cores) -> Vec<Cl
                 }
                 (out, hist)
             })
+        })
+        .collect()
+}
+
+/// One legit connection: connect, send one byte, read it back, close,
+/// all within 1 s.
+async fn one_legit(target: SocketAddr) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(target).await?;
+        s.write_all(b"x").await?;
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await?;
+        Ok(())
+    };
+    match tokio::time::timeout(Duration::from_secs(1), attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// How late a paced arrival may start before it counts as late: the
+/// client's core was too busy to keep the schedule.
+const LATE: Duration = Duration::from_millis(10);
+
+/// One paced client thread's arrivals: `count` connections, the i-th
+/// started at `start + (i + phase) / per_s`, each on its own task, so a
+/// slow or lost connection never delays the next (open loop). Returns
+/// the outcomes, the good connections' latency (µs, from their start) and
+/// how many started more than [`LATE`] after their time.
+async fn paced_arrivals<F, Fut>(
+    attempt: F,
+    per_s: f64,
+    phase: f64,
+    count: u64,
+) -> (Outcomes, hdrhistogram::Histogram<u64>, u64)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .expect("static histogram bounds");
+    let mut out = Outcomes::default();
+    let mut late = 0;
+    let mut record = |r: Result<(std::io::Result<()>, Duration), tokio::task::JoinError>,
+                      out: &mut Outcomes| match r {
+        Ok((Ok(()), took)) => {
+            out.ok += 1;
+            hist.saturating_record(took.as_micros() as u64);
+        }
+        Ok((Err(e), _)) => out.count_error(&e),
+        Err(_) => out.other += 1,
+    };
+    let start = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let at = start + Duration::from_secs_f64((i as f64 + phase) / per_s);
+        tokio::time::sleep_until(at).await;
+        let t0 = tokio::time::Instant::now();
+        if t0.duration_since(at) > LATE {
+            late += 1;
+        }
+        let a = attempt();
+        tasks.spawn(async move { (a.await, t0.elapsed()) });
+        while let Some(r) = tasks.try_join_next() {
+            record(r, &mut out);
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        record(r, &mut out);
+    }
+    (out, hist, late)
+}
+
+/// Paced (open-loop) legit client: `rate` connections/s over `secs`,
+/// spread evenly over `n` threads (each its own current-thread tokio
+/// runtime in the peer namespace, pinned with the generator), each
+/// connection on a 1 s budget. Late arrivals are counted in `Outcomes::late`.
+fn paced_clients(
+    t: &Testbed,
+    f: Family,
+    n: usize,
+    (secs, rate): (f64, u64),
+    cores: &Cores,
+) -> Vec<ClientThread> {
+    let target = f.target(t, PORT);
+    let n = n.max(1);
+    let per_s = rate as f64 / n as f64;
+    let count = (per_s * secs).round() as u64;
+    (0..n)
+        .map(|i| {
+            let cores = cores.clone();
+            let h = in_netns(&t.peer_ns, move || -> Result<_> {
+                cores.pin_here(OTHER_CPU);
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("client runtime")?;
+                let (mut out, hist, late) = rt.block_on(paced_arrivals(
+                    || one_legit(target),
+                    per_s,
+                    i as f64 / n as f64,
+                    count,
+                ));
+                out.late = late;
+                Ok((out, hist))
+            });
+            std::thread::spawn(move || join(h).and_then(|r| r))
         })
         .collect()
 }
@@ -499,8 +634,34 @@ fn measure(
     let n0 = victim::threads_ns(&cores.napi);
     let x0 = cores.xdp_prog.and_then(victim::prog_stats);
     let s0 = cores.sink.as_ref().and_then(|s| s.counters().ok());
+    let r0 = victim::rx_packets(&t.stack_ns, &t.stack_if);
     let start = Instant::now();
-    let hs = hs.unwrap_or_else(|| clients(t, f, a.clients, a.seconds, cores));
+    let hs = hs.unwrap_or_else(|| match a.legit_rate {
+        0 => clients(t, f, a.clients, a.seconds, cores),
+        r => paced_clients(t, f, a.clients, (a.seconds, r), cores),
+    });
+    // The victim's CPU is read over the clients' window (the flood runs
+    // 0.25 s either side of it), not over the last connections' tail.
+    std::thread::sleep(Duration::from_secs_f64(a.seconds).saturating_sub(start.elapsed()));
+    let el = start.elapsed().as_secs_f64();
+    let (t1, i1) = cpu_times();
+    let c1 = victim::per_cpu();
+    let n1 = victim::threads_ns(&cores.napi);
+    let x1 = cores.xdp_prog.and_then(victim::prog_stats);
+    let s1 = cores.sink.as_ref().and_then(|s| s.counters().ok());
+    let r1 = victim::rx_packets(&t.stack_ns, &t.stack_if);
+    let rx_packets = r0.zip(r1).map(|(a, b)| b.saturating_sub(a));
+    let sunk_pps = match (s0, s1) {
+        (Some((d0, _)), Some((d1, _))) => d1.saturating_sub(d0) as f64 / el,
+        _ => 0.0,
+    };
+    let (xdp_ns_per_pkt, xdp_packets) = match (x0, x1) {
+        (Some((r0, k0)), Some((r1, k1))) => (
+            victim::ns_per_packet(r1.saturating_sub(r0) as f64, k1.saturating_sub(k0) as f64),
+            k1.saturating_sub(k0),
+        ),
+        _ => (None, 0),
+    };
     let mut outcomes = Outcomes::default();
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
         .expect("static histogram bounds");
@@ -516,23 +677,6 @@ fn measure(
     }
     let (attempts, ok) = (outcomes.attempts(), outcomes.ok);
     let quantile = |q: f64| (!hist.is_empty()).then(|| hist.value_at_quantile(q) as f64);
-    let el = start.elapsed().as_secs_f64();
-    let (t1, i1) = cpu_times();
-    let c1 = victim::per_cpu();
-    let n1 = victim::threads_ns(&cores.napi);
-    let x1 = cores.xdp_prog.and_then(victim::prog_stats);
-    let s1 = cores.sink.as_ref().and_then(|s| s.counters().ok());
-    let sunk_pps = match (s0, s1) {
-        (Some((d0, _)), Some((d1, _))) => d1.saturating_sub(d0) as f64 / el,
-        _ => 0.0,
-    };
-    let (xdp_ns_per_pkt, xdp_packets) = match (x0, x1) {
-        (Some((r0, k0)), Some((r1, k1))) => (
-            victim::ns_per_packet(r1.saturating_sub(r0) as f64, k1.saturating_sub(k0) as f64),
-            k1.saturating_sub(k0),
-        ),
-        _ => (None, 0),
-    };
     let (achieved, refused) = match flood.map(|h| join(h).and_then(|r| r)) {
         // xsk's tx_dropped is its own full TX ring, not the victim's.
         Some(Ok(r)) if r.generator == Generator::Live => {
@@ -573,6 +717,10 @@ fn measure(
         napi_ns_per_pkt: (!cores.napi.is_empty())
             .then(|| victim::ns_per_packet(n1 - n0, xdp_packets as f64))
             .flatten(),
+        rx_pps: rx_packets.unwrap_or(0) as f64 / el,
+        napi_ns_per_rx_pkt: rx_packets
+            .filter(|_| !cores.napi.is_empty())
+            .and_then(|p| victim::ns_per_packet(n1 - n0, p as f64)),
         sunk_pps,
         flood_refused_pps: refused,
         error,
@@ -1065,14 +1213,14 @@ fn opt(v: Option<f64>) -> String {
 
 fn table(cells: &[Cell]) -> String {
     let mut s = String::from(
-        "| kind  | system           | family | flood pps (achieved) | success % | conn/s | kept % |    ok | refused | reset | timeout | p50 µs | p99 µs | victim CPU % | victim ns/flood pkt | XDP ns/pkt |\n\
-         |-------|------------------|--------|----------------------|-----------|--------|--------|-------|---------|-------|---------|--------|--------|--------------|---------------------|------------|\n",
+        "| kind  | system           | family | flood pps (achieved) | success % | conn/s | kept % |    ok | refused | reset | timeout | p50 µs | p99 µs | victim CPU % | victim ns/flood pkt | NAPI ns/rx pkt | XDP ns/pkt |\n\
+         |-------|------------------|--------|----------------------|-----------|--------|--------|-------|---------|-------|---------|--------|--------|--------------|---------------------|----------------|------------|\n",
     );
     for c in cells.iter().filter(|c| c.kind != "est") {
         let o = &c.outcomes;
         s += &match &c.error {
             None => format!(
-                "| {:<5} | {:<16} | {:<6} | {:>9} ({:>9.0}) | {:>9.1} | {:>6.0} | {:>6} | {:>5} | {:>7} | {:>5} | {:>7} | {:>6} | {:>6} | {:>12.0} | {:>19} | {:>10} |\n",
+                "| {:<5} | {:<16} | {:<6} | {:>9} ({:>9.0}) | {:>9.1} | {:>6.0} | {:>6} | {:>5} | {:>7} | {:>5} | {:>7} | {:>6} | {:>6} | {:>12.0} | {:>19} | {:>14} | {:>10} |\n",
                 c.kind,
                 label(&c.system),
                 c.family.label(),
@@ -1089,6 +1237,7 @@ fn table(cells: &[Cell]) -> String {
                 opt(c.p99_us),
                 c.victim_cpu_pct,
                 opt(c.victim_ns_per_flood_pkt),
+                opt(c.napi_ns_per_rx_pkt),
                 opt(c.xdp_ns_per_pkt),
             ),
             Some(e) => format!(
@@ -1140,8 +1289,8 @@ fn est_table(cells: &[Cell]) -> String {
 /// with the flood rate one victim core absorbs (1e9 / ns).
 fn summary(cells: &[Cell], systems: &[String], kinds: &[FloodKind]) -> String {
     let mut s = String::from(
-        "| kind  | system           | family | at max pps | kept % | cost at pps | victim-core ns/flood pkt | absorbs pps (core) | XDP ns/pkt | absorbs pps (XDP) |\n\
-         |-------|------------------|--------|------------|--------|-------------|--------------------------|--------------------|------------|-------------------|\n",
+        "| kind  | system           | family | at max pps | kept % | cost at pps | victim-core ns/flood pkt | absorbs pps (core) | NAPI ns/rx pkt | XDP ns/pkt | absorbs pps (XDP) |\n\
+         |-------|------------------|--------|------------|--------|-------------|--------------------------|--------------------|----------------|------------|-------------------|\n",
     );
     for k in kinds.iter().filter(|k| **k != FloodKind::Est) {
         let kind = kind_name(Some(*k));
@@ -1165,7 +1314,7 @@ fn summary(cells: &[Cell], systems: &[String], kinds: &[FloodKind]) -> String {
                 continue;
             };
             s += &format!(
-                "| {:<5} | {:<16} | {:<6} | {:>10.0} | {:>6} | {:>11.0} | {:>24} | {:>18} | {:>10} | {:>17} |\n",
+                "| {:<5} | {:<16} | {:<6} | {:>10.0} | {:>6} | {:>11.0} | {:>24} | {:>18} | {:>14} | {:>10} | {:>17} |\n",
                 kind,
                 label(sys),
                 f.label(),
@@ -1174,6 +1323,7 @@ fn summary(cells: &[Cell], systems: &[String], kinds: &[FloodKind]) -> String {
                 c.flood_achieved_pps,
                 opt(c.victim_ns_per_flood_pkt),
                 opt(c.victim_ns_per_flood_pkt.and_then(victim::absorbs_pps)),
+                opt(c.napi_ns_per_rx_pkt),
                 opt(c.xdp_ns_per_pkt),
                 opt(c.xdp_ns_per_pkt.and_then(victim::absorbs_pps)),
             );
@@ -1248,11 +1398,23 @@ fn family_ratios(cells: &[Cell], systems: &[String], kinds: &[FloodKind]) -> Str
     s
 }
 
-/// Runs the experiment, prints the table, writes JSON and one SVG per kind.
-pub fn run(a: &SynfloodArgs) -> Result<()> {
-    crate::runtime::sys::check_privileges("xstack bench synflood")?;
+/// Refuses arguments the matrix cannot run with, in one line each.
+fn check_args(a: &SynfloodArgs) -> Result<()> {
     if !(a.seconds > 0.0 && a.seconds <= 30.0) {
         bail!("--seconds {} is out of range: 0 < s <= 30", a.seconds);
+    }
+    if a.legit_rate > MAX_LEGIT_RATE {
+        bail!(
+            "--legit-rate {} is out of range: at most {MAX_LEGIT_RATE} connections/s (0: closed loop)",
+            a.legit_rate
+        );
+    }
+    if a.legit_rate > 0 && (a.legit_rate as f64 * a.seconds) < a.clients.max(1) as f64 {
+        bail!(
+            "--legit-rate {} gives a client thread less than one connection in a {} s row: raise it, --seconds, or lower --clients",
+            a.legit_rate,
+            a.seconds
+        );
     }
     if let Some(s) = a
         .systems
@@ -1264,6 +1426,13 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
     if a.kinds.is_empty() || a.systems.is_empty() {
         bail!("--kinds and --systems need at least one entry each");
     }
+    Ok(())
+}
+
+/// Runs the experiment, prints the table, writes JSON and one SVG per kind.
+pub fn run(a: &SynfloodArgs) -> Result<()> {
+    check_args(a)?;
+    crate::runtime::sys::check_privileges("xstack bench synflood")?;
     let gen_max = generator_max(a.generator)?;
     println!(
         "synflood: flood generator maximum from one core: {gen_max:.0} pps ({}, veth, SYN)",
@@ -1348,7 +1517,25 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
             refused.join(", ")
         );
     }
-    println!("legit client: {} Linux threads, connect + 1-byte echo + close, 1 s timeout; kept = conn/s / the same system's no-flood conn/s; timeout column includes other errors", a.clients);
+    println!("legit client: {}; kept = conn/s / the same system's no-flood conn/s; timeout column includes other errors", legit_words(a));
+    let late: u64 = cells.iter().map(|c| c.outcomes.late).sum();
+    if late > 0 {
+        println!(
+            "legit arrivals started over 10 ms late (the client's core was busy): {}",
+            cells
+                .iter()
+                .filter(|c| c.outcomes.late > 0)
+                .map(|c| format!(
+                    "{} {} {}: {}",
+                    label(&c.system),
+                    c.kind,
+                    c.flood_pps,
+                    c.outcomes.late
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     print!("{}", table(&cells));
     println!();
     print!("{}", summary(&cells, &a.systems, &a.kinds));
@@ -1367,6 +1554,8 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
         "napi_priority": a.napi_priority,
         "seconds": a.seconds,
         "clients": a.clients,
+        "legit_rate": a.legit_rate,
+        "legit_client": legit_words(a),
         "victim_core": victim_core,
         "families": a.family.list(),
         "rows_independent": "each row on a fresh testbed",
@@ -1382,6 +1571,20 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The legit client, for the table's header.
+fn legit_words(a: &SynfloodArgs) -> String {
+    match a.legit_rate {
+        0 => format!(
+            "{} Linux threads in a closed loop (each connects again as soon as its last connection ended), connect + 1-byte echo + close, 1 s timeout",
+            a.clients
+        ),
+        r => format!(
+            "{r} connections/s offered at fixed times (open loop) from {} Linux threads, connect + 1-byte echo + close, 1 s timeout each",
+            a.clients
+        ),
+    }
 }
 
 /// How the flood reaches the victim, for the table's header.
@@ -1622,9 +1825,103 @@ mod tests {
             reset: 2,
             timeout: 2,
             other: 1,
+            late: 0,
         };
         assert_eq!(o, want);
         assert_eq!(o.attempts(), 9);
+    }
+
+    /// Open loop: arrival i starts at (i + phase) / rate whatever the
+    /// earlier ones take; each is counted by its outcome.
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_client_starts_each_connection_on_time_however_long_the_others_take() {
+        use std::sync::Mutex;
+        let t0 = tokio::time::Instant::now();
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let n = Arc::new(AtomicU64::new(0));
+        let (s2, n2) = (starts.clone(), n.clone());
+        let attempt = move || {
+            let i = n2.fetch_add(1, Ordering::Relaxed);
+            s2.lock().unwrap().push(t0.elapsed());
+            async move {
+                match i % 4 {
+                    // Every fourth connection hangs until its 1 s budget
+                    // ends; the others take 300 µs or are refused.
+                    0 => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        Err(std::io::ErrorKind::TimedOut.into())
+                    }
+                    1 => Err(std::io::ErrorKind::ConnectionRefused.into()),
+                    _ => {
+                        tokio::time::sleep(Duration::from_micros(300)).await;
+                        Ok(())
+                    }
+                }
+            }
+        };
+        // 500/s for 40 arrivals, phase 0.5: the i-th at (i + 0.5) × 2 ms.
+        let (out, hist, late) = paced_arrivals(attempt, 500.0, 0.5, 40).await;
+        let starts = starts.lock().unwrap().clone();
+        assert_eq!(starts.len(), 40);
+        for (i, at) in starts.iter().enumerate() {
+            let want = Duration::from_secs_f64((i as f64 + 0.5) / 500.0);
+            let off = at.abs_diff(want);
+            assert!(
+                off < Duration::from_millis(2),
+                "arrival {i} at {at:?}, due {want:?}"
+            );
+        }
+        assert_eq!(late, 0);
+        assert_eq!(
+            out,
+            Outcomes {
+                ok: 20,
+                refused: 10,
+                timeout: 10,
+                ..Outcomes::default()
+            }
+        );
+        assert_eq!(hist.len(), 20);
+        assert!(
+            hist.max() >= 300 && hist.max() < 2000,
+            "latency {}",
+            hist.max()
+        );
+        // The last hung connection ends 1 s after its start: the whole
+        // run waits for it, and for nothing longer.
+        assert!(t0.elapsed() >= Duration::from_secs(1));
+        assert!(t0.elapsed() < Duration::from_millis(1200));
+    }
+
+    #[test]
+    fn a_legit_rate_the_client_cannot_offer_is_refused_in_one_line() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: SynfloodArgs,
+        }
+        let args = |extra: &[&str]| {
+            let mut v = vec!["x"];
+            v.extend_from_slice(extra);
+            Cli::parse_from(v).a
+        };
+        assert!(check_args(&args(&[])).is_ok());
+        assert!(check_args(&args(&["--legit-rate", "0"])).is_ok());
+        for (bad, says) in [
+            (
+                vec!["--legit-rate", "100001"],
+                "--legit-rate 100001 is out of range",
+            ),
+            (
+                vec!["--legit-rate", "3", "--seconds", "1"],
+                "less than one connection",
+            ),
+        ] {
+            let e = check_args(&args(&bad)).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
     }
 
     #[test]

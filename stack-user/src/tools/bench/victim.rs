@@ -313,6 +313,27 @@ pub fn parse_tx_dropped(json: &[u8]) -> Option<u64> {
         .as_u64()
 }
 
+/// Packets `iface` (in namespace `ns`) received: on a veth end that runs
+/// NAPI, every frame and skb its NAPI took off the ring, whatever XDP or
+/// the stack then did with it. `None` when unknown.
+pub fn rx_packets(ns: &str, iface: &str) -> Option<u64> {
+    Command::new("ip")
+        .args(["-n", ns, "-j", "-s", "link", "show", "dev", iface])
+        .output()
+        .ok()
+        .and_then(|o| parse_rx_packets(&o.stdout))
+}
+
+/// `stats64.rx.packets` of `ip -j -s link show` output.
+pub fn parse_rx_packets(json: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    v.get(0)?
+        .get("stats64")?
+        .get("rx")?
+        .get("packets")?
+        .as_u64()
+}
+
 /// The calling thread's id (for [`threads_ns`] and [`pin`]).
 pub fn tid() -> i32 {
     // SAFETY: gettid has no preconditions.
@@ -499,6 +520,17 @@ intr 12345
         assert_eq!(parse_tx_dropped(j), Some(17));
         assert_eq!(parse_tx_dropped(b"[]"), None);
         assert_eq!(parse_tx_dropped(b"garbage"), None);
+    }
+
+    #[test]
+    fn rx_packets_are_read_from_ip_json() {
+        let j = br#"[{"ifname":"v0","stats64":{"rx":{"bytes":640,"packets":10,"dropped":3},"tx":{"packets":2}}}]"#;
+        assert_eq!(parse_rx_packets(j), Some(10));
+        assert_eq!(
+            parse_rx_packets(br#"[{"stats64":{"tx":{"packets":2}}}]"#),
+            None
+        );
+        assert_eq!(parse_rx_packets(b"garbage"), None);
     }
 
     #[test]
