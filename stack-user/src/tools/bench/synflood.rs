@@ -102,7 +102,9 @@ pub struct SynfloodArgs {
     /// Where to write synflood.json and one synflood-KIND.svg per attack kind.
     #[arg(long, default_value = "target/synflood")]
     pub out: std::path::PathBuf,
-    /// Systems to run (linux, synproxy, xstack).
+    /// Systems to run: linux, synproxy, xstack; and xdp-drop, the floor:
+    /// an XDP program at the stack end that drops every frame to the
+    /// server (legit ones too: its rows give only the per-packet costs).
     #[arg(long, value_delimiter = ',', default_value = "linux,synproxy,xstack")]
     pub systems: Vec<String>,
     /// Run without the victim core (no threaded NAPI, no pinning: veth
@@ -131,6 +133,9 @@ pub struct SynfloodArgs {
 pub const DEFAULT_LEGIT_RATE: u64 = 2000;
 /// The most `--legit-rate` may ask for.
 pub const MAX_LEGIT_RATE: u64 = 100_000;
+
+/// What `--systems` takes.
+const SYSTEMS: [&str; 4] = ["linux", "synproxy", "xstack", "xdp-drop"];
 
 /// The flood's spoofed sources, which the peer-side sink drops.
 const SPOOFED: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(198, 18, 128, 0), 17);
@@ -904,6 +909,7 @@ fn run_row(
     let stop = Arc::new(AtomicBool::new(false));
     let mut _serve = None;
     let mut listener = None;
+    let mut floor = None;
     let mut cores = Cores {
         on: !a.no_victim_core,
         ..Cores::default()
@@ -1003,7 +1009,24 @@ fn run_row(
                     bail!("xstack serve did not start");
                 }
             }
-            other => bail!("unknown system {other:?}: use linux, synproxy or xstack"),
+            "xdp-drop" => {
+                // The floor: the peer-side sink's program on the stack
+                // end, dropping every frame to the server's address (legit
+                // ones too), so its rows give what receiving a frame and
+                // running the least XDP program on it costs this victim
+                // core, whatever the defense.
+                let stack_if = t.stack_if.clone();
+                let (v4, v6) = (t.stack_ip, t.stack_ip6);
+                let sink = join(in_netns(&t.stack_ns, move || -> Result<XdpSink> {
+                    let mut s = XdpSink::load(v4, 32)?;
+                    s.set_ipv6_prefix(v6, 128)?;
+                    s.attach(&stack_if)?;
+                    Ok(s)
+                }))?
+                .context("XDP drop at the stack end")?;
+                floor = Some(sink);
+            }
+            other => bail!("unknown system {other:?}: use {}", SYSTEMS.join(", ")),
         }
         cores.xdp_prog = victim::xdp_prog_id(&t.stack_ns, &t.stack_if);
         if cores.on {
@@ -1030,6 +1053,7 @@ fn run_row(
         let _ = h.join();
     }
     drop(_serve);
+    drop(floor);
     let napi: Vec<i32> = cores.napi.iter().chain(&cores.peer_napi).copied().collect();
     drop(cores);
     drop(tb);
@@ -1203,6 +1227,7 @@ fn label(system: &str) -> &str {
         "linux" => "Linux+syncookies",
         "synproxy" => "Linux+SYNPROXY",
         "xstack" => "xstack",
+        "xdp-drop" => "XDP drop (floor)",
         other => other,
     }
 }
@@ -1416,12 +1441,11 @@ fn check_args(a: &SynfloodArgs) -> Result<()> {
             a.seconds
         );
     }
-    if let Some(s) = a
-        .systems
-        .iter()
-        .find(|s| !["linux", "synproxy", "xstack"].contains(&s.as_str()))
-    {
-        bail!("--systems: unknown system {s:?}: use linux, synproxy or xstack");
+    if let Some(s) = a.systems.iter().find(|s| !SYSTEMS.contains(&s.as_str())) {
+        bail!(
+            "--systems: unknown system {s:?}: use {}",
+            SYSTEMS.join(", ")
+        );
     }
     if a.kinds.is_empty() || a.systems.is_empty() {
         bail!("--kinds and --systems need at least one entry each");
@@ -1894,7 +1918,7 @@ mod tests {
     }
 
     #[test]
-    fn a_legit_rate_the_client_cannot_offer_is_refused_in_one_line() {
+    fn a_legit_rate_the_client_cannot_offer_or_an_unknown_system_is_refused_in_one_line() {
         use clap::Parser;
         #[derive(clap::Parser)]
         struct Cli {
@@ -1908,6 +1932,14 @@ mod tests {
         };
         assert!(check_args(&args(&[])).is_ok());
         assert!(check_args(&args(&["--legit-rate", "0"])).is_ok());
+        assert!(check_args(&args(&["--systems", "xstack,xdp-drop"])).is_ok());
+        let e = check_args(&args(&["--systems", "xstack,bsd"]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--systems: unknown system \"bsd\": use linux, synproxy, xstack, xdp-drop"
+        );
         for (bad, says) in [
             (
                 vec!["--legit-rate", "100001"],
