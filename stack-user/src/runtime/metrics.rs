@@ -693,12 +693,39 @@ pub fn xdp_metrics(e: &mut Exposition, snapshot: &serde_json::Value) {
             );
         }
     }
-    if let Some(active) = snapshot["fastpath"]["cookie_active"].as_bool() {
+    let fp = &snapshot["fastpath"];
+    // `cookie_active` is the XDP state's u32; a bool is taken too.
+    let flag = |v: &serde_json::Value| v.as_bool().or_else(|| v.as_u64().map(|n| n != 0));
+    if let Some(active) = flag(&fp["cookie_active"]) {
         e.gauge(
             "xstack_xdp_cookie_active",
             "1 while XDP answers SYNs with cookies.",
             vec![],
             if active { 1.0 } else { 0.0 },
+        );
+    }
+    if let Some(n) = fp["cookie_on_switches"].as_u64() {
+        e.counter(
+            "xstack_xdp_cookie_on_switches",
+            "Times XDP switched SYN cookies on (syncookies auto).",
+            vec![],
+            n,
+        );
+    }
+    if let Some(active) = flag(&fp["unknown_filter_active"]) {
+        e.gauge(
+            "xstack_xdp_unknown_filter_active",
+            "1 while XDP drops segments without SYN for no known flow (ACK/RST flood filter).",
+            vec![],
+            if active { 1.0 } else { 0.0 },
+        );
+    }
+    if let Some(n) = fp["unknown_filter_arms"].as_u64() {
+        e.counter(
+            "xstack_xdp_unknown_filter_arms",
+            "Times the unknown-segment filter was armed.",
+            vec![],
+            n,
         );
     }
 }
@@ -831,6 +858,7 @@ mod tests {
             "uptime_s": 1.5,
             "xdp": {"rx_packets": 20, "redirect_tcp": 15, "pass_not_ipv4": 5},
             "per_queue": [{"xdp_redirects": 15}],
+            "fastpath": {"cookie_active": 1, "cookie_on_switches": 2, "unknown_filter_active": true, "unknown_filter_arms": 3},
         });
         let text = serve_exposition(&snap, &[q]).prometheus_text();
         for line in [
@@ -844,6 +872,11 @@ mod tests {
             "xstack_xdp_verdicts_total{verdict=\"redirect\",reason=\"tcp\"} 15",
             "xstack_xdp_verdicts_total{verdict=\"pass\",reason=\"not_ipv4\"} 5",
             "xstack_xdp_queue_redirects_total{queue=\"1\"} 15",
+            // serve's snapshot gives cookie_active as the XDP state's u32.
+            "xstack_xdp_cookie_active 1.0",
+            "xstack_xdp_cookie_on_switches_total 2",
+            "xstack_xdp_unknown_filter_active 1.0",
+            "xstack_xdp_unknown_filter_arms_total 3",
         ] {
             assert!(
                 text.contains(&format!("{line}\n")),
