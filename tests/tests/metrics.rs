@@ -213,6 +213,10 @@ fn serve_and_load_metrics_pass_promtool_and_prometheus_reads_what_stats_shows() 
         "xstack_listen_accept_queue_max{",
         "xstack_xsk_rx_ring_full_total{queue=\"0\"}",
         "xstack_engine_drops_total{",
+        // No flood here: cookies and the ACK/RST filter are off.
+        "xstack_xdp_cookie_active 0",
+        "xstack_xdp_unknown_filter_active 0",
+        "xstack_xdp_unknown_filter_arms_total 0",
     ] {
         assert!(text.contains(family), "{family} missing:\n{text}");
     }
