@@ -68,14 +68,22 @@ pub(crate) fn insert_flow6(k: &Flow6Key) {
     let _ = FLOWS6.insert(k, &FLOW_KNOWN, 0);
 }
 
+/// Sets the hint's bit of `slot`. An atomic OR (`BPF_ATOMIC | BPF_OR`):
+/// two CPUs setting bits of the same word both keep theirs, so a source
+/// with an entry never finds its bit clear.
 #[inline(always)]
 fn set_hint(slot: u32) {
-    if let Some(p) = FLOW_HINTS.get_ptr_mut(slot) {
-        // SAFETY: an array slot; a byte store, so racing writers of other
-        // slots lose nothing, and every writer writes 1.
+    let (word, bit) = hint::word_bit(slot);
+    if let Some(p) = FLOW_HINTS.get_ptr_mut(word) {
+        // SAFETY: an array slot, 8-byte aligned, living as long as the
+        // program; only ever accessed as a whole word or atomically.
         unsafe {
-            if *p == 0 {
-                *p = 1;
+            if *p & bit == 0 {
+                // The target has no `AtomicU64::fetch_or` (no CAS); the
+                // intrinsic is the one instruction.
+                core::intrinsics::atomic_or::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                    p, bit,
+                );
             }
         }
     }
@@ -85,8 +93,9 @@ fn set_hint(slot: u32) {
 /// it has none, and the table lookup can be skipped.
 #[inline(always)]
 fn may_be_known(slot: u32) -> bool {
-    match FLOW_HINTS.get(slot) {
-        Some(&v) => v != 0,
+    let (word, bit) = hint::word_bit(slot);
+    match FLOW_HINTS.get(word) {
+        Some(&v) => v & bit != 0,
         None => true,
     }
 }
