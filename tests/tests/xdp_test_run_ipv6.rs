@@ -707,7 +707,7 @@ fn forged_and_expired_ipv6_cookie_acks_are_dropped_and_counted() {
     let (v, c, _, _) = moved(&mut p, &seg6(40000, RST, SEQ + 1, 0, &[], &[]));
     assert_eq!((v, c), (XDP_DROP, Counter::DropNoFlow));
     // The real one still passes, under the previous secret after a rotation.
-    p.set_secrets(&xstack::datapath::fastpath::rotate(&secrets))
+    p.set_secrets(&xstack::datapath::fastpath::rotate(&secrets, now_count()))
         .unwrap();
     let (v, c, _, _) = moved(
         &mut p,
