@@ -81,9 +81,11 @@ fn set_hint(slot: u32) {
             if *p & bit == 0 {
                 // The target has no `AtomicU64::fetch_or` (no CAS); the
                 // intrinsic is the one instruction.
-                core::intrinsics::atomic_or::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
-                    p, bit,
-                );
+                core::intrinsics::atomic_or::<
+                    u64,
+                    u64,
+                    { core::intrinsics::AtomicOrdering::Relaxed },
+                >(p, bit);
             }
         }
     }
