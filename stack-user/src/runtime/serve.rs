@@ -357,9 +357,8 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
             if last_rotation.elapsed() >= crate::datapath::fastpath::SECRET_ROTATION {
                 match p.secrets() {
                     Ok(s) => {
-                        let count = stack_ebpf::cookie::count_from_ns(
-                            crate::datapath::xdp::monotonic_ns(),
-                        );
+                        let count =
+                            stack_ebpf::cookie::count_from_ns(crate::datapath::xdp::monotonic_ns());
                         let next = crate::datapath::fastpath::rotate(&s, count);
                         match p.set_secrets(&next) {
                             Ok(()) => secrets.publish(next),
