@@ -148,8 +148,12 @@ fn class_of(f: u8, payload: usize) {
     });
 }
 
-/// The time now if a cookie SYN-ACK (of either family) was sent within a
-/// cookie's lifetime, or while userspace arms the unknown-segment filter
+/// The time now (the coarse clock, `bpf_ktime_get_coarse_ns`: no
+/// `rdtsc`; a tick behind at most, which no use here notices — the filter
+/// lasts up to a tick longer, the cookie check counts its minute with
+/// `cookie::check_count_from_coarse_ns`) if a cookie SYN-ACK (of either
+/// family) was sent within a cookie's lifetime, or while userspace arms the
+/// unknown-segment filter
 /// (`FILTER_UNTIL` in the future: the engine sees a flood of segments for
 /// no connection), else `None`: segments without SYN take the shortest
 /// path. While `Some`, unknown ACKs that are no valid cookie and unknown
@@ -171,11 +175,13 @@ fn cookies_in_use() -> Option<u64> {
         return None;
     }
     // SAFETY: helper without arguments.
-    let now = unsafe { h::bpf_ktime_get_ns() };
+    let now = unsafe { h::bpf_ktime_get_coarse_ns() };
     if now < until {
         return Some(now);
     }
-    if last_cookie == 0 || now.wrapping_sub(last_cookie) >= COOKIE_WINDOW_NS {
+    // Saturating: the last cookie's time is the fine clock's, which can be
+    // up to a tick ahead of `now`.
+    if last_cookie == 0 || now.saturating_sub(last_cookie) >= COOKIE_WINDOW_NS {
         return None;
     }
     Some(now)

@@ -557,7 +557,8 @@ fn put_meta(ctx: &XdpContext, meta: CookieMeta) -> bool {
 }
 
 /// An ACK for no known flow while cookies are in use: the final ACK of a
-/// cookie handshake if its cookie checks (Linux `cookie_v4_check`).
+/// cookie handshake if its cookie checks (Linux `cookie_v4_check`). `now`
+/// is the coarse clock's (`flows::cookies_in_use`).
 #[inline(never)]
 pub(crate) fn cookie_ack(ctx: &XdpContext, off: usize, key: &FlowKey, now: u64) -> Counter {
     let Some(secrets) = SECRETS.get(0) else {
@@ -579,7 +580,7 @@ pub(crate) fn cookie_ack(ctx: &XdpContext, off: usize, key: &FlowKey, now: u64) 
         &flow,
         seq.wrapping_sub(1),
         ack.wrapping_sub(1),
-        cookie::count_from_ns(now),
+        cookie::check_count_from_coarse_ns(now),
     ) else {
         return Counter::DropCookieInvalid;
     };
@@ -632,7 +633,7 @@ pub(crate) fn cookie_ack6(ctx: &XdpContext, off: usize, now: u64) -> Counter {
         &flow,
         seq.wrapping_sub(1),
         ack.wrapping_sub(1),
-        cookie::count_from_ns(now),
+        cookie::check_count_from_coarse_ns(now),
     ) else {
         return Counter::DropCookieInvalid;
     };
