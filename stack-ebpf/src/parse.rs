@@ -1,6 +1,8 @@
 //! Bounds-checked reads of Ethernet / ARP / IPv4 / TCP headers and the
 //! TCP option walk (RFC 9293 §3.1, §3.2).
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{helpers::generated as h, programs::XdpContext};
 
 pub(crate) const ETH_HLEN: usize = 14;
@@ -128,14 +130,21 @@ fn fast_options(ctx: &XdpContext, off: usize, optlen: usize) -> Option<TcpOpts> 
 }
 
 /// RFC 9293 §3.2 option list of the segment at `off` with data offset
-/// `doff`, into `out`. Returns 0, or 1 (and leaves `out` alone) when an
-/// option runs past the header or has a bad length. Not inlined: its walk
-/// state lives in its own stack frame.
+/// `doff`, into `out`. Returns 0 (`out` written), or 1 (and leaves `out`
+/// alone) when an option runs past the header or has a bad length. Not
+/// inlined: its walk state lives in its own stack frame. `out` is
+/// uninitialised memory of the caller's: zeroing a `TcpOpts` there first
+/// was a call of the BPF `memset`, a byte loop, on every SYN.
 #[inline(never)]
-pub(crate) fn parse_options(ctx: &XdpContext, off: usize, doff: usize, out: &mut TcpOpts) -> u32 {
+pub(crate) fn parse_options(
+    ctx: &XdpContext,
+    off: usize,
+    doff: usize,
+    out: &mut MaybeUninit<TcpOpts>,
+) -> u32 {
     match parse_options_inner(ctx, off, doff) {
         Some(o) => {
-            *out = o;
+            out.write(o);
             0
         }
         None => 1,

@@ -489,13 +489,19 @@ pub(crate) fn mark_synack_for_engine(ctx: &XdpContext) -> bool {
     if m + COOKIE_META_LEN > ctx.data() {
         return false;
     }
-    let meta = CookieMeta {
-        magic: COOKIE_META_SYNACK,
-        ..CookieMeta::default()
-    };
-    // SAFETY: the metadata area was just grown to COOKIE_META_LEN bytes and
-    // checked against `data`.
-    unsafe { core::ptr::write_unaligned(m as *mut CookieMeta, meta) };
+    // Word by word, volatile: a `CookieMeta` written whole had its 12
+    // zero bytes set by a call of the BPF `memset` (a byte loop) on every
+    // cookie SYN-ACK sent this way.
+    let w = m as *mut u32;
+    // SAFETY: the metadata area was just grown to COOKIE_META_LEN (16)
+    // bytes and checked against `data`; `CookieMeta` is four words,
+    // `magic` first, the rest zero here.
+    unsafe {
+        write_volatile(w, COOKIE_META_SYNACK);
+        write_volatile(w.add(1), 0);
+        write_volatile(w.add(2), 0);
+        write_volatile(w.add(3), 0);
+    }
     true
 }
 
@@ -509,10 +515,12 @@ fn restored(
     doff: usize,
     mss_idx: u32,
 ) -> Result<CookieMeta, Counter> {
-    let mut opts = TcpOpts::default();
+    let mut opts = core::mem::MaybeUninit::<TcpOpts>::uninit();
     if parse_options(ctx, off, doff, &mut opts) != 0 {
         return Err(Counter::DropTcpOptions);
     }
+    // SAFETY: `parse_options` returned 0: it wrote `opts`.
+    let opts = unsafe { opts.assume_init_ref() };
     let mut meta = CookieMeta {
         magic: COOKIE_META_MAGIC,
         mss: cookie::MSS_TABLE[(mss_idx & 3) as usize],

@@ -3,6 +3,8 @@
 //! cookie-or-engine decision over IPv4 ([`syn`]) and IPv6 ([`syn6`]; its
 //! lists and buckets are `classify6`'s).
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::generated as h,
@@ -71,10 +73,12 @@ pub(crate) fn syn(
     doff: usize,
     flags: u8,
 ) -> (u32, Counter) {
-    let mut opts = TcpOpts::default();
+    let mut opts = MaybeUninit::<TcpOpts>::uninit();
     if parse_options(ctx, off, doff, &mut opts) != 0 {
         return (xdp_action::XDP_DROP, Counter::DropTcpOptions);
     }
+    // SAFETY: `parse_options` returned 0: it wrote `opts`.
+    let opts = unsafe { opts.assume_init_ref() };
     let Some(cfg) = FASTPATH_CONFIG.get(0) else {
         return redirect(ctx, Counter::RedirectTcp);
     };
@@ -142,7 +146,7 @@ pub(crate) fn syn(
         return (xdp_action::XDP_DROP, Counter::DropSynIpOptions);
     }
     mark_cookie_answered(ctx, off);
-    let c = cookie_synack(ctx, cfg, &opts, flags, now);
+    let c = cookie_synack(ctx, cfg, opts, flags, now);
     if c != Counter::TxCookieSynAck {
         return (xdp_action::XDP_DROP, c);
     }
@@ -186,13 +190,14 @@ pub(crate) fn syn6(
     flags: u8,
     ext: bool,
 ) -> (u32, Counter) {
-    let mut opts = TcpOpts::default();
+    let mut opts = MaybeUninit::<TcpOpts>::uninit();
     match syn6_verdict(ctx, off, doff, ext, &mut opts) {
         Counter::TxCookieSynAck6 => {}
         Counter::RedirectTcp6 => return redirect(ctx, Counter::RedirectTcp6),
         c => return (xdp_action::XDP_DROP, c),
     }
-    let c = cookie_synack6(ctx, &opts, flags);
+    // SAFETY: the verdict is given after `parse_options` wrote `opts`.
+    let c = cookie_synack6(ctx, unsafe { opts.assume_init_ref() }, flags);
     if c != Counter::TxCookieSynAck6 {
         return (xdp_action::XDP_DROP, c);
     }
@@ -219,7 +224,7 @@ fn syn6_verdict(
     off: usize,
     doff: usize,
     ext: bool,
-    opts: &mut TcpOpts,
+    opts: &mut MaybeUninit<TcpOpts>,
 ) -> Counter {
     if parse_options(ctx, off, doff, opts) != 0 {
         return Counter::DropTcpOptions;
