@@ -408,15 +408,14 @@ unsafe fn sum16(p: *const u8, n: usize) -> u64 {
 /// `Flow6`), MSS MTU − 60 (`cfg.mss` − 20) and the client's clamped to
 /// it, hop limit `cfg.ttl`, the TCP checksum over the IPv6 pseudo-header
 /// (RFC 8200 §8.1). The addresses and MACs are swapped where they are.
-/// Reads the configuration and the clock itself, and on success records
-/// the cookie's time (`last_cookie_ns`): its caller's frame stays small.
+/// Reads the configuration itself and takes the clock its caller read for
+/// the SYN (`now`: one read per SYN), and on success records the cookie's
+/// time (`last_cookie_ns`): its caller's frame stays small.
 #[inline(never)]
-pub(crate) fn cookie_synack6(ctx: &XdpContext, opts: &TcpOpts, syn_flags: u8) -> Counter {
+pub(crate) fn cookie_synack6(ctx: &XdpContext, opts: &TcpOpts, syn_flags: u8, now: u64) -> Counter {
     let Some(cfg) = FASTPATH_CONFIG.get(0) else {
         return Counter::DropSynAckBuild;
     };
-    // SAFETY: helper without arguments.
-    let now = unsafe { h::bpf_ktime_get_ns() };
     // Ethernet, the 40-byte IPv6 header, then TCP at 54.
     let Some(p) = ptr_at(ctx, 0, ETH_HLEN + 60) else {
         return Counter::DropTcpTruncated;

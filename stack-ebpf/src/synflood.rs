@@ -190,14 +190,17 @@ pub(crate) fn syn6(
     flags: u8,
     ext: bool,
 ) -> (u32, Counter) {
-    let mut opts = MaybeUninit::<TcpOpts>::uninit();
-    match syn6_verdict(ctx, off, doff, ext, &mut opts) {
+    let mut out = Syn6Out {
+        opts: MaybeUninit::uninit(),
+        now: 0,
+    };
+    match syn6_verdict(ctx, off, doff, ext, &mut out) {
         Counter::TxCookieSynAck6 => {}
         Counter::RedirectTcp6 => return redirect(ctx, Counter::RedirectTcp6),
         c => return (xdp_action::XDP_DROP, c),
     }
     // SAFETY: the verdict is given after `parse_options` wrote `opts`.
-    let c = cookie_synack6(ctx, unsafe { opts.assume_init_ref() }, flags);
+    let c = cookie_synack6(ctx, unsafe { out.opts.assume_init_ref() }, flags, out.now);
     if c != Counter::TxCookieSynAck6 {
         return (xdp_action::XDP_DROP, c);
     }
@@ -215,8 +218,18 @@ pub(crate) fn syn6(
     (send_back(ctx, cfg_flags), c)
 }
 
+/// What [`syn6_verdict`] hands the SYN-ACK: one pointer (a BPF function
+/// takes five arguments at most).
+struct Syn6Out {
+    /// The SYN's options, written when the verdict is a cookie.
+    opts: MaybeUninit<TcpOpts>,
+    /// The clock read for the SYN.
+    now: u64,
+}
+
 /// [`syn6`]'s decision: `TxCookieSynAck6` when XDP is to answer with a
-/// cookie (the SYN's options in `opts`), `RedirectTcp6` for the engine,
+/// cookie (the SYN's options and the clock it read in `out`),
+/// `RedirectTcp6` for the engine,
 /// or a drop reason. Not inlined: its locals live in their own frame.
 #[inline(never)]
 fn syn6_verdict(
@@ -224,8 +237,9 @@ fn syn6_verdict(
     off: usize,
     doff: usize,
     ext: bool,
-    opts: &mut MaybeUninit<TcpOpts>,
+    out: &mut Syn6Out,
 ) -> Counter {
+    let opts = &mut out.opts;
     if parse_options(ctx, off, doff, opts) != 0 {
         return Counter::DropTcpOptions;
     }
@@ -239,6 +253,8 @@ fn syn6_verdict(
     let state = unsafe { &mut *state };
     // SAFETY: helper without arguments.
     let now = unsafe { h::bpf_ktime_get_ns() };
+    // The SYN-ACK's clock too: one read per SYN.
+    out.now = now;
     let cookies = match cfg.syncookies {
         SYNCOOKIES_ALWAYS => true,
         SYNCOOKIES_AUTO => auto_mode(cfg, state, now),
