@@ -15,9 +15,10 @@
 //! The layouts: Linux's SYN (MSS, SACK_PERM, TS, NOP, WS: 20 bytes; with
 //! `tcp_sack` off MSS, NOP, NOP, TS, NOP, WS), MSS alone (4 bytes: what
 //! `xstack flood` and many stacks without timestamps send), Windows's SYN
-//! (MSS, NOP, WS, NOP, NOP, SACK_PERM: 12 bytes) and NOP, NOP, TS (12
-//! bytes: every segment of a connection with timestamps, the final ACK of
-//! a cookie handshake among them).
+//! (MSS, NOP, WS, NOP, NOP, SACK_PERM: 12 bytes), Linux's with
+//! `tcp_timestamps` off (MSS, NOP, NOP, SACK_PERM, NOP, WS: 12 bytes) and
+//! NOP, NOP, TS (12 bytes: every segment of a connection with timestamps,
+//! the final ACK of a cookie handshake among them).
 
 use core::mem::MaybeUninit;
 
@@ -200,8 +201,9 @@ pub fn fast4(b: &[u8; 4]) -> Option<TcpOpts> {
     })
 }
 
-/// Twelve bytes: NOP, NOP, TS, or Windows's SYN (MSS, NOP, WS, NOP, NOP,
-/// SACK_PERM). `None`: ask the walk.
+/// Twelve bytes: NOP, NOP, TS, Windows's SYN (MSS, NOP, WS, NOP, NOP,
+/// SACK_PERM) or Linux's without timestamps (MSS, NOP, NOP, SACK_PERM,
+/// NOP, WS). `None`: ask the walk.
 #[inline(always)]
 pub fn fast12(b: &[u8; 12]) -> Option<TcpOpts> {
     let mut o = TcpOpts {
@@ -223,6 +225,21 @@ pub fn fast12(b: &[u8; 12]) -> Option<TcpOpts> {
     {
         o.mss = be16(b, 2);
         o.wscale = u32::from(b[7]);
+        o.has = OPT_WSCALE | OPT_SACK;
+        return Some(o);
+    }
+    if b[0] == 2
+        && b[1] == 4
+        && b[4] == 1
+        && b[5] == 1
+        && b[6] == 4
+        && b[7] == 2
+        && b[8] == 1
+        && b[9] == 3
+        && b[10] == 3
+    {
+        o.mss = be16(b, 2);
+        o.wscale = u32::from(b[11]);
         o.has = OPT_WSCALE | OPT_SACK;
         return Some(o);
     }
@@ -286,7 +303,16 @@ mod tests {
         nop_ts.extend(TS);
         let mut windows = mss.to_vec();
         windows.extend([1, 3, 3, 8, 1, 1, 4, 2]);
-        std::vec![mss.to_vec(), linux, linux_nosack, nop_ts, windows]
+        let mut linux_nots = mss.to_vec();
+        linux_nots.extend([1, 1, 4, 2, 1, 3, 3, 9]);
+        std::vec![
+            mss.to_vec(),
+            linux,
+            linux_nosack,
+            nop_ts,
+            windows,
+            linux_nots
+        ]
     }
 
     #[test]
@@ -319,7 +345,7 @@ mod tests {
             let mut b: Vec<u8> = if round % 2 == 0 {
                 // A usual layout with one to three bytes changed, often
                 // to a nearby kind or length.
-                let mut l = layouts()[(next() % 5) as usize].clone();
+                let mut l = layouts()[(next() % 6) as usize].clone();
                 for _ in 0..1 + next() % 3 {
                     let at = (next() % l.len() as u64) as usize;
                     l[at] = match next() % 3 {
