@@ -13,7 +13,7 @@
 //! indexes [`MSS_TABLE`]. A cookie is accepted for [`MAX_AGE`] minutes
 //! (Linux: `MAX_SYNCOOKIE_AGE`). H1 and H2 are SipHash-2-4 ([`crate::siphash`])
 //! under a 128-bit secret; userspace rotates secrets and keeps the previous
-//! one valid.
+//! one valid while cookies issued under it can still be ([`Secrets`]).
 //!
 //! Over IPv6 ([`Flow6`]) H1 and H2 cover both 128-bit addresses, as Linux's
 //! `secure_tcpv6_syn_cookie` does (its hash input is the two addresses, the
@@ -55,7 +55,28 @@ pub struct Secret {
 }
 
 /// The secrets in force: cookies are issued with `current` and accepted
-/// under `current` or `previous` (rotation without a flag day).
+/// under `current`, or under `previous` (rotation without a flag day) in
+/// the minutes before `previous_until`.
+///
+/// Each secret tried costs a SipHash (H1) per ACK that reaches the check,
+/// and a forged ACK fails the first; trying `previous` on every one made
+/// a forged-ACK flood pay two. A cookie lives [`MAX_AGE`] minutes from the
+/// minute it was issued, and none is issued under `previous` after the
+/// rotation, so from `previous_until` = the rotation's minute + `MAX_AGE`
+/// (+ 1 for an engine that takes the new secret up a minute later) no
+/// cookie under it can pass the age check: [`check`] tries it only before
+/// (see [`Secrets::tries_previous`]). With the hourly rotation of `xstack
+/// serve` that is 3 minutes of every 60.
+///
+/// Why rotate at all, and why not faster: RFC 4987 §3.6 builds the cookie
+/// from a hash of the connection's addresses and ports and a secret, and
+/// sets no rotation period; Linux (`net/ipv4/syncookies.c`,
+/// `syncookie_secret`, `net_get_random_once`) keeps one secret per boot and
+/// gets freshness from the minute counter inside the hash (H2 here) and the
+/// `MAX_SYNCOOKIE_AGE` check. SipHash under a 128-bit key is a PRF: seen
+/// cookies tell nothing of the key, so a rotation only bounds how long a
+/// key leaked some other way stays useful. An hour keeps that bound and
+/// makes the second hash rare.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Secrets {
@@ -63,6 +84,42 @@ pub struct Secrets {
     pub current: Secret,
     /// The secret before the last rotation.
     pub previous: Secret,
+    /// The first minute (the cookie's `count`, [`count_from_ns`]) in which
+    /// no cookie under `previous` is valid any more; 0: never tried (no
+    /// rotation yet).
+    pub previous_until: u32,
+    /// Zero (keeps the struct free of padding).
+    pub pad: u32,
+}
+
+impl Secrets {
+    /// Secrets after a rotation in minute `count`: `fresh` for new cookies,
+    /// the current one kept as `previous` until no cookie issued under it
+    /// can be valid.
+    #[inline(always)]
+    pub fn rotated(&self, fresh: Secret, count: u32) -> Secrets {
+        Secrets {
+            current: fresh,
+            previous: self.current,
+            previous_until: count.saturating_add(MAX_AGE + 1),
+            pad: 0,
+        }
+    }
+
+    /// Whether [`check`] in minute `count` tries `previous` after
+    /// `current` failed: only while a cookie issued under it can still be
+    /// within its [`MAX_AGE`].
+    #[inline(always)]
+    pub fn tries_previous(&self, count: u32) -> bool {
+        count < self.previous_until
+    }
+
+    /// How many secrets [`check`] in minute `count` tries for a cookie
+    /// `current` refuses (1 or 2): the SipHash count of a forged ACK.
+    #[inline(always)]
+    pub fn tried(&self, count: u32) -> u32 {
+        1 + u32::from(self.tries_previous(count))
+    }
 }
 
 /// Options a cookie restores from the final ACK.
@@ -251,7 +308,8 @@ pub fn check_one<F: CookieFlow>(
     }
 }
 
-/// [`check_one`] under the current secret, then the previous one.
+/// [`check_one`] under the current secret, then, while it can still have
+/// valid cookies ([`Secrets::tries_previous`]), the previous one.
 #[inline(always)]
 pub fn check<F: CookieFlow>(
     secrets: &Secrets,
@@ -262,7 +320,10 @@ pub fn check<F: CookieFlow>(
 ) -> Option<u32> {
     match check_one(&secrets.current, f, client_isn, cookie, count) {
         Some(i) => Some(i),
-        None => check_one(&secrets.previous, f, client_isn, cookie, count),
+        None if secrets.tries_previous(count) => {
+            check_one(&secrets.previous, f, client_isn, cookie, count)
+        }
+        None => None,
     }
 }
 
@@ -270,6 +331,26 @@ pub fn check<F: CookieFlow>(
 #[inline(always)]
 pub fn count_from_ns(monotonic_ns: u64) -> u32 {
     (monotonic_ns / 60_000_000_000) as u32
+}
+
+/// How far the coarse clock (`bpf_ktime_get_coarse_ns`,
+/// CLOCK_MONOTONIC_COARSE: the time at the last tick) can lag
+/// CLOCK_MONOTONIC: one tick, 10 ms at the lowest `CONFIG_HZ` (100).
+pub const COARSE_CLOCK_SLACK_NS: u64 = 10_000_000;
+
+/// The minute counter to check a cookie in, from the coarse clock: the
+/// XDP program reads it on segments without SYN, where no other use
+/// needs more than a tick's precision and it costs no `rdtsc` (read_tsc
+/// and ktime_get_mono_fast_ns were 11% of the program's samples under
+/// `xstack bench cookies`). Cookies are issued in [`count_from_ns`] of the
+/// fine clock, which the coarse one trails by up to a tick: counted from
+/// `coarse_ns` + [`COARSE_CLOCK_SLACK_NS`], the minute is never below the
+/// fine clock's, so a cookie is never refused as "from the future" in the
+/// tick after a minute starts, and at most one tick's worth of its
+/// [`MAX_AGE`] is cut at the other end.
+#[inline(always)]
+pub fn check_count_from_coarse_ns(coarse_ns: u64) -> u32 {
+    count_from_ns(coarse_ns.saturating_add(COARSE_CLOCK_SLACK_NS))
 }
 
 /// TSval for a cookie SYN-ACK (Linux `cookie_init_timestamp`): our clock
@@ -333,6 +414,7 @@ mod tests {
         let s = Secrets {
             current: Secret { k0: 1, k1: 2 },
             previous: Secret { k0: 3, k1: 4 },
+            ..Secrets::default()
         };
         for idx in 0..4 {
             let c = generate(&s.current, &flow(), 12345, 1000, idx);
@@ -355,6 +437,7 @@ mod tests {
         let s = Secrets {
             current: Secret { k0: 1, k1: 2 },
             previous: Secret { k0: 3, k1: 4 },
+            ..Secrets::default()
         };
         let c = generate(&s.current, &flow(), 777, 50, 3);
         let mut other = flow();
@@ -364,24 +447,113 @@ mod tests {
         // shifts the MSS index, a distant one fails.
         assert_eq!(check(&s, &flow(), 777 + 0x10_0000, c, 50), None);
         assert_eq!(check(&s, &flow(), 777, c ^ 0x100, 50), None);
-        let rotated = Secrets {
-            current: Secret { k0: 9, k1: 9 },
-            previous: s.current,
-        };
+        let rotated = s.rotated(Secret { k0: 9, k1: 9 }, 50);
         assert_eq!(
             check(&rotated, &flow(), 777, c, 50),
             Some(3),
             "previous secret accepted"
         );
-        let twice = Secrets {
-            current: Secret { k0: 8, k1: 8 },
-            previous: rotated.current,
-        };
+        let twice = rotated.rotated(Secret { k0: 8, k1: 8 }, 50);
         assert_eq!(
             check(&twice, &flow(), 777, c, 50),
             None,
             "two rotations later"
         );
+    }
+
+    #[test]
+    fn a_cookie_from_before_a_rotation_checks_for_its_whole_lifetime() {
+        let old = Secrets {
+            current: Secret { k0: 1, k1: 2 },
+            ..Secrets::default()
+        };
+        // Issued at the end of minute 1000, the rotation in the same minute.
+        let c = generate(&old.current, &flow(), 4242, 1000, 2);
+        let s = old.rotated(Secret { k0: 5, k1: 6 }, 1000);
+        assert_eq!(check(&s, &flow(), 4242, c, 1000), Some(2));
+        assert_eq!(check(&s, &flow(), 4242, c, 1001), Some(2));
+        assert_eq!(check(&s, &flow(), 4242, c, 1002), None, "expired");
+        // New cookies are the fresh secret's.
+        let n = generate(&s.current, &flow(), 4242, 1001, 1);
+        assert_eq!(check(&s, &flow(), 4242, n, 1001), Some(1));
+    }
+
+    #[test]
+    fn a_forged_ack_long_after_a_rotation_costs_one_secret() {
+        let s = Secrets {
+            current: Secret { k0: 1, k1: 2 },
+            ..Secrets::default()
+        }
+        .rotated(Secret { k0: 5, k1: 6 }, 1000);
+        // Both while cookies under the old secret may live (MAX_AGE, and
+        // one minute for an engine that takes the new one up late) ...
+        for count in 1000..1000 + MAX_AGE + 1 {
+            assert_eq!(s.tried(count), 2, "minute {count}");
+        }
+        // ... then only the current one, for the rest of the hour.
+        for count in 1000 + MAX_AGE + 1..1060 {
+            assert_eq!(s.tried(count), 1, "minute {count}");
+        }
+        // Never rotated: one.
+        let fresh = Secrets {
+            current: Secret { k0: 1, k1: 2 },
+            previous: Secret { k0: 3, k1: 4 },
+            ..Secrets::default()
+        };
+        assert_eq!(fresh.tried(0), 1);
+        assert_eq!(fresh.tried(u32::MAX), 1);
+    }
+
+    #[test]
+    fn a_cookie_under_an_expired_previous_secret_is_refused() {
+        let old = Secret { k0: 1, k1: 2 };
+        let s = Secrets {
+            current: old,
+            ..Secrets::default()
+        }
+        .rotated(Secret { k0: 5, k1: 6 }, 1000);
+        // A cookie of the old secret carrying a fresh minute (as an
+        // attacker who learnt the old key could make): refused once the
+        // old secret is past its last valid minute.
+        let late = s.previous_until;
+        let c = generate(&old, &flow(), 7, late, 0);
+        assert_eq!(check_one(&old, &flow(), 7, c, late), Some(0));
+        assert_eq!(check(&s, &flow(), 7, c, late), None);
+        // The same cookie a minute before that still checks.
+        let c = generate(&old, &flow(), 7, late - 1, 0);
+        assert_eq!(check(&s, &flow(), 7, c, late - 1), Some(0));
+    }
+
+    #[test]
+    fn a_cookie_checks_against_the_coarse_clock_from_the_tick_it_is_issued() {
+        let s = Secrets {
+            current: Secret { k0: 1, k1: 2 },
+            ..Secrets::default()
+        };
+        let minute = 60_000_000_000u64;
+        // Issued (fine clock) just after minute 1000 starts, checked while
+        // the coarse clock still shows the tick before it.
+        for issued in [1000 * minute, 1000 * minute + 1, 1000 * minute + 3_999_999] {
+            let c = generate(&s.current, &flow(), 9, count_from_ns(issued), 1);
+            for lag in [0, 1, 4_000_000, COARSE_CLOCK_SLACK_NS] {
+                let coarse = issued - lag;
+                let n = check_count_from_coarse_ns(coarse);
+                assert!(n >= count_from_ns(issued) && n <= count_from_ns(issued) + 1);
+                assert_eq!(
+                    check(&s, &flow(), 9, c, n),
+                    Some(1),
+                    "issued {issued}, coarse lag {lag}"
+                );
+            }
+        }
+        // Its lifetime ends at most a slack early: valid a slack before
+        // MAX_AGE minutes after its minute began, expired after.
+        let c = generate(&s.current, &flow(), 9, 1000, 1);
+        let end = (1000 + u64::from(MAX_AGE)) * minute;
+        let n = check_count_from_coarse_ns(end - COARSE_CLOCK_SLACK_NS - 1);
+        assert_eq!(check(&s, &flow(), 9, c, n), Some(1));
+        let n = check_count_from_coarse_ns(end - COARSE_CLOCK_SLACK_NS);
+        assert_eq!(check(&s, &flow(), 9, c, n), None);
     }
 
     #[test]
@@ -391,6 +563,7 @@ mod tests {
         let s = Secrets {
             current: Secret { k0: 11, k1: 12 },
             previous: Secret { k0: 13, k1: 14 },
+            ..Secrets::default()
         };
         let mut x = 0x1234_5678u32;
         let mut hits = 0;
@@ -444,6 +617,7 @@ mod tests {
         let s = Secrets {
             current: Secret { k0: 1, k1: 2 },
             previous: Secret { k0: 3, k1: 4 },
+            ..Secrets::default()
         };
         for idx in 0..4 {
             let c = generate(&s.current, &flow6(), 12345, 1000, idx);

@@ -68,14 +68,24 @@ pub(crate) fn insert_flow6(k: &Flow6Key) {
     let _ = FLOWS6.insert(k, &FLOW_KNOWN, 0);
 }
 
+/// Sets the hint's bit of `slot`. An atomic OR (`BPF_ATOMIC | BPF_OR`):
+/// two CPUs setting bits of the same word both keep theirs, so a source
+/// with an entry never finds its bit clear.
 #[inline(always)]
 fn set_hint(slot: u32) {
-    if let Some(p) = FLOW_HINTS.get_ptr_mut(slot) {
-        // SAFETY: an array slot; a byte store, so racing writers of other
-        // slots lose nothing, and every writer writes 1.
+    let (word, bit) = hint::word_bit(slot);
+    if let Some(p) = FLOW_HINTS.get_ptr_mut(word) {
+        // SAFETY: an array slot, 8-byte aligned, living as long as the
+        // program; only ever accessed as a whole word or atomically.
         unsafe {
-            if *p == 0 {
-                *p = 1;
+            if *p & bit == 0 {
+                // The target has no `AtomicU64::fetch_or` (no CAS); the
+                // intrinsic is the one instruction.
+                core::intrinsics::atomic_or::<
+                    u64,
+                    u64,
+                    { core::intrinsics::AtomicOrdering::Relaxed },
+                >(p, bit);
             }
         }
     }
@@ -85,8 +95,9 @@ fn set_hint(slot: u32) {
 /// it has none, and the table lookup can be skipped.
 #[inline(always)]
 fn may_be_known(slot: u32) -> bool {
-    match FLOW_HINTS.get(slot) {
-        Some(&v) => v != 0,
+    let (word, bit) = hint::word_bit(slot);
+    match FLOW_HINTS.get(word) {
+        Some(&v) => v & bit != 0,
         None => true,
     }
 }
@@ -137,8 +148,12 @@ fn class_of(f: u8, payload: usize) {
     });
 }
 
-/// The time now if a cookie SYN-ACK (of either family) was sent within a
-/// cookie's lifetime, or while userspace arms the unknown-segment filter
+/// The time now (the coarse clock, `bpf_ktime_get_coarse_ns`: no
+/// `rdtsc`; a tick behind at most, which no use here notices — the filter
+/// lasts up to a tick longer, the cookie check counts its minute with
+/// `cookie::check_count_from_coarse_ns`) if a cookie SYN-ACK (of either
+/// family) was sent within a cookie's lifetime, or while userspace arms the
+/// unknown-segment filter
 /// (`FILTER_UNTIL` in the future: the engine sees a flood of segments for
 /// no connection), else `None`: segments without SYN take the shortest
 /// path. While `Some`, unknown ACKs that are no valid cookie and unknown
@@ -160,11 +175,13 @@ fn cookies_in_use() -> Option<u64> {
         return None;
     }
     // SAFETY: helper without arguments.
-    let now = unsafe { h::bpf_ktime_get_ns() };
+    let now = unsafe { h::bpf_ktime_get_coarse_ns() };
     if now < until {
         return Some(now);
     }
-    if last_cookie == 0 || now.wrapping_sub(last_cookie) >= COOKIE_WINDOW_NS {
+    // Saturating: the last cookie's time is the fine clock's, which can be
+    // up to a tick ahead of `now`.
+    if last_cookie == 0 || now.saturating_sub(last_cookie) >= COOKIE_WINDOW_NS {
         return None;
     }
     Some(now)

@@ -1,7 +1,8 @@
 //! What the xstack XDP program and userspace share: the `#[repr(C)]` map
 //! keys and values, the counter sets ([`counters!`], the one way to declare
 //! them), the SYN cookie arithmetic ([`cookie`]), the SYN rate limits
-//! ([`limit`]) and the one SipHash ([`siphash`]).
+//! ([`limit`]), the one SipHash ([`siphash`]) and the TCP option walk
+//! with its fast path ([`tcpopt`]).
 //!
 //! The shared types are plain old data. Everything compiles for both
 //! `bpfel-unknown-none` (the XDP program) and the host (the `user` feature adds
@@ -13,6 +14,7 @@ pub mod cookie;
 pub mod hint;
 pub mod limit;
 pub mod siphash;
+pub mod tcpopt;
 
 /// Highest number of AF_XDP sockets (one per rx queue) the XSKMAP holds.
 pub const MAX_QUEUES: u32 = 64;

@@ -56,6 +56,10 @@
 //! this file compiles to an empty binary so `cargo build --workspace` works.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// `core::intrinsics::atomic_or` (`flows::set_hint`): the BPF target has no
+// atomic `fetch_or`.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {
@@ -89,7 +93,7 @@ mod maps {
         maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap},
     };
     use stack_ebpf::{
-        cookie::Secrets, hint::FLOW_HINT_SLOTS, limit::SOURCE_CELLS, Addr6Key, AddrKey, Counter,
+        cookie::Secrets, hint::FLOW_HINT_WORDS, limit::SOURCE_CELLS, Addr6Key, AddrKey, Counter,
         CounterSet, FastpathConfig, FastpathState, Flow6Key, FlowKey, Port6Key, PortKey,
         PrefixAddr, PrefixAddr6, TcpClass, COUNTER_COUNT, MAX_FLOWS, MAX_FLOWS6, MAX_OWNED_ADDRS,
         MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES, SIGNAL_COUNT, TCP_CLASS_COUNT,
@@ -169,11 +173,11 @@ mod maps {
     #[map]
     pub(crate) static SYN_SOURCES6: Array<u64> = Array::with_max_entries(SOURCE_CELLS, 0);
 
-    /// The flow-source hint: a byte per slot, set for every source that
-    /// got a `FLOWS`/`FLOWS6` entry ([`stack_ebpf::hint`]); a clear slot
-    /// skips the table lookup.
+    /// The flow-source hint: a bit per slot, 64 to a word, set for every
+    /// source that got a `FLOWS`/`FLOWS6` entry ([`stack_ebpf::hint`]); a
+    /// clear bit skips the table lookup.
     #[map]
-    pub(crate) static FLOW_HINTS: Array<u8> = Array::with_max_entries(FLOW_HINT_SLOTS, 0);
+    pub(crate) static FLOW_HINTS: Array<u64> = Array::with_max_entries(FLOW_HINT_WORDS, 0);
 
     /// Known flows (see [`crate::flows`]).
     #[map]

@@ -1,6 +1,8 @@
 //! Bounds-checked reads of Ethernet / ARP / IPv4 / TCP headers and the
 //! TCP option walk (RFC 9293 §3.1, §3.2).
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{helpers::generated as h, programs::XdpContext};
 
 pub(crate) const ETH_HLEN: usize = 14;
@@ -68,132 +70,81 @@ pub(crate) fn raw16(p: *const u8) -> u16 {
     unsafe { u16::from_ne_bytes([*p, *p.add(1)]) }
 }
 
-/// Parsed TCP options. Plain integers and flag bits, no `Option`s: the
-/// parser's outcome never decides a memory access, so the verifier can
-/// treat these as imprecise and prune its states.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct TcpOpts {
-    pub(crate) mss: u32,
-    pub(crate) wscale: u32,
-    pub(crate) tsval: u32,
-    pub(crate) tsecr: u32,
-    /// `OPT_*` bits.
-    pub(crate) has: u32,
-}
+use stack_ebpf::tcpopt::{self, OptWalk, DEFAULT_MSS, OPT_BAD};
+pub(crate) use stack_ebpf::tcpopt::{TcpOpts, OPT_SACK, OPT_TS, OPT_WSCALE};
 
-pub(crate) const OPT_WSCALE: u32 = 1;
-pub(crate) const OPT_SACK: u32 = 2;
-pub(crate) const OPT_TS: u32 = 4;
-pub(crate) const OPT_BAD: u32 = 8;
-
-/// State of the option walk, on the caller's stack, handed to the
-/// `bpf_loop` callback [`opt_step`].
-#[repr(C)]
-struct OptWalk {
-    /// The options as read; only the first `optlen` bytes are written.
-    buf: [core::mem::MaybeUninit<u8>; 64],
-    optlen: u64,
-    next: u64,
-    o: TcpOpts,
-}
-
-impl OptWalk {
-    /// A walk with nothing read yet in `raw`: the buffer left as it is,
-    /// the rest zero but the default MSS (RFC 9293 §3.7.1: 536). Written as
-    /// a struct literal, the zeroing became two calls of the BPF `memset`,
-    /// a loop of one byte per iteration over 96 bytes: about 12% of the
-    /// whole program's time on a SYN. The buffer needs none: `opt_step`
-    /// reads only the bytes `bpf_xdp_load_bytes` wrote, and the verifier
-    /// lets a program read uninitialised stack when its loader has
-    /// CAP_PERFMON, which xstack requires (`check_privileges`). The rest is
-    /// zeroed a byte at a time: 64-bit stores of zero made the verifier
-    /// track `next` as a spilled constant and walk the callback's states
-    /// past its 1M-instruction limit; byte stores leave it as the `memset`
-    /// did.
-    #[inline(always)]
-    fn zeroed_in(raw: &mut core::mem::MaybeUninit<OptWalk>) -> &mut OptWalk {
-        let p = raw.as_mut_ptr();
-        // SAFETY: the writes stay inside the local `raw`, past `buf`;
-        // volatile, so that they are not merged into a `memset` call or
-        // into wider stores.
-        unsafe {
-            let b = p as *mut u8;
-            for i in core::mem::offset_of!(OptWalk, optlen)..core::mem::size_of::<OptWalk>() {
-                core::ptr::write_volatile(b.add(i), 0);
-            }
-            (*p).o.mss = 536;
-            // Every field but `buf` was written, and they are plain
-            // integers; `buf` is `MaybeUninit`.
-            &mut *p
+/// A walk with nothing read yet in `raw`: the buffer left as it is,
+/// the rest zero but the default MSS (RFC 9293 §3.7.1: 536). Written as
+/// a struct literal, the zeroing became two calls of the BPF `memset`,
+/// a loop of one byte per iteration over 96 bytes: about 12% of the
+/// whole program's time on a SYN. The buffer needs none: `opt_step`
+/// reads only the bytes `bpf_xdp_load_bytes` wrote, and the verifier
+/// lets a program read uninitialised stack when its loader has
+/// CAP_PERFMON, which xstack requires (`check_privileges`). The rest is
+/// zeroed a byte at a time: 64-bit stores of zero made the verifier
+/// track `next` as a spilled constant and walk the callback's states
+/// past its 1M-instruction limit; byte stores leave it as the `memset`
+/// did.
+#[inline(always)]
+fn zeroed_in(raw: &mut core::mem::MaybeUninit<OptWalk>) -> &mut OptWalk {
+    let p = raw.as_mut_ptr();
+    // SAFETY: the writes stay inside the local `raw`, past `buf`;
+    // volatile, so that they are not merged into a `memset` call or
+    // into wider stores.
+    unsafe {
+        let b = p as *mut u8;
+        for i in core::mem::offset_of!(OptWalk, optlen)..core::mem::size_of::<OptWalk>() {
+            core::ptr::write_volatile(b.add(i), 0);
         }
+        (*p).o.mss = DEFAULT_MSS;
+        // Every field but `buf` was written, and they are plain
+        // integers; `buf` is `MaybeUninit`.
+        &mut *p
     }
 }
 
-/// One step of the option walk: the option at `next`. Returns 1 to stop.
-/// Run by `bpf_loop`, so the verifier checks this body once for all
-/// iterations instead of once per path through 40 unrolled steps.
+/// One step of the option walk ([`tcpopt::step`]): the option at `next`.
+/// Returns 1 to stop. Run by `bpf_loop`, so the verifier checks this body
+/// once for all iterations instead of once per path through 40 unrolled
+/// steps.
 #[inline(never)]
 extern "C" fn opt_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
-    // SAFETY: bpf_loop passes the `OptWalk` its caller gave it.
-    let w = unsafe { &mut *(ctx as *mut OptWalk) };
-    let optlen = w.optlen & 63;
-    let i = (w.next & 63) as usize;
-    if w.next >= optlen {
-        return 1;
+    // SAFETY: bpf_loop passes the `OptWalk` its caller gave it, whose
+    // first `optlen` bytes `bpf_xdp_load_bytes` wrote.
+    unsafe { tcpopt::step(&mut *(ctx as *mut OptWalk)) }
+}
+
+/// The usual layouts ([`tcpopt::fast4`], [`tcpopt::fast12`],
+/// [`tcpopt::fast20`]) read where they lie in the packet; `None`: another
+/// length or layout, for the walk.
+#[inline(always)]
+fn fast_options(ctx: &XdpContext, off: usize, optlen: usize) -> Option<TcpOpts> {
+    let at = off + 20;
+    // SAFETY (each arm): `ptr_at` checked the bytes the array covers.
+    match optlen {
+        4 => tcpopt::fast4(unsafe { &*(ptr_at(ctx, at, 4)? as *const [u8; 4]) }),
+        12 => tcpopt::fast12(unsafe { &*(ptr_at(ctx, at, 12)? as *const [u8; 12]) }),
+        20 => tcpopt::fast20(unsafe { &*(ptr_at(ctx, at, 20)? as *const [u8; 20]) }),
+        _ => None,
     }
-    // SAFETY (here and below): only bytes below `optlen`, which
-    // `bpf_xdp_load_bytes` wrote, are read.
-    let kind = unsafe { w.buf[i].assume_init() };
-    if kind == 0 {
-        return 1;
-    }
-    if kind == 1 {
-        w.next += 1;
-        return 0;
-    }
-    if w.next + 1 >= optlen {
-        w.o.has |= OPT_BAD;
-        return 1;
-    }
-    let len = unsafe { w.buf[(i + 1) & 63].assume_init() } as u64;
-    if len < 2 || w.next + len > optlen {
-        w.o.has |= OPT_BAD;
-        return 1;
-    }
-    // `next + len <= optlen`: the option's bytes are all below it.
-    let b = |k: usize| unsafe { w.buf[(i + k) & 63].assume_init() };
-    match (kind, len) {
-        (2, 4) => w.o.mss = u32::from(u16::from_be_bytes([b(2), b(3)])),
-        (3, 3) => {
-            w.o.wscale = u32::from(b(2));
-            w.o.has |= OPT_WSCALE;
-        }
-        (4, 2) => w.o.has |= OPT_SACK,
-        (8, 10) => {
-            w.o.tsval = u32::from_be_bytes([b(2), b(3), b(4), b(5)]);
-            w.o.tsecr = u32::from_be_bytes([b(6), b(7), b(8), b(9)]);
-            w.o.has |= OPT_TS;
-        }
-        (2, _) | (3, _) | (4, _) | (8, _) => {
-            w.o.has |= OPT_BAD;
-            return 1;
-        }
-        _ => {}
-    }
-    w.next += len;
-    0
 }
 
 /// RFC 9293 §3.2 option list of the segment at `off` with data offset
-/// `doff`, into `out`. Returns 0, or 1 (and leaves `out` alone) when an
-/// option runs past the header or has a bad length. Not inlined: its walk
-/// state lives in its own stack frame.
+/// `doff`, into `out`. Returns 0 (`out` written), or 1 (and leaves `out`
+/// alone) when an option runs past the header or has a bad length. Not
+/// inlined: its walk state lives in its own stack frame. `out` is
+/// uninitialised memory of the caller's: zeroing a `TcpOpts` there first
+/// was a call of the BPF `memset`, a byte loop, on every SYN.
 #[inline(never)]
-pub(crate) fn parse_options(ctx: &XdpContext, off: usize, doff: usize, out: &mut TcpOpts) -> u32 {
+pub(crate) fn parse_options(
+    ctx: &XdpContext,
+    off: usize,
+    doff: usize,
+    out: &mut MaybeUninit<TcpOpts>,
+) -> u32 {
     match parse_options_inner(ctx, off, doff) {
         Some(o) => {
-            *out = o;
+            out.write(o);
             0
         }
         None => 1,
@@ -202,9 +153,12 @@ pub(crate) fn parse_options(ctx: &XdpContext, off: usize, doff: usize, out: &mut
 
 #[inline(always)]
 fn parse_options_inner(ctx: &XdpContext, off: usize, doff: usize) -> Option<TcpOpts> {
-    let mut raw = core::mem::MaybeUninit::uninit();
-    let w = OptWalk::zeroed_in(&mut raw);
     let optlen = (doff * 4).wrapping_sub(20);
+    if let Some(o) = fast_options(ctx, off, optlen) {
+        return Some(o);
+    }
+    let mut raw = core::mem::MaybeUninit::uninit();
+    let w = zeroed_in(&mut raw);
     if optlen == 0 {
         return Some(w.o);
     }

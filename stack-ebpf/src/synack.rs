@@ -408,15 +408,14 @@ unsafe fn sum16(p: *const u8, n: usize) -> u64 {
 /// `Flow6`), MSS MTU − 60 (`cfg.mss` − 20) and the client's clamped to
 /// it, hop limit `cfg.ttl`, the TCP checksum over the IPv6 pseudo-header
 /// (RFC 8200 §8.1). The addresses and MACs are swapped where they are.
-/// Reads the configuration and the clock itself, and on success records
-/// the cookie's time (`last_cookie_ns`): its caller's frame stays small.
+/// Reads the configuration itself and takes the clock its caller read for
+/// the SYN (`now`: one read per SYN), and on success records the cookie's
+/// time (`last_cookie_ns`): its caller's frame stays small.
 #[inline(never)]
-pub(crate) fn cookie_synack6(ctx: &XdpContext, opts: &TcpOpts, syn_flags: u8) -> Counter {
+pub(crate) fn cookie_synack6(ctx: &XdpContext, opts: &TcpOpts, syn_flags: u8, now: u64) -> Counter {
     let Some(cfg) = FASTPATH_CONFIG.get(0) else {
         return Counter::DropSynAckBuild;
     };
-    // SAFETY: helper without arguments.
-    let now = unsafe { h::bpf_ktime_get_ns() };
     // Ethernet, the 40-byte IPv6 header, then TCP at 54.
     let Some(p) = ptr_at(ctx, 0, ETH_HLEN + 60) else {
         return Counter::DropTcpTruncated;
@@ -489,13 +488,19 @@ pub(crate) fn mark_synack_for_engine(ctx: &XdpContext) -> bool {
     if m + COOKIE_META_LEN > ctx.data() {
         return false;
     }
-    let meta = CookieMeta {
-        magic: COOKIE_META_SYNACK,
-        ..CookieMeta::default()
-    };
-    // SAFETY: the metadata area was just grown to COOKIE_META_LEN bytes and
-    // checked against `data`.
-    unsafe { core::ptr::write_unaligned(m as *mut CookieMeta, meta) };
+    // Word by word, volatile: a `CookieMeta` written whole had its 12
+    // zero bytes set by a call of the BPF `memset` (a byte loop) on every
+    // cookie SYN-ACK sent this way.
+    let w = m as *mut u32;
+    // SAFETY: the metadata area was just grown to COOKIE_META_LEN (16)
+    // bytes and checked against `data`; `CookieMeta` is four words,
+    // `magic` first, the rest zero here.
+    unsafe {
+        write_volatile(w, COOKIE_META_SYNACK);
+        write_volatile(w.add(1), 0);
+        write_volatile(w.add(2), 0);
+        write_volatile(w.add(3), 0);
+    }
     true
 }
 
@@ -509,10 +514,12 @@ fn restored(
     doff: usize,
     mss_idx: u32,
 ) -> Result<CookieMeta, Counter> {
-    let mut opts = TcpOpts::default();
+    let mut opts = core::mem::MaybeUninit::<TcpOpts>::uninit();
     if parse_options(ctx, off, doff, &mut opts) != 0 {
         return Err(Counter::DropTcpOptions);
     }
+    // SAFETY: `parse_options` returned 0: it wrote `opts`.
+    let opts = unsafe { opts.assume_init_ref() };
     let mut meta = CookieMeta {
         magic: COOKIE_META_MAGIC,
         mss: cookie::MSS_TABLE[(mss_idx & 3) as usize],
@@ -557,7 +564,8 @@ fn put_meta(ctx: &XdpContext, meta: CookieMeta) -> bool {
 }
 
 /// An ACK for no known flow while cookies are in use: the final ACK of a
-/// cookie handshake if its cookie checks (Linux `cookie_v4_check`).
+/// cookie handshake if its cookie checks (Linux `cookie_v4_check`). `now`
+/// is the coarse clock's (`flows::cookies_in_use`).
 #[inline(never)]
 pub(crate) fn cookie_ack(ctx: &XdpContext, off: usize, key: &FlowKey, now: u64) -> Counter {
     let Some(secrets) = SECRETS.get(0) else {
@@ -579,7 +587,7 @@ pub(crate) fn cookie_ack(ctx: &XdpContext, off: usize, key: &FlowKey, now: u64) 
         &flow,
         seq.wrapping_sub(1),
         ack.wrapping_sub(1),
-        cookie::count_from_ns(now),
+        cookie::check_count_from_coarse_ns(now),
     ) else {
         return Counter::DropCookieInvalid;
     };
@@ -632,7 +640,7 @@ pub(crate) fn cookie_ack6(ctx: &XdpContext, off: usize, now: u64) -> Counter {
         &flow,
         seq.wrapping_sub(1),
         ack.wrapping_sub(1),
-        cookie::count_from_ns(now),
+        cookie::check_count_from_coarse_ns(now),
     ) else {
         return Counter::DropCookieInvalid;
     };

@@ -3,6 +3,8 @@
 //! cookie-or-engine decision over IPv4 ([`syn`]) and IPv6 ([`syn6`]; its
 //! lists and buckets are `classify6`'s).
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::generated as h,
@@ -71,10 +73,12 @@ pub(crate) fn syn(
     doff: usize,
     flags: u8,
 ) -> (u32, Counter) {
-    let mut opts = TcpOpts::default();
+    let mut opts = MaybeUninit::<TcpOpts>::uninit();
     if parse_options(ctx, off, doff, &mut opts) != 0 {
         return (xdp_action::XDP_DROP, Counter::DropTcpOptions);
     }
+    // SAFETY: `parse_options` returned 0: it wrote `opts`.
+    let opts = unsafe { opts.assume_init_ref() };
     let Some(cfg) = FASTPATH_CONFIG.get(0) else {
         return redirect(ctx, Counter::RedirectTcp);
     };
@@ -142,7 +146,7 @@ pub(crate) fn syn(
         return (xdp_action::XDP_DROP, Counter::DropSynIpOptions);
     }
     mark_cookie_answered(ctx, off);
-    let c = cookie_synack(ctx, cfg, &opts, flags, now);
+    let c = cookie_synack(ctx, cfg, opts, flags, now);
     if c != Counter::TxCookieSynAck {
         return (xdp_action::XDP_DROP, c);
     }
@@ -186,13 +190,17 @@ pub(crate) fn syn6(
     flags: u8,
     ext: bool,
 ) -> (u32, Counter) {
-    let mut opts = TcpOpts::default();
-    match syn6_verdict(ctx, off, doff, ext, &mut opts) {
+    let mut out = Syn6Out {
+        opts: MaybeUninit::uninit(),
+        now: 0,
+    };
+    match syn6_verdict(ctx, off, doff, ext, &mut out) {
         Counter::TxCookieSynAck6 => {}
         Counter::RedirectTcp6 => return redirect(ctx, Counter::RedirectTcp6),
         c => return (xdp_action::XDP_DROP, c),
     }
-    let c = cookie_synack6(ctx, &opts, flags);
+    // SAFETY: the verdict is given after `parse_options` wrote `opts`.
+    let c = cookie_synack6(ctx, unsafe { out.opts.assume_init_ref() }, flags, out.now);
     if c != Counter::TxCookieSynAck6 {
         return (xdp_action::XDP_DROP, c);
     }
@@ -210,8 +218,18 @@ pub(crate) fn syn6(
     (send_back(ctx, cfg_flags), c)
 }
 
+/// What [`syn6_verdict`] hands the SYN-ACK: one pointer (a BPF function
+/// takes five arguments at most).
+struct Syn6Out {
+    /// The SYN's options, written when the verdict is a cookie.
+    opts: MaybeUninit<TcpOpts>,
+    /// The clock read for the SYN.
+    now: u64,
+}
+
 /// [`syn6`]'s decision: `TxCookieSynAck6` when XDP is to answer with a
-/// cookie (the SYN's options in `opts`), `RedirectTcp6` for the engine,
+/// cookie (the SYN's options and the clock it read in `out`),
+/// `RedirectTcp6` for the engine,
 /// or a drop reason. Not inlined: its locals live in their own frame.
 #[inline(never)]
 fn syn6_verdict(
@@ -219,8 +237,9 @@ fn syn6_verdict(
     off: usize,
     doff: usize,
     ext: bool,
-    opts: &mut TcpOpts,
+    out: &mut Syn6Out,
 ) -> Counter {
+    let opts = &mut out.opts;
     if parse_options(ctx, off, doff, opts) != 0 {
         return Counter::DropTcpOptions;
     }
@@ -234,6 +253,8 @@ fn syn6_verdict(
     let state = unsafe { &mut *state };
     // SAFETY: helper without arguments.
     let now = unsafe { h::bpf_ktime_get_ns() };
+    // The SYN-ACK's clock too: one read per SYN.
+    out.now = now;
     let cookies = match cfg.syncookies {
         SYNCOOKIES_ALWAYS => true,
         SYNCOOKIES_AUTO => auto_mode(cfg, state, now),

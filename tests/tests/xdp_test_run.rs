@@ -603,7 +603,7 @@ fn forged_expired_and_unknown_acks_are_dropped_while_cookies_are_in_use() {
     let (v, c, _, _) = moved(&mut p, &segment(0x04, SEQ + 1, 0, &[], &[]));
     assert_eq!((v, c), (XDP_DROP, Counter::DropNoFlow));
     // After two rotations the cookie's secret is gone.
-    let r1 = xstack::datapath::fastpath::rotate(&secrets);
+    let r1 = xstack::datapath::fastpath::rotate(&secrets, now_count());
     p.set_secrets(&r1).unwrap();
     let (v, c, _, _) = moved(
         &mut p,
@@ -617,10 +617,35 @@ fn forged_expired_and_unknown_acks_are_dropped_while_cookies_are_in_use() {
     let mut other = segment(0x10, SEQ + 1, isn.wrapping_add(1), &[], &[]);
     other[34..36].copy_from_slice(&40009u16.to_be_bytes());
     fix_tcp_checksum(&mut other);
-    p.set_secrets(&xstack::datapath::fastpath::rotate(&r1))
+    p.set_secrets(&xstack::datapath::fastpath::rotate(&r1, now_count()))
         .unwrap();
     let (v, c, _, _) = moved(&mut p, &other);
     assert_eq!((v, c), (XDP_DROP, Counter::DropCookieInvalid));
+}
+
+/// The previous secret is tried only while cookies issued under it can
+/// still be valid (`Secrets::previous_until`): a genuine cookie of the
+/// secret rotated out `MAX_AGE` + 1 minutes ago is refused without its
+/// hash, the same cookie after a rotation this minute is accepted.
+#[test]
+fn xdp_tries_the_previous_secret_only_while_its_cookies_can_live() {
+    let (mut p, _sock) = program(true);
+    cookies(&mut p, SynCookies::Always);
+    let secrets = p.secrets().unwrap();
+    let (v, _, out, _) = moved(&mut p, &segment(0x02, SEQ, 0, &[], &[]));
+    assert_eq!(v, XDP_TX);
+    let isn = u32::from_be_bytes(out[38..42].try_into().unwrap());
+    let ack = segment(0x10, SEQ + 1, isn.wrapping_add(1), &[], &[]);
+    let long_ago = now_count() - cookie::MAX_AGE - 1;
+    let stale = xstack::datapath::fastpath::rotate(&secrets, long_ago);
+    assert!(!stale.tries_previous(now_count()));
+    p.set_secrets(&stale).unwrap();
+    let (v, c, _, _) = moved(&mut p, &ack);
+    assert_eq!((v, c), (XDP_DROP, Counter::DropCookieInvalid));
+    p.set_secrets(&xstack::datapath::fastpath::rotate(&secrets, now_count()))
+        .unwrap();
+    let (v, c, _, _) = moved(&mut p, &ack);
+    assert_eq!((v, c), (XDP_REDIRECT, Counter::RedirectCookieAck));
 }
 
 /// `segment` from another source port: a 4-tuple nobody knows.
@@ -666,7 +691,10 @@ fn the_unknown_segment_filter_drops_forged_acks_and_rsts_until_its_deadline() {
         "a known flow still reaches the engine"
     );
 
-    p.set_filter_until(monotonic_ns() - 1).unwrap();
+    // Past by more than a tick: XDP reads the coarse clock, which trails
+    // CLOCK_MONOTONIC by up to one (`cookie::COARSE_CLOCK_SLACK_NS`).
+    p.set_filter_until(monotonic_ns() - cookie::COARSE_CLOCK_SLACK_NS)
+        .unwrap();
     let (v, c, _, _) = moved(&mut p, &forged_ack);
     assert_eq!(
         (v, c),

@@ -707,7 +707,7 @@ fn forged_and_expired_ipv6_cookie_acks_are_dropped_and_counted() {
     let (v, c, _, _) = moved(&mut p, &seg6(40000, RST, SEQ + 1, 0, &[], &[]));
     assert_eq!((v, c), (XDP_DROP, Counter::DropNoFlow));
     // The real one still passes, under the previous secret after a rotation.
-    p.set_secrets(&xstack::datapath::fastpath::rotate(&secrets))
+    p.set_secrets(&xstack::datapath::fastpath::rotate(&secrets, now_count()))
         .unwrap();
     let (v, c, _, _) = moved(
         &mut p,
@@ -803,7 +803,10 @@ fn the_unknown_segment_filter_drops_forged_ipv6_acks_and_rsts_until_its_deadline
         XDP_REDIRECT,
         Counter::RedirectTcp6,
     );
-    p.set_filter_until(monotonic_ns() - 1).unwrap();
+    // Past by more than a tick: XDP reads the coarse clock, which trails
+    // CLOCK_MONOTONIC by up to one (`cookie::COARSE_CLOCK_SLACK_NS`).
+    p.set_filter_until(monotonic_ns() - cookie::COARSE_CLOCK_SLACK_NS)
+        .unwrap();
     expect(&mut p, &forged_ack, XDP_REDIRECT, Counter::RedirectTcp6);
     expect(&mut p, &forged_rst, XDP_REDIRECT, Counter::RedirectTcp6);
 }

@@ -487,17 +487,19 @@ pub fn random_source_key() -> stack_ebpf::limit::SourceKey {
     k
 }
 
-/// Secrets after a rotation: a fresh current one, the old current kept as
-/// previous (cookies issued before stay valid until they expire).
-pub fn rotate(s: &Secrets) -> Secrets {
-    Secrets {
-        current: random_secret(),
-        previous: s.current,
-    }
+/// Secrets after a rotation in cookie minute `count` (the XDP program's
+/// clock, [`stack_ebpf::cookie::count_from_ns`] of CLOCK_MONOTONIC): a
+/// fresh current one, the old current kept as previous until the cookies
+/// issued before expire ([`Secrets::rotated`]).
+pub fn rotate(s: &Secrets, count: u32) -> Secrets {
+    s.rotated(random_secret(), count)
 }
 
-/// How often `xstack serve` rotates the cookie secret.
-pub const SECRET_ROTATION: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often `xstack serve` rotates the cookie secret: hourly, so that a
+/// forged ACK is checked under one secret in 57 minutes of 60 (the
+/// previous one is tried only while its cookies can live; the reasons, and
+/// Linux's one secret per boot, at [`Secrets`]).
+pub const SECRET_ROTATION: std::time::Duration = std::time::Duration::from_secs(3600);
 
 #[cfg(test)]
 mod tests {
@@ -559,10 +561,13 @@ mod tests {
         let s = Secrets {
             current: random_secret(),
             previous: random_secret(),
+            ..Secrets::default()
         };
-        let r = rotate(&s);
+        let r = rotate(&s, 1000);
         assert_eq!(r.previous, s.current);
         assert_ne!(r.current, s.current);
+        assert!(r.tries_previous(1000 + stack_ebpf::cookie::MAX_AGE));
+        assert!(!r.tries_previous(1000 + stack_ebpf::cookie::MAX_AGE + 1));
     }
 
     #[test]

@@ -384,6 +384,8 @@ impl XdpProgram {
         p.set_secrets(&Secrets {
             current: crate::datapath::fastpath::random_secret(),
             previous: crate::datapath::fastpath::random_secret(),
+            previous_until: 0,
+            pad: 0,
         })?;
         Ok(p)
     }

@@ -352,11 +352,14 @@ pub fn run(config: ServeConfig) -> Result<serde_json::Value> {
     let why = loop {
         if let Ok(mut p) = prog.lock() {
             p.flush_logs();
-            // Rotate the cookie secret, keeping the previous one valid.
+            // Rotate the cookie secret, keeping the previous one valid
+            // while its cookies can be (from this minute of XDP's clock).
             if last_rotation.elapsed() >= crate::datapath::fastpath::SECRET_ROTATION {
                 match p.secrets() {
                     Ok(s) => {
-                        let next = crate::datapath::fastpath::rotate(&s);
+                        let count =
+                            stack_ebpf::cookie::count_from_ns(crate::datapath::xdp::monotonic_ns());
+                        let next = crate::datapath::fastpath::rotate(&s, count);
                         match p.set_secrets(&next) {
                             Ok(()) => secrets.publish(next),
                             Err(e) => log::warn!("rotating the SYN cookie secret: {e}"),

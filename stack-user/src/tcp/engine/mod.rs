@@ -260,6 +260,8 @@ impl TcpEngine {
             cookie_secrets: Secrets {
                 current: own,
                 previous: own,
+                previous_until: 0,
+                pad: 0,
             },
             cookie_clock_offset_us: 0,
             state_counts: [0; N_STATES],

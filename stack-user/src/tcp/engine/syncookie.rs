@@ -6,8 +6,9 @@ use super::*;
 
 impl TcpEngine {
     /// Sets the SYN cookie secrets (the same ones the XDP program uses, so
-    /// either side validates the other's cookies). Rotate by moving
-    /// `current` to `previous`.
+    /// either side validates the other's cookies). Rotate with
+    /// `Secrets::rotated`: the engine's check (`stack_ebpf::cookie::check`,
+    /// as XDP's) tries `previous` only before its `previous_until`.
     pub fn set_cookie_secrets(&mut self, secrets: Secrets) {
         self.cookie_secrets = secrets;
     }

@@ -31,6 +31,8 @@ fn flow() -> Flow {
 const SECRETS: Secrets = Secrets {
     current: Secret { k0: 11, k1: 22 },
     previous: Secret { k0: 33, k1: 44 },
+    previous_until: 0,
+    pad: 0,
 };
 
 /// A SYN with window scale 7, SACK-permitted and timestamps.
