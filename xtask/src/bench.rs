@@ -50,6 +50,10 @@ pub fn bench(seconds: u32) -> Result<()> {
             "synflood",
             "--seconds",
             "2",
+            // The three systems and the floor (an XDP program that only
+            // drops), against which issue 14's cost ratios are read.
+            "--systems",
+            "linux,synproxy,xstack,xdp-drop",
             "--out",
             "target/synflood",
         ]))?;

@@ -1142,9 +1142,11 @@ fn generator_max(generator: Generator) -> Result<f64> {
 /// no-flood row is the point at rate 0). Plain SVG text.
 pub fn svg(kind: &str, cells: &[Cell], systems: &[String]) -> String {
     let (w, h, l, b) = (640.0, 360.0, 70.0, 50.0);
-    // One series per system and family that has rows.
+    // One series per system and family that has rows; not the floor,
+    // which serves no legit connection (it has no "kept").
     let series: Vec<(&String, Family)> = systems
         .iter()
+        .filter(|s| s.as_str() != "xdp-drop")
         .flat_map(|s| [Family::V4, Family::V6].map(|f| (s, f)))
         .filter(|(s, f)| cells.iter().any(|c| &c.system == *s && c.family == *f))
         .collect();
@@ -1763,6 +1765,14 @@ mod tests {
         well_formed(&s).unwrap();
         assert!(s.starts_with("<svg ") && s.ends_with("</svg>\n"));
         assert_eq!(s.matches("<polyline").count(), systems.len());
+        // The floor has no kept % and no line.
+        let mut with_floor = cells.clone();
+        with_floor.push(cell("xdp-drop", "syn", 50_000, 0.0));
+        let mut floor_too = systems.clone();
+        floor_too.push("xdp-drop".into());
+        let f = svg("syn", &with_floor, &floor_too);
+        assert_eq!(f.matches("<polyline").count(), systems.len());
+        assert!(!f.contains("XDP drop"), "{f}");
         // Each line: the no-flood point plus three flood rates (the failed
         // row is left out), and only the SYN rows.
         for line in s.lines().filter(|l| l.starts_with("<polyline")) {
