@@ -2,13 +2,15 @@
 //! flag validation, and the redirect to the rx queue's AF_XDP socket.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use stack_ebpf::{AddrKey, Counter, PortKey, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP};
+use stack_ebpf::{
+    port_bit, AddrKey, Counter, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP, ADDR_SLOT_SHIFT,
+};
 
 use crate::flows::{established, remember_flow};
-use crate::maps::{bump, class, OWNED_ADDRS, OWNED_PORTS, QUEUE_REDIRECTS, XSKS};
+use crate::maps::{bump, class, OWNED_ADDRS, OWNED_PORT_BITS, QUEUE_REDIRECTS, XSKS};
 use crate::parse::{
-    be16, ptr_at, raw16, raw32, ACK, ARP_LEN, ARP_OP_REPLY, ARP_OP_REQUEST, ETH_HLEN, ETH_P_ARP,
-    ETH_P_IP, ETH_P_IPV6, FIN, IPPROTO_ICMP, IPPROTO_TCP, PSH, RST, SYN, URG,
+    be16, ptr_at, raw32, ACK, ARP_LEN, ARP_OP_REPLY, ARP_OP_REQUEST, ETH_HLEN, ETH_P_ARP, ETH_P_IP,
+    ETH_P_IPV6, FIN, IPPROTO_ICMP, IPPROTO_TCP, PSH, RST, SYN, URG,
 };
 use crate::synflood::syn;
 
@@ -99,7 +101,7 @@ fn classify_ipv4(ctx: &XdpContext) -> (u32, Counter) {
         return (xdp_action::XDP_DROP, Counter::DropIpFragment);
     }
     match proto {
-        IPPROTO_TCP => classify_tcp(ctx, ihl, total_len as usize, daddr, flags),
+        IPPROTO_TCP => classify_tcp(ctx, ihl, total_len as usize, flags),
         IPPROTO_ICMP if flags & ADDR_ICMP != 0 => redirect(ctx, Counter::RedirectIcmp),
         _ => (xdp_action::XDP_PASS, Counter::PassOtherProto),
     }
@@ -138,15 +140,10 @@ pub(crate) fn flags_verdict(flags: u8) -> Option<Counter> {
 /// destination's `ADDR_*` flags: with `ADDR_ALL_TCP`, segments to ports
 /// nobody serves go to the engine (which answers RST) instead of the kernel,
 /// past the flag checks but not through the SYN-flood or cookie paths (a
-/// closed port never gets a cookie).
+/// closed port never gets a cookie); the address's owned ports are the
+/// bits of its slot in `OWNED_PORT_BITS`.
 #[inline(always)]
-fn classify_tcp(
-    ctx: &XdpContext,
-    ihl: usize,
-    total_len: usize,
-    daddr: u32,
-    addr_flags: u32,
-) -> (u32, Counter) {
+fn classify_tcp(ctx: &XdpContext, ihl: usize, total_len: usize, addr_flags: u32) -> (u32, Counter) {
     let off = ETH_HLEN + (ihl & 0x3c);
     let Some(tcp) = ptr_at(ctx, off, 20) else {
         return (xdp_action::XDP_DROP, Counter::DropTcpTruncated);
@@ -155,20 +152,14 @@ fn classify_tcp(
         return (xdp_action::XDP_DROP, Counter::DropTcpTruncated);
     }
     // SAFETY: `tcp` covers 20 bytes.
-    let (dport, doff, flags) = unsafe {
-        (
-            raw16(tcp.add(2)),
-            (*tcp.add(12) >> 4) as usize,
-            *tcp.add(13),
-        )
+    let (dport, doff, flags) =
+        unsafe { (be16(tcp.add(2)), (*tcp.add(12) >> 4) as usize, *tcp.add(13)) };
+    // The port's bit in the address's slot of the port bitmap.
+    let (word, bit) = port_bit(addr_flags >> ADDR_SLOT_SHIFT, dport);
+    let port_owned = match OWNED_PORT_BITS.get(word) {
+        Some(w) => *w & bit != 0,
+        None => false,
     };
-    let key = PortKey {
-        addr: daddr,
-        port: dport,
-        pad: 0,
-    };
-    // SAFETY: map lookup of a plain key.
-    let port_owned = unsafe { OWNED_PORTS.get(&key) }.is_some();
     if !port_owned && addr_flags & ADDR_ALL_TCP == 0 {
         return (xdp_action::XDP_PASS, Counter::PassPortNotOwned);
     }

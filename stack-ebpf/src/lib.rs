@@ -19,8 +19,29 @@ pub mod tcpopt;
 /// Highest number of AF_XDP sockets (one per rx queue) the XSKMAP holds.
 pub const MAX_QUEUES: u32 = 64;
 
-/// Size of the owned (address, port) table in the XDP program.
+/// Size of the owned (address, port) table in the XDP program (over
+/// IPv6; over IPv4, the most (address, port) claims userspace makes).
 pub const MAX_OWNED_PORTS: u32 = 65536;
+
+/// `u64` words of one owned IPv4 address's port bitmap: a bit per TCP
+/// port (65,536 bits).
+pub const PORT_WORDS: u32 = 1024;
+
+/// Bit position of an owned IPv4 address's slot in its `OWNED_ADDRS`
+/// value: which [`PORT_WORDS`] words of `OWNED_PORT_BITS` are its ports.
+pub const ADDR_SLOT_SHIFT: u32 = 8;
+
+/// Where TCP `port` (host order) of the owned IPv4 address in `slot`
+/// lies in `OWNED_PORT_BITS`: the word's index and the bit within it.
+/// The XDP program tests it with one array load where it did a hash
+/// lookup of (address, port) per packet.
+#[inline(always)]
+pub const fn port_bit(slot: u32, port: u16) -> (u32, u64) {
+    (
+        (slot & 0xff) * PORT_WORDS + (port >> 6) as u32,
+        1u64 << (port & 63),
+    )
+}
 
 /// Size of the owned-address table in the XDP program.
 pub const MAX_OWNED_ADDRS: u32 = 256;
@@ -39,6 +60,9 @@ pub const ADDR_ICMP: u32 = 1 << 1;
 /// answers closed ports with RST as a host does (RFC 9293 §3.10.7.1);
 /// without it, ports the engine does not serve stay with the kernel.
 pub const ADDR_ALL_TCP: u32 = 1 << 2;
+/// `OWNED_ADDRS` value bits holding the address's port-bitmap slot
+/// (`value >> ADDR_SLOT_SHIFT`, below [`MAX_OWNED_ADDRS`]).
+pub const ADDR_SLOT_MASK: u32 = 0xff << ADDR_SLOT_SHIFT;
 
 /// A set of named counters: a dense `#[repr(u32)]` enum whose values index
 /// a counter array (in the XDP program a `PerCpuArray<u64>` of
@@ -599,30 +623,6 @@ pub type PrefixAddr6 = [u8; 16];
 /// Number of counters in [`Counter`].
 pub const COUNTER_COUNT: u32 = Counter::COUNT;
 
-/// Key of the owned-port table: an IPv4 address and a TCP port, both in
-/// network byte order exactly as they appear on the wire.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct PortKey {
-    /// IPv4 address, network byte order.
-    pub addr: u32,
-    /// TCP port, network byte order.
-    pub port: u16,
-    /// Zero; keeps the key free of padding.
-    pub pad: u16,
-}
-
-impl PortKey {
-    /// Builds a key from a host-order address and port.
-    pub const fn new(addr: [u8; 4], port: u16) -> Self {
-        PortKey {
-            addr: u32::from_ne_bytes(addr),
-            port: port.to_be(),
-            pad: 0,
-        }
-    }
-}
-
 /// Key of the owned-address table: an IPv4 address in network byte order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
@@ -751,7 +751,6 @@ pub const GEN_TAIL: usize = 4;
 mod user {
     // SAFETY: both types are #[repr(C)], have no padding and every bit
     // pattern is valid (checked by bytemuck::Pod derive).
-    unsafe impl aya::Pod for super::PortKey {}
     unsafe impl aya::Pod for super::AddrKey {}
     unsafe impl aya::Pod for super::Addr6Key {}
     unsafe impl aya::Pod for super::Port6Key {}
@@ -916,10 +915,18 @@ mod tests {
     }
 
     #[test]
-    fn port_key_is_wire_order() {
-        let k = PortKey::new([198, 18, 0, 2], 8080);
-        let bytes = bytemuck::bytes_of(&k);
-        assert_eq!(&bytes[..4], &[198, 18, 0, 2]);
-        assert_eq!(&bytes[4..6], &[0x1f, 0x90]);
+    fn every_port_of_every_slot_has_a_bit_of_its_own() {
+        let mut seen = std::collections::HashSet::new();
+        for slot in [0, 1, MAX_OWNED_ADDRS - 1] {
+            for port in 0..=u16::MAX {
+                let (word, bit) = port_bit(slot, port);
+                assert!(word < MAX_OWNED_ADDRS * PORT_WORDS);
+                assert_eq!(bit.count_ones(), 1);
+                assert!(seen.insert((word, bit)), "slot {slot} port {port}");
+            }
+        }
+        // The slot bits never reach the `ADDR_*` flags.
+        assert_eq!(ADDR_SLOT_MASK & (ADDR_ARP | ADDR_ICMP | ADDR_ALL_TCP), 0);
+        assert_eq!(ADDR_SLOT_MASK >> ADDR_SLOT_SHIFT, MAX_OWNED_ADDRS - 1);
     }
 }

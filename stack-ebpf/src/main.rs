@@ -94,9 +94,10 @@ mod maps {
     };
     use stack_ebpf::{
         cookie::Secrets, hint::FLOW_HINT_WORDS, limit::SOURCE_CELLS, Addr6Key, AddrKey, Counter,
-        CounterSet, FastpathConfig, FastpathState, Flow6Key, FlowKey, Port6Key, PortKey,
-        PrefixAddr, PrefixAddr6, TcpClass, COUNTER_COUNT, MAX_FLOWS, MAX_FLOWS6, MAX_OWNED_ADDRS,
-        MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES, SIGNAL_COUNT, TCP_CLASS_COUNT,
+        CounterSet, FastpathConfig, FastpathState, Flow6Key, FlowKey, Port6Key, PrefixAddr,
+        PrefixAddr6, TcpClass, COUNTER_COUNT, MAX_FLOWS, MAX_FLOWS6, MAX_OWNED_ADDRS,
+        MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES, PORT_WORDS, SIGNAL_COUNT,
+        TCP_CLASS_COUNT,
     };
 
     /// One AF_XDP socket per rx queue, indexed by queue id.
@@ -122,10 +123,14 @@ mod maps {
     pub(crate) static OWNED_ADDRS: HashMap<AddrKey, u32> =
         HashMap::with_max_entries(MAX_OWNED_ADDRS, 0);
 
-    /// Owned (address, port) pairs for TCP.
+    /// Owned TCP ports of each owned IPv4 address: a bit per port, the
+    /// [`PORT_WORDS`] words of the address's slot (its `OWNED_ADDRS`
+    /// value's [`stack_ebpf::ADDR_SLOT_MASK`] bits) at `slot * PORT_WORDS`
+    /// ([`stack_ebpf::port_bit`]). One array load per segment, where a
+    /// hash of (address, port) cost a lookup.
     #[map]
-    pub(crate) static OWNED_PORTS: HashMap<PortKey, u8> =
-        HashMap::with_max_entries(MAX_OWNED_PORTS, 0);
+    pub(crate) static OWNED_PORT_BITS: Array<u64> =
+        Array::with_max_entries(MAX_OWNED_ADDRS * PORT_WORDS, 0);
 
     /// Owned IPv6 addresses → `ADDR_*` flags (`ADDR_ARP` stands for
     /// neighbour discovery).

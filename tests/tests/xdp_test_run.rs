@@ -170,6 +170,46 @@ fn tcp_to_a_port_nobody_serves_on_a_shared_address_stays_with_the_kernel() {
     );
 }
 
+/// The owned ports are a bitmap per owned address (`OWNED_PORT_BITS`, a
+/// slot per address): a port is owned only on the address that claimed
+/// it, every bit of a word stands alone (ports 0, 63, 64, 65535 around
+/// the words' edges), and a port claimed before its address is owned
+/// takes effect once the address is.
+#[test]
+fn an_owned_port_is_owned_on_its_own_address_only() {
+    let (mut p, _sock) = program(true);
+    let to = |dst: Ipv4Addr, port: u16| ipv4(dst, ipv4::PROTO_TCP, &tcp(port, 5));
+    // OTHER: its ports claimed first, the address afterwards.
+    for port in [0, 63, 65535] {
+        p.own_port(OTHER, port).unwrap();
+    }
+    expect(&mut p, &to(OTHER, 63), XDP_PASS, Counter::PassIpNotOwned);
+    p.own_addr(OTHER).unwrap();
+    for port in [0, 63, 65535] {
+        expect(&mut p, &to(OTHER, port), XDP_REDIRECT, Counter::RedirectTcp);
+        // OURS never claimed these.
+        expect(&mut p, &to(OURS, port), XDP_PASS, Counter::PassPortNotOwned);
+    }
+    for port in [1, 62, 64, 65534, PORT] {
+        expect(
+            &mut p,
+            &to(OTHER, port),
+            XDP_PASS,
+            Counter::PassPortNotOwned,
+        );
+    }
+    // OURS keeps PORT, and claiming its address again keeps its ports.
+    expect(&mut p, &to(OURS, PORT), XDP_REDIRECT, Counter::RedirectTcp);
+    p.own_addr(OURS).unwrap();
+    expect(&mut p, &to(OURS, PORT), XDP_REDIRECT, Counter::RedirectTcp);
+    expect(
+        &mut p,
+        &to(OURS, PORT + 1),
+        XDP_PASS,
+        Counter::PassPortNotOwned,
+    );
+}
+
 /// A well-formed segment from the peer to `dport`.
 fn segment_to(dport: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
     LINK.tcp(&TcpSegment {
@@ -503,6 +543,92 @@ fn cookie_mode_answers_a_syn_with_a_well_formed_syn_ack() {
     );
     // Checksums as Wireshark sees them, when tshark is installed.
     tshark_checksums(&out);
+}
+
+/// The RFC 1071 sum of `b` (big-endian words, an odd byte padded),
+/// folded: written here, apart from both the program and `wire::checksum`.
+fn ones_sum(init: u32, b: &[u8]) -> u16 {
+    let mut s = init;
+    for c in b.chunks(2) {
+        s += u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
+    }
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+/// The cookie SYN-ACK's checksums are summed from the values written, not
+/// read back from the frame: every layout it builds (24 bytes, or 40 with
+/// timestamps, with and without SACK-permitted, window scale, ECN), from
+/// SYNs longer, shorter and as long as the answer, and sequence numbers
+/// and addresses that carry in the sum, checks by a full recompute.
+#[test]
+fn every_cookie_syn_ack_layout_checks_by_a_full_recompute_of_its_checksums() {
+    let (mut p, _sock) = program(true);
+    p.set_config(
+        &FastpathSettings {
+            syncookies: SynCookies::Always,
+            mss: 1400,
+            ecn: true,
+            ..Default::default()
+        }
+        .to_config(),
+    )
+    .unwrap();
+    let ts = |pre: &[u8], post: &[u8]| {
+        let mut o = pre.to_vec();
+        o.extend_from_slice(&[8, 10, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0]);
+        o.extend_from_slice(post);
+        o
+    };
+    let layouts: Vec<(Vec<u8>, usize)> = vec![
+        (vec![], 24),
+        (vec![2, 4, 0x05, 0xb4], 24),
+        (vec![2, 4, 0x05, 0xb4, 1, 3, 3, 8, 1, 1, 4, 2], 24),
+        (linux_syn_opts(0xffff_ffff), 40),
+        (ts(&[1, 1], &[]), 40),
+        (ts(&[2, 4, 0x05, 0xb4, 1, 1], &[1, 3, 3, 14]), 40),
+        (ts(&[2, 4, 0x05, 0xb4, 4, 2], &[]), 40),
+    ];
+    let mut n = 0;
+    for (opts, tcp_len) in &layouts {
+        for (flags, payload) in [(0x02u8, &[][..]), (0xc2, &[7u8; 33][..])] {
+            for seq in [0, 0xffff_ffff, 0xfffe_ffff, 0x8000_0001] {
+                for src in [PEER, Ipv4Addr::new(198, 19, 255, 255)] {
+                    let f = Endpoints {
+                        src_ip: src,
+                        ..LINK
+                    }
+                    .tcp(&TcpSegment {
+                        src_port: 0xffff,
+                        dst_port: PORT,
+                        seq,
+                        flags,
+                        window: 64240,
+                        options: opts,
+                        payload,
+                        ..TcpSegment::default()
+                    });
+                    let (v, c, out, _) = moved(&mut p, &f);
+                    assert_eq!((v, c), (XDP_TX, Counter::TxCookieSynAck), "{opts:?}");
+                    assert_eq!(out.len(), 14 + 20 + tcp_len, "{opts:?}");
+                    let (ip, t) = (&out[14..34], &out[34..]);
+                    assert_eq!(ones_sum(0, ip), 0xffff, "IPv4 header checksum, {opts:?}");
+                    let mut pseudo = u32::from(ones_sum(0, &ip[12..20]));
+                    pseudo += 6 + t.len() as u32;
+                    assert_eq!(
+                        ones_sum(pseudo, t),
+                        0xffff,
+                        "TCP checksum, {opts:?} seq {seq:#x}"
+                    );
+                    assert_eq!(t[13] & 0x40 != 0, flags == 0xc2, "ECE with ECN");
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(n, layouts.len() * 16);
 }
 
 /// The IP and TCP checksums as Wireshark sees them.

@@ -28,7 +28,8 @@ use aya::{
 use serde::Serialize;
 use stack_ebpf::{
     cookie::Secrets, Addr6Key, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState,
-    Port6Key, PortKey, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP, MAX_QUEUES, PROGRAM_NAME,
+    Port6Key, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP, ADDR_SLOT_SHIFT, MAX_OWNED_ADDRS,
+    MAX_QUEUES, PROGRAM_NAME,
 };
 use thiserror::Error;
 
@@ -141,7 +142,11 @@ pub struct XdpProgram {
     counters: PerCpuArray<MapData, u64>,
     queue_redirects: PerCpuArray<MapData, u64>,
     addrs: HashMap<MapData, AddrKey, u32>,
-    ports: HashMap<MapData, PortKey, u8>,
+    /// `OWNED_PORT_BITS`: a bit per port of each owned IPv4 address.
+    port_bits: Array<MapData, u64>,
+    /// Each IPv4 address's slot in `port_bits` (its `OWNED_ADDRS` value's
+    /// `ADDR_SLOT_MASK` bits), in the order they were first claimed.
+    slots: Vec<Ipv4Addr>,
     addrs6: HashMap<MapData, Addr6Key, u32>,
     ports6: HashMap<MapData, Port6Key, u8>,
     classes: PerCpuArray<MapData, u64>,
@@ -330,8 +335,8 @@ impl XdpProgram {
             .map_err(map_err("QUEUE_REDIRECTS"))?;
         let addrs =
             HashMap::try_from(take(&mut ebpf, "OWNED_ADDRS")?).map_err(map_err("OWNED_ADDRS"))?;
-        let ports =
-            HashMap::try_from(take(&mut ebpf, "OWNED_PORTS")?).map_err(map_err("OWNED_PORTS"))?;
+        let port_bits = Array::try_from(take(&mut ebpf, "OWNED_PORT_BITS")?)
+            .map_err(map_err("OWNED_PORT_BITS"))?;
         let addrs6 =
             HashMap::try_from(take(&mut ebpf, "OWNED_ADDRS6")?).map_err(map_err("OWNED_ADDRS6"))?;
         let ports6 =
@@ -360,7 +365,8 @@ impl XdpProgram {
             counters,
             queue_redirects,
             addrs,
-            ports,
+            port_bits,
+            slots: Vec::new(),
             addrs6,
             ports6,
             classes,
@@ -610,31 +616,62 @@ impl XdpProgram {
         self.xsks.set(queue, fd, 0).map_err(map_err("XSKS"))
     }
 
+    /// The slot of `addr`'s ports in `OWNED_PORT_BITS`, given it the first
+    /// time (by [`XdpProgram::own_addr`] or [`XdpProgram::own_port`],
+    /// whichever comes first).
+    fn slot(&mut self, addr: Ipv4Addr) -> Result<u32, XdpError> {
+        if let Some(i) = self.slots.iter().position(|a| *a == addr) {
+            return Ok(i as u32);
+        }
+        if self.slots.len() >= MAX_OWNED_ADDRS as usize {
+            return Err(XdpError::Map {
+                map: "OWNED_PORT_BITS",
+                detail: format!(
+                    "{addr} would be owned address number {}, above the limit of {MAX_OWNED_ADDRS}; own fewer addresses",
+                    self.slots.len() + 1
+                ),
+            });
+        }
+        self.slots.push(addr);
+        Ok(self.slots.len() as u32 - 1)
+    }
+
+    /// Claims `addr` with `ADDR_*` `flags`, its port slot beside them.
+    fn claim_addr(&mut self, addr: Ipv4Addr, flags: u32) -> Result<(), XdpError> {
+        let slot = self.slot(addr)?;
+        self.addrs
+            .insert(
+                AddrKey::new(addr.octets()),
+                flags | slot << ADDR_SLOT_SHIFT,
+                0,
+            )
+            .map_err(map_err("OWNED_ADDRS"))
+    }
+
     /// Claims `addr`: ARP and ICMP for it go to the engine.
     pub fn own_addr(&mut self, addr: Ipv4Addr) -> Result<(), XdpError> {
-        self.addrs
-            .insert(AddrKey::new(addr.octets()), ADDR_ARP | ADDR_ICMP, 0)
-            .map_err(map_err("OWNED_ADDRS"))
+        self.claim_addr(addr, ADDR_ARP | ADDR_ICMP)
     }
 
     /// Claims `addr` as the engine's alone: ARP, ICMP and TCP to every port
     /// (closed ones are answered with RST by the engine, as a host does).
     /// For an address no kernel interface has.
     pub fn own_addr_exclusively(&mut self, addr: Ipv4Addr) -> Result<(), XdpError> {
-        self.addrs
-            .insert(
-                AddrKey::new(addr.octets()),
-                ADDR_ARP | ADDR_ICMP | ADDR_ALL_TCP,
-                0,
-            )
-            .map_err(map_err("OWNED_ADDRS"))
+        self.claim_addr(addr, ADDR_ARP | ADDR_ICMP | ADDR_ALL_TCP)
     }
 
-    /// Claims TCP (`addr`, `port`).
+    /// Claims TCP (`addr`, `port`): its bit in the address's slot of
+    /// `OWNED_PORT_BITS`. Takes effect once `addr` is owned
+    /// ([`XdpProgram::own_addr`]; until then its TCP stays the kernel's).
     pub fn own_port(&mut self, addr: Ipv4Addr, port: u16) -> Result<(), XdpError> {
-        self.ports
-            .insert(PortKey::new(addr.octets(), port), 1, 0)
-            .map_err(map_err("OWNED_PORTS"))
+        let (word, bit) = stack_ebpf::port_bit(self.slot(addr)?, port);
+        let w = self
+            .port_bits
+            .get(&word, 0)
+            .map_err(map_err("OWNED_PORT_BITS"))?;
+        self.port_bits
+            .set(word, w | bit, 0)
+            .map_err(map_err("OWNED_PORT_BITS"))
     }
 
     /// Claims the IPv6 `addr`: neighbour discovery (also at its
