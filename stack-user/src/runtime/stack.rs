@@ -338,10 +338,10 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         ));
     }
     // Further addresses: an address no kernel interface has is the
-    // engine's on every port (no per-port entries, so a prefix of them
-    // costs one entry each); one the kernel also has needs its ports
-    // claimed, which the owned-port table bounds.
-    let mut port_entries = config.listen.len() + config.client_ports.len();
+    // engine's on every port; one the kernel also has gets its ports
+    // claimed, a bit each in its slot of the owned-port bitmap. Either
+    // takes one of the MAX_OWNED_ADDRS slots (`own_addr*` says when none
+    // is left).
     for &a in &config.extra_ips {
         if a == config.ip {
             continue;
@@ -349,14 +349,6 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         if sys::address_on_kernel(a) == Some(false) {
             prog.own_addr_exclusively(a)?;
             continue;
-        }
-        port_entries += config.listen.len() + config.client_ports.len();
-        if port_entries > stack_ebpf::MAX_OWNED_PORTS as usize {
-            bail!(
-                "{a} is also a kernel address: claiming its {} ports would pass the XDP owned-port table's {} entries; use addresses no kernel interface has (`ip addr del`), or fewer of them or a narrower --ports",
-                config.listen.len() + config.client_ports.len(),
-                stack_ebpf::MAX_OWNED_PORTS
-            );
         }
         prog.own_addr(a)?;
         for p in config.listen.iter().chain(&config.client_ports) {
