@@ -263,6 +263,9 @@ pub struct Cell {
     pub victim_cpu_pct: f64,
     /// The other core (CPU 1: generator, client) busy %.
     pub other_cpu_pct: f64,
+    /// Time the hypervisor took from either core (steal), % of that core,
+    /// the larger of the two: a row with much of it measured the host.
+    pub steal_pct: f64,
     /// Stack-side NAPI thread(s) CPU time, % of one core.
     pub napi_cpu_pct: f64,
     /// Victim core busy ns per second of the run.
@@ -714,6 +717,8 @@ fn measure(
         cpu_pct: 100.0 * busy as f64 / (t1 - t0).max(1) as f64,
         victim_cpu_pct: victim::busy_pct(&c0, &c1, VICTIM_CPU),
         other_cpu_pct: victim::busy_pct(&c0, &c1, OTHER_CPU),
+        steal_pct: victim::steal_pct(&c0, &c1, VICTIM_CPU)
+            .max(victim::steal_pct(&c0, &c1, OTHER_CPU)),
         napi_cpu_pct: 100.0 * (n1 - n0) / (el * 1e9),
         victim_busy_ns_per_s: victim::busy_ns(&c0, &c1, VICTIM_CPU) / el,
         victim_ns_per_flood_pkt: None,
@@ -1602,6 +1607,9 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
         );
     }
     println!("legit client: {}; kept = conn/s / the same system's no-flood conn/s; timeout column includes other errors", legit_words(a));
+    if let Some(w) = stolen_rows(&cells) {
+        println!("{w}");
+    }
     let late: u64 = cells.iter().map(|c| c.outcomes.late).sum();
     if late > 0 {
         println!(
@@ -1656,6 +1664,33 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Steal above this share of a core marks a row as disturbed by the host.
+const STEAL_WARN_PCT: f64 = 2.0;
+
+/// The rows the hypervisor took more than [`STEAL_WARN_PCT`] of a core
+/// from (a virtual machine sharing its host), as one line, or `None`.
+fn stolen_rows(cells: &[Cell]) -> Option<String> {
+    let rows: Vec<String> = cells
+        .iter()
+        .filter(|c| c.steal_pct > STEAL_WARN_PCT)
+        .map(|c| {
+            format!(
+                "{} {} {}: {:.0}%",
+                label(&c.system),
+                c.kind,
+                c.flood_pps,
+                c.steal_pct
+            )
+        })
+        .collect();
+    (!rows.is_empty()).then(|| {
+        format!(
+            "the hypervisor took CPU time from these rows (steal, % of a core; their figures are partly the host's, run them again): {}",
+            rows.join(", ")
+        )
+    })
 }
 
 /// The legit client, for the table's header.
@@ -1926,6 +1961,18 @@ mod tests {
         );
         // Without Linux rows there is nothing to compare with.
         assert_eq!(cost_ratios(&cells[3..], &systems, &[FloodKind::Syn]), "");
+    }
+
+    #[test]
+    fn rows_the_host_stole_time_from_are_named_in_one_line() {
+        let mut calm = cell("xstack", "syn", 100_000, 2000.0);
+        calm.steal_pct = 0.5;
+        assert_eq!(stolen_rows(&[calm.clone()]), None);
+        let mut stolen = cell("linux", "ack", 575_467, 0.0);
+        stolen.steal_pct = 31.4;
+        let w = stolen_rows(&[calm, stolen]).unwrap();
+        assert!(w.ends_with(": Linux+syncookies ack 575467: 31%"), "{w}");
+        assert_eq!(w.lines().count(), 1);
     }
 
     #[test]

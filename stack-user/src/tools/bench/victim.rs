@@ -18,12 +18,15 @@ use std::{collections::BTreeSet, process::Command, time::Instant};
 
 use anyhow::{bail, Context, Result};
 
-/// Busy and total jiffies of one CPU line of `/proc/stat`.
+/// Busy, stolen and total jiffies of one CPU line of `/proc/stat`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuTimes {
-    /// user + nice + system + irq + softirq + steal.
+    /// user + nice + system + irq + softirq: work done on this CPU.
     pub busy: u64,
-    /// busy + idle + iowait.
+    /// steal: time the hypervisor ran something else while this (virtual)
+    /// CPU had work; neither the victim's work nor idle.
+    pub steal: u64,
+    /// busy + steal + idle + iowait.
     pub total: u64,
 }
 
@@ -47,13 +50,15 @@ pub fn parse_proc_stat(text: &str) -> Vec<CpuTimes> {
         }
         let g = |i: usize| v.get(i).copied().unwrap_or(0);
         let idle = g(3) + g(4);
-        let busy = g(0) + g(1) + g(2) + g(5) + g(6) + g(7);
+        let busy = g(0) + g(1) + g(2) + g(5) + g(6);
+        let steal = g(7);
         if out.len() <= n {
             out.resize(n + 1, CpuTimes::default());
         }
         out[n] = CpuTimes {
             busy,
-            total: busy + idle,
+            steal,
+            total: busy + steal + idle,
         };
     }
     out
@@ -70,6 +75,18 @@ pub fn busy_pct(a: &[CpuTimes], b: &[CpuTimes], cpu: usize) -> f64 {
         (Some(x), Some(y)) => {
             let t = y.total.saturating_sub(x.total);
             100.0 * y.busy.saturating_sub(x.busy) as f64 / t.max(1) as f64
+        }
+        _ => 0.0,
+    }
+}
+
+/// Stolen % of `cpu` between two snapshots: the share of the time the
+/// hypervisor gave this virtual CPU's turn to another guest.
+pub fn steal_pct(a: &[CpuTimes], b: &[CpuTimes], cpu: usize) -> f64 {
+    match (a.get(cpu), b.get(cpu)) {
+        (Some(x), Some(y)) => {
+            let t = y.total.saturating_sub(x.total);
+            100.0 * y.steal.saturating_sub(x.steal) as f64 / t.max(1) as f64
         }
         _ => 0.0,
     }
@@ -456,7 +473,7 @@ mod tests {
 
     const STAT: &str = "cpu  10 0 10 100 0 0 0 0 0 0
 cpu0 4 1 3 50 2 1 1 0 0 0
-cpu1 6 0 7 48 0 0 0 0 0 0
+cpu1 6 0 7 48 0 0 0 5 0 0
 intr 12345
 ";
 
@@ -468,26 +485,48 @@ intr 12345
             v[0],
             CpuTimes {
                 busy: 10,
+                steal: 0,
                 total: 62
             }
         );
+        // Stolen time is neither this CPU's work nor idle.
         assert_eq!(
             v[1],
             CpuTimes {
                 busy: 13,
-                total: 61
+                steal: 5,
+                total: 66
             }
         );
+    }
+
+    #[test]
+    fn steal_pct_between_snapshots() {
+        let a = [CpuTimes {
+            busy: 10,
+            steal: 2,
+            total: 100,
+        }];
+        let b = [CpuTimes {
+            busy: 40,
+            steal: 22,
+            total: 200,
+        }];
+        assert!((steal_pct(&a, &b, 0) - 20.0).abs() < 1e-9);
+        assert!((busy_pct(&a, &b, 0) - 30.0).abs() < 1e-9);
+        assert_eq!(steal_pct(&a, &b, 1), 0.0);
     }
 
     #[test]
     fn busy_pct_between_snapshots() {
         let a = [CpuTimes {
             busy: 10,
+            steal: 0,
             total: 100,
         }];
         let b = [CpuTimes {
             busy: 35,
+            steal: 0,
             total: 200,
         }];
         assert!((busy_pct(&a, &b, 0) - 25.0).abs() < 1e-9);
