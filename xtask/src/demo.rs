@@ -297,9 +297,15 @@ fn summary(bench: &Value, flood: &Value, flood_pps: u64) -> Result<String> {
             if let Some(e) = [calm, under].iter().find_map(|c| c["error"].as_str()) {
                 let _ = writeln!(s, "SYN flood: could not run: {e}");
             } else {
+                // The legit load: offered at a fixed rate (open loop), or
+                // a closed loop when synflood.json says 0 or nothing.
+                let offered = match flood.get("legit_rate").and_then(Value::as_f64) {
+                    Some(r) if r > 0.0 => format!(" of {}/s offered", thousands(r)),
+                    _ => String::new(),
+                };
                 let _ = writeln!(
                     s,
-                    "SYN flood {} ({} sent) on xstack: legit connections {:.1}% ok, {}/s (without flood: {:.1}% ok, {}/s)",
+                    "SYN flood {} ({} sent) on xstack: legit connections {:.1}% ok, {}/s{offered} (without flood: {:.1}% ok, {}/s)",
                     kpps(flood_pps as f64),
                     kpps(num(under, "flood_achieved_pps")),
                     num(under, "success_pct"),
@@ -481,6 +487,14 @@ mod tests {
             "{s}"
         );
         assert!(s.lines().last().unwrap().starts_with("next: "), "{s}");
+        // A paced legit load says what was offered.
+        let mut paced = flood();
+        paced["legit_rate"] = json!(2000);
+        let p = summary(&bench(1000.0, 3000.0, 2000.0, 1000.0), &paced, 100_000).unwrap();
+        assert!(
+            p.contains("4,980/s of 2,000/s offered (without flood"),
+            "{p}"
+        );
         // Other figures, other table: nothing is fixed in the text.
         let t = summary(&bench(1000.0, 3000.0, 2000.0, 1000.0), &flood(), 100_000).unwrap();
         assert!(t.contains("3.00×") && t.contains("0.50×"), "{t}");
