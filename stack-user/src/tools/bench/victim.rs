@@ -312,43 +312,41 @@ pub fn gro(ns: &str, iface: &str) -> Result<bool> {
 /// frames the other end's receive ring had no room for (its NAPI, or
 /// backlog, did not keep up). 0 when unknown.
 pub fn tx_dropped(ns: &str, iface: &str) -> u64 {
-    Command::new("ip")
-        .args(["-n", ns, "-j", "-s", "link", "show", "dev", iface])
-        .output()
-        .ok()
-        .and_then(|o| parse_tx_dropped(&o.stdout))
+    link_stat(ns, iface)
+        .and_then(|j| parse_tx_dropped(&j))
         .unwrap_or(0)
 }
 
 /// `stats64.tx.dropped` of `ip -j -s link show` output.
 pub fn parse_tx_dropped(json: &[u8]) -> Option<u64> {
-    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
-    v.get(0)?
-        .get("stats64")?
-        .get("tx")?
-        .get("dropped")?
-        .as_u64()
+    parse_link_stat(json, "tx", "dropped")
 }
 
 /// Packets `iface` (in namespace `ns`) received: on a veth end that runs
 /// NAPI, every frame and skb its NAPI took off the ring, whatever XDP or
 /// the stack then did with it. `None` when unknown.
 pub fn rx_packets(ns: &str, iface: &str) -> Option<u64> {
-    Command::new("ip")
-        .args(["-n", ns, "-j", "-s", "link", "show", "dev", iface])
-        .output()
-        .ok()
-        .and_then(|o| parse_rx_packets(&o.stdout))
+    link_stat(ns, iface).and_then(|j| parse_rx_packets(&j))
 }
 
 /// `stats64.rx.packets` of `ip -j -s link show` output.
 pub fn parse_rx_packets(json: &[u8]) -> Option<u64> {
+    parse_link_stat(json, "rx", "packets")
+}
+
+/// `ip -j -s link show dev IFACE` in namespace `ns`, as JSON bytes.
+fn link_stat(ns: &str, iface: &str) -> Option<Vec<u8>> {
+    Command::new("ip")
+        .args(["-n", ns, "-j", "-s", "link", "show", "dev", iface])
+        .output()
+        .ok()
+        .map(|o| o.stdout)
+}
+
+/// `stats64.DIR.FIELD` of the first link in `ip -j -s link show` output.
+fn parse_link_stat(json: &[u8], dir: &str, field: &str) -> Option<u64> {
     let v: serde_json::Value = serde_json::from_slice(json).ok()?;
-    v.get(0)?
-        .get("stats64")?
-        .get("rx")?
-        .get("packets")?
-        .as_u64()
+    v.get(0)?.get("stats64")?.get(dir)?.get(field)?.as_u64()
 }
 
 /// The calling thread's id (for [`threads_ns`] and [`pin`]).
