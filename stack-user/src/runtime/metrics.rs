@@ -694,39 +694,40 @@ pub fn xdp_metrics(e: &mut Exposition, snapshot: &serde_json::Value) {
         }
     }
     let fp = &snapshot["fastpath"];
-    // `cookie_active` is the XDP state's u32; a bool is taken too.
-    let flag = |v: &serde_json::Value| v.as_bool().or_else(|| v.as_u64().map(|n| n != 0));
-    if let Some(active) = flag(&fp["cookie_active"]) {
-        e.gauge(
+    // On/off states: `cookie_active` is the XDP state's u32, the filter's
+    // a bool; both are taken.
+    for (key, name, help) in [
+        (
+            "cookie_active",
             "xstack_xdp_cookie_active",
             "1 while XDP answers SYNs with cookies.",
-            vec![],
-            if active { 1.0 } else { 0.0 },
-        );
-    }
-    if let Some(n) = fp["cookie_on_switches"].as_u64() {
-        e.counter(
-            "xstack_xdp_cookie_on_switches",
-            "Times XDP switched SYN cookies on (syncookies auto).",
-            vec![],
-            n,
-        );
-    }
-    if let Some(active) = flag(&fp["unknown_filter_active"]) {
-        e.gauge(
+        ),
+        (
+            "unknown_filter_active",
             "xstack_xdp_unknown_filter_active",
             "1 while XDP drops segments without SYN for no known flow (ACK/RST flood filter).",
-            vec![],
-            if active { 1.0 } else { 0.0 },
-        );
+        ),
+    ] {
+        let v = &fp[key];
+        if let Some(on) = v.as_bool().or_else(|| v.as_u64().map(|n| n != 0)) {
+            e.gauge(name, help, vec![], if on { 1.0 } else { 0.0 });
+        }
     }
-    if let Some(n) = fp["unknown_filter_arms"].as_u64() {
-        e.counter(
+    for (key, name, help) in [
+        (
+            "cookie_on_switches",
+            "xstack_xdp_cookie_on_switches",
+            "Times XDP switched SYN cookies on (syncookies auto).",
+        ),
+        (
+            "unknown_filter_arms",
             "xstack_xdp_unknown_filter_arms",
             "Times the unknown-segment filter was armed.",
-            vec![],
-            n,
-        );
+        ),
+    ] {
+        if let Some(n) = fp[key].as_u64() {
+            e.counter(name, help, vec![], n);
+        }
     }
 }
 
