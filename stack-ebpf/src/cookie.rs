@@ -2,38 +2,55 @@
 //! userspace engine (this file compiles for both targets), so that either side
 //! can validate a cookie the other issued.
 //!
-//! The layout follows Linux (net/ipv4/syncookies.c, `secure_tcp_syn_cookie`):
+//! RFC 4987 §3.6 builds the cookie from a keyed hash of the connection's
+//! addresses and ports, a slowly moving counter and the MSS. xstack's
+//! layout is one SipHash-2-4 ([`crate::siphash`]) under a 128-bit secret:
 //!
 //! ```text
-//! cookie = H1(saddr, daddr, sport, dport) + client_isn
-//!        + (count << 24)
-//!        + ((H2(saddr, daddr, sport, dport, count) + mss_index) & 0x00ff_ffff)
+//! mac    = SipHash(saddr, daddr, sport, dport, client_isn, count << 2 | mss_index)
+//! cookie = mac & !0b111 | (count & 1) << 2 | mss_index
 //! ```
 //! where `count` is a minute counter of CLOCK_MONOTONIC and `mss_index`
-//! indexes [`MSS_TABLE`]. A cookie is accepted for [`MAX_AGE`] minutes
-//! (Linux: `MAX_SYNCOOKIE_AGE`). H1 and H2 are SipHash-2-4 ([`crate::siphash`])
-//! under a 128-bit secret; userspace rotates secrets and keeps the previous
-//! one valid while cookies issued under it can still be ([`Secrets`]).
+//! indexes [`MSS_TABLE`]. The three low bits travel in the clear: the
+//! minute's low bit says which of the [`MAX_AGE`] minutes the cookie was
+//! issued in, so the check recomputes exactly one hash (this minute's or
+//! the last's), and a forged ACK costs one. The other 29 bits are the MAC:
+//! a blind guess passes with probability 2^-29 (Linux's layout,
+//! `secure_tcp_syn_cookie`, checks 24 bits against 2 minutes and 4 MSS
+//! values: 2^-21), and they keep the SYN-ACK's ISN unpredictable (RFC 6528
+//! §3) to one who did not see it.
 //!
-//! Over IPv6 ([`Flow6`]) H1 and H2 cover both 128-bit addresses, as Linux's
-//! `secure_tcpv6_syn_cookie` does (its hash input is the two addresses, the
-//! ports and the count); the arithmetic and [`MSS_TABLE`] are the same.
+//! Linux (net/ipv4/syncookies.c) computes two SipHashes per cookie, H1 of the
+//! 4-tuple and H2 of the 4-tuple and the count, and hides the count under
+//! H1; one hash with the count in the clear halves the SYN's hashing (the
+//! XDP program's largest cost per flood SYN after the packet itself).
+//! userspace rotates secrets and keeps the previous one valid while
+//! cookies issued under it can still be ([`Secrets`]).
+//!
+//! Over IPv6 ([`Flow6`]) the hash covers both 128-bit addresses, as Linux's
+//! `secure_tcpv6_syn_cookie` does; the layout and [`MSS_TABLE`] are the same.
 //!
 //! With timestamps, window scale, SACK-permitted and ECN ride in the low six
 //! bits of the SYN-ACK's TSval (Linux `cookie_init_timestamp`) and come back
 //! in the final ACK's TSecr.
 
-use crate::siphash::{siphash_2_4_16, siphash_2_4_40};
+use crate::siphash::{siphash_2_4_20, siphash_2_4_44};
 
 /// MSS values a cookie can carry (Linux `msstab` for IPv4).
 pub const MSS_TABLE: [u16; 4] = [536, 1300, 1440, 1460];
 
-/// Minutes a cookie stays valid.
-pub const MAX_AGE: u32 = 2;
+/// Bits of the cookie holding the MSS index, in the clear.
+const MSS_BITS: u32 = 2;
+/// Bits of the issuing minute the cookie carries in the clear, above the
+/// MSS index.
+const AGE_BITS: u32 = 1;
+/// The cookie's clear bits; the rest is the MAC.
+const CLEAR_MASK: u32 = (1 << (MSS_BITS + AGE_BITS)) - 1;
 
-/// Bits of the cookie below the count.
-const COOKIE_BITS: u32 = 24;
-const COOKIE_MASK: u32 = (1 << COOKIE_BITS) - 1;
+/// Minutes a cookie stays valid: the one it was issued in and the next
+/// (Linux `MAX_SYNCOOKIE_AGE` is 2 as well); as many as the clear minute
+/// bits tell apart.
+pub const MAX_AGE: u32 = 1 << AGE_BITS;
 
 /// TSval bits holding options.
 pub const TS_BITS: u32 = 6;
@@ -165,24 +182,29 @@ pub struct Flow6 {
 
 /// A flow a cookie can be keyed on: IPv4 ([`Flow`]) or IPv6 ([`Flow6`]).
 pub trait CookieFlow {
-    /// H1 (`count` 0, `which` 1) or H2 (`which` 2) of the flow.
-    fn hash(&self, secret: &Secret, count: u32, which: u32) -> u32;
+    /// The keyed hash of the flow, the client's ISN and `tail` (the
+    /// issuing minute and the MSS index, [`tail`]).
+    fn hash(&self, secret: &Secret, client_isn: u32, tail: u32) -> u32;
 }
 
+/// The message's word of the ports and the client's ISN.
 #[inline(always)]
-fn ports_word(sport: u16, dport: u16, count: u32, which: u32) -> u64 {
-    (u64::from(sport) << 48)
-        | (u64::from(dport) << 32)
-        | (u64::from(count & 0xff) << 8)
-        | u64::from(which)
+fn ports_word(sport: u16, dport: u16, client_isn: u32) -> u64 {
+    (u64::from(sport) << 48) | (u64::from(dport) << 32) | u64::from(client_isn)
+}
+
+/// The message's last four bytes: the minute `count` and the MSS index.
+#[inline(always)]
+fn tail(count: u32, mss_idx: u32) -> u32 {
+    (count << MSS_BITS) | (mss_idx & ((1 << MSS_BITS) - 1))
 }
 
 impl CookieFlow for Flow {
     #[inline(always)]
-    fn hash(&self, secret: &Secret, count: u32, which: u32) -> u32 {
+    fn hash(&self, secret: &Secret, client_isn: u32, tail: u32) -> u32 {
         let m0 = (u64::from(self.saddr) << 32) | u64::from(self.daddr);
-        let m1 = ports_word(self.sport, self.dport, count, which);
-        siphash_2_4_16(secret.k0, secret.k1, m0, m1) as u32
+        let m1 = ports_word(self.sport, self.dport, client_isn);
+        siphash_2_4_20(secret.k0, secret.k1, m0, m1, tail) as u32
     }
 }
 
@@ -228,28 +250,23 @@ impl From<&Flow6> for Flow6Words {
 
 impl CookieFlow for Flow6Words {
     #[inline(always)]
-    fn hash(&self, secret: &Secret, count: u32, which: u32) -> u32 {
+    fn hash(&self, secret: &Secret, client_isn: u32, tail: u32) -> u32 {
         let m = [
             self.saddr[0],
             self.saddr[1],
             self.daddr[0],
             self.daddr[1],
-            ports_word(self.sport, self.dport, count, which),
+            ports_word(self.sport, self.dport, client_isn),
         ];
-        siphash_2_4_40(secret.k0, secret.k1, m) as u32
+        siphash_2_4_44(secret.k0, secret.k1, m, tail) as u32
     }
 }
 
 impl CookieFlow for Flow6 {
     #[inline(always)]
-    fn hash(&self, secret: &Secret, count: u32, which: u32) -> u32 {
-        Flow6Words::from(self).hash(secret, count, which)
+    fn hash(&self, secret: &Secret, client_isn: u32, tail: u32) -> u32 {
+        Flow6Words::from(self).hash(secret, client_isn, tail)
     }
-}
-
-#[inline(always)]
-fn hash<F: CookieFlow>(secret: &Secret, f: &F, count: u32, which: u32) -> u32 {
-    f.hash(secret, count, which)
 }
 
 /// Index of the largest [`MSS_TABLE`] entry not above `mss`.
@@ -276,15 +293,16 @@ pub fn generate<F: CookieFlow>(
     count: u32,
     mss_idx: u32,
 ) -> u32 {
-    hash(secret, f, 0, 1)
-        .wrapping_add(client_isn)
-        .wrapping_add(count << COOKIE_BITS)
-        .wrapping_add(hash(secret, f, count, 2).wrapping_add(mss_idx & 3) & COOKIE_MASK)
+    let mss_idx = mss_idx & ((1 << MSS_BITS) - 1);
+    let mac = f.hash(secret, client_isn, tail(count, mss_idx));
+    (mac & !CLEAR_MASK) | ((count & ((1 << AGE_BITS) - 1)) << MSS_BITS) | mss_idx
 }
 
 /// Checks `cookie` (the final ACK's ack number minus one) against one
-/// secret; `client_isn` is the ACK's sequence number minus one. Returns the
-/// MSS index when the cookie is authentic and at most [`MAX_AGE`] minutes old.
+/// secret in minute `count`; `client_isn` is the ACK's sequence number
+/// minus one. Returns the MSS index when the cookie is authentic and was
+/// issued in this minute or the last ([`MAX_AGE`]): the minute bits it
+/// carries say which, and one hash decides.
 #[inline(always)]
 pub fn check_one<F: CookieFlow>(
     secret: &Secret,
@@ -293,16 +311,12 @@ pub fn check_one<F: CookieFlow>(
     cookie: u32,
     count: u32,
 ) -> Option<u32> {
-    let c = cookie
-        .wrapping_sub(hash(secret, f, 0, 1))
-        .wrapping_sub(client_isn);
-    let diff = count.wrapping_sub(c >> COOKIE_BITS) & (u32::MAX >> COOKIE_BITS);
-    if diff >= MAX_AGE {
-        return None;
-    }
-    let data = c.wrapping_sub(hash(secret, f, count.wrapping_sub(diff), 2)) & COOKIE_MASK;
-    if data < MSS_TABLE.len() as u32 {
-        Some(data)
+    let age_mask = (1 << AGE_BITS) - 1;
+    // The latest minute at or before `count` with the cookie's low bits.
+    let issued = count.wrapping_sub(count.wrapping_sub(cookie >> MSS_BITS) & age_mask);
+    let mss_idx = cookie & ((1 << MSS_BITS) - 1);
+    if generate(secret, f, client_isn, issued, mss_idx) == cookie {
+        Some(mss_idx)
     } else {
         None
     }
@@ -400,6 +414,13 @@ mod tests {
     extern crate std;
     use super::*;
 
+    /// [`generate`] of [`flow`] under key (1, 2), ISN 12345, minute 1000,
+    /// MSS index 3.
+    const PINNED_V4: u32 = 0x3eb3_c9b3;
+    /// [`generate`] of [`flow6`] under key (1, 2), ISN 777, minute 50, MSS
+    /// index 3.
+    const PINNED_V6: u32 = 0x0d72_e25b;
+
     fn flow() -> Flow {
         Flow {
             saddr: 0xc612_0001,
@@ -429,7 +450,48 @@ mod tests {
         // Pinned output: the XDP program and the engine must agree on every
         // cookie, whatever the hash's code looks like.
         let s = Secret { k0: 1, k1: 2 };
-        assert_eq!(generate(&s, &flow(), 12345, 1000, 3), 0xc0fb_034c);
+        let c = generate(&s, &flow(), 12345, 1000, 3);
+        assert_eq!(c, PINNED_V4);
+        // The layout of the module doc, from the byte-wise SipHash: the
+        // message is the little-endian words (saddr << 32 | daddr),
+        // (sport << 48 | dport << 32 | client_isn) and (count << 2 | mss).
+        let mut msg = std::vec::Vec::new();
+        msg.extend_from_slice(&(0xc612_0001u64 << 32 | 0xc612_0002).to_le_bytes());
+        msg.extend_from_slice(&(40000u64 << 48 | 8080u64 << 32 | 12345).to_le_bytes());
+        msg.extend_from_slice(&(1000u32 << 2 | 3).to_le_bytes());
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&1u64.to_le_bytes());
+        key[8..].copy_from_slice(&2u64.to_le_bytes());
+        let mac = crate::siphash::siphash_2_4(&key, &msg) as u32;
+        assert_eq!(c, mac & !0b111 | (1000 & 1) << 2 | 3);
+    }
+
+    #[test]
+    fn a_cookie_carries_its_mss_index_and_minute_bit_in_the_clear() {
+        let s = Secret { k0: 5, k1: 6 };
+        for count in [0u32, 1, 1000, 1001, u32::MAX] {
+            for idx in 0..4 {
+                let c = generate(&s, &flow(), 99, count, idx);
+                assert_eq!(c & 0b11, idx);
+                assert_eq!((c >> 2) & 1, count & 1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_cookie_with_a_clear_bit_flipped_is_refused() {
+        // The clear bits are inside the MAC too: changing the MSS index or
+        // the minute bit of a real cookie makes it fail.
+        let s = Secrets {
+            current: Secret { k0: 5, k1: 6 },
+            ..Secrets::default()
+        };
+        let c = generate(&s.current, &flow(), 99, 1000, 1);
+        assert_eq!(check(&s, &flow(), 99, c, 1000), Some(1));
+        for bit in 0..3 {
+            assert_eq!(check(&s, &flow(), 99, c ^ (1 << bit), 1000), None);
+            assert_eq!(check(&s, &flow(), 99, c ^ (1 << bit), 1001), None);
+        }
     }
 
     #[test]
@@ -443,9 +505,10 @@ mod tests {
         let mut other = flow();
         other.sport += 1;
         assert_eq!(check(&s, &other, 777, c, 50), None);
-        // As in Linux, the client ISN enters linearly: a nearby ISN only
-        // shifts the MSS index, a distant one fails.
-        assert_eq!(check(&s, &flow(), 777 + 0x10_0000, c, 50), None);
+        // The client ISN is hashed: any other ISN fails.
+        for isn in [778, 776, 777 + 0x10_0000, 777 ^ 0x8000_0000] {
+            assert_eq!(check(&s, &flow(), isn, c, 50), None, "isn {isn}");
+        }
         assert_eq!(check(&s, &flow(), 777, c ^ 0x100, 50), None);
         let rotated = s.rotated(Secret { k0: 9, k1: 9 }, 50);
         assert_eq!(
@@ -558,8 +621,8 @@ mod tests {
 
     #[test]
     fn forged_cookies_are_rejected_at_the_expected_rate() {
-        // A random 32-bit ACK passes only if its low 24 bits hit one of 4
-        // values for one of 2 ages: about 8 / 2^24. 200,000 tries: expect 0.
+        // A random 32-bit ACK passes only if its 29 MAC bits match the
+        // hash its clear bits select: 2^-29 each. 200,000 tries: expect 0.
         let s = Secrets {
             current: Secret { k0: 11, k1: 12 },
             previous: Secret { k0: 13, k1: 14 },
@@ -626,7 +689,7 @@ mod tests {
         }
         let c = generate(&s.current, &flow6(), 777, 50, 3);
         // Pinned: the XDP program and the engine must agree.
-        assert_eq!(c, 0x261f_f337);
+        assert_eq!(c, PINNED_V6);
         for byte in 0..32 {
             let mut other = flow6();
             if byte < 16 {

@@ -3,9 +3,10 @@
 //! program and the engine share ([`crate::cookie`]) and, in userspace, the
 //! ISNs of RFC 6528 §3 and the engine's hash seeds.
 //!
-//! One core, two entry points: [`siphash_2_4_16`] hashes a fixed 16-byte
-//! message given as two words, with no slice and no loop over data, as the
-//! BPF verifier wants; [`siphash_2_4`] hashes any byte string.
+//! One core, three entry points: [`siphash_2_4_20`] and [`siphash_2_4_44`]
+//! hash the SYN cookie's fixed-size messages given as words, with no slice
+//! and no loop over data, as the BPF verifier wants; [`siphash_2_4`]
+//! hashes any byte string.
 
 /// The four state words, keyed.
 #[derive(Clone, Copy)]
@@ -65,28 +66,32 @@ impl State {
     }
 }
 
-/// SipHash-2-4 of a 16-byte message given as two little-endian words,
-/// under the key `(k0, k1)` (the key's bytes 0..8 and 8..16, little-endian).
+/// SipHash-2-4 of a 20-byte message given as two little-endian words and
+/// a 4-byte tail (the IPv4 SYN cookie's addresses, ports and client ISN,
+/// then its minute and MSS index), under the key `(k0, k1)` (the key's
+/// bytes 0..8 and 8..16, little-endian). Three compressions: the cost of
+/// a 16-byte message.
 #[inline(always)]
-pub fn siphash_2_4_16(k0: u64, k1: u64, m0: u64, m1: u64) -> u64 {
+pub fn siphash_2_4_20(k0: u64, k1: u64, m0: u64, m1: u64, tail: u32) -> u64 {
     let mut s = State::new(k0, k1);
     s.compress(m0);
     s.compress(m1);
-    // Final block: no tail bytes, only the length (16).
-    s.finish(16u64 << 56)
+    // Final block: the 4 tail bytes and the length (20).
+    s.finish((20u64 << 56) | u64::from(tail))
 }
 
-/// SipHash-2-4 of a 40-byte message given as five little-endian words
-/// (the IPv6 SYN cookie's two addresses and its ports word).
+/// SipHash-2-4 of a 44-byte message given as five little-endian words and
+/// a 4-byte tail (the IPv6 SYN cookie's two addresses and its ports and
+/// client ISN, then its minute and MSS index).
 #[inline(always)]
-pub fn siphash_2_4_40(k0: u64, k1: u64, m: [u64; 5]) -> u64 {
+pub fn siphash_2_4_44(k0: u64, k1: u64, m: [u64; 5], tail: u32) -> u64 {
     let mut s = State::new(k0, k1);
     s.compress(m[0]);
     s.compress(m[1]);
     s.compress(m[2]);
     s.compress(m[3]);
     s.compress(m[4]);
-    s.finish(40u64 << 56)
+    s.finish((44u64 << 56) | u64::from(tail))
 }
 
 /// SipHash-2-4 of `data` under a 16-byte key.
@@ -133,40 +138,43 @@ mod tests {
         assert_eq!(siphash_2_4(&key(), &msg[..16]), 0x3f2a_cc7f_57c2_9bdb);
     }
 
-    #[test]
-    fn the_40_byte_variant_matches_the_byte_version() {
-        let msg: [u8; 40] = core::array::from_fn(|i| (i * 7 + 3) as u8);
-        let w = |i: usize| {
-            u64::from_le_bytes([
-                msg[i],
-                msg[i + 1],
-                msg[i + 2],
-                msg[i + 3],
-                msg[i + 4],
-                msg[i + 5],
-                msg[i + 6],
-                msg[i + 7],
-            ])
-        };
+    fn word(msg: &[u8], i: usize) -> u64 {
+        u64::from_le_bytes([
+            msg[i],
+            msg[i + 1],
+            msg[i + 2],
+            msg[i + 3],
+            msg[i + 4],
+            msg[i + 5],
+            msg[i + 6],
+            msg[i + 7],
+        ])
+    }
+
+    fn key_words() -> (u64, u64) {
         let k = key();
-        let k0 = u64::from_le_bytes([k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]]);
-        let k1 = u64::from_le_bytes([k[8], k[9], k[10], k[11], k[12], k[13], k[14], k[15]]);
-        assert_eq!(
-            siphash_2_4_40(k0, k1, [w(0), w(8), w(16), w(24), w(32)]),
-            siphash_2_4(&k, &msg)
-        );
+        (word(&k, 0), word(&k, 8))
     }
 
     #[test]
-    fn the_16_byte_variant_matches_the_reference_vector() {
-        // vectors.h, message 00..0f: the fixed 16-byte entry point and the
-        // general one agree.
-        let k0 = u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]);
-        let k1 = u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]);
-        let m0 = u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]);
-        let m1 = u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]);
-        assert_eq!(siphash_2_4_16(k0, k1, m0, m1), 0x3f2a_cc7f_57c2_9bdb);
-        let msg: [u8; 16] = core::array::from_fn(|i| i as u8);
-        assert_eq!(siphash_2_4(&key(), &msg), siphash_2_4_16(k0, k1, m0, m1));
+    fn the_44_byte_variant_matches_the_byte_version() {
+        let msg: [u8; 44] = core::array::from_fn(|i| (i * 7 + 3) as u8);
+        let (k0, k1) = key_words();
+        let tail = u32::from_le_bytes([msg[40], msg[41], msg[42], msg[43]]);
+        let m = [0, 8, 16, 24, 32].map(|i| word(&msg, i));
+        assert_eq!(siphash_2_4_44(k0, k1, m, tail), siphash_2_4(&key(), &msg));
+    }
+
+    #[test]
+    fn the_20_byte_variant_matches_the_byte_version() {
+        let (k0, k1) = key_words();
+        for seed in [0u8, 1, 0x5a, 0xff] {
+            let msg: [u8; 20] = core::array::from_fn(|i| (i as u8).wrapping_mul(31) ^ seed);
+            let tail = u32::from_le_bytes([msg[16], msg[17], msg[18], msg[19]]);
+            assert_eq!(
+                siphash_2_4_20(k0, k1, word(&msg, 0), word(&msg, 8), tail),
+                siphash_2_4(&key(), &msg)
+            );
+        }
     }
 }
