@@ -262,6 +262,9 @@ fn syn_limits_inner(ctx: &XdpContext) -> Option<Counter> {
             return Some(Counter::DropSynDenied);
         }
     }
+    if cfg.source_interval_ns == 0 && cfg.global_interval_ns == 0 {
+        return None;
+    }
     // SAFETY: helper without arguments.
     let now = unsafe { h::bpf_ktime_get_ns() };
     if cfg.source_interval_ns != 0 {

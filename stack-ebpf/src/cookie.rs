@@ -357,11 +357,15 @@ pub const COARSE_CLOCK_SLACK_NS: u64 = 10_000_000;
 /// needs more than a tick's precision and it costs no `rdtsc` (read_tsc
 /// and ktime_get_mono_fast_ns were 11% of the program's samples under
 /// `xstack bench cookies`). Cookies are issued in [`count_from_ns`] of the
-/// fine clock, which the coarse one trails by up to a tick: counted from
-/// `coarse_ns` + [`COARSE_CLOCK_SLACK_NS`], the minute is never below the
-/// fine clock's, so a cookie is never refused as "from the future" in the
-/// tick after a minute starts, and at most one tick's worth of its
-/// [`MAX_AGE`] is cut at the other end.
+/// fine clock (the engine's, and XDP's where a SYN limit needs it) or of
+/// the coarse one (XDP's otherwise, `FastpathConfig::syn_needs_fine_clock`),
+/// at or behind the fine clock: counted from `coarse_ns` +
+/// [`COARSE_CLOCK_SLACK_NS`], the minute is never below the fine clock's,
+/// so a cookie is never refused as "from the future" in the tick after a
+/// minute starts, and at most one tick's worth of its [`MAX_AGE`] is cut
+/// at the other end. A cookie issued on the coarse clock in the first tick
+/// of a minute counts from the minute before: it lives at least 60 s less
+/// a tick, as one issued at the end of a minute does.
 #[inline(always)]
 pub fn check_count_from_coarse_ns(coarse_ns: u64) -> u32 {
     count_from_ns(coarse_ns.saturating_add(COARSE_CLOCK_SLACK_NS))

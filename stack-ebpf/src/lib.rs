@@ -516,6 +516,24 @@ pub struct FastpathConfig {
     pub source_key: limit::SourceKey,
 }
 
+impl FastpathConfig {
+    /// Whether a SYN needs the fine clock (`bpf_ktime_get_ns`) rather than
+    /// the coarse one (`bpf_ktime_get_coarse_ns`, the time at the last
+    /// tick, up to [`cookie::COARSE_CLOCK_SLACK_NS`] behind): only for
+    /// what measures intervals shorter than a tick: the per-source and
+    /// global token buckets (ns per SYN) and a SYN-rate window under
+    /// [`cookie::COARSE_CLOCK_SLACK_NS`]. A cookie's minute, its SYN-ACK's
+    /// TSval (ms), `last_cookie_ns` and a window of 10 ms or more read the
+    /// coarse clock, a load of the last tick's time where the fine one
+    /// reads the clock source (`rdtsc`, and in a VM the pvclock page).
+    #[inline(always)]
+    pub fn syn_needs_fine_clock(&self) -> bool {
+        self.source_interval_ns != 0
+            || self.global_interval_ns != 0
+            || self.window_ns < cookie::COARSE_CLOCK_SLACK_NS
+    }
+}
+
 /// State the XDP program keeps (one entry of `FASTPATH_STATE`); userspace
 /// only reads it. Updated without atomics: with several CPUs the window
 /// count and the global bucket are approximate.

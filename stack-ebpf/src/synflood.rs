@@ -59,6 +59,21 @@ pub(crate) fn source_admitted(
     }
 }
 
+/// The clock a SYN reads, once: the fine one only where the
+/// configuration measures intervals shorter than a tick
+/// ([`FastpathConfig::syn_needs_fine_clock`]), else the coarse one.
+#[inline(always)]
+pub(crate) fn syn_clock(cfg: &FastpathConfig) -> u64 {
+    // SAFETY: helpers without arguments.
+    unsafe {
+        if cfg.syn_needs_fine_clock() {
+            h::bpf_ktime_get_ns()
+        } else {
+            h::bpf_ktime_get_coarse_ns()
+        }
+    }
+}
+
 #[inline(always)]
 fn prefix_key(saddr: u32) -> LpmKey<PrefixAddr> {
     LpmKey::new(32, saddr)
@@ -103,8 +118,7 @@ pub(crate) fn syn(
             return (xdp_action::XDP_DROP, Counter::DropSynDenied);
         }
     }
-    // SAFETY: helper without arguments.
-    let now = unsafe { h::bpf_ktime_get_ns() };
+    let now = syn_clock(cfg);
     let Some(state) = FASTPATH_STATE.get_ptr_mut(0) else {
         return redirect(ctx, Counter::RedirectTcp);
     };
@@ -251,8 +265,7 @@ fn syn6_verdict(
     };
     // SAFETY: as in `syn`.
     let state = unsafe { &mut *state };
-    // SAFETY: helper without arguments.
-    let now = unsafe { h::bpf_ktime_get_ns() };
+    let now = syn_clock(cfg);
     // The SYN-ACK's clock too: one read per SYN.
     out.now = now;
     let cookies = match cfg.syncookies {
@@ -276,7 +289,9 @@ fn syn6_verdict(
 /// engine's SYN queue is full).
 #[inline(always)]
 fn auto_mode(cfg: &FastpathConfig, state: &mut FastpathState, now: u64) -> bool {
-    let elapsed = now.wrapping_sub(state.window_start_ns);
+    // Saturating: a window started on the fine clock (a limit was on) and
+    // read on the coarse one (up to a tick behind) has not ended.
+    let elapsed = now.saturating_sub(state.window_start_ns);
     if elapsed >= cfg.window_ns {
         let syns = state.window_syns;
         // SYN/s over the window that ended (ns precision).

@@ -68,15 +68,21 @@ pub fn moved(p: &mut XdpProgram, frame: &[u8]) -> (u32, Counter, Vec<u8>, usize)
     (v, changed[0], out, meta)
 }
 
-/// The SYN cookie minute counter now (CLOCK_MONOTONIC, as XDP reads it).
-pub fn now_count() -> u32 {
+/// `clock` (a `libc::CLOCK_*`) in ns: CLOCK_MONOTONIC is what
+/// `bpf_ktime_get_ns` reads, CLOCK_MONOTONIC_COARSE `bpf_ktime_get_coarse_ns`.
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime with a valid out pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    stack_ebpf::cookie::count_from_ns(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The SYN cookie minute counter now (CLOCK_MONOTONIC, as XDP reads it).
+pub fn now_count() -> u32 {
+    stack_ebpf::cookie::count_from_ns(clock_ns(libc::CLOCK_MONOTONIC))
 }
 
 /// Writes `frame` as a one-packet pcap and has tshark print `fields` of

@@ -16,7 +16,9 @@ use xstack::{
         tcp::TcpPacket,
     },
 };
-use xstack_tests::xdp_run::{check_synack_tcp, expect, moved, now_count, run, tshark_fields};
+use xstack_tests::xdp_run::{
+    check_synack_tcp, clock_ns, expect, moved, now_count, run, tshark_fields,
+};
 
 const XDP_ABORTED: u32 = 0;
 const XDP_DROP: u32 = 1;
@@ -1113,6 +1115,63 @@ fn auto_mode_switches_to_cookies_above_the_syn_rate() {
     .unwrap();
     q.set_signal(stack_ebpf::SIGNAL_SYN_QUEUE_FULL, 1).unwrap();
     assert_eq!(run(&mut q, &syn), XDP_TX);
+}
+
+/// A SYN reads the coarse clock (the last tick's time, no clock-source
+/// read) unless a SYN limit measures intervals shorter than a tick: the
+/// per-source or global token bucket, or a SYN-rate window under 10 ms
+/// (`FastpathConfig::syn_needs_fine_clock`). Seen in the SYN-rate
+/// window's start, which the first SYN sets to the time it read.
+#[test]
+fn a_syn_reads_the_coarse_clock_unless_a_limit_needs_the_fine_one() {
+    let syn = segment(0x02, SEQ, 0, &[], &[]);
+    let auto = FastpathSettings {
+        syncookies: SynCookies::Auto,
+        ..Default::default()
+    };
+    let cases = [
+        ("no limit", auto.clone(), false),
+        (
+            "per-source limit",
+            FastpathSettings {
+                syn_source_rate: 1_000_000,
+                ..auto.clone()
+            },
+            true,
+        ),
+        (
+            "global limit",
+            FastpathSettings {
+                syn_global_rate: 1_000_000,
+                ..auto.clone()
+            },
+            true,
+        ),
+        (
+            "1 ms window",
+            FastpathSettings {
+                syn_window_ms: 1,
+                ..auto.clone()
+            },
+            true,
+        ),
+    ];
+    for (what, settings, fine) in cases {
+        let (mut p, _sock) = program(true);
+        p.set_config(&settings.to_config()).unwrap();
+        let fine_before = clock_ns(libc::CLOCK_MONOTONIC);
+        expect(&mut p, &syn, XDP_REDIRECT, Counter::RedirectTcp);
+        let coarse_after = clock_ns(libc::CLOCK_MONOTONIC_COARSE);
+        let read = p.fastpath_state().unwrap().window_start_ns;
+        if fine {
+            // The fine clock is never behind an earlier fine reading.
+            assert!(read >= fine_before, "{what}: {read} < {fine_before}");
+        } else {
+            // The coarse clock is never ahead of a later coarse reading;
+            // the fine one is, but for a tick between the two reads.
+            assert!(read <= coarse_after, "{what}: {read} > {coarse_after}");
+        }
+    }
 }
 
 // ---- Cookie SYN-ACKs sent by the engine (issue 11, failure 3).
