@@ -3,11 +3,12 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use stack_ebpf::{
-    port_bit, AddrKey, Counter, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP, ADDR_SLOT_SHIFT,
+    addr_probe, port_bit, AddrProbe, Counter, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP,
+    ADDR_SLOT_SHIFT,
 };
 
 use crate::flows::{established, remember_flow};
-use crate::maps::{bump, class, OWNED_ADDRS, OWNED_PORT_BITS, QUEUE_REDIRECTS, XSKS};
+use crate::maps::{bump, class, OWNED_ADDR_TABLE, OWNED_PORT_BITS, QUEUE_REDIRECTS, XSKS};
 use crate::parse::{
     be16, ptr_at, raw32, ACK, ARP_LEN, ARP_OP_REPLY, ARP_OP_REQUEST, ETH_HLEN, ETH_P_ARP, ETH_P_IP,
     ETH_P_IPV6, FIN, IPPROTO_ICMP, IPPROTO_TCP, PSH, RST, SYN, URG,
@@ -23,6 +24,16 @@ pub(crate) fn redirect(ctx: &XdpContext, what: Counter) -> (u32, Counter) {
             (action, what)
         }
         Err(_) => (xdp_action::XDP_DROP, Counter::DropNoSocket),
+    }
+}
+
+/// The `ADDR_*` flags of the owned IPv4 address `addr` (network byte
+/// order), or `None` when it is not ours: array loads only.
+#[inline(always)]
+fn owned(addr: u32) -> Option<u32> {
+    match addr_probe(addr, |i| OWNED_ADDR_TABLE.get(i).copied()) {
+        AddrProbe::Found(_, flags) => Some(flags),
+        _ => None,
     }
 }
 
@@ -60,8 +71,7 @@ fn classify_arp(ctx: &XdpContext) -> (u32, Counter) {
     if htype != 1 || ptype != ETH_P_IP || (op != ARP_OP_REQUEST && op != ARP_OP_REPLY) {
         return (xdp_action::XDP_PASS, Counter::PassArpOther);
     }
-    // SAFETY: map lookup of a plain key.
-    match unsafe { OWNED_ADDRS.get(&AddrKey { addr: tpa }) } {
+    match owned(tpa) {
         Some(flags) if flags & ADDR_ARP != 0 => redirect(ctx, Counter::RedirectArp),
         _ => (xdp_action::XDP_PASS, Counter::PassArpOther),
     }
@@ -83,11 +93,9 @@ fn classify_ipv4(ctx: &XdpContext) -> (u32, Counter) {
             raw32(ip.add(16)),
         )
     };
-    // SAFETY: map lookup of a plain key.
-    let Some(flags) = (unsafe { OWNED_ADDRS.get(&AddrKey { addr: daddr }) }) else {
+    let Some(flags) = owned(daddr) else {
         return (xdp_action::XDP_PASS, Counter::PassIpNotOwned);
     };
-    let flags = *flags;
     if vihl >> 4 != 4 || vihl & 0x0f < 5 {
         return (xdp_action::XDP_DROP, Counter::DropIpHeader);
     }

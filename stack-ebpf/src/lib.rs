@@ -27,8 +27,8 @@ pub const MAX_OWNED_PORTS: u32 = 65536;
 /// port (65,536 bits).
 pub const PORT_WORDS: u32 = 1024;
 
-/// Bit position of an owned IPv4 address's slot in its `OWNED_ADDRS`
-/// value: which [`PORT_WORDS`] words of `OWNED_PORT_BITS` are its ports.
+/// Bit position of an owned IPv4 address's slot in its `OWNED_ADDR_TABLE`
+/// flags: which [`PORT_WORDS`] words of `OWNED_PORT_BITS` are its ports.
 pub const ADDR_SLOT_SHIFT: u32 = 8;
 
 /// Where TCP `port` (host order) of the owned IPv4 address in `slot`
@@ -50,17 +50,17 @@ pub const MAX_OWNED_ADDRS: u32 = 256;
 /// program on an interface by this name.
 pub const PROGRAM_NAME: &str = "xstack_xdp";
 
-/// `OWNED_ADDRS` value flag: ARP requests and replies for this address go
+/// `OWNED_ADDR_TABLE` flag: ARP requests and replies for this address go
 /// to the engine.
 pub const ADDR_ARP: u32 = 1 << 0;
-/// `OWNED_ADDRS` value flag: ICMP to this address goes to the engine.
+/// `OWNED_ADDR_TABLE` flag: ICMP to this address goes to the engine.
 pub const ADDR_ICMP: u32 = 1 << 1;
-/// `OWNED_ADDRS` value flag: the address is the engine's alone (no kernel
+/// `OWNED_ADDR_TABLE` flag: the address is the engine's alone (no kernel
 /// interface has it), so TCP to every port of it goes to the engine, which
 /// answers closed ports with RST as a host does (RFC 9293 §3.10.7.1);
 /// without it, ports the engine does not serve stay with the kernel.
 pub const ADDR_ALL_TCP: u32 = 1 << 2;
-/// `OWNED_ADDRS` value bits holding the address's port-bitmap slot
+/// `OWNED_ADDR_TABLE` flag bits holding the address's port-bitmap slot
 /// (`value >> ADDR_SLOT_SHIFT`, below [`MAX_OWNED_ADDRS`]).
 pub const ADDR_SLOT_MASK: u32 = 0xff << ADDR_SLOT_SHIFT;
 
@@ -641,21 +641,75 @@ pub type PrefixAddr6 = [u8; 16];
 /// Number of counters in [`Counter`].
 pub const COUNTER_COUNT: u32 = Counter::COUNT;
 
-/// Key of the owned-address table: an IPv4 address in network byte order.
+/// Entries of the owned IPv4 address table (`OWNED_ADDR_TABLE`, an
+/// array): four per address it may hold ([`MAX_OWNED_ADDRS`]), so that
+/// probes stay short.
+pub const ADDR_TABLE_LEN: u32 = 1024;
+/// Entries the XDP program looks at, from an address's home entry on
+/// ([`addr_home`]), before it concludes the address is not owned; an
+/// address that finds no free entry within them is refused when claimed.
+pub const ADDR_TABLE_PROBES: u32 = 8;
+
+/// `OWNED_ADDR_TABLE` entry flag: the entry holds an address (an entry of
+/// flags 0 is free and ends a probe).
+pub const ADDR_IN_USE: u32 = 1 << 3;
+
+/// One entry of the owned IPv4 address table: open addressing with linear
+/// probing in an array, which the verifier inlines (a load, no call),
+/// where a hash map lookup was four kernel functions per packet (hash,
+/// bucket walk, key compare: 12% of a flood SYN's XDP samples, and each
+/// return pays this machine's SRSO thunk). Entries are only added or
+/// changed, never removed, so a probe ends at the first free entry.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct AddrKey {
-    /// IPv4 address, network byte order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AddrEntry {
+    /// IPv4 address, network byte order (as read from the packet).
     pub addr: u32,
+    /// [`ADDR_IN_USE`], the `ADDR_*` flags and the port slot
+    /// ([`ADDR_SLOT_MASK`]); 0: free.
+    pub flags: u32,
 }
 
-impl AddrKey {
-    /// Builds a key from the address octets.
-    pub const fn new(addr: [u8; 4]) -> Self {
-        AddrKey {
-            addr: u32::from_ne_bytes(addr),
+/// The home entry of `addr` (network byte order) in the owned-address
+/// table: a multiplicative (Fibonacci) hash of its host-order value, so
+/// that consecutive addresses spread over the table.
+#[inline(always)]
+pub const fn addr_home(addr: u32) -> u32 {
+    u32::from_be(addr).wrapping_mul(0x9e37_79b1) >> (32 - ADDR_TABLE_LEN.trailing_zeros())
+}
+
+/// What a probe of the owned-address table found for an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddrProbe {
+    /// The address is at this index, with these flags.
+    Found(u32, u32),
+    /// The address is not in the table; this free index is where it goes.
+    Free(u32),
+    /// Not in the table, and no free entry within [`ADDR_TABLE_PROBES`].
+    Full,
+}
+
+/// Probes the owned-address table for `addr` (network byte order):
+/// `entry(i)` reads entry `i` (the XDP program's array lookup, or
+/// userspace's copy of the table). At most [`ADDR_TABLE_PROBES`] entries.
+#[inline(always)]
+pub fn addr_probe(addr: u32, entry: impl Fn(u32) -> Option<AddrEntry>) -> AddrProbe {
+    let home = addr_home(addr);
+    let mut n = 0;
+    while n < ADDR_TABLE_PROBES {
+        let i = (home + n) & (ADDR_TABLE_LEN - 1);
+        let Some(e) = entry(i) else {
+            return AddrProbe::Full;
+        };
+        if e.flags & ADDR_IN_USE == 0 {
+            return AddrProbe::Free(i);
         }
+        if e.addr == addr {
+            return AddrProbe::Found(i, e.flags);
+        }
+        n += 1;
     }
+    AddrProbe::Full
 }
 
 /// Key of the owned-IPv6-address table: the address as four
@@ -769,7 +823,7 @@ pub const GEN_TAIL: usize = 4;
 mod user {
     // SAFETY: both types are #[repr(C)], have no padding and every bit
     // pattern is valid (checked by bytemuck::Pod derive).
-    unsafe impl aya::Pod for super::AddrKey {}
+    unsafe impl aya::Pod for super::AddrEntry {}
     unsafe impl aya::Pod for super::Addr6Key {}
     unsafe impl aya::Pod for super::Port6Key {}
     unsafe impl aya::Pod for super::FastpathConfig {}
@@ -944,7 +998,114 @@ mod tests {
             }
         }
         // The slot bits never reach the `ADDR_*` flags.
-        assert_eq!(ADDR_SLOT_MASK & (ADDR_ARP | ADDR_ICMP | ADDR_ALL_TCP), 0);
+        assert_eq!(
+            ADDR_SLOT_MASK & (ADDR_ARP | ADDR_ICMP | ADDR_ALL_TCP | ADDR_IN_USE),
+            0
+        );
         assert_eq!(ADDR_SLOT_MASK >> ADDR_SLOT_SHIFT, MAX_OWNED_ADDRS - 1);
+    }
+
+    /// Claims `addrs` in a copy of the owned-address table as userspace
+    /// does; returns the table, or the first address refused.
+    fn claim_all(addrs: &[u32]) -> Result<std::vec::Vec<AddrEntry>, u32> {
+        let mut t = std::vec![AddrEntry::default(); ADDR_TABLE_LEN as usize];
+        for (slot, &a) in addrs.iter().enumerate() {
+            let flags = ADDR_IN_USE | ADDR_ARP | (slot as u32) << ADDR_SLOT_SHIFT;
+            match addr_probe(a, |i| t.get(i as usize).copied()) {
+                AddrProbe::Found(i, _) | AddrProbe::Free(i) => {
+                    t[i as usize] = AddrEntry { addr: a, flags }
+                }
+                AddrProbe::Full => return Err(a),
+            }
+        }
+        Ok(t)
+    }
+
+    fn wire(a: [u8; 4]) -> u32 {
+        u32::from_ne_bytes(a)
+    }
+
+    #[test]
+    fn every_claimed_address_is_found_with_its_flags_and_no_other() {
+        // The limit of owned addresses in the shapes users give: one
+        // /24, every 256th of a /16, 256 random addresses of 198.18/15.
+        let mut x = 0x2545_f491u32;
+        let shapes: [std::vec::Vec<u32>; 3] = [
+            (0..=255).map(|i| wire([198, 18, 0, i])).collect(),
+            (0..=255).map(|i| wire([198, 18, i, 7])).collect(),
+            (0..256)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    wire([198, 18 | (x as u8 & 1), (x >> 8) as u8, (x >> 16) as u8])
+                })
+                .collect(),
+        ];
+        for addrs in shapes {
+            let t = claim_all(&addrs).expect("256 addresses fit");
+            for (slot, &a) in addrs.iter().enumerate() {
+                match addr_probe(a, |i| t.get(i as usize).copied()) {
+                    AddrProbe::Found(_, f) => {
+                        assert_eq!(f >> ADDR_SLOT_SHIFT, slot as u32);
+                        assert_ne!(f & ADDR_ARP, 0);
+                    }
+                    other => panic!("{a:#x}: {other:?}"),
+                }
+            }
+            for b in [wire([198, 19, 255, 254]), wire([10, 0, 0, 1]), 0] {
+                if !addrs.contains(&b) {
+                    assert!(!matches!(
+                        addr_probe(b, |i| t.get(i as usize).copied()),
+                        AddrProbe::Found(..)
+                    ));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn consecutive_addresses_get_entries_of_their_own() {
+        // A /24 in order: a multiplicative hash of the host-order value
+        // puts each in an entry of its own, no probing at all.
+        let homes: std::collections::HashSet<u32> = (0..=255)
+            .map(|i| addr_home(wire([198, 18, 0, i])))
+            .collect();
+        assert_eq!(homes.len(), 256);
+        assert!(homes.iter().all(|h| *h < ADDR_TABLE_LEN));
+    }
+
+    #[test]
+    fn an_address_without_a_free_entry_within_the_probes_is_refused() {
+        // Fill the probe window of one home with other addresses.
+        let target = wire([198, 18, 0, 1]);
+        let home = addr_home(target);
+        let mut t = std::vec![AddrEntry::default(); ADDR_TABLE_LEN as usize];
+        for n in 0..ADDR_TABLE_PROBES {
+            t[((home + n) & (ADDR_TABLE_LEN - 1)) as usize] = AddrEntry {
+                addr: wire([198, 18, 1, n as u8]),
+                flags: ADDR_IN_USE,
+            };
+        }
+        assert_eq!(
+            addr_probe(target, |i| t.get(i as usize).copied()),
+            AddrProbe::Full
+        );
+        // One free entry at the window's end is found, and the address
+        // put there is found past the seven others.
+        let last = (home + ADDR_TABLE_PROBES - 1) & (ADDR_TABLE_LEN - 1);
+        t[last as usize] = AddrEntry::default();
+        assert_eq!(
+            addr_probe(target, |i| t.get(i as usize).copied()),
+            AddrProbe::Free(last)
+        );
+        t[last as usize] = AddrEntry {
+            addr: target,
+            flags: ADDR_IN_USE | ADDR_ICMP,
+        };
+        assert_eq!(
+            addr_probe(target, |i| t.get(i as usize).copied()),
+            AddrProbe::Found(last, ADDR_IN_USE | ADDR_ICMP)
+        );
     }
 }

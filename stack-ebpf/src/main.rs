@@ -93,11 +93,11 @@ mod maps {
         maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap},
     };
     use stack_ebpf::{
-        cookie::Secrets, hint::FLOW_HINT_WORDS, limit::SOURCE_CELLS, Addr6Key, AddrKey, Counter,
+        cookie::Secrets, hint::FLOW_HINT_WORDS, limit::SOURCE_CELLS, Addr6Key, AddrEntry, Counter,
         CounterSet, FastpathConfig, FastpathState, Flow6Key, FlowKey, Port6Key, PrefixAddr,
-        PrefixAddr6, TcpClass, COUNTER_COUNT, MAX_FLOWS, MAX_FLOWS6, MAX_OWNED_ADDRS,
-        MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES, PORT_WORDS, SIGNAL_COUNT,
-        TCP_CLASS_COUNT,
+        PrefixAddr6, TcpClass, ADDR_TABLE_LEN, COUNTER_COUNT, MAX_FLOWS, MAX_FLOWS6,
+        MAX_OWNED_ADDRS, MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES, PORT_WORDS,
+        SIGNAL_COUNT, TCP_CLASS_COUNT,
     };
 
     /// One AF_XDP socket per rx queue, indexed by queue id.
@@ -119,15 +119,11 @@ mod maps {
         PerCpuArray::with_max_entries(MAX_QUEUES, 0);
 
     /// Owned IPv4 addresses → `ADDR_*` flags.
+    /// The owned IPv4 addresses ([`stack_ebpf::addr_probe`]).
     #[map]
-    pub(crate) static OWNED_ADDRS: HashMap<AddrKey, u32> =
-        HashMap::with_max_entries(MAX_OWNED_ADDRS, 0);
+    pub(crate) static OWNED_ADDR_TABLE: Array<AddrEntry> =
+        Array::with_max_entries(ADDR_TABLE_LEN, 0);
 
-    /// Owned TCP ports of each owned IPv4 address: a bit per port, the
-    /// [`PORT_WORDS`] words of the address's slot (its `OWNED_ADDRS`
-    /// value's [`stack_ebpf::ADDR_SLOT_MASK`] bits) at `slot * PORT_WORDS`
-    /// ([`stack_ebpf::port_bit`]). One array load per segment, where a
-    /// hash of (address, port) cost a lookup.
     #[map]
     pub(crate) static OWNED_PORT_BITS: Array<u64> =
         Array::with_max_entries(MAX_OWNED_ADDRS * PORT_WORDS, 0);

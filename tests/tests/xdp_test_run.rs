@@ -212,6 +212,61 @@ fn an_owned_port_is_owned_on_its_own_address_only() {
     );
 }
 
+/// As many owned addresses as the table holds (`MAX_OWNED_ADDRS`), in a
+/// shape whose homes collide (seeded random addresses of 198.18.0.0/15,
+/// host number 9, so some sit past their home entry): each is found by
+/// ARP and TCP with its own port, the one more is refused in one line,
+/// and its neighbour (host number 10) stays the kernel's.
+#[test]
+fn every_owned_address_up_to_the_limit_is_found_and_no_other() {
+    let (mut p, _sock) = program(true);
+    // OURS is owned already: MAX - 1 more, distinct.
+    let n = stack_ebpf::MAX_OWNED_ADDRS - 1;
+    let mut x = 0x9e37_79b9u32;
+    let mut seen = std::collections::HashSet::new();
+    let mut addrs = Vec::new();
+    while addrs.len() < n as usize {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let a = Ipv4Addr::new(198, 18 | (x as u8 & 1), (x >> 8) as u8, 9);
+        if a != OURS && seen.insert(a) {
+            addrs.push(a);
+        }
+    }
+    let addr = |i: u32| addrs[i as usize];
+    let homes: std::collections::HashSet<u32> = (0..n)
+        .map(|i| stack_ebpf::addr_home(u32::from_ne_bytes(addr(i).octets())))
+        .collect();
+    assert!(homes.len() < n as usize, "the shape has no collision");
+    for i in 0..n {
+        p.own_addr(addr(i)).unwrap();
+        p.own_port(addr(i), 1000 + i as u16).unwrap();
+    }
+    let to = |dst: Ipv4Addr, port: u16| ipv4(dst, ipv4::PROTO_TCP, &tcp(port, 5));
+    for i in 0..n {
+        let a = addr(i);
+        expect(&mut p, &arp_request(a), XDP_REDIRECT, Counter::RedirectArp);
+        let port = 1000 + i as u16;
+        expect(&mut p, &to(a, port), XDP_REDIRECT, Counter::RedirectTcp);
+        expect(
+            &mut p,
+            &to(a, port + 1),
+            XDP_PASS,
+            Counter::PassPortNotOwned,
+        );
+        let o = a.octets();
+        let b = Ipv4Addr::new(o[0], o[1], o[2], 10);
+        expect(&mut p, &to(b, port), XDP_PASS, Counter::PassIpNotOwned);
+    }
+    expect(&mut p, &to(OURS, PORT), XDP_REDIRECT, Counter::RedirectTcp);
+    let more = p.own_addr(Ipv4Addr::new(198, 19, 255, 254)).unwrap_err();
+    assert!(
+        more.to_string().contains("above the limit of 256"),
+        "{more}"
+    );
+}
+
 /// A well-formed segment from the peer to `dport`.
 fn segment_to(dport: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
     LINK.tcp(&TcpSegment {

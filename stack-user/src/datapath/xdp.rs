@@ -27,9 +27,10 @@ use aya::{
 };
 use serde::Serialize;
 use stack_ebpf::{
-    cookie::Secrets, Addr6Key, AddrKey, Counter, CounterSet, FastpathConfig, FastpathState,
-    Port6Key, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP, ADDR_SLOT_SHIFT, MAX_OWNED_ADDRS,
-    MAX_QUEUES, PROGRAM_NAME,
+    addr_probe, cookie::Secrets, Addr6Key, AddrEntry, AddrProbe, Counter, CounterSet,
+    FastpathConfig, FastpathState, Port6Key, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP,
+    ADDR_IN_USE, ADDR_SLOT_SHIFT, ADDR_TABLE_LEN, ADDR_TABLE_PROBES, MAX_OWNED_ADDRS, MAX_QUEUES,
+    PROGRAM_NAME,
 };
 use thiserror::Error;
 
@@ -141,7 +142,12 @@ pub struct XdpProgram {
     xsks: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
     queue_redirects: PerCpuArray<MapData, u64>,
-    addrs: HashMap<MapData, AddrKey, u32>,
+    /// `OWNED_ADDR_TABLE`: the owned IPv4 addresses
+    /// ([`stack_ebpf::addr_probe`]).
+    addrs: Array<MapData, AddrEntry>,
+    /// What this program wrote to `addrs`, to probe without reading the
+    /// map back.
+    addr_table: Vec<AddrEntry>,
     /// `OWNED_PORT_BITS`: a bit per port of each owned IPv4 address.
     port_bits: Array<MapData, u64>,
     /// Each IPv4 address's slot in `port_bits` (its `OWNED_ADDRS` value's
@@ -333,8 +339,8 @@ impl XdpProgram {
             PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?).map_err(map_err("COUNTERS"))?;
         let queue_redirects = PerCpuArray::try_from(take(&mut ebpf, "QUEUE_REDIRECTS")?)
             .map_err(map_err("QUEUE_REDIRECTS"))?;
-        let addrs =
-            HashMap::try_from(take(&mut ebpf, "OWNED_ADDRS")?).map_err(map_err("OWNED_ADDRS"))?;
+        let addrs = Array::try_from(take(&mut ebpf, "OWNED_ADDR_TABLE")?)
+            .map_err(map_err("OWNED_ADDR_TABLE"))?;
         let port_bits = Array::try_from(take(&mut ebpf, "OWNED_PORT_BITS")?)
             .map_err(map_err("OWNED_PORT_BITS"))?;
         let addrs6 =
@@ -365,6 +371,7 @@ impl XdpProgram {
             counters,
             queue_redirects,
             addrs,
+            addr_table: vec![AddrEntry::default(); ADDR_TABLE_LEN as usize],
             port_bits,
             slots: Vec::new(),
             addrs6,
@@ -636,16 +643,32 @@ impl XdpProgram {
         Ok(self.slots.len() as u32 - 1)
     }
 
-    /// Claims `addr` with `ADDR_*` `flags`, its port slot beside them.
+    /// Claims `addr` with `ADDR_*` `flags`, its port slot beside them, in
+    /// its entry of the owned-address table (the one it has, or the first
+    /// free one from its home on).
     fn claim_addr(&mut self, addr: Ipv4Addr, flags: u32) -> Result<(), XdpError> {
         let slot = self.slot(addr)?;
+        let wire = u32::from_ne_bytes(addr.octets());
+        let i = match addr_probe(wire, |i| self.addr_table.get(i as usize).copied()) {
+            AddrProbe::Found(i, _) | AddrProbe::Free(i) => i,
+            AddrProbe::Full => {
+                return Err(XdpError::Map {
+                    map: "OWNED_ADDR_TABLE",
+                    detail: format!(
+                        "{addr} finds no free entry within {ADDR_TABLE_PROBES} of its own; own fewer addresses"
+                    ),
+                })
+            }
+        };
+        let entry = AddrEntry {
+            addr: wire,
+            flags: ADDR_IN_USE | flags | slot << ADDR_SLOT_SHIFT,
+        };
         self.addrs
-            .insert(
-                AddrKey::new(addr.octets()),
-                flags | slot << ADDR_SLOT_SHIFT,
-                0,
-            )
-            .map_err(map_err("OWNED_ADDRS"))
+            .set(i, entry, 0)
+            .map_err(map_err("OWNED_ADDR_TABLE"))?;
+        self.addr_table[i as usize] = entry;
+        Ok(())
     }
 
     /// Claims `addr`: ARP and ICMP for it go to the engine.
