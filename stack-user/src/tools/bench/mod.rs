@@ -18,6 +18,46 @@ pub mod synflood;
 pub mod timer;
 pub mod victim;
 
+/// The sysctls of a benchmark's Linux client namespace, as a load tester
+/// sets up the host it runs wrk on: `connect()` may take over a port whose
+/// last connection is in TIME_WAIT once that is over 1 s old, the
+/// timestamps telling the new connection's segments from the old one's
+/// (`tcp_tw_reuse=1`: Linux `tcp_twsk_unique`, safe by PAWS, RFC 7323 §5;
+/// the namespace default 2 allows it on loopback only), and every
+/// unprivileged port. A client that closes first keeps a TIME_WAIT socket
+/// per connection for 60 s: at 2,000 connections/s the default range
+/// (32768-60999, whose ports of `connect()`'s parity it searches first)
+/// fills in about 7 s, and each `connect()` then walks thousands of
+/// taken ports (`__inet_hash_connect`) on the client's core. Both
+/// settings belong to the namespace: the client's, the same for every
+/// system under test.
+pub const CLIENT_SYSCTLS: [(&str, &str); 2] = [
+    ("net.ipv4.tcp_tw_reuse", "1"),
+    ("net.ipv4.ip_local_port_range", "1024 65535"),
+];
+
+/// [`CLIENT_SYSCTLS`] in words, for a benchmark's header.
+pub const CLIENT_WORDS: &str = "tcp_tw_reuse=1, ip_local_port_range 1024-65535";
+
+/// Sets [`CLIENT_SYSCTLS`] in network namespace `ns`.
+pub fn client_sysctls(ns: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    for (k, v) in CLIENT_SYSCTLS {
+        let kv = format!("{k}={v}");
+        let out = crate::tools::testbed::netns_command(ns, "sysctl")
+            .args(["-qw", &kv])
+            .output()
+            .with_context(|| format!("sysctl -w {kv} in {ns} (install procps)"))?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "sysctl -w {kv} in {ns}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Writes `value` as pretty JSON to `OUT/name` (creating OUT); returns the
 /// path. Every benchmark `cargo xtask bench` runs writes its figures so.
 pub fn write_json(
