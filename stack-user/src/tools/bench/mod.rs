@@ -18,8 +18,9 @@ pub mod synflood;
 pub mod timer;
 pub mod victim;
 
-/// The sysctls of a benchmark's Linux client namespace, as a load tester
-/// sets up the host it runs wrk on: `connect()` may take over a port whose
+/// `net.ipv4.tcp_tw_reuse` of a benchmark's Linux client namespace (with
+/// [`CLIENT_PORT_RANGE`], as a load tester sets up the host it runs wrk
+/// on): `connect()` may take over a port whose
 /// last connection is in TIME_WAIT once that is over 1 s old, the
 /// timestamps telling the new connection's segments from the old one's
 /// (`tcp_tw_reuse=1`: Linux `tcp_twsk_unique`, safe by PAWS, RFC 7323 §5;
@@ -31,19 +32,27 @@ pub mod victim;
 /// taken ports (`__inet_hash_connect`) on the client's core. Both
 /// settings belong to the namespace: the client's, the same for every
 /// system under test.
-pub const CLIENT_SYSCTLS: [(&str, &str); 2] = [
-    ("net.ipv4.tcp_tw_reuse", "1"),
-    ("net.ipv4.ip_local_port_range", "1024 65535"),
-];
+pub const CLIENT_TW_REUSE: u8 = 1;
 
-/// [`CLIENT_SYSCTLS`] in words, for a benchmark's header.
+/// The client namespace's `ip_local_port_range`: every unprivileged port.
+pub const CLIENT_PORT_RANGE: (u16, u16) = (1024, 65535);
+
+/// Ports in [`CLIENT_PORT_RANGE`]: the most connections a client namespace
+/// holds open to one server address and port.
+pub const CLIENT_PORTS: u32 = CLIENT_PORT_RANGE.1 as u32 - CLIENT_PORT_RANGE.0 as u32 + 1;
+
+/// The client namespace's settings in words, for a benchmark's header.
 pub const CLIENT_WORDS: &str = "tcp_tw_reuse=1, ip_local_port_range 1024-65535";
 
-/// Sets [`CLIENT_SYSCTLS`] in network namespace `ns`.
+/// Sets [`CLIENT_TW_REUSE`] and [`CLIENT_PORT_RANGE`] in network
+/// namespace `ns` (both are per-namespace sysctls).
 pub fn client_sysctls(ns: &str) -> anyhow::Result<()> {
     use anyhow::Context;
-    for (k, v) in CLIENT_SYSCTLS {
-        let kv = format!("{k}={v}");
+    let (lo, hi) = CLIENT_PORT_RANGE;
+    for kv in [
+        format!("net.ipv4.tcp_tw_reuse={CLIENT_TW_REUSE}"),
+        format!("net.ipv4.ip_local_port_range={lo} {hi}"),
+    ] {
         let out = crate::tools::testbed::netns_command(ns, "sysctl")
             .args(["-qw", &kv])
             .output()
@@ -71,4 +80,17 @@ pub fn write_json(
     std::fs::write(&path, serde_json::to_string_pretty(value)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_header_words_name_the_settings_the_namespace_gets() {
+        let (lo, hi) = CLIENT_PORT_RANGE;
+        assert!(CLIENT_WORDS.contains(&format!("tcp_tw_reuse={CLIENT_TW_REUSE}")));
+        assert!(CLIENT_WORDS.contains(&format!("ip_local_port_range {lo}-{hi}")));
+        assert_eq!(CLIENT_PORTS, 64_512);
+    }
 }

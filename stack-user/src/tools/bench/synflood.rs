@@ -12,7 +12,7 @@
 //! runs connect + 1-byte request/echo + close in a loop (1 s timeout per
 //! connection; `est`: echoes on connections kept open) while `xstack flood`
 //! sends on the same veth. The client's namespace runs `tcp_tw_reuse=1`
-//! and ports 1024-65535 ([`super::CLIENT_SYSCTLS`]; `est`: the flood's
+//! and ports 1024-65535 ([`super::client_sysctls`]; `est`: the flood's
 //! ports), as a load tester's host: closing first, the client keeps a
 //! TIME_WAIT socket per connection, which must not exhaust its ports in a
 //! long row. Per row: success %, connections/s, "kept" (over
