@@ -57,6 +57,58 @@ pub fn offload_on(ns: &str, iface: &str, feature: &str) -> bool {
         .any(|l| l.trim_start().starts_with(&format!("{feature}: on")))
 }
 
+/// Runs `xstack ARGS` to its end, killed (by its pid) past `limit`;
+/// returns (success, stdout + stderr).
+pub fn xstack_within(args: &[&str], limit: Duration) -> (bool, String) {
+    let (ok, text, _) = xstack_within_pid(args, limit);
+    (ok, text)
+}
+
+/// [`xstack_within`], also returning the process id the run had (a
+/// benchmark names its testbeds after it).
+pub fn xstack_within_pid(args: &[&str], limit: Duration) -> (bool, String, u32) {
+    use std::io::Read;
+    let mut child = Command::new(xstack_bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xstack");
+    let pid = child.id();
+    let (mut out, mut err) = (
+        child.stdout.take().expect("stdout"),
+        child.stderr.take().expect("stderr"),
+    );
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let end = Instant::now() + limit;
+    let mut done = false;
+    while !done && Instant::now() < end {
+        done = matches!(child.try_wait(), Ok(Some(_)));
+        if !done {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    if !done {
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    let text = format!(
+        "{}{}",
+        reader.join().unwrap_or_default(),
+        err_reader.join().unwrap_or_default()
+    );
+    (done && status.is_ok_and(|s| s.success()), text, pid)
+}
+
 /// Polls `f` every 50 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;

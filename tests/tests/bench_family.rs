@@ -6,63 +6,17 @@
 //! figures.
 
 use std::{
-    io::Read,
-    process::{Command, Stdio},
     sync::{Mutex, MutexGuard},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
-use xstack_tests::xstack_bin;
+use xstack_tests::xstack_within;
 
 /// One benchmark at a time: they pin their processes to CPUs 0 and 1.
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Runs `xstack ARGS` to its end, killed past `limit`; returns (success,
-/// stdout + stderr).
-fn xstack_within(args: &[&str], limit: Duration) -> (bool, String) {
-    let mut child = Command::new(xstack_bin())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn xstack");
-    let (mut out, mut err) = (
-        child.stdout.take().expect("stdout"),
-        child.stderr.take().expect("stderr"),
-    );
-    let reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let end = Instant::now() + limit;
-    let mut done = false;
-    while !done && Instant::now() < end {
-        done = matches!(child.try_wait(), Ok(Some(_)));
-        if !done {
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-    if !done {
-        let _ = child.kill();
-    }
-    let status = child.wait();
-    let text = format!(
-        "{}{}",
-        reader.join().unwrap_or_default(),
-        err_reader.join().unwrap_or_default()
-    );
-    (done && status.is_ok_and(|s| s.success()), text)
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! `xstack serve` at a paced rate, holds them with one request per
 //! connection every `--think-time` seconds, then closes them; then the
 //! same with Linux on both sides (`xstack load --kernel` → `xstack
-//! kserve`) for an N that fits the open-file limit.
+//! kserve`) for an N that fits the open-file limit and the client
+//! namespace's ports (set to 1024-65535, with `tcp_tw_reuse=1`:
+//! [`super::client_sysctls`]; the default range holds 28,232).
 //!
 //! Memory per connection: for xstack, heap in use (glibc `mallinfo2`)
 //! while every connection is held, less the heap before the load, on each
@@ -45,7 +47,7 @@ pub struct ConcurrencyArgs {
     #[arg(long, default_value_t = 20_000)]
     pub connections: u32,
     /// Connections for Linux → Linux (default: --connections, at most the
-    /// open-file limit less 100).
+    /// open-file limit less 100 and the client's 64,512 ports).
     #[arg(long)]
     pub kernel_connections: Option<u32>,
     /// Connections opened per second.
@@ -156,7 +158,11 @@ pub fn run(a: &ConcurrencyArgs) -> Result<String> {
     }
     if !a.no_kernel {
         let limit = nofile_limit().saturating_sub(100) as u32;
-        let n = a.kernel_connections.unwrap_or(a.connections).min(limit);
+        let n = a
+            .kernel_connections
+            .unwrap_or(a.connections)
+            .min(limit)
+            .min(super::CLIENT_PORTS);
         for &f in a.family.list() {
             rows.push(run_one(a, true, n, f)?);
         }
@@ -254,6 +260,12 @@ fn load_prefix(family: Family) -> &'static str {
 fn run_one(a: &ConcurrencyArgs, kernel: bool, n: u32, family: Family) -> Result<Row> {
     let guard = TestbedGuard::up(&format!("q{}", std::process::id() % 100_000), 1)?;
     let t: Testbed = guard.testbed.clone();
+    if kernel {
+        // Every unprivileged port for the held connections (one source
+        // address, one server port), and TIME_WAIT reuse as in every
+        // Linux client of the benchmarks.
+        super::client_sysctls(&t.peer_ns).context("the Linux client's namespace")?;
+    }
     let server_name = if kernel { "kernel" } else { "xstack" };
     let server = if kernel {
         start_server(&t, server_name, family)?

@@ -11,7 +11,11 @@
 //! carries from one row to the next. A Linux client in the peer namespace
 //! runs connect + 1-byte request/echo + close in a loop (1 s timeout per
 //! connection; `est`: echoes on connections kept open) while `xstack flood`
-//! sends on the same veth. Per row: success %, connections/s, "kept" (over
+//! sends on the same veth. The client's namespace runs `tcp_tw_reuse=1`
+//! and ports 1024-65535 ([`super::client_sysctls`]; `est`: the flood's
+//! ports), as a load tester's host: closing first, the client keeps a
+//! TIME_WAIT socket per connection, which must not exhaust its ports in a
+//! long row. Per row: success %, connections/s, "kept" (over
 //! the system's no-flood row), outcomes (ok, refused, reset, timeout),
 //! latency p50/p99, and where the CPU goes on the victim core.
 //!
@@ -959,6 +963,11 @@ fn run_row(
                     EST_PORTS.0, EST_PORTS.1
                 ),
             ]))?;
+        } else {
+            // The legit client closes first: a TIME_WAIT socket per
+            // connection, which must not leave connect() searching the
+            // port range on the client's core in a long row.
+            super::client_sysctls(&t.peer_ns).context("the legit client's namespace")?;
         }
         match system {
             "linux" | "synproxy" => {
@@ -1695,7 +1704,7 @@ fn stolen_rows(cells: &[Cell]) -> Option<String> {
 
 /// The legit client, for the table's header.
 fn legit_words(a: &SynfloodArgs) -> String {
-    match a.legit_rate {
+    let how = match a.legit_rate {
         0 => format!(
             "{} Linux threads in a closed loop (each connects again as soon as its last connection ended), connect + 1-byte echo + close, 1 s timeout",
             a.clients
@@ -1704,7 +1713,16 @@ fn legit_words(a: &SynfloodArgs) -> String {
             "{r} connections/s offered at fixed times (open loop) from {} Linux threads, connect + 1-byte echo + close, 1 s timeout each",
             a.clients
         ),
-    }
+    };
+    let est = if a.kinds.contains(&FloodKind::Est) {
+        format!(
+            " (est rows: ports {}-{}, the flood's aim)",
+            EST_PORTS.0, EST_PORTS.1
+        )
+    } else {
+        String::new()
+    };
+    format!("{how}; client namespace {}{est}", super::CLIENT_WORDS)
 }
 
 /// How the flood reaches the victim, for the table's header.

@@ -1,0 +1,91 @@
+//! `xstack bench synflood`'s legit client over a row longer than the
+//! default (issue 14): the Linux peer opens 2,000 connections/s and closes
+//! each first, so each leaves a TIME_WAIT socket on the client for 60 s;
+//! the bench must set the client namespace up so that `connect()` still
+//! finds a port at once. One bounded no-flood row (the process is killed
+//! by its pid past the limit); the bench makes and removes its own
+//! testbeds, and the test checks that none is left.
+
+use std::{process::Command, time::Duration};
+
+use serde_json::Value;
+use xstack_tests::xstack_within_pid;
+
+/// The namespaces `xstack bench synflood` (process `pid`) makes for its
+/// generator measurement and its first row.
+fn bench_namespaces(pid: u32) -> Vec<String> {
+    let id = pid % 10_000;
+    ["stack", "peer"]
+        .iter()
+        .flat_map(|side| [format!("xs-sg{id}-{side}"), format!("xs-sf{id}0-{side}")])
+        .collect()
+}
+
+/// Those of `names` that exist now; each is removed (a killed bench
+/// cannot remove its own), so the test leaves nothing behind either way.
+fn left_behind(names: &[String]) -> Vec<String> {
+    let left: Vec<String> = names
+        .iter()
+        .filter(|n| std::path::Path::new("/run/netns").join(n).exists())
+        .cloned()
+        .collect();
+    for n in &left {
+        let _ = Command::new("ip").args(["netns", "del", n]).status();
+    }
+    left
+}
+
+#[test]
+fn a_long_no_flood_row_keeps_every_legit_connection() {
+    let out = std::env::temp_dir().join(format!("xstack-bench-synflood-{}", std::process::id()));
+    let out_s = out.to_str().expect("utf-8 path").to_string();
+    // 8 s at the default 2,000 connections/s: 16,000 client-closed
+    // connections, more than half the default ephemeral range (32768-60999)
+    // and more than all its ports of connect()'s parity.
+    let (ok, text, pid) = xstack_within_pid(
+        &[
+            "bench",
+            "synflood",
+            "--systems",
+            "xstack",
+            "--kinds",
+            "syn",
+            "--rates",
+            "0",
+            "--seconds",
+            "8",
+            "--out",
+            &out_s,
+        ],
+        Duration::from_secs(120),
+    );
+    let left = left_behind(&bench_namespaces(pid));
+    let json = std::fs::read(out.join("synflood.json"));
+    let _ = std::fs::remove_dir_all(&out);
+    assert!(ok, "xstack bench synflood:\n{text}");
+    assert!(left.is_empty(), "namespaces left behind: {left:?}\n{text}");
+    let v: Value = serde_json::from_slice(&json.expect("synflood.json")).expect("JSON");
+    let cells = v["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 1, "{v:#}");
+    let c = &cells[0];
+    assert_eq!(c["kind"], "none", "{c:#}");
+    assert!(c["error"].is_null(), "{c:#}\n{text}");
+    let n = |p: &str| c.pointer(p).and_then(Value::as_u64).unwrap_or(u64::MAX);
+    let offered = n("/attempts");
+    assert_eq!(offered, 16_000, "{c:#}");
+    let (timeout, late) = (n("/outcomes/timeout"), n("/outcomes/late"));
+    assert!(
+        timeout * 100 < offered,
+        "{timeout} of {offered} legit connections timed out:\n{text}"
+    );
+    assert!(
+        late * 100 < offered,
+        "{late} of {offered} legit arrivals started late (the client's core busy in connect()):\n{text}"
+    );
+    let success = c["success_pct"].as_f64().unwrap_or(0.0);
+    assert!(success >= 99.0, "success {success}%:\n{text}");
+    assert!(
+        text.contains("tcp_tw_reuse=1") && text.contains("ip_local_port_range 1024-65535"),
+        "the legit client's settings are not in the header:\n{text}"
+    );
+}
