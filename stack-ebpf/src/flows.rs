@@ -179,8 +179,9 @@ fn cookies_in_use() -> Option<u64> {
     if now < until {
         return Some(now);
     }
-    // Saturating: the last cookie's time is the fine clock's, which can be
-    // up to a tick ahead of `now`.
+    // Saturating: the last cookie's time is the fine clock's when a SYN
+    // limit is on (`FastpathConfig::syn_needs_fine_clock`), up to a tick
+    // ahead of `now`.
     if last_cookie == 0 || now.saturating_sub(last_cookie) >= COOKIE_WINDOW_NS {
         return None;
     }

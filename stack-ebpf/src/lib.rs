@@ -540,7 +540,8 @@ impl FastpathConfig {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct FastpathState {
-    /// Start of the current SYN-rate window (bpf_ktime_get_ns).
+    /// Start of the current SYN-rate window (the SYN's clock:
+    /// [`FastpathConfig::syn_needs_fine_clock`]).
     pub window_start_ns: u64,
     /// SYNs seen in the current window.
     pub window_syns: u64,
