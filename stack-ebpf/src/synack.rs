@@ -294,6 +294,7 @@ fn cookie_isn6(ctx: &XdpContext, mss_idx: u32, now: u64) -> u64 {
 /// here, with no call of its own. Not inlined itself: with its 248-byte
 /// frame in the program's, the IPv6 call chains pass the 512 bytes the
 /// verifier allows.
+#[inline(never)]
 pub(crate) fn cookie_synack(
     ctx: &XdpContext,
     cfg: &FastpathConfig,
