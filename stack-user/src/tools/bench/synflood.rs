@@ -1018,8 +1018,16 @@ fn run_row(
                     // XDP_TX reaches it: the defense as on a real NIC, not
                     // the engine's AF_XDP detour `auto` takes on veth.
                     .args(["--cookie-path", "xdp"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null());
+                    .stdout(Stdio::null());
+                // Its errors go to a file, so that a server that does not
+                // come up says why in the row's error.
+                let log_path = std::env::temp_dir().join(format!(
+                    "xstack-synflood-serve-{}-{n}.log",
+                    std::process::id()
+                ));
+                let log = std::fs::File::create(&log_path)
+                    .with_context(|| log_path.display().to_string())?;
+                cmd.stderr(log);
                 if cores.on {
                     use std::os::unix::process::CommandExt;
                     // SAFETY: sched_setaffinity is async-signal-safe; the
@@ -1036,8 +1044,13 @@ fn run_row(
                     std::thread::sleep(Duration::from_millis(100));
                     crate::runtime::control::query_stats(Some(&t.stack_if)).is_ok()
                 });
+                let why = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let _ = std::fs::remove_file(&log_path);
                 if !up {
-                    bail!("xstack serve did not start");
+                    match last_line(&why) {
+                        Some(l) => bail!("xstack serve did not start: {l}"),
+                        None => bail!("xstack serve did not start"),
+                    }
                 }
             }
             "xdp-drop" => {
@@ -1464,6 +1477,11 @@ fn cost_ratios(cells: &[Cell], systems: &[String], kinds: &[FloodKind]) -> Strin
         }
     }
     s
+}
+
+/// The last non-empty line of a child's stderr, for a one-line error.
+fn last_line(text: &str) -> Option<&str> {
+    text.lines().map(str::trim).rfind(|l| !l.is_empty())
 }
 
 /// One row to run: system, family, attack kind (`None`: no flood), rate.
@@ -1983,6 +2001,16 @@ mod tests {
             sum.contains("| syn   | xstack           | IPv6   |"),
             "{sum}"
         );
+    }
+
+    #[test]
+    fn a_server_that_does_not_start_is_explained_by_its_last_error_line() {
+        let stderr = "[INFO xstack] loading\nerror: load XDP program: verifier: combined stack size of 4 calls is 624. Too large\n\n";
+        assert_eq!(
+            last_line(stderr),
+            Some("error: load XDP program: verifier: combined stack size of 4 calls is 624. Too large")
+        );
+        assert_eq!(last_line(" \n\n"), None);
     }
 
     #[test]
