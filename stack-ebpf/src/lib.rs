@@ -19,20 +19,18 @@ pub mod tcpopt;
 /// Highest number of AF_XDP sockets (one per rx queue) the XSKMAP holds.
 pub const MAX_QUEUES: u32 = 64;
 
-/// Size of the owned (address, port) table in the XDP program (over
-/// IPv6; over IPv4, the most (address, port) claims userspace makes).
-pub const MAX_OWNED_PORTS: u32 = 65536;
-
-/// `u64` words of one owned IPv4 address's port bitmap: a bit per TCP
-/// port (65,536 bits).
+/// `u64` words of one owned address's port bitmap (IPv4 or IPv6): a bit
+/// per TCP port (65,536 bits).
 pub const PORT_WORDS: u32 = 1024;
 
-/// Bit position of an owned IPv4 address's slot in its `OWNED_ADDR_TABLE`
-/// flags: which [`PORT_WORDS`] words of `OWNED_PORT_BITS` are its ports.
+/// Bit position of an owned address's slot in its `OWNED_ADDR_TABLE`
+/// (`OWNED_ADDR_TABLE6`) flags: which [`PORT_WORDS`] words of
+/// `OWNED_PORT_BITS` (`OWNED_PORT_BITS6`) are its ports.
 pub const ADDR_SLOT_SHIFT: u32 = 8;
 
-/// Where TCP `port` (host order) of the owned IPv4 address in `slot`
-/// lies in `OWNED_PORT_BITS`: the word's index and the bit within it.
+/// Where TCP `port` (host order) of the owned address in `slot` lies in
+/// `OWNED_PORT_BITS` (IPv4) or `OWNED_PORT_BITS6` (IPv6, slots of their
+/// own): the word's index and the bit within it.
 /// The XDP program tests it with one array load where it did a hash
 /// lookup of (address, port) per packet.
 #[inline(always)]
@@ -43,7 +41,7 @@ pub const fn port_bit(slot: u32, port: u16) -> (u32, u64) {
     )
 }
 
-/// Size of the owned-address table in the XDP program.
+/// Owned IPv4 addresses, at most (port-bitmap slots).
 pub const MAX_OWNED_ADDRS: u32 = 256;
 
 /// Name of the XDP program in the object file; `xstack` recognises its own
@@ -383,8 +381,11 @@ counters! {
 pub const IPV6_MAX_EXT_HEADERS: usize = 4;
 /// Most bytes of IPv6 extension headers the XDP program follows.
 pub const IPV6_MAX_EXT_BYTES: usize = 256;
-/// Owned IPv6 addresses, at most.
+/// Owned IPv6 addresses, at most: each has a slot of [`PORT_WORDS`] words
+/// in `OWNED_PORT_BITS6` ([`port_bit`]), as IPv4 addresses have in
+/// `OWNED_PORT_BITS`.
 pub const MAX_OWNED_ADDRS6: u32 = 256;
+const _: () = assert!(MAX_OWNED_ADDRS6 - 1 <= ADDR_SLOT_MASK >> ADDR_SLOT_SHIFT);
 
 /// The IPv6 address `a` (four wire-order words, as [`Addr6Key`]) cut to
 /// its first `len` bits: the per-source SYN bucket's key.
@@ -641,17 +642,19 @@ pub type PrefixAddr6 = [u8; 16];
 /// Number of counters in [`Counter`].
 pub const COUNTER_COUNT: u32 = Counter::COUNT;
 
-/// Entries of the owned IPv4 address table (`OWNED_ADDR_TABLE`, an
-/// array): four per address it may hold ([`MAX_OWNED_ADDRS`]), so that
-/// probes stay short.
+/// Entries of each owned-address table (`OWNED_ADDR_TABLE` for IPv4,
+/// `OWNED_ADDR_TABLE6` for IPv6, both arrays): four per address it may
+/// hold ([`MAX_OWNED_ADDRS`], [`MAX_OWNED_ADDRS6`]), so that probes stay
+/// short.
 pub const ADDR_TABLE_LEN: u32 = 1024;
 /// Entries the XDP program looks at, from an address's home entry on
-/// ([`addr_home`]), before it concludes the address is not owned; an
-/// address that finds no free entry within them is refused when claimed.
+/// ([`addr_home`], [`addr6_home`]), before it concludes the address is
+/// not owned; an address that finds no free entry within them is refused
+/// when claimed.
 pub const ADDR_TABLE_PROBES: u32 = 8;
 
-/// `OWNED_ADDR_TABLE` entry flag: the entry holds an address (an entry of
-/// flags 0 is free and ends a probe).
+/// Owned-address table entry flag: the entry holds an address (an entry
+/// of flags 0 is free and ends a probe).
 pub const ADDR_IN_USE: u32 = 1 << 3;
 
 /// One entry of the owned IPv4 address table: open addressing with linear
@@ -670,12 +673,44 @@ pub struct AddrEntry {
     pub flags: u32,
 }
 
+/// One entry of the owned IPv6 address table (`OWNED_ADDR_TABLE6`), as
+/// [`AddrEntry`] is over IPv4: the same open addressing, probe and flags,
+/// where `OWNED_ADDRS6` was a hash map (a lookup of a 16-byte key per
+/// packet to or from the engine).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Addr6Entry {
+    /// The address as four wire-order words ([`Addr6Key`] layout).
+    pub addr: [u32; 4],
+    /// [`ADDR_IN_USE`], the `ADDR_*` flags (`ADDR_ARP` stands for
+    /// neighbour discovery) and the port slot in `OWNED_PORT_BITS6`
+    /// ([`ADDR_SLOT_MASK`]); 0: free.
+    pub flags: u32,
+}
+
 /// The home entry of `addr` (network byte order) in the owned-address
 /// table: a multiplicative (Fibonacci) hash of its host-order value, so
 /// that consecutive addresses spread over the table.
 #[inline(always)]
 pub const fn addr_home(addr: u32) -> u32 {
     u32::from_be(addr).wrapping_mul(0x9e37_79b1) >> (32 - ADDR_TABLE_LEN.trailing_zeros())
+}
+
+/// The home entry of the IPv6 `addr` (four wire-order words) in the owned
+/// IPv6 address table: all 128 bits folded word by word (xor the
+/// host-order word in, multiply by the Fibonacci constant), the top bits
+/// of the last product as [`addr_home`] takes them. Addresses that differ
+/// only in their last word (a /120 in order) get the homes consecutive
+/// IPv4 addresses get: each its own entry.
+#[inline(always)]
+pub const fn addr6_home(addr: &[u32; 4]) -> u32 {
+    let mut h = 0u32;
+    let mut i = 0;
+    while i < 4 {
+        h = (h ^ u32::from_be(addr[i])).wrapping_mul(0x9e37_79b1);
+        i += 1;
+    }
+    h >> (32 - ADDR_TABLE_LEN.trailing_zeros())
 }
 
 /// What a probe of the owned-address table found for an address.
@@ -689,31 +724,94 @@ pub enum AddrProbe {
     Full,
 }
 
-/// Probes the owned-address table for `addr` (network byte order):
-/// `entry(i)` reads entry `i` (the XDP program's array lookup, or
-/// userspace's copy of the table). At most [`ADDR_TABLE_PROBES`] entries.
+/// An entry of an owned-address table ([`AddrEntry`], [`Addr6Entry`]):
+/// what [`table_probe`] needs of it.
+pub trait OwnedEntry: Copy {
+    /// The address it holds, as read from the packet.
+    type Addr;
+    /// The home entry of `addr`.
+    fn home(addr: &Self::Addr) -> u32;
+    /// Whether the entry holds `addr`.
+    fn holds(&self, addr: &Self::Addr) -> bool;
+    /// [`ADDR_IN_USE`], the `ADDR_*` flags and the slot; 0: free.
+    fn flags(&self) -> u32;
+}
+
+impl OwnedEntry for AddrEntry {
+    type Addr = u32;
+    #[inline(always)]
+    fn home(addr: &u32) -> u32 {
+        addr_home(*addr)
+    }
+    #[inline(always)]
+    fn holds(&self, addr: &u32) -> bool {
+        self.addr == *addr
+    }
+    #[inline(always)]
+    fn flags(&self) -> u32 {
+        self.flags
+    }
+}
+
+impl OwnedEntry for Addr6Entry {
+    type Addr = Addr6Key;
+    #[inline(always)]
+    fn home(addr: &Addr6Key) -> u32 {
+        addr6_home(&addr.addr)
+    }
+    /// Word by word (no `bcmp` call in the XDP program).
+    #[inline(always)]
+    fn holds(&self, addr: &Addr6Key) -> bool {
+        let (a, b) = (&self.addr, &addr.addr);
+        (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) == 0
+    }
+    #[inline(always)]
+    fn flags(&self) -> u32 {
+        self.flags
+    }
+}
+
+/// Probes an owned-address table for `addr`: `entry(i)` reads entry `i`
+/// (the XDP program's array lookup, or userspace's copy of the table).
+/// Linear probing from the address's home, at most [`ADDR_TABLE_PROBES`]
+/// entries; a free entry ends it.
 #[inline(always)]
-pub fn addr_probe(addr: u32, entry: impl Fn(u32) -> Option<AddrEntry>) -> AddrProbe {
-    let home = addr_home(addr);
+pub fn table_probe<E: OwnedEntry>(addr: &E::Addr, entry: impl Fn(u32) -> Option<E>) -> AddrProbe {
+    let home = E::home(addr);
     let mut n = 0;
     while n < ADDR_TABLE_PROBES {
         let i = (home + n) & (ADDR_TABLE_LEN - 1);
         let Some(e) = entry(i) else {
             return AddrProbe::Full;
         };
-        if e.flags & ADDR_IN_USE == 0 {
+        let flags = e.flags();
+        if flags & ADDR_IN_USE == 0 {
             return AddrProbe::Free(i);
         }
-        if e.addr == addr {
-            return AddrProbe::Found(i, e.flags);
+        if e.holds(addr) {
+            return AddrProbe::Found(i, flags);
         }
         n += 1;
     }
     AddrProbe::Full
 }
 
-/// Key of the owned-IPv6-address table: the address as four
-/// network-order words, as it is on the wire.
+/// Probes the owned IPv4 address table for `addr` (network byte order)
+/// ([`table_probe`]).
+#[inline(always)]
+pub fn addr_probe(addr: u32, entry: impl Fn(u32) -> Option<AddrEntry>) -> AddrProbe {
+    table_probe(&addr, entry)
+}
+
+/// Probes the owned IPv6 address table for `addr` ([`table_probe`]).
+#[inline(always)]
+pub fn addr6_probe(addr: &Addr6Key, entry: impl Fn(u32) -> Option<Addr6Entry>) -> AddrProbe {
+    table_probe(addr, entry)
+}
+
+/// An IPv6 address as four network-order words, as it is on the wire:
+/// what the owned IPv6 address table ([`Addr6Entry`]) holds and the
+/// flow keys and prefix buckets are made of.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Addr6Key {
@@ -731,30 +829,6 @@ impl Addr6Key {
                 u32::from_ne_bytes([o[8], o[9], o[10], o[11]]),
                 u32::from_ne_bytes([o[12], o[13], o[14], o[15]]),
             ],
-        }
-    }
-}
-
-/// Key of the owned-IPv6-port table: an address and a TCP port, both as
-/// they appear on the wire.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct Port6Key {
-    /// The address ([`Addr6Key`] layout).
-    pub addr: [u32; 4],
-    /// TCP port, network byte order.
-    pub port: u16,
-    /// Zero; keeps the key free of padding.
-    pub pad: u16,
-}
-
-impl Port6Key {
-    /// Builds a key from the address octets and a host-order port.
-    pub const fn new(o: [u8; 16], port: u16) -> Self {
-        Port6Key {
-            addr: Addr6Key::new(o).addr,
-            port: port.to_be(),
-            pad: 0,
         }
     }
 }
@@ -824,8 +898,8 @@ mod user {
     // SAFETY: both types are #[repr(C)], have no padding and every bit
     // pattern is valid (checked by bytemuck::Pod derive).
     unsafe impl aya::Pod for super::AddrEntry {}
+    unsafe impl aya::Pod for super::Addr6Entry {}
     unsafe impl aya::Pod for super::Addr6Key {}
-    unsafe impl aya::Pod for super::Port6Key {}
     unsafe impl aya::Pod for super::FastpathConfig {}
     unsafe impl aya::Pod for super::FastpathState {}
     unsafe impl aya::Pod for super::FlowKey {}
