@@ -1182,4 +1182,210 @@ mod tests {
             AddrProbe::Found(last, ADDR_IN_USE | ADDR_ICMP)
         );
     }
+
+    /// An IPv6 address from its eight groups.
+    fn v6(g: [u16; 8]) -> Addr6Key {
+        let mut o = [0u8; 16];
+        for (i, w) in g.iter().enumerate() {
+            o[2 * i..2 * i + 2].copy_from_slice(&w.to_be_bytes());
+        }
+        Addr6Key::new(o)
+    }
+
+    /// Claims `addrs` in a copy of the owned IPv6 address table as
+    /// userspace does; returns the table, or the first address refused.
+    fn claim_all6(addrs: &[Addr6Key]) -> Result<std::vec::Vec<Addr6Entry>, Addr6Key> {
+        let mut t = std::vec![Addr6Entry::default(); ADDR_TABLE_LEN as usize];
+        for (slot, a) in addrs.iter().enumerate() {
+            let flags = ADDR_IN_USE | ADDR_ARP | (slot as u32) << ADDR_SLOT_SHIFT;
+            match addr6_probe(a, |i| t.get(i as usize).copied()) {
+                AddrProbe::Found(i, _) | AddrProbe::Free(i) => {
+                    t[i as usize] = Addr6Entry {
+                        addr: a.addr,
+                        flags,
+                    }
+                }
+                AddrProbe::Full => return Err(*a),
+            }
+        }
+        Ok(t)
+    }
+
+    /// Seeded random addresses of 2001:2::/48 (xorshift).
+    fn random6(n: usize, mut x: u64) -> std::vec::Vec<Addr6Key> {
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..n)
+            .map(|_| {
+                let (a, b) = (next(), next());
+                v6([
+                    0x2001,
+                    2,
+                    0,
+                    a as u16,
+                    (a >> 16) as u16,
+                    (a >> 32) as u16,
+                    (b >> 16) as u16,
+                    (b >> 32) as u16,
+                ])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_claimed_ipv6_address_is_found_with_its_flags_and_no_other() {
+        // The limit of owned IPv6 addresses in the shapes users give: a
+        // /120 in order (`--ip 2001:2::/120`), one address per /64 of a
+        // /56, and seeded random addresses of 2001:2::/48.
+        let shapes: [std::vec::Vec<Addr6Key>; 4] = [
+            (0..=255)
+                .map(|i| v6([0x2001, 2, 0, 0, 0, 0, 0, i]))
+                .collect(),
+            (0..=255)
+                .map(|i| v6([0x2001, 2, 0, i, 0, 0, 0, 1]))
+                .collect(),
+            random6(MAX_OWNED_ADDRS6 as usize, 0x9e37_79b9_7f4a_7c15),
+            random6(MAX_OWNED_ADDRS6 as usize, 0x2545_f491_4f6c_dd1d),
+        ];
+        for addrs in shapes {
+            assert_eq!(addrs.len(), MAX_OWNED_ADDRS6 as usize);
+            let t = claim_all6(&addrs).expect("256 addresses fit");
+            for (slot, a) in addrs.iter().enumerate() {
+                match addr6_probe(a, |i| t.get(i as usize).copied()) {
+                    AddrProbe::Found(i, f) => {
+                        assert_eq!(t[i as usize].addr, a.addr);
+                        assert_eq!(f >> ADDR_SLOT_SHIFT, slot as u32);
+                        assert_ne!(f & ADDR_ARP, 0);
+                    }
+                    other => panic!("{a:?}: {other:?}"),
+                }
+            }
+            // Addresses one bit away from owned ones in each word, and
+            // others: never found.
+            let mut others = std::vec![
+                v6([0x2001, 2, 0, 0, 0, 0, 1, 0]),
+                v6([0xfe80, 0, 0, 0, 0, 0, 0, 1]),
+                v6([0; 8]),
+            ];
+            for a in addrs.iter().take(16) {
+                for w in 0..4 {
+                    let mut b = *a;
+                    b.addr[w] ^= u32::from_ne_bytes([0, 0, 0, 1]);
+                    others.push(b);
+                }
+            }
+            for b in others {
+                if !addrs.contains(&b) {
+                    assert!(
+                        !matches!(
+                            addr6_probe(&b, |i| t.get(i as usize).copied()),
+                            AddrProbe::Found(..)
+                        ),
+                        "{b:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn consecutive_ipv6_addresses_get_entries_of_their_own() {
+        // A /120 in order, under any prefix: the fold keeps the last
+        // word's spread, so each has a home of its own, no probing.
+        for prefix in [
+            [0x2001u16, 2, 0, 0, 0, 0, 0],
+            [0x2001, 2, 0, 0xbeef, 1, 2, 3],
+            [0x2001, 2, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff],
+        ] {
+            let homes: std::collections::HashSet<u32> = (0..=255u16)
+                .map(|i| {
+                    let mut g = [0u16; 8];
+                    g[..7].copy_from_slice(&prefix);
+                    g[7] = 0x1200 | i;
+                    addr6_home(&v6(g).addr)
+                })
+                .collect();
+            assert_eq!(homes.len(), 256, "{prefix:x?}");
+            assert!(homes.iter().all(|h| *h < ADDR_TABLE_LEN));
+        }
+    }
+
+    #[test]
+    fn an_ipv6_address_without_a_free_entry_within_the_probes_is_refused() {
+        // Fill the probe window of one home with other addresses.
+        let target = v6([0x2001, 2, 0, 0, 0, 0, 0, 1]);
+        let home = addr6_home(&target.addr);
+        let mut t = std::vec![Addr6Entry::default(); ADDR_TABLE_LEN as usize];
+        for n in 0..ADDR_TABLE_PROBES {
+            t[((home + n) & (ADDR_TABLE_LEN - 1)) as usize] = Addr6Entry {
+                addr: v6([0x2001, 2, 0, 0, 0, 0, 1, n as u16]).addr,
+                flags: ADDR_IN_USE,
+            };
+        }
+        assert_eq!(
+            addr6_probe(&target, |i| t.get(i as usize).copied()),
+            AddrProbe::Full
+        );
+        // The same 128 bits but one word: not a match either.
+        let mut near = target;
+        near.addr[0] = t[home as usize].addr[0];
+        assert_eq!(
+            addr6_probe(&near, |i| t.get(i as usize).copied()),
+            AddrProbe::Full
+        );
+        // One free entry at the window's end is found, and the address
+        // put there is found past the seven others.
+        let last = (home + ADDR_TABLE_PROBES - 1) & (ADDR_TABLE_LEN - 1);
+        t[last as usize] = Addr6Entry::default();
+        assert_eq!(
+            addr6_probe(&target, |i| t.get(i as usize).copied()),
+            AddrProbe::Free(last)
+        );
+        t[last as usize] = Addr6Entry {
+            addr: target.addr,
+            flags: ADDR_IN_USE | ADDR_ICMP,
+        };
+        assert_eq!(
+            addr6_probe(&target, |i| t.get(i as usize).copied()),
+            AddrProbe::Found(last, ADDR_IN_USE | ADDR_ICMP)
+        );
+    }
+
+    #[test]
+    fn a_full_table_probes_at_most_its_window_and_wraps_at_the_end() {
+        // Every entry in use by other addresses: a probe reads exactly
+        // ADDR_TABLE_PROBES entries, wrapping from the last to the first.
+        let t = std::vec![
+            Addr6Entry {
+                addr: [1, 2, 3, 4],
+                flags: ADDR_IN_USE,
+            };
+            ADDR_TABLE_LEN as usize
+        ];
+        let pool = random6(4096, 7);
+        let at_end: std::vec::Vec<Addr6Key> = pool
+            .iter()
+            .filter(|a| addr6_home(&a.addr) > ADDR_TABLE_LEN - ADDR_TABLE_PROBES)
+            .take(4)
+            .copied()
+            .collect();
+        assert!(!at_end.is_empty());
+        for a in pool.iter().take(16).chain(&at_end) {
+            let read = core::cell::RefCell::new(std::vec::Vec::new());
+            let got = addr6_probe(a, |i| {
+                read.borrow_mut().push(i);
+                t.get(i as usize).copied()
+            });
+            assert_eq!(got, AddrProbe::Full);
+            let home = addr6_home(&a.addr);
+            let want: std::vec::Vec<u32> = (0..ADDR_TABLE_PROBES)
+                .map(|n| (home + n) % ADDR_TABLE_LEN)
+                .collect();
+            assert_eq!(*read.borrow(), want);
+        }
+    }
 }
