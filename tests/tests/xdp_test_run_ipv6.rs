@@ -4,8 +4,8 @@
 //! redirected, the owned-address table and port bitmaps (every address
 //! up to the limit found, a port owned on its own address only, an
 //! exclusive address's closed ports), the bounded extension-header walk
-//! (accepted, too long,
-//! truncated), fragments dropped, everything else passed; SYN cookies
+//! (accepted, too long, truncated), fragments dropped, everything else
+//! passed; SYN cookies
 //! (the SYN-ACK built in place, field by field and through tshark, valid,
 //! forged and expired final ACKs, the MSS clamp) and the known-flow fast
 //! path (`FLOWS6`); each verdict with the one counter it moves.
