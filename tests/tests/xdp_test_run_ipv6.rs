@@ -382,6 +382,69 @@ fn every_owned_ipv6_address_up_to_the_limit_is_found_and_no_other() {
     assert_eq!(more.lines().count(), 1, "{more}");
 }
 
+/// Nine addresses with one home in `OWNED_ADDR_TABLE6`: the first eight
+/// fill the probe window (each found past the ones before it), the ninth
+/// is refused in one line that says what to do, and the eight stay owned.
+#[test]
+fn an_ipv6_address_without_a_free_entry_near_its_home_is_refused_in_one_line() {
+    let (mut p, _s, _t) = program();
+    let home_of = |a: Ipv6Addr| stack_ebpf::addr6_home(&stack_ebpf::Addr6Key::new(a.octets()).addr);
+    // OURS's entry (its home: it was claimed first) must lie outside the
+    // nine's window.
+    let ours = home_of(OURS);
+    let mut by_home: std::collections::HashMap<u32, Vec<Ipv6Addr>> = Default::default();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let same = loop {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let a = Ipv6Addr::new(
+            0x2001,
+            2,
+            0,
+            0,
+            x as u16,
+            (x >> 16) as u16,
+            (x >> 32) as u16,
+            5,
+        );
+        let h = home_of(a);
+        if ours.wrapping_sub(h) & (stack_ebpf::ADDR_TABLE_LEN - 1) < stack_ebpf::ADDR_TABLE_PROBES {
+            continue;
+        }
+        let v = by_home.entry(h).or_default();
+        v.push(a);
+        if v.len() == 9 {
+            break v.clone();
+        }
+    };
+    for (i, a) in same[..8].iter().enumerate() {
+        p.own_addr6(*a, false).unwrap();
+        p.own_port6(*a, 2000 + i as u16).unwrap();
+    }
+    let err = p.own_addr6(same[8], false).unwrap_err().to_string();
+    assert!(
+        err.contains("no free entry within 8") && err.contains("own fewer addresses"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    expect(
+        &mut p,
+        &ns_for(same[8]),
+        XDP_PASS,
+        Counter::PassIpv6NotOwned,
+    );
+    for (i, a) in same[..8].iter().enumerate() {
+        expect(&mut p, &ns_for(*a), XDP_REDIRECT, Counter::RedirectNdp);
+        expect(
+            &mut p,
+            &tcp_to(*a, 2000 + i as u16, ACK),
+            XDP_REDIRECT,
+            Counter::RedirectTcp6,
+        );
+    }
+}
+
 /// The owned IPv6 ports are a bitmap per owned address
 /// (`OWNED_PORT_BITS6`, a slot per address): a port is owned only on the
 /// address that claimed it, every bit of a word stands alone (ports 0,
