@@ -19,20 +19,18 @@ pub mod tcpopt;
 /// Highest number of AF_XDP sockets (one per rx queue) the XSKMAP holds.
 pub const MAX_QUEUES: u32 = 64;
 
-/// Size of the owned (address, port) table in the XDP program (over
-/// IPv6; over IPv4, the most (address, port) claims userspace makes).
-pub const MAX_OWNED_PORTS: u32 = 65536;
-
-/// `u64` words of one owned IPv4 address's port bitmap: a bit per TCP
-/// port (65,536 bits).
+/// `u64` words of one owned address's port bitmap (IPv4 or IPv6): a bit
+/// per TCP port (65,536 bits).
 pub const PORT_WORDS: u32 = 1024;
 
-/// Bit position of an owned IPv4 address's slot in its `OWNED_ADDR_TABLE`
-/// flags: which [`PORT_WORDS`] words of `OWNED_PORT_BITS` are its ports.
+/// Bit position of an owned address's slot in its `OWNED_ADDR_TABLE`
+/// (`OWNED_ADDR_TABLE6`) flags: which [`PORT_WORDS`] words of
+/// `OWNED_PORT_BITS` (`OWNED_PORT_BITS6`) are its ports.
 pub const ADDR_SLOT_SHIFT: u32 = 8;
 
-/// Where TCP `port` (host order) of the owned IPv4 address in `slot`
-/// lies in `OWNED_PORT_BITS`: the word's index and the bit within it.
+/// Where TCP `port` (host order) of the owned address in `slot` lies in
+/// `OWNED_PORT_BITS` (IPv4) or `OWNED_PORT_BITS6` (IPv6, slots of their
+/// own): the word's index and the bit within it.
 /// The XDP program tests it with one array load where it did a hash
 /// lookup of (address, port) per packet.
 #[inline(always)]
@@ -43,7 +41,7 @@ pub const fn port_bit(slot: u32, port: u16) -> (u32, u64) {
     )
 }
 
-/// Size of the owned-address table in the XDP program.
+/// Owned IPv4 addresses, at most (port-bitmap slots).
 pub const MAX_OWNED_ADDRS: u32 = 256;
 
 /// Name of the XDP program in the object file; `xstack` recognises its own
@@ -383,8 +381,11 @@ counters! {
 pub const IPV6_MAX_EXT_HEADERS: usize = 4;
 /// Most bytes of IPv6 extension headers the XDP program follows.
 pub const IPV6_MAX_EXT_BYTES: usize = 256;
-/// Owned IPv6 addresses, at most.
+/// Owned IPv6 addresses, at most: each has a slot of [`PORT_WORDS`] words
+/// in `OWNED_PORT_BITS6` ([`port_bit`]), as IPv4 addresses have in
+/// `OWNED_PORT_BITS`.
 pub const MAX_OWNED_ADDRS6: u32 = 256;
+const _: () = assert!(MAX_OWNED_ADDRS6 - 1 <= ADDR_SLOT_MASK >> ADDR_SLOT_SHIFT);
 
 /// The IPv6 address `a` (four wire-order words, as [`Addr6Key`]) cut to
 /// its first `len` bits: the per-source SYN bucket's key.
@@ -642,17 +643,19 @@ pub type PrefixAddr6 = [u8; 16];
 /// Number of counters in [`Counter`].
 pub const COUNTER_COUNT: u32 = Counter::COUNT;
 
-/// Entries of the owned IPv4 address table (`OWNED_ADDR_TABLE`, an
-/// array): four per address it may hold ([`MAX_OWNED_ADDRS`]), so that
-/// probes stay short.
+/// Entries of each owned-address table (`OWNED_ADDR_TABLE` for IPv4,
+/// `OWNED_ADDR_TABLE6` for IPv6, both arrays): four per address it may
+/// hold ([`MAX_OWNED_ADDRS`], [`MAX_OWNED_ADDRS6`]), so that probes stay
+/// short.
 pub const ADDR_TABLE_LEN: u32 = 1024;
 /// Entries the XDP program looks at, from an address's home entry on
-/// ([`addr_home`]), before it concludes the address is not owned; an
-/// address that finds no free entry within them is refused when claimed.
+/// ([`addr_home`], [`addr6_home`]), before it concludes the address is
+/// not owned; an address that finds no free entry within them is refused
+/// when claimed.
 pub const ADDR_TABLE_PROBES: u32 = 8;
 
-/// `OWNED_ADDR_TABLE` entry flag: the entry holds an address (an entry of
-/// flags 0 is free and ends a probe).
+/// Owned-address table entry flag: the entry holds an address (an entry
+/// of flags 0 is free and ends a probe).
 pub const ADDR_IN_USE: u32 = 1 << 3;
 
 /// One entry of the owned IPv4 address table: open addressing with linear
@@ -671,12 +674,44 @@ pub struct AddrEntry {
     pub flags: u32,
 }
 
+/// One entry of the owned IPv6 address table (`OWNED_ADDR_TABLE6`), as
+/// [`AddrEntry`] is over IPv4: the same open addressing, probe and flags,
+/// where `OWNED_ADDRS6` was a hash map (a lookup of a 16-byte key per
+/// packet to or from the engine).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Addr6Entry {
+    /// The address as four wire-order words ([`Addr6Key`] layout).
+    pub addr: [u32; 4],
+    /// [`ADDR_IN_USE`], the `ADDR_*` flags (`ADDR_ARP` stands for
+    /// neighbour discovery) and the port slot in `OWNED_PORT_BITS6`
+    /// ([`ADDR_SLOT_MASK`]); 0: free.
+    pub flags: u32,
+}
+
 /// The home entry of `addr` (network byte order) in the owned-address
 /// table: a multiplicative (Fibonacci) hash of its host-order value, so
 /// that consecutive addresses spread over the table.
 #[inline(always)]
 pub const fn addr_home(addr: u32) -> u32 {
     u32::from_be(addr).wrapping_mul(0x9e37_79b1) >> (32 - ADDR_TABLE_LEN.trailing_zeros())
+}
+
+/// The home entry of the IPv6 `addr` (four wire-order words) in the owned
+/// IPv6 address table: all 128 bits folded word by word (xor the
+/// host-order word in, multiply by the Fibonacci constant), the top bits
+/// of the last product as [`addr_home`] takes them. Addresses that differ
+/// only in their last word (a /120 in order) get the homes consecutive
+/// IPv4 addresses get: each its own entry.
+#[inline(always)]
+pub const fn addr6_home(addr: &[u32; 4]) -> u32 {
+    let mut h = 0u32;
+    let mut i = 0;
+    while i < 4 {
+        h = (h ^ u32::from_be(addr[i])).wrapping_mul(0x9e37_79b1);
+        i += 1;
+    }
+    h >> (32 - ADDR_TABLE_LEN.trailing_zeros())
 }
 
 /// What a probe of the owned-address table found for an address.
@@ -690,31 +725,94 @@ pub enum AddrProbe {
     Full,
 }
 
-/// Probes the owned-address table for `addr` (network byte order):
-/// `entry(i)` reads entry `i` (the XDP program's array lookup, or
-/// userspace's copy of the table). At most [`ADDR_TABLE_PROBES`] entries.
+/// An entry of an owned-address table ([`AddrEntry`], [`Addr6Entry`]):
+/// what [`table_probe`] needs of it.
+pub trait OwnedEntry: Copy {
+    /// The address it holds, as read from the packet.
+    type Addr;
+    /// The home entry of `addr`.
+    fn home(addr: &Self::Addr) -> u32;
+    /// Whether the entry holds `addr`.
+    fn holds(&self, addr: &Self::Addr) -> bool;
+    /// [`ADDR_IN_USE`], the `ADDR_*` flags and the slot; 0: free.
+    fn flags(&self) -> u32;
+}
+
+impl OwnedEntry for AddrEntry {
+    type Addr = u32;
+    #[inline(always)]
+    fn home(addr: &u32) -> u32 {
+        addr_home(*addr)
+    }
+    #[inline(always)]
+    fn holds(&self, addr: &u32) -> bool {
+        self.addr == *addr
+    }
+    #[inline(always)]
+    fn flags(&self) -> u32 {
+        self.flags
+    }
+}
+
+impl OwnedEntry for Addr6Entry {
+    type Addr = Addr6Key;
+    #[inline(always)]
+    fn home(addr: &Addr6Key) -> u32 {
+        addr6_home(&addr.addr)
+    }
+    /// Word by word (no `bcmp` call in the XDP program).
+    #[inline(always)]
+    fn holds(&self, addr: &Addr6Key) -> bool {
+        let (a, b) = (&self.addr, &addr.addr);
+        (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) == 0
+    }
+    #[inline(always)]
+    fn flags(&self) -> u32 {
+        self.flags
+    }
+}
+
+/// Probes an owned-address table for `addr`: `entry(i)` reads entry `i`
+/// (the XDP program's array lookup, or userspace's copy of the table).
+/// Linear probing from the address's home, at most [`ADDR_TABLE_PROBES`]
+/// entries; a free entry ends it.
 #[inline(always)]
-pub fn addr_probe(addr: u32, entry: impl Fn(u32) -> Option<AddrEntry>) -> AddrProbe {
-    let home = addr_home(addr);
+pub fn table_probe<E: OwnedEntry>(addr: &E::Addr, entry: impl Fn(u32) -> Option<E>) -> AddrProbe {
+    let home = E::home(addr);
     let mut n = 0;
     while n < ADDR_TABLE_PROBES {
         let i = (home + n) & (ADDR_TABLE_LEN - 1);
         let Some(e) = entry(i) else {
             return AddrProbe::Full;
         };
-        if e.flags & ADDR_IN_USE == 0 {
+        let flags = e.flags();
+        if flags & ADDR_IN_USE == 0 {
             return AddrProbe::Free(i);
         }
-        if e.addr == addr {
-            return AddrProbe::Found(i, e.flags);
+        if e.holds(addr) {
+            return AddrProbe::Found(i, flags);
         }
         n += 1;
     }
     AddrProbe::Full
 }
 
-/// Key of the owned-IPv6-address table: the address as four
-/// network-order words, as it is on the wire.
+/// Probes the owned IPv4 address table for `addr` (network byte order)
+/// ([`table_probe`]).
+#[inline(always)]
+pub fn addr_probe(addr: u32, entry: impl Fn(u32) -> Option<AddrEntry>) -> AddrProbe {
+    table_probe(&addr, entry)
+}
+
+/// Probes the owned IPv6 address table for `addr` ([`table_probe`]).
+#[inline(always)]
+pub fn addr6_probe(addr: &Addr6Key, entry: impl Fn(u32) -> Option<Addr6Entry>) -> AddrProbe {
+    table_probe(addr, entry)
+}
+
+/// An IPv6 address as four network-order words, as it is on the wire:
+/// what the owned IPv6 address table ([`Addr6Entry`]) holds and the
+/// flow keys and prefix buckets are made of.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Addr6Key {
@@ -732,30 +830,6 @@ impl Addr6Key {
                 u32::from_ne_bytes([o[8], o[9], o[10], o[11]]),
                 u32::from_ne_bytes([o[12], o[13], o[14], o[15]]),
             ],
-        }
-    }
-}
-
-/// Key of the owned-IPv6-port table: an address and a TCP port, both as
-/// they appear on the wire.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct Port6Key {
-    /// The address ([`Addr6Key`] layout).
-    pub addr: [u32; 4],
-    /// TCP port, network byte order.
-    pub port: u16,
-    /// Zero; keeps the key free of padding.
-    pub pad: u16,
-}
-
-impl Port6Key {
-    /// Builds a key from the address octets and a host-order port.
-    pub const fn new(o: [u8; 16], port: u16) -> Self {
-        Port6Key {
-            addr: Addr6Key::new(o).addr,
-            port: port.to_be(),
-            pad: 0,
         }
     }
 }
@@ -825,8 +899,8 @@ mod user {
     // SAFETY: both types are #[repr(C)], have no padding and every bit
     // pattern is valid (checked by bytemuck::Pod derive).
     unsafe impl aya::Pod for super::AddrEntry {}
+    unsafe impl aya::Pod for super::Addr6Entry {}
     unsafe impl aya::Pod for super::Addr6Key {}
-    unsafe impl aya::Pod for super::Port6Key {}
     unsafe impl aya::Pod for super::FastpathConfig {}
     unsafe impl aya::Pod for super::FastpathState {}
     unsafe impl aya::Pod for super::FlowKey {}
@@ -1108,5 +1182,211 @@ mod tests {
             addr_probe(target, |i| t.get(i as usize).copied()),
             AddrProbe::Found(last, ADDR_IN_USE | ADDR_ICMP)
         );
+    }
+
+    /// An IPv6 address from its eight groups.
+    fn v6(g: [u16; 8]) -> Addr6Key {
+        let mut o = [0u8; 16];
+        for (i, w) in g.iter().enumerate() {
+            o[2 * i..2 * i + 2].copy_from_slice(&w.to_be_bytes());
+        }
+        Addr6Key::new(o)
+    }
+
+    /// Claims `addrs` in a copy of the owned IPv6 address table as
+    /// userspace does; returns the table, or the first address refused.
+    fn claim_all6(addrs: &[Addr6Key]) -> Result<std::vec::Vec<Addr6Entry>, Addr6Key> {
+        let mut t = std::vec![Addr6Entry::default(); ADDR_TABLE_LEN as usize];
+        for (slot, a) in addrs.iter().enumerate() {
+            let flags = ADDR_IN_USE | ADDR_ARP | (slot as u32) << ADDR_SLOT_SHIFT;
+            match addr6_probe(a, |i| t.get(i as usize).copied()) {
+                AddrProbe::Found(i, _) | AddrProbe::Free(i) => {
+                    t[i as usize] = Addr6Entry {
+                        addr: a.addr,
+                        flags,
+                    }
+                }
+                AddrProbe::Full => return Err(*a),
+            }
+        }
+        Ok(t)
+    }
+
+    /// Seeded random addresses of 2001:2::/48 (xorshift).
+    fn random6(n: usize, mut x: u64) -> std::vec::Vec<Addr6Key> {
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..n)
+            .map(|_| {
+                let (a, b) = (next(), next());
+                v6([
+                    0x2001,
+                    2,
+                    0,
+                    a as u16,
+                    (a >> 16) as u16,
+                    (a >> 32) as u16,
+                    (b >> 16) as u16,
+                    (b >> 32) as u16,
+                ])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_claimed_ipv6_address_is_found_with_its_flags_and_no_other() {
+        // The limit of owned IPv6 addresses in the shapes users give: a
+        // /120 in order (`--ip 2001:2::/120`), one address per /64 of a
+        // /56, and seeded random addresses of 2001:2::/48.
+        let shapes: [std::vec::Vec<Addr6Key>; 4] = [
+            (0..=255)
+                .map(|i| v6([0x2001, 2, 0, 0, 0, 0, 0, i]))
+                .collect(),
+            (0..=255)
+                .map(|i| v6([0x2001, 2, 0, i, 0, 0, 0, 1]))
+                .collect(),
+            random6(MAX_OWNED_ADDRS6 as usize, 0x9e37_79b9_7f4a_7c15),
+            random6(MAX_OWNED_ADDRS6 as usize, 0x2545_f491_4f6c_dd1d),
+        ];
+        for addrs in shapes {
+            assert_eq!(addrs.len(), MAX_OWNED_ADDRS6 as usize);
+            let t = claim_all6(&addrs).expect("256 addresses fit");
+            for (slot, a) in addrs.iter().enumerate() {
+                match addr6_probe(a, |i| t.get(i as usize).copied()) {
+                    AddrProbe::Found(i, f) => {
+                        assert_eq!(t[i as usize].addr, a.addr);
+                        assert_eq!(f >> ADDR_SLOT_SHIFT, slot as u32);
+                        assert_ne!(f & ADDR_ARP, 0);
+                    }
+                    other => panic!("{a:?}: {other:?}"),
+                }
+            }
+            // Addresses one bit away from owned ones in each word, and
+            // others: never found.
+            let mut others = std::vec![
+                v6([0x2001, 2, 0, 0, 0, 0, 1, 0]),
+                v6([0xfe80, 0, 0, 0, 0, 0, 0, 1]),
+                v6([0; 8]),
+            ];
+            for a in addrs.iter().take(16) {
+                for w in 0..4 {
+                    let mut b = *a;
+                    b.addr[w] ^= u32::from_ne_bytes([0, 0, 0, 1]);
+                    others.push(b);
+                }
+            }
+            for b in others {
+                if !addrs.contains(&b) {
+                    assert!(
+                        !matches!(
+                            addr6_probe(&b, |i| t.get(i as usize).copied()),
+                            AddrProbe::Found(..)
+                        ),
+                        "{b:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn consecutive_ipv6_addresses_get_entries_of_their_own() {
+        // A /120 in order, under any prefix: the fold keeps the last
+        // word's spread, so each has a home of its own, no probing.
+        for prefix in [
+            [0x2001u16, 2, 0, 0, 0, 0, 0],
+            [0x2001, 2, 0, 0xbeef, 1, 2, 3],
+            [0x2001, 2, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff],
+        ] {
+            let homes: std::collections::HashSet<u32> = (0..=255u16)
+                .map(|i| {
+                    let mut g = [0u16; 8];
+                    g[..7].copy_from_slice(&prefix);
+                    g[7] = 0x1200 | i;
+                    addr6_home(&v6(g).addr)
+                })
+                .collect();
+            assert_eq!(homes.len(), 256, "{prefix:x?}");
+            assert!(homes.iter().all(|h| *h < ADDR_TABLE_LEN));
+        }
+    }
+
+    #[test]
+    fn an_ipv6_address_without_a_free_entry_within_the_probes_is_refused() {
+        // Fill the probe window of one home with other addresses.
+        let target = v6([0x2001, 2, 0, 0, 0, 0, 0, 1]);
+        let home = addr6_home(&target.addr);
+        let mut t = std::vec![Addr6Entry::default(); ADDR_TABLE_LEN as usize];
+        for n in 0..ADDR_TABLE_PROBES {
+            t[((home + n) & (ADDR_TABLE_LEN - 1)) as usize] = Addr6Entry {
+                addr: v6([0x2001, 2, 0, 0, 0, 0, 1, n as u16]).addr,
+                flags: ADDR_IN_USE,
+            };
+        }
+        assert_eq!(
+            addr6_probe(&target, |i| t.get(i as usize).copied()),
+            AddrProbe::Full
+        );
+        // The same 128 bits but one word: not a match either.
+        let mut near = target;
+        near.addr[0] = t[home as usize].addr[0];
+        assert_eq!(
+            addr6_probe(&near, |i| t.get(i as usize).copied()),
+            AddrProbe::Full
+        );
+        // One free entry at the window's end is found, and the address
+        // put there is found past the seven others.
+        let last = (home + ADDR_TABLE_PROBES - 1) & (ADDR_TABLE_LEN - 1);
+        t[last as usize] = Addr6Entry::default();
+        assert_eq!(
+            addr6_probe(&target, |i| t.get(i as usize).copied()),
+            AddrProbe::Free(last)
+        );
+        t[last as usize] = Addr6Entry {
+            addr: target.addr,
+            flags: ADDR_IN_USE | ADDR_ICMP,
+        };
+        assert_eq!(
+            addr6_probe(&target, |i| t.get(i as usize).copied()),
+            AddrProbe::Found(last, ADDR_IN_USE | ADDR_ICMP)
+        );
+    }
+
+    #[test]
+    fn a_full_table_probes_at_most_its_window_and_wraps_at_the_end() {
+        // Every entry in use by other addresses: a probe reads exactly
+        // ADDR_TABLE_PROBES entries, wrapping from the last to the first.
+        let t = std::vec![
+            Addr6Entry {
+                addr: [1, 2, 3, 4],
+                flags: ADDR_IN_USE,
+            };
+            ADDR_TABLE_LEN as usize
+        ];
+        let pool = random6(4096, 7);
+        let at_end: std::vec::Vec<Addr6Key> = pool
+            .iter()
+            .filter(|a| addr6_home(&a.addr) > ADDR_TABLE_LEN - ADDR_TABLE_PROBES)
+            .take(4)
+            .copied()
+            .collect();
+        assert!(!at_end.is_empty());
+        for a in pool.iter().take(16).chain(&at_end) {
+            let read = core::cell::RefCell::new(std::vec::Vec::new());
+            let got = addr6_probe(a, |i| {
+                read.borrow_mut().push(i);
+                t.get(i as usize).copied()
+            });
+            assert_eq!(got, AddrProbe::Full);
+            let home = addr6_home(&a.addr);
+            let want: std::vec::Vec<u32> = (0..ADDR_TABLE_PROBES)
+                .map(|n| (home + n) % ADDR_TABLE_LEN)
+                .collect();
+            assert_eq!(*read.borrow(), want);
+        }
     }
 }

@@ -90,14 +90,14 @@ mod synflood;
 mod maps {
     use aya_ebpf::{
         macros::map,
-        maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap},
+        maps::{Array, LpmTrie, LruHashMap, PerCpuArray, XskMap},
     };
     use stack_ebpf::{
-        cookie::Secrets, hint::FLOW_HINT_WORDS, limit::SOURCE_CELLS, Addr6Key, AddrEntry, Counter,
-        CounterSet, FastpathConfig, FastpathState, Flow6Key, FlowKey, Port6Key, PrefixAddr,
+        cookie::Secrets, hint::FLOW_HINT_WORDS, limit::SOURCE_CELLS, Addr6Entry, AddrEntry,
+        Counter, CounterSet, FastpathConfig, FastpathState, Flow6Key, FlowKey, PrefixAddr,
         PrefixAddr6, TcpClass, ADDR_TABLE_LEN, COUNTER_COUNT, MAX_FLOWS, MAX_FLOWS6,
-        MAX_OWNED_ADDRS, MAX_OWNED_ADDRS6, MAX_OWNED_PORTS, MAX_PREFIXES, MAX_QUEUES, PORT_WORDS,
-        SIGNAL_COUNT, TCP_CLASS_COUNT,
+        MAX_OWNED_ADDRS, MAX_OWNED_ADDRS6, MAX_PREFIXES, MAX_QUEUES, PORT_WORDS, SIGNAL_COUNT,
+        TCP_CLASS_COUNT,
     };
 
     /// One AF_XDP socket per rx queue, indexed by queue id.
@@ -118,26 +118,32 @@ mod maps {
     pub(crate) static QUEUE_REDIRECTS: PerCpuArray<u64> =
         PerCpuArray::with_max_entries(MAX_QUEUES, 0);
 
-    /// Owned IPv4 addresses → `ADDR_*` flags.
     /// The owned IPv4 addresses ([`stack_ebpf::addr_probe`]).
     #[map]
     pub(crate) static OWNED_ADDR_TABLE: Array<AddrEntry> =
         Array::with_max_entries(ADDR_TABLE_LEN, 0);
 
+    /// Owned TCP ports of each owned IPv4 address: a bit per port, the
+    /// [`PORT_WORDS`] words of the address's slot (its entry's
+    /// [`stack_ebpf::ADDR_SLOT_MASK`] bits) at `slot * PORT_WORDS`
+    /// ([`stack_ebpf::port_bit`]). One array load per segment, where a
+    /// hash of (address, port) cost a lookup.
     #[map]
     pub(crate) static OWNED_PORT_BITS: Array<u64> =
         Array::with_max_entries(MAX_OWNED_ADDRS * PORT_WORDS, 0);
 
-    /// Owned IPv6 addresses → `ADDR_*` flags (`ADDR_ARP` stands for
-    /// neighbour discovery).
+    /// The owned IPv6 addresses ([`stack_ebpf::addr6_probe`]; `ADDR_ARP`
+    /// stands for neighbour discovery).
     #[map]
-    pub(crate) static OWNED_ADDRS6: HashMap<Addr6Key, u32> =
-        HashMap::with_max_entries(MAX_OWNED_ADDRS6, 0);
+    pub(crate) static OWNED_ADDR_TABLE6: Array<Addr6Entry> =
+        Array::with_max_entries(ADDR_TABLE_LEN, 0);
 
-    /// Owned (IPv6 address, port) pairs for TCP.
+    /// Owned TCP ports of each owned IPv6 address, as `OWNED_PORT_BITS`
+    /// over IPv4: slots of their own (an IPv6 address's slot is in its
+    /// `OWNED_ADDR_TABLE6` entry), so that each family keeps its 256.
     #[map]
-    pub(crate) static OWNED_PORTS6: HashMap<Port6Key, u8> =
-        HashMap::with_max_entries(MAX_OWNED_PORTS, 0);
+    pub(crate) static OWNED_PORT_BITS6: Array<u64> =
+        Array::with_max_entries(MAX_OWNED_ADDRS6 * PORT_WORDS, 0);
 
     /// The fast-path configuration (entry 0), written by userspace.
     #[map]

@@ -232,6 +232,62 @@ fn load_over_ipv6_against_a_kernel_server_has_no_errors_and_consistent_counts() 
     let _ = std::fs::remove_file(json);
 }
 
+/// The owned IPv6 address table live (`OWNED_ADDR_TABLE6`): `--ip` a /120
+/// of the testbed's /64 that no kernel interface has gives the engine its
+/// 255 addresses (all but the Subnet-Router anycast one), the peer's
+/// kernel resolves every one through neighbour discovery (a solicitation
+/// at the solicited-node group, handed to the engine when its target is
+/// in the table), and connections from each reach the kernel server.
+#[test]
+fn load_from_every_address_of_an_ipv6_slash_120_reaches_a_kernel_server() {
+    let tb = testbed('v', 1);
+    let t = &tb.testbed;
+    let listen = format!("[{}]:80", t.peer_ip6);
+    let mut ks = Kserve::start(t, &t.peer_ns, &listen, &["--app", "echo"]);
+    let json = tmp("kload6-120.json");
+    let v = load(
+        &t.stack_ns,
+        &[
+            "--iface",
+            &t.stack_if,
+            "--ip",
+            "2001:2::100/120",
+            "--target",
+            &listen,
+            "--concurrency",
+            "16",
+            "--connections",
+            "510",
+            "--requests-per-conn",
+            "1",
+            "--close",
+            "rst",
+        ],
+        &json,
+    );
+    assert_eq!(counter(&v, "/connections"), 510, "{v:#}");
+    assert_no_errors(&v);
+    let counters = ks.stop();
+    assert!(counters.contains("accepted 510 "), "kserve: {counters}");
+    let _ = std::fs::remove_file(json);
+    // Every address of the /120 but ::100 resolved by the peer.
+    let out = Command::new("ip")
+        .args(["-n", &t.peer_ns, "-6", "neigh", "show", "dev", &t.peer_if])
+        .output()
+        .expect("ip neigh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let resolved: std::collections::HashSet<std::net::Ipv6Addr> = text
+        .lines()
+        .filter(|l| l.contains("lladdr"))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .filter(|a: &std::net::Ipv6Addr| {
+            let s = a.segments();
+            s[..7] == [0x2001, 2, 0, 0, 0, 0, 0] && (0x101..=0x1ff).contains(&s[7])
+        })
+        .collect();
+    assert_eq!(resolved.len(), 255, "{text}");
+}
+
 #[test]
 fn load_refuses_an_ip_and_a_target_of_different_families_in_one_line() {
     let out = std::process::Command::new(xstack_bin())

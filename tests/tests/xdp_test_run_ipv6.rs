@@ -1,8 +1,11 @@
 //! The real XDP program over IPv6, run on crafted frames with
 //! BPF_PROG_TEST_RUN: TCP and ICMPv6 for an owned address redirected,
 //! neighbour solicitations at the solicited-node MAC for an owned target
-//! redirected, the bounded extension-header walk (accepted, too long,
-//! truncated), fragments dropped, everything else passed; SYN cookies
+//! redirected, the owned-address table and port bitmaps (every address
+//! up to the limit found, a port owned on its own address only, an
+//! exclusive address's closed ports), the bounded extension-header walk
+//! (accepted, too long, truncated), fragments dropped, everything else
+//! passed; SYN cookies
 //! (the SYN-ACK built in place, field by field and through tshark, valid,
 //! forged and expired final ACKs, the MSS clamp) and the known-flow fast
 //! path (`FLOWS6`); each verdict with the one counter it moves.
@@ -272,6 +275,269 @@ fn solicitation_at_the_solicited_node_mac_for_an_owned_target_is_redirected() {
         &all.ipv6(ipv6::NH_ICMPV6, &[143, 0, 0, 0, 0, 0, 0, 0]),
         XDP_PASS,
         Counter::PassIpv6NotOwned,
+    );
+}
+
+/// A segment with `flags` from the peer to (`dst`, `dport`).
+fn tcp_to(dst: Ipv6Addr, dport: u16, flags: u8) -> Vec<u8> {
+    let seg = TcpSegment {
+        src_port: 40000,
+        dst_port: dport,
+        flags,
+        window: 65535,
+        ..TcpSegment::default()
+    }
+    .emit(PEER, dst);
+    Endpoints6 {
+        dst_ip: dst,
+        ..LINK
+    }
+    .ipv6(ipv6::NH_TCP, &seg)
+}
+
+/// A neighbour solicitation for `target` at its solicited-node group.
+fn ns_for(target: Ipv6Addr) -> Vec<u8> {
+    let group = ipv6::solicited_node(target);
+    Endpoints6 {
+        dst_mac: ipv6::multicast_mac(group),
+        dst_ip: group,
+        ..LINK
+    }
+    .ndp(&NdpRepr::Solicit {
+        target,
+        lladdr: Some(LINK.src_mac),
+    })
+}
+
+/// As many owned IPv6 addresses as the table holds (`MAX_OWNED_ADDRS6`),
+/// in a shape whose homes collide (seeded random addresses of
+/// 2001:2::/48, last group 9, so some sit past their home entry in
+/// `OWNED_ADDR_TABLE6`): each is found by TCP to its own port (and only
+/// that port) and by a neighbour solicitation at its solicited-node
+/// group, its neighbour (last group 10) stays the kernel's, and the one
+/// more is refused in one line.
+#[test]
+fn every_owned_ipv6_address_up_to_the_limit_is_found_and_no_other() {
+    let (mut p, _s, _t) = program();
+    // OURS is owned already: MAX - 1 more, distinct.
+    let n = stack_ebpf::MAX_OWNED_ADDRS6 - 1;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut seen = std::collections::HashSet::new();
+    let mut addrs = Vec::new();
+    while addrs.len() < n as usize {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let g = |k: u32| (x >> (16 * k)) as u16;
+        let a = Ipv6Addr::new(0x2001, 2, 0, g(0), g(1), g(2), g(3), 9);
+        if a != OURS && seen.insert(a) {
+            addrs.push(a);
+        }
+    }
+    let homes: std::collections::HashSet<u32> = addrs
+        .iter()
+        .map(|a| stack_ebpf::addr6_home(&stack_ebpf::Addr6Key::new(a.octets()).addr))
+        .collect();
+    assert!(homes.len() < n as usize, "the shape has no collision");
+    for (i, a) in addrs.iter().enumerate() {
+        p.own_addr6(*a, false).unwrap();
+        p.own_port6(*a, 1000 + i as u16).unwrap();
+    }
+    for (i, &a) in addrs.iter().enumerate() {
+        let port = 1000 + i as u16;
+        expect(&mut p, &ns_for(a), XDP_REDIRECT, Counter::RedirectNdp);
+        expect(
+            &mut p,
+            &tcp_to(a, port, ACK),
+            XDP_REDIRECT,
+            Counter::RedirectTcp6,
+        );
+        expect(
+            &mut p,
+            &tcp_to(a, port + 1, ACK),
+            XDP_PASS,
+            Counter::PassIpv6PortNotOwned,
+        );
+        let s = a.segments();
+        let b = Ipv6Addr::new(s[0], s[1], s[2], s[3], s[4], s[5], s[6], 10);
+        expect(
+            &mut p,
+            &tcp_to(b, port, ACK),
+            XDP_PASS,
+            Counter::PassIpv6NotOwned,
+        );
+        expect(&mut p, &ns_for(b), XDP_PASS, Counter::PassIpv6NotOwned);
+    }
+    expect(
+        &mut p,
+        &tcp_to(OURS, PORT, ACK),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
+    );
+    let more = p
+        .own_addr6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0xffff, 0xfffe), false)
+        .unwrap_err()
+        .to_string();
+    assert!(more.contains("above the limit of 256"), "{more}");
+    assert_eq!(more.lines().count(), 1, "{more}");
+}
+
+/// Nine addresses with one home in `OWNED_ADDR_TABLE6`: the first eight
+/// fill the probe window (each found past the ones before it), the ninth
+/// is refused in one line that says what to do, and the eight stay owned.
+#[test]
+fn an_ipv6_address_without_a_free_entry_near_its_home_is_refused_in_one_line() {
+    let (mut p, _s, _t) = program();
+    let home_of = |a: Ipv6Addr| stack_ebpf::addr6_home(&stack_ebpf::Addr6Key::new(a.octets()).addr);
+    // OURS's entry (its home: it was claimed first) must lie outside the
+    // nine's window.
+    let ours = home_of(OURS);
+    let mut by_home: std::collections::HashMap<u32, Vec<Ipv6Addr>> = Default::default();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let same = loop {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let a = Ipv6Addr::new(
+            0x2001,
+            2,
+            0,
+            0,
+            x as u16,
+            (x >> 16) as u16,
+            (x >> 32) as u16,
+            5,
+        );
+        let h = home_of(a);
+        if ours.wrapping_sub(h) & (stack_ebpf::ADDR_TABLE_LEN - 1) < stack_ebpf::ADDR_TABLE_PROBES {
+            continue;
+        }
+        let v = by_home.entry(h).or_default();
+        v.push(a);
+        if v.len() == 9 {
+            break v.clone();
+        }
+    };
+    for (i, a) in same[..8].iter().enumerate() {
+        p.own_addr6(*a, false).unwrap();
+        p.own_port6(*a, 2000 + i as u16).unwrap();
+    }
+    let err = p.own_addr6(same[8], false).unwrap_err().to_string();
+    assert!(
+        err.contains("no free entry within 8") && err.contains("own fewer addresses"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    expect(
+        &mut p,
+        &ns_for(same[8]),
+        XDP_PASS,
+        Counter::PassIpv6NotOwned,
+    );
+    for (i, a) in same[..8].iter().enumerate() {
+        expect(&mut p, &ns_for(*a), XDP_REDIRECT, Counter::RedirectNdp);
+        expect(
+            &mut p,
+            &tcp_to(*a, 2000 + i as u16, ACK),
+            XDP_REDIRECT,
+            Counter::RedirectTcp6,
+        );
+    }
+}
+
+/// The owned IPv6 ports are a bitmap per owned address
+/// (`OWNED_PORT_BITS6`, a slot per address): a port is owned only on the
+/// address that claimed it, every bit of a word stands alone (ports 0,
+/// 63, 64, 65535 around the words' edges), and a port claimed before its
+/// address is owned takes effect once the address is.
+#[test]
+fn an_owned_ipv6_port_is_owned_on_its_own_address_only() {
+    let (mut p, _s, _t) = program();
+    // OTHER: its ports claimed first, the address afterwards.
+    for port in [0, 63, 65535] {
+        p.own_port6(OTHER, port).unwrap();
+    }
+    expect(
+        &mut p,
+        &tcp_to(OTHER, 63, ACK),
+        XDP_PASS,
+        Counter::PassIpv6NotOwned,
+    );
+    p.own_addr6(OTHER, false).unwrap();
+    for port in [0, 63, 65535] {
+        expect(
+            &mut p,
+            &tcp_to(OTHER, port, ACK),
+            XDP_REDIRECT,
+            Counter::RedirectTcp6,
+        );
+        // OURS never claimed these.
+        expect(
+            &mut p,
+            &tcp_to(OURS, port, ACK),
+            XDP_PASS,
+            Counter::PassIpv6PortNotOwned,
+        );
+    }
+    for port in [1, 62, 64, 65534, PORT] {
+        expect(
+            &mut p,
+            &tcp_to(OTHER, port, ACK),
+            XDP_PASS,
+            Counter::PassIpv6PortNotOwned,
+        );
+    }
+    // OURS keeps PORT, and claiming its address again keeps its ports.
+    p.own_addr6(OURS, false).unwrap();
+    expect(
+        &mut p,
+        &tcp_to(OURS, PORT, ACK),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
+    );
+    expect(
+        &mut p,
+        &tcp_to(OURS, PORT + 1, ACK),
+        XDP_PASS,
+        Counter::PassIpv6PortNotOwned,
+    );
+}
+
+/// An IPv6 address no kernel interface has (`ADDR_ALL_TCP`): TCP to every
+/// port goes to the engine, which answers closed ones with RST; nonsense
+/// flags are still dropped; claimed again as shared, its closed ports go
+/// back to the kernel and its served port stays the engine's.
+#[test]
+fn tcp_to_a_closed_port_of_an_ipv6_address_the_engine_owns_alone_goes_to_the_engine() {
+    let (mut p, _s, _t) = program();
+    p.own_addr6(OURS, true).unwrap();
+    let closed = PORT + 1;
+    for flags in [SYN, ACK] {
+        expect(
+            &mut p,
+            &tcp_to(OURS, closed, flags),
+            XDP_REDIRECT,
+            Counter::RedirectTcp6,
+        );
+    }
+    expect(
+        &mut p,
+        &tcp_to(OURS, closed, SYN | 0x01),
+        XDP_DROP,
+        Counter::DropFlagsSynFin,
+    );
+    p.own_addr6(OURS, false).unwrap();
+    expect(
+        &mut p,
+        &tcp_to(OURS, closed, SYN),
+        XDP_PASS,
+        Counter::PassIpv6PortNotOwned,
+    );
+    expect(
+        &mut p,
+        &tcp_to(OURS, PORT, ACK),
+        XDP_REDIRECT,
+        Counter::RedirectTcp6,
     );
 }
 

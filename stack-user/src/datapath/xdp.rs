@@ -20,17 +20,17 @@ use std::{
 use aya::{
     maps::{
         lpm_trie::{Key as LpmKey, LpmTrie},
-        Array, HashMap, MapData, PerCpuArray, XskMap,
+        Array, MapData, PerCpuArray, XskMap,
     },
     programs::{ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use serde::Serialize;
 use stack_ebpf::{
-    addr_probe, cookie::Secrets, Addr6Key, AddrEntry, AddrProbe, Counter, CounterSet,
-    FastpathConfig, FastpathState, Port6Key, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP,
-    ADDR_IN_USE, ADDR_SLOT_SHIFT, ADDR_TABLE_LEN, ADDR_TABLE_PROBES, MAX_OWNED_ADDRS, MAX_QUEUES,
-    PROGRAM_NAME,
+    cookie::Secrets, table_probe, Addr6Entry, Addr6Key, AddrEntry, AddrProbe, Counter, CounterSet,
+    FastpathConfig, FastpathState, OwnedEntry, TcpClass, ADDR_ALL_TCP, ADDR_ARP, ADDR_ICMP,
+    ADDR_IN_USE, ADDR_SLOT_SHIFT, ADDR_TABLE_LEN, ADDR_TABLE_PROBES, MAX_OWNED_ADDRS,
+    MAX_OWNED_ADDRS6, MAX_QUEUES, PROGRAM_NAME,
 };
 use thiserror::Error;
 
@@ -122,6 +122,71 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> XdpError {
     }
 }
 
+/// The port-bitmap slot of `addr` in `slots` (the map called `map`),
+/// given it the first time; refused in one line past `max` addresses.
+fn slot_of<A: PartialEq + Copy + std::fmt::Display>(
+    slots: &mut Vec<A>,
+    addr: A,
+    max: u32,
+    map: &'static str,
+) -> Result<u32, XdpError> {
+    if let Some(i) = slots.iter().position(|a| *a == addr) {
+        return Ok(i as u32);
+    }
+    if slots.len() >= max as usize {
+        return Err(XdpError::Map {
+            map,
+            detail: format!(
+                "{addr} would be owned address number {}, above the limit of {max}; own fewer addresses",
+                slots.len() + 1
+            ),
+        });
+    }
+    slots.push(addr);
+    Ok(slots.len() as u32 - 1)
+}
+
+/// Puts `entry` for `key` (the address `shown`) in its entry of the
+/// owned-address table `map` (the one it has, or the first free one from
+/// its home on, [`table_probe`]) and in `copy`, this program's copy of
+/// it; refused in one line when no entry within [`ADDR_TABLE_PROBES`] of
+/// its home is free.
+fn put_entry<E: OwnedEntry + aya::Pod>(
+    map: &mut Array<MapData, E>,
+    copy: &mut [E],
+    name: &'static str,
+    key: &E::Addr,
+    entry: E,
+    shown: impl std::fmt::Display,
+) -> Result<(), XdpError> {
+    let i = match table_probe(key, |i| copy.get(i as usize).copied()) {
+        AddrProbe::Found(i, _) | AddrProbe::Free(i) => i,
+        AddrProbe::Full => {
+            return Err(XdpError::Map {
+                map: name,
+                detail: format!(
+                    "{shown} finds no free entry within {ADDR_TABLE_PROBES} of its own; own fewer addresses"
+                ),
+            })
+        }
+    };
+    map.set(i, entry, 0).map_err(map_err(name))?;
+    copy[i as usize] = entry;
+    Ok(())
+}
+
+/// Sets `port`'s bit in `slot` of the port bitmap `map` (called `name`).
+fn set_port_bit(
+    map: &mut Array<MapData, u64>,
+    name: &'static str,
+    slot: u32,
+    port: u16,
+) -> Result<(), XdpError> {
+    let (word, bit) = stack_ebpf::port_bit(slot, port);
+    let w = map.get(&word, 0).map_err(map_err(name))?;
+    map.set(word, w | bit, 0).map_err(map_err(name))
+}
+
 /// Every counter of the set `C`, summed over the CPUs of the per-CPU array
 /// `array` (the map called `map`), by name.
 fn sum_per_cpu<C: CounterSet>(
@@ -150,11 +215,18 @@ pub struct XdpProgram {
     addr_table: Vec<AddrEntry>,
     /// `OWNED_PORT_BITS`: a bit per port of each owned IPv4 address.
     port_bits: Array<MapData, u64>,
-    /// Each IPv4 address's slot in `port_bits` (its `OWNED_ADDRS` value's
+    /// Each IPv4 address's slot in `port_bits` (its entry's
     /// `ADDR_SLOT_MASK` bits), in the order they were first claimed.
     slots: Vec<Ipv4Addr>,
-    addrs6: HashMap<MapData, Addr6Key, u32>,
-    ports6: HashMap<MapData, Port6Key, u8>,
+    /// `OWNED_ADDR_TABLE6`: the owned IPv6 addresses
+    /// ([`stack_ebpf::addr6_probe`]).
+    addrs6: Array<MapData, Addr6Entry>,
+    /// What this program wrote to `addrs6`.
+    addr_table6: Vec<Addr6Entry>,
+    /// `OWNED_PORT_BITS6`: a bit per port of each owned IPv6 address.
+    port_bits6: Array<MapData, u64>,
+    /// Each IPv6 address's slot in `port_bits6`, as `slots`.
+    slots6: Vec<Ipv6Addr>,
     classes: PerCpuArray<MapData, u64>,
     config: Array<MapData, FastpathConfig>,
     state: Array<MapData, FastpathState>,
@@ -343,10 +415,10 @@ impl XdpProgram {
             .map_err(map_err("OWNED_ADDR_TABLE"))?;
         let port_bits = Array::try_from(take(&mut ebpf, "OWNED_PORT_BITS")?)
             .map_err(map_err("OWNED_PORT_BITS"))?;
-        let addrs6 =
-            HashMap::try_from(take(&mut ebpf, "OWNED_ADDRS6")?).map_err(map_err("OWNED_ADDRS6"))?;
-        let ports6 =
-            HashMap::try_from(take(&mut ebpf, "OWNED_PORTS6")?).map_err(map_err("OWNED_PORTS6"))?;
+        let addrs6 = Array::try_from(take(&mut ebpf, "OWNED_ADDR_TABLE6")?)
+            .map_err(map_err("OWNED_ADDR_TABLE6"))?;
+        let port_bits6 = Array::try_from(take(&mut ebpf, "OWNED_PORT_BITS6")?)
+            .map_err(map_err("OWNED_PORT_BITS6"))?;
         let classes = PerCpuArray::try_from(take(&mut ebpf, "TCP_CLASSES")?)
             .map_err(map_err("TCP_CLASSES"))?;
         let config = Array::try_from(take(&mut ebpf, "FASTPATH_CONFIG")?)
@@ -375,7 +447,9 @@ impl XdpProgram {
             port_bits,
             slots: Vec::new(),
             addrs6,
-            ports6,
+            addr_table6: vec![Addr6Entry::default(); ADDR_TABLE_LEN as usize],
+            port_bits6,
+            slots6: Vec::new(),
             classes,
             config,
             state,
@@ -627,20 +701,7 @@ impl XdpProgram {
     /// time (by [`XdpProgram::own_addr`] or [`XdpProgram::own_port`],
     /// whichever comes first).
     fn slot(&mut self, addr: Ipv4Addr) -> Result<u32, XdpError> {
-        if let Some(i) = self.slots.iter().position(|a| *a == addr) {
-            return Ok(i as u32);
-        }
-        if self.slots.len() >= MAX_OWNED_ADDRS as usize {
-            return Err(XdpError::Map {
-                map: "OWNED_PORT_BITS",
-                detail: format!(
-                    "{addr} would be owned address number {}, above the limit of {MAX_OWNED_ADDRS}; own fewer addresses",
-                    self.slots.len() + 1
-                ),
-            });
-        }
-        self.slots.push(addr);
-        Ok(self.slots.len() as u32 - 1)
+        slot_of(&mut self.slots, addr, MAX_OWNED_ADDRS, "OWNED_PORT_BITS")
     }
 
     /// Claims `addr` with `ADDR_*` `flags`, its port slot beside them, in
@@ -648,27 +709,18 @@ impl XdpProgram {
     /// free one from its home on).
     fn claim_addr(&mut self, addr: Ipv4Addr, flags: u32) -> Result<(), XdpError> {
         let slot = self.slot(addr)?;
-        let wire = u32::from_ne_bytes(addr.octets());
-        let i = match addr_probe(wire, |i| self.addr_table.get(i as usize).copied()) {
-            AddrProbe::Found(i, _) | AddrProbe::Free(i) => i,
-            AddrProbe::Full => {
-                return Err(XdpError::Map {
-                    map: "OWNED_ADDR_TABLE",
-                    detail: format!(
-                        "{addr} finds no free entry within {ADDR_TABLE_PROBES} of its own; own fewer addresses"
-                    ),
-                })
-            }
-        };
         let entry = AddrEntry {
-            addr: wire,
+            addr: u32::from_ne_bytes(addr.octets()),
             flags: ADDR_IN_USE | flags | slot << ADDR_SLOT_SHIFT,
         };
-        self.addrs
-            .set(i, entry, 0)
-            .map_err(map_err("OWNED_ADDR_TABLE"))?;
-        self.addr_table[i as usize] = entry;
-        Ok(())
+        put_entry(
+            &mut self.addrs,
+            &mut self.addr_table,
+            "OWNED_ADDR_TABLE",
+            &entry.addr,
+            entry,
+            addr,
+        )
     }
 
     /// Claims `addr`: ARP and ICMP for it go to the engine.
@@ -687,31 +739,39 @@ impl XdpProgram {
     /// `OWNED_PORT_BITS`. Takes effect once `addr` is owned
     /// ([`XdpProgram::own_addr`]; until then its TCP stays the kernel's).
     pub fn own_port(&mut self, addr: Ipv4Addr, port: u16) -> Result<(), XdpError> {
-        let (word, bit) = stack_ebpf::port_bit(self.slot(addr)?, port);
-        let w = self
-            .port_bits
-            .get(&word, 0)
-            .map_err(map_err("OWNED_PORT_BITS"))?;
-        self.port_bits
-            .set(word, w | bit, 0)
-            .map_err(map_err("OWNED_PORT_BITS"))
+        let slot = self.slot(addr)?;
+        set_port_bit(&mut self.port_bits, "OWNED_PORT_BITS", slot, port)
     }
 
     /// Claims the IPv6 `addr`: neighbour discovery (also at its
     /// solicited-node group) and ICMPv6 for it go to the engine; with
     /// `exclusive`, TCP to every port too (closed ones answered with RST).
+    /// Its entry in `OWNED_ADDR_TABLE6` carries its slot of
+    /// `OWNED_PORT_BITS6`, as over IPv4.
     pub fn own_addr6(&mut self, addr: Ipv6Addr, exclusive: bool) -> Result<(), XdpError> {
         let all = if exclusive { ADDR_ALL_TCP } else { 0 };
-        self.addrs6
-            .insert(Addr6Key::new(addr.octets()), ADDR_ARP | ADDR_ICMP | all, 0)
-            .map_err(map_err("OWNED_ADDRS6"))
+        let slot = slot_of(&mut self.slots6, addr, MAX_OWNED_ADDRS6, "OWNED_PORT_BITS6")?;
+        let key = Addr6Key::new(addr.octets());
+        let entry = Addr6Entry {
+            addr: key.addr,
+            flags: ADDR_IN_USE | ADDR_ARP | ADDR_ICMP | all | slot << ADDR_SLOT_SHIFT,
+        };
+        put_entry(
+            &mut self.addrs6,
+            &mut self.addr_table6,
+            "OWNED_ADDR_TABLE6",
+            &key,
+            entry,
+            addr,
+        )
     }
 
-    /// Claims TCP (`addr`, `port`) over IPv6.
+    /// Claims TCP (`addr`, `port`) over IPv6: its bit in the address's
+    /// slot of `OWNED_PORT_BITS6`. Takes effect once `addr` is owned
+    /// ([`XdpProgram::own_addr6`]).
     pub fn own_port6(&mut self, addr: Ipv6Addr, port: u16) -> Result<(), XdpError> {
-        self.ports6
-            .insert(Port6Key::new(addr.octets(), port), 1, 0)
-            .map_err(map_err("OWNED_PORTS6"))
+        let slot = slot_of(&mut self.slots6, addr, MAX_OWNED_ADDRS6, "OWNED_PORT_BITS6")?;
+        set_port_bit(&mut self.port_bits6, "OWNED_PORT_BITS6", slot, port)
     }
 
     /// Sums the per-CPU counters.

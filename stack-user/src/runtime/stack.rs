@@ -291,7 +291,6 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             ));
         }
     }
-    let per_addr = config.listen.len() + config.client_ports.len();
     if has_v4 {
         for p in config.listen.iter().chain(&config.client_ports) {
             prog.own_port(config.ip, *p)?;
@@ -299,20 +298,14 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
     }
     // IPv6: the first address has its ports claimed; further ones
     // (`xstack load --ip PREFIX`) like the IPv4 extras below: one no kernel
-    // interface has is the engine's on every port (one entry each), one
-    // the kernel has needs its ports claimed, which the table bounds.
-    let mut port6_entries = 0usize;
+    // interface has is the engine's on every port, one the kernel has gets
+    // its ports claimed, a bit each in its slot of the owned-port bitmap.
+    // Either takes one of the MAX_OWNED_ADDRS6 slots (`own_addr6` says
+    // when none is left).
     for (i, a) in config.ip6.iter().enumerate() {
         let exclusive = sys::address_on_kernel(*a) == Some(false);
         prog.own_addr6(*a, exclusive)?;
         if i == 0 || !exclusive {
-            port6_entries += per_addr;
-            if port6_entries > stack_ebpf::MAX_OWNED_PORTS as usize {
-                bail!(
-                    "{a} is also a kernel address: claiming its {per_addr} ports would pass the XDP owned-port table's {} entries; use addresses no kernel interface has (`ip addr del`), or fewer of them or a narrower --ports",
-                    stack_ebpf::MAX_OWNED_PORTS
-                );
-            }
             for p in config.listen.iter().chain(&config.client_ports) {
                 prog.own_port6(*a, *p)?;
             }
