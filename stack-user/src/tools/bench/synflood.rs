@@ -1775,7 +1775,7 @@ fn legit_words(a: &SynfloodArgs) -> String {
     } else {
         String::new()
     };
-    format!("{how}; client namespace {}{est}", super::CLIENT_WORDS)
+    format!("{how}; client namespace {}{est}", super::client_words())
 }
 
 /// How the flood reaches the victim, for the table's header.
