@@ -1038,8 +1038,11 @@ fn run_row(
                         })
                     };
                 }
-                let child = cmd.spawn()?;
-                _serve = Some(ServeChild(child));
+                let child = cmd.spawn();
+                if child.is_err() {
+                    let _ = std::fs::remove_file(&log_path);
+                }
+                _serve = Some(ServeChild(child?));
                 let up = (0..100).any(|_| {
                     std::thread::sleep(Duration::from_millis(100));
                     crate::runtime::control::query_stats(Some(&t.stack_if)).is_ok()
