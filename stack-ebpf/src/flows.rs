@@ -3,7 +3,7 @@
 //!
 //! Each table is an LRU: flows are recorded when a SYN goes to the engine,
 //! when a SYN-ACK arrives for a connection the engine opened, and when a
-//! cookie ACK validates; a cookie SYN only marks an existing entry. A flood
+//! cookie ACK validates; a cookie SYN leaves no trace here. A flood
 //! of SYNs that reach the engine (not in cookie mode, within the rate
 //! limits) can evict entries; an evicted flow's segments are then checked as
 //! cookies while cookies are in use and dropped, and so is an established
@@ -13,6 +13,15 @@
 //! `MAX_AGE` minutes.
 //! "Cookies in use" is one clock for both families (the last cookie
 //! SYN-ACK of either).
+//!
+//! A segment on a known 4-tuple goes to the engine unchecked, even while
+//! cookies are in use: the final ACK of a cookie SYN-ACK sent on a 4-tuple
+//! the engine holds (in TIME_WAIT, or half-open with its own SYN-ACK
+//! lost) is the engine's to check as a cookie (`TcpEngine::handle`). The
+//! SYN path once marked such entries so that XDP checked their ACKs: a
+//! hint read per cookie SYN, which was 15% of its time under a spoofed
+//! flood (238 → 202 ns, medians of 5 live runs at 1 Mpps), for a case
+//! that comes once per reused 4-tuple.
 
 use aya_ebpf::{bindings::xdp_action, helpers::generated as h, programs::XdpContext};
 use stack_ebpf::{cookie, hint, Counter, Flow6Key, FlowKey, TcpClass};
@@ -24,9 +33,6 @@ use crate::synack::{cookie_ack, cookie_ack6};
 
 /// `FLOWS` value: the engine knows the 4-tuple.
 const FLOW_KNOWN: u8 = 1;
-/// `FLOWS` value: the engine knows the 4-tuple, and the last SYN on it
-/// was answered here with a cookie (see [`mark_cookie_answered`]).
-const FLOW_COOKIE_SYN: u8 = 2;
 
 /// Nanoseconds in a cookie's lifetime.
 const COOKIE_WINDOW_NS: u64 = cookie::MAX_AGE as u64 * 60_000_000_000;
@@ -102,38 +108,6 @@ fn may_be_known(slot: u32) -> bool {
     }
 }
 
-/// A SYN answered with a cookie on a 4-tuple the engine knows (an old
-/// incarnation in TIME_WAIT, or a handshake of its own whose SYN-ACK
-/// was lost and whose SYN this is a retransmission of): mark the entry
-/// so that the next segments are checked as cookies first, and a valid
-/// final ACK reaches the engine with its metadata instead of being taken
-/// for a segment of the old connection. A segment that fails the check
-/// still goes to the engine (see [`established`]): the client may have
-/// taken the engine's own SYN-ACK, which can arrive before the cookie
-/// one. Deleting the entry instead dropped that client's every segment
-/// as a bad cookie until it timed out, and left the engine's request
-/// half-open. Tuples without an entry get none: a cookie SYN creates
-/// no state here.
-///
-/// A lookup, and the value written in place when there is an entry: an
-/// LRU map's update takes a node off its free lists (and, when they run
-/// dry, evicts) before it checks `BPF_EXIST`, so marking through an update
-/// cost every SYN of a spoofed flood — almost all without an entry — two
-/// trips through the LRU's locks, about 40% of the program's time per SYN.
-#[inline(always)]
-pub(crate) fn mark_cookie_answered(ctx: &XdpContext, off: usize) {
-    if let Some(k) = flow_key(ctx, off) {
-        if !may_be_known(hint::slot4(k.saddr)) {
-            return;
-        }
-        if let Some(v) = FLOWS.get_ptr_mut(&k) {
-            // SAFETY: the value lives while the entry does (RCU); a race
-            // with an eviction writes to a node no longer in the table.
-            unsafe { *v = FLOW_COOKIE_SYN };
-        }
-    }
-}
-
 /// The class of a segment without SYN.
 #[inline(always)]
 fn class_of(f: u8, payload: usize) {
@@ -188,7 +162,10 @@ fn cookies_in_use() -> Option<u64> {
     Some(now)
 }
 
-/// Segments without SYN: the shortest path unless cookies are in use.
+/// Segments without SYN: the shortest path unless cookies are in use;
+/// then a known flow goes to the engine (which checks a cookie ACK on a
+/// 4-tuple it holds itself), an unknown one's ACK is checked as a cookie
+/// here (`redirect_cookie_ack` or dropped by reason) and its RST dropped.
 #[inline(always)]
 pub(crate) fn established(ctx: &XdpContext, f: u8, payload: usize, off: usize) -> (u32, Counter) {
     class_of(f, payload);
@@ -198,27 +175,15 @@ pub(crate) fn established(ctx: &XdpContext, f: u8, payload: usize, off: usize) -
     let Some(key) = flow_key(ctx, off) else {
         return (xdp_action::XDP_DROP, Counter::DropTcpTruncated);
     };
-    let entry = if may_be_known(hint::slot4(key.saddr)) {
-        // SAFETY: map lookup of a plain key.
-        unsafe { FLOWS.get(&key) }.copied()
-    } else {
-        None
-    };
-    let known = match entry {
-        Some(v) if v == FLOW_COOKIE_SYN => true,
-        Some(_) => return redirect(ctx, Counter::RedirectTcp),
-        None => false,
-    };
+    // SAFETY: map lookup of a plain key.
+    if may_be_known(hint::slot4(key.saddr)) && unsafe { FLOWS.get(&key) }.is_some() {
+        return redirect(ctx, Counter::RedirectTcp);
+    }
     if f & RST != 0 {
-        if known {
-            return redirect(ctx, Counter::RedirectTcp);
-        }
         return (xdp_action::XDP_DROP, Counter::DropNoFlow);
     }
     match cookie_ack(ctx, off, &key, now) {
         Counter::RedirectCookieAck => redirect(ctx, Counter::RedirectCookieAck),
-        // Not our cookie, but a 4-tuple the engine knows: its business.
-        Counter::DropCookieInvalid if known => redirect(ctx, Counter::RedirectTcp),
         c => (xdp_action::XDP_DROP, c),
     }
 }
@@ -285,33 +250,10 @@ fn flow6_set(ctx: &XdpContext, off: usize) -> u32 {
     0
 }
 
-/// [`mark_cookie_answered`]'s lookup and write in place over IPv6. Not
-/// inlined, as [`flow6_lookup`].
-#[inline(never)]
-fn flow6_mark(ctx: &XdpContext, off: usize) -> u32 {
-    let ctx = opaque(ctx);
-    if let Some(k) = flow6_key(ctx, off) {
-        if !may_be_known(hint::slot6(k.saddr)) {
-            return 0;
-        }
-        if let Some(v) = FLOWS6.get_ptr_mut(&k) {
-            // SAFETY: as in `mark_cookie_answered`.
-            unsafe { *v = FLOW_COOKIE_SYN };
-        }
-    }
-    0
-}
-
 /// [`remember_flow`] over IPv6.
 #[inline(always)]
 pub(crate) fn remember_flow6(ctx: &XdpContext, off: usize) {
     flow6_set(ctx, off);
-}
-
-/// [`mark_cookie_answered`] over IPv6.
-#[inline(always)]
-pub(crate) fn mark_cookie_answered6(ctx: &XdpContext, off: usize) {
-    flow6_mark(ctx, off);
 }
 
 /// [`established`] over IPv6: the shortest path (`redirect_tcp6`) unless
@@ -323,21 +265,16 @@ pub(crate) fn established6(ctx: &XdpContext, f: u8, payload: usize, off: usize) 
     let Some(now) = cookies_in_use() else {
         return redirect(ctx, Counter::RedirectTcp6);
     };
-    let known = match flow6_lookup(ctx, off) {
+    match flow6_lookup(ctx, off) {
         FLOW6_TRUNCATED => return (xdp_action::XDP_DROP, Counter::DropTcpTruncated),
-        0 => false,
-        v if v == u32::from(FLOW_COOKIE_SYN) => true,
+        0 => {}
         _ => return redirect(ctx, Counter::RedirectTcp6),
-    };
+    }
     if f & RST != 0 {
-        if known {
-            return redirect(ctx, Counter::RedirectTcp6);
-        }
         return (xdp_action::XDP_DROP, Counter::DropNoFlow);
     }
     match cookie_ack6(ctx, off, now) {
         Counter::RedirectCookieAck6 => redirect(ctx, Counter::RedirectCookieAck6),
-        Counter::DropCookieInvalid if known => redirect(ctx, Counter::RedirectTcp6),
         c => (xdp_action::XDP_DROP, c),
     }
 }

@@ -4,13 +4,13 @@
 //! (this file compiles for the XDP program and the host, where it is
 //! unit-tested).
 //!
-//! While SYN cookies are in use, XDP looks every cookie SYN's 4-tuple up
-//! in the known-flow table (to mark a tuple the engine knows, see
-//! `flows::mark_cookie_answered`) and every segment without SYN (to tell a
-//! known flow from a cookie ACK). A spoofed flood brings a new 4-tuple with
-//! almost every packet: each lookup misses, and misses the cache too, in a
-//! bucket array of megabytes (2 MiB at the default 262,144 entries). That
-//! miss was 43% of xstack's XDP time per flood SYN. The hint is
+//! While SYN cookies are in use, XDP looks every segment without SYN up in
+//! the known-flow table (to tell a known flow from a cookie ACK). A
+//! spoofed flood brings a new 4-tuple with almost every packet: each
+//! lookup misses, and misses the cache too, in a bucket array of megabytes
+//! (2 MiB at the default 262,144 entries). That miss was 43% of xstack's
+//! XDP time per flood SYN, when cookie SYNs were looked up too (they no
+//! longer are: `flows`). The hint is
 //! [`FLOW_HINT_SLOTS`] bits in [`FLOW_HINT_WORDS`] 64-bit words (32 KiB,
 //! which caches hold), indexed by a hash of the source address alone: a
 //! flood's spoofed sources never set it (a cookie SYN creates no state),

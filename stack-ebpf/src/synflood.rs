@@ -18,7 +18,7 @@ use stack_ebpf::{
 };
 
 use crate::classify::redirect;
-use crate::flows::{mark_cookie_answered, mark_cookie_answered6, remember_flow, remember_flow6};
+use crate::flows::{remember_flow, remember_flow6};
 use crate::maps::{
     ALLOW_PREFIXES, DENY_PREFIXES, FASTPATH_CONFIG, FASTPATH_STATE, SIGNALS, SYN_SOURCES,
 };
@@ -159,7 +159,6 @@ pub(crate) fn syn(
     if ihl != 20 {
         return (xdp_action::XDP_DROP, Counter::DropSynIpOptions);
     }
-    mark_cookie_answered(ctx, off);
     let c = cookie_synack(ctx, cfg, opts, flags, now);
     if c != Counter::TxCookieSynAck {
         return (xdp_action::XDP_DROP, c);
@@ -280,7 +279,6 @@ fn syn6_verdict(
     if ext {
         return Counter::DropSynIpOptions;
     }
-    mark_cookie_answered6(ctx, off);
     Counter::TxCookieSynAck6
 }
 

@@ -1084,11 +1084,28 @@ fn a_cookie_syn_on_an_ipv6_tuple_the_engine_knows_lets_the_engines_own_handshake
     let syn = seg6(42000, SYN, SEQ, 0, &[], &[]);
     expect(&mut p, &syn, XDP_REDIRECT, Counter::RedirectTcp6);
     cookies(&mut p, SynCookies::Always, 1400, CookiePath::Xdp);
-    let (v, _, _, _) = moved(&mut p, &syn);
+    let (v, _, out, _) = moved(&mut p, &syn);
     assert_eq!(v, XDP_TX);
+    let isn = u32::from_be_bytes(out[14 + 40 + 4..14 + 40 + 8].try_into().unwrap());
     // The client took the engine's SYN-ACK: not a cookie, but the engine's.
     let (v, c, _, meta) = moved(&mut p, &seg6(42000, ACK, SEQ + 1, 0x1234_5679, &[], &[]));
     assert_eq!((v, c, meta), (XDP_REDIRECT, Counter::RedirectTcp6, 0));
+    // Had it taken the cookie one, its ACK would go to the engine unchecked
+    // as well: the engine checks a cookie ACK on a 4-tuple it holds.
+    let (v, c, _, meta) = moved(
+        &mut p,
+        &seg6(42000, ACK, SEQ + 1, isn.wrapping_add(1), &[], &[]),
+    );
+    assert_eq!((v, c, meta), (XDP_REDIRECT, Counter::RedirectTcp6, 0));
+    // On a 4-tuple nobody knows, the same ACK would be XDP's to check.
+    let (v, _, out, _) = moved(&mut p, &seg6(42001, SYN, SEQ, 0, &[], &[]));
+    assert_eq!(v, XDP_TX);
+    let isn = u32::from_be_bytes(out[14 + 40 + 4..14 + 40 + 8].try_into().unwrap());
+    let (v, c, _, _) = moved(
+        &mut p,
+        &seg6(42001, ACK, SEQ + 1, isn.wrapping_add(1), &[], &[]),
+    );
+    assert_eq!((v, c), (XDP_REDIRECT, Counter::RedirectCookieAck6));
 }
 
 #[test]

@@ -411,6 +411,13 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
         // (`serve` also follows their rotation) and its clock.
         engine.tcp().set_cookie_secrets(cookie_secrets);
         engine.tcp().set_cookie_clock_offset(cookie_clock_offset);
+        // XDP passes segments of 4-tuples it knows unchecked: a cookie ACK
+        // on one the engine holds is the engine's to check.
+        engine.tcp().set_xdp_cookies(
+            fastpath
+                .as_ref()
+                .is_some_and(|f| f.syncookies != crate::datapath::fastpath::SynCookies::Never),
+        );
         // TSvals on the host's monotonic clock, offsets keyed per boot: they
         // rise across queues and processes, as a Linux peer's PAWS expects
         // of a host reusing 4-tuples it holds in TIME_WAIT.

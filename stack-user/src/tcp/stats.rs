@@ -75,6 +75,10 @@ stack_ebpf::counters! {
         /// cookie ACK: XDP answered a retransmission of the request's SYN with
         /// a cookie after the engine's own SYN-ACK was lost.
         syncookies_replaced_request,
+        /// Valid cookie ACKs on a 4-tuple the engine holds (TIME_WAIT, or a
+        /// half-open request), which XDP passes on unchecked as segments of
+        /// a known flow: the engine checked them itself.
+        syncookies_held_tuple,
         /// Connections that entered TIME_WAIT (an entry in the table).
         time_wait_entered = "TWEntered",
         /// TIME_WAIT entries that ran their full 2*MSL (Linux "TW").

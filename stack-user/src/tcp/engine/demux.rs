@@ -225,7 +225,21 @@ impl TcpEngine {
         }
     }
 
+    /// A parsed segment: to its connection, its TIME_WAIT entry, its
+    /// listener, or none (RFC 9293 §3.10.7). With XDP cookies on
+    /// ([`set_xdp_cookies`](Self::set_xdp_cookies)), an ACK that TIME_WAIT
+    /// or a half-open request would refuse is first checked as the final
+    /// ACK of a cookie SYN-ACK XDP sent on the 4-tuple.
     pub(super) fn handle(&mut self, now: Instant, src: IpAddr, dst: IpAddr, seg: &TcpRepr) {
+        if self.xdp_cookies && self.held_tuple_cookie_ack(now, src, dst, seg) {
+            return;
+        }
+        self.handle_plain(now, src, dst, seg);
+    }
+
+    /// [`handle`](Self::handle) without looking for the final ACK of a
+    /// cookie SYN-ACK XDP sent on a 4-tuple the engine holds.
+    pub(super) fn handle_plain(&mut self, now: Instant, src: IpAddr, dst: IpAddr, seg: &TcpRepr) {
         self.clock = self.clock.max(now);
         let tuple = FourTuple {
             local_addr: dst,

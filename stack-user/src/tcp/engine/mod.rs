@@ -213,6 +213,9 @@ pub struct TcpEngine {
     rst_bucket: TokenBucket,
     cookie_secrets: Secrets,
     cookie_clock_offset_us: u64,
+    /// The XDP program answers SYNs with cookies this engine never sees
+    /// ([`Self::set_xdp_cookies`]).
+    xdp_cookies: bool,
     /// Control blocks per state (indexed by `State as usize`).
     state_counts: [usize; N_STATES],
     /// The latest time any call passed in.
@@ -264,6 +267,7 @@ impl TcpEngine {
                 pad: 0,
             },
             cookie_clock_offset_us: 0,
+            xdp_cookies: false,
             state_counts: [0; N_STATES],
             clock: Instant::ZERO,
             ts_key: isn.clone(),

@@ -21,6 +21,22 @@ impl TcpEngine {
         self.cookie_clock_offset_us = offset_us;
     }
 
+    /// Says whether the XDP program answers SYNs with cookies without the
+    /// engine (`xstack serve` with a fast path whose `syncookies` is not
+    /// `never`). XDP then passes every segment of a 4-tuple it knows to the
+    /// engine unchecked, and the final ACK of a cookie SYN-ACK it sent on
+    /// such a 4-tuple is the engine's to check: at a TIME_WAIT entry (the
+    /// client reused its port), at a half-open request (the engine's own
+    /// SYN-ACK was lost, and the client's retransmitted SYN met cookies;
+    /// both in [`handle`](Self::handle)), or at the listener (the earlier
+    /// connection on the 4-tuple is gone: [`cookies_expected`](Self::cookies_expected)).
+    /// A cookie there opens the connection as
+    /// [`on_cookie_ack`](Self::on_cookie_ack) does. Off, such an ACK is
+    /// TIME_WAIT's, the request's or the listener's, as without XDP.
+    pub fn set_xdp_cookies(&mut self, on: bool) {
+        self.xdp_cookies = on;
+    }
+
     /// The cookie minute counter at `now` (`stack_ebpf::cookie::count_from_ns`
     /// of CLOCK_MONOTONIC).
     pub fn cookie_count(&self, now: Instant) -> u32 {
@@ -54,6 +70,58 @@ impl TcpEngine {
         let (src, dst) = (src.into(), dst.into());
         self.stats.segments_in += 1;
         let seg = self.parse(now, src, dst, segment)?;
+        self.cookie_ack_segment(now, src, dst, &seg, opts)
+    }
+
+    /// A segment that may be the final ACK of a cookie SYN-ACK XDP sent on
+    /// a 4-tuple the engine holds ([`set_xdp_cookies`](Self::set_xdp_cookies)):
+    /// an ACK without SYN or RST, to a TIME_WAIT entry or a half-open
+    /// request it does not complete, that checks as a cookie (Linux
+    /// `cookie_v4_check`, here as [`check_cookie`](Self::check_cookie)).
+    /// Taken as [`on_cookie_ack`](Self::on_cookie_ack) takes one XDP
+    /// validated; returns whether it was. One hash, and only for such
+    /// segments: XDP sends a SYN on a held 4-tuple no cookie while cookies
+    /// are off, and the others are the connection's.
+    pub(super) fn held_tuple_cookie_ack(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        seg: &TcpRepr,
+    ) -> bool {
+        if seg.syn() || seg.rst() || seg.ack.is_none() {
+            return false;
+        }
+        let tuple = FourTuple {
+            local_addr: dst,
+            local_port: seg.dst_port,
+            remote_addr: src,
+            remote_port: seg.src_port,
+        };
+        let held = match self.conns.get(&tuple) {
+            Some(&idx) => self.cookie_supersedes_request(idx, seg),
+            None => self.tw.lookup(&tuple).is_some(),
+        };
+        if !held {
+            return false;
+        }
+        let Some(opts) = self.check_cookie(now, &tuple, seg) else {
+            return false;
+        };
+        self.stats.syncookies_held_tuple += 1;
+        self.cookie_ack_segment(now, src, dst, seg, opts);
+        true
+    }
+
+    /// [`on_cookie_ack`](Self::on_cookie_ack) past the parser.
+    fn cookie_ack_segment(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        seg: &TcpRepr,
+        opts: CookieOptions,
+    ) -> Option<ConnId> {
         self.clock = self.clock.max(now);
         let tuple = FourTuple {
             local_addr: dst,
@@ -77,15 +145,15 @@ impl TcpEngine {
                             .is_some_and(|ts| (e.ts_recent.wrapping_sub(ts.tsval) as i32) < 0))
             });
             if !newer || seg.syn() || seg.rst() || self.find_listener(dst, seg.dst_port).is_none() {
-                self.handle(now, src, dst, &seg);
+                self.handle_plain(now, src, dst, seg);
                 return None;
             }
             self.stats.time_wait_syn_reopen += 1;
             self.tw_end(twi, true);
         }
         if let Some(&idx) = self.conns.get(&tuple) {
-            if !self.cookie_supersedes_request(idx, &seg) {
-                self.handle(now, src, dst, &seg);
+            if !self.cookie_supersedes_request(idx, seg) {
+                self.handle_plain(now, src, dst, seg);
                 return None;
             }
             // The engine answered the client's SYN, that SYN-ACK was lost,
@@ -103,9 +171,9 @@ impl TcpEngine {
             return None;
         }
         match self.find_listener(dst, seg.dst_port) {
-            Some(lid) => self.cookie_establish(now, lid, tuple, &seg, opts),
+            Some(lid) => self.cookie_establish(now, lid, tuple, seg, opts),
             None => {
-                self.no_socket(now, tuple, &seg);
+                self.no_socket(now, tuple, seg);
                 None
             }
         }
@@ -166,8 +234,16 @@ impl TcpEngine {
     /// `tcp_syncookies` 2; with 1 only within two minutes (the cookie
     /// lifetime) of the listener sending one (Linux
     /// `tcp_synq_no_recent_overflow`), which keeps ACK floods from
-    /// guessing at cookies the rest of the time.
+    /// guessing at cookies the rest of the time. Always with XDP cookies
+    /// ([`set_xdp_cookies`](Self::set_xdp_cookies)): XDP checks the ACKs of
+    /// 4-tuples it does not know, and passes those of 4-tuples it knows
+    /// (an earlier connection of the same client port) unchecked, so an
+    /// ACK that reaches the listener may be the final ACK of a cookie
+    /// SYN-ACK XDP sent.
     pub(super) fn cookies_expected(&self, now: Instant, lid: u32) -> bool {
+        if self.xdp_cookies {
+            return true;
+        }
         match self.cfg.tcp_syncookies {
             0 => false,
             1 => self

@@ -1169,3 +1169,160 @@ fn all_timers_share_one_wheel() {
     assert!(!t.e.in_time_wait(&tuple()));
     assert_eq!(t.e.state(c.id), Ok(State::Closed));
 }
+
+/// The final ACK (no options) of a cookie SYN-ACK XDP sent for a SYN with
+/// ISN `client_isn` on the test tuple, with the engine's secrets and clock
+/// (as XDP shares them): cookie MSS index 3 (1460).
+fn plain_cookie_ack(t: &Sut, client_isn: SeqNumber) -> (TcpRepr<'static>, SeqNumber) {
+    let count = t.e.cookie_count(t.now);
+    let c = SeqNumber(cookie::generate(
+        &SECRETS.current,
+        &flow(),
+        client_isn.get(),
+        count,
+        3,
+    ));
+    let ack = TcpRepr {
+        seq: client_isn + 1u32,
+        ack: Some(c + 1u32),
+        flags: ACK,
+        ..seg()
+    };
+    (ack, c)
+}
+
+#[test]
+fn a_cookie_ack_on_a_time_wait_tuple_passed_on_by_xdp_reopens_it() {
+    // The client reuses its port while we hold the 4-tuple in TIME_WAIT;
+    // cookies are on, so XDP answered its SYN (ISN above the old RCV.NXT)
+    // and passed the ACK on unchecked, the 4-tuple being known.
+    for xdp in [true, false] {
+        let mut t = Sut::new(cfg());
+        t.e.set_cookie_secrets(SECRETS);
+        t.e.set_xdp_cookies(xdp);
+        let old = super::time_wait::time_wait(&mut t);
+        let isn = old.theirs + 100_000u32;
+        let (ack, c) = plain_cookie_ack(&t, isn);
+        t.send(ack);
+        if !xdp {
+            // Without XDP cookies the ACK is TIME_WAIT's: re-ACKed with the
+            // old numbers, the entry kept.
+            let a = t.recv();
+            assert_eq!((a.ctl(), a.seq, a.ack), (0, old.ours, Some(old.theirs)));
+            assert!(t.e.in_time_wait(&tuple()));
+            assert_eq!(t.e.stats().syncookies_held_tuple, 0);
+            continue;
+        }
+        // RFC 6191: the new incarnation, from the cookie, ESTABLISHED.
+        t.assert_silent();
+        assert!(!t.e.in_time_wait(&tuple()));
+        assert_eq!(t.e.stats().syncookies_held_tuple, 1);
+        assert_eq!(t.e.stats().time_wait_syn_reopen, 1);
+        assert_eq!(t.e.stats().syncookies_recv, 1);
+        let l = crate::tcp::ListenerId(0);
+        let id = t.e.accept(l).expect("the cookie ACK opens a connection");
+        assert_eq!(t.e.state(id), Ok(State::Established));
+        // Our segments use the cookie's sequence space.
+        t.e.write(id, b"HTTP/1.1 200 OK").unwrap();
+        let d = t.recv();
+        assert_eq!((d.seq, d.ack), (c + 1u32, Some(isn + 1u32)));
+    }
+}
+
+#[test]
+fn an_ack_on_a_time_wait_tuple_that_is_no_cookie_stays_time_waits() {
+    let mut t = Sut::new(cfg());
+    t.e.set_cookie_secrets(SECRETS);
+    t.e.set_xdp_cookies(true);
+    let old = super::time_wait::time_wait(&mut t);
+    let isn = old.theirs + 100_000u32;
+    let (mut ack, c) = plain_cookie_ack(&t, isn);
+    ack.ack = Some(c + 2u32);
+    t.send(ack);
+    let a = t.recv();
+    assert_eq!((a.ctl(), a.seq, a.ack), (0, old.ours, Some(old.theirs)));
+    assert!(t.e.in_time_wait(&tuple()));
+    assert_eq!(t.e.stats().syncookies_held_tuple, 0);
+    // A valid cookie for an ISN not above the old RCV.NXT (RFC 6191 says
+    // the SYN was an old duplicate) is TIME_WAIT's too.
+    let (ack, _) = plain_cookie_ack(&t, old.theirs - 10u32);
+    t.advance(Duration::from_secs(1));
+    t.send(ack);
+    assert_eq!(t.recv().ack, Some(old.theirs));
+    assert!(t.e.in_time_wait(&tuple()));
+    assert_eq!(t.e.stats().time_wait_syn_reopen, 0);
+}
+
+#[test]
+fn a_cookie_ack_on_a_half_open_request_passed_on_by_xdp_replaces_it() {
+    for xdp in [true, false] {
+        // Cookies off in XDP: the SYN reaches the engine, whose SYN-ACK is
+        // lost. Cookies came on: XDP answered the retransmitted SYN with a
+        // cookie and passed the client's ACK on unchecked (known 4-tuple).
+        let mut t = Sut::new(cfg());
+        t.e.set_cookie_secrets(SECRETS);
+        t.e.set_xdp_cookies(xdp);
+        let l = t.e.listen(LOCAL, LPORT, 16).unwrap();
+        t.send(peer_syn());
+        assert_eq!(t.recv().ctl(), SYN);
+        t.advance(Duration::from_millis(999));
+        let (ack, c) = plain_cookie_ack(&t, PEER_ISS);
+        t.send(ack);
+        if !xdp {
+            // Without XDP cookies: an unacceptable ACK in SYN-RECEIVED,
+            // answered <SEQ=SEG.ACK><CTL=RST> (RFC 9293 §3.10.7.4).
+            let r = t.recv();
+            assert_eq!((r.ctl(), r.seq), (RST, c + 1u32));
+            assert_eq!(t.e.stats().syncookies_held_tuple, 0);
+            continue;
+        }
+        t.assert_silent();
+        let id = t.e.accept(l).expect("the cookie ACK opens the connection");
+        assert_eq!(t.e.state(id), Ok(State::Established));
+        assert_eq!(t.e.state_counts().syn_recv, 0);
+        assert_eq!(t.e.connection_count(), 1);
+        assert_eq!(t.e.stats().syncookies_held_tuple, 1);
+        assert_eq!(t.e.stats().syncookies_replaced_request, 1);
+        // The request's SYN-ACK retransmission timer went with it.
+        t.advance(Duration::from_secs(2));
+        t.assert_silent();
+        t.e.write(id, b"HTTP/1.1 200 OK").unwrap();
+        let d = t.recv();
+        assert_eq!((d.seq, d.ack), (c + 1u32, Some(PEER_ISS + 1u32)));
+    }
+}
+
+#[test]
+fn a_cookie_ack_to_a_listener_passed_on_by_xdp_opens_a_connection() {
+    // The client's earlier connection on this 4-tuple is gone here, but XDP
+    // still knows the 4-tuple: it answered the new SYN with a cookie and
+    // passed the ACK on unchecked. The engine sent no cookie itself
+    // (`tcp_syncookies` 1, no SYN queue overflow).
+    for xdp in [true, false] {
+        let mut t = Sut::new(cfg());
+        t.e.set_cookie_secrets(SECRETS);
+        t.e.set_xdp_cookies(xdp);
+        let l = t.e.listen(LOCAL, LPORT, 16).unwrap();
+        let (ack, c) = plain_cookie_ack(&t, PEER_ISS);
+        t.send(ack);
+        if !xdp {
+            // RFC 9293 §3.10.7.2: "any acknowledgment is bad" at a listener
+            // that expects no cookie.
+            let r = t.recv();
+            assert_eq!((r.ctl(), r.seq), (RST, c + 1u32));
+            assert_eq!(t.e.stats().syncookies_recv, 0);
+            continue;
+        }
+        t.assert_silent();
+        let id = t.e.accept(l).expect("the cookie ACK opens the connection");
+        assert_eq!(t.e.state(id), Ok(State::Established));
+        assert_eq!(t.e.stats().syncookies_recv, 1);
+        // One that does not check is still answered with an RST.
+        let (mut bad, c) = plain_cookie_ack(&t, PEER_ISS + 7u32);
+        bad.src_port = RPORT + 1;
+        t.send(bad);
+        let r = t.recv();
+        assert_eq!((r.ctl(), r.seq), (RST, c + 1u32));
+        assert_eq!(t.e.stats().syncookies_failed, 1);
+    }
+}

@@ -6,7 +6,9 @@ use super::util::*;
 use crate::tcp::{Event, State, TcpConfig};
 use crate::wire::tcp::{TcpRepr, FIN, RST, SYN};
 
-fn time_wait(t: &mut Sut) -> Conn {
+/// A passive connection (the default peer SYN) driven into TIME_WAIT: we
+/// close first, the peer ACKs our FIN and sends its own.
+pub(super) fn time_wait(t: &mut Sut) -> Conn {
     let mut c = t.accept();
     t.e.shutdown(c.id).unwrap();
     t.recv();
