@@ -79,6 +79,10 @@ pub struct StackConfig {
 /// `memlock`), 3.4 GB of kernel memory at this limit.
 pub const XDP_MAX_FLOWS_LIMIT: u32 = 16 << 20;
 
+/// The accept backlog of `xstack serve`'s listeners (per listener and
+/// queue); `xstack bench synflood` gives its Linux listener the same.
+pub const SERVE_BACKLOG: usize = 1024;
+
 impl StackConfig {
     /// Entries of each XDP known-flow table: `xdp_max_flows`, else
     /// [`stack_ebpf::MAX_FLOWS`] or 5/4 of `initial_connections` when that
@@ -402,7 +406,7 @@ pub fn open_on(iface: sys::Interface, config: &StackConfig) -> Result<Bringup> {
             echo_body: config.echo_body,
             max_body: config.max_body,
             tcp: tcp.clone(),
-            backlog: 1024,
+            backlog: SERVE_BACKLOG,
             secret: crate::datapath::fastpath::random_key(),
             mtu: iface.mtu,
         });

@@ -48,10 +48,10 @@
 
 use std::{
     io::{Read, Write},
-    net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream},
+    net::{Ipv6Addr, SocketAddr, TcpStream},
     process::{Child, Command, Stdio},
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -64,6 +64,7 @@ use super::family::{kernel_stack_addr, ratio, Families, Family};
 use super::victim;
 use crate::{
     datapath::sink::XdpSink,
+    runtime::stack::SERVE_BACKLOG,
     tools::flood::{FloodConfig, FloodKind, Generator},
     tools::testbed::{netns_command, Testbed, TestbedGuard, STACK_MAC},
 };
@@ -261,6 +262,10 @@ pub struct Cell {
     /// Challenge ACKs the victim sent during the row (RFC 5961; Linux
     /// `TcpExtTCPChallengeACK`, xstack `challenge_acks`).
     pub challenge_acks: Option<u64>,
+    /// SYNs the victim's listener dropped unanswered during the row because
+    /// its accept queue was full (Linux `TcpExtListenOverflows`, xstack
+    /// `ListenOverflows`): a server too slow to accept, not the defense.
+    pub listen_overflows: Option<u64>,
     /// Machine CPU busy %, all cores.
     pub cpu_pct: f64,
     /// Victim core (CPU 0) busy %.
@@ -556,21 +561,46 @@ fn est_clients(t: &Testbed, f: Family, n: usize, secs: f64, cores: &Cores) -> Ve
         .collect()
 }
 
-/// Challenge ACKs sent so far by the victim of `system` on testbed `t`.
-fn challenge_acks(t: &Testbed, system: &str) -> Option<u64> {
+/// The victim's counters of `system` on testbed `t` so far: challenge
+/// ACKs sent and listen-queue overflows ([`VictimCounters`]).
+fn victim_counters(t: &Testbed, system: &str) -> VictimCounters {
     if system == "xstack" {
-        let v = crate::runtime::control::query_stats(Some(&t.stack_if)).ok()?;
-        return v.pointer("/tcp/challenge_acks").and_then(|x| x.as_u64());
+        let v = crate::runtime::control::query_stats(Some(&t.stack_if)).ok();
+        let get = |p: &str| v.as_ref()?.pointer(p)?.as_u64();
+        return VictimCounters {
+            challenge_acks: get("/tcp/challenge_acks"),
+            listen_overflows: get("/tcp/ListenOverflows"),
+        };
     }
-    let out = Command::new("ip")
+    let text = Command::new("ip")
         .args(["netns", "exec", &t.stack_ns, "cat", "/proc/net/netstat"])
         .output()
-        .ok()?;
-    netstat_value(
-        &String::from_utf8_lossy(&out.stdout),
-        "TcpExt",
-        "TCPChallengeACK",
-    )
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    VictimCounters {
+        challenge_acks: netstat_value(&text, "TcpExt", "TCPChallengeACK"),
+        listen_overflows: netstat_value(&text, "TcpExt", "ListenOverflows"),
+    }
+}
+
+/// Counters of the victim's TCP read before and after a row.
+#[derive(Clone, Copy, Debug, Default)]
+struct VictimCounters {
+    /// Challenge ACKs (RFC 5961).
+    challenge_acks: Option<u64>,
+    /// SYNs dropped for a full accept queue.
+    listen_overflows: Option<u64>,
+}
+
+impl VictimCounters {
+    /// Each counter's rise from `before` to `self`.
+    fn since(self, before: VictimCounters) -> VictimCounters {
+        let d = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| b.saturating_sub(a));
+        VictimCounters {
+            challenge_acks: d(before.challenge_acks, self.challenge_acks),
+            listen_overflows: d(before.listen_overflows, self.listen_overflows),
+        }
+    }
 }
 
 /// One counter of `/proc/net/netstat` text (a header line of names and a
@@ -623,7 +653,7 @@ fn measure(
     let est = kind == Some(FloodKind::Est);
     // The est client connects first: the flood then aims at its ports.
     let hs = est.then(|| est_clients(t, f, a.clients, a.seconds + 0.5, cores));
-    let ch0 = challenge_acks(t, system);
+    let v0 = victim_counters(t, system);
     let flood = kind.filter(|_| rate > 0).map(|kind| {
         let mut c = flood_config(t, (f, a.generator), kind, rate, a.seconds + 0.5);
         if kind == FloodKind::Est {
@@ -701,7 +731,7 @@ fn measure(
         }
         None => (0.0, 0.0),
     };
-    let ch1 = challenge_acks(t, system);
+    let dv = victim_counters(t, system).since(v0);
     let busy = (t1 - t0).saturating_sub(i1 - i0);
     Cell {
         system: system.into(),
@@ -717,7 +747,8 @@ fn measure(
         outcomes,
         p50_us: quantile(0.5),
         p99_us: quantile(0.99),
-        challenge_acks: ch0.zip(ch1).map(|(x, y)| y.saturating_sub(x)),
+        challenge_acks: dv.challenge_acks,
+        listen_overflows: dv.listen_overflows,
         cpu_pct: 100.0 * busy as f64 / (t1 - t0).max(1) as f64,
         victim_cpu_pct: victim::busy_pct(&c0, &c1, VICTIM_CPU),
         other_cpu_pct: victim::busy_pct(&c0, &c1, OTHER_CPU),
@@ -744,13 +775,25 @@ fn measure(
 /// The Linux side of (a) and (b): the stack address of `f` on the kernel
 /// interface, a route to the flood prefix (so SYN-ACKs need no ARP or
 /// neighbour discovery per spoofed source), tcp_syncookies=1 (which Linux
-/// applies to IPv6 too), and an echo-one-byte listener.
+/// applies to IPv6 too), and an echo-one-byte server: one listener with
+/// the accept backlog `xstack serve` has ([`SERVE_BACKLOG`]), accepting
+/// in an event loop on the victim core, a task per connection (`est`
+/// rows: `persistent`, echoing until the client closes).
+///
+/// Linux answers a SYN with a cookie only while the listener's accept
+/// queue has room (`sk_acceptq_is_full`: otherwise `ListenOverflows`, and
+/// the SYN is dropped unanswered). The server this replaced — std's
+/// backlog of 128 and a blocking thread per client thread, each held up
+/// to 500 ms by a slow request — let the queue fill under every flood:
+/// 69% of the SYNs of a 300 kpps flood were dropped that way
+/// (`TcpExtListenOverflows`), which made Linux's cost per flood SYN look
+/// low and its legit connections fail for the server's sake, not the
+/// kernel's.
 fn linux_setup(
     t: &Testbed,
     f: Family,
     stop: Arc<AtomicBool>,
     cores: &Cores,
-    threads: usize,
     persistent: bool,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
     let ns = &t.stack_ns;
@@ -765,71 +808,57 @@ fn linux_setup(
         &f.peer_ip(t).to_string(),
     ]))?;
     sh(netns_command(ns, "sysctl").args(["-qw", "net.ipv4.tcp_syncookies=1"]))?;
-    // One thread per legit client thread, accepting from one listener: a
-    // connection whose request is late (SYNPROXY: the client waits for the
-    // window update) does not hold up the others.
-    let accepted = Arc::new(AtomicU64::new(0));
     let cores = cores.clone();
     let h = in_netns(ns, move || -> Result<()> {
-        let any = match f {
-            Family::V4 => "0.0.0.0",
-            Family::V6 => "::",
-        };
-        let l = TcpListener::bind((any, PORT))?;
-        l.set_nonblocking(true)?;
-        let workers: Vec<_> = (0..threads.max(1))
-            .map(|_| -> Result<_> {
-                let l = l.try_clone()?;
-                let (stop, accepted, cores) = (stop.clone(), accepted.clone(), cores.clone());
-                Ok(std::thread::spawn(move || {
-                    cores.pin_here(VICTIM_CPU);
-                    while !stop.load(Ordering::Relaxed) {
-                        match l.accept() {
-                            Ok((mut s, _)) => {
-                                accepted.fetch_add(1, Ordering::Relaxed);
-                                let _ = s.set_nonblocking(false);
-                                let idle = if persistent { 5000 } else { 500 };
-                                let _ = s.set_read_timeout(Some(Duration::from_millis(idle)));
-                                let mut b = [0u8; 1];
-                                // One echo and close first (the server
-                                // keeps the TIME_WAIT, as an HTTP server
-                                // with Connection: close), or (est rows)
-                                // echo until the client closes.
-                                while s.read_exact(&mut b).is_ok() && s.write_all(&b).is_ok() {
-                                    if !persistent {
-                                        break;
-                                    }
-                                }
-                            }
-                            // Wait for the next connection (or 50 ms,
-                            // to see `stop`) in poll(2): a sleep-and-retry
-                            // loop woke 5,000 times a second per thread and
-                            // made the victim core look busy without a
-                            // flood.
-                            Err(_) => wait_readable(&l, 50),
-                        }
-                    }
-                }))
-            })
-            .collect::<Result<_>>()?;
-        for w in workers {
-            let _ = w.join();
-        }
-        Ok(())
+        cores.pin_here(VICTIM_CPU);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(echo_server(f, stop, persistent))
     });
     Ok(std::thread::spawn(move || join(h).and_then(|r| r)))
 }
 
-/// Blocks until `l` has a connection to accept or `ms` milliseconds pass.
-fn wait_readable(l: &TcpListener, ms: i32) {
-    use std::os::fd::AsRawFd;
-    let mut fds = libc::pollfd {
-        fd: l.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
+/// The Linux rows' server ([`linux_setup`]): accepts on port [`PORT`]
+/// until `stop`, each connection in a task of its own.
+async fn echo_server(f: Family, stop: Arc<AtomicBool>, persistent: bool) -> Result<()> {
+    let (sock, any): (_, SocketAddr) = match f {
+        Family::V4 => (
+            tokio::net::TcpSocket::new_v4()?,
+            (std::net::Ipv4Addr::UNSPECIFIED, PORT).into(),
+        ),
+        Family::V6 => (
+            tokio::net::TcpSocket::new_v6()?,
+            (Ipv6Addr::UNSPECIFIED, PORT).into(),
+        ),
     };
-    // SAFETY: one valid pollfd for the duration of the call.
-    unsafe { libc::poll(&mut fds, 1, ms) };
+    sock.set_reuseaddr(true)?;
+    sock.bind(any)?;
+    let l = sock.listen(SERVE_BACKLOG as u32)?;
+    while !stop.load(Ordering::Relaxed) {
+        // Wakes at least every 50 ms to see `stop`.
+        let Ok(accepted) = tokio::time::timeout(Duration::from_millis(50), l.accept()).await else {
+            continue;
+        };
+        if let Ok((s, _)) = accepted {
+            tokio::spawn(echo(s, persistent));
+        }
+    }
+    Ok(())
+}
+
+/// One echo and close first (the server keeps the TIME_WAIT, as an HTTP
+/// server with Connection: close), or (`persistent`: est rows) echo until
+/// the client closes; a connection idle for 500 ms (5 s) is dropped.
+async fn echo(mut s: tokio::net::TcpStream, persistent: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let idle = Duration::from_millis(if persistent { 5000 } else { 500 });
+    let mut b = [0u8; 1];
+    while let Ok(Ok(_)) = tokio::time::timeout(idle, s.read_exact(&mut b)).await {
+        if s.write_all(&b).await.is_err() || !persistent {
+            break;
+        }
+    }
 }
 
 /// The nftables SYNPROXY setup of the nftables wiki ("Synproxy"): SYNs to
@@ -978,18 +1007,8 @@ fn run_row(
                     victim::set_gro(&t.stack_ns, &t.stack_if, true)
                         .context("GRO on at the stack end")?;
                 }
-                let (threads, persistent) = match kind {
-                    Some(FloodKind::Est) => (a.clients * EST_CONNS_PER_CLIENT, true),
-                    _ => (a.clients, false),
-                };
-                listener = Some(linux_setup(
-                    &t,
-                    f,
-                    stop.clone(),
-                    &cores,
-                    threads,
-                    persistent,
-                )?);
+                let persistent = kind == Some(FloodKind::Est);
+                listener = Some(linux_setup(&t, f, stop.clone(), &cores, persistent)?);
                 if system == "synproxy" {
                     for kv in SYNPROXY_SYSCTLS {
                         sh(netns_command(&t.stack_ns, "sysctl").args(["-qw", kv]))
@@ -1675,6 +1694,9 @@ pub fn run(a: &SynfloodArgs) -> Result<()> {
     if let Some(w) = stolen_rows(&cells) {
         println!("{w}");
     }
+    if let Some(w) = overflowed_rows(&cells) {
+        println!("{w}");
+    }
     let late: u64 = cells.iter().map(|c| c.outcomes.late).sum();
     if late > 0 {
         println!(
@@ -1753,6 +1775,31 @@ fn stolen_rows(cells: &[Cell]) -> Option<String> {
     (!rows.is_empty()).then(|| {
         format!(
             "the hypervisor took CPU time from these rows (steal, % of a core; their figures are partly the host's, run them again): {}",
+            rows.join(", ")
+        )
+    })
+}
+
+/// The rows whose listener dropped SYNs for a full accept queue, as one
+/// line, or `None`: there the server, not the defense, refused
+/// connections, and the victim's cost per flood SYN counts SYNs it
+/// dropped unanswered.
+fn overflowed_rows(cells: &[Cell]) -> Option<String> {
+    let rows: Vec<String> = cells
+        .iter()
+        .filter_map(|c| {
+            let n = c.listen_overflows.filter(|&n| n > 0)?;
+            Some(format!(
+                "{} {} {}: {n}",
+                label(&c.system),
+                c.kind,
+                c.flood_pps
+            ))
+        })
+        .collect();
+    (!rows.is_empty()).then(|| {
+        format!(
+            "SYNs dropped unanswered for a full accept queue (ListenOverflows; the server was too slow to accept): {}",
             rows.join(", ")
         )
     })
@@ -2061,6 +2108,19 @@ mod tests {
     }
 
     #[test]
+    fn rows_whose_listener_overflowed_are_named_in_one_line() {
+        let mut fine = cell("linux", "syn", 300_000, 1500.0);
+        fine.listen_overflows = Some(0);
+        let unknown = cell("xdp-drop", "syn", 300_000, 0.0);
+        assert_eq!(overflowed_rows(&[fine.clone(), unknown.clone()]), None);
+        let mut full = cell("linux", "syn", 1_000_000, 300.0);
+        full.listen_overflows = Some(760_821);
+        let w = overflowed_rows(&[fine, unknown, full]).unwrap();
+        assert!(w.ends_with(": Linux+syncookies syn 1000000: 760821"), "{w}");
+        assert_eq!(w.lines().count(), 1);
+    }
+
+    #[test]
     fn client_errors_are_counted_by_outcome() {
         use std::io::{Error, ErrorKind};
         let mut o = Outcomes::default();
@@ -2094,7 +2154,7 @@ mod tests {
         use std::sync::Mutex;
         let t0 = tokio::time::Instant::now();
         let starts = Arc::new(Mutex::new(Vec::new()));
-        let n = Arc::new(AtomicU64::new(0));
+        let n = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (s2, n2) = (starts.clone(), n.clone());
         let attempt = move || {
             let i = n2.fetch_add(1, Ordering::Relaxed);
