@@ -11,6 +11,13 @@ use std::{process::Command, time::Duration};
 use serde_json::Value;
 use xstack_tests::xstack_within_pid;
 
+/// One bench at a time in this file: two at once share the 2 cores of CI's
+/// machine, and the legit client of one starves for the other's flood.
+fn one_bench_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The namespaces `xstack bench synflood` (process `pid`) makes for its
 /// generator measurement and its first row.
 fn bench_namespaces(pid: u32) -> Vec<String> {
@@ -37,6 +44,7 @@ fn left_behind(names: &[String]) -> Vec<String> {
 
 #[test]
 fn a_long_no_flood_row_keeps_every_legit_connection() {
+    let _turn = one_bench_at_a_time();
     let out = std::env::temp_dir().join(format!("xstack-bench-synflood-{}", std::process::id()));
     let out_s = out.to_str().expect("utf-8 path").to_string();
     // 8 s at the default 2,000 connections/s: 16,000 client-closed
@@ -92,6 +100,7 @@ fn a_long_no_flood_row_keeps_every_legit_connection() {
 
 #[test]
 fn a_linux_victim_answers_flood_syns_without_overflowing_its_accept_queue() {
+    let _turn = one_bench_at_a_time();
     // Linux answers a SYN with a cookie only while the listener's accept
     // queue has room; the bench's Linux server must keep it drained (it
     // once used std's backlog of 128 and blocking threads: 69% of a 300
