@@ -1,10 +1,12 @@
-//! `xstack bench synflood`'s legit client over a row longer than the
-//! default (issue 14): the Linux peer opens 2,000 connections/s and closes
-//! each first, so each leaves a TIME_WAIT socket on the client for 60 s;
-//! the bench must set the client namespace up so that `connect()` still
-//! finds a port at once. One bounded no-flood row (the process is killed
-//! by its pid past the limit); the bench makes and removes its own
-//! testbeds, and the test checks that none is left.
+//! `xstack bench synflood` (issue 14), end to end: its legit client over
+//! a row longer than the default (the Linux peer opens 2,000
+//! connections/s and closes each first, so each leaves a TIME_WAIT socket
+//! on the client for 60 s; the bench must set the client namespace up so
+//! that `connect()` still finds a port at once), and its Linux victim's
+//! server, which must keep the listener's accept queue drained under a
+//! flood. Each run is bounded (the process is killed by its pid past the
+//! limit); the bench makes and removes its own testbeds, and the tests
+//! check that none is left.
 
 use std::{process::Command, time::Duration};
 
@@ -19,12 +21,15 @@ fn one_bench_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// The namespaces `xstack bench synflood` (process `pid`) makes for its
-/// generator measurement and its first row.
-fn bench_namespaces(pid: u32) -> Vec<String> {
+/// generator measurement and its `rows` rows.
+fn bench_namespaces(pid: u32, rows: u32) -> Vec<String> {
     let id = pid % 10_000;
     ["stack", "peer"]
         .iter()
-        .flat_map(|side| [format!("xs-sg{id}-{side}"), format!("xs-sf{id}0-{side}")])
+        .flat_map(|side| {
+            std::iter::once(format!("xs-sg{id}-{side}"))
+                .chain((0..rows).map(move |r| format!("xs-sf{id}{r}-{side}")))
+        })
         .collect()
 }
 
@@ -42,18 +47,38 @@ fn left_behind(names: &[String]) -> Vec<String> {
     left
 }
 
+/// Runs `xstack bench synflood ARGS --out DIR` (killed by its pid past
+/// 120 s) and returns its `synflood.json` and its output, after checking
+/// that it succeeded and left none of the namespaces of its generator
+/// measurement and its `rows` rows behind (they are removed either way,
+/// as is DIR).
+fn bench(args: &[&str], rows: u32) -> (Value, String) {
+    static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out =
+        std::env::temp_dir().join(format!("xstack-bench-synflood-{}-{n}", std::process::id()));
+    let out_s = out.to_str().expect("utf-8 path").to_string();
+    let mut all = vec!["bench", "synflood"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", &out_s]);
+    let (ok, text, pid) = xstack_within_pid(&all, Duration::from_secs(120));
+    let left = left_behind(&bench_namespaces(pid, rows));
+    let json = std::fs::read(out.join("synflood.json"));
+    let _ = std::fs::remove_dir_all(&out);
+    assert!(ok, "xstack bench synflood:\n{text}");
+    assert!(left.is_empty(), "namespaces left behind: {left:?}\n{text}");
+    let v = serde_json::from_slice(&json.expect("synflood.json")).expect("JSON");
+    (v, text)
+}
+
 #[test]
 fn a_long_no_flood_row_keeps_every_legit_connection() {
     let _turn = one_bench_at_a_time();
-    let out = std::env::temp_dir().join(format!("xstack-bench-synflood-{}", std::process::id()));
-    let out_s = out.to_str().expect("utf-8 path").to_string();
     // 8 s at the default 2,000 connections/s: 16,000 client-closed
     // connections, more than half the default ephemeral range (32768-60999)
     // and more than all its ports of connect()'s parity.
-    let (ok, text, pid) = xstack_within_pid(
+    let (v, text) = bench(
         &[
-            "bench",
-            "synflood",
             "--systems",
             "xstack",
             "--kinds",
@@ -62,17 +87,9 @@ fn a_long_no_flood_row_keeps_every_legit_connection() {
             "0",
             "--seconds",
             "8",
-            "--out",
-            &out_s,
         ],
-        Duration::from_secs(120),
+        1,
     );
-    let left = left_behind(&bench_namespaces(pid));
-    let json = std::fs::read(out.join("synflood.json"));
-    let _ = std::fs::remove_dir_all(&out);
-    assert!(ok, "xstack bench synflood:\n{text}");
-    assert!(left.is_empty(), "namespaces left behind: {left:?}\n{text}");
-    let v: Value = serde_json::from_slice(&json.expect("synflood.json")).expect("JSON");
     let cells = v["cells"].as_array().expect("cells");
     assert_eq!(cells.len(), 1, "{v:#}");
     let c = &cells[0];
@@ -105,12 +122,8 @@ fn a_linux_victim_answers_flood_syns_without_overflowing_its_accept_queue() {
     // queue has room; the bench's Linux server must keep it drained (it
     // once used std's backlog of 128 and blocking threads: 69% of a 300
     // kpps flood's SYNs were dropped unanswered, `ListenOverflows`).
-    let out = std::env::temp_dir().join(format!("xstack-bench-synflood-lo-{}", std::process::id()));
-    let out_s = out.to_str().expect("utf-8 path").to_string();
-    let (ok, text, pid) = xstack_within_pid(
+    let (v, text) = bench(
         &[
-            "bench",
-            "synflood",
             "--systems",
             "linux",
             "--kinds",
@@ -119,20 +132,9 @@ fn a_linux_victim_answers_flood_syns_without_overflowing_its_accept_queue() {
             "0,150000",
             "--seconds",
             "2",
-            "--out",
-            &out_s,
         ],
-        Duration::from_secs(120),
+        2,
     );
-    let id = pid % 10_000;
-    let mut names = bench_namespaces(pid);
-    names.extend(["stack", "peer"].map(|side| format!("xs-sf{id}1-{side}")));
-    let left = left_behind(&names);
-    let json = std::fs::read(out.join("synflood.json"));
-    let _ = std::fs::remove_dir_all(&out);
-    assert!(ok, "xstack bench synflood:\n{text}");
-    assert!(left.is_empty(), "namespaces left behind: {left:?}\n{text}");
-    let v: Value = serde_json::from_slice(&json.expect("synflood.json")).expect("JSON");
     let cells = v["cells"].as_array().expect("cells");
     assert_eq!(cells.len(), 2, "{v:#}");
     for c in cells {
