@@ -231,15 +231,28 @@ impl TcpEngine {
     /// or a half-open request would refuse is first checked as the final
     /// ACK of a cookie SYN-ACK XDP sent on the 4-tuple.
     pub(super) fn handle(&mut self, now: Instant, src: IpAddr, dst: IpAddr, seg: &TcpRepr) {
-        if self.xdp_cookies && self.held_tuple_cookie_ack(now, src, dst, seg) {
-            return;
-        }
-        self.handle_plain(now, src, dst, seg);
+        self.dispatch(now, src, dst, seg, self.xdp_cookies);
     }
 
     /// [`handle`](Self::handle) without looking for the final ACK of a
     /// cookie SYN-ACK XDP sent on a 4-tuple the engine holds.
     pub(super) fn handle_plain(&mut self, now: Instant, src: IpAddr, dst: IpAddr, seg: &TcpRepr) {
+        self.dispatch(now, src, dst, seg, false);
+    }
+
+    /// [`handle`](Self::handle); `held_cookies`: check an ACK at a
+    /// half-open request or a TIME_WAIT entry as a cookie first
+    /// ([`held_tuple_cookie_ack`](Self::held_tuple_cookie_ack)), where the
+    /// 4-tuple is looked up anyway.
+    #[inline(always)]
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        seg: &TcpRepr,
+        held_cookies: bool,
+    ) {
         self.clock = self.clock.max(now);
         let tuple = FourTuple {
             local_addr: dst,
@@ -248,6 +261,12 @@ impl TcpEngine {
             remote_port: seg.src_port,
         };
         if let Some(&idx) = self.conns.get(&tuple) {
+            if held_cookies
+                && self.cookie_supersedes_request(idx, seg)
+                && self.held_tuple_cookie_ack(now, src, dst, &tuple, seg)
+            {
+                return;
+            }
             if self.accept_queue_refuses(idx, tuple, seg) {
                 return;
             }
@@ -260,6 +279,9 @@ impl TcpEngine {
         // costs one TIME_WAIT lookup, not two.
         let in_tw = self.tw.lookup(&tuple);
         if let Some(twi) = in_tw {
+            if held_cookies && self.held_tuple_cookie_ack(now, src, dst, &tuple, seg) {
+                return;
+            }
             match self.on_time_wait(now, twi, seg) {
                 None => return,
                 Some(isn) => iss = Some(isn),

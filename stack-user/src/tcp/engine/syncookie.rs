@@ -73,39 +73,26 @@ impl TcpEngine {
         self.cookie_ack_segment(now, src, dst, &seg, opts)
     }
 
-    /// A segment that may be the final ACK of a cookie SYN-ACK XDP sent on
-    /// a 4-tuple the engine holds ([`set_xdp_cookies`](Self::set_xdp_cookies)):
-    /// an ACK without SYN or RST, to a TIME_WAIT entry or a half-open
-    /// request it does not complete, that checks as a cookie (Linux
-    /// `cookie_v4_check`, here as [`check_cookie`](Self::check_cookie)).
-    /// Taken as [`on_cookie_ack`](Self::on_cookie_ack) takes one XDP
-    /// validated; returns whether it was. One hash, and only for such
-    /// segments: XDP sends a SYN on a held 4-tuple no cookie while cookies
-    /// are off, and the others are the connection's.
+    /// A segment on a 4-tuple the engine holds (a TIME_WAIT entry, or a
+    /// half-open request it does not complete: the caller has looked) that
+    /// may be the final ACK of a cookie SYN-ACK XDP sent there
+    /// ([`set_xdp_cookies`](Self::set_xdp_cookies)): an ACK without SYN or
+    /// RST that checks as a cookie (Linux `cookie_v4_check`, here as
+    /// [`check_cookie`](Self::check_cookie)) is taken as
+    /// [`on_cookie_ack`](Self::on_cookie_ack) takes one XDP validated.
+    /// Returns whether it was. One hash, and only for such segments.
     pub(super) fn held_tuple_cookie_ack(
         &mut self,
         now: Instant,
         src: IpAddr,
         dst: IpAddr,
+        tuple: &FourTuple,
         seg: &TcpRepr,
     ) -> bool {
         if seg.syn() || seg.rst() || seg.ack.is_none() {
             return false;
         }
-        let tuple = FourTuple {
-            local_addr: dst,
-            local_port: seg.dst_port,
-            remote_addr: src,
-            remote_port: seg.src_port,
-        };
-        let held = match self.conns.get(&tuple) {
-            Some(&idx) => self.cookie_supersedes_request(idx, seg),
-            None => self.tw.lookup(&tuple).is_some(),
-        };
-        if !held {
-            return false;
-        }
-        let Some(opts) = self.check_cookie(now, &tuple, seg) else {
+        let Some(opts) = self.check_cookie(now, tuple, seg) else {
             return false;
         };
         self.stats.syncookies_held_tuple += 1;
