@@ -508,6 +508,60 @@ fn a_client_reusing_time_wait_tuples_connects_through_xdp_syn_cookies() {
     let _ = std::fs::remove_file(json);
 }
 
+#[test]
+fn a_client_reusing_tuples_xstack_holds_in_time_wait_connects_through_xdp_syn_cookies() {
+    // The server closes first (`Connection: close`), so xstack holds each
+    // 4-tuple in TIME_WAIT; the client, the passive closer, keeps none and
+    // reuses its 10 ports at once. Every SYN gets an XDP cookie. On a
+    // reused 4-tuple XDP knows the flow and passes the final ACK on
+    // unchecked: the engine checks it at its TIME_WAIT entry and opens the
+    // new incarnation (RFC 6191, `syncookies_held_tuple`).
+    let tb = testbed('j', 1);
+    let t = &tb.testbed;
+    let serve = Serve::start(t, 80, &["--app", "http", "--syncookies", "always"]);
+    let json = tmp("twheld.json");
+    // Bounded: a connection stuck on a refused ACK waits out its 10 s
+    // `--timeout`, and the load is killed by its pid past 60 s.
+    let (v, _) = load_within(
+        &t.peer_ns,
+        &[
+            "--iface",
+            &t.peer_if,
+            "--ip",
+            "198.18.0.3",
+            "--ports",
+            "40000-40009",
+            "--target",
+            "198.18.0.2:80",
+            "--http",
+            "--close",
+            "server",
+            "--concurrency",
+            "5",
+            "--connections",
+            "200",
+            "--timeout",
+            "10",
+        ],
+        &json,
+        Duration::from_secs(60),
+    );
+    assert_no_errors(&v);
+    assert_eq!(counter(&v, "/connections"), 200, "{v:#}");
+    let ok = wait_until(Duration::from_secs(3), || {
+        counter(&serve.stats(), "/tcp/SyncookiesRecv") == 200
+    });
+    let s = serve.stats();
+    assert!(ok, "every connection through a cookie: {s:#}");
+    // The first connection on each of the 10 tuples is XDP's to check; the
+    // others met the server's TIME_WAIT entry of the one before.
+    assert!(counter(&s, "/engine/cookie_acks") >= 10, "{s:#}");
+    assert!(counter(&s, "/tcp/syncookies_held_tuple") >= 150, "{s:#}");
+    assert!(counter(&s, "/tcp/TWSynReopen") >= 150, "{s:#}");
+    assert_eq!(counter(&s, "/tcp/SyncookiesFailed"), 0, "{s:#}");
+    let _ = std::fs::remove_file(json);
+}
+
 /// Sums `field` over a load summary's `per_queue` entries.
 fn per_queue_sum(v: &Value, field: &str) -> u64 {
     v["per_queue"]
