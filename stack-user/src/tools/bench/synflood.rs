@@ -814,14 +814,14 @@ fn linux_setup(
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        rt.block_on(echo_server(f, stop, persistent))
+        rt.block_on(async move { echo_server(rows_listener(f)?, stop, persistent).await })
     });
     Ok(std::thread::spawn(move || join(h).and_then(|r| r)))
 }
 
-/// The Linux rows' server ([`linux_setup`]): accepts on port [`PORT`]
-/// until `stop`, each connection in a task of its own.
-async fn echo_server(f: Family, stop: Arc<AtomicBool>, persistent: bool) -> Result<()> {
+/// The Linux rows' listener: port [`PORT`] on every address of `f`, with
+/// [`SERVE_BACKLOG`].
+fn rows_listener(f: Family) -> std::io::Result<tokio::net::TcpListener> {
     let (sock, any): (_, SocketAddr) = match f {
         Family::V4 => (
             tokio::net::TcpSocket::new_v4()?,
@@ -834,7 +834,17 @@ async fn echo_server(f: Family, stop: Arc<AtomicBool>, persistent: bool) -> Resu
     };
     sock.set_reuseaddr(true)?;
     sock.bind(any)?;
-    let l = sock.listen(SERVE_BACKLOG as u32)?;
+    sock.listen(SERVE_BACKLOG as u32)
+}
+
+/// The Linux rows' server ([`linux_setup`]): accepts on `l` until `stop`,
+/// each connection in a task of its own, so a slow request holds up no
+/// other connection.
+async fn echo_server(
+    l: tokio::net::TcpListener,
+    stop: Arc<AtomicBool>,
+    persistent: bool,
+) -> Result<()> {
     while !stop.load(Ordering::Relaxed) {
         // Wakes at least every 50 ms to see `stop`.
         let Ok(accepted) = tokio::time::timeout(Duration::from_millis(50), l.accept()).await else {
@@ -2105,6 +2115,38 @@ mod tests {
         let w = stolen_rows(&[calm, stolen]).unwrap();
         assert!(w.ends_with(": Linux+syncookies ack 575467: 31%"), "{w}");
         assert_eq!(w.lines().count(), 1);
+    }
+
+    /// The bug it replaced: a server whose few threads each waited on one
+    /// connection's request let the accept queue fill behind a slow
+    /// client (and under a flood Linux then drops SYNs unanswered). Eight
+    /// connections that send nothing must not delay the ninth's echo.
+    #[tokio::test]
+    async fn the_linux_rows_server_echoes_at_once_behind_connections_that_send_nothing() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind((std::net::Ipv4Addr::LOCALHOST, 0).into())
+            .unwrap();
+        let l = sock.listen(SERVE_BACKLOG as u32).unwrap();
+        let at = l.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = tokio::spawn(echo_server(l, stop.clone(), false));
+        let mut idle = Vec::new();
+        for _ in 0..8 {
+            idle.push(tokio::net::TcpStream::connect(at).await.unwrap());
+        }
+        let t0 = std::time::Instant::now();
+        let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+        s.write_all(b"x").await.unwrap();
+        let mut b = [0u8; 1];
+        tokio::time::timeout(Duration::from_millis(300), s.read_exact(&mut b))
+            .await
+            .expect("echoed within 300 ms")
+            .unwrap();
+        assert_eq!(&b, b"x");
+        assert!(t0.elapsed() < Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        server.await.unwrap().unwrap();
     }
 
     #[test]
